@@ -1,0 +1,186 @@
+"""The edge agent's composition root: serial readers → SQLite → MQTT, in one owning thread.
+
+The main thread is the only one that touches SQLite and the MQTT client. Reader threads
+hand it records through a bounded queue; it commits them (one transaction per drain), then
+publishes pending outbox rows in batches, then deletes the rows the broker acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from edge import interpret
+from edge.config import EdgeConfig
+from edge.serial_link import FridgeReader, PortReader, ScannerReader
+from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
+from edge.uplink import Uplink
+from edge.wallclock import WallClock
+from xiaodian import __version__, payloads
+from xiaodian.payloads import Kind
+
+log = logging.getLogger(__name__)
+
+QUEUE_BOUND = 10_000
+DRAIN_MAX = 2_000  # records per transaction
+STATUS_EVERY_S = 5.0
+PRUNE_EVERY_S = 3600.0
+STALL_S = 60.0  # a reader silent for this long (not even a timeout) is reported stuck
+
+
+@dataclass
+class Cursor:
+    """Last (boot, seq) handed to the uplink for a stream in the current connection."""
+
+    boot: int = 0
+    seq: int = 0
+
+
+class Agent:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        clock: WallClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clock = clock or WallClock()
+        self.monotonic = monotonic
+        self.stop_event = threading.Event()
+        self.queue: queue.Queue[interpret.Item] = queue.Queue(maxsize=QUEUE_BOUND)
+        self.store = EdgeStore(config.edge.db_path)
+        self.uplink = Uplink(config.mqtt, config.edge.store_id, self.store.boot,
+                             config.device_ids, __version__, monotonic=monotonic)
+        self.readers: list[PortReader] = [
+            FridgeReader(f.id, f.port, f.baudrate, self.queue, self.stop_event, self.clock)
+            for f in config.fridges
+        ] + [
+            ScannerReader(s.id, s.port, s.baudrate, self.queue, self.stop_event, self.clock)
+            for s in config.scanners
+        ]
+        self.cursors: dict[tuple[Kind, str], Cursor] = {}
+        self.cursor_generation = -1
+        self.stored = 0
+        self.status: dict[str, dict[str, object]] = {}
+
+    # ------------------------------------------------------------ steps
+
+    def drain(self) -> int:
+        """Commit whatever the readers produced; device status goes to its own table."""
+        records: list[NewReading | NewEvent] = []
+        statuses: dict[str, dict[str, object]] = {}
+        while len(records) < DRAIN_MAX:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, interpret.DeviceStatus):
+                statuses.setdefault(item.device, {}).update(item.status)
+            else:
+                records.append(item)
+        if records:
+            self.stored += self.store.add(records)
+        for device, status in statuses.items():
+            self._merge_status(device, status)
+        return len(records)
+
+    def _merge_status(self, device: str, status: dict[str, object]) -> None:
+        wall, _ = self.clock.read()
+        merged = self.status.setdefault(device, {})
+        merged.update(status)
+        self.store.set_device_status(device, wall, merged)
+
+    def publish_pending(self) -> int:
+        """Publish outbox rows, oldest first, events before readings, while the window allows."""
+        if self.uplink.generation != self.cursor_generation:
+            # New connection: whatever was in flight may be lost; start from the oldest row.
+            self.cursors.clear()
+            self.cursor_generation = self.uplink.generation
+        sent = 0
+        for kind, device in self.store.pending_streams():
+            cursor = self.cursors.setdefault((kind, device), Cursor())
+            while self.uplink.can_publish():
+                batch = self.store.next_batch(kind, device, (cursor.boot, cursor.seq),
+                                              self.config.edge.max_batch)
+                if batch is None:
+                    break
+                body = payloads.batch_payload(kind, self.config.edge.store_id, device,
+                                              batch.boot, batch.records)
+                leaf = "telemetry" if kind == "readings" else "events"
+                if not self.uplink.publish(payloads.topic(self.config.edge.store_id, leaf),
+                                           body, batch.keys):
+                    return sent
+                cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
+                sent += 1
+        return sent
+
+    def acknowledge(self) -> int:
+        keys: list[RecordKey] = self.uplink.take_acked()
+        return self.store.acknowledge(keys) if keys else 0
+
+    def report_status(self) -> None:
+        now = self.monotonic()
+        for reader in self.readers:
+            stats = reader.stats()
+            stats["stalled"] = now - reader.alive_at > STALL_S
+            if stats["stalled"]:
+                log.error("%s: reader thread has not run for %.0f s", reader.device,
+                          now - reader.alive_at)
+            self._merge_status(reader.device, stats)
+        c = self.uplink.counters
+        self._merge_status("uplink", {"connected": self.uplink.connected, "connects": c.connects,
+                                      "published": c.published, "acked": c.acked,
+                                      "rejected": c.rejected, "last_error": c.last_error})
+
+    # ------------------------------------------------------------ running
+
+    def run(self, *, until: Callable[[], bool] = lambda: False) -> None:
+        log.info("edge agent for store %s, boot %d, database %s", self.config.edge.store_id,
+                 self.store.boot, self.store.path)
+        for reader in self.readers:
+            reader.start()
+        next_publish = next_status = next_prune = self.monotonic()
+        try:
+            while not self.stop_event.is_set() and not until():
+                self.uplink.poll(timeout=0.05)
+                self.drain()
+                self.acknowledge()
+                now = self.monotonic()
+                if now >= next_publish:
+                    self.publish_pending()
+                    next_publish = now + self.config.edge.publish_interval_s
+                if now >= next_status:
+                    self.report_status()
+                    next_status = now + STATUS_EVERY_S
+                if now >= next_prune:
+                    wall, _ = self.clock.read()
+                    self.store.prune(wall - self.config.edge.retain_days * 86400)
+                    next_prune = now + PRUNE_EVERY_S
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        for reader in self.readers:
+            reader.join(timeout=2.0)
+        self.drain()  # what the readers had already decoded is kept, not dropped
+        self.acknowledge()
+        self.uplink.close()
+        self.acknowledge()
+        self.store.close()
+        log.info("edge agent stopped")
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,90 @@
+"""Turn decoded serial frames and scanner lines into records for the edge store (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge.store import NewEvent, NewReading
+from firmware_bridge import codec
+
+# Frame message types that become events, with the payload fields we keep.
+_EVENT_TYPES = {"door", "compressor", "power", "defrost", "hello"}
+# Bound on a scan line: real barcodes (even GS1 DataMatrix) are far shorter.
+MAX_SCAN_LINE = 512
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """Link health of one device, kept as the latest value rather than as history."""
+
+    device: str
+    status: dict[str, Any]
+
+
+Item = NewReading | NewEvent | DeviceStatus
+
+
+def from_frame(
+    device: str, frame: codec.Frame, wall: float, synced: bool
+) -> tuple[list[Item], dict[str, Any] | None]:
+    """Records for one frame, and the decoded message (None if malformed for its type)."""
+    msg = codec.decode_message(frame.type, frame.payload)
+    if msg is None:
+        return [], None
+    kind = msg["type"]
+    if kind == "temp":
+        probes = [(int(i), str(s), None if c is None else float(c)) for i, s, c in msg["probes"]]
+        return [NewReading(device, frame.seq, int(msg["dev_ms"]), wall, synced, probes)], msg
+    if kind in _EVENT_TYPES:
+        data = {k: v for k, v in msg.items() if k not in ("type", "dev_ms")}
+        dev_ms = msg.get("dev_ms")
+        return [NewEvent(device, kind, frame.seq, None if dev_ms is None else int(dev_ms),
+                         wall, synced, data)], msg
+    if kind == "heartbeat":
+        status = {k: v for k, v in msg.items() if k != "type"}
+        return [DeviceStatus(device, {"heartbeat": status, "heartbeat_wall": wall})], msg
+    return [], msg
+
+
+def link_event(device: str, state: str, wall: float, synced: bool, **data: Any) -> NewEvent:
+    """The agent's own view of a serial link: up, down (with the error)."""
+    return NewEvent(device, "link", None, None, wall, synced, {"state": state, **data})
+
+
+class LineSplitter:
+    """Split a scanner's byte stream into lines at CR, LF or CR LF, bounding line length."""
+
+    def __init__(self, max_line: int = MAX_SCAN_LINE) -> None:
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._skipping = False
+        self.overlong = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        for b in data:
+            if b in (0x0D, 0x0A):
+                if self._buf and not self._skipping:
+                    lines.append(bytes(self._buf))
+                self._buf.clear()
+                self._skipping = False
+            elif not self._skipping:
+                self._buf.append(b)
+                if len(self._buf) > self.max_line:
+                    self.overlong += 1
+                    self._buf.clear()
+                    self._skipping = True
+        return lines
+
+
+def from_scan_line(device: str, raw: bytes, wall: float, synced: bool) -> NewEvent:
+    """A scan as an event: AIM symbology identifier split off; meaning comes later (issue 6)."""
+    text = raw.decode("utf-8", errors="replace")
+    data: dict[str, Any] = {"line": text}
+    if len(text) >= 3 and text[0] == "]":
+        data["symbology"] = text[1:3]
+        data["data"] = text[3:]
+    else:
+        data["error"] = "no AIM symbology identifier"
+    return NewEvent(device, "scan", None, None, wall, synced, data)

@@ -1,0 +1,176 @@
+"""Serial ports of the terminal: one reader thread per port, reopened forever when they vanish.
+
+A reader only decodes and hands records to the agent's queue; the agent's main thread is
+the only writer to SQLite. The queue is bounded: if the agent falls behind, the reader
+blocks and the bytes wait in the operating system's serial buffer instead of in our memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from edge import interpret
+from edge.wallclock import WallClock
+from firmware_bridge import codec
+from xiaodian.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.2
+# Re-ask for HELLO if the device has not introduced itself by then.
+HELLO_RETRY_S = 2.0
+# How long to wait after blocking on a full queue before checking for stop.
+PUT_TIMEOUT_S = 0.5
+
+
+class PortReader(threading.Thread):
+    """Owns one serial port: open, read, decode, enqueue; on any error close and retry."""
+
+    def __init__(
+        self,
+        device: str,
+        port: Path,
+        baudrate: int,
+        out: queue.Queue[interpret.Item],
+        stop: threading.Event,
+        clock: WallClock,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(name=f"serial-{device}", daemon=True)
+        self.device = device
+        self.port = port
+        self.baudrate = baudrate
+        self.out = out
+        self.stop_event = stop
+        self.clock = clock
+        self.backoff = backoff or Backoff(0.2, 10.0)
+        self.reconnects = 0
+        self.last_error = ""
+        self.alive_at = time.monotonic()  # for the agent's watchdog
+
+    # Subclasses turn bytes into records.
+    def on_open(self, ser: serial.Serial) -> None:
+        pass
+
+    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+        raise NotImplementedError
+
+    def on_idle(self, ser: serial.Serial) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {"reconnects": self.reconnects, "last_error": self.last_error}
+
+    def emit(self, item: interpret.Item) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.out.put(item, timeout=PUT_TIMEOUT_S)
+                return
+            except queue.Full:
+                self.alive_at = time.monotonic()
+
+    def run(self) -> None:
+        up = False
+        while not self.stop_event.is_set():
+            self.alive_at = time.monotonic()
+            try:
+                with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S) as ser:
+                    log.info("%s: opened %s", self.device, self.port)
+                    wall, synced = self.clock.read()
+                    self.emit(interpret.link_event(self.device, "up", wall, synced,
+                                                   port=str(self.port), reconnects=self.reconnects))
+                    up = True
+                    self.backoff.reset()
+                    self.on_open(ser)
+                    while not self.stop_event.is_set():
+                        self.alive_at = time.monotonic()
+                        data = ser.read(4096)
+                        if data:
+                            self.on_bytes(data, ser)
+                        else:
+                            self.on_idle(ser)
+            except (serial.SerialException, OSError) as exc:
+                self.last_error = str(exc)
+                if up:
+                    wall, synced = self.clock.read()
+                    log.warning("%s: port %s lost: %s", self.device, self.port, exc)
+                    self.emit(interpret.link_event(self.device, "down", wall, synced,
+                                                   error=str(exc)))
+                    up = False
+                else:
+                    log.debug("%s: cannot open %s: %s", self.device, self.port, exc)
+                self.reconnects += 1
+                self.stop_event.wait(self.backoff.next_delay())
+
+
+class FridgeReader(PortReader):
+    """A fridge controller speaking the framed protocol."""
+
+    def __init__(self, *args: Any, monotonic: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoder = codec.FrameDecoder()
+        self.monotonic = monotonic
+        self.host_seq = 0
+        self.hello: dict[str, Any] | None = None
+        self.hello_asked_at = 0.0
+        self.bad_messages = 0
+
+    def _ask_hello(self, ser: serial.Serial) -> None:
+        self.host_seq = (self.host_seq + 1) & 0xFFFF
+        # A leading delimiter flushes any half frame the device may hold from before.
+        ser.write(b"\x00" + codec.encode_frame(codec.GET_HELLO, self.host_seq, b"",
+                                               codec.ACK_REQUESTED))
+        self.hello_asked_at = self.monotonic()
+
+    def on_open(self, ser: serial.Serial) -> None:
+        self.hello = None
+        self._ask_hello(ser)
+
+    def on_idle(self, ser: serial.Serial) -> None:
+        if self.hello is None and self.monotonic() - self.hello_asked_at > HELLO_RETRY_S:
+            self._ask_hello(ser)
+
+    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+        wall, synced = self.clock.read()
+        for frame in self.decoder.feed(data):
+            items, msg = interpret.from_frame(self.device, frame, wall, synced)
+            if msg is None:
+                self.bad_messages += 1
+                continue
+            if msg["type"] == "hello":
+                self.hello = msg
+            for item in items:
+                self.emit(item)
+        self.on_idle(ser)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), **self.decoder.stats(), "bad_messages": self.bad_messages,
+                "hello": self.hello}
+
+
+class ScannerReader(PortReader):
+    """A barcode scanner in serial mode: AIM-prefixed lines ending in CR/LF."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.splitter = interpret.LineSplitter()
+        self.lines = 0
+
+    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+        wall, synced = self.clock.read()
+        for line in self.splitter.feed(data):
+            self.lines += 1
+            self.emit(interpret.from_scan_line(self.device, line, wall, synced))
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "lines": self.lines, "overlong": self.splitter.overlong}

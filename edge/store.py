@@ -1,0 +1,293 @@
+"""The edge agent's SQLite file: readings, events and the outbox that feeds the uplink.
+
+A record is written here, with its outbox row, in one transaction before anything else
+happens to it. The outbox row is deleted only when the broker has acknowledged the message
+that carried it (PUBACK), so a crash or an outage at any moment loses nothing: at start-up
+the pending rows are simply published again, and the cloud drops the duplicates by id.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xiaodian.payloads import Kind
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS readings (
+    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    fseq INTEGER NOT NULL, dev_ms INTEGER NOT NULL, wall REAL NOT NULL,
+    synced INTEGER NOT NULL, probes TEXT NOT NULL,
+    PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, fseq INTEGER, dev_ms INTEGER, wall REAL NOT NULL,
+    synced INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    kind TEXT NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (kind, device, boot, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_status (
+    device TEXT PRIMARY KEY, updated_wall REAL NOT NULL, status TEXT NOT NULL
+);
+"""
+
+# Events go out before routine readings when both are waiting.
+KIND_ORDER: tuple[Kind, ...] = ("events", "readings")
+
+
+@dataclass(frozen=True)
+class NewReading:
+    device: str
+    fseq: int
+    dev_ms: int
+    wall: float
+    synced: bool
+    probes: list[tuple[int, str, float | None]]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    device: str
+    type: str
+    fseq: int | None
+    dev_ms: int | None
+    wall: float
+    synced: bool
+    data: dict[str, Any]
+
+
+RecordKey = tuple[Kind, str, int, int]  # (kind, device, boot, seq)
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    kind: Kind
+    device: str
+    boot: int
+    records: list[dict[str, Any]]
+
+    @property
+    def keys(self) -> list[RecordKey]:
+        return [(self.kind, self.device, self.boot, r["seq"]) for r in self.records]
+
+
+class EdgeStore:
+    """The agent's handle (one per process); `open_readonly` for tools that only look."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch of frames is
+        # exactly one transaction.
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives a power cut of the terminal, not just a crash of the agent.
+        # In WAL mode that is one fsync per commit, and we commit once per batch of frames.
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self.boot = self._next_boot()
+        self._next_seq: dict[tuple[Kind, str], int] = {}
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> EdgeStore:
+        if not path.exists():
+            raise FileNotFoundError(f"no edge database at {path}")
+        store = cls.__new__(cls)
+        store.path = path
+        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        store.db.execute("PRAGMA busy_timeout=5000")
+        store.boot = 0
+        store._next_seq = {}
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _next_boot(self) -> int:
+        """Every start of the agent is a new boot, so (device, boot, seq) never repeats."""
+        with self._tx():
+            row = self.db.execute("SELECT value FROM meta WHERE key='boot'").fetchone()
+            boot = int(row[0]) + 1 if row else 1
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES('boot', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(boot),),
+            )
+        return boot
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def _seq(self, kind: Kind, device: str) -> int:
+        seq = self._next_seq.get((kind, device), 1)
+        self._next_seq[(kind, device)] = seq + 1
+        return seq
+
+    # ------------------------------------------------------------ writing
+
+    def add(self, items: Iterable[NewReading | NewEvent]) -> int:
+        """Store records and their outbox rows in one transaction; returns how many."""
+        count = 0
+        with self._tx():
+            for item in items:
+                if isinstance(item, NewReading):
+                    seq = self._seq("readings", item.device)
+                    self.db.execute(
+                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)",
+                        (item.device, self.boot, seq, item.fseq, item.dev_ms, item.wall,
+                         int(item.synced), json.dumps(item.probes)),
+                    )
+                    kind: Kind = "readings"
+                else:
+                    seq = self._seq("events", item.device)
+                    self.db.execute(
+                        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                        (item.device, self.boot, seq, item.type, item.fseq, item.dev_ms,
+                         item.wall, int(item.synced), json.dumps(item.data, sort_keys=True)),
+                    )
+                    kind = "events"
+                self.db.execute(
+                    "INSERT INTO outbox VALUES (?,?,?,?)", (kind, item.device, self.boot, seq)
+                )
+                count += 1
+        return count
+
+    def acknowledge(self, keys: Iterable[RecordKey]) -> int:
+        """The broker has the records: drop them from the outbox (the history stays)."""
+        with self._tx():
+            cur = self.db.executemany(
+                "DELETE FROM outbox WHERE kind=? AND device=? AND boot=? AND seq=?", keys
+            )
+        return cur.rowcount
+
+    def set_device_status(self, device: str, wall: float, status: dict[str, Any]) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO device_status VALUES (?,?,?) ON CONFLICT(device) DO UPDATE "
+                "SET updated_wall=excluded.updated_wall, status=excluded.status",
+                (device, wall, json.dumps(status, sort_keys=True)),
+            )
+
+    def prune(self, older_than_wall: float) -> int:
+        """Drop acknowledged history older than the retention window."""
+        removed = 0
+        with self._tx():
+            for table, kind in (("readings", "readings"), ("events", "events")):
+                cur = self.db.execute(
+                    f"DELETE FROM {table} WHERE wall < ? AND NOT EXISTS ("  # noqa: S608 fixed names
+                    "SELECT 1 FROM outbox o WHERE o.kind=? AND o.device="
+                    f"{table}.device AND o.boot={table}.boot AND o.seq={table}.seq)",
+                    (older_than_wall, kind),
+                )
+                removed += cur.rowcount
+        return removed
+
+    # ------------------------------------------------------------ reading
+
+    def pending_streams(self) -> list[tuple[Kind, str]]:
+        rows = self.db.execute("SELECT DISTINCT kind, device FROM outbox").fetchall()
+        order = {k: i for i, k in enumerate(KIND_ORDER)}
+        return sorted(((r[0], r[1]) for r in rows), key=lambda s: (order[s[0]], s[1]))
+
+    def next_batch(
+        self, kind: Kind, device: str, after: tuple[int, int], limit: int
+    ) -> PendingBatch | None:
+        """The oldest pending records of one stream after `after` = (boot, seq), one boot only."""
+        if kind == "readings":
+            sql = (
+                "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes "
+                "FROM outbox o JOIN readings r ON r.device=o.device AND r.boot=o.boot "
+                "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? AND (o.boot, o.seq) > (?, ?) "
+                "ORDER BY o.boot, o.seq LIMIT ?"
+            )
+        else:
+            sql = (
+                "SELECT e.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall, e.synced, e.data "
+                "FROM outbox o JOIN events e ON e.device=o.device AND e.boot=o.boot "
+                "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? AND (o.boot, o.seq) > (?, ?) "
+                "ORDER BY o.boot, o.seq LIMIT ?"
+            )
+        rows = self.db.execute(sql, (device, after[0], after[1], limit)).fetchall()
+        if not rows:
+            return None
+        boot = rows[0][0]
+        records: list[dict[str, Any]] = []
+        for row in rows:
+            if row[0] != boot:
+                break
+            if kind == "readings":
+                records.append({"seq": row[1], "fseq": row[2], "dev_ms": row[3], "wall": row[4],
+                                "synced": bool(row[5]), "probes": json.loads(row[6])})
+            else:
+                records.append({"seq": row[1], "type": row[2], "fseq": row[3], "dev_ms": row[4],
+                                "wall": row[5], "synced": bool(row[6]), "data": json.loads(row[7])})
+        return PendingBatch(kind, device, boot, records)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per device: records stored and still pending in the outbox, by kind."""
+        out: dict[str, dict[str, int]] = {}
+        for table in ("readings", "events"):
+            for device, n in self.db.execute(
+                f"SELECT device, count(*) FROM {table} GROUP BY device"  # noqa: S608 fixed names
+            ):
+                out.setdefault(device, {})[f"{table}_stored"] = n
+        for kind, device, n in self.db.execute(
+            "SELECT kind, device, count(*) FROM outbox GROUP BY kind, device"
+        ):
+            out.setdefault(device, {})[f"{kind}_pending"] = n
+        return out
+
+    def latest(self, device: str) -> dict[str, Any]:
+        """What the kiosk and the demo show for one fridge."""
+        result: dict[str, Any] = {}
+        row = self.db.execute(
+            "SELECT dev_ms, wall, probes FROM readings WHERE device=? "
+            "ORDER BY boot DESC, seq DESC LIMIT 1",
+            (device,),
+        ).fetchone()
+        if row:
+            result["reading"] = {"dev_ms": row[0], "wall": row[1], "probes": json.loads(row[2])}
+        for type_ in ("door", "compressor", "defrost", "power", "link"):
+            ev = self.db.execute(
+                "SELECT data, dev_ms, wall FROM events WHERE device=? AND type=? "
+                "ORDER BY boot DESC, seq DESC LIMIT 1",
+                (device, type_),
+            ).fetchone()
+            if ev:
+                result[type_] = json.loads(ev[0])
+        st = self.db.execute("SELECT status FROM device_status WHERE device=?", (device,)).fetchone()
+        if st:
+            result["link"] = {**result.get("link", {}), **json.loads(st[0])}
+        return result
+
+    def iter_readings(self, device: str) -> Iterator[tuple[int, int, int, int, str]]:
+        """(boot, seq, fseq, dev_ms, probes JSON) of one device, in order."""
+        yield from self.db.execute(
+            "SELECT boot, seq, fseq, dev_ms, probes FROM readings WHERE device=? ORDER BY boot, seq",
+            (device,),
+        )
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")

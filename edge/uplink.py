@@ -1,0 +1,210 @@
+"""The store's MQTT session to the broker, driven from the agent's one thread.
+
+"Reconnect outside, session inside": every connection attempt gets a fresh paho client, so
+no message paho buffered for a dead connection is sent twice behind our back; what was not
+acknowledged is still in the outbox and is published again from there. The session itself
+is persistent (clean_start=False plus a Session Expiry Interval) so orders and commands the
+cloud sends while the store is offline wait at the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.store import RecordKey
+from xiaodian import payloads
+from xiaodian.backoff import Backoff
+from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a store may be offline for a week and still get its orders
+
+
+@dataclass
+class UplinkCounters:
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    published: int = 0
+    acked: int = 0
+    rejected: int = 0
+    last_error: str = ""
+    session_present: bool = False
+
+
+class Uplink:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        store: str,
+        boot: int,
+        devices: list[str],
+        agent_version: str,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.boot = boot
+        self.devices = devices
+        self.agent_version = agent_version
+        self.wall = wall
+        self.monotonic = monotonic
+        self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
+        self.client: mqtt.Client | None = None
+        self.connected = False
+        self.next_attempt = 0.0
+        self.inflight: dict[int, list[RecordKey]] = {}
+        self.acked: list[RecordKey] = []
+        self.counters = UplinkCounters()
+        # Set when a connection ends so the agent republishes pending rows from the start.
+        self.generation = 0
+
+    # ------------------------------------------------------------ connection
+
+    def _state(self, online: bool) -> bytes:
+        return payloads.state_payload(self.store, online, self.boot, self.wall(),
+                                      self.agent_version, self.devices)
+
+    def _connect(self) -> None:
+        client = new_client(self.settings, self.store)
+        client.connect_timeout = 5.0
+        client.will_set(payloads.topic(self.store, "state"), self._state(False), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client = client
+        try:
+            client.connect(self.settings.host, self.settings.port, self.settings.keepalive,
+                           clean_start=False, properties=props)
+        except ssl.SSLError as exc:
+            self._failed(describe_tls_error(exc))
+        except OSError as exc:
+            self._failed(f"cannot reach broker {self.settings.host}:{self.settings.port}: {exc}")
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.counters.last_error:
+            log.warning("uplink: %s", reason)
+        self.counters.last_error = reason
+        self.counters.connect_failures += 1
+        self._drop_client()
+
+    def _drop_client(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.disconnect()
+            except (OSError, ValueError):
+                pass  # already gone; we only want the socket closed
+        self.client = None
+        self.connected = False
+        self.inflight.clear()
+        self.generation += 1
+        self.next_attempt = self.monotonic() + self.backoff.next_delay()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            self._failed(f"broker refused the connection: {reason}")
+            return
+        self.connected = True
+        self.backoff.reset()
+        self.counters.connects += 1
+        self.counters.session_present = bool(flags.session_present)
+        self.counters.last_error = ""
+        log.info("uplink: connected to %s:%s (session present: %s)", self.settings.host,
+                 self.settings.port, flags.session_present)
+        client.publish(payloads.topic(self.store, "state"), self._state(True), qos=1, retain=True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        if client is not self.client:
+            return
+        self.counters.disconnects += 1
+        log.warning("uplink: disconnected: %s", reason)
+        self.counters.last_error = f"disconnected: {reason}"
+        self._drop_client()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        keys = self.inflight.pop(mid, None)
+        if keys is None:  # the birth message, or a message of an earlier connection
+            return
+        if reason.is_failure:
+            # The broker refused it (e.g. not authorised): keep the rows, say so loudly.
+            self.counters.rejected += 1
+            self.counters.last_error = f"publish refused: {reason}"
+            log.error("uplink: broker refused a message: %s", reason)
+            return
+        self.counters.acked += 1
+        self.acked.extend(keys)
+
+    # ------------------------------------------------------------ driving
+
+    def poll(self, timeout: float) -> None:
+        """Run the network for up to `timeout` seconds, connecting when it is time."""
+        if self.client is None:
+            if self.monotonic() >= self.next_attempt:
+                self._connect()
+            if self.client is None:
+                time.sleep(min(timeout, max(0.0, self.next_attempt - self.monotonic())))
+                return
+        assert self.client is not None
+        try:
+            rc = self.client.loop(timeout=timeout)
+        except ssl.SSLError as exc:
+            self._failed(describe_tls_error(exc))
+            return
+        except OSError as exc:
+            self._failed(f"network error: {exc}")
+            return
+        if rc != mqtt.MQTT_ERR_SUCCESS and self.client is not None:
+            self._failed(f"connection lost ({mqtt.error_string(rc)})")
+
+    def can_publish(self) -> bool:
+        return self.connected and len(self.inflight) < self.settings.max_inflight
+
+    def publish(self, topic: str, payload: bytes, keys: list[RecordKey]) -> bool:
+        """Hand one message to paho; False (rows stay pending) when it cannot take it now."""
+        if not self.can_publish() or self.client is None:
+            return False
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # MQTT_ERR_QUEUE_SIZE is back-pressure; the rows simply stay in SQLite.
+            return False
+        self.inflight[info.mid] = keys
+        self.counters.published += 1
+        return True
+
+    def take_acked(self) -> list[RecordKey]:
+        acked, self.acked = self.acked, []
+        return acked
+
+    def close(self) -> None:
+        """Disconnect cleanly: the broker then does not publish our Will (death) message, so
+        we publish an explicit offline state first."""
+        client, connected = self.client, self.connected
+        # Detach first: callbacks fired by the disconnect below then see a foreign client.
+        self.client = None
+        self.connected = False
+        if client is not None and connected:
+            info = client.publish(payloads.topic(self.store, "state"), self._state(False),
+                                  qos=1, retain=True)
+            deadline = self.monotonic() + 2.0
+            while not info.is_published() and self.monotonic() < deadline:
+                client.loop(timeout=0.1)
+            client.disconnect()
+            client.loop(timeout=0.1)

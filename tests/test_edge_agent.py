@@ -1,0 +1,208 @@
+"""The edge agent against a real Mosquitto and a pseudo-terminal written by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.agent import Agent
+from edge.config import EdgeConfig, EdgeSettings, FridgePort
+from edge.store import EdgeStore
+from firmware_bridge import codec
+from xiaodian.broker import Broker
+from xiaodian.mqtt import MqttSettings
+
+STORE = "store-001"
+
+
+class FakeFridge:
+    """The device end of a pty: the test writes frames (and garbage) as a controller would."""
+
+    def __init__(self, link: Path) -> None:
+        self.master, slave = os.openpty()
+        self.slave_path = os.ttyname(slave)
+        os.close(slave)
+        link.symlink_to(self.slave_path)
+        self.seq = 0
+        self.sent: list[int] = []  # dev_ms of every TEMP written
+
+    def temp(self, dev_ms: int, celsius: float) -> None:
+        self.seq = (self.seq + 1) & 0xFFFF
+        payload = codec.pack_temp(dev_ms, [(0, "ok", celsius), (1, "ok", celsius + 0.5)])
+        os.write(self.master, codec.encode_frame(codec.TEMP, self.seq, payload))
+        self.sent.append(dev_ms)
+
+    def garbage(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def drain_host_bytes(self) -> None:
+        os.set_blocking(self.master, False)
+        try:
+            while os.read(self.master, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        os.close(self.master)
+
+
+class RunningAgent:
+    def __init__(self, config: EdgeConfig) -> None:
+        self.agent = Agent(config)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.agent.run,
+                                       kwargs={"until": self.done.is_set}, daemon=True)
+
+    def __enter__(self) -> Agent:
+        self.thread.start()
+        return self.agent
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "agent did not stop"
+
+
+def _config(tmp_path: Path, mqtt: MqttSettings, link: Path) -> EdgeConfig:
+    return EdgeConfig(
+        edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1),
+        mqtt=mqtt,
+        fridges=(FridgePort("fridge-1", link),),
+    )
+
+
+@pytest.fixture
+def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
+    dev = FakeFridge(tmp_path / "fridge-1")
+    yield dev
+    dev.close()
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _received_dev_ms(messages: list) -> list[int]:  # type: ignore[type-arg]
+    out = []
+    for m in messages:
+        body = json.loads(m.payload)
+        out.extend(r["dev_ms"] for r in body["records"])
+    return out
+
+
+def _counts(agent: Agent) -> dict[str, dict[str, int]]:
+    """Read through a connection of our own: the agent's belongs to its thread."""
+    store = EdgeStore.open_readonly(agent.config.edge.db_path)
+    try:
+        return store.counts()
+    finally:
+        store.close()
+
+
+def _pending(agent: Agent) -> int:
+    return _counts(agent).get("fridge-1", {}).get("readings_pending", 0)
+
+
+def _stored(agent: Agent) -> int:
+    return _counts(agent).get("fridge-1", {}).get("readings_stored", 0)
+
+
+def _reader_up(agent: Agent) -> bool:
+    store = EdgeStore.open_readonly(agent.config.edge.db_path)
+    try:
+        rows = store.db.execute("SELECT data FROM events WHERE type='link'").fetchall()
+    finally:
+        store.close()
+    return any(json.loads(r[0])["state"] == "up" for r in rows)
+
+
+def test_readings_reach_the_broker_batched_and_garbage_is_counted(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], collect: Callable[..., object],
+    fridge: FakeFridge,
+) -> None:
+    sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+    state = collect("cloud-gateway", f"xd/v1/{STORE}/state")
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        for i in range(10):
+            fridge.temp(i * 10_000, 3.0 + i / 16)
+        # Line noise: random bytes, a frame with a flipped bit, a frame cut short.
+        fridge.garbage(b"\x13\x37\xff\xfe\x00")
+        bad = bytearray(codec.encode_frame(codec.TEMP, 99, codec.pack_temp(1, [(0, "ok", 1.0)])))
+        bad[5] ^= 0x10
+        fridge.garbage(bytes(bad))
+        fridge.garbage(codec.encode_frame(codec.TEMP, 99, codec.pack_temp(1, [(0, "ok", 1.0)]))[:7])
+        fridge.garbage(b"\x00")
+        for i in range(10, 20):
+            fridge.temp(i * 10_000, 3.0 + i / 16)
+        _wait(lambda: sorted(_received_dev_ms(sub.messages)) == fridge.sent,  # type: ignore[attr-defined]
+              10, "all 20 readings at the broker")
+        _wait(lambda: _pending(agent) == 0, 5,
+              "outbox emptied by PUBACKs")
+        stats = agent.readers[0].stats()
+        assert stats["crc_errors"] + stats["cobs_errors"] + stats["length_errors"] >= 2
+        assert stats["frames_ok"] >= 20
+    # Batched: far fewer messages than readings, each naming store, device and boot.
+    messages = sub.messages  # type: ignore[attr-defined]
+    assert len(messages) < 20
+    first = json.loads(messages[0].payload)
+    assert (first["store"], first["device"], first["boot"]) == (STORE, "fridge-1", 1)
+    births = [json.loads(m.payload) for m in state.messages]  # type: ignore[attr-defined]
+    assert births[0]["online"] is True and births[-1]["online"] is False  # clean stop says so
+
+
+def test_outage_of_the_broker_loses_nothing(
+    tmp_path: Path, broker: Broker, mqtt_settings: Callable[[str], MqttSettings],
+    collect: Callable[..., object], fridge: FakeFridge,
+) -> None:
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        for i in range(5):
+            fridge.temp(i * 10_000, 3.0)
+        _wait(lambda: _pending(agent) == 0
+              and _stored(agent) == 5, 10, "first five acked")
+        broker.stop()
+        for i in range(5, 15):
+            fridge.temp(i * 10_000, 4.0)
+        _wait(lambda: _stored(agent) == 15, 10,
+              "readings stored during the outage")
+        assert _pending(agent) == 10
+        broker.start()
+        sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+        _wait(lambda: _pending(agent) == 0, 30,
+              "backlog drained after the broker came back")
+        got = _received_dev_ms(sub.messages)  # type: ignore[attr-defined]
+        assert set(range(50_000, 150_000, 10_000)) <= set(got)
+        assert agent.uplink.counters.connects >= 2
+
+
+def test_bad_config_names_the_key_and_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "edge.toml"
+    bad.write_text('[edge]\nstore_id = "store-001"\ndata_dir = "d"\npublish_interval_s = "fast"\n'
+                   '[mqtt]\nhost = "127.0.0.1"\nport = 8883\n'
+                   '[mqtt.tls]\nca = "ca.crt"\ncert = "c.crt"\nkey = "c.key"\n')
+    proc = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "run", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr
+    assert "edge.publish_interval_s" in proc.stderr
+    missing = tmp_path / "missing.toml"
+    proc = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "run", "--config",
+                           str(missing)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no such file" in proc.stderr

@@ -1,0 +1,74 @@
+"""The edge outbox: records and outbox rows written together, deleted only on acknowledgement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.store import EdgeStore, NewEvent, NewReading
+
+
+def _reading(device: str, dev_ms: int) -> NewReading:
+    return NewReading(device, fseq=dev_ms // 1000, dev_ms=dev_ms, wall=1.7e9 + dev_ms / 1000,
+                      synced=True, probes=[(0, "ok", 3.0625), (1, "ok", 3.5)])
+
+
+def test_boot_number_increases_with_every_open(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    boots = []
+    for _ in range(3):
+        store = EdgeStore(db)
+        boots.append(store.boot)
+        store.close()
+    assert boots == [1, 2, 3]
+
+
+def test_batches_follow_sequence_and_stay_until_acknowledged(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add(_reading("fridge-1", ms) for ms in range(0, 50_000, 10_000))
+    first = store.next_batch("readings", "fridge-1", (0, 0), limit=3)
+    assert first is not None
+    assert [r["seq"] for r in first.records] == [1, 2, 3]
+    assert first.records[0]["probes"] == [[0, "ok", 3.0625], [1, "ok", 3.5]]
+    # Nothing acknowledged yet: the same rows are offered again from the start.
+    again = store.next_batch("readings", "fridge-1", (0, 0), limit=3)
+    assert again == first
+    rest = store.next_batch("readings", "fridge-1", (first.boot, 3), limit=10)
+    assert rest is not None and [r["seq"] for r in rest.records] == [4, 5]
+    assert store.acknowledge(first.keys) == 3
+    after = store.next_batch("readings", "fridge-1", (0, 0), limit=10)
+    assert after is not None and [r["seq"] for r in after.records] == [4, 5]
+    assert store.counts()["fridge-1"] == {"readings_stored": 5, "readings_pending": 2}
+
+
+def test_pending_rows_survive_a_restart_and_batches_never_mix_boots(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    store.add([_reading("fridge-1", 0), _reading("fridge-1", 10_000)])
+    store.close()
+    store = EdgeStore(db)  # boot 2
+    store.add([_reading("fridge-1", 20_000)])
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=10)
+    assert batch is not None and batch.boot == 1 and len(batch.records) == 2
+    nxt = store.next_batch("readings", "fridge-1", (1, 2), limit=10)
+    assert nxt is not None and nxt.boot == 2 and [r["seq"] for r in nxt.records] == [1]
+
+
+def test_events_are_offered_before_readings(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add([_reading("fridge-1", 0),
+               NewEvent("fridge-1", "door", 7, 5_000, 1.7e9, False, {"open": True})])
+    assert store.pending_streams() == [("events", "fridge-1"), ("readings", "fridge-1")]
+    ev = store.next_batch("events", "fridge-1", (0, 0), limit=10)
+    assert ev is not None
+    assert ev.records == [{"seq": 1, "type": "door", "fseq": 7, "dev_ms": 5_000,
+                           "wall": 1.7e9, "synced": False, "data": {"open": True}}]
+
+
+def test_prune_keeps_unacknowledged_history(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add([_reading("fridge-1", 0), _reading("fridge-1", 10_000)])
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=1)
+    assert batch is not None
+    store.acknowledge(batch.keys)
+    assert store.prune(older_than_wall=2e9) == 1  # only the acknowledged one goes
+    assert store.counts()["fridge-1"] == {"readings_stored": 1, "readings_pending": 1}

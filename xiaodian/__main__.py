@@ -1,0 +1,5 @@
+import sys
+
+from xiaodian.cli import main
+
+sys.exit(main())

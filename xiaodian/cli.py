@@ -1,0 +1,55 @@
+"""The `xiaodian` command: each package registers its own subcommands here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from xiaodian.config import ConfigError
+
+# Each module has `register(subparsers)` adding its commands; a command's handler is stored
+# as `func` on the parsed namespace and returns the process exit code.
+COMMAND_MODULES = (
+    "xiaodian.demo_cli",
+    "edge.cli",
+    "cloud_gateway.cli",
+    "hw_sim.cli",
+    "firmware_bridge.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xiaodian",
+        description="Fresh-food programme for convenience stores: simulator, edge agent, cloud.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"xiaodian: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""MQTT connection settings shared by the edge agent and the cloud gateway.
+
+TLS with server verification is the only transport. There is no plaintext fallback: a
+client that cannot verify the broker does not connect, and says why.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca: Path  # CA that signed the broker's certificate (pinned, not the system store)
+    cert: Path  # this client's certificate; its CN is the store id or service name
+    key: Path
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int
+    tls: TlsSettings
+    keepalive: int = 30
+    # Keep at or below the broker's Receive Maximum (Mosquitto: 20); paho does not honour it.
+    max_inflight: int = 20
+    # Bound paho's in-memory queue: past it publish() returns MQTT_ERR_QUEUE_SIZE and the
+    # rows stay in SQLite.
+    max_queued: int = 100
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port: must be between 1 and 65535")
+        if self.keepalive < 5:
+            raise ValueError("keepalive: must be at least 5 seconds")
+        if not 1 <= self.max_inflight <= 65535:
+            raise ValueError("max_inflight: must be between 1 and 65535")
+        if self.reconnect_min_s <= 0 or self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s: must be >= reconnect_min_s > 0")
+
+
+def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client for MQTT 5 over verified TLS, not yet connected."""
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    for p in (settings.tls.ca, settings.tls.cert, settings.tls.key):
+        if not p.is_file():
+            raise FileNotFoundError(f"TLS file not found: {p}")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.tls.ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(settings.tls.cert), str(settings.tls.key))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    client.tls_set_context(ctx)
+    client.max_inflight_messages_set(settings.max_inflight)
+    client.max_queued_messages_set(settings.max_queued)
+    return client
+
+
+def describe_tls_error(exc: BaseException) -> str:
+    """Turn an ssl failure into the cause a technician can act on."""
+    text = str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or text
+        if "expired" in reason:
+            return f"broker certificate expired ({reason})"
+        if "Hostname mismatch" in reason or "IP address mismatch" in reason:
+            return f"broker certificate does not match the host name ({reason})"
+        if "unable to get local issuer" in reason or "self-signed" in reason:
+            return f"broker certificate not signed by the configured CA ({reason})"
+        if "revoked" in reason:
+            return f"broker certificate revoked ({reason})"
+        return f"broker certificate rejected ({reason})"
+    if "certificate revoked" in text:
+        return f"our client certificate was revoked ({text})"
+    if "unknown ca" in text:
+        return f"broker does not trust our client certificate's CA ({text})"
+    if "certificate expired" in text:
+        return f"our client certificate expired ({text})"
+    return f"TLS failure: {text}"

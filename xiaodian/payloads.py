@@ -1,0 +1,303 @@
+"""The JSON messages between a store's edge agent and the cloud: built here, parsed here.
+
+One module owns both directions so the two sides cannot drift apart. The parser is strict
+and never trusts its input: anything it does not accept raises `PayloadError` with a reason
+that the cloud stores beside the parked (dead-letter) message.
+
+Topics (`{s}` is the store id, which is also the MQTT username and client certificate CN):
+  xd/v1/{s}/telemetry  batched temperature readings of one fridge
+  xd/v1/{s}/events     batched events of one device (door, compressor, power, scan, ...)
+  xd/v1/{s}/state      retained birth message; the same topic carries the Will (death)
+
+Every record carries `seq`, its position in the stream `{kind}/{device}` of the agent boot
+`boot`. (store, kind, device, boot, seq) identifies a record everywhere, so a replayed or
+redelivered message is harmless: the cloud keeps the first copy and ignores the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FORMAT_VERSION = 1
+TOPIC_ROOT = "xd/v1"
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_RECORDS = 2000
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EVENT_TYPES = frozenset(
+    {"hello", "heartbeat", "door", "compressor", "power", "defrost", "scan", "link"}
+)
+PROBE_STATUS = ("ok", "crc", "missing", "suspect")
+
+Kind = Literal["readings", "events"]
+
+
+class PayloadError(ValueError):
+    """A message the cloud will not ingest; `str()` is the reason stored with it."""
+
+
+def topic(store: str, leaf: str) -> str:
+    return f"{TOPIC_ROOT}/{store}/{leaf}"
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Probe:
+    index: int
+    status: str  # one of PROBE_STATUS
+    celsius: float | None  # None when the probe gave no usable value
+
+
+@dataclass(frozen=True)
+class Reading:
+    seq: int
+    fseq: int  # serial frame sequence number (u16) the reading arrived in
+    dev_ms: int  # device monotonic time of the sample, ms since the device booted
+    wall: float  # terminal wall clock (unix seconds) when the frame was received
+    synced: bool  # whether that wall clock was NTP-synchronised at the time
+    probes: tuple[Probe, ...]
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    type: str  # one of EVENT_TYPES
+    fseq: int | None
+    dev_ms: int | None
+    wall: float
+    synced: bool
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    kind: Kind
+    store: str
+    device: str
+    boot: int
+    records: tuple[Reading, ...] | tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class State:
+    store: str
+    online: bool
+    boot: int
+    wall: float
+    agent_version: str
+    devices: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- building (edge side)
+
+
+def reading_record(
+    seq: int, fseq: int, dev_ms: int, wall: float, synced: bool, probes: list[tuple[int, str, float | None]]
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "fseq": fseq,
+        "dev_ms": dev_ms,
+        "wall": wall,
+        "synced": synced,
+        "probes": [[i, s, c] for i, s, c in probes],
+    }
+
+
+def event_record(
+    seq: int,
+    type_: str,
+    fseq: int | None,
+    dev_ms: int | None,
+    wall: float,
+    synced: bool,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "type": type_,
+        "fseq": fseq,
+        "dev_ms": dev_ms,
+        "wall": wall,
+        "synced": synced,
+        "data": data,
+    }
+
+
+def batch_payload(kind: Kind, store: str, device: str, boot: int, records: list[dict[str, Any]]) -> bytes:
+    body = {"v": FORMAT_VERSION, "kind": kind, "store": store, "device": device, "boot": boot,
+            "records": records}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def state_payload(
+    store: str, online: bool, boot: int, wall: float, agent_version: str, devices: list[str]
+) -> bytes:
+    body = {"v": FORMAT_VERSION, "kind": "state", "store": store, "online": online,
+            "boot": boot, "wall": wall, "agent_version": agent_version, "devices": devices}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+# ---------------------------------------------------------------- parsing (cloud side)
+
+
+def store_of_topic(topic_name: str) -> tuple[str, str]:
+    """Split `xd/v1/{store}/{leaf}` into (store, leaf) or raise PayloadError."""
+    parts = topic_name.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        raise PayloadError(f"unexpected topic {topic_name!r}")
+    if not ID_PATTERN.match(parts[2]):
+        raise PayloadError(f"bad store id in topic {topic_name!r}")
+    return parts[2], parts[3]
+
+
+def parse(topic_name: str, payload: bytes) -> Batch | State:
+    store, leaf = store_of_topic(topic_name)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise PayloadError("payload is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"payload is not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        raise PayloadError("payload nests too deeply") from None
+    obj = _Obj(body, "payload")
+    version = obj.int("v")
+    if version != FORMAT_VERSION:
+        raise PayloadError(f"unsupported format version {version}")
+    if obj.str("store") != store:
+        raise PayloadError(f"payload store {obj.str('store')!r} does not match topic store {store!r}")
+    kind = obj.str("kind")
+    expected = {"telemetry": "readings", "events": "events", "state": "state"}.get(leaf)
+    if expected is None:
+        raise PayloadError(f"no messages expected on topic leaf {leaf!r}")
+    if kind != expected:
+        raise PayloadError(f"kind {kind!r} on topic {leaf!r} (expected {expected!r})")
+    if kind == "state":
+        devices = obj.list("devices")
+        names = tuple(_Obj.check_id(d, f"payload.devices[{i}]") for i, d in enumerate(devices))
+        return State(store, obj.bool("online"), obj.uint("boot"), obj.float("wall"),
+                     obj.str("agent_version"), names)
+    device = _Obj.check_id(obj.str("device"), "payload.device")
+    boot = obj.uint("boot")
+    raw_records = obj.list("records")
+    if not raw_records:
+        raise PayloadError("payload.records is empty")
+    if len(raw_records) > MAX_RECORDS:
+        raise PayloadError(f"payload.records has {len(raw_records)} entries (max {MAX_RECORDS})")
+    if kind == "readings":
+        readings = tuple(_reading(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
+        return Batch("readings", store, device, boot, readings)
+    events = tuple(_event(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
+    return Batch("events", store, device, boot, events)
+
+
+def _reject_constant(name: str) -> None:
+    raise PayloadError(f"payload contains {name}, which is not a number")
+
+
+def _reading(o: _Obj) -> Reading:
+    probes = []
+    for j, p in enumerate(o.list("probes")):
+        where = f"{o.where}.probes[{j}]"
+        if not isinstance(p, list) or len(p) != 3:
+            raise PayloadError(f"{where}: expected [index, status, celsius]")
+        index, status, celsius = p
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 256:
+            raise PayloadError(f"{where}: bad probe index {index!r}")
+        if status not in PROBE_STATUS:
+            raise PayloadError(f"{where}: bad probe status {status!r}")
+        if celsius is not None:
+            if isinstance(celsius, bool) or not isinstance(celsius, int | float):
+                raise PayloadError(f"{where}: celsius must be a number or null")
+            if not -300.0 < float(celsius) < 3000.0:
+                raise PayloadError(f"{where}: celsius {celsius} is not a temperature")
+            celsius = float(celsius)
+        probes.append(Probe(index, status, celsius))
+    return Reading(o.uint("seq"), o.u16("fseq"), o.uint("dev_ms"), o.float("wall"),
+                   o.bool("synced"), tuple(probes))
+
+
+def _event(o: _Obj) -> Event:
+    type_ = o.str("type")
+    if type_ not in EVENT_TYPES:
+        raise PayloadError(f"{o.where}.type: unknown event type {type_!r}")
+    fseq = None if o.get("fseq") is None else o.u16("fseq")
+    dev_ms = None if o.get("dev_ms") is None else o.uint("dev_ms")
+    data = o.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError(f"{o.where}.data: expected an object")
+    return Event(o.uint("seq"), type_, fseq, dev_ms, o.float("wall"), o.bool("synced"), data)
+
+
+class _Obj:
+    """Typed access to one JSON object, with errors that say where."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise PayloadError(f"{where}: expected an object")
+        self.value = value
+        self.where = where
+
+    def get(self, key: str) -> Any:
+        return self.value.get(key)
+
+    def _need(self, key: str) -> Any:
+        if key not in self.value:
+            raise PayloadError(f"{self.where}.{key}: missing")
+        return self.value[key]
+
+    def str(self, key: str) -> str:
+        v = self._need(key)
+        if not isinstance(v, str):
+            raise PayloadError(f"{self.where}.{key}: expected a string")
+        return v
+
+    def bool(self, key: str) -> bool:
+        v = self._need(key)
+        if not isinstance(v, bool):
+            raise PayloadError(f"{self.where}.{key}: expected true or false")
+        return v
+
+    def int(self, key: str) -> int:
+        v = self._need(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise PayloadError(f"{self.where}.{key}: expected an integer")
+        return v
+
+    def uint(self, key: str) -> int:
+        v = self.int(key)
+        if not 0 <= v < 2**63:
+            raise PayloadError(f"{self.where}.{key}: out of range")
+        return v
+
+    def u16(self, key: str) -> int:
+        v = self.int(key)
+        if not 0 <= v <= 0xFFFF:
+            raise PayloadError(f"{self.where}.{key}: out of range for u16")
+        return v
+
+    def float(self, key: str) -> float:
+        v = self._need(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise PayloadError(f"{self.where}.{key}: expected a finite number")
+        return float(v)
+
+    def list(self, key: str) -> list[Any]:
+        v = self._need(key)
+        if not isinstance(v, list):
+            raise PayloadError(f"{self.where}.{key}: expected a list")
+        return v
+
+    @staticmethod
+    def check_id(v: Any, where: str) -> str:
+        if not isinstance(v, str) or not ID_PATTERN.match(v):
+            raise PayloadError(f"{where}: bad id {v!r}")
+        return v

@@ -1,0 +1,82 @@
+"""Compare what the simulator sent with what the edge stored and the cloud kept.
+
+A reading is identified at the source by (device, dev_ms): the device's own clock never
+repeats within one simulator run. Its frame sequence number and probe values must arrive
+unchanged. Used by `xiaodian demo --json` and by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+Key = tuple[str, int]  # (device, dev_ms)
+Value = tuple[int, tuple[tuple[int, str, float | None], ...]]  # (fseq, probes)
+
+
+def _probes(raw: list[Any]) -> tuple[tuple[int, str, float | None], ...]:
+    return tuple((int(i), str(s), None if c is None else float(c)) for i, s, c in raw)
+
+
+def truth_readings(path: Path) -> dict[Key, Value]:
+    out: dict[Key, Value] = {}
+    if not path.exists():
+        return out
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a last line cut short by a kill
+            if rec.get("kind") == "temp":
+                out[(rec["device"], int(rec["dev_ms"]))] = (int(rec["fseq"]),
+                                                            _probes(rec["probes"]))
+    return out
+
+
+def _rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        con.execute("PRAGMA busy_timeout=5000")
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def edge_readings(db: Path) -> list[tuple[Key, Value]]:
+    rows = _rows(db, "SELECT device, dev_ms, fseq, probes FROM readings")
+    return [((d, int(ms)), (int(f), _probes(json.loads(p)))) for d, ms, f, p in rows]
+
+
+def cloud_readings(db: Path, store: str) -> list[tuple[Key, Value]]:
+    rows = _rows(db, "SELECT device, dev_ms, fseq, probes FROM readings WHERE store=?", (store,))
+    return [((d, int(ms)), (int(f), _probes(json.loads(p)))) for d, ms, f, p in rows]
+
+
+def compare(truth: Path, edge_db: Path, cloud_db: Path, store: str) -> dict[str, dict[str, int]]:
+    """Per device: emitted, stored at the edge, stored in the cloud, missing, duplicated,
+    and altered (present but with a different sequence number or values)."""
+    sent = truth_readings(truth)
+    edge = edge_readings(edge_db)
+    cloud = cloud_readings(cloud_db, store)
+    devices = sorted({k[0] for k in sent} | {k[0] for k, _ in edge} | {k[0] for k, _ in cloud})
+    cloud_count = Counter(k for k, _ in cloud)
+    cloud_value = dict(cloud)
+    summary: dict[str, dict[str, int]] = {}
+    for device in devices:
+        mine = {k: v for k, v in sent.items() if k[0] == device}
+        summary[device] = {
+            "emitted": len(mine),
+            "edge_stored": sum(1 for k, _ in edge if k[0] == device),
+            "cloud_stored": sum(1 for k, _ in cloud if k[0] == device),
+            "missing": sum(1 for k in mine if k not in cloud_value),
+            "duplicated": sum(n - 1 for k, n in cloud_count.items() if k[0] == device and n > 1),
+            "altered": sum(1 for k, v in mine.items() if k in cloud_value and cloud_value[k] != v),
+            "unexpected": sum(1 for k, _ in cloud if k[0] == device and k not in mine),
+        }
+    return summary

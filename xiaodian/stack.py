@@ -1,0 +1,271 @@
+"""A whole simulated store as real processes: broker, cloud gateway, simulator, edge agent.
+
+Used by `xiaodian demo` and by the end-to-end tests, so both exercise exactly what a user
+runs: each part is started through the `xiaodian` command with its own TOML file and log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xiaodian.broker import Broker
+from xiaodian.pki import DevPki, dev_pki
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "demo.toml"
+STORE_ID = "store-001"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _toml_str(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mqtt_toml(broker: Broker, pki: DevPki, name: str) -> str:
+    tls = pki.client(name)
+    return (
+        f"[mqtt]\nhost = {_toml_str(broker.host)}\nport = {broker.port}\n"
+        f"[mqtt.tls]\nca = {_toml_str(tls.ca)}\ncert = {_toml_str(tls.cert)}\n"
+        f"key = {_toml_str(tls.key)}\n"
+    )
+
+
+def scenario_devices(scenario: Path) -> tuple[list[str], list[str]]:
+    """(fridge ids, scanner ids) of a scenario file."""
+    from hw_sim.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    return [f.id for f in sc.fridges], [s.id for s in sc.scanners]
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,  # our Ctrl-C handling stops it, not the tty
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@dataclass
+class StoreStack:
+    workdir: Path
+    speed: float = 60.0
+    scenario: Path = DEFAULT_SCENARIO
+    store: str = STORE_ID
+    http_port: int = 0
+    parts: dict[str, Part] = field(default_factory=dict)
+    broker: Broker | None = None
+
+    # Where everything goes, relative to the work directory.
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def link_dir(self) -> Path:
+        return self.workdir / "run" / "tty"
+
+    @property
+    def truth(self) -> Path:
+        return self.workdir / "run" / "truth.jsonl"
+
+    @property
+    def edge_db(self) -> Path:
+        return self.workdir / "edge" / "edge.sqlite3"
+
+    @property
+    def cloud_db(self) -> Path:
+        return self.workdir / "cloud" / "cloud.sqlite3"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
+
+    def prepare(self) -> None:
+        """Fresh data for this run; certificates are kept between runs."""
+        for sub in ("run", "edge", "cloud", "logs", "broker"):
+            shutil.rmtree(self.workdir / sub, ignore_errors=True)
+        for sub in ("run", "edge", "cloud", "logs", "broker"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.link_dir.mkdir(parents=True, exist_ok=True)
+        if not self.http_port:
+            self.http_port = _free_port()
+
+    def start(self) -> None:
+        self.prepare()
+        fridges, scanners = scenario_devices(self.scenario)
+        pki = dev_pki(self.workdir / "pki", stores=[self.store], services=["cloud-gateway"])
+        self.broker = Broker(self.workdir / "broker", pki)
+        self.broker.start()
+
+        cloud_toml = self.workdir / "cloud" / "cloud.toml"
+        cloud_toml.write_text(
+            f"[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = \"ingest-1\"\n"
+            f"http_host = \"127.0.0.1\"\nhttp_port = {self.http_port}\n"
+            + _mqtt_toml(self.broker, pki, "cloud-gateway"),
+            encoding="utf-8",
+        )
+        edge_toml = self.workdir / "edge" / "edge.toml"
+        lines = [f"[edge]\nstore_id = {_toml_str(self.store)}\n"
+                 f"data_dir = {_toml_str(self.edge_db.parent)}\n"]
+        lines.append(_mqtt_toml(self.broker, pki, self.store))
+        for fid in fridges:
+            lines.append(f"[[fridges]]\nid = {_toml_str(fid)}\n"
+                         f"port = {_toml_str(self.link_dir / fid)}\n")
+        for sid in scanners:
+            lines.append(f"[[scanners]]\nid = {_toml_str(sid)}\n"
+                         f"port = {_toml_str(self.link_dir / sid)}\n")
+        edge_toml.write_text("".join(lines), encoding="utf-8")
+
+        cli = [sys.executable, "-m", "xiaodian"]
+        self.parts = {
+            "cloud": Part("cloud", [*cli, "cloud", "run", "--config", str(cloud_toml)],
+                          self.logs / "cloud.log"),
+            "sim": Part("sim", [*cli, "sim", "run", str(self.scenario), "--speed",
+                                str(self.speed), "--link-dir", str(self.link_dir),
+                                "--truth", str(self.truth)], self.logs / "sim.log"),
+            "edge": Part("edge", [*cli, "edge", "run", "--config", str(edge_toml)],
+                         self.logs / "edge.log"),
+        }
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.parts["cloud"].start(env)
+        self._wait(lambda: self._http_ok("healthz"), "cloud gateway HTTP", "cloud")
+        self.parts["sim"].start(env)
+        self._wait(lambda: all((self.link_dir / d).exists() for d in fridges + scanners),
+                   "simulator links", "sim")
+        self.parts["edge"].start(env)
+        self._wait(self.edge_db.exists, "edge database", "edge")
+
+    def _wait(self, ready: Any, what: str, part: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if not self.parts[part].alive():
+                raise StackError(f"{part} exited while starting; see {self.parts[part].log}:\n"
+                                 + _tail(self.parts[part].log))
+            time.sleep(0.1)
+        raise StackError(f"{what} not ready after {timeout:g} s; see {self.parts[part].log}")
+
+    def _http_ok(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.http_url + path, timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(self.http_url + path, timeout=5) as resp:
+            return json.load(resp)
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Stop the simulator, then wait until the edge outbox is empty and the cloud has it.
+        True when everything the edge stored reached the cloud in time."""
+        if "sim" in self.parts:
+            self.parts["sim"].stop()
+        deadline = time.monotonic() + timeout
+        last = (-1, -1)
+        while time.monotonic() < deadline:
+            pending, edge_n = _edge_outbox(self.edge_db)
+            cloud_n = _cloud_count(self.cloud_db, self.store)
+            if pending == 0 and cloud_n >= edge_n and (edge_n, cloud_n) == last:
+                return True
+            last = (edge_n, cloud_n)
+            time.sleep(0.5)
+        return False
+
+    def stop(self) -> None:
+        for name in ("sim", "edge", "cloud"):
+            part = self.parts.get(name)
+            if part is not None:
+                part.stop()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _ro(db: Path) -> Any:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    return con
+
+
+def _edge_outbox(db: Path) -> tuple[int, int]:
+    """(outbox rows pending, records stored) at the edge."""
+    if not db.exists():
+        return (0, 0)
+    con = _ro(db)
+    try:
+        pending = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        stored = con.execute("SELECT (SELECT count(*) FROM readings)"
+                             " + (SELECT count(*) FROM events)").fetchone()[0]
+        return int(pending), int(stored)
+    finally:
+        con.close()
+
+
+def _cloud_count(db: Path, store: str) -> int:
+    if not db.exists():
+        return 0
+    con = _ro(db)
+    try:
+        n = con.execute("SELECT (SELECT count(*) FROM readings WHERE store=?)"
+                        " + (SELECT count(*) FROM events WHERE store=?)",
+                        (store, store)).fetchone()[0]
+        return int(n)
+    finally:
+        con.close()
