@@ -1,0 +1,82 @@
+"""Configuration errors name the file and the key; good files become frozen objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from edge.config import EdgeConfig
+from xiaodian.config import ConfigError, load_config
+
+GOOD = """
+[edge]
+store_id = "store-001"
+data_dir = "data"
+
+[mqtt]
+host = "127.0.0.1"
+port = 8883
+[mqtt.tls]
+ca = "pki/ca.crt"
+cert = "pki/store-001.crt"
+key = "pki/store-001.key"
+
+[[fridges]]
+id = "fridge-1"
+port = "/dev/ttyUSB0"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_file_gives_a_frozen_object_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, GOOD), EdgeConfig)
+    assert cfg.edge.data_dir == tmp_path / "data"
+    assert cfg.mqtt.tls.ca == tmp_path / "pki" / "ca.crt"
+    assert cfg.fridges[0].port == Path("/dev/ttyUSB0")
+    assert cfg.fridges[0].baudrate == 115200
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.edge.store_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (('port = 8883', 'port = "8883"'), "mqtt.port", "expected an integer"),
+        (('port = 8883', 'port = 70000'), "mqtt.port", "between 1 and 65535"),
+        (('host = "127.0.0.1"\n', ''), "mqtt.host", "missing required key"),
+        (('data_dir = "data"', 'data_dir = "data"\ndata_dri = "x"'), "edge.data_dri", "unknown key"),
+        (('id = "fridge-1"', 'id = "fridge 1"'), "fridges[0].id", "must be 1-64"),
+        (('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nbaudrate = 12345'),
+         "fridges[0].baudrate", "not a standard rate"),
+        (('store_id = "store-001"', 'store_id = 17'), "edge.store_id", "expected a string"),
+    ],
+)
+def test_each_bad_value_names_its_key_and_the_file(
+    tmp_path: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
+    path = _write(tmp_path, GOOD.replace(*change, 1))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, EdgeConfig)
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_device_ids_are_refused(tmp_path: Path) -> None:
+    text = GOOD + '\n[[fridges]]\nid = "fridge-1"\nport = "/dev/ttyUSB1"\n'
+    with pytest.raises(ConfigError, match="used twice"):
+        load_config(_write(tmp_path, text), EdgeConfig)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml", EdgeConfig)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[edge\n"), EdgeConfig)

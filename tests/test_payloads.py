@@ -1,0 +1,79 @@
+"""The edge↔cloud message format: what the edge builds, the cloud parses; the rest is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xiaodian import payloads
+from xiaodian.payloads import PayloadError
+
+TOPIC = "xd/v1/store-001/telemetry"
+
+
+def _readings(**over: object) -> bytes:
+    rec = payloads.reading_record(7, 65535, 120_000, 1.7e9, True, [(0, "ok", 3.0625), (1, "missing", None)])
+    body = json.loads(payloads.batch_payload("readings", "store-001", "fridge-1", 3, [rec]))
+    body.update(over)
+    return json.dumps(body).encode()
+
+
+def test_round_trip_of_a_reading_batch() -> None:
+    batch = payloads.parse(TOPIC, _readings())
+    assert isinstance(batch, payloads.Batch)
+    assert (batch.kind, batch.store, batch.device, batch.boot) == ("readings", "store-001", "fridge-1", 3)
+    r = batch.records[0]
+    assert isinstance(r, payloads.Reading)
+    assert (r.seq, r.fseq, r.dev_ms, r.synced) == (7, 65535, 120_000, True)
+    assert r.probes == (payloads.Probe(0, "ok", 3.0625), payloads.Probe(1, "missing", None))
+
+
+def test_state_round_trip() -> None:
+    raw = payloads.state_payload("store-001", False, 4, 1.7e9, "0.1.0", ["fridge-1"])
+    state = payloads.parse("xd/v1/store-001/state", raw)
+    assert state == payloads.State("store-001", False, 4, 1.7e9, "0.1.0", ("fridge-1",))
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (TOPIC, b"{not json", "not JSON"),
+        (TOPIC, b"\xff\xfe", "not UTF-8"),
+        (TOPIC, _readings(store="store-002"), "does not match topic store"),
+        (TOPIC, _readings(kind="events"), "kind 'events' on topic 'telemetry'"),
+        (TOPIC, _readings(v=2), "unsupported format version"),
+        (TOPIC, _readings(records=[]), "records is empty"),
+        (TOPIC, _readings(boot=-1), "boot: out of range"),
+        (TOPIC, _readings().replace(b"3.0625", b"NaN"), "NaN"),
+        ("xd/v1/store-001/other", _readings(), "no messages expected"),
+        ("elsewhere/store-001/telemetry", _readings(), "unexpected topic"),
+        (TOPIC, b" " * (payloads.MAX_PAYLOAD_BYTES + 1), "exceeds"),
+    ],
+)
+def test_refusals_say_why(topic: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError, match=reason):
+        payloads.parse(topic, payload)
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_never_escape_as_anything_but_payload_error(data: bytes) -> None:
+    try:
+        payloads.parse(TOPIC, data)
+    except PayloadError:
+        pass
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+                    max_leaves=30))
+def test_arbitrary_json_never_escapes_as_anything_but_payload_error(value: object) -> None:
+    body = {"v": 1, "kind": "readings", "store": "store-001", "device": "fridge-1", "boot": 1,
+            "records": [value]}
+    try:
+        payloads.parse(TOPIC, json.dumps(body).encode())
+    except PayloadError:
+        pass
