@@ -1,0 +1,89 @@
+"""`xiaodian serial ...`: tools for the fridge serial protocol.
+
+`serial decode FILE` turns a capture of the raw byte stream (for instance
+`cat /dev/ttyUSB0 > capture.bin`) into one JSON line per accepted frame and a final
+line with the decoder's counters, so a technician can read what a fridge said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+from firmware_bridge import codec
+
+CHUNK = 4096
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serial = subparsers.add_parser("serial", help="fridge serial protocol tools")
+    commands = serial.add_subparsers(dest="serial_command", required=True, metavar="SUBCOMMAND")
+    decode = commands.add_parser(
+        "decode",
+        help="decode a captured byte stream into JSON lines",
+        description="Print one JSON line per frame, then {\"counters\": {...}}.",
+    )
+    decode.add_argument("file", metavar="FILE", help="capture file, or - for standard input")
+    decode.set_defaults(func=decode_command)
+
+
+def frame_record(frame: codec.Frame) -> dict[str, Any]:
+    """The JSON-ready description of one frame."""
+    record: dict[str, Any] = {
+        "seq": frame.seq,
+        "type": codec.TYPE_NAMES.get(frame.type, f"0x{frame.type:02x}"),
+        "version": f"{frame.version >> 4}.{frame.version & 0x0F}",
+        "flags": codec.flag_names(frame.flags),
+    }
+    fields = codec.decode_message(frame.type, frame.payload)
+    if fields is None:
+        record["payload_hex"] = frame.payload.hex()
+    else:
+        fields = dict(fields)
+        del fields["type"]  # already in the record
+        record["fields"] = fields
+    return record
+
+
+def decode_stream(source: IO[bytes], out: IO[str]) -> dict[str, int]:
+    """Decode `source` to JSON lines on `out`; returns the decoder's counters."""
+    decoder = codec.FrameDecoder()
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        for frame in decoder.feed(chunk):
+            out.write(json.dumps(frame_record(frame), ensure_ascii=False) + "\n")
+    counters = decoder.stats()
+    out.write(json.dumps({"counters": counters}) + "\n")
+    out.flush()
+    return counters
+
+
+def decode_command(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        decode_stream(sys.stdin.buffer, sys.stdout)
+        return 0
+    try:
+        with open(args.file, "rb") as source:
+            decode_stream(source, sys.stdout)
+    except OSError as exc:
+        print(f"xiaodian serial decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (`python -m firmware_bridge.cli serial decode FILE`)."""
+    parser = argparse.ArgumentParser(prog="firmware_bridge")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
