@@ -56,8 +56,14 @@ class Agent:
         self.stop_event = threading.Event()
         self.queue: queue.Queue[interpret.Item] = queue.Queue(maxsize=QUEUE_BOUND)
         self.store = EdgeStore(config.edge.db_path)
-        self.uplink = Uplink(config.mqtt, config.edge.store_id, self.store.boot,
-                             config.device_ids, __version__, monotonic=monotonic)
+        self.uplink = Uplink(
+            config.mqtt,
+            config.edge.store_id,
+            self.store.boot,
+            config.device_ids,
+            __version__,
+            monotonic=monotonic,
+        )
         self.readers: list[PortReader] = [
             FridgeReader(f.id, f.port, f.baudrate, self.queue, self.stop_event, self.clock)
             for f in config.fridges
@@ -107,15 +113,18 @@ class Agent:
         for kind, device in self.store.pending_streams():
             cursor = self.cursors.setdefault((kind, device), Cursor())
             while self.uplink.can_publish():
-                batch = self.store.next_batch(kind, device, (cursor.boot, cursor.seq),
-                                              self.config.edge.max_batch)
+                batch = self.store.next_batch(
+                    kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch
+                )
                 if batch is None:
                     break
-                body = payloads.batch_payload(kind, self.config.edge.store_id, device,
-                                              batch.boot, batch.records)
+                body = payloads.batch_payload(
+                    kind, self.config.edge.store_id, device, batch.boot, batch.records
+                )
                 leaf = "telemetry" if kind == "readings" else "events"
-                if not self.uplink.publish(payloads.topic(self.config.edge.store_id, leaf),
-                                           body, batch.keys):
+                if not self.uplink.publish(
+                    payloads.topic(self.config.edge.store_id, leaf), body, batch.keys
+                ):
                     return sent
                 cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
                 sent += 1
@@ -131,19 +140,32 @@ class Agent:
             stats = reader.stats()
             stats["stalled"] = now - reader.alive_at > STALL_S
             if stats["stalled"]:
-                log.error("%s: reader thread has not run for %.0f s", reader.device,
-                          now - reader.alive_at)
+                log.error(
+                    "%s: reader thread has not run for %.0f s", reader.device, now - reader.alive_at
+                )
             self._merge_status(reader.device, stats)
         c = self.uplink.counters
-        self._merge_status("uplink", {"connected": self.uplink.connected, "connects": c.connects,
-                                      "published": c.published, "acked": c.acked,
-                                      "rejected": c.rejected, "last_error": c.last_error})
+        self._merge_status(
+            "uplink",
+            {
+                "connected": self.uplink.connected,
+                "connects": c.connects,
+                "published": c.published,
+                "acked": c.acked,
+                "rejected": c.rejected,
+                "last_error": c.last_error,
+            },
+        )
 
     # ------------------------------------------------------------ running
 
     def run(self, *, until: Callable[[], bool] = lambda: False) -> None:
-        log.info("edge agent for store %s, boot %d, database %s", self.config.edge.store_id,
-                 self.store.boot, self.store.path)
+        log.info(
+            "edge agent for store %s, boot %d, database %s",
+            self.config.edge.store_id,
+            self.store.boot,
+            self.store.path,
+        )
         for reader in self.readers:
             reader.start()
         next_publish = next_status = next_prune = self.monotonic()

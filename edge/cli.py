@@ -36,8 +36,7 @@ def _status(args: argparse.Namespace) -> int:
     cfg = edge_config.load(args.config)
     store = EdgeStore.open_readonly(cfg.edge.db_path)
     try:
-        out = {"counts": store.counts(),
-               "devices": {d: store.latest(d) for d in cfg.device_ids}}
+        out = {"counts": store.counts(), "devices": {d: store.latest(d) for d in cfg.device_ids}}
     finally:
         store.close()
     print(json.dumps(out, indent=2, sort_keys=True))

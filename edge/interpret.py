@@ -39,8 +39,11 @@ def from_frame(
     if kind in _EVENT_TYPES:
         data = {k: v for k, v in msg.items() if k not in ("type", "dev_ms")}
         dev_ms = msg.get("dev_ms")
-        return [NewEvent(device, kind, frame.seq, None if dev_ms is None else int(dev_ms),
-                         wall, synced, data)], msg
+        return [
+            NewEvent(
+                device, kind, frame.seq, None if dev_ms is None else int(dev_ms), wall, synced, data
+            )
+        ], msg
     if kind == "heartbeat":
         status = {k: v for k, v in msg.items() if k != "type"}
         return [DeviceStatus(device, {"heartbeat": status, "heartbeat_wall": wall})], msg

@@ -86,8 +86,16 @@ class PortReader(threading.Thread):
                 with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S) as ser:
                     log.info("%s: opened %s", self.device, self.port)
                     wall, synced = self.clock.read()
-                    self.emit(interpret.link_event(self.device, "up", wall, synced,
-                                                   port=str(self.port), reconnects=self.reconnects))
+                    self.emit(
+                        interpret.link_event(
+                            self.device,
+                            "up",
+                            wall,
+                            synced,
+                            port=str(self.port),
+                            reconnects=self.reconnects,
+                        )
+                    )
                     up = True
                     self.backoff.reset()
                     self.on_open(ser)
@@ -103,8 +111,9 @@ class PortReader(threading.Thread):
                 if up:
                     wall, synced = self.clock.read()
                     log.warning("%s: port %s lost: %s", self.device, self.port, exc)
-                    self.emit(interpret.link_event(self.device, "down", wall, synced,
-                                                   error=str(exc)))
+                    self.emit(
+                        interpret.link_event(self.device, "down", wall, synced, error=str(exc))
+                    )
                     up = False
                 else:
                     log.debug("%s: cannot open %s: %s", self.device, self.port, exc)
@@ -115,8 +124,9 @@ class PortReader(threading.Thread):
 class FridgeReader(PortReader):
     """A fridge controller speaking the framed protocol."""
 
-    def __init__(self, *args: Any, monotonic: Callable[[], float] = time.monotonic,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.decoder = codec.FrameDecoder()
         self.monotonic = monotonic
@@ -128,8 +138,9 @@ class FridgeReader(PortReader):
     def _ask_hello(self, ser: serial.Serial) -> None:
         self.host_seq = (self.host_seq + 1) & 0xFFFF
         # A leading delimiter flushes any half frame the device may hold from before.
-        ser.write(b"\x00" + codec.encode_frame(codec.GET_HELLO, self.host_seq, b"",
-                                               codec.ACK_REQUESTED))
+        ser.write(
+            b"\x00" + codec.encode_frame(codec.GET_HELLO, self.host_seq, b"", codec.ACK_REQUESTED)
+        )
         self.hello_asked_at = self.monotonic()
 
     def on_open(self, ser: serial.Serial) -> None:
@@ -154,8 +165,12 @@ class FridgeReader(PortReader):
         self.on_idle(ser)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), **self.decoder.stats(), "bad_messages": self.bad_messages,
-                "hello": self.hello}
+        return {
+            **super().stats(),
+            **self.decoder.stats(),
+            "bad_messages": self.bad_messages,
+            "hello": self.hello,
+        }
 
 
 class ScannerReader(PortReader):

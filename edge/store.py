@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +104,9 @@ class EdgeStore:
             raise FileNotFoundError(f"no edge database at {path}")
         store = cls.__new__(cls)
         store.path = path
-        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False)
+        store.db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
         store.db.execute("PRAGMA busy_timeout=5000")
         store.boot = 0
         store._next_seq = {}
@@ -145,16 +146,33 @@ class EdgeStore:
                     seq = self._seq("readings", item.device)
                     self.db.execute(
                         "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)",
-                        (item.device, self.boot, seq, item.fseq, item.dev_ms, item.wall,
-                         int(item.synced), json.dumps(item.probes)),
+                        (
+                            item.device,
+                            self.boot,
+                            seq,
+                            item.fseq,
+                            item.dev_ms,
+                            item.wall,
+                            int(item.synced),
+                            json.dumps(item.probes),
+                        ),
                     )
                     kind: Kind = "readings"
                 else:
                     seq = self._seq("events", item.device)
                     self.db.execute(
                         "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-                        (item.device, self.boot, seq, item.type, item.fseq, item.dev_ms,
-                         item.wall, int(item.synced), json.dumps(item.data, sort_keys=True)),
+                        (
+                            item.device,
+                            self.boot,
+                            seq,
+                            item.type,
+                            item.fseq,
+                            item.dev_ms,
+                            item.wall,
+                            int(item.synced),
+                            json.dumps(item.data, sort_keys=True),
+                        ),
                     )
                     kind = "events"
                 self.db.execute(
@@ -185,7 +203,7 @@ class EdgeStore:
         with self._tx():
             for table, kind in (("readings", "readings"), ("events", "events")):
                 cur = self.db.execute(
-                    f"DELETE FROM {table} WHERE wall < ? AND NOT EXISTS ("  # noqa: S608 fixed names
+                    f"DELETE FROM {table} WHERE wall < ? AND NOT EXISTS ("
                     "SELECT 1 FROM outbox o WHERE o.kind=? AND o.device="
                     f"{table}.device AND o.boot={table}.boot AND o.seq={table}.seq)",
                     (older_than_wall, kind),
@@ -208,14 +226,16 @@ class EdgeStore:
             sql = (
                 "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes "
                 "FROM outbox o JOIN readings r ON r.device=o.device AND r.boot=o.boot "
-                "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? AND (o.boot, o.seq) > (?, ?) "
+                "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? "
+                "AND (o.boot, o.seq) > (?, ?) "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )
         else:
             sql = (
                 "SELECT e.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall, e.synced, e.data "
                 "FROM outbox o JOIN events e ON e.device=o.device AND e.boot=o.boot "
-                "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? AND (o.boot, o.seq) > (?, ?) "
+                "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? "
+                "AND (o.boot, o.seq) > (?, ?) "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )
         rows = self.db.execute(sql, (device, after[0], after[1], limit)).fetchall()
@@ -227,11 +247,28 @@ class EdgeStore:
             if row[0] != boot:
                 break
             if kind == "readings":
-                records.append({"seq": row[1], "fseq": row[2], "dev_ms": row[3], "wall": row[4],
-                                "synced": bool(row[5]), "probes": json.loads(row[6])})
+                records.append(
+                    {
+                        "seq": row[1],
+                        "fseq": row[2],
+                        "dev_ms": row[3],
+                        "wall": row[4],
+                        "synced": bool(row[5]),
+                        "probes": json.loads(row[6]),
+                    }
+                )
             else:
-                records.append({"seq": row[1], "type": row[2], "fseq": row[3], "dev_ms": row[4],
-                                "wall": row[5], "synced": bool(row[6]), "data": json.loads(row[7])})
+                records.append(
+                    {
+                        "seq": row[1],
+                        "type": row[2],
+                        "fseq": row[3],
+                        "dev_ms": row[4],
+                        "wall": row[5],
+                        "synced": bool(row[6]),
+                        "data": json.loads(row[7]),
+                    }
+                )
         return PendingBatch(kind, device, boot, records)
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -239,7 +276,7 @@ class EdgeStore:
         out: dict[str, dict[str, int]] = {}
         for table in ("readings", "events"):
             for device, n in self.db.execute(
-                f"SELECT device, count(*) FROM {table} GROUP BY device"  # noqa: S608 fixed names
+                f"SELECT device, count(*) FROM {table} GROUP BY device"
             ):
                 out.setdefault(device, {})[f"{table}_stored"] = n
         for kind, device, n in self.db.execute(
@@ -266,17 +303,12 @@ class EdgeStore:
             ).fetchone()
             if ev:
                 result[type_] = json.loads(ev[0])
-        st = self.db.execute("SELECT status FROM device_status WHERE device=?", (device,)).fetchone()
+        st = self.db.execute(
+            "SELECT status FROM device_status WHERE device=?", (device,)
+        ).fetchone()
         if st:
             result["link"] = {**result.get("link", {}), **json.loads(st[0])}
         return result
-
-    def iter_readings(self, device: str) -> Iterator[tuple[int, int, int, int, str]]:
-        """(boot, seq, fseq, dev_ms, probes JSON) of one device, in order."""
-        yield from self.db.execute(
-            "SELECT boot, seq, fseq, dev_ms, probes FROM readings WHERE device=? ORDER BY boot, seq",
-            (device,),
-        )
 
 
 class _Transaction:

@@ -9,6 +9,7 @@ cloud sends while the store is offline wait at the broker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import time
@@ -75,8 +76,9 @@ class Uplink:
     # ------------------------------------------------------------ connection
 
     def _state(self, online: bool) -> bytes:
-        return payloads.state_payload(self.store, online, self.boot, self.wall(),
-                                      self.agent_version, self.devices)
+        return payloads.state_payload(
+            self.store, online, self.boot, self.wall(), self.agent_version, self.devices
+        )
 
     def _connect(self) -> None:
         client = new_client(self.settings, self.store)
@@ -85,12 +87,17 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client = client
         try:
-            client.connect(self.settings.host, self.settings.port, self.settings.keepalive,
-                           clean_start=False, properties=props)
+            client.connect(
+                self.settings.host,
+                self.settings.port,
+                self.settings.keepalive,
+                clean_start=False,
+                properties=props,
+            )
         except ssl.SSLError as exc:
             self._failed(describe_tls_error(exc))
         except OSError as exc:
@@ -105,18 +112,23 @@ class Uplink:
 
     def _drop_client(self) -> None:
         if self.client is not None:
-            try:
+            # Already gone or never connected: we only want the socket closed.
+            with contextlib.suppress(OSError, ValueError):
                 self.client.disconnect()
-            except (OSError, ValueError):
-                pass  # already gone; we only want the socket closed
         self.client = None
         self.connected = False
         self.inflight.clear()
         self.generation += 1
         self.next_attempt = self.monotonic() + self.backoff.next_delay()
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason.is_failure:
             self._failed(f"broker refused the connection: {reason}")
             return
@@ -125,12 +137,22 @@ class Uplink:
         self.counters.connects += 1
         self.counters.session_present = bool(flags.session_present)
         self.counters.last_error = ""
-        log.info("uplink: connected to %s:%s (session present: %s)", self.settings.host,
-                 self.settings.port, flags.session_present)
+        log.info(
+            "uplink: connected to %s:%s (session present: %s)",
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
+        )
         client.publish(payloads.topic(self.store, "state"), self._state(True), qos=1, retain=True)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if client is not self.client:
             return
         self.counters.disconnects += 1
@@ -138,8 +160,14 @@ class Uplink:
         self.counters.last_error = f"disconnected: {reason}"
         self._drop_client()
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
-                    properties: Properties | None) -> None:
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         keys = self.inflight.pop(mid, None)
         if keys is None:  # the birth message, or a message of an earlier connection
             return
@@ -201,8 +229,9 @@ class Uplink:
         self.client = None
         self.connected = False
         if client is not None and connected:
-            info = client.publish(payloads.topic(self.store, "state"), self._state(False),
-                                  qos=1, retain=True)
+            info = client.publish(
+                payloads.topic(self.store, "state"), self._state(False), qos=1, retain=True
+            )
             deadline = self.monotonic() + 2.0
             while not info.is_published() and self.monotonic() < deadline:
                 client.loop(timeout=0.1)

@@ -48,14 +48,21 @@ def test_good_file_gives_a_frozen_object_with_paths_relative_to_the_file(tmp_pat
 @pytest.mark.parametrize(
     ("change", "key", "problem"),
     [
-        (('port = 8883', 'port = "8883"'), "mqtt.port", "expected an integer"),
-        (('port = 8883', 'port = 70000'), "mqtt.port", "between 1 and 65535"),
-        (('host = "127.0.0.1"\n', ''), "mqtt.host", "missing required key"),
-        (('data_dir = "data"', 'data_dir = "data"\ndata_dri = "x"'), "edge.data_dri", "unknown key"),
+        (("port = 8883", 'port = "8883"'), "mqtt.port", "expected an integer"),
+        (("port = 8883", "port = 70000"), "mqtt.port", "between 1 and 65535"),
+        (('host = "127.0.0.1"\n', ""), "mqtt.host", "missing required key"),
+        (
+            ('data_dir = "data"', 'data_dir = "data"\ndata_dri = "x"'),
+            "edge.data_dri",
+            "unknown key",
+        ),
         (('id = "fridge-1"', 'id = "fridge 1"'), "fridges[0].id", "must be 1-64"),
-        (('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nbaudrate = 12345'),
-         "fridges[0].baudrate", "not a standard rate"),
-        (('store_id = "store-001"', 'store_id = 17'), "edge.store_id", "expected a string"),
+        (
+            ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nbaudrate = 12345'),
+            "fridges[0].baudrate",
+            "not a standard rate",
+        ),
+        (('store_id = "store-001"', "store_id = 17"), "edge.store_id", "expected a string"),
     ],
 )
 def test_each_bad_value_names_its_key_and_the_file(

@@ -59,8 +59,9 @@ class RunningAgent:
     def __init__(self, config: EdgeConfig) -> None:
         self.agent = Agent(config)
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self.agent.run,
-                                       kwargs={"until": self.done.is_set}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.agent.run, kwargs={"until": self.done.is_set}, daemon=True
+        )
 
     def __enter__(self) -> Agent:
         self.thread.start()
@@ -131,7 +132,9 @@ def _reader_up(agent: Agent) -> bool:
 
 
 def test_readings_reach_the_broker_batched_and_garbage_is_counted(
-    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], collect: Callable[..., object],
+    tmp_path: Path,
+    mqtt_settings: Callable[[str], MqttSettings],
+    collect: Callable[..., object],
     fridge: FakeFridge,
 ) -> None:
     sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
@@ -150,10 +153,12 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
         fridge.garbage(b"\x00")
         for i in range(10, 20):
             fridge.temp(i * 10_000, 3.0 + i / 16)
-        _wait(lambda: sorted(_received_dev_ms(sub.messages)) == fridge.sent,  # type: ignore[attr-defined]
-              10, "all 20 readings at the broker")
-        _wait(lambda: _pending(agent) == 0, 5,
-              "outbox emptied by PUBACKs")
+        _wait(
+            lambda: sorted(_received_dev_ms(sub.messages)) == fridge.sent,  # type: ignore[attr-defined]
+            10,
+            "all 20 readings at the broker",
+        )
+        _wait(lambda: _pending(agent) == 0, 5, "outbox emptied by PUBACKs")
         stats = agent.readers[0].stats()
         assert stats["crc_errors"] + stats["cobs_errors"] + stats["length_errors"] >= 2
         assert stats["frames_ok"] >= 20
@@ -167,26 +172,26 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
 
 
 def test_outage_of_the_broker_loses_nothing(
-    tmp_path: Path, broker: Broker, mqtt_settings: Callable[[str], MqttSettings],
-    collect: Callable[..., object], fridge: FakeFridge,
+    tmp_path: Path,
+    broker: Broker,
+    mqtt_settings: Callable[[str], MqttSettings],
+    collect: Callable[..., object],
+    fridge: FakeFridge,
 ) -> None:
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
         _wait(lambda: _reader_up(agent), 10, "serial port opened")
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
-        _wait(lambda: _pending(agent) == 0
-              and _stored(agent) == 5, 10, "first five acked")
+        _wait(lambda: _pending(agent) == 0 and _stored(agent) == 5, 10, "first five acked")
         broker.stop()
         for i in range(5, 15):
             fridge.temp(i * 10_000, 4.0)
-        _wait(lambda: _stored(agent) == 15, 10,
-              "readings stored during the outage")
+        _wait(lambda: _stored(agent) == 15, 10, "readings stored during the outage")
         assert _pending(agent) == 10
         broker.start()
         sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
-        _wait(lambda: _pending(agent) == 0, 30,
-              "backlog drained after the broker came back")
+        _wait(lambda: _pending(agent) == 0, 30, "backlog drained after the broker came back")
         got = _received_dev_ms(sub.messages)  # type: ignore[attr-defined]
         assert set(range(50_000, 150_000, 10_000)) <= set(got)
         assert agent.uplink.counters.connects >= 2
@@ -194,15 +199,69 @@ def test_outage_of_the_broker_loses_nothing(
 
 def test_bad_config_names_the_key_and_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "edge.toml"
-    bad.write_text('[edge]\nstore_id = "store-001"\ndata_dir = "d"\npublish_interval_s = "fast"\n'
-                   '[mqtt]\nhost = "127.0.0.1"\nport = 8883\n'
-                   '[mqtt.tls]\nca = "ca.crt"\ncert = "c.crt"\nkey = "c.key"\n')
-    proc = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "run", "--config", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    bad.write_text(
+        '[edge]\nstore_id = "store-001"\ndata_dir = "d"\npublish_interval_s = "fast"\n'
+        '[mqtt]\nhost = "127.0.0.1"\nport = 8883\n'
+        '[mqtt.tls]\nca = "ca.crt"\ncert = "c.crt"\nkey = "c.key"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "xiaodian", "edge", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert str(bad) in proc.stderr
     assert "edge.publish_interval_s" in proc.stderr
     missing = tmp_path / "missing.toml"
-    proc = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "run", "--config",
-                           str(missing)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xiaodian", "edge", "run", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
+    tmp_path: Path,
+    mqtt_settings: Callable[[str], MqttSettings],
+    collect: Callable[..., object],
+) -> None:
+    link = tmp_path / "fridge-1"
+    sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+    first = FakeFridge(link)
+    cfg = _config(tmp_path, mqtt_settings(STORE), link)
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        first.temp(10_000, 3.0)
+        _wait(lambda: _stored(agent) == 1, 5, "first reading stored")
+        # Unplug: the device end goes away and the link points nowhere for a while.
+        first.close()
+        link.unlink()
+        _wait(lambda: _link_states(agent)[-1:] == ["down"], 10, "link reported down")
+        time.sleep(0.5)
+        # Plug back in (a new pty, as after a USB re-enumeration).
+        second = FakeFridge(link)
+        try:
+            _wait(lambda: _link_states(agent)[-1:] == ["up"], 15, "link reopened")
+            second.temp(20_000, 3.5)
+            _wait(
+                lambda: sorted(_received_dev_ms(sub.messages)) == [10_000, 20_000],  # type: ignore[attr-defined]
+                10,
+                "readings from before and after the unplug at the broker",
+            )
+            assert agent.readers[0].stats()["reconnects"] >= 1
+        finally:
+            second.close()
+
+
+def _link_states(agent: Agent) -> list[str]:
+    store = EdgeStore.open_readonly(agent.config.edge.db_path)
+    try:
+        rows = store.db.execute(
+            "SELECT data FROM events WHERE type='link' ORDER BY boot, seq"
+        ).fetchall()
+    finally:
+        store.close()
+    return [json.loads(r[0])["state"] for r in rows]

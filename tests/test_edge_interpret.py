@@ -17,18 +17,22 @@ def _frame(msg_type: int, seq: int, payload: bytes) -> codec.Frame:
 
 
 def test_temp_frame_becomes_a_reading_with_its_sequence_number() -> None:
-    frame = _frame(codec.TEMP, 41, codec.pack_temp(123_000, [(0, "ok", 3.0625), (1, "missing", None)]))
+    frame = _frame(
+        codec.TEMP, 41, codec.pack_temp(123_000, [(0, "ok", 3.0625), (1, "missing", None)])
+    )
     items, msg = interpret.from_frame("fridge-1", frame, 1.7e9, True)
     assert msg is not None and msg["type"] == "temp"
-    assert items == [NewReading("fridge-1", 41, 123_000, 1.7e9, True,
-                                [(0, "ok", 3.0625), (1, "missing", None)])]
+    assert items == [
+        NewReading("fridge-1", 41, 123_000, 1.7e9, True, [(0, "ok", 3.0625), (1, "missing", None)])
+    ]
 
 
 def test_door_frame_becomes_an_event_and_heartbeat_a_status() -> None:
     door = _frame(codec.DOOR, 3, codec.pack_door(9_000, True, 60_000))
     items, _ = interpret.from_frame("fridge-1", door, 1.0, False)
-    assert items == [NewEvent("fridge-1", "door", 3, 9_000, 1.0, False,
-                              {"open": True, "duration_ms": 60_000})]
+    assert items == [
+        NewEvent("fridge-1", "door", 3, 9_000, 1.0, False, {"open": True, "duration_ms": 60_000})
+    ]
     hb = _frame(codec.HEARTBEAT, 4, codec.pack_heartbeat(10_000, 50_000, 1, 2, 3))
     items, _ = interpret.from_frame("fridge-1", hb, 2.0, False)
     assert len(items) == 1 and isinstance(items[0], interpret.DeviceStatus)
@@ -41,7 +45,9 @@ def test_malformed_payload_is_reported_not_raised() -> None:
 
 def test_scanner_lines_split_on_cr_lf_and_keep_the_aim_identifier() -> None:
     splitter = interpret.LineSplitter()
-    lines = splitter.feed(b"]E06901234567892\r\n]C1010690") + splitter.feed(b"1234567892\r\nno-prefix\n")
+    lines = splitter.feed(b"]E06901234567892\r\n]C1010690") + splitter.feed(
+        b"1234567892\r\nno-prefix\n"
+    )
     assert lines == [b"]E06901234567892", b"]C10106901234567892", b"no-prefix"]
     ev = interpret.from_scan_line("scanner-1", lines[0], 1.0, True)
     assert ev.data == {"line": "]E06901234567892", "symbology": "E0", "data": "6901234567892"}

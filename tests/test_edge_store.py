@@ -8,8 +8,14 @@ from edge.store import EdgeStore, NewEvent, NewReading
 
 
 def _reading(device: str, dev_ms: int) -> NewReading:
-    return NewReading(device, fseq=dev_ms // 1000, dev_ms=dev_ms, wall=1.7e9 + dev_ms / 1000,
-                      synced=True, probes=[(0, "ok", 3.0625), (1, "ok", 3.5)])
+    return NewReading(
+        device,
+        fseq=dev_ms // 1000,
+        dev_ms=dev_ms,
+        wall=1.7e9 + dev_ms / 1000,
+        synced=True,
+        probes=[(0, "ok", 3.0625), (1, "ok", 3.5)],
+    )
 
 
 def test_boot_number_increases_with_every_open(tmp_path: Path) -> None:
@@ -55,13 +61,26 @@ def test_pending_rows_survive_a_restart_and_batches_never_mix_boots(tmp_path: Pa
 
 def test_events_are_offered_before_readings(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path / "edge.sqlite3")
-    store.add([_reading("fridge-1", 0),
-               NewEvent("fridge-1", "door", 7, 5_000, 1.7e9, False, {"open": True})])
+    store.add(
+        [
+            _reading("fridge-1", 0),
+            NewEvent("fridge-1", "door", 7, 5_000, 1.7e9, False, {"open": True}),
+        ]
+    )
     assert store.pending_streams() == [("events", "fridge-1"), ("readings", "fridge-1")]
     ev = store.next_batch("events", "fridge-1", (0, 0), limit=10)
     assert ev is not None
-    assert ev.records == [{"seq": 1, "type": "door", "fseq": 7, "dev_ms": 5_000,
-                           "wall": 1.7e9, "synced": False, "data": {"open": True}}]
+    assert ev.records == [
+        {
+            "seq": 1,
+            "type": "door",
+            "fseq": 7,
+            "dev_ms": 5_000,
+            "wall": 1.7e9,
+            "synced": False,
+            "data": {"open": True},
+        }
+    ]
 
 
 def test_prune_keeps_unacknowledged_history(tmp_path: Path) -> None:

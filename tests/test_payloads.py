@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -15,7 +16,9 @@ TOPIC = "xd/v1/store-001/telemetry"
 
 
 def _readings(**over: object) -> bytes:
-    rec = payloads.reading_record(7, 65535, 120_000, 1.7e9, True, [(0, "ok", 3.0625), (1, "missing", None)])
+    rec = payloads.reading_record(
+        7, 65535, 120_000, 1.7e9, True, [(0, "ok", 3.0625), (1, "missing", None)]
+    )
     body = json.loads(payloads.batch_payload("readings", "store-001", "fridge-1", 3, [rec]))
     body.update(over)
     return json.dumps(body).encode()
@@ -24,7 +27,12 @@ def _readings(**over: object) -> bytes:
 def test_round_trip_of_a_reading_batch() -> None:
     batch = payloads.parse(TOPIC, _readings())
     assert isinstance(batch, payloads.Batch)
-    assert (batch.kind, batch.store, batch.device, batch.boot) == ("readings", "store-001", "fridge-1", 3)
+    assert (batch.kind, batch.store, batch.device, batch.boot) == (
+        "readings",
+        "store-001",
+        "fridge-1",
+        3,
+    )
     r = batch.records[0]
     assert isinstance(r, payloads.Reading)
     assert (r.seq, r.fseq, r.dev_ms, r.synced) == (7, 65535, 120_000, True)
@@ -60,20 +68,29 @@ def test_refusals_say_why(topic: str, payload: bytes, reason: str) -> None:
 
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_never_escape_as_anything_but_payload_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(PayloadError):
         payloads.parse(TOPIC, data)
-    except PayloadError:
-        pass
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-                    | st.text(max_size=8),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
-                    max_leaves=30))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=8),
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+        max_leaves=30,
+    )
+)
 def test_arbitrary_json_never_escapes_as_anything_but_payload_error(value: object) -> None:
-    body = {"v": 1, "kind": "readings", "store": "store-001", "device": "fridge-1", "boot": 1,
-            "records": [value]}
-    try:
+    body = {
+        "v": 1,
+        "kind": "readings",
+        "store": "store-001",
+        "device": "fridge-1",
+        "boot": 1,
+        "records": [value],
+    }
+    with contextlib.suppress(PayloadError):
         payloads.parse(TOPIC, json.dumps(body).encode())
-    except PayloadError:
-        pass

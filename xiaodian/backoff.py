@@ -23,7 +23,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Delay before the next attempt: uniform in [min, min(max, min * 2**n)]."""
-        ceiling = min(self.maximum, self.minimum * (2 ** min(self.attempts, 30)))
+        ceiling = min(self.maximum, self.minimum * float(2 ** min(self.attempts, 30)))
         self.attempts += 1
         return self.minimum + (ceiling - self.minimum) * self._rand()
 

@@ -116,10 +116,7 @@ def _build_dataclass(value: Any, cls: type, path: Path | str, key: str) -> Any:
         sub = f"{key}.{name}" if key else name
         if name in value:
             kwargs[name] = _convert(value[name], hints[name], path, sub)
-        elif (
-            field.default is dataclasses.MISSING
-            and field.default_factory is dataclasses.MISSING
-        ):
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(path, sub, "missing required key")
     try:
         return cls(**kwargs)

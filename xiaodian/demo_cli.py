@@ -16,23 +16,39 @@ from xiaodian.stack import DEFAULT_SCENARIO, StackError, StoreStack, scenario_de
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run a simulated store, broker and cloud together")
-    p.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
-                   help="run unattended for this many real seconds, then stop")
-    p.add_argument("--speed", type=float, default=60.0,
-                   help="simulated seconds per real second (default 60)")
-    p.add_argument("--json", action="store_true",
-                   help="print only a JSON summary at the end (for scripts and CI)")
-    p.add_argument("--workdir", type=Path, default=Path(".xiaodian-demo"),
-                   help="where data, logs and certificates go (default ./.xiaodian-demo)")
-    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO,
-                   help="simulator scenario file")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run unattended for this many real seconds, then stop",
+    )
+    p.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print only a JSON summary at the end (for scripts and CI)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".xiaodian-demo"),
+        help="where data, logs and certificates go (default ./.xiaodian-demo)",
+    )
+    p.add_argument(
+        "--scenario", type=Path, default=DEFAULT_SCENARIO, help="simulator scenario file"
+    )
     p.add_argument("--http-port", type=int, default=0, help="dashboard port (default: free)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    stack = StoreStack(args.workdir.resolve(), speed=args.speed, scenario=args.scenario,
-                       http_port=args.http_port)
+    stack = StoreStack(
+        args.workdir.resolve(), speed=args.speed, scenario=args.scenario, http_port=args.http_port
+    )
     out = sys.stdout
     fridges, _ = scenario_devices(args.scenario)
     try:
@@ -69,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
 def _banner(stack: StoreStack, out: TextIO) -> None:
     assert stack.broker is not None
     print(f"xiaodian demo: store {stack.store}, speed x{stack.speed:g}", file=out)
-    print(f"  broker     mqtts://{stack.broker.host}:{stack.broker.port}  log "
-          f"{stack.broker.log_path}", file=out)
+    print(
+        f"  broker     mqtts://{stack.broker.host}:{stack.broker.port}  log "
+        f"{stack.broker.log_path}",
+        file=out,
+    )
     for name, part in stack.parts.items():
         print(f"  {name:<10} log {part.log}", file=out)
     print(f"  data       {stack.workdir}", file=out)
@@ -117,8 +136,10 @@ class _LiveView:
         comp = {True: "on ", False: "off", None: "?  "}[info.get("compressor")]
         stored = info.get("stored", 0)
         acked = stored - info.get("pending", 0)
-        return (f"{fridge:<10} product {product}  air {air}  door {door}  compressor {comp}  "
-                f"readings stored {stored:>5}  acked {acked:>5}  in cloud {cloud:>5}")
+        return (
+            f"{fridge:<10} product {product}  air {air}  door {door}  compressor {comp}  "
+            f"readings stored {stored:>5}  acked {acked:>5}  in cloud {cloud:>5}"
+        )
 
 
 def _fmt_c(value: float | None) -> str:
@@ -131,19 +152,26 @@ def _edge_view(db: Path, fridge: str) -> dict[str, Any]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
     try:
         out: dict[str, Any] = {}
-        row = con.execute("SELECT probes FROM readings WHERE device=? ORDER BY boot DESC, "
-                          "seq DESC LIMIT 1", (fridge,)).fetchone()
+        row = con.execute(
+            "SELECT probes FROM readings WHERE device=? ORDER BY boot DESC, seq DESC LIMIT 1",
+            (fridge,),
+        ).fetchone()
         if row:
             out["probes"] = {int(i): c for i, _s, c in json.loads(row[0])}
         for type_, key in (("door", "open"), ("compressor", "on")):
-            ev = con.execute("SELECT data FROM events WHERE device=? AND type=? ORDER BY "
-                             "boot DESC, seq DESC LIMIT 1", (fridge, type_)).fetchone()
+            ev = con.execute(
+                "SELECT data FROM events WHERE device=? AND type=? ORDER BY "
+                "boot DESC, seq DESC LIMIT 1",
+                (fridge, type_),
+            ).fetchone()
             if ev:
                 out[type_] = bool(json.loads(ev[0]).get(key))
-        out["stored"] = con.execute("SELECT count(*) FROM readings WHERE device=?",
-                                    (fridge,)).fetchone()[0]
-        out["pending"] = con.execute("SELECT count(*) FROM outbox WHERE kind='readings' AND "
-                                     "device=?", (fridge,)).fetchone()[0]
+        out["stored"] = con.execute(
+            "SELECT count(*) FROM readings WHERE device=?", (fridge,)
+        ).fetchone()[0]
+        out["pending"] = con.execute(
+            "SELECT count(*) FROM outbox WHERE kind='readings' AND device=?", (fridge,)
+        ).fetchone()[0]
         return out
     finally:
         con.close()
@@ -155,8 +183,11 @@ def _cloud_view(db: Path, store: str, fridge: str) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
         try:
-            return int(con.execute("SELECT count(*) FROM readings WHERE store=? AND device=?",
-                                   (store, fridge)).fetchone()[0])
+            return int(
+                con.execute(
+                    "SELECT count(*) FROM readings WHERE store=? AND device=?", (store, fridge)
+                ).fetchone()[0]
+            )
         finally:
             con.close()
     except sqlite3.Error:
@@ -166,8 +197,9 @@ def _cloud_view(db: Path, store: str, fridge: str) -> int:
 def _summary(stack: StoreStack, settled: bool) -> dict[str, Any]:
     per_fridge = compare(stack.truth, stack.edge_db, stack.cloud_db, stack.store)
     fridges = {d: v for d, v in per_fridge.items()}
-    bad = sum(v["missing"] + v["duplicated"] + v["altered"] + v["unexpected"]
-              for v in fridges.values())
+    bad = sum(
+        v["missing"] + v["duplicated"] + v["altered"] + v["unexpected"] for v in fridges.values()
+    )
     emitted = sum(v["emitted"] for v in fridges.values())
     return {
         "store": stack.store,
@@ -182,8 +214,13 @@ def _summary(stack: StoreStack, settled: bool) -> dict[str, Any]:
 def _print_summary(summary: dict[str, Any], out: TextIO) -> None:
     print("\nsummary (readings):", file=out)
     for fridge, v in summary["fridges"].items():
-        print(f"  {fridge:<10} emitted {v['emitted']:>5}  edge {v['edge_stored']:>5}  "
-              f"cloud {v['cloud_stored']:>5}  missing {v['missing']}  duplicated "
-              f"{v['duplicated']}  altered {v['altered']}", file=out)
-    print("  all delivered exactly once" if summary["ok"] else "  NOT all delivered: see logs",
-          file=out)
+        print(
+            f"  {fridge:<10} emitted {v['emitted']:>5}  edge {v['edge_stored']:>5}  "
+            f"cloud {v['cloud_stored']:>5}  missing {v['missing']}  duplicated "
+            f"{v['duplicated']}  altered {v['altered']}",
+            file=out,
+        )
+    print(
+        "  all delivered exactly once" if summary["ok"] else "  NOT all delivered: see logs",
+        file=out,
+    )

@@ -97,7 +97,12 @@ class State:
 
 
 def reading_record(
-    seq: int, fseq: int, dev_ms: int, wall: float, synced: bool, probes: list[tuple[int, str, float | None]]
+    seq: int,
+    fseq: int,
+    dev_ms: int,
+    wall: float,
+    synced: bool,
+    probes: list[tuple[int, str, float | None]],
 ) -> dict[str, Any]:
     return {
         "seq": seq,
@@ -129,17 +134,33 @@ def event_record(
     }
 
 
-def batch_payload(kind: Kind, store: str, device: str, boot: int, records: list[dict[str, Any]]) -> bytes:
-    body = {"v": FORMAT_VERSION, "kind": kind, "store": store, "device": device, "boot": boot,
-            "records": records}
+def batch_payload(
+    kind: Kind, store: str, device: str, boot: int, records: list[dict[str, Any]]
+) -> bytes:
+    body = {
+        "v": FORMAT_VERSION,
+        "kind": kind,
+        "store": store,
+        "device": device,
+        "boot": boot,
+        "records": records,
+    }
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 def state_payload(
     store: str, online: bool, boot: int, wall: float, agent_version: str, devices: list[str]
 ) -> bytes:
-    body = {"v": FORMAT_VERSION, "kind": "state", "store": store, "online": online,
-            "boot": boot, "wall": wall, "agent_version": agent_version, "devices": devices}
+    body = {
+        "v": FORMAT_VERSION,
+        "kind": "state",
+        "store": store,
+        "online": online,
+        "boot": boot,
+        "wall": wall,
+        "agent_version": agent_version,
+        "devices": devices,
+    }
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -169,25 +190,33 @@ def parse(topic_name: str, payload: bytes) -> Batch | State:
     except RecursionError:
         raise PayloadError("payload nests too deeply") from None
     obj = _Obj(body, "payload")
-    version = obj.int("v")
+    version = obj.integer("v")
     if version != FORMAT_VERSION:
         raise PayloadError(f"unsupported format version {version}")
-    if obj.str("store") != store:
-        raise PayloadError(f"payload store {obj.str('store')!r} does not match topic store {store!r}")
-    kind = obj.str("kind")
+    if obj.text("store") != store:
+        raise PayloadError(
+            f"payload store {obj.text('store')!r} does not match topic store {store!r}"
+        )
+    kind = obj.text("kind")
     expected = {"telemetry": "readings", "events": "events", "state": "state"}.get(leaf)
     if expected is None:
         raise PayloadError(f"no messages expected on topic leaf {leaf!r}")
     if kind != expected:
         raise PayloadError(f"kind {kind!r} on topic {leaf!r} (expected {expected!r})")
     if kind == "state":
-        devices = obj.list("devices")
+        devices = obj.array("devices")
         names = tuple(_Obj.check_id(d, f"payload.devices[{i}]") for i, d in enumerate(devices))
-        return State(store, obj.bool("online"), obj.uint("boot"), obj.float("wall"),
-                     obj.str("agent_version"), names)
-    device = _Obj.check_id(obj.str("device"), "payload.device")
+        return State(
+            store,
+            obj.flag("online"),
+            obj.uint("boot"),
+            obj.number("wall"),
+            obj.text("agent_version"),
+            names,
+        )
+    device = _Obj.check_id(obj.text("device"), "payload.device")
     boot = obj.uint("boot")
-    raw_records = obj.list("records")
+    raw_records = obj.array("records")
     if not raw_records:
         raise PayloadError("payload.records is empty")
     if len(raw_records) > MAX_RECORDS:
@@ -205,7 +234,7 @@ def _reject_constant(name: str) -> None:
 
 def _reading(o: _Obj) -> Reading:
     probes = []
-    for j, p in enumerate(o.list("probes")):
+    for j, p in enumerate(o.array("probes")):
         where = f"{o.where}.probes[{j}]"
         if not isinstance(p, list) or len(p) != 3:
             raise PayloadError(f"{where}: expected [index, status, celsius]")
@@ -221,12 +250,18 @@ def _reading(o: _Obj) -> Reading:
                 raise PayloadError(f"{where}: celsius {celsius} is not a temperature")
             celsius = float(celsius)
         probes.append(Probe(index, status, celsius))
-    return Reading(o.uint("seq"), o.u16("fseq"), o.uint("dev_ms"), o.float("wall"),
-                   o.bool("synced"), tuple(probes))
+    return Reading(
+        o.uint("seq"),
+        o.u16("fseq"),
+        o.uint("dev_ms"),
+        o.number("wall"),
+        o.flag("synced"),
+        tuple(probes),
+    )
 
 
 def _event(o: _Obj) -> Event:
-    type_ = o.str("type")
+    type_ = o.text("type")
     if type_ not in EVENT_TYPES:
         raise PayloadError(f"{o.where}.type: unknown event type {type_!r}")
     fseq = None if o.get("fseq") is None else o.u16("fseq")
@@ -234,7 +269,7 @@ def _event(o: _Obj) -> Event:
     data = o.get("data")
     if not isinstance(data, dict):
         raise PayloadError(f"{o.where}.data: expected an object")
-    return Event(o.uint("seq"), type_, fseq, dev_ms, o.float("wall"), o.bool("synced"), data)
+    return Event(o.uint("seq"), type_, fseq, dev_ms, o.number("wall"), o.flag("synced"), data)
 
 
 class _Obj:
@@ -254,43 +289,43 @@ class _Obj:
             raise PayloadError(f"{self.where}.{key}: missing")
         return self.value[key]
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         v = self._need(key)
         if not isinstance(v, str):
             raise PayloadError(f"{self.where}.{key}: expected a string")
         return v
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         v = self._need(key)
         if not isinstance(v, bool):
             raise PayloadError(f"{self.where}.{key}: expected true or false")
         return v
 
-    def int(self, key: str) -> int:
+    def integer(self, key: str) -> int:
         v = self._need(key)
         if isinstance(v, bool) or not isinstance(v, int):
             raise PayloadError(f"{self.where}.{key}: expected an integer")
         return v
 
     def uint(self, key: str) -> int:
-        v = self.int(key)
+        v = self.integer(key)
         if not 0 <= v < 2**63:
             raise PayloadError(f"{self.where}.{key}: out of range")
         return v
 
     def u16(self, key: str) -> int:
-        v = self.int(key)
+        v = self.integer(key)
         if not 0 <= v <= 0xFFFF:
             raise PayloadError(f"{self.where}.{key}: out of range for u16")
         return v
 
-    def float(self, key: str) -> float:
+    def number(self, key: str) -> float:
         v = self._need(key)
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise PayloadError(f"{self.where}.{key}: expected a finite number")
         return float(v)
 
-    def list(self, key: str) -> list[Any]:
+    def array(self, key: str) -> list[Any]:
         v = self._need(key)
         if not isinstance(v, list):
             raise PayloadError(f"{self.where}.{key}: expected a list")

@@ -32,8 +32,10 @@ def truth_readings(path: Path) -> dict[Key, Value]:
             except json.JSONDecodeError:
                 continue  # a last line cut short by a kill
             if rec.get("kind") == "temp":
-                out[(rec["device"], int(rec["dev_ms"]))] = (int(rec["fseq"]),
-                                                            _probes(rec["probes"]))
+                out[(rec["device"], int(rec["dev_ms"]))] = (
+                    int(rec["fseq"]),
+                    _probes(rec["probes"]),
+                )
     return out
 
 

@@ -67,8 +67,12 @@ class Part:
     def start(self, env: dict[str, str]) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,  # our Ctrl-C handling stops it, not the tty
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # our Ctrl-C handling stops it, not the tty
             )
 
     def alive(self) -> bool:
@@ -146,39 +150,63 @@ class StoreStack:
 
         cloud_toml = self.workdir / "cloud" / "cloud.toml"
         cloud_toml.write_text(
-            f"[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = \"ingest-1\"\n"
-            f"http_host = \"127.0.0.1\"\nhttp_port = {self.http_port}\n"
+            f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-1"\n'
+            f'http_host = "127.0.0.1"\nhttp_port = {self.http_port}\n'
             + _mqtt_toml(self.broker, pki, "cloud-gateway"),
             encoding="utf-8",
         )
         edge_toml = self.workdir / "edge" / "edge.toml"
-        lines = [f"[edge]\nstore_id = {_toml_str(self.store)}\n"
-                 f"data_dir = {_toml_str(self.edge_db.parent)}\n"]
+        lines = [
+            f"[edge]\nstore_id = {_toml_str(self.store)}\n"
+            f"data_dir = {_toml_str(self.edge_db.parent)}\n"
+        ]
         lines.append(_mqtt_toml(self.broker, pki, self.store))
         for fid in fridges:
-            lines.append(f"[[fridges]]\nid = {_toml_str(fid)}\n"
-                         f"port = {_toml_str(self.link_dir / fid)}\n")
+            lines.append(
+                f"[[fridges]]\nid = {_toml_str(fid)}\nport = {_toml_str(self.link_dir / fid)}\n"
+            )
         for sid in scanners:
-            lines.append(f"[[scanners]]\nid = {_toml_str(sid)}\n"
-                         f"port = {_toml_str(self.link_dir / sid)}\n")
+            lines.append(
+                f"[[scanners]]\nid = {_toml_str(sid)}\nport = {_toml_str(self.link_dir / sid)}\n"
+            )
         edge_toml.write_text("".join(lines), encoding="utf-8")
 
         cli = [sys.executable, "-m", "xiaodian"]
         self.parts = {
-            "cloud": Part("cloud", [*cli, "cloud", "run", "--config", str(cloud_toml)],
-                          self.logs / "cloud.log"),
-            "sim": Part("sim", [*cli, "sim", "run", str(self.scenario), "--speed",
-                                str(self.speed), "--link-dir", str(self.link_dir),
-                                "--truth", str(self.truth)], self.logs / "sim.log"),
-            "edge": Part("edge", [*cli, "edge", "run", "--config", str(edge_toml)],
-                         self.logs / "edge.log"),
+            "cloud": Part(
+                "cloud",
+                [*cli, "cloud", "run", "--config", str(cloud_toml)],
+                self.logs / "cloud.log",
+            ),
+            "sim": Part(
+                "sim",
+                [
+                    *cli,
+                    "sim",
+                    "run",
+                    str(self.scenario),
+                    "--speed",
+                    str(self.speed),
+                    "--link-dir",
+                    str(self.link_dir),
+                    "--truth",
+                    str(self.truth),
+                ],
+                self.logs / "sim.log",
+            ),
+            "edge": Part(
+                "edge", [*cli, "edge", "run", "--config", str(edge_toml)], self.logs / "edge.log"
+            ),
         }
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.parts["cloud"].start(env)
         self._wait(lambda: self._http_ok("healthz"), "cloud gateway HTTP", "cloud")
         self.parts["sim"].start(env)
-        self._wait(lambda: all((self.link_dir / d).exists() for d in fridges + scanners),
-                   "simulator links", "sim")
+        self._wait(
+            lambda: all((self.link_dir / d).exists() for d in fridges + scanners),
+            "simulator links",
+            "sim",
+        )
         self.parts["edge"].start(env)
         self._wait(self.edge_db.exists, "edge database", "edge")
 
@@ -188,8 +216,10 @@ class StoreStack:
             if ready():
                 return
             if not self.parts[part].alive():
-                raise StackError(f"{part} exited while starting; see {self.parts[part].log}:\n"
-                                 + _tail(self.parts[part].log))
+                raise StackError(
+                    f"{part} exited while starting; see {self.parts[part].log}:\n"
+                    + _tail(self.parts[part].log)
+                )
             time.sleep(0.1)
         raise StackError(f"{what} not ready after {timeout:g} s; see {self.parts[part].log}")
 
@@ -251,8 +281,9 @@ def _edge_outbox(db: Path) -> tuple[int, int]:
     con = _ro(db)
     try:
         pending = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        stored = con.execute("SELECT (SELECT count(*) FROM readings)"
-                             " + (SELECT count(*) FROM events)").fetchone()[0]
+        stored = con.execute(
+            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM events)"
+        ).fetchone()[0]
         return int(pending), int(stored)
     finally:
         con.close()
@@ -263,9 +294,11 @@ def _cloud_count(db: Path, store: str) -> int:
         return 0
     con = _ro(db)
     try:
-        n = con.execute("SELECT (SELECT count(*) FROM readings WHERE store=?)"
-                        " + (SELECT count(*) FROM events WHERE store=?)",
-                        (store, store)).fetchone()[0]
+        n = con.execute(
+            "SELECT (SELECT count(*) FROM readings WHERE store=?)"
+            " + (SELECT count(*) FROM events WHERE store=?)",
+            (store, store),
+        ).fetchone()[0]
         return int(n)
     finally:
         con.close()
