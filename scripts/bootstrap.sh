@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Idempotent setup for `make demo` and `make test` on Debian/Ubuntu: a Python >= 3.11
+# virtualenv in .venv with the project installed editable (with test extras), and the
+# mosquitto broker binary. Safe to run before every build: each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=.venv
+STAMP="$VENV/.xiaodian-pyproject.sha256"
+BROKER_PACKAGES=(mosquitto mosquitto-clients)
+
+say() { echo "bootstrap: $*" >&2; }
+die() { say "$*"; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Prints the path of the first interpreter that is Python 3.11 or newer.
+find_python() {
+    local candidate
+    for candidate in ${PYTHON:-} python3.14 python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] &&
+        "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+# --- virtualenv -------------------------------------------------------------------------
+if ! venv_ok; then
+    python=$(find_python) || die "Python 3.11 or newer not found (looked for" \
+        "\$PYTHON, python3.14 ... python3.11, python3); install it or set PYTHON=/path/to/python"
+    version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    # Debian ships venv/ensurepip separately (python3.X-venv).
+    if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+        if is_root; then
+            say "installing python$version-venv"
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "python$version-venv"
+        else
+            die "Python $version lacks the venv module; run: sudo apt-get install -y python$version-venv"
+        fi
+    fi
+    say "creating $VENV with $python (Python $version)"
+    rm -rf "$VENV"
+    "$python" -m venv "$VENV" || { rm -rf "$VENV"; die "could not create $VENV"; }
+fi
+
+# --- the project ------------------------------------------------------------------------
+# Reinstall only when pyproject.toml changed since the last successful install.
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$wanted" ]; then
+    say "installing the project and its test extras into $VENV"
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    echo "$wanted" >"$STAMP"
+fi
+
+# --- the broker -------------------------------------------------------------------------
+# Debian puts mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
+have_mosquitto() {
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] ||
+        [ -x /usr/local/sbin/mosquitto ]
+}
+if ! have_mosquitto; then
+    if is_root; then
+        # The package may also start a system broker on 127.0.0.1:1883; we never use it
+        # (every demo and test starts its own on a free port), so it is left alone.
+        say "installing ${BROKER_PACKAGES[*]}"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${BROKER_PACKAGES[@]}"
+    else
+        die "mosquitto is not installed; run: sudo apt-get install -y ${BROKER_PACKAGES[*]}"
+    fi
+fi
+if ! command -v mosquitto_pub >/dev/null 2>&1; then
+    say "note: mosquitto-clients not installed; the CLI-client test will be skipped"
+fi

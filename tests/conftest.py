@@ -1,0 +1,141 @@
+"""Shared fixtures: a private CA, a real Mosquitto per test, and real MQTT clients for it.
+
+def test_example(mqtt_settings, collect):
+    sub = collect("cloud-gateway", "xd/v1/+/telemetry")   # subscribed when it returns
+    client = new_client(mqtt_settings("store-001"), "store-001")
+    ...publish...
+    assert sub.wait(1)[0].payload == b"..."
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from xiaodian.broker import Broker
+from xiaodian.mqtt import MqttSettings, new_client
+from xiaodian.pki import DevPki, dev_pki
+
+STORES = ("store-001", "store-002")
+SERVICES = ("cloud-gateway",)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    """CA, broker certificate and client certificates for STORES and SERVICES."""
+    return dev_pki(tmp_path_factory.mktemp("pki"), STORES, SERVICES)
+
+
+@pytest.fixture
+def broker(pki: DevPki, tmp_path: Path) -> Iterator[Broker]:
+    """A Mosquitto of this test's own on a free loopback port; stopped afterwards."""
+    with Broker(tmp_path / "broker", pki) as b:
+        yield b
+
+
+@pytest.fixture
+def mqtt_settings(broker: Broker, pki: DevPki) -> Callable[[str], MqttSettings]:
+    """`mqtt_settings(name)`: settings for the broker with `name`'s client certificate."""
+
+    def make(name: str) -> MqttSettings:
+        return MqttSettings(host=broker.host, port=broker.port, tls=pki.client(name))
+
+    return make
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Collector:
+    """A paho client subscribed to one topic filter, keeping every message it receives."""
+
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        self._connack: Any = None
+        self._suback: list[Any] | None = None
+        self.client = new_client(settings, client_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self._settings = settings
+
+    def start(self, topic: str, qos: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self.client.connect(self._settings.host, self._settings.port, self._settings.keepalive)
+        self.client.loop_start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._connack is not None, _left(deadline)):
+                raise TimeoutError("no CONNACK")
+            if self._connack.is_failure:
+                raise ConnectionError(f"connection refused: {self._connack}")
+        self.client.subscribe(topic, qos)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._suback is not None, _left(deadline)):
+                raise TimeoutError(f"no SUBACK for {topic}")
+
+    def wait(self, count: int, timeout: float = 5.0) -> list[Received]:
+        """All messages so far, once there are at least `count`; AssertionError at the deadline."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(
+                    f"expected {count} message(s) within {timeout} s, got {self.messages!r}"
+                )
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        with self._cond:
+            self._connack = rc
+            self._cond.notify_all()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        with self._cond:
+            self._suback = list(rcs)
+            self._cond.notify_all()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+            self._cond.notify_all()
+
+
+@pytest.fixture
+def collect(mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[Callable[..., Collector]]:
+    """`collect(name, topic, qos=1)`: a Collector connected as `name`, already subscribed."""
+    collectors: list[Collector] = []
+    numbers = itertools.count(1)
+
+    def start(name: str, topic: str, qos: int = 1, timeout: float = 5.0) -> Collector:
+        c = Collector(mqtt_settings(name), f"{name}-collector-{next(numbers)}")
+        collectors.append(c)
+        c.start(topic, qos, timeout)
+        return c
+
+    yield start
+    for c in collectors:
+        c.close()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,375 @@
+"""A private Mosquitto broker for the demo and the tests: config, ACL and process control.
+
+The broker listens on loopback only, with TLS only, and requires a client certificate whose
+CN becomes the MQTT username; the ACL confines each store to `xd/v1/<its id>/...`. It never
+touches a system broker: each `Broker` runs its own `mosquitto` on a free port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from xiaodian.pki import DevPki, check_name
+
+log = logging.getLogger(__name__)
+
+CONF_NAME = "mosquitto.conf"
+ACL_NAME = "acl"
+LOG_NAME = "mosquitto.log"
+DATA_DIR = "data"
+# Debian installs the broker in /usr/sbin, which is not on an ordinary user's PATH.
+EXTRA_BIN_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin")
+
+# What a store may do, with %u = its certificate CN = store id (see MQTT.md).
+_STORE_PATTERNS = (
+    "pattern write xd/v1/%u/telemetry",
+    "pattern write xd/v1/%u/events",
+    "pattern write xd/v1/%u/alerts",
+    "pattern write xd/v1/%u/state",
+    "pattern write xd/v1/%u/cmd/res",
+    "pattern read xd/v1/%u/orders",
+    "pattern read xd/v1/%u/cmd/req",
+)
+# What a cloud-side service may do: read everything stores send, send orders and commands.
+_SERVICE_TOPICS = (
+    "topic read xd/v1/#",
+    "topic write xd/v1/+/orders",
+    "topic write xd/v1/+/cmd/req",
+)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be found, configured or started; the message says why."""
+
+
+def find_mosquitto() -> str:
+    """Path of the `mosquitto` binary, or a BrokerError naming the package to install."""
+    found = shutil.which("mosquitto") or shutil.which(
+        "mosquitto", path=os.pathsep.join(EXTRA_BIN_DIRS)
+    )
+    if found is None:
+        raise BrokerError(
+            "mosquitto not found on PATH or in "
+            + ", ".join(EXTRA_BIN_DIRS)
+            + ": install the Debian/Ubuntu package 'mosquitto' "
+            "(sudo apt-get install -y mosquitto mosquitto-clients)"
+        )
+    return found
+
+
+def acl_text(services: Sequence[str]) -> str:
+    """The Mosquitto ACL file: stores by pattern, then one block per cloud-side service.
+
+    Every service gets the same rights as `cloud-gateway` (read all store traffic, write
+    orders and commands); names not listed are stores and get only the patterns.
+    """
+    lines = [
+        "# Written by xiaodian.broker. Usernames are certificate CNs.",
+        "# Stores: confined to their own subtree. In Mosquitto 2.0 a SUBSCRIBE is not",
+        "# checked, but every delivery is, so a store subscribed to # still only receives",
+        "# what the read patterns allow.",
+        *_STORE_PATTERNS,
+    ]
+    for name in services:
+        check_name(name)
+        lines += ["", f"user {name}", *_SERVICE_TOPICS]
+    return "\n".join(lines) + "\n"
+
+
+def write_broker_config(
+    directory: Path, pki: DevPki, port: int, *, persistence: bool = True
+) -> Path:
+    """Write `mosquitto.conf` and its ACL into `directory`; return the config's path.
+
+    The broker's log, persistence database and ACL all live in `directory`.
+    """
+    if not 1 <= port <= 65535:
+        raise ValueError("port: must be between 1 and 65535")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir = directory / DATA_DIR
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    acl_path = directory / ACL_NAME
+    acl_path.write_text(acl_text(pki.services), encoding="utf-8")
+    paths = {
+        "acl_file": acl_path,
+        "persistence_location": data_dir,
+        "log_dest file": directory / LOG_NAME,
+        "cafile": pki.ca,
+        "certfile": pki.server_cert,
+        "keyfile": pki.server_key,
+    }
+    for key, value in paths.items():
+        # Mosquitto splits option values at whitespace; refuse rather than misconfigure.
+        if any(c.isspace() for c in str(value)):
+            raise ValueError(f"{key}: path must not contain whitespace: {value}")
+
+    lines = [
+        "# Written by xiaodian.broker.write_broker_config; regenerated at every start.",
+    ]
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto 2.0 switches to the `mosquitto` user (the default of
+        # `user`) before it opens the log, certificates and ACL, and that user cannot read
+        # our 0600 keys or enter our 0700 directories. `user root` keeps it as root.
+        # Not started as root, it never changes user, so the line is left out.
+        lines.append("user root")
+    lines += [
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"acl_file {acl_path}",
+        "",
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {data_dir}",
+        # The default (1800 s) would lose up to half an hour of queued orders if the broker
+        # crashed; SIGTERM always saves, this bounds the loss on SIGKILL or power failure.
+        "autosave_interval 60",
+        # Per-client queue of QoS 1 messages for an offline persistent session; the excess
+        # is dropped silently. The default 1000 is too tight: a store offline over a long
+        # weekend (3 days) at a busy 300 orders and commands a day needs ~900, and a cloud
+        # worker restarting while 50 stores each send 3 messages a minute needs ~150 a
+        # minute. 10000 covers both with margin at ~1 KB each (10 MB per client at worst).
+        "max_queued_messages 10000",
+        "",
+        f"log_dest file {directory / LOG_NAME}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+        "connection_messages true",
+        "log_timestamp true",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
+        "",
+        # The only listener: loopback, TLS only, a client certificate required.
+        f"listener {port} 127.0.0.1",
+        f"cafile {pki.ca}",
+        f"certfile {pki.server_cert}",
+        f"keyfile {pki.server_key}",
+        "tls_version tlsv1.2",  # the minimum; TLS 1.3 is accepted
+        "require_certificate true",
+        "use_identity_as_username true",
+        # Not use_username_as_clientid: several cloud workers share the cloud-gateway
+        # certificate and would take over each other's connection.
+    ]
+    conf_path = directory / CONF_NAME
+    conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return conf_path
+
+
+class Broker:
+    """A Mosquitto process on a free loopback port, configured by `write_broker_config`.
+
+    Use as a context manager. `restart()` stops and starts it on the same port, keeping its
+    persistence database, for tests of clients surviving a broker outage.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        directory: Path,
+        pki: DevPki,
+        *,
+        persistence: bool = True,
+        start_timeout: float = 10.0,
+        port_attempts: int = 5,
+    ) -> None:
+        names = pki.services + pki.stores
+        if not names:
+            raise ValueError("pki: needs at least one client certificate to probe the broker")
+        self.directory = directory
+        self.pki = pki
+        self.persistence = persistence
+        self.start_timeout = start_timeout
+        self.port_attempts = port_attempts
+        self.conf_path = directory / CONF_NAME
+        self.log_path = directory / LOG_NAME
+        self._probe_tls = pki.client(names[0])
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("broker not started yet")
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start on a new free port (first start) or on the previous port (restart)."""
+        if self._proc is not None:
+            raise BrokerError(f"broker already running (pid {self._proc.pid})")
+        binary = find_mosquitto()
+        if self._port is not None:
+            try:
+                self._start_on(binary, self._port)
+            except _PortInUse:
+                raise BrokerError(
+                    f"cannot restart: port {self._port} was taken while the broker was stopped"
+                ) from None
+            return
+        # A port found free can be taken before mosquitto binds it: try a few.
+        for attempt in range(1, self.port_attempts + 1):
+            port = _free_port(self.host)
+            try:
+                self._start_on(binary, port)
+            except _PortInUse:
+                log.info("port %d taken before mosquitto bound it (attempt %d)", port, attempt)
+                continue
+            self._port = port
+            return
+        raise BrokerError(f"no free port found after {self.port_attempts} attempts")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM (Mosquitto then saves its database) and wait; SIGKILL after `timeout`."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("mosquitto (pid %d) ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, so clients reconnect to the same address."""
+        self.stop()
+        self.start()
+
+    def _start_on(self, binary: str, port: int) -> None:
+        conf = write_broker_config(self.directory, self.pki, port, persistence=self.persistence)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        # Mosquitto prints start-up errors (before its log file is open) to stderr: send them
+        # to the same file so one tail shows everything.
+        with self.log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                [binary, "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # a Ctrl-C meant for pytest must not kill it mid-test
+            )
+        try:
+            self._wait_ready(proc, port, offset)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        self._proc = proc
+        log.info("mosquitto running (pid %d) on %s:%d", proc.pid, self.host, port)
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, offset: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last_error = "no attempt made"
+        while True:
+            if proc.poll() is not None:
+                tail = self._log_tail(offset)
+                if "Address already in use" in tail:
+                    raise _PortInUse(port)
+                raise BrokerError(
+                    f"mosquitto exited with code {proc.returncode} at start-up "
+                    f"(config {self.conf_path}); log:\n{tail}"
+                )
+            try:
+                _probe(
+                    self.host, port, self._probe_tls.ca, self._probe_tls.cert, self._probe_tls.key
+                )
+                return
+            except _Refused as exc:
+                raise BrokerError(
+                    f"mosquitto refused the probe client: {exc}; log:\n{self._log_tail(offset)}"
+                ) from None
+            except OSError as exc:  # ssl.SSLError and socket timeouts are OSErrors too
+                last_error = f"{exc.__class__.__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"mosquitto did not accept a TLS connection on {self.host}:{port} within "
+                    f"{self.start_timeout:g} s (last error: {last_error}); "
+                    f"log:\n{self._log_tail(offset)}"
+                )
+            time.sleep(0.05)
+
+    def _log_tail(self, offset: int, lines: int = 20) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return "(no log written)"
+        return "\n".join(text.splitlines()[-lines:]) or "(log empty)"
+
+
+class _PortInUse(Exception):
+    pass
+
+
+class _Refused(Exception):
+    pass
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _probe(host: str, port: int, ca: Path, cert: Path, key: Path) -> None:
+    """Complete a TLS handshake and an MQTT 3.1.1 CONNECT/CONNACK, then disconnect.
+
+    A CONNACK proves more than an open port: TLS, client-certificate checking and the
+    broker's main loop all work.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    client_id = f"xiaodian-probe-{os.getpid()}".encode()
+    # Protocol level 4, clean session, keepalive 5 s; remaining length fits in one byte.
+    body = b"\x00\x04MQTT\x04\x02\x00\x05" + len(client_id).to_bytes(2, "big") + client_id
+    with (
+        socket.create_connection((host, port), timeout=2.0) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(bytes([0x10, len(body)]) + body)
+        connack = _read_exactly(tls, 4)
+        if connack[:2] != b"\x20\x02":
+            raise ConnectionError(f"not a CONNACK: {connack!r}")
+        if connack[3] != 0:
+            raise _Refused(f"CONNACK return code {connack[3]}")
+        tls.sendall(b"\xe0\x00")  # DISCONNECT
+
+
+def _read_exactly(sock: ssl.SSLSocket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed before CONNACK")
+        data += chunk
+    return data
