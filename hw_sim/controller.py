@@ -1,0 +1,276 @@
+"""The simulated fridge controller: thermostat, defrost schedule and the serial protocol.
+
+It sees only what real firmware sees: raw probe counts, the door switch and bytes from the
+host; it drives the compressor relay and the defrost heater and produces frames. The physics
+lives in `hw_sim.thermal` and the hardware fakes in `hw_sim.hardware`, so a later issue can
+swap this class for the MicroPython firmware running against those fakes.
+
+Pure: time comes in as `dev_ms` (device milliseconds since boot), bytes come in and frames
+go out; nothing here touches a port or a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from firmware_bridge import codec
+
+FIRMWARE_VERSION = (0, 1, 0)
+SIM_FREE_MEM = 61_440  # what a MicroPython board typically reports; constant in the sim
+PROBE_AIR = 0
+PROBE_PRODUCT = 1
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    set_point_c: float = 3.0
+    hysteresis_c: float = 2.0  # total band: on at set + h/2, off at set − h/2
+    min_off_s: float = 240.0  # compressor protection: no restart against head pressure
+    sample_interval_s: float = 10.0
+    heartbeat_interval_s: float = 10.0
+    defrost_every_s: float = 6 * 3600.0  # 0 = never
+    defrost_s: float = 25 * 60.0
+    defrost_heater: bool = False  # False: off-cycle defrost (compressor off, no heater)
+
+    def __post_init__(self) -> None:
+        if self.hysteresis_c <= 0:
+            raise ValueError("hysteresis_c: must be > 0")
+        if self.min_off_s < 0:
+            raise ValueError("min_off_s: must be >= 0")
+        if self.sample_interval_s <= 0:
+            raise ValueError("sample_interval_s: must be > 0")
+        if self.heartbeat_interval_s <= 0:
+            raise ValueError("heartbeat_interval_s: must be > 0")
+        if self.defrost_every_s < 0 or self.defrost_s < 0:
+            raise ValueError("defrost_every_s: must be >= 0")
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    """A frame the controller sends: the wire bytes plus what ground truth records."""
+
+    kind: str  # codec type name: "temp", "hello", ...
+    seq: int
+    data: bytes
+    fields: dict[str, Any]  # as `codec.decode_message` returns them, without "type"
+
+    def truth(self) -> dict[str, Any]:
+        """The ground-truth record body (after "device"): kind, fseq, then the fields."""
+        return {"kind": self.kind, "fseq": self.seq, **self.fields}
+
+
+class FridgeController:
+    def __init__(self, device_id: str, config: ControllerConfig, boot_count: int = 1) -> None:
+        self.device_id = device_id
+        self.config = config
+        self.boot_count = boot_count
+        self.attached = False  # a host sent GET_HELLO since the last hang-up
+        self.compressor_on = False
+        self.heater_on = False
+        self.defrosting = False
+        self.door_open = False
+        self.tx_dropped = 0
+        self.dev_ms = 0
+        self._seq = 0
+        self._decoder = codec.FrameDecoder()
+        self._compressor_changed_ms = -(10**12)  # as if off for ever: may start at once
+        self._held_by_min_off = False
+        self._door_changed_ms = 0
+        # Samples and heartbeats fall on a fixed grid of device time: k·interval, k ≥ 1.
+        self._next_sample_ms = self._ms(config.sample_interval_s)
+        self._next_heartbeat_ms = self._ms(config.heartbeat_interval_s)
+        self._defrost_end_ms = 0
+        self._next_defrost_ms = self._ms(config.defrost_every_s) if config.defrost_every_s else -1
+
+    @staticmethod
+    def _ms(seconds: float) -> int:
+        return round(seconds * 1000)
+
+    # -- host side ---------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[OutFrame]:
+        """Bytes from the host; returns the replies (ACK + HELLO for GET_HELLO)."""
+        out: list[OutFrame] = []
+        for frame in self._decoder.feed(data):
+            if frame.type == codec.GET_HELLO:
+                out.append(self._ack(frame.seq, codec.ACK_OK))
+                out.append(self._hello())
+                self.attached = True
+            elif frame.flags & codec.ACK_REQUESTED:
+                out.append(self._ack(frame.seq, codec.ACK_UNKNOWN_TYPE))
+        return out
+
+    def detach(self) -> None:
+        """The host closed the port: stop streaming until the next GET_HELLO."""
+        self.attached = False
+        self._decoder.reset_sequence()
+
+    def note_tx_dropped(self) -> None:
+        """The UART could not take a frame; reported in the next HEARTBEAT."""
+        self.tx_dropped += 1
+
+    @property
+    def rx_errors(self) -> int:
+        s = self._decoder.stats()
+        return (
+            s["cobs_errors"]
+            + s["crc_errors"]
+            + s["length_errors"]
+            + s["oversize"]
+            + s["version_errors"]
+        )
+
+    # -- control loop ------------------------------------------------------------------------
+
+    def tick(self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool) -> list[OutFrame]:
+        """One pass of the control loop at device time `dev_ms` with fresh readings."""
+        self.dev_ms = dev_ms
+        out: list[OutFrame] = []
+        self._defrost_schedule(dev_ms, out)
+        self._thermostat(dev_ms, air_raw / 16, out)
+        if door_open != self.door_open:
+            duration = dev_ms - self._door_changed_ms
+            self.door_open = door_open
+            self._door_changed_ms = dev_ms
+            self._emit(
+                out,
+                codec.DOOR,
+                codec.pack_door(dev_ms, door_open, duration),
+                {"dev_ms": dev_ms, "open": door_open, "duration_ms": duration},
+            )
+        if dev_ms >= self._next_sample_ms:
+            self._next_sample_ms = self._advance(
+                self._next_sample_ms, dev_ms, self.config.sample_interval_s
+            )
+            probes = [(PROBE_AIR, "ok", air_raw / 16), (PROBE_PRODUCT, "ok", product_raw / 16)]
+            self._emit(
+                out,
+                codec.TEMP,
+                codec.pack_temp(dev_ms, list(probes)),
+                {"dev_ms": dev_ms, "probes": [list(p) for p in probes]},
+            )
+        if dev_ms >= self._next_heartbeat_ms:
+            self._next_heartbeat_ms = self._advance(
+                self._next_heartbeat_ms, dev_ms, self.config.heartbeat_interval_s
+            )
+            # The wire carries 16-bit counters; record what the host will decode.
+            rx_errors, tx_dropped = self.rx_errors & 0xFFFF, self.tx_dropped & 0xFFFF
+            payload = codec.pack_heartbeat(dev_ms, SIM_FREE_MEM, rx_errors, 0, tx_dropped)
+            fields = {
+                "dev_ms": dev_ms,
+                "free_mem": SIM_FREE_MEM,
+                "rx_errors": rx_errors,
+                "probe_errors": 0,
+                "tx_dropped": tx_dropped,
+            }
+            self._emit(out, codec.HEARTBEAT, payload, fields)
+        return out
+
+    def _advance(self, due_ms: int, now_ms: int, interval_s: float) -> int:
+        # Stay on the interval grid; skip slots missed (never a burst of catch-up samples).
+        step = self._ms(interval_s)
+        nxt = due_ms + step
+        if nxt <= now_ms:
+            nxt += ((now_ms - nxt) // step + 1) * step
+        return nxt
+
+    def _defrost_schedule(self, dev_ms: int, out: list[OutFrame]) -> None:
+        if self.defrosting and dev_ms >= self._defrost_end_ms:
+            self.defrosting = False
+            self.heater_on = False
+            self._emit(
+                out,
+                codec.DEFROST,
+                codec.pack_defrost(dev_ms, False, "timeout"),
+                {"dev_ms": dev_ms, "active": False, "reason": "timeout"},
+            )
+        elif not self.defrosting and 0 <= self._next_defrost_ms <= dev_ms:
+            self.defrosting = True
+            self._defrost_end_ms = dev_ms + self._ms(self.config.defrost_s)
+            self._next_defrost_ms += self._ms(self.config.defrost_every_s)
+            self.heater_on = self.config.defrost_heater
+            self._emit(
+                out,
+                codec.DEFROST,
+                codec.pack_defrost(dev_ms, True, "schedule"),
+                {"dev_ms": dev_ms, "active": True, "reason": "schedule"},
+            )
+            if self.compressor_on:
+                self._set_compressor(dev_ms, False, "defrost_start", out)
+
+    def _thermostat(self, dev_ms: int, air_c: float, out: list[OutFrame]) -> None:
+        if self.defrosting:
+            return
+        half = self.config.hysteresis_c / 2
+        if self.compressor_on:
+            if air_c <= self.config.set_point_c - half:
+                self._set_compressor(dev_ms, False, "thermostat", out)
+            return
+        if air_c < self.config.set_point_c + half:
+            self._held_by_min_off = False  # demand went away while waiting
+            return
+        if dev_ms - self._compressor_changed_ms < self._ms(self.config.min_off_s):
+            self._held_by_min_off = True
+            return
+        reason = "min_off_time" if self._held_by_min_off else "thermostat"
+        self._set_compressor(dev_ms, True, reason, out)
+
+    def _set_compressor(self, dev_ms: int, on: bool, reason: str, out: list[OutFrame]) -> None:
+        self.compressor_on = on
+        self._compressor_changed_ms = dev_ms
+        self._held_by_min_off = False
+        self._emit(
+            out,
+            codec.COMPRESSOR,
+            codec.pack_compressor(dev_ms, on, reason),
+            {"dev_ms": dev_ms, "on": on, "reason": reason},
+        )
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        out: list[OutFrame],
+        msg_type: int,
+        payload: bytes,
+        fields: dict[str, Any],
+        flags: int = 0,
+    ) -> None:
+        # Only a streaming device talks; state changes while detached are not queued.
+        if self.attached:
+            out.append(self._frame(msg_type, payload, fields, flags))
+
+    def _frame(
+        self, msg_type: int, payload: bytes, fields: dict[str, Any], flags: int = 0
+    ) -> OutFrame:
+        seq = self._seq
+        self._seq = (self._seq + 1) & 0xFFFF
+        data = codec.encode_frame(msg_type, seq, payload, flags)
+        return OutFrame(codec.TYPE_NAMES[msg_type], seq, data, fields)
+
+    def _ack(self, acked_seq: int, status: int) -> OutFrame:
+        return self._frame(
+            codec.ACK,
+            codec.pack_ack(acked_seq, status),
+            {"acked_seq": acked_seq, "status": codec.ACK_STATUS_NAMES[status]},
+            codec.REPLY,
+        )
+
+    def _hello(self) -> OutFrame:
+        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST
+        payload = codec.pack_hello(
+            self.dev_ms, FIRMWARE_VERSION, "power_on", caps, 2, 0, self.boot_count, self.device_id
+        )
+        fields = {
+            "dev_ms": self.dev_ms,
+            "protocol": [codec.PROTOCOL_MAJOR, codec.PROTOCOL_MINOR],
+            "firmware": list(FIRMWARE_VERSION),
+            "reset_cause": "power_on",
+            "capabilities": caps,
+            "probe_count": 2,
+            "lane_count": 0,
+            "boot_count": self.boot_count,
+            "device_id": self.device_id,
+        }
+        return self._frame(codec.HELLO, payload, fields)

@@ -1,0 +1,69 @@
+"""Fakes of the hardware around a fridge controller: temperature probes and the customers
+who open the door. Pure and seeded: the caller passes a `random.Random` and the time.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol
+
+RAW_PER_C = 16  # DS18B20 12-bit resolution: 1/16 °C per count
+_RAW_MIN = -55 * RAW_PER_C  # the sensor's measuring range
+_RAW_MAX = 125 * RAW_PER_C
+
+
+class Door(Protocol):
+    def is_open(self, now_s: float) -> bool:
+        """Door switch state at `now_s`; called with non-decreasing times."""
+        ...
+
+
+class Ds18b20:
+    """A DS18B20-like probe: a calibration offset fixed at manufacture, a little noise, and
+    readings in whole 1/16 °C counts clamped to the sensor's range."""
+
+    def __init__(self, rng: random.Random, max_offset_c: float = 0.5, noise_sd_c: float = 0.03):
+        self._rng = rng
+        # Drawn once, so a probe reads consistently high or low for the whole run.
+        self.offset_c = rng.uniform(-max_offset_c, max_offset_c)
+        self.noise_sd_c = noise_sd_c
+
+    def read_raw(self, true_c: float) -> int:
+        measured = true_c + self.offset_c + self._rng.gauss(0.0, self.noise_sd_c)
+        return max(_RAW_MIN, min(_RAW_MAX, round(measured * RAW_PER_C)))
+
+
+class CustomerDoor:
+    """Customers opening the door: Poisson arrivals at `openings_per_hour`, each holding it
+    open for 0.5–1.5 × `open_s`. An arrival while the door is open extends the opening."""
+
+    def __init__(self, rng: random.Random, openings_per_hour: float, open_s: float) -> None:
+        self._rng = rng
+        self.rate_per_s = openings_per_hour / 3600.0
+        self.open_s = open_s
+        self._close_at = -1.0
+        self._next_arrival = self._draw_gap(0.0)
+
+    def _draw_gap(self, now_s: float) -> float:
+        if self.rate_per_s <= 0:
+            return float("inf")
+        return now_s + self._rng.expovariate(self.rate_per_s)
+
+    def is_open(self, now_s: float) -> bool:
+        """Door state at `now_s`; call with non-decreasing times."""
+        while self._next_arrival <= now_s:
+            start = self._next_arrival
+            held = self.open_s * self._rng.uniform(0.5, 1.5)
+            self._close_at = max(self._close_at, start + held)
+            self._next_arrival = self._draw_gap(start)
+        return now_s < self._close_at
+
+
+class ScriptedDoor:
+    """A door opened at given times, for tests and scripted scenarios: (start_s, open_s)."""
+
+    def __init__(self, openings: list[tuple[float, float]]) -> None:
+        self.openings = sorted(openings)
+
+    def is_open(self, now_s: float) -> bool:
+        return any(start <= now_s < start + held for start, held in self.openings)

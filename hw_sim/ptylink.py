@@ -1,0 +1,236 @@
+"""The device end of a pseudo-terminal, standing in for a USB-serial adapter.
+
+How Linux ptys behave, which this module relies on (checked on 6.x kernels):
+
+- After `openpty()` we close our own slave fd. With no process holding the slave open, poll
+  on the master reports POLLHUP and `read(master)` fails with EIO. When a host opens the slave
+  path, POLLHUP clears; when its last fd closes, POLLHUP returns. So POLLHUP on the master is
+  "no host has the port open", and the slave can be reopened any number of times while the
+  master stays open (the edge agent closes and reopens it when it restarts).
+- Termios settings belong to the slave tty and survive close/reopen, so raw mode set once
+  stays set.
+- Bytes written to the master while no host has the slave open are NOT discarded: they wait
+  in the slave's input queue and the next opener reads them (tcflush on the master does not
+  clear that queue). So we never write while hung up, and on each hang-up we open the slave
+  briefly and TCIFLUSH it, discarding what the old host left unread; otherwise the new host
+  would read stale frames that ground truth attributes to the old session.
+- Bytes a host wrote just before closing are still readable from the master (POLLIN with
+  POLLHUP), so we read before acting on a hang-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import termios
+import tty
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 4096
+
+
+@dataclass
+class _Pending:
+    data: bytes
+    sent: int
+    on_written: Callable[[], None] | None
+
+
+@dataclass
+class PortStats:
+    bytes_written: int = 0
+    bytes_read: int = 0
+    frames_written: int = 0
+    tx_overflow_drops: int = 0  # whole writes refused because the tx buffer was full
+    discarded_on_hangup: int = 0  # queued writes thrown away when the host went
+    hangups: int = 0
+
+
+class PtyPort:
+    """One pty pair with `link_path` → slave, and a bounded device-side transmit buffer.
+
+    Not thread-safe; meant for a single poll loop. `service()` reads host bytes, notices
+    hang-ups and pushes queued bytes; it never blocks.
+    """
+
+    def __init__(self, link_path: Path, tx_limit: int = 4096) -> None:
+        if tx_limit < 1:
+            raise ValueError("tx_limit: must be >= 1")
+        self.link_path = link_path
+        self.tx_limit = tx_limit
+        self.stats = PortStats()
+        self._queue: deque[_Pending] = deque()
+        self._queued_bytes = 0
+        master, slave = os.openpty()
+        try:
+            self.slave_name = os.ttyname(slave)
+            tty.setraw(slave)  # no echo, no line editing, no CR/LF translation
+        finally:
+            # Only the host may hold the slave open, or POLLHUP would never be reported.
+            os.close(slave)
+        os.set_blocking(master, False)
+        self.master_fd: int | None = master
+        self._poll = select.poll()
+        self._poll.register(master, select.POLLIN)
+        self.host_present = False
+        try:
+            _replace_symlink(link_path, self.slave_name)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fileno(self) -> int:
+        if self.master_fd is None:
+            raise ValueError("port is closed")
+        return self.master_fd
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._queue)
+
+    def service(self) -> tuple[bytes, bool]:
+        """Read what the host sent and flush queued output.
+
+        Returns (host bytes, hung_up) where hung_up is True when the host closed the port since
+        the previous call (queued output is then discarded, never delivered to the next host).
+        """
+        data, hung_up = self._read_and_check()
+        if not hung_up and self.host_present:
+            self._flush()
+        return data, hung_up
+
+    def send(self, data: bytes, on_written: Callable[[], None] | None = None) -> bool:
+        """Queue `data` for the host; `on_written` runs once its last byte is in the pty.
+
+        Refuses (False, counted) when no host is present or the tx buffer cannot take it all:
+        a device's UART driver drops whole frames rather than sending half of one.
+        """
+        if self.master_fd is None or not self.host_present:
+            return False
+        if self._queued_bytes + len(data) > self.tx_limit:
+            self.stats.tx_overflow_drops += 1
+            return False
+        self._queue.append(_Pending(data, 0, on_written))
+        self._queued_bytes += len(data)
+        self._flush()
+        return True
+
+    def close(self) -> None:
+        """Close the master (the host sees a hang-up) and remove our symlink."""
+        if self.master_fd is not None:
+            with contextlib.suppress(KeyError):
+                self._poll.unregister(self.master_fd)
+            os.close(self.master_fd)
+            self.master_fd = None
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.host_present = False
+        # Leave the link alone if a newer simulator has already taken the name over.
+        with contextlib.suppress(OSError):
+            if os.readlink(self.link_path) == self.slave_name:
+                self.link_path.unlink()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _read_and_check(self) -> tuple[bytes, bool]:
+        if self.master_fd is None:
+            return b"", False
+        chunks: list[bytes] = []
+        hup = False
+        while True:
+            try:
+                chunk = os.read(self.master_fd, _READ_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                hup = True  # EIO: no slave open (the host closed the port)
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if not hup:
+            revents = self._poll.poll(0)
+            hup = any(ev & select.POLLHUP for _, ev in revents)
+        data = b"".join(chunks)
+        self.stats.bytes_read += len(data)
+        if hup:
+            was_present = self.host_present
+            if was_present:
+                self._on_hangup()
+            return data, was_present
+        self.host_present = True
+        return data, False
+
+    def _on_hangup(self) -> None:
+        self.host_present = False
+        self.stats.hangups += 1
+        self.stats.discarded_on_hangup += len(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._discard_unread()
+
+    def _discard_unread(self) -> None:
+        # Frames the old host did not read would otherwise reach the next one (see module doc).
+        try:
+            fd = os.open(self.slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            log.warning(
+                "%s: cannot open %s to discard stale output: %s",
+                self.link_path.name,
+                self.slave_name,
+                exc,
+            )
+            return
+        try:
+            termios.tcflush(fd, termios.TCIFLUSH)
+        finally:
+            os.close(fd)
+
+    def _flush(self) -> None:
+        assert self.master_fd is not None
+        # Re-check just before writing: bytes written after the host left would be counted
+        # as emitted yet never read. `service()` reports the hang-up on its next call.
+        if self._queue and any(ev & select.POLLHUP for _, ev in self._poll.poll(0)):
+            return
+        while self._queue:
+            head = self._queue[0]
+            try:
+                n = os.write(self.master_fd, head.data[head.sent :])
+            except BlockingIOError:
+                return  # pty full: the host is not reading; keep it queued
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    return
+                raise
+            head.sent += n
+            self.stats.bytes_written += n
+            if head.sent < len(head.data):
+                return
+            self._queue.popleft()
+            self._queued_bytes -= len(head.data)
+            self.stats.frames_written += 1
+            if head.on_written is not None:
+                head.on_written()
+
+
+def _replace_symlink(link: Path, target: str) -> None:
+    """Point `link` at `target`, replacing an old symlink atomically (never a real file)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.exists() and not link.is_symlink():
+        raise FileExistsError(f"{link}: exists and is not a symlink; refusing to replace it")
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)

@@ -1,0 +1,133 @@
+"""Scenario files: which devices to simulate and how, loaded with `xiaodian.config`.
+
+```toml
+[sim]
+seed = 42
+speed = 60.0                  # simulated seconds per real second
+link_dir = "run"              # symlinks LINK_DIR/<device-id> -> /dev/pts/N (relative to this file)
+truth = "run/truth.jsonl"     # ground-truth JSON lines
+
+[[fridges]]
+id = "fridge-1"
+set_point_c = 3.0
+# optional, with defaults: sample_interval_s = 10, heartbeat_interval_s = 10,
+# ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, defrost_every_h = 6
+# (0 = never), defrost_minutes = 25, defrost_heater = false (off-cycle defrost),
+# min_off_s = 240, initial_air_c = set point, initial_product_c = set point
+
+[[scanners]]
+id = "scanner-1"
+scans_per_hour = 30
+```
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from xiaodian.config import load_config
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_id(device_id: str) -> None:
+    # The id becomes a file name in link_dir and a key in ground truth and MQTT topics.
+    if not _DEVICE_ID.match(device_id):
+        raise ValueError(
+            "id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    # Required, so that they are always resolved relative to the scenario file.
+    link_dir: Path
+    truth: Path
+    seed: int = 1
+    speed: float = 60.0
+    step_s: float = 1.0  # fixed physics step in simulated seconds
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ValueError("speed: must be > 0")
+        if not 0 < self.step_s <= 10:
+            raise ValueError("step_s: must be in (0, 10]")
+
+
+@dataclass(frozen=True)
+class FridgeSpec:
+    id: str
+    set_point_c: float = 3.0
+    sample_interval_s: float = 10.0
+    heartbeat_interval_s: float = 10.0
+    ambient_c: float = 28.0
+    door_openings_per_hour: float = 6.0
+    door_open_s: float = 20.0
+    defrost_every_h: float = 6.0
+    defrost_minutes: float = 25.0
+    defrost_heater: bool = False
+    min_off_s: float = 240.0
+    initial_air_c: float | None = None
+    initial_product_c: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        if not -30 <= self.set_point_c <= 20:
+            raise ValueError("set_point_c: must be within -30..20")
+        if self.sample_interval_s < 1:
+            raise ValueError("sample_interval_s: must be >= 1")
+        if self.heartbeat_interval_s < 1:
+            raise ValueError("heartbeat_interval_s: must be >= 1")
+        if self.door_openings_per_hour < 0:
+            raise ValueError("door_openings_per_hour: must be >= 0")
+        if self.door_open_s <= 0:
+            raise ValueError("door_open_s: must be > 0")
+        if self.defrost_every_h < 0:
+            raise ValueError("defrost_every_h: must be >= 0 (0 = never)")
+        if self.defrost_minutes < 0:
+            raise ValueError("defrost_minutes: must be >= 0")
+        if self.defrost_every_h and self.defrost_minutes >= self.defrost_every_h * 60:
+            raise ValueError("defrost_minutes: must be shorter than defrost_every_h")
+        if self.min_off_s < 0:
+            raise ValueError("min_off_s: must be >= 0")
+
+    @property
+    def air_start_c(self) -> float:
+        return self.set_point_c if self.initial_air_c is None else self.initial_air_c
+
+    @property
+    def product_start_c(self) -> float:
+        return self.set_point_c if self.initial_product_c is None else self.initial_product_c
+
+
+@dataclass(frozen=True)
+class ScannerSpec:
+    id: str
+    scans_per_hour: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        if self.scans_per_hour < 0:
+            raise ValueError("scans_per_hour: must be >= 0")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    sim: SimSettings
+    fridges: tuple[FridgeSpec, ...] = ()
+    scanners: tuple[ScannerSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [f.id for f in self.fridges] + [s.id for s in self.scanners]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"fridges: device id {dupes[0]!r} used more than once")
+        if not ids:
+            raise ValueError("fridges: a scenario needs at least one fridge or scanner")
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read a scenario TOML file; raises `xiaodian.config.ConfigError` naming the key."""
+    return load_config(path, Scenario)
