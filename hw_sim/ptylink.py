@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import select
+import struct
 import termios
+import time
 import tty
 from collections import deque
 from collections.abc import Callable
@@ -124,8 +127,17 @@ class PtyPort:
         self._flush()
         return True
 
-    def close(self) -> None:
-        """Close the master (the host sees a hang-up) and remove our symlink."""
+    def close(self, drain_timeout_s: float = 1.0) -> None:
+        """Close the master (the host sees a hang-up) and remove our symlink.
+
+        Like a UART finishing its last byte before power-off, wait (bounded) for the host to
+        read what is already written: closing a pty master discards the slave's unread input,
+        and those frames are already in the ground truth as emitted.
+        """
+        if self.master_fd is not None and self.host_present:
+            deadline = time.monotonic() + drain_timeout_s
+            while self._host_unread() > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
         if self.master_fd is not None:
             with contextlib.suppress(KeyError):
                 self._poll.unregister(self.master_fd)
@@ -179,6 +191,20 @@ class PtyPort:
         self._queue.clear()
         self._queued_bytes = 0
         self._discard_unread()
+
+    def _host_unread(self) -> int:
+        """Bytes written to the host that it has not read yet (FIONREAD on the slave)."""
+        try:
+            fd = os.open(self.slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        try:
+            buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            return int(struct.unpack("i", buf)[0])
+        except OSError:
+            return 0
+        finally:
+            os.close(fd)
 
     def _discard_unread(self) -> None:
         # Frames the old host did not read would otherwise reach the next one (see module doc).

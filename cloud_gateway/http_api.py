@@ -1,0 +1,316 @@
+"""HTTP API and dashboard: JSON over the standard library's threading HTTP server.
+
+`Api.handle()` is the whole behaviour (route, validate, query, render) and returns a
+`Response`; the request handler around it only does the socket work and the limits. Each
+request opens its own read-only database connection: WAL lets it read while a worker
+commits, and the ThreadingHTTPServer runs every request on a fresh thread anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from xiaodian.payloads import ID_PATTERN
+
+from .db import Database, DeadLetter
+
+log = logging.getLogger(__name__)
+
+MAX_TARGET_BYTES = 2048  # longest request target (path + query) we accept
+MAX_QUERY_FIELDS = 8
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+DEAD_LETTER_PREVIEW = 2000  # characters of a parked payload shown by the API
+REQUEST_TIMEOUT_S = 10.0  # a client that stalls mid-request loses its connection
+
+# The dashboard is self-contained: inline script and style, data only from this origin.
+DASHBOARD_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                 "connect-src 'self'; img-src 'self' data:")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class BadRequest(Exception):
+    pass
+
+
+def json_response(status: int, obj: Any) -> Response:
+    return Response(status, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+
+
+def error(status: HTTPStatus, message: str) -> Response:
+    return json_response(status, {"error": message, "status": int(status)})
+
+
+def dashboard_html() -> bytes:
+    return resources.files("cloud_gateway").joinpath("static/dashboard.html").read_bytes()
+
+
+class Api:
+    def __init__(
+        self,
+        db_path: Path,
+        ingest_status: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.ingest_status = ingest_status
+
+    def handle(self, target: str) -> Response:
+        """Answer a GET for `target` (path and query string)."""
+        parts = urlsplit(target)
+        segments = [unquote(s) for s in parts.path.split("/")[1:]]
+        try:
+            query = _query(parts.query)
+            if segments in ([""], ["index.html"]):
+                _no_params(query)
+                return Response(HTTPStatus.OK, dashboard_html(), "text/html; charset=utf-8")
+            if segments == ["healthz"]:
+                _no_params(query)
+                return self._healthz()
+            if segments == ["api", "ingest"]:
+                _no_params(query)
+                if self.ingest_status is None:
+                    return error(HTTPStatus.NOT_FOUND, "no ingest worker in this process")
+                return json_response(HTTPStatus.OK, dict(self.ingest_status()))
+            if segments[:1] != ["api"]:
+                return error(HTTPStatus.NOT_FOUND, f"no such path: {parts.path}")
+            return self._with_db(segments[1:], query)
+        except BadRequest as exc:
+            return error(HTTPStatus.BAD_REQUEST, str(exc))
+
+    def _healthz(self) -> Response:
+        body: dict[str, Any] = {"status": "ok", "db": True}
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                db.ping()
+        except sqlite3.Error as exc:
+            body.update(status="error", db=False, error=f"database: {exc}")
+        if self.ingest_status is not None:
+            status = self.ingest_status()
+            body["ingest"] = {"subscribed": status.get("subscribed")}
+        code = HTTPStatus.OK if body["db"] else HTTPStatus.SERVICE_UNAVAILABLE
+        return json_response(code, body)
+
+    def _with_db(self, route: list[str], query: dict[str, str]) -> Response:
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                return self._route(db, route, query)
+        except sqlite3.Error as exc:
+            log.warning("database error serving /api/%s: %s", "/".join(route), exc)
+            return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+
+    def _route(self, db: Database, route: list[str], query: dict[str, str]) -> Response:
+        match route:
+            case ["stores"]:
+                _no_params(query)
+                return json_response(HTTPStatus.OK, {"stores": db.stores()})
+            case ["stores", store, "fridges"] if ID_PATTERN.match(store):
+                _no_params(query)
+                fridges = db.fridges(store)
+                if not fridges and store not in {s["store"] for s in db.stores()}:
+                    return error(HTTPStatus.NOT_FOUND, f"unknown store {store!r}")
+                return json_response(HTTPStatus.OK, {"store": store, "fridges": fridges})
+            case ["stores", store, "fridges", device, "readings"] if (
+                ID_PATTERN.match(store) and ID_PATTERN.match(device)
+            ):
+                return self._readings(db, store, device, query)
+            case ["dead-letters"]:
+                _only(query, "limit")
+                limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+                letters = [_dead_letter_dict(d) for d in db.dead_letters(limit=limit)]
+                return json_response(HTTPStatus.OK, {"dead_letters": letters})
+        return error(HTTPStatus.NOT_FOUND, f"no such path: /api/{'/'.join(route)}")
+
+    def _readings(self, db: Database, store: str, device: str,
+                  query: dict[str, str]) -> Response:
+        _only(query, "limit", "after_boot", "after_seq")
+        limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        after: tuple[int, int] | None = None
+        if "after_seq" in query or "after_boot" in query:
+            # seq restarts with every agent boot: a position needs both numbers.
+            if not ("after_seq" in query and "after_boot" in query):
+                raise BadRequest("after_seq and after_boot go together (seq restarts each boot)")
+            after = (_int_param(query, "after_boot", 0, 0, 2**63 - 1),
+                     _int_param(query, "after_seq", 0, 0, 2**63 - 1))
+        rows = list(db.readings(store, device, after=after, limit=limit))
+        if not rows and after is None and not db.fridges(store):
+            return error(HTTPStatus.NOT_FOUND, f"no readings for {store}/{device}")
+        # Where to continue: the last row returned (or the request's own cursor if none).
+        last = (rows[-1]["boot"], rows[-1]["seq"]) if rows else after
+        body = {
+            "store": store,
+            "device": device,
+            "readings": rows,
+            "next": {"after_boot": last[0], "after_seq": last[1]} if last else None,
+        }
+        return json_response(HTTPStatus.OK, body)
+
+
+def _query(qs: str) -> dict[str, str]:
+    try:
+        parsed = parse_qs(qs, keep_blank_values=True, strict_parsing=bool(qs),
+                          max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError as exc:
+        raise BadRequest(f"bad query string: {exc}") from None
+    out = {}
+    for key, values in parsed.items():
+        if len(values) != 1:
+            raise BadRequest(f"{key}: given more than once")
+        out[key] = values[0]
+    return out
+
+
+def _no_params(query: dict[str, str]) -> None:
+    _only(query)
+
+
+def _only(query: dict[str, str], *allowed: str) -> None:
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        known = ", ".join(allowed) if allowed else "none"
+        raise BadRequest(f"{unknown[0]}: unknown query parameter (known: {known})")
+
+
+def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():  # ASCII digits only: no signs, spaces or "1e3"
+        raise BadRequest(f"{name}: expected a whole number, got {raw!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadRequest(f"{name}: must be between {low} and {high}")
+    return value
+
+
+def _dead_letter_dict(d: DeadLetter) -> dict[str, Any]:
+    text = d.payload.decode("utf-8", "replace")
+    return {
+        "id": d.id,
+        "topic": d.topic,
+        "reason": d.reason,
+        "worker": d.worker,
+        "received_at": d.received_at,
+        "size": len(d.payload),
+        "payload": text[:DEAD_LETTER_PREVIEW],
+        "payload_truncated": len(text) > DEAD_LETTER_PREVIEW,
+    }
+
+
+# ---------------------------------------------------------------- the HTTP edge
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: Api  # set on the subclass made per server
+    server_version = "xiaodian-cloud"
+    timeout = REQUEST_TIMEOUT_S
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _refuse_method(self) -> None:
+        self._send(error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are supported"),
+                   head=False, extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def _serve(self, *, head: bool) -> None:
+        if len(self.path.encode()) > MAX_TARGET_BYTES:
+            self._send(error(HTTPStatus.REQUEST_URI_TOO_LONG,
+                             f"request target longer than {MAX_TARGET_BYTES} bytes"), head=head)
+            return
+        length = self.headers.get("Content-Length", "0")
+        if length.strip() != "0" or "Transfer-Encoding" in self.headers:
+            # Nothing here takes a body; refusing it avoids reading unbounded input.
+            self.close_connection = True
+            self._send(error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                             "request bodies are not accepted"), head=head)
+            return
+        try:
+            response = self.api.handle(self.path)
+        except Exception:
+            log.exception("error serving %s", self.path)
+            response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the log)")
+        self._send(response, head=head)
+
+    def _send(self, response: Response, *, head: bool,
+              extra: Mapping[str, str] | None = None) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if response.content_type.startswith("text/html"):
+            self.send_header("Content-Security-Policy", DASHBOARD_CSP)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class HttpServer:
+    """The API on `host:port` (port 0: a free one), served from a background thread."""
+
+    def __init__(self, api: Api, host: str, port: int) -> None:
+        handler = type("Handler", (_Handler,), {"api": api})
+        server_cls = _Server6 if ":" in host else _Server
+        self._server = server_cls((host, port), handler)
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api",
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("HTTP API and dashboard on %s", self.url)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> HttpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

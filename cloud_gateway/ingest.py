@@ -1,0 +1,443 @@
+"""Ingest worker: MQTT messages in, database rows out, acknowledged only after the commit.
+
+Two threads, each owning one thing:
+
+- the network thread owns the paho client. It runs its own select() loop (paho's external
+  loop API) so it can also wake on a socket pair when the database thread has acks for it;
+  `on_message` only puts the message on a bounded queue. It reconnects forever with jittered
+  back-off, resuming the broker session (clean_start=False, Session Expiry Interval), so a
+  restarted worker gets what the broker queued for it.
+- the database thread owns the SQLite connection: parse, commit, then hand (mid, qos) back to
+  the network thread, which sends the PUBACK.
+
+Overflow policy: when the queue is full a message is counted (`queue_full`) and left
+unacknowledged. MQTT 5 forbids the broker to resend on the same connection, so once the
+queue has drained the worker reconnects; the broker then redelivers what was not acked.
+
+Acks are tagged with the connection they belong to; an ack from an earlier connection is
+dropped (the broker redelivers that message, the database ignores the copy). Sending it on
+a new connection could acknowledge a different message that reused the packet id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import select
+import socket
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from xiaodian.backoff import Backoff
+from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
+from xiaodian.payloads import PayloadError, State, parse
+
+from .config import CloudSettings
+from .db import Database
+
+log = logging.getLogger(__name__)
+
+COUNTER_NAMES = (
+    "received",  # messages delivered by the broker (including refused ones)
+    "stored",  # records inserted
+    "duplicates",  # records already present (replays, redeliveries)
+    "states",  # state (birth/death) messages applied
+    "parked",  # messages moved to dead_letters
+    "acked",  # PUBACKs sent
+    "queue_full",  # messages left unacknowledged because the queue was full
+    "stale_acks",  # acks dropped because their connection was gone (message redelivered)
+    "db_errors",  # database failures (retried; the message is not acked meanwhile)
+    "connects",  # successful CONNACKs
+    "resyncs",  # reconnects made to get refused messages redelivered
+)
+
+
+def subscriptions(group: str) -> list[str]:
+    """Telemetry and events are shared among the workers; state goes to every worker."""
+    return [
+        f"$share/{group}/xd/v1/+/telemetry",
+        f"$share/{group}/xd/v1/+/events",
+        "xd/v1/+/state",
+    ]
+
+
+# ---------------------------------------------------------------- pure-ish core
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Literal["stored", "state", "parked"]
+    inserted: int = 0
+    duplicates: int = 0
+    reason: str = ""
+
+
+def ingest(db: Database, topic: str, payload: bytes, worker: str, received_at: float) -> Outcome:
+    """Parse one message and commit it (or park it). Database errors propagate: retry later."""
+    try:
+        msg = parse(topic, payload)
+    except PayloadError as exc:
+        db.park(topic, payload, str(exc), worker, received_at)
+        return Outcome("parked", reason=str(exc))
+    if isinstance(msg, State):
+        db.store_state(msg, received_at)
+        return Outcome("state")
+    inserted, duplicates = db.store_batch(msg, received_at)
+    return Outcome("stored", inserted, duplicates)
+
+
+class Counters:
+    """Thread-safe counters, read by the HTTP API."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[name] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+# ---------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: float
+    generation: int  # which connection delivered it
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        mqtt_settings: MqttSettings,
+        settings: CloudSettings,
+        *,
+        now: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.mqtt_settings = mqtt_settings
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.counters = Counters()
+        self._now = now
+        self._rand = rand
+        self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=settings.queue_size)
+        # Unbounded, but holds at most one entry per message taken from the bounded inbox.
+        self._acks: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = threading.Event()
+        self._db_done = threading.Event()
+        self._subscribed = threading.Event()
+        self._backoff = Backoff(mqtt_settings.reconnect_min_s, mqtt_settings.reconnect_max_s,
+                                rand=rand)
+        # Network-thread state (never touched by other threads).
+        self._generation = 0
+        self._outstanding = 0  # messages of this connection queued but not yet acked
+        self._resync_wanted = False
+        self._accepted = False  # CONNACK with success seen on this connection
+        self._started = False
+        self._last_paho_error = ""
+        self._threads = [
+            threading.Thread(target=self._run_network, name=f"{self.worker_id}-mqtt",
+                             daemon=True),
+            threading.Thread(target=self._run_db, name=f"{self.worker_id}-db", daemon=True),
+        ]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("an IngestWorker can be started once")
+        # Create the schema before anything arrives, so the HTTP API can read at once.
+        try:
+            Database.open(self.settings.db).close()
+        except sqlite3.Error:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+        self._started = True
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the queued messages, ack them, disconnect (the session stays on the broker)."""
+        self._stopping.set()
+        if not self._started:
+            return
+        self._wake()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            log.warning("ingest worker %s did not stop within %.1f s", self.worker_id, timeout)
+            return
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("ingest worker %s stopped: %s", self.worker_id, self.counters.snapshot())
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has granted the subscriptions (used by tests and `cloud run`)."""
+        return self._subscribed.wait(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "subscribed": self._subscribed.is_set(),
+            "queue_depth": self._inbox.qsize(),
+            "queue_size": self.settings.queue_size,
+            **self.counters.snapshot(),
+        }
+
+    def _wake(self) -> None:
+        # BlockingIOError: the buffer is full, so it is awake already; OSError: shutting down.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    # ------------------------------------------------------------ database thread
+
+    def _run_db(self) -> None:
+        try:
+            db = self._open_db()
+            if db is None:
+                return
+            with db:
+                while True:
+                    try:
+                        item = self._inbox.get(timeout=0.2)
+                    except queue.Empty:
+                        if self._stopping.is_set():
+                            return
+                        continue
+                    if not self._commit(db, item):
+                        return  # stopping while the database was failing: left unacked
+                    self._acks.put((item.generation, item.mid, item.qos))
+                    self._wake()
+        except Exception:
+            log.exception("ingest database thread of %s failed", self.worker_id)
+            raise
+        finally:
+            self._db_done.set()
+            self._wake()
+
+    def _open_db(self) -> Database | None:
+        retry = Backoff(0.05, 2.0, rand=self._rand)
+        while True:
+            try:
+                return Database.open(self.settings.db)
+            except sqlite3.Error as exc:
+                self.counters.add("db_errors")
+                delay = retry.next_delay()
+                log.warning("cannot open %s, retrying in %.2f s: %s", self.settings.db, delay,
+                            exc)
+                if self._stopping.wait(delay):
+                    return None
+
+    def _commit(self, db: Database, item: _Inbound) -> bool:
+        retry = Backoff(0.05, 2.0, rand=self._rand)
+        while True:
+            try:
+                outcome = ingest(db, item.topic, item.payload, self.worker_id, item.received_at)
+            except sqlite3.Error as exc:
+                self.counters.add("db_errors")
+                delay = retry.next_delay()
+                log.warning("database error on %s, retrying in %.2f s: %s", item.topic, delay,
+                            exc)
+                if self._stopping.wait(delay):
+                    return False
+                continue
+            if outcome.action == "parked":
+                self.counters.add("parked")
+                log.warning("parked a message on %s: %s", item.topic, outcome.reason)
+            elif outcome.action == "state":
+                self.counters.add("states")
+            else:
+                self.counters.add("stored", outcome.inserted)
+                self.counters.add("duplicates", outcome.duplicates)
+            return True
+
+    # ------------------------------------------------------------ network thread
+
+    def _run_network(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                client = self._connect()
+                if client is None:
+                    delay = self._backoff.next_delay()
+                    self._stopping.wait(delay)
+                    continue
+                ended = self._session(client)
+                if ended == "lost" and not self._accepted:
+                    log.error("broker %s:%d closed the connection before accepting us: %s",
+                              self.mqtt_settings.host, self.mqtt_settings.port,
+                              self._refusal_reason())
+                if ended == "resync":
+                    continue  # reconnect at once: the broker redelivers the refused messages
+                if ended == "lost" and not self._stopping.is_set():
+                    delay = self._backoff.next_delay()
+                    log.warning("connection to broker lost; reconnecting in %.1f s", delay)
+                    self._stopping.wait(delay)
+        except Exception:
+            log.exception("ingest network thread of %s failed", self.worker_id)
+            raise
+
+    def _connect(self) -> mqtt.Client | None:
+        s = self.mqtt_settings
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        try:
+            # A new client per connection: no paho state leaks from a dead connection, and a
+            # renewed certificate on disk is picked up.
+            client = new_client(s, self.worker_id, manual_ack=True)
+            client.on_log = self._on_log
+            self._generation += 1
+            self._outstanding = 0
+            self._resync_wanted = False  # a new connection gets every unacked message anyway
+            self._accepted = False
+            self._last_paho_error = ""
+            self._subscribed.clear()
+            generation = self._generation
+            client.on_connect = self._on_connect
+            client.on_subscribe = self._on_subscribe
+            client.on_disconnect = self._on_disconnect
+            client.on_message = lambda c, u, m: self._on_message(m, generation)
+            client.connect(s.host, s.port, s.keepalive, clean_start=False, properties=props)
+        except ssl.SSLError as exc:
+            log.error("cannot connect to %s:%d: %s", s.host, s.port, describe_tls_error(exc))
+            return None
+        except OSError as exc:  # refused, unreachable, DNS, missing TLS file
+            log.warning("cannot connect to %s:%d: %s", s.host, s.port, exc)
+            return None
+        return client
+
+    def _session(self, client: mqtt.Client) -> Literal["lost", "resync", "stopped"]:
+        generation = self._generation
+        while True:
+            sock = client.socket()
+            if sock is None:
+                return "lost"
+            self._send_acks(client, generation)
+            if self._stopping.is_set() and self._db_done.is_set():
+                self._send_acks(client, generation)
+                client.disconnect()  # flushes the acks queued before it, then closes
+                return "stopped"
+            if self._resync_wanted and self._outstanding == 0:
+                self._resync_wanted = False
+                self.counters.add("resyncs")
+                log.info("queue drained; reconnecting to get refused messages redelivered")
+                client.disconnect()
+                return "resync"
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            wlist = [sock] if client.want_write() else []
+            readable, writable, _ = select.select([sock, self._wake_r], wlist, [],
+                                                  0.0 if pending else 1.0)
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+            if (sock in readable or pending) and client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                return "lost"
+            if sock in writable and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                return "lost"
+            if client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                return "lost"
+
+    def _send_acks(self, client: mqtt.Client, generation: int) -> None:
+        while True:
+            try:
+                gen, mid, qos = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            if gen != generation:
+                self.counters.add("stale_acks")
+                continue
+            self._outstanding -= 1
+            if qos > 0:
+                client.ack(mid, qos)
+                self.counters.add("acked")
+
+    # Callbacks run on the network thread, inside loop_read(): no blocking here.
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self._accepted = True
+        self._backoff.reset()
+        self.counters.add("connects")
+        log.info("connected to %s:%d as %s (session present: %s)", self.mqtt_settings.host,
+                 self.mqtt_settings.port, self.worker_id, flags.session_present)
+        opts = SubscribeOptions(qos=1)
+        client.subscribe([(t, opts) for t in subscriptions(self.settings.shared_group)])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        self._subscribed.clear()
+        if reason.is_failure:
+            log.warning("disconnected from broker: %s", reason)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._last_paho_error = text
+        log.debug("paho: %s", text)
+
+    def _refusal_reason(self) -> str:
+        text = self._last_paho_error
+        if not text:
+            return "no reason given (is this client allowed by the broker?)"
+        # With TLS 1.3 the broker's verdict on our certificate arrives after the handshake,
+        # as an alert on the first read; paho only reports it as text.
+        if "SSL" in text or "alert" in text or "EOF occurred" in text:
+            return describe_tls_error(ssl.SSLError(text))
+        return text
+
+    def _on_message(self, msg: mqtt.MQTTMessage, generation: int) -> None:
+        self.counters.add("received")
+        if self._stopping.is_set():
+            return  # not acked: the broker keeps it for our next session
+        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._now(), generation)
+        try:
+            self._inbox.put_nowait(item)
+        except queue.Full:
+            self.counters.add("queue_full")
+            if not self._resync_wanted:
+                log.warning("ingest queue full (%d); leaving messages unacknowledged",
+                            self.settings.queue_size)
+            self._resync_wanted = True
+            return
+        self._outstanding += 1
+

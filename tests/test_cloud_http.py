@@ -1,0 +1,172 @@
+"""The HTTP API over real connections to a server on a free port, backed by a real database."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_gateway.db import Database
+from cloud_gateway.http_api import Api, HttpServer
+from cloud_gateway.ingest import ingest
+from xiaodian.payloads import batch_payload, event_record, reading_record, state_payload
+
+COUNTERS = {"worker_id": "w-1", "subscribed": True, "received": 7, "stored": 5}
+
+
+def _fill(db: Database) -> None:
+    for boot, seqs in ((1, (1, 2, 3)), (2, (1, 2))):
+        records = [reading_record(s, s, 1000 * s, 1_700_000_000.0 + 10 * boot + s, True,
+                                  [(0, "ok", 2.0 + s), (1, "ok", 3.0 + s)]) for s in seqs]
+        ingest(db, "xd/v1/store-001/telemetry",
+               batch_payload("readings", "store-001", "fridge-1", boot, records), "w-1", 50.0)
+    events = [
+        event_record(1, "door", 1, 100, 1_700_000_001.0, True, {"open": True, "duration_ms": 5}),
+        event_record(2, "compressor", 2, 200, 1_700_000_002.0, True, {"on": True,
+                                                                      "reason": "thermostat"}),
+        event_record(3, "door", 3, 300, 1_700_000_003.0, True, {"open": False,
+                                                                "duration_ms": 9}),
+    ]
+    ingest(db, "xd/v1/store-001/events",
+           batch_payload("events", "store-001", "fridge-1", 2, events), "w-1", 51.0)
+    ingest(db, "xd/v1/store-001/state",
+           state_payload("store-001", True, 2, 1_700_000_000.0, "0.1.0", ["fridge-1"]),
+           "w-1", 52.0)
+    ingest(db, "xd/v1/store-002/telemetry", b"{oops", "w-1", 53.0)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HttpServer]:
+    path = tmp_path / "cloud.sqlite"
+    with Database.open(path) as db:
+        _fill(db)
+    with HttpServer(Api(path, lambda: COUNTERS), "127.0.0.1", 0) as srv:
+        yield srv
+
+
+def request(srv: HttpServer, path: str, method: str = "GET",
+            headers: dict[str, str] | None = None, body: bytes | None = None,
+            ) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(srv: HttpServer, path: str) -> tuple[int, Any]:
+    status, headers, body = request(srv, path)
+    assert headers["Content-Type"] == "application/json"
+    return status, json.loads(body)
+
+
+def test_port_zero_picks_a_free_port_and_reports_the_url(server: HttpServer) -> None:
+    assert server.port > 0
+    assert server.url == f"http://127.0.0.1:{server.port}/"
+
+
+def test_healthz_and_ingest_counters(server: HttpServer) -> None:
+    assert get_json(server, "/healthz") == (
+        200, {"status": "ok", "db": True, "ingest": {"subscribed": True}})
+    assert get_json(server, "/api/ingest") == (200, COUNTERS)
+
+
+def test_healthz_reports_a_missing_database(tmp_path: Path) -> None:
+    with HttpServer(Api(tmp_path / "nothing-here.sqlite"), "127.0.0.1", 0) as srv:
+        status, body = get_json(srv, "/healthz")
+    assert status == 503 and body["db"] is False
+    assert "unable to open" in body["error"]
+
+
+def test_stores(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/stores")
+    assert status == 200
+    assert body == {"stores": [{
+        "store": "store-001", "online": True, "boot": 2, "agent_version": "0.1.0",
+        "devices": ["fridge-1"], "state_wall": 1_700_000_000.0, "updated_at": 52.0,
+        "last_received_at": 51.0,
+    }]}  # store-002 only sent garbage: it is a dead letter, not a store
+
+
+def test_fridges_show_latest_reading_count_and_last_events(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/stores/store-001/fridges")
+    assert status == 200
+    (fridge,) = body["fridges"]
+    assert fridge["device"] == "fridge-1" and fridge["readings"] == 5
+    latest = fridge["latest"]
+    assert (latest["boot"], latest["seq"], latest["air_c"], latest["product_c"]) == (2, 2, 4.0,
+                                                                                    5.0)
+    assert (latest["dev_ms"], latest["wall"]) == (2000, 1_700_000_022.0)
+    assert fridge["door"]["seq"] == 3 and fridge["door"]["data"]["open"] is False
+    assert fridge["compressor"]["data"] == {"on": True, "reason": "thermostat"}
+
+
+def test_readings_paging(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/stores/store-001/fridges/fridge-1/readings?limit=2")
+    assert status == 200
+    assert [(r["boot"], r["seq"]) for r in body["readings"]] == [(1, 1), (1, 2)]
+    assert body["next"] == {"after_boot": 1, "after_seq": 2}
+    status, body = get_json(
+        server, "/api/stores/store-001/fridges/fridge-1/readings?after_boot=1&after_seq=2")
+    assert [(r["boot"], r["seq"]) for r in body["readings"]] == [(1, 3), (2, 1), (2, 2)]
+    assert body["readings"][0]["probes"] == [[0, "ok", 5.0], [1, "ok", 6.0]]
+    status, body = get_json(
+        server, "/api/stores/store-001/fridges/fridge-1/readings?after_boot=2&after_seq=2")
+    assert body["readings"] == [] and body["next"] == {"after_boot": 2, "after_seq": 2}
+
+
+def test_dead_letters(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/dead-letters")
+    assert status == 200
+    (d,) = body["dead_letters"]
+    assert d["topic"] == "xd/v1/store-002/telemetry" and d["payload"] == "{oops"
+    assert d["reason"].startswith("payload is not JSON") and d["size"] == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/nope", 404, "no such path"),
+        ("/api/stores/store-009/fridges", 404, "unknown store"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?limit=0", 400, "limit: must be"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?limit=abc", 400, "limit: expected"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?limit=-1", 400, "limit: expected"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?after_seq=3", 400, "go together"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?limit=1&limit=2", 400, "more than"),
+        ("/api/stores/store-001/fridges/fridge-1/readings?colour=red", 400, "unknown query"),
+        ("/api/stores?x=1", 400, "unknown query"),
+        ("/api/stores/..%2F/fridges", 404, "no such path"),
+    ],
+)
+def test_errors_are_json(server: HttpServer, path: str, status: int, message: str) -> None:
+    got, body = get_json(server, path)
+    assert got == status
+    assert message in body["error"] and body["status"] == status
+
+
+def test_request_limits_and_methods(server: HttpServer) -> None:
+    status, _, body = request(server, "/api/stores?" + "a" * 5000)
+    assert status == 414
+    status, _, body = request(server, "/api/stores", headers={"Content-Length": "5"},
+                              body=b"hello")
+    assert status == 413
+    status, headers, body = request(server, "/api/stores", method="POST", body=b"")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    status, headers, body = request(server, "/api/stores", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+
+
+def test_dashboard_is_self_contained(server: HttpServer) -> None:
+    status, headers, body = request(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    html = body.decode()
+    assert "/api/stores" in html and "2000" in html
+    # No external assets: nothing loaded from another origin.
+    assert "http://" not in html and "https://" not in html and "src=" not in html
