@@ -31,6 +31,33 @@ HELLO_RETRY_S = 2.0
 PUT_TIMEOUT_S = 0.5
 
 
+class _LostWithData(serial.SerialException):
+    """The port failed after some bytes were read: those bytes are still delivered."""
+
+    def __init__(self, data: bytes, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.data = data
+
+
+def _read_available(ser: serial.Serial) -> bytes:
+    """Wait up to the port timeout for one byte, then take whatever else is already there.
+
+    Not `ser.read(4096)`: pyserial keeps collecting until the timeout and, if the port dies
+    meanwhile (cable pulled, device gone), raises and drops what it had collected. A frame
+    that reached the terminal must not be lost that way.
+    """
+    data = ser.read(1)
+    if not data:
+        return b""
+    try:
+        waiting = ser.in_waiting
+        if waiting:
+            data += ser.read(waiting)
+    except (serial.SerialException, OSError) as exc:
+        raise _LostWithData(data, exc) from exc
+    return data
+
+
 class PortReader(threading.Thread):
     """Owns one serial port: open, read, decode, enqueue; on any error close and retry."""
 
@@ -61,7 +88,7 @@ class PortReader(threading.Thread):
     def on_open(self, ser: serial.Serial) -> None:
         pass
 
-    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+    def on_bytes(self, data: bytes) -> None:
         raise NotImplementedError
 
     def on_idle(self, ser: serial.Serial) -> None:
@@ -101,12 +128,13 @@ class PortReader(threading.Thread):
                     self.on_open(ser)
                     while not self.stop_event.is_set():
                         self.alive_at = time.monotonic()
-                        data = ser.read(4096)
+                        data = _read_available(ser)
                         if data:
-                            self.on_bytes(data, ser)
-                        else:
-                            self.on_idle(ser)
+                            self.on_bytes(data)
+                        self.on_idle(ser)
             except (serial.SerialException, OSError) as exc:
+                if isinstance(exc, _LostWithData):
+                    self.on_bytes(exc.data)
                 self.last_error = str(exc)
                 if up:
                     wall, synced = self.clock.read()
@@ -151,7 +179,7 @@ class FridgeReader(PortReader):
         if self.hello is None and self.monotonic() - self.hello_asked_at > HELLO_RETRY_S:
             self._ask_hello(ser)
 
-    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+    def on_bytes(self, data: bytes) -> None:
         wall, synced = self.clock.read()
         for frame in self.decoder.feed(data):
             items, msg = interpret.from_frame(self.device, frame, wall, synced)
@@ -162,7 +190,6 @@ class FridgeReader(PortReader):
                 self.hello = msg
             for item in items:
                 self.emit(item)
-        self.on_idle(ser)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -181,7 +208,7 @@ class ScannerReader(PortReader):
         self.splitter = interpret.LineSplitter()
         self.lines = 0
 
-    def on_bytes(self, data: bytes, ser: serial.Serial) -> None:
+    def on_bytes(self, data: bytes) -> None:
         wall, synced = self.clock.read()
         for line in self.splitter.feed(data):
             self.lines += 1

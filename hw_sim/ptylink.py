@@ -135,9 +135,13 @@ class PtyPort:
         and those frames are already in the ground truth as emitted.
         """
         if self.master_fd is not None and self.host_present:
+            # The kernel moves written bytes to the slave's input queue asynchronously, so
+            # FIONREAD can read 0 for a moment after a write: require two empty looks.
             deadline = time.monotonic() + drain_timeout_s
-            while self._host_unread() > 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            empty_looks = 0
+            while empty_looks < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+                empty_looks = empty_looks + 1 if self._host_unread() == 0 else 0
         if self.master_fd is not None:
             with contextlib.suppress(KeyError):
                 self._poll.unregister(self.master_fd)
