@@ -97,6 +97,7 @@ class FridgeController:
                 out.append(self._ack(frame.seq, codec.ACK_OK))
                 out.append(self._hello())
                 self.attached = True
+                out.extend(self._state_report())
             elif frame.flags & codec.ACK_REQUESTED:
                 out.append(self._ack(frame.seq, codec.ACK_UNKNOWN_TYPE))
         return out
@@ -248,6 +249,35 @@ class FridgeController:
         self._seq = (self._seq + 1) & 0xFFFF
         data = codec.encode_frame(msg_type, seq, payload, flags)
         return OutFrame(codec.TYPE_NAMES[msg_type], seq, data, fields)
+
+    def _state_report(self) -> list[OutFrame]:
+        """Current door, compressor and defrost state after HELLO, flagged REPLY, so a host
+        that just attached knows the state without waiting for the next change. For DOOR,
+        duration_ms is then the time spent in the current state so far."""
+        ms = self.dev_ms
+        door_for = max(0, ms - self._door_changed_ms)
+        comp_reason = "defrost_start" if self.defrosting else "thermostat"
+        defrost_reason = "schedule"
+        return [
+            self._frame(
+                codec.DOOR,
+                codec.pack_door(ms, self.door_open, door_for),
+                {"dev_ms": ms, "open": self.door_open, "duration_ms": door_for},
+                codec.REPLY,
+            ),
+            self._frame(
+                codec.COMPRESSOR,
+                codec.pack_compressor(ms, self.compressor_on, comp_reason),
+                {"dev_ms": ms, "on": self.compressor_on, "reason": comp_reason},
+                codec.REPLY,
+            ),
+            self._frame(
+                codec.DEFROST,
+                codec.pack_defrost(ms, self.defrosting, defrost_reason),
+                {"dev_ms": ms, "active": self.defrosting, "reason": defrost_reason},
+                codec.REPLY,
+            ),
+        ]
 
     def _ack(self, acked_seq: int, status: int) -> OutFrame:
         return self._frame(

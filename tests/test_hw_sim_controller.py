@@ -10,6 +10,9 @@ from hw_sim.fridge import SimFridge
 from hw_sim.hardware import ScriptedDoor
 from hw_sim.scenario import FridgeSpec
 
+# After HELLO the controller reports its current state (REPLY-flagged).
+STATE_REPORT = ["door", "compressor", "defrost"]
+
 
 def get_hello(seq: int = 5) -> bytes:
     return codec.encode_frame(codec.GET_HELLO, seq, codec.pack_get_hello(), codec.ACK_REQUESTED)
@@ -36,8 +39,8 @@ def test_silent_until_get_hello_then_ack_hello_and_stream() -> None:
     for _ in range(60):
         assert f.step(1.0) == []  # no host has asked: nothing on the wire
     replies = f.receive(get_hello(seq=41))
-    assert [r.kind for r in replies] == ["ack", "hello"]
-    ack, hello = (as_truth(fr) for fr in decode_all(replies)[0])
+    assert [r.kind for r in replies] == ["ack", "hello", *STATE_REPORT]
+    ack, hello, *_state = (as_truth(fr) for fr in decode_all(replies)[0])
     assert ack == {"kind": "ack", "fseq": 0, "acked_seq": 41, "status": "ok"}
     assert hello["device_id"] == "fridge-9" and hello["dev_ms"] == 60_000
     frames = [fr for _ in range(60) for fr in f.step(1.0)]
@@ -101,7 +104,7 @@ def test_hang_up_stops_streaming_and_get_hello_resumes_without_resetting_seq() -
     for _ in range(30):
         assert f.step(1.0) == []
     second = f.receive(get_hello(seq=6))
-    assert [fr.kind for fr in second] == ["ack", "hello"]
+    assert [fr.kind for fr in second] == ["ack", "hello", *STATE_REPORT]
     assert second[0].seq == first[-1].seq + 1  # same boot: the sequence carries on
 
 
@@ -109,6 +112,10 @@ def test_door_events_carry_the_duration_of_the_state_that_ended() -> None:
     f = SimFridge(FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0), seed=2)
     f.door = ScriptedDoor([(100.0, 45.0)])
     frames = f.receive(get_hello())
+    report = [fr for fr in frames if fr.kind == "door"]
+    # On attach the state is reported once, flagged REPLY: closed since boot.
+    assert [fr.fields for fr in report] == [{"dev_ms": 0, "open": False, "duration_ms": 0}]
+    frames = []
     for _ in range(300):
         frames += f.step(1.0)
     doors = [fr.fields for fr in frames if fr.kind == "door"]
@@ -170,4 +177,4 @@ def test_garbage_from_the_host_is_counted_not_fatal() -> None:
     f = SimFridge(FridgeSpec(id="f"), seed=2)
     assert f.receive(b"\x05\x01\x02\x03\x00garbage\x00") == []
     assert f.controller.rx_errors >= 1
-    assert [fr.kind for fr in f.receive(get_hello())] == ["ack", "hello"]
+    assert [fr.kind for fr in f.receive(get_hello())] == ["ack", "hello", *STATE_REPORT]
