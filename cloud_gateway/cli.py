@@ -37,6 +37,15 @@ def register(sub: Any) -> None:
     dead.add_argument("--limit", type=int, default=None, help="at most this many")
     dead.set_defaults(func=_dead_letters)
 
+    gaps = cmds.add_parser("gaps", help="list missing stretches of records (open data gaps)")
+    _db_source(gaps)
+    gaps.add_argument("--store", default=None, help="only this store")
+    gaps.add_argument("--all", action="store_true",
+                      help="filled gaps too (records that arrived late)")
+    gaps.add_argument("--format", choices=("text", "jsonl"), default="text",
+                      help="text: a header and one tab-separated line each; jsonl: objects")
+    gaps.set_defaults(func=_gaps)
+
 
 def _db_source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -125,6 +134,30 @@ def _dead_letters(args: argparse.Namespace) -> int:
     with db:
         try:
             write_dead_letters(db.dead_letters(limit=args.limit), sys.stdout, args.format)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _reader_went_away()
+    return 0
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    from .db import Database
+    from .export import write_gaps
+
+    path = _db_path(args)
+    try:
+        db = Database.open_readonly(path)
+    except sqlite3.Error as exc:
+        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+        return 1
+    with db:
+        try:
+            rows = db.gaps(args.store, state="all" if args.all else "open")
+        except sqlite3.Error as exc:  # a database no worker has opened since gap tracking
+            print(f"xiaodian cloud: cannot read gaps from {path}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            write_gaps(rows, sys.stdout, args.format)
             sys.stdout.flush()
         except BrokenPipeError:
             return _reader_went_away()

@@ -28,6 +28,8 @@ from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import ID_PATTERN
 
+from .clock import ClockPolicy
+
 
 @dataclass(frozen=True)
 class CloudSettings:
@@ -42,6 +44,10 @@ class CloudSettings:
     queue_size: int = 1000
     # How long the broker keeps this worker's session (and queues for it) while it is away.
     session_expiry_s: int = 7 * 24 * 3600
+    # Terminal clock estimation (clock.py): the sliding window of the minimum, and how far
+    # off a synchronised terminal may be before its wall is corrected too.
+    clock_window_s: float = 600.0
+    clock_threshold_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.worker_id):
@@ -57,6 +63,14 @@ class CloudSettings:
         # MQTT 5 carries the interval as a u32; 0 would make the broker forget the session.
         if not 60 <= self.session_expiry_s <= 0xFFFFFFFF:
             raise ValueError("session_expiry_s: must be between 60 and 4294967295")
+        if not 1.0 <= self.clock_window_s <= 86400.0:
+            raise ValueError("clock_window_s: must be between 1 and 86400 seconds")
+        if not 0.0 <= self.clock_threshold_s <= 3600.0:
+            raise ValueError("clock_threshold_s: must be between 0 and 3600 seconds")
+
+    @property
+    def clock_policy(self) -> ClockPolicy:
+        return ClockPolicy(window_s=self.clock_window_s, threshold_s=self.clock_threshold_s)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from typing import Any
 
 from xiaodian.payloads import Batch, Event, Reading, State
 
+from . import gaps
+from .clock import ClockPolicy, ClockWindow, correct, newsworthy
+
 # Column types SQLite and PostgreSQL both understand. Only dead_letters.id (PostgreSQL:
 # BIGINT GENERATED ALWAYS AS IDENTITY) and BLOB (bytea) would differ.
 SCHEMA = """
@@ -34,6 +37,8 @@ CREATE TABLE IF NOT EXISTS readings (
     product_c DOUBLE PRECISION,
     probes TEXT NOT NULL,
     received_at DOUBLE PRECISION NOT NULL,
+    wall_corrected DOUBLE PRECISION,
+    time_method TEXT,
     PRIMARY KEY (store, device, boot, seq)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -48,6 +53,8 @@ CREATE TABLE IF NOT EXISTS events (
     synced BOOLEAN NOT NULL,
     data TEXT NOT NULL,
     received_at DOUBLE PRECISION NOT NULL,
+    wall_corrected DOUBLE PRECISION,
+    time_method TEXT,
     PRIMARY KEY (store, device, boot, seq)
 );
 CREATE INDEX IF NOT EXISTS events_by_type ON events (store, device, type, boot, seq);
@@ -68,15 +75,92 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     worker TEXT NOT NULL,
     received_at DOUBLE PRECISION NOT NULL
 );
+-- One row per record stream: the highest seq stored and how many records (seq >= 1) there
+-- are, so max_seq - records is the number of records still missing below max_seq. The row
+-- is also the stream's lock: every batch of the stream updates it in its transaction.
+CREATE TABLE IF NOT EXISTS streams (
+    store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    max_seq BIGINT NOT NULL,
+    records BIGINT NOT NULL,
+    first_received_at DOUBLE PRECISION NOT NULL,
+    last_received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, kind, device, boot)
+);
+-- Missing stretches of a stream, open (filled_at NULL) or filled. A partly filled gap is
+-- shrunk and its other pieces become rows with parent_id pointing at it: the rows of a
+-- stream partition every seq that was ever missing, and nothing is deleted.
+CREATE TABLE IF NOT EXISTS data_gaps (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    first_missing_seq BIGINT NOT NULL,
+    last_missing_seq BIGINT NOT NULL,
+    detected_at DOUBLE PRECISION NOT NULL,
+    detected_by TEXT NOT NULL,
+    filled_at DOUBLE PRECISION,
+    filled_by TEXT,
+    parent_id BIGINT
+);
+CREATE INDEX IF NOT EXISTS data_gaps_by_stream
+    ON data_gaps (store, kind, device, boot, first_missing_seq);
+CREATE INDEX IF NOT EXISTS data_gaps_open ON data_gaps (store) WHERE filled_at IS NULL;
+-- The current clock offset estimate of a store terminal per agent boot (clock.py), with the
+-- sliding window it was computed from.
+CREATE TABLE IF NOT EXISTS clock_estimates (
+    store TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    offset_s DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN,
+    method TEXT NOT NULL,
+    samples TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, boot)
+);
+-- Every notable change of an estimate, for an auditor: when was this clock off, by how much.
+CREATE TABLE IF NOT EXISTS clock_history (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    offset_s DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN,
+    method TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clock_history_by_store ON clock_history (store, boot, id);
 """
+SCHEMA_VERSION = 2
 
 # Fields of a reading row in API responses and exports, in CSV column order.
 READING_FIELDS = (
     "store", "device", "boot", "seq", "fseq", "dev_ms", "wall", "synced", "air_c", "product_c",
+    "wall_corrected", "time_method",
 )
+GAP_FIELDS = (
+    "id", "store", "kind", "device", "boot", "first_missing_seq", "last_missing_seq",
+    "detected_at", "detected_by", "filled_at", "filled_by", "parent_id",
+)
+TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
+          "clock_estimates", "clock_history")
 # A parked payload larger than this is truncated (the broker caps packets anyway; this only
 # bounds what one hostile message can cost us).
 MAX_PARKED_BYTES = 1024 * 1024
+DEFAULT_POLICY = ClockPolicy()
+INSERT_SQL = {
+    "readings": "INSERT INTO readings (store, device, boot, seq, fseq, dev_ms, wall, synced,"
+                " air_c, product_c, probes, received_at, wall_corrected, time_method)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (store, device, boot, seq) DO NOTHING",
+    "events": "INSERT INTO events (store, device, boot, seq, type, fseq, dev_ms, wall, synced,"
+              " data, received_at, wall_corrected, time_method)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+              " ON CONFLICT (store, device, boot, seq) DO NOTHING",
+}
 # Probe 0 is the air probe and probe 1 the product-simulating one (contracts.md).
 AIR_PROBE, PRODUCT_PROBE = 0, 1
 
@@ -109,7 +193,9 @@ class Database:
         # batch many records per message so commits are few.
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
-        return cls(conn)
+        db = cls(conn)
+        db._migrate()
+        return db
 
     @classmethod
     def open_readonly(cls, path: Path | str, *, busy_timeout_s: float = 5.0) -> Database:
@@ -128,9 +214,53 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _migrate(self) -> None:
+        """Bring a database written before gap tracking and time correction up to date.
+
+        Several workers may start at once: the check runs under the write lock.
+        """
+        with self.transaction() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return
+            for table in ("readings", "events"):
+                columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if "wall_corrected" not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN wall_corrected DOUBLE PRECISION")
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN time_method TEXT")
+                # Stored before anyone checked the clock: say so rather than guess.
+                conn.execute(f"UPDATE {table} SET wall_corrected = wall, time_method = 'unchecked'"
+                             " WHERE wall_corrected IS NULL")
+                self._backfill_streams(conn, table)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _backfill_streams(conn: sqlite3.Connection, table: str) -> None:
+        """Streams and open gaps of data stored before tracking (recomputed from the seqs)."""
+        conn.execute(
+            "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
+            " first_received_at, last_received_at)"
+            f" SELECT store, '{table}', device, boot, MAX(seq), COUNT(*), MIN(received_at),"
+            f" MAX(received_at) FROM {table} WHERE seq >= 1 GROUP BY store, device, boot"
+            " ON CONFLICT DO NOTHING"
+        )
+        holes = conn.execute(
+            "SELECT store, device, boot, prev + 1, seq - 1, received_at FROM ("
+            " SELECT store, device, boot, seq, received_at, LAG(seq, 1, 0) OVER"
+            "  (PARTITION BY store, device, boot ORDER BY seq) AS prev"
+            f" FROM {table} WHERE seq >= 1) AS s WHERE seq > prev + 1"
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO data_gaps (store, kind, device, boot, first_missing_seq,"
+            " last_missing_seq, detected_at, detected_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(st, table, dev, boot, a, b, at, "migration") for st, dev, boot, a, b, at in holes],
+        )
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN")
+        # IMMEDIATE: take the write lock up front. A deferred transaction that reads and then
+        # writes fails at once (SQLITE_BUSY, no waiting) if another worker committed between
+        # its read and its write; every write here reads first (dedupe, gaps, clock).
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -142,37 +272,148 @@ class Database:
 
     # ------------------------------------------------------------ writes
 
-    def store_batch(self, batch: Batch, received_at: float) -> tuple[int, int]:
-        """Insert every record of `batch` in one transaction: (inserted, duplicates)."""
-        if batch.kind == "readings":
-            sql = (
-                "INSERT INTO readings (store, device, boot, seq, fseq, dev_ms, wall, synced,"
-                " air_c, product_c, probes, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (store, device, boot, seq) DO NOTHING"
-            )
-            rows = [_reading_row(batch, r, received_at) for r in batch.records
-                    if isinstance(r, Reading)]
-        else:
-            sql = (
-                "INSERT INTO events (store, device, boot, seq, type, fseq, dev_ms, wall, synced,"
-                " data, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (store, device, boot, seq) DO NOTHING"
-            )
-            rows = [_event_row(batch, e, received_at) for e in batch.records
-                    if isinstance(e, Event)]
-        with self.transaction() as conn:
-            # executemany sums the changes; rows skipped by DO NOTHING are not counted.
-            inserted = conn.executemany(sql, rows).rowcount
-        return inserted, len(rows) - inserted
+    def store_batch(self, batch: Batch, received_at: float, *, worker: str = "",
+                    policy: ClockPolicy = DEFAULT_POLICY) -> tuple[int, int]:
+        """Insert every new record of `batch`, update its stream's gaps and the terminal's
+        clock estimate, all in one transaction: (inserted, duplicates).
 
-    def store_state(self, state: State, received_at: float) -> bool:
+        One transaction is what makes the gaps right with several workers: the stream's
+        gaps change exactly when its records do, under the stream's lock, so no worker acts
+        on a view another is about to change, and a crash leaves neither half. With SQLite
+        the lock is the database write lock (BEGIN IMMEDIATE); with PostgreSQL it is the
+        stream row (`SELECT ... FOR UPDATE` below), READ COMMITTED then shows each worker
+        what the one before it committed. Work is proportional to the batch and the gaps it
+        touches, not to the stream's length (recomputing from all stored seqs would be).
+        """
+        records: list[Reading | Event] = list(batch.records)
+        seqs = [r.seq for r in records]
+        table = "readings" if batch.kind == "readings" else "events"
+        key = (batch.store, batch.kind, batch.device, batch.boot)
+        with self.transaction() as conn:
+            max_seq = self._lock_stream(conn, key, received_at)
+            wall, synced = max(((r.seq, r.wall, r.synced) for r in records),
+                               key=lambda t: t[0])[1:]
+            offset = self._clock_sample(conn, batch.store, batch.boot, received_at, wall,
+                                        synced, policy, f"{batch.kind}/{batch.device}")
+            existing = {row[0] for row in conn.execute(
+                f"SELECT seq FROM {table} WHERE store = ? AND device = ? AND boot = ?"
+                " AND seq BETWEEN ? AND ?",
+                (batch.store, batch.device, batch.boot, min(seqs), max(seqs)))}
+            fresh: dict[int, Reading | Event] = {}
+            for r in records:  # the first copy of a seq wins, as ON CONFLICT DO NOTHING would
+                if r.seq not in existing and r.seq not in fresh:
+                    fresh[r.seq] = r
+            rows = []
+            for r in fresh.values():
+                corrected, method = correct(r.wall, r.synced, offset, policy)
+                if isinstance(r, Reading):
+                    rows.append(_reading_row(batch, r, received_at, corrected, method))
+                else:
+                    rows.append(_event_row(batch, r, received_at, corrected, method))
+            conn.executemany(INSERT_SQL[table], rows)
+            self._update_gaps(conn, key, max_seq, list(fresh), received_at, worker)
+        return len(fresh), len(records) - len(fresh)
+
+    # PostgreSQL: " FOR UPDATE", the row lock that serialises the batches of one stream.
+    # SQLite has one writer at a time already and no FOR UPDATE.
+    _FOR_UPDATE = ""
+
+    def _lock_stream(self, conn: sqlite3.Connection, key: tuple[str, str, str, int],
+                     received_at: float) -> int:
+        conn.execute(
+            "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
+            " first_received_at, last_received_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)"
+            " ON CONFLICT DO NOTHING", (*key, received_at, received_at))
+        row = conn.execute(
+            "SELECT max_seq FROM streams WHERE store = ? AND kind = ? AND device = ?"
+            " AND boot = ?" + self._FOR_UPDATE, key).fetchone()
+        return int(row[0])
+
+    def _update_gaps(self, conn: sqlite3.Connection, key: tuple[str, str, str, int],
+                     max_seq: int, inserted: list[int], at: float, worker: str) -> None:
+        below = [s for s in inserted if gaps.FIRST_SEQ <= s <= max_seq]
+        open_gaps: list[gaps.OpenGap] = []
+        if below:
+            open_gaps = [gaps.OpenGap(r[0], r[1], r[2]) for r in conn.execute(
+                "SELECT id, first_missing_seq, last_missing_seq FROM data_gaps"
+                " WHERE store = ? AND kind = ? AND device = ? AND boot = ?"
+                " AND filled_at IS NULL AND last_missing_seq >= ? AND first_missing_seq <= ?",
+                (*key, min(below), max(below)))]
+        plan = gaps.plan(max_seq, open_gaps, inserted)
+        insert = ("INSERT INTO data_gaps (store, kind, device, boot, first_missing_seq,"
+                  " last_missing_seq, detected_at, detected_by, filled_at, filled_by,"
+                  " parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        for first, last in plan.opened:
+            conn.execute(insert, (*key, first, last, at, worker, None, None, None))
+        for fill in plan.fills:
+            detected_at, detected_by = conn.execute(
+                "SELECT detected_at, detected_by FROM data_gaps WHERE id = ?", (fill.gap_id,)
+            ).fetchone()
+            if not fill.remaining:
+                conn.execute("UPDATE data_gaps SET filled_at = ?, filled_by = ? WHERE id = ?",
+                             (at, worker, fill.gap_id))
+                continue
+            (first, last), *others = fill.remaining
+            conn.execute("UPDATE data_gaps SET first_missing_seq = ?, last_missing_seq = ?"
+                         " WHERE id = ?", (first, last, fill.gap_id))
+            for first, last in others:
+                conn.execute(insert, (*key, first, last, detected_at, detected_by, None, None,
+                                      fill.gap_id))
+            for first, last in fill.filled:
+                conn.execute(insert, (*key, first, last, detected_at, detected_by, at, worker,
+                                      fill.gap_id))
+        for first, last in plan.untracked:
+            conn.execute(insert, (*key, first, last, at, worker, at, worker, None))
+        counted = sum(1 for s in inserted if s >= gaps.FIRST_SEQ)
+        conn.execute(
+            "UPDATE streams SET max_seq = ?, records = records + ?, last_received_at = ?"
+            " WHERE store = ? AND kind = ? AND device = ? AND boot = ?",
+            (plan.max_seq, counted, at, *key))
+
+    def _clock_sample(self, conn: sqlite3.Connection, store: str, boot: int,
+                      received_at: float, wall: float, synced: bool | None,
+                      policy: ClockPolicy, source: str) -> float:
+        """Add one observation of a terminal's clock; returns the offset estimate after it."""
+        row = conn.execute(
+            "SELECT synced, samples FROM clock_estimates WHERE store = ? AND boot = ?"
+            + self._FOR_UPDATE, (store, boot)).fetchone()
+        window = ClockWindow.loads(row["samples"]) if row else ClockWindow()
+        window = window.add(received_at, wall, policy)
+        offset = window.offset
+        assert offset is not None  # a window with a sample just added is never empty
+        if synced is None and row is not None and row["synced"] is not None:
+            synced = bool(row["synced"])  # a state message says nothing about sync
+        method = correct(0.0, bool(synced), offset, policy)[1]
+        conn.execute(
+            "INSERT INTO clock_estimates (store, boot, offset_s, synced, method, samples,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (store, boot) DO UPDATE SET offset_s = excluded.offset_s,"
+            " synced = excluded.synced, method = excluded.method, samples = excluded.samples,"
+            " updated_at = excluded.updated_at",
+            (store, boot, offset, synced, method, window.dumps(), received_at))
+        last = conn.execute(
+            "SELECT offset_s, synced FROM clock_history WHERE store = ? AND boot = ?"
+            " ORDER BY id DESC LIMIT 1", (store, boot)).fetchone()
+        last_synced = None if last is None or last[1] is None else bool(last[1])
+        if newsworthy(None if last is None else float(last[0]), last_synced, offset, synced,
+                      policy):
+            conn.execute(
+                "INSERT INTO clock_history (store, boot, at, offset_s, synced, method, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (store, boot, received_at, offset, synced, method, source))
+        return offset
+
+    def store_state(self, state: State, received_at: float, *, retained: bool = False,
+                    policy: ClockPolicy = DEFAULT_POLICY) -> bool:
         """Upsert a store's birth/death message; False if it was older than what we have.
 
         Every worker sees every state message (it is not a shared subscription), so a slow
         worker may apply an old one late: a message from an earlier agent boot never
         overwrites a later boot's state.
+
+        A live birth message is a clock sample (the agent stamps it as it connects). A death
+        message is not: it is the Will, stamped at connect time and sent by the broker when
+        the link dies; nor is a retained copy, which may be days old.
         """
         with self.transaction() as conn:
             cur = conn.execute(
@@ -186,6 +427,9 @@ class Database:
                 (state.store, state.online, state.boot, state.wall, state.agent_version,
                  json.dumps(list(state.devices)), received_at),
             )
+            if state.online and not retained:
+                self._clock_sample(conn, state.store, state.boot, received_at, state.wall,
+                                   None, policy, "state")
             return cur.rowcount == 1
 
     def park(self, topic: str, payload: bytes, reason: str, worker: str,
@@ -224,6 +468,7 @@ class Database:
                 " UNION ALL SELECT MAX(received_at) FROM events WHERE store = ?) AS m",
                 (name, name),
             ).fetchone()[0]
+            open_gaps, open_missing = self.open_gap_totals(name)
             out.append({
                 "store": name,
                 "online": bool(st["online"]) if st else None,
@@ -233,8 +478,76 @@ class Database:
                 "state_wall": st["wall"] if st else None,
                 "updated_at": st["updated_at"] if st else None,
                 "last_received_at": last,
+                "clock": self.clock(name),
+                "open_gaps": open_gaps,
+                "missing_records": open_missing,
             })
         return out
+
+    def open_gap_totals(self, store: str) -> tuple[int, int]:
+        """(open gaps, records missing in them) of a store."""
+        n, missing = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(last_missing_seq - first_missing_seq + 1), 0)"
+            " FROM data_gaps WHERE store = ? AND filled_at IS NULL", (store,)).fetchone()
+        return int(n), int(missing)
+
+    def clock(self, store: str) -> dict[str, Any] | None:
+        """The newest boot's clock estimate: offset (cloud minus terminal), synced, method."""
+        row = self.conn.execute(
+            "SELECT boot, offset_s, synced, method, updated_at FROM clock_estimates"
+            " WHERE store = ? ORDER BY boot DESC LIMIT 1", (store,)).fetchone()
+        if row is None:
+            return None
+        return {"boot": row["boot"], "offset_s": row["offset_s"],
+                "synced": None if row["synced"] is None else bool(row["synced"]),
+                "method": row["method"], "updated_at": row["updated_at"]}
+
+    def clock_history(self, store: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """How the estimate of a store's terminal clock moved, newest first."""
+        sql = ("SELECT boot, at, offset_s, synced, method, source FROM clock_history"
+               " WHERE store = ? ORDER BY id DESC")
+        params: list[Any] = [store]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{"boot": r["boot"], "at": r["at"], "offset_s": r["offset_s"],
+                 "synced": None if r["synced"] is None else bool(r["synced"]),
+                 "method": r["method"], "source": r["source"]}
+                for r in self.conn.execute(sql, params)]
+
+    def gaps(self, store: str | None = None, *, state: str = "all",
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """Data gaps ("open", "filled" or "all"), by store, device, kind, boot and seq."""
+        if state not in ("open", "filled", "all"):
+            raise ValueError(f"unknown gap state {state!r}")
+        where: list[str] = []
+        params: list[Any] = []
+        if store is not None:
+            where.append("store = ?")
+            params.append(store)
+        if state == "open":
+            where.append("filled_at IS NULL")
+        elif state == "filled":
+            where.append("filled_at IS NOT NULL")
+        sql = f"SELECT {', '.join(GAP_FIELDS)} FROM data_gaps"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY store, device, kind, boot, first_missing_seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        out = []
+        for r in self.conn.execute(sql, params):
+            d = {k: r[k] for k in GAP_FIELDS}
+            d["missing"] = r["last_missing_seq"] - r["first_missing_seq"] + 1
+            d["state"] = "open" if r["filled_at"] is None else "filled"
+            out.append(d)
+        return out
+
+    def streams(self, store: str) -> list[dict[str, Any]]:
+        return [dict(r) | {"missing": r["max_seq"] - r["records"]} for r in self.conn.execute(
+            "SELECT kind, device, boot, max_seq, records, first_received_at, last_received_at"
+            " FROM streams WHERE store = ? ORDER BY device, kind, boot", (store,))]
 
     def fridges(self, store: str) -> list[dict[str, Any]]:
         """Each fridge of `store` (a device with readings or door/compressor events)."""
@@ -264,7 +577,8 @@ class Database:
 
     def _last_event(self, store: str, device: str, type_: str) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT boot, seq, dev_ms, wall, synced, data, received_at FROM events"
+            "SELECT boot, seq, dev_ms, wall, synced, data, received_at, wall_corrected,"
+            " time_method FROM events"
             " WHERE store = ? AND device = ? AND type = ? ORDER BY boot DESC, seq DESC LIMIT 1",
             (store, device, type_),
         ).fetchone()
@@ -272,7 +586,8 @@ class Database:
             return None
         return {"boot": row["boot"], "seq": row["seq"], "dev_ms": row["dev_ms"],
                 "wall": row["wall"], "synced": bool(row["synced"]),
-                "data": json.loads(row["data"]), "received_at": row["received_at"]}
+                "data": json.loads(row["data"]), "received_at": row["received_at"],
+                "wall_corrected": row["wall_corrected"], "time_method": row["time_method"]}
 
     def readings(self, store: str, device: str, *, after: tuple[int, int] | None = None,
                  limit: int | None = None) -> Iterator[dict[str, Any]]:
@@ -304,7 +619,7 @@ class Database:
                            r["received_at"]) for r in self.conn.execute(sql, params)]
 
     def count(self, table: str) -> int:
-        if table not in ("readings", "events", "store_state", "dead_letters"):
+        if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
@@ -316,15 +631,19 @@ def _probe_value(reading: Reading, index: int) -> float | None:
     return None
 
 
-def _reading_row(batch: Batch, r: Reading, received_at: float) -> tuple[Any, ...]:
+def _reading_row(batch: Batch, r: Reading, received_at: float, wall_corrected: float,
+                 method: str) -> tuple[Any, ...]:
     probes = json.dumps([[p.index, p.status, p.celsius] for p in r.probes])
     return (batch.store, batch.device, batch.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced,
-            _probe_value(r, AIR_PROBE), _probe_value(r, PRODUCT_PROBE), probes, received_at)
+            _probe_value(r, AIR_PROBE), _probe_value(r, PRODUCT_PROBE), probes, received_at,
+            wall_corrected, method)
 
 
-def _event_row(batch: Batch, e: Event, received_at: float) -> tuple[Any, ...]:
+def _event_row(batch: Batch, e: Event, received_at: float, wall_corrected: float,
+               method: str) -> tuple[Any, ...]:
     return (batch.store, batch.device, batch.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall,
-            e.synced, json.dumps(e.data, separators=(",", ":")), received_at)
+            e.synced, json.dumps(e.data, separators=(",", ":")), received_at, wall_corrected,
+            method)
 
 
 def _reading_dict(row: sqlite3.Row) -> dict[str, Any]:

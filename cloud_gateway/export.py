@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
-from .db import READING_FIELDS, DeadLetter
+from .db import GAP_FIELDS, READING_FIELDS, DeadLetter
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
@@ -63,5 +63,26 @@ def write_dead_letters(letters: Iterable[DeadLetter], out: TextIO, fmt: Literal[
             more = "…" if len(d.payload) > preview else ""
             out.write(f"{d.id}\t{d.received_at:.3f}\t{d.worker}\t{d.topic}\t{d.reason}\t"
                       f"{text}{more}\n")
+        n += 1
+    return n
+
+
+GAP_COLUMNS = ("state", "store", "device", "kind", "boot", "first_missing_seq",
+               "last_missing_seq", "missing", "detected_at", "filled_at")
+
+
+def write_gaps(rows: Iterable[dict[str, Any]], out: TextIO,
+               fmt: Literal["text", "jsonl"]) -> int:
+    """Write data gaps (from Database.gaps); returns how many were written."""
+    n = 0
+    if fmt == "text":
+        out.write("\t".join(GAP_COLUMNS) + "\n")
+    for row in rows:
+        if fmt == "jsonl":
+            record = {k: row[k] for k in (*GAP_FIELDS, "missing", "state")}
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        else:
+            out.write("\t".join("" if row[k] is None else str(row[k]) for k in GAP_COLUMNS)
+                      + "\n")
         n += 1
     return n

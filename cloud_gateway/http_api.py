@@ -131,12 +131,53 @@ class Api:
                 ID_PATTERN.match(store) and ID_PATTERN.match(device)
             ):
                 return self._readings(db, store, device, query)
+            case ["stores", store, "gaps"] if ID_PATTERN.match(store):
+                return self._gaps(db, store, query)
+            case ["stores", store, "clock"] if ID_PATTERN.match(store):
+                _only(query, "limit")
+                limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+                history = db.clock_history(store, limit=limit)
+                current = db.clock(store)
+                if current is None and store not in {s["store"] for s in db.stores()}:
+                    return error(HTTPStatus.NOT_FOUND, f"unknown store {store!r}")
+                return json_response(HTTPStatus.OK, {"store": store, "current": current,
+                                                     "history": history})
             case ["dead-letters"]:
                 _only(query, "limit")
                 limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
                 letters = [_dead_letter_dict(d) for d in db.dead_letters(limit=limit)]
                 return json_response(HTTPStatus.OK, {"dead_letters": letters})
         return error(HTTPStatus.NOT_FOUND, f"no such path: /api/{'/'.join(route)}")
+
+    def _gaps(self, db: Database, store: str, query: dict[str, str]) -> Response:
+        _only(query, "state", "limit")
+        state = query.get("state", "all")
+        if state not in ("open", "filled", "all"):
+            raise BadRequest("state: expected open, filled or all")
+        limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        streams = db.streams(store)
+        if not streams and store not in {s["store"] for s in db.stores()}:
+            return error(HTTPStatus.NOT_FOUND, f"unknown store {store!r}")
+        devices: dict[str, dict[str, Any]] = {}
+        for st in streams:
+            entry = devices.setdefault(st["device"], {"device": st["device"], "open": [],
+                                                       "filled": [], "streams": []})
+            entry["streams"].append({k: v for k, v in st.items() if k != "device"})
+        rows = db.gaps(store, state=state, limit=limit)
+        for g in rows:
+            entry = devices.setdefault(g["device"], {"device": g["device"], "open": [],
+                                                      "filled": [], "streams": []})
+            entry[g["state"]].append({k: v for k, v in g.items()
+                                      if k not in ("store", "device", "state")})
+        open_gaps, missing = db.open_gap_totals(store)
+        body = {
+            "store": store,
+            "open_gaps": open_gaps,  # totals, whatever the state filter and limit
+            "missing_records": missing,
+            "truncated": len(rows) == limit,
+            "devices": [devices[k] for k in sorted(devices)],
+        }
+        return json_response(HTTPStatus.OK, body)
 
     def _readings(self, db: Database, store: str, device: str,
                   query: dict[str, str]) -> Response:

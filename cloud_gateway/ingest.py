@@ -45,8 +45,9 @@ from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
 from xiaodian.payloads import PayloadError, State, parse
 
+from .clock import ClockPolicy
 from .config import CloudSettings
-from .db import Database
+from .db import DEFAULT_POLICY, Database
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +86,22 @@ class Outcome:
     reason: str = ""
 
 
-def ingest(db: Database, topic: str, payload: bytes, worker: str, received_at: float) -> Outcome:
-    """Parse one message and commit it (or park it). Database errors propagate: retry later."""
+def ingest(db: Database, topic: str, payload: bytes, worker: str, received_at: float, *,
+           retained: bool = False, policy: ClockPolicy = DEFAULT_POLICY) -> Outcome:
+    """Parse one message and commit it (or park it). Database errors propagate: retry later.
+
+    `received_at` is when the broker handed the message over (not when the database thread
+    got to it): it is the cloud side of every clock sample.
+    """
     try:
         msg = parse(topic, payload)
     except PayloadError as exc:
         db.park(topic, payload, str(exc), worker, received_at)
         return Outcome("parked", reason=str(exc))
     if isinstance(msg, State):
-        db.store_state(msg, received_at)
+        db.store_state(msg, received_at, retained=retained, policy=policy)
         return Outcome("state")
-    inserted, duplicates = db.store_batch(msg, received_at)
+    inserted, duplicates = db.store_batch(msg, received_at, worker=worker, policy=policy)
     return Outcome("stored", inserted, duplicates)
 
 
@@ -126,6 +132,7 @@ class _Inbound:
     qos: int
     received_at: float
     generation: int  # which connection delivered it
+    retained: bool
 
 
 class IngestWorker:
@@ -141,6 +148,7 @@ class IngestWorker:
         self.settings = settings
         self.worker_id = settings.worker_id
         self.counters = Counters()
+        self._clock_policy = settings.clock_policy
         self._now = now
         self._rand = rand
         self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=settings.queue_size)
@@ -263,7 +271,8 @@ class IngestWorker:
         retry = Backoff(0.05, 2.0, rand=self._rand)
         while True:
             try:
-                outcome = ingest(db, item.topic, item.payload, self.worker_id, item.received_at)
+                outcome = ingest(db, item.topic, item.payload, self.worker_id, item.received_at,
+                                 retained=item.retained, policy=self._clock_policy)
             except sqlite3.Error as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
@@ -429,7 +438,8 @@ class IngestWorker:
         self.counters.add("received")
         if self._stopping.is_set():
             return  # not acked: the broker keeps it for our next session
-        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._now(), generation)
+        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._now(), generation,
+                        bool(msg.retain))
         try:
             self._inbox.put_nowait(item)
         except queue.Full:

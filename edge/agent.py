@@ -74,6 +74,8 @@ class Agent:
         self.cursors: dict[tuple[Kind, str], Cursor] = {}
         self.cursor_generation = -1
         self.stored = 0
+        self.duplicates = 0
+        self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
 
     # ------------------------------------------------------------ steps
@@ -92,7 +94,19 @@ class Agent:
             else:
                 records.append(item)
         if records:
-            self.stored += self.store.add(records)
+            added = self.store.add(records)
+            self.stored += added.stored
+            self.duplicates += added.duplicates
+            # Only now, with the records committed, may the device forget them.
+            for device, keys in added.durable.items():
+                reader = self.fridge_readers.get(device)
+                if reader is None:
+                    continue
+                by_boot: dict[int, list[int]] = {}
+                for dev_boot, fseq in keys:
+                    by_boot.setdefault(dev_boot, []).append(fseq)
+                for dev_boot, seqs in by_boot.items():
+                    reader.receipt(dev_boot, seqs)
         for device, status in statuses.items():
             self._merge_status(device, status)
         return len(records)

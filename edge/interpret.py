@@ -26,24 +26,31 @@ Item = NewReading | NewEvent | DeviceStatus
 
 
 def from_frame(
-    device: str, frame: codec.Frame, wall: float, synced: bool
+    device: str, frame: codec.Frame, wall: float, synced: bool, dev_boot: int = 0
 ) -> tuple[list[Item], dict[str, Any] | None]:
-    """Records for one frame, and the decoded message (None if malformed for its type)."""
+    """Records for one frame, and the decoded message (None if malformed for its type).
+
+    `dev_boot` is the device's boot count from its HELLO: with the frame's sequence number
+    and device time it identifies a record at the source, so a resent one is stored once.
+    """
     msg = codec.decode_message(frame.type, frame.payload)
     if msg is None:
         return [], None
     kind = msg["type"]
     if kind == "temp":
         probes = [(int(i), str(s), None if c is None else float(c)) for i, s, c in msg["probes"]]
-        return [NewReading(device, frame.seq, int(msg["dev_ms"]), wall, synced, probes)], msg
+        reading = NewReading(device, frame.seq, int(msg["dev_ms"]), wall, synced, probes, dev_boot)
+        return [reading], msg
     if kind in _EVENT_TYPES:
         data = {k: v for k, v in msg.items() if k not in ("type", "dev_ms")}
+        if frame.flags & codec.REPLY and kind != "hello":
+            # The device's state when we attached, not a change: a door reported open here
+            # is not a new opening.
+            data["state_report"] = True
         dev_ms = msg.get("dev_ms")
-        return [
-            NewEvent(
-                device, kind, frame.seq, None if dev_ms is None else int(dev_ms), wall, synced, data
-            )
-        ], msg
+        event = NewEvent(device, kind, frame.seq, None if dev_ms is None else int(dev_ms),
+                         wall, synced, data, dev_boot)
+        return [event], msg
     if kind == "heartbeat":
         status = {k: v for k, v in msg.items() if k != "type"}
         return [DeviceStatus(device, {"heartbeat": status, "heartbeat_wall": wall})], msg

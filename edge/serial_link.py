@@ -150,11 +150,16 @@ class PortReader(threading.Thread):
 
 
 class FridgeReader(PortReader):
-    """A fridge controller speaking the framed protocol."""
+    """A fridge controller speaking the framed protocol.
 
-    def __init__(
-        self, *args: Any, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any
-    ) -> None:
+    Records (readings, door, compressor...) are kept in the device's log until we RECEIPT
+    them, which the agent asks for only after they are committed to SQLite. Records that
+    arrive before this connection's HELLO are ignored: without the device's boot count they
+    have no identity, and the device sends them again after the HELLO anyway.
+    """
+
+    def __init__(self, *args: Any, monotonic: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.decoder = codec.FrameDecoder()
         self.monotonic = monotonic
@@ -162,14 +167,23 @@ class FridgeReader(PortReader):
         self.hello: dict[str, Any] | None = None
         self.hello_asked_at = 0.0
         self.bad_messages = 0
+        self.before_hello = 0
+        self.receipts_sent = 0
+        self._receipts: queue.SimpleQueue[tuple[int, list[int]]] = queue.SimpleQueue()
+
+    def _next_seq(self) -> int:
+        self.host_seq = (self.host_seq + 1) & 0xFFFF
+        return self.host_seq
 
     def _ask_hello(self, ser: serial.Serial) -> None:
-        self.host_seq = (self.host_seq + 1) & 0xFFFF
         # A leading delimiter flushes any half frame the device may hold from before.
-        ser.write(
-            b"\x00" + codec.encode_frame(codec.GET_HELLO, self.host_seq, b"", codec.ACK_REQUESTED)
-        )
+        ser.write(b"\x00" + codec.encode_frame(codec.GET_HELLO, self._next_seq(), b"",
+                                               codec.ACK_REQUESTED))
         self.hello_asked_at = self.monotonic()
+
+    def receipt(self, dev_boot: int, seqs: list[int]) -> None:
+        """Called by the agent (another thread) once these records are committed."""
+        self._receipts.put((dev_boot, seqs))
 
     def on_open(self, ser: serial.Serial) -> None:
         self.hello = None
@@ -178,26 +192,38 @@ class FridgeReader(PortReader):
     def on_idle(self, ser: serial.Serial) -> None:
         if self.hello is None and self.monotonic() - self.hello_asked_at > HELLO_RETRY_S:
             self._ask_hello(ser)
+        while True:
+            try:
+                dev_boot, seqs = self._receipts.get_nowait()
+            except queue.Empty:
+                break
+            for i in range(0, len(seqs), codec.MAX_RECEIPT_SEQS):
+                body = codec.pack_receipt(dev_boot, seqs[i : i + codec.MAX_RECEIPT_SEQS])
+                ser.write(codec.encode_frame(codec.RECEIPT, self._next_seq(), body))
+                self.receipts_sent += 1
 
     def on_bytes(self, data: bytes) -> None:
         wall, synced = self.clock.read()
         for frame in self.decoder.feed(data):
-            items, msg = interpret.from_frame(self.device, frame, wall, synced)
+            if frame.type == codec.HELLO:
+                msg = codec.decode_message(frame.type, frame.payload)
+                if msg is not None:
+                    self.hello = msg
+            elif self.hello is None and frame.type in codec.LOGGED_TYPES:
+                self.before_hello += 1
+                continue
+            dev_boot = int(self.hello["boot_count"]) if self.hello else 0
+            items, msg = interpret.from_frame(self.device, frame, wall, synced, dev_boot)
             if msg is None:
                 self.bad_messages += 1
                 continue
-            if msg["type"] == "hello":
-                self.hello = msg
             for item in items:
                 self.emit(item)
 
     def stats(self) -> dict[str, Any]:
-        return {
-            **super().stats(),
-            **self.decoder.stats(),
-            "bad_messages": self.bad_messages,
-            "hello": self.hello,
-        }
+        return {**super().stats(), **self.decoder.stats(), "bad_messages": self.bad_messages,
+                "before_hello": self.before_hello, "receipts_sent": self.receipts_sent,
+                "hello": self.hello}
 
 
 class ScannerReader(PortReader):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
     fseq INTEGER NOT NULL, dev_ms INTEGER NOT NULL, wall REAL NOT NULL,
-    synced INTEGER NOT NULL, probes TEXT NOT NULL,
+    synced INTEGER NOT NULL, probes TEXT NOT NULL, dev_boot INTEGER NOT NULL,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
+-- A device record resent (its RECEIPT was lost, or we crashed before sending it) is
+-- recognised by its identity at the source and stored once.
+CREATE UNIQUE INDEX IF NOT EXISTS readings_source
+    ON readings (device, dev_boot, fseq, dev_ms);
 CREATE TABLE IF NOT EXISTS events (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
     type TEXT NOT NULL, fseq INTEGER, dev_ms INTEGER, wall REAL NOT NULL,
-    synced INTEGER NOT NULL, data TEXT NOT NULL,
+    synced INTEGER NOT NULL, data TEXT NOT NULL, dev_boot INTEGER,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
+-- Agent-made events (link, scan) have no source identity: NULLs never collide.
+CREATE UNIQUE INDEX IF NOT EXISTS events_source
+    ON events (device, dev_boot, fseq, dev_ms);
 CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (kind, device, boot, seq)
@@ -52,6 +59,7 @@ class NewReading:
     wall: float
     synced: bool
     probes: list[tuple[int, str, float | None]]
+    dev_boot: int = 0  # the device's boot count (HELLO): with fseq and dev_ms, its identity
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,17 @@ class NewEvent:
     wall: float
     synced: bool
     data: dict[str, Any]
+    dev_boot: int | None = None  # None for events the agent makes itself (link, scan)
+
+
+@dataclass
+class Added:
+    """What one `add` did: records new to the store, source duplicates, and per device the
+    (device boot, frame seq) of every device record now durable, for its RECEIPT."""
+
+    stored: int = 0
+    duplicates: int = 0
+    durable: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 RecordKey = tuple[Kind, str, int, int]  # (kind, device, boot, seq)
@@ -130,56 +149,50 @@ class EdgeStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)
 
-    def _seq(self, kind: Kind, device: str) -> int:
-        seq = self._next_seq.get((kind, device), 1)
-        self._next_seq[(kind, device)] = seq + 1
-        return seq
-
     # ------------------------------------------------------------ writing
 
-    def add(self, items: Iterable[NewReading | NewEvent]) -> int:
-        """Store records and their outbox rows in one transaction; returns how many."""
-        count = 0
+    def add(self, items: Iterable[NewReading | NewEvent]) -> Added:
+        """Store records and their outbox rows in one transaction.
+
+        A device record already stored (same device boot, frame seq and device time) is not
+        stored again and takes no sequence number, so the uplink streams stay contiguous.
+        """
+        result = Added()
+        # Sequence numbers advance only if the transaction commits: no holes after a rollback.
+        next_seq = dict(self._next_seq)
         with self._tx():
             for item in items:
                 if isinstance(item, NewReading):
-                    seq = self._seq("readings", item.device)
-                    self.db.execute(
-                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)",
-                        (
-                            item.device,
-                            self.boot,
-                            seq,
-                            item.fseq,
-                            item.dev_ms,
-                            item.wall,
-                            int(item.synced),
-                            json.dumps(item.probes),
-                        ),
-                    )
                     kind: Kind = "readings"
-                else:
-                    seq = self._seq("events", item.device)
-                    self.db.execute(
-                        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            item.device,
-                            self.boot,
-                            seq,
-                            item.type,
-                            item.fseq,
-                            item.dev_ms,
-                            item.wall,
-                            int(item.synced),
-                            json.dumps(item.data, sort_keys=True),
-                        ),
+                    seq = next_seq.get((kind, item.device), 1)
+                    cur = self.db.execute(
+                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                        (item.device, self.boot, seq, item.fseq, item.dev_ms, item.wall,
+                         int(item.synced), json.dumps(item.probes), item.dev_boot),
                     )
+                else:
                     kind = "events"
-                self.db.execute(
-                    "INSERT INTO outbox VALUES (?,?,?,?)", (kind, item.device, self.boot, seq)
-                )
-                count += 1
-        return count
+                    seq = next_seq.get((kind, item.device), 1)
+                    cur = self.db.execute(
+                        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                        (item.device, self.boot, seq, item.type, item.fseq, item.dev_ms,
+                         item.wall, int(item.synced), json.dumps(item.data, sort_keys=True),
+                         item.dev_boot),
+                    )
+                if cur.rowcount:
+                    next_seq[(kind, item.device)] = seq + 1
+                    self.db.execute(
+                        "INSERT INTO outbox VALUES (?,?,?,?)", (kind, item.device, self.boot, seq)
+                    )
+                    result.stored += 1
+                else:
+                    result.duplicates += 1
+                # HELLO is stored for its identity but the device keeps no log entry for it.
+                logged = isinstance(item, NewReading) or item.type != "hello"
+                if logged and item.fseq is not None and item.dev_boot is not None:
+                    result.durable.setdefault(item.device, []).append((item.dev_boot, item.fseq))
+        self._next_seq = next_seq
+        return result
 
     def acknowledge(self, keys: Iterable[RecordKey]) -> int:
         """The broker has the records: drop them from the outbox (the history stays)."""

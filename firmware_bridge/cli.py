@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     decode = commands.add_parser(
         "decode",
         help="decode a captured byte stream into JSON lines",
-        description="Print one JSON line per frame, then {\"counters\": {...}}.",
+        description='Print one JSON line per frame, then {"counters": {...}}.',
     )
     decode.add_argument("file", metavar="FILE", help="capture file, or - for standard input")
     decode.set_defaults(func=decode_command)

@@ -31,7 +31,13 @@ COMPRESSOR = 0x12
 POWER = 0x13
 DEFROST = 0x14
 GET_HELLO = 0x20
+RECEIPT = 0x21
 ACK = 0x7F
+
+# Device records the host must store durably: the device keeps each in its log until a
+# RECEIPT names it, and sends it again (flag RETRANSMISSION) until then.
+LOGGED_TYPES = (TEMP, DOOR, COMPRESSOR, POWER, DEFROST)
+MAX_RECEIPT_SEQS = 125  # (255 - 5) // 2
 
 TYPE_NAMES = {
     HELLO: "hello",
@@ -42,6 +48,7 @@ TYPE_NAMES = {
     POWER: "power",
     DEFROST: "defrost",
     GET_HELLO: "get_hello",
+    RECEIPT: "receipt",
     ACK: "ack",
 }
 
@@ -503,6 +510,26 @@ def pack_ack(acked_seq: int, status: "int | str" = ACK_OK) -> bytes:
     return struct.pack(_ACK, acked_seq & 0xFFFF, _code(ACK_STATUS_NAMES, status))
 
 
+def pack_receipt(boot_count: int, seqs: "list[int]") -> bytes:
+    """Host -> device: these logged frames of boot `boot_count` are stored durably."""
+    if len(seqs) > MAX_RECEIPT_SEQS:
+        raise ValueError("too many sequence numbers for one RECEIPT")
+    out = bytearray(struct.pack("<IB", boot_count & 0xFFFFFFFF, len(seqs)))
+    for seq in seqs:
+        out += struct.pack("<H", seq & 0xFFFF)
+    return bytes(out)
+
+
+def _decode_receipt(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 5:
+        return None
+    boot_count, count = struct.unpack_from("<IB", p, 0)
+    if len(p) < 5 + 2 * count:
+        return None
+    seqs = [struct.unpack_from("<H", p, 5 + 2 * k)[0] for k in range(count)]
+    return {"type": "receipt", "boot_count": boot_count, "seqs": seqs}
+
+
 def _decode_hello(p: bytes) -> "dict[str, Any] | None":
     fixed = struct.calcsize(_HELLO)
     if len(p) < fixed:
@@ -617,6 +644,7 @@ _DECODERS = {
     POWER: _decode_power,
     DEFROST: _decode_defrost,
     GET_HELLO: _decode_get_hello,
+    RECEIPT: _decode_receipt,
     ACK: _decode_ack,
 }
 

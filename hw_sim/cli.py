@@ -77,7 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(line)
         sys.stdout.flush()  # a parent process waits for these lines before opening the ports
         runner.run(args.for_s)
-        log.info("%s", runner.summary())
+        left = runner.flush()
+        log.info("%s; %d records left on the devices", runner.summary(), left)
     finally:
         runner.close()
         for sig, handler in previous.items():

@@ -11,6 +11,7 @@ go out; nothing here touches a port or a clock.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,11 @@ class ControllerConfig:
     defrost_every_s: float = 6 * 3600.0  # 0 = never
     defrost_s: float = 25 * 60.0
     defrost_heater: bool = False  # False: off-cycle defrost (compressor off, no heater)
+    # The record log: what the device keeps until the host's RECEIPT says it is stored.
+    # 2048 frames hold ~5 h of 10-s samples with the usual events: a terminal reboot, a
+    # cable swap or an agent crash loses nothing.
+    log_capacity: int = 2048
+    retransmit_after_s: float = 30.0  # resend a record not receipted by then
 
     def __post_init__(self) -> None:
         if self.hysteresis_c <= 0:
@@ -44,6 +50,10 @@ class ControllerConfig:
             raise ValueError("heartbeat_interval_s: must be > 0")
         if self.defrost_every_s < 0 or self.defrost_s < 0:
             raise ValueError("defrost_every_s: must be >= 0")
+        if self.log_capacity < 1:
+            raise ValueError("log_capacity: must be >= 1")
+        if self.retransmit_after_s <= 0:
+            raise ValueError("retransmit_after_s: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,19 @@ class OutFrame:
     seq: int
     data: bytes
     fields: dict[str, Any]  # as `codec.decode_message` returns them, without "type"
+    logged: bool = False  # a record from the log (sent until receipted)
 
     def truth(self) -> dict[str, Any]:
         """The ground-truth record body (after "device"): kind, fseq, then the fields."""
         return {"kind": self.kind, "fseq": self.seq, **self.fields}
+
+
+@dataclass
+class LogEntry:
+    msg_type: int
+    payload: bytes
+    fields: dict[str, Any]
+    sent_ms: int | None  # device time of the last send; None = not sent yet
 
 
 class FridgeController:
@@ -74,6 +93,11 @@ class FridgeController:
         self.dev_ms = 0
         self._seq = 0
         self._decoder = codec.FrameDecoder()
+        # seq -> record, oldest first; records are created whether or not a host listens.
+        self.log: OrderedDict[int, LogEntry] = OrderedDict()
+        self.log_overflow = 0
+        self._new_records: list[OutFrame] = []
+        self._lost_records: list[OutFrame] = []
         self._compressor_changed_ms = -(10**12)  # as if off for ever: may start at once
         self._held_by_min_off = False
         self._door_changed_ms = 0
@@ -98,6 +122,12 @@ class FridgeController:
                 out.append(self._hello())
                 self.attached = True
                 out.extend(self._state_report())
+                out.extend(self.resend(self.dev_ms, everything=True))
+            elif frame.type == codec.RECEIPT:
+                msg = codec.decode_message(frame.type, frame.payload)
+                if msg is not None and msg["boot_count"] == self.boot_count:
+                    for seq in msg["seqs"]:
+                        self.log.pop(seq, None)
             elif frame.flags & codec.ACK_REQUESTED:
                 out.append(self._ack(frame.seq, codec.ACK_UNKNOWN_TYPE))
         return out
@@ -166,6 +196,41 @@ class FridgeController:
                 "tx_dropped": tx_dropped,
             }
             self._emit(out, codec.HEARTBEAT, payload, fields)
+        if self.attached:
+            out.extend(self.resend(dev_ms, everything=False))
+        return out
+
+    # -- the record log ----------------------------------------------------------------------
+
+    def take_new_records(self) -> tuple[list[OutFrame], list[OutFrame]]:
+        """(records created, records pushed out of a full log) since the last call: what
+        ground truth needs, whether or not a host was listening."""
+        new, lost = self._new_records, self._lost_records
+        self._new_records, self._lost_records = [], []
+        return new, lost
+
+    @staticmethod
+    def type_name(msg_type: int) -> str:
+        return codec.TYPE_NAMES[msg_type]
+
+    def unsent(self, seq: int) -> None:
+        """The link could not take this logged frame now: resend it at the next chance."""
+        entry = self.log.get(seq)
+        if entry is not None:
+            entry.sent_ms = None
+
+    def resend(self, dev_ms: int, everything: bool, limit: int = 32) -> list[OutFrame]:
+        due_ms = self._ms(self.config.retransmit_after_s)
+        out: list[OutFrame] = []
+        for seq, entry in self.log.items():
+            if len(out) >= limit and not everything:
+                break
+            if everything or entry.sent_ms is None or dev_ms - entry.sent_ms >= due_ms:
+                entry.sent_ms = dev_ms
+                data = codec.encode_frame(entry.msg_type, seq, entry.payload, codec.RETRANSMISSION)
+                out.append(
+                    OutFrame(codec.TYPE_NAMES[entry.msg_type], seq, data, entry.fields, logged=True)
+                )
         return out
 
     def _advance(self, due_ms: int, now_ms: int, interval_s: float) -> int:
@@ -238,8 +303,23 @@ class FridgeController:
         fields: dict[str, Any],
         flags: int = 0,
     ) -> None:
-        # Only a streaming device talks; state changes while detached are not queued.
-        if self.attached:
+        if msg_type in codec.LOGGED_TYPES and not flags & codec.REPLY:
+            frame = self._frame(msg_type, payload, fields, flags)
+            frame = OutFrame(frame.kind, frame.seq, frame.data, frame.fields, logged=True)
+            if len(self.log) >= self.config.log_capacity:
+                old_seq, old = self.log.popitem(last=False)
+                self.log_overflow += 1
+                self._lost_records.append(
+                    OutFrame(codec.TYPE_NAMES[old.msg_type], old_seq, b"", old.fields, logged=True)
+                )
+            self.log[frame.seq] = LogEntry(
+                msg_type, payload, fields, self.dev_ms if self.attached else None
+            )
+            self._new_records.append(frame)
+            if self.attached:
+                out.append(frame)
+        # Link chatter (heartbeats) only goes to a host that is listening.
+        elif self.attached:
             out.append(self._frame(msg_type, payload, fields, flags))
 
     def _frame(

@@ -88,10 +88,39 @@ class FridgeDevice:
     def step(self, dt_s: float) -> None:
         self._send(self.sim.step(dt_s))
 
+    def resend_log(self) -> None:
+        """Send every record still in the log again (used when shutting down)."""
+        c = self.sim.controller
+        self._send(c.resend(c.dev_ms, everything=True))
+
+    def record_log_at_exit(self) -> int:
+        """Ground truth for records the device still holds when the simulator stops: made,
+        not lost, but never handed over (a real controller would keep them in flash)."""
+        log = self.sim.controller.log
+        for seq, entry in log.items():
+            kind = self.sim.controller.type_name(entry.msg_type)
+            self.truth.record(self.id, "on_device_at_exit", fseq=seq, held=kind, **entry.fields)
+        return len(log)
+
     def _send(self, frames: list[OutFrame]) -> None:
+        # Records (readings, door, compressor...) enter ground truth when the controller
+        # logs them: from then on the system owes them to the cloud, host or no host.
+        new, lost = self.sim.controller.take_new_records()
+        for frame in new:
+            self.truth.record(self.id, frame.kind, fseq=frame.seq, **frame.fields)
+        for frame in lost:
+            self.truth.record(
+                self.id, "log_overflow", fseq=frame.seq, lost=frame.kind, **frame.fields
+            )
         for frame in frames:
-            if not self.port.send(frame.data, functools.partial(self._delivered, frame)):
+            on_written = None if frame.logged else functools.partial(self._delivered, frame)
+            if self.port.send(frame.data, on_written):
+                continue
+            if frame.logged:
+                self.sim.controller.unsent(frame.seq)  # stays in the log, sent again later
+            else:
                 self.sim.controller.note_tx_dropped()
 
     def _delivered(self, frame: OutFrame) -> None:
+        # Link frames (HELLO, ACK, heartbeats, state reports) are recorded as written.
         self.truth.record(self.id, frame.kind, fseq=frame.seq, **frame.fields)

@@ -90,6 +90,30 @@ class Runner:
                 wait = min(wait, left)
             self._wait(wait)
 
+    def flush(self, timeout_s: float = 2.0) -> int:
+        """At shutdown, with the physics stopped: let attached hosts take (and receipt) what
+        the fridges still hold in their logs, like a controller's graceful power-down.
+        Whatever is left is written to ground truth as `on_device_at_exit`; returns its count.
+        """
+        deadline = self._real() + timeout_s
+        fridges = [d for d in self.devices if isinstance(d, FridgeDevice)]
+        resend_every_s, last_resend = 0.5, -1.0
+        while self._real() < deadline:
+            for d in self.devices:
+                d.service()
+            waiting = [d for d in fridges if d.sim.controller.log and d.port.host_present]
+            if not waiting:
+                break
+            if self._real() - last_resend >= resend_every_s:
+                for d in waiting:
+                    d.resend_log()
+                last_resend = self._real()
+            self._wait(0.02)
+        left = 0
+        for d in fridges:
+            left += d.record_log_at_exit()
+        return left
+
     def _wait(self, timeout_s: float) -> None:
         poller = select.poll()
         for d in self.devices:

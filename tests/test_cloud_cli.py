@@ -42,11 +42,12 @@ def test_readings_csv(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                 "--fridge", "fridge-1", "--format", "csv"])
     assert code == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "store,device,boot,seq,fseq,dev_ms,wall,synced,air_c,product_c"
+    assert out.splitlines()[0] == ("store,device,boot,seq,fseq,dev_ms,wall,synced,air_c,"
+                                   "product_c,wall_corrected,time_method")
     rows = list(csv.reader(io.StringIO(out)))[1:]
     assert [(r[2], r[3]) for r in rows] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
-    assert rows[0] == ["store-001", "fridge-1", "1", "1", "1", "10", "1001.0", "false", "1.5",
-                       ""]
+    assert rows[0][:10] == ["store-001", "fridge-1", "1", "1", "1", "10", "1001.0", "false",
+                            "1.5", ""]
 
 
 def test_readings_jsonl_via_config(db_path: Path, tmp_path: Path,
@@ -86,6 +87,30 @@ def test_dead_letters_listing(db_path: Path, capsys: pytest.CaptureFixture[str])
     assert run(["cloud", "dead-letters", "--db", str(db_path), "--format", "jsonl"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["payload"] == "[1, 2" and record["worker"] == "w"
+
+
+def test_gaps_open_by_default_all_on_request(db_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with Database.open(db_path) as db:  # seq 3 and 4 skipped, then 3 arrives late
+        for seqs in ([5], [3]):
+            records = [reading_record(s, s, 10 * s, 1000.0 + s, True, [(0, "ok", 1.5)])
+                       for s in seqs]
+            ingest(db, "xd/v1/store-001/telemetry",
+                   batch_payload("readings", "store-001", "fridge-1", 1, records), "w", 7.0)
+    assert run(["cloud", "gaps", "--db", str(db_path)]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split("\t") == ["state", "store", "device", "kind", "boot",
+                                  "first_missing_seq", "last_missing_seq", "missing",
+                                  "detected_at", "filled_at"]
+    assert line.split("\t") == ["open", "store-001", "fridge-1", "readings", "1", "4", "4", "1",
+                                "7.0", ""]
+    assert run(["cloud", "gaps", "--db", str(db_path), "--all", "--store", "store-001",
+                "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["state"], r["first_missing_seq"], r["last_missing_seq"]) for r in rows] == [
+        ("filled", 3, 3), ("open", 4, 4)]
+    assert run(["cloud", "gaps", "--db", str(db_path), "--store", "store-002"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the header only
 
 
 def test_db_and_config_are_mutually_exclusive(db_path: Path) -> None:

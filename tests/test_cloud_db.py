@@ -74,6 +74,8 @@ def test_reading_columns_follow_the_contract(db: Database) -> None:
         "dev_ms": 5000, "wall": 1_700_000_123.5, "synced": False,
         "air_c": 2.5, "product_c": None,  # probe 1 is not "ok": no product value
         "probes": [[0, "ok", 2.5], [1, "suspect", 85.0]], "received_at": 42.0,
+        # Unsynchronised: shifted by the clock estimate from this very batch (42 - wall).
+        "wall_corrected": 42.0, "time_method": "offset",
     }
 
 
@@ -146,17 +148,20 @@ def test_readings_cursor_pages_across_boots(db: Database) -> None:
 
 
 def test_csv_export_has_the_header_and_rows_in_order(db: Database) -> None:
-    ingest(db, TELEMETRY, readings_payload([2, 1], boot=2), "w", 1.0)
-    ingest(db, TELEMETRY, readings_payload([5], boot=1), "w", 1.0)
+    # Received half a second after the newest record was stamped: a clock to believe.
+    ingest(db, TELEMETRY, readings_payload([2, 1], boot=2), "w", 1_700_000_002.5)
+    ingest(db, TELEMETRY, readings_payload([5], boot=1), "w", 1_700_000_005.5)
     out = io.StringIO()
     assert write_readings(db.readings("store-001", "fridge-1"), out, "csv") == 3
     lines = out.getvalue().splitlines()
-    assert lines[0] == "store,device,boot,seq,fseq,dev_ms,wall,synced,air_c,product_c"
+    assert lines[0] == ("store,device,boot,seq,fseq,dev_ms,wall,synced,air_c,product_c,"
+                        "wall_corrected,time_method")
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [(r["boot"], r["seq"]) for r in rows] == [("1", "5"), ("2", "1"), ("2", "2")]
     assert rows[1] == {"store": "store-001", "device": "fridge-1", "boot": "2", "seq": "1",
                        "fseq": "1", "dev_ms": "1000", "wall": "1700000001.0",
-                       "synced": "true", "air_c": "3.0625", "product_c": "4.0"}
+                       "synced": "true", "air_c": "3.0625", "product_c": "4.0",
+                       "wall_corrected": "1700000001.0", "time_method": "terminal"}
 
 
 def test_jsonl_export_keeps_types_and_probes(db: Database) -> None:

@@ -19,11 +19,13 @@ COUNTERS = {"worker_id": "w-1", "subscribed": True, "received": 7, "stored": 5}
 
 
 def _fill(db: Database) -> None:
-    for boot, seqs in ((1, (1, 2, 3)), (2, (1, 2))):
+    # Boot 1 misses seq 3 and 4 until a late copy of 3 arrives; boot 2 misses nothing.
+    for i, (boot, seqs) in enumerate(((1, (1, 2, 5)), (1, (3,)), (2, (1, 2)))):
         records = [reading_record(s, s, 1000 * s, 1_700_000_000.0 + 10 * boot + s, True,
                                   [(0, "ok", 2.0 + s), (1, "ok", 3.0 + s)]) for s in seqs]
         ingest(db, "xd/v1/store-001/telemetry",
-               batch_payload("readings", "store-001", "fridge-1", boot, records), "w-1", 50.0)
+               batch_payload("readings", "store-001", "fridge-1", boot, records), "w-1",
+               45.0 + i)
     events = [
         event_record(1, "door", 1, 100, 1_700_000_001.0, True, {"open": True, "duration_ms": 5}),
         event_record(2, "compressor", 2, 200, 1_700_000_002.0, True, {"on": True,
@@ -90,7 +92,13 @@ def test_stores(server: HttpServer) -> None:
     assert body == {"stores": [{
         "store": "store-001", "online": True, "boot": 2, "agent_version": "0.1.0",
         "devices": ["fridge-1"], "state_wall": 1_700_000_000.0, "updated_at": 52.0,
-        "last_received_at": 51.0,
+        "last_received_at": 51.0, "open_gaps": 1, "missing_records": 1,
+        # The test's receive times are decades before its wall clocks: cloud minus terminal
+        # is hugely negative, so a "synced" flag is not believed. Boot 2's lowest sample is
+        # its readings batch (received at 47, newest wall 1_700_000_022); the birth message
+        # (52 - 1_700_000_000) is higher and does not move it.
+        "clock": {"boot": 2, "offset_s": 47.0 - 1_700_000_022.0, "synced": True,
+                  "method": "offset", "updated_at": 52.0},
     }]}  # store-002 only sent garbage: it is a dead letter, not a store
 
 
@@ -98,7 +106,7 @@ def test_fridges_show_latest_reading_count_and_last_events(server: HttpServer) -
     status, body = get_json(server, "/api/stores/store-001/fridges")
     assert status == 200
     (fridge,) = body["fridges"]
-    assert fridge["device"] == "fridge-1" and fridge["readings"] == 5
+    assert fridge["device"] == "fridge-1" and fridge["readings"] == 6
     latest = fridge["latest"]
     assert (latest["boot"], latest["seq"], latest["air_c"], latest["product_c"]) == (2, 2, 4.0,
                                                                                     5.0)
@@ -114,11 +122,43 @@ def test_readings_paging(server: HttpServer) -> None:
     assert body["next"] == {"after_boot": 1, "after_seq": 2}
     status, body = get_json(
         server, "/api/stores/store-001/fridges/fridge-1/readings?after_boot=1&after_seq=2")
-    assert [(r["boot"], r["seq"]) for r in body["readings"]] == [(1, 3), (2, 1), (2, 2)]
+    assert [(r["boot"], r["seq"]) for r in body["readings"]] == [(1, 3), (1, 5), (2, 1), (2, 2)]
     assert body["readings"][0]["probes"] == [[0, "ok", 5.0], [1, "ok", 6.0]]
+    assert body["readings"][0]["time_method"] == "offset"
     status, body = get_json(
         server, "/api/stores/store-001/fridges/fridge-1/readings?after_boot=2&after_seq=2")
     assert body["readings"] == [] and body["next"] == {"after_boot": 2, "after_seq": 2}
+
+
+def test_gaps_per_device_open_and_filled(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/stores/store-001/gaps")
+    assert status == 200
+    assert (body["store"], body["open_gaps"], body["missing_records"]) == ("store-001", 1, 1)
+    (dev,) = body["devices"]
+    assert dev["device"] == "fridge-1"
+    (open_gap,) = dev["open"]
+    (filled,) = dev["filled"]
+    assert (open_gap["kind"], open_gap["boot"], open_gap["first_missing_seq"],
+            open_gap["last_missing_seq"], open_gap["missing"], open_gap["filled_at"]) == (
+        "readings", 1, 4, 4, 1, None)
+    assert (filled["first_missing_seq"], filled["last_missing_seq"], filled["filled_by"]) == (
+        3, 3, "w-1")
+    assert filled["detected_at"] < filled["filled_at"]
+    assert [(s["kind"], s["boot"], s["max_seq"], s["records"], s["missing"])
+            for s in dev["streams"]] == [("events", 2, 3, 3, 0), ("readings", 1, 5, 4, 1),
+                                         ("readings", 2, 2, 2, 0)]
+    status, body = get_json(server, "/api/stores/store-001/gaps?state=open")
+    assert [len(body["devices"][0][k]) for k in ("open", "filled")] == [1, 0]
+    assert body["open_gaps"] == 1
+
+
+def test_clock_history(server: HttpServer) -> None:
+    status, body = get_json(server, "/api/stores/store-001/clock")
+    assert status == 200 and body["current"]["boot"] == 2
+    assert {h["boot"] for h in body["history"]} == {1, 2}
+    newest = body["history"][0]
+    assert (newest["boot"], newest["source"], newest["offset_s"]) == (
+        2, "readings/fridge-1", 47.0 - 1_700_000_022.0)
 
 
 def test_dead_letters(server: HttpServer) -> None:
@@ -141,6 +181,9 @@ def test_dead_letters(server: HttpServer) -> None:
         ("/api/stores/store-001/fridges/fridge-1/readings?limit=1&limit=2", 400, "more than"),
         ("/api/stores/store-001/fridges/fridge-1/readings?colour=red", 400, "unknown query"),
         ("/api/stores?x=1", 400, "unknown query"),
+        ("/api/stores/store-009/gaps", 404, "unknown store"),
+        ("/api/stores/store-001/gaps?state=closed", 400, "state: expected"),
+        ("/api/stores/store-009/clock", 404, "unknown store"),
         ("/api/stores/..%2F/fridges", 404, "no such path"),
     ],
 )

@@ -323,3 +323,68 @@ def test_tls_failures_are_explained_and_retried(
     finally:
         worker.stop()
     assert worker.counters.snapshot()["connects"] == 0
+
+
+# ---------------------------------------------------------------- two workers, one killed
+
+
+def stream_state(db: Path) -> tuple[int, int, int, int]:
+    """(readings, distinct ids, open gaps, filled gaps) in the database."""
+    with Database.open_readonly(db) as d:
+        n, distinct = d.conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT store || '/' || device || '/' || boot || '/' || seq)"
+            " FROM readings").fetchone()
+        open_gaps = len(d.gaps(state="open"))
+        filled = len(d.gaps(state="filled"))
+    return n, distinct, open_gaps, filled
+
+
+def test_two_processes_one_killed_mid_stream_keep_every_record_once(
+    mqtt_settings: Settings, tmp_path: Path
+) -> None:
+    db = tmp_path / "cloud.sqlite"
+    gw = mqtt_settings("cloud-gateway")
+    configs = {w: cloud_toml(tmp_path / f"{w}.toml", db, gw, w) for w in ("cloud-a", "cloud-b")}
+    log = tmp_path / "cloud.log"
+    # Three streams over two workers: the broker's round robin splits every stream between
+    # them, so records of one stream are committed out of order and by both processes.
+    devices, per_batch, batches = ("fridge-1", "fridge-2", "fridge-3"), 20, 34  # 2040 records
+    total = len(devices) * per_batch * batches
+    with cloud_process(configs["cloud-a"], log) as (proc_a, url_a), \
+            cloud_process(configs["cloud-b"], log) as (proc_b, url_b), \
+            store_client(mqtt_settings("store-001"), "store-001") as store:
+        wait_for(lambda: ingest_status(url_a)["subscribed"] and ingest_status(url_b)["subscribed"],
+                 what="both subscribed")
+        for n in range(batches):
+            seqs = range(n * per_batch + 1, (n + 1) * per_batch + 1)
+            for device in devices:
+                publish(store, "store-001", readings("store-001", seqs, device=device))
+            if n == batches // 3:
+                # Mid-stream, SIGKILL: no goodbye, no flush. What A had received but not acked,
+                # and what the broker goes on queueing for A's session, is not in the database.
+                wait_for(lambda: ingest_status(url_a)["acked"] > 0, what="A at work")
+                os.kill(proc_a.pid, signal.SIGKILL)
+                proc_a.wait()
+        # B has gone past what waits for A: those stretches are open gaps, not silence.
+        wait_for(lambda: stream_state(db)[2] > 0, what="open gaps while A is down")
+        # A supervisor restarts the killed worker with the same id: its session resumes and
+        # the broker redelivers; the gaps close as the records arrive.
+        with cloud_process(configs["cloud-a"], log) as (proc_a2, _url):
+            wait_for(lambda: stream_state(db)[:3] == (total, total, 0), timeout=20,
+                     what=f"all {total} records and no open gap")
+            proc_a2.send_signal(signal.SIGTERM)
+            assert proc_a2.wait(10) == 0, log.read_text()
+        proc_b.send_signal(signal.SIGTERM)
+        assert proc_b.wait(10) == 0, log.read_text()
+    n, distinct, open_gaps, filled = stream_state(db)
+    assert (n, distinct, open_gaps) == (total, total, 0) and filled > 0
+    with Database.open_readonly(db) as d:
+        for device in devices:
+            seqs = [r["seq"] for r in d.readings("store-001", device)]
+            assert seqs == list(range(1, per_batch * batches + 1)), device
+        gap_rows = d.gaps("store-001")
+        streams = d.streams("store-001")
+    # Opened by the worker that went ahead, filled by the restarted one, kept as filled.
+    assert ("cloud-b", "cloud-a") in {(g["detected_by"], g["filled_by"]) for g in gap_rows}
+    assert all(g["state"] == "filled" for g in gap_rows)
+    assert all(s["max_seq"] == s["records"] == per_batch * batches for s in streams)

@@ -265,6 +265,11 @@ def messages(draw: st.DrawFn) -> tuple[int, bytes, dict[str, Any]]:
     elif kind == codec.GET_HELLO:
         payload = codec.pack_get_hello()
         expected = {}
+    elif kind == codec.RECEIPT:
+        boot = draw(u32)
+        seqs = draw(st.lists(u16, max_size=codec.MAX_RECEIPT_SEQS))
+        payload = codec.pack_receipt(boot, seqs)
+        expected = {"boot_count": boot, "seqs": seqs}
     else:
         acked, status = draw(u16), draw(st.sampled_from(codec.ACK_STATUS_NAMES))
         payload = codec.pack_ack(acked, status)

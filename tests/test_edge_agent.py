@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -33,6 +34,25 @@ class FakeFridge:
         link.symlink_to(self.slave_path)
         self.seq = 0
         self.sent: list[int] = []  # dev_ms of every TEMP written
+        self.host_decoder = codec.FrameDecoder()
+        self.receipted: list[int] = []
+
+    def hello(self, boot_count: int = 1) -> None:
+        """What a controller answers to the agent's GET_HELLO; records need it first."""
+        self.seq = (self.seq + 1) & 0xFFFF
+        payload = codec.pack_hello(0, (0, 1, 0), "power_on", 0, 2, 0, boot_count, "fridge-1")
+        os.write(self.master, codec.encode_frame(codec.HELLO, self.seq, payload, codec.REPLY))
+
+    def receipts(self) -> list[int]:
+        """Sequence numbers the agent has receipted so far (read from the host's bytes)."""
+        os.set_blocking(self.master, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(self.master, 4096):
+                for frame in self.host_decoder.feed(chunk):
+                    msg = codec.decode_message(frame.type, frame.payload)
+                    if msg is not None and msg["type"] == "receipt":
+                        self.receipted += msg["seqs"]
+        return self.receipted
 
     def temp(self, dev_ms: int, celsius: float) -> None:
         self.seq = (self.seq + 1) & 0xFFFF
@@ -42,14 +62,6 @@ class FakeFridge:
 
     def garbage(self, data: bytes) -> None:
         os.write(self.master, data)
-
-    def drain_host_bytes(self) -> None:
-        os.set_blocking(self.master, False)
-        try:
-            while os.read(self.master, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def close(self) -> None:
         os.close(self.master)
@@ -142,6 +154,8 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
         _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.temp(1, 9.0)  # before the HELLO: no identity yet, so not stored
+        fridge.hello()
         for i in range(10):
             fridge.temp(i * 10_000, 3.0 + i / 16)
         # Line noise: random bytes, a frame with a flipped bit, a frame cut short.
@@ -153,11 +167,16 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
         fridge.garbage(b"\x00")
         for i in range(10, 20):
             fridge.temp(i * 10_000, 3.0 + i / 16)
+        expected = fridge.sent[1:]
         _wait(
-            lambda: sorted(_received_dev_ms(sub.messages)) == fridge.sent,  # type: ignore[attr-defined]
+            lambda: sorted(_received_dev_ms(sub.messages)) == expected,  # type: ignore[attr-defined]
             10,
             "all 20 readings at the broker",
         )
+        # Every stored reading was receipted to the device, the one before HELLO was not.
+        # Temps were seq 3-12 and 13-22 (1 came before the HELLO, 2 was the HELLO).
+        _wait(lambda: sorted(set(fridge.receipts())) == list(range(3, 23)), 5,
+              "receipts for exactly the 20 stored readings")
         _wait(lambda: _pending(agent) == 0, 5, "outbox emptied by PUBACKs")
         stats = agent.readers[0].stats()
         assert stats["crc_errors"] + stats["cobs_errors"] + stats["length_errors"] >= 2
@@ -181,6 +200,7 @@ def test_outage_of_the_broker_loses_nothing(
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
         _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
         _wait(lambda: _pending(agent) == 0 and _stored(agent) == 5, 10, "first five acked")
@@ -234,6 +254,7 @@ def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
     cfg = _config(tmp_path, mqtt_settings(STORE), link)
     with RunningAgent(cfg) as agent:
         _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        first.hello()
         first.temp(10_000, 3.0)
         _wait(lambda: _stored(agent) == 1, 5, "first reading stored")
         # Unplug: the device end goes away and the link points nowhere for a while.
@@ -245,6 +266,7 @@ def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
         second = FakeFridge(link)
         try:
             _wait(lambda: _link_states(agent)[-1:] == ["up"], 15, "link reopened")
+            second.hello()
             second.temp(20_000, 3.5)
             _wait(
                 lambda: sorted(_received_dev_ms(sub.messages)) == [10_000, 20_000],  # type: ignore[attr-defined]

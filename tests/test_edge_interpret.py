@@ -10,8 +10,8 @@ from edge.store import NewEvent, NewReading
 from firmware_bridge import codec
 
 
-def _frame(msg_type: int, seq: int, payload: bytes) -> codec.Frame:
-    frames = codec.FrameDecoder().feed(codec.encode_frame(msg_type, seq, payload))
+def _frame(msg_type: int, seq: int, payload: bytes, flags: int = 0) -> codec.Frame:
+    frames = codec.FrameDecoder().feed(codec.encode_frame(msg_type, seq, payload, flags))
     assert len(frames) == 1
     return frames[0]
 
@@ -29,10 +29,14 @@ def test_temp_frame_becomes_a_reading_with_its_sequence_number() -> None:
 
 def test_door_frame_becomes_an_event_and_heartbeat_a_status() -> None:
     door = _frame(codec.DOOR, 3, codec.pack_door(9_000, True, 60_000))
-    items, _ = interpret.from_frame("fridge-1", door, 1.0, False)
+    items, _ = interpret.from_frame("fridge-1", door, 1.0, False, dev_boot=4)
     assert items == [
-        NewEvent("fridge-1", "door", 3, 9_000, 1.0, False, {"open": True, "duration_ms": 60_000})
+        NewEvent("fridge-1", "door", 3, 9_000, 1.0, False, {"open": True, "duration_ms": 60_000}, 4)
     ]
+    # The same frame flagged REPLY is the state on attach, not an opening.
+    report = _frame(codec.DOOR, 3, codec.pack_door(9_000, True, 60_000), codec.REPLY)
+    (event,), _ = interpret.from_frame("fridge-1", report, 1.0, False, dev_boot=4)
+    assert isinstance(event, NewEvent) and event.data["state_report"] is True
     hb = _frame(codec.HEARTBEAT, 4, codec.pack_heartbeat(10_000, 50_000, 1, 2, 3))
     items, _ = interpret.from_frame("fridge-1", hb, 2.0, False)
     assert len(items) == 1 and isinstance(items[0], interpret.DeviceStatus)

@@ -15,6 +15,7 @@ def _reading(device: str, dev_ms: int) -> NewReading:
         wall=1.7e9 + dev_ms / 1000,
         synced=True,
         probes=[(0, "ok", 3.0625), (1, "ok", 3.5)],
+        dev_boot=1,
     )
 
 
@@ -91,3 +92,23 @@ def test_prune_keeps_unacknowledged_history(tmp_path: Path) -> None:
     store.acknowledge(batch.keys)
     assert store.prune(older_than_wall=2e9) == 1  # only the acknowledged one goes
     assert store.counts()["fridge-1"] == {"readings_stored": 1, "readings_pending": 1}
+
+
+def test_a_record_the_device_sends_again_is_stored_once_and_receipted_again(
+    tmp_path: Path,
+) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    first = store.add([_reading("fridge-1", 10_000), _reading("fridge-1", 20_000)])
+    assert (first.stored, first.duplicates) == (2, 0)
+    assert first.durable == {"fridge-1": [(1, 10), (1, 20)]}
+    # The receipt was lost: the device resends the second one, then a new one follows.
+    again = store.add([_reading("fridge-1", 20_000), _reading("fridge-1", 30_000)])
+    assert (again.stored, again.duplicates) == (1, 1)
+    assert again.durable == {"fridge-1": [(1, 20), (1, 30)]}  # both may leave the device
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=10)
+    assert batch is not None
+    # No hole in the uplink stream where the duplicate was refused.
+    assert [r["seq"] for r in batch.records] == [1, 2, 3]
+    # After a device reboot the same frame number and time are a different record.
+    rebooted = NewReading("fridge-1", 20, 20_000, 1.7e9, True, [(0, "ok", 3.0)], dev_boot=2)
+    assert store.add([rebooted]).stored == 1

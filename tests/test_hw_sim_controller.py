@@ -34,17 +34,53 @@ def as_truth(frame: codec.Frame) -> dict[str, Any]:
     return {"kind": kind, "fseq": frame.seq, **msg}
 
 
-def test_silent_until_get_hello_then_ack_hello_and_stream() -> None:
+class Host:
+    """A host that decodes what the fridge sends and receipts every record at once."""
+
+    def __init__(self, fridge: SimFridge) -> None:
+        self.fridge = fridge
+        self.decoder = codec.FrameDecoder()
+        self.frames: list[codec.Frame] = []
+
+    def take(self, out: list[OutFrame]) -> list[OutFrame]:
+        decoded = self.decoder.feed(b"".join(f.data for f in out))
+        self.frames += decoded
+        seqs = [d.seq for d in decoded if d.type in codec.LOGGED_TYPES]
+        for i in range(0, len(seqs), codec.MAX_RECEIPT_SEQS):
+            chunk = seqs[i : i + codec.MAX_RECEIPT_SEQS]
+            receipt = codec.encode_frame(codec.RECEIPT, 0, codec.pack_receipt(1, chunk))
+            assert self.fridge.receive(receipt) == []
+        return out
+
+    def run(self, seconds: int) -> list[OutFrame]:
+        out: list[OutFrame] = []
+        for _ in range(seconds):
+            out += self.take(self.fridge.step(1.0))
+        return out
+
+
+def _retransmitted(frames: list[OutFrame]) -> list[OutFrame]:
+    return [f for f in frames if codec.FrameDecoder().feed(f.data)[0].flags & codec.RETRANSMISSION]
+
+
+def test_silent_until_get_hello_then_ack_hello_state_and_the_logged_records() -> None:
     f = SimFridge(FridgeSpec(id="fridge-9"), seed=7)
     for _ in range(60):
         assert f.step(1.0) == []  # no host has asked: nothing on the wire
     replies = f.receive(get_hello(seq=41))
-    assert [r.kind for r in replies] == ["ack", "hello", *STATE_REPORT]
-    ack, hello, *_state = (as_truth(fr) for fr in decode_all(replies)[0])
-    assert ack == {"kind": "ack", "fseq": 0, "acked_seq": 41, "status": "ok"}
+    # Readings taken while nobody listened were logged and follow the state report.
+    assert [r.kind for r in replies] == ["ack", "hello", *STATE_REPORT, *["temp"] * 6]
+    ack, hello, *_state = (as_truth(fr) for fr in decode_all(replies[:2])[0])
+    # The six readings logged meanwhile took sequence numbers 0-5.
+    assert ack == {"kind": "ack", "fseq": 6, "acked_seq": 41, "status": "ok"}
     assert hello["device_id"] == "fridge-9" and hello["dev_ms"] == 60_000
-    frames = [fr for _ in range(60) for fr in f.step(1.0)]
+    assert [r.fields["dev_ms"] for r in replies[5:]] == list(range(10_000, 60_001, 10_000))
+    assert len(_retransmitted(replies)) == 6
+    host = Host(f)
+    host.take(replies)
+    frames = host.run(60)
     assert [fr.kind for fr in frames if fr.kind == "temp"] == ["temp"] * 6
+    assert _retransmitted(frames) == []  # all receipted: nothing is sent twice
 
 
 def test_frames_decode_match_their_truth_and_are_contiguous() -> None:
@@ -52,9 +88,9 @@ def test_frames_decode_match_their_truth_and_are_contiguous() -> None:
         FridgeSpec(id="f", door_openings_per_hour=30, defrost_every_h=1, defrost_minutes=10),
         seed=11,
     )
-    frames = f.receive(get_hello())
-    for _ in range(3 * 3600):
-        frames += f.step(1.0)
+    host = Host(f)
+    frames = host.take(f.receive(get_hello()))
+    frames += host.run(3 * 3600)
     decoded, stats = decode_all(frames)
     assert len(decoded) == len(frames)
     assert stats["frames_ok"] == len(frames)
@@ -64,6 +100,7 @@ def test_frames_decode_match_their_truth_and_are_contiguous() -> None:
     assert [as_truth(d) for d in decoded] == [fr.truth() for fr in frames]
     kinds = {fr.kind for fr in frames}
     assert {"temp", "heartbeat", "door", "compressor", "defrost"} <= kinds
+    assert f.controller.log == {}  # everything receipted
 
     temps = [fr.fields for fr in frames if fr.kind == "temp"]
     assert [t["dev_ms"] for t in temps] == list(range(10_000, 3 * 3600 * 1000 + 1, 10_000))
@@ -86,38 +123,65 @@ def test_sequence_numbers_wrap_at_16_bits() -> None:
         ),
         seed=1,
     )
-    frames = f.receive(get_hello())
+    host = Host(f)
+    frames = host.take(f.receive(get_hello()))
     while len(frames) < 70_000:
-        frames += f.step(1.0)
+        frames += host.run(1)
     seqs = [fr.seq for fr in frames]
     assert seqs == [i & 0xFFFF for i in range(len(frames))]
     decoded, stats = decode_all(frames)
     assert stats["seq_gaps"] == 0 and len(decoded) == len(frames)
 
 
-def test_hang_up_stops_streaming_and_get_hello_resumes_without_resetting_seq() -> None:
-    f = SimFridge(FridgeSpec(id="f"), seed=2)
-    first = f.receive(get_hello())
-    for _ in range(30):
-        first += f.step(1.0)
+def test_hang_up_stops_streaming_and_get_hello_resends_what_was_not_receipted() -> None:
+    f = SimFridge(FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0), seed=2)
+    host = Host(f)
+    first = host.take(f.receive(get_hello()))
+    first += host.run(30)  # three readings, receipted
     f.controller.detach()
     for _ in range(30):
-        assert f.step(1.0) == []
+        assert f.step(1.0) == []  # three more readings, logged only
     second = f.receive(get_hello(seq=6))
-    assert [fr.kind for fr in second] == ["ack", "hello", *STATE_REPORT]
-    assert second[0].seq == first[-1].seq + 1  # same boot: the sequence carries on
+    assert [fr.kind for fr in second] == ["ack", "hello", *STATE_REPORT, "temp", "temp", "temp"]
+    assert [fr.fields["dev_ms"] for fr in second[5:]] == [40_000, 50_000, 60_000]
+    assert second[0].seq > first[-1].seq  # same boot: the sequence carries on
+
+
+def test_a_record_not_receipted_is_sent_again_until_it_is() -> None:
+    f = SimFridge(FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0), seed=3)
+    f.receive(get_hello())
+    out = [fr for _ in range(10) for fr in f.step(1.0)]
+    (reading,) = [fr for fr in out if fr.kind == "temp"]
+    # No receipt: 30 s later (retransmit_after_s) it goes out again, flagged, same seq.
+    later = [fr for _ in range(30) for fr in f.step(1.0)]
+    again = [fr for fr in _retransmitted(later) if fr.seq == reading.seq]
+    assert len(again) == 1 and again[0].fields == reading.fields
+    Host(f).take(again)  # now receipted
+    later = [fr for _ in range(120) for fr in f.step(1.0)]
+    assert [fr for fr in _retransmitted(later) if fr.seq == reading.seq] == []
+
+
+def test_a_full_log_drops_the_oldest_record_and_says_so() -> None:
+    spec = FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0)
+    f = SimFridge(spec, seed=4)
+    f.controller.config = ControllerConfig(log_capacity=5, defrost_every_s=0)
+    for _ in range(80):
+        f.step(1.0)  # 8 readings, nobody listening
+    new, lost = f.controller.take_new_records()
+    assert [fr.fields["dev_ms"] for fr in new] == list(range(10_000, 80_001, 10_000))
+    assert [fr.fields["dev_ms"] for fr in lost] == [10_000, 20_000, 30_000]
+    assert f.controller.log_overflow == 3 and len(f.controller.log) == 5
 
 
 def test_door_events_carry_the_duration_of_the_state_that_ended() -> None:
     f = SimFridge(FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0), seed=2)
     f.door = ScriptedDoor([(100.0, 45.0)])
-    frames = f.receive(get_hello())
+    host = Host(f)
+    frames = host.take(f.receive(get_hello()))
     report = [fr for fr in frames if fr.kind == "door"]
     # On attach the state is reported once, flagged REPLY: closed since boot.
     assert [fr.fields for fr in report] == [{"dev_ms": 0, "open": False, "duration_ms": 0}]
-    frames = []
-    for _ in range(300):
-        frames += f.step(1.0)
+    frames = host.run(300)
     doors = [fr.fields for fr in frames if fr.kind == "door"]
     assert doors == [
         {"dev_ms": 100_000, "open": True, "duration_ms": 100_000},

@@ -1,12 +1,15 @@
-"""A private Mosquitto broker for the demo and the tests: config, ACL and process control.
+"""A private Mosquitto broker: config, ACL and process control, from the PKI directory.
 
-The broker listens on loopback only, with TLS only, and requires a client certificate whose
-CN becomes the MQTT username; the ACL confines each store to `xd/v1/<its id>/...`. It never
-touches a system broker: each `Broker` runs its own `mosquitto` on a free port.
+The broker listens with TLS only and requires a client certificate (checked against the CA's
+CRL) whose CN becomes the MQTT username; the ACL confines each store to `xd/v1/<its id>/...`.
+`Broker` runs its own `mosquitto` on a free loopback port for the demo and the tests and
+never touches a system broker; `write_broker_config` also serves a deployed broker
+(`xiaodian broker config`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -87,14 +90,34 @@ def acl_text(services: Sequence[str]) -> str:
 
 
 def write_broker_config(
-    directory: Path, pki: DevPki, port: int, *, persistence: bool = True
+    directory: Path,
+    pki: DevPki,
+    port: int,
+    *,
+    persistence: bool = True,
+    bind: str = "127.0.0.1",
+    dev_plaintext_port: int | None = None,
 ) -> Path:
     """Write `mosquitto.conf` and its ACL into `directory`; return the config's path.
 
-    The broker's log, persistence database and ACL all live in `directory`.
+    The broker's log, persistence database and ACL all live in `directory`. The TLS
+    listener binds `bind` (loopback by default; a store-facing broker needs its LAN or
+    public address). When the PKI has a CRL, the broker checks client certificates
+    against it; Mosquitto 2.0.11 reads the CRL only at start-up, so a revocation takes
+    effect at the next restart (see docs/security.md).
+
+    `dev_plaintext_port` adds a plaintext listener on 127.0.0.1 for local development only:
+    there any local process can claim any identity, so it is never on by default.
     """
-    if not 1 <= port <= 65535:
-        raise ValueError("port: must be between 1 and 65535")
+    for option, number in (("port", port), ("dev_plaintext_port", dev_plaintext_port)):
+        if number is not None and not 1 <= number <= 65535:
+            raise ValueError(f"{option}: must be between 1 and 65535")
+    if dev_plaintext_port == port:
+        raise ValueError("dev_plaintext_port: must differ from port")
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        raise ValueError(f"bind: {bind!r} is not an IP address") from None
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir = directory / DATA_DIR
     data_dir.mkdir(mode=0o700, exist_ok=True)
@@ -108,6 +131,8 @@ def write_broker_config(
         "certfile": pki.server_cert,
         "keyfile": pki.server_key,
     }
+    if pki.crl is not None:
+        paths["crlfile"] = pki.crl
     for key, value in paths.items():
         # Mosquitto splits option values at whitespace; refuse rather than misconfigure.
         if any(c.isspace() for c in str(value)):
@@ -124,7 +149,9 @@ def write_broker_config(
         lines.append("user root")
     lines += [
         "per_listener_settings false",
-        "allow_anonymous false",
+        # The dev plaintext listener needs self-declared usernames; TLS clients always get
+        # their certificate's CN whatever this says (require_certificate).
+        f"allow_anonymous {'true' if dev_plaintext_port is not None else 'false'}",
         f"acl_file {acl_path}",
         "",
         f"persistence {'true' if persistence else 'false'}",
@@ -138,6 +165,10 @@ def write_broker_config(
         # worker restarting while 50 stores each send 3 messages a minute needs ~150 a
         # minute. 10000 covers both with margin at ~1 KB each (10 MB per client at worst).
         "max_queued_messages 10000",
+        # Refuse (and disconnect) any packet over 512 KiB: twice the largest payload the
+        # cloud accepts (payloads.MAX_PAYLOAD_BYTES), so nothing legitimate comes near it,
+        # while a hostile client cannot make the broker buffer 256 MB per message.
+        "max_packet_size 524288",
         "",
         f"log_dest file {directory / LOG_NAME}",
         "log_type error",
@@ -148,8 +179,8 @@ def write_broker_config(
         "log_timestamp true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         "",
-        # The only listener: loopback, TLS only, a client certificate required.
-        f"listener {port} 127.0.0.1",
+        # TLS only, a client certificate required, its CN the username.
+        f"listener {port} {bind}",
         f"cafile {pki.ca}",
         f"certfile {pki.server_cert}",
         f"keyfile {pki.server_key}",
@@ -159,6 +190,17 @@ def write_broker_config(
         # Not use_username_as_clientid: several cloud workers share the cloud-gateway
         # certificate and would take over each other's connection.
     ]
+    if pki.crl is not None:
+        # Read once at start-up: restart the broker after `xiaodian pki revoke`.
+        lines.append(f"crlfile {pki.crl}")
+    if dev_plaintext_port is not None:
+        lines += [
+            "",
+            "# INSECURE: plaintext listener for local development only (--dev-plaintext-local).",
+            "# No TLS and no client certificate: any process on this machine can connect",
+            "# under any username and gets that user's ACL rights. Never use in a shop.",
+            f"listener {dev_plaintext_port} 127.0.0.1",
+        ]
     conf_path = directory / CONF_NAME
     conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return conf_path
@@ -256,6 +298,16 @@ class Broker:
                 log.warning("mosquitto (pid %d) ignored SIGTERM; killing it", proc.pid)
                 proc.kill()
                 proc.wait()
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto 2.0.11 then re-reads its certificates and CRL (and the ACL).
+
+        Asynchronous: the broker applies it in its main loop shortly after. Connections
+        already open are kept, even those of a certificate just revoked; `restart()` ends them.
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            raise BrokerError("broker not running")
+        self._proc.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         """Stop and start again on the same port, so clients reconnect to the same address."""

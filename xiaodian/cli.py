@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "cloud_gateway.cli",
     "hw_sim.cli",
     "firmware_bridge.cli",
+    "edge.scan.cli",
+    "xiaodian.security_cli",
 )
 
 

@@ -21,22 +21,37 @@ def _probes(raw: list[Any]) -> tuple[tuple[int, str, float | None], ...]:
     return tuple((int(i), str(s), None if c is None else float(c)) for i, s, c in raw)
 
 
-def truth_readings(path: Path) -> dict[Key, Value]:
-    out: dict[Key, Value] = {}
+def _truth_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
-        return out
+        return []
+    out = []
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             try:
-                rec = json.loads(line)
+                out.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a last line cut short by a kill
-            if rec.get("kind") == "temp":
-                out[(rec["device"], int(rec["dev_ms"]))] = (
-                    int(rec["fseq"]),
-                    _probes(rec["probes"]),
-                )
     return out
+
+
+def truth_readings(path: Path) -> dict[Key, Value]:
+    """Every reading a simulated fridge took (and logged for delivery)."""
+    return {
+        (rec["device"], int(rec["dev_ms"])): (int(rec["fseq"]), _probes(rec["probes"]))
+        for rec in _truth_lines(path)
+        if rec.get("kind") == "temp"
+    }
+
+
+def truth_not_handed_over(path: Path) -> set[Key]:
+    """Readings lost to a full device log, or still on the device when the simulator
+    stopped: taken, but never offered to the edge."""
+    return {
+        (rec["device"], int(rec["dev_ms"]))
+        for rec in _truth_lines(path)
+        if (rec.get("kind") == "log_overflow" and rec.get("lost") == "temp")
+        or (rec.get("kind") == "on_device_at_exit" and rec.get("held") == "temp")
+    }
 
 
 def _rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -61,9 +76,12 @@ def cloud_readings(db: Path, store: str) -> list[tuple[Key, Value]]:
 
 
 def compare(truth: Path, edge_db: Path, cloud_db: Path, store: str) -> dict[str, dict[str, int]]:
-    """Per device: emitted, stored at the edge, stored in the cloud, missing, duplicated,
-    and altered (present but with a different sequence number or values)."""
+    """Per device: emitted (readings taken), stored at the edge, stored in the cloud,
+    on_device (never handed over: still in the device's log at the end, or pushed out of a
+    full log: the simulator says which), missing (none of these: lost on the way),
+    duplicated, and altered (present but with a different sequence number or values)."""
     sent = truth_readings(truth)
+    held = truth_not_handed_over(truth)
     edge = edge_readings(edge_db)
     cloud = cloud_readings(cloud_db, store)
     devices = sorted({k[0] for k in sent} | {k[0] for k, _ in edge} | {k[0] for k, _ in cloud})
@@ -76,7 +94,8 @@ def compare(truth: Path, edge_db: Path, cloud_db: Path, store: str) -> dict[str,
             "emitted": len(mine),
             "edge_stored": sum(1 for k, _ in edge if k[0] == device),
             "cloud_stored": sum(1 for k, _ in cloud if k[0] == device),
-            "missing": sum(1 for k in mine if k not in cloud_value),
+            "on_device": sum(1 for k in mine if k in held and k not in cloud_value),
+            "missing": sum(1 for k in mine if k not in cloud_value and k not in held),
             "duplicated": sum(n - 1 for k, n in cloud_count.items() if k[0] == device and n > 1),
             "altered": sum(1 for k, v in mine.items() if k in cloud_value and cloud_value[k] != v),
             "unexpected": sum(1 for k, _ in cloud if k[0] == device and k not in mine),

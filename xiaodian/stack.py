@@ -103,6 +103,10 @@ class StoreStack:
     scenario: Path = DEFAULT_SCENARIO
     store: str = STORE_ID
     http_port: int = 0
+    # Ingest workers on one shared subscription. Part "cloud" (worker ingest-1) serves the
+    # dashboard on http_port; "cloud-2", ... are further workers, each on a free port of its
+    # own.
+    cloud_workers: int = 1
     parts: dict[str, Part] = field(default_factory=dict)
     broker: Broker | None = None
 
@@ -131,6 +135,10 @@ class StoreStack:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
 
+    @property
+    def cloud_part_names(self) -> list[str]:
+        return ["cloud"] + [f"cloud-{n}" for n in range(2, self.cloud_workers + 1)]
+
     def prepare(self) -> None:
         """Fresh data for this run; certificates are kept between runs."""
         for sub in ("run", "edge", "cloud", "logs", "broker"):
@@ -142,19 +150,24 @@ class StoreStack:
             self.http_port = _free_port()
 
     def start(self) -> None:
+        if self.cloud_workers < 1:
+            raise StackError("cloud_workers: must be at least 1")
         self.prepare()
         fridges, scanners = scenario_devices(self.scenario)
         pki = dev_pki(self.workdir / "pki", stores=[self.store], services=["cloud-gateway"])
         self.broker = Broker(self.workdir / "broker", pki)
         self.broker.start()
 
-        cloud_toml = self.workdir / "cloud" / "cloud.toml"
-        cloud_toml.write_text(
-            f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-1"\n'
-            f'http_host = "127.0.0.1"\nhttp_port = {self.http_port}\n'
-            + _mqtt_toml(self.broker, pki, "cloud-gateway"),
-            encoding="utf-8",
-        )
+        cloud_tomls = []
+        for n in range(1, self.cloud_workers + 1):
+            cloud_toml = self.workdir / "cloud" / ("cloud.toml" if n == 1 else f"cloud-{n}.toml")
+            cloud_toml.write_text(
+                f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-{n}"\n'
+                f'http_host = "127.0.0.1"\nhttp_port = {self.http_port if n == 1 else 0}\n'
+                + _mqtt_toml(self.broker, pki, "cloud-gateway"),
+                encoding="utf-8",
+            )
+            cloud_tomls.append(cloud_toml)
         edge_toml = self.workdir / "edge" / "edge.toml"
         lines = [
             f"[edge]\nstore_id = {_toml_str(self.store)}\n"
@@ -173,11 +186,11 @@ class StoreStack:
 
         cli = [sys.executable, "-m", "xiaodian"]
         self.parts = {
-            "cloud": Part(
-                "cloud",
-                [*cli, "cloud", "run", "--config", str(cloud_toml)],
-                self.logs / "cloud.log",
-            ),
+            name: Part(name, [*cli, "cloud", "run", "--config", str(toml)],
+                       self.logs / f"{name}.log")
+            for name, toml in zip(self.cloud_part_names, cloud_tomls, strict=True)
+        }
+        self.parts |= {
             "sim": Part(
                 "sim",
                 [
@@ -199,7 +212,8 @@ class StoreStack:
             ),
         }
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.parts["cloud"].start(env)
+        for name in self.cloud_part_names:
+            self.parts[name].start(env)
         self._wait(lambda: self._http_ok("healthz"), "cloud gateway HTTP", "cloud")
         self.parts["sim"].start(env)
         self._wait(
@@ -251,7 +265,7 @@ class StoreStack:
         return False
 
     def stop(self) -> None:
-        for name in ("sim", "edge", "cloud"):
+        for name in ("sim", "edge", *self.cloud_part_names):
             part = self.parts.get(name)
             if part is not None:
                 part.stop()

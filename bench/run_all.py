@@ -1,0 +1,41 @@
+"""Run every benchmark once, short settings: `python -m bench.run_all` (~3 minutes)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+from . import backlog_drain, edge_footprint, wire_cost
+
+RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
+    ("wire_cost", wire_cost.main, []),
+    ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
+    ("edge_footprint", edge_footprint.main, ["--duration", "60", "--warmup", "10"]),
+)
+
+
+def main() -> int:
+    print(f"xiaodian benchmarks, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.platform()}\n", flush=True)
+    failed = []
+    for name, run, args in RUNS:
+        print(f"=== bench.{name} {' '.join(args)}".rstrip(), flush=True)
+        t0 = time.monotonic()
+        try:
+            code = run(args)
+        except Exception as exc:  # report and go on: one broken benchmark must not hide the rest
+            print(f"bench.{name} failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+            code = 1
+        print(f"=== bench.{name}: exit {code}, {time.monotonic() - t0:.0f} s\n", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""Hostile input: generated inputs for every parser that reads bytes from outside.
+
+Each test states what may escape (nothing, or one documented error type). The example
+count per test is XD_FUZZ_EXAMPLES (default 1000, about 10 s in all); docs/security.md
+records a long run. Hypothesis's deadline (1 s per input) turns a hang into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from edge.interpret import MAX_SCAN_LINE, LineSplitter
+from firmware_bridge import codec
+from xiaodian import payloads
+from xiaodian.commands import (
+    ACTIONS,
+    SIGNING_CONTEXT,
+    WIRE_MAGIC,
+    CommandVerifier,
+    Reason,
+    ReplayStore,
+    Verdict,
+    key_id_for,
+    sign_command,
+)
+
+EXAMPLES = int(os.environ.get("XD_FUZZ_EXAMPLES", "1000"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=1000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,  # no example files left in the source tree
+)
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
+KID = key_id_for(KEY.public_key())
+T0 = 1_750_000_000
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+# --- cloud side: xiaodian.payloads.parse ---------------------------------------------------
+
+topics = st.sampled_from(
+    [
+        "xd/v1/store-001/telemetry",
+        "xd/v1/store-001/events",
+        "xd/v1/store-001/state",
+        "xd/v1/store-001/cmd/res",
+        "xd/v1//telemetry",
+    ]
+) | st.text(max_size=40)
+
+
+def _payload_like() -> st.SearchStrategy[bytes]:
+    record = st.fixed_dictionaries(
+        {"seq": json_scalars, "fseq": json_scalars, "dev_ms": json_scalars},
+        optional={"wall": json_scalars, "synced": json_scalars, "probes": json_values,
+                  "type": st.sampled_from(sorted(payloads.EVENT_TYPES)), "data": json_values},
+    )  # fmt: skip
+    body = st.fixed_dictionaries(
+        {
+            "v": st.sampled_from([1, 1, 2, "1"]),
+            "store": st.sampled_from(["store-001", "store-002"]),
+            "kind": st.sampled_from(["readings", "events", "state", "x"]),
+        },
+        optional={"device": json_scalars, "boot": json_scalars,
+                  "records": st.lists(record, max_size=4), "online": json_scalars},
+    )  # fmt: skip
+    return body.map(lambda b: json.dumps(b).encode())
+
+
+@FUZZ
+@given(topic=topics, payload=st.binary(max_size=2048) | _payload_like())
+def test_payload_parse_raises_only_payload_error(topic: str, payload: bytes) -> None:
+    try:
+        result = payloads.parse(topic, payload)
+    except payloads.PayloadError as exc:
+        assert str(exc)  # a reason to store with the dead letter
+    else:
+        assert isinstance(result, payloads.Batch | payloads.State)
+
+
+def test_payload_parse_size_limit_and_deep_nesting() -> None:
+    topic = "xd/v1/store-001/telemetry"
+    for payload in (b" " * (payloads.MAX_PAYLOAD_BYTES + 1), b"[" * 100_000):
+        try:
+            payloads.parse(topic, payload)
+        except payloads.PayloadError:
+            continue
+        raise AssertionError("accepted")
+
+
+# --- the wire: firmware_bridge.codec -------------------------------------------------------
+
+
+def _valid_frames() -> st.SearchStrategy[bytes]:
+    return st.builds(
+        lambda t, seq, p: codec.encode_frame(t, seq, p),
+        st.integers(0, 255),
+        st.integers(0, 0xFFFF),
+        st.binary(max_size=codec.MAX_PAYLOAD),
+    )
+
+
+@FUZZ
+@given(chunks=st.lists(st.binary(max_size=600) | _valid_frames(), max_size=8))
+def test_frame_decoder_never_raises_and_stays_bounded(chunks: list[bytes]) -> None:
+    decoder = codec.FrameDecoder()
+    for chunk in chunks:
+        for frame in decoder.feed(chunk):
+            assert len(frame.payload) <= codec.MAX_PAYLOAD
+        assert len(decoder._buf) <= codec.MAX_ENCODED
+    assert all(v >= 0 for v in decoder.stats().values())
+
+
+@FUZZ
+@given(frames=st.lists(_valid_frames(), min_size=1, max_size=4), junk=st.binary(max_size=300))
+def test_frame_decoder_recovers_after_garbage(frames: list[bytes], junk: bytes) -> None:
+    decoder = codec.FrameDecoder()
+    decoder.feed(junk + b"\x00")  # resynchronise at the next delimiter
+    got = decoder.feed(b"".join(frames))
+    assert len(got) == len(frames)
+
+
+@FUZZ
+@given(msg_type=st.integers(0, 255), payload=st.binary(max_size=300))
+def test_decode_message_returns_dict_or_none(msg_type: int, payload: bytes) -> None:
+    result = codec.decode_message(msg_type, payload)
+    assert result is None or (isinstance(result, dict) and "type" in result)
+
+
+# --- the scanner: edge.interpret.LineSplitter ----------------------------------------------
+
+
+@FUZZ
+@given(chunks=st.lists(st.binary(max_size=1200), max_size=6))
+def test_scan_lines_are_bounded(chunks: list[bytes]) -> None:
+    splitter = LineSplitter()
+    for chunk in chunks:
+        for line in splitter.feed(chunk):
+            assert 0 < len(line) <= MAX_SCAN_LINE
+            assert b"\r" not in line and b"\n" not in line
+
+
+# --- the store: xiaodian.commands.CommandVerifier ------------------------------------------
+
+
+def _verifier() -> CommandVerifier:
+    return CommandVerifier(
+        {KID: KEY.public_key()}, "store-001", lambda: T0, ReplayStore(":memory:")
+    )
+
+
+def _check(verdict: Verdict) -> None:
+    event(verdict.reason.value)  # the reason mix shows in --hypothesis-show-statistics
+    assert isinstance(verdict, Verdict) and isinstance(verdict.reason, Reason)
+    assert verdict.ok or verdict.detail
+
+
+GOOD = sign_command(
+    KEY, KID, target="store-001", action="set_point",
+    params={"device": "fridge-1", "tenths_c": 30}, issued_at=T0, command_id="fixed",
+).wire  # fmt: skip
+
+
+@FUZZ
+@given(wire=st.binary(max_size=5000) | st.binary().map(lambda b: WIRE_MAGIC + b))
+def test_verifier_refuses_random_bytes(wire: bytes) -> None:
+    verdict = _verifier().verify(wire)
+    _check(verdict)
+    assert not verdict.ok
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    op=st.sampled_from(["flip", "truncate", "insert", "delete"]),
+)
+def test_verifier_refuses_every_mutation(data: st.DataObject, op: str) -> None:
+    wire = bytearray(GOOD)
+    i = data.draw(st.integers(0, len(wire) - 1))
+    if op == "flip":
+        wire[i] ^= data.draw(st.integers(1, 255))
+    elif op == "truncate":
+        del wire[i:]
+    elif op == "insert":
+        wire[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    else:
+        del wire[i : i + data.draw(st.integers(1, 8))]
+    verdict = _verifier().verify(bytes(wire))
+    _check(verdict)
+    assert not verdict.ok
+
+
+body_dicts = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from([*ACTIONS, "x"]),
+        "exp": st.integers(T0 - 1000, T0 + 100_000) | json_scalars,
+        "iat": st.integers(T0 - 1000, T0 + 1000) | json_scalars,
+        "id": st.text(max_size=70) | st.just("cmd-1"),
+        "kid": st.just(KID),
+        "nonce": st.just("0" * 32) | st.text(max_size=40),
+        "params": st.dictionaries(
+            st.sampled_from(["device", "seconds", "tenths_c", "minutes", "scope", "x"]),
+            json_scalars | st.sampled_from(["fridge-1", "summary", "agent"]),
+            max_size=4,
+        )
+        | json_values,
+        "target": st.sampled_from(["store-001", "store-002"]) | st.text(max_size=10),
+        "v": st.sampled_from([1, 1, 0, True, 1.0]),
+    }
+)
+
+
+@FUZZ
+@given(body=body_dicts, compact=st.booleans(), ascii_only=st.booleans())
+def test_verifier_on_authentic_but_arbitrary_bodies(
+    body: dict[str, Any], compact: bool, ascii_only: bool
+) -> None:
+    """Signed with the real key: every value rule, not the signature, has to hold the line."""
+    text = json.dumps(
+        body, sort_keys=True, ensure_ascii=ascii_only,
+        separators=(",", ":") if compact else None,
+    )  # fmt: skip
+    raw = text.encode("utf-8", "surrogatepass")
+    wire = WIRE_MAGIC + KEY.sign(SIGNING_CONTEXT + raw) + raw
+    verdict = _verifier().verify(wire)
+    _check(verdict)
+    if verdict.ok:
+        assert verdict.command is not None
+        assert verdict.command.body() == raw  # accepted only in canonical form
+        assert verdict.command.target == "store-001"

@@ -1,0 +1,535 @@
+"""Signed commands from the cloud to a store: format, signing, verification, replay memory.
+
+The cloud signs, the store verifies; the broker only carries bytes, so a compromised broker
+can delay or drop a command but never forge, redirect or replay one. Pure apart from the
+SQLite `ReplayStore` the verifier is given; the clock is a parameter.
+
+Wire format (one MQTT payload, binary)::
+
+    wire    = "XDC1" signature body          4 + 64 + len(body) bytes, at most MAX_WIRE_BYTES
+    signature = Ed25519(private key, "xiaodian-command-v1" 0x00 body)
+    body    = canonical JSON (below), ASCII
+
+Canonical JSON: one object with exactly the keys `action exp iat id kid nonce params target v`,
+members sorted by key (all keys are ASCII, so byte order = code point order = UTF-16 order),
+no whitespace, strings of printable ASCII without `"` or `\\` (so no escapes exist), integers
+in plain decimal (no leading zeros, no `+`, no exponent, |n| <= 2**53 - 1), `true`/`false`,
+no floats and no null. `params` is a flat object of such scalars. With these limits the
+encoding is one obvious byte string in any language, and the verifier refuses a body that
+is not exactly the canonical encoding of what it parsed, so no two bodies mean the same
+command. The signature covers the received bytes, not a re-encoding.
+
+Typical use::
+
+    signed = sign_command(key, kid, target="store-001", action="defrost",
+                          params={"device": "fridge-1", "minutes": 20}, issued_at=now)
+    publish = command_publish(signed, now)          # topic, payload, MQTT 5 properties
+    ...
+    verifier = CommandVerifier({kid: public_key}, "store-001", time.time, ReplayStore(path))
+    verdict = verifier.verify(payload)
+    if verdict.ok:
+        verifier.record_result(verdict.command.command_id, run(verdict.command))
+    elif verdict.reason is Reason.REPLAYED: answer with verdict.earlier_result
+    else: answer with refusal_payload(verdict)
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+WIRE_MAGIC = b"XDC1"
+SIGNATURE_LEN = 64
+# Domain separation: a signature made for anything else with the same key never verifies here.
+SIGNING_CONTEXT = b"xiaodian-command-v1\x00"
+MAX_WIRE_BYTES = 4096
+MAX_LIFETIME_S = 24 * 3600  # also bounds how long the replay store must remember an id
+DEFAULT_LIFETIME_S = 300
+DEFAULT_SKEW_S = 120
+MAX_RESULT_BYTES = 16 * 1024
+MAX_INT = 2**53 - 1  # exact in every JSON implementation (IEEE double)
+FORMAT_VERSION = 1
+AGENT = "agent"  # the device name that means the store terminal's agent itself
+
+_FIELDS = frozenset({"action", "exp", "iat", "id", "kid", "nonce", "params", "target", "v"})
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_STORE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # = pki certificate names
+_KID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NONCE_RE = re.compile(r"[0-9a-f]{32}")
+_SAFE_STR_RE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}")  # printable, no " or \
+MAX_PARAMS = 16
+
+Scalar = str | int | bool
+
+
+class CommandError(ValueError):
+    """A command the cloud must not send (bad action, parameters or times)."""
+
+
+class ReplayStoreFull(RuntimeError):
+    """More unexpired command ids than the store's bound: refuse rather than forget."""
+
+
+class Reason(enum.StrEnum):
+    """Why a command was refused; the code travels back to the cloud in the response."""
+
+    OK = "ok"
+    OVERSIZE = "oversize"
+    MALFORMED = "malformed"
+    NOT_CANONICAL = "not_canonical"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_TARGET = "wrong_target"
+    REPLAYED = "replayed"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    LIFETIME_TOO_LONG = "lifetime_too_long"
+    BAD_ACTION = "bad_action"
+    BAD_PARAMS = "bad_params"
+    REPLAY_STORE_FULL = "replay_store_full"
+
+
+@dataclass(frozen=True)
+class _Param:
+    kind: type
+    required: bool = True
+    lo: int = -MAX_INT
+    hi: int = MAX_INT
+    choices: frozenset[str] | None = None
+    pattern: re.Pattern[str] | None = None
+
+
+_DEVICE = _Param(str, pattern=_ID_RE)
+# Ranges are what a chilled/frozen cabinet and its controller can sensibly do.
+ACTIONS: Mapping[str, Mapping[str, _Param]] = {
+    "unlock": {"device": _DEVICE, "seconds": _Param(int, lo=1, hi=60)},
+    # Tenths of a degree: an integer keeps the canonical form float-free.
+    "set_point": {"device": _DEVICE, "tenths_c": _Param(int, lo=-300, hi=150)},
+    "defrost": {"device": _DEVICE, "minutes": _Param(int, lo=1, hi=45)},
+    "reboot": {"device": _DEVICE},  # AGENT reboots the terminal's agent
+    "diagnostics": {
+        "scope": _Param(str, choices=frozenset({"summary", "full"})),
+        "device": _Param(str, required=False, pattern=_ID_RE),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    key_id: str
+    command_id: str
+    target: str
+    issued_at: int  # unix seconds
+    expires_at: int
+    nonce: str  # 32 lower-case hex digits
+    action: str
+    params: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        """The canonical bytes that are signed (see the module docstring)."""
+        return canonical_body(self)
+
+
+@dataclass(frozen=True)
+class SignedCommand:
+    command: Command
+    wire: bytes  # the MQTT payload
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: Reason
+    detail: str = ""
+    command: Command | None = None  # set once the signature has verified
+    earlier_result: bytes | None = None  # REPLAYED: the first run's result (None: unknown)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.OK
+
+
+def key_id_for(public_key: Ed25519PublicKey) -> str:
+    """A short, stable name for a public key: the first 8 bytes of SHA-256 of its raw form."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+def canonical_body(command: Command) -> bytes:
+    obj = {
+        "action": command.action,
+        "exp": command.expires_at,
+        "iat": command.issued_at,
+        "id": command.command_id,
+        "kid": command.key_id,
+        "nonce": command.nonce,
+        "params": dict(command.params),
+        "target": command.target,
+        "v": FORMAT_VERSION,
+    }
+    # With the value limits checked in _check_command, this equals the documented form.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sign_command(
+    private_key: Ed25519PrivateKey,
+    key_id: str,
+    *,
+    target: str,
+    action: str,
+    params: Mapping[str, Scalar],
+    issued_at: int,
+    lifetime_s: int = DEFAULT_LIFETIME_S,
+    command_id: str | None = None,
+    nonce: str | None = None,
+) -> SignedCommand:
+    """Build, check and sign a command; CommandError if the store would refuse it."""
+    command = Command(
+        key_id=key_id,
+        command_id=command_id or uuid.uuid4().hex,
+        target=target,
+        issued_at=int(issued_at),
+        expires_at=int(issued_at) + lifetime_s,
+        nonce=nonce or secrets.token_hex(16),
+        action=action,
+        params=dict(params),
+    )
+    problem = _check_command(command)
+    if problem is not None:
+        raise CommandError(f"{problem[0]}: {problem[1]}")
+    body = canonical_body(command)
+    signature = private_key.sign(SIGNING_CONTEXT + body)
+    wire = WIRE_MAGIC + signature + body
+    if len(wire) > MAX_WIRE_BYTES:
+        raise CommandError(f"command of {len(wire)} bytes exceeds {MAX_WIRE_BYTES}")
+    return SignedCommand(command, wire)
+
+
+# ------------------------------------------------------------------------------ verifying
+
+
+class CommandVerifier:
+    """The store's gate: a command runs only if `verify` says OK, and then only once."""
+
+    def __init__(
+        self,
+        public_keys: Mapping[str, Ed25519PublicKey],
+        store_id: str,
+        now: Callable[[], float],
+        replay_store: ReplayStore,
+        *,
+        skew_s: int = DEFAULT_SKEW_S,
+    ) -> None:
+        if not _STORE_RE.fullmatch(store_id):
+            raise ValueError(f"store_id: {store_id!r} is not a store id")
+        self._keys = dict(public_keys)
+        self.store_id = store_id
+        self._now = now
+        self._replays = replay_store
+        self.skew_s = skew_s
+
+    def verify(self, wire: bytes) -> Verdict:
+        """Check a received payload; never raises on any input. On OK the id is claimed."""
+        if len(wire) > MAX_WIRE_BYTES:
+            return Verdict(Reason.OVERSIZE, f"{len(wire)} bytes exceeds {MAX_WIRE_BYTES}")
+        if len(wire) < len(WIRE_MAGIC) + SIGNATURE_LEN or not wire.startswith(WIRE_MAGIC):
+            return Verdict(Reason.MALFORMED, "not an XDC1 command")
+        signature = wire[len(WIRE_MAGIC) : len(WIRE_MAGIC) + SIGNATURE_LEN]
+        body = bytes(wire[len(WIRE_MAGIC) + SIGNATURE_LEN :])
+        try:
+            command = _parse_body(body)
+        except _Malformed as exc:
+            return Verdict(Reason.MALFORMED, str(exc))
+        key = self._keys.get(command.key_id)
+        if key is None:
+            return Verdict(Reason.UNKNOWN_KEY, f"key id {command.key_id!r} is not pinned here")
+        try:
+            key.verify(signature, SIGNING_CONTEXT + body)
+        except InvalidSignature:
+            return Verdict(Reason.BAD_SIGNATURE, "signature does not verify")
+        # Authentic from here on: the details can be trusted and reported back.
+        problem = _check_command(command)
+        if problem is not None:
+            return Verdict(problem[0], problem[1], command)
+        if canonical_body(command) != body:
+            return Verdict(Reason.NOT_CANONICAL, "body is not in canonical form", command)
+        if command.target != self.store_id:
+            return Verdict(
+                Reason.WRONG_TARGET, f"for {command.target}, not {self.store_id}", command
+            )
+        found, earlier = self._replays.lookup(command.command_id)
+        if found:
+            return Verdict(Reason.REPLAYED, "command id already executed", command, earlier)
+        now = self._now()
+        if command.issued_at > now + self.skew_s:
+            return Verdict(Reason.NOT_YET_VALID, "issued in the future (check the clocks)", command)
+        if now > command.expires_at + self.skew_s:
+            return Verdict(Reason.EXPIRED, f"expired at {command.expires_at}", command)
+        try:
+            # Kept until it could no longer pass the expiry check above.
+            claimed, earlier = self._replays.claim(
+                command.command_id, command.expires_at + self.skew_s, now
+            )
+        except ReplayStoreFull as exc:
+            return Verdict(Reason.REPLAY_STORE_FULL, str(exc), command)
+        if not claimed:  # another delivery claimed it between lookup and claim
+            return Verdict(Reason.REPLAYED, "command id already executed", command, earlier)
+        return Verdict(Reason.OK, "", command)
+
+    def record_result(self, command_id: str, result: bytes) -> None:
+        """Remember what the command did, to answer a replay with it."""
+        self._replays.record_result(command_id, result)
+
+
+class ReplayStore:
+    """Command ids already accepted, with their results, in SQLite (`:memory:` for tests).
+
+    An id is claimed durably *before* the command runs: a crash while it runs means a
+    redelivery is answered "replayed, result unknown" rather than run twice. Rows are kept
+    until the command could no longer pass the expiry check, then pruned; more than
+    `max_entries` live ids refuses new commands (fail closed) instead of forgetting.
+    """
+
+    def __init__(self, path: Path | str, *, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS executed_commands ("
+            " id TEXT PRIMARY KEY, keep_until INTEGER NOT NULL,"
+            " claimed_at REAL NOT NULL, result BLOB)"
+        )
+
+    def lookup(self, command_id: str) -> tuple[bool, bytes | None]:
+        row = self._db.execute(
+            "SELECT result FROM executed_commands WHERE id = ?", (command_id,)
+        ).fetchone()
+        return (False, None) if row is None else (True, row[0])
+
+    def claim(self, command_id: str, keep_until: int, now: float) -> tuple[bool, bytes | None]:
+        """(True, None) if newly claimed, else (False, earlier result)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM executed_commands WHERE keep_until < ?", (now,))
+            (count,) = self._db.execute("SELECT count(*) FROM executed_commands").fetchone()
+            found, earlier = self.lookup(command_id)
+            if found:
+                return False, earlier
+            if count >= self.max_entries:
+                raise ReplayStoreFull(f"{count} unexpired command ids remembered (bound)")
+            self._db.execute(
+                "INSERT INTO executed_commands (id, keep_until, claimed_at) VALUES (?, ?, ?)",
+                (command_id, keep_until, now),
+            )
+            return True, None
+
+    def record_result(self, command_id: str, result: bytes) -> None:
+        if len(result) > MAX_RESULT_BYTES:
+            raise ValueError(f"result: {len(result)} bytes exceeds {MAX_RESULT_BYTES}")
+        cur = self._db.execute(
+            "UPDATE executed_commands SET result = ? WHERE id = ?", (result, command_id)
+        )
+        if cur.rowcount != 1:
+            raise KeyError(f"command {command_id!r} was never claimed")
+
+    def count(self) -> int:
+        # A method, not __len__: an empty store must not be falsy in `store or default`.
+        (count,) = self._db.execute("SELECT count(*) FROM executed_commands").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+
+class _Tx:
+    # BEGIN IMMEDIATE: two processes on one database cannot both claim the same id.
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+# ------------------------------------------------------------------------------ MQTT 5
+
+
+def request_topic(store: str) -> str:
+    return f"xd/v1/{store}/cmd/req"
+
+
+def response_topic(store: str) -> str:
+    return f"xd/v1/{store}/cmd/res"
+
+
+@dataclass(frozen=True)
+class CommandPublish:
+    topic: str
+    payload: bytes
+    properties: Properties
+    qos: int = 1
+
+
+def command_publish(signed: SignedCommand, now: float) -> CommandPublish:
+    """The PUBLISH that carries `signed`: Response Topic, Correlation Data, Message Expiry.
+
+    The broker drops it once expired, so a store back from a long outage is not handed a
+    pile of stale commands (it would refuse them anyway).
+    """
+    cmd = signed.command
+    remaining = math.ceil(cmd.expires_at - now)
+    if remaining < 1:
+        raise CommandError(f"command {cmd.command_id} has already expired")
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ResponseTopic = response_topic(cmd.target)
+    props.CorrelationData = cmd.command_id.encode()
+    props.MessageExpiryInterval = remaining
+    return CommandPublish(request_topic(cmd.target), signed.wire, props)
+
+
+def response_properties(correlation_data: bytes) -> Properties:
+    """Properties for the store's answer: the request's Correlation Data, echoed."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.CorrelationData = correlation_data
+    return props
+
+
+def refusal_payload(verdict: Verdict) -> bytes:
+    """The store's answer to a refused command: id (when known), reason code, detail."""
+    return json.dumps(
+        {
+            "id": verdict.command.command_id if verdict.command else None,
+            "status": "refused",
+            "reason": verdict.reason.value,
+            "detail": verdict.detail,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+# ------------------------------------------------------------------------------ internals
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _parse_body(body: bytes) -> Command:
+    """Parse enough to find the key: shape and types, not values (checked once authentic)."""
+    try:
+        obj = json.loads(
+            body.decode("ascii"),
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _Malformed(
+            f"body is not ASCII JSON of the command shape ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(obj, dict) or set(obj) != _FIELDS:
+        raise _Malformed(f"body must be an object with exactly {sorted(_FIELDS)}")
+    if obj["v"] != FORMAT_VERSION or type(obj["v"]) is not int:
+        raise _Malformed(f"unsupported format version {obj['v']!r}")
+    for name in ("kid", "id", "target", "nonce", "action"):
+        if not isinstance(obj[name], str):
+            raise _Malformed(f"{name}: expected a string")
+    for name in ("iat", "exp"):
+        if type(obj[name]) is not int:
+            raise _Malformed(f"{name}: expected an integer")
+    params = obj["params"]
+    if not isinstance(params, dict) or len(params) > MAX_PARAMS:
+        raise _Malformed(f"params: expected an object of at most {MAX_PARAMS} members")
+    if not all(isinstance(v, str | int) for v in params.values()):  # bool is an int
+        raise _Malformed("params: values must be strings, integers or booleans")
+    return Command(
+        key_id=obj["kid"],
+        command_id=obj["id"],
+        target=obj["target"],
+        issued_at=obj["iat"],
+        expires_at=obj["exp"],
+        nonce=obj["nonce"],
+        action=obj["action"],
+        params=params,
+    )
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+def _no_float(text: str) -> None:
+    raise ValueError(f"non-integer number {text}")
+
+
+def _check_command(c: Command) -> tuple[Reason, str] | None:
+    """Every rule on values; None if the command is well-formed."""
+    for name, value, pattern in (
+        ("kid", c.key_id, _KID_RE),
+        ("id", c.command_id, _ID_RE),
+        ("target", c.target, _STORE_RE),
+        ("nonce", c.nonce, _NONCE_RE),
+    ):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            return Reason.MALFORMED, f"{name}: {value!r} does not match {pattern.pattern}"
+    for name, t in (("iat", c.issued_at), ("exp", c.expires_at)):
+        if type(t) is not int or not 0 <= t <= MAX_INT:
+            return Reason.MALFORMED, f"{name}: must be an integer unix time"
+    if c.expires_at <= c.issued_at:
+        return Reason.MALFORMED, "exp: must be after iat"
+    if c.expires_at - c.issued_at > MAX_LIFETIME_S:
+        return Reason.LIFETIME_TOO_LONG, f"lifetime over {MAX_LIFETIME_S} s"
+    spec = ACTIONS.get(c.action)
+    if spec is None:
+        return Reason.BAD_ACTION, f"unknown action {c.action!r} (known: {', '.join(ACTIONS)})"
+    problem = _check_params(spec, c.params)
+    return None if problem is None else (Reason.BAD_PARAMS, problem)
+
+
+def _check_params(spec: Mapping[str, _Param], params: Mapping[str, object]) -> str | None:
+    extra = sorted(repr(k) for k in set(params) - set(spec))
+    if extra:
+        return f"unexpected parameter(s) {', '.join(extra)}"
+    for name, p in spec.items():
+        if name not in params:
+            if p.required:
+                return f"{name}: missing"
+            continue
+        value = params[name]
+        if type(value) is not p.kind:  # exact: a bool is not an int here
+            return f"{name}: expected {p.kind.__name__}"
+        if isinstance(value, int) and not isinstance(value, bool) and not p.lo <= value <= p.hi:
+            return f"{name}: {value} outside {p.lo}..{p.hi}"
+        if isinstance(value, str):
+            if not _SAFE_STR_RE.fullmatch(value):
+                return f"{name}: printable ASCII without quote or backslash, at most 128"
+            if p.choices is not None and value not in p.choices:
+                return f"{name}: one of {', '.join(sorted(p.choices))}"
+            if p.pattern is not None and not p.pattern.fullmatch(value):
+                return f"{name}: {value!r} is not a device id"
+    return None
