@@ -173,7 +173,18 @@ class Agent:
 
     # ------------------------------------------------------------ running
 
+    def _report_recovery(self) -> None:
+        """A damaged database was moved aside at start-up: tell the cloud, as an event."""
+        if self.store.recovered is None:
+            return
+        problem, aside = self.store.recovered
+        wall, synced = self.clock.read()
+        self.store.add([NewEvent("terminal", "storage", None, None, wall, synced,
+                                 {"problem": problem, "moved_to": str(aside),
+                                  "action": "started a new database"})])
+
     def run(self, *, until: Callable[[], bool] = lambda: False) -> None:
+        self._report_recovery()
         log.info(
             "edge agent for store %s, boot %d, database %s",
             self.config.edge.store_id,

@@ -9,13 +9,18 @@ the pending rows are simply published again, and the cloud drops the duplicates 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xiaodian.payloads import Kind
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -102,9 +107,17 @@ class PendingBatch:
 class EdgeStore:
     """The agent's handle (one per process); `open_readonly` for tools that only look."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Set when the file was unusable at start-up and moved aside: (problem, where to).
+        self.recovered: tuple[str, Path] | None = None
+        problem = _check_integrity(path)
+        if problem is not None:
+            aside = _move_aside(path, now())
+            log.error("edge database %s is damaged (%s); kept as %s, starting a new one",
+                      path, problem, aside)
+            self.recovered = (problem, aside)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch of frames is
         # exactly one transaction.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -134,16 +147,30 @@ class EdgeStore:
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def boot_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".boot")
+
     def _next_boot(self) -> int:
-        """Every start of the agent is a new boot, so (device, boot, seq) never repeats."""
+        """Every start of the agent is a new boot, so (device, boot, seq) never repeats.
+
+        The counter lives in the database and in a small file beside it: if the database is
+        lost or moved aside, the new one carries on counting instead of reusing boot 1,
+        which the cloud would take for records it already has.
+        """
+        try:
+            from_file = int(self.boot_file.read_text(encoding="ascii").strip() or 0)
+        except (FileNotFoundError, ValueError):
+            from_file = 0
         with self._tx():
             row = self.db.execute("SELECT value FROM meta WHERE key='boot'").fetchone()
-            boot = int(row[0]) + 1 if row else 1
+            boot = max(int(row[0]) if row else 0, from_file) + 1
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES('boot', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (str(boot),),
             )
+            _write_durably(self.boot_file, f"{boot}\n")
         return boot
 
     def _tx(self) -> _Transaction:
@@ -336,3 +363,44 @@ class _Transaction:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+def _check_integrity(path: Path) -> str | None:
+    """None if the database file is usable (or absent), else what is wrong with it."""
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return f"not readable: {exc}"
+    if rows != [("ok",)]:
+        return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:5])
+    return None
+
+
+def _move_aside(path: Path, now: float) -> Path:
+    """Keep a damaged database (and its WAL) for diagnosis; never delete it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            os.replace(src, aside.with_name(aside.name + suffix))
+    return aside
+
+
+def _write_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

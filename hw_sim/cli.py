@@ -37,6 +37,14 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--link-dir", type=Path, metavar="DIR", help="directory for the symlinks")
     run.add_argument("--truth", type=Path, metavar="FILE", help="ground-truth JSON-lines file")
+    run.add_argument(
+        "--flush-s",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="at exit, give attached hosts this long to take what the fridges still hold "
+        "(0: stop at once, as on a power cut; default 2)",
+    )
     run.set_defaults(func=run_command)
 
 
@@ -77,7 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(line)
         sys.stdout.flush()  # a parent process waits for these lines before opening the ports
         runner.run(args.for_s)
-        left = runner.flush()
+        left = runner.flush(args.flush_s)
         log.info("%s; %d records left on the devices", runner.summary(), left)
     finally:
         runner.close()

@@ -21,6 +21,9 @@ FIRMWARE_VERSION = (0, 1, 0)
 SIM_FREE_MEM = 61_440  # what a MicroPython board typically reports; constant in the sim
 PROBE_AIR = 0
 PROBE_PRODUCT = 1
+# Backup supply voltage (a 1-cell Li-ion pack): charged while mains is present, sagging on it.
+BACKUP_MV_CHARGED = 4_100
+BACKUP_MV_ON_BATTERY = 3_700
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ControllerConfig:
     # cable swap or an agent crash loses nothing.
     log_capacity: int = 2048
     retransmit_after_s: float = 30.0  # resend a record not receipted by then
+    # Mains sense and a backup supply fitted: POWER records (one after boot, then changes).
+    power_monitor: bool = False
 
     def __post_init__(self) -> None:
         if self.hysteresis_c <= 0:
@@ -65,6 +70,7 @@ class OutFrame:
     data: bytes
     fields: dict[str, Any]  # as `codec.decode_message` returns them, without "type"
     logged: bool = False  # a record from the log (sent until receipted)
+    state_report: bool = False  # DOOR/COMPRESSOR/DEFROST flagged REPLY: not a record
 
     def truth(self) -> dict[str, Any]:
         """The ground-truth record body (after "device"): kind, fseq, then the fields."""
@@ -89,6 +95,8 @@ class FridgeController:
         self.heater_on = False
         self.defrosting = False
         self.door_open = False
+        self.mains = True
+        self._power_reported = False
         self.tx_dropped = 0
         self.dev_ms = 0
         self._seq = 0
@@ -154,12 +162,17 @@ class FridgeController:
 
     # -- control loop ------------------------------------------------------------------------
 
-    def tick(self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool) -> list[OutFrame]:
+    def tick(
+        self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool, mains: bool = True
+    ) -> list[OutFrame]:
         """One pass of the control loop at device time `dev_ms` with fresh readings."""
         self.dev_ms = dev_ms
         out: list[OutFrame] = []
+        if self.config.power_monitor:
+            self._power(dev_ms, mains, out)
         self._defrost_schedule(dev_ms, out)
-        self._thermostat(dev_ms, air_raw / 16, out)
+        if self.mains:
+            self._thermostat(dev_ms, air_raw / 16, out)
         if door_open != self.door_open:
             duration = dev_ms - self._door_changed_ms
             self.door_open = door_open
@@ -240,6 +253,22 @@ class FridgeController:
         if nxt <= now_ms:
             nxt += ((now_ms - nxt) // step + 1) * step
         return nxt
+
+    def _power(self, dev_ms: int, mains: bool, out: list[OutFrame]) -> None:
+        # The controller itself runs on the backup supply; the compressor cannot.
+        if self._power_reported and mains == self.mains:
+            return
+        self._power_reported = True
+        self.mains = mains
+        backup_mv = BACKUP_MV_CHARGED if mains else BACKUP_MV_ON_BATTERY
+        self._emit(
+            out,
+            codec.POWER,
+            codec.pack_power(dev_ms, mains, backup_mv),
+            {"dev_ms": dev_ms, "mains": mains, "backup_mv": backup_mv},
+        )
+        if not mains and self.compressor_on:
+            self._set_compressor(dev_ms, False, "power", out)
 
     def _defrost_schedule(self, dev_ms: int, out: list[OutFrame]) -> None:
         if self.defrosting and dev_ms >= self._defrost_end_ms:
@@ -328,7 +357,8 @@ class FridgeController:
         seq = self._seq
         self._seq = (self._seq + 1) & 0xFFFF
         data = codec.encode_frame(msg_type, seq, payload, flags)
-        return OutFrame(codec.TYPE_NAMES[msg_type], seq, data, fields)
+        report = bool(flags & codec.REPLY) and msg_type in codec.LOGGED_TYPES
+        return OutFrame(codec.TYPE_NAMES[msg_type], seq, data, fields, state_report=report)
 
     def _state_report(self) -> list[OutFrame]:
         """Current door, compressor and defrost state after HELLO, flagged REPLY, so a host
@@ -369,6 +399,8 @@ class FridgeController:
 
     def _hello(self) -> OutFrame:
         caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST
+        if self.config.power_monitor:
+            caps |= codec.CAP_POWER
         payload = codec.pack_hello(
             self.dev_ms, FIRMWARE_VERSION, "power_on", caps, 2, 0, self.boot_count, self.device_id
         )

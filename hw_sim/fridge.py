@@ -1,15 +1,20 @@
 """One simulated fridge: physics + probes + customers + controller, and its pty endpoint.
 
 `SimFridge` is pure (seeded, time advanced by the caller) so tests can run a simulated day
-in a fraction of a second; `FridgeDevice` connects it to a `PtyPort` and ground truth.
+in a fraction of a second; `FridgeDevice` connects it to a `PtyPort` and ground truth, and
+applies the link faults (cable pulled, line noise) to the port.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import time
+from collections.abc import Callable
+from typing import Any
 
 from hw_sim.controller import ControllerConfig, FridgeController, OutFrame
+from hw_sim.faults import FaultTimeline, LineNoise, Transition
 from hw_sim.hardware import CustomerDoor, Door, Ds18b20
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
@@ -19,6 +24,8 @@ from hw_sim.truth import TruthWriter
 
 def controller_config(spec: FridgeSpec) -> ControllerConfig:
     return ControllerConfig(
+        # A fridge whose scenario cuts the power is one fitted with a mains sense.
+        power_monitor=any(f.fault == "power_cut" for f in spec.faults),
         set_point_c=spec.set_point_c,
         min_off_s=spec.min_off_s,
         sample_interval_s=spec.sample_interval_s,
@@ -46,6 +53,8 @@ class SimFridge:
         self.controller = FridgeController(spec.id, controller_config(spec))
         self.time_s = 0.0
         self.door_open = False
+        self.faults = FaultTimeline(spec.faults)
+        self.transitions: list[Transition] = []  # since the last `take_transitions()`
 
     @property
     def dev_ms(self) -> int:
@@ -55,24 +64,68 @@ class SimFridge:
         """Advance the world by `dt_s` with the actuators as the controller last set them,
         then run one control pass on fresh readings."""
         c = self.controller
-        self.thermal.step(dt_s, c.compressor_on, self.door_open, c.heater_on)
+        mains = not self.faults.active("power_cut")
+        # compressor_fail: the relay closes but nothing cools (seized compressor, lost gas).
+        cooling = c.compressor_on and mains and not self.faults.active("compressor_fail")
+        self.thermal.step(dt_s, cooling, self.door_open, c.heater_on and mains)
         self.time_s += dt_s
-        self.door_open = self.door.is_open(self.time_s)
+        self.transitions += self.faults.advance(self.time_s)
+        # The customers' door is asked every step either way, so a held-open window does
+        # not shift the openings drawn after it.
+        customers = self.door.is_open(self.time_s)
+        self.door_open = customers or bool(self.faults.active("door_open"))
         air = self.air_probe.read_raw(self.thermal.air_c)
         product = self.product_probe.read_raw(self.thermal.probe_c)
-        return c.tick(self.dev_ms, air, product, self.door_open)
+        mains = not self.faults.active("power_cut")
+        return c.tick(self.dev_ms, air, product, self.door_open, mains)
 
     def receive(self, data: bytes) -> list[OutFrame]:
         return self.controller.receive(data)
+
+    def take_transitions(self) -> list[Transition]:
+        out, self.transitions = self.transitions, []
+        return out
+
+    def line_rates(self) -> tuple[float, float]:
+        """(bit error rate, byte drop rate) on the serial line now: the worst of the base
+        rates and any open noise window."""
+        windows = self.faults.active("noise")
+        ber = max([self.spec.line_noise_ber] + [w.ber for w in windows])
+        drop = max([self.spec.drop_byte_rate] + [w.drop_byte_rate for w in windows])
+        return ber, drop
+
+    @property
+    def unplugged(self) -> bool:
+        return bool(self.faults.active("unplug"))
 
 
 class FridgeDevice:
     """A `SimFridge` behind a pty: host bytes in, frames out, ground truth on delivery."""
 
-    def __init__(self, sim: SimFridge, port: PtyPort, truth: TruthWriter) -> None:
+    def __init__(
+        self,
+        sim: SimFridge,
+        port: PtyPort,
+        truth: TruthWriter,
+        seed: int = 1,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.sim = sim
         self.port = port
         self.truth = truth
+        self._wall = wall
+        # Noise goes on each frame the device hands its UART (so ground truth can say which
+        # link frames it spoilt) and on every byte from the host. It has RNGs of its own, one
+        # per direction, so a noisy line never changes what the physics draws: same seed,
+        # same readings, noise or not.
+        self.tx_noise = LineNoise(random.Random(f"{seed}/{sim.spec.id}/line-tx"))
+        self.rx_noise = LineNoise(random.Random(f"{seed}/{sim.spec.id}/line-rx"))
+        port.rx_filter = functools.partial(self._noisy, self.rx_noise)
+        spec = sim.spec
+        if spec.line_noise_ber or spec.drop_byte_rate:
+            self._fault_truth(
+                "line_noise", True, ber=spec.line_noise_ber, drop_byte_rate=spec.drop_byte_rate
+            )
 
     @property
     def id(self) -> str:
@@ -86,7 +139,60 @@ class FridgeDevice:
             self.sim.controller.detach()
 
     def step(self, dt_s: float) -> None:
-        self._send(self.sim.step(dt_s))
+        frames = self.sim.step(dt_s)
+        self._apply_faults()
+        self._send(frames)
+
+    def _apply_faults(self) -> None:
+        for tr in self.sim.take_transitions():
+            spec = tr.spec
+            extra: dict[str, Any] = {"for_s": spec.for_s}
+            if spec.fault == "noise":
+                extra.update(ber=spec.ber, drop_byte_rate=spec.drop_byte_rate)
+                if not tr.started:
+                    self._line_counters(extra)
+            self._fault_truth(spec.fault, tr.started, **extra)
+        if self.sim.unplugged and self.port.plugged:
+            self.port.unplug()
+            self.sim.controller.detach()  # no cable, no host: stream again after GET_HELLO
+        elif not self.sim.unplugged and not self.port.plugged:
+            self.port.replug()
+
+    def _noisy(self, noise: LineNoise, data: bytes) -> bytes:
+        ber, drop = self.sim.line_rates()
+        return noise.apply(data, ber, drop) if ber or drop else data
+
+    def _line_counters(self, into: dict[str, Any]) -> None:
+        # Since the run started, both directions: enough to tell that noise really happened.
+        into.update(
+            bits_flipped=self.tx_noise.bits_flipped + self.rx_noise.bits_flipped,
+            bytes_dropped=self.tx_noise.bytes_dropped + self.rx_noise.bytes_dropped,
+        )
+
+    def _fault_truth(self, fault: str, started: bool, **fields: Any) -> None:
+        """`{"kind": "fault", "fault", "state": "start"|"end", "dev_ms", "sim_s", "wall"}`:
+        when in device time and in real (Unix) time, to line up with the host's records."""
+        self.truth.record(
+            self.id,
+            "fault",
+            fault=fault,
+            state="start" if started else "end",
+            dev_ms=self.sim.dev_ms,
+            sim_s=self.sim.time_s,
+            wall=self._wall(),
+            **fields,
+        )
+
+    def stop(self) -> None:
+        """Close the windows still open in ground truth (the run ended inside them)."""
+        for spec in self.sim.faults.open_specs():
+            extra: dict[str, Any] = {"for_s": spec.for_s, "cut_short": True}
+            self._fault_truth(spec.fault, False, **extra)
+        base = self.sim.spec
+        if base.line_noise_ber or base.drop_byte_rate:
+            counters: dict[str, Any] = {}
+            self._line_counters(counters)
+            self._fault_truth("line_noise", False, **counters)
 
     def resend_log(self) -> None:
         """Send every record still in the log again (used when shutting down)."""
@@ -113,14 +219,23 @@ class FridgeDevice:
                 self.id, "log_overflow", fseq=frame.seq, lost=frame.kind, **frame.fields
             )
         for frame in frames:
-            on_written = None if frame.logged else functools.partial(self._delivered, frame)
-            if self.port.send(frame.data, on_written):
+            # Nothing goes on the wire without a host (send refuses): no noise counted either.
+            wire = self._noisy(self.tx_noise, frame.data) if self.port.host_present else frame.data
+            on_written = None if frame.logged else functools.partial(self._delivered, frame, wire)
+            if self.port.send(wire, on_written):
                 continue
             if frame.logged:
                 self.sim.controller.unsent(frame.seq)  # stays in the log, sent again later
             else:
                 self.sim.controller.note_tx_dropped()
 
-    def _delivered(self, frame: OutFrame) -> None:
-        # Link frames (HELLO, ACK, heartbeats, state reports) are recorded as written.
-        self.truth.record(self.id, frame.kind, fseq=frame.seq, **frame.fields)
+    def _delivered(self, frame: OutFrame, wire: bytes) -> None:
+        # Link frames (HELLO, ACK, heartbeats, state reports) are recorded as written. They
+        # are never resent, so the truth says which ones the line noise spoilt, and which
+        # DOOR/COMPRESSOR/DEFROST lines are state reports rather than records.
+        extra: dict[str, bool] = {}
+        if frame.state_report:
+            extra["state_report"] = True
+        if wire != frame.data:
+            extra["corrupted"] = True
+        self.truth.record(self.id, frame.kind, fseq=frame.seq, **frame.fields, **extra)

@@ -16,6 +16,9 @@ How Linux ptys behave, which this module relies on (checked on 6.x kernels):
   would read stale frames that ground truth attributes to the old session.
 - Bytes a host wrote just before closing are still readable from the master (POLLIN with
   POLLHUP), so we read before acting on a hang-up.
+- Closing the master while a host holds the slave (a pulled cable, `unplug()`) makes the
+  host's reads and writes fail with EIO, as a vanished USB-serial adapter does; the host
+  must then open the link again, which `replug()` points at a fresh pty.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PortStats:
     tx_overflow_drops: int = 0  # whole writes refused because the tx buffer was full
     discarded_on_hangup: int = 0  # queued writes thrown away when the host went
     hangups: int = 0
+    unplugs: int = 0  # cable pulls (fault injection)
 
 
 class PtyPort:
@@ -72,6 +76,15 @@ class PtyPort:
         self.stats = PortStats()
         self._queue: deque[_Pending] = deque()
         self._queued_bytes = 0
+        # The cable from the host: its bytes pass through this on the way (line noise).
+        self.rx_filter: Callable[[bytes], bytes] | None = None
+        self.master_fd: int | None = None
+        self.slave_name = ""
+        self.host_present = False
+        self._poll = select.poll()
+        self._open()
+
+    def _open(self) -> None:
         master, slave = os.openpty()
         try:
             self.slave_name = os.ttyname(slave)
@@ -80,15 +93,36 @@ class PtyPort:
             # Only the host may hold the slave open, or POLLHUP would never be reported.
             os.close(slave)
         os.set_blocking(master, False)
-        self.master_fd: int | None = master
+        self.master_fd = master
         self._poll = select.poll()
         self._poll.register(master, select.POLLIN)
         self.host_present = False
         try:
-            _replace_symlink(link_path, self.slave_name)
+            _replace_symlink(self.link_path, self.slave_name)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def plugged(self) -> bool:
+        return self.master_fd is not None
+
+    def unplug(self) -> bool:
+        """The cable is pulled: the pty goes away at once (no drain: bytes in flight are lost)
+        and so does the link, as a USB-serial adapter's device node does. Returns whether a
+        host had the port open."""
+        was_present = self.host_present
+        if self.master_fd is not None:
+            self.stats.unplugs += 1
+            self.stats.discarded_on_hangup += len(self._queue)
+        self._release()
+        return was_present
+
+    def replug(self) -> None:
+        """A new pty at the same link path (most likely another /dev/pts/N): the host must
+        open the port again."""
+        if self.master_fd is None:
+            self._open()
 
     @property
     def fileno(self) -> int:
@@ -107,6 +141,8 @@ class PtyPort:
         the previous call (queued output is then discarded, never delivered to the next host).
         """
         data, hung_up = self._read_and_check()
+        if data and self.rx_filter is not None:
+            data = self.rx_filter(data)
         if not hung_up and self.host_present:
             self._flush()
         return data, hung_up
@@ -142,6 +178,9 @@ class PtyPort:
             while empty_looks < 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
                 empty_looks = empty_looks + 1 if self._host_unread() == 0 else 0
+        self._release()
+
+    def _release(self) -> None:
         if self.master_fd is not None:
             with contextlib.suppress(KeyError):
                 self._poll.unregister(self.master_fd)

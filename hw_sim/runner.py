@@ -41,6 +41,7 @@ class Runner:
         scenario: Scenario,
         real: Callable[[], float] = time.monotonic,
         max_wait_s: float = 0.05,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.scenario = scenario
         self._real = real
@@ -54,7 +55,8 @@ class Runner:
         try:
             for f in scenario.fridges:
                 port = PtyPort(sim.link_dir / f.id)
-                self.devices.append(FridgeDevice(SimFridge(f, sim.seed), port, self.truth))
+                fridge = SimFridge(f, sim.seed)
+                self.devices.append(FridgeDevice(fridge, port, self.truth, sim.seed, wall))
             for s in scenario.scanners:
                 port = PtyPort(sim.link_dir / s.id)
                 self.devices.append(ScannerDevice(s, sim.seed, port, self.truth))
@@ -111,6 +113,7 @@ class Runner:
             self._wait(0.02)
         left = 0
         for d in fridges:
+            d.stop()
             left += d.record_log_at_exit()
         return left
 
@@ -133,7 +136,7 @@ class Runner:
             s = d.port.stats
             parts.append(
                 f"{d.id}: {s.frames_written} written, {s.tx_overflow_drops} tx drops, "
-                f"{s.hangups} hang-ups"
+                f"{s.hangups} hang-ups, {s.unplugs} unplugs"
             )
         return "; ".join(parts)
 

@@ -13,7 +13,21 @@ set_point_c = 3.0
 # optional, with defaults: sample_interval_s = 10, heartbeat_interval_s = 10,
 # ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, defrost_every_h = 6
 # (0 = never), defrost_minutes = 25, defrost_heater = false (off-cycle defrost),
-# min_off_s = 240, initial_air_c = set point, initial_product_c = set point
+# min_off_s = 240, initial_air_c = set point, initial_product_c = set point,
+# line_noise_ber = 0 (bit error rate on the serial line, both directions),
+# drop_byte_rate = 0 (share of bytes lost on the line)
+
+# Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
+[[fridges.faults]]
+fault = "unplug"              # unplug | noise | door_open | compressor_fail | power_cut
+at_s = 600
+for_s = 60
+every_s = 600
+[[fridges.faults]]
+fault = "noise"               # only noise windows take ber / drop_byte_rate
+at_s = 1800
+for_s = 300
+ber = 1e-3
 
 [[scanners]]
 id = "scanner-1"
@@ -26,6 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from xiaodian.config import load_config
 
@@ -56,6 +71,49 @@ class SimSettings:
             raise ValueError("step_s: must be in (0, 10]")
 
 
+FaultKind = Literal["unplug", "noise", "door_open", "compressor_fail", "power_cut"]
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{name}: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault window [at_s, at_s + for_s) of simulated time, repeated every `every_s`."""
+
+    fault: FaultKind
+    at_s: float
+    for_s: float
+    every_s: float = 0.0  # 0 = once
+    ber: float = 0.0  # noise only: bit error rate while the window is open
+    drop_byte_rate: float = 0.0  # noise only
+
+    def __post_init__(self) -> None:
+        if self.at_s < 0:
+            raise ValueError("at_s: must be >= 0")
+        if self.for_s <= 0:
+            raise ValueError("for_s: must be > 0")
+        if self.every_s < 0 or (self.every_s and self.every_s <= self.for_s):
+            raise ValueError("every_s: must be longer than for_s (or 0 = once)")
+        _check_rate("ber", self.ber)
+        _check_rate("drop_byte_rate", self.drop_byte_rate)
+        if self.fault != "noise" and (self.ber or self.drop_byte_rate):
+            raise ValueError("ber: only a noise fault takes ber and drop_byte_rate")
+        if self.fault == "noise" and not (self.ber or self.drop_byte_rate):
+            raise ValueError("ber: a noise fault needs ber or drop_byte_rate > 0")
+
+    def active(self, t_s: float) -> bool:
+        """Whether the window is open at simulated time `t_s`."""
+        since = t_s - self.at_s
+        if since < 0:
+            return False
+        if self.every_s:
+            since %= self.every_s
+        return since < self.for_s
+
+
 @dataclass(frozen=True)
 class FridgeSpec:
     id: str
@@ -71,9 +129,14 @@ class FridgeSpec:
     min_off_s: float = 240.0
     initial_air_c: float | None = None
     initial_product_c: float | None = None
+    line_noise_ber: float = 0.0
+    drop_byte_rate: float = 0.0
+    faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check_id(self.id)
+        _check_rate("line_noise_ber", self.line_noise_ber)
+        _check_rate("drop_byte_rate", self.drop_byte_rate)
         if not -30 <= self.set_point_c <= 20:
             raise ValueError("set_point_c: must be within -30..20")
         if self.sample_interval_s < 1:

@@ -112,3 +112,33 @@ def test_a_record_the_device_sends_again_is_stored_once_and_receipted_again(
     # After a device reboot the same frame number and time are a different record.
     rebooted = NewReading("fridge-1", 20, 20_000, 1.7e9, True, [(0, "ok", 3.0)], dev_boot=2)
     assert store.add([rebooted]).stored == 1
+
+
+def test_a_damaged_database_is_kept_aside_and_boots_keep_counting(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    store.add([_reading("fridge-1", 10_000)])
+    store.close()
+    store = EdgeStore(db)  # boot 2
+    store.close()
+    # A power cut at the wrong moment, a failing SD card: the file is garbage now.
+    raw = bytearray(db.read_bytes())
+    raw[100:4096] = b"\xde\xad" * ((4096 - 100) // 2)
+    db.write_bytes(bytes(raw))
+    store = EdgeStore(db, now=lambda: 1_790_000_000.0)
+    assert store.recovered is not None
+    problem, aside = store.recovered
+    assert aside.name == "edge.sqlite3.corrupt-20260921T141320Z"
+    assert aside.read_bytes() == bytes(raw)  # kept as it was, for diagnosis
+    # A fresh database, but boot 3: boot 1 again would collide with ids the cloud holds.
+    assert store.boot == 3
+    assert store.counts() == {}
+    store.close()
+
+
+def test_an_unreadable_file_is_moved_aside_too(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    store = EdgeStore(db)
+    assert store.recovered is not None and "not readable" in store.recovered[0]
+    assert store.boot == 1

@@ -51,6 +51,8 @@ def as_truth(frame: codec.Frame) -> dict[str, Any]:
     kind = msg.pop("type")
     if kind == "temp":
         msg["probes"] = [list(p) for p in msg["probes"]]
+    if frame.flags & codec.REPLY and frame.type in codec.LOGGED_TYPES:
+        msg["state_report"] = True  # ground truth tells state reports from records
     return {"kind": kind, "fseq": frame.seq, **msg}
 
 

@@ -28,7 +28,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_RECORDS = 2000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EVENT_TYPES = frozenset(
-    {"hello", "heartbeat", "door", "compressor", "power", "defrost", "scan", "link"}
+    {"hello", "heartbeat", "door", "compressor", "power", "defrost", "scan", "link", "storage"}
 )
 PROBE_STATUS = ("ok", "crc", "missing", "suspect")
 

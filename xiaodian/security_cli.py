@@ -230,9 +230,10 @@ def _command_key(args: argparse.Namespace) -> int:
 
 def _broker_config(args: argparse.Namespace) -> int:
     """Write mosquitto.conf + ACL from the PKI directory (TLS only unless the dev flag)."""
-    loaded = pki.load_pki(args.pki)
+    # Absolute paths: mosquitto resolves relative ones against its own working directory.
+    loaded = pki.load_pki(args.pki.resolve())
     conf = write_broker_config(
-        args.dir,
+        args.dir.resolve(),
         loaded,
         args.port,
         bind=args.bind,

@@ -107,7 +107,11 @@ class StoreStack:
     # dashboard on http_port; "cloud-2", ... are further workers, each on a free port of its
     # own.
     cloud_workers: int = 1
+    # Seconds the simulator gives the edge at exit to take what the fridges still hold;
+    # the fault tests use 0 so that only what was delivered during the run counts.
+    sim_flush_s: float = 2.0
     parts: dict[str, Part] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
 
     # Where everything goes, relative to the work directory.
@@ -204,6 +208,8 @@ class StoreStack:
                     str(self.link_dir),
                     "--truth",
                     str(self.truth),
+                    "--flush-s",
+                    str(self.sim_flush_s),
                 ],
                 self.logs / "sim.log",
             ),
@@ -211,7 +217,7 @@ class StoreStack:
                 "edge", [*cli, "edge", "run", "--config", str(edge_toml)], self.logs / "edge.log"
             ),
         }
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in self.cloud_part_names:
             self.parts[name].start(env)
         self._wait(lambda: self._http_ok("healthz"), "cloud gateway HTTP", "cloud")
@@ -247,6 +253,26 @@ class StoreStack:
     def api(self, path: str) -> Any:
         with urllib.request.urlopen(self.http_url + path, timeout=5) as resp:
             return json.load(resp)
+
+    # -- faults, for the fault-injection tests ------------------------------------------------
+
+    def kill_and_restart(self, name: str) -> None:
+        """SIGKILL a part (no clean-up of any kind) and start it again as before."""
+        part = self.parts[name]
+        part.kill()
+        part.start(self.env)
+
+    def restart_broker(self, *, lose_state: bool = False, down_s: float = 0.0) -> None:
+        """Stop Mosquitto, stay down `down_s`, start it on the same port. `lose_state`
+        also deletes its persistence file, as if the broker's disk had been replaced:
+        every session and queued message is gone."""
+        assert self.broker is not None
+        self.broker.stop()
+        if lose_state:
+            for db in (self.workdir / "broker").rglob("*.db"):
+                db.unlink()
+        time.sleep(down_s)
+        self.broker.start()
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Stop the simulator, then wait until the edge outbox is empty and the cloud has it.
