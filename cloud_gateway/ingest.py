@@ -43,7 +43,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
-from xiaodian.payloads import PayloadError, State, parse
+from xiaodian.payloads import (
+    PayloadError,
+    ReceiptEntry,
+    State,
+    parse,
+    receipts_payload,
+    seq_ranges,
+)
+from xiaodian.payloads import topic as topic_of
 
 from .clock import ClockPolicy
 from .config import CloudSettings
@@ -59,6 +67,7 @@ COUNTER_NAMES = (
     "parked",  # messages moved to dead_letters
     "acked",  # PUBACKs sent
     "queue_full",  # messages left unacknowledged because the queue was full
+    "receipts",  # confirmations published to stores after a commit
     "stale_acks",  # acks dropped because their connection was gone (message redelivered)
     "db_errors",  # database failures (retried; the message is not acked meanwhile)
     "connects",  # successful CONNACKs
@@ -84,10 +93,21 @@ class Outcome:
     inserted: int = 0
     duplicates: int = 0
     reason: str = ""
+    # For a stored batch: the confirmation the edge waits for before it forgets the records
+    # (every record of the batch, new or duplicate, is now committed here).
+    receipt: tuple[str, bytes] | None = None
 
 
-def ingest(db: Database, topic: str, payload: bytes, worker: str, received_at: float, *,
-           retained: bool = False, policy: ClockPolicy = DEFAULT_POLICY) -> Outcome:
+def ingest(
+    db: Database,
+    topic: str,
+    payload: bytes,
+    worker: str,
+    received_at: float,
+    *,
+    retained: bool = False,
+    policy: ClockPolicy = DEFAULT_POLICY,
+) -> Outcome:
     """Parse one message and commit it (or park it). Database errors propagate: retry later.
 
     `received_at` is when the broker handed the message over (not when the database thread
@@ -102,7 +122,11 @@ def ingest(db: Database, topic: str, payload: bytes, worker: str, received_at: f
         db.store_state(msg, received_at, retained=retained, policy=policy)
         return Outcome("state")
     inserted, duplicates = db.store_batch(msg, received_at, worker=worker, policy=policy)
-    return Outcome("stored", inserted, duplicates)
+    entry = ReceiptEntry(
+        msg.kind, msg.device, msg.boot, tuple(seq_ranges([r.seq for r in msg.records]))
+    )
+    receipt = (topic_of(msg.store, "receipts"), receipts_payload(msg.store, [entry]))
+    return Outcome("stored", inserted, duplicates, receipt=receipt)
 
 
 class Counters:
@@ -153,15 +177,19 @@ class IngestWorker:
         self._rand = rand
         self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=settings.queue_size)
         # Unbounded, but holds at most one entry per message taken from the bounded inbox.
-        self._acks: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, int, int, tuple[str, bytes] | None]] = (
+            queue.SimpleQueue()
+        )
+        self._receipt: tuple[str, bytes] | None = None  # of the last commit (db thread)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = threading.Event()
         self._db_done = threading.Event()
         self._subscribed = threading.Event()
-        self._backoff = Backoff(mqtt_settings.reconnect_min_s, mqtt_settings.reconnect_max_s,
-                                rand=rand)
+        self._backoff = Backoff(
+            mqtt_settings.reconnect_min_s, mqtt_settings.reconnect_max_s, rand=rand
+        )
         # Network-thread state (never touched by other threads).
         self._generation = 0
         self._outstanding = 0  # messages of this connection queued but not yet acked
@@ -170,8 +198,7 @@ class IngestWorker:
         self._started = False
         self._last_paho_error = ""
         self._threads = [
-            threading.Thread(target=self._run_network, name=f"{self.worker_id}-mqtt",
-                             daemon=True),
+            threading.Thread(target=self._run_network, name=f"{self.worker_id}-mqtt", daemon=True),
             threading.Thread(target=self._run_db, name=f"{self.worker_id}-db", daemon=True),
         ]
 
@@ -245,7 +272,8 @@ class IngestWorker:
                         continue
                     if not self._commit(db, item):
                         return  # stopping while the database was failing: left unacked
-                    self._acks.put((item.generation, item.mid, item.qos))
+                    self._acks.put((item.generation, item.mid, item.qos, self._receipt))
+                    self._receipt = None
                     self._wake()
         except Exception:
             log.exception("ingest database thread of %s failed", self.worker_id)
@@ -262,8 +290,7 @@ class IngestWorker:
             except sqlite3.Error as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
-                log.warning("cannot open %s, retrying in %.2f s: %s", self.settings.db, delay,
-                            exc)
+                log.warning("cannot open %s, retrying in %.2f s: %s", self.settings.db, delay, exc)
                 if self._stopping.wait(delay):
                     return None
 
@@ -271,13 +298,19 @@ class IngestWorker:
         retry = Backoff(0.05, 2.0, rand=self._rand)
         while True:
             try:
-                outcome = ingest(db, item.topic, item.payload, self.worker_id, item.received_at,
-                                 retained=item.retained, policy=self._clock_policy)
+                outcome = ingest(
+                    db,
+                    item.topic,
+                    item.payload,
+                    self.worker_id,
+                    item.received_at,
+                    retained=item.retained,
+                    policy=self._clock_policy,
+                )
             except sqlite3.Error as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
-                log.warning("database error on %s, retrying in %.2f s: %s", item.topic, delay,
-                            exc)
+                log.warning("database error on %s, retrying in %.2f s: %s", item.topic, delay, exc)
                 if self._stopping.wait(delay):
                     return False
                 continue
@@ -289,6 +322,7 @@ class IngestWorker:
             else:
                 self.counters.add("stored", outcome.inserted)
                 self.counters.add("duplicates", outcome.duplicates)
+            self._receipt = outcome.receipt
             return True
 
     # ------------------------------------------------------------ network thread
@@ -303,9 +337,12 @@ class IngestWorker:
                     continue
                 ended = self._session(client)
                 if ended == "lost" and not self._accepted:
-                    log.error("broker %s:%d closed the connection before accepting us: %s",
-                              self.mqtt_settings.host, self.mqtt_settings.port,
-                              self._refusal_reason())
+                    log.error(
+                        "broker %s:%d closed the connection before accepting us: %s",
+                        self.mqtt_settings.host,
+                        self.mqtt_settings.port,
+                        self._refusal_reason(),
+                    )
                 if ended == "resync":
                     continue  # reconnect at once: the broker redelivers the refused messages
                 if ended == "lost" and not self._stopping.is_set():
@@ -320,6 +357,9 @@ class IngestWorker:
         s = self.mqtt_settings
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
         props.SessionExpiryInterval = self.settings.session_expiry_s
+        # Without it the broker may push up to 65535 unacknowledged messages at us, far more
+        # than the inbox holds; the excess then waits at the broker, under its queue limit.
+        props.ReceiveMaximum = max(1, min(self.settings.queue_size, 200))
         try:
             # A new client per connection: no paho state leaks from a dead connection, and a
             # renewed certificate on disk is picked up.
@@ -364,8 +404,9 @@ class IngestWorker:
                 return "resync"
             pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
             wlist = [sock] if client.want_write() else []
-            readable, writable, _ = select.select([sock, self._wake_r], wlist, [],
-                                                  0.0 if pending else 1.0)
+            readable, writable, _ = select.select(
+                [sock, self._wake_r], wlist, [], 0.0 if pending else 1.0
+            )
             if self._wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(4096)
@@ -379,9 +420,13 @@ class IngestWorker:
     def _send_acks(self, client: mqtt.Client, generation: int) -> None:
         while True:
             try:
-                gen, mid, qos = self._acks.get_nowait()
+                gen, mid, qos, receipt = self._acks.get_nowait()
             except queue.Empty:
                 return
+            if receipt is not None:
+                # Committed, whatever happens to the ack: tell the store it may forget them.
+                client.publish(receipt[0], receipt[1], qos=1)
+                self.counters.add("receipts")
             if gen != generation:
                 self.counters.add("stale_acks")
                 continue
@@ -392,29 +437,52 @@ class IngestWorker:
 
     # Callbacks run on the network thread, inside loop_read(): no blocking here.
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
         self._accepted = True
         self._backoff.reset()
         self.counters.add("connects")
-        log.info("connected to %s:%d as %s (session present: %s)", self.mqtt_settings.host,
-                 self.mqtt_settings.port, self.worker_id, flags.session_present)
+        log.info(
+            "connected to %s:%d as %s (session present: %s)",
+            self.mqtt_settings.host,
+            self.mqtt_settings.port,
+            self.worker_id,
+            flags.session_present,
+        )
         opts = SubscribeOptions(qos=1)
         client.subscribe([(t, opts) for t in subscriptions(self.settings.shared_group)])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
             return
         self._subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self._subscribed.clear()
         if reason.is_failure:
             log.warning("disconnected from broker: %s", reason)
@@ -438,16 +506,24 @@ class IngestWorker:
         self.counters.add("received")
         if self._stopping.is_set():
             return  # not acked: the broker keeps it for our next session
-        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._now(), generation,
-                        bool(msg.retain))
+        item = _Inbound(
+            msg.topic,
+            bytes(msg.payload),
+            msg.mid,
+            msg.qos,
+            self._now(),
+            generation,
+            bool(msg.retain),
+        )
         try:
             self._inbox.put_nowait(item)
         except queue.Full:
             self.counters.add("queue_full")
             if not self._resync_wanted:
-                log.warning("ingest queue full (%d); leaving messages unacknowledged",
-                            self.settings.queue_size)
+                log.warning(
+                    "ingest queue full (%d); leaving messages unacknowledged",
+                    self.settings.queue_size,
+                )
             self._resync_wanted = True
             return
         self._outstanding += 1
-

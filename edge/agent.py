@@ -75,6 +75,9 @@ class Agent:
         self.cursor_generation = -1
         self.stored = 0
         self.duplicates = 0
+        self.confirmed = 0
+        self.republished = 0
+        self.window_full = False
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
 
@@ -124,9 +127,13 @@ class Agent:
             self.cursors.clear()
             self.cursor_generation = self.uplink.generation
         sent = 0
+        self.window_full = False
         for kind, device in self.store.pending_streams():
             cursor = self.cursors.setdefault((kind, device), Cursor())
-            while self.uplink.can_publish():
+            while True:
+                if not self.uplink.can_publish():
+                    self.window_full = self.uplink.connected
+                    return sent
                 batch = self.store.next_batch(
                     kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch
                 )
@@ -145,8 +152,29 @@ class Agent:
         return sent
 
     def acknowledge(self) -> int:
+        """Note PUBACKs (the broker has them) and apply the cloud's receipts (it has
+        committed them: the rows leave the outbox). Returns how many PUBACKed records."""
         keys: list[RecordKey] = self.uplink.take_acked()
-        return self.store.acknowledge(keys) if keys else 0
+        if keys:
+            self.store.mark_published(keys, self.monotonic())
+        confirmed = self.uplink.take_confirmed()
+        if confirmed:
+            self.confirmed += self.store.confirm(confirmed)
+        return len(keys)
+
+    def republish_unconfirmed(self) -> int:
+        """Records the broker took but the cloud never confirmed (a broker restarted without
+        its database, a dropped queue) go out again; the cloud keeps each once."""
+        n = self.store.republish_unconfirmed(self.monotonic() - self.config.edge.confirm_timeout_s)
+        if n:
+            log.warning(
+                "uplink: %d records not confirmed by the cloud in %.0f s; sending again",
+                n,
+                self.config.edge.confirm_timeout_s,
+            )
+            self.republished += n
+            self.cursors.clear()  # they lie behind the cursors
+        return n
 
     def report_status(self) -> None:
         now = self.monotonic()
@@ -167,6 +195,9 @@ class Agent:
                 "published": c.published,
                 "acked": c.acked,
                 "rejected": c.rejected,
+                "receipts": c.receipts,
+                "confirmed": self.confirmed,
+                "republished": self.republished,
                 "last_error": c.last_error,
             },
         )
@@ -179,9 +210,23 @@ class Agent:
             return
         problem, aside = self.store.recovered
         wall, synced = self.clock.read()
-        self.store.add([NewEvent("terminal", "storage", None, None, wall, synced,
-                                 {"problem": problem, "moved_to": str(aside),
-                                  "action": "started a new database"})])
+        self.store.add(
+            [
+                NewEvent(
+                    "terminal",
+                    "storage",
+                    None,
+                    None,
+                    wall,
+                    synced,
+                    {
+                        "problem": problem,
+                        "moved_to": str(aside),
+                        "action": "started a new database",
+                    },
+                )
+            ]
+        )
 
     def run(self, *, until: Callable[[], bool] = lambda: False) -> None:
         self._report_recovery()
@@ -194,15 +239,21 @@ class Agent:
         for reader in self.readers:
             reader.start()
         next_publish = next_status = next_prune = self.monotonic()
+        next_republish = next_publish + self.config.edge.confirm_timeout_s
         try:
             while not self.stop_event.is_set() and not until():
                 self.uplink.poll(timeout=0.05)
                 self.drain()
-                self.acknowledge()
+                acked = self.acknowledge()
                 now = self.monotonic()
-                if now >= next_publish:
+                # A backlog that filled the in-flight window continues as PUBACKs free it,
+                # instead of waiting for the next interval.
+                if now >= next_publish or (acked and self.window_full):
                     self.publish_pending()
-                    next_publish = now + self.config.edge.publish_interval_s
+                    next_publish = max(next_publish, now + self.config.edge.publish_interval_s)
+                if now >= next_republish:
+                    self.republish_unconfirmed()
+                    next_republish = now + self.config.edge.confirm_timeout_s / 2
                 if now >= next_status:
                     self.report_status()
                     next_status = now + STATUS_EVERY_S

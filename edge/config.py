@@ -41,6 +41,9 @@ class EdgeSettings:
     max_batch: int = 500
     # Acknowledged history kept on the terminal for the kiosk and for diagnosis.
     retain_days: float = 30.0
+    # A record the broker took (PUBACK) but the cloud has not confirmed by then is
+    # published again; the cloud keeps it once.
+    confirm_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check_id("store_id", self.store_id)
@@ -50,6 +53,8 @@ class EdgeSettings:
             raise ValueError("max_batch: must be between 1 and 2000")
         if self.retain_days <= 0:
             raise ValueError("retain_days: must be positive")
+        if self.confirm_timeout_s < 1:
+            raise ValueError("confirm_timeout_s: must be at least 1 second")
 
     @property
     def db_path(self) -> Path:

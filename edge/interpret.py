@@ -48,8 +48,16 @@ def from_frame(
             # is not a new opening.
             data["state_report"] = True
         dev_ms = msg.get("dev_ms")
-        event = NewEvent(device, kind, frame.seq, None if dev_ms is None else int(dev_ms),
-                         wall, synced, data, dev_boot)
+        event = NewEvent(
+            device,
+            kind,
+            frame.seq,
+            None if dev_ms is None else int(dev_ms),
+            wall,
+            synced,
+            data,
+            dev_boot,
+        )
         return [event], msg
     if kind == "heartbeat":
         status = {k: v for k, v in msg.items() if k != "type"}

@@ -158,8 +158,9 @@ class FridgeReader(PortReader):
     have no identity, and the device sends them again after the HELLO anyway.
     """
 
-    def __init__(self, *args: Any, monotonic: Callable[[], float] = time.monotonic,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.decoder = codec.FrameDecoder()
         self.monotonic = monotonic
@@ -177,8 +178,10 @@ class FridgeReader(PortReader):
 
     def _ask_hello(self, ser: serial.Serial) -> None:
         # A leading delimiter flushes any half frame the device may hold from before.
-        ser.write(b"\x00" + codec.encode_frame(codec.GET_HELLO, self._next_seq(), b"",
-                                               codec.ACK_REQUESTED))
+        ser.write(
+            b"\x00"
+            + codec.encode_frame(codec.GET_HELLO, self._next_seq(), b"", codec.ACK_REQUESTED)
+        )
         self.hello_asked_at = self.monotonic()
 
     def receipt(self, dev_boot: int, seqs: list[int]) -> None:
@@ -221,9 +224,14 @@ class FridgeReader(PortReader):
                 self.emit(item)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), **self.decoder.stats(), "bad_messages": self.bad_messages,
-                "before_hello": self.before_hello, "receipts_sent": self.receipts_sent,
-                "hello": self.hello}
+        return {
+            **super().stats(),
+            **self.decoder.stats(),
+            "bad_messages": self.bad_messages,
+            "before_hello": self.before_hello,
+            "receipts_sent": self.receipts_sent,
+            "hello": self.hello,
+        }
 
 
 class ScannerReader(PortReader):

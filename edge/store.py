@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xiaodian.payloads import Kind
+from xiaodian.payloads import Kind, ReceiptEntry
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,12 @@ CREATE TABLE IF NOT EXISTS events (
 -- Agent-made events (link, scan) have no source identity: NULLs never collide.
 CREATE UNIQUE INDEX IF NOT EXISTS events_source
     ON events (device, dev_boot, fseq, dev_ms);
+-- A row leaves the outbox when the cloud confirms it has committed the record (receipts
+-- topic), not on the broker's PUBACK: a broker can still lose what it acknowledged.
+-- published_at: agent-monotonic time of the PUBACK in this run, NULL = to be published.
 CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    published_at REAL,
     PRIMARY KEY (kind, device, boot, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_status (
@@ -115,8 +119,12 @@ class EdgeStore:
         problem = _check_integrity(path)
         if problem is not None:
             aside = _move_aside(path, now())
-            log.error("edge database %s is damaged (%s); kept as %s, starting a new one",
-                      path, problem, aside)
+            log.error(
+                "edge database %s is damaged (%s); kept as %s, starting a new one",
+                path,
+                problem,
+                aside,
+            )
             self.recovered = (problem, aside)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch of frames is
         # exactly one transaction.
@@ -127,6 +135,8 @@ class EdgeStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        # A new process has nothing in flight: every unconfirmed row goes out again.
+        self.db.execute("UPDATE outbox SET published_at=NULL WHERE published_at IS NOT NULL")
         self.boot = self._next_boot()
         self._next_seq: dict[tuple[Kind, str], int] = {}
 
@@ -194,22 +204,41 @@ class EdgeStore:
                     seq = next_seq.get((kind, item.device), 1)
                     cur = self.db.execute(
                         "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                        (item.device, self.boot, seq, item.fseq, item.dev_ms, item.wall,
-                         int(item.synced), json.dumps(item.probes), item.dev_boot),
+                        (
+                            item.device,
+                            self.boot,
+                            seq,
+                            item.fseq,
+                            item.dev_ms,
+                            item.wall,
+                            int(item.synced),
+                            json.dumps(item.probes),
+                            item.dev_boot,
+                        ),
                     )
                 else:
                     kind = "events"
                     seq = next_seq.get((kind, item.device), 1)
                     cur = self.db.execute(
                         "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                        (item.device, self.boot, seq, item.type, item.fseq, item.dev_ms,
-                         item.wall, int(item.synced), json.dumps(item.data, sort_keys=True),
-                         item.dev_boot),
+                        (
+                            item.device,
+                            self.boot,
+                            seq,
+                            item.type,
+                            item.fseq,
+                            item.dev_ms,
+                            item.wall,
+                            int(item.synced),
+                            json.dumps(item.data, sort_keys=True),
+                            item.dev_boot,
+                        ),
                     )
                 if cur.rowcount:
                     next_seq[(kind, item.device)] = seq + 1
                     self.db.execute(
-                        "INSERT INTO outbox VALUES (?,?,?,?)", (kind, item.device, self.boot, seq)
+                        "INSERT INTO outbox VALUES (?,?,?,?,NULL)",
+                        (kind, item.device, self.boot, seq),
                     )
                     result.stored += 1
                 else:
@@ -221,8 +250,45 @@ class EdgeStore:
         self._next_seq = next_seq
         return result
 
+    def mark_published(self, keys: Iterable[RecordKey], at: float) -> None:
+        """The broker has them (PUBACK): do not publish again unless the cloud stays quiet."""
+        with self._tx():
+            self.db.executemany(
+                "UPDATE outbox SET published_at=? WHERE kind=? AND device=? AND boot=? AND seq=?",
+                ((at, *k) for k in keys),
+            )
+
+    def republish_unconfirmed(self, published_before: float | None = None) -> int:
+        """Put PUBACKed rows the cloud has not confirmed back in line (all, or those
+        published before the given time); returns how many."""
+        with self._tx():
+            if published_before is None:
+                cur = self.db.execute(
+                    "UPDATE outbox SET published_at=NULL WHERE published_at IS NOT NULL"
+                )
+            else:
+                cur = self.db.execute(
+                    "UPDATE outbox SET published_at=NULL WHERE published_at < ?",
+                    (published_before,),
+                )
+        return cur.rowcount
+
+    def confirm(self, entries: Iterable[ReceiptEntry]) -> int:
+        """The cloud has committed these records: they leave the outbox (history stays)."""
+        removed = 0
+        with self._tx():
+            for e in entries:
+                for first, last in e.ranges:
+                    cur = self.db.execute(
+                        "DELETE FROM outbox WHERE kind=? AND device=? AND boot=? "
+                        "AND seq BETWEEN ? AND ?",
+                        (e.kind, e.device, e.boot, first, last),
+                    )
+                    removed += cur.rowcount
+        return removed
+
     def acknowledge(self, keys: Iterable[RecordKey]) -> int:
-        """The broker has the records: drop them from the outbox (the history stays)."""
+        """Drop these records from the outbox (the history stays)."""
         with self._tx():
             cur = self.db.executemany(
                 "DELETE FROM outbox WHERE kind=? AND device=? AND boot=? AND seq=?", keys
@@ -254,7 +320,9 @@ class EdgeStore:
     # ------------------------------------------------------------ reading
 
     def pending_streams(self) -> list[tuple[Kind, str]]:
-        rows = self.db.execute("SELECT DISTINCT kind, device FROM outbox").fetchall()
+        rows = self.db.execute(
+            "SELECT DISTINCT kind, device FROM outbox WHERE published_at IS NULL"
+        ).fetchall()
         order = {k: i for i, k in enumerate(KIND_ORDER)}
         return sorted(((r[0], r[1]) for r in rows), key=lambda s: (order[s[0]], s[1]))
 
@@ -266,7 +334,7 @@ class EdgeStore:
             sql = (
                 "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes "
                 "FROM outbox o JOIN readings r ON r.device=o.device AND r.boot=o.boot "
-                "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? "
+                "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? AND o.published_at IS NULL "
                 "AND (o.boot, o.seq) > (?, ?) "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )
@@ -274,7 +342,7 @@ class EdgeStore:
             sql = (
                 "SELECT e.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall, e.synced, e.data "
                 "FROM outbox o JOIN events e ON e.device=o.device AND e.boot=o.boot "
-                "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? "
+                "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? AND o.published_at IS NULL "
                 "AND (o.boot, o.seq) > (?, ?) "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )

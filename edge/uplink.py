@@ -42,6 +42,8 @@ class UplinkCounters:
     rejected: int = 0
     last_error: str = ""
     session_present: bool = False
+    receipts: int = 0
+    bad_receipts: int = 0
 
 
 class Uplink:
@@ -69,6 +71,7 @@ class Uplink:
         self.next_attempt = 0.0
         self.inflight: dict[int, list[RecordKey]] = {}
         self.acked: list[RecordKey] = []
+        self.confirmed: list[payloads.ReceiptEntry] = []
         self.counters = UplinkCounters()
         # Set when a connection ends so the agent republishes pending rows from the start.
         self.generation = 0
@@ -87,6 +90,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client = client
@@ -144,6 +148,8 @@ class Uplink:
             flags.session_present,
         )
         client.publish(payloads.topic(self.store, "state"), self._state(True), qos=1, retain=True)
+        # Our session normally keeps this subscription; a broker that lost its state does not.
+        client.subscribe(payloads.topic(self.store, "receipts"), qos=1)
 
     def _on_disconnect(
         self,
@@ -159,6 +165,16 @@ class Uplink:
         log.warning("uplink: disconnected: %s", reason)
         self.counters.last_error = f"disconnected: {reason}"
         self._drop_client()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
+        except payloads.PayloadError as exc:
+            self.counters.bad_receipts += 1
+            log.warning("uplink: ignoring a receipts message: %s", exc)
+            return
+        self.counters.receipts += 1
+        self.confirmed.extend(entries)
 
     def _on_publish(
         self,
@@ -220,6 +236,10 @@ class Uplink:
     def take_acked(self) -> list[RecordKey]:
         acked, self.acked = self.acked, []
         return acked
+
+    def take_confirmed(self) -> list[payloads.ReceiptEntry]:
+        confirmed, self.confirmed = self.confirmed, []
+        return confirmed
 
     def close(self) -> None:
         """Disconnect cleanly: the broker then does not publish our Will (death) message, so

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cloud_gateway.config import CloudSettings
+from cloud_gateway.ingest import IngestWorker
 from edge.agent import Agent
 from edge.config import EdgeConfig, EdgeSettings, FridgePort
 from edge.store import EdgeStore
@@ -85,12 +88,34 @@ class RunningAgent:
         assert not self.thread.is_alive(), "agent did not stop"
 
 
-def _config(tmp_path: Path, mqtt: MqttSettings, link: Path) -> EdgeConfig:
+def _config(
+    tmp_path: Path, mqtt: MqttSettings, link: Path, confirm_timeout_s: float = 30.0
+) -> EdgeConfig:
     return EdgeConfig(
-        edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1),
+        edge=EdgeSettings(
+            store_id=STORE,
+            data_dir=tmp_path / "edge",
+            publish_interval_s=0.1,
+            confirm_timeout_s=confirm_timeout_s,
+        ),
         mqtt=mqtt,
         fridges=(FridgePort("fridge-1", link),),
     )
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[IngestWorker]:
+    """A real cloud ingest worker: it commits what arrives and sends the store receipts."""
+    worker = IngestWorker(
+        mqtt_settings("cloud-gateway"),
+        CloudSettings(db=tmp_path / "cloud.sqlite3", worker_id="ingest-test"),
+    )
+    worker.start()
+    try:
+        assert worker.wait_subscribed(10), "cloud worker did not subscribe"
+        yield worker
+    finally:
+        worker.stop()
 
 
 @pytest.fixture
@@ -144,6 +169,7 @@ def _reader_up(agent: Agent) -> bool:
 
 
 def test_readings_reach_the_broker_batched_and_garbage_is_counted(
+    cloud: IngestWorker,
     tmp_path: Path,
     mqtt_settings: Callable[[str], MqttSettings],
     collect: Callable[..., object],
@@ -175,9 +201,12 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
         )
         # Every stored reading was receipted to the device, the one before HELLO was not.
         # Temps were seq 3-12 and 13-22 (1 came before the HELLO, 2 was the HELLO).
-        _wait(lambda: sorted(set(fridge.receipts())) == list(range(3, 23)), 5,
-              "receipts for exactly the 20 stored readings")
-        _wait(lambda: _pending(agent) == 0, 5, "outbox emptied by PUBACKs")
+        _wait(
+            lambda: sorted(set(fridge.receipts())) == list(range(3, 23)),
+            5,
+            "receipts for exactly the 20 stored readings",
+        )
+        _wait(lambda: _pending(agent) == 0, 5, "outbox emptied by the cloud's receipts")
         stats = agent.readers[0].stats()
         assert stats["crc_errors"] + stats["cobs_errors"] + stats["length_errors"] >= 2
         assert stats["frames_ok"] >= 20
@@ -191,6 +220,7 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
 
 
 def test_outage_of_the_broker_loses_nothing(
+    cloud: IngestWorker,
     tmp_path: Path,
     broker: Broker,
     mqtt_settings: Callable[[str], MqttSettings],
@@ -287,3 +317,39 @@ def _link_states(agent: Agent) -> list[str]:
     finally:
         store.close()
     return [json.loads(r[0])["state"] for r in rows]
+
+
+def test_what_the_broker_took_but_the_cloud_never_stored_is_sent_again(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
+) -> None:
+    # No cloud worker yet: the broker acknowledges and then drops the messages (nobody is
+    # subscribed), which is what a broker restarted without its database does too.
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1", confirm_timeout_s=1.0)
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.hello()
+        for i in range(5):
+            fridge.temp(i * 10_000, 3.0)
+        _wait(
+            lambda: agent.uplink.counters.acked >= 1 and _stored(agent) == 5,
+            10,
+            "PUBACKs from the broker",
+        )
+        assert _pending(agent) == 5  # PUBACKed is not confirmed: the rows stay
+        worker = IngestWorker(
+            mqtt_settings("cloud-gateway"),
+            CloudSettings(db=tmp_path / "cloud.sqlite3", worker_id="late-worker"),
+        )
+        worker.start()
+        try:
+            assert worker.wait_subscribed(10)
+            _wait(lambda: _pending(agent) == 0, 15, "republished and confirmed")
+            assert agent.republished >= 5
+        finally:
+            worker.stop()
+    con = sqlite3.connect(tmp_path / "cloud.sqlite3")
+    try:
+        rows = con.execute("SELECT dev_ms FROM readings ORDER BY dev_ms").fetchall()
+    finally:
+        con.close()
+    assert [r[0] for r in rows] == [0, 10_000, 20_000, 30_000, 40_000]

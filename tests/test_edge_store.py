@@ -127,7 +127,7 @@ def test_a_damaged_database_is_kept_aside_and_boots_keep_counting(tmp_path: Path
     db.write_bytes(bytes(raw))
     store = EdgeStore(db, now=lambda: 1_790_000_000.0)
     assert store.recovered is not None
-    problem, aside = store.recovered
+    _problem, aside = store.recovered
     assert aside.name == "edge.sqlite3.corrupt-20260921T141320Z"
     assert aside.read_bytes() == bytes(raw)  # kept as it was, for diagnosis
     # A fresh database, but boot 3: boot 1 again would collide with ids the cloud holds.

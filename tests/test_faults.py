@@ -28,7 +28,13 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack
     workers = getattr(request, "param", 1)
     # No grace period at the end: records must have arrived during the run, not be handed
     # over when the simulator shuts down.
-    s = StoreStack(tmp_path / "store", speed=120.0, cloud_workers=workers, sim_flush_s=0.0)
+    s = StoreStack(
+        tmp_path / "store",
+        speed=120.0,
+        cloud_workers=workers,
+        sim_flush_s=0.0,
+        edge_confirm_timeout_s=5.0,  # records a restarted broker lost go out again soon
+    )
     s.start()
     try:
         yield s
@@ -57,7 +63,8 @@ def _assert_exactly_once(stack: StoreStack) -> dict[str, dict[str, int]]:
         con.close()
     got = {(d, ms): (f, tuple(tuple(p) for p in json.loads(pr))) for d, ms, f, pr in rows}
     assert len(got) == len(rows)
-    sent = {k: (v[0], tuple(tuple(p) for p in v[1])) for k, v in truth_readings(stack.truth).items()}
+    truth = truth_readings(stack.truth)
+    sent = {k: (v[0], tuple(tuple(p) for p in v[1])) for k, v in truth.items()}
     # Everything in the cloud was sent, with its values...
     assert {k: sent.get(k) for k in got} == got
     # ...and everything sent is in the cloud, but for what was still on a fridge at the end

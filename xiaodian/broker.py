@@ -42,12 +42,14 @@ _STORE_PATTERNS = (
     "pattern write xd/v1/%u/cmd/res",
     "pattern read xd/v1/%u/orders",
     "pattern read xd/v1/%u/cmd/req",
+    "pattern read xd/v1/%u/receipts",
 )
 # What a cloud-side service may do: read everything stores send, send orders and commands.
 _SERVICE_TOPICS = (
     "topic read xd/v1/#",
     "topic write xd/v1/+/orders",
     "topic write xd/v1/+/cmd/req",
+    "topic write xd/v1/+/receipts",
 )
 
 

@@ -164,6 +164,98 @@ def state_payload(
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
+# ---------------------------------------------------------------- cloud receipts
+#
+# PUBACK only says the broker has a message. A broker that restarts without its database,
+# or a queue limit, can still lose it before any cloud worker stores it. So the cloud
+# confirms what it has committed on `xd/v1/{s}/receipts`, and the edge deletes outbox rows
+# only then; rows PUBACKed but not confirmed in time are published again (harmless: ids).
+
+
+@dataclass(frozen=True)
+class ReceiptEntry:
+    kind: Kind
+    device: str
+    boot: int
+    ranges: tuple[tuple[int, int], ...]  # inclusive (first, last) seq ranges
+
+    def seqs(self) -> list[int]:
+        return [s for a, b in self.ranges for s in range(a, b + 1)]
+
+
+def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Compress sequence numbers into inclusive ranges: [1,2,3,7] -> [(1,3),(7,7)]."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def receipts_payload(store: str, entries: list[ReceiptEntry]) -> bytes:
+    body = {
+        "v": FORMAT_VERSION,
+        "kind": "receipts",
+        "store": store,
+        "receipts": [
+            {
+                "kind": e.kind,
+                "device": e.device,
+                "boot": e.boot,
+                "ranges": [list(r) for r in e.ranges],
+            }
+            for e in entries
+        ],
+    }
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_receipts(topic_name: str, payload: bytes) -> tuple[ReceiptEntry, ...]:
+    """The edge's side: what the cloud confirms. Raises PayloadError like `parse`."""
+    store, leaf = store_of_topic(topic_name)
+    if leaf != "receipts":
+        raise PayloadError(f"not a receipts topic: {topic_name!r}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise PayloadError("receipts payload is not JSON") from None
+    obj = _Obj(body, "payload")
+    if obj.integer("v") != FORMAT_VERSION or obj.text("kind") != "receipts":
+        raise PayloadError("not a receipts message of a known version")
+    if obj.text("store") != store:
+        raise PayloadError("receipts for another store")
+    entries = []
+    for i, raw in enumerate(obj.array("receipts")):
+        e = _Obj(raw, f"receipts[{i}]")
+        kind = e.text("kind")
+        if kind not in ("readings", "events"):
+            raise PayloadError(f"receipts[{i}].kind: {kind!r}")
+        ranges = []
+        for r in e.array("ranges"):
+            if (
+                not isinstance(r, list)
+                or len(r) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+                or not 0 < r[0] <= r[1] < 2**63
+                or r[1] - r[0] > 1_000_000
+            ):
+                raise PayloadError(f"receipts[{i}].ranges: bad range {r!r}")
+            ranges.append((r[0], r[1]))
+        entries.append(
+            ReceiptEntry(
+                kind,  # type: ignore[arg-type]
+                _Obj.check_id(e.text("device"), f"receipts[{i}].device"),
+                e.uint("boot"),
+                tuple(ranges),
+            )
+        )
+    return tuple(entries)
+
+
 # ---------------------------------------------------------------- parsing (cloud side)
 
 

@@ -110,6 +110,8 @@ class StoreStack:
     # Seconds the simulator gives the edge at exit to take what the fridges still hold;
     # the fault tests use 0 so that only what was delivered during the run counts.
     sim_flush_s: float = 2.0
+    # How long the edge waits for the cloud's receipt before publishing a record again.
+    edge_confirm_timeout_s: float = 30.0
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
@@ -176,6 +178,7 @@ class StoreStack:
         lines = [
             f"[edge]\nstore_id = {_toml_str(self.store)}\n"
             f"data_dir = {_toml_str(self.edge_db.parent)}\n"
+            f"confirm_timeout_s = {self.edge_confirm_timeout_s}\n"
         ]
         lines.append(_mqtt_toml(self.broker, pki, self.store))
         for fid in fridges:
@@ -190,8 +193,9 @@ class StoreStack:
 
         cli = [sys.executable, "-m", "xiaodian"]
         self.parts = {
-            name: Part(name, [*cli, "cloud", "run", "--config", str(toml)],
-                       self.logs / f"{name}.log")
+            name: Part(
+                name, [*cli, "cloud", "run", "--config", str(toml)], self.logs / f"{name}.log"
+            )
             for name, toml in zip(self.cloud_part_names, cloud_tomls, strict=True)
         }
         self.parts |= {
