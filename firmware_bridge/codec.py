@@ -32,6 +32,15 @@ POWER = 0x13
 DEFROST = 0x14
 GET_HELLO = 0x20
 RECEIPT = 0x21
+# Commands, host -> device, always with ACK_REQUESTED; retried with the same seq and
+# executed once (docs/protocol.md §5).
+SET_POINT = 0x30
+DEFROST_NOW = 0x31
+UNLOCK = 0x32
+REBOOT = 0x33
+TARE = 0x34
+CALIBRATE = 0x35
+COMMAND_TYPES = (SET_POINT, DEFROST_NOW, UNLOCK, REBOOT, TARE, CALIBRATE)
 ACK = 0x7F
 
 # Device records the host must store durably: the device keeps each in its log until a
@@ -49,6 +58,12 @@ TYPE_NAMES = {
     DEFROST: "defrost",
     GET_HELLO: "get_hello",
     RECEIPT: "receipt",
+    SET_POINT: "set_point",
+    DEFROST_NOW: "defrost_now",
+    UNLOCK: "unlock",
+    REBOOT: "reboot",
+    TARE: "tare",
+    CALIBRATE: "calibrate",
     ACK: "ack",
 }
 
@@ -520,6 +535,69 @@ def pack_receipt(boot_count: int, seqs: "list[int]") -> bytes:
     return bytes(out)
 
 
+def pack_set_point(tenths_c: int) -> bytes:
+    """New thermostat set point in tenths of a degree Celsius (i16)."""
+    return struct.pack("<h", tenths_c)
+
+
+def pack_defrost_now(minutes: int = 0) -> bytes:
+    """Start a defrost now; 0 minutes = the configured duration."""
+    return struct.pack("<H", minutes)
+
+
+def pack_unlock(seconds: int) -> bytes:
+    """Release the lock; it re-locks when the door closes or after `seconds`."""
+    return struct.pack("<H", seconds)
+
+
+def pack_reboot() -> bytes:
+    return b""
+
+
+def pack_tare(lane: int) -> bytes:
+    return struct.pack("<B", lane)
+
+
+def pack_calibrate(lane: int, grams: int) -> bytes:
+    """The weight now on `lane` is `grams` (a reference weight)."""
+    return struct.pack("<BI", lane, grams)
+
+
+def _decode_set_point(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 2:
+        return None
+    return {"type": "set_point", "tenths_c": struct.unpack_from("<h", p, 0)[0]}
+
+
+def _decode_defrost_now(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 2:
+        return None
+    return {"type": "defrost_now", "minutes": struct.unpack_from("<H", p, 0)[0]}
+
+
+def _decode_unlock(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 2:
+        return None
+    return {"type": "unlock", "seconds": struct.unpack_from("<H", p, 0)[0]}
+
+
+def _decode_reboot(p: bytes) -> "dict[str, Any] | None":
+    return {"type": "reboot"}
+
+
+def _decode_tare(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 1:
+        return None
+    return {"type": "tare", "lane": p[0]}
+
+
+def _decode_calibrate(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < 5:
+        return None
+    lane, grams = struct.unpack_from("<BI", p, 0)
+    return {"type": "calibrate", "lane": lane, "grams": grams}
+
+
 def _decode_receipt(p: bytes) -> "dict[str, Any] | None":
     if len(p) < 5:
         return None
@@ -645,6 +723,12 @@ _DECODERS = {
     DEFROST: _decode_defrost,
     GET_HELLO: _decode_get_hello,
     RECEIPT: _decode_receipt,
+    SET_POINT: _decode_set_point,
+    DEFROST_NOW: _decode_defrost_now,
+    UNLOCK: _decode_unlock,
+    REBOOT: _decode_reboot,
+    TARE: _decode_tare,
+    CALIBRATE: _decode_calibrate,
     ACK: _decode_ack,
 }
 

@@ -265,6 +265,23 @@ def messages(draw: st.DrawFn) -> tuple[int, bytes, dict[str, Any]]:
     elif kind == codec.GET_HELLO:
         payload = codec.pack_get_hello()
         expected = {}
+    elif kind == codec.SET_POINT:
+        tenths = draw(st.integers(-32768, 32767))
+        payload, expected = codec.pack_set_point(tenths), {"tenths_c": tenths}
+    elif kind == codec.DEFROST_NOW:
+        minutes = draw(u16)
+        payload, expected = codec.pack_defrost_now(minutes), {"minutes": minutes}
+    elif kind == codec.UNLOCK:
+        seconds = draw(u16)
+        payload, expected = codec.pack_unlock(seconds), {"seconds": seconds}
+    elif kind == codec.REBOOT:
+        payload, expected = codec.pack_reboot(), {}
+    elif kind == codec.TARE:
+        lane = draw(u8)
+        payload, expected = codec.pack_tare(lane), {"lane": lane}
+    elif kind == codec.CALIBRATE:
+        lane, grams = draw(u8), draw(u32)
+        payload, expected = codec.pack_calibrate(lane, grams), {"lane": lane, "grams": grams}
     elif kind == codec.RECEIPT:
         boot = draw(u32)
         seqs = draw(st.lists(u16, max_size=codec.MAX_RECEIPT_SEQS))
