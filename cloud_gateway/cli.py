@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
@@ -46,6 +47,20 @@ def register(sub: Any) -> None:
                       help="text: a header and one tab-separated line each; jsonl: objects")
     gaps.set_defaults(func=_gaps)
 
+    command = cmds.add_parser(
+        "command", help="issue a signed command to a store and wait for its answer (JSON)",
+        description="Exit status: 0 answered, 3 refused by the store, 4 expired or not sent,"
+                    " 5 no answer within --timeout, 1 error. A running `cloud run` worker"
+                    " collects the answer into the database; this command waits for it there.")
+    command.add_argument("--config", required=True, type=Path, help="cloud TOML file")
+    command.add_argument("--store", required=True)
+    command.add_argument("action", metavar="ACTION", help="unlock, set_point, defrost, ...")
+    command.add_argument("params", metavar="KEY=VALUE", nargs="*",
+                         help="parameters, typed as the action defines (minutes=20)")
+    command.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to wait for the answer (default 30)")
+    command.set_defaults(func=_command)
+
 
 def _db_source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -60,10 +75,27 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from . import commands
     from .http_api import Api, HttpServer
     from .ingest import IngestWorker
 
     cfg = cloud_config.load(args.config)
+    commander: commands.Commander | None = None
+    publisher: commands.CommandPublisher | None = None
+    token: bytes | None = None
+    if cfg.commands.enabled:
+        assert cfg.commands.api_token_file is not None  # enabled: all three are set
+        try:
+            signer = commands.load_signer(cfg.commands)
+            token = commands.load_api_token(cfg.commands.api_token_file)
+        except commands.CommandSetupError as exc:
+            print(f"xiaodian cloud: refusing to start: {exc}", file=sys.stderr)
+            return 1
+        publisher = commands.CommandPublisher(
+            cfg.mqtt, commands.default_publisher_id(cfg.cloud.worker_id))
+        commander = commands.Commander(
+            signer, cfg.cloud.db, publisher, lifetime_s=cfg.commands.lifetime_s,
+            publish_timeout_s=cfg.commands.publish_timeout_s)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -78,10 +110,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"xiaodian cloud: cannot open database {cfg.cloud.db}: {exc}", file=sys.stderr)
         return 1
     try:
-        server = HttpServer(Api(cfg.cloud.db, worker.status), cfg.cloud.http_host,
-                            cfg.cloud.http_port)
-    except OSError as exc:
+        if publisher is not None:
+            publisher.start()
+        server = HttpServer(Api(cfg.cloud.db, worker.status, commander=commander,
+                                api_token=token), cfg.cloud.http_host, cfg.cloud.http_port)
+    except OSError as exc:  # also a missing TLS file for the publisher
         worker.stop()
+        if publisher is not None:
+            publisher.stop()
         print(f"xiaodian cloud: cannot listen on {cfg.cloud.http_host}:{cfg.cloud.http_port}:"
               f" {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -95,7 +131,62 @@ def _run(args: argparse.Namespace) -> int:
                 exit_code = 1
                 break
         worker.stop()
+        if publisher is not None:
+            publisher.stop()
     return exit_code
+
+
+def _command(args: argparse.Namespace) -> int:
+    import getpass
+
+    from xiaodian.commands import CommandError
+
+    from . import commands
+    from .db import Database
+
+    def fail(message: str) -> int:
+        print(f"xiaodian cloud command: {message}", file=sys.stderr)
+        return 1
+
+    cfg = cloud_config.load(args.config)
+    if not cfg.commands.enabled:
+        return fail(f"{args.config}: no [commands] section (signing_key, key_id, ...)")
+    try:
+        params = commands.parse_cli_params(args.action, args.params)
+        signer = commands.load_signer(cfg.commands)
+    except (ValueError, commands.CommandSetupError) as exc:
+        return fail(str(exc))
+    try:
+        Database.open(cfg.cloud.db).close()  # the schema, if no worker ever ran here
+    except sqlite3.Error as exc:
+        return fail(f"cannot open database {cfg.cloud.db}: {exc}")
+    publisher = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
+    try:
+        publisher.start()
+    except OSError as exc:
+        return fail(str(exc))
+    try:
+        if not publisher.wait_connected(min(args.timeout, 10.0)):
+            return fail(f"cannot connect to the broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+        commander = commands.Commander(
+            signer, cfg.cloud.db, publisher, lifetime_s=cfg.commands.lifetime_s,
+            publish_timeout_s=cfg.commands.publish_timeout_s)
+        try:
+            command_id = commander.issue(args.store, args.action, params,
+                                         issued_by=f"cli:{getpass.getuser()}")
+        except CommandError as exc:
+            return fail(str(exc))
+        except sqlite3.Error as exc:
+            return fail(f"cannot record the command in {cfg.cloud.db}: {exc}")
+    finally:
+        publisher.stop()
+    cmd = commands.wait_settled(cfg.cloud.db, command_id, args.timeout)
+    print(json.dumps(cmd, separators=(",", ":")), flush=True)
+    state = cmd["state"] if cmd else "sent"
+    if state == "sent":
+        print(f"xiaodian cloud command: no answer to {command_id} within {args.timeout:g} s"
+              " (is a `cloud run` worker collecting answers?)", file=sys.stderr)
+    return {"answered": 0, "refused": 3, "expired": 4, "unsent": 4}.get(state, 5)
 
 
 def _readings(args: argparse.Namespace) -> int:

@@ -17,13 +17,21 @@ Example (`cloud.toml`; relative paths are relative to the file):
     ca = "pki/ca.pem"
     cert = "pki/cloud-gateway.pem"
     key = "pki/cloud-gateway.key"
+
+    [commands]                # optional: without it this worker collects results only
+    signing_key = "cmdkey/command-signing.key"   # Ed25519 PEM, mode 0600
+    key_id = "56475aa75463474c"                  # printed by `xiaodian pki command-key`
+    api_token_file = "secrets/api-token"         # bearer token for POST, mode 0600
+    lifetime_s = 120
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from xiaodian.commands import MAX_LIFETIME_S
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import ID_PATTERN
@@ -48,6 +56,11 @@ class CloudSettings:
     # off a synchronised terminal may be before its wall is corrected too.
     clock_window_s: float = 600.0
     clock_threshold_s: float = 2.0
+    # Commands still unanswered this long after their expiry are marked expired. A store
+    # accepts a command until exp + its clock skew allowance (120 s), so less than that
+    # would call commands expired that may still run (a late answer is recorded anyway).
+    command_expiry_grace_s: float = 120.0
+    command_sweep_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.worker_id):
@@ -67,16 +80,61 @@ class CloudSettings:
             raise ValueError("clock_window_s: must be between 1 and 86400 seconds")
         if not 0.0 <= self.clock_threshold_s <= 3600.0:
             raise ValueError("clock_threshold_s: must be between 0 and 3600 seconds")
+        if not 0.0 <= self.command_expiry_grace_s <= 86400.0:
+            raise ValueError("command_expiry_grace_s: must be between 0 and 86400 seconds")
+        if not 0.05 <= self.command_sweep_interval_s <= 3600.0:
+            raise ValueError("command_sweep_interval_s: must be between 0.05 and 3600 seconds")
 
     @property
     def clock_policy(self) -> ClockPolicy:
         return ClockPolicy(window_s=self.clock_window_s, threshold_s=self.clock_threshold_s)
 
 
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # = the command format's `kid`
+
+
+@dataclass(frozen=True)
+class CommandSettings:
+    """Issuing signed commands; all three of signing_key, key_id and api_token_file, or
+    none (then this worker only collects results). The files are secrets, checked when
+    they are loaded (`cloud_gateway.commands.load_signer` / `load_api_token`), not here.
+
+    Not `CommandSettings | None` in CloudConfig: the loader reports errors inside an
+    optional table under the table's name only, and a bad key should be named.
+    """
+
+    signing_key: Path | None = None  # Ed25519 private key, PEM (`xiaodian pki command-key`)
+    key_id: str = ""  # must be the key's id: stores look the public key up by it
+    api_token_file: Path | None = None  # the bearer token for mutating HTTP endpoints
+    lifetime_s: int = 120  # from issue to expiry; the broker drops it unread after that
+    # How long an issuer waits for the broker's PUBACK before answering "not confirmed".
+    publish_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        given = {"signing_key": self.signing_key is not None, "key_id": bool(self.key_id),
+                 "api_token_file": self.api_token_file is not None}
+        if any(given.values()):
+            for name, present in given.items():
+                if not present:
+                    raise ValueError(f"{name}: required with the other two of signing_key,"
+                                     " key_id, api_token_file")
+        if self.key_id and not _KEY_ID_RE.fullmatch(self.key_id):
+            raise ValueError("key_id: must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        if not 5 <= self.lifetime_s <= MAX_LIFETIME_S:
+            raise ValueError(f"lifetime_s: must be between 5 and {MAX_LIFETIME_S} seconds")
+        if not 0.1 <= self.publish_timeout_s <= 60.0:
+            raise ValueError("publish_timeout_s: must be between 0.1 and 60 seconds")
+
+    @property
+    def enabled(self) -> bool:
+        return self.signing_key is not None
+
+
 @dataclass(frozen=True)
 class CloudConfig:
     cloud: CloudSettings
     mqtt: MqttSettings
+    commands: CommandSettings = field(default_factory=CommandSettings)
 
 
 def load(path: Path | str) -> CloudConfig:

@@ -41,6 +41,25 @@ CREATE TABLE IF NOT EXISTS readings (
     time_method TEXT,
     PRIMARY KEY (store, device, boot, seq)
 );
+-- Readings the edge compacted under disk pressure during a long outage: one row stands for
+-- seq_first..seq_last of the readings stream, with per-probe min/mean/max. Kept apart from
+-- `readings` so nobody mistakes a mean for a measurement; the gaps count the range as present.
+CREATE TABLE IF NOT EXISTS reading_aggregates (
+    store TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    seq_first BIGINT NOT NULL,
+    seq_last BIGINT NOT NULL,
+    count INTEGER NOT NULL,
+    dev_ms_first BIGINT NOT NULL,
+    dev_ms_last BIGINT NOT NULL,
+    wall_first DOUBLE PRECISION NOT NULL,
+    wall_last DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN NOT NULL,
+    probes TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, device, boot, seq_first)
+);
 CREATE TABLE IF NOT EXISTS events (
     store TEXT NOT NULL,
     device TEXT NOT NULL,
@@ -133,6 +152,29 @@ CREATE TABLE IF NOT EXISTS clock_history (
     source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS clock_history_by_store ON clock_history (store, boot, id);
+-- Signed commands issued to stores and what became of them (cloud_gateway/commands.py).
+-- state: sent (issued; published_at says when the broker took it), answered, refused
+-- (the store's reason in `reason`), expired (no answer by expires_at + grace), unsent
+-- (never handed to the broker). `wire` is the signed payload exactly as published.
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    store TEXT NOT NULL,
+    action TEXT NOT NULL,
+    params TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    wire BLOB NOT NULL,
+    state TEXT NOT NULL,
+    published_at DOUBLE PRECISION,
+    result TEXT,
+    reason TEXT,
+    answered_at DOUBLE PRECISION,
+    answered_by TEXT
+);
+CREATE INDEX IF NOT EXISTS commands_by_store ON commands (store, issued_at);
+CREATE INDEX IF NOT EXISTS commands_sent ON commands (expires_at) WHERE state = 'sent';
 """
 SCHEMA_VERSION = 2
 
@@ -146,7 +188,7 @@ GAP_FIELDS = (
     "detected_at", "detected_by", "filled_at", "filled_by", "parent_id",
 )
 TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
-          "clock_estimates", "clock_history")
+          "clock_estimates", "clock_history", "commands")
 # A parked payload larger than this is truncated (the broker caps packets anyway; this only
 # bounds what one hostile message can cost us).
 MAX_PARKED_BYTES = 1024 * 1024
@@ -295,23 +337,42 @@ class Database:
                                key=lambda t: t[0])[1:]
             offset = self._clock_sample(conn, batch.store, batch.boot, received_at, wall,
                                         synced, policy, f"{batch.kind}/{batch.device}")
+            top = max(getattr(r, "seq_last", None) or r.seq for r in records)
             existing = {row[0] for row in conn.execute(
                 f"SELECT seq FROM {table} WHERE store = ? AND device = ? AND boot = ?"
                 " AND seq BETWEEN ? AND ?",
-                (batch.store, batch.device, batch.boot, min(seqs), max(seqs)))}
+                (batch.store, batch.device, batch.boot, min(seqs), top))}
+            aggregates: set[int] = set()
+            if table == "readings":
+                aggregates = {row[0] for row in conn.execute(
+                    "SELECT seq_first FROM reading_aggregates WHERE store = ? AND device = ?"
+                    " AND boot = ? AND seq_first BETWEEN ? AND ?",
+                    (batch.store, batch.device, batch.boot, min(seqs), top))}
             fresh: dict[int, Reading | Event] = {}
             for r in records:  # the first copy of a seq wins, as ON CONFLICT DO NOTHING would
-                if r.seq not in existing and r.seq not in fresh:
+                # An aggregate may start at a seq the cloud has raw (sent before the outage):
+                # it is a duplicate only of an aggregate.
+                is_agg = isinstance(r, Reading) and r.seq_last is not None
+                seen = aggregates if is_agg else existing | aggregates
+                if r.seq not in seen and r.seq not in fresh:
                     fresh[r.seq] = r
             rows = []
+            covered: list[int] = []
             for r in fresh.values():
                 corrected, method = correct(r.wall, r.synced, offset, policy)
-                if isinstance(r, Reading):
+                if isinstance(r, Reading) and r.seq_last is not None and r.agg is not None:
+                    conn.execute(INSERT_AGGREGATE_SQL, _aggregate_row(batch, r, received_at))
+                    # Seqs of the range the cloud already has raw (sent before the outage,
+                    # their receipt lost) are not counted twice.
+                    covered += [s for s in range(r.seq, r.seq_last + 1) if s not in existing]
+                elif isinstance(r, Reading):
                     rows.append(_reading_row(batch, r, received_at, corrected, method))
+                    covered.append(r.seq)
                 else:
                     rows.append(_event_row(batch, r, received_at, corrected, method))
+                    covered.append(r.seq)
             conn.executemany(INSERT_SQL[table], rows)
-            self._update_gaps(conn, key, max_seq, list(fresh), received_at, worker)
+            self._update_gaps(conn, key, max_seq, covered, received_at, worker)
         return len(fresh), len(records) - len(fresh)
 
     # PostgreSQL: " FOR UPDATE", the row lock that serialises the batches of one stream.
@@ -484,6 +545,13 @@ class Database:
             })
         return out
 
+    def has_store(self, store: str) -> bool:
+        """Whether `store` has ever sent us anything (a state message or data)."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM store_state WHERE store = ?)"
+            " OR EXISTS (SELECT 1 FROM streams WHERE store = ?)", (store, store)).fetchone()
+        return bool(row[0])
+
     def open_gap_totals(self, store: str) -> tuple[int, int]:
         """(open gaps, records missing in them) of a store."""
         n, missing = self.conn.execute(
@@ -637,6 +705,21 @@ def _reading_row(batch: Batch, r: Reading, received_at: float, wall_corrected: f
     return (batch.store, batch.device, batch.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced,
             _probe_value(r, AIR_PROBE), _probe_value(r, PRODUCT_PROBE), probes, received_at,
             wall_corrected, method)
+
+
+INSERT_AGGREGATE_SQL = (
+    "INSERT INTO reading_aggregates (store, device, boot, seq_first, seq_last, count,"
+    " dev_ms_first, dev_ms_last, wall_first, wall_last, synced, probes, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _aggregate_row(batch: Batch, r: Reading, received_at: float) -> tuple[Any, ...]:
+    assert r.agg is not None and r.seq_last is not None
+    a = r.agg
+    probes = json.dumps([[p.index, p.minimum, p.mean, p.maximum, p.n_ok, p.n] for p in a.probes])
+    return (batch.store, batch.device, batch.boot, r.seq, r.seq_last, a.count, r.dev_ms,
+            a.dev_ms_last, r.wall, a.wall_last, r.synced, probes, received_at)
 
 
 def _event_row(batch: Batch, e: Event, received_at: float, wall_corrected: float,

@@ -1,13 +1,19 @@
 """HTTP API and dashboard: JSON over the standard library's threading HTTP server.
 
-`Api.handle()` is the whole behaviour (route, validate, query, render) and returns a
-`Response`; the request handler around it only does the socket work and the limits. Each
-request opens its own read-only database connection: WAL lets it read while a worker
-commits, and the ThreadingHTTPServer runs every request on a fresh thread anyway.
+`Api.handle()` (GET) and `Api.handle_post()` are the whole behaviour (route, authorise,
+validate, query, render) and return a `Response`; the request handler around them only does
+the socket work and the limits. Each request opens its own database connection: WAL lets it
+read while a worker commits, and the ThreadingHTTPServer runs every request on a fresh
+thread anyway.
+
+Only `POST /api/stores/{s}/commands` changes anything; it needs `Authorization: Bearer
+<token>` (the `[commands] api_token_file`). Reads stay open, like the dashboard.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import socket
@@ -22,8 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from xiaodian.commands import ACTIONS, CommandError
 from xiaodian.payloads import ID_PATTERN
 
+from . import commands
+from .commands import Commander
 from .db import Database, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,9 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 DEAD_LETTER_PREVIEW = 2000  # characters of a parked payload shown by the API
 REQUEST_TIMEOUT_S = 10.0  # a client that stalls mid-request loses its connection
+# A command request is {"action", "params"} with at most 16 short scalars: 4 KiB is ample.
+MAX_BODY_BYTES = 4096
+DEFAULT_COMMAND_LIMIT = 100
 
 # The dashboard is self-contained: inline script and style, data only from this origin.
 DASHBOARD_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -45,6 +57,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class BadRequest(Exception):
@@ -55,8 +68,10 @@ def json_response(status: int, obj: Any) -> Response:
     return Response(status, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
 
 
-def error(status: HTTPStatus, message: str) -> Response:
-    return json_response(status, {"error": message, "status": int(status)})
+def error(status: HTTPStatus, message: str,
+          headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    body = json.dumps({"error": message, "status": int(status)}, separators=(",", ":"))
+    return Response(status, body.encode() + b"\n", headers=headers)
 
 
 def dashboard_html() -> bytes:
@@ -68,9 +83,17 @@ class Api:
         self,
         db_path: Path,
         ingest_status: Callable[[], Mapping[str, Any]] | None = None,
+        *,
+        commander: Commander | None = None,
+        api_token: bytes | None = None,
     ) -> None:
+        if commander is not None and not api_token:
+            raise ValueError("api_token: required when commands can be issued")
         self.db_path = db_path
         self.ingest_status = ingest_status
+        self.commander = commander
+        # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
+        self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
 
     def handle(self, target: str) -> Response:
         """Answer a GET for `target` (path and query string)."""
@@ -142,6 +165,20 @@ class Api:
                     return error(HTTPStatus.NOT_FOUND, f"unknown store {store!r}")
                 return json_response(HTTPStatus.OK, {"store": store, "current": current,
                                                      "history": history})
+            case ["stores", store, "commands"] if ID_PATTERN.match(store):
+                _only(query, "state", "limit")
+                state = query.get("state")
+                if state is not None and state not in commands.STATES:
+                    raise BadRequest(f"state: expected one of {', '.join(commands.STATES)}")
+                limit = _int_param(query, "limit", DEFAULT_COMMAND_LIMIT, 1, MAX_LIMIT)
+                rows = commands.list_commands(db, store, state=state, limit=limit)
+                return json_response(HTTPStatus.OK, {"store": store, "commands": rows})
+            case ["commands", command_id] if ID_PATTERN.match(command_id):
+                _no_params(query)
+                cmd = commands.get_command(db, command_id)
+                if cmd is None:
+                    return error(HTTPStatus.NOT_FOUND, f"unknown command {command_id!r}")
+                return json_response(HTTPStatus.OK, cmd)
             case ["dead-letters"]:
                 _only(query, "limit")
                 limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -202,6 +239,113 @@ class Api:
             "next": {"after_boot": last[0], "after_seq": last[1]} if last else None,
         }
         return json_response(HTTPStatus.OK, body)
+
+
+    # ------------------------------------------------------------ commands (POST)
+
+    @staticmethod
+    def accepts_post(target: str) -> bool:
+        segments = urlsplit(target).path.split("/")[1:]
+        return len(segments) == 4 and segments[:2] == ["api", "stores"] and (
+            segments[3] == "commands")
+
+    def handle_post(self, target: str, *, authorization: str | None,
+                    content_type: str | None, body: bytes, client: str) -> Response:
+        """Issue a command: `POST /api/stores/{s}/commands` {"action": A, "params": {...}}."""
+        parts = urlsplit(target)
+        segments = [unquote(s) for s in parts.path.split("/")[1:]]
+        if not self.accepts_post(target) or parts.query:
+            return error(HTTPStatus.NOT_FOUND, f"no such path: {parts.path}")
+        if self.commander is None or self._token_digest is None:
+            return error(HTTPStatus.SERVICE_UNAVAILABLE,
+                         "this worker does not issue commands (no [commands] in its config)")
+        # Authenticate before looking at anything the caller sent.
+        denied = self._authorise(authorization)
+        if denied is not None:
+            return denied
+        store = segments[2]
+        mime = (content_type or "").split(";")[0].strip().lower()
+        if mime != "application/json":
+            # Also keeps browsers' cross-site "simple" form posts out.
+            return error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        try:
+            action, params = _command_request(body)
+            if not ID_PATTERN.match(store):
+                raise BadRequest(f"{store!r} is not a store id")
+            with Database.open_readonly(self.db_path) as db:
+                known = db.has_store(store)
+            if not known:
+                # A typo would otherwise sit unread at the broker until it expires.
+                return error(HTTPStatus.NOT_FOUND, f"unknown store {store!r} (never seen)")
+            command_id = self.commander.issue(store, action, params,
+                                              issued_by=f"http:{client}")
+        except BadRequest as exc:
+            return error(HTTPStatus.BAD_REQUEST, str(exc))
+        except CommandError as exc:  # what the store would refuse: bad params, store id
+            return error(HTTPStatus.BAD_REQUEST, str(exc))
+        except sqlite3.Error as exc:
+            log.warning("database error issuing a command to %s: %s", store, exc)
+            return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+        with Database.open_readonly(self.db_path) as db:
+            cmd = commands.get_command(db, command_id)
+        assert cmd is not None  # committed before issue() returned
+        location = (("Location", f"/api/commands/{command_id}"),)
+        if cmd["state"] == "unsent":
+            body_out = {"error": f"command not sent: {cmd['reason']}", "status": 503,
+                        "id": command_id, "command": cmd}
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE,
+                            json.dumps(body_out, separators=(",", ":")).encode() + b"\n",
+                            headers=location)
+        out = json.dumps({"id": command_id, "command": cmd}, separators=(",", ":")).encode()
+        return Response(HTTPStatus.ACCEPTED, out + b"\n", headers=location)
+
+    def _authorise(self, authorization: str | None) -> Response | None:
+        challenge = (("WWW-Authenticate", 'Bearer realm="xiaodian"'),)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error(HTTPStatus.UNAUTHORIZED, "Authorization: Bearer <token> required",
+                         challenge)
+        given = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+        assert self._token_digest is not None
+        if not hmac.compare_digest(given, self._token_digest):
+            return error(HTTPStatus.FORBIDDEN, "wrong token")
+        return None
+
+
+def _command_request(body: bytes) -> tuple[str, dict[str, str | int | bool]]:
+    """Strict parse of {"action": str, "params": {name: scalar}}; BadRequest says why."""
+    try:
+        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys,
+                         parse_float=_no_floats, parse_constant=_no_floats)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not a JSON object: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = sorted(set(obj) - {"action", "params"})
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field (known: action, params)")
+    action = obj.get("action")
+    if not isinstance(action, str):
+        raise BadRequest("action: required, a string")
+    if action not in ACTIONS:
+        raise BadRequest(f"action: unknown action {action[:64]!r} (known: {', '.join(ACTIONS)})")
+    params = obj.get("params", {})
+    if not isinstance(params, dict) or not all(
+        isinstance(v, str | int) for v in params.values()  # bool is an int
+    ):
+        raise BadRequest("params: must be an object of strings, integers and booleans")
+    return action, params
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+def _no_floats(text: str) -> None:
+    raise ValueError(f"{text}: only whole numbers (e.g. tenths_c: -5 for -0.5 °C)")
 
 
 def _query(qs: str) -> dict[str, str]:
@@ -271,10 +415,56 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def _refuse_method(self) -> None:
-        self._send(error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are supported"),
-                   head=False, extra={"Allow": "GET, HEAD"})
+        if self.api.accepts_post(self.path):
+            allow, what = "GET, HEAD, POST", "GET, HEAD and POST"
+        else:
+            allow, what = "GET, HEAD", "GET and HEAD"
+        self._send(error(HTTPStatus.METHOD_NOT_ALLOWED, f"only {what} are supported here"),
+                   head=False, extra={"Allow": allow})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def do_POST(self) -> None:
+        if not self.api.accepts_post(self.path):
+            self._refuse_method()
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            response = self.api.handle_post(
+                self.path, authorization=self.headers.get("Authorization"),
+                content_type=self.headers.get("Content-Type"), body=body,
+                client=self.client_address[0])
+        except Exception:
+            log.exception("error serving POST %s", self.path)
+            response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the log)")
+        self._send(response, head=False)
+
+    def _read_body(self) -> bytes | None:
+        """The request body within MAX_BODY_BYTES, or None after answering with an error."""
+        if "Transfer-Encoding" in self.headers:
+            # No chunked bodies: with a length up front, the limit is checked before reading.
+            self.close_connection = True
+            self._send(error(HTTPStatus.LENGTH_REQUIRED, "send Content-Length, not chunks"),
+                       head=False)
+            return None
+        raw = self.headers.get("Content-Length")
+        if raw is None or not raw.strip().isdigit():
+            self.close_connection = True
+            self._send(error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required"), head=False)
+            return None
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # unread bytes would be taken for the next request
+            self._send(error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                             f"request body over {MAX_BODY_BYTES} bytes"), head=False)
+            return None
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            return None  # the client went away mid-body
+        return body
 
     def _serve(self, *, head: bool) -> None:
         if len(self.path.encode()) > MAX_TARGET_BYTES:
@@ -304,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         if response.content_type.startswith("text/html"):
             self.send_header("Content-Security-Policy", DASHBOARD_CSP)
-        for k, v in (extra or {}).items():
+        for k, v in (*response.headers, *(extra or {}).items()):
             self.send_header(k, v)
         self.end_headers()
         if not head:

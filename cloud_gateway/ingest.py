@@ -8,7 +8,11 @@ Two threads, each owning one thing:
   back-off, resuming the broker session (clean_start=False, Session Expiry Interval), so a
   restarted worker gets what the broker queued for it.
 - the database thread owns the SQLite connection: parse, commit, then hand (mid, qos) back to
-  the network thread, which sends the PUBACK.
+  the network thread, which sends the PUBACK. It also marks unanswered commands expired
+  every `command_sweep_interval_s`.
+
+Command answers (`cmd/res`) take the same path as telemetry: recorded (or parked) in one
+commit, then acked; `cloud_gateway/commands.py` matches them by Correlation Data.
 
 Overflow policy: when the queue is full a message is counted (`queue_full`) and left
 unacknowledged. MQTT 5 forbids the broker to resend on the same connection, so once the
@@ -53,6 +57,7 @@ from xiaodian.payloads import (
 )
 from xiaodian.payloads import topic as topic_of
 
+from . import commands
 from .clock import ClockPolicy
 from .config import CloudSettings
 from .db import DEFAULT_POLICY, Database
@@ -72,6 +77,8 @@ COUNTER_NAMES = (
     "db_errors",  # database failures (retried; the message is not acked meanwhile)
     "connects",  # successful CONNACKs
     "resyncs",  # reconnects made to get refused messages redelivered
+    "results",  # command answers recorded (answered or refused)
+    "expired",  # commands marked expired by the sweep
 )
 
 
@@ -80,6 +87,7 @@ def subscriptions(group: str) -> list[str]:
     return [
         f"$share/{group}/xd/v1/+/telemetry",
         f"$share/{group}/xd/v1/+/events",
+        f"$share/{group}/xd/v1/+/cmd/res",
         "xd/v1/+/state",
     ]
 
@@ -89,7 +97,7 @@ def subscriptions(group: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Outcome:
-    action: Literal["stored", "state", "parked"]
+    action: Literal["stored", "state", "parked", "result"]
     inserted: int = 0
     duplicates: int = 0
     reason: str = ""
@@ -107,12 +115,20 @@ def ingest(
     *,
     retained: bool = False,
     policy: ClockPolicy = DEFAULT_POLICY,
+    correlation: bytes | None = None,
 ) -> Outcome:
     """Parse one message and commit it (or park it). Database errors propagate: retry later.
 
     `received_at` is when the broker handed the message over (not when the database thread
-    got to it): it is the cloud side of every clock sample.
+    got to it): it is the cloud side of every clock sample. `correlation` is the MQTT 5
+    Correlation Data (command answers carry the command id in it).
     """
+    if topic.endswith("/cmd/res"):
+        answer = commands.record_result(db, topic, payload, correlation, worker, received_at)
+        if answer.action == "parked":
+            return Outcome("parked", reason=answer.reason)
+        return Outcome("result", inserted=int(answer.action != "duplicate"),
+                       duplicates=int(answer.action == "duplicate"), reason=answer.action)
     try:
         msg = parse(topic, payload)
     except PayloadError as exc:
@@ -157,6 +173,7 @@ class _Inbound:
     received_at: float
     generation: int  # which connection delivered it
     retained: bool
+    correlation: bytes | None = None
 
 
 class IngestWorker:
@@ -263,7 +280,11 @@ class IngestWorker:
             if db is None:
                 return
             with db:
+                next_sweep = time.monotonic()
                 while True:
+                    if time.monotonic() >= next_sweep:
+                        self._sweep(db)
+                        next_sweep = time.monotonic() + self.settings.command_sweep_interval_s
                     try:
                         item = self._inbox.get(timeout=0.2)
                     except queue.Empty:
@@ -281,6 +302,17 @@ class IngestWorker:
         finally:
             self._db_done.set()
             self._wake()
+
+    def _sweep(self, db: Database) -> None:
+        try:
+            n = commands.expire_overdue(db, self._now(), self.settings.command_expiry_grace_s)
+        except sqlite3.Error as exc:  # tried again at the next interval
+            self.counters.add("db_errors")
+            log.warning("command expiry sweep failed: %s", exc)
+            return
+        if n:
+            self.counters.add("expired", n)
+            log.info("%d command(s) expired without an answer", n)
 
     def _open_db(self) -> Database | None:
         retry = Backoff(0.05, 2.0, rand=self._rand)
@@ -306,6 +338,7 @@ class IngestWorker:
                     item.received_at,
                     retained=item.retained,
                     policy=self._clock_policy,
+                    correlation=item.correlation,
                 )
             except sqlite3.Error as exc:
                 self.counters.add("db_errors")
@@ -319,6 +352,9 @@ class IngestWorker:
                 log.warning("parked a message on %s: %s", item.topic, outcome.reason)
             elif outcome.action == "state":
                 self.counters.add("states")
+            elif outcome.action == "result":
+                self.counters.add("results", outcome.inserted)
+                self.counters.add("duplicates", outcome.duplicates)
             else:
                 self.counters.add("stored", outcome.inserted)
                 self.counters.add("duplicates", outcome.duplicates)
@@ -514,6 +550,7 @@ class IngestWorker:
             self._now(),
             generation,
             bool(msg.retain),
+            _correlation_data(msg),
         )
         try:
             self._inbox.put_nowait(item)
@@ -527,3 +564,9 @@ class IngestWorker:
             self._resync_wanted = True
             return
         self._outstanding += 1
+
+
+def _correlation_data(msg: mqtt.MQTTMessage) -> bytes | None:
+    props = msg.properties
+    value = getattr(props, "CorrelationData", None) if props is not None else None
+    return bytes(value) if value is not None else None

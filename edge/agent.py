@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from edge import interpret
+from edge.commands import CommandHandler
+from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
@@ -78,8 +80,10 @@ class Agent:
         self.confirmed = 0
         self.republished = 0
         self.window_full = False
+        self.budget_counters: dict[str, int] = {}
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
+        self.command_handler = self._command_handler()
 
     # ------------------------------------------------------------ steps
 
@@ -162,6 +166,18 @@ class Agent:
             self.confirmed += self.store.confirm(confirmed)
         return len(keys)
 
+    def keep_within_budget(self) -> None:
+        edge = self.config.edge
+        done = self.store.enforce_budget(int(edge.disk_budget_mb * 1_000_000),
+                                         edge.compact_bucket_s)
+        if done["aggregates"] or done["history_dropped"]:
+            log.warning("disk budget: dropped %d confirmed records, compacted %d readings "
+                        "into %d aggregates", done["history_dropped"],
+                        done["readings_compacted"], done["aggregates"])
+            self.cursors.clear()  # rows behind the cursors changed
+            for key, n in done.items():
+                self.budget_counters[key] = self.budget_counters.get(key, 0) + n
+
     def republish_unconfirmed(self) -> int:
         """Records the broker took but the cloud never confirmed (a broker restarted without
         its database, a dropped queue) go out again; the cloud keeps each once."""
@@ -198,6 +214,8 @@ class Agent:
                 "receipts": c.receipts,
                 "confirmed": self.confirmed,
                 "republished": self.republished,
+                "disk_used_bytes": self.store.used_bytes(),
+                **self.budget_counters,
                 "last_error": c.last_error,
             },
         )
@@ -243,6 +261,7 @@ class Agent:
         try:
             while not self.stop_event.is_set() and not until():
                 self.uplink.poll(timeout=0.05)
+                self._step_commands()
                 self.drain()
                 acked = self.acknowledge()
                 now = self.monotonic()
@@ -256,6 +275,7 @@ class Agent:
                     next_republish = now + self.config.edge.confirm_timeout_s / 2
                 if now >= next_status:
                     self.report_status()
+                    self.keep_within_budget()
                     next_status = now + STATUS_EVERY_S
                 if now >= next_prune:
                     wall, _ = self.clock.read()
@@ -271,9 +291,29 @@ class Agent:
         self.drain()  # what the readers had already decoded is kept, not dropped
         self.acknowledge()
         self.uplink.close()
+        if self.command_handler is not None:
+            self.command_handler.close()
         self.acknowledge()
         self.store.close()
         log.info("edge agent stopped")
+
+    # ------------------------------------------------------------ signed commands
+
+    def _command_handler(self) -> CommandHandler | None:
+        """Signed commands from the cloud, if this store trusts a command key at all."""
+        return load_commands(
+            self.config.commands,
+            self.config.replay_db_path,
+            self.config.edge.store_id,
+            self.uplink,
+            self.store,
+            self.readers,
+            self.clock,
+        )
+
+    def _step_commands(self) -> None:
+        if self.command_handler is not None:
+            self.command_handler.step()
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from xiaodian.commands import DEFAULT_SKEW_S, key_id_for
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import ID_PATTERN
+from xiaodian.pki import PkiError, load_command_public_key
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class EdgeSettings:
     # A record the broker took (PUBACK) but the cloud has not confirmed by then is
     # published again; the cloud keeps it once.
     confirm_timeout_s: float = 30.0
+    # Disk the database may use. Over it: confirmed history goes first, then the oldest
+    # readings still waiting for the cloud are compacted into 10-minute aggregates. Events,
+    # alerts, orders and stock movements are never compacted or dropped.
+    disk_budget_mb: float = 512.0
+    compact_bucket_s: float = 600.0
 
     def __post_init__(self) -> None:
         _check_id("store_id", self.store_id)
@@ -53,6 +63,10 @@ class EdgeSettings:
             raise ValueError("max_batch: must be between 1 and 2000")
         if self.retain_days <= 0:
             raise ValueError("retain_days: must be positive")
+        if self.disk_budget_mb <= 0:
+            raise ValueError("disk_budget_mb: must be positive")
+        if self.compact_bucket_s < 10:
+            raise ValueError("compact_bucket_s: must be at least 10 seconds")
         if self.confirm_timeout_s < 1:
             raise ValueError("confirm_timeout_s: must be at least 1 second")
 
@@ -62,17 +76,61 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
+class CommandKey:
+    """A command-signing public key this store trusts, pinned under its key id."""
+
+    id: str
+    public_key: Path  # PEM from `xiaodian pki command-key` (the .pub file)
+
+    def __post_init__(self) -> None:
+        if not _KEY_ID.fullmatch(self.id):
+            raise ValueError(f"id: {self.id!r} is not a key id")
+        # Checked at start-up: a wrong or unreadable key would refuse every command later.
+        try:
+            key = load_command_public_key(self.public_key)
+        except (OSError, ValueError, PkiError) as exc:
+            raise ValueError(f"public_key: cannot load {self.public_key}: {exc}") from None
+        if key_id_for(key) != self.id:
+            raise ValueError(f"public_key: {self.public_key} has key id {key_id_for(key)}")
+
+
+@dataclass(frozen=True)
+class CommandSettings:
+    """Signed commands from the cloud; without this table the store takes none."""
+
+    keys: tuple[CommandKey, ...]
+    replay_db: Path | None = None  # default: DATA_DIR/commands.sqlite3
+    skew_s: int = DEFAULT_SKEW_S  # clock difference tolerated on issue and expiry times
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("keys: at least one trusted key is needed")
+        ids = [k.id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("keys: a key id is listed twice")
+        if not 0 <= self.skew_s <= 600:
+            raise ValueError("skew_s: must be between 0 and 600 seconds")
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     edge: EdgeSettings
     mqtt: MqttSettings
     fridges: tuple[FridgePort, ...] = ()
     scanners: tuple[ScannerPort, ...] = ()
+    commands: CommandSettings | None = None
 
     def __post_init__(self) -> None:
         ids = [f.id for f in self.fridges] + [s.id for s in self.scanners]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"fridges: device id {dupes[0]!r} is used twice")
+
+    @property
+    def replay_db_path(self) -> Path:
+        if self.commands is not None and self.commands.replay_db is not None:
+            return self.commands.replay_db
+        return self.edge.data_dir / "commands.sqlite3"
 
     @property
     def device_ids(self) -> list[str]:

@@ -29,6 +29,11 @@ READ_TIMEOUT_S = 0.2
 HELLO_RETRY_S = 2.0
 # How long to wait after blocking on a full queue before checking for stop.
 PUT_TIMEOUT_S = 0.5
+# Host commands (docs/protocol.md §5): no ACK within this, send again with the same seq.
+COMMAND_ACK_TIMEOUT_S = 0.25
+COMMAND_RETRIES = 4
+# Read timeout while a command waits for its ACK, so retries keep to the 250 ms above.
+COMMAND_POLL_S = 0.02
 
 
 class _LostWithData(serial.SerialException):
@@ -56,6 +61,51 @@ def _read_available(ser: serial.Serial) -> bytes:
     except (serial.SerialException, OSError) as exc:
         raise _LostWithData(data, exc) from exc
     return data
+
+
+class DeviceCommand:
+    """One command for a fridge, handed from the agent's thread to the port's reader thread.
+
+    The agent may `cancel()` it only while it is still queued: once a byte of it has gone
+    to the device it runs to an outcome, so a command reported as not done never executes.
+    """
+
+    def __init__(self, msg_type: int, payload: bytes) -> None:
+        self.msg_type = msg_type
+        self.payload = payload
+        self.done = threading.Event()
+        # ACK status name (ok, duplicate, busy...), or timeout, link_lost, device_restarted
+        self.outcome = ""
+        self.attempts = 0  # frames written: 1 + retransmissions
+        self.seq: int | None = None
+        self._lock = threading.Lock()
+        self._state = "queued"  # -> sent -> done, or -> cancelled
+
+    @property
+    def executed(self) -> bool:
+        """The device says it ran the command (now or on an earlier attempt)."""
+        return self.outcome in ("ok", "duplicate")
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self._state != "queued":
+                return False
+            self._state = "cancelled"
+            return True
+
+    def claim(self) -> bool:
+        """The reader takes it for sending; False if the agent cancelled it first."""
+        with self._lock:
+            if self._state != "queued":
+                return False
+            self._state = "sent"
+            return True
+
+    def finish(self, outcome: str) -> None:
+        with self._lock:
+            self._state = "done"
+            self.outcome = outcome
+        self.done.set()
 
 
 class PortReader(threading.Thread):
@@ -93,6 +143,9 @@ class PortReader(threading.Thread):
 
     def on_idle(self, ser: serial.Serial) -> None:
         pass
+
+    def on_lost(self) -> None:
+        """The port failed or closed: whatever waited for an answer on it will not get one."""
 
     def stats(self) -> dict[str, Any]:
         return {"reconnects": self.reconnects, "last_error": self.last_error}
@@ -135,6 +188,7 @@ class PortReader(threading.Thread):
             except (serial.SerialException, OSError) as exc:
                 if isinstance(exc, _LostWithData):
                     self.on_bytes(exc.data)
+                self.on_lost()
                 self.last_error = str(exc)
                 if up:
                     wall, synced = self.clock.read()
@@ -171,6 +225,10 @@ class FridgeReader(PortReader):
         self.before_hello = 0
         self.receipts_sent = 0
         self._receipts: queue.SimpleQueue[tuple[int, list[int]]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[DeviceCommand] = queue.SimpleQueue()
+        self._command: DeviceCommand | None = None  # the one awaiting its ACK
+        self._command_sent_at = 0.0
+        self.command_counts = {"sent": 0, "retransmitted": 0, "timeouts": 0, "link_lost": 0}
 
     def _next_seq(self) -> int:
         self.host_seq = (self.host_seq + 1) & 0xFFFF
@@ -188,13 +246,84 @@ class FridgeReader(PortReader):
         """Called by the agent (another thread) once these records are committed."""
         self._receipts.put((dev_boot, seqs))
 
+    def send_command(self, msg_type: int, payload: bytes) -> DeviceCommand:
+        """Queue a command (any thread); the reader sends it once the device said HELLO."""
+        command = DeviceCommand(msg_type, payload)
+        self._commands.put(command)
+        return command
+
     def on_open(self, ser: serial.Serial) -> None:
         self.hello = None
         self._ask_hello(ser)
 
+    def on_lost(self) -> None:
+        # The device may or may not have run it; a retry on a new connection could not be
+        # told from a new command (the device forgets seqs at GET_HELLO), so report it.
+        if self._command is not None:
+            self.command_counts["link_lost"] += 1
+            self._command.finish("link_lost")
+            self._command = None
+
+    def _device_restarted(self) -> None:
+        # A HELLO while a command waits: the device may have rebooted and forgotten which
+        # seqs it ran, so a retry could run it twice. Stop; the outcome is unknown.
+        if self._command is not None:
+            self.command_counts["link_lost"] += 1
+            self._command.finish("device_restarted")
+            self._command = None
+
+    def _command_step(self, ser: serial.Serial) -> None:
+        """One command at a time: send, retransmit unchanged but flagged, or give up."""
+        cmd = self._command
+        if cmd is None:
+            if self.hello is None:
+                return  # not yet sure who is on the line
+            while cmd is None:
+                try:
+                    cmd = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                if not cmd.claim():
+                    cmd = None  # cancelled by the agent while it waited
+            if cmd is None:
+                if ser.timeout != READ_TIMEOUT_S:
+                    ser.timeout = READ_TIMEOUT_S
+                return
+            cmd.seq = self._next_seq()
+            self._command = cmd
+            self.command_counts["sent"] += 1
+            self._write_command(ser, cmd, 0)
+            ser.timeout = COMMAND_POLL_S
+            return
+        if self.monotonic() - self._command_sent_at < COMMAND_ACK_TIMEOUT_S:
+            return
+        if cmd.attempts > COMMAND_RETRIES:
+            self.command_counts["timeouts"] += 1
+            self._command = None
+            cmd.finish("timeout")
+            return
+        self.command_counts["retransmitted"] += 1
+        self._write_command(ser, cmd, codec.RETRANSMISSION)
+
+    def _write_command(self, ser: serial.Serial, cmd: DeviceCommand, flags: int) -> None:
+        assert cmd.seq is not None
+        frame = codec.encode_frame(cmd.msg_type, cmd.seq, cmd.payload, codec.ACK_REQUESTED | flags)
+        ser.write(frame)
+        cmd.attempts += 1
+        self._command_sent_at = self.monotonic()
+
+    def _command_ack(self, frame: codec.Frame) -> None:
+        cmd = self._command
+        msg = codec.decode_message(frame.type, frame.payload)
+        if cmd is None or msg is None or msg["acked_seq"] != cmd.seq:
+            return  # the GET_HELLO's ACK, or a late one for a command already settled
+        self._command = None
+        cmd.finish(str(msg["status"]))
+
     def on_idle(self, ser: serial.Serial) -> None:
         if self.hello is None and self.monotonic() - self.hello_asked_at > HELLO_RETRY_S:
             self._ask_hello(ser)
+        self._command_step(ser)
         while True:
             try:
                 dev_boot, seqs = self._receipts.get_nowait()
@@ -208,10 +337,13 @@ class FridgeReader(PortReader):
     def on_bytes(self, data: bytes) -> None:
         wall, synced = self.clock.read()
         for frame in self.decoder.feed(data):
+            if frame.type == codec.ACK:
+                self._command_ack(frame)
             if frame.type == codec.HELLO:
                 msg = codec.decode_message(frame.type, frame.payload)
                 if msg is not None:
                     self.hello = msg
+                    self._device_restarted()
             elif self.hello is None and frame.type in codec.LOGGED_TYPES:
                 self.before_hello += 1
                 continue
@@ -230,6 +362,7 @@ class FridgeReader(PortReader):
             "bad_messages": self.bad_messages,
             "before_hello": self.before_hello,
             "receipts_sent": self.receipts_sent,
+            "commands": dict(self.command_counts),
             "hello": self.hello,
         }
 

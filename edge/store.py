@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
     fseq INTEGER NOT NULL, dev_ms INTEGER NOT NULL, wall REAL NOT NULL,
     synced INTEGER NOT NULL, probes TEXT NOT NULL, dev_boot INTEGER NOT NULL,
+    -- Set on an aggregate made under disk pressure: it replaces readings seq..seq_last.
+    seq_last INTEGER, agg TEXT,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 -- A device record resent (its RECEIPT was lost, or we crashed before sending it) is
@@ -203,7 +205,8 @@ class EdgeStore:
                     kind: Kind = "readings"
                     seq = next_seq.get((kind, item.device), 1)
                     cur = self.db.execute(
-                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL) "
+                        "ON CONFLICT DO NOTHING",
                         (
                             item.device,
                             self.boot,
@@ -303,6 +306,127 @@ class EdgeStore:
                 (device, wall, json.dumps(status, sort_keys=True)),
             )
 
+    # ------------------------------------------------------------ disk budget
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use (free pages are reused, so this is what grows)."""
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def enforce_budget(self, budget_bytes: int, bucket_s: float = 600.0) -> dict[str, int]:
+        """Keep the database within `budget_bytes`, in this order:
+
+        1. drop history the cloud already confirmed, oldest first;
+        2. compact the oldest routine readings still waiting for the cloud into per-interval
+           aggregates (min/mean/max/count per probe), marked as such;
+        Events (door, power, alerts, stock, orders) are never compacted or dropped: if they
+        alone exceed the budget the database grows and the agent says so.
+        """
+        done = {"history_dropped": 0, "readings_compacted": 0, "aggregates": 0}
+        low_water = int(budget_bytes * 0.8)
+        if self.used_bytes() <= budget_bytes:
+            return done
+        while self.used_bytes() > low_water:
+            n = self._drop_confirmed_history(2000)
+            if not n:
+                break
+            done["history_dropped"] += n
+        while self.used_bytes() > low_water:
+            compacted, made = self._compact_oldest(bucket_s)
+            if not made:
+                break
+            done["readings_compacted"] += compacted
+            done["aggregates"] += made
+        if self.used_bytes() > budget_bytes:
+            log.error("edge database uses %d bytes over its budget of %d even after "
+                      "compaction: only records that are never dropped remain",
+                      self.used_bytes(), budget_bytes)
+        return done
+
+    def _drop_confirmed_history(self, limit: int) -> int:
+        removed = 0
+        with self._tx():
+            for table, kind in (("readings", "readings"), ("events", "events")):
+                cur = self.db.execute(
+                    f"DELETE FROM {table} WHERE (device, boot, seq) IN ("  # table: one of two names
+                    f"SELECT t.device, t.boot, t.seq FROM {table} t WHERE NOT EXISTS ("
+                    "SELECT 1 FROM outbox o WHERE o.kind=? AND o.device=t.device AND "
+                    "o.boot=t.boot AND o.seq=t.seq) ORDER BY t.wall LIMIT ?)",
+                    (kind, limit),
+                )
+                removed += cur.rowcount
+        return removed
+
+    def _compact_oldest(self, bucket_s: float) -> tuple[int, int]:
+        """Aggregate the oldest run of pending raw readings of one device within one time
+        bucket (device time) into a single row; returns (readings replaced, rows made)."""
+        rows = self.db.execute(
+            "SELECT r.device, r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes, "
+            "r.dev_boot FROM outbox o JOIN readings r ON r.device=o.device AND "
+            "r.boot=o.boot AND r.seq=o.seq WHERE o.kind='readings' AND r.seq_last IS NULL "
+            "AND o.published_at IS NULL "
+            "ORDER BY r.wall, r.device, r.boot, r.seq LIMIT 5000"
+        ).fetchall()
+        if not rows:
+            return 0, 0
+        bucket_ms = int(bucket_s * 1000)
+        first = rows[0]
+        run = [first]
+        for row in rows[1:]:
+            same = (row[0], row[1], row[8]) == (first[0], first[1], first[8])
+            contiguous = row[2] == run[-1][2] + 1
+            if same and contiguous and row[4] // bucket_ms == first[4] // bucket_ms:
+                run.append(row)
+            elif same:
+                break
+        if len(run) < 2:
+            # Nothing left to gain in the oldest bucket: try making the buckets coarser.
+            if bucket_s < 86400:
+                return self._compact_oldest(bucket_s * 6)
+            return 0, 0
+        stats: dict[int, list[float]] = {}
+        counts: dict[int, int] = {}
+        for row in run:
+            for index, status, celsius in json.loads(row[7]):
+                counts[index] = counts.get(index, 0) + 1
+                if status == "ok" and celsius is not None:
+                    stats.setdefault(index, []).append(float(celsius))
+        agg_probes: list[list[float | int | None]] = []
+        summary_probes: list[list[object]] = []
+        for index in sorted(counts):
+            values = stats.get(index, [])
+            if values:
+                mean = round(sum(values) / len(values), 4)
+                agg_probes.append([index, min(values), mean, max(values), len(values),
+                                   counts[index]])
+                summary_probes.append([index, "ok", mean])
+            else:
+                agg_probes.append([index, None, None, None, 0, counts[index]])
+                summary_probes.append([index, "missing", None])
+        last = run[-1]
+        agg = {"count": len(run), "dev_ms_last": last[4], "wall_last": last[5],
+               "fseq_last": last[3], "probes": agg_probes}
+        device, boot, seq_first = first[0], first[1], first[2]
+        with self._tx():
+            self.db.execute(
+                "UPDATE readings SET probes=?, seq_last=?, agg=?, synced=? "
+                "WHERE device=? AND boot=? AND seq=?",
+                (json.dumps(summary_probes), last[2], json.dumps(agg),
+                 int(all(r[6] for r in run)), device, boot, seq_first),
+            )
+            self.db.execute(
+                "DELETE FROM readings WHERE device=? AND boot=? AND seq > ? AND seq <= ?",
+                (device, boot, seq_first, last[2]),
+            )
+            self.db.execute(
+                "DELETE FROM outbox WHERE kind='readings' AND device=? AND boot=? "
+                "AND seq > ? AND seq <= ?",
+                (device, boot, seq_first, last[2]),
+            )
+        return len(run), 1
+
     def prune(self, older_than_wall: float) -> int:
         """Drop acknowledged history older than the retention window."""
         removed = 0
@@ -332,7 +456,8 @@ class EdgeStore:
         """The oldest pending records of one stream after `after` = (boot, seq), one boot only."""
         if kind == "readings":
             sql = (
-                "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes "
+                "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes, "
+                "r.seq_last, r.agg "
                 "FROM outbox o JOIN readings r ON r.device=o.device AND r.boot=o.boot "
                 "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? AND o.published_at IS NULL "
                 "AND (o.boot, o.seq) > (?, ?) "
@@ -355,16 +480,18 @@ class EdgeStore:
             if row[0] != boot:
                 break
             if kind == "readings":
-                records.append(
-                    {
-                        "seq": row[1],
-                        "fseq": row[2],
-                        "dev_ms": row[3],
-                        "wall": row[4],
-                        "synced": bool(row[5]),
-                        "probes": json.loads(row[6]),
-                    }
-                )
+                record = {
+                    "seq": row[1],
+                    "fseq": row[2],
+                    "dev_ms": row[3],
+                    "wall": row[4],
+                    "synced": bool(row[5]),
+                    "probes": json.loads(row[6]),
+                }
+                if row[7] is not None:
+                    record["seq_last"] = row[7]
+                    record["agg"] = json.loads(row[8])
+                records.append(record)
             else:
                 records.append(
                     {

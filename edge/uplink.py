@@ -5,6 +5,10 @@ no message paho buffered for a dead connection is sent twice behind our back; wh
 acknowledged is still in the outbox and is published again from there. The session itself
 is persistent (clean_start=False plus a Session Expiry Interval) so orders and commands the
 cloud sends while the store is offline wait at the broker.
+
+Inbound messages are acknowledged by hand (manual_ack): a command's PUBACK goes out only
+once its verdict or result is recorded, so a crash before that means redelivery, not loss.
+PUBACKs leave in the order the messages arrived, as MQTT requires.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.store import RecordKey
+from xiaodian import commands as signed_commands
 from xiaodian import payloads
 from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
@@ -44,6 +50,20 @@ class UplinkCounters:
     session_present: bool = False
     receipts: int = 0
     bad_receipts: int = 0
+    commands_received: int = 0
+    responses: int = 0
+
+
+@dataclass(frozen=True)
+class InboundCommand:
+    """A message from `cmd/req`, not yet acknowledged to the broker."""
+
+    mid: int
+    qos: int
+    payload: bytes
+    response_topic: str
+    correlation: bytes
+    generation: int  # the connection it came on: only that one can acknowledge it
 
 
 class Uplink:
@@ -57,6 +77,7 @@ class Uplink:
         *,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        commands: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -75,6 +96,12 @@ class Uplink:
         self.counters = UplinkCounters()
         # Set when a connection ends so the agent republishes pending rows from the start.
         self.generation = 0
+        self.commands = commands  # subscribe to signed commands (a [commands] table exists)
+        self.inbound_commands: list[InboundCommand] = []
+        self.commands_subscribed = False  # SUBACK for cmd/req on the current connection
+        self._command_sub_mid: int | None = None
+        self._ack_order: deque[tuple[int, int]] = deque()  # (mid, qos) in arrival order
+        self._ackable: set[int] = set()
 
     # ------------------------------------------------------------ connection
 
@@ -84,13 +111,14 @@ class Uplink:
         )
 
     def _connect(self) -> None:
-        client = new_client(self.settings, self.store)
+        client = new_client(self.settings, self.store, manual_ack=True)
         client.connect_timeout = 5.0
         client.will_set(payloads.topic(self.store, "state"), self._state(False), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client = client
@@ -121,7 +149,11 @@ class Uplink:
                 self.client.disconnect()
         self.client = None
         self.connected = False
+        self.commands_subscribed = False
         self.inflight.clear()
+        # Unacknowledged messages of this connection will be redelivered on the next one.
+        self._ack_order.clear()
+        self._ackable.clear()
         self.generation += 1
         self.next_attempt = self.monotonic() + self.backoff.next_delay()
 
@@ -150,6 +182,10 @@ class Uplink:
         client.publish(payloads.topic(self.store, "state"), self._state(True), qos=1, retain=True)
         # Our session normally keeps this subscription; a broker that lost its state does not.
         client.subscribe(payloads.topic(self.store, "receipts"), qos=1)
+        if self.commands:
+            _, self._command_sub_mid = client.subscribe(
+                signed_commands.request_topic(self.store), qos=1
+            )
 
     def _on_disconnect(
         self,
@@ -167,6 +203,15 @@ class Uplink:
         self._drop_client()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if client is not self.client:
+            return  # a dying connection's: it cannot be acknowledged, it comes again
+        if msg.qos > 0:
+            self._ack_order.append((msg.mid, msg.qos))
+        if self.commands and msg.topic == signed_commands.request_topic(self.store):
+            self._command_message(msg)
+            return
+        if msg.qos > 0:
+            self._ack(msg.mid)  # receipts are applied idempotently: taking them is enough
         try:
             entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
         except payloads.PayloadError as exc:
@@ -175,6 +220,40 @@ class Uplink:
             return
         self.counters.receipts += 1
         self.confirmed.extend(entries)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if client is self.client and mid == self._command_sub_mid:
+            self.commands_subscribed = not any(r.is_failure for r in reasons)
+            if not self.commands_subscribed:
+                log.error("uplink: broker refused the command subscription: %s", reasons)
+
+    def _command_message(self, msg: mqtt.MQTTMessage) -> None:
+        props = msg.properties
+        response_topic = getattr(props, "ResponseTopic", None) or signed_commands.response_topic(
+            self.store
+        )
+        correlation = getattr(props, "CorrelationData", None) or b""
+        self.counters.commands_received += 1
+        self.inbound_commands.append(
+            InboundCommand(
+                msg.mid, msg.qos, bytes(msg.payload), response_topic, correlation, self.generation
+            )
+        )
+
+    def _ack(self, mid: int) -> None:
+        """Mark a message done and send every PUBACK now due, oldest first."""
+        self._ackable.add(mid)
+        while self._ack_order and self._ack_order[0][0] in self._ackable and self.client:
+            head, qos = self._ack_order.popleft()
+            self._ackable.discard(head)
+            self.client.ack(head, qos)
 
     def _on_publish(
         self,
@@ -231,6 +310,29 @@ class Uplink:
             return False
         self.inflight[info.mid] = keys
         self.counters.published += 1
+        return True
+
+    def take_commands(self) -> list[InboundCommand]:
+        taken, self.inbound_commands = self.inbound_commands, []
+        return taken
+
+    def respond(self, inbound: InboundCommand, payload: bytes) -> bool:
+        """Answer a command on its Response Topic with its Correlation Data, then take it
+        off the broker (PUBACK). False when its connection is gone: it will be redelivered
+        and answered from the replay memory."""
+        if self.client is None or not self.connected or inbound.generation != self.generation:
+            return False
+        info = self.client.publish(
+            inbound.response_topic,
+            payload,
+            qos=1,
+            properties=signed_commands.response_properties(inbound.correlation),
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        self.counters.responses += 1
+        if inbound.qos > 0:
+            self._ack(inbound.mid)
         return True
 
     def take_acked(self) -> list[RecordKey]:

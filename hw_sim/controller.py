@@ -11,7 +11,7 @@ go out; nothing here touches a port or a clock.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,12 @@ PROBE_PRODUCT = 1
 # Backup supply voltage (a 1-cell Li-ion pack): charged while mains is present, sagging on it.
 BACKUP_MV_CHARGED = 4_100
 BACKUP_MV_ON_BATTERY = 3_700
+# Commands (docs/protocol.md §4.8b): what this controller accepts, and how many executed
+# command sequence numbers it remembers to answer a retry with `duplicate`.
+REMEMBERED_COMMANDS = 8
+SET_POINT_TENTHS = (-300, 150)
+MAX_DEFROST_MINUTES = 120
+MAX_UNLOCK_S = 600
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,29 @@ class FridgeController:
         self.config = config
         self.boot_count = boot_count
         self.attached = False  # a host sent GET_HELLO since the last hang-up
+        self.door_open = False
+        self.mains = True
+        self.log_overflow = 0
+        # Persisted on the device (survives a reboot): the SET_POINT command changes it.
+        self.set_point_c = config.set_point_c
+        # Every command executed (not duplicates or refusals), for tests and diagnosis.
+        self.executed: list[dict[str, Any]] = []
+        # (dev_ms, "unlocked" | "locked", why) for every change of the door lock.
+        self.lock_events: list[tuple[int, str, str]] = []
+        self._boot_offset_ms = 0  # simulation time of the current boot's dev_ms 0
+        # Ground truth's share: records made and records lost since it last asked.
+        self._new_records: list[OutFrame] = []
+        self._lost_records: list[OutFrame] = []
+        self._reboot_pending = False
+        self._boot(reset_cause="power_on", compressor_changed_ms=-(10**12))
+
+    def _boot(self, reset_cause: str, compressor_changed_ms: int) -> None:
+        """Volatile state as a (re)boot leaves it; the record log lives in RAM too."""
+        config = self.config
+        self.reset_cause = reset_cause
         self.compressor_on = False
         self.heater_on = False
         self.defrosting = False
-        self.door_open = False
-        self.mains = True
         self._power_reported = False
         self.tx_dropped = 0
         self.dev_ms = 0
@@ -103,10 +127,7 @@ class FridgeController:
         self._decoder = codec.FrameDecoder()
         # seq -> record, oldest first; records are created whether or not a host listens.
         self.log: OrderedDict[int, LogEntry] = OrderedDict()
-        self.log_overflow = 0
-        self._new_records: list[OutFrame] = []
-        self._lost_records: list[OutFrame] = []
-        self._compressor_changed_ms = -(10**12)  # as if off for ever: may start at once
+        self._compressor_changed_ms = compressor_changed_ms
         self._held_by_min_off = False
         self._door_changed_ms = 0
         # Samples and heartbeats fall on a fixed grid of device time: k·interval, k ≥ 1.
@@ -114,6 +135,10 @@ class FridgeController:
         self._next_heartbeat_ms = self._ms(config.heartbeat_interval_s)
         self._defrost_end_ms = 0
         self._next_defrost_ms = self._ms(config.defrost_every_s) if config.defrost_every_s else -1
+        self.locked = True
+        self._relock_ms = 0
+        self._opened_while_unlocked = False
+        self._executed_seqs: deque[int] = deque(maxlen=REMEMBERED_COMMANDS)
 
     @staticmethod
     def _ms(seconds: float) -> int:
@@ -129,6 +154,8 @@ class FridgeController:
                 out.append(self._ack(frame.seq, codec.ACK_OK))
                 out.append(self._hello())
                 self.attached = True
+                # A new host session numbers its commands afresh: an old seq is not a retry.
+                self._executed_seqs.clear()
                 out.extend(self._state_report())
                 out.extend(self.resend(self.dev_ms, everything=True))
             elif frame.type == codec.RECEIPT:
@@ -136,9 +163,95 @@ class FridgeController:
                 if msg is not None and msg["boot_count"] == self.boot_count:
                     for seq in msg["seqs"]:
                         self.log.pop(seq, None)
+            elif frame.type in codec.COMMAND_TYPES:
+                after: list[OutFrame] = []
+                status = self._command(frame, after)
+                if frame.flags & codec.ACK_REQUESTED:
+                    out.append(self._ack(frame.seq, status))
+                out.extend(after)
             elif frame.flags & codec.ACK_REQUESTED:
                 out.append(self._ack(frame.seq, codec.ACK_UNKNOWN_TYPE))
         return out
+
+    # -- commands (docs/protocol.md §4.8b) ---------------------------------------------------
+
+    def _command(self, frame: codec.Frame, out: list[OutFrame]) -> int:
+        """Execute a host command once; the ACK status. Frames it causes go to `out`."""
+        if frame.seq in self._executed_seqs:
+            return codec.ACK_DUPLICATE  # a retry whose ACK was lost: not run again
+        msg = codec.decode_message(frame.type, frame.payload)
+        if msg is None:
+            return codec.ACK_BAD_PAYLOAD
+        status = self._execute(msg, out)
+        if status == codec.ACK_OK:
+            # Refusals are not remembered, so a retry is judged again (protocol §5).
+            self._executed_seqs.append(frame.seq)
+            self.executed.append({"seq": frame.seq, "dev_ms": self.dev_ms, **msg})
+        return status
+
+    def _execute(self, msg: dict[str, Any], out: list[OutFrame]) -> int:
+        kind, ms = msg["type"], self.dev_ms
+        if kind == "set_point":
+            lo, hi = SET_POINT_TENTHS
+            if not lo <= msg["tenths_c"] <= hi:
+                return codec.ACK_BAD_PAYLOAD
+            self.set_point_c = msg["tenths_c"] / 10  # the thermostat follows at the next tick
+            return codec.ACK_OK
+        if kind == "defrost_now":
+            if msg["minutes"] > MAX_DEFROST_MINUTES:
+                return codec.ACK_BAD_PAYLOAD
+            if self.defrosting:
+                return codec.ACK_BUSY
+            minutes = msg["minutes"]
+            self._start_defrost(ms, minutes * 60.0 if minutes else self.config.defrost_s, out)
+            return codec.ACK_OK
+        if kind == "unlock":
+            if not 1 <= msg["seconds"] <= MAX_UNLOCK_S:
+                return codec.ACK_BAD_PAYLOAD
+            self.locked = False
+            self._relock_ms = ms + msg["seconds"] * 1000
+            self._opened_while_unlocked = self.door_open
+            self.lock_events.append((ms, "unlocked", "command"))
+            return codec.ACK_OK
+        if kind == "reboot":
+            self._reboot_pending = True  # after this ACK has gone out, at the next tick
+            return codec.ACK_OK
+        # TARE / CALIBRATE: this cabinet has no load cells, so no lane exists.
+        return codec.ACK_BAD_PAYLOAD
+
+    def _reboot(self, sim_ms: int) -> list[OutFrame]:
+        """A soft reboot: new boot count and sequence, dev_ms from 0, HELLO (cause soft).
+
+        The record log is in RAM: records the host has not receipted yet are lost and
+        reported like an overflow, so ground truth stays exact.
+        """
+        for seq, entry in self.log.items():
+            self._lost_records.append(
+                OutFrame(codec.TYPE_NAMES[entry.msg_type], seq, b"", entry.fields, logged=True)
+            )
+        self.log_overflow += len(self.log)
+        self.boot_count += 1
+        self._boot_offset_ms = sim_ms
+        self._reboot_pending = False
+        # Relays drop during the restart; count the compressor's minimum off time from boot.
+        self._boot(reset_cause="soft", compressor_changed_ms=0)
+        if not self.attached:
+            return []
+        # The host that ordered the reboot is still on the line: introduce ourselves.
+        return [self._hello(), *self._state_report()]
+
+    def _relock(self, dev_ms: int, door_open: bool) -> None:
+        if self.locked:
+            return
+        if door_open:
+            self._opened_while_unlocked = True
+        elif self._opened_while_unlocked:
+            self.locked = True
+            self.lock_events.append((dev_ms, "locked", "door_closed"))
+            return
+        if dev_ms >= self._relock_ms:
+            self.locked = True
+            self.lock_events.append((dev_ms, "locked", "timeout"))
 
     def detach(self) -> None:
         """The host closed the port: stop streaming until the next GET_HELLO."""
@@ -165,14 +278,22 @@ class FridgeController:
     def tick(
         self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool, mains: bool = True
     ) -> list[OutFrame]:
-        """One pass of the control loop at device time `dev_ms` with fresh readings."""
-        self.dev_ms = dev_ms
+        """One pass of the control loop at device time `dev_ms` with fresh readings.
+
+        `dev_ms` counts from the first boot; after a soft reboot the controller counts its
+        own device time from the reboot.
+        """
         out: list[OutFrame] = []
+        if self._reboot_pending:
+            out += self._reboot(dev_ms)
+        dev_ms -= self._boot_offset_ms
+        self.dev_ms = dev_ms
         if self.config.power_monitor:
             self._power(dev_ms, mains, out)
         self._defrost_schedule(dev_ms, out)
         if self.mains:
             self._thermostat(dev_ms, air_raw / 16, out)
+        self._relock(dev_ms, door_open)
         if door_open != self.door_open:
             duration = dev_ms - self._door_changed_ms
             self.door_open = door_open
@@ -281,28 +402,33 @@ class FridgeController:
                 {"dev_ms": dev_ms, "active": False, "reason": "timeout"},
             )
         elif not self.defrosting and 0 <= self._next_defrost_ms <= dev_ms:
-            self.defrosting = True
-            self._defrost_end_ms = dev_ms + self._ms(self.config.defrost_s)
             self._next_defrost_ms += self._ms(self.config.defrost_every_s)
-            self.heater_on = self.config.defrost_heater
-            self._emit(
-                out,
-                codec.DEFROST,
-                codec.pack_defrost(dev_ms, True, "schedule"),
-                {"dev_ms": dev_ms, "active": True, "reason": "schedule"},
-            )
-            if self.compressor_on:
-                self._set_compressor(dev_ms, False, "defrost_start", out)
+            self._start_defrost(dev_ms, self.config.defrost_s, out, "schedule")
+
+    def _start_defrost(
+        self, dev_ms: int, seconds: float, out: list[OutFrame], reason: str = "command"
+    ) -> None:
+        self.defrosting = True
+        self._defrost_end_ms = dev_ms + self._ms(seconds)
+        self.heater_on = self.config.defrost_heater
+        self._emit(
+            out,
+            codec.DEFROST,
+            codec.pack_defrost(dev_ms, True, reason),
+            {"dev_ms": dev_ms, "active": True, "reason": reason},
+        )
+        if self.compressor_on:
+            self._set_compressor(dev_ms, False, "defrost_start", out)
 
     def _thermostat(self, dev_ms: int, air_c: float, out: list[OutFrame]) -> None:
         if self.defrosting:
             return
         half = self.config.hysteresis_c / 2
         if self.compressor_on:
-            if air_c <= self.config.set_point_c - half:
+            if air_c <= self.set_point_c - half:
                 self._set_compressor(dev_ms, False, "thermostat", out)
             return
-        if air_c < self.config.set_point_c + half:
+        if air_c < self.set_point_c + half:
             self._held_by_min_off = False  # demand went away while waiting
             return
         if dev_ms - self._compressor_changed_ms < self._ms(self.config.min_off_s):
@@ -398,17 +524,24 @@ class FridgeController:
         )
 
     def _hello(self) -> OutFrame:
-        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST
+        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST | codec.CAP_LOCK
         if self.config.power_monitor:
             caps |= codec.CAP_POWER
         payload = codec.pack_hello(
-            self.dev_ms, FIRMWARE_VERSION, "power_on", caps, 2, 0, self.boot_count, self.device_id
+            self.dev_ms,
+            FIRMWARE_VERSION,
+            self.reset_cause,
+            caps,
+            2,
+            0,
+            self.boot_count,
+            self.device_id,
         )
         fields = {
             "dev_ms": self.dev_ms,
             "protocol": [codec.PROTOCOL_MAJOR, codec.PROTOCOL_MINOR],
             "firmware": list(FIRMWARE_VERSION),
-            "reset_cause": "power_on",
+            "reset_cause": self.reset_cause,
             "capabilities": caps,
             "probe_count": 2,
             "lane_count": 0,

@@ -11,10 +11,12 @@ import functools
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hw_sim.controller import ControllerConfig, FridgeController, OutFrame
 from hw_sim.faults import FaultTimeline, LineNoise, Transition
+from hw_sim.firmware_host import FirmwareController, firmware_settings
 from hw_sim.hardware import CustomerDoor, Door, Ds18b20
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
@@ -36,8 +38,26 @@ def controller_config(spec: FridgeSpec) -> ControllerConfig:
     )
 
 
+def make_controller(
+    spec: FridgeSpec, flash_dir: Path | None = None
+) -> FridgeController | FirmwareController:
+    """The controller the scenario asked for; `flash_dir` keeps the firmware's config file."""
+    if spec.controller == "python":
+        return FridgeController(spec.id, controller_config(spec))
+    settings = firmware_settings(spec, controller_config(spec).power_monitor)
+    if spec.controller == "firmware":
+        return FirmwareController(spec.id, settings, flash_dir)
+    raise ValueError(f"controller: {spec.controller!r} is not supported by SimFridge yet")
+
+
 class SimFridge:
-    def __init__(self, spec: FridgeSpec, seed: int, params: ThermalParams | None = None) -> None:
+    def __init__(
+        self,
+        spec: FridgeSpec,
+        seed: int,
+        params: ThermalParams | None = None,
+        flash_dir: Path | None = None,
+    ) -> None:
         self.spec = spec
         self.thermal = FridgeThermal(
             params or ThermalParams(), spec.ambient_c, spec.air_start_c, spec.product_start_c
@@ -50,7 +70,7 @@ class SimFridge:
         self.air_probe = Ds18b20(rng("probe0"))
         self.product_probe = Ds18b20(rng("probe1"))
         self.door: Door = CustomerDoor(rng("door"), spec.door_openings_per_hour, spec.door_open_s)
-        self.controller = FridgeController(spec.id, controller_config(spec))
+        self.controller = make_controller(spec, flash_dir)
         self.time_s = 0.0
         self.door_open = False
         self.faults = FaultTimeline(spec.faults)

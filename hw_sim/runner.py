@@ -55,7 +55,8 @@ class Runner:
         try:
             for f in scenario.fridges:
                 port = PtyPort(sim.link_dir / f.id)
-                fridge = SimFridge(f, sim.seed)
+                # The firmware's flash (config, boot count) lives beside the links.
+                fridge = SimFridge(f, sim.seed, flash_dir=sim.link_dir / ".flash" / f.id)
                 self.devices.append(FridgeDevice(fridge, port, self.truth, sim.seed, wall))
             for s in scenario.scanners:
                 port = PtyPort(sim.link_dir / s.id)

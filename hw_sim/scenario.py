@@ -15,7 +15,8 @@ set_point_c = 3.0
 # (0 = never), defrost_minutes = 25, defrost_heater = false (off-cycle defrost),
 # min_off_s = 240, initial_air_c = set point, initial_product_c = set point,
 # line_noise_ber = 0 (bit error rate on the serial line, both directions),
-# drop_byte_rate = 0 (share of bytes lost on the line)
+# drop_byte_rate = 0 (share of bytes lost on the line),
+# controller = "python" (or "firmware", "micropython": docs/firmware.md)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
 [[fridges.faults]]
@@ -70,6 +71,11 @@ class SimSettings:
         if not 0 < self.step_s <= 10:
             raise ValueError("step_s: must be in (0, 10]")
 
+
+# Which controller runs the fridge: the Python reference (hw_sim/controller.py), the
+# MicroPython firmware in-process under CPython, or the firmware in a real `micropython`
+# process (fidelity mode, slower; see docs/firmware.md).
+ControllerKind = Literal["python", "firmware", "micropython"]
 
 FaultKind = Literal["unplug", "noise", "door_open", "compressor_fail", "power_cut"]
 
@@ -131,6 +137,7 @@ class FridgeSpec:
     initial_product_c: float | None = None
     line_noise_ber: float = 0.0
     drop_byte_rate: float = 0.0
+    controller: ControllerKind = "python"
     faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:

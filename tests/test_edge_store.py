@@ -142,3 +142,49 @@ def test_an_unreadable_file_is_moved_aside_too(tmp_path: Path) -> None:
     store = EdgeStore(db)
     assert store.recovered is not None and "not readable" in store.recovered[0]
     assert store.boot == 1
+
+
+def test_over_budget_confirmed_history_goes_first_then_readings_are_compacted(
+    tmp_path: Path,
+) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    # A long outage: a day of 10-s readings waiting for the cloud, plus a door event.
+    store.add(_reading("fridge-1", ms) for ms in range(10_000, 86_400_001, 10_000))
+    store.add([NewEvent("fridge-1", "door", 7, 5_000, 1.7e9, False, {"open": True}, 1)])
+    before = store.used_bytes()
+    done = store.enforce_budget(before // 4, bucket_s=600)
+    assert store.used_bytes() <= before // 4
+    assert done["history_dropped"] == 0  # nothing was confirmed, so nothing could go
+    assert done["readings_compacted"] > 0 and done["aggregates"] > 0
+    # The event survived untouched.
+    ev = store.next_batch("events", "fridge-1", (0, 0), limit=10)
+    assert ev is not None and ev.records[0]["data"] == {"open": True}
+    # Every reading seq is still accounted for, raw or inside an aggregate, in order.
+    covered: list[int] = []
+    after = (0, 0)
+    while (batch := store.next_batch("readings", "fridge-1", after, limit=500)) is not None:
+        for r in batch.records:
+            last = r.get("seq_last", r["seq"])
+            covered += range(r["seq"], last + 1)
+            if "agg" in r:
+                agg = r["agg"]
+                assert agg["count"] == last - r["seq"] + 1
+                (i0, lo, mean, hi, n_ok, n), _ = agg["probes"]
+                assert (i0, lo, mean, hi, n_ok, n) == (0, 3.0625, 3.0625, 3.0625, n, n)
+        after = (batch.boot, batch.records[-1]["seq"])
+    assert covered == list(range(1, 8641))
+
+
+def test_compacted_batches_parse_in_the_cloud(tmp_path: Path) -> None:
+    from xiaodian import payloads
+
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add(_reading("fridge-1", ms) for ms in range(10_000, 7_200_001, 10_000))
+    store.enforce_budget(store.used_bytes() // 3, bucket_s=600)
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=500)
+    assert batch is not None
+    body = payloads.batch_payload("readings", "store-001", "fridge-1", batch.boot, batch.records)
+    parsed = payloads.parse("xd/v1/store-001/telemetry", body)
+    assert isinstance(parsed, payloads.Batch)
+    aggs = [r for r in parsed.records if isinstance(r, payloads.Reading) and r.agg]
+    assert aggs and all(r.seq_last is not None for r in aggs)

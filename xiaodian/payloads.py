@@ -28,7 +28,18 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_RECORDS = 2000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EVENT_TYPES = frozenset(
-    {"hello", "heartbeat", "door", "compressor", "power", "defrost", "scan", "link", "storage"}
+    {
+        "hello",
+        "heartbeat",
+        "door",
+        "compressor",
+        "power",
+        "defrost",
+        "scan",
+        "link",
+        "storage",
+        "command",
+    }
 )
 PROBE_STATUS = ("ok", "crc", "missing", "suspect")
 
@@ -61,6 +72,29 @@ class Reading:
     wall: float  # terminal wall clock (unix seconds) when the frame was received
     synced: bool  # whether that wall clock was NTP-synchronised at the time
     probes: tuple[Probe, ...]
+    # An aggregate the edge made under disk pressure replaces readings seq..seq_last:
+    # `probes` then holds each probe's mean, `agg` the detail.
+    seq_last: int | None = None
+    agg: Aggregate | None = None
+
+
+@dataclass(frozen=True)
+class ProbeStats:
+    index: int
+    minimum: float | None
+    mean: float | None
+    maximum: float | None
+    n_ok: int  # readings with a usable value
+    n: int  # readings in the interval
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    count: int  # readings it replaces
+    dev_ms_last: int
+    wall_last: float
+    fseq_last: int
+    probes: tuple[ProbeStats, ...]
 
 
 @dataclass(frozen=True)
@@ -342,14 +376,52 @@ def _reading(o: _Obj) -> Reading:
                 raise PayloadError(f"{where}: celsius {celsius} is not a temperature")
             celsius = float(celsius)
         probes.append(Probe(index, status, celsius))
+    seq = o.uint("seq")
+    seq_last: int | None = None
+    agg: Aggregate | None = None
+    if o.get("seq_last") is not None or o.get("agg") is not None:
+        seq_last = o.uint("seq_last")
+        if not seq < seq_last <= seq + 1_000_000:
+            raise PayloadError(f"{o.where}.seq_last: {seq_last} does not follow seq {seq}")
+        agg = _aggregate(_Obj(o.get("agg"), f"{o.where}.agg"), seq_last - seq + 1)
     return Reading(
-        o.uint("seq"),
+        seq,
         o.u16("fseq"),
         o.uint("dev_ms"),
         o.number("wall"),
         o.flag("synced"),
         tuple(probes),
+        seq_last,
+        agg,
     )
+
+
+def _aggregate(o: _Obj, span: int) -> Aggregate:
+    count = o.uint("count")
+    if count != span:
+        raise PayloadError(f"{o.where}.count: {count} readings but seqs span {span}")
+    stats = []
+    for j, p in enumerate(o.array("probes")):
+        where = f"{o.where}.probes[{j}]"
+        if not isinstance(p, list) or len(p) != 6:
+            raise PayloadError(f"{where}: expected [index, min, mean, max, n_ok, n]")
+        index, lo, mean, hi, n_ok, n = p
+        ints = (index, n_ok, n)
+        if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in ints):
+            raise PayloadError(f"{where}: index and counts must be non-negative integers")
+        values = (lo, mean, hi)
+        if n_ok:
+            if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+                raise PayloadError(f"{where}: min/mean/max must be numbers")
+            if not (-300 < lo <= mean <= hi < 3000):
+                raise PayloadError(f"{where}: min <= mean <= max does not hold")
+        elif values != (None, None, None):
+            raise PayloadError(f"{where}: no usable readings but values given")
+        if n_ok > n or n > count:
+            raise PayloadError(f"{where}: counts do not add up")
+        stats.append(ProbeStats(index, lo, mean, hi, n_ok, n))
+    return Aggregate(count, o.uint("dev_ms_last"), o.number("wall_last"), o.u16("fseq_last"),
+                     tuple(stats))
 
 
 def _event(o: _Obj) -> Event:

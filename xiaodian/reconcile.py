@@ -75,13 +75,31 @@ def cloud_readings(db: Path, store: str) -> list[tuple[Key, Value]]:
     return [((d, int(ms)), (int(f), _probes(json.loads(p)))) for d, ms, f, p in rows]
 
 
+def cloud_aggregate_spans(db: Path, store: str) -> dict[str, list[tuple[int, int]]]:
+    """Per device, the device-time spans the cloud holds as compacted aggregates."""
+    try:
+        rows = _rows(db, "SELECT device, dev_ms_first, dev_ms_last FROM reading_aggregates "
+                         "WHERE store=?", (store,))
+    except sqlite3.OperationalError:  # a database from before aggregates existed
+        rows = []
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for device, first, last in rows:
+        spans.setdefault(device, []).append((int(first), int(last)))
+    return spans
+
+
 def compare(truth: Path, edge_db: Path, cloud_db: Path, store: str) -> dict[str, dict[str, int]]:
     """Per device: emitted (readings taken), stored at the edge, stored in the cloud,
     on_device (never handed over: still in the device's log at the end, or pushed out of a
-    full log: the simulator says which), missing (none of these: lost on the way),
+    full log: the simulator says which), compacted (not there as a reading but inside an
+    aggregate the edge made under disk pressure), missing (none of these: lost on the way),
     duplicated, and altered (present but with a different sequence number or values)."""
     sent = truth_readings(truth)
     held = truth_not_handed_over(truth)
+    spans = cloud_aggregate_spans(cloud_db, store)
+
+    def compacted(k: Key) -> bool:
+        return any(a <= k[1] <= b for a, b in spans.get(k[0], ()))
     edge = edge_readings(edge_db)
     cloud = cloud_readings(cloud_db, store)
     devices = sorted({k[0] for k in sent} | {k[0] for k, _ in edge} | {k[0] for k, _ in cloud})
@@ -95,7 +113,10 @@ def compare(truth: Path, edge_db: Path, cloud_db: Path, store: str) -> dict[str,
             "edge_stored": sum(1 for k, _ in edge if k[0] == device),
             "cloud_stored": sum(1 for k, _ in cloud if k[0] == device),
             "on_device": sum(1 for k in mine if k in held and k not in cloud_value),
-            "missing": sum(1 for k in mine if k not in cloud_value and k not in held),
+            "compacted": sum(1 for k in mine if k not in cloud_value and compacted(k)),
+            "missing": sum(
+                1 for k in mine if k not in cloud_value and k not in held and not compacted(k)
+            ),
             "duplicated": sum(n - 1 for k, n in cloud_count.items() if k[0] == device and n > 1),
             "altered": sum(1 for k, v in mine.items() if k in cloud_value and cloud_value[k] != v),
             "unexpected": sum(1 for k, _ in cloud if k[0] == device and k not in mine),

@@ -112,6 +112,8 @@ class StoreStack:
     sim_flush_s: float = 2.0
     # How long the edge waits for the cloud's receipt before publishing a record again.
     edge_confirm_timeout_s: float = 30.0
+    edge_disk_budget_mb: float = 512.0
+    edge_compact_bucket_s: float = 600.0
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
@@ -179,6 +181,8 @@ class StoreStack:
             f"[edge]\nstore_id = {_toml_str(self.store)}\n"
             f"data_dir = {_toml_str(self.edge_db.parent)}\n"
             f"confirm_timeout_s = {self.edge_confirm_timeout_s}\n"
+            f"disk_budget_mb = {self.edge_disk_budget_mb}\n"
+            f"compact_bucket_s = {self.edge_compact_bucket_s}\n"
         ]
         lines.append(_mqtt_toml(self.broker, pki, self.store))
         for fid in fridges:

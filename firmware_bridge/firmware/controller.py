@@ -1,0 +1,318 @@
+"""The fridge controller: every task of the firmware and the commands it obeys.
+
+Each task is a plain method `poll(now_ms) -> next_due_ms`; main.py runs them as asyncio
+tasks on a board, and the simulator's in-process host calls the same methods on its own
+clock (hw_sim/firmware_host.py). So all timing lives here and is testable without sleeps.
+
+`hw` is the board (board.py builds it from machine, onewire, ds18x20 and hx711):
+uart, ds, compressor, heater, door, lock, mains, backup_adc, cells, reset_cause,
+device_id, watchdog(timeout_ms), reset(), mem_free().
+"""
+
+import codec
+import lock as lockmod
+import probes as probemod
+from link import Link
+from loadcells import Lane
+from records import RecordLog
+from store import Store
+from supervisor import WDT_TIMEOUT_MS, Supervisor
+from thermostat import Thermostat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+FIRMWARE_VERSION = (1, 0, 0)
+LINK_POLL_MS = 50
+IO_POLL_MS = 250
+LANE_POLL_MS = 100
+SUPERVISOR_MS = 1000
+BACKUP_MV_PER_COUNT = 6600 / 65535  # 1:2 divider before a 3.3 V ADC
+
+
+class Task:
+    def __init__(self, name: str, fn: "Callable[[int], int]", max_gap_ms: int) -> None:
+        self.name = name
+        self.fn = fn
+        self.max_gap_ms = max_gap_ms
+
+
+class Controller:
+    def __init__(self, hw: "Any", data_dir: str, now_ms: int = 0) -> None:
+        self.hw = hw
+        self.store = Store(data_dir)
+        cfg = self.store.load()
+        if not cfg["device_id"]:
+            self.store.set("device_id", hw.device_id)
+        self.boot_count = self.store.count_boot()
+        self.cfg = cfg
+        self.log = RecordLog(cfg["log_capacity"], cfg["retransmit_after_s"] * 1000)
+        self.link = Link(hw.uart, self.log)
+        self.thermostat = Thermostat(cfg, now_ms)
+        self.door = lockmod.Door(now_ms, bool(hw.door.value()))
+        self.lock = lockmod.Lock() if cfg["lock"] else None
+        self.mains = True if hw.mains is None else bool(hw.mains.value())
+        self._mains_candidate = self.mains
+        self.air_c = None  # type: float | None
+        self.readings = []  # type: list[tuple[int, int, int]]
+        self.lanes = []  # type: list[Lane]
+        offsets, scales = cfg["lane_offsets"], cfg["lane_scales"]
+        for i in range(min(cfg["lanes"], len(hw.cells))):
+            off = offsets[i] if i < len(offsets) else 0
+            scale = scales[i] if i < len(scales) else 1.0
+            self.lanes.append(Lane(hw.cells[i], off, scale))
+        found = hw.ds.scan() if hw.ds is not None else []
+        roms = probemod.assign(found, cfg["probe_roms"], 2)
+        saved = [probemod.rom_hex(r) for r in roms]
+        if saved != cfg["probe_roms"]:
+            self.store.set("probe_roms", saved)
+        self.probes = probemod.ProbeBus(hw.ds, roms)
+        self.reboot_requested = False
+        self._converting = False
+        self.sample_ms = int(cfg["sample_interval_s"]) * 1000
+        self.heartbeat_ms = int(cfg["heartbeat_interval_s"]) * 1000
+        self.probe_period_ms = int(cfg["probe_period_ms"])
+        self._next_sample_ms = self.sample_ms
+        self._next_heartbeat_ms = self.heartbeat_ms
+        self._apply_outputs()
+        if self.lock is not None:
+            hw.lock.value(1)
+
+        self.supervisor = Supervisor()
+        period = self.probe_period_ms
+        self.tasks = [
+            Task("link", self.poll_link, 5000),
+            Task("probes", self.poll_probes, 3 * period + 5000),
+            Task("io", self.poll_io, 5000),
+            Task("heartbeat", self.poll_heartbeat, self.heartbeat_ms + 5000),
+            Task("supervisor", self.poll_supervisor, 0),
+        ]
+        if self.lanes:
+            self.tasks.append(Task("lanes", self.poll_lanes, 5000))
+        for t in self.tasks:
+            if t.max_gap_ms:
+                self.supervisor.register(t.name, t.max_gap_ms, now_ms)
+        self.supervisor.wdt = hw.watchdog(WDT_TIMEOUT_MS)
+
+        # HELLO first, with a fresh sequence (protocol §4.1), then the first POWER record.
+        self._hello(now_ms, 0)
+        if cfg["power_monitor"]:
+            self._power_record(now_ms)
+
+    # -- tasks: each returns when it wants to run next ----------------------------------------
+
+    def poll_link(self, now_ms: int) -> int:
+        self.supervisor.alive("link", now_ms)
+        for frame in self.link.receive():
+            self._handle(now_ms, frame)
+        self.link.resend(now_ms)
+        if self.reboot_requested:
+            self.hw.reset()  # after the ACK went out; does not return on a board
+        return now_ms + LINK_POLL_MS
+
+    def poll_probes(self, now_ms: int) -> int:
+        self.supervisor.alive("probes", now_ms)
+        if not self._converting:
+            self.probes.start()
+            self._converting = True
+            return now_ms + probemod.CONVERSION_MS
+        self._converting = False
+        self.readings = self.probes.read()
+        air = self.readings[0] if self.readings else None
+        self.air_c = air[2] / 16 if air is not None and air[1] == codec.STATUS_OK else None
+        if now_ms >= self._next_sample_ms:
+            self._next_sample_ms = _advance(self._next_sample_ms, now_ms, self.sample_ms)
+            probes = []  # type: list[tuple[int, int | str, float | None]]
+            for i, st, raw in self.readings:
+                probes.append((i, st, raw / 16))
+            self.link.record(now_ms, codec.TEMP, codec.pack_temp(now_ms, probes))
+        return now_ms - probemod.CONVERSION_MS + self.probe_period_ms
+
+    def poll_io(self, now_ms: int) -> int:
+        self.supervisor.alive("io", now_ms)
+        if self.hw.mains is not None and self.cfg["power_monitor"]:
+            level = bool(self.hw.mains.value())
+            # Two polls in agreement (250 ms apart) before a change counts.
+            if level != self.mains and level == self._mains_candidate:
+                self.mains = level
+                self._power_record(now_ms)
+            self._mains_candidate = level
+        self._control(now_ms)
+        duration = self.door.sample(now_ms, bool(self.hw.door.value()))
+        if duration is not None:
+            payload = codec.pack_door(now_ms, self.door.is_open, duration)
+            self.link.record(now_ms, codec.DOOR, payload)
+        if self.lock is not None and self.lock.update(now_ms, self.door.is_open):
+            self.hw.lock.value(1)
+        return now_ms + IO_POLL_MS
+
+    def poll_heartbeat(self, now_ms: int) -> int:
+        self.supervisor.alive("heartbeat", now_ms)
+        if now_ms < self._next_heartbeat_ms:
+            return self._next_heartbeat_ms
+        self._next_heartbeat_ms = _advance(self._next_heartbeat_ms, now_ms, self.heartbeat_ms)
+        if self.link.attached:
+            payload = codec.pack_heartbeat(
+                now_ms,
+                self.hw.mem_free(),
+                self.link.rx_errors,
+                self.probes.errors,
+                self.log.dropped + self.link.tx_short,
+            )
+            self.link.send(codec.HEARTBEAT, payload)
+        return self._next_heartbeat_ms
+
+    def poll_lanes(self, now_ms: int) -> int:
+        self.supervisor.alive("lanes", now_ms)
+        for lane in self.lanes:
+            lane.poll()
+        return now_ms + LANE_POLL_MS
+
+    def poll_supervisor(self, now_ms: int) -> int:
+        self.supervisor.check(now_ms)
+        return now_ms + SUPERVISOR_MS
+
+    # -- control ------------------------------------------------------------------------------
+
+    def _control(self, now_ms: int) -> None:
+        events = self.thermostat.step(now_ms, self.air_c, self.mains)
+        self._events(now_ms, events)
+
+    def _events(self, now_ms: int, events: "list[tuple[str, bool, int]]") -> None:
+        for kind, state, reason in events:
+            if kind == "compressor":
+                payload = codec.pack_compressor(now_ms, state, reason)
+                self.link.record(now_ms, codec.COMPRESSOR, payload)
+            else:
+                payload = codec.pack_defrost(now_ms, state, reason)
+                self.link.record(now_ms, codec.DEFROST, payload)
+        self._apply_outputs()
+
+    def _apply_outputs(self) -> None:
+        t = self.thermostat
+        self.hw.compressor.value(1 if t.compressor_on and self.mains else 0)
+        if self.hw.heater is not None:
+            self.hw.heater.value(1 if t.heater_on and self.mains else 0)
+
+    def _power_record(self, now_ms: int) -> None:
+        mv = 0
+        if self.hw.backup_adc is not None:
+            mv = round(self.hw.backup_adc.read_u16() * BACKUP_MV_PER_COUNT)
+        self.link.record(now_ms, codec.POWER, codec.pack_power(now_ms, self.mains, mv))
+
+    # -- frames from the host -----------------------------------------------------------------
+
+    def _handle(self, now_ms: int, frame: "codec.Frame") -> None:
+        t = frame.type
+        if t == codec.GET_HELLO:
+            # A new host session: its sequence numbers say nothing about the last one's.
+            self.link.commands.forget_all()
+            self.link.ack(frame.seq, codec.ACK_OK)
+            self._hello(now_ms, codec.REPLY)
+            self.link.attached = True
+            self._state_report(now_ms)
+            self.link.resend(now_ms, everything=True)
+        elif t == codec.RECEIPT:
+            msg = codec.decode_message(t, frame.payload)
+            if msg is not None and msg["boot_count"] == self.boot_count:
+                self.log.receipt(msg["seqs"])
+            if frame.flags & codec.ACK_REQUESTED:
+                self.link.ack(frame.seq, codec.ACK_OK)
+        elif t in codec.COMMAND_TYPES:
+            self._command(now_ms, frame)
+        elif frame.flags & codec.ACK_REQUESTED:
+            self.link.ack(frame.seq, codec.ACK_UNKNOWN_TYPE)
+
+    def _command(self, now_ms: int, frame: "codec.Frame") -> None:
+        if self.link.commands.seen(frame.seq):
+            self.link.ack(frame.seq, codec.ACK_DUPLICATE)
+            return
+        msg = codec.decode_message(frame.type, frame.payload)
+        status = codec.ACK_BAD_PAYLOAD if msg is None else self._execute(now_ms, msg)
+        if status == codec.ACK_OK:
+            self.link.commands.remember(frame.seq)
+        self.link.ack(frame.seq, status)
+
+    def _execute(self, now_ms: int, msg: "dict[str, Any]") -> int:
+        kind = msg["type"]
+        if kind == "set_point":
+            if not self.store.set("set_point_tenths", msg["tenths_c"]):
+                return codec.ACK_BAD_PAYLOAD
+            self.thermostat.set_c = msg["tenths_c"] / 10
+            return codec.ACK_OK
+        if kind == "defrost_now":
+            events = self.thermostat.defrost_now(now_ms, msg["minutes"])
+            if events is None:
+                return codec.ACK_BUSY
+            self._events(now_ms, events)
+            return codec.ACK_OK
+        if kind == "unlock":
+            if self.lock is None:
+                return codec.ACK_FAILED
+            if msg["seconds"] == 0:
+                return codec.ACK_BAD_PAYLOAD
+            self.lock.unlock(now_ms, msg["seconds"])
+            self.hw.lock.value(0)
+            return codec.ACK_OK
+        if kind == "reboot":
+            self.reboot_requested = True
+            return codec.ACK_OK
+        if kind in ("tare", "calibrate"):
+            lane = msg["lane"]
+            if lane >= len(self.lanes):
+                return codec.ACK_BAD_PAYLOAD
+            if kind == "tare":
+                ok = self.lanes[lane].tare()
+            else:
+                ok = self.lanes[lane].calibrate(msg["grams"])
+            if not ok:
+                return codec.ACK_FAILED
+            self.store.set("lane_offsets", [ln.offset for ln in self.lanes])
+            self.store.set("lane_scales", [ln.scale for ln in self.lanes])
+            return codec.ACK_OK
+        return codec.ACK_UNKNOWN_TYPE
+
+    # -- link frames --------------------------------------------------------------------------
+
+    def capabilities(self) -> int:
+        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST
+        if self.cfg["power_monitor"]:
+            caps |= codec.CAP_POWER
+        if self.lock is not None:
+            caps |= codec.CAP_LOCK
+        if self.lanes:
+            caps |= codec.CAP_LOAD_CELLS
+        return caps
+
+    def _hello(self, now_ms: int, flags: int) -> None:
+        payload = codec.pack_hello(
+            now_ms,
+            FIRMWARE_VERSION,
+            self.hw.reset_cause,
+            self.capabilities(),
+            len(self.probes.roms),
+            len(self.lanes),
+            self.boot_count,
+            self.cfg["device_id"],
+        )
+        self.link.send(codec.HELLO, payload, flags)
+
+    def _state_report(self, now_ms: int) -> None:
+        t = self.thermostat
+        door_for = now_ms - self.door.changed_ms
+        self.link.send(
+            codec.DOOR, codec.pack_door(now_ms, self.door.is_open, door_for), codec.REPLY
+        )
+        payload = codec.pack_compressor(now_ms, t.compressor_on, t.last_reason)
+        self.link.send(codec.COMPRESSOR, payload, codec.REPLY)
+        payload = codec.pack_defrost(now_ms, t.defrosting, t.defrost_reason)
+        self.link.send(codec.DEFROST, payload, codec.REPLY)
+
+
+def _advance(due_ms: int, now_ms: int, step_ms: int) -> int:
+    # Stay on the interval grid; skip slots missed (never a burst of catch-up samples).
+    nxt = due_ms + step_ms
+    if nxt <= now_ms:
+        nxt += ((now_ms - nxt) // step_ms + 1) * step_ms
+    return nxt

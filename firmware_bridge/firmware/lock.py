@@ -1,0 +1,56 @@
+"""Door switch (debounced, with how long each state lasted) and the electronic lock.
+
+Pure: pin levels and time come in, events go out. The lock is energised to hold; an
+UNLOCK releases it until the door has been opened and closed again, or the time runs
+out with the door shut (an open door cannot be locked: it re-locks when it closes).
+"""
+
+
+class Door:
+    def __init__(self, now_ms: int, is_open: bool = False) -> None:
+        self.is_open = is_open
+        self.changed_ms = 0  # since boot for the first change (protocol §4.4)
+        self._candidate = is_open
+        self._agree = 0
+
+    def sample(self, now_ms: int, level_open: bool, needed: int = 2) -> "int | None":
+        """Feed one poll; when the new state held for `needed` polls, returns the duration
+        of the state that just ended (ms) and flips `is_open`; else None."""
+        if level_open == self.is_open:
+            self._agree = 0
+            return None
+        if level_open != self._candidate:
+            self._candidate = level_open
+            self._agree = 0
+        self._agree += 1
+        if self._agree < needed:
+            return None
+        duration = now_ms - self.changed_ms
+        self.is_open = level_open
+        self.changed_ms = now_ms
+        self._agree = 0
+        return duration
+
+
+class Lock:
+    def __init__(self) -> None:
+        self.locked = True
+        self._until_ms = 0
+        self._opened = False
+
+    def unlock(self, now_ms: int, seconds: int) -> None:
+        self.locked = False
+        self._until_ms = now_ms + seconds * 1000
+        self._opened = False
+
+    def update(self, now_ms: int, door_open: bool) -> bool:
+        """Apply the re-lock rules; True when the lock state changed."""
+        if self.locked:
+            return False
+        if door_open:
+            self._opened = True
+            return False
+        if self._opened or now_ms >= self._until_ms:
+            self.locked = True
+            return True
+        return False
