@@ -80,3 +80,15 @@ fi
 if ! command -v mosquitto_pub >/dev/null 2>&1; then
     say "note: mosquitto-clients not installed; the CLI-client test will be skipped"
 fi
+
+# --- libfaketime: the fault tests jump the edge agent's wall clock a day ------------------
+if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
+    if is_root; then
+        say "installing faketime (for the clock-jump fault test)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y faketime
+    else
+        say "note: faketime not installed; the clock-jump test will be skipped" \
+            "(sudo apt-get install -y faketime)"
+    fi
+fi

@@ -156,3 +156,50 @@ def test_disk_budget_exhausted_during_a_long_outage(stack: StoreStack) -> None:
     finally:
         con.close()
     assert made and {(r["device"], r["kind"], r["dev_ms"]) for r in made} <= stored
+
+
+LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))), None)
+
+
+@pytest.fixture
+def clock_file(tmp_path: Path) -> Path:
+    path = tmp_path / "faketime"
+    path.write_text("+0\n")
+    return path
+
+
+@pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime missing: apt-get install faketime")
+def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_file: Path) -> None:
+    # The edge agent's wall clock (only) follows the file: libfaketime reads it on every
+    # call; its monotonic clock, which all its timers use, is left alone.
+    env = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    stack = StoreStack(tmp_path / "store", speed=120.0, sim_flush_s=0.0,
+                       edge_confirm_timeout_s=5.0, edge_env=env)
+    stack.start()
+    try:
+        time.sleep(3.0)
+        clock_file.write_text("+1d\n")
+        time.sleep(4.0)
+        clock_file.write_text("+0\n")  # and back: a day backwards in one step
+        time.sleep(4.0)
+        _assert_exactly_once(stack)
+        con = sqlite3.connect(stack.cloud_db)
+        try:
+            walls = con.execute(
+                "SELECT wall - received_at, wall_corrected - received_at, time_method "
+                "FROM readings WHERE store=?", (stack.store,)
+            ).fetchall()
+        finally:
+            con.close()
+    finally:
+        stack.stop()
+    ahead = [w for w in walls if w[0] > 80_000]
+    # Records stamped a day ahead were kept as stamped (the source time is never rewritten)
+    # and the cloud's correction brought them back within seconds of their arrival.
+    assert ahead, "no record carried the jumped clock"
+    assert all(abs(corrected) < 120 and method == "offset" for _, corrected, method in ahead)

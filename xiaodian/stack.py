@@ -113,6 +113,9 @@ class StoreStack:
     # How long the edge waits for the cloud's receipt before publishing a record again.
     edge_confirm_timeout_s: float = 30.0
     edge_disk_budget_mb: float = 512.0
+    # Extra environment for the edge agent's process (the clock-jump test preloads
+    # libfaketime through it).
+    edge_env: dict[str, str] = field(default_factory=dict)
     edge_compact_bucket_s: float = 600.0
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -235,7 +238,7 @@ class StoreStack:
             "simulator links",
             "sim",
         )
-        self.parts["edge"].start(env)
+        self.parts["edge"].start({**env, **self.edge_env})
         self._wait(self.edge_db.exists, "edge database", "edge")
 
     def _wait(self, ready: Any, what: str, part: str, timeout: float = 20.0) -> None:
@@ -268,7 +271,7 @@ class StoreStack:
         """SIGKILL a part (no clean-up of any kind) and start it again as before."""
         part = self.parts[name]
         part.kill()
-        part.start(self.env)
+        part.start({**self.env, **self.edge_env} if name == "edge" else self.env)
 
     def restart_broker(self, *, lose_state: bool = False, down_s: float = 0.0) -> None:
         """Stop Mosquitto, stay down `down_s`, start it on the same port. `lose_state`

@@ -6,13 +6,12 @@ In the simulator these imports resolve to fakes (hw_sim/fakes) and this file run
 
 import gc
 
+import codec
 import ds18x20
 import machine
 import onewire
 import pins
 from hx711 import HX711
-
-import codec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ class Board:
         self.uart = machine.UART(
             pins.UART_ID, baudrate=115200, tx=Pin(pins.UART_TX), rx=Pin(pins.UART_RX), rxbuf=1024
         )
-        self.ds = ds18x20.DS18X20(onewire.OneWire(Pin(pins.ONEWIRE)))  # type: Any
+        self.ds: Any = ds18x20.DS18X20(onewire.OneWire(Pin(pins.ONEWIRE)))
         self.compressor = Pin(pins.COMPRESSOR, Pin.OUT, value=0)
         self.heater = Pin(pins.HEATER, Pin.OUT, value=0)
         self.door = Pin(pins.DOOR, Pin.IN, Pin.PULL_UP)
@@ -50,7 +49,7 @@ class Board:
         self.backup_adc = machine.ADC(Pin(pins.BACKUP_ADC))
         self.cells = [HX711(Pin(d, Pin.IN), Pin(s, Pin.OUT)) for d, s in pins.LANES]
         self.reset_cause = _reset_cause()
-        self.device_id = "fridge-" + "".join("%02x" % b for b in machine.unique_id()[-3:])
+        self.device_id = "fridge-" + "".join(f"{b:02x}" for b in machine.unique_id()[-3:])
 
     def watchdog(self, timeout_ms: int) -> "Any":
         return machine.WDT(timeout=timeout_ms)

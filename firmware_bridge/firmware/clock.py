@@ -7,7 +7,8 @@ every task does, many times a second.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Uptime:

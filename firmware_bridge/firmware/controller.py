@@ -21,7 +21,8 @@ from thermostat import Thermostat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 FIRMWARE_VERSION = (1, 0, 0)
 LINK_POLL_MS = 50
@@ -54,9 +55,9 @@ class Controller:
         self.lock = lockmod.Lock() if cfg["lock"] else None
         self.mains = True if hw.mains is None else bool(hw.mains.value())
         self._mains_candidate = self.mains
-        self.air_c = None  # type: float | None
-        self.readings = []  # type: list[tuple[int, int, int]]
-        self.lanes = []  # type: list[Lane]
+        self.air_c: float | None = None
+        self.readings: list[tuple[int, int, int]] = []
+        self.lanes: list[Lane] = []
         offsets, scales = cfg["lane_offsets"], cfg["lane_scales"]
         for i in range(min(cfg["lanes"], len(hw.cells))):
             off = offsets[i] if i < len(offsets) else 0
@@ -123,7 +124,7 @@ class Controller:
         self.air_c = air[2] / 16 if air is not None and air[1] == codec.STATUS_OK else None
         if now_ms >= self._next_sample_ms:
             self._next_sample_ms = _advance(self._next_sample_ms, now_ms, self.sample_ms)
-            probes = []  # type: list[tuple[int, int | str, float | None]]
+            probes: list[tuple[int, int | str, float | None]] = []
             for i, st, raw in self.readings:
                 probes.append((i, st, raw / 16))
             self.link.record(now_ms, codec.TEMP, codec.pack_temp(now_ms, probes))

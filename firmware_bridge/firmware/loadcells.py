@@ -17,7 +17,7 @@ class Lane:
         self.cell = cell
         self.offset = offset
         self.scale = scale if scale else 1.0
-        self._raw = []  # type: list[int]
+        self._raw: list[int] = []
         self.errors = 0
 
     def poll(self) -> bool:

@@ -13,7 +13,8 @@ from controller import Controller
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 
 async def _task(fn: "Callable[[int], int]", up: "clock.Uptime", sleep_ms: "Any") -> None:
@@ -24,9 +25,8 @@ async def _task(fn: "Callable[[int], int]", up: "clock.Uptime", sleep_ms: "Any")
 
 
 async def _main(ctl: "Controller", up: "clock.Uptime", sleep_ms: "Any") -> None:
-    for t in ctl.tasks:
-        asyncio.create_task(_task(t.fn, up, sleep_ms))
-    while True:
+    running = [asyncio.create_task(_task(t.fn, up, sleep_ms)) for t in ctl.tasks]
+    while running:  # for ever: tasks that die are the supervisor's business
         await asyncio.sleep_ms(3_600_000)
 
 

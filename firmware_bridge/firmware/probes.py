@@ -19,7 +19,7 @@ RAW_MISSING = -127 * 16
 
 
 def rom_hex(rom: "bytes | bytearray") -> str:
-    return "".join("%02x" % b for b in rom)
+    return "".join(f"{b:02x}" for b in rom)
 
 
 def rom_bytes(text: str) -> bytes:

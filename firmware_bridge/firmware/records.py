@@ -7,11 +7,12 @@ no popitem(last=False).
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Entry:
-    __slots__ = ("seq", "msg_type", "payload", "sent_ms")
+    __slots__ = ("msg_type", "payload", "sent_ms", "seq")
 
     def __init__(self, seq: int, msg_type: int, payload: bytes) -> None:
         self.seq = seq
@@ -27,11 +28,11 @@ class RecordLog:
         self.capacity = capacity
         self.retransmit_after_ms = retransmit_after_ms
         self.dropped = 0  # pushed out of a full log: reported as tx_dropped
-        self._by_seq = {}  # type: dict[int, Entry]
-        self._order = []  # type: list[Entry]
+        self._by_seq: dict[int, Entry] = {}
+        self._order: list[Entry] = []
         # Simulator hooks (None on a board): ground truth learns what was made and lost.
-        self.on_add = None  # type: Callable[[Entry], Any] | None
-        self.on_drop = None  # type: Callable[[Entry], Any] | None
+        self.on_add: Callable[[Entry], Any] | None = None
+        self.on_drop: Callable[[Entry], Any] | None = None
 
     def __len__(self) -> int:
         return len(self._by_seq)
@@ -68,7 +69,7 @@ class RecordLog:
     def due(self, now_ms: int, everything: bool, limit: int = 32) -> "list[Entry]":
         """Records to (re)send now, marked as sent at `now_ms`: never sent, or not receipted
         within retransmit_after_ms; with `everything`, all of them (after a HELLO)."""
-        out = []  # type: list[Entry]
+        out: list[Entry] = []
         for e in self._order:
             if not everything and len(out) >= limit:
                 break
@@ -100,7 +101,7 @@ class SeqMemory:
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
-        self._seqs = []  # type: list[int]
+        self._seqs: list[int] = []
 
     def seen(self, seq: int) -> bool:
         return seq in self._seqs

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 FILE = "config.json"
 
 # key: (default, min, max); booleans and strings have no range.
-DEFAULTS = {  # type: dict[str, tuple[Any, int | None, int | None]]
+DEFAULTS: "dict[str, tuple[Any, int | None, int | None]]" = {
     "device_id": ("", None, None),
     "set_point_tenths": (30, -300, 200),  # tenths of °C
     "hysteresis_tenths": (20, 2, 100),
@@ -58,7 +58,7 @@ class Store:
     def __init__(self, directory: str = "") -> None:
         self.path = directory + "/" + FILE if directory else FILE
         self.errors = 0  # values replaced by their defaults at the last load
-        self.values = {}  # type: dict[str, Any]
+        self.values: dict[str, Any] = {}
         for key in DEFAULTS:
             self.values[key] = _copy(DEFAULTS[key][0])
 

@@ -14,9 +14,9 @@ WDT_TIMEOUT_MS = 8000  # the RP2040 allows at most 8388 ms
 
 class Supervisor:
     def __init__(self) -> None:
-        self.wdt = None  # type: Any
-        self._last = {}  # type: dict[str, int]
-        self._max_gap = {}  # type: dict[str, int]
+        self.wdt: Any = None
+        self._last: dict[str, int] = {}
+        self._max_gap: dict[str, int] = {}
         self.starved = ""  # the task that stopped checking in, for diagnosis
 
     def register(self, name: str, max_gap_ms: int, now_ms: int) -> None:

@@ -51,7 +51,7 @@ class Thermostat:
 
         Returns events in order: ("compressor", on, reason) and ("defrost", active, reason).
         """
-        out = []  # type: list[Event]
+        out: list[Event] = []
         if mains != self.mains:
             self.mains = mains
             if not mains:
@@ -75,7 +75,7 @@ class Thermostat:
         """Start a defrost on command; None when one is already running."""
         if self.defrosting:
             return None
-        out = []  # type: list[Event]
+        out: list[Event] = []
         ms = minutes * 60000 if minutes else self.defrost_ms
         self._start_defrost(now_ms, ms, codec.DEFROST_COMMAND, out)
         if self.defrost_every_ms:
