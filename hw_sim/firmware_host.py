@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -223,10 +225,10 @@ class FirmwareController:
         self, device_id: str, settings: dict[str, Any], data_dir: Path | None = None
     ) -> None:
         self.device_id = device_id
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix=f"xd-flash-{device_id}-")
-            data_dir = Path(self._tmp.name)
+            # No flash directory given: a private one, removed with this object.
+            data_dir = Path(tempfile.mkdtemp(prefix=f"xd-flash-{device_id}-"))
+            weakref.finalize(self, shutil.rmtree, data_dir, True)
         provision(data_dir, settings)
         self.board = SimBoard(device_id)
         self._pins = load_firmware()["pins"]

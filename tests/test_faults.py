@@ -30,12 +30,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack]:
-    options = getattr(request, "param", {})
+    options = {"speed": 120.0, **getattr(request, "param", {})}
     # No grace period at the end: records must have arrived during the run, not be handed
     # over when the simulator shuts down.
     s = StoreStack(
         tmp_path / "store",
-        speed=120.0,
         sim_flush_s=0.0,
         edge_confirm_timeout_s=5.0,  # records a restarted broker lost go out again soon
         **options,
@@ -156,6 +155,27 @@ def test_disk_budget_exhausted_during_a_long_outage(stack: StoreStack) -> None:
     finally:
         con.close()
     assert made and {(r["device"], r["kind"], r["dev_ms"]) for r in made} <= stored
+
+
+FAULTS_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "faults.toml"
+
+
+@pytest.mark.parametrize("stack", [{"scenario": FAULTS_SCENARIO, "speed": 300.0}], indirect=True)
+def test_serial_cable_unplugged_and_line_noise(stack: StoreStack) -> None:
+    # faults.toml: fridge-1's cable is pulled for a minute every ten; fridge-2's line flips
+    # bits (1e-4, then 1e-3 for half an hour) and drops bytes. 20 s at x300 = 100 minutes.
+    time.sleep(20.0)
+    _assert_exactly_once(stack)
+    con = sqlite3.connect(stack.edge_db)
+    try:
+        links = [json.loads(d)["state"] for (d,) in con.execute(
+            "SELECT data FROM events WHERE device='fridge-1' AND type='link' ORDER BY boot, seq")]
+        status = dict(con.execute("SELECT device, status FROM device_status").fetchall())
+    finally:
+        con.close()
+    assert links.count("down") >= 5 and links.count("up") >= 6  # the agent saw each unplug
+    noisy = json.loads(status["fridge-2"])
+    assert noisy["crc_errors"] + noisy["cobs_errors"] > 10  # and the noise was real
 
 
 LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))), None)
