@@ -18,6 +18,7 @@ from hw_sim.controller import ControllerConfig, FridgeController, OutFrame
 from hw_sim.faults import FaultTimeline, LineNoise, Transition
 from hw_sim.firmware_host import FirmwareController, firmware_settings
 from hw_sim.hardware import CustomerDoor, Door, Ds18b20
+from hw_sim.micropython_host import MicroPythonController
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
 from hw_sim.thermal import FridgeThermal, ThermalParams
@@ -39,15 +40,15 @@ def controller_config(spec: FridgeSpec) -> ControllerConfig:
 
 
 def make_controller(
-    spec: FridgeSpec, flash_dir: Path | None = None
-) -> FridgeController | FirmwareController:
+    spec: FridgeSpec, flash_dir: Path | None = None, speed: float = 1.0
+) -> FridgeController | FirmwareController | MicroPythonController:
     """The controller the scenario asked for; `flash_dir` keeps the firmware's config file."""
     if spec.controller == "python":
         return FridgeController(spec.id, controller_config(spec))
     settings = firmware_settings(spec, controller_config(spec).power_monitor)
     if spec.controller == "firmware":
         return FirmwareController(spec.id, settings, flash_dir)
-    raise ValueError(f"controller: {spec.controller!r} is not supported by SimFridge yet")
+    return MicroPythonController(spec.id, settings, flash_dir, speed)
 
 
 class SimFridge:
@@ -57,6 +58,7 @@ class SimFridge:
         seed: int,
         params: ThermalParams | None = None,
         flash_dir: Path | None = None,
+        speed: float = 1.0,
     ) -> None:
         self.spec = spec
         self.thermal = FridgeThermal(
@@ -70,7 +72,7 @@ class SimFridge:
         self.air_probe = Ds18b20(rng("probe0"))
         self.product_probe = Ds18b20(rng("probe1"))
         self.door: Door = CustomerDoor(rng("door"), spec.door_openings_per_hour, spec.door_open_s)
-        self.controller = make_controller(spec, flash_dir)
+        self.controller = make_controller(spec, flash_dir, speed)
         self.time_s = 0.0
         self.door_open = False
         self.faults = FaultTimeline(spec.faults)
@@ -101,6 +103,11 @@ class SimFridge:
 
     def receive(self, data: bytes) -> list[OutFrame]:
         return self.controller.receive(data)
+
+    def close(self) -> None:
+        """Stop a controller that runs in its own process (fidelity mode)."""
+        if isinstance(self.controller, MicroPythonController):
+            self.controller.close()
 
     def take_transitions(self) -> list[Transition]:
         out, self.transitions = self.transitions, []

@@ -56,7 +56,8 @@ class Runner:
             for f in scenario.fridges:
                 port = PtyPort(sim.link_dir / f.id)
                 # The firmware's flash (config, boot count) lives beside the links.
-                fridge = SimFridge(f, sim.seed, flash_dir=sim.link_dir / ".flash" / f.id)
+                flash = sim.link_dir / ".flash" / f.id
+                fridge = SimFridge(f, sim.seed, flash_dir=flash, speed=sim.speed)
                 self.devices.append(FridgeDevice(fridge, port, self.truth, sim.seed, wall))
             for s in scenario.scanners:
                 port = PtyPort(sim.link_dir / s.id)
@@ -144,4 +145,6 @@ class Runner:
     def close(self) -> None:
         for d in self.devices:
             d.port.close()
+            if isinstance(d, FridgeDevice):
+                d.sim.close()
         self.truth.close()

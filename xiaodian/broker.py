@@ -165,8 +165,12 @@ def write_broker_config(
         # is dropped silently. The default 1000 is too tight: a store offline over a long
         # weekend (3 days) at a busy 300 orders and commands a day needs ~900, and a cloud
         # worker restarting while 50 stores each send 3 messages a minute needs ~150 a
-        # minute. 10000 covers both with margin at ~1 KB each (10 MB per client at worst).
-        "max_queued_messages 10000",
+        # minute. A cloud worker is the other case: it announces a Receive Maximum, so a
+        # burst of store backlogs after a shared outage queues here (bench.backlog_drain saw
+        # 34,560 one-reading messages for one worker); 100000 at ~1 KB is 100 MB at worst.
+        # Past it Mosquitto drops silently; the edge then republishes whatever the cloud
+        # never confirmed (cloud receipts), so this bounds memory, not correctness.
+        "max_queued_messages 100000",
         # Refuse (and disconnect) any packet over 512 KiB: twice the largest payload the
         # cloud accepts (payloads.MAX_PAYLOAD_BYTES), so nothing legitimate comes near it,
         # while a hostile client cannot make the broker buffer 256 MB per message.

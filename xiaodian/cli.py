@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "firmware_bridge.cli",
     "edge.scan.cli",
     "xiaodian.security_cli",
+    "edge.rules.cli",
 )
 
 

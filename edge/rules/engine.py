@@ -258,6 +258,7 @@ class RuleEngine:
                 desired[aid] = old
                 continue
             closed = st.closed.get(aid) or fr.link_closed.get(aid)
+            ended = st.ended.get(aid)
             if closed is not None:
                 change = AlertChange.of(
                     "cleared",
@@ -267,6 +268,9 @@ class RuleEngine:
                     data=closed.data,
                     late=late,
                 )
+            elif ended is not None:
+                # Late records show the state ended before the alert's threshold.
+                change = AlertChange.of("cleared", old, ended[0], message=ended[1], late=True)
             else:
                 change = AlertChange.of(
                     "cleared",
@@ -283,7 +287,7 @@ class RuleEngine:
             if aid in fr.announced or aid in fr.reported or aid in desired:
                 continue
             changes.append(
-                AlertChange.of("raised", closed.alert, closed.alert.raised_at, late=late)
+                AlertChange.of("raised", closed.alert, closed.alert.changed_at, late=late)
             )
             changes.append(
                 AlertChange.of(
@@ -299,8 +303,10 @@ class RuleEngine:
         for aid, alert in desired.items():
             before = fr.reported.get(aid)
             if before is None:
-                changes.append(AlertChange.of("raised", alert, alert.raised_at, late=late))
-                fr.announced[aid] = alert.raised_at
+                # First seen at its current level (e.g. a door found open 6 min at a sparse
+                # tick): raised when that level was reached, so time and words agree.
+                changes.append(AlertChange.of("raised", alert, alert.changed_at, late=late))
+                fr.announced[aid] = alert.changed_at
             elif alert.rank > before.rank:
                 changes.append(AlertChange.of("updated", alert, alert.changed_at, late=late))
                 fr.announced[aid] = alert.changed_at

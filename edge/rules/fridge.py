@@ -38,6 +38,9 @@ DRIFT_BUCKET_S = 600.0
 POWER_ON_VALUE = 85.0
 # What DS18B20 libraries return for a probe that does not answer.
 DISCONNECTED_VALUE = -127.0
+# The air settles fast but not instantly after the door closes or a defrost ends; until
+# then a big step in the air reading is physics, not a faulty probe.
+AIR_SETTLE_S = 300.0
 
 
 class _Held:
@@ -92,6 +95,10 @@ class FridgeState:
         self.mains_lost_since: float | None = None
         self.defrost_since: float | None = None
         self.suppress_until = -math.inf
+        self.air_settle_until = -math.inf
+        # How recent "since" states ended (alert id -> (time, words)), for clearing an alert
+        # that late records show never reached its threshold. Bounded: newest kept.
+        self.ended: dict[str, tuple[float, str]] = {}
         self.comp_on: bool | None = None
         self.comp_since: float | None = None
         self.comp_last_on: float | None = None
@@ -126,7 +133,11 @@ class FridgeState:
         self.readings += 1
         c = self.cfg
         # The air probe legitimately moves fast with the door open or the heater on.
-        air_jumps_ok = self.door_since is not None or self.defrost_since is not None
+        air_jumps_ok = (
+            self.door_since is not None
+            or self.defrost_since is not None
+            or t < self.air_settle_until
+        )
         air_v, air_bad = self._classify(self.air, t, air, air_status, air_jumps_ok)
         prod_v, prod_bad = self._classify(self.product, t, product, product_status, False)
         if air_v is not None and prod_v is not None:
@@ -176,6 +187,7 @@ class FridgeState:
             elif not is_open and self.door_since is not None:
                 self._end_timer("door", self.door_since, t, "door closed after")
                 self.door_since = None
+                self.air_settle_until = t + AIR_SETTLE_S
         elif kind == "power":
             mains = _flag(data, "mains")
             if not mains and self.mains_lost_since is None:
@@ -198,6 +210,7 @@ class FridgeState:
                 )
                 self.defrost_since = None
                 self.comp_since = t
+                self.air_settle_until = t + AIR_SETTLE_S
         elif kind == "compressor":
             on = _flag(data, "on")
             if on == self.comp_on:
@@ -250,45 +263,47 @@ class FridgeState:
         return statistics.median(self.periods)
 
     def _timer_alert(self, rule: str, since: float, now: float) -> Alert | None:
+        """The alert for a state that began at `since`, at the level reached by `now`;
+        its words and numbers describe the moment that level was reached."""
         c = self.cfg
-        elapsed = now - since
         levels: list[tuple[float, Severity, Audience, str]]
-        data: dict[str, DataValue] = {"for_s": round(elapsed, 1)}
         if rule == "door":
             levels = [
-                (c.door_buzzer_min * MIN, "warning", "terminal", "buzzer at the terminal"),
+                (c.door_buzzer_min * MIN, "warning", "terminal", " (buzzer at the terminal)"),
                 (c.door_owner_min * MIN, "warning", "owner", ""),
                 (c.door_escalate_min * MIN, "critical", "owner", ""),
             ]
-            text = f"door open for {fmt_duration(elapsed)}"
         elif rule == "mains":
             levels = [
                 (0.0, "warning", "owner", ""),
                 (c.mains_escalate_min * MIN, "critical", "owner", ""),
             ]
-            text = f"mains power lost for {fmt_duration(elapsed)}"
         elif rule == "defrost_overrun":
             levels = [(c.defrost_overrun_min * MIN, "warning", "owner", "")]
-            text = (
-                f"defrost running for {fmt_duration(elapsed)}, "
-                f"limit {fmt_duration(c.defrost_overrun_min * MIN)}"
-            )
         else:  # cycling
             usual = self.usual_cycle_s()
             if usual is None:
                 return None
             levels = [(c.cycle_factor * usual, "warning", "owner", "")]
-            state = "on" if self.comp_on else "off"
-            text = (
-                f"compressor {state} for {fmt_duration(elapsed)} without cycling, "
-                f"usual cycle {fmt_duration(usual)}"
-            )
-            data["usual_cycle_s"] = round(usual, 1)
-            data["compressor_on"] = bool(self.comp_on)
-        reached = [lv for lv in levels if elapsed >= lv[0]]
+        reached = [lv for lv in levels if now - since >= lv[0]]
         if not reached:
             return None
-        at, severity, audience, note = reached[-1]
+        after, severity, audience, note = reached[-1]
+        data: dict[str, DataValue] = {"for_s": round(after, 1)}
+        if rule == "door":
+            text = f"door open for {fmt_duration(after)}{note}"
+        elif rule == "mains":
+            text = f"mains power lost for {fmt_duration(after)}" if after else "mains power lost"
+        elif rule == "defrost_overrun":
+            text = f"defrost running for {fmt_duration(after)}, limit {fmt_duration(after)}"
+        else:
+            state = "on" if self.comp_on else "off"
+            text = (
+                f"compressor {state} for {fmt_duration(after)} without cycling, "
+                f"usual cycle {fmt_duration(after / c.cycle_factor)}"
+            )
+            data["usual_cycle_s"] = round(after / c.cycle_factor, 1)
+            data["compressor_on"] = bool(self.comp_on)
         return Alert(
             id=alert_id(self.fridge, rule, since),
             fridge=self.fridge,
@@ -297,17 +312,21 @@ class FridgeState:
             audience=audience,
             started_at=since,
             raised_at=since + levels[0][0],
-            changed_at=since + at,
+            changed_at=since + after,
             peak=None,
-            message=f"{text} ({note})" if note else text,
+            message=text,
             data=data,
         )
 
     def _end_timer(self, rule: str, since: float, t: float, words: str) -> None:
+        message = f"{words} {fmt_duration(t - since)}"
         alert = self._timer_alert(rule, since, t)
-        if alert is not None:  # only states that became alerts are remembered
+        if alert is not None:  # only states that became alerts are reported as such
             data = {**alert.data, "for_s": round(t - since, 1)}
-            self.closed[alert.id] = Closed(alert, t, f"{words} {fmt_duration(t - since)}", data)
+            self.closed[alert.id] = Closed(alert, t, message, data)
+        self.ended[alert_id(self.fridge, rule, since)] = (t, message)
+        while len(self.ended) > 64:
+            del self.ended[next(iter(self.ended))]
 
     # --- probes -----------------------------------------------------------------------------
 
@@ -324,13 +343,18 @@ class FridgeState:
             or value is None
             or (math.isfinite(value) and value <= DISCONNECTED_VALUE)
         ):
-            return self._bad(probe, "disconnected", f"status {status}")
+            why = f"status {status}" if status not in ("ok", "suspect") else "no reading"
+            if value is not None and value <= DISCONNECTED_VALUE:
+                why = f"reads {fmt_c(value)}"
+            return self._bad(probe, "disconnected", f"disconnected ({why})")
         if status == "suspect" or value == POWER_ON_VALUE:
-            return self._bad(probe, "power_on_value", "stuck at 85.0 °C")
+            finite = value if math.isfinite(value) else None
+            return self._bad(probe, "power_on_value", "stuck at 85.0 °C", finite)
         if not math.isfinite(value) or not c.probe_min_c <= value <= c.probe_max_c:
             shown = fmt_c(value) if math.isfinite(value) else str(value)
             limits = f"{fmt_limit(c.probe_min_c)}…{fmt_limit(c.probe_max_c)}"
-            return self._bad(probe, "out_of_range", f"reads {shown}, outside {limits}")
+            finite = value if math.isfinite(value) else None
+            return self._bad(probe, "out_of_range", f"reads {shown}, outside {limits}", finite)
         if probe.last_good is not None and not jumps_ok:
             last_t, last_v = probe.last_good
             allowed = c.probe_jump_c_per_min * max(1.0, (t - last_t) / MIN)

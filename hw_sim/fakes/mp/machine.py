@@ -66,7 +66,7 @@ class ADC:
 
 class WDT:
     def __init__(self, id=0, timeout=5000):
-        simio.event("WDT %d" % timeout)
+        simio.event(f"WDT {timeout}")
 
     def feed(self):
         simio.event("FEED")

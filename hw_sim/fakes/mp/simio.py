@@ -32,7 +32,7 @@ def pin_in(pin):
 def pin_out(pin, value):
     if _pins.get(pin) != value:
         _pins[pin] = value
-        sys.stderr.write("PIN %d %d\n" % (pin, value))
+        sys.stderr.write(f"PIN {pin} {value}\n")
 
 
 def event(line):
