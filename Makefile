@@ -5,7 +5,7 @@ VENV := .venv
 # Where `xiaodian demo` keeps its PKI, broker and databases.
 DEMO_DATA ?= .xiaodian-demo
 
-.PHONY: bootstrap demo test lint clean
+.PHONY: bootstrap demo test lint bench clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -17,6 +17,9 @@ test: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+bench: bootstrap
+	$(VENV)/bin/python -m bench.run_all
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
