@@ -60,6 +60,14 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$wanted" ]; then
     echo "$wanted" >"$STAMP"
 fi
 
+# MicroPython stubs for the firmware type-check, kept apart from .venv where they would
+# shadow CPython's typeshed in the host mypy run.
+if [ ! -f .fw-stubs/machine.pyi ]; then
+    say "installing MicroPython stubs into .fw-stubs"
+    "$VENV/bin/python" -m pip install --quiet --target .fw-stubs \
+        "micropython-rp2-stubs>=1.28,<1.30" "micropython-stdlib-stubs>=1.28,<1.30"
+fi
+
 # --- the broker -------------------------------------------------------------------------
 # Debian puts mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
 have_mosquitto() {
