@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -38,6 +39,9 @@ FRIDGES = 4
 SAMPLE_S = 10
 DEFAULT_BUDGET_MB = 512.0  # edge.config default
 MB = 1e6
+
+# The agent's warning when it publishes again what the cloud did not confirm in time.
+REPUBLISHED = re.compile(r"uplink: (\d+) records not confirmed by the cloud")
 
 Stream = tuple[str, str, int]  # (kind, device, boot) of the outbox
 
@@ -92,6 +96,7 @@ class Run:
     cloud_records: int = 0  # in the cloud: raw readings + readings inside aggregates
     open_gaps: int = 0
     settled: bool = False
+    republished: int = 0  # records sent again after confirm_timeout_s without a receipt
 
     def of(self, phase: str) -> list[Sample]:
         return [s for s in self.samples if s.phase == phase]
@@ -212,6 +217,8 @@ def outage_run(root: Path, label: str, budget_mb: float, args: argparse.Namespac
                                  "WHERE seq_last IS NOT NULL")
         time.sleep(1.0)  # the last receipts are sent after the cloud's commit
         run.cloud_records, run.open_gaps = _cloud_covered(stack.cloud_db, stack.store)
+        run.republished = sum(int(n) for n in REPUBLISHED.findall(
+            stack.parts["edge"].log.read_text(encoding="utf-8", errors="replace")))
     finally:
         stack.stop()
     return run
@@ -245,7 +252,7 @@ def report(runs: list[Run]) -> None:
         used_max = max(s.used_mb for s in r.samples)
         db_rows.append([
             r.label, r.outage_sim_h, r.outage_readings, r.outbox_at_end,
-            _s(r.first_delivery_s), _s(r.drain_s), r.budget_mb, used_max,
+            _s(r.first_delivery_s), _s(r.drain_s), r.republished, r.budget_mb, used_max,
             _x(used_max, r.budget_mb), max(s.files_mb for s in r.samples),
             f"{r.compacted:,} / {r.aggregates:,}",
             f"{r.cloud_records:,} / {r.edge_records:,}", r.open_gaps,
@@ -259,14 +266,15 @@ def report(runs: list[Run]) -> None:
     Table(
         "Outbox and database (drain = broker up until the cloud confirmed the whole backlog)",
         ["run", "outage sim h", "readings in outage", "outbox at end", "first delivery s",
-         "drain s", "budget MB", "DB used max MB", "used / budget", "files max MB",
+         "drain s", "republished", "budget MB", "DB used max MB", "used / budget", "files max MB",
          "compacted / aggregates", "in cloud / at edge", "open gaps"],
         db_rows,
     ).print()
     note("steady = mean RSS over the pre-outage window. DB used = pages in use (page_count - "
          "freelist_count), what disk_budget_mb bounds; files = edge.sqlite3 + WAL. in cloud = "
          "raw readings + readings inside aggregates, after the simulator stopped and the "
-         "outbox emptied; at edge = readings the agent numbered.")
+         "outbox emptied; at edge = readings the agent numbered. republished = records the "
+         "agent sent again because no receipt came within confirm_timeout_s (30 s).")
     for r in runs:
         if not r.settled or r.drain_s is None:
             note(f"WARNING {r.label}: the outbox did not drain in time.")

@@ -1,4 +1,4 @@
-"""Run every benchmark once, short settings: `python -m bench.run_all` (~3 minutes)."""
+"""Run every benchmark once, short settings: `python -m bench.run_all` (~5 minutes)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import backlog_drain, edge_footprint, wire_cost
+from . import backlog_drain, edge_footprint, outage_memory, wire_cost
 
 RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_cost", wire_cost.main, []),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "60", "--warmup", "10"]),
+    # Shorter outage than the default (25 s = ~4 simulated hours), so a smaller budget.
+    ("outage_memory", outage_memory.main,
+     ["--outage-s", "25", "--before", "8", "--warmup", "3", "--after", "2", "--budget-mb", "0.5"]),
 )
 
 

@@ -138,9 +138,10 @@ def ingest(
         db.store_state(msg, received_at, retained=retained, policy=policy)
         return Outcome("state")
     inserted, duplicates = db.store_batch(msg, received_at, worker=worker, policy=policy)
-    entry = ReceiptEntry(
-        msg.kind, msg.device, msg.boot, tuple(seq_ranges([r.seq for r in msg.records]))
-    )
+    # An aggregate stands for seq..seq_last: the receipt says so, or the edge keeps it.
+    covered = [s for r in msg.records
+               for s in range(r.seq, (getattr(r, "seq_last", None) or r.seq) + 1)]
+    entry = ReceiptEntry(msg.kind, msg.device, msg.boot, tuple(seq_ranges(covered)))
     receipt = (topic_of(msg.store, "receipts"), receipts_payload(msg.store, [entry]))
     return Outcome("stored", inserted, duplicates, receipt=receipt)
 

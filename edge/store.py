@@ -282,10 +282,14 @@ class EdgeStore:
         with self._tx():
             for e in entries:
                 for first, last in e.ranges:
+                    # An aggregate leaves only when the receipt covers its whole range: a
+                    # receipt for raw readings that were in flight when it was made does not.
                     cur = self.db.execute(
                         "DELETE FROM outbox WHERE kind=? AND device=? AND boot=? "
-                        "AND seq BETWEEN ? AND ?",
-                        (e.kind, e.device, e.boot, first, last),
+                        "AND seq BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM readings r "
+                        "WHERE outbox.kind='readings' AND r.device=outbox.device AND "
+                        "r.boot=outbox.boot AND r.seq=outbox.seq AND r.seq_last > ?)",
+                        (e.kind, e.device, e.boot, first, last, last),
                     )
                     removed += cur.rowcount
         return removed

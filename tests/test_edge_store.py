@@ -188,3 +188,24 @@ def test_compacted_batches_parse_in_the_cloud(tmp_path: Path) -> None:
     assert isinstance(parsed, payloads.Batch)
     aggs = [r for r in parsed.records if isinstance(r, payloads.Reading) and r.agg]
     assert aggs and all(r.seq_last is not None for r in aggs)
+
+
+def test_an_aggregate_leaves_the_outbox_only_when_its_whole_range_is_confirmed(
+    tmp_path: Path,
+) -> None:
+    from xiaodian.payloads import ReceiptEntry
+
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add(_reading("fridge-1", ms) for ms in range(10_000, 3_600_001, 10_000))
+    store.enforce_budget(store.used_bytes() // 3, bucket_s=600)
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=1)
+    assert batch is not None and "seq_last" in batch.records[0]
+    first, last = batch.records[0]["seq"], batch.records[0]["seq_last"]
+    # Raw readings first..first+4 were in flight when the aggregate was made; their receipt
+    # must not take the aggregate (and the readings only it still carries) with it.
+    store.confirm([ReceiptEntry("readings", "fridge-1", 1, ((first, first + 4),))])
+    again = store.next_batch("readings", "fridge-1", (0, 0), limit=1)
+    assert again is not None and again.records[0]["seq"] == first
+    store.confirm([ReceiptEntry("readings", "fridge-1", 1, ((first, last),))])
+    after = store.next_batch("readings", "fridge-1", (0, 0), limit=1)
+    assert after is None or after.records[0]["seq"] > last
