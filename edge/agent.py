@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from types import FrameType
 
 from edge import interpret
+from edge.alerting import Alerting, as_event
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
+from edge.rules.alerts import AlertChange
+from edge.rules.config import RulesConfig
+from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.uplink import Uplink
 from edge.wallclock import WallClock
 from xiaodian import __version__, payloads
+from xiaodian.config import load_config
 from xiaodian.payloads import Kind
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,9 @@ class Agent:
         self.republished = 0
         self.window_full = False
         self.budget_counters: dict[str, int] = {}
+        rules = (load_config(config.edge.rules_file, RulesConfig)
+                 if config.edge.rules_file is not None else RulesConfig())
+        self.alerting = Alerting(RuleEngine(rules), monotonic)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
@@ -104,6 +112,7 @@ class Agent:
             added = self.store.add(records)
             self.stored += added.stored
             self.duplicates += added.duplicates
+            self._record_alerts(self.alerting.feed(added.fresh))
             # Only now, with the records committed, may the device forget them.
             for device, keys in added.durable.items():
                 reader = self.fridge_readers.get(device)
@@ -117,6 +126,23 @@ class Agent:
         for device, status in statuses.items():
             self._merge_status(device, status)
         return len(records)
+
+    def _record_alerts(self, changes: list[AlertChange]) -> None:
+        """Alert changes go into the outbox as events (sent before any reading) and into
+        the terminal's status, where the kiosk shows them and sounds the buzzer."""
+        if not changes:
+            return
+        wall, synced = self.clock.read()
+        self.store.add([as_event(c, wall, synced) for c in changes])
+        for c in changes:
+            log.warning("alert %s %s (%s, %s): %s", c.state, c.rule, c.fridge, c.severity,
+                        c.message)
+        by_fridge: dict[str, list[dict[str, object]]] = {}
+        for a in self.alerting.active():
+            by_fridge.setdefault(a.fridge, []).append(
+                {"id": a.id, "rule": a.rule, "severity": a.severity, "message": a.message})
+        for fridge in {c.fridge for c in changes}:
+            self._merge_status(fridge, {"alerts": by_fridge.get(fridge, [])})
 
     def _merge_status(self, device: str, status: dict[str, object]) -> None:
         wall, _ = self.clock.read()
@@ -264,6 +290,7 @@ class Agent:
                 self._step_commands()
                 self.drain()
                 acked = self.acknowledge()
+                self._record_alerts(self.alerting.tick())
                 now = self.monotonic()
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.

@@ -54,6 +54,8 @@ class EdgeSettings:
     # alerts, orders and stock movements are never compacted or dropped.
     disk_budget_mb: float = 512.0
     compact_bucket_s: float = 600.0
+    # Cold-chain rules (docs/alerts.md); absent = DESIGN.md's defaults for every fridge.
+    rules_file: Path | None = None
 
     def __post_init__(self) -> None:
         _check_id("store_id", self.store_id)

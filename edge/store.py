@@ -93,6 +93,7 @@ class Added:
     stored: int = 0
     duplicates: int = 0
     durable: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    fresh: list[NewReading | NewEvent] = field(default_factory=list)  # the stored ones
 
 
 RecordKey = tuple[Kind, str, int, int]  # (kind, device, boot, seq)
@@ -244,6 +245,7 @@ class EdgeStore:
                         (kind, item.device, self.boot, seq),
                     )
                     result.stored += 1
+                    result.fresh.append(item)
                 else:
                     result.duplicates += 1
                 # HELLO is stored for its identity but the device keeps no log entry for it.

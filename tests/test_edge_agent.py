@@ -353,3 +353,31 @@ def test_what_the_broker_took_but_the_cloud_never_stored_is_sent_again(
     finally:
         con.close()
     assert [r[0] for r in rows] == [0, 10_000, 20_000, 30_000, 40_000]
+
+
+def test_a_warm_fridge_raises_cold_chain_alerts_as_outbox_events(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
+) -> None:
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.hello()
+        # 40 minutes of device time (a reading a minute), the product at 9 °C throughout.
+        for minute in range(41):
+            fridge.temp(minute * 60_000, 8.5)  # air 8.5 °C, product 9.0 °C
+
+        def alerts() -> list[dict[str, object]]:
+            store = EdgeStore.open_readonly(agent.config.edge.db_path)
+            try:
+                rows = store.db.execute(
+                    "SELECT data FROM events WHERE type='alert' ORDER BY seq").fetchall()
+            finally:
+                store.close()
+            return [json.loads(r[0]) for r in rows]
+
+        _wait(lambda: {a["rule"] for a in alerts()} >= {"hot", "warm"}, 10, "hot and warm")
+        hot = next(a for a in alerts() if a["rule"] == "hot")
+        assert hot["change"] == "raised" and hot["severity"] == "critical"
+        # Judged on the fridge's own clock: 15 minutes above 8 °C, not 15 real minutes.
+        assert hot["at"] - hot["started_at"] == pytest.approx(15 * 60, abs=61)
+        assert "above 8" in str(hot["message"])

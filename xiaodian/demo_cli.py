@@ -136,9 +136,12 @@ class _LiveView:
         comp = {True: "on ", False: "off", None: "?  "}[info.get("compressor")]
         stored = info.get("stored", 0)
         acked = stored - info.get("pending", 0)
+        alerts = info.get("alerts", [])
+        names = ", ".join(f"{a['rule']} ({a['severity']})" for a in alerts)
+        flag = f"  ALERT {names}" if alerts else ""
         return (
             f"{fridge:<10} product {product}  air {air}  door {door}  compressor {comp}  "
-            f"readings stored {stored:>5}  acked {acked:>5}  in cloud {cloud:>5}"
+            f"readings stored {stored:>5}  acked {acked:>5}  in cloud {cloud:>5}{flag}"
         )
 
 
@@ -169,6 +172,9 @@ def _edge_view(db: Path, fridge: str) -> dict[str, Any]:
         out["stored"] = con.execute(
             "SELECT count(*) FROM readings WHERE device=?", (fridge,)
         ).fetchone()[0]
+        st = con.execute("SELECT status FROM device_status WHERE device=?", (fridge,)).fetchone()
+        if st:
+            out["alerts"] = json.loads(st[0]).get("alerts", [])
         out["pending"] = con.execute(
             "SELECT count(*) FROM outbox WHERE kind='readings' AND device=?", (fridge,)
         ).fetchone()[0]

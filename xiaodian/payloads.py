@@ -38,6 +38,7 @@ EVENT_TYPES = frozenset(
         "scan",
         "link",
         "storage",
+        "alert",
         "command",
     }
 )
