@@ -100,3 +100,15 @@ if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
             "(sudo apt-get install -y faketime)"
     fi
 fi
+
+# --- chromium: the browser tests drive Debian's build (Playwright downloads nothing) -----
+if ! command -v chromium >/dev/null 2>&1; then
+    if is_root; then
+        say "installing chromium (for the browser tests)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    else
+        say "note: chromium not installed; the browser tests will be skipped" \
+            "(sudo apt-get install -y chromium)"
+    fi
+fi
