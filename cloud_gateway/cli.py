@@ -47,6 +47,17 @@ def register(sub: Any) -> None:
                       help="text: a header and one tab-separated line each; jsonl: objects")
     gaps.set_defaults(func=_gaps)
 
+    rec = cmds.add_parser("haccp", help="HACCP day record of a store's fridges (CSV or HTML)")
+    _db_source(rec)
+    rec.add_argument("--store", required=True)
+    rec.add_argument("--fridge", default=None, help="only this fridge (default: every fridge)")
+    rec.add_argument("--day", default=None,
+                     help="YYYY-MM-DD, a local day in --tz (default: that of the newest reading)")
+    rec.add_argument("--tz", default="UTC", help="IANA time zone of the day (Asia/Shanghai)")
+    rec.add_argument("--format", choices=("csv", "html"), default="csv",
+                     help="csv: day, excursion and alert rows; html: printable page with charts")
+    rec.set_defaults(func=_haccp)
+
     command = cmds.add_parser(
         "command", help="issue a signed command to a store and wait for its answer (JSON)",
         description="Exit status: 0 answered, 3 refused by the store, 4 expired or not sent,"
@@ -103,7 +114,12 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker = IngestWorker(cfg.mqtt, cfg.cloud)
+    try:
+        alerts = _alert_service(cfg)
+    except commands.CommandSetupError as exc:
+        print(f"xiaodian cloud: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    worker = IngestWorker(cfg.mqtt, cfg.cloud, alerts=alerts)
     try:
         worker.start()
     except sqlite3.Error as exc:
@@ -113,7 +129,9 @@ def _run(args: argparse.Namespace) -> int:
         if publisher is not None:
             publisher.start()
         server = HttpServer(Api(cfg.cloud.db, worker.status, commander=commander,
-                                api_token=token), cfg.cloud.http_host, cfg.cloud.http_port)
+                                api_token=token,
+                                alert_link_secret=alerts.link_secret if alerts else None),
+                            cfg.cloud.http_host, cfg.cloud.http_port)
     except OSError as exc:  # also a missing TLS file for the publisher
         worker.stop()
         if publisher is not None:
@@ -122,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
               f" {exc.strerror or exc}", file=sys.stderr)
         return 1
     exit_code = 0
+    if alerts is not None:
+        alerts.start()
     with server:
         print(server.url, flush=True)
         # The short wait keeps signal delivery prompt and lets us notice a dead worker.
@@ -131,9 +151,28 @@ def _run(args: argparse.Namespace) -> int:
                 exit_code = 1
                 break
         worker.stop()
+        if alerts is not None:
+            alerts.stop()
         if publisher is not None:
             publisher.stop()
     return exit_code
+
+
+def _alert_service(cfg: cloud_config.CloudConfig) -> Any:
+    """The alert sender, if `[alerts]` names contacts; secrets are checked like the token."""
+    from .alerts.notifier import AlertService
+    from .commands import load_api_token
+
+    a = cfg.alerts
+    if a.link_secret_file is None:
+        return None
+    secrets = {f"{st.store}/{c.name}": load_api_token(c.webhook_secret_file)
+               for st in a.stores for c in st.contacts if c.webhook_secret_file is not None}
+    host = f"[{cfg.cloud.http_host}]" if ":" in cfg.cloud.http_host else cfg.cloud.http_host
+    return AlertService(a, cfg.cloud.db, cfg.cloud.worker_id,
+                        link_secret=load_api_token(a.link_secret_file),
+                        webhook_secrets=secrets,
+                        public_url=f"http://{host}:{cfg.cloud.http_port}/")
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -250,6 +289,45 @@ def _gaps(args: argparse.Namespace) -> int:
         try:
             write_gaps(rows, sys.stdout, args.format)
             sys.stdout.flush()
+        except BrokenPipeError:
+            return _reader_went_away()
+    return 0
+
+
+def _haccp(args: argparse.Namespace) -> int:
+    from . import haccp
+    from .db import Database
+
+    def fail(message: str) -> int:
+        print(f"xiaodian cloud haccp: {message}", file=sys.stderr)
+        return 1
+
+    try:
+        tz = haccp.parse_tz(args.tz)
+        day = None if args.day is None else haccp.parse_day(args.day)
+    except ValueError as exc:
+        return fail(str(exc))
+    path = _db_path(args)
+    try:
+        db = Database.open_readonly(path)
+    except sqlite3.Error as exc:
+        return fail(f"cannot open database {path}: {exc}")
+    with db:
+        try:
+            known = haccp.fridge_ids(db.conn, args.store)
+            if not known or (args.fridge is not None and args.fridge not in known):
+                what = f"store {args.store!r}" + (f" fridge {args.fridge!r}" if args.fridge else "")
+                return fail(f"no readings for {what} in {path}")
+            day = day or haccp.latest_day(db.conn, args.store, tz)
+            assert day is not None  # the store has readings
+            days = haccp.report(db.conn, args.store, day, tz, args.fridge)
+            if args.format == "csv":
+                haccp.write_csv(days, sys.stdout)
+            else:
+                sys.stdout.write(haccp.report_html(db.conn, days) + "\n")
+            sys.stdout.flush()
+        except sqlite3.Error as exc:
+            return fail(f"cannot read {path}: {exc}")
         except BrokenPipeError:
             return _reader_went_away()
     return 0

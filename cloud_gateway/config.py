@@ -36,6 +36,7 @@ from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import ID_PATTERN
 
+from .alerts.settings import AlertSettings
 from .clock import ClockPolicy
 
 
@@ -135,6 +136,8 @@ class CloudConfig:
     cloud: CloudSettings
     mqtt: MqttSettings
     commands: CommandSettings = field(default_factory=CommandSettings)
+    # Contacts, escalation and delivery: cloud_gateway/alerts/settings.py has an example.
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def load(path: Path | str) -> CloudConfig:

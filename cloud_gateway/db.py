@@ -19,6 +19,7 @@ from typing import Any
 from xiaodian.payloads import Batch, Event, Reading, State
 
 from . import gaps
+from .alerts import store as alert_store
 from .clock import ClockPolicy, ClockWindow, correct, newsworthy
 
 # Column types SQLite and PostgreSQL both understand. Only dead_letters.id (PostgreSQL:
@@ -188,7 +189,8 @@ GAP_FIELDS = (
     "detected_at", "detected_by", "filled_at", "filled_by", "parent_id",
 )
 TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
-          "clock_estimates", "clock_history", "commands")
+          "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
+          "alert_notifications", "alert_deliveries")
 # A parked payload larger than this is truncated (the broker caps packets anyway; this only
 # bounds what one hostile message can cost us).
 MAX_PARKED_BYTES = 1024 * 1024
@@ -235,6 +237,7 @@ class Database:
         # batch many records per message so commits are few.
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
+        conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
         db = cls(conn)
         db._migrate()
         return db

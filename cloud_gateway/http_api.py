@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from xiaodian.commands import ACTIONS, CommandError
 from xiaodian.payloads import ID_PATTERN
 
-from . import commands
+from . import commands, haccp
+from .alerts import web as alert_web
 from .commands import Commander
 from .db import Database, DeadLetter
 
@@ -74,6 +75,10 @@ def error(status: HTTPStatus, message: str,
     return Response(status, body.encode() + b"\n", headers=headers)
 
 
+def owner_html() -> bytes:
+    return resources.files("cloud_gateway").joinpath("static/owner.html").read_bytes()
+
+
 def dashboard_html() -> bytes:
     return resources.files("cloud_gateway").joinpath("static/dashboard.html").read_bytes()
 
@@ -86,6 +91,7 @@ class Api:
         *,
         commander: Commander | None = None,
         api_token: bytes | None = None,
+        alert_link_secret: bytes | None = None,
     ) -> None:
         if commander is not None and not api_token:
             raise ValueError("api_token: required when commands can be issued")
@@ -94,9 +100,14 @@ class Api:
         self.commander = commander
         # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
         self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
+        # Alerts (cloud_gateway/alerts/web.py): list, ack by bearer token or by signed link.
+        self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret,
+                                            authorise=self._authorise_alerts)
 
     def handle(self, target: str) -> Response:
         """Answer a GET for `target` (path and query string)."""
+        if alert_web.accepts_get(target):
+            return _from_web(self.alert_web.get(target))
         parts = urlsplit(target)
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         try:
@@ -104,6 +115,11 @@ class Api:
             if segments in ([""], ["index.html"]):
                 _no_params(query)
                 return Response(HTTPStatus.OK, dashboard_html(), "text/html; charset=utf-8")
+            if segments[0] == "owner" and len(segments) <= 2:  # /owner, /owner/{s}
+                _no_params(query)
+                return Response(HTTPStatus.OK, owner_html(), "text/html; charset=utf-8")
+            if segments[0] == "haccp" and len(segments) in (2, 3):  # /haccp/{s}[/{f}]
+                return self._haccp_page(segments[1:], query)
             if segments == ["healthz"]:
                 _no_params(query)
                 return self._healthz()
@@ -179,6 +195,16 @@ class Api:
                 if cmd is None:
                     return error(HTTPStatus.NOT_FOUND, f"unknown command {command_id!r}")
                 return json_response(HTTPStatus.OK, cmd)
+            case ["stores", store, "owner"] if ID_PATTERN.match(store):
+                _no_params(query)
+                return json_response(HTTPStatus.OK, haccp.owner_view(db.conn, store))
+            case ["stores", store, "fridges", device, "history"] if (
+                ID_PATTERN.match(store) and ID_PATTERN.match(device)
+            ):
+                _only(query, "hours")
+                hours = _int_param(query, "hours", 24, 1, 168)
+                return json_response(HTTPStatus.OK,
+                                     haccp.history(db.conn, store, device, hours))
             case ["dead-letters"]:
                 _only(query, "limit")
                 limit = _int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -240,11 +266,37 @@ class Api:
         }
         return json_response(HTTPStatus.OK, body)
 
+    # ------------------------------------------------------------ HACCP record (HTML)
+
+    def _haccp_page(self, route: list[str], query: dict[str, str]) -> Response:
+        """`/haccp/{s}[/{f}]?day=YYYY-MM-DD&tz=Area/City`: the printable day record."""
+        _only(query, "day", "tz")
+        if not all(ID_PATTERN.match(x) for x in route):
+            raise BadRequest("store and fridge must be ids")
+        store, fridge = route[0], (route[1] if len(route) > 1 else None)
+        try:
+            tz = haccp.parse_tz(query.get("tz", "UTC"))
+            day = haccp.parse_day(query["day"]) if "day" in query else None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                known = haccp.fridge_ids(db.conn, store)
+                if not known or (fridge is not None and fridge not in known):
+                    return error(HTTPStatus.NOT_FOUND, f"no readings for {'/'.join(route)}")
+                day = day or haccp.latest_day(db.conn, store, tz)
+                assert day is not None  # the store has readings
+                page = haccp.report_html(db.conn, haccp.report(db.conn, store, day, tz, fridge))
+        except sqlite3.Error as exc:
+            return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+        return Response(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
     # ------------------------------------------------------------ commands (POST)
 
     @staticmethod
     def accepts_post(target: str) -> bool:
+        if alert_web.accepts_post(target):
+            return True
         segments = urlsplit(target).path.split("/")[1:]
         return len(segments) == 4 and segments[:2] == ["api", "stores"] and (
             segments[3] == "commands")
@@ -252,6 +304,10 @@ class Api:
     def handle_post(self, target: str, *, authorization: str | None,
                     content_type: str | None, body: bytes, client: str) -> Response:
         """Issue a command: `POST /api/stores/{s}/commands` {"action": A, "params": {...}}."""
+        if alert_web.accepts_post(target):
+            return _from_web(self.alert_web.post(target, authorization=authorization,
+                                                 content_type=content_type, body=body,
+                                                 client=client))
         parts = urlsplit(target)
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         if not self.accepts_post(target) or parts.query:
@@ -299,6 +355,13 @@ class Api:
         out = json.dumps({"id": command_id, "command": cmd}, separators=(",", ":")).encode()
         return Response(HTTPStatus.ACCEPTED, out + b"\n", headers=location)
 
+    def _authorise_alerts(self, authorization: str | None) -> alert_web.WebResult | None:
+        if self._token_digest is None:
+            return alert_web.WebResult(HTTPStatus.SERVICE_UNAVAILABLE, b'{"error":'
+                                       b'"no API token configured ([commands])","status":503}')
+        denied = self._authorise(authorization)
+        return None if denied is None else alert_web.WebResult(*vars(denied).values())
+
     def _authorise(self, authorization: str | None) -> Response | None:
         challenge = (("WWW-Authenticate", 'Bearer realm="xiaodian"'),)
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -310,6 +373,10 @@ class Api:
         if not hmac.compare_digest(given, self._token_digest):
             return error(HTTPStatus.FORBIDDEN, "wrong token")
         return None
+
+
+def _from_web(r: alert_web.WebResult) -> Response:
+    return Response(r.status, r.body, r.content_type, r.headers)
 
 
 def _command_request(body: bytes) -> tuple[str, dict[str, str | int | bool]]:

@@ -58,6 +58,8 @@ from xiaodian.payloads import (
 from xiaodian.payloads import topic as topic_of
 
 from . import commands
+from .alerts import store as alert_store
+from .alerts.notifier import AlertService
 from .clock import ClockPolicy
 from .config import CloudSettings
 from .db import DEFAULT_POLICY, Database
@@ -104,6 +106,7 @@ class Outcome:
     # For a stored batch: the confirmation the edge waits for before it forgets the records
     # (every record of the batch, new or duplicate, is now committed here).
     receipt: tuple[str, bytes] | None = None
+    alerts: int = 0  # alerts whose cloud state this message changed
 
 
 def ingest(
@@ -138,12 +141,18 @@ def ingest(
         db.store_state(msg, received_at, retained=retained, policy=policy)
         return Outcome("state")
     inserted, duplicates = db.store_batch(msg, received_at, worker=worker, policy=policy)
+    # Alert changes, after the batch's commit: a crash in between leaves the message unacked,
+    # and applying a change twice changes nothing (cloud_gateway/alerts/model.py).
+    alerts = 0
+    if changes := alert_store.alert_changes(msg):
+        with db.transaction() as conn:
+            alerts = alert_store.apply_changes(conn, changes, received_at)
     # An aggregate stands for seq..seq_last: the receipt says so, or the edge keeps it.
     covered = [s for r in msg.records
                for s in range(r.seq, (getattr(r, "seq_last", None) or r.seq) + 1)]
     entry = ReceiptEntry(msg.kind, msg.device, msg.boot, tuple(seq_ranges(covered)))
     receipt = (topic_of(msg.store, "receipts"), receipts_payload(msg.store, [entry]))
-    return Outcome("stored", inserted, duplicates, receipt=receipt)
+    return Outcome("stored", inserted, duplicates, receipt=receipt, alerts=alerts)
 
 
 class Counters:
@@ -185,8 +194,11 @@ class IngestWorker:
         *,
         now: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        alerts: AlertService | None = None,
     ) -> None:
         self.mqtt_settings = mqtt_settings
+        self.alerts = alerts  # escalation ticks run on the database thread
+        self._alert_changes = 0  # of the last commit (db thread)
         self.settings = settings
         self.worker_id = settings.worker_id
         self.counters = Counters()
@@ -286,6 +298,9 @@ class IngestWorker:
                     if time.monotonic() >= next_sweep:
                         self._sweep(db)
                         next_sweep = time.monotonic() + self.settings.command_sweep_interval_s
+                    if self.alerts is not None:
+                        self.alerts.maybe_tick(db, force=self._alert_changes > 0)
+                        self._alert_changes = 0
                     try:
                         item = self._inbox.get(timeout=0.2)
                     except queue.Empty:
@@ -360,6 +375,7 @@ class IngestWorker:
                 self.counters.add("stored", outcome.inserted)
                 self.counters.add("duplicates", outcome.duplicates)
             self._receipt = outcome.receipt
+            self._alert_changes += outcome.alerts
             return True
 
     # ------------------------------------------------------------ network thread

@@ -11,13 +11,13 @@ import math
 import random
 from dataclasses import dataclass
 
-from hw_sim.scenario import FaultKind, FaultSpec
+from hw_sim.scenario import FaultKind, FaultSpec, ScanSpec
 
 
 @dataclass(frozen=True)
 class Transition:
     spec: FaultSpec
-    started: bool  # False: the window closed
+    started: bool  # False: the window closed (an instant fault only ever "starts")
 
 
 class FaultTimeline:
@@ -26,13 +26,21 @@ class FaultTimeline:
     def __init__(self, specs: tuple[FaultSpec, ...]) -> None:
         self.specs = specs
         self._open = [False] * len(specs)
+        # Instant faults: when each happens next (inf once a one-off has happened).
+        self._next_at = [s.at_s if s.instant else math.inf for s in specs]
 
     def advance(self, t_s: float) -> list[Transition]:
         """Move to simulated time `t_s` (non-decreasing); ends are listed before starts so a
-        window that reopens within one step is seen to close first."""
+        window that reopens within one step is seen to close first. An instant fault is one
+        start per occurrence passed (several, if a step jumped over more than one)."""
         ends: list[Transition] = []
         starts: list[Transition] = []
         for i, spec in enumerate(self.specs):
+            if spec.instant:
+                while self._next_at[i] <= t_s:
+                    starts.append(Transition(spec, True))
+                    self._next_at[i] = self._next_at[i] + spec.every_s if spec.every_s else math.inf
+                continue
             now = spec.active(t_s)
             if now != self._open[i]:
                 self._open[i] = now
@@ -100,3 +108,19 @@ class LineNoise:
             self.bytes_dropped += len(drops)
             out = bytearray(b for i, b in enumerate(out) if i not in drops)
         return bytes(out)
+
+
+class ScriptedScans:
+    """A scanner's scripted lines, handed out once simulated time reaches their `at_s`."""
+
+    def __init__(self, scans: tuple[ScanSpec, ...]) -> None:
+        # Stable sort: two scans at the same instant go out in file order.
+        self._pending = sorted(scans, key=lambda s: s.at_s)
+        self._i = 0
+
+    def due(self, t_s: float) -> list[str]:
+        out: list[str] = []
+        while self._i < len(self._pending) and self._pending[self._i].at_s <= t_s:
+            out.append(self._pending[self._i].line)
+            self._i += 1
+        return out

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hw_sim.controller import ControllerConfig, FridgeController, OutFrame
+from hw_sim.fakes.simboard import SOFT_RESET
 from hw_sim.faults import FaultTimeline, LineNoise, Transition
 from hw_sim.firmware_host import FirmwareController, firmware_settings
 from hw_sim.hardware import CustomerDoor, Door, Ds18b20
@@ -23,6 +24,10 @@ from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
 from hw_sim.thermal import FridgeThermal, ThermalParams
 from hw_sim.truth import TruthWriter
+
+# A door ajar (not latched, the switch still reads shut) leaks this share of a fully open
+# door's heat exchange: 10 W/K with the default 60 W/K, inside DESIGN's 5–15 W/K.
+AJAR_SHARE = 1 / 6
 
 
 def controller_config(spec: FridgeSpec) -> ControllerConfig:
@@ -86,20 +91,49 @@ class SimFridge:
         """Advance the world by `dt_s` with the actuators as the controller last set them,
         then run one control pass on fresh readings."""
         c = self.controller
-        mains = not self.faults.active("power_cut")
+        active = self.faults.active
+        mains = not active("power_cut")
         # compressor_fail: the relay closes but nothing cools (seized compressor, lost gas).
-        cooling = c.compressor_on and mains and not self.faults.active("compressor_fail")
-        self.thermal.step(dt_s, cooling, self.door_open, c.heater_on and mains)
+        # thermostat_stuck_on: a welded relay contact runs the compressor whatever the
+        # controller says (its COMPRESSOR records still show what it asked for).
+        relay = c.compressor_on or bool(active("thermostat_stuck_on"))
+        cooling = relay and mains and not active("compressor_fail")
+        heater = (c.heater_on or bool(active("heater_stuck_on"))) and mains
+        if active("door_ajar") and not self.door_open:
+            # The thermal model knows only open or shut; ajar is shut with the door's
+            # exchange for AJAR_SHARE of the step (implicit Euler: the same equilibrium).
+            self.thermal.step(dt_s * AJAR_SHARE, cooling, True, heater)
+            self.thermal.step(dt_s * (1 - AJAR_SHARE), cooling, False, heater)
+        else:
+            self.thermal.step(dt_s, cooling, self.door_open, heater)
         self.time_s += dt_s
-        self.transitions += self.faults.advance(self.time_s)
+        changes = self.faults.advance(self.time_s)
+        self.transitions += changes
+        if any(t.spec.fault == "reboot" for t in changes):
+            self._reboot()
         # The customers' door is asked every step either way, so a held-open window does
         # not shift the openings drawn after it.
         customers = self.door.is_open(self.time_s)
-        self.door_open = customers or bool(self.faults.active("door_open"))
+        self.door_open = customers or bool(active("door_open"))
+        probes = (self.air_probe, self.product_probe)
+        for index, probe in enumerate(probes):
+            probe.unplugged = any(f.probe == index for f in active("probe_unplugged"))
+            probe.power_on = any(f.probe == index for f in active("probe_85"))
+            probe.flatline(any(f.probe == index for f in active("probe_flatline")))
         air = self.air_probe.read_raw(self.thermal.air_c)
         product = self.product_probe.read_raw(self.thermal.probe_c)
-        mains = not self.faults.active("power_cut")
+        mains = not active("power_cut")
         return c.tick(self.dev_ms, air, product, self.door_open, mains)
+
+    def _reboot(self) -> None:
+        """The controller restarts (brown-out, crash): RAM log lost, boot count + 1, HELLO."""
+        c = self.controller
+        if isinstance(c, FirmwareController):
+            c.host.boot(SOFT_RESET)
+        elif isinstance(c, FridgeController):
+            # The reference controller reboots at its next tick, as after a REBOOT command;
+            # it has no public hook for an unprompted restart (hw_sim/controller.py).
+            c._reboot_pending = True
 
     def receive(self, data: bytes) -> list[OutFrame]:
         return self.controller.receive(data)
@@ -173,11 +207,17 @@ class FridgeDevice:
     def _apply_faults(self) -> None:
         for tr in self.sim.take_transitions():
             spec = tr.spec
-            extra: dict[str, Any] = {"for_s": spec.for_s}
+            extra: dict[str, Any] = {} if spec.instant else {"for_s": spec.for_s}
+            if spec.probe is not None:
+                extra["probe"] = spec.probe
             if spec.fault == "noise":
                 extra.update(ber=spec.ber, drop_byte_rate=spec.drop_byte_rate)
                 if not tr.started:
                     self._line_counters(extra)
+            if spec.instant:
+                extra["state"] = "at"
+                if spec.fault == "reboot":
+                    extra["boot_count"] = self.sim.controller.boot_count
             self._fault_truth(spec.fault, tr.started, **extra)
         if self.sim.unplugged and self.port.plugged:
             self.port.unplug()
@@ -197,13 +237,14 @@ class FridgeDevice:
         )
 
     def _fault_truth(self, fault: str, started: bool, **fields: Any) -> None:
-        """`{"kind": "fault", "fault", "state": "start"|"end", "dev_ms", "sim_s", "wall"}`:
+        """`{"kind": "fault", "fault", "state": "start"|"end"|"at", "dev_ms", "sim_s", "wall"}`:
         when in device time and in real (Unix) time, to line up with the host's records."""
+        state = fields.pop("state", "start" if started else "end")
         self.truth.record(
             self.id,
             "fault",
             fault=fault,
-            state="start" if started else "end",
+            state=state,
             dev_ms=self.sim.dev_ms,
             sim_s=self.sim.time_s,
             wall=self._wall(),
@@ -214,6 +255,8 @@ class FridgeDevice:
         """Close the windows still open in ground truth (the run ended inside them)."""
         for spec in self.sim.faults.open_specs():
             extra: dict[str, Any] = {"for_s": spec.for_s, "cut_short": True}
+            if spec.probe is not None:
+                extra["probe"] = spec.probe
             self._fault_truth(spec.fault, False, **extra)
         base = self.sim.spec
         if base.line_noise_ber or base.drop_byte_rate:

@@ -10,6 +10,10 @@ from typing import Protocol
 RAW_PER_C = 16  # DS18B20 12-bit resolution: 1/16 °C per count
 _RAW_MIN = -55 * RAW_PER_C  # the sensor's measuring range
 _RAW_MAX = 125 * RAW_PER_C
+# What the bus gives back for a probe that is not there (drivers report −127 °C) and a
+# probe that reset and has not converted since (its scratchpad's power-on 85 °C).
+RAW_MISSING = -127 * RAW_PER_C
+RAW_POWER_ON = 85 * RAW_PER_C
 
 
 class Door(Protocol):
@@ -20,17 +24,43 @@ class Door(Protocol):
 
 class Ds18b20:
     """A DS18B20-like probe: a calibration offset fixed at manufacture, a little noise, and
-    readings in whole 1/16 °C counts clamped to the sensor's range."""
+    readings in whole 1/16 °C counts clamped to the sensor's range.
+
+    Faults, set by the simulator while a fault window is open: `unplugged` (reads −127),
+    `power_on` (the probe keeps resetting: reads 85.0) and `flatline()` (a stuck probe or
+    frozen driver: repeats the last value it gave).
+    """
 
     def __init__(self, rng: random.Random, max_offset_c: float = 0.5, noise_sd_c: float = 0.03):
         self._rng = rng
         # Drawn once, so a probe reads consistently high or low for the whole run.
         self.offset_c = rng.uniform(-max_offset_c, max_offset_c)
         self.noise_sd_c = noise_sd_c
+        self.unplugged = False
+        self.power_on = False
+        self._stuck_raw: int | None = None
+        self._last_raw = 0
+
+    def flatline(self, on: bool) -> None:
+        """Freeze the reading at the last value given (on), or let it follow again (off)."""
+        if not on:
+            self._stuck_raw = None
+        elif self._stuck_raw is None:
+            self._stuck_raw = self._last_raw
 
     def read_raw(self, true_c: float) -> int:
+        # Noise is drawn on every read, faulty or not, so a fault never shifts the readings
+        # that follow it (same seed, same values after the window).
         measured = true_c + self.offset_c + self._rng.gauss(0.0, self.noise_sd_c)
-        return max(_RAW_MIN, min(_RAW_MAX, round(measured * RAW_PER_C)))
+        raw = max(_RAW_MIN, min(_RAW_MAX, round(measured * RAW_PER_C)))
+        if self.unplugged:
+            return RAW_MISSING
+        if self.power_on:
+            raw = RAW_POWER_ON
+        elif self._stuck_raw is not None:
+            raw = self._stuck_raw
+        self._last_raw = raw
+        return raw
 
 
 class CustomerDoor:

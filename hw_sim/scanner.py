@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import random
 
+from hw_sim.faults import ScriptedScans
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import ScannerSpec
 from hw_sim.truth import TruthWriter
@@ -82,6 +83,7 @@ class ScannerDevice:
         self.port = port
         self.truth = truth
         self.schedule = ScanSchedule(random.Random(f"{seed}/{spec.id}/scans"), spec.scans_per_hour)
+        self.scripted = ScriptedScans(spec.scans)
         self.time_s = 0.0
         self.lost_scans = 0  # scanned with no host listening, or the buffer full
 
@@ -95,9 +97,17 @@ class ScannerDevice:
     def step(self, dt_s: float) -> None:
         self.time_s += dt_s
         for line in self.schedule.due(self.time_s):
-            data = (line + "\r\n").encode("ascii")
-            if not self.port.send(data, functools.partial(self._delivered, line)):
-                self.lost_scans += 1
+            self._scan(line, scripted=False)
+        for line in self.scripted.due(self.time_s):
+            self._scan(line, scripted=True)
 
-    def _delivered(self, line: str) -> None:
-        self.truth.record(self.id, "scan", line=line)
+    def _scan(self, line: str, scripted: bool) -> None:
+        data = (line + "\r\n").encode("ascii")
+        if not self.port.send(data, functools.partial(self._delivered, line, scripted)):
+            self.lost_scans += 1
+
+    def _delivered(self, line: str, scripted: bool) -> None:
+        if scripted:
+            self.truth.record(self.id, "scan", line=line, scripted=True)
+        else:
+            self.truth.record(self.id, "scan", line=line)

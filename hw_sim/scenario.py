@@ -19,8 +19,11 @@ set_point_c = 3.0
 # controller = "python" (or "firmware", "micropython": docs/firmware.md)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
+# Window faults: unplug noise door_open door_ajar compressor_fail power_cut
+# thermostat_stuck_on heater_stuck_on probe_unplugged probe_flatline probe_85 (the probe
+# faults name their `probe`: 0 air, 1 product). Instant faults (no for_s): reboot.
 [[fridges.faults]]
-fault = "unplug"              # unplug | noise | door_open | compressor_fail | power_cut
+fault = "unplug"
 at_s = 600
 for_s = 60
 every_s = 600
@@ -33,6 +36,9 @@ ber = 1e-3
 [[scanners]]
 id = "scanner-1"
 scans_per_hour = 30
+[[scanners.scans]]            # scripted scans, on top of the random ones
+at_s = 120
+line = "]E06901234567892"     # sent as is, plus CR/LF
 ```
 """
 
@@ -77,7 +83,24 @@ class SimSettings:
 # process (fidelity mode, slower; see docs/firmware.md).
 ControllerKind = Literal["python", "firmware", "micropython"]
 
-FaultKind = Literal["unplug", "noise", "door_open", "compressor_fail", "power_cut"]
+FaultKind = Literal[
+    "unplug",
+    "noise",
+    "door_open",
+    "door_ajar",
+    "compressor_fail",
+    "power_cut",
+    "thermostat_stuck_on",
+    "heater_stuck_on",
+    "probe_unplugged",
+    "probe_flatline",
+    "probe_85",
+    "reboot",
+]
+PROBE_FAULTS = frozenset({"probe_unplugged", "probe_flatline", "probe_85"})
+# Happen at one instant (at_s, then every every_s) instead of opening a window.
+INSTANT_FAULTS = frozenset({"reboot"})
+PROBE_COUNT = 2  # air (0) and product (1), as every simulated cabinet has
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -87,22 +110,32 @@ def _check_rate(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """One fault window [at_s, at_s + for_s) of simulated time, repeated every `every_s`."""
+    """One fault window [at_s, at_s + for_s) of simulated time, repeated every `every_s`;
+    an instant fault (reboot) happens at at_s (+ k·every_s) and has no for_s."""
 
     fault: FaultKind
     at_s: float
-    for_s: float
+    for_s: float = 0.0  # required (> 0) for window faults
     every_s: float = 0.0  # 0 = once
     ber: float = 0.0  # noise only: bit error rate while the window is open
     drop_byte_rate: float = 0.0  # noise only
+    probe: int | None = None  # probe faults only: 0 air, 1 product
 
     def __post_init__(self) -> None:
         if self.at_s < 0:
             raise ValueError("at_s: must be >= 0")
-        if self.for_s <= 0:
+        if self.instant:
+            if self.for_s:
+                raise ValueError(f"for_s: {self.fault} happens at an instant: no for_s")
+        elif self.for_s <= 0:
             raise ValueError("for_s: must be > 0")
         if self.every_s < 0 or (self.every_s and self.every_s <= self.for_s):
             raise ValueError("every_s: must be longer than for_s (or 0 = once)")
+        if self.fault in PROBE_FAULTS:
+            if self.probe is None or not 0 <= self.probe < PROBE_COUNT:
+                raise ValueError("probe: a probe fault names its probe: 0 (air) or 1 (product)")
+        elif self.probe is not None:
+            raise ValueError("probe: only probe faults take a probe")
         _check_rate("ber", self.ber)
         _check_rate("drop_byte_rate", self.drop_byte_rate)
         if self.fault != "noise" and (self.ber or self.drop_byte_rate):
@@ -110,8 +143,12 @@ class FaultSpec:
         if self.fault == "noise" and not (self.ber or self.drop_byte_rate):
             raise ValueError("ber: a noise fault needs ber or drop_byte_rate > 0")
 
+    @property
+    def instant(self) -> bool:
+        return self.fault in INSTANT_FAULTS
+
     def active(self, t_s: float) -> bool:
-        """Whether the window is open at simulated time `t_s`."""
+        """Whether the window is open at simulated time `t_s` (never, for an instant)."""
         since = t_s - self.at_s
         if since < 0:
             return False
@@ -162,6 +199,16 @@ class FridgeSpec:
             raise ValueError("defrost_minutes: must be shorter than defrost_every_h")
         if self.min_off_s < 0:
             raise ValueError("min_off_s: must be >= 0")
+        for f in self.faults:
+            # The Python reference controller reports every reading as ok, and the real
+            # micropython process cannot be rebooted from here: refuse rather than fake it.
+            if f.fault in PROBE_FAULTS and self.controller == "python":
+                raise ValueError(
+                    f"faults: {f.fault} needs controller = \"firmware\" or \"micropython\" "
+                    "(the Python reference controller does not classify probe readings)"
+                )
+            if f.fault == "reboot" and self.controller == "micropython":
+                raise ValueError('faults: reboot needs controller = "python" or "firmware"')
 
     @property
     def air_start_c(self) -> float:
@@ -172,10 +219,29 @@ class FridgeSpec:
         return self.set_point_c if self.initial_product_c is None else self.initial_product_c
 
 
+_SCAN_LINE = re.compile(r"^[\x20-\x7e]{1,512}$")
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """A scripted scan: `line` (without CR/LF) sent at simulated time `at_s`."""
+
+    at_s: float
+    line: str
+
+    def __post_init__(self) -> None:
+        if self.at_s < 0:
+            raise ValueError("at_s: must be >= 0")
+        # Printable ASCII only: a CR or LF inside would split it into two scans.
+        if not _SCAN_LINE.match(self.line):
+            raise ValueError("line: 1-512 printable ASCII characters (no CR/LF)")
+
+
 @dataclass(frozen=True)
 class ScannerSpec:
     id: str
     scans_per_hour: float = 30.0
+    scans: tuple[ScanSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check_id(self.id)

@@ -37,6 +37,7 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack
         tmp_path / "store",
         sim_flush_s=0.0,
         edge_confirm_timeout_s=5.0,  # records a restarted broker lost go out again soon
+        reconnect_max_s=3.0,  # the outages are seconds long: do not wait 30 s to notice
         **options,
     )
     s.start()
@@ -47,7 +48,7 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack
 
 
 def _assert_exactly_once(stack: StoreStack, compaction: bool = False) -> dict[str, dict[str, int]]:
-    assert stack.settle(timeout=60), "edge outbox did not drain into the cloud"
+    assert stack.settle(timeout=120), "edge outbox did not drain into the cloud"
     summary = compare(stack.truth, stack.edge_db, stack.cloud_db, stack.store)
     for fridge, fig in summary.items():
         assert fig["emitted"] > 0, (fridge, fig)
@@ -199,7 +200,7 @@ def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_fil
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
     stack = StoreStack(tmp_path / "store", speed=120.0, sim_flush_s=0.0,
-                       edge_confirm_timeout_s=5.0, edge_env=env)
+                       edge_confirm_timeout_s=5.0, reconnect_max_s=3.0, edge_env=env)
     stack.start()
     try:
         time.sleep(3.0)

@@ -40,10 +40,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _mqtt_toml(broker: Broker, pki: DevPki, name: str) -> str:
+def _mqtt_toml(broker: Broker, pki: DevPki, name: str, reconnect_max_s: float) -> str:
     tls = pki.client(name)
     return (
         f"[mqtt]\nhost = {_toml_str(broker.host)}\nport = {broker.port}\n"
+        f"reconnect_max_s = {reconnect_max_s}\n"
         f"[mqtt.tls]\nca = {_toml_str(tls.ca)}\ncert = {_toml_str(tls.cert)}\n"
         f"key = {_toml_str(tls.key)}\n"
     )
@@ -113,6 +114,8 @@ class StoreStack:
     # How long the edge waits for the cloud's receipt before publishing a record again.
     edge_confirm_timeout_s: float = 30.0
     edge_disk_budget_mb: float = 512.0
+    # Longest back-off between reconnection attempts (edge and cloud), as in the configs.
+    reconnect_max_s: float = 30.0
     # Extra environment for the edge agent's process (the clock-jump test preloads
     # libfaketime through it).
     edge_env: dict[str, str] = field(default_factory=dict)
@@ -175,7 +178,7 @@ class StoreStack:
             cloud_toml.write_text(
                 f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-{n}"\n'
                 f'http_host = "127.0.0.1"\nhttp_port = {self.http_port if n == 1 else 0}\n'
-                + _mqtt_toml(self.broker, pki, "cloud-gateway"),
+                + _mqtt_toml(self.broker, pki, "cloud-gateway", self.reconnect_max_s),
                 encoding="utf-8",
             )
             cloud_tomls.append(cloud_toml)
@@ -187,7 +190,7 @@ class StoreStack:
             f"disk_budget_mb = {self.edge_disk_budget_mb}\n"
             f"compact_bucket_s = {self.edge_compact_bucket_s}\n"
         ]
-        lines.append(_mqtt_toml(self.broker, pki, self.store))
+        lines.append(_mqtt_toml(self.broker, pki, self.store, self.reconnect_max_s))
         for fid in fridges:
             lines.append(
                 f"[[fridges]]\nid = {_toml_str(fid)}\nport = {_toml_str(self.link_dir / fid)}\n"

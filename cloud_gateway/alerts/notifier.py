@@ -1,0 +1,263 @@
+"""`AlertService`: the escalation tick (in the ingest database thread) and the sender thread.
+
+Tick, every `tick_interval_s` and right after a batch changed an alert, in one transaction:
+run the policy over the unsettled alerts, write each notice as one `alert_notifications`
+row per contact channel (the durable outbox), and claim the due rows for this worker. The
+claimed rows go on a bounded queue to the sender thread; when the queue is full the claim is
+released and the row waits for the next tick (nothing is dropped; `queue_full` counts it).
+
+Sender: one attempt per row taken, logged in `alert_deliveries`; a failure puts the row back
+with exponential back-off, and after `max_attempts` marks it `failed` with an error in the
+log. Sending never runs on the ingest thread, so a slow receiver cannot hold up ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ..db import Database
+from . import channels, store
+from .policy import Notice
+from .settings import AlertSettings, Contact
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    "alert": "Fridge alert", "upgrade": "Fridge alert now CRITICAL",
+    "escalation": "Fridge alert not acknowledged", "repeat": "Fridge alert still unacknowledged",
+    "reminder": "Fridge alert still active after acknowledgement",
+    "all_clear": "All clear", "resolved": "Fridge alert (already over)",
+}
+
+
+def ack_token(secret: bytes, key: str, contact: str) -> str:
+    """`contact.hex`: the link's capability to acknowledge alert `key` as `contact`."""
+    mac = hmac.new(secret, f"{key}\n{contact}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{contact}.{mac}"
+
+
+def check_ack_token(secret: bytes, key: str, token: str) -> str | None:
+    """The contact named by a valid token for `key`, else None."""
+    contact, _, _mac = token.rpartition(".")
+    if not contact:
+        return None
+    return contact if hmac.compare_digest(ack_token(secret, key, contact), token) else None
+
+
+def ack_link(public_url: str, secret: bytes, key: str, contact: str) -> str:
+    return (public_url.rstrip("/") + "/ack/" + quote(key, safe="/")
+            + "?" + urlencode({"t": ack_token(secret, key, contact)}))
+
+
+def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
+    """Delay after the `attempt`-th failure: initial, 2x, 4x, ... capped."""
+    return float(min(max_s, initial_s * 2 ** (attempt - 1)))
+
+
+class AlertService:
+    def __init__(self, settings: AlertSettings, db_path: Path, worker_id: str, *,
+                 link_secret: bytes, webhook_secrets: Mapping[str, bytes],
+                 public_url: str, now: Callable[[], float] = time.time) -> None:
+        """`webhook_secrets`: by "store/contact"; `public_url`: base of the ack links."""
+        self.settings = settings
+        self.db_path = db_path
+        self.worker_id = worker_id
+        self.public_url = settings.public_url or public_url
+        self._link_secret = link_secret
+        self._webhook_secrets = dict(webhook_secrets)
+        self._now = now
+        self._queue: queue.Queue[int] = queue.Queue(maxsize=settings.queue_size)
+        self._stopping = threading.Event()
+        self._next_tick = 0.0  # monotonic
+        self.counters = dict.fromkeys(
+            ("ticks", "notices", "sent", "failed_attempts", "failed", "queue_full"), 0)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run_sender, name=f"{worker_id}-alerts",
+                                        daemon=True)
+
+    @property
+    def link_secret(self) -> bytes:
+        return self._link_secret
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def status(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
+    # ------------------------------------------------------------ tick (database thread)
+
+    def maybe_tick(self, db: Database, *, force: bool = False) -> None:
+        """Tick if it is time (or `force`); database errors are logged and retried later."""
+        if not force and time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.settings.tick_interval_s
+        try:
+            self.tick(db, self._now())
+        except sqlite3.Error as exc:
+            log.warning("alert tick failed, retrying at the next one: %s", exc)
+
+    def tick(self, db: Database, now: float) -> int:
+        """Escalate, write notices out, hand due ones to the sender; notices made."""
+        self._count("ticks")
+        free = self.settings.queue_size - self._queue.qsize()
+        # Lease: one attempt's timeout and then some; a dead worker's claims lapse.
+        lease = self.settings.timeout_s * 3 + 30.0
+        with db.transaction() as conn:
+            planned = store.escalate(conn, now, self.settings.policy)
+            made = 0
+            for row, notice in planned:
+                made += self._write_notice(conn, row, notice, now)
+            claimed = store.claim_due(conn, now, self.worker_id, lease, max(0, free))
+        self._count("notices", made)
+        refused = []
+        for r in claimed:
+            try:
+                self._queue.put_nowait(int(r["id"]))
+            except queue.Full:
+                refused.append(int(r["id"]))
+        if refused:
+            self._count("queue_full", len(refused))
+            with db.transaction() as conn:
+                store.release(conn, refused)
+        return made
+
+    def _write_notice(self, conn: sqlite3.Connection, row: sqlite3.Row, notice: Notice,
+                      now: float) -> int:
+        cfg = self.settings.store(row["store"])
+        contacts = [c for c in (cfg.contacts if cfg else ()) if c.role in notice.to]
+        if not contacts:
+            if "owner" in notice.to:  # a backup-only notice with no backups is fine
+                log.warning("alert %s/%s: no %s contact configured for the store; not sent",
+                            row["store"], row["id"], "/".join(notice.to))
+            return 0
+        alert = store.alert_dict(row)
+        payload = {"kind": notice.kind, "title": TITLES[notice.kind],
+                   "text": _text(notice.kind, alert), "alert": alert, "created_at": now}
+        n = 0
+        for contact in contacts:
+            for channel in contact.channels():
+                store.add_notification(conn, row["store"], row["id"], notice.kind,
+                                       contact.name, channel, payload, now)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------ sender thread
+
+    def _run_sender(self) -> None:
+        db: Database | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    nid = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if db is None:
+                    db = Database.open(self.db_path)
+                try:
+                    self._deliver(db, nid)
+                except sqlite3.Error as exc:
+                    # Its claim lapses and a later tick hands it out again.
+                    log.warning("alert notification %d: database error: %s", nid, exc)
+        except Exception:
+            log.exception("alert sender of %s failed", self.worker_id)
+            raise
+        finally:
+            if db is not None:
+                db.close()
+
+    def _deliver(self, db: Database, nid: int) -> None:
+        row = db.conn.execute("SELECT * FROM alert_notifications WHERE id = ?",
+                              (nid,)).fetchone()
+        if row is None or row["state"] != "pending":
+            return
+        contact = self._contact(row["store"], row["contact"])
+        started = time.monotonic()
+        if contact is None:
+            result = channels.Attempt(False, None, "contact no longer configured")
+        else:
+            result = self._send(row, contact)
+        took = time.monotonic() - started
+        now = self._now()
+        attempts = int(row["attempts"]) + 1
+        retry_at: float | None = None
+        if not result.ok and attempts < self.settings.max_attempts and contact is not None:
+            retry_at = now + backoff_s(attempts, self.settings.retry_initial_s,
+                                       self.settings.retry_max_s)
+        with db.transaction() as conn:
+            store.record_attempt(conn, nid, self.worker_id, now, result.ok, result.status_code,
+                                 result.error, took, retry_at)
+        if result.ok:
+            self._count("sent")
+        elif retry_at is not None:
+            self._count("failed_attempts")
+            log.info("alert notification %d to %s (%s) attempt %d failed: %s; retry in %.1f s",
+                     nid, row["contact"], row["channel"], attempts, result.error, retry_at - now)
+        else:
+            self._count("failed")
+            log.error("alert notification %d to %s (%s) FAILED after %d attempts: %s",
+                      nid, row["contact"], row["channel"], attempts, result.error)
+
+    def _contact(self, store_id: str, name: str) -> Contact | None:
+        cfg = self.settings.store(store_id)
+        return next((c for c in (cfg.contacts if cfg else ()) if c.name == name), None)
+
+    def _send(self, row: sqlite3.Row, contact: Contact) -> channels.Attempt:
+        payload: dict[str, Any] = json.loads(row["payload"])
+        key = payload["alert"]["key"]
+        link = ack_link(self.public_url, self._link_secret, key, contact.name)
+        sent_at = int(self._now())
+        channel: str = row["channel"]
+        if channel == "webhook":
+            secret = self._webhook_secrets.get(f"{row['store']}/{contact.name}")
+            if secret is None:
+                return channels.Attempt(False, None, "no webhook secret loaded for the contact")
+            body = dict(payload, ack_url=link, sent_at=sent_at, delivery_id=int(row["id"]),
+                        contact=contact.name)
+            raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            return channels.send_webhook(contact.webhook_url, secret, raw, int(row["id"]),
+                                         sent_at, self.settings.timeout_s)
+        index = int(channel.partition(":")[2])
+        if index >= len(contact.apprise):
+            return channels.Attempt(False, None, f"{channel}: no such Apprise URL any more")
+        text = f"{payload['text']}\n\nAcknowledge: {link}"
+        return channels.send_apprise(contact.apprise[index], payload["title"], text)
+
+
+def _text(kind: str, alert: Mapping[str, Any]) -> str:
+    where = f"{alert['store']} {alert['fridge']}"
+    sev = str(alert["severity"]).upper()
+    if kind == "all_clear":
+        return f"{where}: {alert['rule']} cleared: {alert['message']}"
+    if kind == "resolved":
+        return f"{where}: {sev} {alert['rule']} happened and is over: {alert['message']}"
+    if kind == "reminder":
+        return (f"{where}: {sev} {alert['rule']} still active (acknowledged by "
+                f"{alert['acked_by']}): {alert['message']}")
+    return f"{where}: {sev} {alert['rule']}: {alert['message']}"

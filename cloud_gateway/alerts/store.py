@@ -1,0 +1,299 @@
+"""Alert tables and their transactions. Plain SQL with parameters, like `cloud_gateway.db`.
+
+The tables are created here (executed by `Database.open`), so the alert feature is one
+package: `alerts` (one row per store and alert id), `alert_acks` (every acknowledgement,
+for HACCP), `alert_notifications` (the outbox: one row per notice, contact and channel,
+written in the tick's transaction, so a notice is never lost between deciding and sending)
+and `alert_deliveries` (every attempt, with the HTTP status or the error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from xiaodian.payloads import Batch
+
+from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change
+from .policy import AlertView, Escalation, EscalationPolicy, Notice, decide
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    store TEXT NOT NULL,
+    id TEXT NOT NULL,
+    fridge TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    raised_at DOUBLE PRECISION NOT NULL,
+    last_at DOUBLE PRECISION NOT NULL,
+    last_change TEXT NOT NULL,
+    cleared_at DOUBLE PRECISION,
+    peak_c DOUBLE PRECISION,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL,
+    late BOOLEAN NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    acked_by TEXT,
+    acked_at DOUBLE PRECISION,
+    corrective_action TEXT,
+    escalation TEXT,
+    settled BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (store, id)
+);
+CREATE INDEX IF NOT EXISTS alerts_by_store ON alerts (store, state, started_at);
+CREATE INDEX IF NOT EXISTS alerts_unsettled ON alerts (store) WHERE NOT settled;
+CREATE TABLE IF NOT EXISTS alert_acks (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    by TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    corrective_action TEXT NOT NULL,
+    via TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_acks_by_alert ON alert_acks (store, alert_id);
+CREATE TABLE IF NOT EXISTS alert_notifications (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    claimed_by TEXT,
+    claimed_until DOUBLE PRECISION,
+    delivered_at DOUBLE PRECISION,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_notifications_due
+    ON alert_notifications (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS alert_notifications_by_alert
+    ON alert_notifications (store, alert_id);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id INTEGER PRIMARY KEY,
+    notification_id BIGINT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    worker TEXT NOT NULL,
+    ok BOOLEAN NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    duration_s DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_deliveries_by_notification
+    ON alert_deliveries (notification_id, attempt);
+"""
+
+ALERT_FIELDS = ("store", "id", "fridge", "rule", "severity", "audience", "state", "started_at",
+                "raised_at", "last_at", "last_change", "cleared_at", "peak_c", "message",
+                "data", "late", "received_at", "updated_at", "acked_by", "acked_at",
+                "corrective_action")
+_RECORD_FIELDS = ("store", "id", "fridge", "rule", "severity", "audience", "state",
+                  "started_at", "raised_at", "last_at", "last_change", "cleared_at", "peak_c",
+                  "message", "data", "late")
+MAX_BY = 100
+MAX_ACTION = 2000
+
+
+# ---------------------------------------------------------------- ingest side
+
+
+def alert_changes(batch: Batch) -> list[AlertChangeIn]:
+    """The well-formed alert changes of an events batch; a malformed one is logged, skipped."""
+    out: list[AlertChangeIn] = []
+    if batch.kind != "events":
+        return out
+    for e in batch.records:
+        if getattr(e, "type", None) != "alert":
+            continue
+        try:
+            out.append(parse_change(batch.store, e.data))  # type: ignore[union-attr]
+        except AlertDataError as exc:
+            # The event itself is stored (events table); only its alert meaning is lost.
+            log.warning("alert event %s/%s seq %d: %s", batch.store, batch.device, e.seq, exc)
+    return out
+
+
+def apply_changes(conn: sqlite3.Connection, changes: Iterable[AlertChangeIn],
+                  received_at: float) -> int:
+    """Merge changes into `alerts` (inside the caller's transaction); how many rows changed."""
+    changed = 0
+    for ch in changes:
+        row = conn.execute(f"SELECT {', '.join(_RECORD_FIELDS)} FROM alerts"
+                           " WHERE store = ? AND id = ?", (ch.store, ch.id)).fetchone()
+        current = None if row is None else AlertRecord(
+            **{k: row[k] for k in _RECORD_FIELDS} | {"late": bool(row["late"])})
+        new = merge(current, ch)
+        if new is None:
+            continue
+        values = [getattr(new, k) for k in _RECORD_FIELDS]
+        conn.execute(
+            f"INSERT INTO alerts ({', '.join(_RECORD_FIELDS)}, received_at, updated_at)"
+            f" VALUES ({', '.join('?' * (len(_RECORD_FIELDS) + 2))})"
+            " ON CONFLICT (store, id) DO UPDATE SET "
+            + ", ".join(f"{k} = excluded.{k}" for k in _RECORD_FIELDS[2:])
+            + ", updated_at = excluded.updated_at, settled = FALSE",
+            (*values, received_at, received_at))
+        changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------- escalation tick
+
+
+def escalate(conn: sqlite3.Connection, now: float,
+             policy_of: Any) -> list[tuple[sqlite3.Row, Notice]]:
+    """Run the policy over every unsettled alert (inside the caller's transaction) and save
+    the new escalation states; returns (alert row, notice) pairs to be written out.
+
+    `policy_of(store) -> EscalationPolicy`.
+    """
+    out: list[tuple[sqlite3.Row, Notice]] = []
+    rows = conn.execute("SELECT * FROM alerts WHERE NOT settled").fetchall()
+    for row in rows:
+        policy: EscalationPolicy = policy_of(row["store"])
+        view = AlertView(row["severity"], row["audience"], row["state"], row["acked_at"])
+        before = Escalation.loads(row["escalation"])
+        notices, after = decide(view, before, policy, now)
+        if after != before:
+            conn.execute("UPDATE alerts SET escalation = ?, settled = ? WHERE store = ? AND id = ?",
+                         (after.dumps(), after.done, row["store"], row["id"]))
+        out += [(row, n) for n in notices]
+    return out
+
+
+def add_notification(conn: sqlite3.Connection, store: str, alert_id: str, kind: str,
+                     contact: str, channel: str, payload: dict[str, Any], now: float) -> None:
+    conn.execute(
+        "INSERT INTO alert_notifications (store, alert_id, kind, contact, channel, payload,"
+        " created_at, state, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        (store, alert_id, kind, contact, channel, json.dumps(payload, separators=(",", ":")),
+         now, now))
+
+
+def claim_due(conn: sqlite3.Connection, now: float, worker: str, lease_s: float,
+              limit: int) -> list[sqlite3.Row]:
+    """Take up to `limit` due notifications for this worker for `lease_s` (another worker
+    takes them over if this one dies mid-send)."""
+    rows = conn.execute(
+        "SELECT * FROM alert_notifications WHERE state = 'pending' AND next_attempt_at <= ?"
+        " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?",
+        (now, now, limit)).fetchall()
+    conn.executemany(
+        "UPDATE alert_notifications SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+        [(worker, now + lease_s, r["id"]) for r in rows])
+    return rows
+
+
+def release(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
+    conn.executemany("UPDATE alert_notifications SET claimed_by = NULL, claimed_until = NULL"
+                     " WHERE id = ?", [(i,) for i in ids])
+
+
+def record_attempt(conn: sqlite3.Connection, notification_id: int, worker: str, at: float,
+                   ok: bool, status_code: int | None, error: str | None, duration_s: float,
+                   retry_at: float | None) -> int:
+    """Log one attempt and settle the notification: delivered, pending again (`retry_at`)
+    or failed (`retry_at` None after a failure). Returns the attempt number."""
+    attempt = int(conn.execute(
+        "UPDATE alert_notifications SET attempts = attempts + 1 WHERE id = ?"
+        " RETURNING attempts", (notification_id,)).fetchone()[0])
+    conn.execute(
+        "INSERT INTO alert_deliveries (notification_id, attempt, at, worker, ok, status_code,"
+        " error, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (notification_id, attempt, at, worker, ok, status_code, error, duration_s))
+    if ok:
+        state, next_at = "delivered", at
+    elif retry_at is not None:
+        state, next_at = "pending", retry_at
+    else:
+        state, next_at = "failed", at
+    conn.execute(
+        "UPDATE alert_notifications SET state = ?, next_attempt_at = ?, claimed_by = NULL,"
+        " claimed_until = NULL, delivered_at = ?, last_error = ? WHERE id = ?",
+        (state, next_at, at if ok else None, None if ok else error, notification_id))
+    return attempt
+
+
+# ---------------------------------------------------------------- acknowledgement and reads
+
+
+class AckError(ValueError):
+    pass
+
+
+def acknowledge(conn: sqlite3.Connection, store: str, alert_id: str, by: str,
+                corrective_action: str, via: str, now: float) -> bool:
+    """Record who acknowledged, when and what they did; False if there is no such alert.
+
+    A later acknowledgement (a second person, a fuller corrective action) is recorded too and
+    becomes the current one; the reminder timer restarts from it.
+    """
+    by, corrective_action = by.strip(), corrective_action.strip()
+    if not by or len(by) > MAX_BY:
+        raise AckError(f"by: required, at most {MAX_BY} characters")
+    if len(corrective_action) > MAX_ACTION:
+        raise AckError(f"corrective_action: at most {MAX_ACTION} characters")
+    cur = conn.execute(
+        "UPDATE alerts SET acked_by = ?, acked_at = ?, corrective_action = ?, updated_at = ?"
+        " WHERE store = ? AND id = ?", (by, now, corrective_action, now, store, alert_id))
+    if cur.rowcount == 0:
+        return False
+    conn.execute("INSERT INTO alert_acks (store, alert_id, by, at, corrective_action, via)"
+                 " VALUES (?, ?, ?, ?, ?, ?)", (store, alert_id, by, now, corrective_action, via))
+    return True
+
+
+def alert_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = {k: row[k] for k in ALERT_FIELDS}
+    d["data"] = json.loads(d["data"])
+    d["late"] = bool(d["late"])
+    d["key"] = f"{row['store']}/{row['id']}"
+    return d
+
+
+def list_alerts(conn: sqlite3.Connection, store: str, *, state: str = "active",
+                limit: int = 1000) -> list[dict[str, Any]]:
+    """A store's alerts, newest first; `state` active or all."""
+    sql = f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts WHERE store = ?"
+    if state == "active":
+        sql += " AND state = 'active'"
+    sql += " ORDER BY started_at DESC, id LIMIT ?"
+    return [alert_dict(r) for r in conn.execute(sql, (store, limit))]
+
+
+def get_alert(conn: sqlite3.Connection, store: str, alert_id: str) -> dict[str, Any] | None:
+    """One alert with its acknowledgements, notifications and delivery attempts."""
+    row = conn.execute(f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts"
+                       " WHERE store = ? AND id = ?", (store, alert_id)).fetchone()
+    if row is None:
+        return None
+    d = alert_dict(row)
+    d["acks"] = [dict(r) for r in conn.execute(
+        "SELECT by, at, corrective_action, via FROM alert_acks WHERE store = ? AND alert_id = ?"
+        " ORDER BY id", (store, alert_id))]
+    notes = []
+    for r in conn.execute(
+            "SELECT id, kind, contact, channel, created_at, state, attempts, delivered_at,"
+            " last_error FROM alert_notifications WHERE store = ? AND alert_id = ? ORDER BY id",
+            (store, alert_id)):
+        n = dict(r)
+        n["deliveries"] = [dict(x) | {"ok": bool(x["ok"])} for x in conn.execute(
+            "SELECT attempt, at, worker, ok, status_code, error, duration_s"
+            " FROM alert_deliveries WHERE notification_id = ? ORDER BY attempt", (r["id"],))]
+        notes.append(n)
+    d["notifications"] = notes
+    return d

@@ -1,0 +1,195 @@
+"""HTTP routes of the alerts, called by `cloud_gateway.http_api` (which owns the server).
+
+    GET  /api/stores/{s}/alerts?state=active|all&limit=N   a store's alerts, newest first
+    GET  /api/alerts/{s}/{alert id}                         one alert, acks, notifications
+    POST /api/alerts/{s}/{alert id}/ack                     {"by", "corrective_action"}, bearer
+    GET  /ack/{s}/{alert id}?t=TOKEN                        the form behind a notification link
+    POST /ack/{s}/{alert id}                                the form (t, by, corrective_action)
+
+An alert id contains slashes (`fridge-1/warm/1748715600000`): the path segments after the
+store are joined back together.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from xiaodian.payloads import ID_PATTERN
+
+from ..db import Database
+from . import store
+from .notifier import check_ack_token
+
+FORM_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+
+
+@dataclass(frozen=True)
+class WebResult:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(status: int, obj: Any) -> WebResult:
+    return WebResult(status, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+
+
+def _err(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> WebResult:
+    return WebResult(status, json.dumps({"error": message, "status": status}).encode() + b"\n",
+                     headers=headers)
+
+
+def _split(target: str) -> tuple[list[str], str]:
+    parts = urlsplit(target)
+    return [unquote(s) for s in parts.path.split("/")[1:]], parts.query
+
+
+def _key(segments: list[str]) -> tuple[str, str] | None:
+    """(store, alert id) from path segments [store, fridge, rule, start] (or one %2F'd id)."""
+    if len(segments) < 2 or not ID_PATTERN.match(segments[0]):
+        return None
+    alert_id = "/".join(segments[1:])
+    if not alert_id or len(alert_id) > 300:
+        return None
+    return segments[0], alert_id
+
+
+def accepts_get(target: str) -> bool:
+    segs, _ = _split(target)
+    return (segs[:1] == ["ack"] or segs[:2] == ["api", "alerts"]
+            or (len(segs) == 4 and segs[:2] == ["api", "stores"] and segs[3] == "alerts"))
+
+
+def accepts_post(target: str) -> bool:
+    segs, _ = _split(target)
+    return segs[:1] == ["ack"] or (segs[:2] == ["api", "alerts"] and segs[-1:] == ["ack"])
+
+
+class AlertWeb:
+    def __init__(self, db_path: Path, *, link_secret: bytes | None,
+                 authorise: Callable[[str | None], WebResult | None],
+                 now: Callable[[], float] = time.time) -> None:
+        """`authorise(authorization header)`: None if the bearer token is right."""
+        self.db_path = db_path
+        self.link_secret = link_secret
+        self.authorise = authorise
+        self.now = now
+
+    def get(self, target: str) -> WebResult:
+        segs, query = _split(target)
+        q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                if segs[:2] == ["api", "stores"]:
+                    state = q.get("state", "active")
+                    if state not in ("active", "all") or set(q) - {"state", "limit"}:
+                        return _err(HTTPStatus.BAD_REQUEST, "query: state=active|all, limit")
+                    limit = q.get("limit", "1000")
+                    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+                        return _err(HTTPStatus.BAD_REQUEST, "limit: 1..10000")
+                    rows = store.list_alerts(db.conn, segs[2], state=state, limit=int(limit))
+                    return _json(HTTPStatus.OK, {"store": segs[2], "alerts": rows})
+                if segs[:2] == ["api", "alerts"]:
+                    key = _key(segs[2:])
+                    alert = None if key is None else store.get_alert(db.conn, *key)
+                    if alert is None:
+                        return _err(HTTPStatus.NOT_FOUND, "no such alert")
+                    return _json(HTTPStatus.OK, alert)
+                key = _key(segs[1:])
+                contact = self._contact(key, q.get("t", ""))
+                if key is None or contact is None:
+                    return _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+                alert = store.get_alert(db.conn, *key)
+        except sqlite3.Error as exc:
+            return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+        if alert is None:
+            return _page(HTTPStatus.NOT_FOUND, "<p>No such alert.</p>")
+        return _page(HTTPStatus.OK, _form(alert, q["t"], contact))
+
+    def post(self, target: str, *, authorization: str | None, content_type: str | None,
+             body: bytes, client: str) -> WebResult:
+        segs, _ = _split(target)
+        mime = (content_type or "").split(";")[0].strip().lower()
+        if segs[:1] == ["ack"]:  # the link's form: the token is the authority
+            key = _key(segs[1:])
+            if mime != "application/x-www-form-urlencoded":
+                return _page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "<p>Send the form.</p>")
+            form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"),
+                                                   keep_blank_values=True).items()}
+            contact = self._contact(key, form.get("t", ""))
+            if key is None or contact is None:
+                return _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+            result = self._ack(key, form.get("by") or contact, form.get("corrective_action", ""),
+                               f"link:{contact}")
+            if result.status != HTTPStatus.OK:
+                return _page(result.status, f"<p>{html.escape(result.body.decode())}</p>")
+            return _page(HTTPStatus.OK, "<p>Acknowledged. Thank you.</p>")
+        denied = self.authorise(authorization)
+        if denied is not None:
+            return denied
+        key = _key(segs[2:-1])
+        if key is None:
+            return _err(HTTPStatus.NOT_FOUND, "no such alert")
+        if mime != "application/json":
+            return _err(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        try:
+            obj = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return _err(HTTPStatus.BAD_REQUEST, "body is not JSON")
+        if (not isinstance(obj, dict) or set(obj) - {"by", "corrective_action"}
+                or not isinstance(obj.get("by"), str)
+                or not isinstance(obj.get("corrective_action", ""), str)):
+            return _err(HTTPStatus.BAD_REQUEST,
+                        'body: {"by": str, "corrective_action": str} expected')
+        return self._ack(key, obj["by"], obj.get("corrective_action", ""), f"api:{client}")
+
+    def _contact(self, key: tuple[str, str] | None, token: str) -> str | None:
+        if key is None or self.link_secret is None or not token:
+            return None
+        return check_ack_token(self.link_secret, f"{key[0]}/{key[1]}", token)
+
+    def _ack(self, key: tuple[str, str], by: str, action: str, via: str) -> WebResult:
+        try:
+            with Database.open(self.db_path) as db, db.transaction() as conn:
+                found = store.acknowledge(conn, *key, by, action, via, self.now())
+                alert = store.get_alert(conn, *key) if found else None
+        except store.AckError as exc:
+            return _err(HTTPStatus.BAD_REQUEST, str(exc))
+        except sqlite3.Error as exc:
+            return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+        if alert is None:
+            return _err(HTTPStatus.NOT_FOUND, "no such alert")
+        return _json(HTTPStatus.OK, alert)
+
+
+def _page(status: int, inner: str) -> WebResult:
+    doc = ("<!doctype html><meta charset=utf-8><meta name=viewport"
+           " content='width=device-width'><title>xiaodian alert</title>"
+           "<body style='font-family:sans-serif;max-width:32em;margin:1em auto'>"
+           f"{inner}</body>")
+    return WebResult(status, doc.encode(), "text/html; charset=utf-8",
+                     (("Content-Security-Policy", FORM_CSP), ("Referrer-Policy", "no-referrer")))
+
+
+def _form(alert: dict[str, Any], token: str, contact: str) -> str:
+    e = html.escape
+    acked = (f"<p>Acknowledged by {e(str(alert['acked_by']))}: "
+             f"{e(str(alert['corrective_action'] or ''))}</p>" if alert["acked_by"] else "")
+    action = "/ack/" + quote(alert["key"], safe="/")
+    return (f"<h1>{e(alert['store'])} {e(alert['fridge'])}: {e(alert['rule'])}</h1>"
+            f"<p><b>{e(alert['severity'])}</b>, {e(alert['state'])}: {e(alert['message'])}</p>"
+            f"{acked}<form method=post action='{e(action)}'>"
+            f"<input type=hidden name=t value='{e(token)}'>"
+            f"<p><label>Your name <input name=by value='{e(contact)}' required></label></p>"
+            "<p><label>What did you do?<br><textarea name=corrective_action rows=4 cols=40>"
+            "</textarea></label></p><p><button>Acknowledge</button></p></form>")
