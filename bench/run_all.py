@@ -8,10 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import backlog_drain, edge_footprint, outage_memory, wire_cost
+from . import backlog_drain, decode_rate, edge_footprint, outage_memory, wire_cost
 
 RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_cost", wire_cost.main, []),
+    ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "60", "--warmup", "10"]),
     # Shorter outage than the default (25 s = ~4 simulated hours), so a smaller budget.

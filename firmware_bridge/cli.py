@@ -8,6 +8,7 @@ line with the decoder's counters, so a technician can read what a fridge said.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     decode.add_argument("file", metavar="FILE", help="capture file, or - for standard input")
     decode.set_defaults(func=decode_command)
+    sniff = commands.add_parser(
+        "sniff",
+        help="show a fridge's frames live, with line counters",
+        description="Open PORT read-only and print one line per decoded frame (time, seq, "
+        "type, key fields), the counters every 10 s and at the end. Reopens the port if it "
+        "vanishes. Sends GET_HELLO only with --hello (a device that waits for a host).",
+    )
+    sniff.add_argument("port", metavar="PORT", help="serial port, e.g. /dev/ttyUSB0")
+    sniff.add_argument("--baud", type=int, default=115200, help="default 115200")
+    sniff.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    sniff.add_argument("--hello", action="store_true", help="send GET_HELLO after opening")
+    sniff.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    sniff.set_defaults(func=sniff_command)
 
 
 def frame_record(frame: codec.Frame) -> dict[str, Any]:
@@ -73,6 +87,14 @@ def decode_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"xiaodian serial decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
+    return 0
+
+
+def sniff_command(args: argparse.Namespace) -> int:
+    from firmware_bridge.sniff import sniff  # pyserial only when sniffing
+
+    with contextlib.suppress(KeyboardInterrupt):
+        sniff(args.port, sys.stdout, args.baud, args.seconds, args.hello, args.json)
     return 0
 
 

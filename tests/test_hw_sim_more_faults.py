@@ -20,9 +20,9 @@ from hw_sim.runner import Runner
 from hw_sim.scenario import (
     FaultSpec,
     FridgeSpec,
-    Scenario,
     ScannerSpec,
     ScanSpec,
+    Scenario,
     SimSettings,
     load_scenario,
 )
@@ -142,7 +142,7 @@ def test_door_ajar_warms_without_door_events() -> None:
 @pytest.mark.parametrize("controller", ["python", "firmware"])
 def test_reboot_sends_hello_with_next_boot_count(controller: str) -> None:
     spec = fridge((FaultSpec("reboot", at_s=300),), controller=controller)
-    fr, frames = run(spec, 400, attach=True)
+    _fr, frames = run(spec, 400, attach=True)
     hellos = [f.fields for f in frames if f.kind == "hello"]
     # (The firmware also sends a HELLO at boot, before the host's GET_HELLO is answered.)
     assert hellos[-1]["boot_count"] == hellos[0]["boot_count"] + 1
@@ -181,14 +181,14 @@ def test_scripted_scans_due_in_order() -> None:
     ],
 )
 def test_bad_fault_names_the_key(kwargs: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=f"^{key}:"):
+    with pytest.raises(ValueError, match=rf"^{key}:"):
         FaultSpec(**kwargs)
 
 
 def test_probe_fault_refused_on_the_reference_controller() -> None:
-    with pytest.raises(ValueError, match="^faults: probe_flatline needs controller"):
+    with pytest.raises(ValueError, match=r"^faults: probe_flatline needs controller"):
         fridge((FaultSpec("probe_flatline", at_s=1, for_s=1, probe=0),))
-    with pytest.raises(ValueError, match="^line:"):
+    with pytest.raises(ValueError, match=r"^line:"):
         ScanSpec(1, "two\r\nlines")
 
 
