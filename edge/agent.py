@@ -21,6 +21,7 @@ from edge.alerting import Alerting, as_event
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
+from edge.kiosk import Kiosk
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
@@ -89,6 +90,10 @@ class Agent:
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
         self.alerting = Alerting(RuleEngine(rules), monotonic)
+        self.latest: dict[str, dict[str, object]] = {}
+        self.kiosk: Kiosk | None = None
+        if config.edge.kiosk_port:
+            self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
@@ -125,7 +130,24 @@ class Agent:
                     reader.receipt(dev_boot, seqs)
         for device, status in statuses.items():
             self._merge_status(device, status)
+        for r in records:  # what the terminal's page shows
+            view = self.latest.setdefault(r.device, {})
+            if isinstance(r, NewReading):
+                probes = {i: c for i, _s, c in r.probes}
+                view.update(air_c=probes.get(0), product_c=probes.get(1), dev_ms=r.dev_ms)
+            elif r.type == "door":
+                view["door_open"] = bool(r.data.get("open"))
         return len(records)
+
+    def kiosk_snapshot(self) -> dict[str, object]:
+        alerts = [
+            {"id": a.id, "fridge": a.fridge, "rule": a.rule, "severity": a.severity,
+             "message": a.message}
+            for a in self.alerting.active()
+        ]
+        fridges = {f: dict(self.latest.get(f, {})) for f in self.fridge_readers}
+        return {"fridges": fridges, "alerts": alerts,
+                "uplink": {"connected": self.uplink.connected}}
 
     def _record_alerts(self, changes: list[AlertChange]) -> None:
         """Alert changes go into the outbox as events (sent before any reading) and into
@@ -282,6 +304,9 @@ class Agent:
         )
         for reader in self.readers:
             reader.start()
+        if self.kiosk is not None:
+            self.kiosk.start()
+            log.info("terminal page at %s", self.kiosk.url)
         next_publish = next_status = next_prune = self.monotonic()
         next_republish = next_publish + self.config.edge.confirm_timeout_s
         try:
@@ -300,6 +325,8 @@ class Agent:
                 if now >= next_republish:
                     self.republish_unconfirmed()
                     next_republish = now + self.config.edge.confirm_timeout_s / 2
+                if self.kiosk is not None:
+                    self.kiosk.update(self.kiosk_snapshot())
                 if now >= next_status:
                     self.report_status()
                     self.keep_within_budget()
@@ -313,6 +340,8 @@ class Agent:
 
     def shutdown(self) -> None:
         self.stop_event.set()
+        if self.kiosk is not None:
+            self.kiosk.close()
         for reader in self.readers:
             reader.join(timeout=2.0)
         self.drain()  # what the readers had already decoded is kept, not dropped

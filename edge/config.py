@@ -56,6 +56,9 @@ class EdgeSettings:
     compact_bucket_s: float = 600.0
     # Cold-chain rules (docs/alerts.md); absent = DESIGN.md's defaults for every fridge.
     rules_file: Path | None = None
+    # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
+    kiosk_port: int = 0
+    kiosk_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         _check_id("store_id", self.store_id)

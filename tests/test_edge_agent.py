@@ -381,3 +381,48 @@ def test_a_warm_fridge_raises_cold_chain_alerts_as_outbox_events(
         # Judged on the fridge's own clock: 15 minutes above 8 °C, not 15 real minutes.
         assert hot["at"] - hot["started_at"] == pytest.approx(15 * 60, abs=61)
         assert "above 8" in str(hot["message"])
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: apt-get install chromium")
+def test_the_terminal_page_shows_alerts_and_buzzes_without_any_network(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge,
+    broker: Broker,
+) -> None:
+    import dataclasses
+    import socket
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = dataclasses.replace(cfg, edge=dataclasses.replace(cfg.edge, kiosk_port=port))
+    broker.stop()  # the shop's internet is down: the terminal must still warn the clerk
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.hello()
+        for minute in range(41):
+            fridge.temp(minute * 60_000, 8.5)
+        _wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10, "hot alert")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--autoplay-policy=no-user-gesture-required"],
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector(".card.critical")
+                text = page.inner_text("main")
+                assert "fridge-1" in text and "hot (critical)" in text
+                assert "offline" in page.inner_text("#net")
+                page.wait_for_function("document.body.dataset.buzzing === 'yes'")
+                page.click("#mute")
+                page.wait_for_function("document.body.dataset.buzzing === 'no'")
+            finally:
+                browser.close()

@@ -104,6 +104,7 @@ class StoreStack:
     scenario: Path = DEFAULT_SCENARIO
     store: str = STORE_ID
     http_port: int = 0
+    kiosk_port: int = 0  # the terminal's own page (alerts, buzzer)
     # Ingest workers on one shared subscription. Part "cloud" (worker ingest-1) serves the
     # dashboard on http_port; "cloud-2", ... are further workers, each on a free port of its
     # own.
@@ -120,6 +121,8 @@ class StoreStack:
     # libfaketime through it).
     edge_env: dict[str, str] = field(default_factory=dict)
     edge_compact_bucket_s: float = 600.0
+    # TOML appended to every worker's cloud.toml (e.g. an [alerts] table with contacts).
+    cloud_alerts_toml: str = ""
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
@@ -162,6 +165,8 @@ class StoreStack:
         self.link_dir.mkdir(parents=True, exist_ok=True)
         if not self.http_port:
             self.http_port = _free_port()
+        if not self.kiosk_port:
+            self.kiosk_port = _free_port()
 
     def start(self) -> None:
         if self.cloud_workers < 1:
@@ -178,7 +183,8 @@ class StoreStack:
             cloud_toml.write_text(
                 f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-{n}"\n'
                 f'http_host = "127.0.0.1"\nhttp_port = {self.http_port if n == 1 else 0}\n'
-                + _mqtt_toml(self.broker, pki, "cloud-gateway", self.reconnect_max_s),
+                + _mqtt_toml(self.broker, pki, "cloud-gateway", self.reconnect_max_s)
+                + (f"\n{self.cloud_alerts_toml}\n" if self.cloud_alerts_toml else ""),
                 encoding="utf-8",
             )
             cloud_tomls.append(cloud_toml)
@@ -188,6 +194,7 @@ class StoreStack:
             f"data_dir = {_toml_str(self.edge_db.parent)}\n"
             f"confirm_timeout_s = {self.edge_confirm_timeout_s}\n"
             f"disk_budget_mb = {self.edge_disk_budget_mb}\n"
+            f"kiosk_port = {self.kiosk_port}\n"
             f"compact_bucket_s = {self.edge_compact_bucket_s}\n"
         ]
         lines.append(_mqtt_toml(self.broker, pki, self.store, self.reconnect_max_s))
