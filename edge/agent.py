@@ -172,8 +172,10 @@ class Agent:
         merged.update(status)
         self.store.set_device_status(device, wall, merged)
 
-    def publish_pending(self) -> int:
-        """Publish outbox rows, oldest first, events before readings, while the window allows."""
+    def publish_pending(self, readings: bool = True) -> int:
+        """Publish outbox rows, oldest first, events before readings, while the window allows.
+        `readings=False` sends only events (alerts, doors, commands): routine readings wait
+        for their own, longer interval so that each message carries many of them."""
         if self.uplink.generation != self.cursor_generation:
             # New connection: whatever was in flight may be lost; start from the oldest row.
             self.cursors.clear()
@@ -181,6 +183,8 @@ class Agent:
         sent = 0
         self.window_full = False
         for kind, device in self.store.pending_streams():
+            if kind == "readings" and not readings:
+                continue
             cursor = self.cursors.setdefault((kind, device), Cursor())
             while True:
                 if not self.uplink.can_publish():
@@ -307,7 +311,8 @@ class Agent:
         if self.kiosk is not None:
             self.kiosk.start()
             log.info("terminal page at %s", self.kiosk.url)
-        next_publish = next_status = next_prune = self.monotonic()
+        next_publish = next_status = next_prune = next_readings = self.monotonic()
+        seen_generation = self.uplink.generation
         next_republish = next_publish + self.config.edge.confirm_timeout_s
         try:
             while not self.stop_event.is_set() and not until():
@@ -319,9 +324,16 @@ class Agent:
                 now = self.monotonic()
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.
-                if now >= next_publish or (acked and self.window_full):
-                    self.publish_pending()
+                if self.uplink.generation != seen_generation:
+                    # (Re)connected: whatever waited goes out now, not at the next interval.
+                    seen_generation = self.uplink.generation
+                    next_readings = now
+                readings_due = now >= next_readings
+                if now >= next_publish or readings_due or (acked and self.window_full):
+                    self.publish_pending(readings=readings_due or self.window_full)
                     next_publish = max(next_publish, now + self.config.edge.publish_interval_s)
+                    if readings_due:
+                        next_readings = now + self.config.edge.readings_interval_s
                 if now >= next_republish:
                     self.republish_unconfirmed()
                     next_republish = now + self.config.edge.confirm_timeout_s / 2

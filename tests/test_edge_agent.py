@@ -96,6 +96,7 @@ def _config(
             store_id=STORE,
             data_dir=tmp_path / "edge",
             publish_interval_s=0.1,
+            readings_interval_s=0.1,
             confirm_timeout_s=confirm_timeout_s,
         ),
         mqtt=mqtt,

@@ -187,7 +187,10 @@ def cloud(
 
 def _config(tmp_path: Path, mqtt: MqttSettings, kid: str, pub: Path) -> EdgeConfig:
     return EdgeConfig(
-        edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1),
+        edge=EdgeSettings(
+            store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1,
+            readings_interval_s=0.1,
+        ),
         mqtt=mqtt,
         fridges=(FridgePort("fridge-1", tmp_path / "fridge-1"),),
         commands=CommandSettings(keys=(CommandKey(kid, pub),)),

@@ -115,6 +115,9 @@ class StoreStack:
     # How long the edge waits for the cloud's receipt before publishing a record again.
     edge_confirm_timeout_s: float = 30.0
     edge_disk_budget_mb: float = 512.0
+    # The demo and the tests run the clock fast: a minute of real time is an hour of
+    # readings, so they batch per second rather than per (real) minute.
+    edge_readings_interval_s: float = 1.0
     # Longest back-off between reconnection attempts (edge and cloud), as in the configs.
     reconnect_max_s: float = 30.0
     # Extra environment for the edge agent's process (the clock-jump test preloads
@@ -195,6 +198,7 @@ class StoreStack:
             f"confirm_timeout_s = {self.edge_confirm_timeout_s}\n"
             f"disk_budget_mb = {self.edge_disk_budget_mb}\n"
             f"kiosk_port = {self.kiosk_port}\n"
+            f"readings_interval_s = {self.edge_readings_interval_s}\n"
             f"compact_bucket_s = {self.edge_compact_bucket_s}\n"
         ]
         lines.append(_mqtt_toml(self.broker, pki, self.store, self.reconnect_max_s))

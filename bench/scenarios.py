@@ -1,0 +1,522 @@
+"""The scenario bench: every cold-chain scenario through simulator → controller → wire →
+edge interpret → Alerting/RuleEngine, in-process on an accelerated clock.
+
+    python -m bench.scenarios [--only NAME] [--hours H]
+
+Each fridge is stepped in 1 s steps; its frames go through a `codec.FrameDecoder` (the
+bytes the wire carries), records are RECEIPTed back as the agent does, and fed to
+`edge.alerting.Alerting` with a synthetic wall clock (start + simulated seconds). What must
+(or must not) alert comes from bench/scenario_expectations.toml; when each condition became
+true is computed from the controller's own records (ground truth, not the wire path).
+Exit 1 if a must-alert expectation misses its budget or an unexpected alert is raised
+(scenarios marked `known_issue` are printed but do not fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tomllib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge import interpret
+from edge.alerting import Alerting
+from edge.rules import AlertChange, RuleEngine, Thresholds
+from edge.store import NewEvent, NewReading
+from firmware_bridge import codec
+from hw_sim.fridge import SimFridge
+from hw_sim.scenario import FridgeSpec, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_DIR = ROOT / "hw_sim" / "scenarios" / "cold_chain"
+EXTRA_SCENARIOS = (ROOT / "hw_sim" / "scenarios" / "demo.toml",)
+EXPECTATIONS = Path(__file__).with_name("scenario_expectations.toml")
+START_WALL = 1_748_736_000.0  # 2025-06-01T00:00:00Z: the synthetic wall clock at sim time 0
+STEP_S = 1.0
+TICK_EVERY_S = 1.0
+DEFAULT_HOURS = 8.0
+_HOURS_HINT = re.compile(r"\((\d+(?:\.\d+)?) h simulated")
+_SEVERITY_RANK = {"warning": 0, "critical": 1}
+
+
+# ---------------------------------------------------------------- expectations
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One alert that must be raised: `rule` at `severity` (and `audience`, if given), once
+    `condition` (a predicate on ground truth) has held for `hold_s`."""
+
+    rule: str
+    severity: str
+    condition: str  # product_above | product_below | door_open | mains_lost | defrost_active
+    #                 | probe_bad | link_silent | compressor_still
+    threshold: float = 0.0
+    hold_s: float = 0.0
+    probe: int = 1
+    audience: str | None = None
+    fridge: str | None = None
+    defrost_suppressed: bool = False  # warm: held back during defrost + recovery
+
+
+@dataclass(frozen=True)
+class ScenarioExpect:
+    name: str
+    path: Path
+    expects: tuple[Expect, ...] = ()
+    allow: tuple[str, ...] = ()  # rules that may alert without failing (named reason in TOML)
+    ignore_before_h: float = 0.0  # warm-up: alerts raised before this are not judged
+    hours: float | None = None
+    known_issue: str = ""
+
+
+def _expect(raw: dict[str, Any], thresholds: Thresholds) -> Expect:
+    kind = str(raw["condition"])
+    # Thresholds and holds default to the engine's configured defaults (DESIGN.md's).
+    defaults: dict[str, tuple[float, float]] = {
+        "warm": (thresholds.warm_above_c, thresholds.warm_for_min * 60),
+        "hot": (thresholds.hot_above_c, thresholds.hot_for_min * 60),
+        "hard_limit": (thresholds.hard_product_above_c, 0.0),
+        "defrost_overrun": (0.0, thresholds.defrost_overrun_min * 60),
+        "link": (0.0, thresholds.link_lost_min * 60),
+        "probe_fault": (0.0, thresholds.probe_fault_for_s),
+    }
+    thr, hold = defaults.get(str(raw["rule"]), (0.0, 0.0))
+    if raw["rule"] == "freeze":
+        crit = raw["severity"] == "critical"
+        thr = thresholds.freeze_critical_below_c if crit else thresholds.freeze_warning_below_c
+        hold = (thresholds.freeze_critical_for_min if crit else thresholds.freeze_warning_for_min)
+        hold *= 60
+    if raw["rule"] == "door":
+        level = {"terminal": thresholds.door_buzzer_min, "owner": thresholds.door_owner_min}
+        hold = 60 * (thresholds.door_escalate_min if raw["severity"] == "critical"
+                     else level[str(raw.get("audience", "terminal"))])
+    if raw["rule"] == "mains" and raw["severity"] == "critical":
+        hold = thresholds.mains_escalate_min * 60
+    return Expect(
+        rule=str(raw["rule"]),
+        severity=str(raw["severity"]),
+        condition=kind,
+        threshold=float(raw.get("threshold", thr)),
+        hold_s=float(raw.get("hold_min", hold / 60)) * 60,
+        probe=int(raw.get("probe", 1)),
+        audience=raw.get("audience"),
+        fridge=raw.get("fridge"),
+        defrost_suppressed=bool(raw.get("defrost_suppressed", raw["rule"] == "warm")),
+    )
+
+
+def load_expectations(path: Path = EXPECTATIONS) -> dict[str, dict[str, Any]]:
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return {str(k): v for k, v in data.get("scenarios", {}).items()}
+
+
+def scenario_paths() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*.toml")) + [p for p in EXTRA_SCENARIOS if p.exists()]
+
+
+def scenario_expect(path: Path, table: dict[str, dict[str, Any]]) -> ScenarioExpect:
+    name = path.stem
+    raw = table.get(name)
+    if raw is None:  # a new scenario nobody has described yet: it must not alert
+        raw = {"known_issue": "no expectations in bench/scenario_expectations.toml yet"}
+    t = Thresholds()
+    hours = raw.get("hours")
+    if hours is None:
+        hint = _HOURS_HINT.search(path.read_text(encoding="utf-8"))
+        hours = float(hint.group(1)) if hint else None
+    return ScenarioExpect(
+        name=name,
+        path=path,
+        expects=tuple(_expect(e, t) for e in raw.get("expect", [])),
+        allow=tuple(str(r) for r in raw.get("allow", [])),
+        ignore_before_h=float(raw.get("ignore_before_h", 0.0)),
+        hours=None if hours is None else float(hours),
+        known_issue=str(raw.get("known_issue", "")),
+    )
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Truth:
+    """What the controller recorded (its log), in simulated seconds, before any wire."""
+
+    temps: list[tuple[float, dict[int, tuple[str, float | None]]]] = field(default_factory=list)
+    events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # when the host got a record
+
+
+@dataclass
+class Emitted:
+    sim_s: float  # when the bench saw the change (feed or tick returned it)
+    change: AlertChange
+
+
+class HostLink:
+    """The agent's side of one fridge's serial line, without a port: decode, dedupe, RECEIPT."""
+
+    def __init__(self, sim: SimFridge) -> None:
+        self.sim = sim
+        self.device = sim.spec.id
+        self.decoder = codec.FrameDecoder()
+        self.host_seq = 0
+        self.hello: dict[str, Any] | None = None
+        self.seen: set[tuple[int, int, int]] = set()
+        self.plugged = True
+
+    def _seq(self) -> int:
+        self.host_seq = (self.host_seq + 1) & 0xFFFF
+        return self.host_seq
+
+    def attach(self) -> bytes:
+        self.hello = None
+        self.decoder.reset_sequence()
+        return b"\x00" + codec.encode_frame(codec.GET_HELLO, self._seq(), b"", codec.ACK_REQUESTED)
+
+    def receive(self, wire: bytes, wall: float) -> tuple[list[NewReading | NewEvent], bytes]:
+        """Fresh records from these wire bytes, and the RECEIPT bytes to send back."""
+        fresh: list[NewReading | NewEvent] = []
+        durable: dict[int, list[int]] = {}
+        for frame in self.decoder.feed(wire):
+            if frame.type == codec.HELLO:
+                self.hello = codec.decode_message(frame.type, frame.payload)
+            elif self.hello is None and frame.type in codec.LOGGED_TYPES:
+                continue  # no boot count yet: the device resends after HELLO
+            boot = int(self.hello["boot_count"]) if self.hello else 0
+            items, msg = interpret.from_frame(self.device, frame, wall, True, boot)
+            for item in items:
+                if not isinstance(item, NewReading | NewEvent) or item.fseq is None:
+                    continue
+                if frame.type in codec.LOGGED_TYPES and not frame.flags & codec.REPLY:
+                    durable.setdefault(boot, []).append(item.fseq)
+                key = (boot, item.fseq, item.dev_ms or 0)
+                if key not in self.seen:
+                    self.seen.add(key)
+                    fresh.append(item)
+        out = b""
+        for boot, seqs in durable.items():
+            for i in range(0, len(seqs), codec.MAX_RECEIPT_SEQS):
+                body = codec.pack_receipt(boot, seqs[i : i + codec.MAX_RECEIPT_SEQS])
+                out += codec.encode_frame(codec.RECEIPT, self._seq(), body)
+        return fresh, out
+
+
+@dataclass
+class RunResult:
+    emitted: list[Emitted]
+    truth: dict[str, Truth]
+    specs: dict[str, FridgeSpec]
+    hours: float
+
+
+def run_scenario(path: Path, hours: float) -> RunResult:
+    scenario = load_scenario(path)
+    clock = [0.0]  # simulated seconds since start: the bench's monotonic clock
+    alerting = Alerting(RuleEngine(), monotonic=lambda: clock[0])
+    sims = [SimFridge(f, scenario.sim.seed) for f in scenario.fridges]
+    links = [HostLink(s) for s in sims]
+    truth = {s.spec.id: Truth() for s in sims}
+    emitted: list[Emitted] = []
+
+    def note(changes: list[AlertChange]) -> None:
+        emitted.extend(Emitted(clock[0], c) for c in changes)
+
+    def deliver(link: HostLink, frames: Sequence[Any]) -> None:
+        wire = b"".join(f.data for f in frames)
+        while wire and link.plugged:
+            fresh, receipts = link.receive(wire, START_WALL + clock[0])
+            if fresh:
+                truth[link.device].arrivals.append(clock[0])
+                note(alerting.feed(fresh))
+            wire = b"".join(f.data for f in link.sim.receive(receipts)) if receipts else b""
+
+    for link in links:
+        deliver(link, link.sim.receive(link.attach()))
+    steps = round(hours * 3600 / STEP_S)
+    next_tick = 0.0
+    try:
+        for _ in range(steps):
+            for link in links:
+                sim = link.sim
+                frames = sim.step(STEP_S)
+                clock[0] = sim.time_s
+                _record_truth(truth[link.device], sim)
+                if sim.unplugged and link.plugged:
+                    link.plugged = False
+                    sim.controller.detach()
+                elif not sim.unplugged and not link.plugged:
+                    link.plugged = True
+                    frames = frames + sim.receive(link.attach())
+                deliver(link, frames)
+            if clock[0] >= next_tick:
+                note(alerting.tick())
+                next_tick = clock[0] + TICK_EVERY_S
+    finally:
+        for s in sims:
+            s.close()
+    return RunResult(emitted, truth, {s.spec.id: s.spec for s in sims}, hours)
+
+
+def _record_truth(truth: Truth, sim: SimFridge) -> None:
+    new, _lost = sim.controller.take_new_records()
+    for rec in new:
+        if rec.kind == "temp":
+            probes = {int(i): (str(s), None if c is None else float(c))
+                      for i, s, c in rec.fields["probes"]}
+            truth.temps.append((sim.time_s, probes))
+        else:
+            truth.events.append((sim.time_s, rec.kind, dict(rec.fields)))
+
+
+# ---------------------------------------------------------------- judging
+
+
+def _runs(points: list[tuple[float, bool]], hold_s: float) -> float | None:
+    """Start of the first run of True that lasts at least `hold_s` (a run still going at the
+    end counts only if long enough)."""
+    start: float | None = None
+    for t, ok in points:
+        if ok:
+            start = t if start is None else start
+            if t - start >= hold_s:
+                return start
+        else:
+            start = None
+    return None
+
+
+def _state_points(truth: Truth, kind: str, flag: str) -> list[tuple[float, bool]]:
+    return [(t, bool(d[flag])) for t, k, d in truth.events if k == kind and flag in d]
+
+
+def _level_run(points: list[tuple[float, bool]], hold_s: float, end: float) -> float | None:
+    """Start of the first True level (from state-change records) lasting `hold_s`."""
+    since: float | None = None
+    for t, level in points:
+        if since is not None and t - since >= hold_s:
+            return since
+        since = (since if since is not None else t) if level else None
+    return since if since is not None and end - since >= hold_s else None
+
+
+def onset(e: Expect, truth: Truth, end: float) -> float | None:
+    """When the expectation's condition became true (and then held for its hold), or None."""
+    if e.condition in ("product_above", "product_below", "probe_bad"):
+        pts: list[tuple[float, bool]] = []
+        for t, probes in truth.temps:
+            status, value = probes.get(e.probe, ("missing", None))
+            if e.condition == "probe_bad":
+                pts.append((t, status in ("crc", "missing")))
+            elif status == "ok" and value is not None:
+                above = value > e.threshold
+                pts.append((t, above if e.condition == "product_above" else value < e.threshold))
+        return _runs(pts, e.hold_s)
+    if e.condition == "door_open":
+        return _level_run(_state_points(truth, "door", "open"), e.hold_s, end)
+    if e.condition == "mains_lost":
+        pts = [(t, not v) for t, v in _state_points(truth, "power", "mains")]
+        return _level_run(pts, e.hold_s, end)
+    if e.condition == "defrost_active":
+        return _level_run(_state_points(truth, "defrost", "active"), e.hold_s, end)
+    if e.condition == "link_silent":
+        for a, b in zip(truth.arrivals, truth.arrivals[1:], strict=False):
+            if b - a >= e.hold_s:
+                return a
+        return None
+    if e.condition == "compressor_still":
+        changes = [(t, v) for t, v in _state_points(truth, "compressor", "on")]
+        ons = [t for t, v in changes if v]
+        for i, (t, _v) in enumerate(changes):
+            periods = [b - a for a, b in zip(ons, ons[1:], strict=False) if b <= t][-8:]
+            if len(periods) < 3:
+                continue
+            hold = 2 * statistics.median(periods)
+            nxt = changes[i + 1][0] if i + 1 < len(changes) else end
+            if nxt - t >= hold:
+                return t
+        return None
+    raise ValueError(f"unknown condition {e.condition!r}")
+
+
+def due(e: Expect, start: float, truth: Truth, spec: FridgeSpec) -> float:
+    """When the alert is due by DESIGN: start + hold, or the end of a defrost suppression
+    window (defrost + 60 min recovery, cap 90 min) it falls in."""
+    t = start + e.hold_s
+    if not e.defrost_suppressed:
+        return t
+    pts = _state_points(truth, "defrost", "active")
+    begin: float | None = None
+    for at, active in pts + [(float("inf"), False)]:
+        if active and begin is None:
+            begin = at
+        elif not active and begin is not None:
+            until = min(at + 3600, begin + 5400)
+            if begin <= t < until:
+                t = until
+            begin = None
+    return t
+
+
+@dataclass
+class Row:
+    scenario: str
+    expected: str
+    raised: str
+    delay: str
+    budget: str
+    ok: bool
+    false_alerts: str
+    note: str = ""
+
+
+@dataclass
+class Verdict:
+    name: str
+    passed: bool
+    known_issue: str
+    rows: list[Row]
+    failures: list[str]
+
+
+def _hm(s: float) -> str:
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    return f"{sign}{int(s // 3600)}:{int(s % 3600 // 60):02d}:{int(s % 60):02d}"
+
+
+def _matches(e: Expect, c: AlertChange, fridge: str) -> bool:
+    if c.fridge != fridge or c.rule != e.rule or c.state == "cleared":
+        return False
+    if _SEVERITY_RANK[c.severity] < _SEVERITY_RANK[e.severity]:
+        return False
+    return e.audience is None or c.audience == e.audience or c.severity == "critical"
+
+
+def judge(sx: ScenarioExpect, result: RunResult) -> Verdict:
+    end = result.hours * 3600
+    only = next(iter(result.specs))
+    raised = [m for m in result.emitted if m.change.state == "raised"]
+    raised_txt = ", ".join(
+        f"{m.change.rule}/{m.change.severity}@{_hm(m.sim_s)}" for m in raised
+    ) or "none"
+    rows: list[Row] = []
+    failures: list[str] = []
+    expected_rules: set[str] = set()
+    for e in sx.expects:
+        fridge = e.fridge or only
+        expected_rules.add(e.rule)
+        label = f"{e.rule}/{e.severity}" + (f"/{e.audience}" if e.audience else "")
+        start = onset(e, result.truth[fridge], end)
+        if start is None:
+            failures.append(f"{label}: condition {e.condition} never held in {result.hours:g} h")
+            rows.append(Row(sx.name, f"{label} (condition never met)", "", "-", "-", False, ""))
+            continue
+        budget = due(e, start, result.truth[fridge], result.specs[fridge]) - start
+        budget += result.specs[fridge].sample_interval_s
+        hit = next((m for m in result.emitted if _matches(e, m.change, fridge)), None)
+        if hit is None:
+            ok, delay = False, "missed"
+            failures.append(f"{label}: condition true at {_hm(start)}, no alert in "
+                            f"{_hm(end - start)} (budget {_hm(budget)})")
+        else:
+            ok = hit.sim_s - start <= budget
+            delay = _hm(hit.sim_s - start)
+            if not ok:
+                failures.append(f"{label}: condition true at {_hm(start)}, alert at "
+                                f"{_hm(hit.sim_s)}: delay {delay} > budget {_hm(budget)}")
+        rows.append(Row(sx.name, f"{label} from {_hm(start)}", "", delay, _hm(budget), ok, ""))
+    false = [
+        m for m in raised
+        if m.change.rule not in expected_rules and m.change.rule not in sx.allow
+        and m.sim_s >= sx.ignore_before_h * 3600
+    ]
+    false_txt = ", ".join(f"{m.change.rule}/{m.change.severity}@{_hm(m.sim_s)}" for m in false)
+    if false:
+        failures.append(f"false alerts: {false_txt} ({false[0].change.message})")
+    if not rows:
+        note = f" after {sx.ignore_before_h:g} h warm-up" if sx.ignore_before_h else ""
+        rows.append(Row(sx.name, f"no alert{note}", "", "-", "-", not false, ""))
+    rows[0].raised = raised_txt
+    rows[0].false_alerts = false_txt or "0"
+    if sx.known_issue:
+        rows[0].note = f"KNOWN ISSUE: {sx.known_issue}"
+    passed = not failures
+    return Verdict(sx.name, passed, sx.known_issue, rows, failures)
+
+
+def bench_one(sx: ScenarioExpect, hours: float | None = None) -> Verdict:
+    h = hours or sx.hours or DEFAULT_HOURS
+    return judge(sx, run_scenario(sx.path, h))
+
+
+def run_all(
+    only: str | None = None, hours: float | None = None, jobs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Verdict]:
+    """Every scenario (or `only`), in parallel processes (each run is pure and seeded)."""
+    table = load_expectations()
+    todo = [scenario_expect(p, table) for p in scenario_paths() if not only or p.stem == only]
+    # Longest first, so the slowest scenario does not start last.
+    todo.sort(key=lambda sx: -(hours or sx.hours or DEFAULT_HOURS))
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    verdicts: dict[str, Verdict] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        futures = {pool.submit(bench_one, sx, hours): sx.name for sx in todo}
+        for fut in as_completed(futures):
+            verdicts[futures[fut]] = fut.result()
+            if progress:
+                progress(f"{futures[fut]}: done")
+    return [verdicts[sx.name] for sx in sorted(todo, key=lambda sx: sx.name)]
+
+
+def print_table(verdicts: list[Verdict]) -> None:
+    head = ("scenario", "expected (rule/severity from condition time)", "alerts raised",
+            "delay", "budget", "ok", "false alerts")
+    lines = [head]
+    for v in verdicts:
+        for i, r in enumerate(v.rows):
+            ok = "yes" if r.ok else ("KNOWN" if v.known_issue else "NO")
+            lines.append((r.scenario if i == 0 else "", r.expected, r.raised, r.delay, r.budget,
+                          ok, r.false_alerts))
+    widths = [max(len(line[i]) for line in lines[:1]) for i in range(len(head))]
+    widths = [min(max(len(line[i]) for line in lines), 60) for i in range(len(head))]
+    for n, line in enumerate(lines):
+        print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    for v in verdicts:
+        if v.known_issue:
+            print(f"known issue, {v.name}: {v.known_issue}")
+        for f in v.failures:
+            print(f"{'known' if v.known_issue else 'FAIL'} {v.name}: {f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scenarios", description=__doc__)
+    parser.add_argument("--only", help="run one scenario (file name without .toml)")
+    parser.add_argument("--hours", type=float, help="simulated hours (default: each scenario's)")
+    parser.add_argument("--jobs", type=int, help="parallel processes (default: CPU count)")
+    args = parser.parse_args(argv)
+    verdicts = run_all(args.only, args.hours, args.jobs, lambda s: print(s, file=sys.stderr, flush=True))
+    if not verdicts:
+        print(f"no scenario named {args.only!r}", file=sys.stderr)
+        return 2
+    print_table(verdicts)
+    bad = [v.name for v in verdicts if not v.passed and not v.known_issue]
+    print(f"\n{len(verdicts)} scenarios, {len(bad)} failed"
+          + (f": {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
