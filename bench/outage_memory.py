@@ -183,7 +183,7 @@ def outage_run(root: Path, label: str, budget_mb: float, args: argparse.Namespac
                        edge_disk_budget_mb=budget_mb, sim_flush_s=0.0)
     try:
         stack.start()
-        wait_for(lambda: _cloud_raw(stack.cloud_db, stack.store) > 0, 30,
+        wait_for(lambda: _cloud_raw(stack.cloud_db, stack.store) > 0, 60,
                  f"first readings in the cloud (see {stack.logs})", 0.2)
         time.sleep(args.warmup)
         sampler = Sampler(stack, run)
