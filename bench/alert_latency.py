@@ -68,7 +68,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 at = time.time()
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 ok = receiver._verify(raw, self.headers.get("X-Xiaodian-Signature"))
@@ -317,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.start()
 
             def enough(got: list[Received]) -> bool:
-                alerts = {r.body["alert"]["id"] for r in got if r.body["kind"] == "alert"}
-                clears = {r.body["alert"]["id"] for r in got if r.body["kind"] == "all_clear"}
+                door = [r for r in got if r.body["alert"]["rule"] == "door"]
+                alerts = {r.body["alert"]["id"] for r in door if r.body["kind"] == "alert"}
+                clears = {r.body["alert"]["id"] for r in door if r.body["kind"] == "all_clear"}
                 return len(alerts) >= args.alerts and alerts <= clears
 
             got = hook.wait(enough, timeout)

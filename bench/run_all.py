@@ -8,7 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import backlog_drain, decode_rate, edge_footprint, outage_memory, wire_cost
+from . import (
+    alert_latency,
+    backlog_drain,
+    decode_rate,
+    edge_footprint,
+    outage_memory,
+    scenarios,
+    wire_cost,
+)
 
 RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_cost", wire_cost.main, []),
@@ -18,6 +26,8 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     # Shorter outage than the default (25 s = ~4 simulated hours), so a smaller budget.
     ("outage_memory", outage_memory.main,
      ["--outage-s", "25", "--before", "8", "--warmup", "3", "--after", "2", "--budget-mb", "0.5"]),
+    ("alert_latency", alert_latency.main, ["--alerts", "20"]),
+    ("scenarios", scenarios.main, []),  # every cold-chain scenario, ~45 s on 2 CPUs
 )
 
 

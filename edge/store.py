@@ -1,9 +1,11 @@
 """The edge agent's SQLite file: readings, events and the outbox that feeds the uplink.
 
 A record is written here, with its outbox row, in one transaction before anything else
-happens to it. The outbox row is deleted only when the broker has acknowledged the message
-that carried it (PUBACK), so a crash or an outage at any moment loses nothing: at start-up
-the pending rows are simply published again, and the cloud drops the duplicates by id.
+happens to it. The outbox row is deleted only when the cloud confirms it has committed the
+record (its receipt); a broker's PUBACK only marks the row as published, and a row
+published but not confirmed in time goes out again. So a crash or an outage at any moment
+loses nothing: pending rows are simply published again, and the cloud drops duplicates by
+id. See docs/store-and-forward.md.
 """
 
 from __future__ import annotations
