@@ -7,6 +7,7 @@ publishes pending outbox rows in batches, then deletes the rows the broker ackno
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
@@ -274,6 +275,41 @@ class Agent:
 
     # ------------------------------------------------------------ running
 
+    def rebuild_rules(self, hours: float = 24.0) -> int:
+        """After a restart, replay the last day of stored records into the rule engine, so
+        that an alert active before the restart is still active (and a cumulative rule still
+        remembers its hours). Alert changes already recorded are not recorded again; any
+        other (one the crash kept us from recording) is. Returns how many records."""
+        wall, _ = self.clock.read()
+        since = wall - hours * 3600
+        records: list[NewReading | NewEvent] = []
+        for device, dev_boot, fseq, dev_ms, w, synced, probes in self.store.db.execute(
+            "SELECT device, dev_boot, fseq, dev_ms, wall, synced, probes FROM readings "
+            "WHERE wall >= ? AND seq_last IS NULL", (since,)
+        ):
+            records.append(NewReading(device, fseq, dev_ms, w, bool(synced),
+                                      [tuple(p) for p in json.loads(probes)], dev_boot))
+        for device, type_, fseq, dev_ms, w, synced, data, dev_boot in self.store.db.execute(
+            "SELECT device, type, fseq, dev_ms, wall, synced, data, dev_boot FROM events "
+            "WHERE wall >= ? AND type IN ('door', 'compressor', 'power', 'defrost') "
+            "AND dev_ms IS NOT NULL", (since,)
+        ):
+            records.append(NewEvent(device, type_, fseq, dev_ms, w, bool(synced),
+                                    json.loads(data), dev_boot))
+        records.sort(key=lambda r: (r.device, r.dev_boot or 0, r.dev_ms or 0))
+        known = {
+            (d.get("id"), d.get("change"))
+            for (raw,) in self.store.db.execute(
+                "SELECT data FROM events WHERE type='alert' AND wall >= ?", (since,))
+            for d in [json.loads(raw)]
+        }
+        changes = [c for c in self.alerting.feed(records) if (c.id, c.state) not in known]
+        self._record_alerts(changes)
+        if records:
+            log.info("rules: replayed %d stored records; %d active alerts", len(records),
+                     len(self.alerting.active()))
+        return len(records)
+
     def _report_recovery(self) -> None:
         """A damaged database was moved aside at start-up: tell the cloud, as an event."""
         if self.store.recovered is None:
@@ -300,6 +336,7 @@ class Agent:
 
     def run(self, *, until: Callable[[], bool] = lambda: False) -> None:
         self._report_recovery()
+        self.rebuild_rules()
         log.info(
             "edge agent for store %s, boot %d, database %s",
             self.config.edge.store_id,

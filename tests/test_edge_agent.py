@@ -427,3 +427,35 @@ def test_the_terminal_page_shows_alerts_and_buzzes_without_any_network(
                 page.wait_for_function("document.body.dataset.buzzing === 'no'")
             finally:
                 browser.close()
+
+
+def test_after_a_restart_an_active_alert_stays_active_and_is_not_raised_twice(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
+) -> None:
+    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+
+    def raised_hot() -> int:
+        store = EdgeStore.open_readonly(cfg.edge.db_path)
+        try:
+            rows = store.db.execute("SELECT data FROM events WHERE type='alert'").fetchall()
+        finally:
+            store.close()
+        return sum(1 for (d,) in rows
+                   if json.loads(d)["rule"] == "hot" and json.loads(d)["change"] == "raised")
+
+    with RunningAgent(cfg) as agent:
+        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        fridge.hello()
+        for minute in range(21):
+            fridge.temp(minute * 60_000, 8.5)
+        _wait(lambda: raised_hot() == 1, 10, "hot raised once")
+    with RunningAgent(cfg) as agent:  # a new process: the engine starts empty
+        _wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10,
+              "hot active again after the replay of stored records")
+        _wait(lambda: _reader_up(agent), 10, "serial port reopened")
+        fridge.hello()
+        for minute in range(21, 31):
+            fridge.temp(minute * 60_000, 8.5)
+        _wait(lambda: _stored(agent) == 31, 10, "new readings stored")
+        time.sleep(0.5)
+        assert raised_hot() == 1

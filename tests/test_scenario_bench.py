@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.rules import AlertChange
+from hw_sim.scenario import load_scenario
 
 # bench/ is a directory of the repository, not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,7 +55,7 @@ def _change(rule: str, severity: str, at: float, state: str = "raised") -> Alert
 
 def _result(emitted: list[scenarios.Emitted], temps: list[float]) -> scenarios.RunResult:
     truth = scenarios.Truth(temps=[(10.0 * (i + 1), {1: ("ok", c)}) for i, c in enumerate(temps)])
-    spec = scenarios.load_scenario(scenarios.SCENARIO_DIR / "warm_excursion.toml").fridges[0]
+    spec = load_scenario(scenarios.SCENARIO_DIR / "warm_excursion.toml").fridges[0]
     return scenarios.RunResult(emitted, {"fridge-1": truth}, {"fridge-1": spec}, len(temps) / 360)
 
 
