@@ -87,6 +87,7 @@ class Agent:
         self.confirmed = 0
         self.republished = 0
         self.window_full = False
+        self.alerts_waiting = False
         self.budget_counters: dict[str, int] = {}
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
@@ -157,6 +158,7 @@ class Agent:
             return
         wall, synced = self.clock.read()
         self.store.add([as_event(c, wall, synced) for c in changes])
+        self.alerts_waiting = True  # sent at once, not at the next publish interval
         for c in changes:
             log.warning("alert %s %s (%s, %s): %s", c.state, c.rule, c.fridge, c.severity,
                         c.message)
@@ -366,6 +368,9 @@ class Agent:
                     seen_generation = self.uplink.generation
                     next_readings = now
                 readings_due = now >= next_readings
+                if self.alerts_waiting and self.uplink.can_publish():
+                    self.alerts_waiting = False
+                    self.publish_pending(readings=False)
                 if now >= next_publish or readings_due or (acked and self.window_full):
                     self.publish_pending(readings=readings_due or self.window_full)
                     next_publish = max(next_publish, now + self.config.edge.publish_interval_s)
