@@ -47,7 +47,9 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack
         s.stop()
 
 
-def _assert_exactly_once(stack: StoreStack, compaction: bool = False) -> dict[str, dict[str, int]]:
+def _assert_exactly_once(
+    stack: StoreStack, compaction: bool = False, max_on_device: int = 3
+) -> dict[str, dict[str, int]]:
     assert stack.settle(timeout=120), "edge outbox did not drain into the cloud"
     summary = compare(stack.truth, stack.edge_db, stack.cloud_db, stack.store)
     for fridge, fig in summary.items():
@@ -56,7 +58,7 @@ def _assert_exactly_once(stack: StoreStack, compaction: bool = False) -> dict[st
         assert fig["duplicated"] == fig["altered"] == fig["unexpected"] == 0, (fridge, fig)
         # Only what the fridge made in its last moments may still be on it (0.2 s is
         # 24 simulated seconds: two or three readings at most).
-        assert fig["on_device"] <= 3, (fridge, fig)
+        assert fig["on_device"] <= max_on_device, (fridge, fig)
     # The same check straight from the files, values included.
     con = sqlite3.connect(stack.cloud_db)
     try:
@@ -171,11 +173,17 @@ def test_serial_cable_unplugged_and_line_noise(stack: StoreStack) -> None:
     # faults.toml: fridge-1's cable is pulled for a minute every ten; fridge-2's line flips
     # bits (1e-4, then 1e-3 for half an hour) and drops bytes. 20 s at x300 = 100 minutes.
     time.sleep(20.0)
-    _assert_exactly_once(stack)
+    # The run may end with the cable out: what the fridge logged meanwhile (a simulated
+    # minute, plus the agent's reopen back-off) is still on it, as ground truth says.
+    _assert_exactly_once(stack, max_on_device=25)
     con = sqlite3.connect(stack.edge_db)
     try:
-        links = [json.loads(d)["state"] for (d,) in con.execute(
-            "SELECT data FROM events WHERE device='fridge-1' AND type='link' ORDER BY boot, seq")]
+        links = [
+            json.loads(d)["state"]
+            for (d,) in con.execute(
+                "SELECT data FROM events WHERE device='fridge-1' AND type='link' ORDER BY boot, seq"
+            )
+        ]
         status = dict(con.execute("SELECT device, status FROM device_status").fetchall())
     finally:
         con.close()
@@ -204,8 +212,14 @@ def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_fil
         "FAKETIME_NO_CACHE": "1",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
-    stack = StoreStack(tmp_path / "store", speed=120.0, sim_flush_s=0.0,
-                       edge_confirm_timeout_s=5.0, reconnect_max_s=3.0, edge_env=env)
+    stack = StoreStack(
+        tmp_path / "store",
+        speed=120.0,
+        sim_flush_s=0.0,
+        edge_confirm_timeout_s=5.0,
+        reconnect_max_s=3.0,
+        edge_env=env,
+    )
     stack.start()
     try:
         time.sleep(3.0)
@@ -218,7 +232,8 @@ def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_fil
         try:
             walls = con.execute(
                 "SELECT wall - received_at, wall_corrected - received_at, time_method "
-                "FROM readings WHERE store=?", (stack.store,)
+                "FROM readings WHERE store=?",
+                (stack.store,),
             ).fetchall()
         finally:
             con.close()
