@@ -88,6 +88,7 @@ class Agent:
         self.republished = 0
         self.window_full = False
         self.alerts_waiting = False
+        self.confirm_wait = config.edge.confirm_min_s
         self.budget_counters: dict[str, int] = {}
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
@@ -219,6 +220,7 @@ class Agent:
         confirmed = self.uplink.take_confirmed()
         if confirmed:
             self.confirmed += self.store.confirm(confirmed)
+            self.confirm_wait = self.config.edge.confirm_min_s  # the cloud is answering
         return len(keys)
 
     def keep_within_budget(self) -> None:
@@ -235,16 +237,23 @@ class Agent:
 
     def republish_unconfirmed(self) -> int:
         """Records the broker took but the cloud never confirmed (a broker restarted without
-        its database, a dropped queue) go out again; the cloud keeps each once."""
-        n = self.store.republish_unconfirmed(self.monotonic() - self.config.edge.confirm_timeout_s)
+        its database or its shared subscriptions, a dropped queue) go out again; the cloud
+        keeps each once.
+
+        The wait starts short (`confirm_min_s`): a healthy cloud confirms in milliseconds, so
+        a record unconfirmed after a few seconds was most likely lost (seen after a broker
+        restart: the store reconnected before the cloud worker had subscribed again). Each
+        round that still finds records doubles the wait up to `confirm_timeout_s`, so a cloud
+        that is down for hours gets one copy a while, not a flood; a receipt resets it.
+        """
+        edge = self.config.edge
+        n = self.store.republish_unconfirmed(self.monotonic() - self.confirm_wait)
         if n:
-            log.warning(
-                "uplink: %d records not confirmed by the cloud in %.0f s; sending again",
-                n,
-                self.config.edge.confirm_timeout_s,
-            )
+            log.warning("uplink: %d records not confirmed by the cloud in %.0f s; sending again",
+                        n, self.confirm_wait)
             self.republished += n
             self.cursors.clear()  # they lie behind the cursors
+            self.confirm_wait = min(self.confirm_wait * 2, edge.confirm_timeout_s)
         return n
 
     def report_status(self) -> None:
@@ -352,7 +361,7 @@ class Agent:
             log.info("terminal page at %s", self.kiosk.url)
         next_publish = next_status = next_prune = next_readings = self.monotonic()
         seen_generation = self.uplink.generation
-        next_republish = next_publish + self.config.edge.confirm_timeout_s
+        next_republish = next_publish + self.confirm_wait
         try:
             while not self.stop_event.is_set() and not until():
                 self.uplink.poll(timeout=0.05)
@@ -378,7 +387,7 @@ class Agent:
                         next_readings = now + self.config.edge.readings_interval_s
                 if now >= next_republish:
                     self.republish_unconfirmed()
-                    next_republish = now + self.config.edge.confirm_timeout_s / 2
+                    next_republish = now + self.confirm_wait / 2
                 if self.kiosk is not None:
                     self.kiosk.update(self.kiosk_snapshot())
                 if now >= next_status:

@@ -52,6 +52,9 @@ class EdgeSettings:
     # A record the broker took (PUBACK) but the cloud has not confirmed by then is
     # published again; the cloud keeps it once.
     confirm_timeout_s: float = 30.0
+    # ...but first after only this long, doubling each round that finds records (see
+    # Agent.republish_unconfirmed); a receipt resets it.
+    confirm_min_s: float = 3.0
     # Disk the database may use. Over it: confirmed history goes first, then the oldest
     # readings still waiting for the cloud are compacted into 10-minute aggregates. Events,
     # alerts, orders and stock movements are never compacted or dropped.
@@ -77,6 +80,8 @@ class EdgeSettings:
             raise ValueError("disk_budget_mb: must be positive")
         if self.compact_bucket_s < 10:
             raise ValueError("compact_bucket_s: must be at least 10 seconds")
+        if not 0.1 <= self.confirm_min_s <= self.confirm_timeout_s:
+            raise ValueError("confirm_min_s: must be between 0.1 s and confirm_timeout_s")
         if self.confirm_timeout_s < 1:
             raise ValueError("confirm_timeout_s: must be at least 1 second")
 

@@ -98,6 +98,7 @@ def _config(
             publish_interval_s=0.1,
             readings_interval_s=0.1,
             confirm_timeout_s=confirm_timeout_s,
+            confirm_min_s=min(3.0, confirm_timeout_s),
         ),
         mqtt=mqtt,
         fridges=(FridgePort("fridge-1", link),),
