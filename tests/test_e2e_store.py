@@ -94,3 +94,31 @@ def test_demo_delivers_every_reading_exactly_once(tmp_path: Path) -> None:
     assert parked == 0
     # Ctrl-C or --for: nothing is left running.
     assert _processes_mentioning(str(workdir)) == []
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xiaodian", "demo", "--speed", "60", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the banner: everything is running
+            line = proc.stdout.readline()
+            if line.startswith("Ctrl-C stops everything"):
+                break
+        else:
+            raise AssertionError("the demo did not start")
+        assert len(_processes_mentioning(str(workdir))) >= 4  # broker, cloud, sim, edge
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "all delivered exactly once" in out
+    assert _processes_mentioning(str(workdir)) == []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sqlite3
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from xiaodian.reconcile import compare
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     fridges, _ = scenario_devices(args.scenario)
+    # SIGTERM (a service manager, `timeout`) stops the demo as Ctrl-C does: cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
         if not args.json:
@@ -70,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"xiaodian demo: {exc}", file=sys.stderr)
         stack.stop()
         return 1
+    except BaseException:
+        # Anything else (a closed stdout, SIGTERM below): the parts run in sessions of
+        # their own, so stop them here or they outlive us.
+        stack.stop()
+        raise
     try:
         settled = stack.settle()
     finally:
@@ -80,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary, out)
     return 0 if summary["ok"] else 1
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _banner(stack: StoreStack, out: TextIO) -> None:
