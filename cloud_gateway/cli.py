@@ -11,7 +11,10 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time: `xiaodian --help` stays quick
+    from .db import Database
 
 from . import config as cloud_config
 
@@ -83,6 +86,17 @@ def _db_path(args: argparse.Namespace) -> Path:
     if args.db is not None:
         return Path(args.db)
     return cloud_config.load(args.config).cloud.db
+
+
+def _open_readonly(path: Path) -> Database | None:
+    """The cloud database for a reading command, or None after saying why it cannot be."""
+    from .db import Database
+
+    try:
+        return Database.open_readonly(path)
+    except sqlite3.Error as exc:
+        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -229,14 +243,11 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _readings(args: argparse.Namespace) -> int:
-    from .db import Database
     from .export import write_readings
 
     path = _db_path(args)
-    try:
-        db = Database.open_readonly(path)
-    except sqlite3.Error as exc:
-        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+    db = _open_readonly(path)
+    if db is None:
         return 1
     with db:
         if next(db.readings(args.store, args.fridge, limit=1), None) is None:
@@ -252,14 +263,11 @@ def _readings(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from .db import Database
     from .export import write_dead_letters
 
     path = _db_path(args)
-    try:
-        db = Database.open_readonly(path)
-    except sqlite3.Error as exc:
-        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+    db = _open_readonly(path)
+    if db is None:
         return 1
     with db:
         try:
@@ -271,14 +279,11 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    from .db import Database
     from .export import write_gaps
 
     path = _db_path(args)
-    try:
-        db = Database.open_readonly(path)
-    except sqlite3.Error as exc:
-        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+    db = _open_readonly(path)
+    if db is None:
         return 1
     with db:
         try:

@@ -359,7 +359,7 @@ class Agent:
         if self.kiosk is not None:
             self.kiosk.start()
             log.info("terminal page at %s", self.kiosk.url)
-        next_publish = next_status = next_prune = next_readings = self.monotonic()
+        next_publish = next_status = next_prune = next_readings = next_kiosk = self.monotonic()
         seen_generation = self.uplink.generation
         next_republish = next_publish + self.confirm_wait
         try:
@@ -388,8 +388,10 @@ class Agent:
                 if now >= next_republish:
                     self.republish_unconfirmed()
                     next_republish = now + self.confirm_wait / 2
-                if self.kiosk is not None:
+                if self.kiosk is not None and now >= next_kiosk:
+                    # The page polls once a second: no need to rebuild it on every pass.
                     self.kiosk.update(self.kiosk_snapshot())
+                    next_kiosk = now + 0.5
                 if now >= next_status:
                     self.report_status()
                     self.keep_within_budget()
