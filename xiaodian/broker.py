@@ -41,6 +41,7 @@ _STORE_PATTERNS = (
     "pattern write xd/v1/%u/state",
     "pattern write xd/v1/%u/cmd/res",
     "pattern read xd/v1/%u/orders",
+    "pattern read xd/v1/%u/catalogue",
     "pattern read xd/v1/%u/cmd/req",
     "pattern read xd/v1/%u/receipts",
 )
@@ -48,6 +49,7 @@ _STORE_PATTERNS = (
 _SERVICE_TOPICS = (
     "topic read xd/v1/#",
     "topic write xd/v1/+/orders",
+    "topic write xd/v1/+/catalogue",
     "topic write xd/v1/+/cmd/req",
     "topic write xd/v1/+/receipts",
 )

@@ -8,6 +8,7 @@ Topics (`{s}` is the store id, which is also the MQTT username and client certif
   xd/v1/{s}/telemetry  batched temperature readings of one fridge
   xd/v1/{s}/events     batched events of one device (door, compressor, power, scan, ...)
   xd/v1/{s}/state      retained birth message; the same topic carries the Will (death)
+The retail messages (catalogue, orders; stock and order events) are in `xiaodian.retail`.
 
 Every record carries `seq`, its position in the stream `{kind}/{device}` of the agent boot
 `boot`. (store, kind, device, boot, seq) identifies a record everywhere, so a replayed or
@@ -40,6 +41,16 @@ EVENT_TYPES = frozenset(
         "storage",
         "alert",
         "command",
+        # firmware: lane weights and the door lock (issue #3)
+        "lanes",
+        "lock",
+        # retail (xiaodian.retail): stock ledger, order progress, lane checks, expiry list,
+        # refused pickup codes
+        "stock",
+        "order",
+        "lane_check",
+        "expiry",
+        "pickup",
     }
 )
 PROBE_STATUS = ("ok", "crc", "missing", "suspect")
@@ -501,3 +512,6 @@ class _Obj:
         if not isinstance(v, str) or not ID_PATTERN.match(v):
             raise PayloadError(f"{where}: bad id {v!r}")
         return v
+
+
+JsonObject = _Obj  # for the other message modules (xiaodian.retail)
