@@ -48,6 +48,8 @@ ORDER_STATES = (
     "expired",  # not collected before its expiry
 )
 MAX_LINES = 100
+MAX_QTY = 1_000_000  # pieces in one movement: more is a typo or an attack, not a delivery
+MAX_GRAMS = 10_000_000
 MAX_CATALOGUE = 20000
 
 
@@ -224,7 +226,7 @@ class Movement:
     kind: str  # one of MOVEMENT_KINDS
     item: str
     qty: int  # signed change of pieces on hand
-    grams: int | None = None  # weighed goods: the weight moved, from the label or a lane
+    grams: int | None = None  # weighed goods: weight moved (a magnitude; qty gives the sign)
     batch: str | None = None
     expiry: str | None = None  # YYYY-MM-DD
     order: int | None = None  # pickup and dispatch movements name their order
@@ -260,6 +262,8 @@ def parse_movement(data: dict[str, Any]) -> Movement:
     qty = o.integer("qty")
     if (qty <= 0 and kind in _POSITIVE) or (qty >= 0 and kind in _NEGATIVE) or qty == 0:
         raise PayloadError(f"data.qty: {qty} has the wrong sign for a {kind}")
+    if abs(qty) > MAX_QTY:
+        raise PayloadError(f"data.qty: {qty} is beyond +-{MAX_QTY}")
     ident = o.text("id")
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", ident):
         raise PayloadError("data.id: 8 to 64 letters, digits, '-' or '_'")
@@ -270,6 +274,8 @@ def parse_movement(data: dict[str, Any]) -> Movement:
         except ValueError:
             raise PayloadError(f"data.expiry: {expiry!r} is not YYYY-MM-DD") from None
     grams = None if o.get("grams") is None else o.integer("grams")
+    if grams is not None and not 0 <= grams <= MAX_GRAMS:
+        raise PayloadError(f"data.grams: {grams} is not a weight of 0..{MAX_GRAMS} g")
     order = None if o.get("order") is None else o.uint("order")
     if kind in ("pickup", "dispatch") and order is None:
         raise PayloadError(f"data.order: a {kind} names its order")
