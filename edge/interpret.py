@@ -41,6 +41,20 @@ def from_frame(
         probes = [(int(i), str(s), None if c is None else float(c)) for i, s, c in msg["probes"]]
         reading = NewReading(device, frame.seq, int(msg["dev_ms"]), wall, synced, probes, dev_boot)
         return [reading], msg
+    if kind in ("lanes", "lock"):
+        # Fixed shapes other parts build on (pickup handover): exactly these keys.
+        if kind == "lanes":
+            lanes = [
+                {"lane": int(x["lane"]), "grams": int(x["grams"]), "stable": bool(x["stable"])}
+                for x in msg["lanes"]
+            ]
+            data: dict[str, Any] = {"lanes": lanes}
+        else:
+            data = {"locked": bool(msg["locked"]), "reason": str(msg["reason"])}
+        event = NewEvent(
+            device, kind, frame.seq, int(msg["dev_ms"]), wall, synced, data, dev_boot
+        )
+        return [event], msg
     if kind in _EVENT_TYPES:
         data = {k: v for k, v in msg.items() if k not in ("type", "dev_ms")}
         if frame.flags & codec.REPLY and kind != "hello":

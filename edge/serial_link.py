@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 0.2
 # Re-ask for HELLO if the device has not introduced itself by then.
 HELLO_RETRY_S = 2.0
+HELLO_AGAIN_MIN_S = 1.0
 # How long to wait after blocking on a full queue before checking for stop.
 PUT_TIMEOUT_S = 0.5
 # Host commands (docs/protocol.md §5): no ACK within this, send again with the same seq.
@@ -221,6 +222,7 @@ class FridgeReader(PortReader):
         self.host_seq = 0
         self.hello: dict[str, Any] | None = None
         self.hello_asked_at = 0.0
+        self.hello_again = False  # the device booted while we listened: say GET_HELLO
         self.bad_messages = 0
         self.before_hello = 0
         self.receipts_sent = 0
@@ -321,7 +323,13 @@ class FridgeReader(PortReader):
         cmd.finish(str(msg["status"]))
 
     def on_idle(self, ser: serial.Serial) -> None:
-        if self.hello is None and self.monotonic() - self.hello_asked_at > HELLO_RETRY_S:
+        since = self.monotonic() - self.hello_asked_at
+        # At most one GET_HELLO a second for boot HELLOs: a device that (wrongly) answers
+        # GET_HELLO with an unflagged HELLO must not turn this into a ping-pong.
+        if (self.hello_again and since > HELLO_AGAIN_MIN_S) or (
+            self.hello is None and since > HELLO_RETRY_S
+        ):
+            self.hello_again = False
             self._ask_hello(ser)
         self._command_step(ser)
         while True:
@@ -344,6 +352,10 @@ class FridgeReader(PortReader):
                 if msg is not None:
                     self.hello = msg
                     self._device_restarted()
+                    if not frame.flags & codec.REPLY:
+                        # A boot HELLO: the controller restarted and, like a fresh board,
+                        # streams only after a GET_HELLO (docs/firmware.md). Ask again.
+                        self.hello_again = True
             elif self.hello is None and frame.type in codec.LOGGED_TYPES:
                 self.before_hello += 1
                 continue

@@ -30,6 +30,8 @@ DOOR = 0x11
 COMPRESSOR = 0x12
 POWER = 0x13
 DEFROST = 0x14
+LANES = 0x15
+LOCK = 0x16
 GET_HELLO = 0x20
 RECEIPT = 0x21
 # Commands, host -> device, always with ACK_REQUESTED; retried with the same seq and
@@ -45,7 +47,7 @@ ACK = 0x7F
 
 # Device records the host must store durably: the device keeps each in its log until a
 # RECEIPT names it, and sends it again (flag RETRANSMISSION) until then.
-LOGGED_TYPES = (TEMP, DOOR, COMPRESSOR, POWER, DEFROST)
+LOGGED_TYPES = (TEMP, DOOR, COMPRESSOR, POWER, DEFROST, LANES, LOCK)
 MAX_RECEIPT_SEQS = 125  # (255 - 5) // 2
 
 TYPE_NAMES = {
@@ -56,6 +58,8 @@ TYPE_NAMES = {
     COMPRESSOR: "compressor",
     POWER: "power",
     DEFROST: "defrost",
+    LANES: "lanes",
+    LOCK: "lock",
     GET_HELLO: "get_hello",
     RECEIPT: "receipt",
     SET_POINT: "set_point",
@@ -112,6 +116,13 @@ DEFROST_POWER = 4
 DEFROST_FAULT = 5
 DEFROST_REASON_NAMES = ("schedule", "command", "temperature", "timeout", "power", "fault")
 
+# --- lock reasons (index = code) ------------------------------------------------------------
+LOCK_BOOT = 0  # the state the controller starts in (locked)
+LOCK_COMMAND = 1  # UNLOCK released it
+LOCK_DOOR_CLOSED = 2  # re-locked: the door was opened and closed again
+LOCK_TIMEOUT = 3  # re-locked: the UNLOCK's time ran out with the door shut
+LOCK_REASON_NAMES = ("boot", "command", "door_closed", "timeout")
+
 # --- reset causes (index = code), after machine.reset_cause() -------------------------------
 RESET_UNKNOWN = 0
 RESET_POWER_ON = 1
@@ -158,9 +169,11 @@ MAX_ENCODED = MAX_BODY + (MAX_BODY + 253) // 254  # 267, without the delimiter
 MAX_FRAME = MAX_ENCODED + 1  # 268, with the 0x00 delimiter
 MAX_PROBES = (MAX_PAYLOAD - 9) // 4  # 61 probes fit in a TEMP payload
 MAX_DEVICE_ID = MAX_PAYLOAD - 23  # 232 UTF-8 bytes fit in a HELLO payload
+MAX_LANES = (MAX_PAYLOAD - 9) // 5  # 49 lanes fit in a LANES payload
+LANE_STABLE = 0x01  # LANES: bit 0 of a lane's flags
 
 _HEADER = "<BBBHB"
-_EVENT = "<QBB"  # dev_ms, state u8, reason u8 (COMPRESSOR, DEFROST)
+_EVENT = "<QBB"  # dev_ms, state u8, reason u8 (COMPRESSOR, DEFROST, LOCK)
 _HELLO = "<QBBBBBBHBBIB"  # 23 bytes, the device id follows
 _HEARTBEAT = "<QIHHH"  # 18 bytes
 _TEMP_HEAD = "<QB"  # 9 bytes
@@ -168,6 +181,10 @@ _PROBE = "<BBh"  # 4 bytes
 _DOOR = "<QBI"  # 13 bytes
 _POWER = "<QBH"  # 11 bytes
 _ACK = "<HB"  # 3 bytes
+_LANES_HEAD = "<QB"  # 9 bytes, then count lane records
+_LANE = "<iB"  # 5 bytes: grams i32, flags u8
+_I32_MIN = -0x80000000
+_I32_MAX = 0x7FFFFFFF
 
 
 def _name(names: "tuple[str, ...]", code: int) -> str:
@@ -517,6 +534,21 @@ def pack_defrost(dev_ms: int, active: bool, reason: "int | str") -> bytes:
     return struct.pack(_EVENT, dev_ms, 1 if active else 0, _code(DEFROST_REASON_NAMES, reason))
 
 
+def pack_lanes(dev_ms: int, lanes: "list[tuple[int, bool]]") -> bytes:
+    """lanes: (grams, stable) for lane 0, 1, ... in order; grams saturate at the i32 range."""
+    if len(lanes) > MAX_LANES:
+        raise ValueError("more than 49 lanes")
+    out = bytearray(struct.pack(_LANES_HEAD, dev_ms, len(lanes)))
+    for grams, stable in lanes:
+        g = max(_I32_MIN, min(_I32_MAX, int(grams)))
+        out.extend(struct.pack(_LANE, g, LANE_STABLE if stable else 0))
+    return bytes(out)
+
+
+def pack_lock(dev_ms: int, locked: bool, reason: "int | str") -> bytes:
+    return struct.pack(_EVENT, dev_ms, 1 if locked else 0, _code(LOCK_REASON_NAMES, reason))
+
+
 def pack_get_hello() -> bytes:
     return b""
 
@@ -702,6 +734,32 @@ def _decode_defrost(p: bytes) -> "dict[str, Any] | None":
     }
 
 
+def _decode_lanes(p: bytes) -> "dict[str, Any] | None":
+    head = struct.calcsize(_LANES_HEAD)
+    if len(p) < head:
+        return None
+    dev_ms, count = struct.unpack_from(_LANES_HEAD, p, 0)
+    if len(p) < head + 5 * count:
+        return None
+    lanes = []
+    for k in range(count):
+        grams, flags = struct.unpack_from(_LANE, p, head + 5 * k)
+        lanes.append({"lane": k, "grams": grams, "stable": bool(flags & LANE_STABLE)})
+    return {"type": "lanes", "dev_ms": dev_ms, "lanes": lanes}
+
+
+def _decode_lock(p: bytes) -> "dict[str, Any] | None":
+    if len(p) < struct.calcsize(_EVENT):
+        return None
+    dev_ms, locked, reason = struct.unpack_from(_EVENT, p, 0)
+    return {
+        "type": "lock",
+        "dev_ms": dev_ms,
+        "locked": locked != 0,
+        "reason": _name(LOCK_REASON_NAMES, reason),
+    }
+
+
 def _decode_get_hello(p: bytes) -> "dict[str, Any] | None":
     return {"type": "get_hello"}
 
@@ -721,6 +779,8 @@ _DECODERS = {
     COMPRESSOR: _decode_compressor,
     POWER: _decode_power,
     DEFROST: _decode_defrost,
+    LANES: _decode_lanes,
+    LOCK: _decode_lock,
     GET_HELLO: _decode_get_hello,
     RECEIPT: _decode_receipt,
     SET_POINT: _decode_set_point,

@@ -12,7 +12,8 @@ go out; nothing here touches a port or a clock.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from firmware_bridge import codec
@@ -30,6 +31,11 @@ REMEMBERED_COMMANDS = 8
 SET_POINT_TENTHS = (-300, 150)
 MAX_DEFROST_MINUTES = 120
 MAX_UNLOCK_S = 600
+# Load cells: a lane is stable when its last LANE_WINDOW samples (one per tick) agree within
+# LANE_STABLE_G; a LANES record goes out once after boot and when a stable lane moves by
+# more than the deadband or a stable flag flips (docs/protocol.md §4.7a).
+LANE_WINDOW = 2
+LANE_STABLE_G = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ class ControllerConfig:
     retransmit_after_s: float = 30.0  # resend a record not receipted by then
     # Mains sense and a backup supply fitted: POWER records (one after boot, then changes).
     power_monitor: bool = False
+    lock: bool = True  # an electronic door lock fitted: UNLOCK, LOCK records
+    # Load cells fitted, one per lane: raw counts at zero and counts per gram (factory).
+    lane_offsets: tuple[int, ...] = field(default=())
+    lane_scales: tuple[float, ...] = field(default=())
+    lane_deadband_g: int = 5
 
     def __post_init__(self) -> None:
         if self.hysteresis_c <= 0:
@@ -65,6 +76,8 @@ class ControllerConfig:
             raise ValueError("log_capacity: must be >= 1")
         if self.retransmit_after_s <= 0:
             raise ValueError("retransmit_after_s: must be > 0")
+        if len(self.lane_scales) != len(self.lane_offsets) or 0 in self.lane_scales:
+            raise ValueError("lane_scales: one non-zero scale per lane offset")
 
 
 @dataclass(frozen=True)
@@ -106,11 +119,16 @@ class FridgeController:
         self.executed: list[dict[str, Any]] = []
         # (dev_ms, "unlocked" | "locked", why) for every change of the door lock.
         self.lock_events: list[tuple[int, str, str]] = []
+        # Lane calibration, persisted like the set point: TARE and CALIBRATE change it.
+        self.lane_offsets = list(config.lane_offsets)
+        self.lane_scales = list(config.lane_scales)
+        self._reboot_seq: int | None = None  # seq of the REBOOT being carried out
         self._boot_offset_ms = 0  # simulation time of the current boot's dev_ms 0
         # Ground truth's share: records made and records lost since it last asked.
         self._new_records: list[OutFrame] = []
         self._lost_records: list[OutFrame] = []
         self._reboot_pending = False
+        self._reboot_cause = "soft"
         self._boot(reset_cause="power_on", compressor_changed_ms=-(10**12))
 
     def _boot(self, reset_cause: str, compressor_changed_ms: int) -> None:
@@ -136,9 +154,14 @@ class FridgeController:
         self._defrost_end_ms = 0
         self._next_defrost_ms = self._ms(config.defrost_every_s) if config.defrost_every_s else -1
         self.locked = True
+        self._lock_reported = False
         self._relock_ms = 0
         self._opened_while_unlocked = False
         self._executed_seqs: deque[int] = deque(maxlen=REMEMBERED_COMMANDS)
+        self._lane_raw: list[deque[int]] = [
+            deque(maxlen=LANE_WINDOW) for _ in self.config.lane_offsets
+        ]
+        self._lanes_reported: list[tuple[int, bool]] | None = None
 
     @staticmethod
     def _ms(seconds: float) -> int:
@@ -152,7 +175,7 @@ class FridgeController:
         for frame in self._decoder.feed(data):
             if frame.type == codec.GET_HELLO:
                 out.append(self._ack(frame.seq, codec.ACK_OK))
-                out.append(self._hello())
+                out.append(self._hello(codec.REPLY))
                 self.attached = True
                 # A new host session numbers its commands afresh: an old seq is not a retry.
                 self._executed_seqs.clear()
@@ -187,6 +210,8 @@ class FridgeController:
             # Refusals are not remembered, so a retry is judged again (protocol §5).
             self._executed_seqs.append(frame.seq)
             self.executed.append({"seq": frame.seq, "dev_ms": self.dev_ms, **msg})
+            if msg["type"] == "reboot":
+                self._reboot_seq = frame.seq
         return status
 
     def _execute(self, msg: dict[str, Any], out: list[OutFrame]) -> int:
@@ -206,18 +231,34 @@ class FridgeController:
             self._start_defrost(ms, minutes * 60.0 if minutes else self.config.defrost_s, out)
             return codec.ACK_OK
         if kind == "unlock":
+            if not self.config.lock:
+                return codec.ACK_FAILED
             if not 1 <= msg["seconds"] <= MAX_UNLOCK_S:
                 return codec.ACK_BAD_PAYLOAD
             self.locked = False
             self._relock_ms = ms + msg["seconds"] * 1000
             self._opened_while_unlocked = self.door_open
-            self.lock_events.append((ms, "unlocked", "command"))
+            self._lock_change(ms, "command", out)
             return codec.ACK_OK
         if kind == "reboot":
             self._reboot_pending = True  # after this ACK has gone out, at the next tick
+            self._reboot_cause = "soft"
             return codec.ACK_OK
-        # TARE / CALIBRATE: this cabinet has no load cells, so no lane exists.
-        return codec.ACK_BAD_PAYLOAD
+        # TARE / CALIBRATE: lanes that exist and have samples.
+        lane = msg["lane"]
+        if lane >= len(self._lane_raw):
+            return codec.ACK_BAD_PAYLOAD
+        window = self._lane_raw[lane]
+        if not window:
+            return codec.ACK_FAILED
+        mean = sum(window) / len(window)
+        if kind == "tare":
+            self.lane_offsets[lane] = round(mean)
+            return codec.ACK_OK
+        if msg["grams"] <= 0 or mean == self.lane_offsets[lane]:
+            return codec.ACK_FAILED
+        self.lane_scales[lane] = (mean - self.lane_offsets[lane]) / msg["grams"]
+        return codec.ACK_OK
 
     def _reboot(self, sim_ms: int) -> list[OutFrame]:
         """A soft reboot: new boot count and sequence, dev_ms from 0, HELLO (cause soft).
@@ -234,24 +275,75 @@ class FridgeController:
         self._boot_offset_ms = sim_ms
         self._reboot_pending = False
         # Relays drop during the restart; count the compressor's minimum off time from boot.
-        self._boot(reset_cause="soft", compressor_changed_ms=0)
+        self._boot(reset_cause=self._reboot_cause, compressor_changed_ms=0)
+        if self._reboot_seq is not None:
+            # Kept in flash across the reset: a retry of that REBOOT is only a duplicate.
+            self._executed_seqs.append(self._reboot_seq)
+            self._reboot_seq = None
         if not self.attached:
             return []
         # The host that ordered the reboot is still on the line: introduce ourselves.
         return [self._hello(), *self._state_report()]
 
-    def _relock(self, dev_ms: int, door_open: bool) -> None:
+    def watchdog_reset(self) -> None:
+        """A task hung and the watchdog bit: the same restart as a reboot, cause watchdog."""
+        self._reboot_pending = True
+        self._reboot_cause = "watchdog"
+
+    def _relock(self, dev_ms: int, door_open: bool, out: list[OutFrame]) -> None:
         if self.locked:
             return
         if door_open:
             self._opened_while_unlocked = True
         elif self._opened_while_unlocked:
             self.locked = True
-            self.lock_events.append((dev_ms, "locked", "door_closed"))
+            self._lock_change(dev_ms, "door_closed", out)
             return
         if dev_ms >= self._relock_ms:
             self.locked = True
-            self.lock_events.append((dev_ms, "locked", "timeout"))
+            self._lock_change(dev_ms, "timeout", out)
+
+    def _lock_change(self, dev_ms: int, reason: str, out: list[OutFrame]) -> None:
+        if reason != "boot":
+            self.lock_events.append((dev_ms, "locked" if self.locked else "unlocked", reason))
+        self._emit(
+            out,
+            codec.LOCK,
+            codec.pack_lock(dev_ms, self.locked, reason),
+            {"dev_ms": dev_ms, "locked": self.locked, "reason": reason},
+        )
+
+    def _lanes(self, dev_ms: int, lanes_raw: Sequence[int], out: list[OutFrame]) -> None:
+        if not self._lane_raw:
+            return
+        report: list[tuple[int, bool]] = []
+        for k, window in enumerate(self._lane_raw):
+            if k < len(lanes_raw):
+                window.append(lanes_raw[k])
+            if not window:
+                report.append((0, False))
+                continue
+            scale = self.lane_scales[k]
+            grams = round((sum(window) / len(window) - self.lane_offsets[k]) / scale)
+            spread = (max(window) - min(window)) / abs(scale)
+            report.append((grams, len(window) == LANE_WINDOW and spread <= LANE_STABLE_G))
+        last = self._lanes_reported
+        if last is None:
+            if not all(len(w) == LANE_WINDOW for w in self._lane_raw):
+                return  # the boot report waits for a full window
+        elif not any(
+            s != ls or (s and abs(g - lg) > self.config.lane_deadband_g)
+            for (g, s), (lg, ls) in zip(report, last, strict=True)
+        ):
+            return
+        self._lanes_reported = report
+        lanes = [{"lane": k, "grams": g, "stable": s} for k, (g, s) in enumerate(report)]
+        self._emit(
+            out,
+            codec.LANES,
+            codec.pack_lanes(dev_ms, report),
+            {"dev_ms": dev_ms, "lanes": lanes},
+        )
 
     def detach(self) -> None:
         """The host closed the port: stop streaming until the next GET_HELLO."""
@@ -276,9 +368,16 @@ class FridgeController:
     # -- control loop ------------------------------------------------------------------------
 
     def tick(
-        self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool, mains: bool = True
+        self,
+        dev_ms: int,
+        air_raw: int,
+        product_raw: int,
+        door_open: bool,
+        mains: bool = True,
+        lanes_raw: Sequence[int] = (),
     ) -> list[OutFrame]:
-        """One pass of the control loop at device time `dev_ms` with fresh readings.
+        """One pass of the control loop at device time `dev_ms` with fresh readings
+        (`lanes_raw`: one load-cell sample per lane, in HX711 counts).
 
         `dev_ms` counts from the first boot; after a soft reboot the controller counts its
         own device time from the reboot.
@@ -290,10 +389,15 @@ class FridgeController:
         self.dev_ms = dev_ms
         if self.config.power_monitor:
             self._power(dev_ms, mains, out)
+        if self.config.lock and not self._lock_reported:
+            self._lock_reported = True
+            self._lock_change(dev_ms, "boot", out)
         self._defrost_schedule(dev_ms, out)
         if self.mains:
             self._thermostat(dev_ms, air_raw / 16, out)
-        self._relock(dev_ms, door_open)
+        if self.config.lock:
+            self._relock(dev_ms, door_open, out)
+        self._lanes(dev_ms, lanes_raw, out)
         if door_open != self.door_open:
             duration = dev_ms - self._door_changed_ms
             self.door_open = door_open
@@ -523,17 +627,23 @@ class FridgeController:
             codec.REPLY,
         )
 
-    def _hello(self) -> OutFrame:
-        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST | codec.CAP_LOCK
+    def _hello(self, flags: int = 0) -> OutFrame:
+        """HELLO: flagged REPLY in answer to GET_HELLO, unflagged when the device booted."""
+        caps = codec.CAP_DOOR | codec.CAP_COMPRESSOR | codec.CAP_DEFROST
+        if self.config.lock:
+            caps |= codec.CAP_LOCK
+        if self._lane_raw:
+            caps |= codec.CAP_LOAD_CELLS
         if self.config.power_monitor:
             caps |= codec.CAP_POWER
+        lanes = len(self._lane_raw)
         payload = codec.pack_hello(
             self.dev_ms,
             FIRMWARE_VERSION,
             self.reset_cause,
             caps,
             2,
-            0,
+            lanes,
             self.boot_count,
             self.device_id,
         )
@@ -544,8 +654,8 @@ class FridgeController:
             "reset_cause": self.reset_cause,
             "capabilities": caps,
             "probe_count": 2,
-            "lane_count": 0,
+            "lane_count": lanes,
             "boot_count": self.boot_count,
             "device_id": self.device_id,
         }
-        return self._frame(codec.HELLO, payload, fields)
+        return self._frame(codec.HELLO, payload, fields, flags)

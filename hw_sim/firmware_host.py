@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,6 +31,7 @@ from firmware_bridge import codec
 from hw_sim.controller import LogEntry, OutFrame
 from hw_sim.fakes import simboard
 from hw_sim.fakes.simboard import PWRON_RESET, SOFT_RESET, WDT_RESET, DeviceReset, SimBoard
+from hw_sim.hardware import RAW_PER_G, lane_zero_raw
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class FirmwareHost:
         self.boot_at_ms = 0
         self.boots = 0
         self.task_deaths: list[str] = []
+        self.stalled: set[str] = set()  # tasks hung until the next reset (watchdog fault)
         self.ctl: Any = None
         self._due: dict[str, int] = {}
         self._tasks: dict[str, Any] = {}
@@ -137,6 +139,7 @@ class FirmwareHost:
             hw = self.fw["board"].Board()
             self.ctl = self.fw["controller"].Controller(hw, str(self.data_dir), 0)
         self.boots += 1
+        self.stalled.clear()
         self._tasks = {t.name: t for t in self.ctl.tasks}
         self._due = dict.fromkeys(self._tasks, 0)
         if self.after_boot is not None:
@@ -159,6 +162,13 @@ class FirmwareHost:
         self.board.now_ms = self.now_ms
         if self.board.watchdog_expired():
             self.boot(WDT_RESET)
+
+    def stall(self, name: str) -> None:
+        """Hang one task (a driver call that never returns): it stops running and checking
+        in, so the supervisor stops feeding the watchdog and the board resets."""
+        if name in self._due:
+            del self._due[name]
+            self.stalled.add(name)
 
     def poll_now(self, name: str) -> None:
         """Run one task now, out of turn: the UART interrupt waking the link task."""
@@ -194,6 +204,11 @@ def firmware_settings(spec: Any, power_monitor: bool) -> dict[str, Any]:
         "defrost_minutes": round(spec.defrost_minutes),
         "defrost_heater": spec.defrost_heater,
         "power_monitor": power_monitor,
+        "lock": spec.lock,
+        "lanes": len(spec.lanes),
+        # Factory calibration of the simulated cells (hw_sim/hardware.py).
+        "lane_offsets": [lane_zero_raw(k) for k in range(len(spec.lanes))],
+        "lane_scales": [RAW_PER_G] * len(spec.lanes),
     }
 
 
@@ -230,7 +245,7 @@ class FirmwareController:
             data_dir = Path(tempfile.mkdtemp(prefix=f"xd-flash-{device_id}-"))
             weakref.finalize(self, shutil.rmtree, data_dir, True)
         provision(data_dir, settings)
-        self.board = SimBoard(device_id)
+        self.board = SimBoard(device_id, lanes=int(settings.get("lanes", 0)))
         self._pins = load_firmware()["pins"]
         # Door shut and mains on at power-up, until the first tick says otherwise.
         self.board.pins[self._pins.DOOR] = 0
@@ -252,6 +267,11 @@ class FirmwareController:
         return self.board.pins.get(self._pins.HEATER, 0) == 1
 
     @property
+    def locked(self) -> bool:
+        """The lock coil is energised (a board without a lock never drives the pin)."""
+        return self.board.pins.get(self._pins.LOCK, 0) == 1
+
+    @property
     def boot_count(self) -> int:
         return int(self.host.ctl.boot_count)
 
@@ -268,10 +288,18 @@ class FirmwareController:
         return codec.TYPE_NAMES[msg_type]
 
     def tick(
-        self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool, mains: bool = True
+        self,
+        dev_ms: int,
+        air_raw: int,
+        product_raw: int,
+        door_open: bool,
+        mains: bool = True,
+        lanes_raw: Sequence[int] = (),
     ) -> list[OutFrame]:
         b = self.board
         b.probe_raw[0], b.probe_raw[1] = air_raw, product_raw
+        if lanes_raw:
+            b.lane_raw = list(lanes_raw)
         b.pins[self._pins.DOOR] = 1 if door_open else 0
         b.pins[self._pins.MAINS] = 1 if mains else 0
         b.backup_mv = 4100 if mains else 3700

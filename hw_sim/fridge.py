@@ -18,7 +18,7 @@ from hw_sim.controller import ControllerConfig, FridgeController, OutFrame
 from hw_sim.fakes.simboard import SOFT_RESET
 from hw_sim.faults import FaultTimeline, LineNoise, Transition
 from hw_sim.firmware_host import FirmwareController, firmware_settings
-from hw_sim.hardware import CustomerDoor, Door, Ds18b20
+from hw_sim.hardware import RAW_PER_G, CustomerDoor, Door, Ds18b20, LoadCell, lane_zero_raw
 from hw_sim.micropython_host import MicroPythonController
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
@@ -28,6 +28,8 @@ from hw_sim.truth import TruthWriter
 # A door ajar (not latched, the switch still reads shut) leaks this share of a fully open
 # door's heat exchange: 10 W/K with the default 60 W/K, inside DESIGN's 5–15 W/K.
 AJAR_SHARE = 1 / 6
+# The task a `watchdog` fault hangs: a 1-Wire read that never returns is the classic case.
+WATCHDOG_TASK = "probes"
 
 
 def controller_config(spec: FridgeSpec) -> ControllerConfig:
@@ -41,6 +43,9 @@ def controller_config(spec: FridgeSpec) -> ControllerConfig:
         defrost_every_s=spec.defrost_every_h * 3600.0,
         defrost_s=spec.defrost_minutes * 60.0,
         defrost_heater=spec.defrost_heater,
+        lock=spec.lock,
+        lane_offsets=tuple(lane_zero_raw(k) for k in range(len(spec.lanes))),
+        lane_scales=(RAW_PER_G,) * len(spec.lanes),
     )
 
 
@@ -80,8 +85,43 @@ class SimFridge:
         self.controller = make_controller(spec, flash_dir, speed)
         self.time_s = 0.0
         self.door_open = False
+        self._door_held = False  # open_door() until close_door()
+        self.lanes = [LoadCell(k, g) for k, g in enumerate(spec.lanes)]
         self.faults = FaultTimeline(spec.faults)
         self.transitions: list[Transition] = []  # since the last `take_transitions()`
+
+    # -- the shop floor: what a customer or a test does to the cabinet ------------------------
+    # Safe to call from another thread while a Runner steps this fridge: each call is a
+    # single assignment the next step picks up.
+
+    @property
+    def locked(self) -> bool:
+        """The door lock holds (always False without a lock fitted)."""
+        return self.spec.lock and self.controller.locked
+
+    def open_door(self) -> bool:
+        """Open the door and hold it open until close_door(); False (door stays shut) while
+        the lock holds. The controller sees the switch at the next step."""
+        if not self.door_open and self.locked:
+            return False
+        self._door_held = True
+        self.door_open = True
+        return True
+
+    def close_door(self) -> None:
+        self._door_held = False
+
+    def take(self, lane: int, grams: float) -> float:
+        """A customer takes `grams` off `lane`; returns what was there to take."""
+        return self.lanes[lane].take(grams)
+
+    def put(self, lane: int, grams: float) -> None:
+        """Stock placed on `lane` (a delivery, an item put back)."""
+        self.lanes[lane].put(grams)
+
+    def lane_grams(self, lane: int) -> float:
+        """What really is on the lane (ground truth, without the cell's drift)."""
+        return self.lanes[lane].grams
 
     @property
     def dev_ms(self) -> int:
@@ -109,12 +149,20 @@ class SimFridge:
         self.time_s += dt_s
         changes = self.faults.advance(self.time_s)
         self.transitions += changes
-        if any(t.spec.fault == "reboot" for t in changes):
-            self._reboot()
+        for tr in changes:
+            self._instant(tr)
+        for drift in active("lane_drift"):
+            assert drift.lane is not None
+            self.lanes[drift.lane].drift_g += drift.drift_g_per_h * dt_s / 3600.0
         # The customers' door is asked every step either way, so a held-open window does
         # not shift the openings drawn after it.
         customers = self.door.is_open(self.time_s)
-        self.door_open = customers or bool(active("door_open"))
+        wanted = customers or self._door_held
+        # A locked door cannot be pulled open; one already open can always be shut. A
+        # door_open fault (propped open, a broken latch) wins over the lock.
+        if wanted and not self.door_open and self.locked:
+            wanted = False
+        self.door_open = wanted or bool(active("door_open"))
         probes = (self.air_probe, self.product_probe)
         for index, probe in enumerate(probes):
             probe.unplugged = any(f.probe == index for f in active("probe_unplugged"))
@@ -123,7 +171,19 @@ class SimFridge:
         air = self.air_probe.read_raw(self.thermal.air_c)
         product = self.product_probe.read_raw(self.thermal.probe_c)
         mains = not active("power_cut")
-        return c.tick(self.dev_ms, air, product, self.door_open, mains)
+        lanes_raw = [cell.raw() for cell in self.lanes]
+        return c.tick(self.dev_ms, air, product, self.door_open, mains, lanes_raw)
+
+    def _instant(self, tr: Transition) -> None:
+        spec = tr.spec
+        if spec.fault == "reboot":
+            self._reboot()
+        elif spec.fault == "watchdog":
+            self._watchdog()
+        elif spec.fault == "item_taken" and spec.lane is not None:
+            self.take(spec.lane, spec.grams)
+        elif spec.fault == "restock" and spec.lane is not None:
+            self.put(spec.lane, spec.grams)
 
     def _reboot(self) -> None:
         """The controller restarts (brown-out, crash): RAM log lost, boot count + 1, HELLO."""
@@ -134,6 +194,15 @@ class SimFridge:
             # The reference controller reboots at its next tick, as after a REBOOT command;
             # it has no public hook for an unprompted restart (hw_sim/controller.py).
             c._reboot_pending = True
+
+    def _watchdog(self) -> None:
+        """A firmware task hangs: the supervisor stops feeding the watchdog, which resets
+        the controller (HELLO with reset cause watchdog) some seconds later."""
+        c = self.controller
+        if isinstance(c, FirmwareController):
+            c.host.stall(WATCHDOG_TASK)
+        elif isinstance(c, FridgeController):
+            c.watchdog_reset()
 
     def receive(self, data: bytes) -> list[OutFrame]:
         return self.controller.receive(data)
@@ -210,6 +279,12 @@ class FridgeDevice:
             extra: dict[str, Any] = {} if spec.instant else {"for_s": spec.for_s}
             if spec.probe is not None:
                 extra["probe"] = spec.probe
+            if spec.lane is not None:
+                extra["lane"] = spec.lane
+                if spec.grams:
+                    extra["grams"] = spec.grams
+                if spec.drift_g_per_h:
+                    extra["drift_g_per_h"] = spec.drift_g_per_h
             if spec.fault == "noise":
                 extra.update(ber=spec.ber, drop_byte_rate=spec.drop_byte_rate)
                 if not tr.started:
@@ -218,6 +293,8 @@ class FridgeDevice:
                 extra["state"] = "at"
                 if spec.fault == "reboot":
                     extra["boot_count"] = self.sim.controller.boot_count
+                if spec.fault == "watchdog":
+                    extra["task"] = WATCHDOG_TASK
             self._fault_truth(spec.fault, tr.started, **extra)
         if self.sim.unplugged and self.port.plugged:
             self.port.unplug()

@@ -97,3 +97,35 @@ class ScriptedDoor:
 
     def is_open(self, now_s: float) -> bool:
         return any(start <= now_s < start + held for start, held in self.openings)
+
+
+# Simulated load cells: an HX711 gives RAW_PER_G counts per gram over a zero that differs a
+# little per lane; the factory calibration provisioned into the controllers matches them.
+RAW_PER_G = 4.0
+LANE_ZERO_RAW = 20_000
+
+
+def lane_zero_raw(lane: int) -> int:
+    return LANE_ZERO_RAW + 1_000 * lane
+
+
+class LoadCell:
+    """One lane's shelf: the grams of stock on it and the cell's drift (creep, temperature),
+    which the controller cannot tell from real weight until someone tares the lane."""
+
+    def __init__(self, lane: int, grams: float) -> None:
+        self.lane = lane
+        self.grams = grams
+        self.drift_g = 0.0
+
+    def take(self, grams: float) -> float:
+        """Remove up to `grams`; returns what was really there to take."""
+        took = max(0.0, min(grams, self.grams))
+        self.grams -= took
+        return took
+
+    def put(self, grams: float) -> None:
+        self.grams += max(0.0, grams)
+
+    def raw(self) -> int:
+        return round(lane_zero_raw(self.lane) + (self.grams + self.drift_g) * RAW_PER_G)

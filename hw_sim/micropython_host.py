@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 FAKES_DIR = Path(__file__).parent / "fakes" / "mp"
 FIRMWARE_DIR = Path(firmware_bridge.__file__).parent / "firmware"
 CODEC_DIR = Path(firmware_bridge.__file__).parent
-PIN_COMPRESSOR, PIN_HEATER, PIN_DOOR, PIN_MAINS = 3, 4, 5, 7  # firmware/pins.py
+PIN_COMPRESSOR, PIN_HEATER, PIN_DOOR, PIN_LOCK, PIN_MAINS = 3, 4, 5, 6, 7  # firmware/pins.py
 RESET_EXIT = 75  # simboot's exit status after machine.reset()
 
 
@@ -123,6 +124,10 @@ class MicroPythonController:
         return self.pins.get(PIN_HEATER, 0) == 1
 
     @property
+    def locked(self) -> bool:
+        return self.pins.get(PIN_LOCK, 0) == 1
+
+    @property
     def log(self) -> dict[int, LogEntry]:
         return dict(self._seen)
 
@@ -131,10 +136,17 @@ class MicroPythonController:
         return codec.TYPE_NAMES[msg_type]
 
     def tick(
-        self, dev_ms: int, air_raw: int, product_raw: int, door_open: bool, mains: bool = True
+        self,
+        dev_ms: int,
+        air_raw: int,
+        product_raw: int,
+        door_open: bool,
+        mains: bool = True,
+        lanes_raw: Sequence[int] = (),
     ) -> list[OutFrame]:
         self.dev_ms = dev_ms
         self.inputs["probes"] = [[air_raw, None], [product_raw, None]]
+        self.inputs["lanes"] = list(lanes_raw)
         self.inputs["pins"] = {str(PIN_DOOR): int(door_open), str(PIN_MAINS): int(mains)}
         self.inputs["backup_mv"] = 4100 if mains else 3700
         self._write_inputs()

@@ -16,12 +16,16 @@ set_point_c = 3.0
 # min_off_s = 240, initial_air_c = set point, initial_product_c = set point,
 # line_noise_ber = 0 (bit error rate on the serial line, both directions),
 # drop_byte_rate = 0 (share of bytes lost on the line),
-# controller = "python" (or "firmware", "micropython": docs/firmware.md)
+# controller = "python" (or "firmware", "micropython": docs/firmware.md),
+# lanes = [] (grams of stock on each load-cell lane at the start, at most 4),
+# lock = false (an electronic door lock: while locked the door cannot be opened)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
 # Window faults: unplug noise door_open door_ajar compressor_fail power_cut
 # thermostat_stuck_on heater_stuck_on probe_unplugged probe_flatline probe_85 (the probe
-# faults name their `probe`: 0 air, 1 product). Instant faults (no for_s): reboot.
+# faults name their `probe`: 0 air, 1 product), lane_drift (names its `lane` and
+# `drift_g_per_h`). Instant faults (no for_s): reboot, watchdog (a firmware task hangs
+# until the watchdog resets the controller), item_taken and restock (name `lane`, `grams`).
 [[fridges.faults]]
 fault = "unplug"
 at_s = 600
@@ -96,11 +100,17 @@ FaultKind = Literal[
     "probe_flatline",
     "probe_85",
     "reboot",
+    "watchdog",
+    "lane_drift",
+    "item_taken",
+    "restock",
 ]
 PROBE_FAULTS = frozenset({"probe_unplugged", "probe_flatline", "probe_85"})
+LANE_FAULTS = frozenset({"lane_drift", "item_taken", "restock"})
 # Happen at one instant (at_s, then every every_s) instead of opening a window.
-INSTANT_FAULTS = frozenset({"reboot"})
+INSTANT_FAULTS = frozenset({"reboot", "watchdog", "item_taken", "restock"})
 PROBE_COUNT = 2  # air (0) and product (1), as every simulated cabinet has
+MAX_LANES = 4  # HX711 channels on the controller board (firmware/pins.py)
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -120,6 +130,9 @@ class FaultSpec:
     ber: float = 0.0  # noise only: bit error rate while the window is open
     drop_byte_rate: float = 0.0  # noise only
     probe: int | None = None  # probe faults only: 0 air, 1 product
+    lane: int | None = None  # lane faults only
+    grams: float = 0.0  # item_taken, restock: how much leaves or arrives
+    drift_g_per_h: float = 0.0  # lane_drift: how fast the cell creeps while the window is open
 
     def __post_init__(self) -> None:
         if self.at_s < 0:
@@ -136,6 +149,15 @@ class FaultSpec:
                 raise ValueError("probe: a probe fault names its probe: 0 (air) or 1 (product)")
         elif self.probe is not None:
             raise ValueError("probe: only probe faults take a probe")
+        if self.fault in LANE_FAULTS:
+            if self.lane is None or not 0 <= self.lane < MAX_LANES:
+                raise ValueError(f"lane: a lane fault names its lane: 0..{MAX_LANES - 1}")
+        elif self.lane is not None:
+            raise ValueError("lane: only lane faults take a lane")
+        if (self.fault in ("item_taken", "restock")) != (self.grams > 0):
+            raise ValueError("grams: item_taken and restock (only) take grams > 0")
+        if (self.fault == "lane_drift") != (self.drift_g_per_h != 0):
+            raise ValueError("drift_g_per_h: lane_drift (only) takes a non-zero drift_g_per_h")
         _check_rate("ber", self.ber)
         _check_rate("drop_byte_rate", self.drop_byte_rate)
         if self.fault != "noise" and (self.ber or self.drop_byte_rate):
@@ -175,6 +197,8 @@ class FridgeSpec:
     line_noise_ber: float = 0.0
     drop_byte_rate: float = 0.0
     controller: ControllerKind = "python"
+    lanes: tuple[float, ...] = ()  # grams on each load-cell lane at the start
+    lock: bool = False
     faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -199,7 +223,14 @@ class FridgeSpec:
             raise ValueError("defrost_minutes: must be shorter than defrost_every_h")
         if self.min_off_s < 0:
             raise ValueError("min_off_s: must be >= 0")
+        if len(self.lanes) > MAX_LANES:
+            raise ValueError(f"lanes: at most {MAX_LANES} (one HX711 channel each)")
+        if any(g < 0 for g in self.lanes):
+            raise ValueError("lanes: grams must be >= 0")
         for f in self.faults:
+            if f.lane is not None and f.lane >= len(self.lanes):
+                raise ValueError(f"faults: {f.fault} names lane {f.lane}, but lanes has "
+                                 f"{len(self.lanes)}")
             # The Python reference controller reports every reading as ok, and the real
             # micropython process cannot be rebooted from here: refuse rather than fake it.
             if f.fault in PROBE_FAULTS and self.controller == "python":
@@ -207,8 +238,10 @@ class FridgeSpec:
                     f"faults: {f.fault} needs controller = \"firmware\" or \"micropython\" "
                     "(the Python reference controller does not classify probe readings)"
                 )
-            if f.fault == "reboot" and self.controller == "micropython":
-                raise ValueError('faults: reboot needs controller = "python" or "firmware"')
+            if f.fault in ("reboot", "watchdog") and self.controller == "micropython":
+                raise ValueError(
+                    f'faults: {f.fault} needs controller = "python" or "firmware"'
+                )
 
     @property
     def air_start_c(self) -> float:

@@ -117,6 +117,50 @@ def test_golden_ack_and_get_hello_frames() -> None:
     assert codec.decode_message(codec.GET_HELLO, b"") == {"type": "get_hello"}
 
 
+def test_golden_lanes_frame() -> None:
+    # docs/protocol.md §4.7a: lane 0 holds 1234 g and is stable, lane 1 reads -3 g, settling.
+    payload = codec.pack_lanes(90500, [(1234, True), (-3, False)])
+    assert payload == h("8461010000000000 02 d2040000 01 fdffffff 00")
+    body = codec.encode_body(codec.LANES, 40, payload)
+    assert body[:6] == h("10 15 00 2800 13")
+    assert body[-4:] == reference_crc32(body[:-4]).to_bytes(4, "little") == h("56a04072")
+    assert codec.encode_frame(codec.LANES, 40, payload) == h(
+        "03 1015 02 28 05 13846101 01 01 01 01 04 02d204 01 06 01fdffffff 05 56a04072 00"
+    )
+    assert codec.decode_message(codec.LANES, payload) == {
+        "type": "lanes",
+        "dev_ms": 90500,
+        "lanes": [
+            {"lane": 0, "grams": 1234, "stable": True},
+            {"lane": 1, "grams": -3, "stable": False},
+        ],
+    }
+    # Flag bits other than bit 0 are reserved: ignored, not an error.
+    assert codec.decode_message(codec.LANES, payload[:13] + b"\xfe" + payload[14:]) == (
+        codec.decode_message(codec.LANES, payload[:13] + b"\x00" + payload[14:])
+    )
+
+
+def test_golden_lock_frame() -> None:
+    payload = codec.pack_lock(91000, False, "command")
+    assert payload == h("7863010000000000 00 01")
+    body = codec.encode_body(codec.LOCK, 41, payload)
+    assert body[:6] == h("10 16 00 2900 0a")
+    assert body[-4:] == reference_crc32(body[:-4]).to_bytes(4, "little") == h("ea6f9d81")
+    assert codec.encode_frame(codec.LOCK, 41, payload) == h(
+        "03 1016 02 29 05 0a786301 01 01 01 01 01 06 01ea6f9d81 00"
+    )
+    assert codec.decode_message(codec.LOCK, payload) == {
+        "type": "lock",
+        "dev_ms": 91000,
+        "locked": False,
+        "reason": "command",
+    }
+    assert [codec.pack_lock(0, True, r)[9] for r in codec.LOCK_REASON_NAMES] == [0, 1, 2, 3]
+    later = codec.decode_message(codec.LOCK, codec.pack_lock(0, True, 7))
+    assert later is not None and later["reason"] == "unknown_7"
+
+
 # --- COBS -----------------------------------------------------------------------------------
 
 RUN_254 = bytes(range(1, 255))  # 254 non-zero bytes: exactly one full block
@@ -262,6 +306,19 @@ def messages(draw: st.DrawFn) -> tuple[int, bytes, dict[str, Any]]:
         active, reason = draw(st.booleans()), draw(st.sampled_from(codec.DEFROST_REASON_NAMES))
         payload = codec.pack_defrost(dev_ms, active, reason)
         expected = {"dev_ms": dev_ms, "active": active, "reason": reason}
+    elif kind == codec.LANES:
+        lanes = draw(
+            st.lists(st.tuples(st.integers(-(2**31), 2**31 - 1), st.booleans()), max_size=49)
+        )
+        payload = codec.pack_lanes(dev_ms, lanes)
+        expected = {
+            "dev_ms": dev_ms,
+            "lanes": [{"lane": k, "grams": g, "stable": s} for k, (g, s) in enumerate(lanes)],
+        }
+    elif kind == codec.LOCK:
+        locked, reason = draw(st.booleans()), draw(st.sampled_from(codec.LOCK_REASON_NAMES))
+        payload = codec.pack_lock(dev_ms, locked, reason)
+        expected = {"dev_ms": dev_ms, "locked": locked, "reason": reason}
     elif kind == codec.GET_HELLO:
         payload = codec.pack_get_hello()
         expected = {}
@@ -355,6 +412,13 @@ def test_packers_reject_what_cannot_travel() -> None:
         codec.pack_hello(0, (1, 0, 0), 0, 0, 0, 0, 0, "x" * 233)
     with pytest.raises(ValueError):
         codec.pack_compressor(0, True, "sunshine")
+    with pytest.raises(ValueError):
+        codec.pack_lanes(0, [(0, True)] * (codec.MAX_LANES + 1))
+    with pytest.raises(ValueError):
+        codec.pack_lock(0, True, "magic")
+    # grams beyond the i32 range saturate rather than wrap into a nonsense weight
+    big = codec.decode_message(codec.LANES, codec.pack_lanes(0, [(2**40, True), (-(2**40), 1)]))
+    assert big is not None and [x["grams"] for x in big["lanes"]] == [2**31 - 1, -(2**31)]
     # the largest legal payloads fit in one frame
     codec.encode_frame(codec.TEMP, 0, codec.pack_temp(0, [(i, 0, 0.0) for i in range(61)]))
     codec.encode_frame(codec.HELLO, 0, codec.pack_hello(0, (1, 0, 0), 0, 0, 0, 0, 0, "x" * 232))
@@ -595,6 +659,8 @@ MP_SCRIPT = textwrap.dedent(
                                                       "fridge-1"), c.REPLY)
     stream += b"garbage\\x00" + b"\\x01" * 400 + b"\\x00"
     stream += c.encode_frame(c.ACK, 3, c.pack_ack(12, "duplicate"), c.REPLY)
+    stream += c.encode_frame(c.LANES, 40, c.pack_lanes(90500, [(1234, True), (-3, False)]))
+    stream += c.encode_frame(c.LOCK, 41, c.pack_lock(91000, False, "command"))
     d = c.FrameDecoder()
     for i in range(0, len(stream), 5):
         for f in d.feed(stream[i:i + 5]):
@@ -623,4 +689,7 @@ def test_codec_runs_under_micropython(tmp_path: Path) -> None:
     under_mp, under_cpython = outputs
     assert under_mp == under_cpython
     assert under_cpython[-1] is True
-    assert under_cpython[-2]["frames_ok"] == 3 and under_cpython[-2]["oversize"] == 1
+    assert under_cpython[-2]["frames_ok"] == 5 and under_cpython[-2]["oversize"] == 1
+    lanes, lock = under_cpython[-4][2], under_cpython[-3][2]
+    assert lanes["lanes"][1] == {"lane": 1, "grams": -3, "stable": False}
+    assert lock == {"type": "lock", "dev_ms": 91000, "locked": False, "reason": "command"}

@@ -164,7 +164,7 @@ def test_a_record_not_receipted_is_sent_again_until_it_is() -> None:
 def test_a_full_log_drops_the_oldest_record_and_says_so() -> None:
     spec = FridgeSpec(id="f", door_openings_per_hour=0, defrost_every_h=0)
     f = SimFridge(spec, seed=4)
-    f.controller.config = ControllerConfig(log_capacity=5, defrost_every_s=0)
+    f.controller.config = ControllerConfig(log_capacity=5, defrost_every_s=0, lock=False)
     for _ in range(80):
         f.step(1.0)  # 8 readings, nobody listening
     new, lost = f.controller.take_new_records()

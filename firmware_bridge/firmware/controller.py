@@ -13,7 +13,7 @@ import codec
 import lock as lockmod
 import probes as probemod
 from link import Link
-from loadcells import Lane
+from loadcells import Lane, Reporter
 from records import RecordLog
 from store import Store
 from supervisor import WDT_TIMEOUT_MS, Supervisor
@@ -63,6 +63,7 @@ class Controller:
             off = offsets[i] if i < len(offsets) else 0
             scale = scales[i] if i < len(scales) else 1.0
             self.lanes.append(Lane(hw.cells[i], off, scale))
+        self.lane_reporter = Reporter(int(cfg["lane_deadband_g"]))
         found = hw.ds.scan() if hw.ds is not None else []
         roms = probemod.assign(found, cfg["probe_roms"], 2)
         saved = [probemod.rom_hex(r) for r in roms]
@@ -70,6 +71,9 @@ class Controller:
             self.store.set("probe_roms", saved)
         self.probes = probemod.ProbeBus(hw.ds, roms)
         self.reboot_requested = False
+        if cfg["reboot_seq"] >= 0:
+            # Restarted by a REBOOT whose ACK may have been lost: a retry is a duplicate.
+            self.link.commands.remember(cfg["reboot_seq"])
         self._converting = False
         self.sample_ms = int(cfg["sample_interval_s"]) * 1000
         self.heartbeat_ms = int(cfg["heartbeat_interval_s"]) * 1000
@@ -96,10 +100,13 @@ class Controller:
                 self.supervisor.register(t.name, t.max_gap_ms, now_ms)
         self.supervisor.wdt = hw.watchdog(WDT_TIMEOUT_MS)
 
-        # HELLO first, with a fresh sequence (protocol §4.1), then the first POWER record.
+        # HELLO first, with a fresh sequence (protocol §4.1), then the first POWER and LOCK
+        # records; the first LANES follows once the cells have given a window of samples.
         self._hello(now_ms, 0)
         if cfg["power_monitor"]:
             self._power_record(now_ms)
+        if self.lock is not None:
+            self._lock_record(now_ms)
 
     # -- tasks: each returns when it wants to run next ----------------------------------------
 
@@ -144,8 +151,9 @@ class Controller:
         if duration is not None:
             payload = codec.pack_door(now_ms, self.door.is_open, duration)
             self.link.record(now_ms, codec.DOOR, payload)
-        if self.lock is not None and self.lock.update(now_ms, self.door.is_open):
+        if self.lock is not None and self.lock.update(now_ms, self.door.is_open) is not None:
             self.hw.lock.value(1)
+            self._lock_record(now_ms)
         return now_ms + IO_POLL_MS
 
     def poll_heartbeat(self, now_ms: int) -> int:
@@ -166,8 +174,13 @@ class Controller:
 
     def poll_lanes(self, now_ms: int) -> int:
         self.supervisor.alive("lanes", now_ms)
+        filled = True
         for lane in self.lanes:
             lane.poll()
+            filled = filled and lane.filled()
+        lanes = [lane.report() for lane in self.lanes]
+        if self.lane_reporter.due(now_ms, lanes, filled):
+            self.link.record(now_ms, codec.LANES, codec.pack_lanes(now_ms, lanes))
         return now_ms + LANE_POLL_MS
 
     def poll_supervisor(self, now_ms: int) -> int:
@@ -196,6 +209,12 @@ class Controller:
         if self.hw.heater is not None:
             self.hw.heater.value(1 if t.heater_on and self.mains else 0)
 
+    def _lock_record(self, now_ms: int) -> None:
+        lk = self.lock
+        if lk is not None:
+            payload = codec.pack_lock(now_ms, lk.locked, lk.reason)
+            self.link.record(now_ms, codec.LOCK, payload)
+
     def _power_record(self, now_ms: int) -> None:
         mv = 0
         if self.hw.backup_adc is not None:
@@ -209,6 +228,8 @@ class Controller:
         if t == codec.GET_HELLO:
             # A new host session: its sequence numbers say nothing about the last one's.
             self.link.commands.forget_all()
+            if self.cfg["reboot_seq"] >= 0:
+                self.store.set("reboot_seq", -1)
             self.link.ack(frame.seq, codec.ACK_OK)
             self._hello(now_ms, codec.REPLY)
             self.link.attached = True
@@ -233,6 +254,9 @@ class Controller:
         status = codec.ACK_BAD_PAYLOAD if msg is None else self._execute(now_ms, msg)
         if status == codec.ACK_OK:
             self.link.commands.remember(frame.seq)
+            if frame.type == codec.REBOOT:
+                # Flash survives the reset, RAM does not (docs/protocol.md §5).
+                self.store.set("reboot_seq", frame.seq)
         self.link.ack(frame.seq, status)
 
     def _execute(self, now_ms: int, msg: "dict[str, Any]") -> int:
@@ -255,6 +279,7 @@ class Controller:
                 return codec.ACK_BAD_PAYLOAD
             self.lock.unlock(now_ms, msg["seconds"])
             self.hw.lock.value(0)
+            self._lock_record(now_ms)  # every UNLOCK, so a host waiting for one sees it
             return codec.ACK_OK
         if kind == "reboot":
             self.reboot_requested = True

@@ -2,6 +2,9 @@
 
 A read happens only when the converter says a sample is ready, so the loop never waits
 for the 10 Hz conversion. Tare and calibration live in the persisted configuration.
+`Reporter` decides when the lanes are worth a LANES record: once after boot, then only
+when a stable weight moved by more than the deadband or a stable flag flipped, so a
+shelf nobody touches costs nothing on the wire however often it is sampled.
 """
 
 TYPE_CHECKING = False
@@ -43,6 +46,16 @@ class Lane:
         m = self.mean_raw()
         return None if m is None else (m - self.offset) / self.scale
 
+    def report(self) -> "tuple[int, bool]":
+        """(whole grams, stable) as a LANES record carries them; (0, False) before a sample."""
+        g = self.grams()
+        if g is None:
+            return (0, False)
+        return (round(g), self.stable())
+
+    def filled(self) -> bool:
+        return len(self._raw) >= WINDOW
+
     def stable(self) -> bool:
         if len(self._raw) < WINDOW:
             return False
@@ -61,3 +74,34 @@ class Lane:
             return False
         self.scale = (m - self.offset) / grams
         return True
+
+
+class Reporter:
+    def __init__(self, deadband_g: int = 5, boot_wait_ms: int = 2000) -> None:
+        self.deadband_g = deadband_g
+        self.boot_wait_ms = boot_wait_ms  # boot report even if a lane never gives a sample
+        self.last: list[tuple[int, bool]] | None = None  # what the last record said
+
+    def due(self, now_ms: int, lanes: "list[tuple[int, bool]]", filled: bool) -> bool:
+        """Whether `lanes` (from Lane.report) needs a record now; if so it becomes `last`."""
+        last = self.last
+        if last is None:
+            if not filled and now_ms < self.boot_wait_ms:
+                return False
+        elif not self._changed(last, lanes):
+            return False
+        self.last = list(lanes)
+        return True
+
+    def _changed(self, last: "list[tuple[int, bool]]", lanes: "list[tuple[int, bool]]") -> bool:
+        if len(last) != len(lanes):
+            return True
+        for k in range(len(lanes)):
+            grams, stable = lanes[k]
+            old_grams, old_stable = last[k]
+            if stable != old_stable:
+                return True
+            # While a lane settles its grams mean little; it is judged once stable again.
+            if stable and abs(grams - old_grams) > self.deadband_g:
+                return True
+        return False

@@ -3,7 +3,11 @@
 Pure: pin levels and time come in, events go out. The lock is energised to hold; an
 UNLOCK releases it until the door has been opened and closed again, or the time runs
 out with the door shut (an open door cannot be locked: it re-locks when it closes).
+Every change carries its reason (codec.LOCK_*), which the controller reports in a LOCK
+record.
 """
+
+import codec
 
 
 class Door:
@@ -35,22 +39,28 @@ class Door:
 class Lock:
     def __init__(self) -> None:
         self.locked = True
+        self.reason = codec.LOCK_BOOT  # why the lock is in its current state
         self._until_ms = 0
         self._opened = False
 
     def unlock(self, now_ms: int, seconds: int) -> None:
         self.locked = False
+        self.reason = codec.LOCK_COMMAND
         self._until_ms = now_ms + seconds * 1000
         self._opened = False
 
-    def update(self, now_ms: int, door_open: bool) -> bool:
-        """Apply the re-lock rules; True when the lock state changed."""
+    def update(self, now_ms: int, door_open: bool) -> "int | None":
+        """Apply the re-lock rules; the reason code when it has just re-locked, else None."""
         if self.locked:
-            return False
+            return None
         if door_open:
             self._opened = True
-            return False
-        if self._opened or now_ms >= self._until_ms:
-            self.locked = True
-            return True
-        return False
+            return None
+        if self._opened:
+            self.reason = codec.LOCK_DOOR_CLOSED
+        elif now_ms >= self._until_ms:
+            self.reason = codec.LOCK_TIMEOUT
+        else:
+            return None
+        self.locked = True
+        return self.reason

@@ -37,6 +37,10 @@ DEFAULTS: "dict[str, tuple[Any, int | None, int | None]]" = {
     "probe_roms": ([], None, None),  # hex ROM codes, index = probe number
     "lane_offsets": ([], None, None),  # raw counts at zero, per lane
     "lane_scales": ([], None, None),  # raw counts per gram, per lane
+    "lane_deadband_g": (5, 1, 10000),  # a stable lane moving more than this is reported
+    # The seq of a REBOOT being executed, so a retry of it after the restart is answered
+    # `duplicate` instead of rebooting again; -1 = none. Cleared by the next GET_HELLO.
+    "reboot_seq": (-1, -1, 0xFFFF),
     "boot_count": (0, 0, 0xFFFFFFFF),
 }
 

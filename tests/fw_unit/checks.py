@@ -14,7 +14,7 @@ import codec  # noqa: E402
 import lock  # noqa: E402
 import probes  # noqa: E402
 from clock import Uptime  # noqa: E402
-from loadcells import Lane  # noqa: E402
+from loadcells import Lane, Reporter  # noqa: E402
 from onewire import OneWireError  # noqa: E402
 from records import RecordLog, SeqMemory  # noqa: E402
 from store import Store  # noqa: E402
@@ -172,15 +172,18 @@ def door_debounce_and_lock():
     assert door.sample(400, True) == 400 and door.is_open
     assert door.sample(900, False) is None and door.sample(1000, False) == 600
     lk = lock.Lock()
+    assert lk.locked and lk.reason == codec.LOCK_BOOT
     lk.unlock(0, 10)
-    assert not lk.update(5000, False) and not lk.locked
-    assert not lk.update(6000, True)  # opened
-    assert lk.update(7000, False) and lk.locked  # closed again: re-locked
+    assert lk.reason == codec.LOCK_COMMAND
+    assert lk.update(5000, False) is None and not lk.locked
+    assert lk.update(6000, True) is None  # opened
+    assert lk.update(7000, False) == codec.LOCK_DOOR_CLOSED and lk.locked  # closed again
+    assert lk.update(8000, False) is None  # already locked: no second change
     lk.unlock(8000, 10)
-    assert lk.update(18000, False) and lk.locked  # never opened: time ran out
+    assert lk.update(18000, False) == codec.LOCK_TIMEOUT and lk.locked  # never opened
     lk.unlock(20000, 1)
-    assert not lk.update(22000, True) and not lk.locked  # open at the timeout: wait
-    assert lk.update(23000, False)
+    assert lk.update(22000, True) is None and not lk.locked  # open at the timeout: wait
+    assert lk.update(23000, False) == codec.LOCK_DOOR_CLOSED
 
 
 class Cell:
@@ -212,6 +215,22 @@ def load_cell_tare_calibrate_stable():
     lane.poll()
     assert not lane.stable()
     assert not lane.calibrate(0)
+
+
+@check
+def lane_reports_only_real_changes():
+    r = Reporter(deadband_g=5, boot_wait_ms=2000)
+    assert not r.due(100, [(0, False)], False)  # cells still filling their window
+    assert r.due(600, [(1000, True)], True)  # once after boot
+    assert not r.due(700, [(1000, True)], True)
+    assert not r.due(800, [(1005, True)], True)  # within the deadband
+    assert r.due(900, [(1006, True)], True) and r.last == [(1006, True)]
+    assert r.due(1000, [(700, False)], True)  # someone is taking an item: settling
+    assert not r.due(1100, [(500, False)], True)  # grams of a settling lane do not count
+    assert r.due(1200, [(500, True)], True)  # settled at the new weight
+    late = Reporter(boot_wait_ms=2000)
+    assert not late.due(1999, [(0, False)], False)
+    assert late.due(2000, [(0, False)], False)  # a dead cell still gets its boot report
 
 
 @check

@@ -1,0 +1,211 @@
+"""The edge agent against the simulated fridges running the real firmware: in-process under
+CPython and inside a real `micropython` process, over real ptys, into the edge's SQLite.
+
+The simulator runs in a thread of this process (so a test can act on the shop floor through
+SimFridge's API while it runs), the agent in another; a real Mosquitto stands in for the
+cloud's broker, with no cloud worker, so everything stays in the edge's outbox to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.agent import Agent
+from edge.config import EdgeConfig, EdgeSettings, FridgePort, ScannerPort
+from firmware_bridge import codec
+from hw_sim.fridge import FridgeDevice, SimFridge
+from hw_sim.micropython_host import micropython_binary
+from hw_sim.runner import Runner
+from hw_sim.scenario import Scenario
+from xiaodian.config import build
+from xiaodian.mqtt import MqttSettings
+
+STORE = "store-001"
+
+
+@contextmanager
+def running(scenario: dict[str, Any], tmp_path: Path, mqtt: MqttSettings) -> Iterator[
+    tuple[Runner, Agent]
+]:
+    """The simulator and the edge agent, each in its own thread, on the scenario's ptys."""
+    runner = Runner(build(scenario, Scenario, tmp_path / "scenario.toml"))
+    sim = threading.Thread(target=runner.run, daemon=True)
+    link_dir = runner.scenario.sim.link_dir
+    ids = [f["id"] for f in scenario["fridges"]]
+    scanners = [s["id"] for s in scenario.get("scanners", [])]
+    config = EdgeConfig(
+        edge=EdgeSettings(
+            store_id=STORE,
+            data_dir=tmp_path / "edge",
+            publish_interval_s=0.1,
+            readings_interval_s=0.1,
+        ),
+        mqtt=mqtt,
+        fridges=tuple(FridgePort(i, link_dir / i) for i in ids),
+        scanners=tuple(ScannerPort(i, link_dir / i) for i in scanners),
+    )
+    agent = Agent(config)
+    done = threading.Event()
+    edge = threading.Thread(target=agent.run, kwargs={"until": done.is_set}, daemon=True)
+    sim.start()
+    edge.start()
+    try:
+        yield runner, agent
+    finally:
+        done.set()
+        edge.join(timeout=15)
+        runner.request_stop()
+        sim.join(timeout=15)
+        runner.close()
+    assert not edge.is_alive() and not sim.is_alive(), "agent or simulator did not stop"
+
+
+def fridge(runner: Runner, device: str = "fridge-1") -> SimFridge:
+    d = next(d for d in runner.devices if d.id == device)
+    assert isinstance(d, FridgeDevice)
+    return d.sim
+
+
+def events(agent: Agent, kind: str, *, outbox: bool = False) -> list[dict[str, Any]]:
+    """Stored events of one type (oldest first); with `outbox`, only those with an outbox row."""
+    con = sqlite3.connect(f"file:{agent.config.edge.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        join = (
+            " JOIN outbox o ON o.kind='events' AND o.device=e.device AND o.boot=e.boot"
+            " AND o.seq=e.seq"
+            if outbox
+            else ""
+        )
+        rows = con.execute(
+            f"SELECT e.device, e.data FROM events e{join} WHERE e.type=? ORDER BY e.boot, e.seq",
+            (kind,),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []  # the agent has not created its tables yet
+    finally:
+        con.close()
+    return [{"device": d, **json.loads(data)} for d, data in rows]
+
+
+def readings(agent: Agent) -> int:
+    con = sqlite3.connect(f"file:{agent.config.edge.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT count(*) FROM readings").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sim(controller: str, speed: float, **fridge: Any) -> dict[str, Any]:
+    spec = {
+        "id": "fridge-1",
+        "controller": controller,
+        "door_openings_per_hour": 0,
+        "defrost_every_h": 0,
+        "sample_interval_s": 10,
+        **fridge,
+    }
+    return {
+        "sim": {"seed": 2, "speed": speed, "link_dir": "run", "truth": "run/truth.jsonl"},
+        "fridges": [spec],
+    }
+
+
+def test_firmware_lanes_lock_readings_and_doors_reach_the_edge_outbox(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]
+) -> None:
+    """The pickup handover's path: UNLOCK from the terminal, the customer opens the door and
+    takes an item, closes it; the edge's outbox holds lock, lanes, door and readings."""
+    scenario = sim("firmware", 10.0, lanes=[1200, 800], lock=True)
+    with running(scenario, tmp_path, mqtt_settings(STORE)) as (runner, agent):
+        f = fridge(runner)
+        boot = wait(lambda: events(agent, "lanes", outbox=True), 20, "boot LANES at the edge")
+        assert boot[0] == {
+            "device": "fridge-1",
+            "lanes": [
+                {"lane": 0, "grams": 1200, "stable": True},
+                {"lane": 1, "grams": 800, "stable": True},
+            ],
+        }
+        wait(lambda: events(agent, "lock"), 10, "boot LOCK at the edge")
+        assert not f.open_door()  # locked
+        reader = agent.fridge_readers["fridge-1"]
+        cmd = reader.send_command(codec.UNLOCK, codec.pack_unlock(60))
+        assert cmd.done.wait(10) and cmd.outcome == "ok"
+        assert f.open_door()
+        f.take(0, 350)
+        wait(
+            lambda: any(
+                e["lanes"][0] == {"lane": 0, "grams": 850, "stable": True}
+                for e in events(agent, "lanes")
+            ),
+            20,
+            "the lighter lane at the edge",
+        )
+        f.close_door()
+        locks = wait(
+            lambda: (x := events(agent, "lock", outbox=True)) and len(x) >= 3 and x,
+            20,
+            "re-lock at the edge",
+        )
+        assert [(x["locked"], x["reason"]) for x in locks] == [
+            (True, "boot"),
+            (False, "command"),
+            (True, "door_closed"),
+        ]
+        assert all(set(x) == {"device", "locked", "reason"} for x in locks)
+        doors = [e for e in events(agent, "door") if not e.get("state_report")]
+        assert [d["open"] for d in doors] == [True, False]
+        wait(lambda: readings(agent) >= 2, 20, "temperature readings at the edge")
+        lanes = events(agent, "lanes", outbox=True)
+        assert all(set(e) == {"device", "lanes"} for e in lanes)
+        assert all(set(x) == {"lane", "grams", "stable"} for e in lanes for x in e["lanes"])
+
+
+@pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
+def test_micropython_firmware_readings_doors_and_lanes_reach_the_edge(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]
+) -> None:
+    scenario = sim("micropython", 10.0, lanes=[500], initial_air_c=8.0)
+    with running(scenario, tmp_path, mqtt_settings(STORE)) as (runner, agent):
+        f = fridge(runner)
+        hello = wait(lambda: events(agent, "hello"), 20, "HELLO from the micropython process")
+        assert hello[-1]["device_id"] == "fridge-1" and hello[-1]["lane_count"] == 1
+        wait(lambda: readings(agent) >= 2, 30, "readings from the micropython firmware")
+        assert f.open_door()  # no lock fitted
+        wait(lambda: [e for e in events(agent, "door") if e["open"]], 20, "door opened")
+        f.close_door()
+        wait(
+            lambda: [e for e in events(agent, "door") if not e["open"] and not e.get(
+                "state_report")],
+            20,
+            "door closed",
+        )
+        lanes = wait(lambda: events(agent, "lanes"), 20, "LANES from the micropython firmware")
+        assert lanes[0]["lanes"] == [{"lane": 0, "grams": 500, "stable": True}]
+        comp = wait(
+            lambda: [e for e in events(agent, "compressor") if not e.get("state_report")],
+            20,
+            "the compressor started on a warm cabinet",
+        )
+        assert comp[0]["on"] is True
