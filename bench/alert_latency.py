@@ -214,9 +214,10 @@ def measure(got: list[Received], truth: Path, cloud_db: Path, store: str,
     events = alert_event_times(cloud_db, store)
     door = [r for r in got if r.body["alert"]["rule"] == "door"]
     others = [r for r in got if r.body["alert"]["rule"] != "door"]
-    if others:
-        problems.append(f"{len(others)} notices of other rules: "
-                        + ", ".join(sorted({r.body["alert"]["rule"] for r in others})))
+    if others:  # true alerts: a door open half the time warms the cabinet
+        problems.append(f"not measured: {len(others)} notices of other rules ("
+                        + ", ".join(sorted({r.body["alert"]["rule"] for r in others}))
+                        + "; the doors are open half the time)")
     ids: dict[str, list[str]] = {}
     for r in sorted(door, key=lambda r: float(r.body["alert"]["started_at"])):
         fr_ids = ids.setdefault(r.body["alert"]["fridge"], [])
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"only {n_alerts} of {args.alerts} alerts arrived in {timeout:.0f} s")
     print("\n".join(table(samples)))
     for p in problems:
-        print(f"problem: {p}")
+        print(p if p.startswith("not measured") else f"problem: {p}")
     return 1 if n_alerts < args.alerts or hook.refused else 0
 
 

@@ -58,7 +58,7 @@ class Expect:
     rule: str
     severity: str
     condition: str  # product_above | product_below | door_open | mains_lost | defrost_active
-    #                 | probe_bad | link_silent | compressor_still
+    #                 | probe_bad | probe_flat | link_silent | compressor_still
     threshold: float = 0.0
     hold_s: float = 0.0
     probe: int = 1
@@ -349,6 +349,8 @@ def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
     """(when the expectation's condition became true, when the alert is due by DESIGN),
     or None if it never held long enough in the run."""
     held: Windows = _suppression(truth, end) if e.defrost_suppressed else []
+    if e.condition == "probe_flat":
+        return _probe_flat(truth, e.probe, e.hold_s)
     if e.condition == "probe_bad":
         pts = [
             (t, p.get(e.probe, ("missing", None))[0] in ("crc", "missing")) for t, p in truth.temps
@@ -404,18 +406,85 @@ def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
             gaps.append((truth.arrivals[-1], end))
         return _first_due(gaps, e.hold_s, held)
     if e.condition == "compressor_still":
-        changes = _state_points(truth, "compressor", "on")
-        ons = [t for t, v in changes if v]
-        for i, (t, _v) in enumerate(changes):
-            periods = [b - a for a, b in itertools.pairwise(ons) if b <= t][-8:]
-            if len(periods) < 3:
-                continue
-            hold = 2 * statistics.median(periods)
-            nxt = changes[i + 1][0] if i + 1 < len(changes) else end
-            if nxt - t >= hold:
-                return t, t + hold
-        return None
+        return _compressor_still(truth, end)
     raise ValueError(f"unknown condition {e.condition!r}")
+
+
+def _probe_flat(truth: Truth, probe: int, hold: float) -> tuple[float, float] | None:
+    """DESIGN's flatline: `probe` within `flatline_band_c` of one reading for `flatline_h`
+    while the other probe moved >= `flatline_other_moves_c` (rule defaults)."""
+    th = Thresholds()
+    ref: float | None = None
+    since = lo = hi = 0.0
+    for t, probes in truth.temps:
+        mine, other = probes.get(probe, ("missing", None)), probes.get(1 - probe, ("missing", None))
+        if mine[0] != "ok" or other[0] != "ok" or mine[1] is None or other[1] is None:
+            ref = None
+            continue
+        if ref is None or abs(mine[1] - ref) > th.flatline_band_c:
+            ref, since, lo, hi = mine[1], t, other[1], other[1]
+            continue
+        lo, hi = min(lo, other[1]), max(hi, other[1])
+        if t - since >= th.flatline_h * 3600 and hi - lo >= th.flatline_other_moves_c:
+            return t, t + hold
+    return None
+
+
+def _overlaps(a: float, b: float, windows: Windows) -> bool:
+    return any(wa < b and a < wb for wa, wb in windows)
+
+
+def _settled_until(a: float, need: float, unsettled: Windows, stop: float) -> float | None:
+    """The moment the time in [a, stop] outside `unsettled` (sorted) adds up to `need`."""
+    t, got = a, 0.0
+    for wa, wb in unsettled:
+        if wb <= t:
+            continue
+        if wa > t:
+            if got + (wa - t) >= need:
+                break
+            got += wa - t
+        t = max(t, wb)
+    due = t + need - got
+    return due if due <= stop else None
+
+
+def _compressor_still(truth: Truth, end: float) -> tuple[float, float] | None:
+    """DESIGN's "no compressor cycling for 2x the usual period", judged as the rule judges it
+    (docs/alerts.md): only settled time counts (door shut and `cycle_door_settle_min` past its
+    last closing, no defrost, mains on); the usual period is the median of the last 8 on-to-on
+    intervals that were settled throughout. (start of the still state, when it is due)."""
+    th = Thresholds()
+    settle = th.cycle_door_settle_min * 60
+    doors = [(a, b + settle) for a, b in _spans(_state_points(truth, "door", "open"), end)]
+    defrosts = _spans(_state_points(truth, "defrost", "active"), end)
+    outages = _spans([(t, not v) for t, v in _state_points(truth, "power", "mains")], end)
+    paused = defrosts + outages
+    unsettled = sorted(doors + paused)
+    changes: list[tuple[float, bool]] = []
+    for t, on in _state_points(truth, "compressor", "on"):
+        if not changes or changes[-1][1] != on:
+            changes.append((t, on))
+    ons = [t for t, on in changes if on]
+    # A still state starts at a compressor change or when a defrost / mains loss ends.
+    starts = sorted({t for t, _ in changes} | {b for _, b in paused if b < end})
+    nexts = [t for t, _ in changes]
+    for a in starts:
+        if _overlaps(a, a, paused):
+            continue  # it starts again when the pause ends
+        periods = [
+            y - x
+            for x, y in itertools.pairwise(ons)
+            if y <= a and not _overlaps(x, y, unsettled)
+        ][-8:]
+        if len(periods) < th.cycle_learn_count:
+            continue
+        need = th.cycle_factor * statistics.median(periods)
+        stop = min([t for t in nexts if t > a] + [pa for pa, _ in paused if pa > a] + [end])
+        due = _settled_until(a, need, unsettled, stop)
+        if due is not None:
+            return a, due
+    return None
 
 
 @dataclass

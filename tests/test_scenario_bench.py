@@ -18,7 +18,7 @@ from bench import scenarios
 
 @pytest.fixture(scope="module")
 def verdicts() -> dict[str, scenarios.Verdict]:
-    # All scenarios once, in parallel processes (~45 s on 2 CPUs).
+    # All scenarios once, in parallel processes (~30-45 s on 2 CPUs).
     return {v.name: v for v in scenarios.run_all()}
 
 

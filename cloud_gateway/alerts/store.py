@@ -162,7 +162,10 @@ def escalate(conn: sqlite3.Connection, now: float,
     `policy_of(store) -> EscalationPolicy`.
     """
     out: list[tuple[sqlite3.Row, Notice]] = []
-    rows = conn.execute("SELECT * FROM alerts WHERE NOT settled").fetchall()
+    # Notification ids follow this order and are sent in id order: owners hear of alerts in
+    # the order they were raised, across fridges and stores (not in arrival or index order).
+    rows = conn.execute("SELECT * FROM alerts WHERE NOT settled"
+                        " ORDER BY raised_at, id, store").fetchall()
     for row in rows:
         policy: EscalationPolicy = policy_of(row["store"])
         view = AlertView(row["severity"], row["audience"], row["state"], row["acked_at"])

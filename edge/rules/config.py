@@ -78,6 +78,9 @@ class Thresholds:
     # 0 = learn the usual compressor period (median of recent on-to-on intervals).
     cycle_usual_min: float = 0.0
     cycle_learn_count: int = 3
+    # Door load is not a fault: the no-cycling clock stops while the door is open and for
+    # this long after it closes, and only cycles begun this settled are learned as usual.
+    cycle_door_settle_min: float = 20.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -174,6 +177,7 @@ class FridgeOverride:
     cycle_factor: float | None = None
     cycle_usual_min: float | None = None
     cycle_learn_count: int | None = None
+    cycle_door_settle_min: float | None = None
 
     def __post_init__(self) -> None:
         _check(bool(_ID.match(self.id)), "id", "must be 1-64 of A-Z a-z 0-9 . _ -")

@@ -5,7 +5,9 @@ Two kinds of rule live here:
   disagreement, drift) keep their active alerts in `active`, evaluated at each reading;
 - "since" rules (door open, mains lost, defrost overrun, no compressor cycling) depend only
   on how long a state has lasted, so `timer_alerts(now)` can evaluate them at any time,
-  including between readings (the engine's `tick`).
+  including between readings (the engine's `tick`). The cycling rule counts only settled
+  time (door shut and `cycle_door_settle_min` past its last closing): on a busy day the
+  compressor runs at capacity for hours, which is door load, not degraded cooling.
 The engine (engine.py) turns both into the raised/updated/cleared changes it reports.
 """
 
@@ -103,6 +105,15 @@ class FridgeState:
         self.comp_since: float | None = None
         self.comp_last_on: float | None = None
         self.periods: deque[float] = deque(maxlen=8)
+        # The no-cycling clock: settled seconds of the current compressor state counted up
+        # to `comp_mark`, and when they reached the alert level (None = not yet).
+        self.comp_settled_s = 0.0
+        self.comp_mark = -math.inf
+        self.comp_reached_at: float | None = None
+        # Settled from this time on (+inf while the door is open); a door never seen is shut.
+        self.quiet_from = -math.inf
+        # The cycle begun at comp_last_on started settled and has seen no door opening.
+        self.cycle_quiet = False
 
         self.warm = _Held()
         self.hot = _Held()
@@ -183,23 +194,29 @@ class FridgeState:
         if kind == "door":
             is_open = _flag(data, "open")
             if is_open and self.door_since is None:
+                self._cycle_count(t)
                 self.door_since = t
+                self.quiet_from = math.inf
+                self.cycle_quiet = False
             elif not is_open and self.door_since is not None:
                 self._end_timer("door", self.door_since, t, "door closed after")
                 self.door_since = None
                 self.air_settle_until = t + AIR_SETTLE_S
+                self.quiet_from = t + c.cycle_door_settle_min * MIN
         elif kind == "power":
             mains = _flag(data, "mains")
             if not mains and self.mains_lost_since is None:
+                self._cycle_count(t)
                 self.mains_lost_since = t
                 self.comp_last_on = None  # an on-to-on interval across this is no cycle
             elif mains and self.mains_lost_since is not None:
                 self._end_timer("mains", self.mains_lost_since, t, "mains power restored after")
                 self.mains_lost_since = None
-                self.comp_since = t
+                self._cycle_restart(t)
         elif kind == "defrost":
             active = _flag(data, "active")
             if active and self.defrost_since is None:
+                self._cycle_count(t)
                 self.defrost_since = t
                 self.comp_last_on = None
             elif not active and self.defrost_since is not None:
@@ -209,20 +226,62 @@ class FridgeState:
                     t + c.defrost_recovery_min * MIN, start + c.defrost_suppress_cap_min * MIN
                 )
                 self.defrost_since = None
-                self.comp_since = t
+                self._cycle_restart(t)
                 self.air_settle_until = t + AIR_SETTLE_S
         elif kind == "compressor":
             on = _flag(data, "on")
             if on == self.comp_on:
                 return
             if self.comp_since is not None:
+                self._cycle_count(t)
                 self._end_timer("cycling", self.comp_since, t, "compressor cycling again after")
             if on:
-                if self.comp_last_on is not None:
+                # Only an undisturbed cycle tells the usual period: door traffic stretches it.
+                if self.comp_last_on is not None and self.cycle_quiet:
                     self.periods.append(t - self.comp_last_on)
                 self.comp_last_on = t
+                self.cycle_quiet = t >= self.quiet_from
             self.comp_on = on
-            self.comp_since = t
+            self._cycle_restart(t)
+
+    def _cycle_restart(self, t: float) -> None:
+        self.comp_since = t
+        self.comp_settled_s = 0.0
+        self.comp_mark = t
+        self.comp_reached_at = None
+
+    def _cycle_count(self, t: float) -> None:
+        """Advance the no-cycling clock to `t` (call before the door or compressor changes)."""
+        if self.comp_since is None or t <= self.comp_mark:
+            return
+        start = max(self.comp_mark, self.quiet_from)
+        # Defrost and mains loss pause it too (the state restarts when they end).
+        paused = self.defrost_since is not None or self.mains_lost_since is not None
+        if t > start and not paused:
+            need = self._cycle_need()
+            if (
+                need is not None
+                and self.comp_reached_at is None
+                and self.comp_settled_s + (t - start) >= need
+            ):
+                self.comp_reached_at = start + max(0.0, need - self.comp_settled_s)
+            self.comp_settled_s += t - start
+        self.comp_mark = t
+
+    def _cycle_need(self) -> float | None:
+        usual = self.usual_cycle_s()
+        return None if usual is None else self.cfg.cycle_factor * usual
+
+    def _cycle_reached(self, now: float) -> float | None:
+        """When the settled time of the current compressor state reached the alert level,
+        if it has by `now` (the door is taken to stay as last seen)."""
+        if self.comp_reached_at is not None:
+            return self.comp_reached_at
+        need = self._cycle_need()
+        if need is None or self.defrost_since is not None or self.mains_lost_since is not None:
+            return None
+        at = max(self.comp_mark, self.quiet_from) + need - self.comp_settled_s
+        return at if at <= now else None
 
     # --- "since" rules --------------------------------------------------------------------
 
@@ -280,11 +339,11 @@ class FridgeState:
             ]
         elif rule == "defrost_overrun":
             levels = [(c.defrost_overrun_min * MIN, "warning", "owner", "")]
-        else:  # cycling
-            usual = self.usual_cycle_s()
-            if usual is None:
+        else:  # cycling: its level is reached on settled time, not on time since
+            at = self._cycle_reached(now)
+            if at is None:
                 return None
-            levels = [(c.cycle_factor * usual, "warning", "owner", "")]
+            levels = [(at - since, "warning", "owner", "")]
         reached = [lv for lv in levels if now - since >= lv[0]]
         if not reached:
             return None
@@ -298,11 +357,15 @@ class FridgeState:
             text = f"defrost running for {fmt_duration(after)}, limit {fmt_duration(after)}"
         else:
             state = "on" if self.comp_on else "off"
+            need = self._cycle_need() or after
+            settled = f" ({fmt_duration(need)} of it door shut and settled)"
+            settled = settled if after - need >= 1.0 else ""
             text = (
-                f"compressor {state} for {fmt_duration(after)} without cycling, "
-                f"usual cycle {fmt_duration(after / c.cycle_factor)}"
+                f"compressor {state} for {fmt_duration(after)}{settled} without cycling, "
+                f"usual cycle {fmt_duration(need / c.cycle_factor)}"
             )
-            data["usual_cycle_s"] = round(after / c.cycle_factor, 1)
+            data["settled_s"] = round(need, 1)
+            data["usual_cycle_s"] = round(need / c.cycle_factor, 1)
             data["compressor_on"] = bool(self.comp_on)
         return Alert(
             id=alert_id(self.fridge, rule, since),
