@@ -14,6 +14,7 @@ from . import (
     decode_rate,
     edge_footprint,
     outage_memory,
+    scan_to_verdict,
     scenarios,
     wire_cost,
 )
@@ -28,6 +29,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
      ["--outage-s", "25", "--before", "8", "--warmup", "3", "--after", "2", "--budget-mb", "0.5"]),
     ("alert_latency", alert_latency.main, ["--alerts", "20"]),
     ("scenarios", scenarios.main, []),  # every cold-chain scenario, ~45 s on 2 CPUs
+    ("scan_to_verdict", scan_to_verdict.main, ["--scans", "200"]),  # ~25 s
 )
 
 

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,43 @@ def register(sub: Any) -> None:
                          help="seconds to wait for the answer (default 30)")
     command.set_defaults(func=_command)
 
+    cat = cmds.add_parser("catalogue", help="a store's catalogue")
+    cat_cmds = cat.add_subparsers(dest="catalogue_command", required=True, metavar="COMMAND")
+    push = cat_cmds.add_parser(
+        "push", help="store a new catalogue version from a TOML file and send it (retained)",
+        description="FILE.toml has [[items]] tables: item (GTIN-14 or in:NUMBER), name, unit"
+                    " (piece|weight), shelf_life_days, storage (chilled|frozen|ambient) and"
+                    " optionally location = {fridge, lane, unit_grams}. Exit status 0 sent,"
+                    " 4 stored but the broker has not taken it yet (a `cloud run` worker"
+                    " sends it), 1 error.")
+    push.add_argument("store", metavar="STORE")
+    push.add_argument("file", metavar="FILE.toml", type=Path)
+    push.add_argument("--config", required=True, type=Path, help="cloud TOML file")
+    push.set_defaults(func=_catalogue_push)
+
+    order = cmds.add_parser("order", help="orders of a store")
+    order_cmds = order.add_subparsers(dest="order_command", required=True, metavar="COMMAND")
+    create = order_cmds.add_parser(
+        "create", help="reserve stock, store an order and send it to the store",
+        description="Prints the order as JSON, with its pickup code. Exit status 0 sent,"
+                    " 4 stored but not yet taken by the broker, 3 not enough stock,"
+                    " 1 other errors.")
+    create.add_argument("--config", required=True, type=Path, help="cloud TOML file")
+    create.add_argument("--store", required=True)
+    create.add_argument("--item", dest="items", action="append", required=True,
+                        metavar="ITEM=QTY", help="an order line (repeatable)")
+    create.add_argument("--mode", choices=("pickup", "delivery"), default="pickup")
+    create.add_argument("--customer", required=True, help="display name for the clerk")
+    create.add_argument("--expires-in-s", type=int, default=24 * 3600,
+                        help="seconds until the order and its code expire (default 1 day)")
+    create.set_defaults(func=_order_create)
+
+    stock = cmds.add_parser("stock", help="a store's stock: on hand, reserved, available")
+    stock.add_argument("store", metavar="STORE")
+    _db_source(stock)
+    stock.add_argument("--format", choices=("text", "json"), default="text")
+    stock.set_defaults(func=_stock)
+
 
 def _db_source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -101,6 +139,7 @@ def _open_readonly(path: Path) -> Database | None:
 
 def _run(args: argparse.Namespace) -> int:
     from . import commands
+    from .downlink import DownlinkSender
     from .http_api import Api, HttpServer
     from .ingest import IngestWorker
 
@@ -139,23 +178,32 @@ def _run(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"xiaodian cloud: cannot open database {cfg.cloud.db}: {exc}", file=sys.stderr)
         return 1
+    # Orders and catalogues: a publisher of their own, and a thread that retries them.
+    down_pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down")
+    downlink = DownlinkSender(cfg.cloud.db, down_pub, retry_s=cfg.cloud.downlink_retry_s,
+                              resend_open_s=cfg.cloud.order_resend_s)
     try:
         if publisher is not None:
             publisher.start()
+        down_pub.start()
         server = HttpServer(Api(cfg.cloud.db, worker.status, commander=commander,
                                 api_token=token,
-                                alert_link_secret=alerts.link_secret if alerts else None),
+                                alert_link_secret=alerts.link_secret if alerts else None,
+                                downlink=downlink, pickup_keys_dir=cfg.pickup.keys_dir,
+                                pickup_key_id=cfg.pickup.key_id),
                             cfg.cloud.http_host, cfg.cloud.http_port)
     except OSError as exc:  # also a missing TLS file for the publisher
         worker.stop()
         if publisher is not None:
             publisher.stop()
+        down_pub.stop()
         print(f"xiaodian cloud: cannot listen on {cfg.cloud.http_host}:{cfg.cloud.http_port}:"
               f" {exc.strerror or exc}", file=sys.stderr)
         return 1
     exit_code = 0
     if alerts is not None:
         alerts.start()
+    downlink.start()
     with server:
         print(server.url, flush=True)
         # The short wait keeps signal delivery prompt and lets us notice a dead worker.
@@ -165,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
                 exit_code = 1
                 break
         worker.stop()
+        downlink.stop()
+        down_pub.stop()
         if alerts is not None:
             alerts.stop()
         if publisher is not None:
@@ -240,6 +290,131 @@ def _command(args: argparse.Namespace) -> int:
         print(f"xiaodian cloud command: no answer to {command_id} within {args.timeout:g} s"
               " (is a `cloud run` worker collecting answers?)", file=sys.stderr)
     return {"answered": 0, "refused": 3, "expired": 4, "unsent": 4}.get(state, 5)
+
+
+def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float = 10.0) -> bool:
+    """Publish what is pending with a connection of this process; whether (kind, ref) went."""
+    from . import commands
+    from .db import Database
+    from .downlink import DownlinkSender
+
+    pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down-cli-{os.getpid()}")
+    try:
+        pub.start()
+        if pub.wait_connected(timeout):
+            DownlinkSender(cfg.cloud.db, pub).send_pending()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+    finally:
+        pub.stop()
+    with Database.open(cfg.cloud.db) as db:
+        row = db.conn.execute("SELECT published_at FROM downlink WHERE kind = ? AND ref = ?"
+                              " ORDER BY id DESC LIMIT 1", (kind, ref)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def _catalogue_push(args: argparse.Namespace) -> int:
+    import getpass
+    import tomllib
+
+    from . import retail
+    from .db import Database
+
+    def fail(message: str) -> int:
+        print(f"xiaodian cloud catalogue push: {message}", file=sys.stderr)
+        return 1
+
+    cfg = cloud_config.load(args.config)
+    try:
+        raw = tomllib.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return fail(f"{args.file}: {exc}")
+    unknown = sorted(set(raw) - {"items"})
+    if unknown:
+        return fail(f"{args.file}: unknown key {unknown[0]!r} (expected [[items]] tables)")
+    try:
+        items = retail.parse_catalogue_items(args.store, raw.get("items", []))
+        with Database.open(cfg.cloud.db) as db, db.transaction() as conn:
+            cat = retail.put_catalogue(conn, args.store, items, time.time(),
+                                       f"cli:{getpass.getuser()}")
+    except retail.RetailError as exc:
+        return fail(f"{args.file}: {exc.message}")
+    except sqlite3.Error as exc:
+        return fail(f"cannot store it in {cfg.cloud.db}: {exc}")
+    sent = _send_now(cfg, "catalogue", cat.version)
+    print(json.dumps({"store": args.store, "version": cat.version, "items": len(items),
+                      "sent": sent}))
+    return 0 if sent else 4
+
+
+def _order_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from xiaodian.pki import PkiError
+
+    from . import retail
+    from .db import Database
+    from .pickup_cli import codec
+
+    def fail(message: str, code: int = 1) -> int:
+        print(f"xiaodian cloud order create: {message}", file=sys.stderr)
+        return code
+
+    cfg = cloud_config.load(args.config)
+    items = []
+    for word in args.items:
+        item, sep, qty = word.partition("=")
+        if not sep or not qty.isdigit():
+            return fail(f"--item {word!r}: expected ITEM=QTY")
+        items.append({"item": item, "qty": int(qty)})
+    try:
+        req = retail.parse_order_request({"items": items, "mode": args.mode,
+                                          "customer": args.customer,
+                                          "expires_in_s": args.expires_in_s})
+        issuer = None
+        if cfg.pickup.keys_dir is not None:
+            key_file = cfg.pickup.keys_dir / f"{args.store}.key"
+            if key_file.exists() or req.mode == "pickup":
+                issuer = codec(args.store, key_file, cfg.pickup.key_id)
+        elif req.mode == "pickup":
+            return fail(f"{args.config}: no [pickup] keys_dir: a pickup order needs a code")
+        with Database.open(cfg.cloud.db) as db, db.transaction() as conn:
+            order = retail.create_order(conn, args.store, req, time.time(),
+                                        f"cli:{getpass.getuser()}")
+    except retail.RetailError as exc:
+        return fail(exc.message, 3 if exc.status == 409 else 1)
+    except (OSError, ValueError, PkiError) as exc:  # the key file: named, never shown
+        return fail(str(exc))
+    except sqlite3.Error as exc:
+        return fail(f"cannot store it in {cfg.cloud.db}: {exc}")
+    code = issuer.issue(order.id, order.expires) if issuer is not None else None
+    sent = _send_now(cfg, "order", order.id)
+    print(json.dumps({"id": order.id, "store": order.store, "expires": order.expires,
+                      "pickup_code": code, "sent": sent}))
+    return 0 if sent else 4
+
+
+def _stock(args: argparse.Namespace) -> int:
+    from . import retail
+
+    path = _db_path(args)
+    db = _open_readonly(path)
+    if db is None:
+        return 1
+    with db:
+        try:
+            view = retail.stock_view(db.conn, args.store, time.time())
+        except sqlite3.Error as exc:
+            print(f"xiaodian cloud: cannot read stock from {path}: {exc}", file=sys.stderr)
+            return 1
+    if args.format == "json":
+        print(json.dumps(view))
+        return 0
+    print(f"{'item':<16} {'name':<28} {'on_hand':>8} {'reserved':>8} {'available':>9}")
+    for it in view["items"]:
+        print(f"{it['item']:<16} {(it['name'] or '')[:28]:<28} {it['on_hand']:>8}"
+              f" {it['reserved']:>8} {it['available']:>9}")
+    return 0
 
 
 def _readings(args: argparse.Namespace) -> int:

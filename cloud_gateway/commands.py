@@ -200,6 +200,13 @@ class CommandPublisher:
             return self._cond.wait_for(lambda: self._connected, timeout)
 
     def publish(self, pub: CommandPublish, timeout: float) -> PublishResult:
+        return self.publish_message(pub.topic, pub.payload, timeout, qos=pub.qos,
+                                    properties=pub.properties)
+
+    def publish_message(self, topic: str, payload: bytes, timeout: float, *, qos: int = 1,
+                        retain: bool = False,
+                        properties: Properties | None = None) -> PublishResult:
+        """Publish and wait for the PUBACK (orders and catalogues use this too)."""
         client = self._client
         with self._cond:
             connected = self._connected
@@ -207,7 +214,7 @@ class CommandPublisher:
             # Not handed to paho at all: paho would queue it and send it after a reconnect,
             # long after we told the caller it failed.
             return PublishResult("not_sent", "not connected to the broker")
-        info = client.publish(pub.topic, pub.payload, qos=pub.qos, properties=pub.properties)
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             return PublishResult("not_sent", "too many messages waiting for the broker")
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

@@ -23,6 +23,10 @@ Example (`cloud.toml`; relative paths are relative to the file):
     key_id = "56475aa75463474c"                  # printed by `xiaodian pki command-key`
     api_token_file = "secrets/api-token"         # bearer token for POST, mode 0600
     lifetime_s = 120
+
+    [pickup]                  # optional: pickup codes for orders
+    keys_dir = "pki/pickup"   # <store>.key files from `xiaodian pki pickup-key`
+    key_id = 0
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ class CloudSettings:
     # would call commands expired that may still run (a late answer is recorded anyway).
     command_expiry_grace_s: float = 120.0
     command_sweep_interval_s: float = 10.0
+    # Orders and catalogues the broker has not acknowledged are published again this often.
+    downlink_retry_s: float = 5.0
+    # An order the broker took but the store has not confirmed (state still `open`) after
+    # this long is sent again: the store's session may have been lost.
+    order_resend_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.worker_id):
@@ -85,6 +94,10 @@ class CloudSettings:
             raise ValueError("command_expiry_grace_s: must be between 0 and 86400 seconds")
         if not 0.05 <= self.command_sweep_interval_s <= 3600.0:
             raise ValueError("command_sweep_interval_s: must be between 0.05 and 3600 seconds")
+        if not 0.05 <= self.downlink_retry_s <= 3600.0:
+            raise ValueError("downlink_retry_s: must be between 0.05 and 3600 seconds")
+        if not 1.0 <= self.order_resend_s <= 7 * 86400.0:
+            raise ValueError("order_resend_s: must be between 1 and 604800 seconds")
 
     @property
     def clock_policy(self) -> ClockPolicy:
@@ -132,12 +145,26 @@ class CommandSettings:
 
 
 @dataclass(frozen=True)
+class PickupSettings:
+    """Pickup codes for orders: HMAC keys per store, `<keys_dir>/<store>.key` (hex, 0600),
+    made by `xiaodian pki pickup-key STORE --dir PKI` (keys_dir = PKI/pickup)."""
+
+    keys_dir: Path | None = None  # without it, orders get no pickup code (pickup: 503)
+    key_id: int = 0  # the key id written into codes; the store accepts it under this id
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_id <= 255:
+            raise ValueError("key_id: must be between 0 and 255")
+
+
+@dataclass(frozen=True)
 class CloudConfig:
     cloud: CloudSettings
     mqtt: MqttSettings
     commands: CommandSettings = field(default_factory=CommandSettings)
     # Contacts, escalation and delivery: cloud_gateway/alerts/settings.py has an example.
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    pickup: PickupSettings = field(default_factory=PickupSettings)
 
 
 def load(path: Path | str) -> CloudConfig:

@@ -19,6 +19,7 @@ from typing import Any
 from xiaodian.payloads import Batch, Event, Reading, State
 
 from . import gaps
+from . import retail as retail_store
 from .alerts import store as alert_store
 from .clock import ClockPolicy, ClockWindow, correct, newsworthy
 
@@ -190,7 +191,8 @@ GAP_FIELDS = (
 )
 TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
           "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
-          "alert_notifications", "alert_deliveries")
+          "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
+          "order_history", "movements", "stock", "downlink")
 # A parked payload larger than this is truncated (the broker caps packets anyway; this only
 # bounds what one hostile message can cost us).
 MAX_PARKED_BYTES = 1024 * 1024
@@ -238,6 +240,7 @@ class Database:
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
         conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
+        conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
         db = cls(conn)
         db._migrate()
         return db
@@ -376,6 +379,12 @@ class Database:
                     covered.append(r.seq)
             conn.executemany(INSERT_SQL[table], rows)
             self._update_gaps(conn, key, max_seq, covered, received_at, worker)
+            if table == "events":
+                # Stock movements and order progress, only for events new here: a
+                # redelivered copy is not in `fresh`, so it moves nothing twice.
+                retail_store.apply_events(
+                    conn, batch.store, batch.device, batch.boot,
+                    [r for r in fresh.values() if isinstance(r, Event)], received_at, worker)
         return len(fresh), len(records) - len(fresh)
 
     # PostgreSQL: " FOR UPDATE", the row lock that serialises the batches of one stream.

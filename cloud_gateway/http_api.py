@@ -6,8 +6,9 @@ the socket work and the limits. Each request opens its own database connection: 
 read while a worker commits, and the ThreadingHTTPServer runs every request on a fresh
 thread anyway.
 
-Only `POST /api/stores/{s}/commands` changes anything; it needs `Authorization: Bearer
-<token>` (the `[commands] api_token_file`). Reads stay open, like the dashboard.
+Writes need `Authorization: Bearer <token>` (the `[commands] api_token_file`): issuing a
+command, putting a store's catalogue, creating or cancelling an order. Reads stay open, like
+the dashboard; they never show a pickup code (only the order's creator gets it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -29,12 +31,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from xiaodian.commands import ACTIONS, CommandError
-from xiaodian.payloads import ID_PATTERN
+from xiaodian.payloads import EVENT_TYPES, ID_PATTERN
 
 from . import commands, haccp
+from . import retail as retail_store
 from .alerts import web as alert_web
 from .commands import Commander
 from .db import Database, DeadLetter
+from .downlink import DownlinkSender
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,9 @@ DEAD_LETTER_PREVIEW = 2000  # characters of a parked payload shown by the API
 REQUEST_TIMEOUT_S = 10.0  # a client that stalls mid-request loses its connection
 # A command request is {"action", "params"} with at most 16 short scalars: 4 KiB is ample.
 MAX_BODY_BYTES = 4096
+# An order of 100 lines is ~5 KiB; a catalogue of 20 000 items a few MiB (its message's cap).
+MAX_ORDER_BODY_BYTES = 64 * 1024
+MAX_CATALOGUE_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_COMMAND_LIMIT = 100
 
 # The dashboard is self-contained: inline script and style, data only from this origin.
@@ -92,12 +99,21 @@ class Api:
         commander: Commander | None = None,
         api_token: bytes | None = None,
         alert_link_secret: bytes | None = None,
+        downlink: DownlinkSender | None = None,
+        pickup_keys_dir: Path | None = None,
+        pickup_key_id: int = 0,
+        now: Callable[[], float] = time.time,
     ) -> None:
         if commander is not None and not api_token:
             raise ValueError("api_token: required when commands can be issued")
         self.db_path = db_path
         self.ingest_status = ingest_status
         self.commander = commander
+        # Orders and catalogues: sent right after the commit (and retried by its thread).
+        self.downlink = downlink
+        self.pickup_keys_dir = pickup_keys_dir
+        self.pickup_key_id = pickup_key_id
+        self._now = now
         # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
         self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
         # Alerts (cloud_gateway/alerts/web.py): list, ack by bearer token or by signed link.
@@ -195,6 +211,40 @@ class Api:
                 if cmd is None:
                     return error(HTTPStatus.NOT_FOUND, f"unknown command {command_id!r}")
                 return json_response(HTTPStatus.OK, cmd)
+            case ["stores", store, "catalogue"] if ID_PATTERN.match(store):
+                _no_params(query)
+                cat = retail_store.catalogue(db.conn, store)
+                if cat is None:
+                    return error(HTTPStatus.NOT_FOUND, f"{store} has no catalogue")
+                return json_response(HTTPStatus.OK, cat)
+            case ["stores", store, "orders"] if ID_PATTERN.match(store):
+                _only(query, "state", "limit")
+                state = query.get("state")
+                if state is not None and state not in retail_store.CLOUD_STATES:
+                    raise BadRequest(
+                        f"state: expected one of {', '.join(retail_store.CLOUD_STATES)}")
+                limit = _int_param(query, "limit", DEFAULT_COMMAND_LIMIT, 1, MAX_LIMIT)
+                orders = retail_store.list_orders(db.conn, store, state=state, limit=limit)
+                return json_response(HTTPStatus.OK, {"store": store, "orders": orders})
+            case ["stores", store, "orders", oid] if ID_PATTERN.match(store) and oid.isdigit():
+                _no_params(query)
+                order = retail_store.get_order(db.conn, store, int(oid))
+                if order is None:
+                    return error(HTTPStatus.NOT_FOUND, f"{store} has no order {oid}")
+                return json_response(HTTPStatus.OK, order)
+            case ["stores", store, "events"] if ID_PATTERN.match(store):
+                _only(query, "type", "limit")
+                type_ = query.get("type", "")
+                if type_ not in EVENT_TYPES:
+                    raise BadRequest(f"type: one of {', '.join(sorted(EVENT_TYPES))}")
+                limit = _int_param(query, "limit", DEFAULT_COMMAND_LIMIT, 1, MAX_LIMIT)
+                return json_response(HTTPStatus.OK, {
+                    "store": store, "type": type_,
+                    "events": retail_store.recent_events(db.conn, store, type_, limit)})
+            case ["stores", store, "stock"] if ID_PATTERN.match(store):
+                _no_params(query)
+                return json_response(HTTPStatus.OK,
+                                     retail_store.stock_view(db.conn, store, self._now()))
             case ["stores", store, "owner"] if ID_PATTERN.match(store):
                 _no_params(query)
                 return json_response(HTTPStatus.OK, haccp.owner_view(db.conn, store))
@@ -298,8 +348,27 @@ class Api:
         if alert_web.accepts_post(target):
             return True
         segments = urlsplit(target).path.split("/")[1:]
+        if segments[:2] != ["api", "stores"]:
+            return False
+        return (len(segments) == 4 and segments[3] in ("commands", "orders")) or (
+            len(segments) == 6 and segments[3] == "orders" and segments[5] == "cancel")
+
+    @staticmethod
+    def accepts_put(target: str) -> bool:
+        segments = urlsplit(target).path.split("/")[1:]
         return len(segments) == 4 and segments[:2] == ["api", "stores"] and (
-            segments[3] == "commands")
+            segments[3] == "catalogue")
+
+    @staticmethod
+    def body_limit(target: str) -> int:
+        segments = urlsplit(target).path.split("/")[1:]
+        if segments[:2] != ["api", "stores"]:
+            return MAX_BODY_BYTES
+        if segments[3:4] == ["catalogue"]:
+            return MAX_CATALOGUE_BODY_BYTES
+        if segments[3:4] == ["orders"]:
+            return MAX_ORDER_BODY_BYTES
+        return MAX_BODY_BYTES
 
     def handle_post(self, target: str, *, authorization: str | None,
                     content_type: str | None, body: bytes, client: str) -> Response:
@@ -312,6 +381,9 @@ class Api:
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         if not self.accepts_post(target) or parts.query:
             return error(HTTPStatus.NOT_FOUND, f"no such path: {parts.path}")
+        if segments[3] == "orders":
+            return self.handle_retail("POST", target, authorization=authorization,
+                                      content_type=content_type, body=body, client=client)
         if self.commander is None or self._token_digest is None:
             return error(HTTPStatus.SERVICE_UNAVAILABLE,
                          "this worker does not issue commands (no [commands] in its config)")
@@ -354,6 +426,128 @@ class Api:
                             headers=location)
         out = json.dumps({"id": command_id, "command": cmd}, separators=(",", ":")).encode()
         return Response(HTTPStatus.ACCEPTED, out + b"\n", headers=location)
+
+    # ------------------------------------------------------------ retail (PUT, POST)
+
+    def handle_retail(self, method: str, target: str, *, authorization: str | None,
+                      content_type: str | None, body: bytes, client: str) -> Response:
+        """PUT a catalogue, POST an order or a cancellation (bearer token, JSON body)."""
+        parts = urlsplit(target)
+        segments = [unquote(s) for s in parts.path.split("/")[1:]]
+        if parts.query:
+            return error(HTTPStatus.NOT_FOUND, f"no such path: {parts.path}")
+        if self._token_digest is None:
+            return error(HTTPStatus.SERVICE_UNAVAILABLE,
+                         "no API token configured ([commands] api_token_file)")
+        denied = self._authorise(authorization)  # before looking at anything sent
+        if denied is not None:
+            return denied
+        if (content_type or "").split(";")[0].strip().lower() != "application/json":
+            return error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        store, by = segments[2], f"http:{client}"
+        try:
+            if not ID_PATTERN.match(store):
+                raise BadRequest(f"{store!r} is not a store id")
+            obj = _json_object(body)
+            if method == "PUT":
+                return self._put_catalogue(store, obj, by)
+            if len(segments) == 6:
+                if not segments[4].isdigit():
+                    raise BadRequest(f"{segments[4]!r} is not an order id")
+                return self._cancel(store, int(segments[4]), obj, by)
+            return self._create_order(store, obj, by)
+        except BadRequest as exc:
+            return error(HTTPStatus.BAD_REQUEST, str(exc))
+        except retail_store.RetailError as exc:
+            body_out: dict[str, Any] = {"error": exc.message, "status": exc.status}
+            if exc.detail is not None:
+                body_out |= exc.detail
+            return json_response(exc.status, body_out)
+        except sqlite3.Error as exc:
+            log.warning("database error on %s %s: %s", method, parts.path, exc)
+            return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+
+    def _put_catalogue(self, store: str, obj: dict[str, Any], by: str) -> Response:
+        unknown = sorted(set(obj) - {"items"})
+        if unknown:
+            raise BadRequest(f"{unknown[0]}: unknown field (known: items)")
+        items = retail_store.parse_catalogue_items(store, obj.get("items"))
+        with Database.open(self.db_path) as db, db.transaction() as conn:
+            cat = retail_store.put_catalogue(conn, store, items, self._now(), by)
+        self._send_downlink()
+        with Database.open_readonly(self.db_path) as db:
+            current = retail_store.catalogue(db.conn, store)
+        assert current is not None
+        log.info("catalogue v%d of %s (%d items) by %s", cat.version, store, len(items), by)
+        return json_response(HTTPStatus.OK, {"store": store, "version": cat.version,
+                                             "items": len(items),
+                                             "published_at": current["published_at"]})
+
+    def _create_order(self, store: str, obj: dict[str, Any], by: str) -> Response:
+        req = retail_store.parse_order_request(obj)
+        issuer = self._pickup_codec(store, required=req.mode == "pickup")
+        with Database.open(self.db_path) as db, db.transaction() as conn:
+            order = retail_store.create_order(conn, store, req, self._now(), by)
+        code = issuer.issue(order.id, order.expires) if issuer is not None else None
+        self._send_downlink()
+        with Database.open_readonly(self.db_path) as db:
+            stored = retail_store.get_order(db.conn, store, order.id)
+        assert stored is not None
+        log.info("order %d for %s (%s, %d lines) by %s", order.id, store, order.mode,
+                 len(order.lines), by)  # never the code
+        return Response(HTTPStatus.CREATED, json.dumps(
+            {"id": order.id, "pickup_code": code, "order": stored},
+            separators=(",", ":")).encode() + b"\n",
+            headers=(("Location", f"/api/stores/{store}/orders/{order.id}"),))
+
+    def _cancel(self, store: str, order_id: int, obj: dict[str, Any], by: str) -> Response:
+        unknown = sorted(set(obj) - {"reason"})
+        if unknown:
+            raise BadRequest(f"{unknown[0]}: unknown field (known: reason)")
+        reason = obj.get("reason", "cancelled")
+        if not isinstance(reason, str):
+            raise BadRequest("reason: a string")
+        with Database.open(self.db_path) as db, db.transaction() as conn:
+            retail_store.cancel_order(conn, store, order_id, reason, self._now(), by)
+        self._send_downlink()
+        with Database.open_readonly(self.db_path) as db:
+            order = retail_store.get_order(db.conn, store, order_id)
+        return json_response(HTTPStatus.OK, order)
+
+    def _send_downlink(self) -> None:
+        # At once, so the caller learns whether the broker took it (published_at); if not,
+        # the sender's own thread keeps trying.
+        if self.downlink is not None:
+            try:
+                self.downlink.send_pending()
+            except sqlite3.Error as exc:
+                log.warning("downlink: %s (retried later)", exc)
+
+    def _pickup_codec(self, store: str, *, required: bool) -> Any:
+        """The store's pickup-code issuer, or None (delivery orders without a key)."""
+        from edge.scan.pickup import PickupCodec
+        from xiaodian.pki import PkiError, load_pickup_key
+
+        if self.pickup_keys_dir is None:
+            if required:
+                raise retail_store.RetailError(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "pickup orders need pickup codes: no [pickup] keys_dir configured")
+            return None
+        path = self.pickup_keys_dir / f"{store}.key"
+        try:
+            key = load_pickup_key(path)
+        except FileNotFoundError:
+            if required:
+                raise retail_store.RetailError(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    f"no pickup key for {store} (xiaodian pki pickup-key {store})") from None
+            return None
+        except (OSError, PkiError) as exc:
+            log.error("pickup key of %s unusable: %s", store, exc)  # names the file only
+            raise retail_store.RetailError(HTTPStatus.SERVICE_UNAVAILABLE,
+                                           f"pickup key of {store} unusable") from None
+        return PickupCodec(store, key, key_id=self.pickup_key_id)
 
     def _authorise_alerts(self, authorization: str | None) -> alert_web.WebResult | None:
         if self._token_digest is None:
@@ -402,6 +596,17 @@ def _command_request(body: bytes) -> tuple[str, dict[str, str | int | bool]]:
     ):
         raise BadRequest("params: must be an object of strings, integers and booleans")
     return action, params
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys,
+                         parse_float=_no_floats, parse_constant=_no_floats)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not a JSON object: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("body must be a JSON object")
+    return obj
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -484,12 +689,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse_method(self) -> None:
         if self.api.accepts_post(self.path):
             allow, what = "GET, HEAD, POST", "GET, HEAD and POST"
+        elif self.api.accepts_put(self.path):
+            allow, what = "GET, HEAD, PUT", "GET, HEAD and PUT"
         else:
             allow, what = "GET, HEAD", "GET and HEAD"
         self._send(error(HTTPStatus.METHOD_NOT_ALLOWED, f"only {what} are supported here"),
                    head=False, extra={"Allow": allow})
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+    do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def do_PUT(self) -> None:
+        if not self.api.accepts_put(self.path):
+            self._refuse_method()
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            response = self.api.handle_retail(
+                "PUT", self.path, authorization=self.headers.get("Authorization"),
+                content_type=self.headers.get("Content-Type"), body=body,
+                client=self.client_address[0])
+        except Exception:
+            log.exception("error serving PUT %s", self.path)
+            response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the log)")
+        self._send(response, head=False)
 
     def do_POST(self) -> None:
         if not self.api.accepts_post(self.path):
@@ -522,10 +746,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required"), head=False)
             return None
         length = int(raw)
-        if length > MAX_BODY_BYTES:
+        limit = self.api.body_limit(self.path)
+        if length > limit:
             self.close_connection = True  # unread bytes would be taken for the next request
             self._send(error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                             f"request body over {MAX_BODY_BYTES} bytes"), head=False)
+                             f"request body over {limit} bytes"), head=False)
             return None
         body = self.rfile.read(length)
         if len(body) != length:

@@ -58,6 +58,7 @@ from xiaodian.payloads import (
 from xiaodian.payloads import topic as topic_of
 
 from . import commands
+from . import retail as retail_store
 from .alerts import store as alert_store
 from .alerts.notifier import AlertService
 from .clock import ClockPolicy
@@ -322,6 +323,10 @@ class IngestWorker:
     def _sweep(self, db: Database) -> None:
         try:
             n = commands.expire_overdue(db, self._now(), self.settings.command_expiry_grace_s)
+            # Orders past their expiry: the reservation ended already (retail.availability
+            # looks at `expires`); this only makes the state say so.
+            with db.transaction() as conn:
+                retail_store.expire_orders(conn, self._now())
         except sqlite3.Error as exc:  # tried again at the next interval
             self.counters.add("db_errors")
             log.warning("command expiry sweep failed: %s", exc)

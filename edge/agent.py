@@ -23,6 +23,7 @@ from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.kiosk import Kiosk
+from edge.retail.service import Retail
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
@@ -32,7 +33,8 @@ from edge.uplink import Uplink
 from edge.wallclock import WallClock
 from xiaodian import __version__, payloads
 from xiaodian.config import load_config
-from xiaodian.payloads import Kind
+from xiaodian.payloads import Kind, PayloadError
+from xiaodian.retail import parse_downlink
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class Agent:
             config.device_ids,
             __version__,
             monotonic=monotonic,
+            retail=True,
         )
         self.readers: list[PortReader] = [
             FridgeReader(f.id, f.port, f.baudrate, self.queue, self.stop_event, self.clock)
@@ -100,6 +103,9 @@ class Agent:
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
+        self.retail = Retail(self.store, config.edge.store_id, self.clock, config.pickup,
+                             config.retail, self.fridge_readers)
+        self.retail_seen = -1  # retail.version last published to the counter page
 
     # ------------------------------------------------------------ steps
 
@@ -121,6 +127,10 @@ class Agent:
             self.stored += added.stored
             self.duplicates += added.duplicates
             self._record_alerts(self.alerting.feed(added.fresh))
+            try:
+                self.retail.on_records(added.fresh)  # scans, doors, lane weights, locks
+            except Exception:  # a retail fault must never stop the cold-chain monitoring
+                log.exception("retail: could not process new records")
             # Only now, with the records committed, may the device forget them.
             for device, keys in added.durable.items():
                 reader = self.fridge_readers.get(device)
@@ -151,6 +161,53 @@ class Agent:
         fridges = {f: dict(self.latest.get(f, {})) for f in self.fridge_readers}
         return {"fridges": fridges, "alerts": alerts,
                 "uplink": {"connected": self.uplink.connected}}
+
+    def counter_snapshot(self) -> dict[str, object]:
+        snap = self.kiosk_snapshot()
+        return {**self.retail.view(), "alerts": snap["alerts"], "uplink": snap["uplink"]}
+
+    def step_retail(self) -> None:
+        """Orders and catalogue from the cloud (PUBACK after commit), the counter page's
+        requests, and time (unlock answers, expiring orders)."""
+        for msg in self.uplink.take_retail():
+            try:
+                outcome = self.retail.downlink(parse_downlink(msg.topic, msg.payload))
+                log.info("retail: %s", outcome)
+            except Exception as exc:
+                # Parked with its reason and acknowledged: a message that cannot be stored
+                # must not block the ones behind it (PUBACKs go in order). If even parking
+                # fails (the disk), it is not acknowledged and comes again.
+                if isinstance(exc, PayloadError):
+                    log.warning("retail: parked a bad message on %s: %s", msg.topic, exc)
+                else:
+                    log.exception("retail: could not store a message on %s", msg.topic)
+                try:
+                    self.retail.reject(msg.topic, msg.payload, f"{type(exc).__name__}: {exc}")
+                except Exception:
+                    log.exception("retail: could not park it either; left for redelivery")
+                    continue
+            self.uplink.ack_retail(msg)
+        answers = []
+        if self.kiosk is not None:
+            for req in self.kiosk.take_requests():
+                try:
+                    answers.append((req, self.retail.handle(req.action, req.body)))
+                except Exception as exc:  # the page must get an answer; the loop goes on
+                    log.exception("counter request %s failed", req.action)
+                    answers.append((req, {"ok": False, "title": "Terminal error",
+                                          "message": str(exc)}))
+        try:
+            self.retail.tick()
+        except Exception:
+            log.exception("retail: periodic work failed")
+        if self.retail.version != self.retail_seen:
+            self.retail_seen = self.retail.version
+            self.alerts_waiting = True  # stock and order events go out at once
+            if self.kiosk is not None:
+                self.kiosk.update_counter(self.counter_snapshot())
+        # Answered only now: whoever reads the state after an answer sees its effect.
+        for req, answer in answers:
+            req.answer(answer)
 
     def _record_alerts(self, changes: list[AlertChange]) -> None:
         """Alert changes go into the outbox as events (sent before any reading) and into
@@ -357,8 +414,10 @@ class Agent:
         for reader in self.readers:
             reader.start()
         if self.kiosk is not None:
+            self.kiosk.update_counter(self.counter_snapshot())
             self.kiosk.start()
-            log.info("terminal page at %s", self.kiosk.url)
+            log.info("terminal page at %s, counter at %scounter", self.kiosk.url,
+                     self.kiosk.url)
         next_publish = next_status = next_prune = next_readings = next_kiosk = self.monotonic()
         seen_generation = self.uplink.generation
         next_republish = next_publish + self.confirm_wait
@@ -367,6 +426,7 @@ class Agent:
                 self.uplink.poll(timeout=0.05)
                 self._step_commands()
                 self.drain()
+                self.step_retail()
                 acked = self.acknowledge()
                 self._record_alerts(self.alerting.tick())
                 now = self.monotonic()
@@ -391,6 +451,7 @@ class Agent:
                 if self.kiosk is not None and now >= next_kiosk:
                     # The page polls once a second: no need to rebuild it on every pass.
                     self.kiosk.update(self.kiosk_snapshot())
+                    self.kiosk.update_counter(self.counter_snapshot())
                     next_kiosk = now + 0.5
                 if now >= next_status:
                     self.report_status()

@@ -128,12 +128,53 @@ class CommandSettings:
 
 
 @dataclass(frozen=True)
+class PickupSettings:
+    """The store's pickup-code key (HMAC-SHA256, hex in a file; docs/retail.md).
+    Without this table the terminal refuses every pickup code and says why."""
+
+    key_file: Path  # relative paths are relative to the config file
+    key_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_id <= 255:
+            raise ValueError(f"key_id: {self.key_id} out of range 0..255")
+        # Read once here: a missing or short key should stop the agent at start-up, not
+        # refuse the first customer of the day.
+        self.key()
+
+    def key(self) -> bytes:
+        try:
+            text = self.key_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"key_file: cannot read {self.key_file}: {exc}") from None
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError(f"key_file: {self.key_file} is not hex") from None
+        if len(key) < 16:
+            raise ValueError(f"key_file: {self.key_file} holds {len(key)} bytes (at least 16)")
+        return key
+
+
+@dataclass(frozen=True)
+class RetailSettings:
+    # Stock expiring within this many days is listed for the clerk (first expired first).
+    expiry_window_days: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.expiry_window_days <= 60:
+            raise ValueError("expiry_window_days: must be between 0 and 60")
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     edge: EdgeSettings
     mqtt: MqttSettings
     fridges: tuple[FridgePort, ...] = ()
     scanners: tuple[ScannerPort, ...] = ()
     commands: CommandSettings | None = None
+    pickup: PickupSettings | None = None
+    retail: RetailSettings = RetailSettings()
 
     def __post_init__(self) -> None:
         ids = [f.id for f in self.fridges] + [s.id for s in self.scanners]

@@ -1,33 +1,126 @@
-"""The terminal's own page: fridges, active alerts, and the buzzer, with or without network.
+"""The terminal's own pages on loopback: fridges, alerts and the buzzer (`/`), and the
+counter (`/counter`: scans, pickups, deliveries, expiring stock), with or without network.
 
-Served on loopback by the agent. It reads only a snapshot the agent's main thread publishes
-(`Kiosk.update`), so the HTTP threads never touch SQLite or the MQTT client.
+The HTTP threads never touch SQLite or the MQTT client. They read snapshots the agent's
+main thread publishes (`update`, `update_counter`), and hand the counter's requests to that
+thread through a bounded queue, waiting for its answer. Why not their own SQLite
+connection: every counter action writes ledger rows *and* outbox events whose sequence
+numbers the agent's store hands out in memory; a second writer would collide with it.
+The work itself takes milliseconds; the loop picks it up within one pass (<= 50 ms).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+MAX_BODY = 8192
+ANSWER_S = 10.0  # a request the agent has not answered by then gets "busy" (503)
+LONG_POLL_S = 15.0
+ACTIONS = ("scan", "mode", "confirm", "abort", "delivery", "adjust")
+
+
+@dataclass
+class CounterRequest:
+    action: str
+    body: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+
+    def answer(self, result: dict[str, Any]) -> None:
+        self.result = result
+        self.done.set()
 
 
 class Kiosk:
     def __init__(self, host: str, port: int) -> None:
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"fridges": {}, "alerts": [], "uplink": {}}
-        page = resources.files("edge").joinpath("static/kiosk.html").read_bytes()
+        self._cond = threading.Condition()
+        self._counter: dict[str, Any] = {}
+        self._counter_version = 0
+        self._closing = False
+        self.requests: queue.Queue[CounterRequest] = queue.Queue(maxsize=64)
+        static = resources.files("edge").joinpath("static")
+        page = static.joinpath("kiosk.html").read_bytes()
+        counter_page = static.joinpath("counter.html").read_bytes()
         kiosk = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _foreign(self) -> bool:
+                """Refuse what a web page from elsewhere could make the terminal's browser
+                send: a Host that is not this server (DNS rebinding) or another Origin."""
+                if not kiosk.same_origin(self.headers.get("Host"), self.headers.get("Origin")):
+                    self._json(403, {"error": "not this terminal's page"})
+                    return True
+                return False
+
             def do_GET(self) -> None:
-                if self.path == "/":
+                if self._foreign():
+                    return
+                url = urlsplit(self.path)
+                if url.path == "/":
                     self._send(200, "text/html; charset=utf-8", page)
-                elif self.path == "/api/status":
+                elif url.path == "/counter":
+                    self._send(200, "text/html; charset=utf-8", counter_page)
+                elif url.path == "/api/status":
                     self._send(200, "application/json", json.dumps(kiosk.snapshot()).encode())
+                elif url.path == "/api/counter":
+                    try:
+                        since = int(parse_qs(url.query).get("since", ["-1"])[0])
+                    except ValueError:
+                        since = -1
+                    version, snap = kiosk.counter_snapshot(since, LONG_POLL_S)
+                    self._json(200, {"version": version, **snap})
                 else:
-                    self._send(404, "application/json", b'{"error": "no such path"}')
+                    self._json(404, {"error": "no such path"})
+
+            def do_POST(self) -> None:
+                if self._foreign():
+                    return
+                path = urlsplit(self.path).path
+                action = path.removeprefix("/api/counter/")
+                if not path.startswith("/api/counter/") or action not in ACTIONS:
+                    self._json(404, {"error": "no such path"})
+                    return
+                # A cross-site form or text/plain fetch needs no CORS preflight; JSON does,
+                # and this server answers no preflight, so only its own page can post.
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if ctype.lower() != "application/json":
+                    self._json(415, {"error": "send application/json"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 <= length <= MAX_BODY:
+                    self._json(413, {"error": f"body over {MAX_BODY} bytes"})
+                    return
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    self._json(400, {"error": "body is not JSON"})
+                    return
+                if not isinstance(body, dict):
+                    self._json(400, {"error": "body must be a JSON object"})
+                    return
+                req = CounterRequest(action, body)
+                try:
+                    kiosk.requests.put_nowait(req)
+                except queue.Full:
+                    self._json(503, {"error": "the terminal is busy: scan again"})
+                    return
+                if not req.done.wait(ANSWER_S) or req.result is None:
+                    self._json(503, {"error": "the terminal did not answer: scan again"})
+                    return
+                self._json(200, req.result)
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                self._send(status, "application/json", json.dumps(body).encode())
 
             def _send(self, status: int, ctype: str, body: bytes) -> None:
                 self.send_response(status)
@@ -35,7 +128,9 @@ class Kiosk:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                # The page may have gone (reloaded) while its long poll waited.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the terminal polls every second: not worth a log line each
@@ -44,6 +139,16 @@ class Kiosk:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="kiosk",
                                        daemon=True)
+
+    def same_origin(self, host: str | None, origin: str | None) -> bool:
+        """Whether a request names this server: Host is its own address (or localhost on
+        its port), and an Origin, when the browser sends one, is that same host."""
+        port = self.server.server_address[1]
+        bound = str(self.server.server_address[0])
+        names = {f"{bound}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+        if host is None or host.lower() not in names:
+            return False
+        return origin is None or origin.lower() in {f"http://{n}" for n in names}
 
     @property
     def url(self) -> str:
@@ -54,6 +159,9 @@ class Kiosk:
         self.thread.start()
 
     def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         if self.thread.is_alive():  # shutdown() waits for serve_forever, so only if it runs
             self.server.shutdown()
         self.server.server_close()
@@ -65,3 +173,29 @@ class Kiosk:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self._snapshot
+
+    # ------------------------------------------------------------ the counter
+
+    def update_counter(self, snapshot: dict[str, Any]) -> None:
+        """Publish the counter's state; pages waiting for a change get it at once."""
+        with self._cond:
+            if snapshot == self._counter:
+                return
+            self._counter = snapshot
+            self._counter_version += 1
+            self._cond.notify_all()
+
+    def counter_snapshot(self, since: int, timeout: float) -> tuple[int, dict[str, Any]]:
+        """The counter's state once its version differs from `since` (or after `timeout`)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._counter_version != since or self._closing,
+                                timeout)
+            return self._counter_version, self._counter
+
+    def take_requests(self) -> list[CounterRequest]:
+        taken = []
+        while True:
+            try:
+                taken.append(self.requests.get_nowait())
+            except queue.Empty:
+                return taken

@@ -193,16 +193,24 @@ class EdgeStore:
 
     # ------------------------------------------------------------ writing
 
-    def add(self, items: Iterable[NewReading | NewEvent]) -> Added:
+    def add(
+        self,
+        items: Iterable[NewReading | NewEvent],
+        extra: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> Added:
         """Store records and their outbox rows in one transaction.
 
         A device record already stored (same device boot, frame seq and device time) is not
         stored again and takes no sequence number, so the uplink streams stay contiguous.
+        `extra(db)` runs inside the same transaction (the stock ledger's own rows): if it
+        raises, nothing of this call is stored.
         """
         result = Added()
         # Sequence numbers advance only if the transaction commits: no holes after a rollback.
         next_seq = dict(self._next_seq)
         with self._tx():
+            if extra is not None:
+                extra(self.db)
             for item in items:
                 if isinstance(item, NewReading):
                     kind: Kind = "readings"

@@ -66,6 +66,18 @@ class InboundCommand:
     generation: int  # the connection it came on: only that one can acknowledge it
 
 
+@dataclass(frozen=True)
+class InboundRetail:
+    """A catalogue, order or cancellation message, not yet acknowledged to the broker:
+    `ack_retail` after it is committed (or parked), so a crash means redelivery."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    generation: int
+
+
 class Uplink:
     def __init__(
         self,
@@ -78,6 +90,7 @@ class Uplink:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         commands: bool = False,
+        retail: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -98,6 +111,10 @@ class Uplink:
         self.generation = 0
         self.commands = commands  # subscribe to signed commands (a [commands] table exists)
         self.inbound_commands: list[InboundCommand] = []
+        self.retail = retail  # subscribe to the store's catalogue and orders
+        self.inbound_retail: list[InboundRetail] = []
+        self.retail_subscribed = False  # SUBACK for catalogue and orders on this connection
+        self._retail_sub_mid: int | None = None
         self.commands_subscribed = False  # SUBACK for cmd/req on the current connection
         self._command_sub_mid: int | None = None
         self._ack_order: deque[tuple[int, int]] = deque()  # (mid, qos) in arrival order
@@ -150,6 +167,7 @@ class Uplink:
         self.client = None
         self.connected = False
         self.commands_subscribed = False
+        self.retail_subscribed = False
         self.inflight.clear()
         # Unacknowledged messages of this connection will be redelivered on the next one.
         self._ack_order.clear()
@@ -182,6 +200,10 @@ class Uplink:
         client.publish(payloads.topic(self.store, "state"), self._state(True), qos=1, retain=True)
         # Our session normally keeps this subscription; a broker that lost its state does not.
         client.subscribe(payloads.topic(self.store, "receipts"), qos=1)
+        if self.retail:
+            _, self._retail_sub_mid = client.subscribe(
+                [(payloads.topic(self.store, "catalogue"), 1),
+                 (payloads.topic(self.store, "orders"), 1)])
         if self.commands:
             _, self._command_sub_mid = client.subscribe(
                 signed_commands.request_topic(self.store), qos=1
@@ -210,6 +232,11 @@ class Uplink:
         if self.commands and msg.topic == signed_commands.request_topic(self.store):
             self._command_message(msg)
             return
+        if self.retail and msg.topic in (payloads.topic(self.store, "catalogue"),
+                                         payloads.topic(self.store, "orders")):
+            self.inbound_retail.append(InboundRetail(
+                msg.mid, msg.qos, msg.topic, bytes(msg.payload), self.generation))
+            return
         if msg.qos > 0:
             self._ack(msg.mid)  # receipts are applied idempotently: taking them is enough
         try:
@@ -229,6 +256,8 @@ class Uplink:
         reasons: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
+        if client is self.client and mid == self._retail_sub_mid:
+            self.retail_subscribed = not any(r.is_failure for r in reasons)
         if client is self.client and mid == self._command_sub_mid:
             self.commands_subscribed = not any(r.is_failure for r in reasons)
             if not self.commands_subscribed:
@@ -331,6 +360,19 @@ class Uplink:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         self.counters.responses += 1
+        if inbound.qos > 0:
+            self._ack(inbound.mid)
+        return True
+
+    def take_retail(self) -> list[InboundRetail]:
+        taken, self.inbound_retail = self.inbound_retail, []
+        return taken
+
+    def ack_retail(self, inbound: InboundRetail) -> bool:
+        """Take a stored retail message off the broker; False if its connection is gone
+        (it comes again and is recognised as a duplicate)."""
+        if self.client is None or inbound.generation != self.generation:
+            return False
         if inbound.qos > 0:
             self._ack(inbound.mid)
         return True

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "edge.scan.cli",
     "xiaodian.security_cli",
     "edge.rules.cli",
+    "cloud_gateway.pickup_cli",
 )
 
 

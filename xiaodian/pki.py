@@ -499,6 +499,47 @@ def load_command_public_key(path: Path) -> ed25519.Ed25519PublicKey:
     return key
 
 
+# ------------------------------------------------------------------------------ pickup keys
+
+PICKUP_DIR = "pickup"
+PICKUP_KEY_BYTES = 32  # HMAC-SHA256 key, 256 bits
+
+
+def pickup_key_path(directory: Path, store: str) -> Path:
+    """Where `make_pickup_key` puts a store's key: <dir>/pickup/<store>.key."""
+    return directory / PICKUP_DIR / f"{check_name(store)}.key"
+
+
+def make_pickup_key(directory: Path, store: str) -> Path:
+    """A new per-store pickup-code key (256 random bits, hex, one line), mode 0600.
+
+    The cloud issues codes with it and the store's terminal verifies them offline
+    (edge/scan/pickup.py). Refuses to overwrite: codes already handed to customers would
+    stop verifying. Rotation is a new key id with a new file, not a replaced key.
+    """
+    path = pickup_key_path(directory, store)
+    if path.exists():
+        raise FileExistsError(f"pickup key already exists: {path}")
+    _private_dir(path.parent)
+    _write_file(path, os.urandom(PICKUP_KEY_BYTES).hex().encode() + b"\n", 0o600)
+    return path
+
+
+def load_pickup_key(path: Path) -> bytes:
+    """The key in a pickup key file (hex); PkiError naming the file, never its content."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PkiError(f"{path}: mode {mode:04o} lets group/others read it;"
+                       f" run: chmod 600 {path}")
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise PkiError(f"{path}: not a hex pickup key") from None
+    if len(key) < 16:
+        raise PkiError(f"{path}: pickup key shorter than 128 bits")
+    return key
+
+
 # ------------------------------------------------------------------------------ dev PKI
 
 

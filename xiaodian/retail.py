@@ -304,6 +304,102 @@ def parse_progress(data: dict[str, Any]) -> OrderProgress:
     return OrderProgress(o.uint("order"), state, tuple(diffs), _opt_text(o, "note"))
 
 
+@dataclass(frozen=True)
+class LaneCheck:
+    """A lane's weight judged against what should have left it (`lane_check`, device =
+    the fridge): after a handover, or a settled drop that no sale explains."""
+
+    lane: int
+    order: int | None
+    expected_grams: int
+    measured_grams: int
+    verdict: str  # ok | mismatch
+    note: str
+
+
+@dataclass(frozen=True)
+class ExpiryLine:
+    item: str
+    batch: str | None
+    expiry: str  # YYYY-MM-DD
+    qty: int
+
+
+def lane_check_data(c: LaneCheck) -> dict[str, Any]:
+    data = {"lane": c.lane, "order": c.order, "expected_grams": c.expected_grams,
+            "measured_grams": c.measured_grams, "verdict": c.verdict, "note": c.note}
+    parse_lane_check(data)
+    return data
+
+
+def parse_lane_check(data: dict[str, Any]) -> LaneCheck:
+    o = JsonObject(data, "data")
+    lane = o.integer("lane")
+    if not 0 <= lane < 64:
+        raise PayloadError(f"data.lane: {lane} out of range 0..63")
+    verdict = o.text("verdict")
+    if verdict not in ("ok", "mismatch"):
+        raise PayloadError(f"data.verdict: {verdict!r} is not ok or mismatch")
+    grams = {k: o.integer(k) for k in ("expected_grams", "measured_grams")}
+    if any(abs(g) > MAX_GRAMS for g in grams.values()):
+        raise PayloadError(f"data: grams beyond +-{MAX_GRAMS}")
+    order = None if o.get("order") is None else o.uint("order")
+    return LaneCheck(lane, order, grams["expected_grams"], grams["measured_grams"], verdict,
+                     _opt_text(o, "note") or "")
+
+
+def expiry_data(window_days: int, lines: list[ExpiryLine]) -> dict[str, Any]:
+    data = {"window_days": window_days,
+            "items": [{"item": x.item, "batch": x.batch, "expiry": x.expiry, "qty": x.qty}
+                      for x in lines]}
+    parse_expiry(data)
+    return data
+
+
+def parse_expiry(data: dict[str, Any]) -> tuple[int, tuple[ExpiryLine, ...]]:
+    """The `expiry` event (device `ledger`): what expires within the window, first first."""
+    o = JsonObject(data, "data")
+    days = o.integer("window_days")
+    if not 0 <= days <= 365:
+        raise PayloadError(f"data.window_days: {days} out of range 0..365")
+    lines = []
+    for n, raw in enumerate(o.array("items")):
+        x = JsonObject(raw, f"data.items[{n}]")
+        expiry = x.text("expiry")
+        try:
+            date.fromisoformat(expiry)
+        except ValueError:
+            raise PayloadError(f"{x.where}.expiry: {expiry!r} is not YYYY-MM-DD") from None
+        qty = x.integer("qty")
+        if not 0 < qty <= MAX_QTY:
+            raise PayloadError(f"{x.where}.qty: {qty} out of range")
+        lines.append(ExpiryLine(check_item(x.get("item"), f"{x.where}.item"),
+                                _opt_text(x, "batch"), expiry, qty))
+    return days, tuple(lines)
+
+
+PICKUP_REFUSALS = ("no_key", "malformed", "oversize", "wrong_store", "unknown_key", "bad_mac",
+                   "expired", "already_redeemed", "unknown_order", "cancelled",
+                   "order_expired", "not_pickup", "rate_limited")
+
+
+def pickup_refusal_data(reason: str) -> dict[str, Any]:
+    """A refused pickup code (`pickup`, device `counter`): the reason only, never the code."""
+    data = {"result": "refused", "reason": reason}
+    parse_pickup_refusal(data)
+    return data
+
+
+def parse_pickup_refusal(data: dict[str, Any]) -> str:
+    o = JsonObject(data, "data")
+    if o.text("result") != "refused":
+        raise PayloadError(f"data.result: {o.text('result')!r} (only 'refused' is reported)")
+    reason = o.text("reason")
+    if reason not in PICKUP_REFUSALS:
+        raise PayloadError(f"data.reason: unknown refusal {reason!r}")
+    return reason
+
+
 def _opt_text(o: JsonObject, key: str) -> str | None:
     v = o.get(key)
     if v is None:

@@ -93,6 +93,11 @@ def register(subparsers: Any) -> None:
     sp = add("command-key", _command_key, "make the Ed25519 command-signing key pair")
     sp.add_argument("--dir", type=Path, required=True, help="directory (not the CA's)")
 
+    sp = add("pickup-key", _pickup_key,
+             "make a store's pickup-code key (256-bit HMAC, hex, 0600) under DIR/pickup/")
+    sp.add_argument("store", help="store id")
+    sp.add_argument("--dir", type=Path, required=True, help="the PKI directory")
+
     b = subparsers.add_parser("broker", help="Mosquitto configuration from the PKI")
     bcmds = b.add_subparsers(dest="broker_command", required=True, metavar="BROKER_COMMAND")
     conf = bcmds.add_parser(
@@ -225,6 +230,13 @@ def _command_key(args: argparse.Namespace) -> int:
     priv, pub, key_id = pki.make_command_key(args.dir)
     log.info("command-signing key %s made in %s", key_id, args.dir)
     print(f"private (cloud only): {priv}\npublic (pin on stores): {pub}\nkey id: {key_id}")
+    return 0
+
+
+def _pickup_key(args: argparse.Namespace) -> int:
+    path = pki.make_pickup_key(args.dir, args.store)
+    log.info("pickup key for %s made: %s", args.store, path)  # the path, never the key
+    print(f"pickup key (cloud [pickup] keys_dir, and the store's [pickup] key_file): {path}")
     return 0
 
 

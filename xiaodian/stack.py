@@ -6,24 +6,57 @@ runs: each part is started through the `xiaodian` command with its own TOML file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xiaodian.broker import Broker
-from xiaodian.pki import DevPki, dev_pki
+from xiaodian.commands import key_id_for
+from xiaodian.pki import (
+    COMMAND_KEY_NAME,
+    DevPki,
+    dev_pki,
+    load_command_private_key,
+    make_command_key,
+    make_pickup_key,
+    pickup_key_path,
+)
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "demo.toml"
 STORE_ID = "store-001"
+# The demo's catalogue: chilled goods in the lanes of the smart fridge-1, others on the open
+# fridge-2, where the clerk takes them by hand (GTIN-14s with valid check
+# digits, and one item weighed in the shop). Also written as cloud/catalogue.toml, the
+# format of `xiaodian cloud catalogue push`.
+DEMO_CATALOGUE: list[dict[str, Any]] = [
+    {"item": "06901234567892", "name": "Fresh milk 1 L", "unit": "piece", "shelf_life_days": 7,
+     "storage": "chilled", "location": {"fridge": "fridge-1", "lane": 0, "unit_grams": 1030}},
+    {"item": "06901234567809", "name": "Yoghurt 4x100 g", "unit": "piece",
+     "shelf_life_days": 21, "storage": "chilled",
+     "location": {"fridge": "fridge-1", "lane": 1, "unit_grams": 420}},
+    {"item": "06901234567816", "name": "Chilled dumplings 500 g", "unit": "piece",
+     "shelf_life_days": 5, "storage": "chilled", "location": None},
+    {"item": "06901234567823", "name": "Tofu 400 g", "unit": "piece", "shelf_life_days": 3,
+     "storage": "chilled", "location": None},
+    {"item": "in:12345", "name": "Pork belly (weighed)", "unit": "weight",
+     "shelf_life_days": 2, "storage": "chilled", "location": None},
+]
+# Opening delivery scanned at the counter: (GTIN-14, pieces, batch, expiry YYMMDD).
+DEMO_DELIVERY = [("06901234567892", 8, "M2611", "271201"),
+                 ("06901234567809", 6, "Y2611", "271215"),
+                 ("06901234567816", 6, "D2611", "271130")]
 
 
 class StackError(RuntimeError):
@@ -126,6 +159,9 @@ class StoreStack:
     edge_compact_bucket_s: float = 600.0
     # TOML appended to every worker's cloud.toml (e.g. an [alerts] table with contacts).
     cloud_alerts_toml: str = ""
+    # Retail: a pickup key ([pickup] in both configs), a command key and API token
+    # ([commands] in the cloud's), so catalogues and orders can be made over the API.
+    retail: bool = False
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
@@ -156,6 +192,14 @@ class StoreStack:
         return f"http://127.0.0.1:{self.http_port}/"
 
     @property
+    def api_token_file(self) -> Path:
+        return self.workdir / "secrets" / "api-token"
+
+    @property
+    def counter_url(self) -> str:
+        return f"http://127.0.0.1:{self.kiosk_port}/counter"
+
+    @property
     def cloud_part_names(self) -> list[str]:
         return ["cloud"] + [f"cloud-{n}" for n in range(2, self.cloud_workers + 1)]
 
@@ -180,13 +224,16 @@ class StoreStack:
         self.broker = Broker(self.workdir / "broker", pki)
         self.broker.start()
 
+        cloud_retail, edge_retail = self._retail_setup(pki) if self.retail else ("", "")
         cloud_tomls = []
         for n in range(1, self.cloud_workers + 1):
             cloud_toml = self.workdir / "cloud" / ("cloud.toml" if n == 1 else f"cloud-{n}.toml")
             cloud_toml.write_text(
                 f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-{n}"\n'
                 f'http_host = "127.0.0.1"\nhttp_port = {self.http_port if n == 1 else 0}\n'
+                + ("downlink_retry_s = 1.0\n" if self.retail else "")
                 + _mqtt_toml(self.broker, pki, "cloud-gateway", self.reconnect_max_s)
+                + cloud_retail
                 + (f"\n{self.cloud_alerts_toml}\n" if self.cloud_alerts_toml else ""),
                 encoding="utf-8",
             )
@@ -210,6 +257,7 @@ class StoreStack:
             lines.append(
                 f"[[scanners]]\nid = {_toml_str(sid)}\nport = {_toml_str(self.link_dir / sid)}\n"
             )
+        lines.append(edge_retail)
         edge_toml.write_text("".join(lines), encoding="utf-8")
 
         cli = [sys.executable, "-m", "xiaodian"]
@@ -254,6 +302,103 @@ class StoreStack:
         )
         self.parts["edge"].start({**env, **self.edge_env})
         self._wait(self.edge_db.exists, "edge database", "edge")
+
+    def _retail_setup(self, pki: DevPki) -> tuple[str, str]:
+        """Keys and token (kept between runs, like the certificates); TOML for both sides."""
+        key_file = pickup_key_path(pki.directory, self.store)
+        if not key_file.exists():
+            make_pickup_key(pki.directory, self.store)
+        cmd_dir = self.workdir / "cmdkey"
+        if not (cmd_dir / COMMAND_KEY_NAME).exists():
+            make_command_key(cmd_dir)
+        signing_key = cmd_dir / COMMAND_KEY_NAME
+        key_id = key_id_for(load_command_private_key(signing_key).public_key())
+        token = self.api_token_file
+        if not token.exists():
+            token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        cloud = (
+            f"[commands]\nsigning_key = {_toml_str(signing_key)}\nkey_id = {_toml_str(key_id)}\n"
+            f"api_token_file = {_toml_str(token)}\n"
+            f"[pickup]\nkeys_dir = {_toml_str(key_file.parent)}\nkey_id = 0\n"
+        )
+        catalogue_toml = self.workdir / "cloud" / "catalogue.toml"
+        catalogue_toml.write_text(_catalogue_toml(DEMO_CATALOGUE), encoding="utf-8")
+        edge = ""
+        # Written only for an edge that knows these tables (an unknown key stops it).
+        from edge.config import EdgeConfig
+
+        known = {f.name for f in dataclasses.fields(EdgeConfig)}
+        if "pickup" in known:
+            edge += f"[pickup]\nkey_file = {_toml_str(key_file)}\nkey_id = 0\n"
+        if "retail" in known:
+            edge += "[retail]\nexpiry_window_days = 2\n"
+        return cloud, edge
+
+    def seed_retail(self, timeout: float = 20.0) -> dict[str, Any]:
+        """What a shop's first morning looks like: the cloud pushes the catalogue, the clerk
+        scans the delivery in at the counter, two residents order. Never raises: what did
+        not work is reported under "problems" (the cold-chain demo goes on regardless)."""
+        out: dict[str, Any] = {"counter_url": self.counter_url, "orders": [], "problems": []}
+        try:
+            _, cat = self._api_write("PUT", f"api/stores/{self.store}/catalogue",
+                                     {"items": DEMO_CATALOGUE})
+            out["catalogue_version"] = cat.get("version")
+            deadline = time.monotonic() + timeout
+            while not _edge_has_catalogue(self.edge_db):
+                if time.monotonic() > deadline:
+                    raise StackError("the terminal did not get the catalogue")
+                time.sleep(0.2)
+            self._counter("mode", {"mode": "receive"})
+            for gtin, pieces, batch, expiry in DEMO_DELIVERY:
+                for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
+                    self._counter("scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
+            self._counter("mode", {"mode": "sale"})
+            while not all(i["available"] >= 2 for i in self._stock()
+                          if i["item"] in ("06901234567892", "06901234567816")):
+                if time.monotonic() > deadline:
+                    raise StackError("the cloud did not get the delivery's stock movements")
+                time.sleep(0.2)
+            for body in (
+                {"items": [{"item": "06901234567892", "qty": 2},
+                           {"item": "06901234567816", "qty": 1}],
+                 "mode": "pickup", "customer": "Wang L.", "expires_in_s": 4 * 3600},
+                {"items": [{"item": "06901234567809", "qty": 1}], "mode": "delivery",
+                 "customer": "Chen Y.", "expires_in_s": 4 * 3600},
+            ):
+                _, order = self._api_write("POST", f"api/stores/{self.store}/orders",
+                                           body)
+                out["orders"].append({"id": order.get("id"), "mode": body["mode"],
+                                      "pickup_code": order.get("pickup_code")})
+        except (OSError, ValueError, StackError) as exc:
+            out["problems"].append(str(exc))
+        return out
+
+    def _api_write(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        token = self.api_token_file.read_text(encoding="ascii").strip()
+        req = urllib.request.Request(
+            self.http_url + path, data=json.dumps(body).encode(), method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                return int(resp.status), json.load(resp)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise StackError(f"{method} /{path}: {exc.code} {detail}") from None
+
+    def _counter(self, action: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.kiosk_port}/api/counter/{action}",
+            data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp)
+
+    def _stock(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api(f"api/stores/{self.store}/stock")["items"]
+        return items
 
     def _wait(self, ready: Any, what: str, part: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -323,6 +468,35 @@ class StoreStack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+
+
+def _catalogue_toml(items: list[dict[str, Any]]) -> str:
+    out = []
+    for it in items:
+        out.append("[[items]]")
+        for k in ("item", "name", "unit", "shelf_life_days", "storage"):
+            out.append(f"{k} = {json.dumps(it[k], ensure_ascii=False)}")
+        loc = it.get("location")
+        if loc:
+            out.append(f"location = {{ fridge = {json.dumps(loc['fridge'])}, lane = "
+                       f"{loc['lane']}, unit_grams = {loc['unit_grams']} }}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _edge_has_catalogue(db: Path) -> bool:
+    if not db.exists():
+        return False
+    import sqlite3
+
+    try:
+        con = _ro(db)
+        try:
+            return bool(con.execute("SELECT count(*) FROM catalogue").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -1,0 +1,272 @@
+"""Handing an order over at the counter, and watching fridge lanes (pure, event-driven).
+
+A smart fridge reports lane weights ("lanes" events: grams per lane and whether the load
+cell has settled). Pieces taken from a lane = round(weight lost / grams per piece). During
+a handover the weight lost between the unlock and the door closing again is compared with
+the order; outside one, a settled drop that no sale explains is a mismatch ("item gone
+without a sale"). Nothing here reads a clock or a port: the service feeds it events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from xiaodian import retail
+from xiaodian.retail import Location
+
+LaneKey = tuple[str, int]  # (fridge, lane)
+
+
+@dataclass(frozen=True)
+class LaneReading:
+    lane: int
+    grams: int
+    stable: bool
+
+
+def parse_lanes(data: Mapping[str, Any]) -> list[LaneReading]:
+    """The `lanes` event's data; entries that are not well formed are skipped."""
+    out = []
+    raw = data.get("lanes")
+    for r in raw if isinstance(raw, list) else []:
+        if not isinstance(r, dict):
+            continue
+        lane, grams, stable = r.get("lane"), r.get("grams"), r.get("stable")
+        if (isinstance(lane, int) and isinstance(grams, int | float)
+                and not isinstance(grams, bool) and isinstance(stable, bool)):
+            out.append(LaneReading(lane, round(grams), stable))
+    return out
+
+
+def pieces(grams_lost: int, unit_grams: int) -> int:
+    return round(grams_lost / unit_grams)
+
+
+@dataclass(frozen=True)
+class LaneCheck:
+    """A `lane_check` event's data, as xiaodian's contract names its fields."""
+
+    fridge: str
+    lane: int
+    order: int | None
+    expected_grams: int
+    measured_grams: int
+    verdict: str  # ok | mismatch
+    note: str
+
+    def data(self) -> dict[str, Any]:
+        return retail.lane_check_data(retail.LaneCheck(
+            self.lane, self.order, self.expected_grams, self.measured_grams, self.verdict,
+            self.note))
+
+
+@dataclass(frozen=True)
+class PickLine:
+    item: str
+    name: str
+    qty: int
+    location: Location | None  # None: on a shelf, the clerk takes it by hand
+
+
+@dataclass
+class _Fridge:
+    phase: str = "locked"  # -> unlocking -> unlocked -> open -> closed -> measured | failed
+    note: str = ""
+
+
+@dataclass
+class Handover:
+    """One order at the counter, from a verified code to the clerk's confirmation."""
+
+    order: int
+    customer: str
+    lines: list[PickLine]
+    baseline: dict[LaneKey, int]  # settled grams per lane before the unlock
+    final: dict[LaneKey, int] = field(default_factory=dict)
+    fridges: dict[str, _Fridge] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for ln in self.lines:
+            if ln.location is not None:
+                self.fridges.setdefault(ln.location.fridge, _Fridge())
+
+    def lanes_of(self, fridge: str) -> list[PickLine]:
+        return [ln for ln in self.lines if ln.location and ln.location.fridge == fridge]
+
+    # ------------------------------------------------------------ events
+
+    def unlocking(self, fridge: str) -> None:
+        self.fridges[fridge].phase = "unlocking"
+
+    def unlocked(self, fridge: str, ok: bool, note: str = "") -> None:
+        f = self.fridges[fridge]
+        if ok:
+            f.phase = "unlocked" if f.phase in ("locked", "unlocking") else f.phase
+        else:
+            f.phase, f.note = "failed", note
+
+    def door(self, fridge: str, is_open: bool) -> None:
+        f = self.fridges.get(fridge)
+        if f is None:
+            return
+        # "failed": the unlock was not confirmed, but a door that opens anyway (no lock
+        # fitted, already unlocked) is weighed all the same.
+        if is_open and f.phase in ("unlocking", "unlocked", "failed", "closed", "measured"):
+            f.phase = "open"  # (opened again: measured again once it closes)
+            for ln in self.lanes_of(fridge):
+                # The fridge reports a lane only when it changes: one nobody touches keeps
+                # the weight it had before this opening.
+                assert ln.location is not None
+                key = (fridge, ln.location.lane)
+                if key not in self.final and key in self.baseline:
+                    self.final[key] = self.baseline[key]
+        elif not is_open and f.phase == "open":
+            f.phase = "closed"
+            self._settled(fridge)
+
+    def lanes(self, fridge: str, readings: Iterable[LaneReading]) -> None:
+        """Weights before the unlock are the baseline; after the door opened, the latest
+        settled weight per lane is what is left. Measured once the door is shut and every
+        lane of ours has settled (a lane still moving makes it wait again)."""
+        f = self.fridges.get(fridge)
+        if f is None:
+            return
+        ours = {ln.location.lane for ln in self.lanes_of(fridge) if ln.location is not None}
+        for r in readings:
+            if r.lane not in ours:
+                continue
+            key = (fridge, r.lane)
+            if f.phase in ("locked", "unlocking", "unlocked", "failed"):
+                if r.stable:
+                    self.baseline[key] = r.grams
+            elif r.stable:
+                self.final[key] = r.grams
+            else:
+                self.final.pop(key, None)
+        if f.phase in ("closed", "measured"):
+            self._settled(fridge)
+
+    def _settled(self, fridge: str) -> None:
+        f = self.fridges[fridge]
+        keys = [(fridge, ln.location.lane) for ln in self.lanes_of(fridge) if ln.location]
+        f.phase = "measured" if all(k in self.final for k in keys) else "closed"
+
+    def checks(self) -> list[LaneCheck]:
+        """The `lane_check` of each measured lane: what the order leaves vs what is left."""
+        out = []
+        for ln in self.lines:
+            if ln.location is None:
+                continue
+            key = (ln.location.fridge, ln.location.lane)
+            if self.fridges[key[0]].phase != "measured" or key not in self.baseline:
+                continue
+            base, final = self.baseline[key], self.final[key]
+            taken = pieces(base - final, ln.location.unit_grams)
+            out.append(LaneCheck(
+                key[0], key[1], self.order, base - ln.qty * ln.location.unit_grams, final,
+                "ok" if taken == ln.qty else "mismatch",
+                f"{ln.name}: {taken} taken, {ln.qty} ordered"))
+        return out
+
+    # ------------------------------------------------------------ results
+
+    def taken(self) -> dict[str, int | None]:
+        """Pieces taken per item: measured for lane items once measured, else None;
+        shelf items count as ordered (the clerk hands them over)."""
+        out: dict[str, int | None] = {}
+        for ln in self.lines:
+            if ln.location is None:
+                out[ln.item] = ln.qty
+                continue
+            key = (ln.location.fridge, ln.location.lane)
+            measured = self.fridges[key[0]].phase == "measured"
+            if measured and key in self.final and key in self.baseline:
+                out[ln.item] = pieces(self.baseline[key] - self.final[key],
+                                      ln.location.unit_grams)
+            else:
+                out[ln.item] = None
+        return out
+
+    def differences(self) -> list[tuple[str, int]]:
+        """(item, pieces taken minus ordered) for measured items that differ."""
+        taken = self.taken()
+        return [(ln.item, t - ln.qty) for ln in self.lines
+                if (t := taken[ln.item]) is not None and t != ln.qty]
+
+    def waiting_for(self) -> str | None:
+        """What the handover still waits for, in the clerk's words; None when measured."""
+        for fridge, f in sorted(self.fridges.items()):
+            if f.phase == "failed":
+                continue
+            if f.phase in ("locked", "unlocking"):
+                return f"unlocking {fridge}"
+            if f.phase == "unlocked":
+                return f"{fridge} unlocked: open the door and take the items"
+            if f.phase == "open":
+                return f"{fridge} open: close the door when done"
+            if f.phase == "closed":
+                return f"{fridge} closed: weighing"
+        return None
+
+    def view(self) -> dict[str, Any]:
+        taken = self.taken()
+        diffs = dict(self.differences())
+        return {
+            "order": self.order,
+            "customer": self.customer,
+            "lines": [{"item": ln.item, "name": ln.name, "qty": ln.qty,
+                       "where": (f"{ln.location.fridge} lane {ln.location.lane}"
+                                 if ln.location else "shelf"),
+                       # Shelf items are not weighed: nothing to show as "taken".
+                       "taken": taken[ln.item] if ln.location else None,
+                       "difference": diffs.get(ln.item, 0)}
+                      for ln in self.lines],
+            "fridges": {k: {"phase": f.phase, "note": f.note}
+                        for k, f in sorted(self.fridges.items())},
+            "waiting_for": self.waiting_for(),
+            "differences": [[i, d] for i, d in self.differences()],
+        }
+
+
+class LaneWatch:
+    """Settled lane weights outside handovers; a drop no sale explains is a mismatch."""
+
+    def __init__(self) -> None:
+        self.settled: dict[LaneKey, int] = {}
+        self.credit: dict[LaneKey, int] = {}  # pieces sold/wasted not yet seen leaving
+
+    def explain(self, key: LaneKey, n: int) -> None:
+        self.credit[key] = self.credit.get(key, 0) + n
+
+    def feed(self, fridge: str, readings: Iterable[LaneReading],
+             item_at: Callable[[LaneKey], tuple[str, int] | None],
+             busy: bool) -> list[LaneCheck]:
+        """`busy`: a handover has this fridge open; its weights are that handover's."""
+        checks = []
+        for r in readings:
+            if not r.stable:
+                continue
+            key = (fridge, r.lane)
+            before = self.settled.get(key)
+            self.settled[key] = r.grams
+            if before is None or busy:
+                continue
+            where = item_at(key)
+            if where is None:
+                continue
+            name, unit = where
+            gone = pieces(before - r.grams, unit)
+            if gone <= 0:
+                continue  # restocked, or noise below half a piece
+            explained = min(gone, self.credit.get(key, 0))
+            self.credit[key] = self.credit.get(key, 0) - explained
+            expected = before - explained * unit
+            if gone > explained:
+                checks.append(LaneCheck(fridge, r.lane, None, expected, r.grams, "mismatch",
+                                        f"{name}: {gone - explained} gone without a sale"))
+            else:
+                checks.append(LaneCheck(fridge, r.lane, None, expected, r.grams, "ok",
+                                        f"{name}: {gone} sold"))
+        return checks

@@ -1,0 +1,154 @@
+"""The stock ledger: movements in, lots (item, batch, expiry) on hand out; FEFO (pure core
+plus the few SQL statements that keep it in the agent's database)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from xiaodian.retail import Catalogue, CatalogueItem, Location, Movement
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS retail_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalogue (
+    item TEXT PRIMARY KEY, name TEXT NOT NULL, unit TEXT NOT NULL,
+    shelf_life_days INTEGER NOT NULL, storage TEXT NOT NULL,
+    fridge TEXT, lane INTEGER, unit_grams INTEGER
+);
+-- One row per movement, never updated: on hand is their sum (docs/retail.md).
+CREATE TABLE IF NOT EXISTS stock_movements (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, item TEXT NOT NULL, qty INTEGER NOT NULL,
+    grams INTEGER, batch TEXT, expiry TEXT, order_id INTEGER, note TEXT, wall REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stock_movements_lot ON stock_movements (item, batch, expiry);
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY, mode TEXT NOT NULL, customer TEXT NOT NULL,
+    created REAL NOT NULL, expires REAL NOT NULL, lines TEXT NOT NULL,
+    state TEXT NOT NULL, updated REAL NOT NULL, note TEXT
+);
+-- Downlink messages that did not parse: kept with the reason, never retried.
+CREATE TABLE IF NOT EXISTS retail_rejects (
+    wall REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Lot:
+    item: str
+    batch: str | None
+    expiry: str | None  # YYYY-MM-DD
+    qty: int
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def lots_from(movements: Iterable[Movement]) -> list[Lot]:
+    """On hand per (item, batch, expiry): the sum of its movements, zero lots left out."""
+    sums: dict[tuple[str, str | None, str | None], int] = {}
+    for m in movements:
+        key = (m.item, m.batch, m.expiry)
+        sums[key] = sums.get(key, 0) + m.qty
+    return fefo([Lot(i, b, e, q) for (i, b, e), q in sums.items() if q != 0])
+
+
+def fefo(lots: Iterable[Lot]) -> list[Lot]:
+    """First expired, first out: earliest expiry first, lots without a date last."""
+    return sorted(lots, key=lambda lot: (lot.item, lot.expiry is None, lot.expiry or "",
+                                         lot.batch or ""))
+
+
+def allocate(lots: Iterable[Lot], item: str, qty: int) -> list[tuple[Lot | None, int]]:
+    """Which lots `qty` pieces of `item` come out of, FEFO. What the ledger does not
+    have (stock was never received by scanning) comes out of no lot: (None, n)."""
+    out: list[tuple[Lot | None, int]] = []
+    left = qty
+    for lot in fefo(lot for lot in lots if lot.item == item and lot.qty > 0):
+        if left <= 0:
+            break
+        take = min(lot.qty, left)
+        out.append((lot, take))
+        left -= take
+    if left > 0:
+        out.append((None, left))
+    return out
+
+
+def outgoing(kind: str, lots: Iterable[Lot], item: str, qty: int, *, order: int | None = None,
+             note: str | None = None, grams: int | None = None) -> list[Movement]:
+    """Movements for `qty` pieces leaving (sale, waste, pickup, dispatch), one per lot."""
+    moves: list[Movement] = []
+    for lot, n in allocate(lots, item, qty):
+        moves.append(Movement(new_id(), kind, item, -n, grams if len(moves) == 0 else None,
+                              None if lot is None else lot.batch,
+                              None if lot is None else lot.expiry, order, note))
+    return moves
+
+
+def expiring(lots: Iterable[Lot], today: date, window_days: int) -> list[Lot]:
+    """Lots on hand that expire within the window (or already have), FEFO."""
+    last = (today + timedelta(days=window_days)).isoformat()
+    return fefo(lot for lot in lots
+                if lot.qty > 0 and lot.expiry is not None and lot.expiry <= last)
+
+
+# ---------------------------------------------------------------- SQLite
+
+
+def create(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
+
+
+def write_movement(db: sqlite3.Connection, m: Movement, wall: float) -> None:
+    db.execute("INSERT INTO stock_movements VALUES (?,?,?,?,?,?,?,?,?,?)",
+               (m.id, m.kind, m.item, m.qty, m.grams, m.batch, m.expiry, m.order, m.note,
+                wall))
+
+
+def lots(db: sqlite3.Connection, item: str | None = None) -> list[Lot]:
+    sql = ("SELECT item, batch, expiry, SUM(qty) FROM stock_movements {} "
+           "GROUP BY item, batch, expiry HAVING SUM(qty) != 0")
+    rows = (db.execute(sql.format("WHERE item=?"), (item,)) if item is not None
+            else db.execute(sql.format("")))
+    return fefo(Lot(r[0], r[1], r[2], int(r[3])) for r in rows)
+
+
+def catalogue_version(db: sqlite3.Connection) -> int | None:
+    row = db.execute("SELECT value FROM retail_meta WHERE key='catalogue_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def replace_catalogue(db: sqlite3.Connection, c: Catalogue) -> None:
+    db.execute("DELETE FROM catalogue")
+    db.executemany(
+        "INSERT INTO catalogue VALUES (?,?,?,?,?,?,?,?)",
+        [(i.item, i.name, i.unit, i.shelf_life_days, i.storage,
+          i.location.fridge if i.location else None, i.location.lane if i.location else None,
+          i.location.unit_grams if i.location else None) for i in c.items])
+    db.execute("INSERT INTO retail_meta VALUES ('catalogue_version', ?) "
+               "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(c.version),))
+
+
+def load_catalogue(db: sqlite3.Connection) -> dict[str, CatalogueItem]:
+    out = {}
+    for item, name, unit, days, storage, fridge, lane, grams in db.execute(
+            "SELECT item, name, unit, shelf_life_days, storage, fridge, lane, unit_grams "
+            "FROM catalogue"):
+        loc = Location(fridge, lane, grams) if fridge is not None else None
+        out[item] = CatalogueItem(item, name, unit, days, storage, loc)
+    return out
+
+
+def meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM retail_meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT INTO retail_meta VALUES (?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))

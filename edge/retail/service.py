@@ -1,0 +1,602 @@
+"""Retail at the terminal, wired to the agent's database and fridges (owned by its thread).
+
+Every change is one SQLite transaction on the agent's own connection: the ledger row,
+the order's new state and the outbox events the cloud will get commit together, so with
+the network down everything goes on and is sent later, exactly once. The counter page and
+the serial scanner both arrive here through the agent's loop (see edge.kiosk for why).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from edge.config import PickupSettings, RetailSettings
+from edge.retail import ledger
+from edge.retail.handover import Handover, LaneCheck, LaneReading, LaneWatch, PickLine, parse_lanes
+from edge.retail.verify import Accepted, OrderState, RateLimiter, Refused, check_code
+from edge.scan.errors import PickupError, ScanError
+from edge.scan.parse import Scan, parse_scan
+from edge.scan.pickup import PickupCodec, RedeemedCodes
+from edge.serial_link import DeviceCommand, FridgeReader
+from edge.store import EdgeStore, NewEvent, NewReading
+from edge.wallclock import WallClock
+from firmware_bridge import codec
+from xiaodian.retail import (
+    Cancel,
+    Catalogue,
+    CatalogueItem,
+    Downlink,
+    ExpiryLine,
+    Movement,
+    Order,
+    OrderLine,
+    OrderProgress,
+    expiry_data,
+    movement_data,
+    pickup_refusal_data,
+    progress_data,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("sale", "receive", "waste")
+UNLOCK_S = 60  # the lane door stays unlocked this long for the clerk to take the items
+DELIVERY_NEXT = {"received": "packed", "packed": "out_for_delivery",
+                 "out_for_delivery": "delivered"}
+RETAIL_DEVICES = ("ledger", "orders", "counter")
+# Refusals that count towards the rate limit: the code itself is not genuine.
+GUESSES = frozenset({"malformed", "oversize", "wrong_store", "unknown_key", "bad_mac"})
+
+
+def local_date(wall: float) -> date:
+    return datetime.fromtimestamp(wall).date()
+
+
+@dataclass
+class _Unlock:
+    fridge: str
+    command: DeviceCommand
+
+
+class RetailError(Exception):
+    """A request the clerk made that cannot be done; the message says why."""
+
+
+class Retail:
+    def __init__(
+        self,
+        store: EdgeStore,
+        store_id: str,
+        clock: WallClock,
+        pickup: PickupSettings | None,
+        settings: RetailSettings,
+        fridges: Mapping[str, FridgeReader],
+        *,
+        today: Callable[[float], date] = local_date,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.store = store
+        self.db = store.db
+        self.store_id = store_id
+        self.clock = clock
+        self.settings = settings
+        self.fridges = fridges
+        self.today = today
+        self.codec = (PickupCodec(store_id, pickup.key(), key_id=pickup.key_id)
+                      if pickup is not None else None)
+        self.limiter = limiter or RateLimiter()
+        self.lanes = LaneWatch()
+        ledger.create(self.db)
+        self.redeemed = RedeemedCodes(self.db)
+        self.catalogue = ledger.load_catalogue(self.db)
+        self.mode = "sale"
+        self.verdict: dict[str, Any] = {"seq": 0}
+        self.handover: Handover | None = None
+        self.nonce = 0  # of the code that started the handover: kept with the redemption
+        self.unlocks: list[_Unlock] = []
+        self.version = 0  # bumps on every change the counter page shows
+        self.rate_limit_reported = 0.0
+        self.rejected = 0
+        self._expiry_day: date | None = None
+
+    # ------------------------------------------------------------ helpers
+
+    def _now(self) -> tuple[float, bool]:
+        return self.clock.read()
+
+    def _commit(self, events: list[tuple[str, str, dict[str, Any]]],
+                extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Outbox events (device, type, data) and `extra` rows in one transaction."""
+        wall, synced = self._now()
+        self.store.add([NewEvent(d, t, None, None, wall, synced, data) for d, t, data in events],
+                       extra=extra)
+        self.version += 1
+
+    def _moves(self, moves: list[Movement], wall: float) -> tuple[
+            list[tuple[str, str, dict[str, Any]]], Callable[[sqlite3.Connection], None]]:
+        events = [("ledger", "stock", movement_data(m)) for m in moves]
+
+        def write(db: sqlite3.Connection) -> None:
+            for m in moves:
+                ledger.write_movement(db, m, wall)
+        return events, write
+
+    def _say(self, ok: bool, title: str, message: str = "", **extra: Any) -> dict[str, Any]:
+        wall, _ = self._now()
+        self.verdict = {"seq": self.verdict["seq"] + 1, "ok": ok, "title": title,
+                        "message": message, "at": wall, **extra}
+        self.version += 1
+        return self.verdict
+
+    def order_state(self, order_id: int) -> OrderState | None:
+        row = self.db.execute("SELECT id, mode, state, expires, note FROM orders WHERE id=?",
+                              (order_id,)).fetchone()
+        return None if row is None else OrderState(row[0], row[1], row[2], row[3], row[4])
+
+    def order(self, order_id: int) -> Order | None:
+        row = self.db.execute("SELECT id, mode, customer, created, expires, lines FROM orders "
+                              "WHERE id=?", (order_id,)).fetchone()
+        if row is None:
+            return None
+        lines = tuple(OrderLine(i, q) for i, q in json.loads(row[5]))
+        return Order(row[0], self.store_id, row[1], row[2], row[3], row[4], lines)
+
+    def _set_state(self, db: sqlite3.Connection, order_id: int, state: str, wall: float,
+                   note: str | None = None) -> None:
+        db.execute("UPDATE orders SET state=?, updated=?, note=COALESCE(?, note) WHERE id=?",
+                   (state, wall, note, order_id))
+
+    def _state_writer(self, order_id: int, state: str,
+                      wall: float) -> Callable[[sqlite3.Connection], None]:
+        return lambda db: self._set_state(db, order_id, state, wall)
+
+    def _name(self, item: str) -> str:
+        c = self.catalogue.get(item)
+        return c.name if c else item
+
+    # ------------------------------------------------------------ from the cloud
+
+    def downlink(self, msg: Downlink) -> str:
+        """Store one catalogue, order or cancellation; returns what was done (for the log).
+        A redelivered order or an older catalogue is recognised and ignored."""
+        wall, _ = self._now()
+        if isinstance(msg, Catalogue):
+            current = ledger.catalogue_version(self.db)
+            if current is not None and msg.version <= current:
+                return f"catalogue version {msg.version} ignored (have {current})"
+            self._commit([], lambda db: ledger.replace_catalogue(db, msg))
+            self.catalogue = ledger.load_catalogue(self.db)
+            return f"catalogue version {msg.version} ({len(msg.items)} items)"
+        if isinstance(msg, Cancel):
+            return self._cancel(msg, wall)
+        if self.order_state(msg.id) is not None:
+            return f"order {msg.id} already stored (redelivery)"
+        lines = json.dumps([[ln.item, ln.qty] for ln in msg.lines])
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,'received',?,NULL)",
+                       (msg.id, msg.mode, msg.customer, msg.created, msg.expires, lines, wall))
+        self._commit([("orders", "order", progress_data(OrderProgress(msg.id, "received")))],
+                     insert)
+        return f"order {msg.id} ({msg.mode}, {len(msg.lines)} lines) stored"
+
+    def _cancel(self, msg: Cancel, wall: float) -> str:
+        st = self.order_state(msg.order)
+        if st is None:
+            # Remember it, so the order itself arriving late (out of order, or redelivered
+            # after it was parked) is not taken for a live one.
+            def tombstone(db: sqlite3.Connection) -> None:
+                db.execute("INSERT INTO orders VALUES (?,'unknown','',?,?,'[]','cancelled',?,?)",
+                           (msg.order, wall, wall, wall,
+                            msg.reason or "cancelled before it arrived"))
+            self._commit([], tombstone)
+            return f"cancellation of unknown order {msg.order} kept: the order will be refused"
+        if st.state not in ("received",):
+            return f"cancellation of order {msg.order} ignored: it is {st.state}"
+        if self.handover is not None and self.handover.order == msg.order:
+            self.handover = None
+            self._say(False, f"Order {msg.order} was just cancelled", "Do not hand it over.")
+        self._commit([("orders", "order", progress_data(
+            OrderProgress(msg.order, "cancelled", note=msg.reason or None)))],
+            lambda db: self._set_state(db, msg.order, "cancelled", wall, msg.reason))
+        return f"order {msg.order} cancelled"
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None:
+        """A downlink message that does not parse: kept with its reason, never retried."""
+        wall, _ = self._now()
+        self.rejected += 1
+
+        def park(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO retail_rejects VALUES (?,?,?,?)",
+                       (wall, topic, reason[:500], payload[:65536]))
+        self.store.add([], extra=park)
+
+    # ------------------------------------------------------------ from the devices
+
+    def on_records(self, records: list[NewReading | NewEvent]) -> None:
+        """Fresh records the agent just stored: scans, doors, lanes, locks."""
+        for r in records:
+            if not isinstance(r, NewEvent):
+                continue
+            if r.type == "scan":
+                self.scan(str(r.data.get("line", "")), source=r.device)
+            elif r.type == "lanes":
+                self.lane_weights(r.device, parse_lanes(r.data))
+            elif r.type == "door" and not r.data.get("state_report"):
+                self.door(r.device, bool(r.data.get("open")))
+            elif (r.type == "lock" and r.data.get("locked") is False
+                  and self.handover is not None and r.device in self.handover.fridges):
+                self.handover.unlocked(r.device, True)
+                self.version += 1
+
+    def door(self, fridge: str, is_open: bool) -> None:
+        if self.handover is not None and fridge in self.handover.fridges:
+            self.handover.door(fridge, is_open)
+            self.version += 1
+
+    def lane_weights(self, fridge: str, readings: list[LaneReading]) -> None:
+        busy = self.handover is not None and fridge in self.handover.fridges
+        if busy:
+            assert self.handover is not None
+            self.handover.lanes(fridge, readings)  # its lane checks go out on confirmation
+        checks: list[LaneCheck] = self.lanes.feed(fridge, readings, self._item_at, busy)
+        if checks:
+            self._commit([(c.fridge, "lane_check", c.data()) for c in checks])
+        if busy:
+            self.version += 1
+
+    def _item_at(self, key: tuple[str, int]) -> tuple[str, int] | None:
+        for c in self.catalogue.values():
+            if c.location and (c.location.fridge, c.location.lane) == key:
+                return c.name, c.location.unit_grams
+        return None
+
+    # ------------------------------------------------------------ scans
+
+    def scan(self, line: str, source: str = "counter") -> dict[str, Any]:
+        """One scan (serial scanner or the page): the verdict the counter page shows."""
+        try:
+            scan = parse_scan(line)
+        except PickupError:
+            return self._pickup(line.strip(" \t\r\n"), source)  # refused, and counted
+        except ScanError as exc:
+            return self._say(False, "Cannot read this barcode", exc.message, source=source)
+        if scan.kind == "pickup":
+            return self._pickup(scan.data, source)
+        if scan.kind in ("product", "variable_measure", "gs1"):
+            return self._product(scan, source)
+        return self._say(False, "Not a product or pickup code",
+                         f"{scan.symbology_name or 'unknown'} barcode: {scan.data[:40]}",
+                         source=source)
+
+    def _pickup(self, code: str, source: str) -> dict[str, Any]:
+        wall, _ = self._now()
+        wait = self.limiter.blocked(wall)
+        if wait > 0:
+            # One refusal event per lockout, not one per scan of a bot at the scanner.
+            if self.rate_limit_reported != self.limiter.locked_until:
+                self.rate_limit_reported = self.limiter.locked_until
+                self._commit([("counter", "pickup",
+                               pickup_refusal_data("rate_limited"))])
+            return self._say(False, "Too many failed pickup scans",
+                             f"Scanning paused: try again in {int(wait) + 1} s. If a customer "
+                             "keeps showing bad codes, call support.", reason="rate_limited",
+                             source=source)
+        verdict = check_code(self.codec, code, wall, self.order_state, self.redeemed.redeemed_at)
+        if isinstance(verdict, Refused):
+            # Only what could be someone guessing counts: a genuine code for an order
+            # that is cancelled or not yet here is no attack, and must not lock the clerk out.
+            pause = self.limiter.failure(wall) if verdict.reason in GUESSES else 0.0
+            self._commit([("counter", "pickup", pickup_refusal_data(verdict.reason))])
+            msg = verdict.message
+            if pause:
+                msg += f" Too many failed scans: scanning paused for {int(pause)} s."
+            return self._say(False, "Do not hand over", msg, reason=verdict.reason,
+                             source=source)
+        self.limiter.success()
+        return self._start_handover(verdict, source)
+
+    def _start_handover(self, ok: Accepted, source: str) -> dict[str, Any]:
+        order = self.order(ok.order.id)
+        assert order is not None
+        h = self.handover
+        if h is not None and h.order != order.id:
+            return self._say(False, f"Finish order {h.order} first",
+                             f"Confirm or cancel the handover of order {h.order} ({h.customer})"
+                             f" before starting order {order.id}.", reason="busy", source=source,
+                             order=h.order)
+        if h is None:
+            lines = [PickLine(ln.item, self._name(ln.item), ln.qty,
+                              self.catalogue[ln.item].location
+                              if ln.item in self.catalogue else None) for ln in order.lines]
+            h = Handover(order.id, order.customer, lines, {})
+            for ln in lines:  # weights before the unlock: the last settled ones we know
+                if ln.location is not None:
+                    key = (ln.location.fridge, ln.location.lane)
+                    if key in self.lanes.settled:
+                        h.baseline[key] = self.lanes.settled[key]
+            self.handover = h
+            self.nonce = ok.ticket.nonce
+            for fridge in sorted(h.fridges):
+                reader = self.fridges.get(fridge)
+                if reader is None:
+                    h.unlocked(fridge, False, f"{fridge} is not connected to this terminal")
+                    continue
+                h.unlocking(fridge)
+                self.unlocks.append(_Unlock(fridge, reader.send_command(
+                    codec.UNLOCK, codec.pack_unlock(UNLOCK_S))))
+        return self._say(True, f"Order {order.id}: {order.customer}", "Hand over:",
+                         order=order.id, source=source, handover=h.view())
+
+    def _product(self, scan: Scan, source: str) -> dict[str, Any]:
+        h = self.handover
+        if h is not None:
+            # During a handover a product scan is the clerk checking an item: no stock moves.
+            checked = self._item_key(scan) or ""
+            ordered = {ln.item: ln.qty for ln in h.lines}.get(checked)
+            return self._say(ordered is not None, self._name(checked),
+                             f"In order {h.order}: {ordered} ordered." if ordered is not None
+                             else f"NOT in order {h.order}.", source=source, order=h.order)
+        item = self._item_key(scan)
+        cat = self.catalogue.get(item or "")
+        if item is None or cat is None:
+            return self._say(False, "Item not in the catalogue",
+                             f"{item or scan.data}: not sold here yet; nothing recorded.",
+                             source=source)
+        wall, _ = self._now()
+        if self.mode == "receive":
+            expiry = (scan.expiry.isoformat() if scan.expiry else
+                      (self.today(wall) + timedelta(days=cat.shelf_life_days)).isoformat())
+            moves = [Movement(ledger.new_id(), "delivery", item, 1, scan.weight_g, scan.batch,
+                              expiry, None, None)]
+        else:
+            lots = ledger.lots(self.db, item)
+            if scan.batch is not None:  # the label names its lot: take it from that one
+                lots = [lot for lot in lots if lot.batch == scan.batch] or lots
+            moves = ledger.outgoing(self.mode, lots, item, 1, grams=scan.weight_g)
+            if cat.location is not None:
+                self.lanes.explain((cat.location.fridge, cat.location.lane), 1)
+        self._record(moves)
+        m = moves[0]
+        detail = ", ".join(p for p in (
+            f"batch {m.batch}" if m.batch else "", f"expires {m.expiry}" if m.expiry else "",
+            f"{m.grams} g" if m.grams else "") if p)
+        return self._say(True, f"{self.mode.capitalize()}: {cat.name}", detail, source=source,
+                         item=item)
+
+    @staticmethod
+    def _item_key(scan: Scan) -> str | None:
+        if scan.kind == "variable_measure" and scan.item is not None:
+            return f"in:{int(scan.item)}"
+        return scan.gtin
+
+    def _record(self, moves: list[Movement]) -> None:
+        wall, _ = self._now()
+        events, write = self._moves(moves, wall)
+        self._commit(events, write)
+        self.check_expiry()
+
+    # ------------------------------------------------------------ clerk actions
+
+    def handle(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A request from the counter page; RetailError becomes a red verdict."""
+        try:
+            if action == "scan":
+                code = body.get("code")
+                if not isinstance(code, str) or not code.strip():
+                    raise RetailError("Nothing was scanned.")
+                return self.scan(code[:600], source="page")
+            if action == "mode":
+                if body.get("mode") not in MODES:
+                    raise RetailError(f"mode must be one of {', '.join(MODES)}")
+                self.mode = str(body["mode"])
+                self.version += 1
+                return {"ok": True, "mode": self.mode}
+            if action == "confirm":
+                return self.confirm(_int(body, "order"), _quantities(body.get("quantities")))
+            if action == "abort":
+                return self.abort()
+            if action == "delivery":
+                return self.advance_delivery(_int(body, "order"))
+            if action == "adjust":
+                return self.adjust(body)
+            raise RetailError(f"unknown action {action!r}")
+        except RetailError as exc:
+            return self._say(False, "Not done", str(exc))
+
+    def confirm(self, order_id: int, handed: dict[str, int] | None) -> dict[str, Any]:
+        """The clerk confirms the handover: stock moves, the order is picked up, the code
+        is spent, the cloud hears it (all one transaction)."""
+        h = self.handover
+        if h is None or h.order != order_id:
+            raise RetailError(f"Order {order_id} is not being handed over.")
+        taken = h.taken()
+        qty: dict[str, int] = {}
+        for ln in h.lines:  # what the clerk says, else what the lanes measured, else ordered
+            measured = taken[ln.item]
+            qty[ln.item] = (handed or {}).get(ln.item, ln.qty if measured is None else measured)
+        diffs = tuple((ln.item, qty[ln.item] - ln.qty) for ln in h.lines
+                      if qty[ln.item] != ln.qty)
+        wall, _ = self._now()
+        moves: list[Movement] = []
+        for ln in h.lines:
+            n = qty[ln.item]
+            if n > 0:
+                moves += ledger.outgoing("pickup", ledger.lots(self.db, ln.item), ln.item, n,
+                                         order=order_id)
+        note = "handed over with differences" if diffs else None
+        events, write = self._moves(moves, wall)
+        events += [(c.fridge, "lane_check", c.data()) for c in h.checks()]
+        events.append(("orders", "order", progress_data(
+            OrderProgress(order_id, "picked_up", diffs, note))))
+        st = self.order_state(order_id)
+
+        def write_all(db: sqlite3.Connection) -> None:
+            write(db)
+            self._set_state(db, order_id, "picked_up", wall)
+            db.execute("INSERT INTO pickup_redeemed (store, order_id, nonce, redeemed_at) "
+                       "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       (self.store_id, order_id, self.nonce, wall))
+        if st is None or st.state != "received":
+            self.handover = None
+            raise RetailError(f"Order {order_id} can no longer be handed over "
+                              f"({st.state if st else 'unknown'}).")
+        self._commit(events, write_all)
+        self.handover = None
+        self.check_expiry()
+        if diffs:
+            text = "; ".join(f"{self._name(i)} {d:+d}" for i, d in diffs)
+            return self._say(True, f"Order {order_id} picked up, with differences", text,
+                             order=order_id, differences=[list(d) for d in diffs])
+        return self._say(True, f"Order {order_id} picked up", "Stock updated.", order=order_id)
+
+    def abort(self) -> dict[str, Any]:
+        h = self.handover
+        self.handover = None
+        if h is None:
+            return self._say(False, "No handover to cancel")
+        return self._say(False, f"Handover of order {h.order} cancelled",
+                         "The order still waits for pickup.", order=h.order)
+
+    def advance_delivery(self, order_id: int) -> dict[str, Any]:
+        order, st = self.order(order_id), self.order_state(order_id)
+        if order is None or st is None or order.mode != "delivery":
+            raise RetailError(f"No delivery order {order_id}.")
+        nxt = DELIVERY_NEXT.get(st.state)
+        if nxt is None:
+            raise RetailError(f"Order {order_id} is {st.state}: nothing more to do.")
+        wall, _ = self._now()
+        moves: list[Movement] = []
+        if nxt == "packed":
+            for ln in order.lines:
+                moves += ledger.outgoing("dispatch", ledger.lots(self.db, ln.item), ln.item,
+                                         ln.qty, order=order_id)
+        events, write = self._moves(moves, wall)
+        events.append(("orders", "order", progress_data(OrderProgress(order_id, nxt))))
+
+        def write_all(db: sqlite3.Connection) -> None:
+            write(db)
+            self._set_state(db, order_id, nxt, wall)
+        self._commit(events, write_all)
+        self.check_expiry()
+        return self._say(True, f"Delivery {order_id}: {nxt.replace('_', ' ')}",
+                         order.customer, order=order_id)
+
+    def adjust(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A manual correction (a count, a broken pack): signed pieces, with a reason."""
+        item = body.get("item")
+        if not isinstance(item, str) or item not in self.catalogue:
+            raise RetailError(f"Unknown item {item!r}.")
+        qty = _int(body, "qty", signed=True)
+        note = body.get("note")
+        if qty == 0 or not isinstance(note, str) or not note.strip():
+            raise RetailError("An adjustment needs a non-zero quantity and a reason.")
+        batch, expiry = body.get("batch"), body.get("expiry")
+        m = Movement(ledger.new_id(), "adjust", item, qty, None,
+                     batch if isinstance(batch, str) and batch else None,
+                     expiry if isinstance(expiry, str) and expiry else None, None,
+                     note.strip()[:200])
+        try:
+            movement_data(m)
+        except ValueError as exc:
+            raise RetailError(str(exc)) from None
+        self._record([m])
+        return self._say(True, f"Adjusted {self._name(item)} by {qty:+d}", note.strip())
+
+    # ------------------------------------------------------------ time
+
+    def tick(self) -> None:
+        """Called from the agent's loop: unlock answers, expired orders, the expiry list."""
+        for u in list(self.unlocks):
+            if not u.command.done.is_set():
+                continue
+            self.unlocks.remove(u)
+            h = self.handover
+            if h is not None and u.fridge in h.fridges:
+                h.unlocked(u.fridge, u.command.executed,
+                           f"{u.fridge} did not unlock ({u.command.outcome})")
+                self.version += 1
+        wall, _ = self._now()
+        due = [r[0] for r in self.db.execute(
+            "SELECT id FROM orders WHERE state='received' AND expires <= ?", (wall,))]
+        for order_id in due:
+            if self.handover is not None and self.handover.order == order_id:
+                continue  # the customer is at the counter: let the clerk finish
+            self._commit([("orders", "order", progress_data(OrderProgress(order_id, "expired")))],
+                         self._state_writer(order_id, "expired", wall))
+        if self._expiry_day != self.today(wall):
+            self.check_expiry()
+
+    def expiry_list(self) -> list[ledger.Lot]:
+        wall, _ = self._now()
+        return ledger.expiring(ledger.lots(self.db), self.today(wall),
+                               self.settings.expiry_window_days)
+
+    def check_expiry(self) -> None:
+        """Report the expiry list to the cloud when it changed (an `expiry` event)."""
+        wall, _ = self._now()
+        self._expiry_day = self.today(wall)
+        data = expiry_data(self.settings.expiry_window_days,
+                           [ExpiryLine(lot.item, lot.batch, lot.expiry, lot.qty)
+                            for lot in self.expiry_list() if lot.expiry is not None])
+        text = json.dumps(data, sort_keys=True)
+        if ledger.meta(self.db, "expiry_reported") == text:
+            return
+        self._commit([("ledger", "expiry", data)],
+                     lambda db: ledger.set_meta(db, "expiry_reported", text))
+
+    # ------------------------------------------------------------ the page
+
+    def view(self) -> dict[str, Any]:
+        wall, _ = self._now()
+        orders: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
+        for oid, mode, customer, expires, lines, state in self.db.execute(
+                "SELECT id, mode, customer, expires, lines, state FROM orders WHERE state IN "
+                "('received', 'packed', 'out_for_delivery') OR (state='delivered' AND "
+                "updated > ?) ORDER BY expires", (wall - 86400,)):
+            row = {"order": oid, "customer": customer, "expires": expires, "state": state,
+                   "items": [{"item": i, "name": self._name(i), "qty": q,
+                              "where": self._where(i)} for i, q in json.loads(lines)]}
+            (orders if mode == "pickup" else deliveries).append(row)
+        expiring = [{"item": lot.item, "name": self._name(lot.item), "batch": lot.batch,
+                     "expiry": lot.expiry, "qty": lot.qty} for lot in self.expiry_list()]
+        unsent = self.db.execute(
+            "SELECT count(*) FROM outbox WHERE kind='events' AND device IN (?,?,?)",
+            RETAIL_DEVICES).fetchone()[0]
+        return {"mode": self.mode, "verdict": self.verdict,
+                "handover": None if self.handover is None else self.handover.view(),
+                "orders": orders, "deliveries": deliveries, "expiring": expiring,
+                "window_days": self.settings.expiry_window_days, "unsent": unsent,
+                "pickup_key": self.codec is not None,
+                "scan_paused_s": round(self.limiter.blocked(wall))}
+
+    def _where(self, item: str) -> str:
+        c: CatalogueItem | None = self.catalogue.get(item)
+        if c is None or c.location is None:
+            return "shelf"
+        return f"{c.location.fridge} lane {c.location.lane}"
+
+
+def _int(body: Mapping[str, Any], key: str, signed: bool = False) -> int:
+    v = body.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not signed):
+        raise RetailError(f"{key}: expected a whole number")
+    return v
+
+
+def _quantities(v: Any) -> dict[str, int] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(
+            isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1000
+            for k, n in v.items()):
+        raise RetailError("quantities: expected {item: pieces handed over}")
+    return dict(v)
+

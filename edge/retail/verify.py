@@ -1,0 +1,134 @@
+"""Pickup codes at the counter (pure): the verdict for a scanned code, and a rate limiter
+for repeated failures. The cryptography is edge.scan.pickup's; this adds the order
+(known here, not cancelled, not expired, not picked up) and words for the clerk."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edge.scan.errors import PickupError
+from edge.scan.pickup import PickupCodec, PickupTicket, _Verifier
+
+# What the clerk reads, per refusal reason: what happened and what to do.
+MESSAGES = {
+    "no_key": "This terminal has no pickup key: pickup codes cannot be checked here. "
+              "Call support.",
+    "malformed": "Not a readable pickup code. Ask the customer to show the code again.",
+    "oversize": "Not a pickup code (far too long).",
+    "wrong_store": "This code is for another store. The customer's app shows which one.",
+    "unknown_key": "This code was made with a key this terminal does not know. Call support.",
+    "bad_mac": "NOT a genuine pickup code (forged or altered). Do not hand anything over.",
+    "expired": "This pickup code has expired.",
+    "already_redeemed": "This order was already picked up.",
+    "unknown_order": "This terminal has not received this order yet. Try again in a minute; "
+                     "if the network is down, call support.",
+    "cancelled": "This order was cancelled.",
+    "order_expired": "This order expired: it was not collected in time.",
+    "not_pickup": "This is a delivery order, not for pickup at the counter.",
+    "rate_limited": "Too many failed scans.",
+}
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What verification needs to know of an order stored at this terminal."""
+
+    id: int
+    mode: str
+    state: str
+    expires: float
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str  # a key of MESSAGES
+    message: str  # for the clerk
+
+
+@dataclass(frozen=True)
+class Accepted:
+    ticket: PickupTicket
+    order: OrderState
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def refuse(reason: str, detail: str = "") -> Refused:
+    return Refused(reason, MESSAGES[reason] + (f" ({detail})" if detail else ""))
+
+
+def check_code(
+    codec: _Verifier | PickupCodec | None,
+    code: str,
+    now: float,
+    order: Callable[[int], OrderState | None],
+    redeemed_at: Callable[[str, int], float | None],
+) -> Accepted | Refused:
+    """The verdict for one scanned pickup code, never an exception."""
+    if codec is None:
+        return refuse("no_key")
+    try:
+        ticket = codec.verify(code, now)
+    except PickupError as exc:
+        # The codec's own words add something only where they carry a time or a key id.
+        return refuse(exc.reason, exc.message if exc.reason in ("expired", "unknown_key") else "")
+    when = redeemed_at(ticket.store_id, ticket.order_id)
+    if when is not None:
+        return refuse("already_redeemed", f"order {ticket.order_id} at {_when(when)}")
+    o = order(ticket.order_id)
+    if o is None:
+        return refuse("unknown_order", f"order {ticket.order_id}")
+    if o.state == "picked_up":
+        return refuse("already_redeemed", f"order {o.id}")
+    if o.state == "cancelled":
+        return refuse("cancelled", f"order {o.id}" + (f": {o.note}" if o.note else ""))
+    if o.mode != "pickup":
+        return refuse("not_pickup", f"order {o.id}")
+    if o.state == "expired" or now >= o.expires:
+        return refuse("order_expired", f"order {o.id}, at {_when(o.expires)}")
+    if o.state != "received":
+        return refuse("already_redeemed", f"order {o.id} is {o.state}")
+    return Accepted(ticket, o)
+
+
+class RateLimiter:
+    """After `limit` failures within `window_s`, refuse every scan for a pause that doubles
+    with each lockout (up to `max_pause_s`); a success clears it all. Time is injected."""
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, pause_s: float = 30.0,
+                 max_pause_s: float = 900.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.pause_s = pause_s
+        self.max_pause_s = max_pause_s
+        self._failures: deque[float] = deque()
+        self._lockouts = 0
+        self.locked_until = 0.0
+
+    def blocked(self, now: float) -> float:
+        """Seconds still to wait (0: scans are taken)."""
+        return max(0.0, self.locked_until - now)
+
+    def failure(self, now: float) -> float:
+        """Count a failure; returns the pause it started (0: none)."""
+        self._failures.append(now)
+        while self._failures and self._failures[0] <= now - self.window_s:
+            self._failures.popleft()
+        if len(self._failures) < self.limit:
+            return 0.0
+        pause = min(self.pause_s * 2.0 ** self._lockouts, self.max_pause_s)
+        self._lockouts += 1
+        self._failures.clear()
+        self.locked_until = now + pause
+        return pause
+
+    def success(self) -> None:
+        self._failures.clear()
+        self._lockouts = 0
+        self.locked_until = 0.0

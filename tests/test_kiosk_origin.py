@@ -1,0 +1,67 @@
+"""The terminal's loopback pages refuse what another web site could make its browser send."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from edge.kiosk import Kiosk
+
+
+@pytest.fixture
+def kiosk() -> Iterator[Kiosk]:
+    k = Kiosk("127.0.0.1", 0)
+    k.start()
+    yield k
+    k.close()
+
+
+def _request(k: Kiosk, method: str, path: str, headers: dict[str, str],
+             body: bytes | None = None) -> tuple[int, dict[str, object]]:
+    port = k.server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest(method, path, skip_host=True)
+    for name, value in headers.items():
+        conn.putheader(name, value)
+    if body is not None:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    status, payload = resp.status, json.loads(resp.read() or b"{}")
+    conn.close()
+    return status, payload
+
+
+def test_own_host_reads_status(kiosk: Kiosk) -> None:
+    port = kiosk.server.server_address[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        status, body = _request(kiosk, "GET", "/api/status", {"Host": host})
+        assert status == 200 and "alerts" in body
+
+
+def test_a_rebound_host_name_is_refused(kiosk: Kiosk) -> None:
+    port = kiosk.server.server_address[1]
+    status, body = _request(kiosk, "GET", "/api/counter?since=-1",
+                            {"Host": f"attacker.example:{port}"})
+    assert status == 403 and "not this terminal" in str(body["error"])
+
+
+def test_a_post_from_another_origin_is_refused(kiosk: Kiosk) -> None:
+    port = kiosk.server.server_address[1]
+    status, _ = _request(kiosk, "POST", "/api/counter/confirm",
+                         {"Host": f"127.0.0.1:{port}", "Origin": "http://attacker.example",
+                          "Content-Type": "application/json"}, b"{}")
+    assert status == 403
+    assert kiosk.requests.empty()  # nothing reached the agent
+
+
+def test_a_form_style_post_is_refused_before_the_agent_sees_it(kiosk: Kiosk) -> None:
+    port = kiosk.server.server_address[1]
+    status, body = _request(kiosk, "POST", "/api/counter/scan",
+                            {"Host": f"127.0.0.1:{port}", "Content-Type": "text/plain"},
+                            b'{"code": "PK1:AAAA"}')
+    assert status == 415 and "application/json" in str(body["error"])
+    assert kiosk.requests.empty()
