@@ -243,7 +243,10 @@ class Agent:
             self.cursor_generation = self.uplink.generation
         sent = 0
         self.window_full = False
-        for kind, device in self.store.pending_streams():
+        # Alerts first: after an outage they must not queue behind hours of door events.
+        streams = sorted(self.store.pending_streams(),
+                         key=lambda s: s[1] != payloads.ALERTS_DEVICE)
+        for kind, device in streams:
             if kind == "readings" and not readings:
                 continue
             cursor = self.cursors.setdefault((kind, device), Cursor())
@@ -259,9 +262,9 @@ class Agent:
                 body = payloads.batch_payload(
                     kind, self.config.edge.store_id, device, batch.boot, batch.records
                 )
-                leaf = "telemetry" if kind == "readings" else "events"
                 if not self.uplink.publish(
-                    payloads.topic(self.config.edge.store_id, leaf), body, batch.keys
+                    payloads.topic(self.config.edge.store_id, payloads.leaf_for(kind, device)),
+                    body, batch.keys
                 ):
                     return sent
                 cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]

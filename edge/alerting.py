@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from edge.rules.alerts import Alert, AlertChange
 from edge.rules.engine import RuleEngine
 from edge.store import NewEvent, NewReading
+from xiaodian.payloads import ALERTS_DEVICE
 
 log = logging.getLogger(__name__)
 
@@ -72,5 +73,6 @@ class Alerting:
 
 
 def as_event(change: AlertChange, wall: float, synced: bool) -> NewEvent:
-    """An alert change as an outbox event of its fridge (published before readings)."""
-    return NewEvent(change.fridge, "alert", None, None, wall, synced, change.to_dict())
+    """An alert change as an outbox event of the `alerts` stream, which is published on its
+    own topic ahead of every other stream (the data names the fridge)."""
+    return NewEvent(ALERTS_DEVICE, "alert", None, None, wall, synced, change.to_dict())

@@ -112,7 +112,8 @@ class Run:
         return [(b, ms, json.loads(p)) for b, ms, p in rows]
 
     def alerts(self, device: str) -> set[str]:
-        return {a["rule"] for a in self.events(device, "alert") if a["change"] == "raised"}
+        return {a["rule"] for a in self.events("alerts", "alert")
+                if a["fridge"] == device and a["change"] == "raised"}
 
     def status(self, device: str) -> dict[str, Any]:
         rows = self.query("SELECT status FROM device_status WHERE device=?", device)

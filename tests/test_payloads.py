@@ -94,3 +94,22 @@ def test_arbitrary_json_never_escapes_as_anything_but_payload_error(value: objec
     }
     with contextlib.suppress(PayloadError):
         payloads.parse(TOPIC, json.dumps(body).encode())
+
+
+def _events(device: str, type_: str) -> bytes:
+    rec = payloads.event_record(1, type_, None, None, 1.7e9, True, {"fridge": "fridge-1"})
+    return payloads.batch_payload("events", "store-001", device, 3, [rec])
+
+
+def test_alerts_have_their_own_topic_and_it_carries_nothing_else() -> None:
+    assert payloads.leaf_for("events", payloads.ALERTS_DEVICE) == "alerts"
+    assert payloads.leaf_for("events", "fridge-1") == "events"
+    assert payloads.leaf_for("readings", "fridge-1") == "telemetry"
+    batch = payloads.parse("xd/v1/store-001/alerts", _events("alerts", "alert"))
+    assert isinstance(batch, payloads.Batch) and batch.device == "alerts"
+    for device, type_ in (("fridge-1", "alert"), ("alerts", "door")):
+        with pytest.raises(PayloadError, match="only alert events"):
+            payloads.parse("xd/v1/store-001/alerts", _events(device, type_))
+    # An agent from before the alerts topic sent them with the fridge's events: still taken.
+    assert isinstance(payloads.parse("xd/v1/store-001/events", _events("fridge-1", "alert")),
+                      payloads.Batch)

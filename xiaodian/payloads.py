@@ -7,6 +7,8 @@ that the cloud stores beside the parked (dead-letter) message.
 Topics (`{s}` is the store id, which is also the MQTT username and client certificate CN):
   xd/v1/{s}/telemetry  batched temperature readings of one fridge
   xd/v1/{s}/events     batched events of one device (door, compressor, power, scan, ...)
+  xd/v1/{s}/alerts     the agent's alert changes: the event stream of device `alerts`, on a
+                       topic of its own so it overtakes a backlog of other events
   xd/v1/{s}/state      retained birth message; the same topic carries the Will (death)
 The retail messages (catalogue, orders; stock and order events) are in `xiaodian.retail`.
 
@@ -54,6 +56,14 @@ EVENT_TYPES = frozenset(
     }
 )
 PROBE_STATUS = ("ok", "crc", "missing", "suspect")
+ALERTS_DEVICE = "alerts"  # the stream of alert changes (data names the fridge)
+
+
+def leaf_for(kind: Kind, device: str) -> str:
+    """The topic leaf a stream is published on."""
+    if kind == "readings":
+        return "telemetry"
+    return "alerts" if device == ALERTS_DEVICE else "events"
 
 Kind = Literal["readings", "events"]
 
@@ -336,7 +346,8 @@ def parse(topic_name: str, payload: bytes) -> Batch | State:
             f"payload store {obj.text('store')!r} does not match topic store {store!r}"
         )
     kind = obj.text("kind")
-    expected = {"telemetry": "readings", "events": "events", "state": "state"}.get(leaf)
+    expected = {"telemetry": "readings", "events": "events", "alerts": "events",
+                "state": "state"}.get(leaf)
     if expected is None:
         raise PayloadError(f"no messages expected on topic leaf {leaf!r}")
     if kind != expected:
@@ -363,6 +374,8 @@ def parse(topic_name: str, payload: bytes) -> Batch | State:
         readings = tuple(_reading(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
         return Batch("readings", store, device, boot, readings)
     events = tuple(_event(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
+    if leaf == "alerts" and (device != ALERTS_DEVICE or any(e.type != "alert" for e in events)):
+        raise PayloadError(f"topic alerts carries only alert events of device {ALERTS_DEVICE!r}")
     return Batch("events", store, device, boot, events)
 
 
