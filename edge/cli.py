@@ -15,7 +15,9 @@ def register(sub: Any) -> None:
     run = cmds.add_parser("run", help="read the fridges and scanner, keep and forward the data")
     run.add_argument("--config", required=True, help="edge TOML file")
     run.set_defaults(func=_run)
-    status = cmds.add_parser("status", help="per-device counts and latest values, as JSON")
+    status = cmds.add_parser("status", help="per-device counts and latest values, and retail "
+                             "(orders, deliveries, expiring stock, lane mismatches, pickup "
+                             "refusals), as JSON")
     status.add_argument("--config", required=True, help="edge TOML file")
     status.set_defaults(func=_status)
 
@@ -31,12 +33,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import time
+
+    from edge.retail.service import local_date
+    from edge.retail.status import retail_status
     from edge.store import EdgeStore
 
     cfg = edge_config.load(args.config)
     store = EdgeStore.open_readonly(cfg.edge.db_path)
     try:
-        out = {"counts": store.counts(), "devices": {d: store.latest(d) for d in cfg.device_ids}}
+        wall = time.time()
+        out = {"counts": store.counts(), "devices": {d: store.latest(d) for d in cfg.device_ids},
+               "retail": retail_status(store.db, wall, local_date(wall),
+                                       cfg.retail.expiry_window_days)}
     finally:
         store.close()
     print(json.dumps(out, indent=2, sort_keys=True))

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 MAX_BODY = 8192
 ANSWER_S = 10.0  # a request the agent has not answered by then gets "busy" (503)
 LONG_POLL_S = 15.0
-ACTIONS = ("scan", "mode", "confirm", "abort", "delivery", "adjust")
+ACTIONS = ("scan", "mode", "confirm", "abort", "delivery", "adjust", "waste")
 
 
 @dataclass

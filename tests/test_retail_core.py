@@ -454,3 +454,114 @@ def test_a_cancellation_that_overtakes_its_order_keeps_the_order_out(tmp_path: P
     assert not v["ok"] and v["reason"] == "cancelled"
     assert all(p["order"] != 60 for p in env.events("order"))  # nothing to report: never live
     assert all(o["order"] != 60 for o in env.retail.view()["orders"])
+
+
+def test_a_handover_carries_on_after_a_restart_with_what_the_fridge_did_meanwhile(
+        tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.order(70)
+
+    def stored(e: Env, type_: str, data: dict[str, Any], apply: bool = True) -> None:
+        added = e.store.add([NewEvent("fridge-1", type_, None, None, e.t[0], True, data)])
+        if apply:
+            e.retail.on_records(added.fresh)
+
+    stored(env, "lanes", {"lanes": [{"lane": 0, "grams": 750, "stable": True}]})
+    assert env.retail.handle("scan", {"code": env.codec.issue(70, T0 + 3600)})["ok"]
+    env.retail.tick()  # unlocked
+    stored(env, "door", {"open": True})
+    stored(env, "lanes", {"lanes": [{"lane": 0, "grams": 500, "stable": True}]})
+    (state,) = env.store.db.execute("SELECT state FROM handover").fetchone()
+    assert json.loads(state)["fridges"] == {"fridge-1": ["open", ""]}
+    assert json.loads(state)["baseline"] == [["fridge-1", 0, 750]]
+    # The power goes: the door shut and the last milk taken were stored, never applied.
+    stored(env, "lanes", {"lanes": [{"lane": 0, "grams": 250, "stable": True}]}, apply=False)
+    stored(env, "door", {"open": False}, apply=False)
+    env.store.close()
+
+    again = Env(tmp_path)
+    r = again.retail
+    assert r.handover is not None and r.handover.order == 70
+    assert r.verdict["ok"] and "resumed" in r.verdict["message"]
+    assert r.handover.waiting_for() is None and r.handover.taken()[MILK] == 2
+    r.tick()
+    assert again.fridge.sent == []  # the door was opened: no new unlock
+    assert r.handle("confirm", {"order": 70})["title"] == "Order 70 picked up"
+    assert [c["verdict"] for c in again.events("lane_check")] == ["ok"]
+    assert again.store.db.execute("SELECT count(*) FROM handover").fetchone()[0] == 0
+    again.store.close()
+    assert Env(tmp_path).retail.handover is None  # confirmed: not brought back
+
+
+def test_a_handover_restored_before_the_door_opened_unlocks_again(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.order(71)
+    env.order(72)
+    assert env.retail.handle("scan", {"code": env.codec.issue(71, T0 + 3600)})["ok"]
+    env.retail.tick()
+    h = env.retail.handover
+    assert h is not None and Handover.from_state(h.state()).view() == h.view()
+    env.store.close()
+    again = Env(tmp_path)
+    assert again.retail.handover is not None and again.fridge.sent == []
+    again.retail.tick()  # the readers run: the unlock goes again (it may have timed out)
+    assert [m for m, _ in again.fridge.sent] == [0x32]
+    # Cancelled by the cloud during the handover: gone from the table in the same commit.
+    again.retail.downlink(Cancel(71, STORE, "customer cancelled"))
+    assert again.retail.handover is None
+    assert again.store.db.execute("SELECT count(*) FROM handover").fetchone()[0] == 0
+    # Aborted by the clerk: gone once the loop has passed.
+    assert again.retail.handle("scan", {"code": again.codec.issue(72, T0 + 3600)})["ok"]
+    again.retail.tick()
+    assert again.store.db.execute("SELECT count(*) FROM handover").fetchone()[0] == 1
+    again.retail.handle("abort", {})
+    again.retail.tick()
+    assert again.store.db.execute("SELECT count(*) FROM handover").fetchone()[0] == 0
+
+
+def test_stock_mode_names_the_item_and_waste_and_adjust_come_out_fefo(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    r.handle("mode", {"mode": "receive"})
+    for line in [f"]C101{MILK}1726053010B1", f"]C101{MILK}1726053010B1",
+                 f"]C101{MILK}1726060110B2"]:
+        assert r.handle("scan", {"code": line})["ok"]
+    r.handle("mode", {"mode": "stock"})
+    v = r.handle("scan", {"code": f"]C101{MILK}1726060110B2"})
+    assert v["ok"] and v["item"] == MILK and v["batch"] == "B2" and v["stock_item"]
+    assert len(env.events("stock")) == 3  # naming the item moved nothing
+    assert {"item": MILK, "name": "Milk 1L"} in r.view()["catalogue"]
+    assert not r.handle("waste", {"item": MILK, "qty": 1})["ok"]  # no reason
+    assert not r.handle("waste", {"item": MILK, "qty": -1, "note": "expired"})["ok"]
+    assert r.handle("waste", {"item": MILK, "qty": 1, "note": "damaged",
+                              "batch": "B2"})["title"] == "Waste: Milk 1L ×1"
+    assert r.handle("adjust", {"item": MILK, "qty": -1, "note": "count correction"})["ok"]
+    moves = [parse_movement(d) for d in env.events("stock")][3:]
+    assert [(m.kind, m.qty, m.batch, m.note) for m in moves] == [
+        ("waste", -1, "B2", "damaged"), ("adjust", -1, "B1", "count correction")]
+    assert ledger.lots(env.store.db) == [ledger.Lot(MILK, "B1", "2026-05-30", 1)]
+    # Pieces thrown out of a lane are no theft.
+    r.on_records([NewEvent("fridge-1", "lanes", None, None, T0, True,
+                           {"lanes": [{"lane": 0, "grams": 750, "stable": True}]})])
+    assert r.handle("waste", {"item": MILK, "qty": 1, "note": "expired"})["ok"]
+    r.on_records([NewEvent("fridge-1", "lanes", None, None, T0, True,
+                           {"lanes": [{"lane": 0, "grams": 500, "stable": True}]})])
+    assert [c["verdict"] for c in env.events("lane_check")] == ["ok"]
+
+
+def test_the_door_as_reported_at_reconnect_moves_a_restored_handover_on(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.order(73)
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 500, "stable": True}]})
+    assert env.retail.handle("scan", {"code": env.codec.issue(73, T0 + 3600)})["ok"]
+    env.retail.tick()
+    env.fridge_event("door", {"open": True})
+    env.retail.tick()
+    env.store.close()
+    again = Env(tmp_path)  # the fridge rebooted too: its log of the door shutting is gone
+    h = again.retail.handover
+    assert h is not None and h.fridges["fridge-1"].phase == "open"
+    again.fridge_event("door", {"open": False, "state_report": True})
+    again.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 0, "stable": True}]})
+    assert h.waiting_for() is None and h.taken()[MILK] == 2
+    assert again.retail.handle("confirm", {"order": 73})["title"] == "Order 73 picked up"

@@ -104,7 +104,9 @@ class Handover:
         f = self.fridges[fridge]
         if ok:
             f.phase = "unlocked" if f.phase in ("locked", "unlocking") else f.phase
-        else:
+        elif f.phase in ("locked", "unlocking", "unlocked"):
+            # (A failed repeat of the unlock after a restart must not undo a door already
+            # seen open: its weighing goes on.)
             f.phase, f.note = "failed", note
 
     def door(self, fridge: str, is_open: bool) -> None:
@@ -169,6 +171,37 @@ class Handover:
                 "ok" if taken == ln.qty else "mismatch",
                 f"{ln.name}: {taken} taken, {ln.qty} ordered"))
         return out
+
+    # ------------------------------------------------------------ persistence
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as JSON-able data."""
+        return {
+            "order": self.order, "customer": self.customer,
+            "lines": [{"item": ln.item, "name": ln.name, "qty": ln.qty,
+                       "location": None if ln.location is None else
+                       [ln.location.fridge, ln.location.lane, ln.location.unit_grams]}
+                      for ln in self.lines],
+            "baseline": [[f, lane, g] for (f, lane), g in sorted(self.baseline.items())],
+            "final": [[f, lane, g] for (f, lane), g in sorted(self.final.items())],
+            "fridges": {k: [f.phase, f.note] for k, f in sorted(self.fridges.items())},
+        }
+
+    @classmethod
+    def from_state(cls, s: Mapping[str, Any]) -> Handover:
+        """The inverse of `state` (raises KeyError/TypeError/ValueError on a bad one)."""
+        lines = [PickLine(str(ln["item"]), str(ln["name"]), int(ln["qty"]),
+                          None if ln["location"] is None else
+                          Location(str(ln["location"][0]), int(ln["location"][1]),
+                                   int(ln["location"][2])))
+                 for ln in s["lines"]]
+        h = cls(int(s["order"]), str(s["customer"]), lines,
+                {(str(f), int(lane)): int(g) for f, lane, g in s["baseline"]},
+                {(str(f), int(lane)): int(g) for f, lane, g in s["final"]})
+        for k, (phase, note) in s["fridges"].items():
+            if k in h.fridges:
+                h.fridges[k] = _Fridge(str(phase), str(note))
+        return h
 
     # ------------------------------------------------------------ results
 

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS orders (
     created REAL NOT NULL, expires REAL NOT NULL, lines TEXT NOT NULL,
     state TEXT NOT NULL, updated REAL NOT NULL, note TEXT
 );
+-- The handover on the counter (at most one), so that a restarted agent carries on with it:
+-- state = Handover.state(); through = {fridge: [boot, seq]} of the last event applied.
+CREATE TABLE IF NOT EXISTS handover (
+    id INTEGER PRIMARY KEY CHECK (id = 1), order_id INTEGER NOT NULL,
+    nonce INTEGER NOT NULL, state TEXT NOT NULL, through TEXT NOT NULL, updated REAL NOT NULL
+);
 -- Downlink messages that did not parse: kept with the reason, never retried.
 CREATE TABLE IF NOT EXISTS retail_rejects (
     wall REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL
@@ -152,3 +158,21 @@ def meta(db: sqlite3.Connection, key: str) -> str | None:
 def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute("INSERT INTO retail_meta VALUES (?, ?) "
                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+def save_handover(db: sqlite3.Connection, order: int, nonce: int, state: str, through: str,
+                  wall: float) -> None:
+    db.execute("INSERT INTO handover VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+               "order_id=excluded.order_id, nonce=excluded.nonce, state=excluded.state, "
+               "through=excluded.through, updated=excluded.updated",
+               (order, nonce, state, through, wall))
+
+
+def clear_handover(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM handover")
+
+
+def load_handover(db: sqlite3.Connection) -> tuple[int, str, str] | None:
+    """(nonce, state, through) of the handover saved, if any."""
+    row = db.execute("SELECT nonce, state, through FROM handover").fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))

@@ -28,6 +28,7 @@ from edge.store import EdgeStore, NewEvent, NewReading
 from edge.wallclock import WallClock
 from firmware_bridge import codec
 from xiaodian.retail import (
+    MAX_QTY,
     Cancel,
     Catalogue,
     CatalogueItem,
@@ -45,7 +46,8 @@ from xiaodian.retail import (
 
 log = logging.getLogger(__name__)
 
-MODES = ("sale", "receive", "waste")
+# "stock": a product scan only names the item for the stock form (adjust, waste by count).
+MODES = ("sale", "receive", "waste", "stock")
 UNLOCK_S = 60  # the lane door stays unlocked this long for the clerk to take the items
 DELIVERY_NEXT = {"received": "packed", "packed": "out_for_delivery",
                  "out_for_delivery": "delivered"}
@@ -104,6 +106,9 @@ class Retail:
         self.rate_limit_reported = 0.0
         self.rejected = 0
         self._expiry_day: date | None = None
+        self._saved_handover: str | None = None  # as last written to the `handover` table
+        self._resume: list[str] = []  # fridges to unlock again after a restart
+        self._restore()
 
     # ------------------------------------------------------------ helpers
 
@@ -199,12 +204,17 @@ class Retail:
             return f"cancellation of unknown order {msg.order} kept: the order will be refused"
         if st.state not in ("received",):
             return f"cancellation of order {msg.order} ignored: it is {st.state}"
-        if self.handover is not None and self.handover.order == msg.order:
-            self.handover = None
-            self._say(False, f"Order {msg.order} was just cancelled", "Do not hand it over.")
+        ours = self.handover is not None and self.handover.order == msg.order
+
+        def write(db: sqlite3.Connection) -> None:
+            self._set_state(db, msg.order, "cancelled", wall, msg.reason)
+            if ours:
+                ledger.clear_handover(db)
         self._commit([("orders", "order", progress_data(
-            OrderProgress(msg.order, "cancelled", note=msg.reason or None)))],
-            lambda db: self._set_state(db, msg.order, "cancelled", wall, msg.reason))
+            OrderProgress(msg.order, "cancelled", note=msg.reason or None)))], write)
+        if ours:
+            self.handover, self._saved_handover = None, None
+            self._say(False, f"Order {msg.order} was just cancelled", "Do not hand it over.")
         return f"order {msg.order} cancelled"
 
     def reject(self, topic: str, payload: bytes, reason: str) -> None:
@@ -226,14 +236,101 @@ class Retail:
                 continue
             if r.type == "scan":
                 self.scan(str(r.data.get("line", "")), source=r.device)
-            elif r.type == "lanes":
-                self.lane_weights(r.device, parse_lanes(r.data))
-            elif r.type == "door" and not r.data.get("state_report"):
-                self.door(r.device, bool(r.data.get("open")))
-            elif (r.type == "lock" and r.data.get("locked") is False
-                  and self.handover is not None and r.device in self.handover.fridges):
-                self.handover.unlocked(r.device, True)
-                self.version += 1
+            else:
+                self._fridge_event(r.device, r.type, r.data)
+        self.save_handover()
+
+    def _fridge_event(self, device: str, type_: str, data: Mapping[str, Any]) -> None:
+        if type_ == "lanes":
+            self.lane_weights(device, parse_lanes(data))
+        elif type_ == "door":
+            # A state report (the door as it is when the link comes up) is no new opening
+            # for the cold-chain rules, but for a handover it is the truth: after a restart
+            # it may be all there is to say the door was shut meanwhile.
+            self.door(device, bool(data.get("open")))
+        elif (type_ == "lock" and data.get("locked") is False
+              and self.handover is not None and device in self.handover.fridges):
+            self.handover.unlocked(device, True)
+            self.version += 1
+
+    # ------------------------------------------------------------ across a restart
+
+    def save_handover(self) -> None:
+        """Write the handover to the `handover` table when it changed (the order, each
+        fridge's phase, the lane weights at the unlock and since, with the last stored
+        event of each fridge it has seen). Called after each batch of records and each
+        loop pass, so a restart (a power cut with the door open) loses none of it."""
+        h = self.handover
+        text = None if h is None else json.dumps(h.state(), sort_keys=True)
+        if text == self._saved_handover:
+            return
+        if h is None or text is None:
+            self.store.add([], extra=ledger.clear_handover)
+        else:
+            # Every event stored so far has been applied: a restart replays only later ones.
+            # (Events that changed nothing since the last save replay as no-ops from it.)
+            through = {}
+            for fridge in h.fridges:
+                row = self.db.execute("SELECT boot, seq FROM events WHERE device=? "
+                                      "ORDER BY boot DESC, seq DESC LIMIT 1", (fridge,)).fetchone()
+                if row is not None:
+                    through[fridge] = [int(row[0]), int(row[1])]
+            wall, _ = self._now()
+            order, nonce, marks = h.order, self.nonce, json.dumps(through, sort_keys=True)
+            self.store.add([], extra=lambda db: ledger.save_handover(
+                db, order, nonce, text, marks, wall))
+        self._saved_handover = text
+
+    def _restore(self) -> None:
+        """Carry on with the handover the last run left on the counter. Fridge events it
+        stored but may not have applied (killed in between) are applied from the database;
+        what a fridge logged while no agent listened arrives as usual once it reconnects
+        (door shut meanwhile: measured from the lanes as they are now against the weights
+        at the unlock)."""
+        saved = ledger.load_handover(self.db)
+        if saved is None:
+            return
+        nonce, state, through = saved
+        try:
+            h = Handover.from_state(json.loads(state))
+            marks = {str(k): (int(v[0]), int(v[1])) for k, v in json.loads(through).items()}
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            log.exception("retail: the saved handover is unreadable; dropped (its order still "
+                          "waits for a scan)")
+            self.store.add([], extra=ledger.clear_handover)
+            return
+        st = self.order_state(h.order)
+        if st is None or st.state != "received":
+            self.store.add([], extra=ledger.clear_handover)
+            return
+        self.handover, self.nonce = h, nonce
+        for fridge in sorted(h.fridges):
+            boot, seq = marks.get(fridge, (0, 0))
+            for type_, data in self.db.execute(
+                    "SELECT type, data FROM events WHERE device=? AND type IN "
+                    "('door', 'lanes', 'lock') AND (boot > ? OR (boot = ? AND seq > ?)) "
+                    "ORDER BY boot, seq", (fridge, boot, boot, seq)).fetchall():
+                self._fridge_event(fridge, type_, json.loads(data))
+        # An unlock that may never have reached the fridge, or that timed out while the
+        # agent was down, is sent again; a door already seen open needs none.
+        self._resume = [f for f, fs in sorted(h.fridges.items())
+                        if fs.phase in ("locked", "unlocking", "unlocked")
+                        and f in self.fridges]
+        self._saved_handover = ""  # written again at the first save, with its new marks
+        log.info("retail: handover of order %d resumed after a restart (%s)", h.order,
+                 ", ".join(f"{k} {f.phase}" for k, f in sorted(h.fridges.items())))
+        self._say(True, f"Order {h.order}: {h.customer}",
+                  "Handover resumed after the terminal restarted.", order=h.order,
+                  source="restart", handover=h.view())
+
+    def _unlock(self, h: Handover, fridge: str) -> None:
+        reader = self.fridges.get(fridge)
+        if reader is None:
+            h.unlocked(fridge, False, f"{fridge} is not connected to this terminal")
+            return
+        h.unlocking(fridge)
+        self.unlocks.append(_Unlock(fridge, reader.send_command(
+            codec.UNLOCK, codec.pack_unlock(UNLOCK_S))))
 
     def door(self, fridge: str, is_open: bool) -> None:
         if self.handover is not None and fridge in self.handover.fridges:
@@ -324,13 +421,7 @@ class Retail:
             self.handover = h
             self.nonce = ok.ticket.nonce
             for fridge in sorted(h.fridges):
-                reader = self.fridges.get(fridge)
-                if reader is None:
-                    h.unlocked(fridge, False, f"{fridge} is not connected to this terminal")
-                    continue
-                h.unlocking(fridge)
-                self.unlocks.append(_Unlock(fridge, reader.send_command(
-                    codec.UNLOCK, codec.pack_unlock(UNLOCK_S))))
+                self._unlock(h, fridge)
         return self._say(True, f"Order {order.id}: {order.customer}", "Hand over:",
                          order=order.id, source=source, handover=h.view())
 
@@ -350,6 +441,11 @@ class Retail:
                              f"{item or scan.data}: not sold here yet; nothing recorded.",
                              source=source)
         wall, _ = self._now()
+        if self.mode == "stock":
+            return self._say(True, cat.name, "Set the pieces and the reason, then Record.",
+                             source=source, item=item, batch=scan.batch,
+                             expiry=scan.expiry.isoformat() if scan.expiry else None,
+                             stock_item=True)
         if self.mode == "receive":
             expiry = (scan.expiry.isoformat() if scan.expiry else
                       (self.today(wall) + timedelta(days=cat.shelf_life_days)).isoformat())
@@ -406,6 +502,8 @@ class Retail:
                 return self.advance_delivery(_int(body, "order"))
             if action == "adjust":
                 return self.adjust(body)
+            if action == "waste":
+                return self.waste(body)
             raise RetailError(f"unknown action {action!r}")
         except RetailError as exc:
             return self._say(False, "Not done", str(exc))
@@ -443,12 +541,13 @@ class Retail:
             db.execute("INSERT INTO pickup_redeemed (store, order_id, nonce, redeemed_at) "
                        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                        (self.store_id, order_id, self.nonce, wall))
+            ledger.clear_handover(db)  # done with: a restart must not bring it back
         if st is None or st.state != "received":
             self.handover = None
             raise RetailError(f"Order {order_id} can no longer be handed over "
                               f"({st.state if st else 'unknown'}).")
         self._commit(events, write_all)
-        self.handover = None
+        self.handover, self._saved_handover = None, None
         self.check_expiry()
         if diffs:
             text = "; ".join(f"{self._name(i)} {d:+d}" for i, d in diffs)
@@ -498,21 +597,55 @@ class Retail:
         if qty == 0 or not isinstance(note, str) or not note.strip():
             raise RetailError("An adjustment needs a non-zero quantity and a reason.")
         batch, expiry = body.get("batch"), body.get("expiry")
-        m = Movement(ledger.new_id(), "adjust", item, qty, None,
-                     batch if isinstance(batch, str) and batch else None,
-                     expiry if isinstance(expiry, str) and expiry else None, None,
-                     note.strip()[:200])
+        batch = batch if isinstance(batch, str) and batch else None
+        expiry = expiry if isinstance(expiry, str) and expiry else None
+        if qty < 0 and batch is None and expiry is None:
+            # Fewer than the ledger says, lot not named: out of the lots on hand, FEFO, so
+            # the expiry list does not go on showing pieces that are not there.
+            moves = ledger.outgoing("adjust", ledger.lots(self.db, item), item, -qty,
+                                    note=note.strip()[:200])
+        else:
+            moves = [Movement(ledger.new_id(), "adjust", item, qty, None, batch, expiry, None,
+                              note.strip()[:200])]
         try:
-            movement_data(m)
+            for m in moves:
+                movement_data(m)
         except ValueError as exc:
             raise RetailError(str(exc)) from None
-        self._record([m])
+        self._record(moves)
         return self._say(True, f"Adjusted {self._name(item)} by {qty:+d}", note.strip())
+
+    def waste(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Pieces thrown away, counted rather than scanned one by one: FEFO (from the
+        label's lot if one was scanned), with the reason (expired, damaged, ...)."""
+        item = body.get("item")
+        if not isinstance(item, str) or item not in self.catalogue:
+            raise RetailError(f"Unknown item {item!r}.")
+        qty = _int(body, "qty")
+        note = body.get("note")
+        if not 0 < qty <= MAX_QTY or not isinstance(note, str) or not note.strip():
+            raise RetailError(f"Waste needs 1 to {MAX_QTY} pieces and a reason.")
+        lots = ledger.lots(self.db, item)
+        batch = body.get("batch")
+        if isinstance(batch, str) and batch:
+            lots = [lot for lot in lots if lot.batch == batch] or lots
+        moves = ledger.outgoing("waste", lots, item, qty, note=note.strip()[:200])
+        cat = self.catalogue[item]
+        if cat.location is not None:  # leaving its lane is explained, as a scanned waste
+            self.lanes.explain((cat.location.fridge, cat.location.lane), qty)
+        self._record(moves)
+        return self._say(True, f"Waste: {cat.name} ×{qty}", note.strip(), item=item)
 
     # ------------------------------------------------------------ time
 
     def tick(self) -> None:
         """Called from the agent's loop: unlock answers, expired orders, the expiry list."""
+        h = self.handover
+        for fridge in self._resume:  # (only now: the readers run)
+            if h is not None and fridge in h.fridges:
+                self._unlock(h, fridge)
+                self.version += 1
+        self._resume = []
         for u in list(self.unlocks):
             if not u.command.done.is_set():
                 continue
@@ -532,6 +665,7 @@ class Retail:
                          self._state_writer(order_id, "expired", wall))
         if self._expiry_day != self.today(wall):
             self.check_expiry()
+        self.save_handover()
 
     def expiry_list(self) -> list[ledger.Lot]:
         wall, _ = self._now()
@@ -575,6 +709,8 @@ class Retail:
                 "orders": orders, "deliveries": deliveries, "expiring": expiring,
                 "window_days": self.settings.expiry_window_days, "unsent": unsent,
                 "pickup_key": self.codec is not None,
+                "catalogue": [{"item": c.item, "name": c.name} for c in
+                              sorted(self.catalogue.values(), key=lambda c: (c.name, c.item))],
                 "scan_paused_s": round(self.limiter.blocked(wall))}
 
     def _where(self, item: str) -> str:
