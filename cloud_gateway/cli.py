@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `xiaodian --help` stays quick
     from .db import Database
 
 from . import config as cloud_config
+from . import sql
 
 
 def register(sub: Any) -> None:
@@ -116,24 +116,25 @@ def register(sub: Any) -> None:
 
 def _db_source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", type=Path, help="cloud TOML file (uses its [cloud] db)")
-    src.add_argument("--db", type=Path, help="cloud database file")
+    src.add_argument("--config", type=Path,
+                     help="cloud TOML file (uses its [cloud] db or database_url)")
+    src.add_argument("--db", help="cloud database: a SQLite file or a postgresql:// URL")
 
 
-def _db_path(args: argparse.Namespace) -> Path:
+def _db_path(args: argparse.Namespace) -> Path | str:
     if args.db is not None:
-        return Path(args.db)
-    return cloud_config.load(args.config).cloud.db
+        return str(args.db) if sql.is_url(args.db) else Path(args.db)
+    return cloud_config.load(args.config).cloud.database
 
 
-def _open_readonly(path: Path) -> Database | None:
+def _open_readonly(path: Path | str) -> Database | None:
     """The cloud database for a reading command, or None after saying why it cannot be."""
     from .db import Database
 
     try:
         return Database.open_readonly(path)
-    except sqlite3.Error as exc:
-        print(f"xiaodian cloud: cannot open database {path}: {exc}", file=sys.stderr)
+    except sql.ERRORS as exc:
+        print(f"xiaodian cloud: cannot open database {sql.describe(path)}: {exc}", file=sys.stderr)
         return None
 
 
@@ -158,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         publisher = commands.CommandPublisher(
             cfg.mqtt, commands.default_publisher_id(cfg.cloud.worker_id))
         commander = commands.Commander(
-            signer, cfg.cloud.db, publisher, lifetime_s=cfg.commands.lifetime_s,
+            signer, cfg.cloud.database, publisher, lifetime_s=cfg.commands.lifetime_s,
             publish_timeout_s=cfg.commands.publish_timeout_s)
     stop = threading.Event()
 
@@ -175,18 +176,19 @@ def _run(args: argparse.Namespace) -> int:
     worker = IngestWorker(cfg.mqtt, cfg.cloud, alerts=alerts)
     try:
         worker.start()
-    except sqlite3.Error as exc:
-        print(f"xiaodian cloud: cannot open database {cfg.cloud.db}: {exc}", file=sys.stderr)
+    except sql.ERRORS as exc:
+        print(f"xiaodian cloud: cannot open database {sql.describe(cfg.cloud.database)}:"
+              f" {exc}", file=sys.stderr)
         return 1
     # Orders and catalogues: a publisher of their own, and a thread that retries them.
     down_pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down")
-    downlink = DownlinkSender(cfg.cloud.db, down_pub, retry_s=cfg.cloud.downlink_retry_s,
+    downlink = DownlinkSender(cfg.cloud.database, down_pub, retry_s=cfg.cloud.downlink_retry_s,
                               resend_open_s=cfg.cloud.order_resend_s)
     try:
         if publisher is not None:
             publisher.start()
         down_pub.start()
-        server = HttpServer(Api(cfg.cloud.db, worker.status, commander=commander,
+        server = HttpServer(Api(cfg.cloud.database, worker.status, commander=commander,
                                 api_token=token,
                                 alert_link_secret=alerts.link_secret if alerts else None,
                                 downlink=downlink, pickup_keys_dir=cfg.pickup.keys_dir,
@@ -233,7 +235,7 @@ def _alert_service(cfg: cloud_config.CloudConfig) -> Any:
     secrets = {f"{st.store}/{c.name}": load_api_token(c.webhook_secret_file)
                for st in a.stores for c in st.contacts if c.webhook_secret_file is not None}
     host = f"[{cfg.cloud.http_host}]" if ":" in cfg.cloud.http_host else cfg.cloud.http_host
-    return AlertService(a, cfg.cloud.db, cfg.cloud.worker_id,
+    return AlertService(a, cfg.cloud.database, cfg.cloud.worker_id,
                         link_secret=load_api_token(a.link_secret_file),
                         webhook_secrets=secrets,
                         public_url=f"http://{host}:{cfg.cloud.http_port}/")
@@ -260,9 +262,9 @@ def _command(args: argparse.Namespace) -> int:
     except (ValueError, commands.CommandSetupError) as exc:
         return fail(str(exc))
     try:
-        Database.open(cfg.cloud.db).close()  # the schema, if no worker ever ran here
-    except sqlite3.Error as exc:
-        return fail(f"cannot open database {cfg.cloud.db}: {exc}")
+        Database.open(cfg.cloud.database).close()  # the schema, if no worker ever ran here
+    except sql.ERRORS as exc:
+        return fail(f"cannot open database {sql.describe(cfg.cloud.database)}: {exc}")
     publisher = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
     try:
         publisher.start()
@@ -272,18 +274,18 @@ def _command(args: argparse.Namespace) -> int:
         if not publisher.wait_connected(min(args.timeout, 10.0)):
             return fail(f"cannot connect to the broker {cfg.mqtt.host}:{cfg.mqtt.port}")
         commander = commands.Commander(
-            signer, cfg.cloud.db, publisher, lifetime_s=cfg.commands.lifetime_s,
+            signer, cfg.cloud.database, publisher, lifetime_s=cfg.commands.lifetime_s,
             publish_timeout_s=cfg.commands.publish_timeout_s)
         try:
             command_id = commander.issue(args.store, args.action, params,
                                          issued_by=f"cli:{getpass.getuser()}")
         except CommandError as exc:
             return fail(str(exc))
-        except sqlite3.Error as exc:
-            return fail(f"cannot record the command in {cfg.cloud.db}: {exc}")
+        except sql.ERRORS as exc:
+            return fail(f"cannot record the command in {sql.describe(cfg.cloud.database)}: {exc}")
     finally:
         publisher.stop()
-    cmd = commands.wait_settled(cfg.cloud.db, command_id, args.timeout)
+    cmd = commands.wait_settled(cfg.cloud.database, command_id, args.timeout)
     print(json.dumps(cmd, separators=(",", ":")), flush=True)
     state = cmd["state"] if cmd else "sent"
     if state == "sent":
@@ -302,12 +304,14 @@ def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float
     try:
         pub.start()
         if pub.wait_connected(timeout):
-            DownlinkSender(cfg.cloud.db, pub).send_pending()
-    except (OSError, sqlite3.Error) as exc:
+            DownlinkSender(cfg.cloud.database, pub).send_pending()
+    except OSError as exc:
+        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+    except sql.ERRORS as exc:
         print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
     finally:
         pub.stop()
-    with Database.open(cfg.cloud.db) as db:
+    with Database.open(cfg.cloud.database) as db:
         row = db.conn.execute("SELECT published_at FROM downlink WHERE kind = ? AND ref = ?"
                               " ORDER BY id DESC LIMIT 1", (kind, ref)).fetchone()
     return row is not None and row[0] is not None
@@ -334,13 +338,13 @@ def _catalogue_push(args: argparse.Namespace) -> int:
         return fail(f"{args.file}: unknown key {unknown[0]!r} (expected [[items]] tables)")
     try:
         items = retail.parse_catalogue_items(args.store, raw.get("items", []))
-        with Database.open(cfg.cloud.db) as db, db.transaction() as conn:
+        with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             cat = retail.put_catalogue(conn, args.store, items, time.time(),
                                        f"cli:{getpass.getuser()}")
     except retail.RetailError as exc:
         return fail(f"{args.file}: {exc.message}")
-    except sqlite3.Error as exc:
-        return fail(f"cannot store it in {cfg.cloud.db}: {exc}")
+    except sql.ERRORS as exc:
+        return fail(f"cannot store it in {sql.describe(cfg.cloud.database)}: {exc}")
     sent = _send_now(cfg, "catalogue", cat.version)
     print(json.dumps({"store": args.store, "version": cat.version, "items": len(items),
                       "sent": sent}))
@@ -378,15 +382,15 @@ def _order_create(args: argparse.Namespace) -> int:
                 issuer = codec(args.store, key_file, cfg.pickup.key_id)
         elif req.mode == "pickup":
             return fail(f"{args.config}: no [pickup] keys_dir: a pickup order needs a code")
-        with Database.open(cfg.cloud.db) as db, db.transaction() as conn:
+        with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             order = retail.create_order(conn, args.store, req, time.time(),
                                         f"cli:{getpass.getuser()}")
     except retail.RetailError as exc:
         return fail(exc.message, 3 if exc.status == 409 else 1)
     except (OSError, ValueError, PkiError) as exc:  # the key file: named, never shown
         return fail(str(exc))
-    except sqlite3.Error as exc:
-        return fail(f"cannot store it in {cfg.cloud.db}: {exc}")
+    except sql.ERRORS as exc:
+        return fail(f"cannot store it in {sql.describe(cfg.cloud.database)}: {exc}")
     code = issuer.issue(order.id, order.expires) if issuer is not None else None
     sent = _send_now(cfg, "order", order.id)
     print(json.dumps({"id": order.id, "store": order.store, "expires": order.expires,
@@ -404,8 +408,9 @@ def _stock(args: argparse.Namespace) -> int:
     with db:
         try:
             view = retail.stock_view(db.conn, args.store, time.time())
-        except sqlite3.Error as exc:
-            print(f"xiaodian cloud: cannot read stock from {path}: {exc}", file=sys.stderr)
+        except sql.ERRORS as exc:
+            print(f"xiaodian cloud: cannot read stock from {sql.describe(path)}: {exc}",
+                  file=sys.stderr)
             return 1
     if args.format == "json":
         print(json.dumps(view))
@@ -427,7 +432,7 @@ def _readings(args: argparse.Namespace) -> int:
     with db:
         if next(db.readings(args.store, args.fridge, limit=1), None) is None:
             print(f"xiaodian cloud: no readings for store {args.store!r} fridge {args.fridge!r}"
-                  f" in {path}", file=sys.stderr)
+                  f" in {sql.describe(path)}", file=sys.stderr)
             return 1
         try:
             write_readings(db.readings(args.store, args.fridge), sys.stdout, args.format)
@@ -463,8 +468,9 @@ def _gaps(args: argparse.Namespace) -> int:
     with db:
         try:
             rows = db.gaps(args.store, state="all" if args.all else "open")
-        except sqlite3.Error as exc:  # a database no worker has opened since gap tracking
-            print(f"xiaodian cloud: cannot read gaps from {path}: {exc}", file=sys.stderr)
+        except sql.ERRORS as exc:  # a database no worker has opened since gap tracking
+            print(f"xiaodian cloud: cannot read gaps from {sql.describe(path)}: {exc}",
+                  file=sys.stderr)
             return 1
         try:
             write_gaps(rows, sys.stdout, args.format)
@@ -490,14 +496,14 @@ def _haccp(args: argparse.Namespace) -> int:
     path = _db_path(args)
     try:
         db = Database.open_readonly(path)
-    except sqlite3.Error as exc:
-        return fail(f"cannot open database {path}: {exc}")
+    except sql.ERRORS as exc:
+        return fail(f"cannot open database {sql.describe(path)}: {exc}")
     with db:
         try:
             known = haccp.fridge_ids(db.conn, args.store)
             if not known or (args.fridge is not None and args.fridge not in known):
                 what = f"store {args.store!r}" + (f" fridge {args.fridge!r}" if args.fridge else "")
-                return fail(f"no readings for {what} in {path}")
+                return fail(f"no readings for {what} in {sql.describe(path)}")
             day = day or haccp.latest_day(db.conn, args.store, tz)
             assert day is not None  # the store has readings
             days = haccp.report(db.conn, args.store, day, tz, args.fridge)
@@ -506,8 +512,8 @@ def _haccp(args: argparse.Namespace) -> int:
             else:
                 sys.stdout.write(haccp.report_html(db.conn, days) + "\n")
             sys.stdout.flush()
-        except sqlite3.Error as exc:
-            return fail(f"cannot read {path}: {exc}")
+        except sql.ERRORS as exc:
+            return fail(f"cannot read {sql.describe(path)}: {exc}")
         except BrokenPipeError:
             return _reader_went_away()
     return 0

@@ -267,7 +267,7 @@ class CommandPublisher:
 class Commander:
     """Issues commands: sign, record, publish. Thread-safe (a database connection per call)."""
 
-    def __init__(self, signer: Signer, db_path: Path, publisher: Publisher, *,
+    def __init__(self, signer: Signer, db_path: Path | str, publisher: Publisher, *,
                  lifetime_s: int, publish_timeout_s: float,
                  now: Callable[[], float] = time.time) -> None:
         self.signer = signer
@@ -280,7 +280,7 @@ class Commander:
     def issue(self, store: str, action: str, params: Mapping[str, Scalar],
               now: float | None = None, *, issued_by: str = "") -> str:
         """Sign, record and publish a command; its id. xiaodian.commands.CommandError if a
-        store would refuse it (unknown action, bad parameters or store id); sqlite3.Error
+        store would refuse it (unknown action, bad parameters or store id); sql.ERRORS
         if it cannot be recorded (then nothing was published)."""
         at = self._now() if now is None else now
         signed = sign_command(self.signer.key, self.signer.key_id, target=store, action=action,
@@ -450,7 +450,10 @@ def list_commands(db: Database, store: str, *, state: str | None = None,
     if state is not None:
         sql += " AND state = ?"
         params.append(state)
-    sql += " ORDER BY issued_at DESC, rowid DESC LIMIT ?"
+    # Same-second commands newest first by insertion order: SQLite's rowid; PostgreSQL has
+    # none, its schema adds an identity column for this (db.PG_EXTRA_DDL).
+    order = "issue_order" if db.postgres else "rowid"
+    sql += f" ORDER BY issued_at DESC, {order} DESC LIMIT ?"
     params.append(limit)
     return [_command_dict(r) for r in db.conn.execute(sql, params)]
 
@@ -462,7 +465,7 @@ def _command_dict(row: Any) -> dict[str, Any]:
     return d
 
 
-def wait_settled(db_path: Path, command_id: str, timeout: float, *,
+def wait_settled(db_path: Path | str, command_id: str, timeout: float, *,
                  poll_s: float = 0.2) -> dict[str, Any] | None:
     """Poll until the command leaves `sent` (or the timeout); its row, None if unknown."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,8 @@
 Example (`cloud.toml`; relative paths are relative to the file):
 
     [cloud]
-    db = "cloud.sqlite"
+    db = "cloud.sqlite"       # SQLite (the default); or, for PostgreSQL, instead of db:
+    # database_url = "postgresql://xiaodian@db.example:5432/xiaodian"
     worker_id = "cloud-1"
     http_host = "127.0.0.1"
     http_port = 8080          # 0 picks a free port; the URL is printed at start
@@ -34,6 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from xiaodian.commands import MAX_LIFETIME_S
 from xiaodian.config import load_config
@@ -42,11 +44,32 @@ from xiaodian.payloads import ID_PATTERN
 
 from .alerts.settings import AlertSettings
 from .clock import ClockPolicy
+from .sql import PG_SCHEMES
 
 
-@dataclass(frozen=True)
+def check_database_url(url: str) -> None:
+    """ValueError unless `url` looks like postgresql://[user[:password]@][host][:port]/dbname
+    (libpq's URI form; query parameters such as ?sslmode=require are passed on)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"database_url: {exc}") from None
+    if parts.scheme not in PG_SCHEMES:
+        raise ValueError("database_url: expected postgresql://user@host:port/dbname, got"
+                         f" scheme {parts.scheme!r}")
+    if not parts.path.strip("/") or any(c.isspace() for c in url):
+        raise ValueError("database_url: expected postgresql://user@host:port/dbname"
+                         " (a database name, no spaces)")
+    del port
+
+
+@dataclass(frozen=True, kw_only=True)
 class CloudSettings:
-    db: Path
+    # The database: a SQLite file (`db`, the default kind), or a PostgreSQL server
+    # (`database_url`, libpq's URI form). Exactly one of the two.
+    db: Path | None = None
+    database_url: str = ""
     # MQTT client id: each worker needs its own, stable across restarts, so that a restarted
     # worker resumes its session and receives what the broker queued for it meanwhile.
     worker_id: str
@@ -73,6 +96,13 @@ class CloudSettings:
     order_resend_s: float = 300.0
 
     def __post_init__(self) -> None:
+        if self.database_url:
+            check_database_url(self.database_url)
+            if self.db is not None:
+                raise ValueError("database_url: give either db (a SQLite file) or database_url"
+                                 " (PostgreSQL), not both")
+        elif self.db is None:
+            raise ValueError("db: required (the SQLite file), unless database_url is given")
         if not ID_PATTERN.match(self.worker_id):
             raise ValueError("worker_id: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if not self.http_host:
@@ -98,6 +128,14 @@ class CloudSettings:
             raise ValueError("downlink_retry_s: must be between 0.05 and 3600 seconds")
         if not 1.0 <= self.order_resend_s <= 7 * 86400.0:
             raise ValueError("order_resend_s: must be between 1 and 604800 seconds")
+
+    @property
+    def database(self) -> Path | str:
+        """What `Database.open` takes: the SQLite path or the PostgreSQL URL."""
+        if self.database_url:
+            return self.database_url
+        assert self.db is not None  # checked in __post_init__
+        return self.db
 
     @property
     def clock_policy(self) -> ClockPolicy:

@@ -1,16 +1,18 @@
 """The cloud database: every record kept exactly once, dead letters beside them.
 
-SQLite by default. Queries are plain SQL with parameters only; the one non-standard piece is
-the upsert (`ON CONFLICT ... DO NOTHING / DO UPDATE`), which PostgreSQL spells the same way.
-Moving to PostgreSQL means another DDL string (identity column, bytea) and `%s` placeholders
-in the driver layer, not a redesign. Each thread opens its own `Database`.
+SQLite by default, PostgreSQL when opened with a `postgresql://` URL. Queries are plain SQL
+with parameters that both understand (the upsert `ON CONFLICT ... DO NOTHING / DO UPDATE`
+and `RETURNING` included); `cloud_gateway/sql.py` is the thin layer that runs them on either
+(placeholders, rows by name, errors, locks, the two DDL words that differ). Each thread opens
+its own `Database`.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +20,14 @@ from typing import Any
 
 from xiaodian.payloads import Batch, Event, Reading, State
 
-from . import gaps
+from . import gaps, sql
 from . import retail as retail_store
+from . import sql as sql_layer  # `sql` is also the name of many a local query
 from .alerts import store as alert_store
 from .clock import ClockPolicy, ClockWindow, correct, newsworthy
 
-# Column types SQLite and PostgreSQL both understand. Only dead_letters.id (PostgreSQL:
-# BIGINT GENERATED ALWAYS AS IDENTITY) and BLOB (bytea) would differ.
+# Column types SQLite and PostgreSQL both understand. Only `id INTEGER PRIMARY KEY` (an
+# identity column in PostgreSQL) and BLOB (bytea) differ: sql.pg_schema rewrites them.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     store TEXT NOT NULL,
@@ -221,13 +224,29 @@ class DeadLetter:
     received_at: float
 
 
+# PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
+# PostgreSQL has not; this column (filled by the database) is its stand-in.
+PG_EXTRA_DDL = """
+ALTER TABLE commands ADD COLUMN IF NOT EXISTS issue_order BIGINT GENERATED ALWAYS AS IDENTITY;
+"""
+_pg_ready: set[str] = set()  # URLs whose schema this process has created or checked
+_pg_ready_lock = threading.Lock()
+
+
 class Database:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sql.Connection) -> None:
         self.conn = conn
+
+    @property
+    def postgres(self) -> bool:
+        return sql.is_postgres(self.conn)
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_s: float = 5.0) -> Database:
-        """Open (creating if needed) the database at `path`; ":memory:" for tests."""
+        """Open (creating if needed) the database at `path`: a SQLite file (":memory:" for
+        tests) or a `postgresql://` URL (the schema is created in it if missing)."""
+        if sql.is_url(path):
+            return cls._open_pg(str(path), busy_timeout_s)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
         # what the code says, not what the driver guesses.
         conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
@@ -246,8 +265,33 @@ class Database:
         return db
 
     @classmethod
+    def _open_pg(cls, url: str, busy_timeout_s: float) -> Database:
+        conn = sql.PgConnection.connect(url, timeout_s=busy_timeout_s)
+        try:
+            with _pg_ready_lock:
+                if url not in _pg_ready:
+                    # Several workers may start at once, and CREATE TABLE IF NOT EXISTS is
+                    # not safe against a concurrent twin in PostgreSQL: one at a time.
+                    with conn.transaction():
+                        sql.lock(conn, sql.SCHEMA_LOCK)
+                        for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA):
+                            conn.script(sql.pg_schema(ddl))
+                        conn.script(PG_EXTRA_DDL)
+                    _pg_ready.add(url)
+        except BaseException:
+            conn.close()
+            raise
+        # Commits are durable by PostgreSQL's defaults (synchronous_commit = on, fsync):
+        # the same promise as SQLite's synchronous=FULL above, which the PUBACK relies on.
+        return cls(conn)
+
+    @classmethod
     def open_readonly(cls, path: Path | str, *, busy_timeout_s: float = 5.0) -> Database:
-        """Open an existing database for reading (API, export); sqlite3.Error if missing."""
+        """Open an existing database for reading (API, export); sqlite3.Error if missing
+        (sql.PgError for a PostgreSQL URL that cannot be reached)."""
+        if sql.is_url(path):
+            return cls(sql.PgConnection.connect(str(path), timeout_s=busy_timeout_s,
+                                                readonly=True))
         uri = Path(path).resolve().as_uri() + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -282,7 +326,7 @@ class Database:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
-    def _backfill_streams(conn: sqlite3.Connection, table: str) -> None:
+    def _backfill_streams(conn: sql.Connection, table: str) -> None:
         """Streams and open gaps of data stored before tracking (recomputed from the seqs)."""
         conn.execute(
             "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
@@ -304,18 +348,33 @@ class Database:
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, exclusive: bool = True) -> Iterator[sql.Connection]:
+        """One transaction. SQLite: BEGIN IMMEDIATE, the database's write lock. PostgreSQL:
+        READ COMMITTED plus, when `exclusive` (the default), the same one-writer-at-a-time
+        lock (an advisory lock), so every read-then-write here is as serialised as on
+        SQLite. `store_batch` and `store_state` pass exclusive=False and lock only what they
+        touch (the stream's row, the terminal's clock), so workers ingesting different
+        stores commit in parallel.
+        """
+        if isinstance(self.conn, sql.PgConnection):
+            with self.conn.transaction() as pg:
+                if exclusive:
+                    sql.lock(pg, sql.WRITE_LOCK)
+                yield pg
+            return
+        conn = self.conn
+        assert isinstance(conn, sqlite3.Connection)
         # IMMEDIATE: take the write lock up front. A deferred transaction that reads and then
         # writes fails at once (SQLITE_BUSY, no waiting) if another worker committed between
         # its read and its write; every write here reads first (dedupe, gaps, clock).
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-            self.conn.execute("COMMIT")
+            yield conn
+            conn.execute("COMMIT")
         except BaseException:
             # COMMIT itself can fail (busy): never leave the transaction open behind us.
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     # ------------------------------------------------------------ writes
@@ -337,7 +396,7 @@ class Database:
         seqs = [r.seq for r in records]
         table = "readings" if batch.kind == "readings" else "events"
         key = (batch.store, batch.kind, batch.device, batch.boot)
-        with self.transaction() as conn:
+        with self.transaction(exclusive=False) as conn:
             max_seq = self._lock_stream(conn, key, received_at)
             wall, synced = max(((r.seq, r.wall, r.synced) for r in records),
                                key=lambda t: t[0])[1:]
@@ -381,28 +440,28 @@ class Database:
             self._update_gaps(conn, key, max_seq, covered, received_at, worker)
             if table == "events":
                 # Stock movements and order progress, only for events new here: a
-                # redelivered copy is not in `fresh`, so it moves nothing twice.
+                # redelivered copy is not in `fresh`, so it moves nothing twice. They read
+                # and change orders like the API's writers: under the same write lock.
+                sql.lock(conn, sql.WRITE_LOCK)
                 retail_store.apply_events(
                     conn, batch.store, batch.device, batch.boot,
                     [r for r in fresh.values() if isinstance(r, Event)], received_at, worker)
         return len(fresh), len(records) - len(fresh)
 
-    # PostgreSQL: " FOR UPDATE", the row lock that serialises the batches of one stream.
-    # SQLite has one writer at a time already and no FOR UPDATE.
-    _FOR_UPDATE = ""
-
-    def _lock_stream(self, conn: sqlite3.Connection, key: tuple[str, str, str, int],
+    def _lock_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],
                      received_at: float) -> int:
         conn.execute(
             "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
             " first_received_at, last_received_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)"
             " ON CONFLICT DO NOTHING", (*key, received_at, received_at))
+        # PostgreSQL: FOR UPDATE, the row lock that serialises the batches of one stream.
+        # SQLite has one writer at a time already and no FOR UPDATE.
         row = conn.execute(
             "SELECT max_seq FROM streams WHERE store = ? AND kind = ? AND device = ?"
-            " AND boot = ?" + self._FOR_UPDATE, key).fetchone()
+            " AND boot = ?" + (" FOR UPDATE" if sql.is_postgres(conn) else ""), key).fetchone()
         return int(row[0])
 
-    def _update_gaps(self, conn: sqlite3.Connection, key: tuple[str, str, str, int],
+    def _update_gaps(self, conn: sql.Connection, key: tuple[str, str, str, int],
                      max_seq: int, inserted: list[int], at: float, worker: str) -> None:
         below = [s for s in inserted if gaps.FIRST_SEQ <= s <= max_seq]
         open_gaps: list[gaps.OpenGap] = []
@@ -443,13 +502,17 @@ class Database:
             " WHERE store = ? AND kind = ? AND device = ? AND boot = ?",
             (plan.max_seq, counted, at, *key))
 
-    def _clock_sample(self, conn: sqlite3.Connection, store: str, boot: int,
+    def _clock_sample(self, conn: sql.Connection, store: str, boot: int,
                       received_at: float, wall: float, synced: bool | None,
                       policy: ClockPolicy, source: str) -> float:
         """Add one observation of a terminal's clock; returns the offset estimate after it."""
+        # PostgreSQL: batches of a store's streams and its state messages commit in
+        # parallel; the terminal's window is read, changed and written by one at a time (an
+        # advisory lock, since the row may not exist yet). Taken after the stream's row lock.
+        sql.lock(conn, f"clock:{store}/{boot}")
         row = conn.execute(
-            "SELECT synced, samples FROM clock_estimates WHERE store = ? AND boot = ?"
-            + self._FOR_UPDATE, (store, boot)).fetchone()
+            "SELECT synced, samples FROM clock_estimates WHERE store = ? AND boot = ?",
+            (store, boot)).fetchone()
         window = ClockWindow.loads(row["samples"]) if row else ClockWindow()
         window = window.add(received_at, wall, policy)
         offset = window.offset
@@ -488,7 +551,7 @@ class Database:
         message is not: it is the Will, stamped at connect time and sent by the broker when
         the link dies; nor is a retained copy, which may be days old.
         """
-        with self.transaction() as conn:
+        with self.transaction(exclusive=False) as conn:
             cur = conn.execute(
                 "INSERT INTO store_state (store, online, boot, wall, agent_version, devices,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -511,13 +574,13 @@ class Database:
         if len(payload) > MAX_PARKED_BYTES:
             reason = f"{reason} (payload truncated from {len(payload)} bytes)"
             payload = payload[:MAX_PARKED_BYTES]
-        with self.transaction() as conn:
-            cur = conn.execute(
+        with self.transaction(exclusive=False) as conn:
+            row = conn.execute(
                 "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (topic, payload, reason, worker, received_at),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(row[0])
 
     # ------------------------------------------------------------ reads
 
@@ -684,7 +747,11 @@ class Database:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        for row in self.conn.execute(sql, params):
+        if isinstance(self.conn, sql_layer.PgConnection) and limit is None:
+            rows: Iterable[Any] = self.conn.stream(sql, params)  # an unbounded export
+        else:
+            rows = self.conn.execute(sql, params)
+        for row in rows:
             yield _reading_dict(row)
 
     def dead_letters(self, *, limit: int | None = None) -> list[DeadLetter]:
@@ -741,7 +808,7 @@ def _event_row(batch: Batch, e: Event, received_at: float, wall_corrected: float
             method)
 
 
-def _reading_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _reading_dict(row: sql.Row) -> dict[str, Any]:
     d = {k: row[k] for k in READING_FIELDS}
     d["synced"] = bool(d["synced"])
     d["probes"] = json.loads(row["probes"])

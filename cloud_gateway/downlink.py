@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Protocol
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from . import sql
 from .commands import PublishResult
 from .db import Database
 
@@ -45,7 +45,7 @@ class MessagePublisher(Protocol):
 class DownlinkSender:
     """Sends pending downlink rows: `send_pending()` once, or a thread every `retry_s`."""
 
-    def __init__(self, db_path: Path, publisher: MessagePublisher, *, retry_s: float = 5.0,
+    def __init__(self, db_path: Path | str, publisher: MessagePublisher, *, retry_s: float = 5.0,
                  publish_timeout_s: float = 5.0, resend_open_s: float = 300.0,
                  now: Callable[[], float] = time.time) -> None:
         self.db_path = db_path
@@ -77,7 +77,7 @@ class DownlinkSender:
         while not self._stop.is_set():
             try:
                 self.send_pending()
-            except sqlite3.Error as exc:  # tried again next time
+            except sql.ERRORS as exc:  # tried again next time
                 log.warning("downlink: database error: %s", exc)
             self._kick.wait(self.retry_s)
             self._kick.clear()
@@ -132,7 +132,7 @@ class DownlinkSender:
             return sent
 
 
-def _resend_newer_catalogue(conn: sqlite3.Connection, store: str, version: int) -> None:
+def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:
     newest = conn.execute(
         "SELECT id, ref FROM downlink WHERE store = ? AND kind = 'catalogue'"
         " ORDER BY ref DESC, id DESC LIMIT 1", (store,)).fetchone()

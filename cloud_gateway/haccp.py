@@ -17,12 +17,13 @@ import csv
 import html
 import json
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import sql
 
 DH_R_K = 10_000.0  # ΔH/R for mean kinetic temperature (USP <1079>: 83.144 kJ/mol)
 KELVIN = 273.15
@@ -242,19 +243,19 @@ def fridge_state(alerts: Iterable[AlertRecord]) -> str:
 _T = "COALESCE(wall_corrected, wall)"
 
 
-def fridge_ids(conn: sqlite3.Connection, store: str) -> list[str]:
+def fridge_ids(conn: sql.Connection, store: str) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT DISTINCT device FROM readings WHERE store = ? ORDER BY device", (store,))]
 
 
-def latest_reading(conn: sqlite3.Connection, store: str, fridge: str) -> Sample | None:
+def latest_reading(conn: sql.Connection, store: str, fridge: str) -> Sample | None:
     row = conn.execute(
         f"SELECT {_T}, product_c, air_c FROM readings WHERE store = ? AND device = ?"
         f" ORDER BY {_T} DESC LIMIT 1", (store, fridge)).fetchone()
     return None if row is None else Sample(row[0], row[1], row[2])
 
 
-def load_samples(conn: sqlite3.Connection, store: str, fridge: str, since: float,
+def load_samples(conn: sql.Connection, store: str, fridge: str, since: float,
                  until: float) -> list[Sample]:
     """Readings with since <= t < until, in time order."""
     return [Sample(r[0], r[1], r[2]) for r in conn.execute(
@@ -262,7 +263,7 @@ def load_samples(conn: sqlite3.Connection, store: str, fridge: str, since: float
         f" AND {_T} >= ? AND {_T} < ? ORDER BY t", (store, fridge, since, until))]
 
 
-def load_intervals(conn: sqlite3.Connection, store: str, fridge: str, since: float,
+def load_intervals(conn: sql.Connection, store: str, fridge: str, since: float,
                    until: float) -> dict[str, list[tuple[float, float]]]:
     """Door-open, compressor-on and defrost spans within [since, until]."""
     out: dict[str, list[tuple[float, float]]] = {}
@@ -270,7 +271,7 @@ def load_intervals(conn: sqlite3.Connection, store: str, fridge: str, since: flo
         # The last change before the window gives the state at its start.
         rows = conn.execute(
             f"SELECT t, data FROM (SELECT {_T} AS t, data FROM events WHERE store = ?"
-            f" AND device = ? AND type = ? AND {_T} < ? ORDER BY t DESC LIMIT 1)"
+            f" AND device = ? AND type = ? AND {_T} < ? ORDER BY t DESC LIMIT 1) AS before"
             f" UNION ALL SELECT {_T} AS t, data FROM events WHERE store = ? AND device = ?"
             f" AND type = ? AND {_T} >= ? AND {_T} < ? ORDER BY t",
             (store, fridge, type_, since, store, fridge, type_, since, until)).fetchall()
@@ -279,7 +280,7 @@ def load_intervals(conn: sqlite3.Connection, store: str, fridge: str, since: flo
     return out
 
 
-def load_alerts(conn: sqlite3.Connection, store: str,
+def load_alerts(conn: sql.Connection, store: str,
                 fridge: str | None = None) -> list[AlertRecord]:
     """Alerts of a store (or one fridge) from its alert events, with acks if recorded."""
     sql = f"SELECT device, {_T} AS t, data FROM events WHERE store = ? AND type = 'alert'"
@@ -298,10 +299,10 @@ def load_alerts(conn: sqlite3.Connection, store: str,
     return _with_acks(conn, store, fold_alerts(changes))
 
 
-def _with_acks(conn: sqlite3.Connection, store: str,
+def _with_acks(conn: sql.Connection, store: str,
                alerts: list[AlertRecord]) -> list[AlertRecord]:
     """Acknowledgements from the escalation's `alerts` table (cloud_gateway.alerts), if any."""
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+    cols = sql.columns(conn, "alerts")
     if not alerts or not {"store", "id", "acked_at", "acked_by", "corrective_action"} <= cols:
         return alerts
     acks = {r[0]: r for r in conn.execute(
@@ -319,7 +320,7 @@ def _with_acks(conn: sqlite3.Connection, store: str,
 # ---------------------------------------------------------------- views
 
 
-def history(conn: sqlite3.Connection, store: str, fridge: str, hours: float,
+def history(conn: sql.Connection, store: str, fridge: str, hours: float,
             until: float | None = None, max_points: int = MAX_HISTORY_POINTS) -> dict[str, Any]:
     """The owner chart's data: readings (≤ max_points) and event spans over `hours`.
 
@@ -342,7 +343,7 @@ def history(conn: sqlite3.Connection, store: str, fridge: str, hours: float,
     }
 
 
-def owner_view(conn: sqlite3.Connection, store: str) -> dict[str, Any]:
+def owner_view(conn: sql.Connection, store: str) -> dict[str, Any]:
     """Each fridge's newest product/air temperature, state and active alerts."""
     alerts = load_alerts(conn, store)
     fridges = []
@@ -379,7 +380,7 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-def latest_day(conn: sqlite3.Connection, store: str, tz: ZoneInfo) -> date | None:
+def latest_day(conn: sql.Connection, store: str, tz: ZoneInfo) -> date | None:
     """The local day of the store's newest reading."""
     t = conn.execute(f"SELECT MAX({_T}) FROM readings WHERE store = ?", (store,)).fetchone()[0]
     return None if t is None else datetime.fromtimestamp(t, tz).date()
@@ -400,7 +401,7 @@ class FridgeDay:
     alerts: list[AlertRecord] = field(default_factory=list)
 
 
-def fridge_day(conn: sqlite3.Connection, store: str, fridge: str, day: date,
+def fridge_day(conn: sql.Connection, store: str, fridge: str, day: date,
                tz: ZoneInfo) -> FridgeDay:
     since, until = day_bounds(day, tz)
     pts = [(s.t, s.product_c) for s in load_samples(conn, store, fridge, since, until)
@@ -580,14 +581,14 @@ def render_html(days: Sequence[FridgeDay], charts: Sequence[str]) -> str:
             "</style></head><body>" + "".join(body) + "</body></html>")
 
 
-def report(conn: sqlite3.Connection, store: str, day: date, tz: ZoneInfo,
+def report(conn: sql.Connection, store: str, day: date, tz: ZoneInfo,
            fridge: str | None = None) -> list[FridgeDay]:
     """HACCP records of one day for every fridge of the store (or one)."""
     fridges = [fridge] if fridge is not None else fridge_ids(conn, store)
     return [fridge_day(conn, store, f, day, tz) for f in fridges]
 
 
-def report_html(conn: sqlite3.Connection, days: Sequence[FridgeDay]) -> str:
+def report_html(conn: sql.Connection, days: Sequence[FridgeDay]) -> str:
     charts = [svg_chart(history(conn, d.store, d.fridge, (d.until - d.since) / 3600,
                                 until=d.until)) for d in days]
     return render_html(days, charts)

@@ -18,7 +18,6 @@ import hmac
 import json
 import logging
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from xiaodian.commands import ACTIONS, CommandError
 from xiaodian.payloads import EVENT_TYPES, ID_PATTERN
 
-from . import commands, haccp
+from . import commands, haccp, sql
 from . import retail as retail_store
 from .alerts import web as alert_web
 from .commands import Commander
@@ -93,7 +92,7 @@ def dashboard_html() -> bytes:
 class Api:
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | str,
         ingest_status: Callable[[], Mapping[str, Any]] | None = None,
         *,
         commander: Commander | None = None,
@@ -155,7 +154,7 @@ class Api:
         try:
             with Database.open_readonly(self.db_path) as db:
                 db.ping()
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             body.update(status="error", db=False, error=f"database: {exc}")
         if self.ingest_status is not None:
             status = self.ingest_status()
@@ -167,7 +166,7 @@ class Api:
         try:
             with Database.open_readonly(self.db_path) as db:
                 return self._route(db, route, query)
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             log.warning("database error serving /api/%s: %s", "/".join(route), exc)
             return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
 
@@ -337,7 +336,7 @@ class Api:
                 day = day or haccp.latest_day(db.conn, store, tz)
                 assert day is not None  # the store has readings
                 page = haccp.report_html(db.conn, haccp.report(db.conn, store, day, tz, fridge))
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
         return Response(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
@@ -411,7 +410,7 @@ class Api:
             return error(HTTPStatus.BAD_REQUEST, str(exc))
         except CommandError as exc:  # what the store would refuse: bad params, store id
             return error(HTTPStatus.BAD_REQUEST, str(exc))
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             log.warning("database error issuing a command to %s: %s", store, exc)
             return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
         with Database.open_readonly(self.db_path) as db:
@@ -463,7 +462,7 @@ class Api:
             if exc.detail is not None:
                 body_out |= exc.detail
             return json_response(exc.status, body_out)
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             log.warning("database error on %s %s: %s", method, parts.path, exc)
             return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
 
@@ -520,7 +519,7 @@ class Api:
         if self.downlink is not None:
             try:
                 self.downlink.send_pending()
-            except sqlite3.Error as exc:
+            except sql.ERRORS as exc:
                 log.warning("downlink: %s (retried later)", exc)
 
     def _pickup_codec(self, store: str, *, required: bool) -> Any:

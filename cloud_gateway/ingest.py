@@ -31,7 +31,6 @@ import queue
 import random
 import select
 import socket
-import sqlite3
 import ssl
 import threading
 import time
@@ -57,7 +56,7 @@ from xiaodian.payloads import (
 )
 from xiaodian.payloads import topic as topic_of
 
-from . import commands
+from . import commands, sql
 from . import retail as retail_store
 from .alerts import store as alert_store
 from .alerts.notifier import AlertService
@@ -241,8 +240,8 @@ class IngestWorker:
             raise RuntimeError("an IngestWorker can be started once")
         # Create the schema before anything arrives, so the HTTP API can read at once.
         try:
-            Database.open(self.settings.db).close()
-        except sqlite3.Error:
+            Database.open(self.settings.database).close()
+        except sql.ERRORS:
             self._wake_r.close()
             self._wake_w.close()
             raise
@@ -328,7 +327,7 @@ class IngestWorker:
             # looks at `expires`); this only makes the state say so.
             with db.transaction() as conn:
                 retail_store.expire_orders(conn, self._now())
-        except sqlite3.Error as exc:  # tried again at the next interval
+        except sql.ERRORS as exc:  # tried again at the next interval
             self.counters.add("db_errors")
             log.warning("command expiry sweep failed: %s", exc)
             return
@@ -340,11 +339,12 @@ class IngestWorker:
         retry = Backoff(0.05, 2.0, rand=self._rand)
         while True:
             try:
-                return Database.open(self.settings.db)
-            except sqlite3.Error as exc:
+                return Database.open(self.settings.database)
+            except sql.ERRORS as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
-                log.warning("cannot open %s, retrying in %.2f s: %s", self.settings.db, delay, exc)
+                log.warning("cannot open %s, retrying in %.2f s: %s",
+                            sql.describe(self.settings.database), delay, exc)
                 if self._stopping.wait(delay):
                     return None
 
@@ -362,7 +362,7 @@ class IngestWorker:
                     policy=self._clock_policy,
                     correlation=item.correlation,
                 )
-            except sqlite3.Error as exc:
+            except sql.ERRORS as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
                 log.warning("database error on %s, retrying in %.2f s: %s", item.topic, delay, exc)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from xiaodian import retail
 from xiaodian.payloads import ID_PATTERN, Event, PayloadError
+
+from . import sql
 
 SCHEMA = """
 -- Every catalogue a store was given; the highest version is the current one.
@@ -164,7 +165,7 @@ _CHECKED_ONLY: dict[str, Callable[[dict[str, Any]], object]] = {
 }
 
 
-def apply_events(conn: sqlite3.Connection, store: str, device: str, boot: int,
+def apply_events(conn: sql.Connection, store: str, device: str, boot: int,
                  events: Iterable[Event], received_at: float, worker: str) -> int:
     """Apply the *new* `stock` and `order` events of a batch inside its transaction.
 
@@ -196,7 +197,7 @@ def apply_events(conn: sqlite3.Connection, store: str, device: str, boot: int,
     return parked
 
 
-def _apply_movement(conn: sqlite3.Connection, store: str, device: str, boot: int, e: Event,
+def _apply_movement(conn: sql.Connection, store: str, device: str, boot: int, e: Event,
                     received_at: float) -> None:
     m = retail.parse_movement(e.data)
     if abs(m.qty) > MAX_MOVEMENT_QTY or abs(m.grams or 0) > MAX_MOVEMENT_GRAMS:
@@ -233,7 +234,7 @@ def _signed_grams(m: retail.Movement) -> int:
     return abs(m.grams) if m.qty > 0 else -abs(m.grams)
 
 
-def _apply_progress(conn: sqlite3.Connection, store: str, e: Event, received_at: float) -> None:
+def _apply_progress(conn: sql.Connection, store: str, e: Event, received_at: float) -> None:
     p = retail.parse_progress(e.data)
     row = conn.execute("SELECT state FROM orders WHERE id = ? AND store = ?",
                        (p.order, store)).fetchone()
@@ -244,7 +245,7 @@ def _apply_progress(conn: sqlite3.Connection, store: str, e: Event, received_at:
     _set_state(conn, p.order, row[0], p.state, received_at, "store", detail)
 
 
-def _set_state(conn: sqlite3.Connection, order_id: int, current: str, new: str, at: float,
+def _set_state(conn: sql.Connection, order_id: int, current: str, new: str, at: float,
                source: str, detail: str | None) -> bool:
     applied = _RANK[new] > _RANK[current] or (
         current in ("cancelled", "expired") and new in _GOODS_MOVED)
@@ -256,7 +257,7 @@ def _set_state(conn: sqlite3.Connection, order_id: int, current: str, new: str, 
     return applied
 
 
-def recent_events(conn: sqlite3.Connection, store: str, type_: str,
+def recent_events(conn: sql.Connection, store: str, type_: str,
                   limit: int) -> list[dict[str, Any]]:
     """A store's newest events of one type (expiry lists, lane checks, refused pickups)."""
     return [{"device": r[0], "boot": r[1], "seq": r[2], "wall": r[3],
@@ -267,7 +268,7 @@ def recent_events(conn: sqlite3.Connection, store: str, type_: str,
                 " LIMIT ?", (store, type_, limit))]
 
 
-def expire_orders(conn: sqlite3.Connection, now: float) -> int:
+def expire_orders(conn: sql.Connection, now: float) -> int:
     """Mark open orders past their expiry `expired` (their reservation ended already)."""
     rows = conn.execute(
         "SELECT id, state FROM orders WHERE state IN ('open', 'received') AND expires <= ?",
@@ -294,7 +295,7 @@ def parse_catalogue_items(store: str, items: Any) -> tuple[retail.CatalogueItem,
     return parsed.items
 
 
-def put_catalogue(conn: sqlite3.Connection, store: str, items: Sequence[retail.CatalogueItem],
+def put_catalogue(conn: sql.Connection, store: str, items: Sequence[retail.CatalogueItem],
                   now: float, by: str) -> retail.Catalogue:
     """Store a new version of a store's catalogue and queue it (retained) for the store."""
     _check_store(store)
@@ -314,7 +315,7 @@ def put_catalogue(conn: sqlite3.Connection, store: str, items: Sequence[retail.C
     return cat
 
 
-def catalogue(conn: sqlite3.Connection, store: str) -> dict[str, Any] | None:
+def catalogue(conn: sql.Connection, store: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT version, items, created_at, created_by FROM catalogues WHERE store = ?"
         " ORDER BY version DESC LIMIT 1", (store,)).fetchone()
@@ -377,7 +378,7 @@ def parse_order_request(body: Mapping[str, Any]) -> OrderRequest:
     return OrderRequest(tuple(lines), mode, customer.strip(), expires_in)
 
 
-def create_order(conn: sqlite3.Connection, store: str, req: OrderRequest, now: float,
+def create_order(conn: sql.Connection, store: str, req: OrderRequest, now: float,
                  by: str) -> retail.Order:
     """Reserve, store and queue an order in one transaction (the caller's).
 
@@ -403,11 +404,10 @@ def create_order(conn: sqlite3.Connection, store: str, req: OrderRequest, now: f
             {"short": short})
     expires = math.floor((now + req.expires_in_s) / 60) * 60
     lines_json = json.dumps([{"item": ln.item, "qty": ln.qty} for ln in req.lines])
-    cur = conn.execute(
+    oid = int(conn.execute(
         "INSERT INTO orders (store, mode, customer, lines, created, expires, state, state_at,"
-        " created_by) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)",
-        (store, req.mode, req.customer, lines_json, now, expires, now, by))
-    oid = int(cur.lastrowid or 0)
+        " created_by) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+        (store, req.mode, req.customer, lines_json, now, expires, now, by)).fetchone()[0])
     conn.executemany("INSERT INTO order_lines (order_id, store, item, qty) VALUES (?, ?, ?, ?)",
                      [(oid, store, ln.item, ln.qty) for ln in req.lines])
     conn.execute("INSERT INTO order_history (order_id, at, state, source, applied, detail)"
@@ -418,7 +418,7 @@ def create_order(conn: sqlite3.Connection, store: str, req: OrderRequest, now: f
     return order
 
 
-def cancel_order(conn: sqlite3.Connection, store: str, order_id: int, reason: str,
+def cancel_order(conn: sql.Connection, store: str, order_id: int, reason: str,
                  now: float, by: str) -> dict[str, Any]:
     row = conn.execute("SELECT state FROM orders WHERE id = ? AND store = ?",
                        (order_id, store)).fetchone()
@@ -437,7 +437,7 @@ def cancel_order(conn: sqlite3.Connection, store: str, order_id: int, reason: st
     return got
 
 
-def availability(conn: sqlite3.Connection, store: str, now: float,
+def availability(conn: sql.Connection, store: str, now: float,
                  items: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
     """Per item: on_hand, reserved (by open, unexpired orders), available."""
     on_hand = {r[0]: int(r[1]) for r in conn.execute(
@@ -457,7 +457,7 @@ def availability(conn: sqlite3.Connection, store: str, now: float,
                 "available": on_hand.get(i, 0) - reserved.get(i, 0)} for i in sorted(names)}
 
 
-def stock_view(conn: sqlite3.Connection, store: str, now: float) -> dict[str, Any]:
+def stock_view(conn: sql.Connection, store: str, now: float) -> dict[str, Any]:
     """What the API and `cloud stock` show: per item the totals and its batches."""
     avail = availability(conn, store, now)
     cat = catalogue(conn, store)
@@ -477,7 +477,7 @@ ORDER_FIELDS = ("id", "store", "mode", "customer", "lines", "created", "expires"
                 "state_at", "created_by")
 
 
-def get_order(conn: sqlite3.Connection, store: str, order_id: int) -> dict[str, Any] | None:
+def get_order(conn: sql.Connection, store: str, order_id: int) -> dict[str, Any] | None:
     row = conn.execute(f"SELECT {', '.join(ORDER_FIELDS)} FROM orders WHERE id = ? AND"
                        " store = ?", (order_id, store)).fetchone()
     if row is None:
@@ -491,7 +491,7 @@ def get_order(conn: sqlite3.Connection, store: str, order_id: int) -> dict[str, 
     return out
 
 
-def list_orders(conn: sqlite3.Connection, store: str, *, state: str | None = None,
+def list_orders(conn: sql.Connection, store: str, *, state: str | None = None,
                 limit: int = 100) -> list[dict[str, Any]]:
     sql = f"SELECT {', '.join(ORDER_FIELDS)} FROM orders WHERE store = ?"
     params: list[Any] = [store]
@@ -503,7 +503,7 @@ def list_orders(conn: sqlite3.Connection, store: str, *, state: str | None = Non
     return [_order_dict(conn, r) for r in conn.execute(sql, params).fetchall()]
 
 
-def _order_dict(conn: sqlite3.Connection, row: Any) -> dict[str, Any]:
+def _order_dict(conn: sql.Connection, row: Any) -> dict[str, Any]:
     d = dict(zip(ORDER_FIELDS, tuple(row), strict=True))
     d["lines"] = json.loads(d["lines"])
     pub = conn.execute("SELECT published_at FROM downlink WHERE kind = 'order' AND ref = ?"
@@ -522,7 +522,7 @@ def _maybe_json(text: str) -> Any:
 # ---------------------------------------------------------------- downlink queue
 
 
-def _queue(conn: sqlite3.Connection, store: str, kind: str, ref: int, topic: str,
+def _queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
            payload: bytes, *, retain: bool, expires: float | None, now: float) -> None:
     conn.execute(
         "INSERT INTO downlink (store, kind, ref, topic, payload, retain, expires, created_at,"

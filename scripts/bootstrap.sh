@@ -101,6 +101,25 @@ if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
     fi
 fi
 
+# --- PostgreSQL: the cloud database tests run on SQLite and on a private PostgreSQL -------
+# tests/pg_server.py starts its own server (initdb + postgres from Debian's package, a free
+# loopback port, a temporary cluster); it needs only the server binaries.
+have_pg_server() {
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
+        { command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1; }
+}
+if ! have_pg_server; then
+    if is_root; then
+        # The package also sets up a system cluster on port 5432; the tests never use it.
+        say "installing postgresql (server binaries for the PostgreSQL database tests)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+    else
+        say "note: PostgreSQL server not installed; the PostgreSQL database tests will be" \
+            "skipped (sudo apt-get install -y postgresql)"
+    fi
+fi
+
 # --- chromium: the browser tests drive Debian's build (Playwright downloads nothing) -----
 if ! command -v chromium >/dev/null 2>&1; then
     if is_root; then

@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from pg_server import PgServer, find_bindir
 
 from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings, new_client
@@ -139,3 +140,44 @@ def collect(mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[Callable[.
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+# ---------------------------------------------------------------- databases (SQLite, PostgreSQL)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A private PostgreSQL server for the session (tests/pg_server.py), started on first use.
+
+    Skipped only when the machine has no PostgreSQL server binaries at all
+    (scripts/bootstrap.sh installs them); any other failure to start is an error."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, postgres) not installed:"
+                    " sudo apt-get install -y postgresql")
+    from cloud_gateway.db import Database
+
+    server = PgServer.start()
+    try:
+        # Every test's database is a copy of one that has the cloud schema already.
+        Database.open(server.create_database("xd_template")).close()
+        server.template = "xd_template"
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server (with the cloud schema); its URL."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """What `Database.open` takes, once per backend: a new SQLite file or PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "cloud.sqlite"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -48,8 +48,8 @@ RAISE_ORDER = [
 ]
 
 
-def test_escalate_plans_notices_in_raise_order(tmp_path: Path) -> None:
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+def test_escalate_plans_notices_in_raise_order(db_target: Path | str) -> None:
+    with Database.open(db_target) as db:
         for st, ch in ARRIVALS:
             with db.transaction() as conn:
                 store.apply_changes(conn, [parse_change(st, ch)], T0 + 400)
@@ -99,16 +99,17 @@ def receiver() -> Iterator[Receiver]:
     rx.server.server_close()
 
 
-def test_webhooks_reach_the_owner_in_raise_order(tmp_path: Path, receiver: Receiver) -> None:
+def test_webhooks_reach_the_owner_in_raise_order(db_target: Path | str,
+                                                 receiver: Receiver) -> None:
     stores = tuple(
         StoreAlerts(s, (Contact(name="wang", webhook_url=receiver.url,
                                 webhook_secret_file=Path("/unused")),))
         for s in ("store-000", "store-001"))
-    settings = AlertSettings(link_secret_file=tmp_path / "unused", stores=stores)
-    svc = AlertService(settings, tmp_path / "cloud.sqlite", "w-1", link_secret=b"l" * 40,
+    settings = AlertSettings(link_secret_file=Path("/unused"), stores=stores)
+    svc = AlertService(settings, db_target, "w-1", link_secret=b"l" * 40,
                        webhook_secrets={f"{s.store}/wang": SECRET for s in stores},
                        public_url="http://127.0.0.1:1/", now=lambda: T0 + 400)
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    with Database.open(db_target) as db:
         for seq, (st, ch) in enumerate(ARRIVALS, 1):
             record = {"seq": seq, "type": "alert", "fseq": None, "dev_ms": None,
                       "wall": ch["at"], "synced": True, "data": ch}

@@ -34,8 +34,8 @@ def _store(db: Database, records: list[dict[str, Any]]) -> tuple[int, int]:
     return db.store_batch(batch, received_at=1.7e9 + 5000)
 
 
-def test_an_aggregate_overlapping_raw_readings_leaves_no_gap(tmp_path: Path) -> None:
-    db = Database.open(tmp_path / "cloud.sqlite3")
+def test_an_aggregate_overlapping_raw_readings_leaves_no_gap(db_target: Path | str) -> None:
+    db = Database.open(db_target)  # SQLite and PostgreSQL (conftest.db_target)
     with db:
         # Raw 1-10 arrived before the outage (the edge never got their receipt), then the
         # edge compacted 5-100 and raw 101-102 followed.

@@ -142,15 +142,15 @@ def events(seq_alerts: list[tuple[int, dict[str, Any]]], boot: int = 1) -> bytes
     return batch_payload("events", STORE, "fridge-1", boot, records)
 
 
-def service(tmp_path: Path, contacts: list[Contact], clock: Clock,
+def service(target: Path | str, contacts: list[Contact], clock: Clock,
             policy: EscalationPolicy | None = None, **kw: Any) -> AlertService:
     settings = AlertSettings(
-        link_secret_file=tmp_path / "unused", tick_interval_s=0.05, retry_initial_s=0.05,
+        link_secret_file=Path("/unused"), tick_interval_s=0.05, retry_initial_s=0.05,
         retry_max_s=0.2, timeout_s=5.0,
         escalation=policy or EscalationPolicy(),
         stores=(StoreAlerts(STORE, tuple(contacts)),), **kw)
     secrets = {f"{STORE}/{c.name}": SECRET for c in contacts if c.webhook_url}
-    return AlertService(settings, tmp_path / "cloud.sqlite", "w-1", link_secret=LINK_SECRET,
+    return AlertService(settings, target, "w-1", link_secret=LINK_SECRET,
                         webhook_secrets=secrets, public_url="http://127.0.0.1:1/", now=clock)
 
 
@@ -175,11 +175,11 @@ def deliveries(db: Database) -> list[tuple[int, int, bool, int | None]]:
 
 
 def test_webhook_failing_twice_then_delivered_with_three_attempts_logged(
-        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+        db_target: Path | str, receiver: Callable[..., Receiver]) -> None:
     rx = receiver(fail=2)
     clock = Clock()
-    svc = service(tmp_path, [hook("wang", rx.url)], clock)
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    svc = service(db_target, [hook("wang", rx.url)], clock)
+    with Database.open(db_target) as db:
         ingest(db, f"xd/v1/{STORE}/events", events([(1, alert("raised", T0))]), "w-1", T0)
         svc.start()
         try:
@@ -197,11 +197,11 @@ def test_webhook_failing_twice_then_delivered_with_three_attempts_logged(
 
 
 def test_escalation_backup_repeat_ack_reminder_all_clear_with_injected_clock(
-        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+        db_target: Path | str, receiver: Callable[..., Receiver]) -> None:
     owner, backup = receiver(), receiver()
     clock = Clock()
-    svc = service(tmp_path, [hook("wang", owner.url), hook("li", backup.url, "backup")], clock)
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    svc = service(db_target, [hook("wang", owner.url), hook("li", backup.url, "backup")], clock)
+    with Database.open(db_target) as db:
         ingest(db, f"xd/v1/{STORE}/events", events([(1, alert("raised", T0))]), "w-1", T0)
         svc.start()
         try:
@@ -233,12 +233,12 @@ def test_escalation_backup_repeat_ack_reminder_all_clear_with_injected_clock(
 
 
 def test_quiet_hours_hold_a_warning_not_a_critical(
-        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+        db_target: Path | str, receiver: Callable[..., Receiver]) -> None:
     rx = receiver()
     clock = Clock()  # 23:06 in Shanghai
     policy = EscalationPolicy(quiet_start="22:00", quiet_end="07:00")
-    svc = service(tmp_path, [hook("wang", rx.url)], clock, policy)
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    svc = service(db_target, [hook("wang", rx.url)], clock, policy)
+    with Database.open(db_target) as db:
         ingest(db, f"xd/v1/{STORE}/events", events([
             (1, alert("raised", T0, severity="warning", rule="warm")),
             (2, alert("raised", T0, severity="critical", rule="hot"))]), "w-1", T0)
@@ -254,12 +254,12 @@ def test_quiet_hours_hold_a_warning_not_a_critical(
 
 
 def test_apprise_mailto_reaches_a_local_smtp_server(
-        tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
+        db_target: Path | str, smtp: tuple[Mailbox, int]) -> None:
     box, port = smtp
     clock = Clock()
     url = f"mailto://127.0.0.1:{port}?from=alerts@xd.test&to=owner@xd.test&mode=insecure"
-    svc = service(tmp_path, [Contact(name="wang", apprise=(url,))], clock)
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    svc = service(db_target, [Contact(name="wang", apprise=(url,))], clock)
+    with Database.open(db_target) as db:
         ingest(db, f"xd/v1/{STORE}/events", events([(1, alert("raised", T0))]), "w-1", T0)
         svc.start()
         try:
@@ -277,12 +277,12 @@ def test_apprise_mailto_reaches_a_local_smtp_server(
 
 
 def test_redelivered_and_replayed_alert_events_change_nothing(
-        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+        db_target: Path | str, receiver: Callable[..., Receiver]) -> None:
     rx = receiver()
     clock = Clock()
-    svc = service(tmp_path, [hook("wang", rx.url)], clock)
+    svc = service(db_target, [hook("wang", rx.url)], clock)
     raised = events([(1, alert("raised", T0))])
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    with Database.open(db_target) as db:
         topic = f"xd/v1/{STORE}/events"
         assert ingest(db, topic, raised, "w-1", T0).alerts == 1
         assert ingest(db, topic, raised, "w-1", T0).alerts == 0  # broker redelivery
@@ -314,8 +314,8 @@ def _request(url: str, method: str = "GET", body: bytes | None = None,
 
 
 def test_ack_via_api_and_via_link_records_who_when_and_corrective_action(
-        tmp_path: Path) -> None:
-    db_path = tmp_path / "cloud.sqlite"
+        db_target: Path | str) -> None:
+    db_path = db_target
     with Database.open(db_path) as db:
         ingest(db, f"xd/v1/{STORE}/events", events([(1, alert("raised", T0))]), "w-1", T0)
     api = Api(db_path, api_token=TOKEN, alert_link_secret=LINK_SECRET)
@@ -359,7 +359,7 @@ def test_alert_event_through_the_broker_reaches_the_webhook(
         mqtt_settings: Callable[[str], MqttSettings], tmp_path: Path,
         receiver: Callable[..., Receiver]) -> None:
     rx = receiver()
-    svc = service(tmp_path, [hook("wang", rx.url)], Clock(time.time()))
+    svc = service(tmp_path / "cloud.sqlite", [hook("wang", rx.url)], Clock(time.time()))
     svc._now = time.time  # the real clock: the worker ticks on its own
     db = tmp_path / "cloud.sqlite"
     worker = IngestWorker(mqtt_settings("cloud-gateway"),

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pg_server import db_toml
 
 from cloud_gateway import cli
 from cloud_gateway.db import Database
@@ -25,8 +26,9 @@ def run(argv: list[str]) -> int:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    path = tmp_path / "cloud.sqlite"
+def db_path(db_target: Path | str) -> Path | str:
+    """A small database, SQLite file or PostgreSQL URL (`--db` takes either)."""
+    path = db_target
     with Database.open(path) as db:
         for boot in (2, 1):
             records = [reading_record(s, s, 10 * s, 1000.0 + s, s % 2 == 0,
@@ -37,7 +39,7 @@ def db_path(tmp_path: Path) -> Path:
     return path
 
 
-def test_readings_csv(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readings_csv(db_path: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     code = run(["cloud", "readings", "--db", str(db_path), "--store", "store-001",
                 "--fridge", "fridge-1", "--format", "csv"])
     assert code == 0
@@ -50,10 +52,11 @@ def test_readings_csv(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                             "1.5", ""]
 
 
-def test_readings_jsonl_via_config(db_path: Path, tmp_path: Path,
+def test_readings_jsonl_via_config(db_path: Path | str, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "cloud.toml"
-    config.write_text(f'[cloud]\ndb = "{db_path.name}"\nworker_id = "w"\n'
+    name = Path(db_path.name) if isinstance(db_path, Path) else db_path  # relative to the file
+    config.write_text(f'[cloud]\n{db_toml(name)}worker_id = "w"\n'
                       '[mqtt]\nhost = "localhost"\nport = 8883\n'
                       '[mqtt.tls]\nca = "ca.pem"\ncert = "c.pem"\nkey = "c.key"\n')
     code = run(["cloud", "readings", "--config", str(config), "--store", "store-001",
@@ -65,7 +68,7 @@ def test_readings_jsonl_via_config(db_path: Path, tmp_path: Path,
 
 
 def test_unknown_fridge_and_missing_database_are_errors(
-    db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    db_path: Path | str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["cloud", "readings", "--db", str(db_path), "--store", "store-001",
                 "--fridge", "fridge-9"]) == 1
@@ -78,7 +81,7 @@ def test_unknown_fridge_and_missing_database_are_errors(
     assert not missing.exists()  # reading never creates a database
 
 
-def test_dead_letters_listing(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dead_letters_listing(db_path: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["cloud", "dead-letters", "--db", str(db_path)]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     fields = line.split("\t")
@@ -89,7 +92,7 @@ def test_dead_letters_listing(db_path: Path, capsys: pytest.CaptureFixture[str])
     assert record["payload"] == "[1, 2" and record["worker"] == "w"
 
 
-def test_gaps_open_by_default_all_on_request(db_path: Path,
+def test_gaps_open_by_default_all_on_request(db_path: Path | str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     with Database.open(db_path) as db:  # seq 3 and 4 skipped, then 3 arrives late
         for seqs in ([5], [3]):
@@ -113,7 +116,7 @@ def test_gaps_open_by_default_all_on_request(db_path: Path,
     assert len(capsys.readouterr().out.splitlines()) == 1  # the header only
 
 
-def test_db_and_config_are_mutually_exclusive(db_path: Path) -> None:
+def test_db_and_config_are_mutually_exclusive(db_path: Path | str) -> None:
     with pytest.raises(SystemExit) as exc:
         run(["cloud", "dead-letters", "--db", str(db_path), "--config", "x.toml"])
     assert exc.value.code == 2

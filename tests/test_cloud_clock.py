@@ -31,8 +31,9 @@ def readings(seqs: range | list[int], wall_of: Callable[[int], float], synced: b
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    with Database.open(tmp_path / "cloud.sqlite") as d:
+def db(db_target: Path | str) -> Iterator[Database]:
+    """Each test runs on SQLite and on PostgreSQL (conftest.db_target)."""
+    with Database.open(db_target) as d:
         yield d
 
 

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pg_server import db_settings, db_toml
 
 from cloud_gateway import cli
 from cloud_gateway.commands import (
@@ -158,7 +159,7 @@ class Clock:
 
 @dataclass
 class Cloud:
-    db: Path
+    db: Path | str  # a SQLite file or a PostgreSQL URL (conftest.db_target)
     worker: IngestWorker
     server: HttpServer
     commander: Commander
@@ -205,8 +206,10 @@ def key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def cloud(mqtt_settings: Settings, tmp_path: Path, key: Ed25519PrivateKey) -> Iterator[Cloud]:
-    db = tmp_path / "cloud.sqlite"
+def cloud(mqtt_settings: Settings, db_target: Path | str,
+          key: Ed25519PrivateKey) -> Iterator[Cloud]:
+    """A worker with the HTTP API; every test that uses it runs on SQLite and PostgreSQL."""
+    db = db_target
     with Database.open(db) as d:  # both stores have been seen (their birth messages)
         for store in ("store-001", "store-002"):
             ingest(d, f"xd/v1/{store}/state",
@@ -214,7 +217,7 @@ def cloud(mqtt_settings: Settings, tmp_path: Path, key: Ed25519PrivateKey) -> It
                    time.time())
     gw = mqtt_settings("cloud-gateway")
     clock = Clock()
-    worker = IngestWorker(gw, CloudSettings(db=db, worker_id="cloud-1",
+    worker = IngestWorker(gw, CloudSettings(**db_settings(db), worker_id="cloud-1",
                                             command_sweep_interval_s=0.05,
                                             command_expiry_grace_s=0.0), now=clock)
     signer = Signer(key, key_id_for(key.public_key()))
@@ -390,7 +393,7 @@ def test_cli_command_issues_and_waits_for_the_answer(
     tls = pki.client("cloud-gateway")
     config = tmp_path / "cloud.toml"
     config.write_text(
-        f'[cloud]\ndb = "{cloud.db}"\nworker_id = "cloud-1"\n'
+        f'[cloud]\n{db_toml(cloud.db)}worker_id = "cloud-1"\n'
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
         f'[commands]\nsigning_key = "{write_secret(tmp_path / "k.pem", pem(key))}"\n'
@@ -454,9 +457,9 @@ def test_secrets_readable_by_others_or_mismatched_are_refused(
 
 
 def test_a_command_the_broker_never_got_is_unsent_and_the_caller_told(
-    tmp_path: Path, key: Ed25519PrivateKey
+    tmp_path: Path, db_target: Path | str, key: Ed25519PrivateKey
 ) -> None:
-    db = tmp_path / "cloud.sqlite"
+    db = db_target
     with Database.open(db) as d:
         ingest(d, "xd/v1/store-001/state",
                state_payload("store-001", True, 1, 1.0, "0.1.0", []), "t", 1.0)

@@ -40,8 +40,9 @@ def readings_payload(seqs: range | list[int], *, store: str = "store-001",
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    with Database.open(tmp_path / "cloud.sqlite") as d:
+def db(db_target: Path | str) -> Iterator[Database]:
+    """Each test runs on SQLite and on PostgreSQL (conftest.db_target)."""
+    with Database.open(db_target) as d:
         yield d
 
 

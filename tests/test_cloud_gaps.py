@@ -28,8 +28,9 @@ def readings(seqs: range | list[int], *, device: str = "fridge-1", boot: int = 1
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    with Database.open(tmp_path / "cloud.sqlite") as d:
+def db(db_target: Path | str) -> Iterator[Database]:
+    """Each test runs on SQLite and on PostgreSQL (conftest.db_target)."""
+    with Database.open(db_target) as d:
         yield d
 
 
@@ -166,9 +167,10 @@ def test_any_arrival_order_ends_with_no_open_gap(tmp_path: Path, seed: int) -> N
                    for g in db.gaps(state="filled"))
 
 
-def test_two_writers_at_once_leave_a_consistent_stream(tmp_path: Path) -> None:
-    """Two threads, two connections, one file: interleaved batches of the same streams."""
-    path = tmp_path / "c.sqlite"
+def test_two_writers_at_once_leave_a_consistent_stream(db_target: Path | str) -> None:
+    """Two threads, two connections, one database: interleaved batches of the same streams
+    (on PostgreSQL they commit in parallel, serialised per stream by its row lock)."""
+    path = db_target
     Database.open(path).close()
     work = [(d, list(range(s, s + 10))) for s in range(1, 401, 10) for d in ("fridge-1",
                                                                               "fridge-2")]

@@ -192,14 +192,15 @@ def fill_day(db: Database) -> None:
 
 
 @pytest.fixture
-def day_db(tmp_path: Path) -> Path:
-    path = tmp_path / "cloud.sqlite"
+def day_db(db_target: Path | str) -> Path | str:
+    """A day of two fridges, on SQLite and on PostgreSQL (conftest.db_target)."""
+    path = db_target
     with Database.open(path) as db:
         fill_day(db)
     return path
 
 
-def test_report_per_fridge(day_db: Path) -> None:
+def test_report_per_fridge(day_db: Path | str) -> None:
     with Database.open_readonly(day_db) as db:
         f1, f2 = haccp.report(db.conn, STORE, DAY, UTC_TZ)
     assert (f1.fridge, f2.fridge) == ("fridge-1", "fridge-2")
@@ -222,7 +223,7 @@ def test_report_per_fridge(day_db: Path) -> None:
     assert all(d.stats is None and not d.alerts and not d.excursions for d in before)
 
 
-def test_csv_rows(day_db: Path) -> None:
+def test_csv_rows(day_db: Path | str) -> None:
     with Database.open_readonly(day_db) as db:
         days = haccp.report(db.conn, STORE, DAY, UTC_TZ)
     out = io.StringIO()
@@ -239,7 +240,7 @@ def test_csv_rows(day_db: Path) -> None:
     assert rows[5]["severity"] == "critical" and rows[5]["cleared"] == ""
 
 
-def test_cli_csv_and_html(day_db: Path) -> None:
+def test_cli_csv_and_html(day_db: Path | str) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "xiaodian", "cloud", "haccp", "--db",
                                str(day_db), "--store", STORE, *args],
@@ -264,7 +265,7 @@ def test_cli_csv_and_html(day_db: Path) -> None:
 
 
 @pytest.fixture
-def server(day_db: Path) -> Iterator[HttpServer]:
+def server(day_db: Path | str) -> Iterator[HttpServer]:
     with HttpServer(Api(day_db), "127.0.0.1", 0) as srv:
         yield srv
 

@@ -42,8 +42,9 @@ def _fill(db: Database) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[HttpServer]:
-    path = tmp_path / "cloud.sqlite"
+def server(db_target: Path | str) -> Iterator[HttpServer]:
+    """The API over a filled database, on SQLite and on PostgreSQL (conftest.db_target)."""
+    path = db_target
     with Database.open(path) as db:
         _fill(db)
     with HttpServer(Api(path, lambda: COUNTERS), "127.0.0.1", 0) as srv:

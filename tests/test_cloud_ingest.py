@@ -1,4 +1,5 @@
-"""Ingest workers against a real Mosquitto (TLS, client certificates, ACL) and real SQLite.
+"""Ingest workers against a real Mosquitto (TLS, client certificates, ACL) and real SQLite;
+the tests that take `db_target` run once more on a real PostgreSQL (conftest.db_target).
 
 To hold a message "received but not yet committed" without mocks, a test takes SQLite's write
 lock itself (BEGIN IMMEDIATE): the worker's commit then waits, so it cannot ack either.
@@ -22,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from pg_server import db_settings, db_toml
 
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
@@ -67,10 +69,10 @@ def publish(client: mqtt.Client, store: str, payload: bytes, leaf: str = "teleme
 
 
 @contextmanager
-def running(settings: MqttSettings, db: Path, worker_id: str, *,
+def running(settings: MqttSettings, db: Path | str, worker_id: str, *,
             now: Callable[[], float] = time.time, **overrides: Any) -> Iterator[IngestWorker]:
-    worker = IngestWorker(settings, CloudSettings(db=db, worker_id=worker_id, **overrides),
-                          now=now)
+    worker = IngestWorker(settings, CloudSettings(**db_settings(db), worker_id=worker_id,
+                                                  **overrides), now=now)
     worker.start()
     try:
         assert worker.wait_subscribed(10), "worker did not subscribe"
@@ -81,7 +83,19 @@ def running(settings: MqttSettings, db: Path, worker_id: str, *,
 
 
 @contextmanager
-def write_lock(db: Path) -> Iterator[None]:
+def write_lock(db: Path | str) -> Iterator[None]:
+    """Hold what a worker's commit of readings needs: SQLite's write lock, or on PostgreSQL
+    the stream table (a worker waits up to its lock_timeout, then retries)."""
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as pg:  # a transaction until the block ends
+            pg.execute("LOCK TABLE streams IN EXCLUSIVE MODE")
+            try:
+                yield
+            finally:
+                pg.rollback()
+        return
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -91,14 +105,16 @@ def write_lock(db: Path) -> Iterator[None]:
         conn.close()
 
 
-def seqs_in(db: Path) -> list[tuple[str, int]]:
+def seqs_in(db: Path | str) -> list[tuple[str, int]]:
     with Database.open_readonly(db) as d:
         return [(r[0], r[1]) for r in d.conn.execute(
             "SELECT store, seq FROM readings ORDER BY store, seq")]
 
 
-def test_telemetry_is_stored_then_acked(mqtt_settings: Settings, tmp_path: Path) -> None:
-    db = tmp_path / "cloud.sqlite"
+def test_telemetry_is_stored_then_acked(
+    mqtt_settings: Settings, db_target: Path | str
+) -> None:
+    db = db_target
     gw = mqtt_settings("cloud-gateway")
     with running(gw, db, "cloud-1", now=lambda: 1234.5) as worker, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
@@ -118,8 +134,10 @@ def test_telemetry_is_stored_then_acked(mqtt_settings: Settings, tmp_path: Path)
         assert again.counters.snapshot()["received"] == 1
 
 
-def test_a_duplicate_publish_is_one_row(mqtt_settings: Settings, tmp_path: Path) -> None:
-    db = tmp_path / "cloud.sqlite"
+def test_a_duplicate_publish_is_one_row(
+    mqtt_settings: Settings, db_target: Path | str
+) -> None:
+    db = db_target
     with running(mqtt_settings("cloud-gateway"), db, "cloud-1") as worker, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
         payload = readings("store-001", [1, 2])
@@ -132,8 +150,8 @@ def test_a_duplicate_publish_is_one_row(mqtt_settings: Settings, tmp_path: Path)
 
 
 def test_garbage_is_parked_and_the_stream_goes_on(mqtt_settings: Settings,
-                                                  tmp_path: Path) -> None:
-    db = tmp_path / "cloud.sqlite"
+                                                  db_target: Path | str) -> None:
+    db = db_target
     with running(mqtt_settings("cloud-gateway"), db, "cloud-1") as worker, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
         publish(store, "store-001", b"\x00garbage")
@@ -150,9 +168,9 @@ def test_garbage_is_parked_and_the_stream_goes_on(mqtt_settings: Settings,
 
 
 def test_two_workers_share_the_stream_and_keep_each_record_once(
-    mqtt_settings: Settings, tmp_path: Path
+    mqtt_settings: Settings, db_target: Path | str
 ) -> None:
-    db = tmp_path / "cloud.sqlite"
+    db = db_target
     gw = mqtt_settings("cloud-gateway")
     expected = []
     with running(gw, db, "cloud-1") as a, running(gw, db, "cloud-2") as b, \
@@ -172,8 +190,10 @@ def test_two_workers_share_the_stream_and_keep_each_record_once(
     assert seqs_in(db) == sorted(expected)
 
 
-def test_retained_state_reaches_every_worker(mqtt_settings: Settings, tmp_path: Path) -> None:
-    db = tmp_path / "cloud.sqlite"
+def test_retained_state_reaches_every_worker(
+    mqtt_settings: Settings, db_target: Path | str
+) -> None:
+    db = db_target
     gw = mqtt_settings("cloud-gateway")
     with store_client(mqtt_settings("store-001"), "store-001") as store:
         info = store.publish("xd/v1/store-001/state", state_payload(
@@ -190,9 +210,9 @@ def test_retained_state_reaches_every_worker(mqtt_settings: Settings, tmp_path: 
 
 
 def test_receive_maximum_keeps_the_broker_from_flooding_a_slow_worker(
-    mqtt_settings: Settings, tmp_path: Path
+    mqtt_settings: Settings, db_target: Path | str
 ) -> None:
-    db = tmp_path / "cloud.sqlite"
+    db = db_target
     with running(mqtt_settings("cloud-gateway"), db, "cloud-1", queue_size=1) as worker, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
         with write_lock(db):  # the database thread blocks on its first message
@@ -213,9 +233,9 @@ def test_receive_maximum_keeps_the_broker_from_flooding_a_slow_worker(
 # ---------------------------------------------------------------- the `cloud run` process
 
 
-def cloud_toml(path: Path, db: Path, settings: MqttSettings, worker_id: str) -> Path:
+def cloud_toml(path: Path, db: Path | str, settings: MqttSettings, worker_id: str) -> Path:
     path.write_text(
-        f'[cloud]\ndb = "{db}"\nworker_id = "{worker_id}"\nhttp_port = 0\n'
+        f'[cloud]\n{db_toml(db)}worker_id = "{worker_id}"\nhttp_port = 0\n'
         f'[mqtt]\nhost = "{settings.host}"\nport = {settings.port}\n'
         f'reconnect_min_s = 0.1\nreconnect_max_s = 1.0\n'
         f'[mqtt.tls]\nca = "{settings.tls.ca}"\ncert = "{settings.tls.cert}"\n'
@@ -252,9 +272,10 @@ def ingest_status(url: str) -> dict[str, Any]:
 
 
 def test_a_worker_killed_before_its_commit_gets_the_message_again(
-    mqtt_settings: Settings, tmp_path: Path
+    mqtt_settings: Settings, tmp_path: Path, db_target: Path | str
 ) -> None:
-    db = tmp_path / "cloud.sqlite"
+    """`xiaodian cloud run` (on SQLite and on PostgreSQL) SIGKILLed mid-commit."""
+    db = db_target
     config = cloud_toml(tmp_path / "cloud.toml", db, mqtt_settings("cloud-gateway"), "cloud-k")
     log = tmp_path / "cloud.log"
     with cloud_process(config, log) as (proc, url):
@@ -330,7 +351,7 @@ def test_tls_failures_are_explained_and_retried(
 # ---------------------------------------------------------------- two workers, one killed
 
 
-def stream_state(db: Path) -> tuple[int, int, int, int]:
+def stream_state(db: Path | str) -> tuple[int, int, int, int]:
     """(readings, distinct ids, open gaps, filled gaps) in the database."""
     with Database.open_readonly(db) as d:
         n, distinct = d.conn.execute(
@@ -342,9 +363,12 @@ def stream_state(db: Path) -> tuple[int, int, int, int]:
 
 
 def test_two_processes_one_killed_mid_stream_keep_every_record_once(
-    mqtt_settings: Settings, tmp_path: Path
+    mqtt_settings: Settings, tmp_path: Path, db_target: Path | str
 ) -> None:
-    db = tmp_path / "cloud.sqlite"
+    """Two `xiaodian cloud run` processes, one SIGKILLed mid-stream, on SQLite and on
+    PostgreSQL (there the batches of a stream are serialised by its row lock, not by a
+    database-wide write lock, so this is the parallel-commit check)."""
+    db = db_target
     gw = mqtt_settings("cloud-gateway")
     configs = {w: cloud_toml(tmp_path / f"{w}.toml", db, gw, w) for w in ("cloud-a", "cloud-b")}
     log = tmp_path / "cloud.log"

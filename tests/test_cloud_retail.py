@@ -48,8 +48,9 @@ def events_msg(records: list[tuple[int, str, dict[str, Any]]], *, device: str = 
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Any:
-    with Database.open(tmp_path / "cloud.sqlite") as d:
+def db(db_target: Path | str) -> Any:
+    """Each test runs on SQLite and on PostgreSQL (conftest.db_target)."""
+    with Database.open(db_target) as d:
         with d.transaction() as conn:
             retail.put_catalogue(conn, STORE, retail.parse_catalogue_items(STORE, cat_items()),
                                  T0, "test")
@@ -290,12 +291,13 @@ class FakePublisher:
         return PublishResult(self.status, "" if self.status == "acked" else "broker away")
 
 
-def test_downlink_retries_and_resends_what_the_store_did_not_confirm(tmp_path: Path) -> None:
+def test_downlink_retries_and_resends_what_the_store_did_not_confirm(
+        db_target: Path | str) -> None:
     from cloud_gateway.downlink import DownlinkSender
 
     clock = [T0]
     pub = FakePublisher()
-    path = tmp_path / "c.sqlite"
+    path = db_target
     with Database.open(path) as d:
         with d.transaction() as conn:
             retail.put_catalogue(conn, STORE, retail.parse_catalogue_items(STORE, cat_items()),
@@ -333,10 +335,11 @@ def test_downlink_retries_and_resends_what_the_store_did_not_confirm(tmp_path: P
         assert versions[-1] == 2 and 1 in versions
 
 
-def test_absurd_quantities_are_parked_and_retail_events_are_listed(tmp_path: Path) -> None:
+def test_absurd_quantities_are_parked_and_retail_events_are_listed(
+        db_target: Path | str) -> None:
     from cloud_gateway.http_api import Api
 
-    path = tmp_path / "c.sqlite"
+    path = db_target
     with Database.open(path) as d:
         absurd = contract.movement_data(contract.Movement(uuid.uuid4().hex, "delivery", MILK, 1))
         absurd["qty"] = 10**15  # what a broken or hostile store might send

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import db_settings, db_toml
 
 from cloud_gateway.commands import CommandPublisher
 from cloud_gateway.config import CloudSettings
@@ -53,7 +54,7 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
 
 @dataclass
 class Cloud:
-    db: Path
+    db: Path | str
     server: HttpServer
     sender: DownlinkSender
     publisher: CommandPublisher
@@ -76,12 +77,14 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(mqtt_settings: Settings, tmp_path: Path, pki: DevPki) -> Iterator[Cloud]:
-    db = tmp_path / "cloud.sqlite"
+def cloud(mqtt_settings: Settings, tmp_path: Path, pki: DevPki,
+          db_target: Path | str) -> Iterator[Cloud]:
+    """Worker, downlink sender and API, on SQLite and on PostgreSQL (conftest.db_target)."""
+    db = db_target
     keys_root = tmp_path / "pki"
     make_pickup_key(keys_root, "store-001")
     gw = mqtt_settings("cloud-gateway")
-    worker = IngestWorker(gw, CloudSettings(db=db, worker_id="cloud-1"))
+    worker = IngestWorker(gw, CloudSettings(**db_settings(db), worker_id="cloud-1"))
     publisher = CommandPublisher(gw, "cloud-1-down")
     # A long retry: the tests say when to retry (kick), so nothing depends on timing.
     sender = DownlinkSender(db, publisher, retry_s=3600, publish_timeout_s=5.0)
@@ -229,7 +232,7 @@ def test_an_order_made_while_the_broker_is_down_is_sent_when_it_is_back(
 
 def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     tmp_path: Path, pki: DevPki, broker: Broker, collect: Callable[..., Any],
-    mqtt_settings: Settings, capsys: pytest.CaptureFixture[str]
+    mqtt_settings: Settings, capsys: pytest.CaptureFixture[str], db_target: Path | str
 ) -> None:
     from xiaodian.cli import main
 
@@ -237,7 +240,7 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     make_pickup_key(tmp_path / "pki", "store-001")
     cfg = tmp_path / "cloud.toml"
     cfg.write_text(
-        f'[cloud]\ndb = "{tmp_path / "cloud.sqlite"}"\nworker_id = "cli-test"\n'
+        f'[cloud]\n{db_toml(db_target)}worker_id = "cli-test"\n'
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
         f'[pickup]\nkeys_dir = "{tmp_path / "pki" / "pickup"}"\n')
@@ -260,7 +263,7 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     # Stock arrives as the store's events; here stored directly through the ingest function.
     from cloud_gateway.ingest import ingest
 
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    with Database.open(db_target) as db:
         rec = event_record(1, "stock", None, None, time.time(), True, contract.movement_data(
             contract.Movement(uuid.uuid4().hex, "delivery", MILK, 3)))
         ingest(db, "xd/v1/store-001/events",

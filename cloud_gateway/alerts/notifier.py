@@ -18,7 +18,6 @@ import hmac
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .. import sql
 from ..db import Database
 from . import channels, store
 from .policy import Notice
@@ -66,7 +66,7 @@ def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
 
 
 class AlertService:
-    def __init__(self, settings: AlertSettings, db_path: Path, worker_id: str, *,
+    def __init__(self, settings: AlertSettings, db_path: Path | str, worker_id: str, *,
                  link_secret: bytes, webhook_secrets: Mapping[str, bytes],
                  public_url: str, now: Callable[[], float] = time.time) -> None:
         """`webhook_secrets`: by "store/contact"; `public_url`: base of the ack links."""
@@ -120,7 +120,7 @@ class AlertService:
         self._next_tick = time.monotonic() + self.settings.tick_interval_s
         try:
             self.tick(db, self._now())
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             log.warning("alert tick failed, retrying at the next one: %s", exc)
 
     def tick(self, db: Database, now: float) -> int:
@@ -148,7 +148,7 @@ class AlertService:
                 store.release(conn, refused)
         return made
 
-    def _write_notice(self, conn: sqlite3.Connection, row: sqlite3.Row, notice: Notice,
+    def _write_notice(self, conn: sql.Connection, row: sql.Row, notice: Notice,
                       now: float) -> int:
         cfg = self.settings.store(row["store"])
         contacts = [c for c in (cfg.contacts if cfg else ()) if c.role in notice.to]
@@ -182,7 +182,7 @@ class AlertService:
                     db = Database.open(self.db_path)
                 try:
                     self._deliver(db, nid)
-                except sqlite3.Error as exc:
+                except sql.ERRORS as exc:
                     # Its claim lapses and a later tick hands it out again.
                     log.warning("alert notification %d: database error: %s", nid, exc)
         except Exception:
@@ -228,7 +228,7 @@ class AlertService:
         cfg = self.settings.store(store_id)
         return next((c for c in (cfg.contacts if cfg else ()) if c.name == name), None)
 
-    def _send(self, row: sqlite3.Row, contact: Contact) -> channels.Attempt:
+    def _send(self, row: sql.Row, contact: Contact) -> channels.Attempt:
         payload: dict[str, Any] = json.loads(row["payload"])
         key = payload["alert"]["key"]
         link = ack_link(self.public_url, self._link_secret, key, contact.name)

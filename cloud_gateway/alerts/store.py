@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from xiaodian.payloads import Batch
 
+from .. import sql
 from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change
 from .policy import AlertView, Escalation, EscalationPolicy, Notice, decide
 
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS alert_acks (
     id INTEGER PRIMARY KEY,
     store TEXT NOT NULL,
     alert_id TEXT NOT NULL,
-    by TEXT NOT NULL,
+    "by" TEXT NOT NULL,  -- quoted: a reserved word in PostgreSQL
     at DOUBLE PRECISION NOT NULL,
     corrective_action TEXT NOT NULL,
     via TEXT NOT NULL
@@ -127,7 +127,7 @@ def alert_changes(batch: Batch) -> list[AlertChangeIn]:
     return out
 
 
-def apply_changes(conn: sqlite3.Connection, changes: Iterable[AlertChangeIn],
+def apply_changes(conn: sql.Connection, changes: Iterable[AlertChangeIn],
                   received_at: float) -> int:
     """Merge changes into `alerts` (inside the caller's transaction); how many rows changed."""
     changed = 0
@@ -154,14 +154,14 @@ def apply_changes(conn: sqlite3.Connection, changes: Iterable[AlertChangeIn],
 # ---------------------------------------------------------------- escalation tick
 
 
-def escalate(conn: sqlite3.Connection, now: float,
-             policy_of: Any) -> list[tuple[sqlite3.Row, Notice]]:
+def escalate(conn: sql.Connection, now: float,
+             policy_of: Any) -> list[tuple[sql.Row, Notice]]:
     """Run the policy over every unsettled alert (inside the caller's transaction) and save
     the new escalation states; returns (alert row, notice) pairs to be written out.
 
     `policy_of(store) -> EscalationPolicy`.
     """
-    out: list[tuple[sqlite3.Row, Notice]] = []
+    out: list[tuple[sql.Row, Notice]] = []
     # Notification ids follow this order and are sent in id order: owners hear of alerts in
     # the order they were raised, across fridges and stores (not in arrival or index order).
     rows = conn.execute("SELECT * FROM alerts WHERE NOT settled"
@@ -178,7 +178,7 @@ def escalate(conn: sqlite3.Connection, now: float,
     return out
 
 
-def add_notification(conn: sqlite3.Connection, store: str, alert_id: str, kind: str,
+def add_notification(conn: sql.Connection, store: str, alert_id: str, kind: str,
                      contact: str, channel: str, payload: dict[str, Any], now: float) -> None:
     conn.execute(
         "INSERT INTO alert_notifications (store, alert_id, kind, contact, channel, payload,"
@@ -187,8 +187,8 @@ def add_notification(conn: sqlite3.Connection, store: str, alert_id: str, kind: 
          now, now))
 
 
-def claim_due(conn: sqlite3.Connection, now: float, worker: str, lease_s: float,
-              limit: int) -> list[sqlite3.Row]:
+def claim_due(conn: sql.Connection, now: float, worker: str, lease_s: float,
+              limit: int) -> list[sql.Row]:
     """Take up to `limit` due notifications for this worker for `lease_s` (another worker
     takes them over if this one dies mid-send)."""
     rows = conn.execute(
@@ -201,12 +201,12 @@ def claim_due(conn: sqlite3.Connection, now: float, worker: str, lease_s: float,
     return rows
 
 
-def release(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
+def release(conn: sql.Connection, ids: Iterable[int]) -> None:
     conn.executemany("UPDATE alert_notifications SET claimed_by = NULL, claimed_until = NULL"
                      " WHERE id = ?", [(i,) for i in ids])
 
 
-def record_attempt(conn: sqlite3.Connection, notification_id: int, worker: str, at: float,
+def record_attempt(conn: sql.Connection, notification_id: int, worker: str, at: float,
                    ok: bool, status_code: int | None, error: str | None, duration_s: float,
                    retry_at: float | None) -> int:
     """Log one attempt and settle the notification: delivered, pending again (`retry_at`)
@@ -238,7 +238,7 @@ class AckError(ValueError):
     pass
 
 
-def acknowledge(conn: sqlite3.Connection, store: str, alert_id: str, by: str,
+def acknowledge(conn: sql.Connection, store: str, alert_id: str, by: str,
                 corrective_action: str, via: str, now: float) -> bool:
     """Record who acknowledged, when and what they did; False if there is no such alert.
 
@@ -255,12 +255,12 @@ def acknowledge(conn: sqlite3.Connection, store: str, alert_id: str, by: str,
         " WHERE store = ? AND id = ?", (by, now, corrective_action, now, store, alert_id))
     if cur.rowcount == 0:
         return False
-    conn.execute("INSERT INTO alert_acks (store, alert_id, by, at, corrective_action, via)"
+    conn.execute("INSERT INTO alert_acks (store, alert_id, \"by\", at, corrective_action, via)"
                  " VALUES (?, ?, ?, ?, ?, ?)", (store, alert_id, by, now, corrective_action, via))
     return True
 
 
-def alert_dict(row: sqlite3.Row) -> dict[str, Any]:
+def alert_dict(row: sql.Row) -> dict[str, Any]:
     d = {k: row[k] for k in ALERT_FIELDS}
     d["data"] = json.loads(d["data"])
     d["late"] = bool(d["late"])
@@ -268,7 +268,7 @@ def alert_dict(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def list_alerts(conn: sqlite3.Connection, store: str, *, state: str = "active",
+def list_alerts(conn: sql.Connection, store: str, *, state: str = "active",
                 limit: int = 1000) -> list[dict[str, Any]]:
     """A store's alerts, newest first; `state` active or all."""
     sql = f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts WHERE store = ?"
@@ -278,7 +278,7 @@ def list_alerts(conn: sqlite3.Connection, store: str, *, state: str = "active",
     return [alert_dict(r) for r in conn.execute(sql, (store, limit))]
 
 
-def get_alert(conn: sqlite3.Connection, store: str, alert_id: str) -> dict[str, Any] | None:
+def get_alert(conn: sql.Connection, store: str, alert_id: str) -> dict[str, Any] | None:
     """One alert with its acknowledgements, notifications and delivery attempts."""
     row = conn.execute(f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts"
                        " WHERE store = ? AND id = ?", (store, alert_id)).fetchone()
@@ -286,7 +286,8 @@ def get_alert(conn: sqlite3.Connection, store: str, alert_id: str) -> dict[str, 
         return None
     d = alert_dict(row)
     d["acks"] = [dict(r) for r in conn.execute(
-        "SELECT by, at, corrective_action, via FROM alert_acks WHERE store = ? AND alert_id = ?"
+        "SELECT \"by\", at, corrective_action, via FROM alert_acks"
+        " WHERE store = ? AND alert_id = ?"
         " ORDER BY id", (store, alert_id))]
     notes = []
     for r in conn.execute(

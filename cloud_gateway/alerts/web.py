@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from xiaodian.payloads import ID_PATTERN
 
+from .. import sql
 from ..db import Database
 from . import store
 from .notifier import check_ack_token
@@ -76,7 +76,7 @@ def accepts_post(target: str) -> bool:
 
 
 class AlertWeb:
-    def __init__(self, db_path: Path, *, link_secret: bytes | None,
+    def __init__(self, db_path: Path | str, *, link_secret: bytes | None,
                  authorise: Callable[[str | None], WebResult | None],
                  now: Callable[[], float] = time.time) -> None:
         """`authorise(authorization header)`: None if the bearer token is right."""
@@ -110,7 +110,7 @@ class AlertWeb:
                 if key is None or contact is None:
                     return _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
                 alert = store.get_alert(db.conn, *key)
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
         if alert is None:
             return _page(HTTPStatus.NOT_FOUND, "<p>No such alert.</p>")
@@ -165,7 +165,7 @@ class AlertWeb:
                 alert = store.get_alert(conn, *key) if found else None
         except store.AckError as exc:
             return _err(HTTPStatus.BAD_REQUEST, str(exc))
-        except sqlite3.Error as exc:
+        except sql.ERRORS as exc:
             return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
         if alert is None:
             return _err(HTTPStatus.NOT_FOUND, "no such alert")
