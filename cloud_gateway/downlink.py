@@ -126,7 +126,10 @@ class DownlinkSender:
                 if result.status != "acked":
                     log.warning("downlink: %s %s for %s not published yet (%s: %s)",
                                 r["kind"], r["ref"], r["store"], result.status, result.detail)
-                    break
+                    if result.status == "not_sent":
+                        break  # no connection: the rest would fail the same way
+                    continue  # this one was refused or unconfirmed: the others may go
+
                 sent += 1
                 log.info("downlink: %s %s published to %s", r["kind"], r["ref"], r["store"])
             return sent

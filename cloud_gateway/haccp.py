@@ -282,12 +282,12 @@ def load_intervals(conn: sql.Connection, store: str, fridge: str, since: float,
 
 def load_alerts(conn: sql.Connection, store: str,
                 fridge: str | None = None) -> list[AlertRecord]:
-    """Alerts of a store (or one fridge) from its alert events, with acks if recorded."""
+    """Alerts of a store (or one fridge) from its alert events, with acks if recorded.
+
+    The fridge is the one the alert names: agents send alerts as the stream of device
+    `alerts` (older ones as events of the fridge itself), so the device says nothing."""
     sql = f"SELECT device, {_T} AS t, data FROM events WHERE store = ? AND type = 'alert'"
     params: list[Any] = [store]
-    if fridge is not None:
-        sql += " AND device = ?"
-        params.append(fridge)
     changes = []
     for device, t, data in conn.execute(sql + " ORDER BY t, boot, seq", params):
         try:
@@ -296,7 +296,10 @@ def load_alerts(conn: sql.Connection, store: str,
             continue
         if isinstance(d, dict):
             changes.append((str(device), float(t), d))
-    return _with_acks(conn, store, fold_alerts(changes))
+    records = fold_alerts(changes)
+    if fridge is not None:
+        records = [a for a in records if a.fridge == fridge]
+    return _with_acks(conn, store, records)
 
 
 def _with_acks(conn: sql.Connection, store: str,

@@ -286,12 +286,16 @@ def parse_catalogue_items(store: str, items: Any) -> tuple[retail.CatalogueItem,
     if not isinstance(items, list):
         raise RetailError(400, "items: expected a list of catalogue items")
     body = json.dumps({"v": 1, "type": "catalogue", "store": store, "version": 0,
-                       "items": items}).encode()
+                       "items": items}, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > retail.MAX_CATALOGUE_BYTES:
+        raise RetailError(413, f"catalogue is {len(body)} bytes as a message; at most"
+                               f" {retail.MAX_CATALOGUE_BYTES} fit in one")
     try:
         parsed = retail.parse_downlink(f"xd/v1/{store}/catalogue", body)
+        assert isinstance(parsed, retail.Catalogue)
+        retail.catalogue_payload(parsed)  # what the store gets must fit too
     except PayloadError as exc:
         raise RetailError(400, str(exc)) from None
-    assert isinstance(parsed, retail.Catalogue)
     return parsed.items
 
 

@@ -22,7 +22,7 @@ class FridgePort:
     baudrate: int = 115200
 
     def __post_init__(self) -> None:
-        _check_id("id", self.id)
+        _check_device_id(self.id)
         _check_baud(self.baudrate)
 
 
@@ -33,7 +33,7 @@ class ScannerPort:
     baudrate: int = 9600
 
     def __post_init__(self) -> None:
-        _check_id("id", self.id)
+        _check_device_id(self.id)
         _check_baud(self.baudrate)
 
 
@@ -200,6 +200,18 @@ def load(path: Path | str) -> EdgeConfig:
 def _check_id(field: str, value: str) -> None:
     if not ID_PATTERN.match(value):
         raise ValueError(f"{field}: {value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+
+
+# Streams the agent writes itself: a device of the same name would mix its records into
+# them (a fridge called "alerts" would publish its doors on the alerts topic, refused there).
+RESERVED_DEVICE_IDS = frozenset({"alerts", "ledger", "orders", "counter", "terminal"})
+
+
+def _check_device_id(value: str) -> None:
+    _check_id("id", value)
+    if value.lower() in RESERVED_DEVICE_IDS:
+        raise ValueError(f"id: {value!r} is the name of one of the agent's own streams"
+                         f" ({', '.join(sorted(RESERVED_DEVICE_IDS))}); choose another")
 
 
 def _check_baud(baudrate: int) -> None:

@@ -359,3 +359,58 @@ def test_absurd_quantities_are_parked_and_retail_events_are_listed(
     assert [e["data"]["items"][0]["item"] for e in body["events"]] == [MILK]
     assert api.handle(f"/api/stores/{STORE}/events?type=bogus").status == 400
     assert json.loads(api.handle(f"/api/stores/{STORE}/stock").body)["items"] == []
+
+
+def test_catalogues_that_cannot_be_sent_or_counted_are_refused() -> None:
+    shared = cat_items()
+    shared[1]["location"] = {"fridge": "fridge-1", "lane": 0, "unit_grams": 400}
+    with pytest.raises(retail.RetailError, match="both placed in fridge-1 lane 0") as err:
+        retail.parse_catalogue_items(STORE, shared)
+    assert err.value.status == 400
+    # As one MQTT message it must fit the broker's packet limit, or the broker would drop
+    # the connection that sends it, and every order behind it would wait.
+    many = [{"item": f"{i:014d}", "name": f"Item {i} " + "x" * 80, "unit": "piece",
+             "shelf_life_days": 3, "storage": "chilled"} for i in range(2500)]
+    with pytest.raises(retail.RetailError, match="at most 262144") as err:
+        retail.parse_catalogue_items(STORE, many)
+    assert err.value.status == 413
+
+
+def test_a_control_character_in_a_movement_is_parked_not_retried(db: Database) -> None:
+    bad = movement("delivery", MILK, 3)
+    bad["batch"] = "B\x001"  # PostgreSQL text cannot hold NUL: it would fail forever
+    send(db, [(1, "stock", bad), (2, "stock", movement("delivery", MILK, 2))])
+    assert on_hand(db, MILK) == 2
+    (dead,) = db.dead_letters()
+    assert "control characters" in dead.reason
+
+
+def test_a_refused_downlink_message_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    from cloud_gateway.downlink import DownlinkSender
+
+    class RefusesOneStore(FakePublisher):
+        def publish_message(self, topic: str, payload: bytes, timeout: float, *,
+                            qos: int = 1, retain: bool = False, properties: Any = None) -> Any:
+            self.status = "refused" if "/store-001/" in topic else "acked"
+            return super().publish_message(topic, payload, timeout)
+
+    pub = RefusesOneStore()
+    path = tmp_path / "c.sqlite"
+    with Database.open(path) as d, d.transaction() as conn:
+        for store in (STORE, "store-002"):
+            retail.put_catalogue(conn, store, retail.parse_catalogue_items(store, cat_items()),
+                                 T0, "t")
+    assert DownlinkSender(path, pub, now=lambda: T0).send_pending() == 1
+    assert [t for t, _, _ in pub.sent] == ["xd/v1/store-002/catalogue"]
+
+
+def test_order_ids_that_are_not_plain_numbers_are_a_client_error(tmp_path: Path) -> None:
+    from cloud_gateway.http_api import Api
+
+    path = tmp_path / "c.sqlite"
+    Database.open(path).close()
+    api = Api(path)
+    assert api.handle(f"/api/stores/{STORE}/orders/99999999999999999999").status == 404
+    assert api.handle(f"/api/stores/{STORE}/orders/%C2%B2").status == 404
+    assert api.handle(f"/api/stores/{STORE}/orders/12").status == 404
+    assert api.handle(f"/api/stores/{STORE}/events?type=scan").status == 400

@@ -87,3 +87,13 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", EdgeConfig)
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(_write(tmp_path, "[edge\n"), EdgeConfig)
+
+
+@pytest.mark.parametrize("name", ["alerts", "Ledger", "orders", "counter", "terminal"])
+def test_a_device_may_not_take_the_name_of_one_of_the_agents_own_streams(
+    tmp_path: Path, name: str
+) -> None:
+    path = _write(tmp_path, GOOD.replace('id = "fridge-1"', f'id = "{name}"'))
+    with pytest.raises(ConfigError, match=r"fridges\[0\]\.id.*agent's own streams") as err:
+        load_config(path, EdgeConfig)
+    assert str(path) in str(err.value)

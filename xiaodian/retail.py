@@ -48,9 +48,13 @@ ORDER_STATES = (
     "expired",  # not collected before its expiry
 )
 MAX_LINES = 100
+# A catalogue is one MQTT message: it must stay well under the broker's max_packet_size
+# (512 KiB, xiaodian/broker.py), or the broker drops the connection that sends it. 256 KiB
+# holds ~1500 items, several times a convenience store's chilled range.
+MAX_CATALOGUE_BYTES = 256 * 1024
 MAX_QTY = 1_000_000  # pieces in one movement: more is a typo or an attack, not a delivery
 MAX_GRAMS = 10_000_000
-MAX_CATALOGUE = 20000
+MAX_CATALOGUE = 5000
 
 
 def check_item(v: Any, where: str) -> str:
@@ -119,6 +123,7 @@ Downlink = Catalogue | Order | Cancel
 
 
 def catalogue_payload(c: Catalogue) -> bytes:
+    """The catalogue message; PayloadError if it is too large to send as one message."""
     items = []
     for i in c.items:
         loc = None
@@ -128,8 +133,12 @@ def catalogue_payload(c: Catalogue) -> bytes:
         items.append({"item": i.item, "name": i.name, "unit": i.unit,
                       "shelf_life_days": i.shelf_life_days, "storage": i.storage,
                       "location": loc})
-    return _dump({"v": FORMAT_VERSION, "type": "catalogue", "store": c.store,
+    body = _dump({"v": FORMAT_VERSION, "type": "catalogue", "store": c.store,
                   "version": c.version, "items": items})
+    if len(body) > MAX_CATALOGUE_BYTES:
+        raise PayloadError(f"catalogue of {len(c.items)} items is {len(body)} bytes as a"
+                           f" message; at most {MAX_CATALOGUE_BYTES} fit")
+    return body
 
 
 def order_payload(o: Order) -> bytes:
@@ -164,6 +173,7 @@ def parse_downlink(topic_name: str, payload: bytes) -> Downlink:
         keys = [i.item for i in items]
         if len(set(keys)) != len(keys):
             raise PayloadError("catalogue lists an item twice")
+        check_lanes(items)
         return Catalogue(store, obj.uint("version"), items)
     if kind == "cancel":
         return Cancel(obj.uint("order"), store, obj.text("reason")[:200])
@@ -183,10 +193,24 @@ def parse_downlink(topic_name: str, payload: bytes) -> Downlink:
     if len({ln.item for ln in lines}) != len(lines):
         raise PayloadError("payload.lines: an item appears twice")
     customer = obj.text("customer").strip()
-    if not customer or len(customer) > 64:
+    if not customer or len(customer) > 64 or not customer.isprintable():
         raise PayloadError("payload.customer: 1 to 64 characters")
     return Order(obj.uint("id"), store, mode, customer, obj.number("created"),
                  obj.number("expires"), tuple(lines))
+
+
+def check_lanes(items: tuple[CatalogueItem, ...]) -> None:
+    """One item per smart-fridge lane: the lane's weight is how pieces taken are counted,
+    so two items in one lane would each be charged for the other's pieces."""
+    seen: dict[tuple[str, int], str] = {}
+    for i in items:
+        if i.location is None:
+            continue
+        key = (i.location.fridge, i.location.lane)
+        if key in seen:
+            raise PayloadError(f"{i.item} and {seen[key]} are both placed in"
+                               f" {key[0]} lane {key[1]}: one item per lane")
+        seen[key] = i.item
 
 
 def _catalogue_item(o: JsonObject) -> CatalogueItem:
@@ -206,7 +230,7 @@ def _catalogue_item(o: JsonObject) -> CatalogueItem:
         loc = Location(JsonObject.check_id(lo.get("fridge"), f"{o.where}.location.fridge"),
                        lane, grams)
     name = o.text("name").strip()
-    if not name or len(name) > 100:
+    if not name or len(name) > 100 or not name.isprintable():
         raise PayloadError(f"{o.where}.name: 1 to 100 characters")
     days = o.integer("shelf_life_days")
     if not 0 <= days <= 3650:
@@ -406,6 +430,8 @@ def _opt_text(o: JsonObject, key: str) -> str | None:
         return None
     if not isinstance(v, str) or len(v) > 200:
         raise PayloadError(f"{o.where}.{key}: expected a string of at most 200 characters")
+    if not v.isprintable():  # PostgreSQL text refuses NUL; no control codes in a ledger
+        raise PayloadError(f"{o.where}.{key}: control characters are not allowed")
     return v
 
 
@@ -414,7 +440,7 @@ def _dump(body: dict[str, Any]) -> bytes:
 
 
 def _load(payload: bytes) -> JsonObject:
-    if len(payload) > MAX_PAYLOAD_BYTES * 16:
+    if len(payload) > max(MAX_PAYLOAD_BYTES, MAX_CATALOGUE_BYTES):
         raise PayloadError(f"payload of {len(payload)} bytes is too large")
     try:
         body = json.loads(payload.decode("utf-8"))

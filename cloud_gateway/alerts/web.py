@@ -95,7 +95,7 @@ class AlertWeb:
                     if state not in ("active", "all") or set(q) - {"state", "limit"}:
                         return _err(HTTPStatus.BAD_REQUEST, "query: state=active|all, limit")
                     limit = q.get("limit", "1000")
-                    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+                    if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= 10000:
                         return _err(HTTPStatus.BAD_REQUEST, "limit: 1..10000")
                     rows = store.list_alerts(db.conn, segs[2], state=state, limit=int(limit))
                     return _json(HTTPStatus.OK, {"store": segs[2], "alerts": rows})
