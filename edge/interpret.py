@@ -110,13 +110,24 @@ class LineSplitter:
         return lines
 
 
+PICKUP_PREFIX = "PK1:"
+
+
 def from_scan_line(device: str, raw: bytes, wall: float, synced: bool) -> NewEvent:
-    """A scan as an event: AIM symbology identifier split off; meaning comes later (issue 6)."""
+    """A scan as an event: AIM symbology identifier split off; meaning comes later
+    (edge/retail). A pickup code is a bearer token for someone's order, so the stored
+    event says only that one was scanned; the code itself rides along in memory."""
     text = raw.decode("utf-8", errors="replace")
+    secret = None
+    at = text.upper().find(PICKUP_PREFIX)
+    if at >= 0:
+        secret, text = text, text[:at] + PICKUP_PREFIX + "(withheld)"
     data: dict[str, Any] = {"line": text}
+    if secret is not None:
+        data["pickup_code"] = True
     if len(text) >= 3 and text[0] == "]":
         data["symbology"] = text[1:3]
         data["data"] = text[3:]
     else:
         data["error"] = "no AIM symbology identifier"
-    return NewEvent(device, "scan", None, None, wall, synced, data)
+    return NewEvent(device, "scan", None, None, wall, synced, data, transient=secret)

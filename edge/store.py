@@ -85,6 +85,9 @@ class NewEvent:
     synced: bool
     data: dict[str, Any]
     dev_boot: int | None = None  # None for events the agent makes itself (link, scan)
+    # What the agent needs at once but must never store or send (a scanned pickup code:
+    # whoever reads it could collect the order). Not part of the record.
+    transient: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

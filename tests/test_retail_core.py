@@ -177,16 +177,22 @@ def test_handover_measures_what_was_taken_and_shows_differences() -> None:
 def test_lane_drop_without_a_sale_is_a_mismatch_and_a_sale_explains_one() -> None:
     watch = LaneWatch()
     item_at = {("f", 0): ("Milk", 250)}.get
-    assert watch.feed("f", lanes(2500), item_at, busy=False) == []
-    assert watch.feed("f", lanes(2490), item_at, busy=False) == []  # noise
-    [check] = watch.feed("f", lanes(2000), item_at, busy=False)
+    assert watch.feed("f", lanes(2500), item_at) == []
+    assert watch.feed("f", lanes(2490), item_at) == []  # noise
+    [check] = watch.feed("f", lanes(2000), item_at)
     assert check.verdict == "mismatch" and "2 gone without a sale" in check.note
     watch.explain(("f", 0), 1)
-    [check] = watch.feed("f", lanes(1750), item_at, busy=False)
+    [check] = watch.feed("f", lanes(1750), item_at)
     assert check.verdict == "ok"
-    assert watch.feed("f", lanes(1500, stable=False), item_at, busy=False) == []
-    assert watch.feed("f", lanes(3000), item_at, busy=False) == []  # restocked
-    assert watch.feed("f", lanes(2500), item_at, busy=True) == []  # a handover's business
+    assert watch.feed("f", lanes(1500, stable=False), item_at) == []
+    assert watch.feed("f", lanes(3000), item_at) == []  # restocked
+    # A lane a handover is weighing is its business; another lane of the fridge is not.
+    watch.feed("f", lanes(3000, 1000), {("f", 0): ("Milk", 250), ("f", 1): ("Egg", 100)}.get)
+    [check] = watch.feed("f", lanes(2500, 700), {("f", 0): ("Milk", 250),
+                                                 ("f", 1): ("Egg", 100)}.get,
+                         covered={("f", 0)})
+    assert (check.lane, check.verdict, check.note) == (1, "mismatch", "Egg: 3 gone without a sale")
+    assert watch.settled[("f", 0)] == 2500  # re-baselined, unchecked
     assert parse_lanes({"lanes": [{"lane": 0, "grams": 12.4, "stable": True}, "x",
                                   {"lane": "1"}]}) == [LaneReading(0, 12, True)]
 
@@ -230,7 +236,7 @@ class Env:
 
     def events(self, type_: str) -> list[dict[str, Any]]:
         return [json.loads(d) for (d,) in self.store.db.execute(
-            "SELECT data FROM events WHERE type=? ORDER BY device, seq", (type_,))]
+            "SELECT data FROM events WHERE type=? ORDER BY device, boot, seq", (type_,))]
 
     def order(self, oid: int, mode: str = "pickup") -> None:
         self.retail.downlink(Order(oid, STORE, mode, "Wang L.", T0, T0 + 3600,
@@ -565,3 +571,178 @@ def test_the_door_as_reported_at_reconnect_moves_a_restored_handover_on(tmp_path
     again.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 0, "stable": True}]})
     assert h.waiting_for() is None and h.taken()[MILK] == 2
     assert again.retail.handle("confirm", {"order": 73})["title"] == "Order 73 picked up"
+
+
+# ---------------------------------------------------------------- nothing leaves unseen
+
+YOGURT = "06901234567823"
+
+
+def test_a_cancelled_handover_reports_what_was_taken_and_the_code_stays_good(
+        tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 2500, "stable": True}]})
+    env.order(41)
+    code = env.codec.issue(41, T0 + 3600)
+    # Cancelled before any door opened: nothing can have left, nothing to report.
+    assert r.handle("scan", {"code": code})["ok"]
+    r.tick()
+    assert r.handle("abort", {})["missing"] == []
+    assert env.events("lane_check") == []
+    for round_ in (1, 2):  # twice: 2 milk out, Cancel
+        assert r.handle("scan", {"code": code})["ok"]
+        r.tick()
+        env.fridge_event("door", {"open": True})
+        env.fridge_event("door", {"open": False})
+        env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 2500 - 500 * round_,
+                                              "stable": True}]})
+        v = r.handle("abort", {})
+        assert not v["ok"] and "Milk 1L: 2 taken" in v["message"]
+        assert v["missing"] == ["Milk 1L: 2 taken"]
+        assert env.store.db.execute("SELECT count(*) FROM handover").fetchone()[0] == 0
+    assert env.events("lane_check") == [
+        {"lane": 0, "order": 41, "expected_grams": 2500, "measured_grams": 2000,
+         "verdict": "mismatch", "note": "Milk 1L: 2 taken during a cancelled handover of order 41"},
+        {"lane": 0, "order": 41, "expected_grams": 2000, "measured_grams": 1500,
+         "verdict": "mismatch", "note": "Milk 1L: 2 taken during a cancelled handover of order 41"}]
+    # The order still waits and its code still works (the customer may come back).
+    assert [s["state"] for s in env.events("order")] == ["received"]
+    assert r.handle("scan", {"code": code})["ok"]
+
+
+def test_a_handover_cancelled_with_the_door_open_hands_its_lane_back_to_the_watch(
+        tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 2500, "stable": True}]})
+    env.order(42)
+    env.order(43)
+    assert r.handle("scan", {"code": env.codec.issue(42, T0 + 3600)})["ok"]
+    r.tick()
+    env.fridge_event("door", {"open": True})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 2400, "stable": False}]})
+    r.handle("abort", {})  # the door still open, the lane moving: nothing to weigh yet
+    assert env.events("lane_check") == []
+    env.fridge_event("door", {"open": False})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1750, "stable": True}]})
+    [check] = env.events("lane_check")
+    assert (check["order"], check["expected_grams"], check["measured_grams"],
+            check["verdict"]) == (42, 2500, 1750, "mismatch")
+    assert check["note"] == "Milk 1L: 3 taken during a cancelled handover of order 42"
+    # Cancelled by the cloud after the door opened: reported all the same.
+    assert r.handle("scan", {"code": env.codec.issue(43, T0 + 3600)})["ok"]
+    r.tick()
+    env.fridge_event("door", {"open": True})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1500, "stable": True}]})
+    r.downlink(Cancel(43, STORE, "customer cancelled"))
+    assert r.handover is None
+    last = env.events("lane_check")[-1]
+    assert (last["order"], last["verdict"], last["note"]) == (
+        43, "mismatch", "Milk 1L: 1 taken during the handover of order 43, cancelled by the cloud")
+
+
+def test_other_lanes_are_still_checked_while_a_handover_is_open(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    r.downlink(Catalogue(STORE, 5, (
+        CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
+        CatalogueItem(YOGURT, "Yogurt", "piece", 7, "chilled", Location("fridge-1", 1, 150)))))
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1000, "stable": True},
+                                         {"lane": 1, "grams": 1500, "stable": True}]})
+    r.downlink(Order(60, STORE, "pickup", "Li", T0, T0 + 3600, (OrderLine(MILK, 2),)))
+    assert r.handle("scan", {"code": env.codec.issue(60, T0 + 3600)})["ok"]
+    r.tick()
+    env.fridge_event("door", {"open": True})
+    env.fridge_event("door", {"open": False})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 500, "stable": True},
+                                         {"lane": 1, "grams": 1050, "stable": True}]})
+    # During the handover, the yogurt lane (not in the order) is checked as usual.
+    [check] = env.events("lane_check")
+    assert (check["lane"], check["verdict"], check["note"]) == (
+        1, "mismatch", "Yogurt: 3 gone without a sale")
+    assert r.handle("confirm", {"order": 60})["title"] == "Order 60 picked up"
+    assert [c["note"] for c in env.events("lane_check")] == [
+        "Yogurt: 3 gone without a sale", "Milk 1L: 2 taken, 2 ordered"]
+
+
+def test_lane_weights_survive_an_agent_restart(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    r.handle("mode", {"mode": "receive"})
+    for _ in range(6):
+        r.handle("scan", {"code": "]E06901234567892"})
+    r.handle("mode", {"mode": "sale"})
+
+    def stored(e: Env, data: dict[str, Any]) -> None:  # as the agent does: stored, then fed
+        e.retail.on_records(e.store.add(
+            [NewEvent("fridge-1", "lanes", None, None, e.t[0], True, data)]).fresh)
+
+    stored(env, {"lanes": [{"lane": 0, "grams": 1500, "stable": True}]})
+    stored(env, {"lanes": [{"lane": 0, "grams": 1250, "stable": True}]})  # 1 sold, unscanned
+    stored(env, {"lanes": [{"lane": 0, "grams": 1100, "stable": False}]})  # moving: not kept
+    env.t[0] += 1
+    r.handle("scan", {"code": "]E06901234567892"})  # a sale, its piece not seen leaving yet
+    assert [c["note"] for c in env.events("lane_check")] == ["Milk 1L: 1 gone without a sale"]
+    env.store.close()
+
+    # The agent restarts; the fridge does not (it reports its lanes only on a change).
+    again = Env(tmp_path)
+    assert again.retail.lanes.settled == {("fridge-1", 0): 1250}
+    again.t[0] += 2
+    stored(again, {"lanes": [{"lane": 0, "grams": 1000, "stable": True}]})
+    assert again.events("lane_check")[-1]["note"] == "Milk 1L: 1 sold"  # the sale explains it
+    again.store.close()
+
+    third = Env(tmp_path)
+    assert third.retail.lanes.settled == {("fridge-1", 0): 1000}
+    assert third.retail.lanes.credit.get(("fridge-1", 0), 0) == 0  # that sale was seen leaving
+    third.order(41)
+    assert third.retail.handle("scan", {"code": third.codec.issue(41, T0 + 3600)})["ok"]
+    third.retail.tick()
+    third.fridge_event("door", {"open": True})
+    third.fridge_event("door", {"open": False})
+    third.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 0, "stable": True}]})
+    h = third.retail.handover
+    assert h is not None and h.baseline == {("fridge-1", 0): 1000}
+    assert h.taken()[MILK] == 4 and h.differences() == [(MILK, 2)]
+    done = third.retail.handle("confirm", {"order": 41})
+    assert "with differences" in done["title"]
+    assert third.events("lane_check")[-1]["note"] == "Milk 1L: 4 taken, 2 ordered"
+
+
+def test_a_handover_confirmed_before_it_was_weighed_leaves_nothing_unchecked(
+        tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    r = env.retail
+    phrase = "during the handover of order {}, confirmed before it was weighed"
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 2500, "stable": True}]})
+    env.order(44)
+    env.order(45)
+    assert r.handle("scan", {"code": env.codec.issue(44, T0 + 3600)})["ok"]
+    r.tick()
+    env.fridge_event("door", {"open": True})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1500, "stable": True}]})
+    # Confirmed with the door still open: 4 gone, 2 handed over (as ordered).
+    assert r.handle("confirm", {"order": 44})["ok"]
+    [check] = env.events("lane_check")
+    assert (check["order"], check["expected_grams"], check["measured_grams"],
+            check["verdict"]) == (44, 2000, 1500, "mismatch")
+    assert check["note"] == "Milk 1L: 4 taken, 2 handed over " + phrase.format(44)
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1250, "stable": True}]})
+    env.fridge_event("door", {"open": False})
+    last = env.events("lane_check")[-1]
+    assert (last["order"], last["verdict"], last["note"]) == (
+        44, "mismatch", "Milk 1L: 1 taken " + phrase.format(44))
+    # Confirmed while the lane was still moving: measured from what should be left.
+    assert r.handle("scan", {"code": env.codec.issue(45, T0 + 3600)})["ok"]
+    r.tick()
+    env.fridge_event("door", {"open": True})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 800, "stable": False}]})
+    assert r.handle("confirm", {"order": 45})["ok"]
+    assert len(env.events("lane_check")) == 2
+    env.fridge_event("door", {"open": False})
+    env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 500, "stable": True}]})
+    last = env.events("lane_check")[-1]
+    assert (last["order"], last["expected_grams"], last["measured_grams"], last["note"]) == (
+        45, 750, 500, "Milk 1L: 1 taken " + phrase.format(45))

@@ -9,7 +9,7 @@ without a sale"). Nothing here reads a clock or a port: the service feeds it eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +150,60 @@ class Handover:
         if f.phase in ("closed", "measured"):
             self._settled(fridge)
 
+    def opened(self) -> bool:
+        """Whether any door of this handover has been seen open (goods may have left)."""
+        return any(f.phase in ("open", "closed", "measured") for f in self.fridges.values())
+
+    def covered(self) -> set[LaneKey]:
+        """The lanes whose weights are this handover's business: the order's lanes in a
+        fridge whose door has been opened. Every other lane (another item in the same
+        fridge, or an order lane before its door opened) stays with the lane watch."""
+        return {(ln.location.fridge, ln.location.lane) for ln in self.lines
+                if ln.location is not None
+                and self.fridges[ln.location.fridge].phase in ("open", "closed", "measured")}
+
+    def unweighed_checks(self, phrase: str, handed: Mapping[str, int] | None = None) -> tuple[
+            list[LaneCheck], list[tuple[LaneKey, int]]]:
+        """The handover ends before its weighing did (or at all): the clerk's Cancel or the
+        cloud's cancellation (`handed` None: nothing was handed over, every piece gone from
+        an order lane is a loss), or a confirmation while a door was still open or a lane
+        still moving (`handed`: the pieces confirmed per item; fridges already measured
+        are left to `checks`). Only lanes behind a door seen open count; the others stayed
+        with the lane watch all along.
+
+        Returns the `lane_check` of each such lane with a settled weight now (expected: its
+        weight before the unlock less what was handed over; `phrase` says when, e.g.
+        "during a cancelled handover of order 41"), and the lanes the lane watch must go on
+        measuring, with the weight to measure from: one still moving (from what should be
+        left), one behind a door still open (from its weight now: more may go)."""
+        checks: list[LaneCheck] = []
+        later: list[tuple[LaneKey, int]] = []
+        covered = self.covered()
+        for ln in self.lines:
+            if ln.location is None:
+                continue
+            key = (ln.location.fridge, ln.location.lane)
+            measured = self.fridges[key[0]].phase == "measured"
+            if key not in self.baseline or key not in covered or (
+                    handed is not None and measured):
+                continue
+            n = 0 if handed is None else handed.get(ln.item, ln.qty)
+            base, unit = self.baseline[key], ln.location.unit_grams
+            if key not in self.final:
+                later.append((key, base - n * unit))
+                continue
+            final = self.final[key]
+            gone = pieces(base - final, unit)
+            what = (f"{gone} taken" if gone > 0 else
+                    f"{-gone} put in" if gone < 0 else "nothing taken")
+            note = (f"{ln.name}: {what} {phrase}" if handed is None else
+                    f"{ln.name}: {what}, {n} handed over {phrase}")
+            checks.append(LaneCheck(key[0], key[1], self.order, base - n * unit, final,
+                                    "ok" if gone == n else "mismatch", note))
+            if not measured:
+                later.append((key, final))  # the door is still open: more may go
+        return checks, later
+
     def _settled(self, fridge: str) -> None:
         f = self.fridges[fridge]
         keys = [(fridge, ln.location.lane) for ln in self.lanes_of(fridge) if ln.location]
@@ -269,14 +323,25 @@ class LaneWatch:
     def __init__(self) -> None:
         self.settled: dict[LaneKey, int] = {}
         self.credit: dict[LaneKey, int] = {}  # pieces sold/wasted not yet seen leaving
+        # Lanes a handover ended on before they were weighed: (order, phrase) for the note
+        # of their next settled change.
+        self.after: dict[LaneKey, tuple[int, str]] = {}
 
     def explain(self, key: LaneKey, n: int) -> None:
         self.credit[key] = self.credit.get(key, 0) + n
 
+    def released(self, key: LaneKey, grams: int, order: int, phrase: str) -> None:
+        """A handover that ended before its weighing hands its lane back: the next settled
+        weight is measured against `grams` (what should be left, or the weight its check
+        ended on), a drop noted with `phrase` ("during a cancelled handover of order 41")."""
+        self.settled[key] = grams
+        self.after[key] = (order, phrase)
+
     def feed(self, fridge: str, readings: Iterable[LaneReading],
              item_at: Callable[[LaneKey], tuple[str, int] | None],
-             busy: bool) -> list[LaneCheck]:
-        """`busy`: a handover has this fridge open; its weights are that handover's."""
+             covered: Collection[LaneKey] = ()) -> list[LaneCheck]:
+        """`covered`: the (fridge, lane) pairs a handover is weighing (its checks go out
+        when it ends); only those are re-baselined unchecked, every other lane is checked."""
         checks = []
         for r in readings:
             if not r.stable:
@@ -284,7 +349,8 @@ class LaneWatch:
             key = (fridge, r.lane)
             before = self.settled.get(key)
             self.settled[key] = r.grams
-            if before is None or busy:
+            after = self.after.pop(key, None)  # (weighed by a new handover: its business)
+            if before is None or key in covered:
                 continue
             where = item_at(key)
             if where is None:
@@ -296,10 +362,13 @@ class LaneWatch:
             explained = min(gone, self.credit.get(key, 0))
             self.credit[key] = self.credit.get(key, 0) - explained
             expected = before - explained * unit
+            order = None if after is None else after[0]
             if gone > explained:
-                checks.append(LaneCheck(fridge, r.lane, None, expected, r.grams, "mismatch",
-                                        f"{name}: {gone - explained} gone without a sale"))
+                note = (f"{name}: {gone - explained} gone without a sale" if after is None else
+                        f"{name}: {gone - explained} taken {after[1]}")
+                checks.append(LaneCheck(fridge, r.lane, order, expected, r.grams, "mismatch",
+                                        note))
             else:
-                checks.append(LaneCheck(fridge, r.lane, None, expected, r.grams, "ok",
+                checks.append(LaneCheck(fridge, r.lane, order, expected, r.grams, "ok",
                                         f"{name}: {gone} sold"))
         return checks

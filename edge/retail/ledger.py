@@ -176,3 +176,31 @@ def load_handover(db: sqlite3.Connection) -> tuple[int, str, str] | None:
     """(nonce, state, through) of the handover saved, if any."""
     row = db.execute("SELECT nonce, state, through FROM handover").fetchone()
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+
+
+def last_lane_weights(db: sqlite3.Connection) -> dict[tuple[str, int], tuple[int, float]]:
+    """{(fridge, lane): (grams, wall)}: the last settled weight of every lane found in the
+    stored `lanes` events (newest by the agent's own order: boot, seq) and when it was
+    stored. A fridge reports its lanes once after its own boot and then only on a change,
+    so after an agent-only restart this is all there is to start from."""
+    rows = db.execute(
+        "SELECT device, lane, grams, wall FROM ("
+        " SELECT e.device AS device, json_extract(l.value, '$.lane') AS lane,"
+        "  json_extract(l.value, '$.grams') AS grams, e.wall AS wall,"
+        "  row_number() OVER (PARTITION BY e.device, json_extract(l.value, '$.lane')"
+        "   ORDER BY e.boot DESC, e.seq DESC) AS n"
+        " FROM events e, json_each(e.data, '$.lanes') l"
+        " WHERE e.type = 'lanes' AND json_valid(e.data)"
+        "  AND json_type(l.value, '$.lane') = 'integer'"
+        "  AND json_type(l.value, '$.grams') IN ('integer', 'real')"
+        "  AND json_type(l.value, '$.stable') = 'true'"
+        ") WHERE n = 1").fetchall()
+    return {(str(d), int(lane)): (round(g), float(w)) for d, lane, g, w in rows}
+
+
+def pieces_out_since(db: sqlite3.Connection, item: str, wall: float) -> int:
+    """Pieces of `item` sold or wasted after `wall` (what the lane watch counts as
+    explaining a drop of its lane)."""
+    row = db.execute("SELECT COALESCE(-SUM(qty), 0) FROM stock_movements WHERE item=? AND "
+                     "kind IN ('sale', 'waste') AND wall > ?", (item, wall)).fetchone()
+    return max(0, int(row[0]))

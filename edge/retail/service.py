@@ -108,6 +108,7 @@ class Retail:
         self._expiry_day: date | None = None
         self._saved_handover: str | None = None  # as last written to the `handover` table
         self._resume: list[str] = []  # fridges to unlock again after a restart
+        self._load_lanes()
         self._restore()
 
     # ------------------------------------------------------------ helpers
@@ -204,14 +205,21 @@ class Retail:
             return f"cancellation of unknown order {msg.order} kept: the order will be refused"
         if st.state not in ("received",):
             return f"cancellation of order {msg.order} ignored: it is {st.state}"
-        ours = self.handover is not None and self.handover.order == msg.order
+        h = self.handover
+        ours = h is not None and h.order == msg.order
+        checks: list[tuple[str, str, dict[str, Any]]] = []
+        hand_back: Callable[[], None] = lambda: None  # noqa: E731
+        if h is not None and ours:  # what left the fridge meanwhile is still reported
+            checks, _, hand_back = self._release(
+                h, f"during the handover of order {h.order}, cancelled by the cloud")
 
         def write(db: sqlite3.Connection) -> None:
             self._set_state(db, msg.order, "cancelled", wall, msg.reason)
             if ours:
                 ledger.clear_handover(db)
-        self._commit([("orders", "order", progress_data(
+        self._commit([*checks, ("orders", "order", progress_data(
             OrderProgress(msg.order, "cancelled", note=msg.reason or None)))], write)
+        hand_back()
         if ours:
             self.handover, self._saved_handover = None, None
             self._say(False, f"Order {msg.order} was just cancelled", "Do not hand it over.")
@@ -235,7 +243,7 @@ class Retail:
             if not isinstance(r, NewEvent):
                 continue
             if r.type == "scan":
-                self.scan(str(r.data.get("line", "")), source=r.device)
+                self.scan(r.transient or str(r.data.get("line", "")), source=r.device)
             else:
                 self._fridge_event(r.device, r.type, r.data)
         self.save_handover()
@@ -280,6 +288,28 @@ class Retail:
             self.store.add([], extra=lambda db: ledger.save_handover(
                 db, order, nonce, text, marks, wall))
         self._saved_handover = text
+
+    def _load_lanes(self) -> None:
+        """The lane watch starts from the last settled weight of each lane stored before
+        this process started: a fridge that did not reboot reports a lane again only when
+        it changes, so without this the next drop (and the next handover's baseline) would
+        have nothing to be measured against. Sales and waste of a lane's item recorded
+        after that weight was stored are credited again (they explain a drop to come)."""
+        try:
+            weights = ledger.last_lane_weights(self.db)
+        except sqlite3.Error:
+            log.exception("retail: could not read the last lane weights; starting without")
+            return
+        for key, (grams, wall) in weights.items():
+            self.lanes.settled[key] = grams
+            for c in self.catalogue.values():
+                if c.location is not None and (c.location.fridge, c.location.lane) == key:
+                    n = ledger.pieces_out_since(self.db, c.item, wall)
+                    if n:
+                        self.lanes.explain(key, n)
+        if weights:
+            log.info("retail: lane weights of %d lanes restored from stored events",
+                     len(weights))
 
     def _restore(self) -> None:
         """Carry on with the handover the last run left on the counter. Fridge events it
@@ -338,15 +368,37 @@ class Retail:
             self.version += 1
 
     def lane_weights(self, fridge: str, readings: list[LaneReading]) -> None:
-        busy = self.handover is not None and fridge in self.handover.fridges
-        if busy:
-            assert self.handover is not None
-            self.handover.lanes(fridge, readings)  # its lane checks go out on confirmation
-        checks: list[LaneCheck] = self.lanes.feed(fridge, readings, self._item_at, busy)
+        h = self.handover
+        busy = h is not None and fridge in h.fridges
+        if h is not None and busy:
+            h.lanes(fridge, readings)  # its lane checks go out when it ends
+        # Only the lanes the handover is weighing are its business: any other lane (in
+        # this fridge or elsewhere) is checked by the lane watch as usual.
+        covered = h.covered() if h is not None else set()
+        checks: list[LaneCheck] = self.lanes.feed(fridge, readings, self._item_at, covered)
         if checks:
             self._commit([(c.fridge, "lane_check", c.data()) for c in checks])
         if busy:
             self.version += 1
+
+    def _release(self, h: Handover, phrase: str, handed: Mapping[str, int] | None = None
+                 ) -> tuple[list[tuple[str, str, dict[str, Any]]], list[LaneCheck],
+                            Callable[[], None]]:
+        """A handover ends before its weighing did: Cancel or the cloud's cancellation
+        (`handed` None: nothing was handed over), or a confirmation with a door still open
+        or a lane still moving. Once a door was opened nothing may vanish: each lane it
+        weighed with a settled weight gets its `lane_check` now, and a lane not settled
+        yet, or behind a door still open, goes back to the lane watch, to be measured from
+        what should be left (or the weight just checked). Returns the events, the checks
+        and what to call once they are committed (hands the lanes back)."""
+        if not h.opened():
+            return [], [], lambda: None
+        checks, later = h.unweighed_checks(phrase, handed)
+
+        def hand_back() -> None:
+            for key, grams in later:
+                self.lanes.released(key, grams, h.order, phrase)
+        return [(c.fridge, "lane_check", c.data()) for c in checks], checks, hand_back
 
     def _item_at(self, key: tuple[str, int]) -> tuple[str, int] | None:
         for c in self.catalogue.values():
@@ -531,6 +583,9 @@ class Retail:
         note = "handed over with differences" if diffs else None
         events, write = self._moves(moves, wall)
         events += [(c.fridge, "lane_check", c.data()) for c in h.checks()]
+        unweighed, _, hand_back = self._release(  # a door still open, a lane still moving
+            h, f"during the handover of order {order_id}, confirmed before it was weighed", qty)
+        events += unweighed
         events.append(("orders", "order", progress_data(
             OrderProgress(order_id, "picked_up", diffs, note))))
         st = self.order_state(order_id)
@@ -547,6 +602,7 @@ class Retail:
             raise RetailError(f"Order {order_id} can no longer be handed over "
                               f"({st.state if st else 'unknown'}).")
         self._commit(events, write_all)
+        hand_back()
         self.handover, self._saved_handover = None, None
         self.check_expiry()
         if diffs:
@@ -556,12 +612,26 @@ class Retail:
         return self._say(True, f"Order {order_id} picked up", "Stock updated.", order=order_id)
 
     def abort(self) -> dict[str, Any]:
+        """The clerk cancels the handover: the order stays `received` and its code stays
+        good (the customer may come back), but what left the fridge meanwhile is reported
+        (lane checks, order named) in the same commit that forgets the handover."""
         h = self.handover
-        self.handover = None
         if h is None:
             return self._say(False, "No handover to cancel")
-        return self._say(False, f"Handover of order {h.order} cancelled",
-                         "The order still waits for pickup.", order=h.order)
+        events, checks, hand_back = self._release(
+            h, f"during a cancelled handover of order {h.order}")
+        if events:
+            self._commit(events, ledger.clear_handover)
+            self._saved_handover = None
+        hand_back()
+        self.handover = None
+        gone = [c.note.split(" during ")[0] for c in checks if c.verdict == "mismatch"]
+        message = "The order still waits for pickup."
+        if gone:
+            message += (" Taken from the fridge and not handed over: " + "; ".join(gone)
+                        + ". Reported to the owner as missing; put it back or count it.")
+        return self._say(False, f"Handover of order {h.order} cancelled", message,
+                         order=h.order, missing=gone)
 
     def advance_delivery(self, order_id: int) -> dict[str, Any]:
         order, st = self.order(order_id), self.order_state(order_id)
