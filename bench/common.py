@@ -23,8 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import EdgeConfig, EdgeSettings, FridgePort, ScannerPort
 from edge.store import EdgeStore, NewReading
+
+# Shared with the tests (one edge config and TOML writer, one way to start a child); run the
+# benchmarks from the repository root (`python -m bench.NAME`), where `tests` is importable.
+from tests.helpers.edge import edge_config as edge_config
+from tests.helpers.edge import edge_toml as edge_toml
+from tests.helpers.edge import mqtt_toml
+from tests.helpers.edge import start_child as start_child
+from tests.helpers.edge import start_edge as start_edge
+from tests.helpers.edge import stop_child as stop_child
+from tests.helpers.edge import toml_value as _toml
 from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, dev_pki
@@ -57,18 +66,6 @@ def make_pki(directory: Path) -> DevPki:
 
 def mqtt_settings(host: str, port: int, pki: DevPki, name: str) -> MqttSettings:
     return MqttSettings(host=host, port=port, tls=pki.client(name))
-
-
-def _toml(value: str | Path) -> str:
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def mqtt_toml(settings: MqttSettings) -> str:
-    return (
-        f"[mqtt]\nhost = {_toml(settings.host)}\nport = {settings.port}\n"
-        f"[mqtt.tls]\nca = {_toml(settings.tls.ca)}\ncert = {_toml(settings.tls.cert)}\n"
-        f"key = {_toml(settings.tls.key)}\n"
-    )
 
 
 class CloudProcess:
@@ -165,33 +162,6 @@ def broker_and_cloud(directory: Path, pki: DevPki) -> Iterator[tuple[Broker, Clo
 
 
 # ---------------------------------------------------------------- edge
-
-
-def edge_config(
-    data_dir: Path,
-    settings: MqttSettings,
-    store: str = STORE,
-    fridges: Sequence[tuple[str, Path]] = (),
-    scanners: Sequence[tuple[str, Path]] = (),
-    **edge: Any,
-) -> EdgeConfig:
-    return EdgeConfig(
-        edge=EdgeSettings(store_id=store, data_dir=data_dir, **edge),
-        mqtt=settings,
-        fridges=tuple(FridgePort(i, p) for i, p in fridges),
-        scanners=tuple(ScannerPort(i, p) for i, p in scanners),
-    )
-
-
-def edge_toml(cfg: EdgeConfig) -> str:
-    """The TOML `xiaodian edge run --config` reads for `cfg` (defaults left implicit)."""
-    parts = [
-        f"[edge]\nstore_id = {_toml(cfg.edge.store_id)}\ndata_dir = {_toml(cfg.edge.data_dir)}\n",
-        mqtt_toml(cfg.mqtt),
-    ]
-    parts += [f"[[fridges]]\nid = {_toml(f.id)}\nport = {_toml(f.port)}\n" for f in cfg.fridges]
-    parts += [f"[[scanners]]\nid = {_toml(s.id)}\nport = {_toml(s.port)}\n" for s in cfg.scanners]
-    return "".join(parts)
 
 
 def synthetic_readings(
@@ -364,30 +334,3 @@ def _cell(value: object) -> str:
 
 def note(text: str) -> None:
     print(text, flush=True)
-
-
-# ---------------------------------------------------------------- child processes
-
-
-def start_child(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m xiaodian ARGS` in its own session, output to `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "xiaodian", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-
-
-def stop_child(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode

@@ -28,16 +28,17 @@ from bench.common import (
     BenchError,
     broker_and_cloud,
     edge_config,
-    edge_toml,
     make_pki,
     mqtt_settings,
     note,
-    start_child,
+    start_edge,
     stop_child,
     wait_for,
 )
+from edge.config import PickupSettings
 from edge.scan.pickup import PickupCodec
-from xiaodian.mqtt import new_client
+from tests.helpers.broker import start_client, stop_client
+from tests.helpers.edge import free_port, pty_link
 from xiaodian.retail import (
     Catalogue,
     CatalogueItem,
@@ -65,14 +66,6 @@ OBSERVER = """() => {
 }"""
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
@@ -93,23 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         with broker_and_cloud(d, pki) as (broker, _cloud):
             store_mqtt = mqtt_settings(broker.host, broker.port, pki, STORE)
             cloud_mqtt = mqtt_settings(broker.host, broker.port, pki, "cloud-gateway")
-            master, slave = os.openpty()
-            (d / "scanner").symlink_to(os.ttyname(slave))
-            os.close(slave)
+            master = pty_link(d / "scanner")
             (d / "pickup.key").write_text(KEY.hex())
-            port = _free_port()
-            cfg = edge_config(d / "edge", store_mqtt, scanners=[("scanner-1", d / "scanner")])
-            toml = edge_toml(cfg).replace("[edge]\n", f"[edge]\nkiosk_port = {port}\n", 1)
-            toml += f'[pickup]\nkey_file = "{d / "pickup.key"}"\n'
-            (d / "edge.toml").write_text(toml)
-            pub = new_client(cloud_mqtt, "bench-orders")
-            pub.connect(broker.host, broker.port, 30)
-            pub.loop_start()
+            port = free_port()
+            cfg = edge_config(d / "edge", store_mqtt, scanners=[("scanner-1", d / "scanner")],
+                              pickup=PickupSettings(d / "pickup.key"), kiosk_port=port)
+            pub = start_client(cloud_mqtt, "bench-orders")
             pub.publish(f"xd/v1/{STORE}/catalogue", catalogue_payload(Catalogue(STORE, 1, (
                 CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled"),))), qos=1,
                 retain=True).wait_for_publish(10)
-            agent = start_child(["edge", "run", "--config", str(d / "edge.toml")],
-                                d / "edge.log")
+            agent = start_edge(cfg, d / "edge.toml", d / "edge.log")
             try:
                 with sync_playwright() as pw:
                     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -155,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     browser.close()
             finally:
                 code = stop_child(agent)
-                pub.loop_stop()
+                stop_client(pub)
                 os.close(master)
             if code:
                 raise BenchError(f"edge agent exited with {code}; see its log")

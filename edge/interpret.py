@@ -42,7 +42,8 @@ def from_frame(
         reading = NewReading(device, frame.seq, int(msg["dev_ms"]), wall, synced, probes, dev_boot)
         return [reading], msg
     if kind in ("lanes", "lock"):
-        # Fixed shapes other parts build on (pickup handover): exactly these keys.
+        # Fixed shapes other parts build on (pickup handover): exactly these keys, plus
+        # state_report on the state the controller reports when the host attaches.
         if kind == "lanes":
             lanes = [
                 {"lane": int(x["lane"]), "grams": int(x["grams"]), "stable": bool(x["stable"])}
@@ -51,6 +52,8 @@ def from_frame(
             data: dict[str, Any] = {"lanes": lanes}
         else:
             data = {"locked": bool(msg["locked"]), "reason": str(msg["reason"])}
+        if frame.flags & codec.REPLY:
+            data["state_report"] = True  # as for doors: the state on attaching, no change
         event = NewEvent(
             device, kind, frame.seq, int(msg["dev_ms"]), wall, synced, data, dev_boot
         )

@@ -154,6 +154,7 @@ class FridgeController:
         self._defrost_end_ms = 0
         self._next_defrost_ms = self._ms(config.defrost_every_s) if config.defrost_every_s else -1
         self.locked = True
+        self._lock_reason = "boot"  # why the lock is in its current state
         self._lock_reported = False
         self._relock_ms = 0
         self._opened_while_unlocked = False
@@ -304,6 +305,7 @@ class FridgeController:
             self._lock_change(dev_ms, "timeout", out)
 
     def _lock_change(self, dev_ms: int, reason: str, out: list[OutFrame]) -> None:
+        self._lock_reason = reason
         if reason != "boot":
             self.lock_events.append((dev_ms, "locked" if self.locked else "unlocked", reason))
         self._emit(
@@ -316,17 +318,10 @@ class FridgeController:
     def _lanes(self, dev_ms: int, lanes_raw: Sequence[int], out: list[OutFrame]) -> None:
         if not self._lane_raw:
             return
-        report: list[tuple[int, bool]] = []
         for k, window in enumerate(self._lane_raw):
             if k < len(lanes_raw):
                 window.append(lanes_raw[k])
-            if not window:
-                report.append((0, False))
-                continue
-            scale = self.lane_scales[k]
-            grams = round((sum(window) / len(window) - self.lane_offsets[k]) / scale)
-            spread = (max(window) - min(window)) / abs(scale)
-            report.append((grams, len(window) == LANE_WINDOW and spread <= LANE_STABLE_G))
+        report = self._lane_report()
         last = self._lanes_reported
         if last is None:
             if not all(len(w) == LANE_WINDOW for w in self._lane_raw):
@@ -344,6 +339,19 @@ class FridgeController:
             codec.pack_lanes(dev_ms, report),
             {"dev_ms": dev_ms, "lanes": lanes},
         )
+
+    def _lane_report(self) -> list[tuple[int, bool]]:
+        """(whole grams, stable) per lane from the samples so far; (0, False) before one."""
+        report: list[tuple[int, bool]] = []
+        for k, window in enumerate(self._lane_raw):
+            if not window:
+                report.append((0, False))
+                continue
+            scale = self.lane_scales[k]
+            grams = round((sum(window) / len(window) - self.lane_offsets[k]) / scale)
+            spread = (max(window) - min(window)) / abs(scale)
+            report.append((grams, len(window) == LANE_WINDOW and spread <= LANE_STABLE_G))
+        return report
 
     def detach(self) -> None:
         """The host closed the port: stop streaming until the next GET_HELLO."""
@@ -593,12 +601,14 @@ class FridgeController:
     def _state_report(self) -> list[OutFrame]:
         """Current door, compressor and defrost state after HELLO, flagged REPLY, so a host
         that just attached knows the state without waiting for the next change. For DOOR,
-        duration_ms is then the time spent in the current state so far."""
+        duration_ms is then the time spent in the current state so far. Then the lock (if
+        fitted, with the reason of its last change) and the lanes' present weights (if any
+        load cells), also flagged REPLY (docs/protocol.md §4.8)."""
         ms = self.dev_ms
         door_for = max(0, ms - self._door_changed_ms)
         comp_reason = "defrost_start" if self.defrosting else "thermostat"
         defrost_reason = "schedule"
-        return [
+        report = [
             self._frame(
                 codec.DOOR,
                 codec.pack_door(ms, self.door_open, door_for),
@@ -618,6 +628,32 @@ class FridgeController:
                 codec.REPLY,
             ),
         ]
+        return report + self._state_report_shelf(ms)
+
+    def _state_report_shelf(self, ms: int) -> list[OutFrame]:
+        out: list[OutFrame] = []
+        if self.config.lock:
+            reason = self._lock_reason
+            out.append(
+                self._frame(
+                    codec.LOCK,
+                    codec.pack_lock(ms, self.locked, reason),
+                    {"dev_ms": ms, "locked": self.locked, "reason": reason},
+                    codec.REPLY,
+                )
+            )
+        if self._lane_raw and self._lanes_reported is not None:  # after the boot LANES
+            report = self._lane_report()
+            lanes = [{"lane": k, "grams": g, "stable": s} for k, (g, s) in enumerate(report)]
+            out.append(
+                self._frame(
+                    codec.LANES,
+                    codec.pack_lanes(ms, report),
+                    {"dev_ms": ms, "lanes": lanes},
+                    codec.REPLY,
+                )
+            )
+        return out
 
     def _ack(self, acked_seq: int, status: int) -> OutFrame:
         return self._frame(

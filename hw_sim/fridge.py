@@ -190,6 +190,8 @@ class SimFridge:
         c = self.controller
         if isinstance(c, FirmwareController):
             c.host.boot(SOFT_RESET)
+        elif isinstance(c, MicroPythonController):
+            c.reboot()  # the process restarts on the same flash and pty, cause soft
         elif isinstance(c, FridgeController):
             # The reference controller reboots at its next tick, as after a REBOOT command;
             # it has no public hook for an unprompted restart (hw_sim/controller.py).
@@ -201,6 +203,8 @@ class SimFridge:
         c = self.controller
         if isinstance(c, FirmwareController):
             c.host.stall(WATCHDOG_TASK)
+        elif isinstance(c, MicroPythonController):
+            c.hang(WATCHDOG_TASK)  # the fake WDT inside the process resets it
         elif isinstance(c, FridgeController):
             c.watchdog_reset()
 

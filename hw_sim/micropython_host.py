@@ -3,10 +3,13 @@
 The process runs hw_sim/fakes/mp/simboot.py, which puts MicroPython-side fakes of
 `machine`, `onewire`, `ds18x20` and `hx711` ahead of the firmware and starts its main.py
 unchanged (real asyncio, real MicroPython interpreter). Its stdin/stdout are the UART;
-sensor values go to it in a JSON file rewritten on every tick; relay changes, watchdog
-feeds and resets come back as lines on stderr. The firmware's clock runs `speed` times
-real time, like the simulation's, but the two are not locked: this mode is for checking
-that the real interpreter behaves, not for bit-exact runs (use controller = "firmware").
+sensor values (and the reboot and watchdog faults' requests) go to it in a JSON file
+rewritten on every tick; relay changes and resets come back as lines on stderr. A reset
+(REBOOT, the reboot fault, the fake watchdog) ends the process with a status saying which;
+it is started again on the same flash directory, behind the same pty, with that cause.
+The firmware's clock runs `speed` times real time, like the simulation's, but the two are
+not locked: this mode is for checking that the real interpreter behaves, not for bit-exact
+runs (use controller = "firmware").
 
 `MicroPythonController` offers hw_sim.fridge the same interface as the reference
 controller. The record log lives inside the process, so ground truth sees a record when it
@@ -30,6 +33,7 @@ from typing import Any
 import firmware_bridge
 from firmware_bridge import codec
 from hw_sim.controller import LogEntry, OutFrame
+from hw_sim.fakes.simboard import SOFT_RESET, WDT_RESET
 from hw_sim.firmware_host import decoded_fields, out_frame, provision
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,8 @@ FAKES_DIR = Path(__file__).parent / "fakes" / "mp"
 FIRMWARE_DIR = Path(firmware_bridge.__file__).parent / "firmware"
 CODEC_DIR = Path(firmware_bridge.__file__).parent
 PIN_COMPRESSOR, PIN_HEATER, PIN_DOOR, PIN_LOCK, PIN_MAINS = 3, 4, 5, 6, 7  # firmware/pins.py
-RESET_EXIT = 75  # simboot's exit status after machine.reset()
+SOFT_EXIT = 75  # simboot's exit status after a soft reset (hw_sim/fakes/mp/simio.py)
+WDT_EXIT = 76  # ... after the fake watchdog bit
 
 
 def micropython_binary() -> str | None:
@@ -79,6 +84,7 @@ class MicroPythonController:
         self.resets = 0
         self._seen: dict[int, LogEntry] = {}  # records on the wire, not yet receipted
         self._new: list[OutFrame] = []
+        self._lost: list[OutFrame] = []
         self._rx = bytearray()
         self._err = bytearray()
         self._host_rx = codec.FrameDecoder()
@@ -171,8 +177,9 @@ class MicroPythonController:
         return self._collect()  # the firmware resends by itself
 
     def take_new_records(self) -> tuple[list[OutFrame], list[OutFrame]]:
-        new, self._new = self._new, []
-        return new, []
+        new, lost = self._new, self._lost
+        self._new, self._lost = [], []
+        return new, lost
 
     def detach(self) -> None:
         """A UART cannot see the host hang up; nothing to tell the firmware."""
@@ -182,6 +189,22 @@ class MicroPythonController:
 
     def note_tx_dropped(self) -> None:
         self.tx_dropped += 1
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def reboot(self) -> None:
+        """The board restarts by itself (brown-out, crash): the fakes inside the process
+        reset it at their next look at the inputs, and it boots again with cause soft."""
+        self.inputs["reset"] = True
+        self._write_inputs()
+
+    def hang(self, task: str) -> None:
+        """A driver call of `task` never returns (only "probes": a 1-Wire read): the
+        watchdog is no longer fed and the fake WDT resets the board, cause watchdog."""
+        if task != "probes":
+            raise ValueError(f"controller: cannot hang task {task!r} in fidelity mode")
+        self.inputs["hang"] = task
+        self._write_inputs()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -226,14 +249,23 @@ class MicroPythonController:
         parts = line.split()
         if len(parts) == 3 and parts[0] == "PIN":
             self.pins[int(parts[1])] = int(parts[2])
-        elif parts[:1] not in (["FEED"], ["WDT"], ["RESET"]) and line.strip():
+        elif parts[:1] not in (["WDT"], ["RESET"], ["WDT_RESET"]) and line.strip():
             log.info("%s micropython: %s", self.device_id, line)
 
     def _restart(self, code: int) -> None:
-        # machine.reset() exits with RESET_EXIT; anything else is a crash the watchdog
-        # would have caught on a board.
+        # A soft reset exits with SOFT_EXIT, the fake watchdog with WDT_EXIT; anything else
+        # is a crash the watchdog would have caught on a board. The flash directory (and
+        # so config.json: boot count, reboot_seq, tare) and the pty stay; RAM does not.
         self.resets += 1
-        self.inputs["reset_cause"] = 5 if code == RESET_EXIT else 3
+        # machine.reset_cause() of the next boot (the fake `machine` has the same codes).
+        self.inputs["reset_cause"] = SOFT_RESET if code == SOFT_EXIT else WDT_RESET
+        self.inputs.pop("reset", None)  # a reset request or a hang ends with the reset
+        self.inputs.pop("hang", None)
+        # The record log is in RAM: what the host had not receipted is gone (as far as we
+        # know: a RECEIPT may still have been on its way), and ground truth says so.
+        for seq, e in self._seen.items():
+            fields = {**e.fields, "cause": "reboot"}
+            self._lost.append(OutFrame(codec.TYPE_NAMES[e.msg_type], seq, b"", fields, True))
         self.close()
         self.pins.clear()
         self._rx.clear()

@@ -231,16 +231,12 @@ class FridgeSpec:
             if f.lane is not None and f.lane >= len(self.lanes):
                 raise ValueError(f"faults: {f.fault} names lane {f.lane}, but lanes has "
                                  f"{len(self.lanes)}")
-            # The Python reference controller reports every reading as ok, and the real
-            # micropython process cannot be rebooted from here: refuse rather than fake it.
+            # The Python reference controller reports every reading as ok: refuse rather
+            # than fake a probe fault.
             if f.fault in PROBE_FAULTS and self.controller == "python":
                 raise ValueError(
                     f"faults: {f.fault} needs controller = \"firmware\" or \"micropython\" "
                     "(the Python reference controller does not classify probe readings)"
-                )
-            if f.fault in ("reboot", "watchdog") and self.controller == "micropython":
-                raise ValueError(
-                    f'faults: {f.fault} needs controller = "python" or "firmware"'
                 )
 
     @property

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.edge import query, wait
 
 from xiaodian.stack import StoreStack
 
@@ -63,23 +64,8 @@ for_s = 1800
 
 
 def _count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(con.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:  # tables not created yet
-        return 0
-    finally:
-        con.close()
-
-
-def _until(cond: object, timeout: float, what: str) -> None:
-    assert callable(cond)
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.05)
+    rows = query(db, sql)  # no database or tables yet: nothing counted
+    return int(rows[0][0]) if rows else 0
 
 
 def _door(got: list[Received]) -> list[tuple[str, str, str]]:
@@ -101,15 +87,15 @@ def test_alerts_raised_offline_reach_the_owner_in_order(tmp_path: Path) -> None:
         try:
             assert stack.broker is not None
             # Online first: the cloud has the fridge's readings.
-            _until(lambda: _count(stack.cloud_db, "SELECT count(*) FROM readings") > 0, 15,
-                   "first readings in the cloud")
+            wait(lambda: _count(stack.cloud_db, "SELECT count(*) FROM readings") > 0, 15,
+                 "first readings in the cloud")
             stack.broker.stop()
             offline_at = time.time()
             critical = ("SELECT count(*) FROM events WHERE type = 'alert'"
                         " AND json_extract(data, '$.severity') = 'critical'"
                         " AND json_extract(data, '$.rule') = 'door'")
             # The second door alert goes critical at the edge (15 min into its opening).
-            _until(lambda: _count(stack.edge_db, critical) > 0, 30, "critical door alert")
+            wait(lambda: _count(stack.edge_db, critical) > 0, 30, "critical door alert")
             assert hook.snapshot() == [], "notified while the broker was down"
             stack.broker.start()
             back_at = time.time()

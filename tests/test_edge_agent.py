@@ -8,17 +8,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.edge import QUICK, RunningAgent, edge_config, free_port, ingest_worker, pty_link, wait
 
-from cloud_gateway.config import CloudSettings
 from cloud_gateway.ingest import IngestWorker
 from edge.agent import Agent
-from edge.config import EdgeConfig, EdgeSettings, FridgePort
+from edge.config import EdgeConfig
 from edge.store import EdgeStore
 from firmware_bridge import codec
 from xiaodian.broker import Broker
@@ -31,10 +30,7 @@ class FakeFridge:
     """The device end of a pty: the test writes frames (and garbage) as a controller would."""
 
     def __init__(self, link: Path) -> None:
-        self.master, slave = os.openpty()
-        self.slave_path = os.ttyname(slave)
-        os.close(slave)
-        link.symlink_to(self.slave_path)
+        self.master = pty_link(link)
         self.seq = 0
         self.sent: list[int] = []  # dev_ms of every TEMP written
         self.host_decoder = codec.FrameDecoder()
@@ -70,54 +66,24 @@ class FakeFridge:
         os.close(self.master)
 
 
-class RunningAgent:
-    def __init__(self, config: EdgeConfig) -> None:
-        self.agent = Agent(config)
-        self.done = threading.Event()
-        self.thread = threading.Thread(
-            target=self.agent.run, kwargs={"until": self.done.is_set}, daemon=True
-        )
-
-    def __enter__(self) -> Agent:
-        self.thread.start()
-        return self.agent
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "agent did not stop"
-
-
 def _config(
     tmp_path: Path, mqtt: MqttSettings, link: Path, confirm_timeout_s: float = 30.0
 ) -> EdgeConfig:
-    return EdgeConfig(
-        edge=EdgeSettings(
-            store_id=STORE,
-            data_dir=tmp_path / "edge",
-            publish_interval_s=0.1,
-            readings_interval_s=0.1,
-            confirm_timeout_s=confirm_timeout_s,
-            confirm_min_s=min(3.0, confirm_timeout_s),
-        ),
-        mqtt=mqtt,
-        fridges=(FridgePort("fridge-1", link),),
+    return edge_config(
+        tmp_path / "edge",
+        mqtt,
+        fridges=[("fridge-1", link)],
+        confirm_timeout_s=confirm_timeout_s,
+        confirm_min_s=min(3.0, confirm_timeout_s),
+        **QUICK,
     )
 
 
 @pytest.fixture
 def cloud(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[IngestWorker]:
     """A real cloud ingest worker: it commits what arrives and sends the store receipts."""
-    worker = IngestWorker(
-        mqtt_settings("cloud-gateway"),
-        CloudSettings(db=tmp_path / "cloud.sqlite3", worker_id="ingest-test"),
-    )
-    worker.start()
-    try:
-        assert worker.wait_subscribed(10), "cloud worker did not subscribe"
+    with ingest_worker(mqtt_settings("cloud-gateway"), tmp_path / "cloud.sqlite3") as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture
@@ -125,15 +91,6 @@ def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
     dev = FakeFridge(tmp_path / "fridge-1")
     yield dev
     dev.close()
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _received_dev_ms(messages: list) -> list[int]:  # type: ignore[type-arg]
@@ -181,7 +138,7 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
     state = collect("cloud-gateway", f"xd/v1/{STORE}/state")
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.temp(1, 9.0)  # before the HELLO: no identity yet, so not stored
         fridge.hello()
         for i in range(10):
@@ -196,19 +153,19 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
         for i in range(10, 20):
             fridge.temp(i * 10_000, 3.0 + i / 16)
         expected = fridge.sent[1:]
-        _wait(
+        wait(
             lambda: sorted(_received_dev_ms(sub.messages)) == expected,  # type: ignore[attr-defined]
             10,
             "all 20 readings at the broker",
         )
         # Every stored reading was receipted to the device, the one before HELLO was not.
         # Temps were seq 3-12 and 13-22 (1 came before the HELLO, 2 was the HELLO).
-        _wait(
+        wait(
             lambda: sorted(set(fridge.receipts())) == list(range(3, 23)),
             5,
             "receipts for exactly the 20 stored readings",
         )
-        _wait(lambda: _pending(agent) == 0, 5, "outbox emptied by the cloud's receipts")
+        wait(lambda: _pending(agent) == 0, 5, "outbox emptied by the cloud's receipts")
         stats = agent.readers[0].stats()
         assert stats["crc_errors"] + stats["cobs_errors"] + stats["length_errors"] >= 2
         assert stats["frames_ok"] >= 20
@@ -231,19 +188,19 @@ def test_outage_of_the_broker_loses_nothing(
 ) -> None:
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
-        _wait(lambda: _pending(agent) == 0 and _stored(agent) == 5, 10, "first five acked")
+        wait(lambda: _pending(agent) == 0 and _stored(agent) == 5, 10, "first five acked")
         broker.stop()
         for i in range(5, 15):
             fridge.temp(i * 10_000, 4.0)
-        _wait(lambda: _stored(agent) == 15, 10, "readings stored during the outage")
+        wait(lambda: _stored(agent) == 15, 10, "readings stored during the outage")
         assert _pending(agent) == 10
         broker.start()
         sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
-        _wait(lambda: _pending(agent) == 0, 30, "backlog drained after the broker came back")
+        wait(lambda: _pending(agent) == 0, 30, "backlog drained after the broker came back")
         got = _received_dev_ms(sub.messages)  # type: ignore[attr-defined]
         assert set(range(50_000, 150_000, 10_000)) <= set(got)
         assert agent.uplink.counters.connects >= 2
@@ -285,22 +242,22 @@ def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
     first = FakeFridge(link)
     cfg = _config(tmp_path, mqtt_settings(STORE), link)
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         first.hello()
         first.temp(10_000, 3.0)
-        _wait(lambda: _stored(agent) == 1, 5, "first reading stored")
+        wait(lambda: _stored(agent) == 1, 5, "first reading stored")
         # Unplug: the device end goes away and the link points nowhere for a while.
         first.close()
         link.unlink()
-        _wait(lambda: _link_states(agent)[-1:] == ["down"], 10, "link reported down")
+        wait(lambda: _link_states(agent)[-1:] == ["down"], 10, "link reported down")
         time.sleep(0.5)
         # Plug back in (a new pty, as after a USB re-enumeration).
         second = FakeFridge(link)
         try:
-            _wait(lambda: _link_states(agent)[-1:] == ["up"], 15, "link reopened")
+            wait(lambda: _link_states(agent)[-1:] == ["up"], 15, "link reopened")
             second.hello()
             second.temp(20_000, 3.5)
-            _wait(
+            wait(
                 lambda: sorted(_received_dev_ms(sub.messages)) == [10_000, 20_000],  # type: ignore[attr-defined]
                 10,
                 "readings from before and after the unplug at the broker",
@@ -328,27 +285,21 @@ def test_what_the_broker_took_but_the_cloud_never_stored_is_sent_again(
     # subscribed), which is what a broker restarted without its database does too.
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1", confirm_timeout_s=1.0)
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
-        _wait(
+        wait(
             lambda: agent.uplink.counters.acked >= 1 and _stored(agent) == 5,
             10,
             "PUBACKs from the broker",
         )
         assert _pending(agent) == 5  # PUBACKed is not confirmed: the rows stay
-        worker = IngestWorker(
-            mqtt_settings("cloud-gateway"),
-            CloudSettings(db=tmp_path / "cloud.sqlite3", worker_id="late-worker"),
-        )
-        worker.start()
-        try:
-            assert worker.wait_subscribed(10)
-            _wait(lambda: _pending(agent) == 0, 15, "republished and confirmed")
+        late = ingest_worker(mqtt_settings("cloud-gateway"), tmp_path / "cloud.sqlite3",
+                             "late-worker")
+        with late:
+            wait(lambda: _pending(agent) == 0, 15, "republished and confirmed")
             assert agent.republished >= 5
-        finally:
-            worker.stop()
     con = sqlite3.connect(tmp_path / "cloud.sqlite3")
     try:
         rows = con.execute("SELECT dev_ms FROM readings ORDER BY dev_ms").fetchall()
@@ -362,7 +313,7 @@ def test_a_warm_fridge_raises_cold_chain_alerts_as_outbox_events(
 ) -> None:
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.hello()
         # 40 minutes of device time (a reading a minute), the product at 9 °C throughout.
         for minute in range(41):
@@ -377,7 +328,7 @@ def test_a_warm_fridge_raises_cold_chain_alerts_as_outbox_events(
                 store.close()
             return [json.loads(r[0]) for r in rows]
 
-        _wait(lambda: {a["rule"] for a in alerts()} >= {"hot", "warm"}, 10, "hot and warm")
+        wait(lambda: {a["rule"] for a in alerts()} >= {"hot", "warm"}, 10, "hot and warm")
         hot = next(a for a in alerts() if a["rule"] == "hot")
         assert hot["change"] == "raised" and hot["severity"] == "critical"
         # Judged on the fridge's own clock: 15 minutes above 8 °C, not 15 real minutes.
@@ -394,22 +345,19 @@ def test_the_terminal_page_shows_alerts_and_buzzes_without_any_network(
     broker: Broker,
 ) -> None:
     import dataclasses
-    import socket
 
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     cfg = dataclasses.replace(cfg, edge=dataclasses.replace(cfg.edge, kiosk_port=port))
     broker.stop()  # the shop's internet is down: the terminal must still warn the clerk
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for minute in range(41):
             fridge.temp(minute * 60_000, 8.5)
-        _wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10, "hot alert")
+        wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10, "hot alert")
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=str(CHROMIUM),
@@ -445,18 +393,18 @@ def test_after_a_restart_an_active_alert_stays_active_and_is_not_raised_twice(
                    if json.loads(d)["rule"] == "hot" and json.loads(d)["change"] == "raised")
 
     with RunningAgent(cfg) as agent:
-        _wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for minute in range(21):
             fridge.temp(minute * 60_000, 8.5)
-        _wait(lambda: raised_hot() == 1, 10, "hot raised once")
+        wait(lambda: raised_hot() == 1, 10, "hot raised once")
     with RunningAgent(cfg) as agent:  # a new process: the engine starts empty
-        _wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10,
+        wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10,
               "hot active again after the replay of stored records")
-        _wait(lambda: _reader_up(agent), 10, "serial port reopened")
+        wait(lambda: _reader_up(agent), 10, "serial port reopened")
         fridge.hello()
         for minute in range(21, 31):
             fridge.temp(minute * 60_000, 8.5)
-        _wait(lambda: _stored(agent) == 31, 10, "new readings stored")
+        wait(lambda: _stored(agent) == 31, 10, "new readings stored")
         time.sleep(0.5)
         assert raised_hot() == 1

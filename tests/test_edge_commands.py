@@ -19,11 +19,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers.broker import start_client, stop_client, subscribe
+from helpers.edge import QUICK, RunningAgent, edge_config, pty_link, wait
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.agent import Agent
-from edge.config import CommandKey, CommandSettings, EdgeConfig, EdgeSettings, FridgePort
+from edge.config import CommandKey, CommandSettings, EdgeConfig
 from edge.store import EdgeStore
 from firmware_bridge import codec
 from hw_sim.controller import ControllerConfig, FridgeController
@@ -40,7 +42,7 @@ from xiaodian.commands import (
     sign_command,
 )
 from xiaodian.config import ConfigError, load_config
-from xiaodian.mqtt import MqttSettings, new_client
+from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import load_command_private_key, make_command_key
 
 STORE = "store-001"
@@ -58,9 +60,7 @@ class ControllerOnPty:
 
     def __init__(self, link: Path, lose_acks: int = 0) -> None:
         self.controller = FridgeController("fridge-1", ControllerConfig(defrost_every_s=0))
-        self.master, slave = os.openpty()
-        link.symlink_to(os.ttyname(slave))
-        os.close(slave)
+        self.master = pty_link(link)
         self.lose_acks = lose_acks
         self.commands_seen: list[codec.Frame] = []
         self._watch = codec.FrameDecoder()
@@ -103,14 +103,8 @@ class Cloud:
         self.key, self.kid = key, kid
         self.answers: dict[bytes, list[dict[str, Any]]] = {}
         self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = new_client(settings, "cloud-gateway-commands")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(settings.host, settings.port)
-        self.client.loop_start()
-        self.client.subscribe(response_topic(STORE), qos=1)
-        assert self._subscribed.wait(5), "no SUBACK"
+        self.client = start_client(settings, "cloud-gateway-commands")
+        subscribe(self.client, response_topic(STORE), self._on_message)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         correlation = bytes(getattr(msg.properties, "CorrelationData", b""))
@@ -147,26 +141,7 @@ class Cloud:
             return self.answers[correlation][count - 1]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class RunningAgent:
-    def __init__(self, config: EdgeConfig) -> None:
-        self.agent = Agent(config)
-        self.done = threading.Event()
-        self.thread = threading.Thread(
-            target=self.agent.run, kwargs={"until": self.done.is_set}, daemon=True
-        )
-
-    def __enter__(self) -> Agent:
-        self.thread.start()
-        return self.agent
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "agent did not stop"
+        stop_client(self.client)
 
 
 @pytest.fixture
@@ -186,24 +161,17 @@ def cloud(
 
 
 def _config(tmp_path: Path, mqtt: MqttSettings, kid: str, pub: Path) -> EdgeConfig:
-    return EdgeConfig(
-        edge=EdgeSettings(
-            store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1,
-            readings_interval_s=0.1,
-        ),
-        mqtt=mqtt,
-        fridges=(FridgePort("fridge-1", tmp_path / "fridge-1"),),
+    return edge_config(
+        tmp_path / "edge",
+        mqtt,
+        fridges=[("fridge-1", tmp_path / "fridge-1")],
         commands=CommandSettings(keys=(CommandKey(kid, pub),)),
+        **QUICK,
     )
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait(cond, timeout, what, interval=0.02)
 
 
 def _hello_seen(agent: Agent) -> bool:

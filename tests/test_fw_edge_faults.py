@@ -3,17 +3,17 @@
 Two store runs, each a module fixture: simulator (one fridge per fault, on real ptys) and
 edge agent in threads of this process, a real Mosquitto as the broker. The physics and link
 faults run on the Python reference controller at 600x (two simulated hours in 12 s); the
-probe, restart and shelf faults on the firmware in-process at 60x. Each parametrised case
-then checks one fault's effect in the edge's SQLite: an event, an alert, a counter, readings
-that kept coming. The unplug and line-noise faults are also judged end to end, cloud
-included, in tests/test_faults.py.
+probe, restart and shelf faults on the firmware in-process at 60x; a third run has the
+restart faults (reboot, watchdog) on the firmware inside real `micropython` processes at
+20x. Each parametrised case then checks one fault's effect in the edge's SQLite: an event,
+an alert, a counter, readings that kept coming. The unplug and line-noise faults are also
+judged end to end, cloud included, in tests/test_faults.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_fw_edge_e2e import running
+from helpers.edge import query, running
 
+from hw_sim.micropython_host import micropython_binary
 from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki
@@ -77,17 +78,16 @@ FIRMWARE = [
 ]
 
 
+RESTARTED = ("rebooted", "watchdog")
+
+
 @dataclass
 class Run:
     db: Path
     truth: Path
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        try:
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.close()
+        return query(self.db, sql, *args, missing_ok=False)
 
     def events(self, device: str, kind: str) -> list[dict[str, Any]]:
         rows = self.query(
@@ -158,6 +158,14 @@ def physics(tmp_path_factory: pytest.TempPathFactory, pki: DevPki) -> Iterator[R
     scanner = {"id": "scanner-1", "scans_per_hour": 0, "scans": [{"at_s": 60, "line": SCAN}]}
     yield from _store_run(
         tmp_path_factory.mktemp("physics"), pki, PHYSICS, "python", 600.0, LONG_S, [scanner]
+    )
+
+
+@pytest.fixture(scope="module")
+def fidelity(tmp_path_factory: pytest.TempPathFactory, pki: DevPki) -> Iterator[Run]:
+    fridges = [{**f, "sample_interval_s": 10} for f in FIRMWARE if f["id"] in RESTARTED]
+    yield from _store_run(
+        tmp_path_factory.mktemp("fidelity"), pki, fridges, "micropython", 20.0, 240
     )
 
 
@@ -321,3 +329,11 @@ def test_physics_and_link_faults_at_the_edge(physics: Run, check: Callable[[Run]
 @pytest.mark.parametrize("check", FIRMWARE_CASES, ids=lambda c: c.__name__)
 def test_firmware_faults_at_the_edge(firmware: Run, check: Callable[[Run], None]) -> None:
     check(firmware)
+
+
+@pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
+@pytest.mark.parametrize("check", [firmware_reboot, watchdog_reset], ids=lambda c: c.__name__)
+def test_restart_faults_at_the_edge_in_fidelity_mode(
+    fidelity: Run, check: Callable[[Run], None]
+) -> None:
+    check(fidelity)

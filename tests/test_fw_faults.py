@@ -1,8 +1,11 @@
 """Shelf faults (drift, item taken, restock), the watchdog fault and REBOOT's memory across
-the reset, on both controllers, without ports: SimFridge stepped by hand."""
+the reset, on both controllers, without ports: SimFridge stepped by hand. The watchdog and
+reboot faults and REBOOT's memory also in fidelity mode (a real `micropython` process),
+stepped on the real clock."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 from firmware_bridge import codec
 from hw_sim.controller import OutFrame
 from hw_sim.fridge import SimFridge
+from hw_sim.micropython_host import MicroPythonController, micropython_binary
 from hw_sim.scenario import FaultSpec, FridgeSpec, load_scenario
 from xiaodian.config import ConfigError, build
 
@@ -160,13 +164,87 @@ def test_bad_lane_and_watchdog_faults_name_the_key(fault: dict[str, Any], key: s
         build(raw, FridgeSpec, "s.toml")  # type: ignore[arg-type]
 
 
-def test_watchdog_is_refused_in_fidelity_mode() -> None:
-    with pytest.raises(ValueError, match="watchdog"):
-        FridgeSpec(id="f", controller="micropython", faults=(FaultSpec("watchdog", at_s=1),))
-
-
 def test_the_shipped_shelves_scenario_loads() -> None:
     path = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "shelves.toml"
     (spec,) = load_scenario(path).fridges
     assert spec.lock and spec.lanes == (1200.0, 800.0, 0.0)
     assert {f.fault for f in spec.faults} == {"item_taken", "restock", "lane_drift", "watchdog"}
+
+
+# -- fidelity mode: the firmware in a real micropython process, its clock SPEED x real time --
+
+SPEED = 20.0
+needs_micropython = pytest.mark.skipif(micropython_binary() is None, reason="no micropython")
+
+
+def run_real(host: Host, done: Any, what: str, limit_s: float = 60.0) -> None:
+    """Step the fridge on the real clock until `done()`; `limit_s` only bounds a hang."""
+    last = time.monotonic()
+    deadline = last + limit_s
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within {limit_s} s: {host.hellos}"
+        time.sleep(0.02)
+        now = time.monotonic()
+        host.feed(host.f.step((now - last) * SPEED))
+        last = now
+
+
+def fidelity(*faults: FaultSpec, flash: Path) -> SimFridge:
+    spec = FridgeSpec(
+        id="fridge-1",
+        controller="micropython",
+        door_openings_per_hour=0,
+        defrost_every_h=0,
+        sample_interval_s=10,
+        faults=faults,
+    )
+    return SimFridge(spec, seed=5, flash_dir=flash, speed=SPEED)
+
+
+def causes(host: Host) -> list[tuple[str, int]]:
+    return [(h["reset_cause"], h["boot_count"]) for h in host.hellos]
+
+
+def temps_of_boot(host: Host, boot: int) -> list[OutFrame]:
+    return [fr for (b, _), fr in host.records.items() if b == boot and fr.kind == "temp"]
+
+
+@needs_micropython
+@pytest.mark.parametrize(("fault", "cause"), [("watchdog", "watchdog"), ("reboot", "soft")])
+def test_fidelity_watchdog_and_reboot_faults_restart_the_process(
+    fault: str, cause: str, tmp_path: Path
+) -> None:
+    f = fidelity(FaultSpec(fault, at_s=15), flash=tmp_path)  # type: ignore[arg-type]
+    try:
+        ctl = f.controller
+        assert isinstance(ctl, MicroPythonController)
+        host = Host(f)
+        first_pid = ctl.proc.pid if ctl.proc else None
+        run_real(host, lambda: temps_of_boot(host, 1), "reading before the fault")
+        assert {c for c, _ in causes(host)} == {"power_on"}
+        run_real(host, lambda: any(b == 2 for _, b in causes(host)), "HELLO of the new boot")
+        assert causes(host)[-1] == (cause, 2)
+        assert ctl.resets == 1 and ctl.proc is not None and ctl.proc.pid != first_pid
+        # The boot count came from the fake flash the new process read, and the firmware
+        # streams again after the host's GET_HELLO: readings of the new boot.
+        assert '"boot_count": 2' in (tmp_path / "config.json").read_text()
+        run_real(host, lambda: temps_of_boot(host, 2), "reading of the new boot")
+        assert [c for c, b in causes(host) if b == 2] == [cause, cause]  # boot, then reply
+    finally:
+        f.close()
+
+
+@needs_micropython
+def test_fidelity_reboot_retried_after_the_reset_is_a_duplicate(tmp_path: Path) -> None:
+    f = fidelity(flash=tmp_path)
+    try:
+        host = Host(f, answer_boot_hello=False)
+        run_real(host, lambda: len(host.hellos) >= 2, "HELLO of the session")
+        host.send(codec.REBOOT, 40)
+        run_real(host, lambda: causes(host)[-1] == ("soft", 2), "HELLO after REBOOT")
+        host.send(codec.REBOOT, 40, flags=codec.RETRANSMISSION)
+        run_real(host, lambda: len([a for a in host.acks if a[0] == 40]) >= 2, "ACK of retry")
+        assert host.acks[-2:] == [(40, "ok"), (40, "duplicate")]
+        assert f.controller.boot_count == 2 and causes(host)[-1] == ("soft", 2)
+    finally:
+        f.close()

@@ -46,10 +46,11 @@ def test_the_edge_turns_lanes_and_lock_into_events_of_exactly_this_shape() -> No
         (event,), _ = interpret.from_frame("fridge-1", lock, 1.5e9, True, dev_boot=3)
         assert isinstance(event, NewEvent) and (event.type, event.dev_ms) == ("lock", 6_000)
         assert event.data == {"locked": reason != "command", "reason": reason}
-    # Even flagged REPLY the shape stays exact (no state_report key is added).
+    # Flagged REPLY it is the state report sent on attaching, marked as such (not a change).
     lock = _frame(codec.LOCK, 11, codec.pack_lock(7_000, True, "boot"), codec.REPLY)
     (event,), _ = interpret.from_frame("fridge-1", lock, 1.5e9, True, dev_boot=3)
-    assert isinstance(event, NewEvent) and event.data == {"locked": True, "reason": "boot"}
+    assert isinstance(event, NewEvent)
+    assert event.data == {"locked": True, "reason": "boot", "state_report": True}
     # Too short for its type: reported as malformed, never raised.
     assert interpret.from_frame("fridge-1", _frame(codec.LANES, 12, b"\x01"), 1.0, True) == (
         [],
@@ -154,3 +155,47 @@ def test_a_fridge_without_lock_or_lanes_sends_neither() -> None:
         out += f.step(1.0)
     assert not {"lanes", "lock"} & {fr.kind for fr in out}
     assert not f.locked and f.open_door()  # no lock fitted: the door just opens
+
+
+@pytest.mark.parametrize("controller", ["python", "firmware"])
+def test_the_state_report_after_get_hello_carries_the_lock_and_the_lanes(controller: str) -> None:
+    shop = Shop(controller)
+    f = shop.f
+
+    def attach() -> dict[str, dict[str, Any]]:
+        """A host (re)attaches: the state report that follows its ACK and HELLO, by kind."""
+        out = f.receive(shop._cmd(codec.GET_HELLO, b""))
+        assert [fr.kind for fr in out[:2]] == ["ack", "hello"]
+        report = [fr for fr in out[2:] if fr.state_report]
+        assert [fr.kind for fr in report] == ["door", "compressor", "defrost", "lock", "lanes"]
+        for fr in report:  # flagged REPLY, not records: nothing new in the log
+            assert not fr.logged and codec.FrameDecoder().feed(fr.data)[0].flags & codec.REPLY
+            assert fr.seq not in f.controller.log
+        return {fr.kind: fr.fields for fr in report}
+
+    shop.run(5)
+    now = attach()
+    assert (now["lock"]["locked"], now["lock"]["reason"]) == (True, "boot")
+    assert now["lanes"]["lanes"] == [
+        {"lane": 0, "grams": 1200, "stable": True},
+        {"lane": 1, "grams": 800, "stable": True},
+    ]
+    shop.command(codec.UNLOCK, codec.pack_unlock(30))
+    assert f.open_door()
+    shop.run(2)
+    f.take(0, 300)
+    shop.run(3)
+    records = len(shop.records)
+    now = attach()
+    assert (now["lock"]["locked"], now["lock"]["reason"]) == (False, "command")
+    assert now["door"]["open"] is True
+    assert now["lanes"]["lanes"][0] == {"lane": 0, "grams": 900, "stable": True}
+    f.take(1, 100)
+    shop._take(f.step(0.2))  # the present, not the last record: lane 1 is settling
+    assert attach()["lanes"]["lanes"][1]["stable"] is False
+    f.close_door()
+    shop.run(5)
+    now = attach()
+    assert (now["lock"]["locked"], now["lock"]["reason"]) == (True, "door_closed")
+    assert now["lanes"]["lanes"][1] == {"lane": 1, "grams": 700, "stable": True}
+    assert len(shop.records) > records  # the real changes were records, as before

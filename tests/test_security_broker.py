@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
+from helpers.broker import connected, start_client, stop_client, subscribe
 
 from xiaodian import pki
 from xiaodian.broker import Broker, _free_port, find_mosquitto, write_broker_config
@@ -86,14 +87,7 @@ def wait_refused(check: Callable[[], ssl.SSLError | None], timeout: float = 5.0)
 
 def connected_client(broker: Broker, fleet: pki.DevPki, name: str) -> mqtt.Client:
     settings = MqttSettings(host=broker.host, port=broker.port, tls=fleet.client(name))
-    client = new_client(settings, f"{name}-{time.monotonic_ns()}")
-    client.connect(settings.host, settings.port, settings.keepalive)
-    client.loop_start()
-    deadline = time.monotonic() + 5
-    while not client.is_connected():
-        assert time.monotonic() < deadline, "did not connect"
-        time.sleep(0.01)
-    return client
+    return start_client(settings, f"{name}-{time.monotonic_ns()}", wait_connected=5)
 
 
 def test_revoked_store_is_refused_after_reload_and_restart(
@@ -117,8 +111,7 @@ def test_revoked_store_is_refused_after_reload_and_restart(
         error = wait_refused(lambda: client_handshake(fleet_broker, fleet, "store-001"))
         assert describe_tls_error(error).startswith("our client certificate was revoked")
     finally:
-        open_client.disconnect()
-        open_client.loop_stop()
+        stop_client(open_client)
 
 
 def test_renewed_and_previous_certificates_both_connect(
@@ -230,18 +223,10 @@ def test_signed_command_travels_with_mqtt5_properties(
         ("store-001", "xd/v1/store-001/cmd/req", on_message),
         ("store-002", "#", lambda c, u, m: spy_got.append(m.topic)),
     ):
-        subscribed = threading.Event()
-        c = new_client(mqtt_settings(name), f"{name}-cmd")
-        c.on_message = handler
-        c.on_subscribe = lambda *_, ev=subscribed: ev.set()
-        c.on_connect = lambda cl, *_, t=topic: cl.subscribe(t, qos=1)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        assert subscribed.wait(5)
+        c = start_client(mqtt_settings(name), f"{name}-cmd")
+        subscribe(c, topic, handler)
         clients.append(c)
-    cloud = new_client(mqtt_settings("cloud-gateway"), "cloud-cmd")
-    cloud.connect(broker.host, broker.port)
-    cloud.loop_start()
+    cloud = start_client(mqtt_settings("cloud-gateway"), "cloud-cmd")
     try:
         now = time.time()
         signed = sign_command(
@@ -254,8 +239,7 @@ def test_signed_command_travels_with_mqtt5_properties(
         assert got.wait(5)
     finally:
         for c in [*clients, cloud]:
-            c.disconnect()
-            c.loop_stop()
+            stop_client(c)
     [msg] = received
     props = msg.properties
     assert props is not None
@@ -283,12 +267,6 @@ def test_the_broker_refuses_oversized_packets(
         assert gone.wait(5), "broker kept a client that sent a 600 KB packet"
     finally:
         store.loop_stop()
-    ok = new_client(mqtt_settings("store-001"), "store-001-ok")
-    ok.connect("127.0.0.1", mqtt_settings("store-001").port)
-    ok.loop_start()
-    try:
+    with connected(mqtt_settings("store-001"), "store-001-ok") as ok:
         ok.publish("xd/v1/store-001/telemetry", b"small", qos=1).wait_for_publish(5)
-    finally:
-        ok.disconnect()
-        ok.loop_stop()
     assert [m.payload for m in cloud.wait(1)] == [b"small"]

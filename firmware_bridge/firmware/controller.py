@@ -334,6 +334,14 @@ class Controller:
         self.link.send(codec.COMPRESSOR, payload, codec.REPLY)
         payload = codec.pack_defrost(now_ms, t.defrosting, t.defrost_reason)
         self.link.send(codec.DEFROST, payload, codec.REPLY)
+        # The lock and the lanes as they are now (protocol §4.8). The lanes only once the
+        # boot LANES record exists: before it they have nothing to say, and it follows.
+        lk = self.lock
+        if lk is not None:
+            self.link.send(codec.LOCK, codec.pack_lock(now_ms, lk.locked, lk.reason), codec.REPLY)
+        if self.lanes and self.lane_reporter.last is not None:
+            lanes = [lane.report() for lane in self.lanes]
+            self.link.send(codec.LANES, codec.pack_lanes(now_ms, lanes), codec.REPLY)
 
 
 def _advance(due_ms: int, now_ms: int, step_ms: int) -> int:

@@ -19,6 +19,8 @@ class DS18X20:
         return [_rom(i) for i, p in enumerate(self._probes()) if p[1] != "missing"]
 
     def convert_temp(self):
+        if simio.state().get("hang") == "probes":
+            simio.hang()  # the watchdog fault: this call never returns
         probes = self._probes()
         if not [p for p in probes if p[1] != "missing"]:
             raise OneWireError("no presence")

@@ -39,6 +39,7 @@ class UART:
         self._out = sys.stdout.buffer
 
     def any(self):
+        simio.check_wdt()
         return 1 if self._poll.poll(0) else 0
 
     def read(self, n=None):
@@ -65,11 +66,14 @@ class ADC:
 
 
 class WDT:
+    # Once started it cannot be stopped, as on the chips; an unfed one resets the board
+    # (simio.check_wdt) and the next boot's reset_cause() is WDT_RESET.
     def __init__(self, id=0, timeout=5000):
         simio.event(f"WDT {timeout}")
+        simio.wdt_start(timeout)
 
     def feed(self):
-        simio.event("FEED")
+        simio.wdt_feed()
 
 
 def reset_cause():
@@ -81,5 +85,4 @@ def unique_id():
 
 
 def reset():
-    simio.event("RESET")
-    raise SystemExit(75)
+    simio.reset(simio.SOFT_EXIT)

@@ -11,12 +11,16 @@ import asyncio  # noqa: E402
 import time  # noqa: E402
 
 import main  # noqa: E402
+import simio  # noqa: E402
 
 _t0 = time.ticks_ms()
 
 
 def ticks_ms():
     return int(time.ticks_diff(time.ticks_ms(), _t0) * speed)
+
+
+simio.clock[0] = ticks_ms  # the fake watchdog counts in the firmware's time
 
 
 def ticks_diff(a, b):
