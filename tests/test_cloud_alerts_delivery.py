@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
+from helpers.broker import connected
 
 from cloud_gateway.alerts import channels
 from cloud_gateway.alerts.notifier import AlertService, ack_link
@@ -29,7 +30,7 @@ from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker, ingest
-from xiaodian.mqtt import MqttSettings, new_client
+from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import batch_payload
 
 SECRET = b"w" * 40
@@ -366,19 +367,14 @@ def test_alert_event_through_the_broker_reaches_the_webhook(
                           CloudSettings(db=db, worker_id="cloud-1"), alerts=svc)
     worker.start()
     svc.start()
-    client = new_client(mqtt_settings(STORE), STORE)
-    s = mqtt_settings(STORE)
     try:
         assert worker.wait_subscribed(10)
-        client.connect(s.host, s.port, s.keepalive)
-        client.loop_start()
-        info = client.publish(f"xd/v1/{STORE}/events",
-                              events([(1, alert("raised", time.time()))]), qos=1)
-        info.wait_for_publish(5)
-        doc = rx.wait(1)[0]
+        with connected(mqtt_settings(STORE), STORE) as client:
+            info = client.publish(f"xd/v1/{STORE}/events",
+                                  events([(1, alert("raised", time.time()))]), qos=1)
+            info.wait_for_publish(5)
+            doc = rx.wait(1)[0]
     finally:
-        client.disconnect()
-        client.loop_stop()
         worker.stop()
         svc.stop()
     assert doc["kind"] == "alert" and doc["alert"]["store"] == STORE

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.broker import connected
+from helpers.edge import ingest_worker
 
 from cloud_gateway.clock import ClockPolicy, ClockWindow, correct
-from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
-from cloud_gateway.ingest import IngestWorker, ingest
-from xiaodian.mqtt import MqttSettings, new_client
+from cloud_gateway.ingest import ingest
+from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import batch_payload, event_record, reading_record, state_payload
 
 DAY = 86400.0
@@ -158,30 +159,18 @@ def test_a_worker_corrects_real_payloads_a_day_off(
     mqtt_settings: Callable[[str], MqttSettings], tmp_path: Path
 ) -> None:
     db = tmp_path / "cloud.sqlite"
-    worker = IngestWorker(mqtt_settings("cloud-gateway"),
-                          CloudSettings(db=db, worker_id="cloud-1"))
-    worker.start()
-    try:
-        assert worker.wait_subscribed(10)
+    with ingest_worker(mqtt_settings("cloud-gateway"), db, "cloud-1") as worker:
         settings = mqtt_settings("store-001")
-        client = new_client(settings, "store-001")
-        client.connect(settings.host, settings.port, settings.keepalive)
-        client.loop_start()
-        try:
+        with connected(settings, "store-001") as client:
             for boot, skew in ((1, DAY), (2, -DAY)):
                 now = time.time()
                 payload = batch_payload("readings", "store-001", "fridge-1", boot, [
                     reading_record(s, s, s, now + skew - 3 + s, False, [(0, "ok", 3.0)])
                     for s in (1, 2, 3)])
                 client.publish(TELEMETRY, payload, qos=1).wait_for_publish(5)
-        finally:
-            client.disconnect()
-            client.loop_stop()
         deadline = time.monotonic() + 10
         while worker.counters.snapshot()["acked"] < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-    finally:
-        worker.stop()
     with Database.open_readonly(db) as d:
         rows = list(d.readings("store-001", "fridge-1"))
         assert len(rows) == 6

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers.edge import wait
 from pg_server import db_settings, db_toml
 
 from cloud_gateway import cli
@@ -51,14 +52,6 @@ from xiaodian.pki import DevPki
 Settings = Callable[[str], MqttSettings]
 TOKEN = "t0k3n-" + "x" * 40
 LIFETIME_S = 120
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def write_secret(path: Path, data: bytes, mode: int = 0o600) -> Path:
@@ -184,7 +177,7 @@ class Cloud:
         return dict(body)
 
     def wait_state(self, command_id: str, state: str) -> dict[str, Any]:
-        wait_for(lambda: self.command(command_id)["state"] == state, what=f"state {state}")
+        wait(lambda: self.command(command_id)["state"] == state, timeout=10, what=f"state {state}")
         return self.command(command_id)
 
 
@@ -279,7 +272,7 @@ def test_http_command_arrives_signed_and_its_answer_is_recorded(
     assert status == 200 and [c["id"] for c in listing["commands"]] == [cid]
     assert cloud.get("/api/stores/store-001/commands?state=sent")[1]["commands"] == []
     # The answer was acked after its commit, like telemetry.
-    wait_for(lambda: cloud.worker.counters.snapshot()["acked"] >= 1, what="ack")
+    wait(lambda: cloud.worker.counters.snapshot()["acked"] >= 1, timeout=10, what="ack")
     assert cloud.worker.counters.snapshot()["results"] == 1
 
 
@@ -371,8 +364,8 @@ def test_answers_that_match_no_command_are_parked(
     intruder = FakeStore(mqtt_settings("store-002"), "store-002", {})
     try:
         intruder.answer_raw(b'{"status":"refused","reason":"expired"}', cid.encode())
-        wait_for(lambda: len(cloud.get("/api/dead-letters")[1]["dead_letters"]) == 4,
-                 what="four dead letters")
+        wait(lambda: len(cloud.get("/api/dead-letters")[1]["dead_letters"]) == 4,
+             timeout=10, what="four dead letters")
     finally:
         intruder.close()
     reasons = sorted(d["reason"] for d in cloud.get("/api/dead-letters")[1]["dead_letters"])
@@ -383,7 +376,7 @@ def test_answers_that_match_no_command_are_parked(
         f"command {cid} was for store-001, answered on store-002's topic",
     ])
     assert cloud.command(cid)["state"] == "answered"  # the intruder changed nothing
-    wait_for(lambda: cloud.worker.counters.snapshot()["acked"] == 5, what="all acked")
+    wait(lambda: cloud.worker.counters.snapshot()["acked"] == 5, timeout=10, what="all acked")
 
 
 def test_cli_command_issues_and_waits_for_the_answer(

@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.edge import wait
 from pg_server import db_settings, db_toml
 
 from cloud_gateway.config import CloudSettings
@@ -33,14 +34,6 @@ from xiaodian.payloads import batch_payload, reading_record, state_payload
 from xiaodian.pki import dev_pki
 
 Settings = Callable[[str], MqttSettings]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def readings(store: str, seqs: range | list[int], device: str = "fridge-1",
@@ -119,7 +112,7 @@ def test_telemetry_is_stored_then_acked(
     with running(gw, db, "cloud-1", now=lambda: 1234.5) as worker, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
         publish(store, "store-001", readings("store-001", [1, 2, 3]))
-        wait_for(lambda: worker.counters.snapshot()["acked"] == 1, what="ack")
+        wait(lambda: worker.counters.snapshot()["acked"] == 1, timeout=10, what="ack")
         counts = worker.counters.snapshot()
     assert (counts["received"], counts["stored"], counts["duplicates"]) == (1, 3, 0)
     assert seqs_in(db) == [("store-001", 1), ("store-001", 2), ("store-001", 3)]
@@ -130,7 +123,7 @@ def test_telemetry_is_stored_then_acked(
     with running(gw, db, "cloud-1") as again, \
             store_client(mqtt_settings("store-001"), "store-001") as store:
         publish(store, "store-001", readings("store-001", [4]))
-        wait_for(lambda: again.counters.snapshot()["acked"] == 1, what="marker")
+        wait(lambda: again.counters.snapshot()["acked"] == 1, timeout=10, what="marker")
         assert again.counters.snapshot()["received"] == 1
 
 
@@ -143,7 +136,7 @@ def test_a_duplicate_publish_is_one_row(
         payload = readings("store-001", [1, 2])
         publish(store, "store-001", payload)
         publish(store, "store-001", payload)
-        wait_for(lambda: worker.counters.snapshot()["acked"] == 2, what="two acks")
+        wait(lambda: worker.counters.snapshot()["acked"] == 2, timeout=10, what="two acks")
         counts = worker.counters.snapshot()
     assert (counts["stored"], counts["duplicates"]) == (2, 2)
     assert seqs_in(db) == [("store-001", 1), ("store-001", 2)]
@@ -156,7 +149,7 @@ def test_garbage_is_parked_and_the_stream_goes_on(mqtt_settings: Settings,
             store_client(mqtt_settings("store-001"), "store-001") as store:
         publish(store, "store-001", b"\x00garbage")
         publish(store, "store-001", readings("store-001", [1]))
-        wait_for(lambda: worker.counters.snapshot()["acked"] == 2, what="both acked")
+        wait(lambda: worker.counters.snapshot()["acked"] == 2, timeout=10, what="both acked")
         counts = worker.counters.snapshot()
     assert (counts["parked"], counts["stored"]) == (1, 1)
     with Database.open_readonly(db) as d:
@@ -181,8 +174,8 @@ def test_two_workers_share_the_stream_and_keep_each_record_once(
             for client, store in ((s1, "store-001"), (s2, "store-002")):
                 publish(client, store, readings(store, seqs))
                 expected += [(store, s) for s in seqs]
-        wait_for(lambda: a.counters.snapshot()["acked"] + b.counters.snapshot()["acked"] == 40,
-                 what="40 acks")
+        wait(lambda: a.counters.snapshot()["acked"] + b.counters.snapshot()["acked"] == 40,
+             timeout=10, what="40 acks")
         ca, cb = a.counters.snapshot(), b.counters.snapshot()
     assert ca["received"] > 0 and cb["received"] > 0, (ca, cb)  # both took a share
     assert ca["received"] + cb["received"] == 40  # each message went to one worker only
@@ -201,8 +194,8 @@ def test_retained_state_reaches_every_worker(
         info.wait_for_publish(5)
     # Published before either worker existed: the retained copy is what they get.
     with running(gw, db, "cloud-1") as a, running(gw, db, "cloud-2") as b:
-        wait_for(lambda: a.counters.snapshot()["states"] == 1
-                 and b.counters.snapshot()["states"] == 1, what="state at both workers")
+        wait(lambda: a.counters.snapshot()["states"] == 1
+             and b.counters.snapshot()["states"] == 1, timeout=10, what="state at both workers")
     with Database.open_readonly(db) as d:
         (s,) = d.stores()
     assert (s["store"], s["online"], s["boot"], s["devices"]) == ("store-001", True, 4,
@@ -218,13 +211,13 @@ def test_receive_maximum_keeps_the_broker_from_flooding_a_slow_worker(
         with write_lock(db):  # the database thread blocks on its first message
             for seq in (1, 2, 3):
                 publish(store, "store-001", readings("store-001", [seq]))
-            wait_for(lambda: worker.counters.snapshot()["received"] == 1, what="1 received")
+            wait(lambda: worker.counters.snapshot()["received"] == 1, timeout=10, what="1 received")
             time.sleep(0.5)
             # Receive Maximum = queue size: the broker holds the rest until we ack.
             counts = worker.counters.snapshot()
             assert counts["received"] == 1 and counts["acked"] == 0
-        wait_for(lambda: len(seqs_in(db)) == 3, what="all three stored")
-        wait_for(lambda: worker.counters.snapshot()["acked"] == 3, what="all acked")
+        wait(lambda: len(seqs_in(db)) == 3, timeout=10, what="all three stored")
+        wait(lambda: worker.counters.snapshot()["acked"] == 3, timeout=10, what="all acked")
         counts = worker.counters.snapshot()
     assert counts["queue_full"] == 0 and counts["receipts"] == 3
     assert seqs_in(db) == [("store-001", 1), ("store-001", 2), ("store-001", 3)]
@@ -279,17 +272,17 @@ def test_a_worker_killed_before_its_commit_gets_the_message_again(
     config = cloud_toml(tmp_path / "cloud.toml", db, mqtt_settings("cloud-gateway"), "cloud-k")
     log = tmp_path / "cloud.log"
     with cloud_process(config, log) as (proc, url):
-        wait_for(lambda: ingest_status(url)["subscribed"], what="subscribed")
+        wait(lambda: ingest_status(url)["subscribed"], timeout=10, what="subscribed")
         with write_lock(db), store_client(mqtt_settings("store-001"), "store-001") as store:
             publish(store, "store-001", readings("store-001", [1, 2, 3]))
-            wait_for(lambda: ingest_status(url)["received"] == 1, what="received")
+            wait(lambda: ingest_status(url)["received"] == 1, timeout=10, what="received")
             assert ingest_status(url)["acked"] == 0
             os.kill(proc.pid, signal.SIGKILL)  # mid-commit: nothing stored, nothing acked
             proc.wait()
     assert seqs_in(db) == []
     # Restarted with the same worker id, it resumes its session: the broker redelivers.
     with cloud_process(config, log) as (proc, url):
-        wait_for(lambda: ingest_status(url)["acked"] == 1, what="redelivery acked")
+        wait(lambda: ingest_status(url)["acked"] == 1, timeout=10, what="redelivery acked")
         status = ingest_status(url)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0, log.read_text()
@@ -341,8 +334,8 @@ def test_tls_failures_are_explained_and_retried(
     caplog.set_level(logging.INFO, logger="cloud_gateway.ingest")
     worker.start()
     try:
-        wait_for(lambda: sum(explanation in r.getMessage() for r in caplog.records) >= 2,
-                 what="two explained failures (it keeps retrying)")
+        wait(lambda: sum(explanation in r.getMessage() for r in caplog.records) >= 2,
+             timeout=10, what="two explained failures (it keeps retrying)")
     finally:
         worker.stop()
     assert worker.counters.snapshot()["connects"] == 0
@@ -379,8 +372,8 @@ def test_two_processes_one_killed_mid_stream_keep_every_record_once(
     with cloud_process(configs["cloud-a"], log) as (proc_a, url_a), \
             cloud_process(configs["cloud-b"], log) as (proc_b, url_b), \
             store_client(mqtt_settings("store-001"), "store-001") as store:
-        wait_for(lambda: ingest_status(url_a)["subscribed"] and ingest_status(url_b)["subscribed"],
-                 what="both subscribed")
+        wait(lambda: ingest_status(url_a)["subscribed"] and ingest_status(url_b)["subscribed"],
+             timeout=10, what="both subscribed")
         for n in range(batches):
             seqs = range(n * per_batch + 1, (n + 1) * per_batch + 1)
             for device in devices:
@@ -388,16 +381,16 @@ def test_two_processes_one_killed_mid_stream_keep_every_record_once(
             if n == batches // 3:
                 # Mid-stream, SIGKILL: no goodbye, no flush. What A had received but not acked,
                 # and what the broker goes on queueing for A's session, is not in the database.
-                wait_for(lambda: ingest_status(url_a)["acked"] > 0, what="A at work")
+                wait(lambda: ingest_status(url_a)["acked"] > 0, timeout=10, what="A at work")
                 os.kill(proc_a.pid, signal.SIGKILL)
                 proc_a.wait()
         # B has gone past what waits for A: those stretches are open gaps, not silence.
-        wait_for(lambda: stream_state(db)[2] > 0, what="open gaps while A is down")
+        wait(lambda: stream_state(db)[2] > 0, timeout=10, what="open gaps while A is down")
         # A supervisor restarts the killed worker with the same id: its session resumes and
         # the broker redelivers; the gaps close as the records arrive.
         with cloud_process(configs["cloud-a"], log) as (proc_a2, _url):
-            wait_for(lambda: stream_state(db)[:3] == (total, total, 0), timeout=20,
-                     what=f"all {total} records and no open gap")
+            wait(lambda: stream_state(db)[:3] == (total, total, 0), timeout=20,
+                 what=f"all {total} records and no open gap")
             proc_a2.send_signal(signal.SIGTERM)
             assert proc_a2.wait(10) == 0, log.read_text()
         proc_b.send_signal(signal.SIGTERM)

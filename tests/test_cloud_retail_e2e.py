@@ -4,39 +4,17 @@ terminal's SQLite, and the cloud's stock is exactly the terminal's ledger."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.edge import query, wait
 
 from edge.scan.pickup import PickupCodec
 from xiaodian.pki import load_pickup_key, pickup_key_path
 from xiaodian.stack import StoreStack
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # the table is not there yet
-        return []
-    finally:
-        con.close()
 
 
 @pytest.fixture
@@ -54,11 +32,11 @@ def test_orders_reach_the_terminal_and_cloud_stock_is_its_ledger(stack: StoreSta
     assert seeded["problems"] == [] and len(seeded["orders"]) == 2, seeded
     pickup, delivery = seeded["orders"]
     # Stored by the terminal and confirmed back to the cloud as "received".
-    wait_for(lambda: {r[0] for r in rows(stack.edge_db, "SELECT id FROM orders")}
-             == {pickup["id"], delivery["id"]}, what="orders in the edge database")
-    wait_for(lambda: all(o["state"] == "received" for o in
-                         stack.api("api/stores/store-001/orders")["orders"]),
-             what="orders confirmed as received")
+    wait(lambda: {r[0] for r in query(stack.edge_db, "SELECT id FROM orders")}
+         == {pickup["id"], delivery["id"]}, timeout=20, what="orders in the edge database")
+    wait(lambda: all(o["state"] == "received" for o in
+                     stack.api("api/stores/store-001/orders")["orders"]),
+         timeout=20, what="orders confirmed as received")
     # The code the cloud returned verifies with the key the terminal was configured with.
     key = load_pickup_key(pickup_key_path(stack.workdir / "pki", "store-001"))
     assert PickupCodec("store-001", key).verify(pickup["pickup_code"], time.time()).order_id \
@@ -72,22 +50,22 @@ def test_orders_reach_the_terminal_and_cloud_stock_is_its_ledger(stack: StoreSta
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.load(resp)["state"] == "cancelled"
-    wait_for(lambda: rows(stack.edge_db, f"SELECT state FROM orders WHERE id ="
-                                         f" {delivery['id']}") == [("cancelled",)],
-             what="the cancellation at the terminal")
+    wait(lambda: query(stack.edge_db, f"SELECT state FROM orders WHERE id ="
+                                      f" {delivery['id']}") == [("cancelled",)],
+         timeout=20, what="the cancellation at the terminal")
 
     # Stock: the cloud's table equals the terminal's ledger, lot by lot.
     def ledger() -> dict[tuple[str, str, str], int]:
-        return {(i, b or "", e or ""): q for i, b, e, q in rows(
+        return {(i, b or "", e or ""): q for i, b, e, q in query(
             stack.edge_db, "SELECT item, batch, expiry, SUM(qty) FROM stock_movements"
                            " GROUP BY item, batch, expiry")}
 
     def cloud() -> dict[tuple[str, str, str], int]:
-        return {(i, b, e): q for i, b, e, q in rows(
+        return {(i, b, e): q for i, b, e, q in query(
             stack.cloud_db, "SELECT item, batch, expiry, on_hand FROM stock"
                             " WHERE store = 'store-001'")}
 
-    wait_for(lambda: ledger() and ledger() == cloud(), what="cloud stock = edge ledger")
+    wait(lambda: ledger() and ledger() == cloud(), timeout=20, what="cloud stock = edge ledger")
     stock = {i["item"]: i for i in stack.api("api/stores/store-001/stock")["items"]}
     milk = stock["06901234567892"]
     assert (milk["on_hand"], milk["reserved"], milk["available"]) == (8, 2, 6)

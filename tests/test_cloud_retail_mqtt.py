@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.broker import connected
+from helpers.edge import wait
 from pg_server import db_settings, db_toml
 
 from cloud_gateway.commands import CommandPublisher
@@ -25,7 +27,7 @@ from cloud_gateway.ingest import IngestWorker
 from edge.scan.pickup import PickupCodec
 from xiaodian import retail as contract
 from xiaodian.broker import Broker
-from xiaodian.mqtt import MqttSettings, new_client
+from xiaodian.mqtt import MqttSettings
 from xiaodian.payloads import batch_payload, event_record
 from xiaodian.pki import DevPki, load_pickup_key, make_pickup_key
 
@@ -39,17 +41,6 @@ CATALOGUE = {"items": [
     {"item": EGGS, "name": "Eggs x6", "unit": "piece", "shelf_life_days": 21,
      "storage": "chilled", "location": None},
 ]}
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -109,16 +100,10 @@ def send_stock(settings: MqttSettings, store: str, seq0: int,
     recs = [event_record(seq0 + n, "stock", None, None, time.time(), True,
                          contract.movement_data(contract.Movement(uuid.uuid4().hex, k, i, q)))
             for n, (k, i, q) in enumerate(moves)]
-    client = new_client(settings, f"{store}-ledger-test")
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    try:
+    with connected(settings, f"{store}-ledger-test") as client:
         info = client.publish(f"xd/v1/{store}/events",
                               batch_payload("events", store, "ledger", 1, recs), qos=1)
         info.wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_catalogue_is_retained_and_orders_reach_only_their_store(
@@ -152,8 +137,8 @@ def test_catalogue_is_retained_and_orders_reach_only_their_store(
 
     send_stock(mqtt_settings("store-001"), "store-001", 1,
                [("delivery", MILK, 5), ("delivery", EGGS, 6), ("sale", EGGS, -1)])
-    wait_for(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
-             what="stock from the store's events")
+    wait(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
+         timeout=10, what="stock from the store's events")
     status, body = cloud.call("POST", "/api/stores/store-001/orders", order)
     assert status == 201, body
     oid, code = body["id"], body["pickup_code"]
@@ -207,10 +192,10 @@ def test_an_order_made_while_the_broker_is_down_is_sent_when_it_is_back(
 ) -> None:
     send_stock(mqtt_settings("store-001"), "store-001", 1, [("delivery", EGGS, 3)])
     assert cloud.call("PUT", "/api/stores/store-001/catalogue", CATALOGUE)[0] == 200
-    wait_for(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
-             what="stock")
+    wait(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
+         timeout=10, what="stock")
     broker.stop()
-    wait_for(lambda: not cloud.publisher.wait_connected(0), what="publisher to notice")
+    wait(lambda: not cloud.publisher.wait_connected(0), timeout=10, what="publisher to notice")
     status, body = cloud.call("POST", "/api/stores/store-001/orders",
                               {"items": [{"item": EGGS, "qty": 3}], "customer": "Zhao",
                                "mode": "delivery"})
@@ -226,8 +211,8 @@ def test_an_order_made_while_the_broker_is_down_is_sent_when_it_is_back(
     cloud.sender.kick()  # the retry the sender's thread makes every retry_s
     got = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(1, 10)[0]))
     assert isinstance(got, contract.Order) and got.id == body["id"] and got.mode == "delivery"
-    wait_for(lambda: cloud.call("GET", f"/api/stores/store-001/orders/{got.id}")[1]
-             ["published_at"], what="published_at")
+    wait(lambda: cloud.call("GET", f"/api/stores/store-001/orders/{got.id}")[1]
+         ["published_at"], timeout=10, what="published_at")
 
 
 def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(

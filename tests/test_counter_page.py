@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.broker import publish
+from helpers.edge import RunningAgent, free_port, ingest_worker, pty_link, wait
 
-from cloud_gateway.config import CloudSettings
 from cloud_gateway.ingest import IngestWorker
-from edge.agent import Agent
 from edge.config import EdgeConfig, EdgeSettings, PickupSettings, ScannerPort
 from edge.scan.pickup import PickupCodec
 from xiaodian.broker import Broker
-from xiaodian.mqtt import MqttSettings, new_client
+from xiaodian.mqtt import MqttSettings
 from xiaodian.retail import (
     Catalogue,
     CatalogueItem,
@@ -45,28 +43,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing (Debian's chromium package)")
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Scanner:
     """The device end of a pty: a serial barcode scanner with AIM identifiers and CR LF."""
 
     def __init__(self, link: Path) -> None:
-        self.master, slave = os.openpty()
-        link.symlink_to(os.ttyname(slave))
-        os.close(slave)
+        self.master = pty_link(link)
 
     def scan(self, line: str) -> None:
         os.write(self.master, line.encode() + b"\r\n")
@@ -75,44 +56,10 @@ class Scanner:
         os.close(self.master)
 
 
-def publish(settings: MqttSettings, topic: str, payload: bytes, retain: bool = False) -> None:
-    client = new_client(settings, f"cloud-test-{time.monotonic_ns()}")
-    client.connect(settings.host, settings.port, settings.keepalive)
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-class RunningAgent:
-    def __init__(self, config: EdgeConfig) -> None:
-        self.agent = Agent(config)
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.agent.run,
-                                       kwargs={"until": self.done.is_set}, daemon=True)
-
-    def __enter__(self) -> Agent:
-        self.thread.start()
-        return self.agent
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "agent did not stop"
-
-
 @pytest.fixture
 def cloud(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[IngestWorker]:
-    worker = IngestWorker(mqtt_settings("cloud-gateway"),
-                          CloudSettings(db=tmp_path / "cloud.sqlite3", worker_id="ingest-test"))
-    worker.start()
-    try:
-        assert worker.wait_subscribed(10), "cloud worker did not subscribe"
+    with ingest_worker(mqtt_settings("cloud-gateway"), tmp_path / "cloud.sqlite3") as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 def cloud_events(tmp_path: Path, type_: str) -> list[dict[str, Any]]:
@@ -133,7 +80,7 @@ def test_counter_pickup_refusal_and_offline_pickup_in_chromium(
 
     key_file = tmp_path / "pickup.key"
     key_file.write_text(KEY.hex() + "\n")
-    port = _free_port()
+    port = free_port()
     scanner = Scanner(tmp_path / "scanner-1")
     cfg = EdgeConfig(
         edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1,
@@ -151,7 +98,7 @@ def test_counter_pickup_refusal_and_offline_pickup_in_chromium(
         CatalogueItem(BREAD, "Bread", "piece", 3, "ambient")))), retain=True)
     try:
         with RunningAgent(cfg) as agent, sync_playwright() as pw:
-            _wait(lambda: agent.uplink.retail_subscribed, 15, "orders subscription")
+            wait(lambda: agent.uplink.retail_subscribed, 15, "orders subscription")
             # A message that does not parse is parked and acknowledged: the next ones flow.
             publish(cloud_mqtt, f"xd/v1/{STORE}/orders", b'{"v": 1, "type": "order"}')
             for oid, who in ((101, "Wang L."), (102, "Li M.")):

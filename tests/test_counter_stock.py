@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_counter_page import ARGS, CHROMIUM, RunningAgent, _free_port
+from helpers.edge import RunningAgent, free_port
+from test_counter_page import ARGS, CHROMIUM
 
 from edge.config import EdgeConfig, EdgeSettings, RetailSettings
 from edge.retail.service import Retail
@@ -33,7 +34,7 @@ def test_stock_form_adjusts_and_records_waste_in_chromium(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    port = _free_port()
+    port = free_port()
     cfg = EdgeConfig(
         edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", kiosk_port=port),
         mqtt=mqtt_settings(STORE))

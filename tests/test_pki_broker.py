@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from helpers.broker import stop_client
 
 import xiaodian.broker as broker_mod
 from xiaodian.broker import Broker, BrokerError, acl_text, write_broker_config
@@ -56,11 +57,6 @@ def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
     info = client.publish(topic, payload, qos=1)
     info.wait_for_publish(5.0)
     assert info.is_published()
-
-
-def close(client: mqtt.Client) -> None:
-    client.disconnect()
-    client.loop_stop()
 
 
 CONNECT = b"\x10\x15\x00\x04MQTT\x04\x02\x00\x05\x00\x09raw-probe"  # MQTT 3.1.1, clean session
@@ -184,7 +180,7 @@ def test_store_telemetry_reaches_the_cloud_gateway(mqtt_settings: Settings, coll
     try:
         publish(store, "xd/v1/store-001/telemetry", b'{"t": 3.0}')
     finally:
-        close(store)
+        stop_client(store)
     [msg] = cloud.wait(1)
     assert (msg.topic, msg.payload, msg.qos) == ("xd/v1/store-001/telemetry", b'{"t": 3.0}', 1)
 
@@ -204,8 +200,8 @@ def test_a_store_receives_nothing_of_another_store(mqtt_settings: Settings, coll
         # Control, sent after the others: once it arrives, anything leaked would have too.
         publish(cloud, "xd/v1/store-001/orders", b"order for 001")
     finally:
-        close(cloud)
-        close(store2)
+        stop_client(cloud)
+        stop_client(store2)
     assert [(m.topic, m.payload) for m in spy.wait(1)] == [
         ("xd/v1/store-001/orders", b"order for 001")
     ]
@@ -220,7 +216,7 @@ def test_a_store_cannot_publish_as_another_store(mqtt_settings: Settings, collec
         store.publish("xd/v1/store-001/orders", b"self-made order", qos=1).wait_for_publish(5)
         publish(store, "xd/v1/store-001/telemetry", b"genuine")
     finally:
-        close(store)
+        stop_client(store)
     assert [m.payload for m in cloud.wait(1)] == [b"genuine"]
 
 
@@ -280,10 +276,10 @@ def test_queued_order_survives_a_broker_restart(broker: Broker, mqtt_settings: S
     store.on_subscribe = lambda *_: subscribed.set()
     store.subscribe("xd/v1/store-001/orders", qos=1)
     assert subscribed.wait(5)
-    close(store)  # offline, session kept
+    stop_client(store)  # offline, session kept
     cloud = connected(mqtt_settings("cloud-gateway"), "cloud-gateway")
     publish(cloud, "xd/v1/store-001/orders", b"queued order")
-    close(cloud)
+    stop_client(cloud)
     port = broker.port
     broker.restart()
     assert broker.port == port
@@ -302,7 +298,7 @@ def test_queued_order_survives_a_broker_restart(broker: Broker, mqtt_settings: S
     try:
         assert arrived.wait(5), "queued order not delivered after the restart"
     finally:
-        close(store)
+        stop_client(store)
     assert received == [b"queued order"]
 
 

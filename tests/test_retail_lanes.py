@@ -5,9 +5,6 @@ how many left; and outside a handover, an item gone without a sale is flagged.""
 from __future__ import annotations
 
 import json
-import socket
-import sqlite3
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -15,14 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from helpers.broker import publish
+from helpers.edge import events, free_port, running, sim_fridge, wait
+
 from edge.agent import Agent
-from edge.config import EdgeConfig, EdgeSettings, FridgePort, PickupSettings
+from edge.config import PickupSettings
 from edge.scan.pickup import PickupCodec
-from hw_sim.fridge import FridgeDevice, SimFridge
-from hw_sim.runner import Runner
-from hw_sim.scenario import Scenario
-from xiaodian.config import build
-from xiaodian.mqtt import MqttSettings, new_client
+from hw_sim.fridge import SimFridge
+from xiaodian.mqtt import MqttSettings
 from xiaodian.retail import (
     Catalogue,
     CatalogueItem,
@@ -37,27 +34,6 @@ STORE = "store-001"
 KEY = bytes(range(50, 82))
 MILK = "06901234567892"
 EGGS = "06901234567809"
-
-
-def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def publish(settings: MqttSettings, topic: str, payload: bytes, retain: bool = False) -> None:
-    client = new_client(settings, f"cloud-test-{time.monotonic_ns()}")
-    client.connect(settings.host, settings.port, settings.keepalive)
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 class Counter:
@@ -85,45 +61,12 @@ def store(tmp_path: Path, mqtt: MqttSettings) -> Iterator[tuple[SimFridge, Agent
                      "defrost_every_h": 0, "sample_interval_s": 10, "lanes": [1000, 1200],
                      "lock": True}],
     }
-    runner = Runner(build(scenario, Scenario, tmp_path / "scenario.toml"))
     key = tmp_path / "pickup.key"
     key.write_text(KEY.hex())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    agent = Agent(EdgeConfig(
-        edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", publish_interval_s=0.1,
-                          readings_interval_s=0.1, kiosk_port=port),
-        mqtt=mqtt, fridges=(FridgePort("fridge-1", runner.scenario.sim.link_dir / "fridge-1"),),
-        pickup=PickupSettings(key)))
-    done = threading.Event()
-    sim = threading.Thread(target=runner.run, daemon=True)
-    edge = threading.Thread(target=agent.run, kwargs={"until": done.is_set}, daemon=True)
-    sim.start()
-    edge.start()
-    device = next(d for d in runner.devices if d.id == "fridge-1")
-    assert isinstance(device, FridgeDevice)
-    try:
-        yield device.sim, agent, Counter(port)
-    finally:
-        done.set()
-        edge.join(timeout=15)
-        runner.request_stop()
-        sim.join(timeout=15)
-        runner.close()
-    assert not edge.is_alive() and not sim.is_alive()
-
-
-def edge_events(agent: Agent, type_: str) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{agent.config.edge.db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = con.execute("SELECT data FROM events WHERE type=? ORDER BY boot, seq",
-                           (type_,)).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-    return [json.loads(r[0]) for r in rows]
+    port = free_port()
+    with running(scenario, tmp_path, mqtt, kiosk_port=port,
+                 pickup=PickupSettings(key)) as (runner, agent):
+        yield sim_fridge(runner), agent, Counter(port)
 
 
 def test_handover_unlocks_the_lane_weighs_what_was_taken_and_flags_a_theft(
@@ -131,6 +74,7 @@ def test_handover_unlocks_the_lane_weighs_what_was_taken_and_flags_a_theft(
 ) -> None:
     cloud = mqtt_settings("cloud-gateway")
     with store(tmp_path, mqtt_settings(STORE)) as (f, agent, counter):
+        db = agent.config.edge.db_path
         wait(lambda: agent.uplink.retail_subscribed, 15, "orders subscription")
         publish(cloud, f"xd/v1/{STORE}/catalogue", catalogue_payload(Catalogue(STORE, 1, (
             CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
@@ -141,7 +85,7 @@ def test_handover_unlocks_the_lane_weighs_what_was_taken_and_flags_a_theft(
             7, STORE, "pickup", "Wang L.", now, now + 3600, (OrderLine(MILK, 2),
                                                             OrderLine(EGGS, 1)))))
         wait(lambda: [o for o in counter.state()["orders"] if o["order"] == 7], 15, "order 7")
-        wait(lambda: edge_events(agent, "lanes"), 20, "settled lane weights")
+        wait(lambda: events(db, "lanes"), 20, "settled lane weights")
         assert not f.open_door()  # locked until the terminal unlocks it
 
         v = counter.post("scan", {"code": "]Q1" + PickupCodec(STORE, KEY).issue(7, now + 3600)})
@@ -162,22 +106,22 @@ def test_handover_unlocks_the_lane_weighs_what_was_taken_and_flags_a_theft(
         assert [(ln["item"], ln["taken"]) for ln in h["lines"]] == [(MILK, 2), (EGGS, 2)]
         done = counter.post("confirm", {"order": 7})
         assert done["title"] == "Order 7 picked up, with differences"
-        checks = edge_events(agent, "lane_check")
+        checks = events(db, "lane_check")
         assert [(c["lane"], c["order"], c["verdict"]) for c in checks] == [
             (0, 7, "ok"), (1, 7, "mismatch")]
         assert checks[1]["expected_grams"] == 600 and checks[1]["measured_grams"] == 0
-        stock = [(m["item"], m["qty"], m["order"]) for m in edge_events(agent, "stock")]
+        stock = [(m["item"], m["qty"], m["order"]) for m in events(db, "stock")]
         assert sorted(stock) == [(EGGS, -2, 7), (MILK, -2, 7)]
-        assert edge_events(agent, "order")[-1]["differences"] == [[EGGS, 1]]
+        assert events(db, "order")[-1]["differences"] == [[EGGS, 1]]
 
         # Outside a handover: one milk leaves the lane with no sale (the lock is back on,
         # so someone reached in through a gap): a mismatch.
         f.take(0, 250)
-        gone = wait(lambda: edge_events(agent, "lane_check")[2:], 30, "the unexplained drop")
+        gone = wait(lambda: events(db, "lane_check")[2:], 30, "the unexplained drop")
         assert gone[0]["verdict"] == "mismatch" and gone[0]["order"] is None
         assert "gone without a sale" in gone[0]["note"]
         # A sale scanned first explains the next one.
         assert counter.post("scan", {"code": "]E06901234567892"})["title"] == "Sale: Milk 1L"
         f.take(0, 250)
-        sold = wait(lambda: edge_events(agent, "lane_check")[3:], 30, "the sold item leaving")
+        sold = wait(lambda: events(db, "lane_check")[3:], 30, "the sold item leaving")
         assert sold[0]["verdict"] == "ok"

@@ -5,21 +5,31 @@ still known, and the lanes as they are now say what was taken."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import socket
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter, publish, wait
+from helpers.broker import publish
+from helpers.edge import (
+    QUICK,
+    edge_config,
+    events,
+    free_port,
+    query,
+    sim_fridge,
+    start_edge,
+    stop_child,
+    wait,
+)
+from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter
 
+from edge.config import PickupSettings
 from edge.scan.pickup import PickupCodec
-from hw_sim.fridge import FridgeDevice
 from hw_sim.runner import Runner
 from hw_sim.scenario import Scenario
 from xiaodian.config import build
@@ -35,47 +45,9 @@ from xiaodian.retail import (
 )
 
 
-def _toml(v: object) -> str:
-    return json.dumps(str(v))  # a JSON string is a valid TOML string
-
-
-def edge_toml(tmp_path: Path, mqtt: MqttSettings, port: int, link: Path) -> Path:
-    key = tmp_path / "pickup.key"
-    key.write_text(KEY.hex())
-    assert mqtt.tls is not None
-    path = tmp_path / "edge.toml"
-    path.write_text(
-        f"[edge]\nstore_id = {_toml(STORE)}\ndata_dir = {_toml(tmp_path / 'edge')}\n"
-        f"kiosk_port = {port}\npublish_interval_s = 0.1\nreadings_interval_s = 0.1\n"
-        f"[mqtt]\nhost = {_toml(mqtt.host)}\nport = {mqtt.port}\nreconnect_max_s = 2.0\n"
-        f"[mqtt.tls]\nca = {_toml(mqtt.tls.ca)}\ncert = {_toml(mqtt.tls.cert)}\n"
-        f"key = {_toml(mqtt.tls.key)}\n"
-        f"[[fridges]]\nid = \"fridge-1\"\nport = {_toml(link)}\n"
-        f"[pickup]\nkey_file = {_toml(key)}\nkey_id = 0\n")
-    return path
-
-
 def saved_handover(db: Path) -> dict[str, Any] | None:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        row = con.execute("SELECT state FROM handover").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        con.close()
-    return None if row is None else dict(json.loads(row[0]))
-
-
-def events(db: Path, type_: str) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = con.execute("SELECT data FROM events WHERE type=? ORDER BY boot, seq",
-                           (type_,)).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-    return [json.loads(r[0]) for r in rows]
+    rows = query(db, "SELECT state FROM handover")
+    return dict(json.loads(rows[0][0])) if rows else None
 
 
 def test_agent_killed_with_the_door_open_carries_on_with_the_handover(
@@ -88,21 +60,27 @@ def test_agent_killed_with_the_door_open_carries_on_with_the_handover(
                      "lock": True}],
     }
     runner = Runner(build(scenario, Scenario, tmp_path / "scenario.toml"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = edge_toml(tmp_path, mqtt_settings(STORE), port,
-                       runner.scenario.sim.link_dir / "fridge-1")
-    db = tmp_path / "edge" / "edge.sqlite3"
-    log = (tmp_path / "edge.log").open("ab")
-    argv = [sys.executable, "-m", "xiaodian", "edge", "run", "--config", str(config)]
+    port = free_port()
+    key = tmp_path / "pickup.key"
+    key.write_text(KEY.hex())
+    cfg = edge_config(
+        tmp_path / "edge",
+        dataclasses.replace(mqtt_settings(STORE), reconnect_max_s=2.0),
+        fridges=[("fridge-1", runner.scenario.sim.link_dir / "fridge-1")],
+        pickup=PickupSettings(key),
+        kiosk_port=port,
+        **QUICK,
+    )
+    db = cfg.edge.db_path
+
+    def start() -> subprocess.Popen[bytes]:
+        return start_edge(cfg, tmp_path / "edge.toml", tmp_path / "edge.log")
+
     sim = threading.Thread(target=runner.run, daemon=True)
     sim.start()
-    device = next(d for d in runner.devices if d.id == "fridge-1")
-    assert isinstance(device, FridgeDevice)
-    f = device.sim
+    f = sim_fridge(runner)
     counter = Counter(port)
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    proc = start()
     try:
         cloud = mqtt_settings("cloud-gateway")
         publish(cloud, f"xd/v1/{STORE}/catalogue", catalogue_payload(Catalogue(STORE, 1, (
@@ -148,7 +126,7 @@ def test_agent_killed_with_the_door_open_carries_on_with_the_handover(
         proc.wait(10)
         f.take(1, 600)  # meanwhile the customer takes the eggs and shuts the door
         f.close_door()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = start()
 
         h = wait(lambda: (s := state()) and (h := s["handover"]) and h["waiting_for"] is None
                  and h, 45, "the restarted agent measuring the lanes")
@@ -165,13 +143,7 @@ def test_agent_killed_with_the_door_open_carries_on_with_the_handover(
         assert stock == [(EGGS, -1, 7), (MILK, -2, 7)]
         assert saved_handover(db) is None  # done with: a further restart starts clean
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_child(proc, 15)
         runner.request_stop()
         sim.join(timeout=15)
         runner.close()
