@@ -166,7 +166,10 @@ def _run(
         children.append(proc)
         procs.append(Samples(name, psutil.Process(proc.pid)))
     procs.append(Samples("simulator (4 fridges, reference)", psutil.Process(sim.pid)))
-    wait_for(lambda: cloud.readings() > 0, 30, f"first readings in the cloud (see {logs})", 0.2)
+    # Routine readings go up once per readings interval (60 s by default, as in a shop).
+    first_s = 30 + busy_cfg.edge.readings_interval_s
+    wait_for(lambda: cloud.readings() > 0, first_s, f"first readings in the cloud (see {logs})",
+             0.2)
 
     time.sleep(args.warmup)
     for s in procs:
