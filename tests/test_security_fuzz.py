@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from edge.interpret import MAX_SCAN_LINE, LineSplitter
 from firmware_bridge import codec
-from xiaodian import payloads
+from xiaodian import payloads, retail
 from xiaodian.commands import (
     ACTIONS,
     SIGNING_CONTEXT,
@@ -108,6 +108,59 @@ def test_payload_parse_size_limit_and_deep_nesting() -> None:
         except payloads.PayloadError:
             continue
         raise AssertionError("accepted")
+
+
+# --- retail messages: xiaodian.retail (both directions) -------------------------------------
+
+retail_topics = st.sampled_from(["xd/v1/store-001/orders", "xd/v1/store-001/catalogue",
+                                 "xd/v1/store-002/orders", "xd/v1/x/y"]) | st.text(max_size=30)
+
+
+def _downlink_like() -> st.SearchStrategy[bytes]:
+    line = st.fixed_dictionaries({}, optional={"item": json_scalars | st.just("06901234567892"),
+                                               "qty": json_scalars})
+    location = st.fixed_dictionaries({}, optional={"fridge": json_scalars,
+                                                   "lane": json_scalars,
+                                                   "unit_grams": json_scalars})
+    item = st.fixed_dictionaries(
+        {}, optional={"item": json_scalars | st.sampled_from(["06901234567892", "in:1"]),
+                      "name": json_scalars, "unit": st.sampled_from(["piece", "weight", 1]),
+                      "shelf_life_days": json_scalars, "storage": json_scalars,
+                      "location": st.none() | location | json_scalars})
+    body = st.fixed_dictionaries(
+        {"v": st.sampled_from([1, 1, 2, "1"]), "store": st.sampled_from(["store-001", "s"]),
+         "type": st.sampled_from(["order", "cancel", "catalogue", "x"])},
+        optional={"id": json_scalars, "order": json_scalars, "mode": json_scalars,
+                  "customer": json_scalars, "created": json_scalars, "expires": json_scalars,
+                  "lines": st.lists(line, max_size=4) | json_scalars, "reason": json_scalars,
+                  "version": json_scalars, "items": st.lists(item, max_size=4) | json_scalars},
+    )  # fmt: skip
+    return body.map(lambda b: json.dumps(b).encode())
+
+
+@FUZZ
+@given(topic=retail_topics, payload=st.binary(max_size=1024) | _downlink_like())
+def test_retail_downlink_parse_raises_only_payload_error(topic: str, payload: bytes) -> None:
+    try:
+        result = retail.parse_downlink(topic, payload)
+    except payloads.PayloadError as exc:
+        assert str(exc)  # parked at the store with this reason
+    else:
+        assert isinstance(result, retail.Catalogue | retail.Order | retail.Cancel)
+
+
+@FUZZ
+@given(data=st.dictionaries(st.sampled_from(
+    ["id", "kind", "item", "qty", "grams", "batch", "expiry", "order", "note", "state",
+     "differences", "lane", "verdict", "expected_grams", "measured_grams", "window_days",
+     "items", "result", "reason"]), json_values, max_size=10))
+def test_retail_event_parsers_raise_only_payload_error(data: dict[str, Any]) -> None:
+    for parse in (retail.parse_movement, retail.parse_progress, retail.parse_lane_check,
+                  retail.parse_expiry, retail.parse_pickup_refusal):
+        try:
+            parse(data)
+        except payloads.PayloadError as exc:
+            assert str(exc)  # parked in the cloud with this reason
 
 
 # --- the wire: firmware_bridge.codec -------------------------------------------------------
