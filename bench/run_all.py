@@ -23,7 +23,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_cost", wire_cost.main, []),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
-    ("edge_footprint", edge_footprint.main, ["--duration", "60", "--warmup", "10"]),
+    ("edge_footprint", edge_footprint.main, ["--duration", "120", "--warmup", "10"]),
     # Shorter outage than the default (25 s = ~4 simulated hours), so a smaller budget.
     ("outage_memory", outage_memory.main,
      ["--outage-s", "25", "--before", "8", "--warmup", "3", "--after", "2", "--budget-mb", "0.5"]),
