@@ -391,7 +391,8 @@ def _order_create(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except sql.ERRORS as exc:
         return fail(f"cannot store it in {sql.describe(cfg.cloud.database)}: {exc}")
-    code = issuer.issue(order.id, order.expires) if issuer is not None else None
+    code = (issuer.issue(order.id, order.expires)
+            if issuer is not None and order.mode == "pickup" else None)  # as the API does
     sent = _send_now(cfg, "order", order.id)
     print(json.dumps({"id": order.id, "store": order.store, "expires": order.expires,
                       "pickup_code": code, "sent": sent}))

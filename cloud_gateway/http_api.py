@@ -495,7 +495,10 @@ class Api:
         issuer = self._pickup_codec(store, required=req.mode == "pickup")
         with Database.open(self.db_path) as db, db.transaction() as conn:
             order = retail_store.create_order(conn, store, req, self._now(), by)
-        code = issuer.issue(order.id, order.expires) if issuer is not None else None
+        # Only a pickup order gets a code: the counter refuses a delivery order's code anyway
+        # ("not for pickup"), so issuing one would hand out a token that opens nothing.
+        code = (issuer.issue(order.id, order.expires)
+                if issuer is not None and order.mode == "pickup" else None)
         self._send_downlink()
         with Database.open_readonly(self.db_path) as db:
             stored = retail_store.get_order(db.conn, store, order.id)

@@ -158,14 +158,21 @@ def test_catalogue_is_retained_and_orders_reach_only_their_store(
     assert (by_item[MILK]["on_hand"], by_item[MILK]["reserved"],
             by_item[MILK]["available"]) == (5, 2, 3)
     assert by_item[EGGS]["available"] == 5 and by_item[MILK]["name"] == "Fresh milk 1 L"
+    # A delivery order gets no pickup code: the counter would refuse it ("not for pickup").
+    status, body = cloud.call("POST", "/api/stores/store-001/orders",
+                              {**order, "items": [{"item": EGGS, "qty": 1}], "mode": "delivery"})
+    assert status == 201 and body["pickup_code"] is None, body
+    assert contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(2)[1])).mode \
+        == "delivery"
 
     status, body = cloud.call("POST", f"/api/stores/store-001/orders/{oid}/cancel",
                               {"reason": "customer called"})
     assert status == 200 and body["state"] == "cancelled"
-    cancel = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(2)[1]))
+    cancel = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(3)[2]))
     assert cancel == contract.Cancel(oid, "store-001", "customer called")
     status, body = cloud.call("GET", "/api/stores/store-001/orders")
-    assert [(o["id"], o["state"]) for o in body["orders"]] == [(oid, "cancelled")]
+    assert [(o["id"], o["state"]) for o in body["orders"]] == [(oid + 1, "open"),
+                                                                (oid, "cancelled")]
     assert "pickup_code" not in json.dumps(body)  # reads never show codes
 
 

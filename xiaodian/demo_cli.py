@@ -125,7 +125,10 @@ def _retail_banner(retail: dict[str, Any], stack: StoreStack, out: TextIO) -> No
           f" (format: {stack.workdir / 'cloud' / 'catalogue.toml'}); stock:"
           f" {stack.http_url}api/stores/{stack.store}/stock", file=out)
     for o in retail["orders"]:
-        code = f"  pickup code {o['pickup_code']}" if o.get("pickup_code") else ""
+        # A delivery order is handed to the courier from the delivery list, not by code.
+        code = (f"  pickup code {o['pickup_code']}"
+                if o.get("pickup_code") and o["mode"] == "pickup"
+                else "  (on the counter's delivery list)")
         print(f"  order {o['id']:<4} {o['mode']:<9}{code}", file=out)
     for problem in retail["problems"]:
         print(f"  retail: {problem}", file=out)
