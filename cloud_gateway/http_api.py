@@ -53,8 +53,8 @@ MAX_BODY_BYTES = 4096
 # An order of 100 lines is ~5 KiB; a catalogue message is at most 256 KiB (retail.py).
 MAX_ORDER_BODY_BYTES = 64 * 1024
 # ASCII digits only (str.isdigit also takes "²" and other digits int() refuses), and short
-# enough for a BIGINT: a bad id is a 400 or 404, never a 500.
-ORDER_ID = re.compile(r"[0-9]{1,18}\Z")
+# enough for a BIGINT: a bad id, limit or length is a 4xx, never a 500.
+DIGITS = re.compile(r"[0-9]{1,18}\Z")
 MAX_CATALOGUE_BODY_BYTES = 1024 * 1024  # the message itself is capped at 256 KiB compact
 DEFAULT_COMMAND_LIMIT = 100
 
@@ -230,7 +230,7 @@ class Api:
                 orders = retail_store.list_orders(db.conn, store, state=state, limit=limit)
                 return json_response(HTTPStatus.OK, {"store": store, "orders": orders})
             case ["stores", store, "orders", oid] if (ID_PATTERN.match(store)
-                                                       and ORDER_ID.match(oid)):
+                                                       and DIGITS.match(oid)):
                 _no_params(query)
                 order = retail_store.get_order(db.conn, store, int(oid))
                 if order is None:
@@ -459,7 +459,7 @@ class Api:
             if method == "PUT":
                 return self._put_catalogue(store, obj, by)
             if len(segments) == 6:
-                if not ORDER_ID.match(segments[4]):
+                if not DIGITS.match(segments[4]):
                     raise BadRequest(f"{segments[4]!r} is not an order id")
                 return self._cancel(store, int(segments[4]), obj, by)
             return self._create_order(store, obj, by)
@@ -659,7 +659,7 @@ def _int_param(query: dict[str, str], name: str, default: int, low: int, high: i
     raw = query.get(name)
     if raw is None:
         return default
-    if not ORDER_ID.match(raw):  # ASCII digits only: no signs, spaces or "1e3"
+    if not DIGITS.match(raw):  # ASCII digits only: no signs, spaces or "1e3"
         raise BadRequest(f"{name}: expected a whole number, got {raw!r}")
     value = int(raw)
     if not low <= value <= high:
@@ -709,36 +709,29 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
     def do_PUT(self) -> None:
-        if not self.api.accepts_put(self.path):
-            self._refuse_method()
-            return
-        body = self._read_body()
-        if body is None:
-            return
-        try:
-            response = self.api.handle_retail(
-                "PUT", self.path, authorization=self.headers.get("Authorization"),
-                content_type=self.headers.get("Content-Type"), body=body,
-                client=self.client_address[0])
-        except Exception:
-            log.exception("error serving PUT %s", self.path)
-            response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the log)")
-        self._send(response, head=False)
+        self._write("PUT", self.api.accepts_put,
+                    lambda path, **kw: self.api.handle_retail("PUT", path, **kw))
 
     def do_POST(self) -> None:
-        if not self.api.accepts_post(self.path):
+        self._write("POST", self.api.accepts_post, self.api.handle_post)
+
+    def _write(self, method: str, accepts: Callable[[str], bool],
+               handle: Callable[..., Response]) -> None:
+        """A request with a body: refused unless the path takes `method`, then the body
+        within its limit, then `handle`; an unexpected error is a logged 500."""
+        if not accepts(self.path):
             self._refuse_method()
             return
         body = self._read_body()
         if body is None:
             return
         try:
-            response = self.api.handle_post(
+            response = handle(
                 self.path, authorization=self.headers.get("Authorization"),
                 content_type=self.headers.get("Content-Type"), body=body,
                 client=self.client_address[0])
         except Exception:
-            log.exception("error serving POST %s", self.path)
+            log.exception("error serving %s %s", method, self.path)
             response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the log)")
         self._send(response, head=False)
 
@@ -751,7 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
                        head=False)
             return None
         raw = self.headers.get("Content-Length")
-        if raw is None or not ORDER_ID.match(raw.strip()):
+        if raw is None or not DIGITS.match(raw.strip()):
             self.close_connection = True
             self._send(error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required"), head=False)
             return None
