@@ -585,13 +585,7 @@ def _from_web(r: alert_web.WebResult) -> Response:
 
 def _command_request(body: bytes) -> tuple[str, dict[str, str | int | bool]]:
     """Strict parse of {"action": str, "params": {name: scalar}}; BadRequest says why."""
-    try:
-        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys,
-                         parse_float=_no_floats, parse_constant=_no_floats)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"body is not a JSON object: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("body must be a JSON object")
+    obj = _json_object(body)
     unknown = sorted(set(obj) - {"action", "params"})
     if unknown:
         raise BadRequest(f"{unknown[0]}: unknown field (known: action, params)")
