@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -119,6 +120,11 @@ class Uplink:
         self._command_sub_mid: int | None = None
         self._ack_order: deque[tuple[int, int]] = deque()  # (mid, qos) in arrival order
         self._ackable: set[int] = set()
+        # Waits between connection attempts. Not time.sleep: an Event waits on the monotonic
+        # clock through a semaphore, which also holds under an LD_PRELOADed clock such as
+        # libfaketime's, where clock_nanosleep fails with EINVAL and killed the agent at its
+        # first disconnect.
+        self._between_attempts = threading.Event()
 
     # ------------------------------------------------------------ connection
 
@@ -312,7 +318,9 @@ class Uplink:
             if self.monotonic() >= self.next_attempt:
                 self._connect()
             if self.client is None:
-                time.sleep(min(timeout, max(0.0, self.next_attempt - self.monotonic())))
+                self._between_attempts.wait(
+                    min(timeout, max(0.0, self.next_attempt - self.monotonic()))
+                )
                 return
         assert self.client is not None
         try:

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 from collections.abc import Callable
 
 _TIME_ERROR = 5
 
 
-def _kernel_says_synced() -> bool:
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Looked up once: find_library runs `ldconfig -p` in a child process, which a reader
+    # thread must not do every recheck (a fork of a threaded process, each time).
     libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    return None if libc_name is None else ctypes.CDLL(libc_name, use_errno=True)
+
+
+def _kernel_says_synced() -> bool:
+    libc = _libc()
+    if libc is None:
         return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
     buf = ctypes.create_string_buffer(512)  # struct timex is ~208 bytes; modes=0 only reads
     state = libc.adjtimex(buf)
     return state not in (-1, _TIME_ERROR)

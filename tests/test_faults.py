@@ -12,10 +12,11 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.edge import wait
 
 from xiaodian.reconcile import (
     cloud_aggregate_spans,
@@ -192,6 +193,47 @@ def test_serial_cable_unplugged_and_line_noise(stack: StoreStack) -> None:
     assert noisy["crc_errors"] + noisy["cobs_errors"] > 10  # and the noise was real
 
 
+def _edge_reading_keys(stack: StoreStack) -> set[tuple[str, int]]:
+    """(fridge, device time) of every reading the edge agent has stored."""
+    con = sqlite3.connect(f"file:{stack.edge_db}?mode=ro", uri=True)
+    try:
+        return {(d, int(ms)) for d, ms in con.execute("SELECT device, dev_ms FROM readings")}
+    finally:
+        con.close()
+
+
+def _wait_edge_took(
+    stack: StoreStack, stamped: Callable[[float], bool], what: str, count: int = 1
+) -> None:
+    """Wait until the edge stored `count` readings of every fridge whose wall time satisfies
+    `stamped` (a bound for a stall, not a timing assertion: the agent runs under libfaketime,
+    which reads the clock file on every clock call and makes it several times slower)."""
+
+    def took() -> bool:
+        con = sqlite3.connect(f"file:{stack.edge_db}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT device, wall FROM readings").fetchall()
+        finally:
+            con.close()
+        per: dict[str, int] = {}
+        for device, wall in rows:
+            if stamped(wall):
+                per[device] = per.get(device, 0) + 1
+        return len(per) == 2 and min(per.values()) >= count
+
+    wait(took, timeout=60, what=what)
+
+
+def _wait_caught_up(stack: StoreStack) -> None:
+    """Wait until every reading the fridges had taken when we looked is at the edge."""
+
+    def caught_up() -> bool:
+        taken = set(truth_readings(stack.truth))
+        return bool(taken) and taken <= _edge_reading_keys(stack)
+
+    wait(caught_up, timeout=60, what="the edge to take every reading the fridges had made")
+
+
 LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))), None)
 
 
@@ -222,11 +264,27 @@ def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_fil
     )
     stack.start()
     try:
-        time.sleep(3.0)
+        _wait_edge_took(stack, lambda wall: True, "the first readings")
         clock_file.write_text("+1d\n")
-        time.sleep(4.0)
+        _wait_edge_took(stack, lambda wall: wall - time.time() > 80_000, "readings a day ahead",
+                        count=20)
+        # A reconnection a day ahead: TLS checks the broker's certificate with this clock, and
+        # the agent waits between attempts (libfaketime breaks time.sleep: it used to die here).
+        stack.restart_broker(down_s=1.0)
+        _wait_edge_took(stack, lambda wall: wall - time.time() > 80_000, "readings a day ahead",
+                        count=40)
         clock_file.write_text("+0\n")  # and back: a day backwards in one step
-        time.sleep(4.0)
+        back = time.time()
+        # The agent must go on taking records: everything the fridges had taken by now
+        # reaches it, and then more stamped with the corrected clock.
+        taken = set(truth_readings(stack.truth))
+        _wait_edge_took(stack, lambda wall: back <= wall < back + 3600,
+                        "readings stamped after the clock went back", count=20)
+        wait(lambda: taken <= _edge_reading_keys(stack), timeout=60,
+             what="the readings taken before the clock went back, at the edge")
+        # Stop the simulator only once the edge has what the fridges had made until just now:
+        # then what is left on them is the last moment's, whatever this machine's load.
+        _wait_caught_up(stack)
         _assert_exactly_once(stack)
         con = sqlite3.connect(stack.cloud_db)
         try:
