@@ -63,6 +63,12 @@ class StackError(RuntimeError):
     pass
 
 
+def _covers(stock: list[dict[str, Any]], wanted: dict[str, int]) -> bool:
+    """True when the stock rows make every wanted quantity available."""
+    available = {row["item"]: row["available"] for row in stock}
+    return all(available.get(item, 0) >= qty for item, qty in wanted.items())
+
+
 def _toml_str(value: str | Path) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
@@ -356,18 +362,24 @@ class StoreStack:
                 for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
                     self._counter("scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
             self._counter("mode", {"mode": "sale"})
-            while not all(i["available"] >= 2 for i in self._stock()
-                          if i["item"] in ("06901234567892", "06901234567816")):
-                if time.monotonic() > deadline:
-                    raise StackError("the cloud did not get the delivery's stock movements")
-                time.sleep(0.2)
-            for body in (
+            orders = (
                 {"items": [{"item": "06901234567892", "qty": 2},
                            {"item": "06901234567816", "qty": 1}],
                  "mode": "pickup", "customer": "Wang L.", "expires_in_s": 4 * 3600},
                 {"items": [{"item": "06901234567809", "qty": 1}], "mode": "delivery",
                  "customer": "Chen Y.", "expires_in_s": 4 * 3600},
-            ):
+            )
+            wanted: dict[str, int] = {}
+            for body in orders:
+                for line in body["items"]:
+                    wanted[line["item"]] = wanted.get(line["item"], 0) + line["qty"]
+            # Every ordered item must be in the cloud's stock: an item the cloud has not yet
+            # heard of has no row at all, so "all rows suffice" alone would pass too early.
+            while not _covers(self._stock(), wanted):
+                if time.monotonic() > deadline:
+                    raise StackError("the cloud did not get the delivery's stock movements")
+                time.sleep(0.2)
+            for body in orders:
                 _, order = self._api_write("POST", f"api/stores/{self.store}/orders",
                                            body)
                 out["orders"].append({"id": order.get("id"), "mode": body["mode"],
