@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from xiaodian.stack import StoreStack
+from devstack.stack import StoreStack
 
 DOOR_OWNER_S = 300.0  # door_owner_min (5) of the rules' defaults
 CYCLE_S = 1200.0  # one door opening per fridge every 20 simulated minutes ...

@@ -35,8 +35,9 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed; no installs
 from edge.agent import Agent
 from edge.store import EdgeStore, RecordKey
 from edge.uplink import Uplink
-from xiaodian import __version__, payloads
+from xiaodian import __version__
 from xiaodian.pki import DevPki
+from xiaodian.wire import payloads
 
 from .common import (
     STORE,

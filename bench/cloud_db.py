@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload, reading_record
+from xiaodian.wire.payloads import batch_payload, reading_record
 
 from .common import Table
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.broker import Broker
 from edge.store import EdgeStore, NewReading
 
 # Shared with the tests (one edge config and TOML writer, one way to start a child); run the
@@ -34,7 +35,6 @@ from tests.helpers.edge import start_child as start_child
 from tests.helpers.edge import start_edge as start_edge
 from tests.helpers.edge import stop_child as stop_child
 from tests.helpers.edge import toml_value as _toml
-from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, dev_pki
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed; no installs
 
-from xiaodian.broker import Broker
+from devstack.broker import Broker
 
 from .common import (
     IDLE_STORE,

@@ -1,7 +1,7 @@
 """Outage memory: the real edge agent's resident memory and database size before, during
 and after a long broker outage, with the default disk budget and with a small one.
 
-Processes (all real, through `xiaodian.stack.StoreStack`): TLS Mosquitto, one `xiaodian
+Processes (all real, through `devstack.stack.StoreStack`): TLS Mosquitto, one `xiaodian
 cloud run`, `xiaodian sim run` (4 fridges sampling every 10 s, scenario written to the temp
 dir) at an accelerated speed (x600: one real second is ten simulated minutes) and
 `xiaodian edge run`. After a warm-up the broker runs for a while (steady state), is stopped
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed; no installs
 
-from xiaodian.stack import StoreStack
+from devstack.stack import StoreStack
 
 from .common import BenchError, Table, note, wait_for
 

@@ -36,10 +36,10 @@ from bench.common import (
     wait_for,
 )
 from edge.config import PickupSettings
-from edge.scan.pickup import PickupCodec
 from tests.helpers.broker import start_client, stop_client
 from tests.helpers.edge import free_port, pty_link
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     Catalogue,
     CatalogueItem,
     Order,

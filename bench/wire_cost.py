@@ -35,10 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.broker import Broker
 from edge.store import EdgeStore, RecordKey
 from edge.uplink import Uplink
-from xiaodian import __version__, payloads
-from xiaodian.broker import Broker
+from xiaodian import __version__
+from xiaodian.wire import payloads
 
 from .common import (
     STORE,

@@ -244,7 +244,7 @@ def _alert_service(cfg: cloud_config.CloudConfig) -> Any:
 def _command(args: argparse.Namespace) -> int:
     import getpass
 
-    from xiaodian.commands import CommandError
+    from xiaodian.wire.commands import CommandError
 
     from . import commands
     from .db import Database

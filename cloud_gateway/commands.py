@@ -1,6 +1,6 @@
 """The cloud side of signed commands: issue, publish, collect the stores' answers, expire.
 
-Format and signing are `xiaodian/commands.py`; this module adds the record of what was
+Format and signing are `xiaodian/wire/commands.py`; this module adds the record of what was
 asked and what came of it (`commands` table, one row per command id):
 
     issue: sign -> INSERT state=sent -> PUBLISH QoS 1 -> published_at once the broker PUBACKs
@@ -45,18 +45,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from xiaodian.commands import (
+from xiaodian.mqtt import CommandPublish, MqttSettings, command_publish, new_client
+from xiaodian.pki import PkiError, load_command_private_key
+from xiaodian.wire.commands import (
     ACTIONS,
     MAX_RESULT_BYTES,
-    CommandPublish,
     Scalar,
     SignedCommand,
-    command_publish,
     key_id_for,
     sign_command,
 )
-from xiaodian.mqtt import MqttSettings, new_client
-from xiaodian.pki import PkiError, load_command_private_key
 
 from .config import CommandSettings
 from .db import Database
@@ -69,7 +67,7 @@ MIN_TOKEN_CHARS = 32
 MAX_REASON_CHARS = 64
 MAX_DETAIL_CHARS = 512
 _RESULT_TOPIC_RE = re.compile(r"xd/v1/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/cmd/res")
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # = command ids (xiaodian.commands)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # = command ids (xiaodian.wire.commands)
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: fits a header as is
 
 
@@ -279,7 +277,7 @@ class Commander:
 
     def issue(self, store: str, action: str, params: Mapping[str, Scalar],
               now: float | None = None, *, issued_by: str = "") -> str:
-        """Sign, record and publish a command; its id. xiaodian.commands.CommandError if a
+        """Sign, record and publish a command; its id. xiaodian.wire.commands.CommandError if a
         store would refuse it (unknown action, bad parameters or store id); sql.ERRORS
         if it cannot be recorded (then nothing was published)."""
         at = self._now() if now is None else now
@@ -333,14 +331,14 @@ class StoreAnswer:
     command_id: str
     store: str  # from the topic: the broker's ACL vouches for it
     status: Literal["answered", "refused"]
-    reason: str | None  # the store's refusal code (xiaodian.commands.Reason)
+    reason: str | None  # the store's refusal code (xiaodian.wire.commands.Reason)
     body: str  # the answer's JSON text, as received
 
 
 def parse_answer(topic: str, payload: bytes, correlation: bytes | None) -> StoreAnswer:
     """Check one message from cmd/res; ResultError (with the reason to park it) if bad.
 
-    The shapes are the store's (`xiaodian.commands.refusal_payload` for refusals): a JSON
+    The shapes are the store's (`xiaodian.wire.commands.refusal_payload` for refusals): a JSON
     object; `"status": "refused"` with a `reason` code means refused, anything else is the
     result of a command that ran. An `id` in the body, when present, must match.
     """

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from xiaodian.commands import MAX_LIFETIME_S
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
-from xiaodian.payloads import ID_PATTERN
+from xiaodian.wire.commands import MAX_LIFETIME_S
+from xiaodian.wire.payloads import ID_PATTERN
 
 from .alerts.settings import AlertSettings
 from .clock import ClockPolicy

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xiaodian.payloads import Batch, Event, Reading, State
+from xiaodian.wire.payloads import Batch, Event, Reading, State
 
 from . import gaps, sql
 from . import retail as retail_store

@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from xiaodian.commands import ACTIONS, CommandError
-from xiaodian.payloads import EVENT_TYPES, ID_PATTERN
+from xiaodian.pki import PkiError, load_pickup_key
+from xiaodian.wire.commands import ACTIONS, CommandError
+from xiaodian.wire.payloads import EVENT_TYPES, ID_PATTERN
+from xiaodian.wire.pickup import PickupCodec
 
 from . import commands, haccp, sql
 from . import retail as retail_store
@@ -533,11 +535,8 @@ class Api:
             except sql.ERRORS as exc:
                 log.warning("downlink: %s (retried later)", exc)
 
-    def _pickup_codec(self, store: str, *, required: bool) -> Any:
+    def _pickup_codec(self, store: str, *, required: bool) -> PickupCodec | None:
         """The store's pickup-code issuer, or None (delivery orders without a key)."""
-        from edge.scan.pickup import PickupCodec
-        from xiaodian.pki import PkiError, load_pickup_key
-
         if self.pickup_keys_dir is None:
             if required:
                 raise retail_store.RetailError(

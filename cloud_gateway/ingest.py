@@ -46,7 +46,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
-from xiaodian.payloads import (
+from xiaodian.wire.payloads import (
     PayloadError,
     ReceiptEntry,
     State,
@@ -54,7 +54,7 @@ from xiaodian.payloads import (
     receipts_payload,
     seq_ranges,
 )
-from xiaodian.payloads import topic as topic_of
+from xiaodian.wire.payloads import topic as topic_of
 
 from . import commands, sql
 from . import retail as retail_store

@@ -1,6 +1,6 @@
 """`xiaodian pickup code|verify`: make or check a pickup code by hand (support staff).
 
-Codes are `edge/scan/pickup.py`'s HMAC codes under the store's key file (`xiaodian pki
+Codes are `xiaodian/wire/pickup.py`'s HMAC codes under the store's key file (`xiaodian pki
 pickup-key`). The key is read from the file and never printed or logged.
 """
 
@@ -13,6 +13,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from xiaodian.pki import PkiError, load_pickup_key
+from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire.pickup import PickupCodec, PickupError
 
 # Exit status of `pickup verify`, by refusal reason (edge/scan/errors.py PickupReason).
 VERIFY_EXIT = {
@@ -74,14 +78,10 @@ def parse_time(text: str) -> float:
 
 
 def load_key(path: Path) -> bytes:
-    from xiaodian.pki import load_pickup_key
-
     return load_pickup_key(path)
 
 
-def codec(store: str, key_file: Path, key_id: int) -> Any:
-    from edge.scan.pickup import PickupCodec
-
+def codec(store: str, key_file: Path, key_id: int) -> PickupCodec:
     return PickupCodec(store, load_key(key_file), key_id=key_id)
 
 
@@ -91,9 +91,6 @@ def _fail(message: str) -> int:
 
 
 def _code(args: argparse.Namespace) -> int:
-    from xiaodian.payloads import ID_PATTERN
-    from xiaodian.pki import PkiError
-
     if not ID_PATTERN.match(args.store):
         return _fail(f"{args.store!r} is not a store id")
     try:
@@ -114,9 +111,6 @@ def _code(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from edge.scan.errors import PickupError
-    from xiaodian.pki import PkiError
-
     try:
         now = time.time() if args.now is None else parse_time(args.now)
         c = codec(args.store, args.key_file, args.key_id)

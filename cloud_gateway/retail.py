@@ -1,6 +1,6 @@
 """The cloud's side of retail: catalogues, orders and their reservations, per-store stock.
 
-Contract (message shapes, topics) in `xiaodian/retail.py`; this module keeps the tables.
+Contract (message shapes, topics) in `xiaodian/wire/retail.py`; this module keeps the tables.
 
 - Stock is *derived*: every `stock` event from a store is one ledger movement, kept once
   per movement id in `movements`, and `stock` (per store, item, batch, expiry) is the sum
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xiaodian import retail
-from xiaodian.payloads import ID_PATTERN, Event, PayloadError
+from xiaodian.wire import retail
+from xiaodian.wire.payloads import ID_PATTERN, Event, PayloadError
 
 from . import sql
 
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS catalogues (
     created_by TEXT NOT NULL,
     PRIMARY KEY (store, version)
 );
--- state: open (not yet confirmed by the store), then the store's states (xiaodian.retail
+-- state: open (not yet confirmed by the store), then the store's states (xiaodian.wire.retail
 -- ORDER_STATES); the cloud itself sets cancelled and expired.
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY,

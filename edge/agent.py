@@ -31,10 +31,11 @@ from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.uplink import Uplink
 from edge.wallclock import WallClock
-from xiaodian import __version__, payloads
+from xiaodian import __version__
 from xiaodian.config import load_config
-from xiaodian.payloads import Kind, PayloadError
-from xiaodian.retail import parse_downlink
+from xiaodian.wire import payloads
+from xiaodian.wire.payloads import Kind, PayloadError
+from xiaodian.wire.retail import parse_downlink
 
 log = logging.getLogger(__name__)
 

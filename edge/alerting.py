@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from edge.rules.alerts import Alert, AlertChange
 from edge.rules.engine import RuleEngine
 from edge.store import NewEvent, NewReading
-from xiaodian.payloads import ALERTS_DEVICE
+from xiaodian.wire.payloads import ALERTS_DEVICE
 
 log = logging.getLogger(__name__)
 

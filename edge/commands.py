@@ -1,6 +1,6 @@
 """Signed commands at the store: verify, run on the fridge, answer, keep an audit trail.
 
-A message on `xd/v1/{store}/cmd/req` goes through `xiaodian.commands.CommandVerifier`
+A message on `xd/v1/{store}/cmd/req` goes through `xiaodian.wire.commands.CommandVerifier`
 (target, signature, pinned key, expiry, replay memory). Refused: answered with the reason.
 Accepted: `set_point`, `defrost`, `unlock` and `reboot` go to the named fridge over serial
 and are answered with the device's ACK; `diagnostics` is answered by the agent itself.
@@ -26,21 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import CommandSettings
+from edge.replay_store import ReplayStore
 from edge.serial_link import DeviceCommand, FridgeReader, PortReader
 from edge.store import EdgeStore, NewEvent
 from edge.uplink import InboundCommand, Uplink
 from edge.wallclock import WallClock
 from firmware_bridge import codec
-from xiaodian.commands import (
+from xiaodian.pki import load_command_public_key
+from xiaodian.wire.commands import (
     AGENT,
     MAX_RESULT_BYTES,
     CommandVerifier,
     Reason,
-    ReplayStore,
     Scalar,
     Verdict,
 )
-from xiaodian.pki import load_command_public_key
 
 log = logging.getLogger(__name__)
 

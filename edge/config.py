@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from xiaodian.commands import DEFAULT_SKEW_S, key_id_for
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
-from xiaodian.payloads import ID_PATTERN
 from xiaodian.pki import PkiError, load_command_public_key
+from xiaodian.wire.commands import DEFAULT_SKEW_S, key_id_for
+from xiaodian.wire.payloads import ID_PATTERN
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xiaodian.payloads import Kind, ReceiptEntry
+from xiaodian.wire.payloads import Kind, ReceiptEntry
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.store import RecordKey
-from xiaodian import commands as signed_commands
-from xiaodian import payloads
 from xiaodian.backoff import Backoff
-from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
+from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client, response_properties
+from xiaodian.wire import commands as signed_commands
+from xiaodian.wire import payloads
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ class Uplink:
             inbound.response_topic,
             payload,
             qos=1,
-            properties=signed_commands.response_properties(inbound.correlation),
+            properties=response_properties(inbound.correlation),
         )
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from pg_server import PgServer, find_bindir
 
-from xiaodian.broker import Broker
+from devstack.broker import Broker
 from xiaodian.mqtt import MqttSettings, new_client
 from xiaodian.pki import DevPki, dev_pki
 

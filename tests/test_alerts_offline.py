@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers.edge import query, wait
 
-from xiaodian.stack import StoreStack
+from devstack.stack import StoreStack
 
 # The webhook receiver is the benchmark's (bench/ is not an installed package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

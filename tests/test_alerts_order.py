@@ -19,7 +19,7 @@ from cloud_gateway.alerts.policy import EscalationPolicy
 from cloud_gateway.alerts.settings import AlertSettings, Contact, StoreAlerts
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload
+from xiaodian.wire.payloads import batch_payload
 
 T0 = 1_750_000_000.0
 SECRET = b"s" * 40

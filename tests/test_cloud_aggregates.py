@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_gateway.db import Database
-from xiaodian import payloads
+from xiaodian.wire import payloads
 
 TOPIC = "xd/v1/store-001/telemetry"
 

@@ -31,7 +31,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker, ingest
 from xiaodian.mqtt import MqttSettings
-from xiaodian.payloads import batch_payload
+from xiaodian.wire.payloads import batch_payload
 
 SECRET = b"w" * 40
 LINK_SECRET = b"l" * 40

@@ -14,7 +14,7 @@ from pg_server import db_toml
 from cloud_gateway import cli
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload, reading_record
+from xiaodian.wire.payloads import batch_payload, reading_record
 
 
 def run(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ from cloud_gateway.clock import ClockPolicy, ClockWindow, correct
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
 from xiaodian.mqtt import MqttSettings
-from xiaodian.payloads import batch_payload, event_record, reading_record, state_payload
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 DAY = 86400.0
 T0 = 1_750_000_000.0  # "true" time of the first record in these tests

@@ -38,16 +38,15 @@ from cloud_gateway.config import CloudSettings, CommandSettings
 from cloud_gateway.db import Database
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker, ingest
-from xiaodian.commands import (
+from edge.replay_store import ReplayStore
+from xiaodian.mqtt import MqttSettings, TlsSettings, new_client, response_properties
+from xiaodian.pki import DevPki
+from xiaodian.wire.commands import (
     CommandVerifier,
-    ReplayStore,
     key_id_for,
     refusal_payload,
-    response_properties,
 )
-from xiaodian.mqtt import MqttSettings, TlsSettings, new_client
-from xiaodian.payloads import state_payload
-from xiaodian.pki import DevPki
+from xiaodian.wire.payloads import state_payload
 
 Settings = Callable[[str], MqttSettings]
 TOKEN = "t0k3n-" + "x" * 40

@@ -15,7 +15,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.export import write_dead_letters, write_readings
 from cloud_gateway.ingest import ingest
 from xiaodian.config import ConfigError, build, load_config
-from xiaodian.payloads import (
+from xiaodian.wire.payloads import (
     Batch,
     batch_payload,
     event_record,

@@ -15,7 +15,7 @@ from cloud_gateway import gaps
 from cloud_gateway.db import Database
 from cloud_gateway.gaps import Fill, GapPlan, OpenGap
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload, event_record, reading_record
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record
 
 TELEMETRY = "xd/v1/store-001/telemetry"
 EVENTS = "xd/v1/store-001/events"

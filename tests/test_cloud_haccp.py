@@ -22,7 +22,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.haccp import Excursion, Sample
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload, event_record, reading_record
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record
 
 STORE = "store-001"
 T0 = 1_748_736_000.0  # 2025-06-01T00:00:00Z

@@ -13,7 +13,7 @@ import pytest
 from cloud_gateway.db import Database
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import ingest
-from xiaodian.payloads import batch_payload, event_record, reading_record, state_payload
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 COUNTERS = {"worker_id": "w-1", "subscribed": True, "received": 7, "stored": 5}
 

@@ -30,8 +30,8 @@ from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker
 from xiaodian.mqtt import MqttSettings, TlsSettings, new_client
-from xiaodian.payloads import batch_payload, reading_record, state_payload
 from xiaodian.pki import dev_pki
+from xiaodian.wire.payloads import batch_payload, reading_record, state_payload
 
 Settings = Callable[[str], MqttSettings]
 

@@ -15,8 +15,8 @@ import pytest
 from cloud_gateway import retail
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
-from xiaodian import retail as contract
-from xiaodian.payloads import batch_payload, event_record
+from xiaodian.wire import retail as contract
+from xiaodian.wire.payloads import batch_payload, event_record
 
 STORE = "store-001"
 MILK = "06901234567892"

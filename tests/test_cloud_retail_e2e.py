@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from helpers.edge import query, wait
 
-from edge.scan.pickup import PickupCodec
+from devstack.stack import StoreStack
 from xiaodian.pki import load_pickup_key, pickup_key_path
-from xiaodian.stack import StoreStack
+from xiaodian.wire.pickup import PickupCodec
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ from cloud_gateway.db import Database
 from cloud_gateway.downlink import DownlinkSender
 from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker
-from edge.scan.pickup import PickupCodec
-from xiaodian import retail as contract
-from xiaodian.broker import Broker
+from devstack.broker import Broker
 from xiaodian.mqtt import MqttSettings
-from xiaodian.payloads import batch_payload, event_record
 from xiaodian.pki import DevPki, load_pickup_key, make_pickup_key
+from xiaodian.wire import retail as contract
+from xiaodian.wire.payloads import batch_payload, event_record
+from xiaodian.wire.pickup import PickupCodec
 
 Settings = Callable[[str], MqttSettings]
 TOKEN = "retail-" + "y" * 40
@@ -226,7 +226,7 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     tmp_path: Path, pki: DevPki, broker: Broker, collect: Callable[..., Any],
     mqtt_settings: Settings, capsys: pytest.CaptureFixture[str], db_target: Path | str
 ) -> None:
-    from xiaodian.cli import main
+    from devstack.cli import main
 
     tls = pki.client("cloud-gateway")
     make_pickup_key(tmp_path / "pki", "store-001")

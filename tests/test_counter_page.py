@@ -18,11 +18,11 @@ from helpers.broker import publish
 from helpers.edge import RunningAgent, free_port, ingest_worker, pty_link, wait
 
 from cloud_gateway.ingest import IngestWorker
+from devstack.broker import Broker
 from edge.config import EdgeConfig, EdgeSettings, PickupSettings, ScannerPort
-from edge.scan.pickup import PickupCodec
-from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     Catalogue,
     CatalogueItem,
     Order,

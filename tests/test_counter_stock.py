@@ -19,7 +19,7 @@ from edge.retail.service import Retail
 from edge.store import EdgeStore
 from edge.wallclock import WallClock
 from xiaodian.mqtt import MqttSettings
-from xiaodian.retail import Catalogue, CatalogueItem, Location
+from xiaodian.wire.retail import Catalogue, CatalogueItem, Location
 
 STORE = "store-001"
 MILK = "06901234567892"

@@ -16,11 +16,11 @@ import pytest
 from helpers.edge import QUICK, RunningAgent, edge_config, free_port, ingest_worker, pty_link, wait
 
 from cloud_gateway.ingest import IngestWorker
+from devstack.broker import Broker
 from edge.agent import Agent
 from edge.config import EdgeConfig
 from edge.store import EdgeStore
 from firmware_bridge import codec
-from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
 
 STORE = "store-001"

@@ -31,19 +31,18 @@ from firmware_bridge import codec
 from hw_sim.controller import ControllerConfig, FridgeController
 from hw_sim.runner import Runner
 from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
-from xiaodian import payloads
-from xiaodian.commands import (
+from xiaodian.config import ConfigError, load_config
+from xiaodian.mqtt import MqttSettings, command_publish
+from xiaodian.pki import load_command_private_key, make_command_key
+from xiaodian.wire import payloads
+from xiaodian.wire.commands import (
     Scalar,
     SignedCommand,
-    command_publish,
     key_id_for,
     request_topic,
     response_topic,
     sign_command,
 )
-from xiaodian.config import ConfigError, load_config
-from xiaodian.mqtt import MqttSettings
-from xiaodian.pki import load_command_private_key, make_command_key
 
 STORE = "store-001"
 

@@ -15,10 +15,10 @@ from typing import Any
 from edge.config import PickupSettings, RetailSettings
 from edge.retail.service import Retail, local_date
 from edge.retail.status import retail_status
-from edge.scan.pickup import PickupCodec
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
-from xiaodian.retail import Catalogue, CatalogueItem, Location, Order, OrderLine
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Order, OrderLine
 
 STORE = "store-001"
 KEY = bytes(range(7, 39))

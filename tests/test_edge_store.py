@@ -176,7 +176,7 @@ def test_over_budget_confirmed_history_goes_first_then_readings_are_compacted(
 
 
 def test_compacted_batches_parse_in_the_cloud(tmp_path: Path) -> None:
-    from xiaodian import payloads
+    from xiaodian.wire import payloads
 
     store = EdgeStore(tmp_path / "edge.sqlite3")
     store.add(_reading("fridge-1", ms) for ms in range(10_000, 7_200_001, 10_000))
@@ -193,7 +193,7 @@ def test_compacted_batches_parse_in_the_cloud(tmp_path: Path) -> None:
 def test_an_aggregate_leaves_the_outbox_only_when_its_whole_range_is_confirmed(
     tmp_path: Path,
 ) -> None:
-    from xiaodian.payloads import ReceiptEntry
+    from xiaodian.wire.payloads import ReceiptEntry
 
     store = EdgeStore(tmp_path / "edge.sqlite3")
     store.add(_reading("fridge-1", ms) for ms in range(10_000, 3_600_001, 10_000))

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from helpers.edge import wait
 
-from xiaodian.reconcile import (
+from devstack.reconcile import (
     cloud_aggregate_spans,
     compare,
     truth_not_handed_over,
     truth_readings,
 )
-from xiaodian.stack import StoreStack
+from devstack.stack import StoreStack
 
 pytestmark = pytest.mark.e2e
 

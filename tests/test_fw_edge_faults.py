@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from helpers.edge import query, running
 
+from devstack.broker import Broker
 from hw_sim.micropython_host import micropython_binary
-from xiaodian.broker import Broker
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki
 

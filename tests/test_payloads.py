@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xiaodian import payloads
-from xiaodian.payloads import PayloadError
+from xiaodian.wire import payloads
+from xiaodian.wire.payloads import PayloadError
 
 TOPIC = "xd/v1/store-001/telemetry"
 

@@ -18,9 +18,9 @@ from cloud_gateway import retail, sql
 from cloud_gateway.config import CloudConfig, CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
-from xiaodian import retail as contract
 from xiaodian.config import ConfigError, load_config
-from xiaodian.payloads import batch_payload, event_record, reading_record, state_payload
+from xiaodian.wire import retail as contract
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 STORE = "store-001"
 MILK = "06901234567892"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.scan.pickup import PickupCodec
-from xiaodian.cli import main
+from devstack.cli import main
 from xiaodian.pki import load_pickup_key, make_pickup_key
+from xiaodian.wire.pickup import PickupCodec
 
 NOW = 1_800_000_000  # a whole minute
 

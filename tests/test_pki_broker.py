@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from helpers.broker import stop_client
 
-import xiaodian.broker as broker_mod
-from xiaodian.broker import Broker, BrokerError, acl_text, write_broker_config
+import devstack.broker as broker_mod
+from devstack.broker import Broker, BrokerError, acl_text, write_broker_config
 from xiaodian.mqtt import MqttSettings, TlsSettings, describe_tls_error, new_client
 from xiaodian.pki import DevPki, PkiError, create_ca, dev_pki, issue_certificate
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xiaodian.cli import main
+from devstack.cli import main
 from xiaodian.pki import PkiError, load_pickup_key, pickup_key_path
 
 

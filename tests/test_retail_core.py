@@ -15,10 +15,10 @@ from edge.retail import ledger
 from edge.retail.handover import Handover, LaneReading, LaneWatch, PickLine, parse_lanes
 from edge.retail.service import Retail
 from edge.retail.verify import Accepted, OrderState, RateLimiter, Refused, check_code
-from edge.scan.pickup import PickupCodec
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     Cancel,
     Catalogue,
     CatalogueItem,

@@ -17,10 +17,10 @@ from helpers.edge import events, free_port, running, sim_fridge, wait
 
 from edge.agent import Agent
 from edge.config import PickupSettings
-from edge.scan.pickup import PickupCodec
 from hw_sim.fridge import SimFridge
 from xiaodian.mqtt import MqttSettings
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     Catalogue,
     CatalogueItem,
     Location,

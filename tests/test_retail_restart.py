@@ -29,12 +29,12 @@ from helpers.edge import (
 from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter
 
 from edge.config import PickupSettings
-from edge.scan.pickup import PickupCodec
 from hw_sim.runner import Runner
 from hw_sim.scenario import Scenario
 from xiaodian.config import build
 from xiaodian.mqtt import MqttSettings
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     Catalogue,
     CatalogueItem,
     Location,

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from devstack.cli import main
 from edge.scan import Ed25519PickupCodec, PickupCodec
-from xiaodian.cli import main
 
 KEY = bytes(range(32))
 NOW = 1_750_000_000

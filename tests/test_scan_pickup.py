@@ -21,7 +21,7 @@ from edge.scan import (
     decode_pickup,
     parse_scan,
 )
-from edge.scan.pickup import ED25519_CODE_LEN, HMAC_CODE_LEN, MAX_CODE_LEN, PREFIX
+from xiaodian.wire.pickup import ED25519_CODE_LEN, HMAC_CODE_LEN, MAX_CODE_LEN, PREFIX
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

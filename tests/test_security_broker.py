@@ -20,17 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from helpers.broker import connected, start_client, stop_client, subscribe
 
+from devstack.broker import Broker, _free_port, find_mosquitto, write_broker_config
+from edge.replay_store import ReplayStore
 from xiaodian import pki
-from xiaodian.broker import Broker, _free_port, find_mosquitto, write_broker_config
-from xiaodian.commands import (
+from xiaodian.mqtt import MqttSettings, command_publish, describe_tls_error, new_client
+from xiaodian.wire.commands import (
     CommandVerifier,
     Reason,
-    ReplayStore,
-    command_publish,
     key_id_for,
     sign_command,
 )
-from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from xiaodian.commands import (
+from edge.replay_store import ReplayStore
+from xiaodian.mqtt import command_publish, response_properties
+from xiaodian.wire.commands import (
     MAX_WIRE_BYTES,
     SIGNING_CONTEXT,
     WIRE_MAGIC,
@@ -16,11 +18,8 @@ from xiaodian.commands import (
     CommandError,
     CommandVerifier,
     Reason,
-    ReplayStore,
-    command_publish,
     key_id_for,
     refusal_payload,
-    response_properties,
     sign_command,
 )
 

@@ -16,15 +16,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge.interpret import MAX_SCAN_LINE, LineSplitter
+from edge.replay_store import ReplayStore
 from firmware_bridge import codec
-from xiaodian import payloads, retail
-from xiaodian.commands import (
+from xiaodian.wire import payloads, retail
+from xiaodian.wire.commands import (
     ACTIONS,
     SIGNING_CONTEXT,
     WIRE_MAGIC,
     CommandVerifier,
     Reason,
-    ReplayStore,
     Verdict,
     key_id_for,
     sign_command,
@@ -58,7 +58,7 @@ json_values = st.recursive(
 )
 
 
-# --- cloud side: xiaodian.payloads.parse ---------------------------------------------------
+# --- cloud side: xiaodian.wire.payloads.parse ---------------------------------------------------
 
 topics = st.sampled_from(
     [
@@ -110,7 +110,7 @@ def test_payload_parse_size_limit_and_deep_nesting() -> None:
         raise AssertionError("accepted")
 
 
-# --- retail messages: xiaodian.retail (both directions) -------------------------------------
+# --- retail messages: xiaodian.wire.retail (both directions) -------------------------------------
 
 retail_topics = st.sampled_from(["xd/v1/store-001/orders", "xd/v1/store-001/catalogue",
                                  "xd/v1/store-002/orders", "xd/v1/x/y"]) | st.text(max_size=30)
@@ -215,7 +215,7 @@ def test_scan_lines_are_bounded(chunks: list[bytes]) -> None:
             assert b"\r" not in line and b"\n" not in line
 
 
-# --- the store: xiaodian.commands.CommandVerifier ------------------------------------------
+# --- the store: xiaodian.wire.commands.CommandVerifier ------------------------------------------
 
 
 def _verifier() -> CommandVerifier:

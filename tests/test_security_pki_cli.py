@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from xiaodian import cli, pki, security_cli
-from xiaodian.commands import key_id_for
+from devstack import cli, security_cli
+from xiaodian import pki
+from xiaodian.wire.commands import key_id_for
 
 
 def run(argv: list[str]) -> int:
@@ -45,7 +46,7 @@ def cn(cert: x509.Certificate) -> str:
 
 
 def test_pki_is_registered_with_the_main_command() -> None:
-    assert "xiaodian.security_cli" in cli.COMMAND_MODULES
+    assert "devstack.security_cli" in cli.COMMAND_MODULES
 
 
 def test_init_makes_ca_crl_and_broker_certificate(ca: Path) -> None:

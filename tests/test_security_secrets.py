@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.scan.pickup import PickupCodec
-from xiaodian.broker import Broker
+from devstack.broker import Broker
 from xiaodian.mqtt import describe_tls_error
 from xiaodian.pki import DevPki
+from xiaodian.wire.pickup import PickupCodec
 
 
 def test_a_broker_certificate_for_another_name_is_refused_and_explained(

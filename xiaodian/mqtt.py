@@ -6,12 +6,17 @@ client that cannot verify the broker does not connect, and says why.
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from xiaodian.wire.commands import CommandError, SignedCommand, request_topic, response_topic
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,38 @@ def describe_tls_error(exc: BaseException) -> str:
     if "certificate expired" in text:
         return f"our client certificate expired ({text})"
     return f"TLS failure: {text}"
+
+
+# ------------------------------------------------------------------ signed commands
+
+
+@dataclass(frozen=True)
+class CommandPublish:
+    topic: str
+    payload: bytes
+    properties: Properties
+    qos: int = 1
+
+
+def command_publish(signed: SignedCommand, now: float) -> CommandPublish:
+    """The PUBLISH that carries `signed`: Response Topic, Correlation Data, Message Expiry.
+
+    The broker drops it once expired, so a store back from a long outage is not handed a
+    pile of stale commands (it would refuse them anyway).
+    """
+    cmd = signed.command
+    remaining = math.ceil(cmd.expires_at - now)
+    if remaining < 1:
+        raise CommandError(f"command {cmd.command_id} has already expired")
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ResponseTopic = response_topic(cmd.target)
+    props.CorrelationData = cmd.command_id.encode()
+    props.MessageExpiryInterval = remaining
+    return CommandPublish(request_topic(cmd.target), signed.wire, props)
+
+
+def response_properties(correlation_data: bytes) -> Properties:
+    """Properties for the store's answer: the request's Correlation Data, echoed."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.CorrelationData = correlation_data
+    return props

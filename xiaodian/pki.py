@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from xiaodian.commands import key_id_for
 from xiaodian.mqtt import TlsSettings
+from xiaodian.wire.commands import key_id_for
 
 CA_CERT_NAME = "ca.crt"
 CA_KEY_NAME = "ca.key"
@@ -514,7 +514,7 @@ def make_pickup_key(directory: Path, store: str) -> Path:
     """A new per-store pickup-code key (256 random bits, hex, one line), mode 0600.
 
     The cloud issues codes with it and the store's terminal verifies them offline
-    (edge/scan/pickup.py). Refuses to overwrite: codes already handed to customers would
+    (xiaodian/wire/pickup.py). Refuses to overwrite: codes already handed to customers would
     stop verifying. Rotation is a new key id with a new file, not a replaced key.
     """
     path = pickup_key_path(directory, store)

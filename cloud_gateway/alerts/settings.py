@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from xiaodian.payloads import ID_PATTERN
+from xiaodian.wire.payloads import ID_PATTERN
 
 from .policy import EscalationPolicy
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from xiaodian.payloads import Batch
+from xiaodian.wire.payloads import Batch
 
 from .. import sql
 from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change

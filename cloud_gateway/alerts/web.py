@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from xiaodian.payloads import ID_PATTERN
+from xiaodian.wire.payloads import ID_PATTERN
 
 from .. import sql
 from ..db import Database

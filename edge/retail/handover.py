@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xiaodian import retail
-from xiaodian.retail import Location
+from xiaodian.wire import retail
+from xiaodian.wire.retail import Location
 
 LaneKey = tuple[str, int]  # (fridge, lane)
 

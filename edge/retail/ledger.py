@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from xiaodian.retail import Catalogue, CatalogueItem, Location, Movement
+from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Movement
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retail_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -22,12 +22,13 @@ from edge.retail.handover import Handover, LaneCheck, LaneReading, LaneWatch, Pi
 from edge.retail.verify import Accepted, OrderState, RateLimiter, Refused, check_code
 from edge.scan.errors import PickupError, ScanError
 from edge.scan.parse import Scan, parse_scan
-from edge.scan.pickup import PickupCodec, RedeemedCodes
+from edge.scan.redeemed import RedeemedCodes
 from edge.serial_link import DeviceCommand, FridgeReader
 from edge.store import EdgeStore, NewEvent, NewReading
 from edge.wallclock import WallClock
 from firmware_bridge import codec
-from xiaodian.retail import (
+from xiaodian.wire.pickup import PickupCodec
+from xiaodian.wire.retail import (
     MAX_QTY,
     Cancel,
     Catalogue,

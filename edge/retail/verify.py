@@ -1,5 +1,5 @@
 """Pickup codes at the counter (pure): the verdict for a scanned code, and a rate limiter
-for repeated failures. The cryptography is edge.scan.pickup's; this adds the order
+for repeated failures. The cryptography is xiaodian.wire.pickup's; this adds the order
 (known here, not cancelled, not expired, not picked up) and words for the clerk."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from edge.scan.errors import PickupError
-from edge.scan.pickup import PickupCodec, PickupTicket, _Verifier
+from xiaodian.wire.pickup import PickupCodec, PickupTicket, _Verifier
 
 # What the clerk reads, per refusal reason: what happened and what to do.
 MESSAGES = {

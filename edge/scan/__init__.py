@@ -6,19 +6,19 @@ verified offline (`PickupCodec`, `RedeemedCodes`). Formats are in docs/scanning.
 
 from edge.scan.errors import PickupError, ScanError
 from edge.scan.parse import Scan, parse_scan
-from edge.scan.pickup import (
-    Ed25519PickupCodec,
-    PickupBody,
-    PickupCodec,
-    PickupTicket,
-    RedeemedCodes,
-    decode_pickup,
-)
+from edge.scan.redeemed import RedeemedCodes
 from edge.scan.variable_measure import (
     DEFAULT_LAYOUT,
     VariableMeasureLayout,
     VariableMeasureRule,
     price_weight_check_digit,
+)
+from xiaodian.wire.pickup import (
+    Ed25519PickupCodec,
+    PickupBody,
+    PickupCodec,
+    PickupTicket,
+    decode_pickup,
 )
 
 __all__ = [

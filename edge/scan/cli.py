@@ -17,11 +17,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from edge.scan.errors import ScanError
 from edge.scan.parse import GS, parse_scan
-from edge.scan.pickup import Ed25519PickupCodec, PickupCodec, PickupTicket
 from edge.scan.variable_measure import DEFAULT_LAYOUT, VariableMeasureLayout
 from xiaodian.config import load_config
+from xiaodian.wire.errors import CodeError
+from xiaodian.wire.pickup import Ed25519PickupCodec, PickupCodec, PickupTicket
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,7 +61,7 @@ def parse_command(args: argparse.Namespace) -> int:
         if codec is not None and scan.kind == "pickup":
             now = time.time() if args.now is None else args.now
             out["pickup"] = _ticket_dict(codec.verify(scan.data, now), out["pickup"])
-    except ScanError as exc:
+    except CodeError as exc:
         print(json.dumps({"error": exc.message, "reason": exc.reason}, ensure_ascii=False))
         print(f"xiaodian scan parse: {exc.message}", file=sys.stderr)
         return 1

@@ -1,8 +1,17 @@
-"""Errors raised by scan parsing and pickup-code checks: a reason for code, a message for people."""
+"""Errors raised by scan parsing: a reason for code, a message for people.
+
+A pickup code's errors belong to the contract (`xiaodian.wire.pickup.PickupError`); both are
+`CodeError`s, so "any refused scan" is `except CodeError`.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from xiaodian.wire.errors import CodeError
+from xiaodian.wire.pickup import PickupError, PickupReason
+
+__all__ = ["PickupError", "PickupReason", "PickupScanError", "ScanError", "ScanReason"]
 
 ScanReason = Literal[
     "empty",  # nothing but whitespace
@@ -15,31 +24,11 @@ ScanReason = Literal[
     "unknown_format",  # a symbology we read, carrying content that is none of ours
 ]
 
-PickupReason = Literal[
-    "malformed",  # not a well-formed PK1 code (prefix, alphabet, length, padding bits)
-    "oversize",  # longer than any code we issue: refused before decoding
-    "wrong_store",  # issued for another store
-    "unknown_key",  # signed with a key id this terminal does not hold
-    "bad_mac",  # MAC or signature does not match: forged or altered
-    "expired",  # past its expiry
-    "already_redeemed",  # this order was already handed over
-]
 
-
-class ScanError(Exception):
+class ScanError(CodeError):
     """A scanner line that cannot be used, with a machine `reason` and a readable message."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
-
-class PickupError(ScanError):
-    """A pickup code that is refused; `redeemed_at` is set for `already_redeemed`."""
-
-    def __init__(
-        self, reason: PickupReason, message: str, redeemed_at: float | None = None
-    ) -> None:
-        super().__init__(reason, message)
-        self.redeemed_at = redeemed_at
+class PickupScanError(ScanError, PickupError):
+    """A scanned line that is no well-formed pickup code: both a ScanError (`parse_scan`
+    raises nothing else) and the contract's PickupError (the counter's refusal words)."""

@@ -20,10 +20,10 @@ from biip.gtin import Gtin, GtinFormat
 from edge.scan import variable_measure
 from edge.scan.aim import GS1_SYMBOLOGIES, GTIN_SYMBOLOGIES, TEXT_SYMBOLOGIES, split_aim
 from edge.scan.aim import symbology_name as _symbology_name
-from edge.scan.errors import ScanError
-from edge.scan.pickup import PREFIX as PICKUP_PREFIX
-from edge.scan.pickup import PickupBody, decode_pickup
+from edge.scan.errors import PickupError, PickupScanError, ScanError
 from edge.scan.variable_measure import DEFAULT_LAYOUT, VariableMeasureLayout
+from xiaodian.wire.pickup import PREFIX as PICKUP_PREFIX
+from xiaodian.wire.pickup import PickupBody, decode_pickup
 
 Kind = Literal["product", "variable_measure", "gs1", "pickup", "unknown"]
 
@@ -104,7 +104,10 @@ def parse_scan(line: str | bytes, layout: VariableMeasureLayout = DEFAULT_LAYOUT
         raise ScanError("too_long", f"scan of {len(text)} characters is too long")
     symbology, data = split_aim(text)
     if data.startswith(PICKUP_PREFIX):
-        return Scan("pickup", symbology, data, pickup=decode_pickup(data))
+        try:
+            return Scan("pickup", symbology, data, pickup=decode_pickup(data))
+        except PickupError as exc:
+            raise PickupScanError(exc.reason, exc.message) from None  # type: ignore[arg-type]
     if symbology in GTIN_SYMBOLOGIES:
         return _gtin(symbology, data, layout)
     if symbology in GS1_SYMBOLOGIES:

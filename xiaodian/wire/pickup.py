@@ -29,7 +29,6 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +38,28 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.scan.errors import PickupError
+from xiaodian.wire.errors import CodeError
+
+PickupReason = Literal[
+    "malformed",  # not a well-formed PK1 code (prefix, alphabet, length, padding bits)
+    "oversize",  # longer than any code we issue: refused before decoding
+    "wrong_store",  # issued for another store
+    "unknown_key",  # signed with a key id this terminal does not hold
+    "bad_mac",  # MAC or signature does not match: forged or altered
+    "expired",  # past its expiry
+    "already_redeemed",  # this order was already handed over
+]
+
+
+class PickupError(CodeError):
+    """A pickup code that is refused; `redeemed_at` is set for `already_redeemed`."""
+
+    def __init__(
+        self, reason: PickupReason, message: str, redeemed_at: float | None = None
+    ) -> None:
+        super().__init__(reason, message)
+        self.redeemed_at = redeemed_at
+
 
 PREFIX = "PK1:"
 _BODY = struct.Struct(">Q4sIB3s")
@@ -139,7 +159,8 @@ def _encode(body: bytes, tag: bytes) -> str:
     return PREFIX + base64.b32encode(body + tag).decode("ascii").rstrip("=")
 
 
-def _fmt(ts: float) -> str:
+def format_time(ts: float) -> str:
+    """A code's time as people read it in messages (UTC until the store's zone is known)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -169,7 +190,7 @@ class _Verifier:
         if not self._genuine(body):
             raise PickupError("bad_mac", "pickup code not genuine (forged or altered)")
         if now >= body.expires_at:
-            raise PickupError("expired", f"pickup code expired at {_fmt(body.expires_at)}")
+            raise PickupError("expired", f"pickup code expired at {format_time(body.expires_at)}")
         return PickupTicket(
             self.store_id, body.order_id, body.expires_at, body.nonce, body.key_id, code
         )
@@ -242,44 +263,3 @@ class Ed25519PickupCodec(_Verifier):
         except InvalidSignature:
             return False
         return True
-
-
-class RedeemedCodes:
-    """Orders handed over at this terminal, in SQLite, so a code works once, even offline.
-
-    Keyed by order: a reissued code (new nonce) for an order already handed over is refused
-    too, because the goods left once. The nonce is kept to tell which code was used.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        with conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS pickup_redeemed ("
-                " store TEXT NOT NULL, order_id INTEGER NOT NULL, nonce INTEGER NOT NULL,"
-                " redeemed_at REAL NOT NULL, PRIMARY KEY (store, order_id))"
-            )
-
-    def redeem(self, ticket: PickupTicket, now: float) -> None:
-        """Record the handover, or raise PickupError("already_redeemed") with the first time."""
-        with self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO pickup_redeemed (store, order_id, nonce, redeemed_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (ticket.store_id, ticket.order_id, ticket.nonce, now),
-            )
-        if cur.rowcount == 1:
-            return
-        when = self.redeemed_at(ticket.store_id, ticket.order_id)
-        raise PickupError(
-            "already_redeemed",
-            f"order {ticket.order_id} was already picked up at {_fmt(when or 0.0)}",
-            redeemed_at=when,
-        )
-
-    def redeemed_at(self, store_id: str, order_id: int) -> float | None:
-        row = self._conn.execute(
-            "SELECT redeemed_at FROM pickup_redeemed WHERE store = ? AND order_id = ?",
-            (store_id, order_id),
-        ).fetchone()
-        return None if row is None else float(row[0])

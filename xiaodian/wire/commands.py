@@ -23,9 +23,9 @@ Typical use::
 
     signed = sign_command(key, kid, target="store-001", action="defrost",
                           params={"device": "fridge-1", "minutes": 20}, issued_at=now)
-    publish = command_publish(signed, now)          # topic, payload, MQTT 5 properties
+    publish = xiaodian.mqtt.command_publish(signed, now)  # topic, payload, MQTT 5 properties
     ...
-    verifier = CommandVerifier({kid: public_key}, "store-001", time.time, ReplayStore(path))
+    verifier = CommandVerifier({kid: public_key}, "store-001", time.time, replay_store)
     verdict = verifier.verify(payload)
     if verdict.ok:
         verifier.record_result(verdict.command.command_id, run(verdict.command))
@@ -38,21 +38,16 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import math
 import re
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 WIRE_MAGIC = b"XDC1"
 SIGNATURE_LEN = 64
@@ -234,7 +229,7 @@ class CommandVerifier:
         public_keys: Mapping[str, Ed25519PublicKey],
         store_id: str,
         now: Callable[[], float],
-        replay_store: ReplayStore,
+        replay_store: ReplayLedger,
         *,
         skew_s: int = DEFAULT_SKEW_S,
     ) -> None:
@@ -299,78 +294,16 @@ class CommandVerifier:
         self._replays.record_result(command_id, result)
 
 
-class ReplayStore:
-    """Command ids already accepted, with their results, in SQLite (`:memory:` for tests).
+class ReplayLedger(Protocol):
+    """Where a verifier remembers the command ids it accepted (the edge keeps them in SQLite:
+    `edge.replay_store.ReplayStore`). `claim` raises ReplayStoreFull rather than forget."""
 
-    An id is claimed durably *before* the command runs: a crash while it runs means a
-    redelivery is answered "replayed, result unknown" rather than run twice. Rows are kept
-    until the command could no longer pass the expiry check, then pruned; more than
-    `max_entries` live ids refuses new commands (fail closed) instead of forgetting.
-    """
-
-    def __init__(self, path: Path | str, *, max_entries: int = 10_000) -> None:
-        self.max_entries = max_entries
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS executed_commands ("
-            " id TEXT PRIMARY KEY, keep_until INTEGER NOT NULL,"
-            " claimed_at REAL NOT NULL, result BLOB)"
-        )
-
-    def lookup(self, command_id: str) -> tuple[bool, bytes | None]:
-        row = self._db.execute(
-            "SELECT result FROM executed_commands WHERE id = ?", (command_id,)
-        ).fetchone()
-        return (False, None) if row is None else (True, row[0])
+    def lookup(self, command_id: str) -> tuple[bool, bytes | None]: ...
 
     def claim(self, command_id: str, keep_until: int, now: float) -> tuple[bool, bytes | None]:
-        """(True, None) if newly claimed, else (False, earlier result)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM executed_commands WHERE keep_until < ?", (now,))
-            (count,) = self._db.execute("SELECT count(*) FROM executed_commands").fetchone()
-            found, earlier = self.lookup(command_id)
-            if found:
-                return False, earlier
-            if count >= self.max_entries:
-                raise ReplayStoreFull(f"{count} unexpired command ids remembered (bound)")
-            self._db.execute(
-                "INSERT INTO executed_commands (id, keep_until, claimed_at) VALUES (?, ?, ?)",
-                (command_id, keep_until, now),
-            )
-            return True, None
+        ...
 
-    def record_result(self, command_id: str, result: bytes) -> None:
-        if len(result) > MAX_RESULT_BYTES:
-            raise ValueError(f"result: {len(result)} bytes exceeds {MAX_RESULT_BYTES}")
-        cur = self._db.execute(
-            "UPDATE executed_commands SET result = ? WHERE id = ?", (result, command_id)
-        )
-        if cur.rowcount != 1:
-            raise KeyError(f"command {command_id!r} was never claimed")
-
-    def count(self) -> int:
-        # A method, not __len__: an empty store must not be falsy in `store or default`.
-        (count,) = self._db.execute("SELECT count(*) FROM executed_commands").fetchone()
-        return int(count)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _transaction(self) -> _Tx:
-        return _Tx(self._db)
-
-
-class _Tx:
-    # BEGIN IMMEDIATE: two processes on one database cannot both claim the same id.
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def record_result(self, command_id: str, result: bytes) -> None: ...
 
 
 # ------------------------------------------------------------------------------ MQTT 5
@@ -382,38 +315,6 @@ def request_topic(store: str) -> str:
 
 def response_topic(store: str) -> str:
     return f"xd/v1/{store}/cmd/res"
-
-
-@dataclass(frozen=True)
-class CommandPublish:
-    topic: str
-    payload: bytes
-    properties: Properties
-    qos: int = 1
-
-
-def command_publish(signed: SignedCommand, now: float) -> CommandPublish:
-    """The PUBLISH that carries `signed`: Response Topic, Correlation Data, Message Expiry.
-
-    The broker drops it once expired, so a store back from a long outage is not handed a
-    pile of stale commands (it would refuse them anyway).
-    """
-    cmd = signed.command
-    remaining = math.ceil(cmd.expires_at - now)
-    if remaining < 1:
-        raise CommandError(f"command {cmd.command_id} has already expired")
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ResponseTopic = response_topic(cmd.target)
-    props.CorrelationData = cmd.command_id.encode()
-    props.MessageExpiryInterval = remaining
-    return CommandPublish(request_topic(cmd.target), signed.wire, props)
-
-
-def response_properties(correlation_data: bytes) -> Properties:
-    """Properties for the store's answer: the request's Correlation Data, echoed."""
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.CorrelationData = correlation_data
-    return props
 
 
 def refusal_payload(verdict: Verdict) -> bytes:

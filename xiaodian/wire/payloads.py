@@ -10,7 +10,7 @@ Topics (`{s}` is the store id, which is also the MQTT username and client certif
   xd/v1/{s}/alerts     the agent's alert changes: the event stream of device `alerts`, on a
                        topic of its own so it overtakes a backlog of other events
   xd/v1/{s}/state      retained birth message; the same topic carries the Will (death)
-The retail messages (catalogue, orders; stock and order events) are in `xiaodian.retail`.
+The retail messages (catalogue, orders; stock and order events) are in `xiaodian.wire.retail`.
 
 Every record carries `seq`, its position in the stream `{kind}/{device}` of the agent boot
 `boot`. (store, kind, device, boot, seq) identifies a record everywhere, so a replayed or
@@ -46,7 +46,7 @@ EVENT_TYPES = frozenset(
         # firmware: lane weights and the door lock (issue #3)
         "lanes",
         "lock",
-        # retail (xiaodian.retail): stock ledger, order progress, lane checks, expiry list,
+        # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
         # refused pickup codes
         "stock",
         "order",
@@ -527,4 +527,4 @@ class _Obj:
         return v
 
 
-JsonObject = _Obj  # for the other message modules (xiaodian.retail)
+JsonObject = _Obj  # for the other message modules (xiaodian.wire.retail)

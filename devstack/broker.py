@@ -81,7 +81,7 @@ def acl_text(services: Sequence[str]) -> str:
     orders and commands); names not listed are stores and get only the patterns.
     """
     lines = [
-        "# Written by xiaodian.broker. Usernames are certificate CNs.",
+        "# Written by devstack.broker. Usernames are certificate CNs.",
         "# Stores: confined to their own subtree. In Mosquitto 2.0 a SUBSCRIBE is not",
         "# checked, but every delivery is, so a store subscribed to # still only receives",
         "# what the read patterns allow.",
@@ -143,7 +143,7 @@ def write_broker_config(
             raise ValueError(f"{key}: path must not contain whitespace: {value}")
 
     lines = [
-        "# Written by xiaodian.broker.write_broker_config; regenerated at every start.",
+        "# Written by devstack.broker.write_broker_config; regenerated at every start.",
     ]
     if os.geteuid() == 0:
         # Started as root, Mosquitto 2.0 switches to the `mosquitto` user (the default of

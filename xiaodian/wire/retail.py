@@ -7,7 +7,7 @@ Down (cloud -> store), QoS 1 into the store's persistent session:
 Up (store -> cloud): stock movements and order progress are *events* in the outbox
 (`stock` and `order` on the devices `ledger` and `orders`), so they ride the same
 exactly-once path as door events and are never compacted. Their `data` is built and
-checked here; `xiaodian.payloads` carries them.
+checked here; `xiaodian.wire.payloads` carries them.
 
 Items are named by a key: a GTIN-14 for packaged goods ("06901234567892") or "in:" plus
 the in-store item number for variable-measure goods weighed in the shop ("in:12345").
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from xiaodian.payloads import (
+from xiaodian.wire.payloads import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
     JsonObject,
@@ -49,7 +49,7 @@ ORDER_STATES = (
 )
 MAX_LINES = 100
 # A catalogue is one MQTT message: it must stay well under the broker's max_packet_size
-# (512 KiB, xiaodian/broker.py), or the broker drops the connection that sends it. 256 KiB
+# (512 KiB, devstack/broker.py), or the broker drops the connection that sends it. 256 KiB
 # holds ~1500 items, several times a convenience store's chilled range.
 MAX_CATALOGUE_BYTES = 256 * 1024
 MAX_QTY = 1_000_000  # pieces in one movement: more is a typo or an attack, not a delivery

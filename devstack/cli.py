@@ -14,13 +14,13 @@ from xiaodian.config import ConfigError
 # Each module has `register(subparsers)` adding its commands; a command's handler is stored
 # as `func` on the parsed namespace and returns the process exit code.
 COMMAND_MODULES = (
-    "xiaodian.demo_cli",
+    "devstack.demo_cli",
     "edge.cli",
     "cloud_gateway.cli",
     "hw_sim.cli",
     "firmware_bridge.cli",
     "edge.scan.cli",
-    "xiaodian.security_cli",
+    "devstack.security_cli",
     "edge.rules.cli",
     "cloud_gateway.pickup_cli",
 )

@@ -12,8 +12,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from xiaodian.reconcile import compare
-from xiaodian.stack import DEFAULT_SCENARIO, StackError, StoreStack, scenario_devices
+from devstack.reconcile import compare
+from devstack.stack import DEFAULT_SCENARIO, StackError, StoreStack, scenario_devices
 
 
 def register(sub: Any) -> None:

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xiaodian.broker import Broker
-from xiaodian.commands import key_id_for
+from devstack.broker import Broker
 from xiaodian.pki import (
     COMMAND_KEY_NAME,
     DevPki,
@@ -33,6 +32,7 @@ from xiaodian.pki import (
     make_pickup_key,
     pickup_key_path,
 )
+from xiaodian.wire.commands import key_id_for
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "demo.toml"
 STORE_ID = "store-001"
@@ -362,7 +362,7 @@ class StoreStack:
                 for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
                     self._counter("scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
             self._counter("mode", {"mode": "sale"})
-            orders = (
+            orders: tuple[dict[str, Any], ...] = (
                 {"items": [{"item": "06901234567892", "qty": 2},
                            {"item": "06901234567816", "qty": 1}],
                  "mode": "pickup", "customer": "Wang L.", "expires_in_s": 4 * 3600},

@@ -16,8 +16,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from devstack.broker import write_broker_config
 from xiaodian import pki
-from xiaodian.broker import write_broker_config
 
 log = logging.getLogger(__name__)
 
