@@ -255,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", type=float, default=60.0,
                    help="seconds each phase may publish at most (default 60); an unfinished "
                    "phase is reported with its rate and a projected time to empty")
+    p.add_argument("--smoke", action="store_true",
+                   help="CI's quick run: 2,000 records, 20 s cap; exits 1 unless every phase "
+                   "gives a figure and the shipped agent empties the backlog")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.records, args.cap = 2000, 20.0
     if not 1 <= args.records <= FRIDGES * HOURS * 3600 / SAMPLE_S or not 1 <= args.cap <= 600:
         p.error("--records must be 1..34560 and --cap 1..600")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -300,7 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         if ph.lost:
             note(f"WARNING {ph.label}: {ph.lost:,} of {ph.records:,} records were acknowledged"
                  " to the edge and never reached the cloud database (see docs/benchmarks.md).")
-    return 0
+    # A benchmark that measured nothing must not pass for one that measured something.
+    problems = [f"{ph.label}: no records/s figure" for ph in phases if not ph.rate]
+    shipped = phases[0]
+    if shipped.cloud_done_s is None:
+        problems.append(f"{shipped.label}: the backlog was not in the cloud within "
+                        f"{args.cap:g} s")
+    for problem in problems:
+        note(f"FAILED {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

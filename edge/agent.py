@@ -423,7 +423,7 @@ class Agent:
             log.info("terminal page at %s, counter at %scounter", self.kiosk.url,
                      self.kiosk.url)
         next_publish = next_status = next_prune = next_readings = next_kiosk = self.monotonic()
-        seen_generation = self.uplink.generation
+        seen_connects = self.uplink.counters.connects
         next_republish = next_publish + self.confirm_wait
         try:
             while not self.stop_event.is_set() and not until():
@@ -436,9 +436,10 @@ class Agent:
                 now = self.monotonic()
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.
-                if self.uplink.generation != seen_generation:
-                    # (Re)connected: whatever waited goes out now, not at the next interval.
-                    seen_generation = self.uplink.generation
+                if self.uplink.counters.connects != seen_connects:
+                    # Connected (the first time too): whatever waited goes out now, not at
+                    # the next readings interval (a day's backlog must not idle for 60 s).
+                    seen_connects = self.uplink.counters.connects
                     next_readings = now
                 readings_due = now >= next_readings
                 if self.alerts_waiting and self.uplink.can_publish():
