@@ -121,7 +121,7 @@ class PickupFlow:
                        (desk.store_id, order_id, nonce, wall))
             ledger.clear_handover(db)  # done with: a restart must not bring it back
         if st is None or st.state != "received":
-            fridges.handover = None
+            fridges.end(cleared=False)
             raise RetailError(f"Order {order_id} can no longer be handed over "
                               f"({st.state if st else 'unknown'}).")
         desk.commit(events, write_all)
@@ -146,9 +146,8 @@ class PickupFlow:
             h, f"during a cancelled handover of order {h.order}")
         if events:
             desk.commit(events, ledger.clear_handover)
-            fridges.saved = None
         hand_back()
-        fridges.handover = None
+        fridges.end(cleared=bool(events))
         gone = [c.note.split(" during ")[0] for c in checks if c.verdict == "mismatch"]
         message = "The order still waits for pickup."
         if gone:

@@ -46,9 +46,12 @@ class SmartFridges:
         for fridge in sorted(h.fridges):
             self.unlocks.send(h, fridge)
 
-    def end(self) -> None:
-        """The handover is over and its row already deleted in the same commit."""
-        self.handover, self.saved = None, None
+    def end(self, cleared: bool = True) -> None:
+        """The handover is over. `cleared`: its row was deleted in the same commit that
+        ended it; if not, the next save deletes it."""
+        self.handover = None
+        if cleared:
+            self.saved = None
 
     def release(self, h: Handover, phrase: str, handed: Mapping[str, int] | None = None
                 ) -> tuple[list[EventRow], list[LaneCheck], Callable[[], None]]:
