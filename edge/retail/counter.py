@@ -1,0 +1,129 @@
+"""The counter: each scan sent where it belongs (a pickup code, a product in the current
+mode), the counter page's requests, and what the page shows.
+
+The serial scanner and the page both arrive here through the agent's loop (see
+edge.kiosk for why); a RetailError becomes a red verdict on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edge.retail.desk import Desk, RetailError, quantities, whole_number
+from edge.retail.orders import Orders
+from edge.retail.pickup_flow import PickupFlow
+from edge.retail.smart_fridge import SmartFridges
+from edge.retail.stock_forms import StockForms
+from edge.scan.errors import PickupError, ScanError
+from edge.scan.parse import Scan, parse_scan
+
+# "stock": a product scan only names the item for the stock form (adjust, waste by count).
+MODES = ("sale", "receive", "waste", "stock")
+RETAIL_DEVICES = ("ledger", "orders", "counter")  # the outbox's retail events, for "unsent"
+
+
+class Counter:
+    def __init__(self, desk: Desk, fridges: SmartFridges, pickup: PickupFlow, orders: Orders,
+                 forms: StockForms) -> None:
+        self.desk = desk
+        self.fridges = fridges
+        self.pickup = pickup
+        self.orders = orders
+        self.forms = forms
+        self.mode = "sale"
+
+    def scan(self, line: str, source: str = "counter") -> dict[str, Any]:
+        """One scan (serial scanner or the page): the verdict the counter page shows."""
+        try:
+            scan = parse_scan(line)
+        except PickupError:
+            return self.pickup.pickup(line.strip(" \t\r\n"), source)  # refused, and counted
+        except ScanError as exc:
+            return self.desk.say(False, "Cannot read this barcode", exc.message, source=source)
+        if scan.kind == "pickup":
+            return self.pickup.pickup(scan.data, source)
+        if scan.kind in ("product", "variable_measure", "gs1"):
+            return self._product(scan, source)
+        return self.desk.say(False, "Not a product or pickup code",
+                             f"{scan.symbology_name or 'unknown'} barcode: {scan.data[:40]}",
+                             source=source)
+
+    def _product(self, scan: Scan, source: str) -> dict[str, Any]:
+        desk = self.desk
+        h = self.fridges.handover
+        if h is not None:
+            # During a handover a product scan is the clerk checking an item: no stock moves.
+            checked = _item_key(scan) or ""
+            ordered = {ln.item: ln.qty for ln in h.lines}.get(checked)
+            return desk.say(ordered is not None, desk.name(checked),
+                            f"In order {h.order}: {ordered} ordered." if ordered is not None
+                            else f"NOT in order {h.order}.", source=source, order=h.order)
+        item = _item_key(scan)
+        cat = desk.catalogue.get(item or "")
+        if item is None or cat is None:
+            return desk.say(False, "Item not in the catalogue",
+                            f"{item or scan.data}: not sold here yet; nothing recorded.",
+                            source=source)
+        if self.mode == "stock":
+            return desk.say(True, cat.name, "Set the pieces and the reason, then Record.",
+                            source=source, item=item, batch=scan.batch,
+                            expiry=scan.expiry.isoformat() if scan.expiry else None,
+                            stock_item=True)
+        return self.forms.scanned(self.mode, scan, item, cat, source)
+
+    def handle(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A request from the counter page; RetailError becomes a red verdict."""
+        try:
+            if action == "scan":
+                code = body.get("code")
+                if not isinstance(code, str) or not code.strip():
+                    raise RetailError("Nothing was scanned.")
+                return self.scan(code[:600], source="page")
+            if action == "mode":
+                if body.get("mode") not in MODES:
+                    raise RetailError(f"mode must be one of {', '.join(MODES)}")
+                self.mode = str(body["mode"])
+                self.desk.version += 1
+                return {"ok": True, "mode": self.mode}
+            if action == "confirm":
+                return self.pickup.confirm(whole_number(body, "order"),
+                                           quantities(body.get("quantities")))
+            if action == "abort":
+                return self.pickup.abort()
+            if action == "delivery":
+                return self.orders.advance_delivery(whole_number(body, "order"))
+            if action == "adjust":
+                return self.forms.adjust(body)
+            if action == "waste":
+                return self.forms.waste(body)
+            raise RetailError(f"unknown action {action!r}")
+        except RetailError as exc:
+            return self.desk.say(False, "Not done", str(exc))
+
+    def view(self) -> dict[str, Any]:
+        """Everything the counter page shows, as JSON."""
+        desk = self.desk
+        wall, _ = desk.now()
+        orders, deliveries = self.orders.open_orders(wall)
+        expiring = [{"item": lot.item, "name": desk.name(lot.item), "batch": lot.batch,
+                     "expiry": lot.expiry, "qty": lot.qty} for lot in desk.expiry_list()]
+        unsent = desk.db.execute(
+            "SELECT count(*) FROM outbox WHERE kind='events' AND device IN (?,?,?)",
+            RETAIL_DEVICES).fetchone()[0]
+        h = self.fridges.handover
+        return {"mode": self.mode, "verdict": desk.verdict,
+                "handover": None if h is None else h.view(),
+                "orders": orders, "deliveries": deliveries, "expiring": expiring,
+                "window_days": desk.settings.expiry_window_days, "unsent": unsent,
+                "pickup_key": self.pickup.codec is not None,
+                "catalogue": [{"item": c.item, "name": c.name} for c in
+                              sorted(desk.catalogue.values(), key=lambda c: (c.name, c.item))],
+                "scan_paused_s": round(self.pickup.limiter.blocked(wall))}
+
+
+def _item_key(scan: Scan) -> str | None:
+    """The catalogue key of a product scan: its GTIN, or in:<n> for a store-weighed item."""
+    if scan.kind == "variable_measure" and scan.item is not None:
+        return f"in:{int(scan.item)}"
+    return scan.gtin
