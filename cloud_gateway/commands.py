@@ -449,7 +449,7 @@ def list_commands(db: Database, store: str, *, state: str | None = None,
         sql += " AND state = ?"
         params.append(state)
     # Same-second commands newest first by insertion order: SQLite's rowid; PostgreSQL has
-    # none, its schema adds an identity column for this (db.PG_EXTRA_DDL).
+    # none, its schema adds an identity column for this (db.schema.PG_EXTRA_DDL).
     order = "issue_order" if db.postgres else "rowid"
     sql += f" ORDER BY issued_at DESC, {order} DESC LIMIT ?"
     params.append(limit)
