@@ -46,7 +46,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from xiaodian.mqtt import CommandPublish, MqttSettings, command_publish, new_client
-from xiaodian.pki import PkiError, load_command_private_key
+from xiaodian.pki.keys import load_command_private_key
+from xiaodian.pki.names import PkiError
 from xiaodian.wire.commands import (
     ACTIONS,
     MAX_RESULT_BYTES,
