@@ -41,6 +41,7 @@ class Issued:
 
 
 def load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA's certificate and key; PkiError if either is missing or they do not match."""
     cert_path, key_path = ca_dir / CA_CERT_NAME, ca_dir / CA_KEY_NAME
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -55,6 +56,7 @@ def load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
 def read_index(ca_dir: Path) -> list[Issued]:
+    """Every certificate the CA issued, oldest first (revocation is the CRL's business)."""
     path = ca_dir / INDEX_NAME
     if not path.exists():
         return []
@@ -75,6 +77,7 @@ def read_index(ca_dir: Path) -> list[Issued]:
 
 
 def write_index(ca_dir: Path, items: list[Issued]) -> None:
+    """Replace index.json with `items` (serial, name, kind, validity; not revocation)."""
     rows = [
         {
             "serial": i.serial_hex,
@@ -90,10 +93,12 @@ def write_index(ca_dir: Path, items: list[Issued]) -> None:
 
 
 def leaf_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) of `name` in `out_dir`: <name>.crt and <name>.key."""
     return out_dir / f"{name}.crt", out_dir / f"{name}.key"
 
 
 def issued_path(ca_dir: Path, serial: int) -> Path:
+    """The CA's archived copy of the certificate with `serial` (renewal reads it)."""
     return ca_dir / ISSUED_DIR / f"{serial:x}.pem"
 
 
@@ -107,6 +112,7 @@ def key_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> byte
 
 
 def private_dir(directory: Path) -> None:
+    """Make `directory` (and parents) if missing; either way it ends up mode 0700."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)  # mkdir's mode is filtered by the umask and skipped if it exists
 
