@@ -354,7 +354,7 @@ def _catalogue_push(args: argparse.Namespace) -> int:
 def _order_create(args: argparse.Namespace) -> int:
     import getpass
 
-    from xiaodian.pki import PkiError
+    from xiaodian.pki.names import PkiError
 
     from . import retail
     from .db import Database

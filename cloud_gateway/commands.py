@@ -46,7 +46,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from xiaodian.mqtt import CommandPublish, MqttSettings, command_publish, new_client
-from xiaodian.pki import PkiError, load_command_private_key
+from xiaodian.pki.keys import load_command_private_key
+from xiaodian.pki.names import PkiError
 from xiaodian.wire.commands import (
     ACTIONS,
     MAX_RESULT_BYTES,
@@ -449,7 +450,7 @@ def list_commands(db: Database, store: str, *, state: str | None = None,
         sql += " AND state = ?"
         params.append(state)
     # Same-second commands newest first by insertion order: SQLite's rowid; PostgreSQL has
-    # none, its schema adds an identity column for this (db.PG_EXTRA_DDL).
+    # none, its schema adds an identity column for this (db.schema.PG_EXTRA_DDL).
     order = "issue_order" if db.postgres else "rowid"
     sql += f" ORDER BY issued_at DESC, {order} DESC LIMIT ?"
     params.append(limit)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
-from .db import GAP_FIELDS, READING_FIELDS, DeadLetter
+from .db.reads import GAP_FIELDS, READING_FIELDS, DeadLetter
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")

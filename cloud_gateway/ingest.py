@@ -62,7 +62,8 @@ from .alerts import store as alert_store
 from .alerts.notifier import AlertService
 from .clock import ClockPolicy
 from .config import CloudSettings
-from .db import DEFAULT_POLICY, Database
+from .db import Database
+from .db.writes import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from xiaodian.pki import PkiError, load_pickup_key
+from xiaodian.pki.keys import load_pickup_key
+from xiaodian.pki.names import PkiError
 from xiaodian.wire.payloads import ID_PATTERN
 from xiaodian.wire.pickup import PickupCodec, PickupError
 

@@ -17,7 +17,7 @@ Contract (message shapes, topics) in `xiaodian/wire/retail.py`; this module keep
   the broker PUBACKs it. Republishing is harmless: the store ignores a known order id and a
   catalogue version it already has.
 
-SQL is portable like db.py's, except `MAX`/`MIN` with two arguments, avoided here (CASE).
+SQL is portable like cloud_gateway/db's, except `MAX`/`MIN` with two arguments, avoided here (CASE).
 """
 
 from __future__ import annotations

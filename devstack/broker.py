@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from xiaodian.pki import DevPki, check_name
+from xiaodian.pki.ca import DevPki
+from xiaodian.pki.names import check_name
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from devstack.broker import Broker
-from xiaodian.pki import (
+from xiaodian.pki.ca import DevPki, dev_pki
+from xiaodian.pki.keys import (
     COMMAND_KEY_NAME,
-    DevPki,
-    dev_pki,
     load_command_private_key,
     make_command_key,
     make_pickup_key,

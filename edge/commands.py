@@ -32,7 +32,7 @@ from edge.store import EdgeStore, NewEvent
 from edge.uplink import InboundCommand, Uplink
 from edge.wallclock import WallClock
 from firmware_bridge import codec
-from xiaodian.pki import load_command_public_key
+from xiaodian.pki.keys import load_command_public_key
 from xiaodian.wire.commands import (
     AGENT,
     MAX_RESULT_BYTES,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
-from xiaodian.pki import PkiError, load_command_public_key
+from xiaodian.pki.keys import load_command_public_key
+from xiaodian.pki.names import PkiError
 from xiaodian.wire.commands import DEFAULT_SKEW_S, key_id_for
 from xiaodian.wire.payloads import ID_PATTERN
 

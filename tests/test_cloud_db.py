@@ -206,3 +206,21 @@ def test_config_builds_and_names_bad_keys(tmp_path: Path) -> None:
         load_config(bad, CloudConfig)
     assert exc.value.key == "cloud.shared_group"
     assert str(bad) in str(exc.value)
+
+
+def test_the_db_package_keeps_the_old_module_names() -> None:
+    """cloud_gateway/db.py became a package: its names are still importable from it."""
+    import cloud_gateway.db as package
+    from cloud_gateway.db import reads, schema, writes
+
+    assert package.DeadLetter is reads.DeadLetter
+    assert (package.READING_FIELDS, package.GAP_FIELDS) == (reads.READING_FIELDS,
+                                                           reads.GAP_FIELDS)
+    assert (package.SCHEMA, package.SCHEMA_VERSION, package.TABLES, package.PG_EXTRA_DDL) == (
+        schema.SCHEMA, schema.SCHEMA_VERSION, schema.TABLES, schema.PG_EXTRA_DDL)
+    assert package.DEFAULT_POLICY is writes.DEFAULT_POLICY
+    assert (package.INSERT_SQL, package.INSERT_AGGREGATE_SQL, package.MAX_PARKED_BYTES) == (
+        writes.INSERT_SQL, writes.INSERT_AGGREGATE_SQL, writes.MAX_PARKED_BYTES)
+    assert (package.AIR_PROBE, package.PRODUCT_PROBE) == (0, 1)
+    assert issubclass(package.Database, writes.IngestWrites)
+    assert issubclass(package.Database, reads.ApiReads)

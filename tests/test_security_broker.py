@@ -24,6 +24,7 @@ from devstack.broker import Broker, _free_port, find_mosquitto, write_broker_con
 from edge.replay_store import ReplayStore
 from xiaodian import pki
 from xiaodian.mqtt import MqttSettings, command_publish, describe_tls_error, new_client
+from xiaodian.pki.files import load_ca
 from xiaodian.wire.commands import (
     CommandVerifier,
     Reason,
@@ -128,7 +129,7 @@ def test_renewed_and_previous_certificates_both_connect(
 def test_an_expired_client_certificate_is_refused(
     fleet_broker: Broker, fleet: pki.DevPki, tmp_path: Path
 ) -> None:
-    ca_cert, ca_key = pki._load_ca(fleet.directory / "ca")
+    ca_cert, ca_key = load_ca(fleet.directory / "ca")
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (

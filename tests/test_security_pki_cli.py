@@ -135,8 +135,10 @@ def test_sign_csr_refuses_a_tampered_csr(ca: Path) -> None:
     tampered = der.replace(b"store-001", b"store-002")  # CN changed after signing
     pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(tampered)
     pem += b"-----END CERTIFICATE REQUEST-----\n"
-    with pytest.raises(pki.CsrError, match="signature does not verify"):
+    with pytest.raises(pki.CsrError, match="signature does not verify") as exc:
         pki.sign_csr(ca / "ca", pem, "store-002")
+    # The package's one base error, and still the ValueError it was before the split.
+    assert isinstance(exc.value, pki.PkiError) and isinstance(exc.value, ValueError)
 
 
 def test_a_name_keeps_its_kind(ca: Path) -> None:
@@ -318,3 +320,21 @@ def test_broker_config_plaintext_only_with_the_dev_flag(ca: Path, tmp_path: Path
         "listener 1884 127.0.0.1",
     ]
     assert run([*base, "--bind", "example.com"]) == 1  # an address, not a name
+
+
+# Every public name of xiaodian/pki.py before it became a package: importers rely on them.
+OLD_PKI_NAMES = (
+    "CA_CERT_NAME", "CA_KEY_NAME", "COMMAND_KEY_NAME", "COMMAND_PUB_NAME", "CRL_NAME",
+    "CsrError", "DEFAULT_CRL_DAYS", "DevPki", "INDEX_NAME", "ISSUED_DIR", "Issued", "Kind",
+    "MAX_CSR_BYTES", "PICKUP_DIR", "PICKUP_KEY_BYTES", "PkiError", "REVOCATION_REASONS",
+    "SERVER_CN", "check_name", "create_ca", "crl_next_update", "dev_pki", "init_pki",
+    "issue_certificate", "issue_service", "issue_store", "list_certificates",
+    "load_command_private_key", "load_command_public_key", "load_pickup_key", "load_pki",
+    "make_command_key", "make_pickup_key", "make_store_key", "pickup_key_path", "renew",
+    "revoke", "sign_csr", "write_crl",
+)
+
+
+def test_the_pki_package_keeps_every_public_name() -> None:
+    assert sorted(pki.__all__) == sorted(OLD_PKI_NAMES)
+    assert all(hasattr(pki, name) for name in OLD_PKI_NAMES)

@@ -1,0 +1,248 @@
+"""The cloud database's tables: the DDL both backends run, and the SQLite migration.
+
+The tables of alerts (`cloud_gateway/alerts/store.py`) and retail (`cloud_gateway/retail.py`)
+are created beside these, by whoever opens the database (`connection.py`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from .. import retail as retail_store
+from .. import sql
+from ..alerts import store as alert_store
+
+# Column types SQLite and PostgreSQL both understand. Only `id INTEGER PRIMARY KEY` (an
+# identity column in PostgreSQL) and BLOB (bytea) differ: sql.pg_schema rewrites them.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    store TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    fseq INTEGER NOT NULL,
+    dev_ms BIGINT NOT NULL,
+    wall DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN NOT NULL,
+    air_c DOUBLE PRECISION,
+    product_c DOUBLE PRECISION,
+    probes TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    wall_corrected DOUBLE PRECISION,
+    time_method TEXT,
+    PRIMARY KEY (store, device, boot, seq)
+);
+-- Readings the edge compacted under disk pressure during a long outage: one row stands for
+-- seq_first..seq_last of the readings stream, with per-probe min/mean/max. Kept apart from
+-- `readings` so nobody mistakes a mean for a measurement; the gaps count the range as present.
+CREATE TABLE IF NOT EXISTS reading_aggregates (
+    store TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    seq_first BIGINT NOT NULL,
+    seq_last BIGINT NOT NULL,
+    count INTEGER NOT NULL,
+    dev_ms_first BIGINT NOT NULL,
+    dev_ms_last BIGINT NOT NULL,
+    wall_first DOUBLE PRECISION NOT NULL,
+    wall_last DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN NOT NULL,
+    probes TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, device, boot, seq_first)
+);
+CREATE TABLE IF NOT EXISTS events (
+    store TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    fseq INTEGER,
+    dev_ms BIGINT,
+    wall DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN NOT NULL,
+    data TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    wall_corrected DOUBLE PRECISION,
+    time_method TEXT,
+    PRIMARY KEY (store, device, boot, seq)
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (store, device, type, boot, seq);
+CREATE TABLE IF NOT EXISTS store_state (
+    store TEXT PRIMARY KEY,
+    online BOOLEAN NOT NULL,
+    boot BIGINT NOT NULL,
+    wall DOUBLE PRECISION NOT NULL,
+    agent_version TEXT NOT NULL,
+    devices TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
+);
+-- One row per record stream: the highest seq stored and how many records (seq >= 1) there
+-- are, so max_seq - records is the number of records still missing below max_seq. The row
+-- is also the stream's lock: every batch of the stream updates it in its transaction.
+CREATE TABLE IF NOT EXISTS streams (
+    store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    max_seq BIGINT NOT NULL,
+    records BIGINT NOT NULL,
+    first_received_at DOUBLE PRECISION NOT NULL,
+    last_received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, kind, device, boot)
+);
+-- Missing stretches of a stream, open (filled_at NULL) or filled. A partly filled gap is
+-- shrunk and its other pieces become rows with parent_id pointing at it: the rows of a
+-- stream partition every seq that was ever missing, and nothing is deleted.
+CREATE TABLE IF NOT EXISTS data_gaps (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    first_missing_seq BIGINT NOT NULL,
+    last_missing_seq BIGINT NOT NULL,
+    detected_at DOUBLE PRECISION NOT NULL,
+    detected_by TEXT NOT NULL,
+    filled_at DOUBLE PRECISION,
+    filled_by TEXT,
+    parent_id BIGINT
+);
+CREATE INDEX IF NOT EXISTS data_gaps_by_stream
+    ON data_gaps (store, kind, device, boot, first_missing_seq);
+CREATE INDEX IF NOT EXISTS data_gaps_open ON data_gaps (store) WHERE filled_at IS NULL;
+-- The current clock offset estimate of a store terminal per agent boot (clock.py), with the
+-- sliding window it was computed from.
+CREATE TABLE IF NOT EXISTS clock_estimates (
+    store TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    offset_s DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN,
+    method TEXT NOT NULL,
+    samples TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (store, boot)
+);
+-- Every notable change of an estimate, for an auditor: when was this clock off, by how much.
+CREATE TABLE IF NOT EXISTS clock_history (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    offset_s DOUBLE PRECISION NOT NULL,
+    synced BOOLEAN,
+    method TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clock_history_by_store ON clock_history (store, boot, id);
+-- Signed commands issued to stores and what became of them (cloud_gateway/commands.py).
+-- state: sent (issued; published_at says when the broker took it), answered, refused
+-- (the store's reason in `reason`), expired (no answer by expires_at + grace), unsent
+-- (never handed to the broker). `wire` is the signed payload exactly as published.
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    store TEXT NOT NULL,
+    action TEXT NOT NULL,
+    params TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    wire BLOB NOT NULL,
+    state TEXT NOT NULL,
+    published_at DOUBLE PRECISION,
+    result TEXT,
+    reason TEXT,
+    answered_at DOUBLE PRECISION,
+    answered_by TEXT
+);
+CREATE INDEX IF NOT EXISTS commands_by_store ON commands (store, issued_at);
+CREATE INDEX IF NOT EXISTS commands_sent ON commands (expires_at) WHERE state = 'sent';
+"""
+SCHEMA_VERSION = 2
+
+TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
+          "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
+          "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
+          "order_history", "movements", "stock", "downlink")
+
+# PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
+# PostgreSQL has not; this column (filled by the database) is its stand-in.
+PG_EXTRA_DDL = """
+ALTER TABLE commands ADD COLUMN IF NOT EXISTS issue_order BIGINT GENERATED ALWAYS AS IDENTITY;
+"""
+_pg_ready: set[str] = set()  # URLs whose schema this process has created or checked
+_pg_ready_lock = threading.Lock()
+
+
+def create_sqlite(conn: sqlite3.Connection) -> None:
+    """Create every missing table and index in a SQLite database."""
+    conn.executescript(SCHEMA)
+    conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
+    conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
+
+
+def create_pg(conn: sql.PgConnection, url: str) -> None:
+    """Create every missing table and index in the PostgreSQL database at `url`, once per
+    process."""
+    with _pg_ready_lock:
+        if url not in _pg_ready:
+            # Several workers may start at once, and CREATE TABLE IF NOT EXISTS is
+            # not safe against a concurrent twin in PostgreSQL: one at a time.
+            with conn.transaction():
+                sql.lock(conn, sql.SCHEMA_LOCK)
+                for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA):
+                    conn.script(sql.pg_schema(ddl))
+                conn.script(PG_EXTRA_DDL)
+            _pg_ready.add(url)
+
+
+def migrate(conn: sql.Connection) -> None:
+    """Bring a SQLite database written before gap tracking and time correction up to date.
+
+    Runs inside the caller's write transaction: several workers may start at once, and the
+    check must see what the one before committed.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    for table in ("readings", "events"):
+        columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if "wall_corrected" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN wall_corrected DOUBLE PRECISION")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN time_method TEXT")
+        # Stored before anyone checked the clock: say so rather than guess.
+        conn.execute(f"UPDATE {table} SET wall_corrected = wall, time_method = 'unchecked'"
+                     " WHERE wall_corrected IS NULL")
+        _backfill_streams(conn, table)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _backfill_streams(conn: sql.Connection, table: str) -> None:
+    """Streams and open gaps of data stored before tracking (recomputed from the seqs)."""
+    conn.execute(
+        "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
+        " first_received_at, last_received_at)"
+        f" SELECT store, '{table}', device, boot, MAX(seq), COUNT(*), MIN(received_at),"
+        f" MAX(received_at) FROM {table} WHERE seq >= 1 GROUP BY store, device, boot"
+        " ON CONFLICT DO NOTHING"
+    )
+    holes = conn.execute(
+        "SELECT store, device, boot, prev + 1, seq - 1, received_at FROM ("
+        " SELECT store, device, boot, seq, received_at, LAG(seq, 1, 0) OVER"
+        "  (PARTITION BY store, device, boot ORDER BY seq) AS prev"
+        f" FROM {table} WHERE seq >= 1) AS s WHERE seq > prev + 1"
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO data_gaps (store, kind, device, boot, first_missing_seq,"
+        " last_missing_seq, detected_at, detected_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(st, table, dev, boot, a, b, at, "migration") for st, dev, boot, a, b, at in holes],
+    )
