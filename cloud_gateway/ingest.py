@@ -462,6 +462,11 @@ class IngestWorker:
                 log.info("queue drained; reconnecting to get refused messages redelivered")
                 client.disconnect()
                 return "resync"
+            # Publishing the acks above may have found the connection broken, and paho then
+            # closes the socket: select() on its fd of -1 raised and killed the worker.
+            sock = client.socket()
+            if sock is None or sock.fileno() < 0:
+                return "lost"
             pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
             wlist = [sock] if client.want_write() else []
             readable, writable, _ = select.select(
