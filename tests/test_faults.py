@@ -51,6 +51,12 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreStack
 def _assert_exactly_once(
     stack: StoreStack, compaction: bool = False, max_on_device: int = 3
 ) -> dict[str, dict[str, int]]:
+    if max_on_device <= 3 and not compaction:
+        # The simulator stops at settle(): first let the edge take what the fridges made
+        # until now, so "on the device at the end" means the last moment's readings, not
+        # how far a busy agent lagged behind (a fixed sleep would decide that). Compacted
+        # readings leave the edge's table, so that run cannot be compared this way.
+        _wait_caught_up(stack)
     assert stack.settle(timeout=120), "edge outbox did not drain into the cloud"
     summary = compare(stack.truth, stack.edge_db, stack.cloud_db, stack.store)
     for fridge, fig in summary.items():
@@ -282,9 +288,6 @@ def test_terminal_clock_jumping_a_day_forward_and_back(tmp_path: Path, clock_fil
                         "readings stamped after the clock went back", count=20)
         wait(lambda: taken <= _edge_reading_keys(stack), timeout=60,
              what="the readings taken before the clock went back, at the edge")
-        # Stop the simulator only once the edge has what the fridges had made until just now:
-        # then what is left on them is the last moment's, whatever this machine's load.
-        _wait_caught_up(stack)
         _assert_exactly_once(stack)
         con = sqlite3.connect(stack.cloud_db)
         try:
