@@ -1,0 +1,76 @@
+"""`HttpServer`: the API served by uvicorn on a thread of the `cloud run` process.
+
+The socket is bound here, before the thread starts, so a busy port is an OSError for the
+caller and port 0's choice is known at once (`port`, `url`). uvicorn runs its own event
+loop on the thread; it installs no signal handlers there (the process's own handlers stop
+the worker), and `close()` asks it to exit and waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+
+from .app import create_app
+from .context import Api
+
+log = logging.getLogger(__name__)
+
+KEEP_ALIVE_S = 10  # an idle keep-alive connection is closed after this
+SHUTDOWN_GRACE_S = 5  # requests still running at close() get this long
+START_TIMEOUT_S = 10.0
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers; h11 answers 400 beyond
+
+
+class HttpServer:
+    """The API on `host:port` (port 0: a free one), served from a background thread."""
+
+    def __init__(self, api: Api, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, port), family=family)
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(api), http="h11", loop="asyncio", ws="none", lifespan="off",
+            log_config=None, access_log=False, server_header=False,
+            headers=[("Server", "xiaodian-cloud")],
+            # The client address is the peer's: no proxy in front is trusted to rename it
+            # (commands and orders record it as who made them).
+            proxy_headers=False,
+            timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="http-api",
+                                        kwargs={"sockets": [self._sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise OSError(f"HTTP server on {self.url} did not start (see the log)")
+            time.sleep(0.005)
+        log.info("HTTP API and dashboard on %s", self.url)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join()
+        self._sock.close()
+
+    def __enter__(self) -> HttpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
