@@ -344,3 +344,28 @@ def test_body_framing_and_type_limits(writable: HttpServer) -> None:
                                     body=b"abc")
     assert status == 413 and headers["Connection"] == "close"
     assert request(writable, "/api/stores?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9")[0] == 400
+
+
+def test_a_client_that_stalls_mid_request_loses_its_connection(
+        writable: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from cloud_gateway.web import core
+
+    monkeypatch.setattr(core, "REQUEST_TIMEOUT_S", 0.5)
+    for stalled, answer in (
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b""),  # half a head: no answer
+        # A refused write whose body never ends: answered, then cut off.
+        (b"POST /api/stores HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+         b"HTTP/1.1 405 "),
+    ):
+        with socket.create_connection(("127.0.0.1", writable.port), timeout=5) as sock:
+            start = time.monotonic()
+            sock.sendall(stalled)
+            received = b""
+            while chunk := sock.recv(4096):
+                received += chunk
+            assert 0.4 < time.monotonic() - start < 4
+            assert received.startswith(answer) and bool(received) == bool(answer)
+    assert request(writable, "/healthz")[0] == 200  # a whole request is answered as ever

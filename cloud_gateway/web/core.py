@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_TARGET_BYTES = 2048  # longest request target (path + query) we accept
 MAX_QUERY_FIELDS = 8
+REQUEST_TIMEOUT_S = 10.0  # a client that stalls mid-request loses its connection
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 DEFAULT_COMMAND_LIMIT = 100

@@ -28,6 +28,7 @@ from .core import (
     DIGITS,
     MAX_BODY_BYTES,
     MAX_TARGET_BYTES,
+    REQUEST_TIMEOUT_S,
     Call,
     HttpError,
     Reply,
@@ -39,7 +40,6 @@ from .core import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Reply]
-REQUEST_TIMEOUT_S = 10.0  # a client that stalls mid-body loses its connection
 CLOSE = (("Connection", "close"),)  # after a refusal whose body we will not read
 
 
