@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -101,7 +101,6 @@ class Call:
     headers: Headers
     client: str
     body: bytes = b""
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def id(self, name: str, *, what: str = "") -> str:
         """Path parameter `name` if it is an id; if not, 404 (or 400 naming `what`)."""
@@ -114,17 +113,12 @@ class Call:
 
     def query(self, *allowed: str) -> dict[str, str]:
         """The query's fields, each given once and all of them in `allowed`."""
-        unknown = sorted(set(self._query()) - set(allowed))
+        query = parse_query(self.query_string)
+        unknown = sorted(set(query) - set(allowed))
         if unknown:
             known = ", ".join(allowed) if allowed else "none"
             raise BadRequest(f"{unknown[0]}: unknown query parameter (known: {known})")
-        return self._query()
-
-    def _query(self) -> dict[str, str]:
-        if "query" not in self._cache:
-            self._cache["query"] = parse_query(self.query_string)
-        out: dict[str, str] = self._cache["query"]
-        return out
+        return query
 
     def no_query(self) -> None:
         """Writes take no query string: one there means another path was meant."""

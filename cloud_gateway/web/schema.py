@@ -88,10 +88,12 @@ def routes(doc: dict[str, Any]) -> list[Route]:
     page = docs_html(doc).encode()
 
     def schema_json(call: Call) -> Reply:
+        """This API as an OpenAPI 3.1 document."""
         call.query()
         return Reply(HTTPStatus.OK, body)
 
     def docs(call: Call) -> Reply:
+        """This API as a page: every route, what it does, its parameters."""
         call.query()
         return Reply(HTTPStatus.OK, page, HTML)
 
