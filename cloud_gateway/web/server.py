@@ -47,6 +47,9 @@ class HttpServer:
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES)
         self._server = uvicorn.Server(config)
+        # Its start and stop lines speak of a "server process" that is a thread of ours;
+        # start() logs where it listens. Its warnings (a malformed request...) still show.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._thread = threading.Thread(target=self._server.run, name="http-api",
                                         kwargs={"sockets": [self._sock]}, daemon=True)
 
