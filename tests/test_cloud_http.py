@@ -369,3 +369,20 @@ def test_a_client_that_stalls_mid_request_loses_its_connection(
             assert 0.4 < time.monotonic() - start < 4
             assert received.startswith(answer) and bool(received) == bool(answer)
     assert request(writable, "/healthz")[0] == 200  # a whole request is answered as ever
+
+
+def test_an_alert_ack_is_read_by_the_strict_json_reader(writable: HttpServer) -> None:
+    ack = "/api/alerts/store-001/fridge-1/hot/1/ack"
+    auth = ("Authorization", f"Bearer {TOKEN}".encode())
+    json_ct = ("Content-Type", b"application/json")
+    for bad, message in ((b'{"by": "a", "by": "b"}', "duplicate key"),
+                         (b'{"by": "a", "corrective_action": NaN}', "only whole numbers")):
+        status, _, doc, _ = _raw_post(writable, ack, [
+            auth, json_ct, ("Content-Length", b"%d" % len(bad))], bad)
+        assert status == 400 and message in doc["error"], bad
+    status, _, doc, _ = _raw_post(writable, ack, [("Content-Length", b"2"), json_ct], b"{}")
+    assert status == 401  # the token before the body
+    good = b'{"by": "a"}'
+    status, _, doc, _ = _raw_post(writable, ack, [
+        auth, json_ct, ("Content-Length", b"%d" % len(good))], good)
+    assert (status, doc["error"]) == (404, "no such alert")

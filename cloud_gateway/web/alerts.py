@@ -60,6 +60,8 @@ def ack(call: Call) -> Reply:
             required: [by]
             properties: {by: {type: string}, corrective_action: {type: string}}
     """
+    call.api.authorise(call.headers.get("Authorization"))  # before reading what was sent
+    call.json_body()  # the API's strict reader (duplicate keys, NaN), then alerts.web's checks
     return _post(call)
 
 
