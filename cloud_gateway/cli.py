@@ -141,8 +141,8 @@ def _open_readonly(path: Path | str) -> Database | None:
 def _run(args: argparse.Namespace) -> int:
     from . import commands
     from .downlink import DownlinkSender
-    from .http_api import Api, HttpServer
     from .ingest import IngestWorker
+    from .web import Api, HttpServer
 
     cfg = cloud_config.load(args.config)
     commander: commands.Commander | None = None

@@ -28,8 +28,8 @@ from cloud_gateway.alerts.policy import EscalationPolicy
 from cloud_gateway.alerts.settings import AlertSettings, Contact, StoreAlerts
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
-from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker, ingest
+from cloud_gateway.web import Api, HttpServer
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload
 

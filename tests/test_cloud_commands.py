@@ -36,8 +36,8 @@ from cloud_gateway.commands import (
 )
 from cloud_gateway.config import CloudSettings, CommandSettings
 from cloud_gateway.db import Database
-from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker, ingest
+from cloud_gateway.web import Api, HttpServer
 from edge.replay_store import ReplayStore
 from xiaodian.mqtt import MqttSettings, TlsSettings, new_client, response_properties
 from xiaodian.pki import DevPki
@@ -159,7 +159,7 @@ class Cloud:
     clock: Clock
 
     def post(self, store: str, body: Any, token: str | None = TOKEN,
-             content_type: str = "application/json") -> tuple[int, dict[str, str], Any]:
+             content_type: str = "application/json") -> tuple[int, http.client.HTTPMessage, Any]:
         headers = {"Content-Type": content_type}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -181,13 +181,13 @@ class Cloud:
 
 
 def request(srv: HttpServer, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+            headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         raw = resp.read()
-        return resp.status, dict(resp.getheaders()), json.loads(raw) if raw else None
+        return resp.status, resp.headers, json.loads(raw) if raw else None
     finally:
         conn.close()
 

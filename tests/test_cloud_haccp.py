@@ -20,8 +20,8 @@ import pytest
 from cloud_gateway import haccp
 from cloud_gateway.db import Database
 from cloud_gateway.haccp import Excursion, Sample
-from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import ingest
+from cloud_gateway.web import Api, HttpServer
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record
 
 STORE = "store-001"

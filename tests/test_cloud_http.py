@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from cloud_gateway.db import Database
-from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import ingest
+from cloud_gateway.web import Api, HttpServer
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 COUNTERS = {"worker_id": "w-1", "subscribed": True, "received": 7, "stored": 5}
@@ -53,12 +53,12 @@ def server(db_target: Path | str) -> Iterator[HttpServer]:
 
 def request(srv: HttpServer, path: str, method: str = "GET",
             headers: dict[str, str] | None = None, body: bytes | None = None,
-            ) -> tuple[int, dict[str, str], bytes]:
+            ) -> tuple[int, http.client.HTTPMessage, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
+        return resp.status, resp.headers, resp.read()  # names match in any case
     finally:
         conn.close()
 
@@ -214,3 +214,175 @@ def test_dashboard_is_self_contained(server: HttpServer) -> None:
     assert "/api/stores" in html and "2000" in html
     # No external assets: nothing loaded from another origin.
     assert "http://" not in html and "https://" not in html and "src=" not in html
+
+
+def test_openapi_lists_every_route_and_docs_render_it(server: HttpServer) -> None:
+    status, doc = get_json(server, "/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    for path, methods in {
+        "/api/stores": {"get"},
+        "/api/stores/{store}/fridges/{device}/readings": {"get"},
+        "/api/stores/{store}/commands": {"get", "post"},
+        "/api/stores/{store}/catalogue": {"get", "put"},
+        "/api/stores/{store}/orders": {"get", "post"},
+        "/api/stores/{store}/orders/{order_id}/cancel": {"post"},
+        "/api/alerts/{store}/{alert_id}/ack": {"post"},
+        "/ack/{store}/{alert_id}": {"get", "post"},
+        "/healthz": {"get"},
+        "/haccp/{store}/{fridge}": {"get"},
+    }.items():
+        assert set(paths[path]) == methods, path
+    readings = paths["/api/stores/{store}/fridges/{device}/readings"]["get"]
+    assert [(p["name"], p["in"]) for p in readings["parameters"]] == [
+        ("store", "path"), ("device", "path"), ("limit", "query"), ("after_boot", "query"),
+        ("after_seq", "query")]
+    assert readings["summary"].startswith("A fridge's readings")
+    order = paths["/api/stores/{store}/orders"]["post"]
+    assert order["security"] == [{"bearer": []}] and "application/json" in str(order)
+    assert "security" not in paths["/api/stores/{store}/orders"]["get"]
+    status, headers, body = request(server, "/docs")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    page = body.decode()
+    assert "/api/stores/{store}/fridges/{device}/readings" in page and "<script" not in page
+    assert "http://" not in page and "https://" not in page  # no CDN
+
+
+def test_a_refused_body_is_never_read_as_the_next_request(server: HttpServer) -> None:
+    """405 on a path that takes no body: the body (itself shaped like a request) is skipped,
+    and the next request on the same keep-alive connection gets its own answer."""
+    smuggled = b"GET /api/dead-letters HTTP/1.1\r\nHost: x\r\n\r\n"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("POST", "/api/stores", body=smuggled)
+        first = conn.getresponse()
+        assert first.status == 405 and first.headers["Allow"] == "GET, HEAD"
+        assert json.loads(first.read())["status"] == 405 and not first.will_close
+        sock = conn.sock
+        conn.request("GET", "/healthz")
+        second = conn.getresponse()
+        assert conn.sock is sock  # the same connection
+        assert (second.status, json.loads(second.read())["status"]) == (200, "ok")
+    finally:
+        conn.close()
+
+
+TOKEN = "t0ken-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def writable(tmp_path: Path) -> Iterator[HttpServer]:
+    path = tmp_path / "cloud.sqlite"
+    Database.open(path).close()
+    with HttpServer(Api(path, api_token=TOKEN.encode()), "127.0.0.1", 0) as srv:
+        yield srv
+
+
+def _raw_post(srv: HttpServer, path: str, headers: list[tuple[str, bytes]],
+              body: bytes = b"") -> tuple[int, http.client.HTTPMessage, Any, bool]:
+    """A POST whose headers are sent exactly as given (no Content-Length unless listed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    try:
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders(body or None)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, json.loads(resp.read()), resp.will_close
+    finally:
+        conn.close()
+
+
+def test_a_token_that_is_not_ascii_is_refused_as_malformed(writable: HttpServer) -> None:
+    body = json.dumps({"items": [{"item": "00000000000017", "qty": 1}]}).encode()
+    json_ct = ("Content-Type", b"application/json")
+    for path in ("/api/stores/store-001/orders", "/api/alerts/store-001/f/r/1/ack"):
+        for token in ("Bearer tökén".encode(), b"Bearer \xff\xfe", "Bearer 令牌".encode()):
+            status, headers, doc, _ = _raw_post(writable, path, [
+                ("Authorization", token), json_ct, ("Content-Length", b"%d" % len(body))],
+                body)
+            assert (status, doc["status"]) == (401, 401), (path, token)
+            assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, doc, _ = _raw_post(writable, "/api/stores/store-001/orders", [
+        ("Authorization", f"Bearer {TOKEN}x".encode()), json_ct,
+        ("Content-Length", b"%d" % len(body))], body)
+    assert status == 403 and doc["error"] == "wrong token"
+
+
+def test_body_framing_and_type_limits(writable: HttpServer) -> None:
+    auth = ("Authorization", f"Bearer {TOKEN}".encode())
+    orders = "/api/stores/store-001/orders"
+    status, _, doc, closed = _raw_post(writable, orders, [auth])
+    assert (status, doc["error"], closed) == (411, "Content-Length required", True)
+    status, _, doc, closed = _raw_post(writable, orders, [
+        auth, ("Transfer-Encoding", b"chunked")], b"2\r\n{}\r\n0\r\n\r\n")
+    assert (status, closed) == (411, True) and "not chunks" in doc["error"]
+    # Only the header: the refusal comes before any body, and the connection closes.
+    status, _, doc, closed = _raw_post(writable, orders, [
+        auth, ("Content-Length", b"%d" % (64 * 1024 + 1))])
+    assert (status, closed) == (413, True) and "over 65536 bytes" in doc["error"]
+    status, _, doc, _ = _raw_post(writable, "/api/stores/store-001/commands", [
+        auth, ("Content-Length", b"4097")])
+    assert status == 413 and "over 4096 bytes" in doc["error"]
+    status, _, doc, _ = _raw_post(writable, orders, [
+        auth, ("Content-Type", b"text/plain"), ("Content-Length", b"2")], b"{}")
+    assert status == 415 and "application/json" in doc["error"]
+    status, _, doc, _ = _raw_post(writable, orders, [
+        auth, ("Content-Type", b"application/json"), ("Content-Length", b"23")],
+        b'{"items": [], "a": NaN}')
+    assert status == 400 and "only whole numbers" in doc["error"]
+    for bad in (b'{"customer": "a", "customer": "b"}', b"[1, 2]", b'"x"'):
+        status, _, doc, _ = _raw_post(writable, orders, [
+            auth, ("Content-Type", b"application/json"),
+            ("Content-Length", b"%d" % len(bad))], bad)
+        assert status == 400 and ("duplicate key" in doc["error"]
+                                  or "must be a JSON object" in doc["error"]), bad
+    status, headers, body = request(writable, "/api/stores?" + "a=1&" * 600)
+    assert status == 414 and json.loads(body)["status"] == 414
+    status, headers, body = request(writable, "/healthz", headers={"Content-Length": "3"},
+                                    body=b"abc")
+    assert status == 413 and headers["Connection"] == "close"
+    assert request(writable, "/api/stores?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9")[0] == 400
+
+
+def test_a_client_that_stalls_mid_request_loses_its_connection(
+        writable: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from cloud_gateway.web import core
+
+    monkeypatch.setattr(core, "REQUEST_TIMEOUT_S", 0.5)
+    for stalled, answer in (
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b""),  # half a head: no answer
+        # A refused write whose body never ends: answered, then cut off.
+        (b"POST /api/stores HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+         b"HTTP/1.1 405 "),
+    ):
+        with socket.create_connection(("127.0.0.1", writable.port), timeout=5) as sock:
+            start = time.monotonic()
+            sock.sendall(stalled)
+            received = b""
+            while chunk := sock.recv(4096):
+                received += chunk
+            assert 0.4 < time.monotonic() - start < 4
+            assert received.startswith(answer) and bool(received) == bool(answer)
+    assert request(writable, "/healthz")[0] == 200  # a whole request is answered as ever
+
+
+def test_an_alert_ack_is_read_by_the_strict_json_reader(writable: HttpServer) -> None:
+    ack = "/api/alerts/store-001/fridge-1/hot/1/ack"
+    auth = ("Authorization", f"Bearer {TOKEN}".encode())
+    json_ct = ("Content-Type", b"application/json")
+    for bad, message in ((b'{"by": "a", "by": "b"}', "duplicate key"),
+                         (b'{"by": "a", "corrective_action": NaN}', "only whole numbers")):
+        status, _, doc, _ = _raw_post(writable, ack, [
+            auth, json_ct, ("Content-Length", b"%d" % len(bad))], bad)
+        assert status == 400 and message in doc["error"], bad
+    status, _, doc, _ = _raw_post(writable, ack, [("Content-Length", b"2"), json_ct], b"{}")
+    assert status == 401  # the token before the body
+    good = b'{"by": "a"}'
+    status, _, doc, _ = _raw_post(writable, ack, [
+        auth, json_ct, ("Content-Length", b"%d" % len(good))], good)
+    assert (status, doc["error"]) == (404, "no such alert")

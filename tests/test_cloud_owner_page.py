@@ -17,7 +17,7 @@ import pytest
 from test_cloud_haccp import STORE, T0, fill_day
 
 from cloud_gateway.db import Database
-from cloud_gateway.http_api import Api, HttpServer
+from cloud_gateway.web import Api, HttpServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -337,7 +337,7 @@ def test_downlink_retries_and_resends_what_the_store_did_not_confirm(
 
 def test_absurd_quantities_are_parked_and_retail_events_are_listed(
         db_target: Path | str) -> None:
-    from cloud_gateway.http_api import Api
+    from cloud_gateway.web import Api, HttpServer
 
     path = db_target
     with Database.open(path) as d:
@@ -352,13 +352,24 @@ def test_absurd_quantities_are_parked_and_retail_events_are_listed(
         assert any("beyond" in r and "1000000" in r for r in reasons)
         assert any("window_days: missing" in r for r in reasons)
         assert any("lane_check" in r and "lane" in r for r in reasons)
-    api = Api(path)
-    r = api.handle(f"/api/stores/{STORE}/events?type=expiry")
-    assert r.status == 200
-    body = json.loads(r.body)
-    assert [e["data"]["items"][0]["item"] for e in body["events"]] == [MILK]
-    assert api.handle(f"/api/stores/{STORE}/events?type=bogus").status == 400
-    assert json.loads(api.handle(f"/api/stores/{STORE}/stock").body)["items"] == []
+    with HttpServer(Api(path), "127.0.0.1", 0) as srv:
+        status, body = _get(srv, f"/api/stores/{STORE}/events?type=expiry")
+        assert status == 200
+        assert [e["data"]["items"][0]["item"] for e in body["events"]] == [MILK]
+        assert _get(srv, f"/api/stores/{STORE}/events?type=bogus")[0] == 400
+        assert _get(srv, f"/api/stores/{STORE}/stock")[1]["items"] == []
+
+
+def _get(srv: Any, path: str) -> tuple[int, Any]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
 
 
 def test_catalogues_that_cannot_be_sent_or_counted_are_refused() -> None:
@@ -405,12 +416,12 @@ def test_a_refused_downlink_message_does_not_hold_up_the_others(tmp_path: Path) 
 
 
 def test_order_ids_that_are_not_plain_numbers_are_a_client_error(tmp_path: Path) -> None:
-    from cloud_gateway.http_api import Api
+    from cloud_gateway.web import Api, HttpServer
 
     path = tmp_path / "c.sqlite"
     Database.open(path).close()
-    api = Api(path)
-    assert api.handle(f"/api/stores/{STORE}/orders/99999999999999999999").status == 404
-    assert api.handle(f"/api/stores/{STORE}/orders/%C2%B2").status == 404
-    assert api.handle(f"/api/stores/{STORE}/orders/12").status == 404
-    assert api.handle(f"/api/stores/{STORE}/events?type=scan").status == 400
+    with HttpServer(Api(path), "127.0.0.1", 0) as srv:
+        assert _get(srv, f"/api/stores/{STORE}/orders/99999999999999999999")[0] == 404
+        assert _get(srv, f"/api/stores/{STORE}/orders/%C2%B2")[0] == 404
+        assert _get(srv, f"/api/stores/{STORE}/orders/12")[0] == 404
+        assert _get(srv, f"/api/stores/{STORE}/events?type=scan")[0] == 400

@@ -22,8 +22,8 @@ from cloud_gateway.commands import CommandPublisher
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.downlink import DownlinkSender
-from cloud_gateway.http_api import Api, HttpServer
 from cloud_gateway.ingest import IngestWorker
+from cloud_gateway.web import Api, HttpServer
 from devstack.broker import Broker
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, load_pickup_key, make_pickup_key

@@ -1,4 +1,4 @@
-"""HTTP routes of the alerts, called by `cloud_gateway.http_api` (which owns the server).
+"""HTTP routes of the alerts, placed by `cloud_gateway.web.alerts` (which owns the routes).
 
     GET  /api/stores/{s}/alerts?state=active|all&limit=N   a store's alerts, newest first
     GET  /api/alerts/{s}/{alert id}                         one alert, acks, notifications

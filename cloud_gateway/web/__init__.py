@@ -1,0 +1,17 @@
+"""The cloud's HTTP API and pages: Starlette routes served by uvicorn.
+
+    app.py       the application: routes of every module below, limits, JSON refusals
+    server.py    HttpServer: uvicorn on a thread of `xiaodian cloud run`
+    resource.py  the edge of every route: limits, body framing, handler thread, errors
+    core.py      replies, errors, the strict query and JSON readers
+    context.py   Api: the process's database, signer, keys; the bearer-token check
+    pages.py     dashboard, owner page, HACCP record, health checks
+    readings.py  stores, fridges, readings, gaps, clocks, parked messages
+    commands.py  signed commands      retail.py  catalogues, orders, stock
+    alerts.py    alerts and their acknowledgement    schema.py  /openapi.json, /docs
+"""
+
+from .context import Api
+from .server import HttpServer
+
+__all__ = ["Api", "HttpServer"]

@@ -1,0 +1,47 @@
+"""The Starlette application: every resource's routes, the limits, and JSON refusals."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from . import alerts, commands, pages, readings, retail, schema
+from .context import Api
+from .core import error, to_response
+from .resource import Limits
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT")
+
+
+def create_app(api: Api) -> Starlette:
+    routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
+                               *retail.ROUTES, *alerts.ROUTES]
+    routes += schema.routes(schema.openapi(routes))
+    app = Starlette(routes=routes, middleware=[Middleware(Limits)],
+                    exception_handlers={HTTPException: _refused})
+    app.router.redirect_slashes = False  # a wrong path is a 404, not a redirect to a guess
+    app.state.api = api
+    return app
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, wrong method) in the API's JSON form."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == HTTPStatus.NOT_FOUND:
+        return to_response(error(HTTPStatus.NOT_FOUND, f"no such path: {request.url.path}"))
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        # Starlette lists a route's methods from a set: give them in one order.
+        given = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")}
+        allow = [m for m in _METHOD_ORDER if m in given]
+        what = " and ".join([", ".join(allow[:-1]), allow[-1]] if len(allow) > 1 else allow)
+        verb = "are" if len(allow) > 1 else "is"
+        return to_response(error(HTTPStatus.METHOD_NOT_ALLOWED,
+                                 f"only {what} {verb} supported here",
+                                 (("Allow", ", ".join(allow)),)))
+    return to_response(error(exc.status_code, exc.detail, tuple((exc.headers or {}).items())))
