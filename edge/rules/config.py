@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from xiaodian.wire import ids
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,8 @@ class FridgeOverride:
     cycle_door_settle_min: float | None = None
 
     def __post_init__(self) -> None:
-        _check(bool(_ID.match(self.id)), "id", "must be 1-64 of A-Z a-z 0-9 . _ -")
+        _check(ids.is_device_id(self.id), "id",
+               "must be a device id: 1-64 of A-Z a-z 0-9 . _ -, first a letter or digit")
 
     def apply(self, base: Thresholds) -> Thresholds:
         changes = {
