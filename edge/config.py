@@ -57,7 +57,8 @@ class EdgeSettings:
     # alerts, orders and stock movements are never compacted or dropped.
     disk_budget_mb: float = 512.0
     compact_bucket_s: float = 600.0
-    # Cold-chain rules (docs/alerts.md); absent = DESIGN.md's defaults for every fridge.
+    # Cold-chain rules (docs/alerts.md); absent = the defaults of
+    # docs/design.md ("Cold chain") for every fridge.
     rules_file: Path | None = None
     # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
     kiosk_port: int = 0

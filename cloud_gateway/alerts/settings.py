@@ -4,7 +4,7 @@
     link_secret_file = "secrets/ack-link"   # >= 32 chars, mode 0600: signs the ack links
     public_url = "https://cloud.example.com/"  # where the ack links point
 
-    [alerts.escalation]                     # defaults for every store (DESIGN.md values)
+    [alerts.escalation]                     # every store's defaults (docs/design.md)
     backup_after_min = 20
     repeat_every_min = 30
     realert_after_ack_min = 60
