@@ -81,7 +81,7 @@ class ScenarioExpect:
 
 def _expect(raw: dict[str, Any], thresholds: Thresholds) -> Expect:
     kind = str(raw["condition"])
-    # Thresholds and holds default to the engine's configured defaults (DESIGN.md's).
+    # Thresholds and holds default to the engine's configured defaults (docs/design.md).
     defaults: dict[str, tuple[float, float]] = {
         "warm": (thresholds.warm_above_c, thresholds.warm_for_min * 60),
         "hot": (thresholds.hot_above_c, thresholds.hot_for_min * 60),
@@ -346,7 +346,7 @@ def _probe_points(truth: Truth, probe: int) -> list[tuple[float, float]]:
 
 
 def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
-    """(when the expectation's condition became true, when the alert is due by DESIGN),
+    """(when the expectation's condition became true, when the alert is due by the rule),
     or None if it never held long enough in the run."""
     held: Windows = _suppression(truth, end) if e.defrost_suppressed else []
     if e.condition == "probe_flat":
@@ -364,7 +364,7 @@ def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
         ]
         return _first_due(_spans(pts, end), e.hold_s, held)
     if e.condition == "cumulative_above":
-        # Above `threshold` for 4 h in the last 24 h (DESIGN's hot rule), while above it.
+        # Above `threshold` for 4 h in the last 24 h (the hot rule, docs/design.md), while above it.
         need, window = e.hold_s, 24 * 3600.0
         vals = _probe_points(truth, e.probe)
         for i, (t, v) in enumerate(vals):
@@ -379,8 +379,8 @@ def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
                 return t, t
         return None
     if e.condition == "mean_above":
-        # DESIGN's drift: the 24 h mean above `threshold` once 75 % of the window has data;
-        # the hold is the engine's bucket granularity.
+        # The drift rule (docs/design.md): the 24 h mean above `threshold` once 75 % of the
+        # window has data; the hold is the engine's bucket granularity.
         vals = _probe_points(truth, e.probe)
         window = 24 * 3600.0
         lo, acc = 0, 0.0
@@ -411,8 +411,8 @@ def onset(e: Expect, truth: Truth, end: float) -> tuple[float, float] | None:
 
 
 def _probe_flat(truth: Truth, probe: int, hold: float) -> tuple[float, float] | None:
-    """DESIGN's flatline: `probe` within `flatline_band_c` of one reading for `flatline_h`
-    while the other probe moved >= `flatline_other_moves_c` (rule defaults)."""
+    """The flatline rule (docs/design.md): `probe` within `flatline_band_c` of one reading
+    for `flatline_h` while the other probe moved >= `flatline_other_moves_c` (defaults)."""
     th = Thresholds()
     ref: float | None = None
     since = lo = hi = 0.0
@@ -450,7 +450,7 @@ def _settled_until(a: float, need: float, unsettled: Windows, stop: float) -> fl
 
 
 def _compressor_still(truth: Truth, end: float) -> tuple[float, float] | None:
-    """DESIGN's "no compressor cycling for 2x the usual period", judged as the rule judges it
+    """The rule "no compressor cycling for 2x the usual period", judged as the rule judges it
     (docs/alerts.md): only settled time counts (door shut and `cycle_door_settle_min` past its
     last closing, no defrost, mains on); the usual period is the median of the last 8 on-to-on
     intervals that were settled throughout. (start of the still state, when it is due)."""

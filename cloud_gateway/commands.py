@@ -48,6 +48,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from xiaodian.mqtt import CommandPublish, MqttSettings, command_publish, new_client
 from xiaodian.pki.keys import load_command_private_key
 from xiaodian.pki.names import PkiError
+from xiaodian.wire import ids
 from xiaodian.wire.commands import (
     ACTIONS,
     MAX_RESULT_BYTES,
@@ -67,8 +68,7 @@ FINAL_STATES = ("answered", "refused")  # the store has spoken: a later copy cha
 MIN_TOKEN_CHARS = 32
 MAX_REASON_CHARS = 64
 MAX_DETAIL_CHARS = 512
-_RESULT_TOPIC_RE = re.compile(r"xd/v1/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/cmd/res")
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # = command ids (xiaodian.wire.commands)
+_RESULT_TOPIC_RE = re.compile(rf"xd/v1/({ids.STORE_ID.pattern})/cmd/res")
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: fits a header as is
 
 
@@ -352,7 +352,7 @@ def parse_answer(topic: str, payload: bytes, correlation: bytes | None) -> Store
         command_id = correlation.decode("ascii")
     except UnicodeDecodeError:
         command_id = ""
-    if not _ID_RE.fullmatch(command_id):
+    if not ids.is_command_id(command_id):
         raise ResultError(f"Correlation Data {correlation[:80]!r} is not a command id")
     if len(payload) > MAX_RESULT_BYTES:
         raise ResultError(f"command result of {len(payload)} bytes exceeds {MAX_RESULT_BYTES}")

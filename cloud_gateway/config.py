@@ -32,15 +32,14 @@ Example (`cloud.toml`; relative paths are relative to the file):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
+from xiaodian.wire import ids
 from xiaodian.wire.commands import MAX_LIFETIME_S
-from xiaodian.wire.payloads import ID_PATTERN
 
 from .alerts.settings import AlertSettings
 from .clock import ClockPolicy
@@ -103,13 +102,13 @@ class CloudSettings:
                                  " (PostgreSQL), not both")
         elif self.db is None:
             raise ValueError("db: required (the SQLite file), unless database_url is given")
-        if not ID_PATTERN.match(self.worker_id):
+        if not ids.is_name(self.worker_id):
             raise ValueError("worker_id: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if not self.http_host:
             raise ValueError("http_host: must not be empty")
         if not 0 <= self.http_port <= 65535:
             raise ValueError("http_port: must be between 0 and 65535 (0 = pick a free port)")
-        if not ID_PATTERN.match(self.shared_group):
+        if not ids.is_name(self.shared_group):
             raise ValueError("shared_group: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if not 1 <= self.queue_size <= 1_000_000:
             raise ValueError("queue_size: must be between 1 and 1000000")
@@ -142,9 +141,6 @@ class CloudSettings:
         return ClockPolicy(window_s=self.clock_window_s, threshold_s=self.clock_threshold_s)
 
 
-_KEY_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # = the command format's `kid`
-
-
 @dataclass(frozen=True)
 class CommandSettings:
     """Issuing signed commands; all three of signing_key, key_id and api_token_file, or
@@ -170,7 +166,7 @@ class CommandSettings:
                 if not present:
                     raise ValueError(f"{name}: required with the other two of signing_key,"
                                      " key_id, api_token_file")
-        if self.key_id and not _KEY_ID_RE.fullmatch(self.key_id):
+        if self.key_id and not ids.is_key_id(self.key_id):
             raise ValueError("key_id: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if not 5 <= self.lifetime_s <= MAX_LIFETIME_S:
             raise ValueError(f"lifetime_s: must be between 5 and {MAX_LIFETIME_S} seconds")

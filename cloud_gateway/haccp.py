@@ -28,7 +28,7 @@ from . import sql
 DH_R_K = 10_000.0  # ΔH/R for mean kinetic temperature (USP <1079>: 83.144 kJ/mol)
 KELVIN = 273.15
 MAX_GAP_S = 900.0  # longest interval one sample may stand for (each side), seconds
-WARM_C, HOT_C, FREEZE_C = 5.0, 8.0, -0.5  # the limits drawn and reported (DESIGN.md)
+WARM_C, HOT_C, FREEZE_C = 5.0, 8.0, -0.5  # the limits drawn and reported (docs/design.md)
 MAX_HISTORY_POINTS = 1000
 EVENT_STATE_FIELD = {"door": "open", "compressor": "on", "defrost": "active"}
 

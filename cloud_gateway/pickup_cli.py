@@ -16,7 +16,7 @@ from typing import Any
 
 from xiaodian.pki.keys import load_pickup_key
 from xiaodian.pki.names import PkiError
-from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire import ids
 from xiaodian.wire.pickup import PickupCodec, PickupError
 
 # Exit status of `pickup verify`, by refusal reason (edge/scan/errors.py PickupReason).
@@ -92,7 +92,7 @@ def _fail(message: str) -> int:
 
 
 def _code(args: argparse.Namespace) -> int:
-    if not ID_PATTERN.match(args.store):
+    if not ids.is_store_id(args.store):
         return _fail(f"{args.store!r} is not a store id")
     try:
         expires = time.time() + args.ttl_s if args.expires is None else parse_time(args.expires)

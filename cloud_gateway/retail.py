@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xiaodian.wire import retail
-from xiaodian.wire.payloads import ID_PATTERN, Event, PayloadError
+from xiaodian.wire import ids, retail
+from xiaodian.wire.payloads import Event, PayloadError
 
 from . import sql
 
@@ -535,5 +535,5 @@ def _queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
 
 
 def _check_store(store: str) -> None:
-    if not ID_PATTERN.match(store):
+    if not ids.is_store_id(store):
         raise RetailError(400, f"{store!r} is not a store id")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +9,8 @@ from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki.keys import load_command_public_key
 from xiaodian.pki.names import PkiError
+from xiaodian.wire import ids
 from xiaodian.wire.commands import DEFAULT_SKEW_S, key_id_for
-from xiaodian.wire.payloads import ID_PATTERN
-
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -61,14 +58,17 @@ class EdgeSettings:
     # alerts, orders and stock movements are never compacted or dropped.
     disk_budget_mb: float = 512.0
     compact_bucket_s: float = 600.0
-    # Cold-chain rules (docs/alerts.md); absent = DESIGN.md's defaults for every fridge.
+    # Cold-chain rules (docs/alerts.md); absent = the defaults of
+    # docs/design.md ("Cold chain") for every fridge.
     rules_file: Path | None = None
     # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
     kiosk_port: int = 0
     kiosk_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        _check_id("store_id", self.store_id)
+        if not ids.is_store_id(self.store_id):
+            raise ValueError(f"store_id: {self.store_id!r} must be 1-64 letters, digits, '_' or"
+                             " '-', starting with a letter or digit (a certificate name)")
         if not 0.05 <= self.publish_interval_s <= 3600:
             raise ValueError("publish_interval_s: must be between 0.05 and 3600 seconds")
         if not 0.05 <= self.readings_interval_s <= 3600:
@@ -99,7 +99,7 @@ class CommandKey:
     public_key: Path  # PEM from `xiaodian pki command-key` (the .pub file)
 
     def __post_init__(self) -> None:
-        if not _KEY_ID.fullmatch(self.id):
+        if not ids.is_key_id(self.id):
             raise ValueError(f"id: {self.id!r} is not a key id")
         # Checked at start-up: a wrong or unreadable key would refuse every command later.
         try:
@@ -178,8 +178,8 @@ class EdgeConfig:
     retail: RetailSettings = RetailSettings()
 
     def __post_init__(self) -> None:
-        ids = [f.id for f in self.fridges] + [s.id for s in self.scanners]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        names = self.device_ids
+        dupes = sorted({i for i in names if names.count(i) > 1})
         if dupes:
             raise ValueError(f"fridges: device id {dupes[0]!r} is used twice")
 
@@ -198,9 +198,6 @@ def load(path: Path | str) -> EdgeConfig:
     return load_config(path, EdgeConfig)
 
 
-def _check_id(field: str, value: str) -> None:
-    if not ID_PATTERN.match(value):
-        raise ValueError(f"{field}: {value!r} must be 1-64 letters, digits, '.', '_' or '-'")
 
 
 # Streams the agent writes itself: a device of the same name would mix its records into
@@ -209,7 +206,9 @@ RESERVED_DEVICE_IDS = frozenset({"alerts", "ledger", "orders", "counter", "termi
 
 
 def _check_device_id(value: str) -> None:
-    _check_id("id", value)
+    if not ids.is_device_id(value):
+        raise ValueError(f"id: {value!r} must be 1-64 letters, digits, '.', '_' or '-',"
+                         " starting with a letter or digit")
     if value.lower() in RESERVED_DEVICE_IDS:
         raise ValueError(f"id: {value!r} is the name of one of the agent's own streams"
                          f" ({', '.join(sorted(RESERVED_DEVICE_IDS))}); choose another")

@@ -26,7 +26,8 @@ from hw_sim.thermal import FridgeThermal, ThermalParams
 from hw_sim.truth import TruthWriter
 
 # A door ajar (not latched, the switch still reads shut) leaks this share of a fully open
-# door's heat exchange: 10 W/K with the default 60 W/K, inside DESIGN's 5–15 W/K.
+# door's heat exchange: 10 W/K with the default 60 W/K, inside the 5–15 W/K of
+# docs/design.md ("Cold chain").
 AJAR_SHARE = 1 / 6
 # The task a `watchdog` fault hangs: a 1-Wire read that never returns is the classic case.
 WATCHDOG_TASK = "probes"

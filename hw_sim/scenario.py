@@ -54,13 +54,12 @@ from pathlib import Path
 from typing import Literal
 
 from xiaodian.config import load_config
-
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from xiaodian.wire import ids
 
 
 def _check_id(device_id: str) -> None:
     # The id becomes a file name in link_dir and a key in ground truth and MQTT topics.
-    if not _DEVICE_ID.match(device_id):
+    if not ids.is_device_id(device_id):
         raise ValueError(
             "id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )

@@ -1,4 +1,4 @@
-"""Lumped thermal model of one chilled cabinet (DESIGN.md, "Cold chain").
+"""Lumped thermal model of one chilled cabinet (docs/design.md, "Cold chain").
 
 Three temperatures, in °C:
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ThermalParams:
-    """Physical constants of one cabinet; defaults are DESIGN's typical values."""
+    """Physical constants of one cabinet; defaults: docs/design.md, "Cold chain"."""
 
     air_capacity_j_per_k: float = 60_000.0  # Ca: air, shelves and walls' inner skin
     product_capacity_j_per_k: float = 400_000.0  # Cp: a full load of chilled goods

@@ -121,7 +121,7 @@ def test_heater_stuck_on_keeps_the_compressor_running() -> None:
         return [(f.fields["dev_ms"], f.fields["on"]) for f in frs if f.kind == "compressor"]
 
     # The compressor fights a heater it cannot switch off and never reaches its cut-out:
-    # no cycling for hours (DESIGN's drift rule), where the healthy cabinet cycles.
+    # no cycling for hours (the drift rule, docs/design.md), where the healthy cabinet cycles.
     late = [on for ms, on in switches(frames) if ms > 1800_000]
     assert late == [] or late == [True]
     assert switches(frames)[-1][1] is True

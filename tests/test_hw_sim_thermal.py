@@ -1,6 +1,6 @@
 """The lumped thermal model, alone and under the simulated controller.
 
-Figures below are derived from DESIGN's typical parameters: Ca 60 kJ/K, Cp 400 kJ/K,
+Figures below are derived from the typical parameters in docs/design.md: Ca 60 kJ/K, Cp 400 kJ/K,
 UAw 5 W/K, UAp 40 W/K, Qc 300 W, UAdoor 60 W/K, τ 15 min, ambient 28 °C, set point 3 °C.
 """
 

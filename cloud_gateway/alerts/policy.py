@@ -5,7 +5,7 @@ caller persists the state in the same transaction as the notices, so each notice
 exactly once however many workers tick. Times are the cloud's clock (a notice is about when
 the owner hears, not when the fridge warmed).
 
-Defaults (DESIGN.md "Escalation in the cloud"): the owner at once; backup contacts after
+Defaults (docs/design.md, "Escalation in the cloud"): the owner at once; backup contacts after
 20 min unacknowledged; a repeat to everyone told every 30 min until acknowledged; a
 reminder 60 min after an acknowledgement (and every 60 min after) while still active; an
 all-clear on recovery to everyone told. Quiet hours hold back warnings only: a warning that

@@ -4,7 +4,7 @@
     link_secret_file = "secrets/ack-link"   # >= 32 chars, mode 0600: signs the ack links
     public_url = "https://cloud.example.com/"  # where the ack links point
 
-    [alerts.escalation]                     # defaults for every store (DESIGN.md values)
+    [alerts.escalation]                     # every store's defaults (docs/design.md)
     backup_after_min = 20
     repeat_every_min = 30
     realert_after_ack_min = 60
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire import ids
 
 from .policy import EscalationPolicy
 
@@ -42,7 +42,7 @@ class Contact:
     apprise: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not ID_PATTERN.match(self.name):
+        if not ids.is_name(self.name):
             raise ValueError("name: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
             raise ValueError("webhook_url: must be an http:// or https:// URL")
@@ -66,8 +66,8 @@ class StoreAlerts:
     escalation: EscalationPolicy | None = None  # None: the [alerts.escalation] defaults
 
     def __post_init__(self) -> None:
-        if not ID_PATTERN.match(self.store):
-            raise ValueError("store: must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        if not ids.is_store_id(self.store):
+            raise ValueError("store: must be 1-64 characters of A-Z a-z 0-9 _ -")
         names = [c.name for c in self.contacts]
         if len(set(names)) != len(names):
             raise ValueError("contacts: contact names must be unique within a store")

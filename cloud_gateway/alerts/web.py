@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire import ids
 
 from .. import sql
 from ..db import Database
@@ -56,7 +56,7 @@ def _split(target: str) -> tuple[list[str], str]:
 
 def _key(segments: list[str]) -> tuple[str, str] | None:
     """(store, alert id) from path segments [store, fridge, rule, start] (or one %2F'd id)."""
-    if len(segments) < 2 or not ID_PATTERN.match(segments[0]):
+    if len(segments) < 2 or not ids.is_store_id(segments[0]):
         return None
     alert_id = "/".join(segments[1:])
     if not alert_id or len(alert_id) > 300:

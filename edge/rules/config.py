@@ -1,4 +1,4 @@
-"""Cold-chain rule settings: DESIGN.md's defaults, overridable per fridge from TOML.
+"""Cold-chain rule settings: the defaults (docs/design.md, "Cold chain"), overridable per fridge.
 
 `RulesConfig.defaults` holds every threshold; a `[[fridges]]` entry names a fridge and
 changes only the keys it sets (the others come from `[defaults]`, not from the built-in
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from xiaodian.wire import ids
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,8 @@ class Thresholds:
     # Product-like temperature from the air probe when there is no buffered probe.
     product_tau_min: float = 20.0
     # Shared by the rules that clear on a falling/rising value: how long the value must stay
-    # back on the safe side, and how far past the threshold (warm has its own from DESIGN).
+    # back on the safe side, and how far past the threshold (warm has its own:
+    # docs/design.md, "Cold chain").
     clear_for_min: float = 10.0
     clear_hysteresis_c: float = 1.0
 
@@ -180,7 +180,8 @@ class FridgeOverride:
     cycle_door_settle_min: float | None = None
 
     def __post_init__(self) -> None:
-        _check(bool(_ID.match(self.id)), "id", "must be 1-64 of A-Z a-z 0-9 . _ -")
+        _check(ids.is_device_id(self.id), "id",
+               "must be a device id: 1-64 of A-Z a-z 0-9 . _ -, first a letter or digit")
 
     def apply(self, base: Thresholds) -> Thresholds:
         changes = {

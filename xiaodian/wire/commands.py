@@ -49,6 +49,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import ids
+
 WIRE_MAGIC = b"XDC1"
 SIGNATURE_LEN = 64
 # Domain separation: a signature made for anything else with the same key never verifies here.
@@ -63,9 +65,6 @@ FORMAT_VERSION = 1
 AGENT = "agent"  # the device name that means the store terminal's agent itself
 
 _FIELDS = frozenset({"action", "exp", "iat", "id", "kid", "nonce", "params", "target", "v"})
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_STORE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # = pki certificate names
-_KID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
 _SAFE_STR_RE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}")  # printable, no " or \
 MAX_PARAMS = 16
@@ -110,7 +109,7 @@ class _Param:
     pattern: re.Pattern[str] | None = None
 
 
-_DEVICE = _Param(str, pattern=_ID_RE)
+_DEVICE = _Param(str, pattern=ids.DEVICE_ID)
 # Ranges are what a chilled/frozen cabinet and its controller can sensibly do.
 ACTIONS: Mapping[str, Mapping[str, _Param]] = {
     "unlock": {"device": _DEVICE, "seconds": _Param(int, lo=1, hi=60)},
@@ -120,7 +119,7 @@ ACTIONS: Mapping[str, Mapping[str, _Param]] = {
     "reboot": {"device": _DEVICE},  # AGENT reboots the terminal's agent
     "diagnostics": {
         "scope": _Param(str, choices=frozenset({"summary", "full"})),
-        "device": _Param(str, required=False, pattern=_ID_RE),
+        "device": _Param(str, required=False, pattern=ids.DEVICE_ID),
     },
 }
 
@@ -233,7 +232,7 @@ class CommandVerifier:
         *,
         skew_s: int = DEFAULT_SKEW_S,
     ) -> None:
-        if not _STORE_RE.fullmatch(store_id):
+        if not ids.is_store_id(store_id):
             raise ValueError(f"store_id: {store_id!r} is not a store id")
         self._keys = dict(public_keys)
         self.store_id = store_id
@@ -391,9 +390,9 @@ def _no_float(text: str) -> None:
 def _check_command(c: Command) -> tuple[Reason, str] | None:
     """Every rule on values; None if the command is well-formed."""
     for name, value, pattern in (
-        ("kid", c.key_id, _KID_RE),
-        ("id", c.command_id, _ID_RE),
-        ("target", c.target, _STORE_RE),
+        ("kid", c.key_id, ids.KEY_ID),
+        ("id", c.command_id, ids.COMMAND_ID),
+        ("target", c.target, ids.STORE_ID),
         ("nonce", c.nonce, _NONCE_RE),
     ):
         if not isinstance(value, str) or not pattern.fullmatch(value):

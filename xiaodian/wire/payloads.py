@@ -25,11 +25,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import ids
+
 FORMAT_VERSION = 1
 TOPIC_ROOT = "xd/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_RECORDS = 2000
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Deprecated: check ids with `xiaodian.wire.ids`. Kept for callers that still use `.match`;
+# `\Z` (not `$`, which also matches before a final newline) makes that a full match too.
+ID_PATTERN = re.compile(ids.DEVICE_ID.pattern + r"\Z")
 EVENT_TYPES = frozenset(
     {
         "hello",
@@ -320,7 +324,7 @@ def store_of_topic(topic_name: str) -> tuple[str, str]:
     parts = topic_name.split("/")
     if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
         raise PayloadError(f"unexpected topic {topic_name!r}")
-    if not ID_PATTERN.match(parts[2]):
+    if not ids.is_store_id(parts[2]):
         raise PayloadError(f"bad store id in topic {topic_name!r}")
     return parts[2], parts[3]
 
@@ -522,7 +526,7 @@ class _Obj:
 
     @staticmethod
     def check_id(v: Any, where: str) -> str:
-        if not isinstance(v, str) or not ID_PATTERN.match(v):
+        if not ids.is_device_id(v):
             raise PayloadError(f"{where}: bad id {v!r}")
         return v
 

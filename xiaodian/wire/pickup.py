@@ -38,6 +38,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from xiaodian.wire import ids
 from xiaodian.wire.errors import CodeError
 
 PickupReason = Literal[
@@ -76,6 +77,12 @@ _MAX_ORDER = 2**63 - 1
 _MAX_MINUTES = 2**32 - 1
 
 Scheme = Literal["hmac", "ed25519"]
+
+
+def _check_store(store_id: str) -> str:
+    if not ids.is_store_id(store_id):
+        raise ValueError(f"store_id: {store_id!r} is not a store id")
+    return store_id
 
 
 def store_tag(store_id: str) -> bytes:
@@ -209,7 +216,7 @@ class PickupCodec(_Verifier):
         key_id: int = 0,
         keys: Mapping[int, bytes] | None = None,
     ) -> None:
-        self.store_id = store_id
+        self.store_id = _check_store(store_id)
         self.key_id = key_id
         self._keys = {**(keys or {}), key_id: key}
         for kid, k in self._keys.items():
@@ -243,7 +250,7 @@ class Ed25519PickupCodec(_Verifier):
         private_key: Ed25519PrivateKey | None = None,
         key_id: int = 0,
     ) -> None:
-        self.store_id = store_id
+        self.store_id = _check_store(store_id)
         self.key_id = key_id
         self._public = dict(public_keys)
         self._private = private_key

@@ -16,11 +16,11 @@ the in-store item number for variable-measure goods weighed in the shop ("in:123
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from xiaodian.wire import ids
 from xiaodian.wire.payloads import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
@@ -29,7 +29,6 @@ from xiaodian.wire.payloads import (
     store_of_topic,
 )
 
-ITEM_PATTERN = re.compile(r"^(\d{14}|in:\d{1,10})$")
 UNITS = ("piece", "weight")  # sold by the piece, or weighed (price from a scale label)
 STORAGE = ("chilled", "frozen", "ambient")
 ORDER_MODES = ("pickup", "delivery")
@@ -58,7 +57,7 @@ MAX_CATALOGUE = 5000
 
 
 def check_item(v: Any, where: str) -> str:
-    if not isinstance(v, str) or not ITEM_PATTERN.match(v):
+    if not ids.is_item_id(v):
         raise PayloadError(f"{where}: bad item key {v!r} (a GTIN-14 or 'in:' + item number)")
     return v
 
@@ -289,7 +288,7 @@ def parse_movement(data: dict[str, Any]) -> Movement:
     if abs(qty) > MAX_QTY:
         raise PayloadError(f"data.qty: {qty} is beyond +-{MAX_QTY}")
     ident = o.text("id")
-    if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", ident):
+    if not ids.is_movement_id(ident):
         raise PayloadError("data.id: 8 to 64 letters, digits, '-' or '_'")
     expiry = _opt_text(o, "expiry")
     if expiry is not None:
