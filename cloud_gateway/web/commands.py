@@ -7,8 +7,8 @@ from http import HTTPStatus
 
 from starlette.routing import Route
 
+from xiaodian.wire import ids
 from xiaodian.wire.commands import ACTIONS, CommandError
-from xiaodian.wire.payloads import ID_PATTERN
 
 from .. import commands
 from .core import (
@@ -80,7 +80,7 @@ def issue(call: Call) -> Reply:
     store = call.path_params["store"]
     obj = call.json_body()
     action, params = _command_request(obj)
-    if not ID_PATTERN.match(store):
+    if not ids.is_store_id(store):
         raise BadRequest(f"{store!r} is not a store id")
     with api.read() as db:
         known = db.has_store(store)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire import ids
 
 if TYPE_CHECKING:
     from .context import Api
@@ -36,6 +36,8 @@ MAX_CATALOGUE_BODY_BYTES = 1024 * 1024  # the message itself is capped at 256 Ki
 # ASCII digits only (str.isdigit also takes "²" and other digits int() refuses), and short
 # enough for a BIGINT: a bad id, limit or length is a 4xx, never a 500.
 DIGITS = re.compile(r"[0-9]{1,18}\Z")
+# Which id rule a path parameter follows (the contract's, xiaodian/wire/ids.py).
+_ID_CHECKS = {"store": ids.is_store_id, "command_id": ids.is_command_id}
 
 HTML = "text/html; charset=utf-8"
 # The dashboard is self-contained: inline script and style, data only from this origin.
@@ -105,7 +107,8 @@ class Call:
     def id(self, name: str, *, what: str = "") -> str:
         """Path parameter `name` if it is an id; if not, 404 (or 400 naming `what`)."""
         value = self.path_params[name]
-        if not ID_PATTERN.match(value):
+        check = _ID_CHECKS.get(name, ids.is_device_id)
+        if not check(value):
             if what:
                 raise BadRequest(f"{value!r} is not a {what} id")
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such path: {self.path}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from xiaodian.wire.payloads import ID_PATTERN
+from xiaodian.wire import ids
 
 from .. import haccp, sql
 from ..db import Database
@@ -43,10 +43,9 @@ def haccp_page(call: Call) -> Reply:
       - {name: tz, in: query, schema: {type: string}, description: IANA time zone, UTC}
     """
     query = call.query("day", "tz")
-    ids = [call.path_params[k] for k in ("store", "fridge") if k in call.path_params]
-    if not all(ID_PATTERN.match(x) for x in ids):
+    store, fridge = call.path_params["store"], call.path_params.get("fridge")
+    if not ids.is_store_id(store) or (fridge is not None and not ids.is_device_id(fridge)):
         raise BadRequest("store and fridge must be ids")
-    store, fridge = ids[0], (ids[1] if len(ids) > 1 else None)
     try:
         tz = haccp.parse_tz(query.get("tz", "UTC"))
         day = haccp.parse_day(query["day"]) if "day" in query else None
@@ -55,7 +54,8 @@ def haccp_page(call: Call) -> Reply:
     with call.api.read() as db:
         known = haccp.fridge_ids(db.conn, store)
         if not known or (fridge is not None and fridge not in known):
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no readings for {'/'.join(ids)}")
+            where = store if fridge is None else f"{store}/{fridge}"
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no readings for {where}")
         day = day or haccp.latest_day(db.conn, store, tz)
         assert day is not None  # the store has readings
         page = haccp.report_html(db.conn, haccp.report(db.conn, store, day, tz, fridge))

@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Literal
+
+from xiaodian.wire import ids
 
 Kind = Literal["server", "store", "service"]
 
-# A certificate name becomes a file name and, on the broker, the MQTT username that the ACL
-# substitutes into topics (%u), so it must not contain "/", "+", "#", spaces or dots-only.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Tolerate clocks that run a little behind the issuing machine's.
 BACKDATE = dt.timedelta(minutes=5)
 
@@ -28,7 +26,9 @@ class CsrError(PkiError, ValueError):
 
 def check_name(name: str) -> str:
     """Return `name` if it can be a certificate CN, file name and MQTT username."""
-    if not _NAME_RE.fullmatch(name):
+    # A certificate name becomes a file name and, on the broker, the MQTT username the ACL
+    # puts into topics (%u): exactly a store id of the contract, no "/", "+", "#" or ".".
+    if not ids.is_store_id(name):
         raise ValueError(
             f"certificate name {name!r}: use 1-64 letters, digits, '-' or '_', "
             "starting with a letter or digit"
