@@ -21,6 +21,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from xiaodian import http_limits
+
 MAX_BODY = 8192
 ANSWER_S = 10.0  # a request the agent has not answered by then gets "busy" (503)
 LONG_POLL_S = 15.0
@@ -88,17 +90,22 @@ class Kiosk:
                 path = urlsplit(self.path).path
                 action = path.removeprefix("/api/counter/")
                 if not path.startswith("/api/counter/") or action not in ACTIONS:
+                    self.close_connection = True  # its body stays unread
                     self._json(404, {"error": "no such path"})
                     return
-                # A cross-site form or text/plain fetch needs no CORS preflight; JSON does,
-                # and this server answers no preflight, so only its own page can post.
-                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-                if ctype.lower() != "application/json":
+                # JSON needs a CORS preflight, which this server never answers, so only its
+                # own page can post.
+                if not http_limits.is_json(self.headers.get("Content-Type")):
+                    self.close_connection = True  # its body stays unread
                     self._json(415, {"error": "send application/json"})
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                if not 0 <= length <= MAX_BODY:
-                    self._json(413, {"error": f"body over {MAX_BODY} bytes"})
+                try:
+                    length = http_limits.body_length(self.headers.get("Transfer-Encoding"),
+                                                     self.headers.get("Content-Length"),
+                                                     MAX_BODY)
+                except http_limits.Refused as exc:
+                    self.close_connection = True
+                    self._json(exc.status, {"error": exc.message})
                     return
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -65,3 +66,32 @@ def test_a_form_style_post_is_refused_before_the_agent_sees_it(kiosk: Kiosk) -> 
                             b'{"code": "PK1:AAAA"}')
     assert status == 415 and "application/json" in str(body["error"])
     assert kiosk.requests.empty()
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [("abc", 411), ("-1", 411), ("1e3", 411), (None, 411), ("99999999", 413)]
+)
+def test_a_bad_content_length_gets_an_answer(kiosk: Kiosk, length: str | None,
+                                             status: int) -> None:
+    # It used to raise in the handler: no answer for the page, a traceback in the log.
+    port = kiosk.server.server_address[1]
+    headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
+    if length is not None:
+        headers["Content-Length"] = length
+    got, body = _request(kiosk, "POST", "/api/counter/scan", headers)
+    assert got == status and body["error"]
+    assert kiosk.requests.empty()
+
+
+def test_a_refused_body_is_never_read_as_the_next_request(kiosk: Kiosk) -> None:
+    port = kiosk.server.server_address[1]
+    smuggled = f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"POST /api/counter/scan HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Content-Type: text/plain\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+                  .encode() + smuggled)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 415") or answer.startswith(b"HTTP/1.1 415")
+    assert answer.count(b"HTTP/1.") == 1  # one answer, then the connection closed

@@ -21,11 +21,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from xiaodian import http_limits
+
 from .. import retail as retail_store
 from .. import sql
 from .context import Api
 from .core import (
-    DIGITS,
     MAX_BODY_BYTES,
     MAX_TARGET_BYTES,
     REQUEST_TIMEOUT_S,
@@ -95,15 +96,11 @@ def answer(handler: Handler, call: Call, what: str) -> Reply:
 
 async def _read_body(request: Request, limit: int) -> bytes | Reply | None:
     """The body within `limit` bytes, a refusal, or None if the client went away."""
-    if "transfer-encoding" in request.headers:
-        # No chunked bodies: with a length up front, the limit is checked before reading.
-        return error(HTTPStatus.LENGTH_REQUIRED, "send Content-Length, not chunks", CLOSE)
-    raw = request.headers.get("content-length")
-    if raw is None or not DIGITS.match(raw.strip()):
-        return error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required", CLOSE)
-    if int(raw) > limit:
-        return error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {limit} bytes",
-                     CLOSE)
+    try:
+        http_limits.body_length(request.headers.get("transfer-encoding"),
+                                request.headers.get("content-length"), limit)
+    except http_limits.Refused as exc:
+        return error(exc.status, exc.message, CLOSE)
     try:
         with anyio.fail_after(REQUEST_TIMEOUT_S):
             # h11 delivers exactly Content-Length bytes, so this stays within the limit.
