@@ -2,18 +2,18 @@
 
 Used by `xiaodian demo` and by the end-to-end tests, so both exercise exactly what a user
 runs: each part is started through the `xiaodian` command with its own TOML file and log.
+
+This module is the process control (`StoreStack`: write the configs, start, wait, fault,
+stop); the processes themselves are in `devstack.process`, the TOML helpers in
+`devstack.stack_config` and retail keys and seeding in `devstack.retail_seed`. Their
+names are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -24,68 +24,26 @@ from typing import Any
 
 from devstack.broker import Broker
 from xiaodian.pki.ca import DevPki, dev_pki
-from xiaodian.pki.keys import (
-    COMMAND_KEY_NAME,
-    load_command_private_key,
-    make_command_key,
-    make_pickup_key,
-    pickup_key_path,
+
+from .process import Part, StackError, _cloud_count, _edge_outbox, _free_port, _ro, _tail
+from .retail_seed import (
+    DEMO_CATALOGUE,
+    DEMO_DELIVERY,
+    _covers,
+    _edge_has_catalogue,
+    retail_setup,
+    seed_retail,
 )
-from xiaodian.wire.commands import key_id_for
+from .stack_config import _catalogue_toml, _mqtt_toml, _toml_str
+
+__all__ = [
+    "DEFAULT_SCENARIO", "DEMO_CATALOGUE", "DEMO_DELIVERY", "STORE_ID", "Part", "StackError",
+    "StoreStack", "_catalogue_toml", "_cloud_count", "_covers", "_edge_has_catalogue",
+    "_edge_outbox", "_free_port", "_mqtt_toml", "_ro", "_tail", "_toml_str", "scenario_devices",
+]
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "demo.toml"
 STORE_ID = "store-001"
-# The demo's catalogue: chilled goods in the lanes of the smart fridge-1, others on the open
-# fridge-2, where the clerk takes them by hand (GTIN-14s with valid check
-# digits, and one item weighed in the shop). Also written as cloud/catalogue.toml, the
-# format of `xiaodian cloud catalogue push`.
-DEMO_CATALOGUE: list[dict[str, Any]] = [
-    {"item": "06901234567892", "name": "Fresh milk 1 L", "unit": "piece", "shelf_life_days": 7,
-     "storage": "chilled", "location": {"fridge": "fridge-1", "lane": 0, "unit_grams": 1030}},
-    {"item": "06901234567809", "name": "Yoghurt 4x100 g", "unit": "piece",
-     "shelf_life_days": 21, "storage": "chilled",
-     "location": {"fridge": "fridge-1", "lane": 1, "unit_grams": 420}},
-    {"item": "06901234567816", "name": "Chilled dumplings 500 g", "unit": "piece",
-     "shelf_life_days": 5, "storage": "chilled", "location": None},
-    {"item": "06901234567823", "name": "Tofu 400 g", "unit": "piece", "shelf_life_days": 3,
-     "storage": "chilled", "location": None},
-    {"item": "in:12345", "name": "Pork belly (weighed)", "unit": "weight",
-     "shelf_life_days": 2, "storage": "chilled", "location": None},
-]
-# Opening delivery scanned at the counter: (GTIN-14, pieces, batch, expiry YYMMDD).
-DEMO_DELIVERY = [("06901234567892", 8, "M2611", "271201"),
-                 ("06901234567809", 6, "Y2611", "271215"),
-                 ("06901234567816", 6, "D2611", "271130")]
-
-
-class StackError(RuntimeError):
-    pass
-
-
-def _covers(stock: list[dict[str, Any]], wanted: dict[str, int]) -> bool:
-    """True when the stock rows make every wanted quantity available."""
-    available = {row["item"]: row["available"] for row in stock}
-    return all(available.get(item, 0) >= qty for item, qty in wanted.items())
-
-
-def _toml_str(value: str | Path) -> str:
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _mqtt_toml(broker: Broker, pki: DevPki, name: str, reconnect_max_s: float) -> str:
-    tls = pki.client(name)
-    return (
-        f"[mqtt]\nhost = {_toml_str(broker.host)}\nport = {broker.port}\n"
-        f"reconnect_max_s = {reconnect_max_s}\n"
-        f"[mqtt.tls]\nca = {_toml_str(tls.ca)}\ncert = {_toml_str(tls.cert)}\n"
-        f"key = {_toml_str(tls.key)}\n"
-    )
 
 
 def scenario_devices(scenario: Path) -> tuple[list[str], list[str]]:
@@ -94,45 +52,6 @@ def scenario_devices(scenario: Path) -> tuple[list[str], list[str]]:
 
     sc = load_scenario(scenario)
     return [f.id for f in sc.fridges], [s.id for s in sc.scanners]
-
-
-@dataclass
-class Part:
-    name: str
-    argv: list[str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str]) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # our Ctrl-C handling stops it, not the tty
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 @dataclass
@@ -310,106 +229,12 @@ class StoreStack:
 
     def _retail_setup(self, pki: DevPki) -> tuple[str, str]:
         """Keys and token (kept between runs, like the certificates); TOML for both sides."""
-        key_file = pickup_key_path(pki.directory, self.store)
-        if not key_file.exists():
-            make_pickup_key(pki.directory, self.store)
-        cmd_dir = self.workdir / "cmdkey"
-        if not (cmd_dir / COMMAND_KEY_NAME).exists():
-            make_command_key(cmd_dir)
-        signing_key = cmd_dir / COMMAND_KEY_NAME
-        key_id = key_id_for(load_command_private_key(signing_key).public_key())
-        token = self.api_token_file
-        if not token.exists():
-            token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-        cloud = (
-            f"[commands]\nsigning_key = {_toml_str(signing_key)}\nkey_id = {_toml_str(key_id)}\n"
-            f"api_token_file = {_toml_str(token)}\n"
-            f"[pickup]\nkeys_dir = {_toml_str(key_file.parent)}\nkey_id = 0\n"
-        )
-        catalogue_toml = self.workdir / "cloud" / "catalogue.toml"
-        catalogue_toml.write_text(_catalogue_toml(DEMO_CATALOGUE), encoding="utf-8")
-        edge = ""
-        # Written only for an edge that knows these tables (an unknown key stops it).
-        from edge.config import EdgeConfig
-
-        known = {f.name for f in dataclasses.fields(EdgeConfig)}
-        if "pickup" in known:
-            edge += f"[pickup]\nkey_file = {_toml_str(key_file)}\nkey_id = 0\n"
-        if "retail" in known:
-            edge += "[retail]\nexpiry_window_days = 2\n"
-        return cloud, edge
+        return retail_setup(self, pki)
 
     def seed_retail(self, timeout: float = 20.0) -> dict[str, Any]:
-        """What a shop's first morning looks like: the cloud pushes the catalogue, the clerk
-        scans the delivery in at the counter, two residents order. Never raises: what did
-        not work is reported under "problems" (the cold-chain demo goes on regardless)."""
-        out: dict[str, Any] = {"counter_url": self.counter_url, "orders": [], "problems": []}
-        try:
-            _, cat = self._api_write("PUT", f"api/stores/{self.store}/catalogue",
-                                     {"items": DEMO_CATALOGUE})
-            out["catalogue_version"] = cat.get("version")
-            deadline = time.monotonic() + timeout
-            while not _edge_has_catalogue(self.edge_db):
-                if time.monotonic() > deadline:
-                    raise StackError("the terminal did not get the catalogue")
-                time.sleep(0.2)
-            self._counter("mode", {"mode": "receive"})
-            for gtin, pieces, batch, expiry in DEMO_DELIVERY:
-                for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
-                    self._counter("scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
-            self._counter("mode", {"mode": "sale"})
-            orders: tuple[dict[str, Any], ...] = (
-                {"items": [{"item": "06901234567892", "qty": 2},
-                           {"item": "06901234567816", "qty": 1}],
-                 "mode": "pickup", "customer": "Wang L.", "expires_in_s": 4 * 3600},
-                {"items": [{"item": "06901234567809", "qty": 1}], "mode": "delivery",
-                 "customer": "Chen Y.", "expires_in_s": 4 * 3600},
-            )
-            wanted: dict[str, int] = {}
-            for body in orders:
-                for line in body["items"]:
-                    wanted[line["item"]] = wanted.get(line["item"], 0) + line["qty"]
-            # Every ordered item must be in the cloud's stock: an item the cloud has not yet
-            # heard of has no row at all, so "all rows suffice" alone would pass too early.
-            while not _covers(self._stock(), wanted):
-                if time.monotonic() > deadline:
-                    raise StackError("the cloud did not get the delivery's stock movements")
-                time.sleep(0.2)
-            for body in orders:
-                _, order = self._api_write("POST", f"api/stores/{self.store}/orders",
-                                           body)
-                out["orders"].append({"id": order.get("id"), "mode": body["mode"],
-                                      "pickup_code": order.get("pickup_code")})
-        except (OSError, ValueError, StackError) as exc:
-            out["problems"].append(str(exc))
-        return out
+        """What a shop's first morning looks like (`devstack.retail_seed.seed_retail`)."""
+        return seed_retail(self, timeout)
 
-    def _api_write(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        token = self.api_token_file.read_text(encoding="ascii").strip()
-        req = urllib.request.Request(
-            self.http_url + path, data=json.dumps(body).encode(), method=method,
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(req, timeout=15) as resp:
-                return int(resp.status), json.load(resp)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:300]
-            raise StackError(f"{method} /{path}: {exc.code} {detail}") from None
-
-    def _counter(self, action: str, body: dict[str, Any]) -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.kiosk_port}/api/counter/{action}",
-            data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.load(resp)
-
-    def _stock(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.api(f"api/stores/{self.store}/stock")["items"]
-        return items
 
     def _wait(self, ready: Any, what: str, part: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -479,76 +304,3 @@ class StoreStack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-
-
-def _catalogue_toml(items: list[dict[str, Any]]) -> str:
-    out = []
-    for it in items:
-        out.append("[[items]]")
-        for k in ("item", "name", "unit", "shelf_life_days", "storage"):
-            out.append(f"{k} = {json.dumps(it[k], ensure_ascii=False)}")
-        loc = it.get("location")
-        if loc:
-            out.append(f"location = {{ fridge = {json.dumps(loc['fridge'])}, lane = "
-                       f"{loc['lane']}, unit_grams = {loc['unit_grams']} }}")
-        out.append("")
-    return "\n".join(out)
-
-
-def _edge_has_catalogue(db: Path) -> bool:
-    if not db.exists():
-        return False
-    import sqlite3
-
-    try:
-        con = _ro(db)
-        try:
-            return bool(con.execute("SELECT count(*) FROM catalogue").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _ro(db: Path) -> Any:
-    import sqlite3
-
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    return con
-
-
-def _edge_outbox(db: Path) -> tuple[int, int]:
-    """(outbox rows pending, records stored) at the edge."""
-    if not db.exists():
-        return (0, 0)
-    con = _ro(db)
-    try:
-        pending = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        stored = con.execute(
-            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM events)"
-        ).fetchone()[0]
-        return int(pending), int(stored)
-    finally:
-        con.close()
-
-
-def _cloud_count(db: Path, store: str) -> int:
-    if not db.exists():
-        return 0
-    con = _ro(db)
-    try:
-        n = con.execute(
-            "SELECT (SELECT count(*) FROM readings WHERE store=?)"
-            " + (SELECT count(*) FROM events WHERE store=?)",
-            (store, store),
-        ).fetchone()[0]
-        return int(n)
-    finally:
-        con.close()

@@ -5,6 +5,11 @@ and `binascii`, no dataclasses, no f-strings, no `typing` at run time (MicroPyth
 discards annotations, so plain ones are safe; names that only mypy knows are quoted).
 The byte layout is specified in docs/protocol.md; keep the two in step.
 
+One piece on purpose, though long: the board's filesystem holds it as a single flat file
+beside the firmware's main.py (tests/test_firmware_checks.py and tests/fw_unit check it
+in that layout, hw_sim.firmware_host loads it so), and MicroPython has no packages there,
+so splitting it would mean deploying and version-matching several files on every board.
+
     frame  = COBS(body) 0x00
     body   = version u8, type u8, flags u8, seq u16 LE, length u8, payload, crc32 u32 LE
 """

@@ -7,6 +7,11 @@ swap this class for the MicroPython firmware running against those fakes.
 
 Pure: time comes in as `dev_ms` (device milliseconds since boot), bytes come in and frames
 go out; nothing here touches a port or a clock.
+
+One piece on purpose, though long: it is a single state machine (`FridgeController`) whose
+thermostat, defrost, record log, commands, lock and load cells share the same tick, the
+same sequence counter and the same log, so splitting it would mean mixins over shared
+private state rather than modules with their own responsibility.
 """
 
 from __future__ import annotations
