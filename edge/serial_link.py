@@ -134,6 +134,7 @@ class PortReader(threading.Thread):
         self.reconnects = 0
         self.last_error = ""
         self.alive_at = time.monotonic()  # for the agent's watchdog
+        self.opened = threading.Event()  # set once the port was first opened
 
     # Subclasses turn bytes into records.
     def on_open(self, ser: serial.Serial) -> None:
@@ -166,6 +167,7 @@ class PortReader(threading.Thread):
             try:
                 with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S) as ser:
                     log.info("%s: opened %s", self.device, self.port)
+                    self.opened.set()
                     wall, synced = self.clock.read()
                     self.emit(
                         interpret.link_event(

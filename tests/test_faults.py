@@ -204,6 +204,8 @@ def _edge_reading_keys(stack: StoreStack) -> set[tuple[str, int]]:
     con = sqlite3.connect(f"file:{stack.edge_db}?mode=ro", uri=True)
     try:
         return {(d, int(ms)) for d, ms in con.execute("SELECT device, dev_ms FROM readings")}
+    except sqlite3.OperationalError:  # the agent has made the file, not yet its tables
+        return set()
     finally:
         con.close()
 
@@ -219,6 +221,8 @@ def _wait_edge_took(
         con = sqlite3.connect(f"file:{stack.edge_db}?mode=ro", uri=True)
         try:
             rows = con.execute("SELECT device, wall FROM readings").fetchall()
+        except sqlite3.OperationalError:  # the agent has made the file, not yet its tables
+            return False
         finally:
             con.close()
         per: dict[str, int] = {}

@@ -216,8 +216,11 @@ def running(
     agent = Agent(config)
     done = threading.Event()
     thread = threading.Thread(target=agent.run, kwargs={"until": done.is_set}, daemon=True)
-    sim.start()
     thread.start()
+    # The simulator starts once the agent listens: a scanner line sent before the port is
+    # open is lost, as with a real scanner, and a test must not depend on that race.
+    wait(lambda: all(r.opened.is_set() for r in agent.readers), 30, "the agent's ports open")
+    sim.start()
     try:
         yield runner, agent
     finally:
