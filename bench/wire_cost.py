@@ -46,6 +46,7 @@ from .common import (
     ByteRelay,
     Table,
     build_outbox,
+    check_figures,
     make_pki,
     mqtt_settings,
     note,
@@ -203,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hours", type=float, default=6.0,
                    help="hours of 4-fridge, 10 s readings to encode (default 6)")
+    p.add_argument("--smoke", action="store_true",
+                   help="quick check (~10 s): 1 hour; exits 1 unless every figure is there")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.hours = 1.0
     if not 1 <= args.hours <= 48:
         p.error("--hours must be 1..48")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -249,11 +254,20 @@ def main(argv: list[str] | None = None) -> int:
         ("500/message (a month sent as backlog: the floor)", sets[3], sets[3], 1.0),
     ]
     rows: list[Sequence[object]] = []
+    figures: list[tuple[str, float | None]] = [
+        *((f"{m.per_message}/message TLS B/reading", m.per_reading(m.tls)) for m in sets),
+        ("500/message x fewer than naive (TLS)",
+         base.per_reading(base.tls) / sets[-1].per_reading(sets[-1].tls)),
+        *((f"{c.label} measured/predicted", c.measured / c.predicted if c.predicted else 0.0)
+          for c in checks),
+        ("handshake B", handshake),
+    ]
     naive10, naive1 = (monthly_mb(base, s, 1.0, handshake) for s in (10.0, 1.0))
     for label, at10, at1, interval in plans:
         mb10, mb1 = monthly_mb(at10, 10.0, interval, handshake), monthly_mb(at1, 1.0, interval,
                                                                             handshake)
         rows.append([label, mb10, f"{naive10 / mb10:.1f}x", mb1, f"{naive1 / mb1:.1f}x"])
+        figures.append((f"{label.split(' (')[0]}: MB/month every 10 s", mb10))
     Table(
         f"MB per month, {FRIDGES} fridges, 30 days (TLS level; + PINGs when idle >= 30 s;"
         f" + 1 reconnect/day of {handshake:,} B)",
@@ -264,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     note(f"If the operator bills IP bytes add TCP/IP headers: +{overhead:.0f}% for 1 reading/"
          "message (see the +TCP/IP column). Readings only: events, alerts and the state "
          "messages are extra.")
-    return 0
+    return check_figures(figures) if args.smoke else 0
 
 
 if __name__ == "__main__":
