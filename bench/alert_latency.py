@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--alerts, --fridges and --speed must be positive")
     cycles = math.ceil(args.alerts / args.fridges)
     sim_s = FIRST_S + cycles * CYCLE_S + OPEN_S
-    timeout = sim_s / args.speed + 60.0
+    timeout = sim_s / args.speed + (20.0 if args.smoke else 60.0)  # start-up and slack
     print(f"{args.alerts} door alerts on {args.fridges} fridges, speed x{args.speed:g} "
           f"(~{sim_s / args.speed:.0f} s of {sim_s / 60:.0f} simulated min); "
           f"sampling every 10 s = {10 / args.speed * 1000:.0f} ms real", flush=True)
