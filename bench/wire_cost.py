@@ -247,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     Table(
         "Check: real Uplink through a byte-counting relay (TLS level, after the handshake)",
         ["run", "messages", "predicted B", "measured B", "measured/predicted", "handshake B"],
-        [[c.label, c.messages, c.predicted, c.measured, f"{c.measured / c.predicted:.3f}" if c.predicted else "-",
-          c.handshake] for c in checks],
+        [[c.label, c.messages, c.predicted, c.measured,
+          f"{c.measured / c.predicted:.3f}" if c.predicted else "-", c.handshake]
+         for c in checks],
     ).print()
     note(f"negotiated: {checks[0].tls}")
     plans = [  # label, messages at 10 s sampling, at 1 Hz, publish interval (s)
