@@ -37,6 +37,8 @@ from typing import Any
 
 from devstack.stack import StoreStack
 
+from .common import check_figures
+
 DOOR_OWNER_S = 300.0  # door_owner_min (5) of the rules' defaults
 CYCLE_S = 1200.0  # one door opening per fridge every 20 simulated minutes ...
 # ... for 10 min: past the owner's 5 min, short of the 15 min escalation, and long enough
@@ -262,15 +264,17 @@ def pct(values: Sequence[float], p: float) -> float:
     return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
 
 
+SEGMENTS: tuple[tuple[str, Callable[[Sample], float | None]], ...] = (
+    ("total", lambda s: s.total), ("rule->edge", lambda s: s.rule_edge),
+    ("edge->cloud", lambda s: s.edge_cloud), ("cloud->hook", lambda s: s.cloud_hook))
+
+
 def table(samples: list[Sample]) -> list[str]:
     rows = [f"{'notice':<10} {'segment':<14} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} "
             f"{'p99 ms':>8} {'max ms':>8}"]
-    segments: list[tuple[str, Callable[[Sample], float | None]]] = [
-        ("total", lambda s: s.total), ("rule->edge", lambda s: s.rule_edge),
-        ("edge->cloud", lambda s: s.edge_cloud), ("cloud->hook", lambda s: s.cloud_hook)]
     for kind in ("alert", "all_clear", "resolved", "all"):
         of_kind = [s for s in samples if kind in ("all", s.kind)]
-        for name, get in segments:
+        for name, get in SEGMENTS:
             vals = [v for v in map(get, of_kind) if v is not None]
             if not vals:
                 continue
@@ -298,12 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=120.0,
                     help="simulated seconds per real second (120)")
     ap.add_argument("--workdir", help="keep the run here (default: a temporary directory)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="quick check (~15 s): 2 alerts on 2 fridges; exits 1 unless every "
+                    "notice kind gives its latencies")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.alerts, args.fridges = 2, 2
     if args.alerts < 1 or args.fridges < 1 or args.speed <= 0:
         ap.error("--alerts, --fridges and --speed must be positive")
     cycles = math.ceil(args.alerts / args.fridges)
     sim_s = FIRST_S + cycles * CYCLE_S + OPEN_S
-    timeout = sim_s / args.speed + 60.0
+    timeout = sim_s / args.speed + (20.0 if args.smoke else 60.0)  # start-up and slack
     print(f"{args.alerts} door alerts on {args.fridges} fridges, speed x{args.speed:g} "
           f"(~{sim_s / args.speed:.0f} s of {sim_s / 60:.0f} simulated min); "
           f"sampling every 10 s = {10 / args.speed * 1000:.0f} ms real", flush=True)
@@ -335,7 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(samples)))
     for p in problems:
         print(p if p.startswith("not measured") else f"problem: {p}")
-    return 1 if n_alerts < args.alerts or hook.refused else 0
+    if n_alerts < args.alerts or hook.refused:
+        return 1
+    if not args.smoke:
+        return 0
+    figures: list[tuple[str, float | None]] = []
+    for kind in ("alert", "all_clear"):
+        of_kind = [s for s in samples if s.kind == kind]
+        for name, get in SEGMENTS:
+            vals = [v * 1000 for v in map(get, of_kind) if v is not None]
+            figures.append((f"{kind} {name} p50 ms", pct(vals, 50) if vals else None))
+    return check_figures(figures)
 
 
 if __name__ == "__main__":

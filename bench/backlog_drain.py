@@ -45,6 +45,7 @@ from .common import (
     Table,
     broker_and_cloud,
     build_outbox,
+    check_figures,
     edge_config,
     make_pki,
     mqtt_settings,
@@ -313,7 +314,13 @@ def main(argv: list[str] | None = None) -> int:
                         f"{args.cap:g} s")
     for problem in problems:
         note(f"FAILED {problem}")
-    return 1 if problems else 0
+    code = 1 if problems else 0
+    if args.smoke:  # the figures, for tests/test_bench_smoke.py
+        code |= check_figures([
+            *((f"{ph.label} records/s", ph.rate) for ph in phases),
+            ("shipped x naive rate", shipped.rate / base.rate if base.rate else None),
+        ])
+    return code
 
 
 if __name__ == "__main__":

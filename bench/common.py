@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -334,3 +335,22 @@ def _cell(value: object) -> str:
 
 def note(text: str) -> None:
     print(text, flush=True)
+
+
+# ---------------------------------------------------------------- smoke checks
+
+SMOKE_PREFIX = "figure "  # tests/test_bench_smoke.py parses these lines
+
+
+def check_figures(figures: Sequence[tuple[str, float | None]]) -> int:
+    """Print each headline figure as `figure NAME = VALUE` and return the exit code: 1 when
+    one is missing (None), zero or NaN, each named in a `FAILED` line (a benchmark that
+    measured nothing must not pass for one that measured something), else 0."""
+    failed = []
+    for name, value in figures:
+        print(f"{SMOKE_PREFIX}{name} = {value!r}", flush=True)
+        if value is None or math.isnan(value) or value == 0:
+            failed.append(name)
+    for name in failed:
+        note(f"FAILED {name}: no figure (missing, zero or NaN)")
+    return 1 if failed or not figures else 0

@@ -33,7 +33,7 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed; no installs
 
 from devstack.stack import StoreStack
 
-from .common import BenchError, Table, note, wait_for
+from .common import BenchError, Table, check_figures, note, wait_for
 
 FRIDGES = 4
 SAMPLE_S = 10
@@ -323,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds sampled once the backlog is drained")
     p.add_argument("--drain-cap", type=float, default=150.0,
                    help="seconds allowed for the drain (reconnect backoff included)")
+    p.add_argument("--smoke", action="store_true",
+                   help="quick check (~30 s): the default budget only, 5 s outage (~50 "
+                   "simulated min); exits 1 unless every figure is there")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.outage_s, args.warmup, args.before, args.after, args.drain_cap = 5, 1, 3, 0, 30
     if not (5 <= args.outage_s <= 1800 and 1 <= args.speed <= 3600 and args.budget_mb > 0
             and 0 <= args.warmup <= 120 and 3 <= args.before <= 600
             and 0 <= args.after <= 600 and 5 <= args.drain_cap <= 600):
@@ -333,18 +338,40 @@ def main(argv: list[str] | None = None) -> int:
 
     note(f"outage memory: {FRIDGES} fridges every {SAMPLE_S} s at x{args.speed:g}, broker down "
          f"{args.outage_s:g} s real (~{args.outage_s * args.speed / 3600:.1f} h simulated), "
-         f"{args.before:g} s sampled before; budgets {DEFAULT_BUDGET_MB:g} and "
-         f"{args.budget_mb:g} MB")
+         f"{args.before:g} s sampled before; budgets {DEFAULT_BUDGET_MB:g}"
+         + ("" if args.smoke else f" and {args.budget_mb:g}") + " MB")
     with tempfile.TemporaryDirectory(prefix="xd-bench-outage-") as tmp:
         root = Path(tmp)
         (root / "scenario.toml").write_text(scenario_toml(root), encoding="utf-8")
         runs = [
             outage_run(root, f"default budget ({DEFAULT_BUDGET_MB:g} MB)", DEFAULT_BUDGET_MB,
                        args),
-            outage_run(root, f"small budget ({args.budget_mb:g} MB)", args.budget_mb, args),
         ]
+        # A small budget only bites after hours of outage: no smoke run can reach it.
+        if not args.smoke:
+            runs.append(outage_run(root, f"small budget ({args.budget_mb:g} MB)",
+                                   args.budget_mb, args))
     report(runs)
-    return 0
+    return check_figures(figures(runs[0])) if args.smoke else 0
+
+
+def figures(r: Run) -> list[tuple[str, float | None]]:
+    """The smoke run's headline figures; a drain that never ends or an edge and cloud that
+    disagree give none."""
+    before, during = r.of("before"), r.of("outage")
+    steady = statistics.fmean(s.rss_mb for s in before) if before else None
+    peak = max(s.rss_mb for s in during) if during else None
+    return [
+        ("steady RSS MB", steady),
+        ("max RSS during outage MB", peak),
+        ("max / steady RSS", peak / steady if peak and steady else None),
+        ("readings in outage", r.outage_readings),
+        ("outbox at end of outage", r.outbox_at_end),
+        ("first delivery s", r.first_delivery_s),
+        ("drain s", r.drain_s),
+        ("in cloud / at edge", r.cloud_records / r.edge_records
+         if r.settled and r.edge_records and not r.open_gaps else None),
+    ]
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from bench.common import (
     STORE,
     BenchError,
     broker_and_cloud,
+    check_figures,
     edge_config,
     make_pki,
     mqtt_settings,
@@ -75,7 +76,12 @@ def percentile(values: Sequence[float], p: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scans", type=int, default=200)
+    ap.add_argument("--smoke", action="store_true",
+                    help="quick check (~15 s): 10 scans; exits 1 unless both kinds give "
+                    "latencies")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.scans = 10
     if not os.path.exists(CHROMIUM):
         raise BenchError(f"{CHROMIUM} missing (Debian's chromium package)")
     from playwright.sync_api import sync_playwright
@@ -149,9 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     note(f"scan to verdict, {len(both)} scans ({len(product)} product sales, "
          f"{len(pickup)} pickup codes), serial pty -> agent -> counter page in Chromium")
     for name, vals in (("product (sale)", product), ("pickup code", pickup), ("all", both)):
+        if not vals:
+            note(f"  {name:15s} no scan")
+            continue
         note(f"  {name:15s} p50 {percentile(vals, 50):6.1f} ms   p99 {percentile(vals, 99):6.1f} ms"
              f"   max {max(vals):6.1f} ms   mean {statistics.fmean(vals):6.1f} ms")
-    return 0
+    if not args.smoke:
+        return 0
+    return check_figures([(f"{name} p50 ms", percentile(vals, 50) if vals else None)
+                          for name, vals in (("product", product), ("pickup", pickup))])
 
 
 def _up(page: object, port: int) -> bool:

@@ -20,8 +20,9 @@ import os
 import re
 import statistics
 import sys
+import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from firmware_bridge import codec
 from hw_sim.fridge import SimFridge
 from hw_sim.scenario import FridgeSpec, load_scenario
 
+from .common import check_figures
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = ROOT / "hw_sim" / "scenarios" / "cold_chain"
 EXTRA_SCENARIOS = (ROOT / "hw_sim" / "scenarios" / "demo.toml",)
@@ -45,6 +48,8 @@ TICK_EVERY_S = 1.0
 DEFAULT_HOURS = 8.0
 _HOURS_HINT = re.compile(r"\((\d+(?:\.\d+)?) h simulated")
 _SEVERITY_RANK = {"warning": 0, "critical": 1}
+# The smoke run (~10 s): three that must alert (door, link, mains) and one that must not.
+SMOKE = ("door_left_open", "link_lost", "power_cut_short", "probe_85_power_up")
 
 
 # ---------------------------------------------------------------- expectations
@@ -506,6 +511,7 @@ class Verdict:
     note: str
     rows: list[Row]
     failures: list[str]
+    hours: float = 0.0  # simulated
 
 
 def _hm(s: float) -> str:
@@ -597,7 +603,7 @@ def judge(sx: ScenarioExpect, result: RunResult) -> Verdict:
     rows[0].raised = raised_txt
     rows[0].false_alerts = false_txt or "0"
     passed = not failures
-    return Verdict(sx.name, passed, sx.known_issue, sx.note, rows, failures)
+    return Verdict(sx.name, passed, sx.known_issue, sx.note, rows, failures, result.hours)
 
 
 def bench_one(sx: ScenarioExpect, hours: float | None = None) -> Verdict:
@@ -606,14 +612,16 @@ def bench_one(sx: ScenarioExpect, hours: float | None = None) -> Verdict:
 
 
 def run_all(
-    only: str | None = None,
+    only: str | Collection[str] | None = None,
     hours: float | None = None,
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Verdict]:
-    """Every scenario (or `only`), in parallel processes (each run is pure and seeded)."""
+    """Every scenario (or `only`: a name or names), in parallel processes (each run is pure
+    and seeded)."""
     table = load_expectations()
-    todo = [scenario_expect(p, table) for p in scenario_paths() if not only or p.stem == only]
+    names = {only} if isinstance(only, str) else set(only or ())
+    todo = [scenario_expect(p, table) for p in scenario_paths() if not names or p.stem in names]
     # Longest first, so the slowest scenario does not start last.
     todo.sort(key=lambda sx: -(hours or sx.hours or DEFAULT_HOURS))
     workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
@@ -671,10 +679,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run one scenario (file name without .toml)")
     parser.add_argument("--hours", type=float, help="simulated hours (default: each scenario's)")
     parser.add_argument("--jobs", type=int, help="parallel processes (default: CPU count)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"quick check (~10 s): only {', '.join(SMOKE)}; exits 1 unless "
+                        "each is judged and their expected alerts are detected")
     args = parser.parse_args(argv)
+    t0 = time.monotonic()
     verdicts = run_all(
-        args.only, args.hours, args.jobs, lambda s: print(s, file=sys.stderr, flush=True)
+        SMOKE if args.smoke else args.only, args.hours, args.jobs,
+        lambda s: print(s, file=sys.stderr, flush=True),
     )
+    took = time.monotonic() - t0
     if not verdicts:
         print(f"no scenario named {args.only!r}", file=sys.stderr)
         return 2
@@ -683,7 +697,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{len(verdicts)} scenarios, {len(bad)} failed" + (f": {', '.join(bad)}" if bad else "")
     )
-    return 1 if bad else 0
+    if bad:
+        return 1
+    if not args.smoke:
+        return 0
+    rows = [r for v in verdicts for r in v.rows]
+    return check_figures([
+        # A detection delay may be 0 s (mains): counts are the figures, not the delays.
+        ("scenarios judged", len(verdicts) if len(verdicts) == len(SMOKE) else 0),
+        ("expected alerts", sum(" from " in r.expected for r in rows)),
+        ("detected in budget", sum(r.ok and r.delay not in ("-", "missed") for r in rows)),
+        ("simulated h per real s", sum(v.hours for v in verdicts) / took),
+    ])
 
 
 if __name__ == "__main__":

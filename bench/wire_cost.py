@@ -46,6 +46,7 @@ from .common import (
     ByteRelay,
     Table,
     build_outbox,
+    check_figures,
     make_pki,
     mqtt_settings,
     note,
@@ -96,7 +97,7 @@ class Messages:
     messages: int
 
     def per_reading(self, total: int) -> float:
-        return total / self.readings
+        return total / self.readings if self.readings else math.nan
 
 
 def encode(store_path: Path, per_message: int, label: str) -> Messages:
@@ -138,7 +139,8 @@ class Measured:
     tls: str
 
 
-def measure(workdir: Path, store_path: Path, per_message: int, limit: int) -> Measured:
+def measure(workdir: Path, store_path: Path, per_message: int, limit: int,
+            cap_s: float = 60.0) -> Measured:
     """Publish the first `limit` readings of fridge-1 with the real Uplink through the relay."""
     pki = make_pki(workdir)
     store = EdgeStore.open_readonly(store_path)
@@ -165,7 +167,7 @@ def measure(workdir: Path, store_path: Path, per_message: int, limit: int) -> Me
         predicted = sent = 0
         chunks = [batch.records[i : i + per_message]
                   for i in range(0, len(batch.records), per_message)]
-        end = time.monotonic() + 60
+        end = time.monotonic() + cap_s
         while (sent < len(chunks) or uplink.inflight) and time.monotonic() < end:
             while sent < len(chunks) and uplink.can_publish():
                 body = payloads.batch_payload("readings", STORE, "fridge-1", batch.boot,
@@ -203,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hours", type=float, default=6.0,
                    help="hours of 4-fridge, 10 s readings to encode (default 6)")
+    p.add_argument("--smoke", action="store_true",
+                   help="quick check (~10 s): 1 hour; exits 1 unless every figure is there")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.hours = 1.0
     if not 1 <= args.hours <= 48:
         p.error("--hours must be 1..48")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -223,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             encode(path, 60, "60/message (publish_interval_s=60 at 1 Hz)"),
             encode(path, 500, "500/message (backlog drain, max_batch=500)"),
         ]
-        checks = [measure(root / "m1", path, 1, 400), measure(root / "m500", path, 500, 1000)]
+        cap = 20.0 if args.smoke else 60.0  # seconds each check may publish
+        checks = [measure(root / "m1", path, 1, 400, cap),
+                  measure(root / "m500", path, 500, 1000, cap)]
 
     base = sets[0]
     handshake = max(c.handshake for c in checks)
@@ -239,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     Table(
         "Check: real Uplink through a byte-counting relay (TLS level, after the handshake)",
         ["run", "messages", "predicted B", "measured B", "measured/predicted", "handshake B"],
-        [[c.label, c.messages, c.predicted, c.measured, f"{c.measured / c.predicted:.3f}",
-          c.handshake] for c in checks],
+        [[c.label, c.messages, c.predicted, c.measured,
+          f"{c.measured / c.predicted:.3f}" if c.predicted else "-", c.handshake]
+         for c in checks],
     ).print()
     note(f"negotiated: {checks[0].tls}")
     plans = [  # label, messages at 10 s sampling, at 1 Hz, publish interval (s)
@@ -249,11 +258,20 @@ def main(argv: list[str] | None = None) -> int:
         ("500/message (a month sent as backlog: the floor)", sets[3], sets[3], 1.0),
     ]
     rows: list[Sequence[object]] = []
+    figures: list[tuple[str, float | None]] = [
+        *((f"{m.per_message}/message TLS B/reading", m.per_reading(m.tls)) for m in sets),
+        ("500/message x fewer than naive (TLS)",
+         base.per_reading(base.tls) / sets[-1].per_reading(sets[-1].tls)),
+        *((f"{c.label} measured/predicted", c.measured / c.predicted if c.predicted else 0.0)
+          for c in checks),
+        ("handshake B", handshake),
+    ]
     naive10, naive1 = (monthly_mb(base, s, 1.0, handshake) for s in (10.0, 1.0))
     for label, at10, at1, interval in plans:
         mb10, mb1 = monthly_mb(at10, 10.0, interval, handshake), monthly_mb(at1, 1.0, interval,
                                                                             handshake)
         rows.append([label, mb10, f"{naive10 / mb10:.1f}x", mb1, f"{naive1 / mb1:.1f}x"])
+        figures.append((f"{label.split(' (')[0]}: MB/month every 10 s", mb10))
     Table(
         f"MB per month, {FRIDGES} fridges, 30 days (TLS level; + PINGs when idle >= 30 s;"
         f" + 1 reconnect/day of {handshake:,} B)",
@@ -264,7 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     note(f"If the operator bills IP bytes add TCP/IP headers: +{overhead:.0f}% for 1 reading/"
          "message (see the +TCP/IP column). Readings only: events, alerts and the state "
          "messages are extra.")
-    return 0
+    if not args.smoke:
+        return 0
+    code = check_figures(figures)
+    for c in checks:  # the formula is what this benchmark stands on
+        if c.predicted and not 0.95 <= c.measured / c.predicted <= 1.05:
+            note(f"FAILED {c.label}: measured/predicted {c.measured / c.predicted:.3f}, "
+                 "not within 5 %")
+            code = 1
+    return code
 
 
 if __name__ == "__main__":
