@@ -35,13 +35,19 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 class JsonError(CodeError):
     """Input that is not a well-formed instance of the expected message.
 
-    `reason`: oversize | not_utf8 | not_json | duplicate_key | invalid (shape or value).
+    `reason`: oversize | not_utf8 | not_json | not_a_number (NaN, Infinity) |
+    duplicate_key | not_whole (a fraction where only whole numbers are read) |
+    invalid (shape or value).
     """
 
 
 def decode(data: bytes, type_: type[T], *, root: str = "payload",
-           max_bytes: int | None = None) -> T:
-    """`data` as a `type_`, or JsonError with the reason and the field at fault."""
+           max_bytes: int | None = None, whole_numbers: bool = False) -> T:
+    """`data` as a `type_`, or JsonError with the reason and the field at fault.
+
+    `whole_numbers` refuses any number with a fraction or exponent, even where `type_`
+    says `Any` (the HTTP API's bodies: tenths of a degree, never 0.5).
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise JsonError("oversize", f"{root} of {len(data)} bytes exceeds {max_bytes}")
     decoder = _decoders.get(type_)
@@ -56,9 +62,11 @@ def decode(data: bytes, type_: type[T], *, root: str = "payload",
             bytes(data).decode("utf-8")
         except UnicodeDecodeError:
             raise JsonError("not_utf8", f"{root} is not UTF-8") from None
-        hint = " (NaN and Infinity are not JSON numbers)" if _NOT_NUMBERS.search(data) else ""
-        raise JsonError("not_json", f"{root} is not JSON: {exc}{hint}") from None
-    _refuse_duplicate_keys(data, root)
+        if _NOT_NUMBERS.search(data):  # the likely cause: say so
+            raise JsonError("not_a_number", f"{root} is not JSON: {exc} (NaN and Infinity"
+                                            " are not JSON numbers)") from None
+        raise JsonError("not_json", f"{root} is not JSON: {exc}") from None
+    _second_pass(data, root, whole_numbers)
     return value
 
 
@@ -92,19 +100,30 @@ def _where(root: str, message: str) -> str:
     return f"{where}: {text[:1].lower()}{text[1:]}"
 
 
-def _refuse_duplicate_keys(data: bytes, root: str) -> None:
+def _second_pass(data: bytes, root: str, whole_numbers: bool) -> None:
     # The C scanner of `json` hands every object's members to the hook in order; msgspec
-    # has already vouched for the syntax, so only the duplicate check can fail here.
+    # has already vouched for the syntax, so only these checks can fail here.
     try:
-        json.loads(data, object_pairs_hook=_unique)
+        json.loads(data, object_pairs_hook=_unique,
+                   parse_float=_refuse_fraction if whole_numbers else None)
     except _Duplicate as exc:
-        raise JsonError("duplicate_key", f"{root}: key {exc.args[0]!r} given twice") from None
+        raise JsonError("duplicate_key", f"{root}: duplicate key {exc.args[0]!r}") from None
+    except _Fraction as exc:
+        raise JsonError("not_whole", f"{root}: {exc.args[0]} is not a whole number") from None
     except (ValueError, RecursionError):
         raise JsonError("not_json", f"{root} is not JSON") from None
 
 
 class _Duplicate(Exception):
     pass
+
+
+class _Fraction(Exception):
+    pass
+
+
+def _refuse_fraction(text: str) -> None:
+    raise _Fraction(text)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> None:
