@@ -55,8 +55,23 @@ def decode(data: bytes, type_: type[T], *, root: str = "payload",
         decoder = _decoders.setdefault(type_, msgspec.json.Decoder(type_, strict=True))
     try:
         value: T = decoder.decode(data)
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # a DecodeError too: this clause first
+        # msgspec stops at the first wrong value; broken JSON after it is the better reason.
+        _syntax(data, root)
         raise JsonError("invalid", _where(root, str(exc))) from None
+    except (msgspec.DecodeError, RecursionError):
+        _syntax(data, root)
+        raise JsonError("not_json", f"{root} is not JSON") from None
+    _second_pass(data, root, whole_numbers)
+    return value
+
+
+def _syntax(data: bytes, root: str) -> None:
+    """JsonError unless `data` is well-formed UTF-8 JSON (a value of any type)."""
+    try:
+        msgspec.json.decode(data)
+    except RecursionError:
+        raise JsonError("not_json", f"{root} is not JSON: nested too deeply") from None
     except msgspec.DecodeError as exc:
         try:
             bytes(data).decode("utf-8")
@@ -66,8 +81,6 @@ def decode(data: bytes, type_: type[T], *, root: str = "payload",
             raise JsonError("not_a_number", f"{root} is not JSON: {exc} (NaN and Infinity"
                                             " are not JSON numbers)") from None
         raise JsonError("not_json", f"{root} is not JSON: {exc}") from None
-    _second_pass(data, root, whole_numbers)
-    return value
 
 
 def convert(obj: Any, type_: type[T], *, root: str = "data") -> T:

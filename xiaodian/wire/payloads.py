@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
+import msgspec
 from msgspec import Meta, Struct
 
 from . import ids, jsonio
@@ -113,8 +114,8 @@ def convert(data: Any, type_: type[jsonio.T], root: str = "data") -> jsonio.T:
 # ---------------------------------------------------------------- records
 #
 # Frozen Structs: msgspec checks the field types and `Meta` limits while decoding;
-# `__post_init__` holds the rules across fields (msgspec reports its ValueError with the
-# path of the record).
+# `__post_init__` holds the rules across fields (msgspec reports the PayloadError it
+# raises, a ValueError, with the path of the record).
 
 
 class Probe(Struct, frozen=True, array_like=True):
@@ -223,6 +224,12 @@ class State(_Message, tag="state", frozen=True):
     agent_version: Annotated[str, Meta(max_length=64)]
     devices: Annotated[tuple[DeviceId, ...], Meta(max_length=1000)]
     v: int = FORMAT_VERSION
+
+
+class _KindOnly(Struct):
+    """A message's kind alone, to name it when it is not what its topic carries."""
+
+    kind: Any = None
 
 
 class Batch(Struct, frozen=True):
@@ -382,8 +389,9 @@ def parse(topic_name: str, payload: bytes) -> Batch | State:
         body = decode(payload, type_)
     except PayloadError as exc:
         if exc.message.startswith("payload.kind: "):
+            kind = msgspec.json.decode(payload, type=_KindOnly).kind  # JSON, with a kind
             expected = type_.__struct_config__.tag
-            raise PayloadError(f"{exc.message} on topic {leaf!r} (expected {expected!r})"
+            raise PayloadError(f"kind {kind!r} on topic {leaf!r} (expected {expected!r})"
                                ) from None
         raise
     if body.v != FORMAT_VERSION:
