@@ -26,6 +26,7 @@ from xiaodian.wire.ids import DeviceId, ItemId, MovementId, OrderNumber, StoreId
 from xiaodian.wire.payloads import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
+    U63,
     PayloadError,
     convert,
     decode,
@@ -130,7 +131,7 @@ class _Downlink(Struct, frozen=True, forbid_unknown_fields=True, tag_field="type
 
 class Catalogue(_Downlink, tag="catalogue", frozen=True):
     store: StoreId
-    version: OrderNumber  # increases with every change; a store ignores an older version
+    version: U63  # increases with every change; a store ignores an older version
     items: Annotated[tuple[CatalogueItem, ...], Meta(max_length=MAX_CATALOGUE)]
     v: int = FORMAT_VERSION
 
