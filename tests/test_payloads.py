@@ -104,6 +104,16 @@ def _events(device: str, type_: str) -> bytes:
     return payloads.batch_payload("events", "store-001", device, 3, [rec])
 
 
+def test_duplicate_keys_are_refused_at_any_depth() -> None:
+    body = _events("fridge-1", "door").replace(b'{"fridge":"fridge-1"}',
+                                                b'{"fridge":"fridge-1","fridge":"fridge-2"}')
+    with pytest.raises(PayloadError, match="duplicate key 'fridge'") as err:
+        payloads.parse("xd/v1/store-001/events", body)
+    assert err.value.reason == "duplicate_key"
+    view = memoryview(_events("fridge-1", "door"))  # what some MQTT clients hand over
+    assert isinstance(payloads.parse("xd/v1/store-001/events", view), payloads.Batch)  # type: ignore[arg-type]
+
+
 def test_alerts_have_their_own_topic_and_it_carries_nothing_else() -> None:
     assert payloads.leaf_for("events", payloads.ALERTS_DEVICE) == "alerts"
     assert payloads.leaf_for("events", "fridge-1") == "events"

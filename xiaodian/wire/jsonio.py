@@ -116,8 +116,9 @@ def _where(root: str, message: str) -> str:
 def _second_pass(data: bytes, root: str, whole_numbers: bool) -> None:
     # The C scanner of `json` hands every object's members to the hook in order; msgspec
     # has already vouched for the syntax, so only these checks can fail here.
+    text = data if isinstance(data, bytes | bytearray) else bytes(data)  # a memoryview too
     try:
-        json.loads(data, object_pairs_hook=_unique,
+        json.loads(text, object_pairs_hook=_unique,
                    parse_float=_refuse_fraction if whole_numbers else None)
     except _Duplicate as exc:
         raise JsonError("duplicate_key", f"{root}: duplicate key {exc.args[0]!r}") from None
