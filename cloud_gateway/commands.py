@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from xiaodian.mqtt import command_publish
 from xiaodian.pki.keys import load_command_private_key
 from xiaodian.pki.names import PkiError
-from xiaodian.wire import ids
+from xiaodian.wire import ids, jsonio
 from xiaodian.wire.commands import (
     ACTIONS,
     MAX_RESULT_BYTES,
@@ -236,12 +236,11 @@ def parse_answer(topic: str, payload: bytes, correlation: bytes | None) -> Store
     if len(payload) > MAX_RESULT_BYTES:
         raise ResultError(f"command result of {len(payload)} bytes exceeds {MAX_RESULT_BYTES}")
     try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ResultError(f"command result is not UTF-8 JSON ({exc.__class__.__name__})"
-                          ) from None
-    if not isinstance(body, dict):
-        raise ResultError("command result is not a JSON object")
+        body = jsonio.decode(payload, dict[str, Any], root="command result")
+    except jsonio.JsonError as exc:
+        if exc.reason == "invalid":
+            raise ResultError("command result is not a JSON object") from None
+        raise ResultError(f"command result is not UTF-8 JSON ({exc.reason})") from None
     if body.get("id") is not None and body.get("id") != command_id:
         raise ResultError(f"command result id {str(body.get('id'))[:80]!r} differs from its"
                           f" Correlation Data {command_id!r}")
@@ -251,10 +250,6 @@ def parse_answer(topic: str, payload: bytes, correlation: bytes | None) -> Store
             raise ResultError("refusal without a reason code")
         return StoreAnswer(command_id, m.group(1), "refused", reason, payload.decode("utf-8"))
     return StoreAnswer(command_id, m.group(1), "answered", None, payload.decode("utf-8"))
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,7 @@ def catalogue(conn: sql.Connection, store: str) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class OrderRequest:
     lines: tuple[retail.OrderLine, ...]
-    mode: str
+    mode: retail.OrderMode
     customer: str
     expires_in_s: int
 

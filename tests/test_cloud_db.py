@@ -105,7 +105,7 @@ def test_events_are_idempotent_and_latest_door_is_reported(db: Database) -> None
          "payload store 'store-002' does not match topic store 'store-001'"),
         (EVENTS, batch_payload("events", "store-001", "fridge-1", 1, [
             event_record(1, "teleport", None, None, 1.0, True, {})]),
-         "records[0].type: unknown event type 'teleport'"),
+         "records[0].type: invalid enum value 'teleport'"),
         (TELEMETRY, json.dumps({"v": 1, "kind": "gossip", "store": "store-001"}).encode(),
          "kind 'gossip' on topic 'telemetry'"),
         (TELEMETRY, b"\xff\xfe", "payload is not UTF-8"),

@@ -148,9 +148,13 @@ def test_wire_modules_refuse_bad_store_ids(store: str) -> None:
 
 
 def test_payload_device_ids_are_full_matches() -> None:
-    with pytest.raises(PayloadError, match="bad id"):
-        payloads.JsonObject.check_id("fridge-1\n", "device")
-    assert payloads.JsonObject.check_id("fridge.1", "device") == "fridge.1"
+    def state(device: str) -> bytes:
+        return payloads.state_payload("store-001", True, 1, 1.7e9, "0.1.0", [device])
+
+    with pytest.raises(PayloadError, match=r"devices\[0\]: expected `str` matching regex"):
+        payloads.parse("xd/v1/store-001/state", state("fridge-1\n"))
+    parsed = payloads.parse("xd/v1/store-001/state", state("fridge.1"))
+    assert isinstance(parsed, payloads.State) and parsed.devices == ("fridge.1",)
     with pytest.raises(PayloadError, match="bad item key"):
         retail.check_item("06901234567892\n", "item")
 

@@ -53,9 +53,12 @@ def test_state_round_trip() -> None:
         (TOPIC, _readings(store="store-002"), "does not match topic store"),
         (TOPIC, _readings(kind="events"), "kind 'events' on topic 'telemetry'"),
         (TOPIC, _readings(v=2), "unsupported format version"),
-        (TOPIC, _readings(records=[]), "records is empty"),
-        (TOPIC, _readings(boot=-1), "boot: out of range"),
+        (TOPIC, _readings(records=[]), r"records: expected `array` of length >= 1"),
+        (TOPIC, _readings(boot=-1), r"boot: expected `int` >= 0"),
         (TOPIC, _readings().replace(b"3.0625", b"NaN"), "NaN"),
+        (TOPIC, _readings().replace(b"3.0625", b"1e400"), "out of range"),
+        (TOPIC, _readings()[:-1] + b', "boot": 4}', "duplicate key 'boot'"),
+        (TOPIC, _readings().replace(b'"seq": 7', b'"seq": 7, "seq_last": 9'), "come together"),
         ("xd/v1/store-001/other", _readings(), "no messages expected"),
         ("elsewhere/store-001/telemetry", _readings(), "unexpected topic"),
         (TOPIC, b" " * (payloads.MAX_PAYLOAD_BYTES + 1), "exceeds"),
@@ -99,6 +102,16 @@ def test_arbitrary_json_never_escapes_as_anything_but_payload_error(value: objec
 def _events(device: str, type_: str) -> bytes:
     rec = payloads.event_record(1, type_, None, None, 1.7e9, True, {"fridge": "fridge-1"})
     return payloads.batch_payload("events", "store-001", device, 3, [rec])
+
+
+def test_duplicate_keys_are_refused_at_any_depth() -> None:
+    body = _events("fridge-1", "door").replace(b'{"fridge":"fridge-1"}',
+                                                b'{"fridge":"fridge-1","fridge":"fridge-2"}')
+    with pytest.raises(PayloadError, match="duplicate key 'fridge'") as err:
+        payloads.parse("xd/v1/store-001/events", body)
+    assert err.value.reason == "duplicate_key"
+    view = memoryview(_events("fridge-1", "door"))  # what some MQTT clients hand over
+    assert isinstance(payloads.parse("xd/v1/store-001/events", view), payloads.Batch)  # type: ignore[arg-type]
 
 
 def test_alerts_have_their_own_topic_and_it_carries_nothing_else() -> None:

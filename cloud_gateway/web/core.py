@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from xiaodian.wire import ids
+from xiaodian.wire import ids, jsonio
 
 if TYPE_CHECKING:
     from .context import Api
@@ -165,23 +165,13 @@ def int_param(query: dict[str, str], name: str, default: int, low: int, high: in
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """The API's one strict JSON reader: an object, no duplicate keys, no floats or NaN."""
+    """A body as a JSON object, read by the contract's strict reader (xiaodian.wire.jsonio):
+    no duplicate keys, and no fractions or NaN (the API takes whole numbers only)."""
     try:
-        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys,
-                         parse_float=_no_floats, parse_constant=_no_floats)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"body is not a JSON object: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("body must be a JSON object")
-    return obj
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("duplicate key")
-    return out
-
-
-def _no_floats(text: str) -> None:
-    raise ValueError(f"{text}: only whole numbers (e.g. tenths_c: -5 for -0.5 °C)")
+        return jsonio.decode(body, dict[str, Any], root="body", whole_numbers=True)
+    except jsonio.JsonError as exc:
+        if exc.reason == "invalid":
+            raise BadRequest("body must be a JSON object") from None
+        hint = ("; only whole numbers (e.g. tenths_c: -5 for -0.5 °C)"
+                if exc.reason in ("not_whole", "not_a_number") else "")
+        raise BadRequest(f"body is not a JSON object: {exc.message}{hint}") from None

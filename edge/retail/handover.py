@@ -53,7 +53,7 @@ class LaneCheck:
     order: int | None
     expected_grams: int
     measured_grams: int
-    verdict: str  # ok | mismatch
+    verdict: retail.LaneVerdict
     note: str
 
     def data(self) -> dict[str, Any]:

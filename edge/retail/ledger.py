@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import cast
 
-from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Movement
+from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Movement, MovementKind
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retail_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,8 +90,10 @@ def outgoing(kind: str, lots: Iterable[Lot], item: str, qty: int, *, order: int 
              note: str | None = None, grams: int | None = None) -> list[Movement]:
     """Movements for `qty` pieces leaving (sale, waste, pickup, dispatch), one per lot."""
     moves: list[Movement] = []
+    # A kind of the caller's choosing: movement_data checks it before anything is written.
+    kind_ = cast(MovementKind, kind)
     for lot, n in allocate(lots, item, qty):
-        moves.append(Movement(new_id(), kind, item, -n, grams if len(moves) == 0 else None,
+        moves.append(Movement(new_id(), kind_, item, -n, grams if len(moves) == 0 else None,
                               None if lot is None else lot.batch,
                               None if lot is None else lot.expiry, order, note))
     return moves

@@ -21,10 +21,11 @@ from xiaodian.wire.retail import (
     Downlink,
     Movement,
     OrderProgress,
+    OrderState,
     progress_data,
 )
 
-DELIVERY_NEXT = {"received": "packed", "packed": "out_for_delivery",
+DELIVERY_NEXT: dict[str, OrderState] = {"received": "packed", "packed": "out_for_delivery",
                  "out_for_delivery": "delivered"}
 
 

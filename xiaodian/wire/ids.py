@@ -21,7 +21,9 @@ names, SQL rows and URLs, so none may hold "/", "+", "#", whitespace or control 
 from __future__ import annotations
 
 import re
-from typing import TypeGuard
+from typing import Annotated, TypeGuard
+
+import msgspec
 
 MAX_ID_CHARS = 64
 
@@ -74,3 +76,22 @@ def is_movement_id(value: object) -> TypeGuard[str]:
 
 def is_item_id(value: object) -> TypeGuard[str]:
     return _full(ITEM_ID, value)
+
+
+# ---------------------------------------------------------------- as field types
+#
+# The same rules as msgspec field constraints, for the message Structs of the contract.
+# msgspec applies `pattern` with `re.search`, hence the anchors; `\Z` (not `$`) refuses a
+# trailing newline.
+
+
+def _field(pattern: re.Pattern[str]) -> msgspec.Meta:
+    return msgspec.Meta(pattern=rf"\A(?:{pattern.pattern})\Z")
+
+
+StoreId = Annotated[str, _field(STORE_ID)]
+DeviceId = Annotated[str, _field(DEVICE_ID)]
+ItemId = Annotated[str, _field(ITEM_ID)]
+MovementId = Annotated[str, _field(MOVEMENT_ID)]
+# An order id in JSON: an integer below 2**63 (an SQLite INTEGER).
+OrderNumber = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

@@ -19,48 +19,59 @@ redelivered message is harmless: the cloud keeps the first copy and ignores the 
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from . import ids
+import msgspec
+from msgspec import Meta, Struct
+
+from . import ids, jsonio
+from .errors import CodeError
+from .ids import DeviceId, StoreId
 
 FORMAT_VERSION = 1
 TOPIC_ROOT = "xd/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_RECORDS = 2000
+MAX_SPAN = 1_000_000  # most seqs one aggregate or one receipt range may cover
 # Deprecated: check ids with `xiaodian.wire.ids`. Kept for callers that still use `.match`;
 # `\Z` (not `$`, which also matches before a final newline) makes that a full match too.
 ID_PATTERN = re.compile(ids.DEVICE_ID.pattern + r"\Z")
-EVENT_TYPES = frozenset(
-    {
-        "hello",
-        "heartbeat",
-        "door",
-        "compressor",
-        "power",
-        "defrost",
-        "scan",
-        "link",
-        "storage",
-        "alert",
-        "command",
-        # firmware: lane weights and the door lock (issue #3)
-        "lanes",
-        "lock",
-        # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
-        # refused pickup codes
-        "stock",
-        "order",
-        "lane_check",
-        "expiry",
-        "pickup",
-    }
-)
-PROBE_STATUS = ("ok", "crc", "missing", "suspect")
+EventType = Literal[
+    "hello",
+    "heartbeat",
+    "door",
+    "compressor",
+    "power",
+    "defrost",
+    "scan",
+    "link",
+    "storage",
+    "alert",
+    "command",
+    # firmware: lane weights and the door lock (issue #3)
+    "lanes",
+    "lock",
+    # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
+    # refused pickup codes
+    "stock",
+    "order",
+    "lane_check",
+    "expiry",
+    "pickup",
+]
+EVENT_TYPES = frozenset(get_args(EventType))
+ProbeStatus = Literal["ok", "crc", "missing", "suspect"]
+PROBE_STATUS = get_args(ProbeStatus)
 ALERTS_DEVICE = "alerts"  # the stream of alert changes (data names the fridge)
+
+# Field types: every limit of the format is declared here, once.
+U63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]  # seqs, boots, device times: an SQLite INTEGER
+U16 = Annotated[int, Meta(ge=0, le=0xFFFF)]  # serial frame numbers
+ProbeIndex = Annotated[int, Meta(ge=0, lt=256)]
+Celsius = Annotated[float, Meta(gt=-300.0, lt=3000.0)]
+Count = Annotated[int, Meta(ge=0, le=MAX_SPAN)]
+Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]  # seqs start at 1
 
 
 def leaf_for(kind: Kind, device: str) -> str:
@@ -72,85 +83,163 @@ def leaf_for(kind: Kind, device: str) -> str:
 Kind = Literal["readings", "events"]
 
 
-class PayloadError(ValueError):
+class PayloadError(CodeError):
     """A message the cloud will not ingest; `str()` is the reason stored with it."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(reason, message)
 
 
 def topic(store: str, leaf: str) -> str:
     return f"{TOPIC_ROOT}/{store}/{leaf}"
 
 
+def decode(payload: bytes, type_: type[jsonio.T], root: str = "payload",
+           max_bytes: int | None = MAX_PAYLOAD_BYTES) -> jsonio.T:
+    """`jsonio.decode` raising PayloadError, the error of this module's callers."""
+    try:
+        return jsonio.decode(payload, type_, root=root, max_bytes=max_bytes)
+    except jsonio.JsonError as exc:
+        raise PayloadError(exc.message, exc.reason) from None
+
+
+def convert(data: Any, type_: type[jsonio.T], root: str = "data") -> jsonio.T:
+    """An event's `data` (already parsed) as `type_`; PayloadError if it is not one."""
+    try:
+        return jsonio.convert(data, type_, root=root)
+    except jsonio.JsonError as exc:
+        raise PayloadError(exc.message, exc.reason) from None
+
+
 # ---------------------------------------------------------------- records
+#
+# Frozen Structs: msgspec checks the field types and `Meta` limits while decoding;
+# `__post_init__` holds the rules across fields (msgspec reports the PayloadError it
+# raises, a ValueError, with the path of the record).
 
 
-@dataclass(frozen=True)
-class Probe:
-    index: int
-    status: str  # one of PROBE_STATUS
-    celsius: float | None  # None when the probe gave no usable value
+class Probe(Struct, frozen=True, array_like=True):
+    """On the wire `[index, status, celsius]`."""
+
+    index: ProbeIndex
+    status: ProbeStatus
+    celsius: Celsius | None  # None when the probe gave no usable value
 
 
-@dataclass(frozen=True)
-class Reading:
-    seq: int
-    fseq: int  # serial frame sequence number (u16) the reading arrived in
-    dev_ms: int  # device monotonic time of the sample, ms since the device booted
+class ProbeStats(Struct, frozen=True, array_like=True):
+    """On the wire `[index, min, mean, max, n_ok, n]`."""
+
+    index: ProbeIndex
+    minimum: Celsius | None
+    mean: Celsius | None
+    maximum: Celsius | None
+    n_ok: Count  # readings with a usable value
+    n: Count  # readings in the interval
+
+    def __post_init__(self) -> None:
+        values = (self.minimum, self.mean, self.maximum)
+        if self.n_ok:
+            if (self.minimum is None or self.mean is None or self.maximum is None
+                    or not self.minimum <= self.mean <= self.maximum):
+                raise PayloadError("min <= mean <= max does not hold")
+        elif values != (None, None, None):
+            raise PayloadError("no usable readings but values given")
+        if self.n_ok > self.n:
+            raise PayloadError("counts do not add up")
+
+
+class Aggregate(Struct, frozen=True, forbid_unknown_fields=True):
+    count: Count  # readings it replaces
+    dev_ms_last: U63
+    wall_last: float
+    fseq_last: U16
+    probes: Annotated[tuple[ProbeStats, ...], Meta(max_length=256)]
+
+    def __post_init__(self) -> None:
+        if any(p.n > self.count for p in self.probes):
+            raise PayloadError("counts do not add up")
+
+
+class Reading(Struct, frozen=True, forbid_unknown_fields=True):
+    seq: U63
+    fseq: U16  # serial frame sequence number the reading arrived in
+    dev_ms: U63  # device monotonic time of the sample, ms since the device booted
     wall: float  # terminal wall clock (unix seconds) when the frame was received
     synced: bool  # whether that wall clock was NTP-synchronised at the time
-    probes: tuple[Probe, ...]
+    probes: Annotated[tuple[Probe, ...], Meta(max_length=256)]
     # An aggregate the edge made under disk pressure replaces readings seq..seq_last:
     # `probes` then holds each probe's mean, `agg` the detail.
-    seq_last: int | None = None
+    seq_last: U63 | None = None
     agg: Aggregate | None = None
 
-
-@dataclass(frozen=True)
-class ProbeStats:
-    index: int
-    minimum: float | None
-    mean: float | None
-    maximum: float | None
-    n_ok: int  # readings with a usable value
-    n: int  # readings in the interval
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    count: int  # readings it replaces
-    dev_ms_last: int
-    wall_last: float
-    fseq_last: int
-    probes: tuple[ProbeStats, ...]
+    def __post_init__(self) -> None:
+        if self.seq_last is None and self.agg is None:
+            return
+        if self.seq_last is None or self.agg is None:
+            raise PayloadError("seq_last and agg come together")
+        if not self.seq < self.seq_last <= self.seq + MAX_SPAN:
+            raise PayloadError(f"seq_last {self.seq_last} does not follow seq {self.seq}")
+        span = self.seq_last - self.seq + 1
+        if self.agg.count != span:
+            raise PayloadError(f"agg.count: {self.agg.count} readings but seqs span {span}")
 
 
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    type: str  # one of EVENT_TYPES
-    fseq: int | None
-    dev_ms: int | None
+class Event(Struct, frozen=True, forbid_unknown_fields=True):
+    seq: U63
+    type: EventType
     wall: float
     synced: bool
-    data: dict[str, Any]
+    data: dict[str, Any]  # checked by the type's own parser (e.g. xiaodian.wire.retail)
+    fseq: U16 | None = None
+    dev_ms: U63 | None = None
 
 
-@dataclass(frozen=True)
-class Batch:
+class _Message(Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
+    """What arrives on a store's topics; `kind` tells them apart."""
+
+
+class ReadingsMessage(_Message, tag="readings", frozen=True):
+    v: int
+    store: StoreId
+    device: DeviceId
+    boot: U63
+    records: Annotated[tuple[Reading, ...], Meta(min_length=1, max_length=MAX_RECORDS)]
+
+
+class EventsMessage(_Message, tag="events", frozen=True):
+    v: int
+    store: StoreId
+    device: DeviceId
+    boot: U63
+    records: Annotated[tuple[Event, ...], Meta(min_length=1, max_length=MAX_RECORDS)]
+
+
+class State(_Message, tag="state", frozen=True):
+    """Retained birth message (and Will): the agent and the devices it serves."""
+
+    store: StoreId
+    online: bool
+    boot: U63
+    wall: float
+    agent_version: Annotated[str, Meta(max_length=64)]
+    devices: Annotated[tuple[DeviceId, ...], Meta(max_length=1000)]
+    v: int = FORMAT_VERSION
+
+
+class _KindOnly(Struct):
+    """A message's kind alone, to name it when it is not what its topic carries."""
+
+    kind: Any = None
+
+
+class Batch(Struct, frozen=True):
+    """One stream's records, as the cloud ingests them."""
+
     kind: Kind
     store: str
     device: str
     boot: int
     records: tuple[Reading, ...] | tuple[Event, ...]
-
-
-@dataclass(frozen=True)
-class State:
-    store: str
-    online: bool
-    boot: int
-    wall: float
-    agent_version: str
-    devices: tuple[str, ...]
 
 
 # ---------------------------------------------------------------- building (edge side)
@@ -205,23 +294,13 @@ def batch_payload(
         "boot": boot,
         "records": records,
     }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return jsonio.encode(body)
 
 
 def state_payload(
     store: str, online: bool, boot: int, wall: float, agent_version: str, devices: list[str]
 ) -> bytes:
-    body = {
-        "v": FORMAT_VERSION,
-        "kind": "state",
-        "store": store,
-        "online": online,
-        "boot": boot,
-        "wall": wall,
-        "agent_version": agent_version,
-        "devices": devices,
-    }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return jsonio.encode(State(store, online, boot, wall, agent_version, tuple(devices)))
 
 
 # ---------------------------------------------------------------- cloud receipts
@@ -232,15 +311,26 @@ def state_payload(
 # only then; rows PUBACKed but not confirmed in time are published again (harmless: ids).
 
 
-@dataclass(frozen=True)
-class ReceiptEntry:
+class ReceiptEntry(Struct, frozen=True, forbid_unknown_fields=True):
     kind: Kind
-    device: str
-    boot: int
-    ranges: tuple[tuple[int, int], ...]  # inclusive (first, last) seq ranges
+    device: DeviceId
+    boot: U63
+    ranges: tuple[tuple[Seq, Seq], ...]  # inclusive (first, last) seq ranges
+
+    def __post_init__(self) -> None:
+        for first, last in self.ranges:
+            if not 0 <= last - first <= MAX_SPAN:
+                raise PayloadError(f"bad range {[first, last]!r}")
 
     def seqs(self) -> list[int]:
         return [s for a, b in self.ranges for s in range(a, b + 1)]
+
+
+class Receipts(Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind",
+               tag="receipts"):
+    v: int
+    store: StoreId
+    receipts: tuple[ReceiptEntry, ...]
 
 
 def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
@@ -255,21 +345,7 @@ def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
 
 
 def receipts_payload(store: str, entries: list[ReceiptEntry]) -> bytes:
-    body = {
-        "v": FORMAT_VERSION,
-        "kind": "receipts",
-        "store": store,
-        "receipts": [
-            {
-                "kind": e.kind,
-                "device": e.device,
-                "boot": e.boot,
-                "ranges": [list(r) for r in e.ranges],
-            }
-            for e in entries
-        ],
-    }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return jsonio.encode(Receipts(FORMAT_VERSION, store, tuple(entries)))
 
 
 def parse_receipts(topic_name: str, payload: bytes) -> tuple[ReceiptEntry, ...]:
@@ -277,43 +353,12 @@ def parse_receipts(topic_name: str, payload: bytes) -> tuple[ReceiptEntry, ...]:
     store, leaf = store_of_topic(topic_name)
     if leaf != "receipts":
         raise PayloadError(f"not a receipts topic: {topic_name!r}")
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise PayloadError("receipts payload is not JSON") from None
-    obj = _Obj(body, "payload")
-    if obj.integer("v") != FORMAT_VERSION or obj.text("kind") != "receipts":
+    body = decode(payload, Receipts, "receipts")
+    if body.v != FORMAT_VERSION:
         raise PayloadError("not a receipts message of a known version")
-    if obj.text("store") != store:
+    if body.store != store:
         raise PayloadError("receipts for another store")
-    entries = []
-    for i, raw in enumerate(obj.array("receipts")):
-        e = _Obj(raw, f"receipts[{i}]")
-        kind = e.text("kind")
-        if kind not in ("readings", "events"):
-            raise PayloadError(f"receipts[{i}].kind: {kind!r}")
-        ranges = []
-        for r in e.array("ranges"):
-            if (
-                not isinstance(r, list)
-                or len(r) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) for x in r)
-                or not 0 < r[0] <= r[1] < 2**63
-                or r[1] - r[0] > 1_000_000
-            ):
-                raise PayloadError(f"receipts[{i}].ranges: bad range {r!r}")
-            ranges.append((r[0], r[1]))
-        entries.append(
-            ReceiptEntry(
-                kind,  # type: ignore[arg-type]
-                _Obj.check_id(e.text("device"), f"receipts[{i}].device"),
-                e.uint("boot"),
-                tuple(ranges),
-            )
-        )
-    return tuple(entries)
+    return body.receipts
 
 
 # ---------------------------------------------------------------- parsing (cloud side)
@@ -329,206 +374,35 @@ def store_of_topic(topic_name: str) -> tuple[str, str]:
     return parts[2], parts[3]
 
 
+# What each topic leaf carries; the Struct's tag is the message's `kind`.
+_LEAF_TYPE: dict[str, type[ReadingsMessage] | type[EventsMessage] | type[State]] = {
+    "telemetry": ReadingsMessage, "events": EventsMessage, "alerts": EventsMessage,
+    "state": State}
+
+
 def parse(topic_name: str, payload: bytes) -> Batch | State:
     store, leaf = store_of_topic(topic_name)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise PayloadError("payload is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"payload is not JSON: {exc.msg} at char {exc.pos}") from None
-    except RecursionError:
-        raise PayloadError("payload nests too deeply") from None
-    obj = _Obj(body, "payload")
-    version = obj.integer("v")
-    if version != FORMAT_VERSION:
-        raise PayloadError(f"unsupported format version {version}")
-    if obj.text("store") != store:
-        raise PayloadError(
-            f"payload store {obj.text('store')!r} does not match topic store {store!r}"
-        )
-    kind = obj.text("kind")
-    expected = {"telemetry": "readings", "events": "events", "alerts": "events",
-                "state": "state"}.get(leaf)
-    if expected is None:
+    type_ = _LEAF_TYPE.get(leaf)
+    if type_ is None:
         raise PayloadError(f"no messages expected on topic leaf {leaf!r}")
-    if kind != expected:
-        raise PayloadError(f"kind {kind!r} on topic {leaf!r} (expected {expected!r})")
-    if kind == "state":
-        devices = obj.array("devices")
-        names = tuple(_Obj.check_id(d, f"payload.devices[{i}]") for i, d in enumerate(devices))
-        return State(
-            store,
-            obj.flag("online"),
-            obj.uint("boot"),
-            obj.number("wall"),
-            obj.text("agent_version"),
-            names,
-        )
-    device = _Obj.check_id(obj.text("device"), "payload.device")
-    boot = obj.uint("boot")
-    raw_records = obj.array("records")
-    if not raw_records:
-        raise PayloadError("payload.records is empty")
-    if len(raw_records) > MAX_RECORDS:
-        raise PayloadError(f"payload.records has {len(raw_records)} entries (max {MAX_RECORDS})")
-    if kind == "readings":
-        readings = tuple(_reading(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
-        return Batch("readings", store, device, boot, readings)
-    events = tuple(_event(_Obj(r, f"records[{i}]")) for i, r in enumerate(raw_records))
-    if leaf == "alerts" and (device != ALERTS_DEVICE or any(e.type != "alert" for e in events)):
+    try:
+        body = decode(payload, type_)
+    except PayloadError as exc:
+        if exc.message.startswith("payload.kind: "):
+            kind = msgspec.json.decode(payload, type=_KindOnly).kind  # JSON, with a kind
+            expected = type_.__struct_config__.tag
+            raise PayloadError(f"kind {kind!r} on topic {leaf!r} (expected {expected!r})"
+                               ) from None
+        raise
+    if body.v != FORMAT_VERSION:
+        raise PayloadError(f"unsupported format version {body.v}")
+    if body.store != store:
+        raise PayloadError(f"payload store {body.store!r} does not match topic store {store!r}")
+    if isinstance(body, State):
+        return body
+    if isinstance(body, ReadingsMessage):
+        return Batch("readings", store, body.device, body.boot, body.records)
+    if leaf == "alerts" and (body.device != ALERTS_DEVICE
+                             or any(e.type != "alert" for e in body.records)):
         raise PayloadError(f"topic alerts carries only alert events of device {ALERTS_DEVICE!r}")
-    return Batch("events", store, device, boot, events)
-
-
-def _reject_constant(name: str) -> None:
-    raise PayloadError(f"payload contains {name}, which is not a number")
-
-
-def _reading(o: _Obj) -> Reading:
-    probes = []
-    for j, p in enumerate(o.array("probes")):
-        where = f"{o.where}.probes[{j}]"
-        if not isinstance(p, list) or len(p) != 3:
-            raise PayloadError(f"{where}: expected [index, status, celsius]")
-        index, status, celsius = p
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 256:
-            raise PayloadError(f"{where}: bad probe index {index!r}")
-        if status not in PROBE_STATUS:
-            raise PayloadError(f"{where}: bad probe status {status!r}")
-        if celsius is not None:
-            if isinstance(celsius, bool) or not isinstance(celsius, int | float):
-                raise PayloadError(f"{where}: celsius must be a number or null")
-            if not -300.0 < float(celsius) < 3000.0:
-                raise PayloadError(f"{where}: celsius {celsius} is not a temperature")
-            celsius = float(celsius)
-        probes.append(Probe(index, status, celsius))
-    seq = o.uint("seq")
-    seq_last: int | None = None
-    agg: Aggregate | None = None
-    if o.get("seq_last") is not None or o.get("agg") is not None:
-        seq_last = o.uint("seq_last")
-        if not seq < seq_last <= seq + 1_000_000:
-            raise PayloadError(f"{o.where}.seq_last: {seq_last} does not follow seq {seq}")
-        agg = _aggregate(_Obj(o.get("agg"), f"{o.where}.agg"), seq_last - seq + 1)
-    return Reading(
-        seq,
-        o.u16("fseq"),
-        o.uint("dev_ms"),
-        o.number("wall"),
-        o.flag("synced"),
-        tuple(probes),
-        seq_last,
-        agg,
-    )
-
-
-def _aggregate(o: _Obj, span: int) -> Aggregate:
-    count = o.uint("count")
-    if count != span:
-        raise PayloadError(f"{o.where}.count: {count} readings but seqs span {span}")
-    stats = []
-    for j, p in enumerate(o.array("probes")):
-        where = f"{o.where}.probes[{j}]"
-        if not isinstance(p, list) or len(p) != 6:
-            raise PayloadError(f"{where}: expected [index, min, mean, max, n_ok, n]")
-        index, lo, mean, hi, n_ok, n = p
-        ints = (index, n_ok, n)
-        if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in ints):
-            raise PayloadError(f"{where}: index and counts must be non-negative integers")
-        values = (lo, mean, hi)
-        if n_ok:
-            if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
-                raise PayloadError(f"{where}: min/mean/max must be numbers")
-            if not (-300 < lo <= mean <= hi < 3000):
-                raise PayloadError(f"{where}: min <= mean <= max does not hold")
-        elif values != (None, None, None):
-            raise PayloadError(f"{where}: no usable readings but values given")
-        if n_ok > n or n > count:
-            raise PayloadError(f"{where}: counts do not add up")
-        stats.append(ProbeStats(index, lo, mean, hi, n_ok, n))
-    return Aggregate(count, o.uint("dev_ms_last"), o.number("wall_last"), o.u16("fseq_last"),
-                     tuple(stats))
-
-
-def _event(o: _Obj) -> Event:
-    type_ = o.text("type")
-    if type_ not in EVENT_TYPES:
-        raise PayloadError(f"{o.where}.type: unknown event type {type_!r}")
-    fseq = None if o.get("fseq") is None else o.u16("fseq")
-    dev_ms = None if o.get("dev_ms") is None else o.uint("dev_ms")
-    data = o.get("data")
-    if not isinstance(data, dict):
-        raise PayloadError(f"{o.where}.data: expected an object")
-    return Event(o.uint("seq"), type_, fseq, dev_ms, o.number("wall"), o.flag("synced"), data)
-
-
-class _Obj:
-    """Typed access to one JSON object, with errors that say where."""
-
-    def __init__(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise PayloadError(f"{where}: expected an object")
-        self.value = value
-        self.where = where
-
-    def get(self, key: str) -> Any:
-        return self.value.get(key)
-
-    def _need(self, key: str) -> Any:
-        if key not in self.value:
-            raise PayloadError(f"{self.where}.{key}: missing")
-        return self.value[key]
-
-    def text(self, key: str) -> str:
-        v = self._need(key)
-        if not isinstance(v, str):
-            raise PayloadError(f"{self.where}.{key}: expected a string")
-        return v
-
-    def flag(self, key: str) -> bool:
-        v = self._need(key)
-        if not isinstance(v, bool):
-            raise PayloadError(f"{self.where}.{key}: expected true or false")
-        return v
-
-    def integer(self, key: str) -> int:
-        v = self._need(key)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise PayloadError(f"{self.where}.{key}: expected an integer")
-        return v
-
-    def uint(self, key: str) -> int:
-        v = self.integer(key)
-        if not 0 <= v < 2**63:
-            raise PayloadError(f"{self.where}.{key}: out of range")
-        return v
-
-    def u16(self, key: str) -> int:
-        v = self.integer(key)
-        if not 0 <= v <= 0xFFFF:
-            raise PayloadError(f"{self.where}.{key}: out of range for u16")
-        return v
-
-    def number(self, key: str) -> float:
-        v = self._need(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise PayloadError(f"{self.where}.{key}: expected a finite number")
-        return float(v)
-
-    def array(self, key: str) -> list[Any]:
-        v = self._need(key)
-        if not isinstance(v, list):
-            raise PayloadError(f"{self.where}.{key}: expected a list")
-        return v
-
-    @staticmethod
-    def check_id(v: Any, where: str) -> str:
-        if not ids.is_device_id(v):
-            raise PayloadError(f"{where}: bad id {v!r}")
-        return v
-
-
-JsonObject = _Obj  # for the other message modules (xiaodian.wire.retail)
+    return Batch("events", store, body.device, body.boot, body.records)
