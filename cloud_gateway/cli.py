@@ -181,7 +181,8 @@ def _run(args: argparse.Namespace) -> int:
               f" {exc}", file=sys.stderr)
         return 1
     # Orders and catalogues: a publisher of their own, and a thread that retries them.
-    down_pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down")
+    down_pub = commands.CommandPublisher(
+        cfg.mqtt, commands.downlink_publisher_id(cfg.cloud.worker_id))
     downlink = DownlinkSender(cfg.cloud.database, down_pub, retry_s=cfg.cloud.downlink_retry_s,
                               resend_open_s=cfg.cloud.order_resend_s)
     try:
@@ -300,7 +301,7 @@ def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float
     from .db import Database
     from .downlink import DownlinkSender
 
-    pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down-cli-{os.getpid()}")
+    pub = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
     try:
         pub.start()
         if pub.wait_connected(timeout):
