@@ -138,6 +138,26 @@ def _open_readonly(path: Path | str) -> Database | None:
         return None
 
 
+def _shared_certificate(cfg: cloud_config.CloudConfig, client_ids: list[str]) -> str | None:
+    """Why these connections cannot run side by side, or None.
+
+    The broker makes each client id its certificate's CN, so two connections presenting
+    one certificate would take over each other's session, and a publisher's clean start
+    would wipe the worker's queued messages. Each id needs `<id>.<ext>` beside the
+    configured certificate (TlsSettings.for_client).
+    """
+    seen: dict[Path, str] = {}
+    for client_id in client_ids:
+        cert = cfg.mqtt.tls.for_client(client_id).cert
+        if cert in seen:
+            wanted = cert.with_name(client_id + cert.suffix)
+            return (f"connections {seen[cert]!r} and {client_id!r} would both use {cert}:"
+                    f" issue a certificate for {client_id!r} (xiaodian pki issue-service"
+                    f" {client_id}) and put it, with its key, at {wanted}")
+        seen[cert] = client_id
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import commands
     from .downlink import DownlinkSender
@@ -161,6 +181,15 @@ def _run(args: argparse.Namespace) -> int:
         commander = commands.Commander(
             signer, cfg.cloud.database, publisher, lifetime_s=cfg.commands.lifetime_s,
             publish_timeout_s=cfg.commands.publish_timeout_s)
+    # Checked before any connection is made (the secrets above are checked first).
+    worker_id = cfg.cloud.worker_id
+    ids = [worker_id, commands.downlink_publisher_id(worker_id)]
+    if cfg.commands.enabled:
+        ids.append(commands.default_publisher_id(worker_id))
+    problem = _shared_certificate(cfg, ids)
+    if problem:
+        print(f"xiaodian cloud: refusing to start: {problem}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -266,7 +295,11 @@ def _command(args: argparse.Namespace) -> int:
         Database.open(cfg.cloud.database).close()  # the schema, if no worker ever ran here
     except sql.ERRORS as exc:
         return fail(f"cannot open database {sql.describe(cfg.cloud.database)}: {exc}")
-    publisher = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
+    cli_id = commands.cli_publisher_id(cfg.cloud.worker_id)
+    problem = _shared_certificate(cfg, [cfg.cloud.worker_id, cli_id])
+    if problem:
+        return fail(problem)
+    publisher = commands.CommandPublisher(cfg.mqtt, cli_id)
     try:
         publisher.start()
     except OSError as exc:
@@ -301,17 +334,22 @@ def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float
     from .db import Database
     from .downlink import DownlinkSender
 
-    pub = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
-    try:
-        pub.start()
-        if pub.wait_connected(timeout):
-            DownlinkSender(cfg.cloud.database, pub).send_pending()
-    except OSError as exc:
-        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
-    except sql.ERRORS as exc:
-        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
-    finally:
-        pub.stop()
+    cli_id = commands.cli_publisher_id(cfg.cloud.worker_id)
+    problem = _shared_certificate(cfg, [cfg.cloud.worker_id, cli_id])
+    if problem:  # stored: a running worker sends it
+        print(f"xiaodian cloud: not sent now: {problem}", file=sys.stderr)
+    else:
+        pub = commands.CommandPublisher(cfg.mqtt, cli_id)
+        try:
+            pub.start()
+            if pub.wait_connected(timeout):
+                DownlinkSender(cfg.cloud.database, pub).send_pending()
+        except OSError as exc:
+            print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+        except sql.ERRORS as exc:
+            print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+        finally:
+            pub.stop()
     with Database.open(cfg.cloud.database) as db:
         row = db.conn.execute("SELECT published_at FROM downlink WHERE kind = ? AND ref = ?"
                               " ORDER BY id DESC LIMIT 1", (kind, ref)).fetchone()

@@ -315,3 +315,22 @@ def test_another_client_s_id_cannot_be_taken(
     log = broker.log_path.read_text(encoding="utf-8", errors="replace")
     assert f"as {name} (p5, c1, k60, u'store-002')" not in log
     assert "u'store-002'" in log
+
+
+def test_cloud_run_refuses_connections_that_would_share_a_certificate(
+    pki: DevPki, broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the worker's certificate at hand: its downlink publisher would connect under
+    the same CN, cut the worker off and, starting clean, wipe its queued messages."""
+    from devstack.cli import main
+
+    tls = own_files_only(pki, "cloud-1", tmp_path)
+    cfg = tmp_path / "cloud.toml"
+    cfg.write_text(
+        f'[cloud]\ndb = "{tmp_path / "c.sqlite"}"\nworker_id = "cloud-1"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n')
+    assert main(["cloud", "run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to start" in err and "'cloud-1-down'" in err
+    assert str(tls.cert.with_name("cloud-1-down.crt")) in err
