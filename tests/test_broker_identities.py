@@ -7,6 +7,7 @@ the real `mosquitto_sub`/`mosquitto_pub` binaries and with paho.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -154,6 +155,30 @@ def test_a_hostile_store_in_the_cloud_s_shared_group_takes_nothing_away(
     assert got_by_paho == []
     # Secondary: the broker refuses such a SUBSCRIBE outright (subscribe rules).
     assert [code.is_failure for code in suback] == [True]
+
+
+def test_a_store_cannot_rewrite_the_subscribe_rules(
+    broker: Broker, pki: DevPki, collect: Callable[..., Any]
+) -> None:
+    """The plugin's `$CONTROL` API is closed to every client: a store granting itself `#`
+    changes neither the rules file nor what the cloud receives."""
+    rules = broker.directory / "subscribe-rules.json"
+    before = rules.read_text(encoding="utf-8")
+    grant = json.dumps({"commands": [{
+        "command": "addRoleACL", "rolename": "store-store-002", "acltype": "subscribePattern",
+        "topic": "#", "allow": True, "priority": 100,
+    }]})
+    hostile = pki.client("store-002")
+    mosquitto_pub(broker, hostile, "store-002", "$CONTROL/dynamic-security/v1", [grant])
+    shared = "$share/ingest/xd/v1/+/telemetry"
+    cloud = collect("cloud-gateway", shared)
+    with mosquitto_sub(broker, hostile, "store-002", shared) as spy_lines:
+        payloads = [str(i) for i in range(N)]
+        mosquitto_pub(broker, pki.client("store-001"), "store-001",
+                      "xd/v1/store-001/telemetry", payloads)
+        assert sorted(m.payload.decode() for m in cloud.wait(N, timeout=10)) == sorted(payloads)
+        assert received_publishes(spy_lines) == []
+    assert rules.read_text(encoding="utf-8") == before
 
 
 def test_the_cloud_workers_still_share_the_load(
