@@ -189,9 +189,11 @@ def write_broker_config(
     bind: str = "127.0.0.1",
     dev_plaintext_port: int | None = None,
 ) -> Path:
-    """Write `mosquitto.conf` and its ACL into `directory`; return the config's path.
+    """Write `mosquitto.conf`, its ACL and its subscribe rules into `directory`; return the
+    config's path.
 
-    The broker's log, persistence database and ACL all live in `directory`. The TLS
+    The broker's log, persistence database, ACL and subscribe rules (for every store and
+    service in the CA's index: regenerate after enrolling one) all live in `directory`. The TLS
     listener binds `bind` (loopback by default; a store-facing broker needs its LAN or
     public address). When the PKI has a CRL, the broker checks client certificates
     against it; Mosquitto 2.0.11 reads the CRL only at start-up, so a revocation takes
