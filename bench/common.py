@@ -42,6 +42,10 @@ from xiaodian.pki import DevPki, dev_pki
 STORE = "store-001"
 IDLE_STORE = "store-002"
 SERVICE = "cloud-gateway"
+CLOUD_WORKER = "bench-ingest"
+# One certificate per cloud connection (the broker makes the CN the client id): the
+# benchmark's observer, and the worker with its publishers (found beside SERVICE's).
+SERVICES = (SERVICE, *(f"{CLOUD_WORKER}{s}" for s in ("", "-cmd", "-down", "-cli")))
 # Records per EdgeStore.add transaction when building a backlog (the agent's DRAIN_MAX).
 ADD_CHUNK = 2000
 
@@ -62,7 +66,7 @@ def wait_for(ready: Callable[[], bool], timeout: float, what: str, step: float =
 
 
 def make_pki(directory: Path) -> DevPki:
-    return dev_pki(directory / "pki", stores=[STORE, IDLE_STORE], services=[SERVICE])
+    return dev_pki(directory / "pki", stores=[STORE, IDLE_STORE], services=SERVICES)
 
 
 def mqtt_settings(host: str, port: int, pki: DevPki, name: str) -> MqttSettings:
@@ -79,7 +83,7 @@ class CloudProcess:
         self.out = directory / "cloud.out"
         self.log = directory / "cloud.log"
         self.config.write_text(
-            f"[cloud]\ndb = {_toml(self.db)}\nworker_id = \"bench-ingest\"\n"
+            f"[cloud]\ndb = {_toml(self.db)}\nworker_id = \"{CLOUD_WORKER}\"\n"
             'http_host = "127.0.0.1"\nhttp_port = 0\n' + mqtt_toml(settings),
             encoding="utf-8",
         )

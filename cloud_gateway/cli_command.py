@@ -8,6 +8,7 @@ import sys
 
 from . import config as cloud_config
 from . import sql
+from .cli_certs import shared_certificate
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -34,7 +35,11 @@ def _command(args: argparse.Namespace) -> int:
         Database.open(cfg.cloud.database).close()  # the schema, if no worker ever ran here
     except sql.ERRORS as exc:
         return fail(f"cannot open database {sql.describe(cfg.cloud.database)}: {exc}")
-    publisher = commands.CommandPublisher(cfg.mqtt, commands.cli_publisher_id(cfg.cloud.worker_id))
+    cli_id = commands.cli_publisher_id(cfg.cloud.worker_id)
+    problem = shared_certificate(cfg, [cfg.cloud.worker_id, cli_id])
+    if problem:
+        return fail(problem)
+    publisher = commands.CommandPublisher(cfg.mqtt, cli_id)
     try:
         publisher.start()
     except OSError as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 from . import config as cloud_config
 from . import sql
+from .cli_certs import shared_certificate
 from .cli_read import _db_path, _open_readonly
 
 
@@ -19,17 +19,22 @@ def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float
     from .db import Database
     from .downlink import DownlinkSender
 
-    pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down-cli-{os.getpid()}")
-    try:
-        pub.start()
-        if pub.wait_connected(timeout):
-            DownlinkSender(cfg.cloud.database, pub).send_pending()
-    except OSError as exc:
-        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
-    except sql.ERRORS as exc:
-        print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
-    finally:
-        pub.stop()
+    cli_id = commands.cli_publisher_id(cfg.cloud.worker_id)
+    problem = shared_certificate(cfg, [cfg.cloud.worker_id, cli_id])
+    if problem:  # stored: a running worker sends it
+        print(f"xiaodian cloud: not sent now: {problem}", file=sys.stderr)
+    else:
+        pub = commands.CommandPublisher(cfg.mqtt, cli_id)
+        try:
+            pub.start()
+            if pub.wait_connected(timeout):
+                DownlinkSender(cfg.cloud.database, pub).send_pending()
+        except OSError as exc:
+            print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+        except sql.ERRORS as exc:
+            print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
+        finally:
+            pub.stop()
     with Database.open(cfg.cloud.database) as db:
         row = db.conn.execute("SELECT published_at FROM downlink WHERE kind = ? AND ref = ?"
                               " ORDER BY id DESC LIMIT 1", (kind, ref)).fetchone()

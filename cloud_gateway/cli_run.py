@@ -11,6 +11,7 @@ from typing import Any
 
 from . import config as cloud_config
 from . import sql
+from .cli_certs import shared_certificate
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -36,6 +37,15 @@ def _run(args: argparse.Namespace) -> int:
         commander = commands.Commander(
             signer, cfg.cloud.database, publisher, lifetime_s=cfg.commands.lifetime_s,
             publish_timeout_s=cfg.commands.publish_timeout_s)
+    # Checked before any connection is made (the secrets above are checked first).
+    worker_id = cfg.cloud.worker_id
+    ids = [worker_id, commands.downlink_publisher_id(worker_id)]
+    if cfg.commands.enabled:
+        ids.append(commands.default_publisher_id(worker_id))
+    problem = shared_certificate(cfg, ids)
+    if problem:
+        print(f"xiaodian cloud: refusing to start: {problem}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -56,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
               f" {exc}", file=sys.stderr)
         return 1
     # Orders and catalogues: a publisher of their own, and a thread that retries them.
-    down_pub = commands.CommandPublisher(cfg.mqtt, f"{cfg.cloud.worker_id}-down")
+    down_pub = commands.CommandPublisher(
+        cfg.mqtt, commands.downlink_publisher_id(cfg.cloud.worker_id))
     downlink = DownlinkSender(cfg.cloud.database, down_pub, retry_s=cfg.cloud.downlink_retry_s,
                               resend_open_s=cfg.cloud.order_resend_s)
     try:

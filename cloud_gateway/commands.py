@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import stat
 import time
@@ -354,9 +353,16 @@ def default_publisher_id(worker_id: str) -> str:
     return f"{worker_id}-cmd"
 
 
+def downlink_publisher_id(worker_id: str) -> str:
+    return f"{worker_id}-down"
+
+
 def cli_publisher_id(worker_id: str) -> str:
-    # Its own id: taking `<worker_id>-cmd` would cut off a running worker's publisher.
-    return f"{worker_id}-cmd-cli-{os.getpid()}"
+    # Its own id (and certificate, <worker_id>-cli.crt): the broker makes the client id the
+    # certificate's CN, and taking `<worker_id>-cmd` would cut off a running worker's
+    # publisher. Two CLI commands at once for the same worker would take turns cutting
+    # each other off: run them one after the other.
+    return f"{worker_id}-cli"
 
 
 def parse_cli_params(action: str, pairs: list[str]) -> dict[str, Scalar]:

@@ -14,10 +14,10 @@ Example (`cloud.toml`; relative paths are relative to the file):
     host = "localhost"
     port = 8883
 
-    [mqtt.tls]
-    ca = "pki/ca.pem"
-    cert = "pki/cloud-gateway.pem"
-    key = "pki/cloud-gateway.key"
+    [mqtt.tls]               # the broker makes each certificate's CN the client id, so
+    ca = "pki/ca.pem"         # every connection has its own: cloud-1.pem here, and beside
+    cert = "pki/cloud-1.pem"  # it cloud-1-down.pem, cloud-1-cmd.pem, cloud-1-cli.pem (and
+    key = "pki/cloud-1.key"   # .key); TlsSettings.for_client picks them
 
     [commands]                # optional: without it this worker collects results only
     signing_key = "cmdkey/command-signing.key"   # Ed25519 PEM, mode 0600

@@ -1,7 +1,10 @@
 """A private Mosquitto broker: config, ACL and process control, from the PKI directory.
 
 The broker listens with TLS only and requires a client certificate (checked against the CA's
-CRL) whose CN becomes the MQTT username; the ACL confines each store to `xd/v1/<its id>/...`.
+CRL) whose CN becomes the MQTT username *and* the client id, so no client can take over
+another's session; the ACL confines each store to `xd/v1/<its id>/...`, and a subscription
+filter (the dynamic-security plugin, see `subscribe_rules`) keeps stores out of other trees
+and out of the cloud's shared groups.
 `Broker` runs its own `mosquitto` on a free loopback port for the demo and the tests and
 never touches a system broker; `write_broker_config` also serves a deployed broker
 (`xiaodian broker config`).
@@ -9,7 +12,9 @@ never touches a system broker; `write_broker_config` also serves a deployed brok
 
 from __future__ import annotations
 
+import glob
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from xiaodian.pki import list_certificates
 from xiaodian.pki.ca import DevPki
 from xiaodian.pki.names import check_name
 
@@ -29,10 +35,17 @@ log = logging.getLogger(__name__)
 
 CONF_NAME = "mosquitto.conf"
 ACL_NAME = "acl"
+SUBSCRIBE_RULES_NAME = "subscribe-rules.json"
 LOG_NAME = "mosquitto.log"
 DATA_DIR = "data"
 # Debian installs the broker in /usr/sbin, which is not on an ordinary user's PATH.
 EXTRA_BIN_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin")
+# Where Debian/Ubuntu and a source install put the dynamic-security plugin.
+DYNSEC_GLOBS: tuple[str, ...] = (
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/*mosquitto_dynamic_security.so",
+)
 
 # What a store may do, with %u = its certificate CN = store id (see MQTT.md).
 _STORE_PATTERNS = (
@@ -56,8 +69,25 @@ _SERVICE_TOPICS = (
 )
 
 
+# Topic filters a store may SUBSCRIBE to, beyond which it gets nothing (see subscribe_rules).
+_STORE_SUBSCRIPTIONS = ("orders", "catalogue", "cmd/req", "receipts")
+
+
 class BrokerError(RuntimeError):
     """The broker could not be found, configured or started; the message says why."""
+
+
+def find_dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin, or a BrokerError naming the package."""
+    for pattern in DYNSEC_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise BrokerError(
+        "mosquitto_dynamic_security.so not found (looked for "
+        + ", ".join(DYNSEC_GLOBS)
+        + "): it comes with the Debian/Ubuntu package 'mosquitto' 2.0 or later"
+    )
 
 
 def find_mosquitto() -> str:
@@ -82,16 +112,72 @@ def acl_text(services: Sequence[str]) -> str:
     orders and commands); names not listed are stores and get only the patterns.
     """
     lines = [
-        "# Written by devstack.broker. Usernames are certificate CNs.",
-        "# Stores: confined to their own subtree. In Mosquitto 2.0 a SUBSCRIBE is not",
-        "# checked, but every delivery is, so a store subscribed to # still only receives",
-        "# what the read patterns allow.",
+        "# Written by devstack.broker. Usernames are certificate CNs (= client ids).",
+        "# Stores: confined to their own subtree. This file never checks a SUBSCRIBE",
+        "# (Mosquitto 2.0), only each delivery; subscribe-rules.json decides those.",
         *_STORE_PATTERNS,
     ]
     for name in services:
         check_name(name)
         lines += ["", f"user {name}", *_SERVICE_TOPICS]
     return "\n".join(lines) + "\n"
+
+
+def subscribe_rules(stores: Sequence[str], services: Sequence[str]) -> dict[str, object]:
+    """The dynamic-security plugin's configuration: who may SUBSCRIBE to what.
+
+    Mosquitto 2.0's ACL file never checks a SUBSCRIBE (only each delivery), so without this
+    a store could join the cloud's shared group `$share/ingest/xd/v1/+/telemetry`: the broker
+    would hand it its turn of every store's messages and then drop them on the read ACL. The
+    plugin runs before the ACL file and decides every subscription of the names it lists:
+    a store only its own downlink topics, a service `xd/v1/...` and shared groups on it.
+    Publishing and delivery it leaves to the ACL file (no publish rule, default deny ->
+    the plugin defers). A name it does not list (a store certified after this file was
+    written) falls through to the ACL file, which allows the SUBSCRIBE: regenerate and
+    restart the broker after enrolling a store.
+    """
+
+    def rule(kind: str, topic: str, allow: bool = True, priority: int = 0) -> dict[str, object]:
+        return {"acltype": kind, "topic": topic, "allow": allow, "priority": priority}
+
+    roles: list[dict[str, object]] = [{
+        "rolename": "service",
+        "acls": [rule("subscribePattern", "xd/v1/#"), rule("subscribePattern", "$share/+/xd/v1/#")],
+    }]
+    clients: list[dict[str, object]] = []
+    for name in services:
+        clients.append({"username": check_name(name), "roles": [{"rolename": "service"}]})
+    for name in stores:
+        check_name(name)
+        acls = [rule("subscribeLiteral", f"xd/v1/{name}/{leaf}") for leaf in _STORE_SUBSCRIPTIONS]
+        # Checked last: an explicit refusal, since "no rule" would defer to the ACL file.
+        acls.append(rule("subscribePattern", "#", allow=False, priority=-1))
+        roles.append({"rolename": f"store-{name}", "acls": acls})
+        clients.append({"username": name, "roles": [{"rolename": f"store-{name}"}]})
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
+
+
+def _stores_of(pki: DevPki) -> list[str]:
+    """Every store the CA ever certified (also those enrolled by CSR, whose key is elsewhere)."""
+    names = list(pki.stores)
+    try:
+        issued = list_certificates(pki.ca.parent)
+    except (OSError, ValueError):  # a PKI without an index: only what DevPki names
+        return names
+    for item in issued:
+        if item.kind == "store" and item.name not in names:
+            names.append(item.name)
+    return names
 
 
 def write_broker_config(
@@ -103,9 +189,11 @@ def write_broker_config(
     bind: str = "127.0.0.1",
     dev_plaintext_port: int | None = None,
 ) -> Path:
-    """Write `mosquitto.conf` and its ACL into `directory`; return the config's path.
+    """Write `mosquitto.conf`, its ACL and its subscribe rules into `directory`; return the
+    config's path.
 
-    The broker's log, persistence database and ACL all live in `directory`. The TLS
+    The broker's log, persistence database, ACL and subscribe rules (for every store and
+    service in the CA's index: regenerate after enrolling one) all live in `directory`. The TLS
     listener binds `bind` (loopback by default; a store-facing broker needs its LAN or
     public address). When the PKI has a CRL, the broker checks client certificates
     against it; Mosquitto 2.0.11 reads the CRL only at start-up, so a revocation takes
@@ -128,8 +216,14 @@ def write_broker_config(
     data_dir.mkdir(mode=0o700, exist_ok=True)
     acl_path = directory / ACL_NAME
     acl_path.write_text(acl_text(pki.services), encoding="utf-8")
+    rules_path = directory / SUBSCRIBE_RULES_NAME
+    rules = subscribe_rules(_stores_of(pki), pki.services)
+    rules_path.write_text(json.dumps(rules, indent=1) + "\n", encoding="utf-8")
+    plugin = find_dynsec_plugin()
     paths = {
         "acl_file": acl_path,
+        "plugin": Path(plugin),
+        "plugin_opt_config_file": rules_path,
         "persistence_location": data_dir,
         "log_dest file": directory / LOG_NAME,
         "cafile": pki.ca,
@@ -158,6 +252,9 @@ def write_broker_config(
         # their certificate's CN whatever this says (require_certificate).
         f"allow_anonymous {'true' if dev_plaintext_port is not None else 'false'}",
         f"acl_file {acl_path}",
+        # Asked first, it decides every SUBSCRIBE of a listed name (subscribe_rules).
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {rules_path}",
         "",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {data_dir}",
@@ -188,7 +285,7 @@ def write_broker_config(
         "log_timestamp true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S%z",
         "",
-        # TLS only, a client certificate required, its CN the username.
+        # TLS only, a client certificate required, its CN the username and the client id.
         f"listener {port} {bind}",
         f"cafile {pki.ca}",
         f"certfile {pki.server_cert}",
@@ -196,8 +293,10 @@ def write_broker_config(
         "tls_version tlsv1.2",  # the minimum; TLS 1.3 is accepted
         "require_certificate true",
         "use_identity_as_username true",
-        # Not use_username_as_clientid: several cloud workers share the cloud-gateway
-        # certificate and would take over each other's connection.
+        # The client id a client sends is replaced by its CN: without this, any certificate
+        # could connect as `store-001` (or a cloud worker), cut the real client off and take
+        # over or wipe its persistent session. Each connection needs its own certificate.
+        "use_username_as_clientid true",
     ]
     if pki.crl is not None:
         # Read once at start-up: restart the broker after `xiaodian pki revoke`.
@@ -403,16 +502,20 @@ def _free_port(host: str) -> int:
 
 
 def _probe(host: str, port: int, ca: Path, cert: Path, key: Path) -> None:
-    """Complete a TLS handshake and an MQTT 3.1.1 CONNECT/CONNACK, then disconnect.
+    """Complete a TLS handshake with a client certificate and get a CONNACK, then close.
 
     A CONNACK proves more than an open port: TLS, client-certificate checking and the
-    broker's main loop all work.
+    broker's main loop all work. The CONNECT names protocol level 3 under "MQTT", which the
+    broker refuses (return code 1) before it authenticates: an accepted CONNECT would take
+    the certificate's CN as its client id (use_username_as_clientid) and so cut off, or with
+    a clean session wipe, the real client of that name, e.g. a worker whose persistent
+    session the broker just restored. Costs one "Invalid protocol version" log line.
     """
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
     ctx.load_cert_chain(str(cert), str(key))
     client_id = f"xiaodian-probe-{os.getpid()}".encode()
-    # Protocol level 4, clean session, keepalive 5 s; remaining length fits in one byte.
-    body = b"\x00\x04MQTT\x04\x02\x00\x05" + len(client_id).to_bytes(2, "big") + client_id
+    # Protocol level 3, clean session, keepalive 5 s; remaining length fits in one byte.
+    body = b"\x00\x04MQTT\x03\x02\x00\x05" + len(client_id).to_bytes(2, "big") + client_id
     with (
         socket.create_connection((host, port), timeout=2.0) as raw,
         ctx.wrap_socket(raw, server_hostname=host) as tls,
@@ -421,9 +524,8 @@ def _probe(host: str, port: int, ca: Path, cert: Path, key: Path) -> None:
         connack = _read_exactly(tls, 4)
         if connack[:2] != b"\x20\x02":
             raise ConnectionError(f"not a CONNACK: {connack!r}")
-        if connack[3] != 0:
+        if connack[3] != 1:  # 1: unacceptable protocol version, as asked for
             raise _Refused(f"CONNACK return code {connack[3]}")
-        tls.sendall(b"\xe0\x00")  # DISCONNECT
 
 
 def _read_exactly(sock: ssl.SSLSocket, n: int) -> bytes:

@@ -102,10 +102,11 @@ def register(subparsers: Any) -> None:
     bcmds = b.add_subparsers(dest="broker_command", required=True, metavar="BROKER_COMMAND")
     conf = bcmds.add_parser(
         "config",
-        help="write mosquitto.conf and the ACL",
-        description="TLS listener requiring client certificates (CN = username), the CRL, "
-        "and an ACL confining each store to its own topics. No plaintext listener unless "
-        "--dev-plaintext-local, which binds 127.0.0.1 only.",
+        help="write mosquitto.conf, the ACL and the subscribe rules",
+        description="TLS listener requiring client certificates (CN = username = client "
+        "id), the CRL, an ACL confining each store to its own topics and subscribe rules "
+        "keeping stores out of other trees and the cloud's shared groups. No plaintext "
+        "listener unless --dev-plaintext-local, which binds 127.0.0.1 only.",
     )
     conf.set_defaults(func=_guarded(_broker_config))
     conf.add_argument("--dir", type=Path, required=True, help="broker directory to write")
@@ -159,13 +160,21 @@ def _sign_csr(args: argparse.Namespace) -> int:
     out.write_bytes(cert.public_bytes(Encoding.PEM))
     log.info("signed CSR for %s: serial %x", args.store, cert.serial_number)
     print(f"{out} serial {cert.serial_number:x} not-after {cert.not_valid_after_utc:%Y-%m-%d}")
+    print(_REGENERATE_STORE, file=sys.stderr)
     return 0
+
+
+# stderr, so scripts reading the paths on stdout are not disturbed.
+_REGENERATE_STORE = (
+    "regenerate the broker config (its subscribe rules name stores) and restart it"
+)
 
 
 def _issue_store(args: argparse.Namespace) -> int:
     cert, key = pki.issue_store(args.dir, args.store, args.days)
     log.info("issued store certificate for %s", args.store)
     print(f"{cert}\n{key}")
+    print(_REGENERATE_STORE, file=sys.stderr)
     return 0
 
 

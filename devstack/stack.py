@@ -124,6 +124,12 @@ class StoreStack:
         return f"http://127.0.0.1:{self.kiosk_port}/counter"
 
     @property
+    def cloud_identities(self) -> list[str]:
+        """One certificate per cloud connection: the broker makes the CN the client id."""
+        return [f"ingest-{n}{suffix}" for n in range(1, self.cloud_workers + 1)
+                for suffix in ("", "-cmd", "-down", "-cli")]
+
+    @property
     def cloud_part_names(self) -> list[str]:
         return ["cloud"] + [f"cloud-{n}" for n in range(2, self.cloud_workers + 1)]
 
@@ -144,7 +150,7 @@ class StoreStack:
             raise StackError("cloud_workers: must be at least 1")
         self.prepare()
         fridges, scanners = scenario_devices(self.scenario)
-        pki = dev_pki(self.workdir / "pki", stores=[self.store], services=["cloud-gateway"])
+        pki = dev_pki(self.workdir / "pki", stores=[self.store], services=self.cloud_identities)
         self.broker = Broker(self.workdir / "broker", pki)
         self.broker.start()
 
@@ -156,7 +162,7 @@ class StoreStack:
                 f'[cloud]\ndb = {_toml_str(self.cloud_db)}\nworker_id = "ingest-{n}"\n'
                 f'http_host = "127.0.0.1"\nhttp_port = {self.http_port if n == 1 else 0}\n'
                 + ("downlink_retry_s = 1.0\n" if self.retail else "")
-                + _mqtt_toml(self.broker, pki, "cloud-gateway", self.reconnect_max_s)
+                + _mqtt_toml(self.broker, pki, f"ingest-{n}", self.reconnect_max_s)
                 + cloud_retail
                 + (f"\n{self.cloud_alerts_toml}\n" if self.cloud_alerts_toml else ""),
                 encoding="utf-8",

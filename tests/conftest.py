@@ -9,7 +9,6 @@ def test_example(mqtt_settings, collect):
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,17 @@ from xiaodian.mqtt import MqttSettings, new_client
 from xiaodian.pki import DevPki, dev_pki
 
 STORES = ("store-001", "store-002")
-SERVICES = ("cloud-gateway",)
+# The broker makes every client id its certificate's CN, so each cloud connection a test
+# opens needs a certificate of its own: a worker id, and its command (-cmd), downlink
+# (-down) and CLI (-cli) publishers (TlsSettings.for_client finds them beside the
+# cloud-gateway one). Observers are for `collect` on the cloud side.
+WORKERS = ("cloud-1", "cloud-2", "cloud-a", "cloud-b", "cloud-k", "ingest-test", "cli-test")
+OBSERVERS = tuple(f"observer-{n}" for n in range(1, 9))
+SERVICES = (
+    "cloud-gateway",
+    *(f"{w}{suffix}" for w in WORKERS for suffix in ("", "-cmd", "-down", "-cli")),
+    *OBSERVERS,
+)
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +97,29 @@ class Collector:
             if not self._cond.wait_for(lambda: self._suback is not None, _left(deadline)):
                 raise TimeoutError(f"no SUBACK for {topic}")
 
-    def wait(self, count: int, timeout: float = 5.0) -> list[Received]:
-        """All messages so far, once there are at least `count`; AssertionError at the deadline."""
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> list[Any]:
+        """Subscribe to one more filter; the SUBACK's reason codes once it arrives."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
+            self._suback = None
+        self.client.subscribe(topic, qos)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._suback is not None, timeout):
+                raise TimeoutError(f"no SUBACK for {topic}")
+            return list(self._suback or [])
+
+    def wait(self, count: int, timeout: float = 5.0, topic: str | None = None) -> list[Received]:
+        """All messages so far (on `topic` only, if given), once there are at least `count`;
+        AssertionError at the deadline."""
+
+        def mine() -> list[Received]:
+            return [m for m in self.messages if topic is None or m.topic == topic]
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(mine()) >= count, timeout):
                 raise AssertionError(
                     f"expected {count} message(s) within {timeout} s, got {self.messages!r}"
                 )
-            return list(self.messages)
+            return mine()
 
     def close(self) -> None:
         self.client.disconnect()
@@ -123,12 +147,18 @@ class Collector:
 
 @pytest.fixture
 def collect(mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[Callable[..., Collector]]:
-    """`collect(name, topic, qos=1)`: a Collector connected as `name`, already subscribed."""
+    """`collect(name, topic, qos=1)`: a Collector connected as `name`, already subscribed.
+
+    A service name gets an observer certificate of its own (same rights), so collectors
+    never take over a cloud connection the test runs under that name; a store name is that
+    store (its client id is its store id: do not run a second client of it meanwhile).
+    """
     collectors: list[Collector] = []
-    numbers = itertools.count(1)
+    observers = iter(OBSERVERS)
 
     def start(name: str, topic: str, qos: int = 1, timeout: float = 5.0) -> Collector:
-        c = Collector(mqtt_settings(name), f"{name}-collector-{next(numbers)}")
+        identity = next(observers) if name in SERVICES else name
+        c = Collector(mqtt_settings(identity), identity)
         collectors.append(c)
         c.start(topic, qos, timeout)
         return c

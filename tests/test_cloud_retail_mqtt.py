@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from helpers.broker import connected
 from helpers.edge import wait
@@ -35,6 +36,7 @@ Settings = Callable[[str], MqttSettings]
 TOKEN = "retail-" + "y" * 40
 MILK = "06901234567892"
 EGGS = "06901234567809"
+ORDERS = "xd/v1/store-001/orders"
 CATALOGUE = {"items": [
     {"item": MILK, "name": "Fresh milk 1 L", "unit": "piece", "shelf_life_days": 7,
      "storage": "chilled", "location": {"fridge": "fridge-1", "lane": 2, "unit_grams": 1030}},
@@ -94,35 +96,47 @@ def cloud(mqtt_settings: Settings, tmp_path: Path, pki: DevPki,
         worker.stop()
 
 
+def topic_payload(msg: Any) -> tuple[str, bytes]:
+    return msg.topic, msg.payload
+
+
 def send_stock(settings: MqttSettings, store: str, seq0: int,
-               moves: list[tuple[str, str, int]]) -> None:
-    """Publish stock movements as the store's edge does: events of device `ledger`."""
+               moves: list[tuple[str, str, int]], client: mqtt.Client | None = None) -> None:
+    """Publish stock movements as the store's edge does: events of device `ledger`; on
+    `client` if given (the store's one connection: its client id is its certificate's CN)."""
     recs = [event_record(seq0 + n, "stock", None, None, time.time(), True,
                          contract.movement_data(contract.Movement(uuid.uuid4().hex, k, i, q)))
             for n, (k, i, q) in enumerate(moves)]
-    with connected(settings, f"{store}-ledger-test") as client:
-        info = client.publish(f"xd/v1/{store}/events",
-                              batch_payload("events", store, "ledger", 1, recs), qos=1)
-        info.wait_for_publish(5)
+    payload = batch_payload("events", store, "ledger", 1, recs)
+    if client is not None:
+        client.publish(f"xd/v1/{store}/events", payload, qos=1).wait_for_publish(5)
+        return
+    with connected(settings, store) as own:
+        own.publish(f"xd/v1/{store}/events", payload, qos=1).wait_for_publish(5)
 
 
 def test_catalogue_is_retained_and_orders_reach_only_their_store(
     cloud: Cloud, collect: Callable[..., Any], mqtt_settings: Settings
 ) -> None:
-    orders = collect("store-001", "xd/v1/store-001/orders")
+    # The store's one connection (the broker makes its client id its CN): it listens to its
+    # orders, later to its catalogue, and sends its stock events.
+    orders = collect("store-001", ORDERS)
     status, body = cloud.call("PUT", "/api/stores/store-001/catalogue", CATALOGUE)
     assert status == 200, body
     assert body["version"] == 1 and body["published_at"] is not None
     cloud.call("PUT", "/api/stores/store-002/catalogue", {"items": CATALOGUE["items"][:1]})
     # A terminal that subscribes later (a new one, or after a reinstall) gets it at once.
-    late = collect("store-001", "xd/v1/store-001/catalogue")
-    msg = late.wait(1)[0]
+    orders.subscribe("xd/v1/store-001/catalogue")
+    msg = orders.wait(1, topic="xd/v1/store-001/catalogue")[0]
     assert msg.retain and msg.qos == 1
     cat = contract.parse_downlink(msg.topic, msg.payload)
     assert isinstance(cat, contract.Catalogue) and cat.version == 1
     assert cat.items[0].location == contract.Location("fridge-1", 2, 1030)
-    # Store 002 asking for everyone's catalogue gets its own only (ACL on delivery).
+    # Store 002 asking for everyone's catalogue is refused (the broker's subscribe rules);
+    # asking for its own, it gets its own only.
     nosy = collect("store-002", "xd/v1/+/catalogue")
+    [code] = nosy.subscribe("xd/v1/store-002/catalogue")
+    assert not code.is_failure
     assert [m.topic for m in nosy.wait(1)] == ["xd/v1/store-002/catalogue"]
 
     status, body = cloud.call("GET", "/api/stores/store-001/catalogue")
@@ -136,7 +150,8 @@ def test_catalogue_is_retained_and_orders_reach_only_their_store(
     assert body["short"] == [{"item": MILK, "wanted": 2, "available": 0}]
 
     send_stock(mqtt_settings("store-001"), "store-001", 1,
-               [("delivery", MILK, 5), ("delivery", EGGS, 6), ("sale", EGGS, -1)])
+               [("delivery", MILK, 5), ("delivery", EGGS, 6), ("sale", EGGS, -1)],
+               client=orders.client)
     wait(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
          timeout=10, what="stock from the store's events")
     status, body = cloud.call("POST", "/api/stores/store-001/orders", order)
@@ -144,7 +159,7 @@ def test_catalogue_is_retained_and_orders_reach_only_their_store(
     oid, code = body["id"], body["pickup_code"]
     assert body["order"]["state"] == "open" and body["order"]["published_at"] is not None
 
-    got = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(1)[0]))
+    got = contract.parse_downlink(*topic_payload(orders.wait(1, topic=ORDERS)[0]))
     assert isinstance(got, contract.Order)
     assert (got.id, got.store, got.mode, got.customer) == (oid, "store-001", "pickup", "Wang L.")
     assert got.lines == (contract.OrderLine(MILK, 2),)
@@ -162,13 +177,13 @@ def test_catalogue_is_retained_and_orders_reach_only_their_store(
     status, body = cloud.call("POST", "/api/stores/store-001/orders",
                               {**order, "items": [{"item": EGGS, "qty": 1}], "mode": "delivery"})
     assert status == 201 and body["pickup_code"] is None, body
-    assert contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(2)[1])).mode \
+    assert contract.parse_downlink(*topic_payload(orders.wait(2, topic=ORDERS)[1])).mode \
         == "delivery"
 
     status, body = cloud.call("POST", f"/api/stores/store-001/orders/{oid}/cancel",
                               {"reason": "customer called"})
     assert status == 200 and body["state"] == "cancelled"
-    cancel = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(3)[2]))
+    cancel = contract.parse_downlink(*topic_payload(orders.wait(3, topic=ORDERS)[2]))
     assert cancel == contract.Cancel(oid, "store-001", "customer called")
     status, body = cloud.call("GET", "/api/stores/store-001/orders")
     assert [(o["id"], o["state"]) for o in body["orders"]] == [(oid + 1, "open"),
@@ -241,12 +256,12 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
         '[[items]]\nitem = "06901234567892"\nname = "Fresh milk 1 L"\nunit = "piece"\n'
         'shelf_life_days = 7\nstorage = "chilled"\n'
         'location = { fridge = "fridge-1", lane = 0, unit_grams = 1030 }\n')
-    orders = collect("store-001", "xd/v1/store-001/orders")
+    orders = collect("store-001", ORDERS)
     assert main(["cloud", "catalogue", "push", "store-001", str(cat), "--config", str(cfg)]) == 0
     assert json.loads(capsys.readouterr().out) == {"store": "store-001", "version": 1,
                                                    "items": 1, "sent": True}
-    late = collect("store-001", "xd/v1/store-001/catalogue")
-    assert late.wait(1)[0].retain
+    orders.subscribe("xd/v1/store-001/catalogue")  # the same store, one connection
+    assert orders.wait(1, topic="xd/v1/store-001/catalogue")[0].retain
 
     argv = ["cloud", "order", "create", "--config", str(cfg), "--store", "store-001",
             "--item", f"{MILK}=2", "--customer", "Li"]
@@ -263,7 +278,8 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["sent"] and out["pickup_code"].startswith("PK1:")
-    got = contract.parse_downlink(orders.wait(1)[0].topic, orders.wait(1)[0].payload)
+    [msg] = orders.wait(1, topic=ORDERS)
+    got = contract.parse_downlink(msg.topic, msg.payload)
     assert isinstance(got, contract.Order) and got.id == out["id"]
 
     assert main(["cloud", "stock", "store-001", "--config", str(cfg), "--format", "json"]) == 0

@@ -306,6 +306,11 @@ def test_broker_config_from_the_pki(ca: Path, tmp_path: Path) -> None:
     assert "INSECURE" not in conf
     acl = (out / "acl").read_text()
     assert "pattern read xd/v1/%u/cmd/req" in acl and "user cloud-gateway" in acl
+    # Client id = CN, and the subscribe rules name the CA's stores and services.
+    assert "use_username_as_clientid true" in lines
+    rules = json.loads((out / "subscribe-rules.json").read_text())
+    assert {c["username"] for c in rules["clients"]} == {"cloud-gateway", "store-001"}
+    assert f"plugin_opt_config_file {out.resolve() / 'subscribe-rules.json'}" in lines
 
 
 def test_broker_config_plaintext_only_with_the_dev_flag(ca: Path, tmp_path: Path) -> None:

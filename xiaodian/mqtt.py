@@ -25,6 +25,23 @@ class TlsSettings:
     cert: Path  # this client's certificate; its CN is the store id or service name
     key: Path
 
+    def for_client(self, client_id: str) -> TlsSettings:
+        """The certificate to connect as `client_id`: `<client_id>.<ext>` beside `cert` if
+        there is one (and its key), else `cert` itself.
+
+        The broker makes the client id the certificate's CN (use_username_as_clientid), so a
+        process with several connections (a cloud worker, its command and downlink
+        publishers) needs one certificate per connection, or they would take over each
+        other's session.
+        """
+        if self.cert.stem == client_id:
+            return self
+        cert = self.cert.with_name(client_id + self.cert.suffix)
+        key = self.key.with_name(client_id + self.key.suffix)
+        if cert.is_file() and key.is_file():
+            return TlsSettings(ca=self.ca, cert=cert, key=key)
+        return self
+
 
 @dataclass(frozen=True)
 class MqttSettings:
@@ -52,19 +69,24 @@ class MqttSettings:
 
 
 def new_client(settings: MqttSettings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
-    """A paho client for MQTT 5 over verified TLS, not yet connected."""
+    """A paho client for MQTT 5 over verified TLS, not yet connected.
+
+    It presents the certificate `settings.tls.for_client(client_id)` picks; the broker then
+    uses that certificate's CN as the client id, whatever `client_id` says.
+    """
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    for p in (settings.tls.ca, settings.tls.cert, settings.tls.key):
+    tls = settings.tls.for_client(client_id)
+    for p in (tls.ca, tls.cert, tls.key):
         if not p.is_file():
             raise FileNotFoundError(f"TLS file not found: {p}")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.tls.ca))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(settings.tls.cert), str(settings.tls.key))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
     client.tls_set_context(ctx)
