@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from edge import interpret
+from edge import interpret, time_anchors
 from edge.alerting import Alerting, as_event
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
@@ -133,6 +133,7 @@ class Agent:
             self.stored += added.stored
             self.duplicates += added.duplicates
             self._record_alerts(self.alerting.feed(added.fresh))
+            time_anchors.save(self.store.db, self.alerting.take_new_anchors())
             try:
                 self.retail.on_records(added.fresh)  # scans, doors, lane weights, locks
             except Exception:  # a retail fault must never stop the cold-chain monitoring
@@ -380,7 +381,9 @@ class Agent:
                 "SELECT data FROM events WHERE type='alert' AND wall >= ?", (since,))
             for d in [json.loads(raw)]
         }
+        self.alerting.restore_anchors(time_anchors.load(self.store.db))
         changes = [c for c in self.alerting.feed(records) if (c.id, c.state) not in known]
+        time_anchors.save(self.store.db, self.alerting.take_new_anchors())
         self._record_alerts(changes)
         if records:
             log.info("rules: replayed %d stored records; %d active alerts", len(records),

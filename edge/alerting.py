@@ -31,10 +31,24 @@ class Alerting:
         self.engine = engine
         self.monotonic = monotonic
         self._anchors: dict[tuple[str, int], tuple[float, int]] = {}
+        self._new_anchors: list[tuple[tuple[str, int], tuple[float, int]]] = []
         self._newest: tuple[float, float] | None = None  # (event time, monotonic at arrival)
 
+    def restore_anchors(self, anchors: dict[tuple[str, int], tuple[float, int]]) -> None:
+        """Anchors kept from an earlier run (edge/time_anchors.py): the same time line."""
+        self._anchors.update(anchors)
+
+    def take_new_anchors(self) -> list[tuple[tuple[str, int], tuple[float, int]]]:
+        """Anchors taken since the last call, for the agent to keep."""
+        new, self._new_anchors = self._new_anchors, []
+        return new
+
     def event_time(self, device: str, dev_boot: int, dev_ms: int, wall: float) -> float:
-        anchor = self._anchors.setdefault((device, dev_boot), (wall, dev_ms))
+        key = (device, dev_boot)
+        anchor = self._anchors.get(key)
+        if anchor is None:
+            anchor = self._anchors[key] = (wall, dev_ms)
+            self._new_anchors.append((key, anchor))
         t = anchor[0] + (dev_ms - anchor[1]) / 1000.0
         if self._newest is None or t > self._newest[0]:
             self._newest = (t, self.monotonic())
@@ -45,6 +59,8 @@ class Alerting:
         for r in records:
             if r.dev_ms is None:
                 continue  # agent-made events (link, scan): no device time
+            if not isinstance(r, NewReading) and r.type not in _STATE_FIELD:
+                continue  # what the engine never judges (hello, lanes...) takes no anchor
             dev_boot = r.dev_boot or 0
             t = self.event_time(r.device, dev_boot, r.dev_ms, r.wall)
             try:
