@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.edge import query, wait
 
 from devstack.stack import StoreStack
+from devstack.testkit.edge import query
+from devstack.testkit.wait import wait
 
 # The webhook receiver is the benchmark's (bench/ is not an installed package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
-from helpers.broker import connected
 
 from cloud_gateway.alerts import channels
 from cloud_gateway.alerts.notifier import AlertService, ack_link
@@ -30,6 +29,7 @@ from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.mqtt_clients import connected
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload
 

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from pg_server import db_toml
 
 from cloud_gateway import cli
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
+from devstack.testkit.pg_server import db_toml
 from xiaodian.wire.payloads import batch_payload, reading_record
 
 

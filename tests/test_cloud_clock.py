@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers.broker import connected
-from helpers.edge import ingest_worker
 
 from cloud_gateway.clock import ClockPolicy, ClockWindow, correct
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
+from devstack.testkit.edge import ingest_worker
+from devstack.testkit.mqtt_clients import connected
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 

@@ -21,8 +21,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers.edge import wait
-from pg_server import db_settings, db_toml
 
 from cloud_gateway import cli
 from cloud_gateway.commands import (
@@ -38,6 +36,8 @@ from cloud_gateway.config import CloudSettings, CommandSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.pg_server import db_settings, db_toml
+from devstack.testkit.wait import wait
 from edge.replay_store import ReplayStore
 from xiaodian.mqtt import MqttSettings, TlsSettings, new_client, response_properties
 from xiaodian.pki import DevPki

@@ -23,12 +23,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers.edge import wait
-from pg_server import db_settings, db_toml
 
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker
+from devstack.testkit.pg_server import db_settings, db_toml
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings, TlsSettings, new_client
 from xiaodian.pki import dev_pki
 from xiaodian.wire.payloads import batch_payload, reading_record, state_payload

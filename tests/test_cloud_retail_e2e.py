@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.edge import query, wait
 
 from devstack.stack import StoreStack
+from devstack.testkit.edge import query
+from devstack.testkit.wait import wait
 from xiaodian.pki import load_pickup_key, pickup_key_path
 from xiaodian.wire.pickup import PickupCodec
 

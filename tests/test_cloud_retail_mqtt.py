@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.broker import connected
-from helpers.edge import wait
-from pg_server import db_settings, db_toml
 
 from cloud_gateway.commands import CommandPublisher
 from cloud_gateway.config import CloudSettings
@@ -25,6 +22,9 @@ from cloud_gateway.downlink import DownlinkSender
 from cloud_gateway.ingest import IngestWorker
 from cloud_gateway.web import Api, HttpServer
 from devstack.broker import Broker
+from devstack.testkit.mqtt_clients import connected
+from devstack.testkit.pg_server import db_settings, db_toml
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, load_pickup_key, make_pickup_key
 from xiaodian.wire import retail as contract

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.broker import publish
-from helpers.edge import RunningAgent, free_port, ingest_worker, pty_link, wait
 
 from cloud_gateway.ingest import IngestWorker
 from devstack.broker import Broker
+from devstack.testkit.edge import RunningAgent, free_port, ingest_worker, pty_link
+from devstack.testkit.mqtt_clients import publish
+from devstack.testkit.wait import wait
 from edge.config import EdgeConfig, EdgeSettings, PickupSettings, ScannerPort
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.pickup import PickupCodec

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers.edge import RunningAgent, free_port
 from test_counter_page import ARGS, CHROMIUM
 
+from devstack.testkit.edge import RunningAgent, free_port
 from edge.config import EdgeConfig, EdgeSettings, RetailSettings
 from edge.retail.service import Retail
 from edge.store import EdgeStore

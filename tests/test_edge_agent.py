@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers.edge import QUICK, RunningAgent, edge_config, free_port, ingest_worker, pty_link, wait
 
 from cloud_gateway.ingest import IngestWorker
 from devstack.broker import Broker
+from devstack.testkit.edge import (
+    QUICK,
+    RunningAgent,
+    edge_config,
+    free_port,
+    ingest_worker,
+    pty_link,
+)
+from devstack.testkit.wait import wait
 from edge.agent import Agent
 from edge.config import EdgeConfig
 from edge.store import EdgeStore

@@ -19,11 +19,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers.broker import start_client, stop_client, subscribe
-from helpers.edge import QUICK, RunningAgent, edge_config, pty_link, wait
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devstack.testkit.edge import QUICK, RunningAgent, edge_config, pty_link
+from devstack.testkit.mqtt_clients import start_client, stop_client, subscribe
+from devstack.testkit.wait import wait
 from edge.agent import Agent
 from edge.config import CommandKey, CommandSettings, EdgeConfig
 from edge.store import EdgeStore

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers.edge import wait
 
 from devstack.reconcile import (
     cloud_aggregate_spans,
@@ -25,6 +24,7 @@ from devstack.reconcile import (
     truth_readings,
 )
 from devstack.stack import StoreStack
+from devstack.testkit.wait import wait
 
 pytestmark = pytest.mark.e2e
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.edge import events as stored_events
-from helpers.edge import readings as stored_readings
-from helpers.edge import running, wait
-from helpers.edge import sim_fridge as fridge
 
+from devstack.testkit.edge import events as stored_events
+from devstack.testkit.edge import readings as stored_readings
+from devstack.testkit.edge import running
+from devstack.testkit.edge import sim_fridge as fridge
+from devstack.testkit.wait import wait
 from edge.agent import Agent
 from firmware_bridge import codec
 from hw_sim.micropython_host import micropython_binary

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.edge import query, running
 
 from devstack.broker import Broker
+from devstack.testkit.edge import query, running
 from hw_sim.micropython_host import micropython_binary
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki

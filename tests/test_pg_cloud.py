@@ -1,6 +1,6 @@
 """The cloud database on PostgreSQL: configuration, the connection layer, and the places where
 PostgreSQL's concurrency differs from SQLite's one-writer-at-a-time (a real server from
-tests/pg_server.py; nothing is mocked). Most behaviour is tested by running the ordinary
+devstack/testkit/pg_server.py; nothing is mocked). Most behaviour is tested by running the ordinary
 cloud tests on both backends (conftest.db_target); these are the PostgreSQL-specific ones.
 """
 

@@ -20,10 +20,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helpers.broker import stop_client
 
 import devstack.broker as broker_mod
 from devstack.broker import Broker, BrokerError, acl_text, write_broker_config
+from devstack.testkit.mqtt_clients import stop_client
 from xiaodian.mqtt import MqttSettings, TlsSettings, describe_tls_error, new_client
 from xiaodian.pki import DevPki, PkiError, create_ca, dev_pki, issue_certificate
 

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers.broker import publish
-from helpers.edge import events, free_port, running, sim_fridge, wait
-
+from devstack.testkit.edge import events, free_port, running, sim_fridge
+from devstack.testkit.mqtt_clients import publish
+from devstack.testkit.wait import wait
 from edge.agent import Agent
 from edge.config import PickupSettings
 from hw_sim.fridge import SimFridge

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers.broker import publish
-from helpers.edge import (
+from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter
+
+from devstack.testkit.edge import (
     QUICK,
     edge_config,
     events,
@@ -24,10 +25,9 @@ from helpers.edge import (
     sim_fridge,
     start_edge,
     stop_child,
-    wait,
 )
-from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter
-
+from devstack.testkit.mqtt_clients import publish
+from devstack.testkit.wait import wait
 from edge.config import PickupSettings
 from hw_sim.runner import Runner
 from hw_sim.scenario import Scenario

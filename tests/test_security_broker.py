@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
-from helpers.broker import connected, start_client, stop_client, subscribe
 
 from devstack.broker import Broker, _free_port, find_mosquitto, write_broker_config
+from devstack.testkit.mqtt_clients import connected, start_client, stop_client, subscribe
 from edge.replay_store import ReplayStore
 from xiaodian import pki
 from xiaodian.mqtt import MqttSettings, command_publish, describe_tls_error, new_client

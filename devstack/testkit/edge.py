@@ -1,7 +1,7 @@
 """The edge agent in tests and benchmarks: its config (and the TOML file `xiaodian edge run`
 reads), a run in a thread (alone or beside the simulator) or as its own process, the device
-end of a pseudo-terminal, waiting for a condition, and reading the agent's SQLite through a
-read-only handle of our own (the agent's connection belongs to its thread).
+end of a pseudo-terminal, and reading the agent's SQLite through a read-only handle of our
+own (the agent's connection belongs to its thread).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.ingest import IngestWorker
@@ -41,21 +40,6 @@ from xiaodian.mqtt import MqttSettings
 STORE = "store-001"
 # What the tests run the agent with: publish and batch readings at once, not each minute.
 QUICK: dict[str, Any] = {"publish_interval_s": 0.1, "readings_interval_s": 0.1}
-
-T = TypeVar("T")
-
-
-def wait(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll `cond` until it gives something true and return that; AssertionError naming
-    `what` after `timeout` seconds (a bound for a hang, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def free_port() -> int:
     """A TCP port free on loopback just now."""
