@@ -28,7 +28,7 @@ from hw_sim.scenario import (
 )
 from hw_sim.truth import read_truth
 
-COLD_CHAIN = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "cold_chain"
+COLD_CHAIN = Path(__file__).resolve().parents[2] / "hw_sim" / "scenarios" / "cold_chain"
 
 
 def run(spec: FridgeSpec, seconds: float, attach: bool = False) -> tuple[SimFridge, list[OutFrame]]:

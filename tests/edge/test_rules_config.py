@@ -79,7 +79,7 @@ def test_override_fields_mirror_thresholds() -> None:
 
 
 def test_the_example_in_docs_alerts_md_loads(tmp_path: Path) -> None:
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "alerts.md").read_text("utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text("utf-8")
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     cfg = _load(tmp_path, example)
     assert cfg.for_fridge("fridge-2").warm_above_c == 6.0

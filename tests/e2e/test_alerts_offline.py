@@ -28,7 +28,7 @@ from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
 
 # The webhook receiver is the benchmark's (bench/ is not an installed package).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.alert_latency import (
     Received,
     WebhookReceiver,

@@ -165,7 +165,7 @@ def test_bad_lane_and_watchdog_faults_name_the_key(fault: dict[str, Any], key: s
 
 
 def test_the_shipped_shelves_scenario_loads() -> None:
-    path = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "shelves.toml"
+    path = Path(__file__).resolve().parents[2] / "hw_sim" / "scenarios" / "shelves.toml"
     (spec,) = load_scenario(path).fridges
     assert spec.lock and spec.lanes == (1200.0, 800.0, 0.0)
     assert {f.fault for f in spec.faults} == {"item_taken", "restock", "lane_drift", "watchdog"}

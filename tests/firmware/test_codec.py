@@ -194,7 +194,7 @@ def test_cobs_decoder_accepts_the_trailing_block_variant() -> None:
 
 
 def test_protocol_doc_worked_example_matches_the_codec() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     wire = "03 10 10 02 0c 05 11 c0 d4 01 01 01 01 01 02 02 01 02 31 02 01 02 38 05 a8 04 b5 98 00"
     assert wire in doc
     payload = codec.pack_temp(120000, [(0, "ok", 3.0625), (1, "ok", 3.5)])

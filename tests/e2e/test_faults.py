@@ -172,7 +172,7 @@ def test_disk_budget_exhausted_during_a_long_outage(stack: StoreStack) -> None:
     assert made and {(r["device"], r["kind"], r["dev_ms"]) for r in made} <= stored
 
 
-FAULTS_SCENARIO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "faults.toml"
+FAULTS_SCENARIO = Path(__file__).resolve().parents[2] / "hw_sim" / "scenarios" / "faults.toml"
 
 
 @pytest.mark.parametrize("stack", [{"scenario": FAULTS_SCENARIO, "speed": 300.0}], indirect=True)

@@ -13,7 +13,7 @@ from hw_sim.scenario import Scenario, load_scenario
 from hw_sim.truth import TruthWriter, read_truth
 from xiaodian.config import ConfigError, build
 
-DEMO = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "demo.toml"
+DEMO = Path(__file__).resolve().parents[2] / "hw_sim" / "scenarios" / "demo.toml"
 
 
 class FakeTime:

@@ -7,7 +7,7 @@ probe, restart and shelf faults on the firmware in-process at 60x; a third run h
 restart faults (reboot, watchdog) on the firmware inside real `micropython` processes at
 20x. Each parametrised case then checks one fault's effect in the edge's SQLite: an event,
 an alert, a counter, readings that kept coming. The unplug and line-noise faults are also
-judged end to end, cloud included, in tests/test_faults.py.
+judged end to end, cloud included, in tests/e2e/test_faults.py.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from hw_sim.scenario import FaultSpec, FridgeSpec, Scenario, load_scenario
 from hw_sim.truth import read_truth
 from xiaodian.config import ConfigError, build
 
-FAULTS = Path(__file__).resolve().parent.parent / "hw_sim" / "scenarios" / "faults.toml"
+FAULTS = Path(__file__).resolve().parents[2] / "hw_sim" / "scenarios" / "faults.toml"
 LOGGED = {codec.TYPE_NAMES[t] for t in codec.LOGGED_TYPES}
 Key = tuple[str, int, int]
 

@@ -12,7 +12,7 @@ from edge.rules import AlertChange
 from hw_sim.scenario import load_scenario
 
 # bench/ is a directory of the repository, not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench import scenarios
 
 
