@@ -11,6 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings, new_client
 
 
@@ -22,10 +23,8 @@ def start_client(
     client = new_client(settings, client_id)
     client.connect(settings.host, settings.port, settings.keepalive)
     client.loop_start()
-    deadline = time.monotonic() + wait_connected
-    while wait_connected and not client.is_connected():
-        assert time.monotonic() < deadline, "did not connect"
-        time.sleep(0.01)
+    if wait_connected:
+        wait(client.is_connected, wait_connected, f"{client_id} to connect", interval=0.01)
     return client
 
 

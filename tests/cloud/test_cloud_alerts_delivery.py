@@ -30,6 +30,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
 from devstack.testkit.mqtt_clients import connected
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload
 
@@ -162,12 +163,14 @@ def hook(name: str, url: str, role: str = "owner") -> Contact:
 
 def settle(svc: AlertService, db: Database, clock: Clock, until: Callable[[], bool]) -> None:
     """Tick (real seconds pass only for retries' back-off) until `until()`."""
-    deadline = time.monotonic() + 10
-    while not until():
-        assert time.monotonic() < deadline, "not settled in 10 s"
+    def settled() -> bool:
+        if until():
+            return True
         svc.tick(db, clock())
-        time.sleep(0.02)
         clock.t += 0.05  # lets the (0.05 s) back-off of failed attempts run out
+        return False
+
+    wait(settled, 30, "the deliveries settled", interval=0.02)
 
 
 def deliveries(db: Database) -> list[tuple[int, int, bool, int | None]]:

@@ -14,6 +14,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
 from devstack.testkit.edge import ingest_worker
 from devstack.testkit.mqtt_clients import connected
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
@@ -168,9 +169,8 @@ def test_a_worker_corrects_real_payloads_a_day_off(
                     reading_record(s, s, s, now + skew - 3 + s, False, [(0, "ok", 3.0)])
                     for s in (1, 2, 3)])
                 client.publish(TELEMETRY, payload, qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while worker.counters.snapshot()["acked"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait(lambda: worker.counters.snapshot()["acked"] >= 2, 30, "both batches acked",
+             interval=0.02)
     with Database.open_readonly(db) as d:
         rows = list(d.readings("store-001", "fridge-1"))
         assert len(rows) == 6

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.testkit.wait import wait
+
 pytestmark = pytest.mark.e2e
 
 
@@ -98,7 +100,6 @@ def test_demo_delivers_every_reading_exactly_once(tmp_path: Path) -> None:
 
 def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     import signal
-    import time
 
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
@@ -107,13 +108,10 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> Non
     )
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait for the banner: everything is running
-            line = proc.stdout.readline()
-            if line.startswith("Ctrl-C stops everything"):
-                break
-        else:
-            raise AssertionError("the demo did not start")
+        stdout = proc.stdout
+        # The banner: everything is running.
+        wait(lambda: stdout.readline().startswith("Ctrl-C stops everything"), 120,
+             "the demo to start", interval=0)
         assert len(_processes_mentioning(str(workdir))) >= 4  # broker, cloud, sim, edge
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

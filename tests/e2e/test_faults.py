@@ -109,9 +109,7 @@ def test_edge_agent_killed_ten_times_loses_nothing(stack: StoreStack) -> None:
         stack.kill_and_restart("edge")  # SIGKILL: no flush, no goodbye, mid-anything
         # Each new process counts a boot when it opens the database; on a busy machine
         # Python takes a while to get there, and killing it before then tests nothing.
-        deadline = time.monotonic() + 30
-        while _uplink_boots(stack) < kill + 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait(lambda n=kill + 2: _uplink_boots(stack) >= n, 60, f"edge boot {kill + 2}")
     time.sleep(2.0)
     summary = _assert_exactly_once(stack)
     assert _uplink_boots(stack) == 11

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from devstack.broker import Broker
 from devstack.testkit.edge import query, running
+from devstack.testkit.wait import wait
 from hw_sim.micropython_host import micropython_binary
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki
@@ -132,6 +132,25 @@ class Run:
         return {ms for _, ms, _ in self.readings(device)}
 
 
+def _caught_up(db: Path, truth: Path) -> Callable[[], bool]:
+    """True once the edge has, for every fridge, a reading at least as late (device clock)
+    as the last one the fridge had written to its pty when this was called (ground truth)."""
+    last: dict[str, int] = {}
+    for line in truth.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # the line the simulator is writing just now
+            continue
+        if rec["kind"] == "temp":
+            last[rec["device"]] = rec["dev_ms"]
+
+    def caught_up() -> bool:
+        got = dict(query(db, "SELECT device, MAX(dev_ms) FROM readings GROUP BY device"))
+        return all(got.get(device, -1) >= ms for device, ms in last.items())
+
+    return caught_up
+
+
 def _store_run(
     tmp: Path, pki: DevPki, fridges: list[dict[str, Any]], controller: str, speed: float,
     sim_s: float, scanners: list[dict[str, Any]] | None = None,
@@ -144,11 +163,11 @@ def _store_run(
     with Broker(tmp / "broker", pki) as broker:
         mqtt = MqttSettings(host=broker.host, port=broker.port, tls=pki.client(STORE))
         with running(scenario, tmp, mqtt) as (runner, agent):
-            deadline = time.monotonic() + 3 * sim_s / speed + 30
-            while runner.stepper.sim_time < sim_s and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert runner.stepper.sim_time >= sim_s, "the simulator fell far behind"
-            time.sleep(1.0)  # the last frames through the ptys and into SQLite
+            wait(lambda: runner.stepper.sim_time >= sim_s, 3 * sim_s / speed + 60,
+                 "the simulator to reach the end of the run (it fell far behind)", 0.1)
+            # The last frames through the ptys and into SQLite.
+            wait(_caught_up(agent.config.edge.db_path, runner.scenario.sim.truth), 60,
+                 "the edge to store the last reading each fridge had sent")
             db, truth = agent.config.edge.db_path, runner.scenario.sim.truth
     yield Run(db, truth)
 

@@ -170,10 +170,6 @@ def _config(tmp_path: Path, mqtt: MqttSettings, kid: str, pub: Path) -> EdgeConf
     )
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    wait(cond, timeout, what, interval=0.02)
-
-
 def _hello_seen(agent: Agent) -> bool:
     """The fridge introduced itself and the agent listens for commands."""
     return agent.fridge_readers["fridge-1"].hello is not None and agent.uplink.commands_subscribed
@@ -222,7 +218,7 @@ def test_set_point_changes_the_simulated_fridge_and_the_answer_comes_back(
     try:
         cfg = _config(tmp_path, mqtt_settings(STORE), signing[1], signing[2])
         with RunningAgent(cfg) as agent:
-            _wait(lambda: _hello_seen(agent), 10, "HELLO from the simulated fridge")
+            wait(lambda: _hello_seen(agent), 10, "HELLO from the simulated fridge")
             signed = cloud.sign("set_point", {"device": "fridge-1", "tenths_c": -5})
             answer = cloud.answer(cloud.send(signed))
             assert answer["id"] == signed.command.command_id
@@ -248,7 +244,7 @@ def test_set_point_changes_the_simulated_fridge_and_the_answer_comes_back(
             text = json.dumps(report)
             assert str(signing[2]) not in text and "PRIVATE" not in text
 
-            _wait(lambda: len(_audit(agent)) == 2, 5, "both commands in the audit trail")
+            wait(lambda: len(_audit(agent)) == 2, 5, "both commands in the audit trail")
             trail = _audit(agent)
             assert [(e["action"], e["status"]) for e in trail] == [
                 ("set_point", "executed"),
@@ -256,7 +252,7 @@ def test_set_point_changes_the_simulated_fridge_and_the_answer_comes_back(
             ]
             assert trail[1]["diagnostics"] == "sent in the response"
             # The trail reaches the cloud through the outbox like any other event.
-            _wait(lambda: _commands_published(events.messages) == 2, 5, "the trail published")
+            wait(lambda: _commands_published(events.messages) == 2, 5, "the trail published")
     finally:
         runner.request_stop()
         sim_thread.join(timeout=5)
@@ -274,7 +270,7 @@ def test_forged_expired_misdirected_and_replayed_commands_change_nothing(
     try:
         cfg = _config(tmp_path, mqtt_settings(STORE), signing[1], signing[2])
         with RunningAgent(cfg) as agent:
-            _wait(lambda: _hello_seen(agent), 10, "HELLO")
+            wait(lambda: _hello_seen(agent), 10, "HELLO")
             first = cloud.sign("defrost", {"device": "fridge-1", "minutes": 10})
             done = cloud.answer(cloud.send(first))
             assert (done["status"], done["outcome"]) == ("executed", "ok")
@@ -328,7 +324,7 @@ def test_forged_expired_misdirected_and_replayed_commands_change_nothing(
             missing = cloud.answer(cloud.send(nowhere))
             assert (missing["status"], missing["outcome"]) == ("failed", "unknown_device")
 
-            _wait(lambda: len(_audit(agent)) == 9, 5, "every verdict in the audit trail")
+            wait(lambda: len(_audit(agent)) == 9, 5, "every verdict in the audit trail")
             reasons = [e.get("reason") for e in _audit(agent)]
             assert reasons.count("replayed") == 1 and reasons.count("bad_signature") == 2
         # The fridge saw exactly one command, once; its set point never moved.
@@ -349,7 +345,7 @@ def test_a_lost_serial_ack_is_retried_with_the_same_seq_and_runs_once(
     try:
         cfg = _config(tmp_path, mqtt_settings(STORE), signing[1], signing[2])
         with RunningAgent(cfg) as agent:
-            _wait(lambda: _hello_seen(agent), 10, "HELLO")
+            wait(lambda: _hello_seen(agent), 10, "HELLO")
             signed = cloud.sign("set_point", {"device": "fridge-1", "tenths_c": 45})
             answer = cloud.answer(cloud.send(signed))
             # The retry found the command already run: `duplicate` means executed.
@@ -382,9 +378,9 @@ def test_a_command_interrupted_by_a_restart_is_redelivered_and_never_run_twice(
         cfg = _config(tmp_path, mqtt_settings(STORE), signing[1], signing[2])
         signed = cloud.sign("unlock", {"device": "fridge-1", "seconds": 20})
         with RunningAgent(cfg) as agent:
-            _wait(lambda: _hello_seen(agent), 10, "HELLO")
+            wait(lambda: _hello_seen(agent), 10, "HELLO")
             correlation = cloud.send(signed)
-            _wait(lambda: bool(fridge.commands_seen), 5, "the command on the serial line")
+            wait(lambda: bool(fridge.commands_seen), 5, "the command on the serial line")
         assert correlation not in cloud.answers  # stopped before answering: not acknowledged
         # The broker kept it for the store's session and delivers it again after the restart;
         # the replay memory says it was claimed but never finished.

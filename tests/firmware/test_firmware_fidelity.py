@@ -3,12 +3,12 @@ bridged to the simulator's pty, read by a pyserial host that speaks the protocol
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import serial
 
+from devstack.testkit.wait import wait
 from firmware_bridge import codec
 from hw_sim.micropython_host import MicroPythonController, micropython_binary
 from hw_sim.runner import Runner
@@ -38,10 +38,12 @@ def test_micropython_firmware_on_a_pty_is_read_and_receipted(tmp_path: Path) -> 
         port.write(codec.encode_frame(codec.GET_HELLO, 1, b"", codec.ACK_REQUESTED))
         dec = codec.FrameDecoder()
         got: list[codec.Frame] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len([f for f in got if f.type == codec.TEMP]) < 2:
+        def two_temps() -> bool:
             r.run(for_real_s=0.05)
-            got += dec.feed(port.read(4096))
+            got.extend(dec.feed(port.read(4096)))
+            return len([f for f in got if f.type == codec.TEMP]) >= 2
+
+        wait(two_temps, 60, "two TEMP frames from the firmware", interval=0)
         msgs = [(f, codec.decode_message(f.type, f.payload)) for f in got]
         hello = [m for f, m in msgs if f.type == codec.HELLO]
         assert hello and hello[-1] is not None and hello[-1]["device_id"] == "fridge-1"
@@ -54,7 +56,11 @@ def test_micropython_firmware_on_a_pty_is_read_and_receipted(tmp_path: Path) -> 
         assert ctl.compressor_on
         records = {f.seq for f in got if f.type in codec.LOGGED_TYPES and not f.flags & 4}
         port.write(codec.encode_frame(codec.RECEIPT, 2, codec.pack_receipt(1, sorted(records))))
-        r.run(for_real_s=0.3)
+        def receipted() -> bool:
+            r.run(for_real_s=0.05)
+            return not records & set(ctl.log)
+
+        wait(receipted, 30, "the receipted records gone from the firmware's log", interval=0)
         assert not records & set(ctl.log)
         port.close()
     finally:

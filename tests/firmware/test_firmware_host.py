@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
 
+from devstack.testkit.wait import wait
 from firmware_bridge import codec
 from hw_sim.controller import OutFrame
 from hw_sim.fakes.simboard import PROBE_CRC, PROBE_MISSING, PROBE_POWER_ON
@@ -257,17 +257,23 @@ def test_firmware_fridge_on_a_pty_with_pyserial(tmp_path: Path) -> None:
         port.write(codec.encode_frame(codec.GET_HELLO, 1, b"", codec.ACK_REQUESTED))
         dec = codec.FrameDecoder()
         got: list[codec.Frame] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(f.type == codec.TEMP for f in got):
+        def a_temp() -> bool:
             r.run(for_real_s=0.05)
-            got += dec.feed(port.read(4096))
+            got.extend(dec.feed(port.read(4096)))
+            return any(f.type == codec.TEMP for f in got)
+
+        wait(a_temp, 60, "a TEMP frame from the firmware", interval=0)
         types = [f.type for f in got]
         assert codec.HELLO in types and codec.TEMP in types
         hello = next(codec.decode_message(f.type, f.payload) for f in got if f.type == codec.HELLO)
         assert hello is not None and hello["firmware"] == [1, 0, 0]
         seqs = [f.seq for f in got if f.type in codec.LOGGED_TYPES and not f.flags & codec.REPLY]
         port.write(codec.encode_frame(codec.RECEIPT, 2, codec.pack_receipt(1, seqs[:100])))
-        r.run(for_real_s=0.2)
+        def receipted() -> bool:
+            r.run(for_real_s=0.05)
+            return not set(seqs[:100]) & set(r.devices[0].sim.controller.log)  # type: ignore[attr-defined]
+
+        wait(receipted, 30, "the receipted records gone from the firmware's log", interval=0)
         assert not set(seqs[:100]) & set(r.devices[0].sim.controller.log)  # type: ignore[attr-defined]
         port.close()
     finally:

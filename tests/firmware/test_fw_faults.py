@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.testkit.wait import wait
 from firmware_bridge import codec
 from hw_sim.controller import OutFrame
 from hw_sim.fridge import SimFridge
@@ -180,13 +181,20 @@ needs_micropython = pytest.mark.skipif(micropython_binary() is None, reason="no 
 def run_real(host: Host, done: Any, what: str, limit_s: float = 60.0) -> None:
     """Step the fridge on the real clock until `done()`; `limit_s` only bounds a hang."""
     last = time.monotonic()
-    deadline = last + limit_s
-    while not done():
-        assert time.monotonic() < deadline, f"no {what} within {limit_s} s: {host.hellos}"
-        time.sleep(0.02)
+
+    def stepped() -> bool:
+        nonlocal last
+        if done():
+            return True
         now = time.monotonic()
         host.feed(host.f.step((now - last) * SPEED))
         last = now
+        return False
+
+    try:
+        wait(stepped, limit_s, what, interval=0.02)
+    except AssertionError:
+        raise AssertionError(f"no {what} within {limit_s} s: {host.hellos}") from None
 
 
 def fidelity(*faults: FaultSpec, flash: Path) -> SimFridge:

@@ -11,7 +11,6 @@ import ssl
 import stat
 import subprocess
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import devstack.broker as broker_mod
 from devstack.broker import Broker, BrokerError, acl_text, write_broker_config
 from devstack.testkit.mqtt_clients import stop_client
+from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings, TlsSettings, describe_tls_error, new_client
 from xiaodian.pki import DevPki, PkiError, create_ca, dev_pki, issue_certificate
 
@@ -38,19 +38,12 @@ def connected(settings: MqttSettings, client_id: str, **connect_kw: object) -> m
     client = new_client(settings, client_id)
     client.connect(settings.host, settings.port, settings.keepalive, **connect_kw)
     client.loop_start()
-    if not _wait_connected(client):
+    try:
+        wait(client.is_connected, 30, f"{client_id} to connect", interval=0.01)
+    except AssertionError:
         client.loop_stop()
-        raise AssertionError(f"{client_id} did not connect")
+        raise
     return client
-
-
-def _wait_connected(client: mqtt.Client, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.is_connected():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from devstack.broker import Broker, _free_port, find_mosquitto, write_broker_config
 from devstack.testkit.mqtt_clients import connected, start_client, stop_client, subscribe
+from devstack.testkit.wait import wait
 from edge.replay_store import ReplayStore
 from xiaodian import pki
 from xiaodian.mqtt import MqttSettings, command_publish, describe_tls_error, new_client
@@ -75,14 +76,8 @@ def client_handshake(broker: Broker, fleet: pki.DevPki, name: str) -> ssl.SSLErr
     return handshake(broker, tls.ca, tls.cert, tls.key)
 
 
-def wait_refused(check: Callable[[], ssl.SSLError | None], timeout: float = 5.0) -> ssl.SSLError:
-    deadline = time.monotonic() + timeout
-    while True:
-        error = check()
-        if error is not None:
-            return error
-        assert time.monotonic() < deadline, "still accepted"
-        time.sleep(0.05)
+def wait_refused(check: Callable[[], ssl.SSLError | None], timeout: float = 30.0) -> ssl.SSLError:
+    return wait(check, timeout, "a refusal (still accepted)")
 
 
 def connected_client(broker: Broker, fleet: pki.DevPki, name: str) -> mqtt.Client:
@@ -166,10 +161,8 @@ def test_a_stale_crl_locks_out_every_client(fleet_broker: Broker, fleet: pki.Dev
     assert "certificate expired" in str(error)
     pki.write_crl(fleet.directory / "ca")
     fleet_broker.reload()
-    deadline = time.monotonic() + 5
-    while client_handshake(fleet_broker, fleet, "cloud-gateway") is not None:
-        assert time.monotonic() < deadline, "fresh CRL not picked up"
-        time.sleep(0.05)
+    wait(lambda: client_handshake(fleet_broker, fleet, "cloud-gateway") is None, 30,
+         "the fresh CRL picked up")
 
 
 def test_dev_plaintext_listener_is_loopback_only_and_opt_in(
@@ -187,14 +180,13 @@ def test_dev_plaintext_listener_is_loopback_only_and_opt_in(
         process_group=0,
     )
     try:
-        deadline = time.monotonic() + 5
-        while True:
+        def listening() -> socket.socket | None:
             try:
-                sock = socket.create_connection(("127.0.0.1", plain_port), timeout=2)
-                break
+                return socket.create_connection(("127.0.0.1", plain_port), timeout=2)
             except ConnectionRefusedError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+                return None
+
+        sock = wait(listening, 30, "the plaintext listener")
         with sock:
             # MQTT 3.1.1 CONNECT, client id "dev", no credentials: accepted (CONNACK 0).
             sock.sendall(b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x05\x00\x03dev")

@@ -5,13 +5,13 @@ scanner and ground truth go through a real pty."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
 
+from devstack.testkit.wait import wait
 from firmware_bridge import codec
 from hw_sim.controller import OutFrame
 from hw_sim.faults import FaultTimeline, ScriptedScans
@@ -212,11 +212,14 @@ def test_faults_in_ground_truth_and_scans_on_a_pty(tmp_path: Path) -> None:
     runner = Runner(scenario)
     try:
         with serial.Serial(str(tmp_path / "run" / "s1"), 115200, timeout=0.05) as ser:
-            got = b""
-            deadline = time.monotonic() + 5
-            while got.count(b"\r\n") < 2 and time.monotonic() < deadline:
+            got = bytearray()
+
+            def two_lines() -> bool:
                 runner.run(0.05)
-                got += ser.read(256)
+                got.extend(ser.read(256))
+                return got.count(b"\r\n") >= 2
+
+            wait(two_lines, 30, "both scanner lines on the port", interval=0)
         runner.flush(0)
     finally:
         runner.close()
