@@ -2,7 +2,7 @@
 from here and never import each other; `lint-imports` checks the benchmark side).
 
 - `devstack.testkit.wait`: `wait(cond, timeout, what)`, the one poll-until-true.
-- `devstack.testkit.http`: the one small HTTP client (GET/POST/PUT, JSON, bearer token),
+- `devstack.testkit.http_client`: the one small HTTP client (GET/POST/PUT, JSON, bearer token),
   answering status, headers and body.
 - `devstack.testkit.edge`: edge agent configs and their TOML, the agent in a thread (alone or
   beside the simulator) or as a process, pseudo-terminal links, a free port, reading the

@@ -10,8 +10,6 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +27,7 @@ from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import request as http_request
 from devstack.testkit.mqtt_clients import connected
 from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
@@ -308,13 +307,8 @@ def test_redelivered_and_replayed_alert_events_change_nothing(
 
 def _request(url: str, method: str = "GET", body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
+    r = http_request(url, method, data=body, headers=headers, timeout=5)
+    return r.status, r.body
 
 
 def test_ack_via_api_and_via_link_records_who_when_and_corrective_action(

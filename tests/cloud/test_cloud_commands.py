@@ -36,6 +36,8 @@ from cloud_gateway.config import CloudSettings, CommandSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import local
+from devstack.testkit.http_client import request as http_request
 from devstack.testkit.pg_server import db_settings, db_toml
 from devstack.testkit.wait import wait
 from edge.replay_store import ReplayStore
@@ -182,14 +184,8 @@ class Cloud:
 
 def request(srv: HttpServer, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, resp.headers, json.loads(raw) if raw else None
-    finally:
-        conn.close()
+    r = http_request(local(srv.port, path), method, data=body, headers=headers)
+    return r.status, r.headers, r.json()
 
 
 @pytest.fixture

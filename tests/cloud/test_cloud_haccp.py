@@ -22,6 +22,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.haccp import Excursion, Sample
 from cloud_gateway.ingest import ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import get, local
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record
 
 STORE = "store-001"
@@ -273,15 +274,8 @@ def server(day_db: Path | str) -> Iterator[HttpServer]:
 
 
 def _get(srv: HttpServer, path: str) -> tuple[int, str, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.getheader("Content-Type") or "", r.read()
-    finally:
-        conn.close()
+    r = get(local(srv.port, path), timeout=5)
+    return r.status, r.headers.get("Content-Type") or "", r.body
 
 
 def test_history_endpoint(server: HttpServer) -> None:

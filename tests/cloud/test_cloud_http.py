@@ -13,6 +13,8 @@ import pytest
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import local
+from devstack.testkit.http_client import request as http_request
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 COUNTERS = {"worker_id": "w-1", "subscribed": True, "received": 7, "stored": 5}
@@ -54,13 +56,8 @@ def server(db_target: Path | str) -> Iterator[HttpServer]:
 def request(srv: HttpServer, path: str, method: str = "GET",
             headers: dict[str, str] | None = None, body: bytes | None = None,
             ) -> tuple[int, http.client.HTTPMessage, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()  # names match in any case
-    finally:
-        conn.close()
+    r = http_request(local(srv.port, path), method, data=body, headers=headers, timeout=5)
+    return r.status, r.headers, r.body  # names match in any case
 
 
 def get_json(srv: HttpServer, path: str) -> tuple[int, Any]:

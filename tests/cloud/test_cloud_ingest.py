@@ -7,7 +7,6 @@ lock itself (BEGIN IMMEDIATE): the worker's commit then waits, so it cannot ack 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -15,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ import pytest
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker
+from devstack.testkit.http_client import get
 from devstack.testkit.pg_server import db_settings, db_toml
 from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings, TlsSettings, new_client
@@ -259,9 +258,10 @@ def cloud_process(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[st
 
 
 def ingest_status(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "api/ingest", timeout=5) as resp:
-        result: dict[str, Any] = json.load(resp)
-        return result
+    r = get(url + "api/ingest", timeout=5)
+    assert r.status == 200, (r.status, r.body)
+    result: dict[str, Any] = r.json()
+    return result
 
 
 def test_a_worker_killed_before_its_commit_gets_the_message_again(

@@ -15,6 +15,7 @@ import pytest
 from cloud_gateway import retail
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
+from devstack.testkit.http_client import get, local
 from xiaodian.wire import retail as contract
 from xiaodian.wire.payloads import batch_payload, event_record
 
@@ -361,15 +362,8 @@ def test_absurd_quantities_are_parked_and_retail_events_are_listed(
 
 
 def _get(srv: Any, path: str) -> tuple[int, Any]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
+    r = get(local(srv.port, path))
+    return r.status, json.loads(r.body)
 
 
 def test_catalogues_that_cannot_be_sent_or_counted_are_refused() -> None:

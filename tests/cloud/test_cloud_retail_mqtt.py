@@ -4,7 +4,6 @@ events from that store back through the ingest worker."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 import uuid
@@ -22,6 +21,8 @@ from cloud_gateway.downlink import DownlinkSender
 from cloud_gateway.ingest import IngestWorker
 from cloud_gateway.web import Api, HttpServer
 from devstack.broker import Broker
+from devstack.testkit.http_client import local
+from devstack.testkit.http_client import request as http_request
 from devstack.testkit.mqtt_clients import connected
 from devstack.testkit.pg_server import db_settings, db_toml
 from devstack.testkit.wait import wait
@@ -53,18 +54,12 @@ class Cloud:
 
     def call(self, method: str, path: str, body: Any = None,
              token: str | None = TOKEN) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15)
-        try:
-            raw = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=raw, headers=headers if raw is not None else {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, json.loads(data) if data else None
-        finally:
-            conn.close()
+        url = local(self.server.port, path)
+        if body is None:  # no body: no headers at all, the token neither
+            r = http_request(url, method, timeout=15)
+        else:
+            r = http_request(url, method, body, token=token, timeout=15)
+        return r.status, r.json()
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ terminal's SQLite, and the cloud's stock is exactly the terminal's ledger."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 
 from devstack.stack import StoreStack
 from devstack.testkit.edge import query
+from devstack.testkit.http_client import post
 from devstack.testkit.wait import wait
 from xiaodian.pki import load_pickup_key, pickup_key_path
 from xiaodian.wire.pickup import PickupCodec
@@ -45,12 +44,10 @@ def test_orders_reach_the_terminal_and_cloud_stock_is_its_ledger(stack: StoreSta
 
     # Cancelling in the cloud reaches the terminal too, and frees the reservation.
     token = stack.api_token_file.read_text().strip()
-    req = urllib.request.Request(
-        f"{stack.http_url}api/stores/store-001/orders/{delivery['id']}/cancel",
-        data=json.dumps({"reason": "changed mind"}).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert json.load(resp)["state"] == "cancelled"
+    resp = post(f"{stack.http_url}api/stores/store-001/orders/{delivery['id']}/cancel",
+                {"reason": "changed mind"}, token=token)
+    assert resp.status == 200, (resp.status, resp.body)
+    assert resp.json()["state"] == "cancelled"
     wait(lambda: query(stack.edge_db, f"SELECT state FROM orders WHERE id ="
                                       f" {delivery['id']}") == [("cancelled",)],
          timeout=20, what="the cancellation at the terminal")

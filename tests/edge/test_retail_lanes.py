@@ -4,15 +4,14 @@ how many left; and outside a handover, an item gone without a sale is flagged.""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from devstack.testkit.edge import events, free_port, running, sim_fridge
+from devstack.testkit.http_client import get, post
 from devstack.testkit.mqtt_clients import publish
 from devstack.testkit.wait import wait
 from edge.agent import Agent
@@ -43,14 +42,14 @@ class Counter:
         self.base = f"http://127.0.0.1:{port}/api/counter"
 
     def post(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"{self.base}/{action}", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return dict(json.load(r))
+        r = post(f"{self.base}/{action}", body, timeout=15)
+        assert r.status == 200, (r.status, r.body)
+        return dict(r.json())
 
     def state(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.base}?since=-1", timeout=15) as r:
-            return dict(json.load(r))
+        r = get(f"{self.base}?since=-1", timeout=15)
+        assert r.status == 200, (r.status, r.body)
+        return dict(r.json())
 
 
 @contextmanager
