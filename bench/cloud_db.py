@@ -5,8 +5,8 @@ batch of readings (parse, dedupe, insert, gaps, clock estimate, commit), for fre
 spread over 8 streams of 4 stores, by 1 and by 2 writers at once (threads, a connection each,
 like two workers on one database). SQLite is a file in a temporary directory
 (synchronous=FULL, as deployed); PostgreSQL is `--pg-url` (an empty database you own),
-or else a private server started like the tests' (tests/pg_server.py: in /dev/shm where
-possible, fsync off, so its numbers are an upper bound for a real server's disk).
+or else a private server started like the tests' (devstack/testkit/pg_server.py: in
+/dev/shm where possible, fsync off, so its numbers are an upper bound for a real server's disk).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _postgres(url: str | None) -> Iterator[tuple[str, str]]:
     if url:
         yield url, "given server"
         return
-    from tests.pg_server import PgServer
+    from devstack.testkit.pg_server import PgServer
 
     server = PgServer.start()
     try:

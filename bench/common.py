@@ -25,17 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from devstack.broker import Broker
-from edge.store import EdgeStore, NewReading
 
-# Shared with the tests (one edge config and TOML writer, one way to start a child); run the
-# benchmarks from the repository root (`python -m bench.NAME`), where `tests` is importable.
-from tests.helpers.edge import edge_config as edge_config
-from tests.helpers.edge import edge_toml as edge_toml
-from tests.helpers.edge import mqtt_toml
-from tests.helpers.edge import start_child as start_child
-from tests.helpers.edge import start_edge as start_edge
-from tests.helpers.edge import stop_child as stop_child
-from tests.helpers.edge import toml_value as _toml
+# Shared with the tests through devstack.testkit (one edge config and TOML writer, one way
+# to start a child); bench/ never imports tests/ (an import-linter contract).
+from devstack.testkit.edge import edge_config as edge_config
+from devstack.testkit.edge import edge_toml as edge_toml
+from devstack.testkit.edge import mqtt_toml
+from devstack.testkit.edge import start_child as start_child
+from devstack.testkit.edge import start_edge as start_edge
+from devstack.testkit.edge import stop_child as stop_child
+from devstack.testkit.edge import toml_value as _toml
+from edge.store import EdgeStore, NewReading
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, dev_pki
 

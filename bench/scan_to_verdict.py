@@ -36,9 +36,9 @@ from bench.common import (
     stop_child,
     wait_for,
 )
+from devstack.testkit.edge import free_port, pty_link
+from devstack.testkit.mqtt_clients import start_client, stop_client
 from edge.config import PickupSettings
-from tests.helpers.broker import start_client, stop_client
-from tests.helpers.edge import free_port, pty_link
 from xiaodian.wire.pickup import PickupCodec
 from xiaodian.wire.retail import (
     Catalogue,

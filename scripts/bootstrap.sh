@@ -102,7 +102,7 @@ if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
 fi
 
 # --- PostgreSQL: the cloud database tests run on SQLite and on a private PostgreSQL -------
-# tests/pg_server.py starts its own server (initdb + postgres from Debian's package, a free
+# devstack/testkit/pg_server.py starts its own server (initdb + postgres from Debian's package, a free
 # loopback port, a temporary cluster); it needs only the server binaries.
 have_pg_server() {
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||

@@ -18,9 +18,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from pg_server import PgServer, find_bindir
 
 from devstack.broker import Broker
+from devstack.testkit.pg_server import PgServer, find_bindir
 from xiaodian.mqtt import MqttSettings, new_client
 from xiaodian.pki import DevPki, dev_pki
 
@@ -177,7 +177,8 @@ def _left(deadline: float) -> float:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    """A private PostgreSQL server for the session (tests/pg_server.py), started on first use.
+    """A private PostgreSQL server for the session (devstack/testkit/pg_server.py), started
+    on first use.
 
     Skipped only when the machine has no PostgreSQL server binaries at all
     (scripts/bootstrap.sh installs them); any other failure to start is an error."""

@@ -1,0 +1,14 @@
+"""Helpers shared by the tests and the benchmarks (`tests/` and `bench/` both import them
+from here and never import each other; `lint-imports` checks the benchmark side).
+
+- `devstack.testkit.wait`: `wait(cond, timeout, what)`, the one poll-until-true.
+- `devstack.testkit.http_client`: the one small HTTP client (GET/POST/PUT, JSON, bearer token),
+  answering status, headers and body.
+- `devstack.testkit.edge`: edge agent configs and their TOML, the agent in a thread (alone or
+  beside the simulator) or as a process, pseudo-terminal links, a free port, reading the
+  edge's SQLite, a cloud ingest worker.
+- `devstack.testkit.mqtt_clients`: paho clients on the test broker (TLS, per-name
+  certificates): connected, subscribed with the SUBACK awaited, a one-shot publish.
+- `devstack.testkit.pg_server`: a private PostgreSQL server (Debian's binaries, a temporary
+  cluster) for the test session and the database benchmark.
+"""

@@ -1,0 +1,317 @@
+"""HACCP record: MKT and excursions by hand, then the report over a real database (CSV, CLI,
+HTTP page, the owner JSON endpoints)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cloud_gateway import haccp
+from cloud_gateway.db import Database
+from cloud_gateway.haccp import Excursion, Sample
+from cloud_gateway.ingest import ingest
+from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import get, local
+from xiaodian.wire.payloads import batch_payload, event_record, reading_record
+
+STORE = "store-001"
+T0 = 1_748_736_000.0  # 2025-06-01T00:00:00Z
+DAY = date(2025, 6, 1)
+UTC_TZ = ZoneInfo("UTC")
+
+
+# ---------------------------------------------------------------- pure: MKT
+
+
+def test_mkt_two_equal_samples_by_hand() -> None:
+    # 0 °C and 10 °C, one hour each. By hand, ΔH/R = 10 000 K:
+    #   exp(-10000/273.15) = exp(-36.6099) = 1.2629e-16
+    #   exp(-10000/283.15) = exp(-35.3170) = 4.6014e-16
+    #   mean = 2.9322e-16, -ln(mean) = 35.7657, 10000/35.7657 = 279.600 K = 6.43 °C
+    # (above the arithmetic mean 5 °C: warm hours count for more).
+    assert haccp.mkt([(0.0, 0.0), (3600.0, 10.0)]) == pytest.approx(6.4327, abs=1e-3)
+
+
+def test_mkt_of_a_constant_is_that_constant() -> None:
+    samples = [(60.0 * i, 3.0) for i in range(100)]
+    assert haccp.mkt(samples) == pytest.approx(3.0, abs=1e-9)
+    assert haccp.mkt([(0.0, -20.0)]) == pytest.approx(-20.0)  # no underflow when cold
+
+
+def test_mkt_is_time_weighted() -> None:
+    # An hour of 2 °C each minute, then a burst of 60 samples of 12 °C within one minute.
+    # Each sample stands for half the interval to each neighbour: 2 °C weighs
+    # 30 + 59·60 + (60 + 1)/2 = 3600.5 s and 12 °C weighs 59·1 + 0.5 = 59.5 s.
+    even = [(60.0 * i, 2.0) for i in range(61)]
+    burst = [(3600.0 + i, 12.0) for i in range(1, 61)]
+    k2, k12 = (math.exp(-10_000 / (c + 273.15)) for c in (2.0, 12.0))
+    by_time = 10_000 / -math.log((3600.5 * k2 + 59.5 * k12) / 3660) - 273.15
+    assert haccp.mkt(even + burst) == pytest.approx(by_time, abs=1e-9)
+    assert haccp.mkt(even + burst) < 2.5  # by sample count (61 vs 60) it would be ~8.6 °C
+    # A gap longer than MAX_GAP_S counts only MAX_GAP_S on each side.
+    assert haccp.mkt([(0.0, 2.0), (1e6, 12.0)]) == pytest.approx(
+        haccp.mkt([(0.0, 2.0), (900.0, 12.0)]))
+
+
+def test_day_stats_mean_is_time_weighted() -> None:
+    s = haccp.day_stats([(0.0, 2.0), (60.0, 4.0), (120.0, 6.0)])
+    assert s is not None
+    assert (s.samples, s.min_c, s.max_c) == (3, 2.0, 6.0)
+    assert s.mean_c == pytest.approx((2.0 * 30 + 4.0 * 60 + 6.0 * 30) / 120)
+    assert haccp.day_stats([]) is None
+
+
+# ---------------------------------------------------------------- pure: excursions
+
+
+def test_excursions_start_end_peak_and_ongoing() -> None:
+    temps = [3, 4, 5, 5.5, 7, 6, 5, 4, 9, 8.5]
+    samples = [(60.0 * i, float(c)) for i, c in enumerate(temps)]
+    assert haccp.excursions(samples, 5.0) == [
+        Excursion(5.0, 180.0, 360.0, 7.0, False),  # 5.0 itself is not above
+        Excursion(5.0, 480.0, 540.0, 9.0, True),  # still above at the last sample
+    ]
+    (hot,) = haccp.excursions(samples, 8.0)
+    assert (hot.start, hot.end, hot.duration_s, hot.peak_c, hot.ongoing) == (
+        480.0, 540.0, 60.0, 9.0, True)
+    assert haccp.excursions([], 5.0) == []
+    assert haccp.excursions([(0.0, 4.0), (60.0, 4.5)], 5.0) == []
+
+
+def test_intervals_from_changes_clipped_to_window() -> None:
+    changes = [(50.0, True), (120.0, False), (200.0, True), (260.0, False), (300.0, True)]
+    assert haccp.intervals(changes, 100.0, 400.0) == [
+        (100.0, 120.0), (200.0, 260.0), (300.0, 400.0)]
+    assert haccp.intervals([(10.0, True), (20.0, False)], 100.0, 400.0) == []
+    assert haccp.intervals([(10.0, True), (20.0, True)], 100.0, 400.0) == [(100.0, 400.0)]
+
+
+def test_downsample_keeps_peaks_and_bounds_the_count() -> None:
+    samples = [Sample(float(i), 3.0, 2.0) for i in range(5000)]
+    samples[2345] = Sample(2345.0, 11.0, 9.0)
+    out = haccp.downsample(samples, 1000)
+    assert len(out) <= 1000
+    assert max(s.product_c or 0 for s in out) == 11.0
+    assert [s.t for s in out] == sorted(s.t for s in out)
+    assert haccp.downsample(samples[:10], 1000) == samples[:10]
+
+
+def test_fold_alerts_lifecycle() -> None:
+    base = {"id": "f/warm/1", "fridge": "f", "rule": "warm", "audience": "owner",
+            "started_at": 100.0}
+    alerts = haccp.fold_alerts([
+        ("f", 130.0, base | {"change": "raised", "severity": "warning", "peak_c": 6.0,
+                             "message": "warm"}),
+        ("f", 160.0, base | {"change": "updated", "severity": "critical", "peak_c": 9.0,
+                             "message": "hot"}),
+        ("f", 170.0, {"change": "raised"}),  # no id: skipped
+        ("f", 200.0, base | {"id": "f/door/2", "change": "raised", "severity": "warning",
+                             "audience": "terminal"}),
+    ])
+    warm, door = alerts
+    assert (warm.severity, warm.message, warm.peak_c, warm.raised_at, warm.changed_at,
+            warm.active) == ("critical", "hot", 9.0, 130.0, 160.0, True)
+    assert haccp.fridge_state(alerts) == "critical"
+    assert haccp.fridge_state([door]) == "ok"  # terminal-only alerts do not page the owner
+    cleared = haccp.fold_alerts([("f", 130.0, base | {"change": "raised", "severity": "warning"}),
+                                 ("f", 300.0, base | {"change": "cleared"})])
+    assert cleared[0].cleared_at == 300.0 and haccp.fridge_state(cleared) == "ok"
+
+
+# ---------------------------------------------------------------- a day in a database
+
+
+def _alert(fridge: str, rule: str, change: str, severity: str, started: float, at: float,
+           peak: float | None, message: str) -> dict[str, Any]:
+    return {"change": change, "id": f"{fridge}/{rule}/{round(started * 1000)}",
+            "fridge": fridge, "rule": rule, "severity": severity, "audience": "owner",
+            "started_at": started, "at": at, "duration_s": at - started, "peak_c": peak,
+            "message": message, "late": False, "data": {}}
+
+
+Ev = tuple[str, float, dict[str, Any]]  # type, wall, data
+
+
+def fridge2_product(minute: int) -> float:
+    """3 °C, except 10:00-11:00 above 5 °C, with 10:30-10:45 at 9 °C."""
+    if 630 <= minute < 645:
+        return 9.0
+    return 6.0 if 600 <= minute < 660 else 3.0
+
+
+def fill_day(db: Database) -> None:
+    """A day of minute readings for two fridges; fridge-2 has an excursion and an alert."""
+    for device in ("fridge-1", "fridge-2"):
+        records = []
+        for m in range(1440):
+            product = 3.0 + 0.5 * math.sin(m / 60) if device == "fridge-1" else fridge2_product(m)
+            air = 2.0 + (m % 30) / 10  # a compressor saw-tooth, 2..4.9 °C
+            records.append(reading_record(m + 1, m + 1, 60_000 * m, T0 + 60 * m, True,
+                                          [(0, "ok", air), (1, "ok", round(product, 3))]))
+        for i in range(0, 1440, 480):
+            chunk = records[i:i + 480]
+            ingest(db, f"xd/v1/{STORE}/telemetry",
+                   batch_payload("readings", STORE, device, 1, chunk), "w-1",
+                   chunk[-1]["wall"] + 1.0)
+    h = 3600.0
+    f1: list[Ev] = [
+          ("door", T0 + 8 * h, {"open": True, "duration_ms": 0}),
+          ("door", T0 + 8 * h + 600, {"open": False, "duration_ms": 600_000}),
+          ("defrost", T0 + 6 * h, {"active": True, "reason": "schedule"}),
+          ("defrost", T0 + 6 * h + 1500, {"active": False, "reason": "schedule"}),
+          ("alert", T0 + 8 * h + 300, _alert("fridge-1", "door", "raised", "warning",
+                                            T0 + 8 * h, T0 + 8 * h + 300, None,
+                                            "door open 5 min")),
+          ("alert", T0 + 8 * h + 600, _alert("fridge-1", "door", "cleared", "warning",
+                                            T0 + 8 * h, T0 + 8 * h + 600, None, "door closed"))]
+    for hour in range(24):
+        f1.append(("compressor", T0 + hour * h, {"on": True, "reason": "thermostat"}))
+        f1.append(("compressor", T0 + hour * h + 1200, {"on": False, "reason": "thermostat"}))
+    f2 = [("alert", T0 + 10.5 * h, _alert("fridge-2", "warm", "raised", "warning", T0 + 10 * h,
+                                          T0 + 10.5 * h, 6.0,
+                                          "product 6.0 °C, above 5 °C for 30 min")),
+          ("alert", T0 + 10.75 * h, _alert("fridge-2", "warm", "updated", "critical",
+                                           T0 + 10 * h, T0 + 10.75 * h, 9.0,
+                                           "product 9.0 °C, above 8 °C for 15 min"))]
+    # fridge-1's alert came from an older agent (with the fridge's own events), fridge-2's
+    # from a current one (the `alerts` stream on its own topic): a report finds both.
+    for device, leaf, evs in (("fridge-1", "events", f1), ("alerts", "alerts", f2)):
+        evs.sort(key=lambda e: e[1])
+        records = [event_record(i + 1, type_, None, None, wall, True, data)
+                   for i, (type_, wall, data) in enumerate(evs)]
+        ingest(db, f"xd/v1/{STORE}/{leaf}", batch_payload("events", STORE, device, 1, records),
+               "w-1", T0 + 86_400.0)
+
+
+@pytest.fixture
+def day_db(db_target: Path | str) -> Path | str:
+    """A day of two fridges, on SQLite and on PostgreSQL (conftest.db_target)."""
+    path = db_target
+    with Database.open(path) as db:
+        fill_day(db)
+    return path
+
+
+def test_report_per_fridge(day_db: Path | str) -> None:
+    with Database.open_readonly(day_db) as db:
+        f1, f2 = haccp.report(db.conn, STORE, DAY, UTC_TZ)
+    assert (f1.fridge, f2.fridge) == ("fridge-1", "fridge-2")
+    assert f1.stats is not None and f2.stats is not None
+    assert f1.stats.samples == f2.stats.samples == 1440
+    assert f1.excursions == []
+    assert [a.rule for a in f1.alerts] == ["door"] and not f1.alerts[0].active
+    assert (f2.stats.min_c, f2.stats.max_c) == (3.0, 9.0)
+    assert f2.stats.mkt_c > f2.stats.mean_c > 3.0
+    warm, hot = f2.excursions
+    assert (warm.threshold_c, warm.start, warm.end, warm.peak_c) == (5.0, T0 + 36_000,
+                                                                     T0 + 39_600, 9.0)
+    assert (hot.threshold_c, hot.start, hot.end, hot.peak_c) == (8.0, T0 + 37_800,
+                                                                 T0 + 38_700, 9.0)
+    (alert,) = f2.alerts
+    assert (alert.severity, alert.active, alert.peak_c) == ("critical", True, 9.0)
+    # The day before has neither readings nor the alert (it started on the 1st).
+    with Database.open_readonly(day_db) as db:
+        before = haccp.report(db.conn, STORE, date(2025, 5, 31), UTC_TZ)
+    assert all(d.stats is None and not d.alerts and not d.excursions for d in before)
+
+
+def test_csv_rows(day_db: Path | str) -> None:
+    with Database.open_readonly(day_db) as db:
+        days = haccp.report(db.conn, STORE, DAY, UTC_TZ)
+    out = io.StringIO()
+    haccp.write_csv(days, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["record"], r["fridge"]) for r in rows] == [
+        ("day", "fridge-1"), ("alert", "fridge-1"), ("day", "fridge-2"),
+        ("excursion", "fridge-2"), ("excursion", "fridge-2"), ("alert", "fridge-2")]
+    day2 = rows[2]
+    assert (day2["samples"], day2["min_c"], day2["max_c"]) == ("1440", "3.00", "9.00")
+    exc = rows[3]
+    assert (exc["threshold_c"], exc["start"], exc["duration_min"], exc["peak_c"]) == (
+        "5", "2025-06-01T10:00:00+00:00", "60.0", "9.00")
+    assert rows[5]["severity"] == "critical" and rows[5]["cleared"] == ""
+
+
+def test_cli_csv_and_html(day_db: Path | str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "xiaodian", "cloud", "haccp", "--db",
+                               str(day_db), "--store", STORE, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    out = run("--day", "2025-06-01", "--tz", "Asia/Shanghai")
+    assert out.returncode == 0, out.stderr
+    first = next(csv.DictReader(io.StringIO(out.stdout)))
+    # Shanghai's 1 June is 16:00 UTC 31 May .. 16:00 UTC 1 June: 16 h of our data.
+    assert (first["tz"], first["samples"]) == ("Asia/Shanghai", str(16 * 60))
+    html_out = run("--format", "html", "--fridge", "fridge-2")  # default day: newest reading
+    assert html_out.returncode == 0, html_out.stderr
+    assert "HACCP record · store-001 · 2025-06-01" in html_out.stdout
+    assert html_out.stdout.count("<svg") == 1 and "limit-hot" in html_out.stdout
+    bad = run("--day", "1 June")
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
+    missing = run("--fridge", "fridge-9")
+    assert missing.returncode == 1 and "no readings" in missing.stderr
+
+
+# ---------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture
+def server(day_db: Path | str) -> Iterator[HttpServer]:
+    with HttpServer(Api(day_db), "127.0.0.1", 0) as srv:
+        yield srv
+
+
+def _get(srv: HttpServer, path: str) -> tuple[int, str, bytes]:
+    r = get(local(srv.port, path), timeout=5)
+    return r.status, r.headers.get("Content-Type") or "", r.body
+
+
+def test_history_endpoint(server: HttpServer) -> None:
+    status, ctype, body = _get(server, f"/api/stores/{STORE}/fridges/fridge-1/history?hours=24")
+    assert status == 200 and ctype == "application/json"
+    h = json.loads(body)
+    assert h["until"] == T0 + 1439 * 60 and h["since"] == h["until"] - 86_400
+    assert h["total"] == 1440 and len(h["readings"]) <= 1000 and h["downsampled"]
+    assert h["intervals"]["defrost"] == [[T0 + 6 * 3600, T0 + 6 * 3600 + 1500]]
+    assert h["intervals"]["door"] == [[T0 + 8 * 3600, T0 + 8 * 3600 + 600]]
+    assert len(h["intervals"]["compressor"]) == 24
+    assert h["limits"] == {"warm_c": 5.0, "hot_c": 8.0, "freeze_c": -0.5}
+    status, _, body = _get(server, f"/api/stores/{STORE}/fridges/fridge-2/history?hours=2")
+    assert len(json.loads(body)["readings"]) == 121
+    assert _get(server, f"/api/stores/{STORE}/fridges/fridge-1/history?hours=0")[0] == 400
+
+
+def test_owner_endpoint(server: HttpServer) -> None:
+    status, _, body = _get(server, f"/api/stores/{STORE}/owner")
+    assert status == 200
+    f1, f2 = json.loads(body)["fridges"]
+    assert (f1["fridge"], f1["state"], f1["alerts"]) == ("fridge-1", "ok", [])
+    assert f2["state"] == "critical" and f2["latest"]["product_c"] == 3.0
+    (alert,) = f2["alerts"]
+    assert alert["id"] == f"fridge-2/warm/{round((T0 + 36_000) * 1000)}"
+    assert alert["acknowledged"] is False
+
+
+def test_haccp_page(server: HttpServer) -> None:
+    status, ctype, body = _get(server, f"/haccp/{STORE}/fridge-2?day=2025-06-01")
+    assert status == 200 and ctype.startswith("text/html")
+    page = body.decode()
+    assert "MKT" in page and "9.0 °C" in page and "not acknowledged" in page
+    assert page.count('class="line product"') >= 1
+    assert _get(server, f"/haccp/{STORE}/fridge-9")[0] == 404
+    assert _get(server, f"/haccp/{STORE}/fridge-2?day=June")[0] == 400
+    assert _get(server, f"/haccp/{STORE}?tz=Mars/Base")[0] == 400
+    status, _, body = _get(server, f"/haccp/{STORE}")
+    assert status == 200 and body.decode().count("<svg") == 2
