@@ -268,8 +268,11 @@ def test_cli_csv_and_html(day_db: Path | str) -> None:
 
 @pytest.fixture
 def server(day_db: Path | str) -> Iterator[HttpServer]:
-    with HttpServer(Api(day_db), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(day_db, api_token=READER), "127.0.0.1", 0) as srv:
         yield srv
+
+
+READER = b"reader-token-0123456789abcdef0123456789"  # the service token: an operator
 
 
 def _get(srv: HttpServer, path: str) -> tuple[int, str, bytes]:
@@ -277,7 +280,7 @@ def _get(srv: HttpServer, path: str) -> tuple[int, str, bytes]:
 
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {READER.decode()}"})
         r = conn.getresponse()
         return r.status, r.getheader("Content-Type") or "", r.read()
     finally:

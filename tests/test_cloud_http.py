@@ -47,7 +47,8 @@ def server(db_target: Path | str) -> Iterator[HttpServer]:
     path = db_target
     with Database.open(path) as db:
         _fill(db)
-    with HttpServer(Api(path, lambda: COUNTERS), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(path, lambda: COUNTERS, api_token=TOKEN.encode()), "127.0.0.1",
+                    0) as srv:
         yield srv
 
 
@@ -55,8 +56,10 @@ def request(srv: HttpServer, path: str, method: str = "GET",
             headers: dict[str, str] | None = None, body: bytes | None = None,
             ) -> tuple[int, http.client.HTTPMessage, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    if headers is None:  # reads need a caller with a role now (the service token: operator)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.headers, resp.read()  # names match in any case
     finally:

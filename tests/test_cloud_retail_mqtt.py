@@ -59,7 +59,9 @@ class Cloud:
         conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=15)
         try:
             raw = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=raw, headers=headers if raw is not None else {})
+            if raw is None:  # a read: its credentials only
+                headers.pop("Content-Type")
+            conn.request(method, path, body=raw, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             return resp.status, json.loads(data) if data else None
