@@ -267,16 +267,21 @@ class _NarrowOperator(Principal):
 # ---------------------------------------------------------------- sessions
 
 
-def login(conn: sql.Connection, name: str, password: str, client: str,
-          now: float, ttl_s: float = SESSION_TTL_S) -> tuple[str, Principal] | None:
-    """A new session id (for the cookie) and who it is, or None for a wrong name/password."""
+def check_login(conn: sql.Connection, name: str, password: str) -> bool:
+    """Whether the password is the active user's. Run it outside any write transaction:
+    scrypt takes ~0.1 s, and SQLite would hold its one write lock all that time."""
     row = conn.execute("SELECT password FROM users WHERE username = ? AND revoked_at IS NULL",
                        (name,)).fetchone()
     if row is None:
         verify_password(_dummy_hash(), password)  # same time as a wrong password
-        return None
-    if not verify_password(row["password"], password):
-        return None
+        return False
+    return verify_password(row["password"], password)
+
+
+def start_session(conn: sql.Connection, name: str, client: str, now: float,
+                  ttl_s: float = SESSION_TTL_S) -> tuple[str, Principal] | None:
+    """A new session id (for the cookie) and who it is; None if the user was revoked since
+    `check_login`."""
     principal = _principal(conn, name, "session")
     if principal is None:
         return None

@@ -117,8 +117,13 @@ def login(call: Call) -> Reply:
         raise BadRequest("user and password: strings required")
     api = call.api
     now = api.now()
-    with api.write() as db, db.transaction() as conn:
-        got = accounts.login(conn, user.strip().lower(), password, call.client, now)
+    name = user.strip().lower()
+    with api.read() as db:
+        good = accounts.check_login(db.conn, name, password)
+    got = None
+    if good:
+        with api.write() as db, db.transaction() as conn:
+            got = accounts.start_session(conn, name, call.client, now)
     if got is None:
         log.info("login refused for %r from %s", user[:64], call.client)  # never the password
         if from_form:
