@@ -80,8 +80,8 @@ CREATE TABLE IF NOT EXISTS ack_links_used (
 TABLES = ("users", "user_stores", "sessions", "api_tokens", "audit_log", "ack_links_used")
 
 ROLES = ("owner", "technician", "operator")
-# What each role may do on a store it covers. "ops.read" is store-less (dead letters, ingest
-# counters, the audit trail, accounts): operators only.
+# What each role may do on a store it covers. "ops.read" is store-less (dead letters, the
+# audit trail): operators only.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": frozenset({"store.read", "orders.read", "orders.write", "catalogue.write",
                         "alerts.read", "alerts.ack", "commands.read"}),

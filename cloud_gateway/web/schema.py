@@ -25,8 +25,8 @@ from .core import HTML, Call, Reply
 from .resource import Resource, route
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
-OPEN = {"/", "/index.html", "/owner", "/owner/", "/owner/{store}", "/healthz", "/login",
-        "/api/login", "/api/logout", "/openapi.json", "/docs"}
+OPEN = {"/", "/index.html", "/owner", "/owner/", "/owner/{store}", "/healthz", "/api/ingest",
+        "/login", "/api/login", "/api/logout", "/openapi.json", "/docs"}
 _ERRORS = 'JSON; a refusal is {"error": message, "status": code}'
 
 
