@@ -283,6 +283,8 @@ def _command(args: argparse.Namespace) -> int:
             return fail(str(exc))
         except sql.ERRORS as exc:
             return fail(f"cannot record the command in {sql.describe(cfg.cloud.database)}: {exc}")
+        with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
+            _audit(conn, "command.send", args.store, command_id, {"action": args.action})
     finally:
         publisher.stop()
     cmd = commands.wait_settled(cfg.cloud.database, command_id, args.timeout)
@@ -292,6 +294,17 @@ def _command(args: argparse.Namespace) -> int:
         print(f"xiaodian cloud command: no answer to {command_id} within {args.timeout:g} s"
               " (is a `cloud run` worker collecting answers?)", file=sys.stderr)
     return {"answered": 0, "refused": 3, "expired": 4, "unsent": 4}.get(state, 5)
+
+
+def _audit(conn: sql.Connection, action: str, store: str, target: str,
+           detail: dict[str, Any]) -> None:
+    """The audit row of a write made from the command line (docs/security.md)."""
+    import getpass
+
+    from . import accounts
+
+    accounts.audit(conn, f"cli:{getpass.getuser()}", action, store, target, time.time(),
+                   "cli", detail)
 
 
 def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float = 10.0) -> bool:
@@ -341,6 +354,7 @@ def _catalogue_push(args: argparse.Namespace) -> int:
         with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             cat = retail.put_catalogue(conn, args.store, items, time.time(),
                                        f"cli:{getpass.getuser()}")
+            _audit(conn, "catalogue.push", args.store, f"v{cat.version}", {"items": len(items)})
     except retail.RetailError as exc:
         return fail(f"{args.file}: {exc.message}")
     except sql.ERRORS as exc:
@@ -385,6 +399,7 @@ def _order_create(args: argparse.Namespace) -> int:
         with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             order = retail.create_order(conn, args.store, req, time.time(),
                                         f"cli:{getpass.getuser()}")
+            _audit(conn, "order.create", args.store, str(order.id), {"mode": order.mode})
     except retail.RetailError as exc:
         return fail(exc.message, 3 if exc.status == 409 else 1)
     except (OSError, ValueError, PkiError) as exc:  # the key file: named, never shown
