@@ -260,6 +260,22 @@ def test_audit_rows_for_acks_listed_for_operators_and_by_the_cli(
     assert [x["actor"] for x in lines] == ["link:wang", "ann"]
 
 
+def test_catalogue_push_by_role_and_its_audit_row(srv: HttpServer, db: Path | str) -> None:
+    items = {"items": [{"item": "06901234567892", "name": "Fresh milk 1 L", "unit": "piece",
+                        "shelf_life_days": 7, "storage": "chilled", "location": None}]}
+    tech, owner = Client(srv), Client(srv)
+    assert tech.login("tom") == 200 and owner.login("ann") == 200
+    assert tech.call("PUT", f"/api/stores/{A}/catalogue", items)[0] == 403
+    assert owner.call("PUT", f"/api/stores/{B}/catalogue", items)[0] == 403
+    status, _, body = owner.call("PUT", f"/api/stores/{A}/catalogue", items)
+    assert status == 200 and body["version"] == 1
+    assert tech.call("GET", f"/api/stores/{A}/catalogue")[0] == 200  # store data: readable
+    with Database.open(db) as d:
+        rows = [tuple(r) for r in d.conn.execute(
+            "SELECT actor, role, action, store, target, via FROM audit_log")]
+    assert rows == [("ann", "owner", "catalogue.push", A, "v1", "session from 127.0.0.1")]
+
+
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xiaodian")
     sub = parser.add_subparsers(dest="command", required=True)
