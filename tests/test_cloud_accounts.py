@@ -218,6 +218,22 @@ def test_a_revoked_token_stops_at_once(srv: HttpServer, db: Path | str, clock: C
     assert c.call("GET", "/api/me")[0] == 401
 
 
+def test_a_token_narrowed_to_a_store_is_no_wider_than_that(srv: HttpServer, db: Path | str,
+                                                            clock: Clock) -> None:
+    with Database.open(db) as d, d.transaction() as conn:
+        _, ops_a = accounts.create_token(conn, "ops", "store A only", [A], clock())
+        _, ops_all = accounts.create_token(conn, "ops", "all", [], clock(), expires_in_s=60)
+    c = Client(srv)
+    assert c.call("GET", f"/api/stores/{A}/orders", token=ops_a)[0] == 200
+    assert c.call("GET", f"/api/stores/{B}/orders", token=ops_a)[0] == 403
+    assert c.call("GET", "/api/dead-letters", token=ops_a)[0] == 403  # spans every store
+    assert [s["store"] for s in c.call("GET", "/api/stores", token=ops_a)[2]["stores"]] == [A]
+    status, _, body = c.call("GET", "/api/dead-letters", token=ops_all)
+    assert status == 200 and body["dead_letters"][0]["topic"] == f"xd/v1/{B}/telemetry"
+    clock.t += 61  # past the token's expiry
+    assert c.call("GET", "/api/dead-letters", token=ops_all)[0] == 403
+
+
 def test_an_ack_link_expires_and_works_once(srv: HttpServer, clock: Clock) -> None:
     base = srv.url.rstrip("/")
     key = f"{A}/{ALERT}"
