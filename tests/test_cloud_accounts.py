@@ -174,6 +174,8 @@ def test_a_technician_sees_store_a_only_and_no_customers(srv: HttpServer) -> Non
     assert c.call("GET", f"/api/stores/{A}/alerts")[0] == 200
     assert c.call("GET", f"/api/stores/{B}/alerts")[0] == 403
     assert c.call("GET", f"/api/stores/{A}/orders")[0] == 403  # customers' names
+    assert c.call("GET", f"/api/stores/{A}/events?type=pickup")[0] == 403
+    assert c.call("GET", f"/api/stores/{A}/events?type=expiry")[0] == 200
     assert c.call("GET", "/api/dead-letters")[0] == 403
     assert c.call("GET", f"/haccp/{B}")[0] == 403
     # An owner of A may see A's orders and acknowledge A's alerts, not B's.

@@ -184,6 +184,8 @@ def events(call: Call) -> Reply:
     # pickup codes, which are bearer tokens for someone's order.
     if type_ not in EVENT_TYPES or type_ == "scan":
         raise BadRequest("type: one of " + ", ".join(sorted(EVENT_TYPES - {"scan"})))
+    if type_ in ("order", "pickup"):  # about customers' orders: as the orders themselves
+        call.api.authorise(call.headers, "orders.read", store)
     limit = int_param(query, "limit", DEFAULT_COMMAND_LIMIT, 1, MAX_LIMIT)
     with call.api.read() as db:
         rows = retail_store.recent_events(db.conn, store, type_, limit)
