@@ -180,7 +180,7 @@ def events(call: Call) -> Reply:
     call.api.authorise(call.headers, "store.read", store)
     query = call.query("type", "limit")
     type_ = query.get("type", "")
-    # Scans stay out of this unauthenticated read: an old agent's scan events may hold
+    # Scans stay out of this read, even for operators: an old agent's scan events may hold
     # pickup codes, which are bearer tokens for someone's order.
     if type_ not in EVENT_TYPES or type_ == "scan":
         raise BadRequest("type: one of " + ", ".join(sorted(EVENT_TYPES - {"scan"})))
