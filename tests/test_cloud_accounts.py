@@ -140,6 +140,10 @@ def test_login_wrong_password_me_and_logout(srv: HttpServer) -> None:
     assert status == 200 and "Max-Age=0" in headers["Set-Cookie"]
     status, _, body = c.call("GET", "/api/me")  # the old cookie is dead on the server side
     assert status == 401 and "session expired" in body["error"]
+    assert c.login("ann") == 200  # the pages' button posts the form: back to /login
+    status, headers, _ = c.call("POST", "/api/logout", ctype="application/x-www-form-urlencoded")
+    assert status == 303 and headers["Location"] == "/login"
+    assert c.call("GET", "/api/me")[0] == 401
 
 
 def test_login_form_redirects_only_within_the_site(srv: HttpServer) -> None:

@@ -149,6 +149,9 @@ def logout(call: Call) -> Reply:
         with call.api.write() as db, db.transaction() as conn:
             ended = accounts.logout(conn, session)
     clear = (("Set-Cookie", f"{SESSION_COOKIE}=; Max-Age=0; {_flags(call)}"),)
+    mime = (call.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if mime == FORM:  # the pages' button: back to the login form
+        return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain", (*clear, ("Location", "/login")))
     return ok(HTTPStatus.OK, {"logged_out": ended}, clear)
 
 
