@@ -18,6 +18,7 @@ import hmac
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -265,6 +266,38 @@ class _NarrowOperator(Principal):
 
 
 # ---------------------------------------------------------------- sessions
+
+
+class LoginThrottle:
+    """At most `limit` wrong passwords per name and per client address within `window_s`;
+    past that, logins from there are refused until the window moves on, right password or
+    not. Kept in the process: it slows guessing down, and a restart forgets it."""
+
+    MAX_KEYS = 10_000  # bounded memory whatever the guesser sends
+
+    def __init__(self, limit: int = 10, window_s: float = 900.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, keys: Iterable[str], now: float) -> bool:
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.limit for k in keys)
+
+    def failed(self, keys: Iterable[str], now: float) -> None:
+        with self._lock:
+            if len(self._failures) >= self.MAX_KEYS:
+                self._failures = {k: v for k, v in self._failures.items()
+                                  if v and v[-1] > now - self.window_s}
+                if len(self._failures) >= self.MAX_KEYS:
+                    self._failures.clear()
+            for k in keys:
+                self._failures[k] = [*self._recent(k, now), now]
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        return [t for t in self._failures.get(key, ()) if t > now - self.window_s]
+
 
 
 def check_login(conn: sql.Connection, name: str, password: str) -> bool:

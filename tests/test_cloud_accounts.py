@@ -146,6 +146,16 @@ def test_login_wrong_password_me_and_logout(srv: HttpServer) -> None:
     assert c.call("GET", "/api/me")[0] == 401
 
 
+def test_repeated_wrong_passwords_are_throttled(srv: HttpServer, clock: Clock) -> None:
+    c = Client(srv)
+    for _ in range(10):
+        assert c.login("tom", "guess-guess-guess") == 401
+    status, headers, body = c.call("POST", "/api/login", {"user": "tom", "password": PASSWORD})
+    assert status == 429 and "too many" in body["error"] and headers["Retry-After"] == "900"
+    clock.t += 901  # the window moved on
+    assert c.login("tom") == 200
+
+
 def test_login_form_redirects_only_within_the_site(srv: HttpServer) -> None:
     c = Client(srv)
     status, _, page = c.call("GET", "/login?next=/owner")

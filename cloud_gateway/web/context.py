@@ -66,6 +66,7 @@ class Api:
         # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
         self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
         # Alerts (cloud_gateway/alerts/web.py): list, ack by bearer token or by signed link.
+        self.login_throttle = accounts.LoginThrottle()
         self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret, now=now)
 
     def write(self) -> Database:

@@ -118,8 +118,15 @@ def login(call: Call) -> Reply:
     api = call.api
     now = api.now()
     name = user.strip().lower()
+    keys = (f"user:{name[:64]}", f"client:{call.client}")
+    if api.login_throttle.blocked(keys, now):
+        raise HttpError(HTTPStatus.TOO_MANY_REQUESTS,
+                        "too many wrong passwords: try again in 15 minutes",
+                        (("Retry-After", str(int(api.login_throttle.window_s))),))
     with api.read() as db:
         good = accounts.check_login(db.conn, name, password)
+    if not good:
+        api.login_throttle.failed(keys, now)
     got = None
     if good:
         with api.write() as db, db.transaction() as conn:
