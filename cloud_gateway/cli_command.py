@@ -8,6 +8,7 @@ import sys
 
 from . import config as cloud_config
 from . import sql
+from .cli_audit import audit
 from .cli_certs import shared_certificate
 
 
@@ -57,6 +58,8 @@ def _command(args: argparse.Namespace) -> int:
             return fail(str(exc))
         except sql.ERRORS as exc:
             return fail(f"cannot record the command in {sql.describe(cfg.cloud.database)}: {exc}")
+        with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
+            audit(conn, "command.send", args.store, command_id, {"action": args.action})
     finally:
         publisher.stop()
     cmd = commands.wait_settled(cfg.cloud.database, command_id, args.timeout)

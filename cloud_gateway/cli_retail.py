@@ -9,6 +9,7 @@ import time
 
 from . import config as cloud_config
 from . import sql
+from .cli_audit import audit
 from .cli_certs import shared_certificate
 from .cli_read import _db_path, _open_readonly
 
@@ -65,6 +66,7 @@ def _catalogue_push(args: argparse.Namespace) -> int:
         with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             cat = retail.put_catalogue(conn, args.store, items, time.time(),
                                        f"cli:{getpass.getuser()}")
+            audit(conn, "catalogue.push", args.store, f"v{cat.version}", {"items": len(items)})
     except retail.RetailError as exc:
         return fail(f"{args.file}: {exc.message}")
     except sql.ERRORS as exc:
@@ -109,6 +111,7 @@ def _order_create(args: argparse.Namespace) -> int:
         with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             order = retail.create_order(conn, args.store, req, time.time(),
                                         f"cli:{getpass.getuser()}")
+            audit(conn, "order.create", args.store, str(order.id), {"mode": order.mode})
     except retail.RetailError as exc:
         return fail(exc.message, 3 if exc.status == 409 else 1)
     except (OSError, ValueError, PkiError) as exc:  # the key file: named, never shown

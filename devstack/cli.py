@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "devstack.security_cli",
     "edge.rules.cli",
     "cloud_gateway.pickup_cli",
+    "cloud_gateway.users_cli",  # adds to `cloud`: after cloud_gateway.cli
 )
 
 

@@ -113,6 +113,9 @@ def _banner(stack: StoreStack, out: TextIO) -> None:
         print(f"  {name:<10} log {part.log}", file=out)
     print(f"  data       {stack.workdir}", file=out)
     print(f"  dashboard  {stack.http_url}  (owner page: {stack.http_url}owner)", file=out)
+    print(f"  log in     {stack.http_url}login  as owner or technician, password"
+          f" {stack.demo_password!r}; operator API token in {stack.api_token_file}",
+          file=out)
     print(f"  terminal   http://127.0.0.1:{stack.kiosk_port}/  (the shop's screen: alerts, buzzer)",
           file=out)
     print("Ctrl-C stops everything.\n", file=out)

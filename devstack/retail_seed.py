@@ -87,7 +87,7 @@ def retail_setup(stack: StoreStack, pki: DevPki) -> tuple[str, str]:
         make_command_key(cmd_dir)
     signing_key = cmd_dir / COMMAND_KEY_NAME
     key_id = key_id_for(load_command_private_key(signing_key).public_key())
-    token = stack.api_token_file
+    token = stack.service_token_file
     if not token.exists():
         token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

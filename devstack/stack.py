@@ -89,6 +89,7 @@ class StoreStack:
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
+    demo_password: str = ""  # of the owner and technician accounts (`people()`)
 
     # Where everything goes, relative to the work directory.
     @property
@@ -117,7 +118,13 @@ class StoreStack:
 
     @property
     def api_token_file(self) -> Path:
+        """The personal API token of the stack's operator account (`people()`)."""
         return self.workdir / "secrets" / "api-token"
+
+    @property
+    def service_token_file(self) -> Path:
+        """[commands] still requires a token file; the stack itself uses its operator's."""
+        return self.workdir / "secrets" / "service-token"
 
     @property
     def counter_url(self) -> str:
@@ -149,6 +156,7 @@ class StoreStack:
         if self.cloud_workers < 1:
             raise StackError("cloud_workers: must be at least 1")
         self.prepare()
+        self.people()
         fridges, scanners = scenario_devices(self.scenario)
         pki = dev_pki(self.workdir / "pki", stores=[self.store], services=self.cloud_identities)
         self.broker = Broker(self.workdir / "broker", pki)
@@ -241,6 +249,29 @@ class StoreStack:
         """What a shop's first morning looks like (`devstack.retail_seed.seed_retail`)."""
         return seed_retail(self, timeout)
 
+    # -- people: the cloud's accounts (cloud_gateway/accounts.py) -----------------------------
+
+    def people(self) -> None:
+        """In the fresh cloud database: an operator whose token the stack uses (written to
+        `api_token_file`), and an owner and a technician of the store to log in as."""
+        from cloud_gateway import accounts
+        from cloud_gateway.db import Database
+
+        now = time.time()
+        self.demo_password = secrets.token_urlsafe(9)  # new each run; the demo prints it
+        with Database.open(self.cloud_db) as db, db.transaction() as conn:
+            accounts.add_user(conn, "stack-operator", "operator", [], None, now)
+            _, token = accounts.create_token(conn, "stack-operator", "devstack", [], now)
+            for name in ("owner", "technician"):
+                accounts.add_user(conn, name, name, [self.store], self.demo_password, now)
+        self.api_token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.api_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+
+    def _auth(self) -> dict[str, str]:
+        token = self.api_token_file.read_text(encoding="ascii").strip()
+        return {"Authorization": f"Bearer {token}"}
 
     def _wait(self, ready: Any, what: str, part: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -263,7 +294,8 @@ class StoreStack:
             return False
 
     def api(self, path: str) -> Any:
-        with urllib.request.urlopen(self.http_url + path, timeout=5) as resp:
+        req = urllib.request.Request(self.http_url + path, headers=self._auth())
+        with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)
 
     # -- faults, for the fault-injection tests ------------------------------------------------

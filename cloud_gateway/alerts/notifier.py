@@ -41,23 +41,34 @@ TITLES = {
 }
 
 
-def ack_token(secret: bytes, key: str, contact: str) -> str:
-    """`contact.hex`: the link's capability to acknowledge alert `key` as `contact`."""
-    mac = hmac.new(secret, f"{key}\n{contact}".encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{contact}.{mac}"
+ACK_LINK_TTL_S = 24 * 3600  # a notification's link acknowledges for a day, and only once
 
 
-def check_ack_token(secret: bytes, key: str, token: str) -> str | None:
-    """The contact named by a valid token for `key`, else None."""
-    contact, _, _mac = token.rpartition(".")
-    if not contact:
+def ack_token(secret: bytes, key: str, contact: str, expires_at: int) -> str:
+    """`contact.expires.mac`: the link's capability to acknowledge alert `key` as `contact`
+    until `expires_at` (the web side also lets it work only once)."""
+    mac = hmac.new(secret, f"{key}\n{contact}\n{expires_at}".encode(),
+                   hashlib.sha256).hexdigest()[:32]
+    return f"{contact}.{expires_at}.{mac}"
+
+
+def check_ack_token(secret: bytes, key: str, token: str) -> tuple[str, int] | None:
+    """(contact, expires_at) of a genuine token for `key`, else None; expiry is the
+    caller's to judge (so it can say "expired" rather than "not valid")."""
+    head, _, _mac = token.rpartition(".")
+    contact, _, expires = head.rpartition(".")
+    if not contact or not expires.isascii() or not expires.isdigit() or len(expires) > 12:
         return None
-    return contact if hmac.compare_digest(ack_token(secret, key, contact), token) else None
+    if not hmac.compare_digest(ack_token(secret, key, contact, int(expires)), token):
+        return None
+    return contact, int(expires)
 
 
-def ack_link(public_url: str, secret: bytes, key: str, contact: str) -> str:
+def ack_link(public_url: str, secret: bytes, key: str, contact: str,
+             expires_at: int | None = None) -> str:
+    expires = int(time.time()) + ACK_LINK_TTL_S if expires_at is None else expires_at
     return (public_url.rstrip("/") + "/ack/" + quote(key, safe="/")
-            + "?" + urlencode({"t": ack_token(secret, key, contact)}))
+            + "?" + urlencode({"t": ack_token(secret, key, contact, expires)}))
 
 
 def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
@@ -231,8 +242,9 @@ class AlertService:
     def _send(self, row: sql.Row, contact: Contact) -> channels.Attempt:
         payload: dict[str, Any] = json.loads(row["payload"])
         key = payload["alert"]["key"]
-        link = ack_link(self.public_url, self._link_secret, key, contact.name)
         sent_at = int(self._now())
+        link = ack_link(self.public_url, self._link_secret, key, contact.name,
+                        sent_at + ACK_LINK_TTL_S)
         channel: str = row["channel"]
         if channel == "webhook":
             secret = self._webhook_secrets.get(f"{row['store']}/{contact.name}")

@@ -6,6 +6,10 @@
     GET  /ack/{s}/{alert id}?t=TOKEN                        the form behind a notification link
     POST /ack/{s}/{alert id}                                the form (t, by, corrective_action)
 
+Who may read and acknowledge is decided by the caller (`cloud_gateway.web`, `authorise()`)
+before these run; a link's token is its own authority, valid for a day and for one
+acknowledgement. Every acknowledgement is written to the audit trail in its transaction.
+
 An alert id contains slashes (`fridge-1/warm/1748715600000`): the path segments after the
 store are joined back together.
 """
@@ -24,7 +28,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from xiaodian.wire import ids
 
-from .. import sql
+from .. import accounts, sql
+from ..accounts import Principal
 from ..db import Database
 from . import store
 from .notifier import check_ack_token
@@ -77,12 +82,9 @@ def accepts_post(target: str) -> bool:
 
 class AlertWeb:
     def __init__(self, db_path: Path | str, *, link_secret: bytes | None,
-                 authorise: Callable[[str | None], WebResult | None],
                  now: Callable[[], float] = time.time) -> None:
-        """`authorise(authorization header)`: None if the bearer token is right."""
         self.db_path = db_path
         self.link_secret = link_secret
-        self.authorise = authorise
         self.now = now
 
     def get(self, target: str) -> WebResult:
@@ -106,9 +108,13 @@ class AlertWeb:
                         return _err(HTTPStatus.NOT_FOUND, "no such alert")
                     return _json(HTTPStatus.OK, alert)
                 key = _key(segs[1:])
-                contact = self._contact(key, q.get("t", ""))
-                if key is None or contact is None:
-                    return _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+                token = q.get("t", "")
+                contact, refusal = self._contact(key, token)
+                if refusal is not None:
+                    return refusal
+                if accounts.ack_link_used(db.conn, token):
+                    return _page(HTTPStatus.GONE, _USED)
+                assert key is not None
                 alert = store.get_alert(db.conn, *key)
         except sql.ERRORS as exc:
             return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
@@ -116,8 +122,9 @@ class AlertWeb:
             return _page(HTTPStatus.NOT_FOUND, "<p>No such alert.</p>")
         return _page(HTTPStatus.OK, _form(alert, q["t"], contact))
 
-    def post(self, target: str, *, authorization: str | None, content_type: str | None,
+    def post(self, target: str, *, who: Principal | None, content_type: str | None,
              body: bytes, client: str) -> WebResult:
+        """An acknowledgement: by link (the form's token) or by `who`, already authorised."""
         segs, _ = _split(target)
         mime = (content_type or "").split(";")[0].strip().lower()
         if segs[:1] == ["ack"]:  # the link's form: the token is the authority
@@ -126,17 +133,21 @@ class AlertWeb:
                 return _page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "<p>Send the form.</p>")
             form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"),
                                                    keep_blank_values=True).items()}
-            contact = self._contact(key, form.get("t", ""))
-            if key is None or contact is None:
-                return _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+            token = form.get("t", "")
+            contact, refusal = self._contact(key, token)
+            if refusal is not None:
+                return refusal
+            assert key is not None
             result = self._ack(key, form.get("by") or contact, form.get("corrective_action", ""),
-                               f"link:{contact}")
+                               f"link:{contact}", link=token, actor=f"link:{contact}",
+                               client=client)
+            if result.content_type.startswith("text/html"):
+                return result
             if result.status != HTTPStatus.OK:
                 return _page(result.status, f"<p>{html.escape(result.body.decode())}</p>")
             return _page(HTTPStatus.OK, "<p>Acknowledged. Thank you.</p>")
-        denied = self.authorise(authorization)
-        if denied is not None:
-            return denied
+        if who is None:
+            return _err(HTTPStatus.UNAUTHORIZED, "not authorised")
         key = _key(segs[2:-1])
         if key is None:
             return _err(HTTPStatus.NOT_FOUND, "no such alert")
@@ -151,18 +162,35 @@ class AlertWeb:
                 or not isinstance(obj.get("corrective_action", ""), str)):
             return _err(HTTPStatus.BAD_REQUEST,
                         'body: {"by": str, "corrective_action": str} expected')
-        return self._ack(key, obj["by"], obj.get("corrective_action", ""), f"api:{client}")
+        return self._ack(key, obj["by"], obj.get("corrective_action", ""), f"api:{client}",
+                         actor=who, client=client)
 
-    def _contact(self, key: tuple[str, str] | None, token: str) -> str | None:
-        if key is None or self.link_secret is None or not token:
-            return None
-        return check_ack_token(self.link_secret, f"{key[0]}/{key[1]}", token)
+    def _contact(self, key: tuple[str, str] | None, token: str) -> tuple[str, WebResult | None]:
+        """(contact, None) for a link that may still be used, else ("", the refusal page)."""
+        checked = None
+        if key is not None and self.link_secret is not None and token:
+            checked = check_ack_token(self.link_secret, f"{key[0]}/{key[1]}", token)
+        if checked is None:
+            return "", _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+        contact, expires_at = checked
+        if expires_at <= self.now():
+            return "", _page(HTTPStatus.GONE, "<p>This link has expired. Log in to"
+                             " acknowledge the alert, or use a newer notification.</p>")
+        return contact, None
 
-    def _ack(self, key: tuple[str, str], by: str, action: str, via: str) -> WebResult:
+    def _ack(self, key: tuple[str, str], by: str, action: str, via: str, *,
+             actor: Principal | str, client: str, link: str | None = None) -> WebResult:
+        now = self.now()
         try:
             with Database.open(self.db_path) as db, db.transaction() as conn:
-                found = store.acknowledge(conn, *key, by, action, via, self.now())
+                # Checked and marked in the ack's transaction: two clicks cannot both count.
+                if link is not None and not accounts.use_ack_link(conn, link, *key, now):
+                    return _page(HTTPStatus.GONE, _USED)
+                found = store.acknowledge(conn, *key, by, action, via, now)
                 alert = store.get_alert(conn, *key) if found else None
+                if alert is not None:
+                    accounts.audit(conn, actor, "alert.ack", key[0], key[1], now,
+                                   f"from {client}", {"by": by.strip()})
         except store.AckError as exc:
             return _err(HTTPStatus.BAD_REQUEST, str(exc))
         except sql.ERRORS as exc:
@@ -170,6 +198,9 @@ class AlertWeb:
         if alert is None:
             return _err(HTTPStatus.NOT_FOUND, "no such alert")
         return _json(HTTPStatus.OK, alert)
+
+
+_USED = "<p>This link has been used already: each link acknowledges once.</p>"
 
 
 def _page(status: int, inner: str) -> WebResult:

@@ -4,7 +4,8 @@
     server.py    HttpServer: uvicorn on a thread of `xiaodian cloud run`
     resource.py  the edge of every route: limits, body framing, handler thread, errors
     core.py      replies, errors, the strict query and JSON readers
-    context.py   Api: the process's database, signer, keys; the bearer-token check
+    context.py   Api: the process's database, signer, keys; who is calling, `authorise()`
+    people.py    login page, sessions, personal API tokens, the audit trail
     pages.py     dashboard, owner page, HACCP record, health checks
     readings.py  stores, fridges, readings, gaps, clocks, parked messages
     commands.py  signed commands      retail.py  catalogues, orders, stock

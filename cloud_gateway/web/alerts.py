@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from ..accounts import Principal
 from ..alerts.web import WebResult
 from .core import Call, Reply
 from .resource import route
@@ -23,11 +24,14 @@ def list_alerts(call: Call) -> Reply:
       - {name: state, in: query, schema: {enum: [active, all]}}
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
+    call.api.authorise(call.headers, "alerts.read", call.path_params["store"])
     return _reply(call.api.alert_web.get(call.target))
 
 
 def get_alert(call: Call) -> Reply:
-    """One alert with its acknowledgements and notifications."""
+    """One alert with its acknowledgements and notifications (their contacts)."""
+    # Contacts are people: only roles that may acknowledge see them.
+    call.api.authorise(call.headers, "alerts.ack", call.path_params["store"])
     return _reply(call.api.alert_web.get(call.target))
 
 
@@ -41,10 +45,10 @@ def ack_form(call: Call) -> Reply:
     return _reply(call.api.alert_web.get(call.target))
 
 
-def _post(call: Call) -> Reply:
+def _post(call: Call, who: Principal | None = None) -> Reply:
     return _reply(call.api.alert_web.post(
-        call.target, authorization=call.headers.get("Authorization"),
-        content_type=call.headers.get("Content-Type"), body=call.body, client=call.client))
+        call.target, who=who, content_type=call.headers.get("Content-Type"), body=call.body,
+        client=call.client))
 
 
 def ack(call: Call) -> Reply:
@@ -60,9 +64,10 @@ def ack(call: Call) -> Reply:
             required: [by]
             properties: {by: {type: string}, corrective_action: {type: string}}
     """
-    call.api.authorise(call.headers.get("Authorization"))  # before reading what was sent
+    # Before reading what was sent.
+    who = call.api.authorise(call.headers, "alerts.ack", call.path_params["store"])
     call.json_body()  # the API's strict reader (duplicate keys, NaN), then alerts.web's checks
-    return _post(call)
+    return _post(call, who)
 
 
 def ack_by_link(call: Call) -> Reply:

@@ -1,4 +1,4 @@
-"""Signed commands to a store: issue one (bearer token), list them, read one."""
+"""Signed commands to a store: issue one (technicians, operators), list them, read one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.routing import Route
 from xiaodian.wire import ids
 from xiaodian.wire.commands import ACTIONS, CommandError
 
-from .. import commands
+from .. import accounts, commands
 from .core import (
     DEFAULT_COMMAND_LIMIT,
     MAX_LIMIT,
@@ -34,6 +34,7 @@ def list_commands(call: Call) -> Reply:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
     store = call.id("store")
+    call.api.authorise(call.headers, "commands.read", store)
     query = call.query("state", "limit")
     state = query.get("state")
     if state is not None and state not in commands.STATES:
@@ -47,11 +48,14 @@ def list_commands(call: Call) -> Reply:
 def get_command(call: Call) -> Reply:
     """One command: what was sent, when, and the store's answer."""
     command_id = call.id("command_id")
+    who = call.api.authenticate(call.headers)
     call.query()
     with call.api.read() as db:
         cmd = commands.get_command(db, command_id)
-    if cmd is None:
+    # Another store's command is as unknown as a missing one: ids do not leak across stores.
+    if cmd is None or not who.covers(cmd["store"]):
         raise HttpError(HTTPStatus.NOT_FOUND, f"unknown command {command_id!r}")
+    call.api.authorise(call.headers, "commands.read", cmd["store"])
     return ok(HTTPStatus.OK, cmd)
 
 
@@ -76,8 +80,8 @@ def issue(call: Call) -> Reply:
     if api.commander is None:
         raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE,
                         "this worker does not issue commands (no [commands] in its config)")
-    api.authorise(call.headers.get("Authorization"))  # before looking at anything sent
     store = call.path_params["store"]
+    who = api.authorise(call.headers, "commands.send", store)  # before looking at anything sent
     obj = call.json_body()
     action, params = _command_request(obj)
     if not ids.is_store_id(store):
@@ -88,9 +92,13 @@ def issue(call: Call) -> Reply:
         # A typo would otherwise sit unread at the broker until it expires.
         raise HttpError(HTTPStatus.NOT_FOUND, f"unknown store {store!r} (never seen)")
     try:
-        command_id = api.commander.issue(store, action, params, issued_by=f"http:{call.client}")
+        command_id = api.commander.issue(store, action, params,
+                                         issued_by=f"{who.name}@http:{call.client}")
     except CommandError as exc:  # what the store would refuse: bad params, store id
         raise BadRequest(str(exc)) from None
+    with api.write() as db, db.transaction() as conn:  # after issue(): it commits its own
+        accounts.audit(conn, who, "command.send", store, command_id, api.now(),
+                       f"from {call.client}", {"action": action, "params": params})
     with api.read() as db:
         cmd = commands.get_command(db, command_id)
     assert cmd is not None  # committed before issue() returned

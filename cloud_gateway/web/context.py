@@ -1,10 +1,12 @@
 """`Api`: what the routes need from the process (database, worker, signer, keys) and the
-one bearer-token check every write goes through.
+one check every route goes through, `authorise()`: who is calling, and may they do this on
+this store.
 
-Writes need `Authorization: Bearer <token>` (the `[commands] api_token_file`): issuing a
-command, putting a store's catalogue, creating or cancelling an order, acknowledging an
-alert. Reads stay open, like the dashboard; they never show a pickup code (only the order's
-creator gets it).
+A caller is a person (cloud_gateway/accounts.py): logged in through /login (a session cookie)
+or sending `Authorization: Bearer <token>` (a personal API token). Reads of a store need a
+role covering that store; writes need the role's permission (docs/security.md). The
+`[commands] api_token_file` token, if configured, still works as an operator credential
+("service-token") for automation that predates accounts; prefer personal tokens.
 """
 
 from __future__ import annotations
@@ -18,20 +20,25 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import Headers
+
 from xiaodian.pki import PkiError, load_pickup_key
 from xiaodian.wire.pickup import PickupCodec
 
+from .. import accounts, sql
 from .. import retail as retail_store
-from .. import sql
+from ..accounts import Principal
 from ..alerts import web as alert_web
 from ..commands import Commander
 from ..db import Database
 from ..downlink import DownlinkSender
-from .core import HttpError, error
+from .core import HttpError
 
 log = logging.getLogger(__name__)
 
 CHALLENGE = (("WWW-Authenticate", 'Bearer realm="xiaodian"'),)
+SESSION_COOKIE = "xd_session"
+SERVICE = Principal("service-token", "operator", frozenset(), "service-token")
 
 
 class Api:
@@ -48,8 +55,6 @@ class Api:
         pickup_key_id: int = 0,
         now: Callable[[], float] = time.time,
     ) -> None:
-        if commander is not None and not api_token:
-            raise ValueError("api_token: required when commands can be issued")
         self.db_path = db_path
         self.ingest_status = ingest_status
         self.commander = commander
@@ -61,37 +66,61 @@ class Api:
         # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
         self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
         # Alerts (cloud_gateway/alerts/web.py): list, ack by bearer token or by signed link.
-        self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret,
-                                            authorise=self._authorise_alerts)
+        self.login_throttle = accounts.LoginThrottle()
+        self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret, now=now)
+
+    def write(self) -> Database:
+        return Database.open(self.db_path)
 
     def read(self) -> Database:
         return Database.open_readonly(self.db_path)
 
-    def authorise(self, authorization: str | None) -> None:
-        """Return if `authorization` carries the API token; raise the refusal if not:
-        503 without a configured token, 401 without a well-formed one, 403 if wrong."""
-        if self._token_digest is None:
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE,
-                            "no API token configured ([commands] api_token_file)")
-        scheme, _, token = (authorization or "").strip().partition(" ")
+    def authenticate(self, headers: Headers) -> Principal:
+        """Who sent the request: 401 without credentials, 403 for a bearer token that is
+        wrong, revoked or expired (as before accounts), 401 for a stale session cookie."""
+        authorization = headers.get("Authorization")
+        if authorization is not None:
+            return self._bearer(authorization)
+        session = cookie_value(headers.get("Cookie") or "", SESSION_COOKIE)
+        if session:
+            with self.read() as db:
+                who = accounts.session_principal(db.conn, session, self.now())
+            if who is not None:
+                return who
+            raise HttpError(HTTPStatus.UNAUTHORIZED, "session expired: log in again (/login)",
+                            CHALLENGE)
+        raise HttpError(HTTPStatus.UNAUTHORIZED,
+                        "log in (/login) or send Authorization: Bearer <token>", CHALLENGE)
+
+    def authorise(self, headers: Headers, permission: str,
+                  store: str | None = None) -> Principal:
+        """The caller, if their role may do `permission` (on `store`); else 401 or 403."""
+        who = self.authenticate(headers)
+        if not who.may(permission, store):
+            where = f" on {store}" if store is not None else ""
+            raise HttpError(HTTPStatus.FORBIDDEN,
+                            f"{who.name} ({who.role}) may not {permission}{where}")
+        return who
+
+    def _bearer(self, authorization: str) -> Principal:
+        scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        # A configured token is printable ASCII (commands.load_api_token): anything else is
-        # not a token at all, and answering it must not depend on how it would encode.
+        # A token is printable ASCII: anything else is not a token at all, and answering it
+        # must not depend on how it would encode.
         if scheme.lower() != "bearer" or not token or not (token.isascii()
                                                            and token.isprintable()):
             raise HttpError(HTTPStatus.UNAUTHORIZED, "Authorization: Bearer <token> required",
                             CHALLENGE)
-        given = hashlib.sha256(token.encode("ascii")).digest()
-        if not hmac.compare_digest(given, self._token_digest):
-            raise HttpError(HTTPStatus.FORBIDDEN, "wrong token")
-
-    def _authorise_alerts(self, authorization: str | None) -> alert_web.WebResult | None:
-        try:
-            self.authorise(authorization)
-        except HttpError as exc:
-            r = error(exc.status, exc.message, exc.headers)
-            return alert_web.WebResult(r.status, r.body, r.content_type, r.headers)
-        return None
+        if self._token_digest is not None:
+            # Compared as digests: equal length, so compare_digest leaks nothing.
+            given = hashlib.sha256(token.encode("ascii")).digest()
+            if hmac.compare_digest(given, self._token_digest):
+                return SERVICE
+        with self.read() as db:
+            who = accounts.token_principal(db.conn, token, self.now())
+        if who is None:
+            raise HttpError(HTTPStatus.FORBIDDEN, "wrong token")  # unknown, revoked or expired
+        return who
 
     def send_downlink(self) -> None:
         # At once, so the caller learns whether the broker took it (published_at); if not,
@@ -124,3 +153,12 @@ class Api:
             raise retail_store.RetailError(HTTPStatus.SERVICE_UNAVAILABLE,
                                            f"pickup key of {store} unusable") from None
         return PickupCodec(store, key, key_id=self.pickup_key_id)
+
+
+def cookie_value(header: str, name: str) -> str:
+    """One cookie's value from a Cookie header ("" if absent)."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip()
+    return ""

@@ -46,6 +46,7 @@ def haccp_page(call: Call) -> Reply:
     store, fridge = call.path_params["store"], call.path_params.get("fridge")
     if not ids.is_store_id(store) or (fridge is not None and not ids.is_device_id(fridge)):
         raise BadRequest("store and fridge must be ids")
+    call.api.authorise(call.headers, "store.read", store)
     try:
         tz = haccp.parse_tz(query.get("tz", "UTC"))
         day = haccp.parse_day(query["day"]) if "day" in query else None
@@ -78,6 +79,7 @@ def healthz(call: Call) -> Reply:
 
 def ingest(call: Call) -> Reply:
     """The ingest worker's counters (404 in a process without one)."""
+    # Open like /healthz: message counts of this worker, no store's or person's data.
     call.query()
     if call.api.ingest_status is None:
         raise HttpError(HTTPStatus.NOT_FOUND, "no ingest worker in this process")

@@ -29,15 +29,17 @@ def _known(db: Database, store: str) -> bool:
 
 
 def stores(call: Call) -> Reply:
-    """Every store seen: online state, boot, agent version, clock, open gaps."""
+    """The caller's stores (every store seen, for an operator): online state, clock, gaps."""
+    who = call.api.authenticate(call.headers)
     call.query()
     with call.api.read() as db:
-        return ok(HTTPStatus.OK, {"stores": db.stores()})
+        return ok(HTTPStatus.OK, {"stores": [s for s in db.stores() if who.covers(s["store"])]})
 
 
 def fridges(call: Call) -> Reply:
     """A store's fridges: latest reading, reading count, last door and compressor events."""
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     call.query()
     with call.api.read() as db:
         rows = db.fridges(store)
@@ -56,6 +58,7 @@ def readings(call: Call) -> Reply:
       - {name: after_seq, in: query, schema: {type: integer, minimum: 0}}
     """
     store, device = call.id("store"), call.id("device")
+    call.api.authorise(call.headers, "store.read", store)
     query = call.query("limit", "after_boot", "after_seq")
     limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     after: tuple[int, int] | None = None
@@ -86,6 +89,7 @@ def history(call: Call) -> Reply:
       - {name: hours, in: query, schema: {type: integer, minimum: 1, maximum: 168}}
     """
     store, device = call.id("store"), call.id("device")
+    call.api.authorise(call.headers, "store.read", store)
     hours = int_param(call.query("hours"), "hours", 24, 1, 168)
     with call.api.read() as db:
         return ok(HTTPStatus.OK, haccp.history(db.conn, store, device, hours))
@@ -94,6 +98,7 @@ def history(call: Call) -> Reply:
 def owner(call: Call) -> Reply:
     """A store's fridges as the owner page shows them: state, limits, open alerts."""
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     call.query()
     with call.api.read() as db:
         return ok(HTTPStatus.OK, haccp.owner_view(db.conn, store))
@@ -107,6 +112,7 @@ def gaps(call: Call) -> Reply:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     query = call.query("state", "limit")
     state = query.get("state", "all")
     if state not in ("open", "filled", "all"):
@@ -145,6 +151,7 @@ def clock(call: Call) -> Reply:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     limit = int_param(call.query("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     with call.api.read() as db:
         rows = db.clock_history(store, limit=limit)
@@ -160,6 +167,8 @@ def dead_letters(call: Call) -> Reply:
     parameters:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
+    # Operators only: a parked payload may come from any store and hold anything.
+    call.api.authorise(call.headers, "ops.read")
     limit = int_param(call.query("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     with call.api.read() as db:
         letters = [_dead_letter_dict(d) for d in db.dead_letters(limit=limit)]

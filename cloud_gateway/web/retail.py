@@ -1,6 +1,7 @@
 """Retail: a store's catalogue, orders (create, cancel, read), stock and retail events.
 
-Writes need the bearer token and a JSON body; each commits, then sends what it made to the
+Reads need a role covering the store (orders: one that may see customers), writes the
+role's permission and a JSON body; each commits, then sends what it made to the
 store at once through the downlink (whose own thread retries what the broker did not take).
 """
 
@@ -14,7 +15,9 @@ from starlette.routing import Route
 
 from xiaodian.wire.payloads import EVENT_TYPES
 
+from .. import accounts
 from .. import retail as retail_store
+from ..accounts import Principal
 from ..db import Database
 from .core import (
     DEFAULT_COMMAND_LIMIT,
@@ -33,17 +36,20 @@ from .resource import route
 
 log = logging.getLogger(__name__)
 
-def _write(call: Call) -> tuple[str, dict[str, Any], str]:
-    """(store, JSON body, who) of an authorised write."""
+def _write(call: Call, permission: str) -> tuple[str, dict[str, Any], str, Principal]:
+    """(store, JSON body, by, who) of an authorised write."""
     call.no_query()
-    call.api.authorise(call.headers.get("Authorization"))  # before looking at anything sent
+    store = call.path_params["store"]
+    # Before looking at anything sent; an invalid store id is covered by nobody but operators.
+    who = call.api.authorise(call.headers, permission, store)
     obj = call.json_body()
-    return call.id("store", what="store"), obj, f"http:{call.client}"
+    return call.id("store", what="store"), obj, f"{who.name}@http:{call.client}", who
 
 
 def catalogue(call: Call) -> Reply:
     """A store's current catalogue: version, items, when the store was sent it."""
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     call.query()
     with call.api.read() as db:
         cat = retail_store.catalogue(db.conn, store)
@@ -58,13 +64,15 @@ def put_catalogue(call: Call) -> Reply:
     security: [{bearer: []}]
     requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
     """
-    store, obj, by = _write(call)
+    store, obj, by, who = _write(call, "catalogue.write")
     unknown = sorted(set(obj) - {"items"})
     if unknown:
         raise BadRequest(f"{unknown[0]}: unknown field (known: items)")
     items = retail_store.parse_catalogue_items(store, obj.get("items"))
     with Database.open(call.api.db_path) as db, db.transaction() as conn:
         cat = retail_store.put_catalogue(conn, store, items, call.api.now(), by)
+        accounts.audit(conn, who, "catalogue.push", store, f"v{cat.version}", call.api.now(),
+                       f"from {call.client}", {"items": len(items)})
     call.api.send_downlink()
     with call.api.read() as db:
         current = retail_store.catalogue(db.conn, store)
@@ -82,6 +90,7 @@ def list_orders(call: Call) -> Reply:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
     store = call.id("store")
+    call.api.authorise(call.headers, "orders.read", store)  # customers' names
     query = call.query("state", "limit")
     state = query.get("state")
     if state is not None and state not in retail_store.CLOUD_STATES:
@@ -95,6 +104,7 @@ def list_orders(call: Call) -> Reply:
 def get_order(call: Call) -> Reply:
     """One order, its lines and state (never its pickup code)."""
     store, oid = call.id("store"), call.path_params["order_id"]
+    call.api.authorise(call.headers, "orders.read", store)
     if not DIGITS.match(oid):
         raise HttpError(HTTPStatus.NOT_FOUND, f"no such path: {call.path}")
     call.query()
@@ -111,12 +121,14 @@ def create_order(call: Call) -> Reply:
     security: [{bearer: []}]
     requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
     """
-    store, obj, by = _write(call)
+    store, obj, by, who = _write(call, "orders.write")
     api = call.api
     req = retail_store.parse_order_request(obj)
     issuer = api.pickup_codec(store, required=req.mode == "pickup")
     with Database.open(api.db_path) as db, db.transaction() as conn:
         order = retail_store.create_order(conn, store, req, api.now(), by)
+        accounts.audit(conn, who, "order.create", store, str(order.id), api.now(),
+                       f"from {call.client}", {"mode": order.mode, "lines": len(order.lines)})
     # Only a pickup order gets a code: the counter refuses a delivery order's code anyway
     # ("not for pickup"), so issuing one would hand out a token that opens nothing.
     code = (issuer.issue(order.id, order.expires)
@@ -137,7 +149,7 @@ def cancel_order(call: Call) -> Reply:
     security: [{bearer: []}]
     requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
     """
-    store, obj, by = _write(call)
+    store, obj, by, who = _write(call, "orders.write")
     oid = call.path_params["order_id"]
     if not DIGITS.match(oid):
         raise BadRequest(f"{oid!r} is not an order id")
@@ -149,6 +161,8 @@ def cancel_order(call: Call) -> Reply:
         raise BadRequest("reason: a string")
     with Database.open(call.api.db_path) as db, db.transaction() as conn:
         retail_store.cancel_order(conn, store, int(oid), reason, call.api.now(), by)
+        accounts.audit(conn, who, "order.cancel", store, oid, call.api.now(),
+                       f"from {call.client}", {"reason": reason[:200]})
     call.api.send_downlink()
     with call.api.read() as db:
         order = retail_store.get_order(db.conn, store, int(oid))
@@ -163,12 +177,15 @@ def events(call: Call) -> Reply:
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
     """
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     query = call.query("type", "limit")
     type_ = query.get("type", "")
-    # Scans stay out of this unauthenticated read: an old agent's scan events may hold
+    # Scans stay out of this read, even for operators: an old agent's scan events may hold
     # pickup codes, which are bearer tokens for someone's order.
     if type_ not in EVENT_TYPES or type_ == "scan":
         raise BadRequest("type: one of " + ", ".join(sorted(EVENT_TYPES - {"scan"})))
+    if type_ in ("order", "pickup"):  # about customers' orders: as the orders themselves
+        call.api.authorise(call.headers, "orders.read", store)
     limit = int_param(query, "limit", DEFAULT_COMMAND_LIMIT, 1, MAX_LIMIT)
     with call.api.read() as db:
         rows = retail_store.recent_events(db.conn, store, type_, limit)
@@ -178,6 +195,7 @@ def events(call: Call) -> Reply:
 def stock(call: Call) -> Reply:
     """A store's stock per item: on hand, reserved by open orders, available."""
     store = call.id("store")
+    call.api.authorise(call.headers, "store.read", store)
     call.query()
     with call.api.read() as db:
         return ok(HTTPStatus.OK, retail_store.stock_view(db.conn, store, call.api.now()))

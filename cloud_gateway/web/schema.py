@@ -25,6 +25,8 @@ from .core import HTML, Call, Reply
 from .resource import Resource, route
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
+OPEN = {"/", "/index.html", "/owner", "/owner/", "/owner/{store}", "/healthz", "/api/ingest",
+        "/login", "/api/login", "/api/logout", "/openapi.json", "/docs"}
 _ERRORS = 'JSON; a refusal is {"error": message, "status": code}'
 
 
@@ -50,12 +52,18 @@ def openapi(routes: list[BaseRoute]) -> dict[str, Any]:
     base = {
         "openapi": "3.1.0",
         "info": {"title": "xiaodian cloud gateway", "version": __version__},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "xd_session"}}},
+        # Every route needs a caller with a role (docs/security.md), except OPEN ones.
+        "security": [{"bearer": []}, {"session": []}],
     }
     doc = _Generator(base).get_schema(routes)
     for path, ops in doc["paths"].items():
         names = _PATH_PARAM.findall(path)
         for op in ops.values():
+            if path in OPEN or path.startswith("/ack/"):
+                op["security"] = []
             op["parameters"] = [{"name": n, "in": "path", "required": True,
                                  "schema": {"type": "string"}} for n in names
                                 ] + op.get("parameters", [])
@@ -68,7 +76,7 @@ def docs_html(doc: dict[str, Any]) -> str:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             params = ", ".join(f"{p['name']} ({p['in']})" for p in op.get("parameters", []))
-            lock = " 🔒" if op.get("security") else ""
+            lock = " 🔒" if op.get("security") else (" (open)" if "security" in op else "")
             rows.append(f"<tr><td class=m>{e(method.upper())}</td><td><code>{e(path)}</code>"
                         f"</td><td>{e(op['summary'])}{lock}</td><td>{e(params)}</td></tr>")
     info = doc["info"]
@@ -77,7 +85,8 @@ def docs_html(doc: dict[str, Any]) -> str:
             "vertical-align:top;border-bottom:1px solid #ddd}.m{font-weight:bold}</style>"
             f"<h1>{e(info['title'])} {e(info['version'])}</h1>"
             "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a> (OpenAPI 3.1). "
-            "🔒 needs <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
+            "Every route needs a login (<a href=/login>/login</a>) or"
+            " <code>Authorization: Bearer &lt;token&gt;</code> unless open; 🔒 marks writes.</p>"
             "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th></tr>"
             + "".join(rows) + "</table>")
 

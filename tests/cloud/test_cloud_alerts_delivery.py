@@ -319,7 +319,8 @@ def test_ack_via_api_and_via_link_records_who_when_and_corrective_action(
     api = Api(db_path, api_token=TOKEN, alert_link_secret=LINK_SECRET)
     with HttpServer(api, "127.0.0.1", 0) as server:
         base = server.url.rstrip("/")
-        code, body = _request(f"{base}/api/stores/{STORE}/alerts?state=active")
+        auth = {"Authorization": f"Bearer {TOKEN.decode()}"}  # reads need a role too
+        code, body = _request(f"{base}/api/stores/{STORE}/alerts?state=active", headers=auth)
         assert code == 200 and [a["id"] for a in json.loads(body)["alerts"]] == [
             "fridge-1/hot/1000000"]
         ack_url = f"{base}/api/alerts/{STORE}/fridge-1/hot/1000000/ack"
@@ -344,7 +345,7 @@ def test_ack_via_api_and_via_link_records_who_when_and_corrective_action(
         code, page = _request(f"{base}{path.path}", "POST", form,
                               {"Content-Type": "application/x-www-form-urlencoded"})
         assert code == 200 and b"Acknowledged" in page
-        code, body = _request(f"{base}/api/alerts/{STORE}/fridge-1/hot/1000000")
+        code, body = _request(f"{base}/api/alerts/{STORE}/fridge-1/hot/1000000", headers=auth)
         doc = json.loads(body)
         assert doc["acked_by"] == "Li Na"
         assert doc["corrective_action"] == "door shut, probe checked"

@@ -169,7 +169,8 @@ class Cloud:
         return request(self.server, "POST", f"/api/stores/{store}/commands", raw, headers)
 
     def get(self, path: str) -> tuple[int, Any]:
-        status, _, body = request(self.server, "GET", path)
+        status, _, body = request(self.server, "GET", path,
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
         return status, body
 
     def command(self, command_id: str) -> dict[str, Any]:
@@ -259,8 +260,11 @@ def test_http_command_arrives_signed_and_its_answer_is_recorded(
     assert cmd["result"] == d.answer
     assert (cmd["store"], cmd["action"], cmd["params"]) == (
         "store-001", "defrost", {"device": "fridge-1", "minutes": 20})
-    assert cmd["issued_by"] == "http:127.0.0.1" and cmd["answered_by"] == "cloud-1"
+    assert cmd["issued_by"] == "service-token@http:127.0.0.1" and cmd["answered_by"] == "cloud-1"
     assert cmd["key_id"] == cloud.signer.key_id
+    with Database.open(cloud.db) as d:  # the audit trail names who sent it
+        (row,) = d.conn.execute("SELECT actor, action, target FROM audit_log").fetchall()
+    assert tuple(row) == ("service-token", "command.send", cid)
     assert int(before) <= cmd["issued_at"] and cmd["expires_at"] == cmd["issued_at"] + LIFETIME_S
     assert cmd["reason"] is None and cmd["answered_at"] >= cmd["published_at"]
     status, listing = cloud.get("/api/stores/store-001/commands")

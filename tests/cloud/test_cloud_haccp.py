@@ -269,12 +269,15 @@ def test_cli_csv_and_html(day_db: Path | str) -> None:
 
 @pytest.fixture
 def server(day_db: Path | str) -> Iterator[HttpServer]:
-    with HttpServer(Api(day_db), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(day_db, api_token=READER), "127.0.0.1", 0) as srv:
         yield srv
 
 
+READER = b"reader-token-0123456789abcdef0123456789"  # the service token: an operator
+
+
 def _get(srv: HttpServer, path: str) -> tuple[int, str, bytes]:
-    r = get(local(srv.port, path), timeout=5)
+    r = get(local(srv.port, path), token=READER.decode(), timeout=5)
     return r.status, r.headers.get("Content-Type") or "", r.body
 
 

@@ -49,13 +49,16 @@ def server(db_target: Path | str) -> Iterator[HttpServer]:
     path = db_target
     with Database.open(path) as db:
         _fill(db)
-    with HttpServer(Api(path, lambda: COUNTERS), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(path, lambda: COUNTERS, api_token=TOKEN.encode()), "127.0.0.1",
+                    0) as srv:
         yield srv
 
 
 def request(srv: HttpServer, path: str, method: str = "GET",
             headers: dict[str, str] | None = None, body: bytes | None = None,
             ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    if headers is None:  # reads need a caller with a role now (the service token: operator)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
     r = http_request(local(srv.port, path), method, data=body, headers=headers, timeout=5)
     return r.status, r.headers, r.body  # names match in any case
 

@@ -354,7 +354,7 @@ def test_absurd_quantities_are_parked_and_retail_events_are_listed(
         assert any("qty: expected `int` <= 1000000" in r for r in reasons)
         assert any("window_days: missing" in r for r in reasons)
         assert any("lane_check" in r and "lane" in r for r in reasons)
-    with HttpServer(Api(path), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(path, api_token=READER), "127.0.0.1", 0) as srv:
         status, body = _get(srv, f"/api/stores/{STORE}/events?type=expiry")
         assert status == 200
         assert [e["data"]["items"][0]["item"] for e in body["events"]] == [MILK]
@@ -362,8 +362,11 @@ def test_absurd_quantities_are_parked_and_retail_events_are_listed(
         assert _get(srv, f"/api/stores/{STORE}/stock")[1]["items"] == []
 
 
+READER = b"reader-token-0123456789abcdef0123456789"  # the service token: an operator
+
+
 def _get(srv: Any, path: str) -> tuple[int, Any]:
-    r = get(local(srv.port, path))
+    r = get(local(srv.port, path), token=READER.decode())
     return r.status, json.loads(r.body)
 
 
@@ -415,7 +418,7 @@ def test_order_ids_that_are_not_plain_numbers_are_a_client_error(tmp_path: Path)
 
     path = tmp_path / "c.sqlite"
     Database.open(path).close()
-    with HttpServer(Api(path), "127.0.0.1", 0) as srv:
+    with HttpServer(Api(path, api_token=READER), "127.0.0.1", 0) as srv:
         assert _get(srv, f"/api/stores/{STORE}/orders/99999999999999999999")[0] == 404
         assert _get(srv, f"/api/stores/{STORE}/orders/%C2%B2")[0] == 404
         assert _get(srv, f"/api/stores/{STORE}/orders/12")[0] == 404

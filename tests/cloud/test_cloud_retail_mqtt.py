@@ -57,8 +57,8 @@ class Cloud:
     def call(self, method: str, path: str, body: Any = None,
              token: str | None = TOKEN) -> tuple[int, Any]:
         url = local(self.server.port, path)
-        if body is None:  # no body: no headers at all, the token neither
-            r = http_request(url, method, timeout=15)
+        if body is None:  # a read: its credentials only
+            r = http_request(url, method, token=token, timeout=15)
         else:
             r = http_request(url, method, body, token=token, timeout=15)
         return r.status, r.json()
