@@ -251,15 +251,23 @@ class Agent:
             if kind == "readings" and not readings:
                 continue
             cursor = self.cursors.setdefault((kind, device), Cursor())
+            # Readings once sent can no longer be compacted (the cloud may hold them raw):
+            # while the cloud confirms nothing, only so many go out, the rest stay
+            # compactable under the disk budget.
+            sent_only = (kind == "readings" and self.store.sent_unconfirmed(kind, device)
+                         >= self.config.edge.unconfirmed_readings_max)
             while True:
                 if not self.uplink.can_publish():
                     self.window_full = self.uplink.connected
                     return sent
                 batch = self.store.next_batch(
-                    kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch
+                    kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch,
+                    sent_only=sent_only,
                 )
                 if batch is None:
                     break
+                if kind == "readings":
+                    self.store.mark_sent(batch.keys)  # durable before any byte leaves
                 body = payloads.batch_payload(
                     kind, self.config.edge.store_id, device, batch.boot, batch.records
                 )

@@ -61,6 +61,10 @@ class EdgeSettings:
     # alerts, orders and stock movements are never compacted or dropped.
     disk_budget_mb: float = 512.0
     compact_bucket_s: float = 600.0
+    # Readings per fridge handed to the network but not yet confirmed by the cloud. Those
+    # can no longer be compacted (the cloud may hold them raw), so while the cloud is silent
+    # (broker up, cloud down) only this many go out and the rest stay compactable.
+    unconfirmed_readings_max: int = 5000
     # Cold-chain rules (docs/alerts.md); absent = DESIGN.md's defaults for every fridge.
     rules_file: Path | None = None
     # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
@@ -79,6 +83,8 @@ class EdgeSettings:
             raise ValueError("retain_days: must be positive")
         if self.disk_budget_mb <= 0:
             raise ValueError("disk_budget_mb: must be positive")
+        if self.unconfirmed_readings_max < self.max_batch:
+            raise ValueError("unconfirmed_readings_max: must be at least max_batch")
         if self.compact_bucket_s < 10:
             raise ValueError("compact_bucket_s: must be at least 10 seconds")
         if not 0.1 <= self.confirm_min_s <= self.confirm_timeout_s:

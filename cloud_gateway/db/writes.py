@@ -71,19 +71,26 @@ class IngestWrites(Connected):
                 " AND seq BETWEEN ? AND ?",
                 (batch.store, batch.device, batch.boot, min(seqs), top))}
             aggregates: set[int] = set()
+            in_aggregates: set[int] = set()
             if table == "readings":
-                aggregates = {row[0] for row in conn.execute(
-                    "SELECT seq_first FROM reading_aggregates WHERE store = ? AND device = ?"
-                    " AND boot = ? AND seq_first BETWEEN ? AND ?",
-                    (batch.store, batch.device, batch.boot, min(seqs), top))}
+                spans = conn.execute(
+                    "SELECT seq_first, seq_last FROM reading_aggregates WHERE store = ?"
+                    " AND device = ? AND boot = ? AND seq_first <= ? AND seq_last >= ?",
+                    (batch.store, batch.device, batch.boot, top, min(seqs))).fetchall()
+                aggregates = {row[0] for row in spans}
+                in_aggregates = {s for row in spans for s in range(row[0], row[1] + 1)}
             fresh: dict[int, Reading | Event] = {}
             for r in records:  # the first copy of a seq wins, as ON CONFLICT DO NOTHING would
-                # An aggregate may start at a seq the cloud has raw (sent before the outage):
-                # it is a duplicate only of an aggregate.
+                # An aggregate may start at a seq the cloud has raw (an edge of an earlier
+                # version compacted readings it had sent): it is a duplicate only of an
+                # aggregate. A raw reading inside an aggregate's range is already counted
+                # there: storing it too would count it twice.
                 is_agg = isinstance(r, Reading) and r.seq_last is not None
-                seen = aggregates if is_agg else existing | aggregates
+                seen = aggregates if is_agg else existing | in_aggregates
                 if r.seq not in seen and r.seq not in fresh:
                     fresh[r.seq] = r
+                    if isinstance(r, Reading) and r.seq_last is not None:
+                        in_aggregates.update(range(r.seq, r.seq_last + 1))
             rows = []
             covered: list[int] = []
             for r in fresh.values():

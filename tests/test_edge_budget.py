@@ -1,0 +1,91 @@
+"""The edge disk budget on real SQLite files: the WAL counts, compaction never takes a
+reading the cloud may hold raw, and the files stay within one check interval's writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.store import EdgeStore, NewReading
+
+
+def _reading(dev_ms: int, device: str = "fridge-1") -> NewReading:
+    return NewReading(device, fseq=dev_ms // 1000, dev_ms=dev_ms, wall=1.7e9 + dev_ms / 1000,
+                      synced=True, probes=[(0, "ok", 3.0625), (1, "ok", 3.5)], dev_boot=1)
+
+
+def _on_disk(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*")
+               if p.name in (db.name, db.name + "-wal", db.name + "-shm"))
+
+
+def test_a_reading_handed_to_the_network_is_never_compacted(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    store.add(_reading(ms) for ms in range(10_000, 3_600_001, 10_000))  # seqs 1..360
+    # Seqs 1-100 went out; the PUBACK never came back (the broker may still deliver them).
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=100)
+    assert batch is not None
+    store.mark_sent(batch.keys)
+    done = store.enforce_budget(store.used_bytes() // 3, bucket_s=600)
+    assert done["aggregates"] > 0
+    seen: list[tuple[int, int]] = []
+    after = (0, 0)
+    while (b := store.next_batch("readings", "fridge-1", after, limit=500)) is not None:
+        seen += [(r["seq"], r.get("seq_last", r["seq"])) for r in b.records]
+        after = (b.boot, b.records[-1]["seq"])
+    assert seen[:100] == [(s, s) for s in range(1, 101)]  # still raw, each on its own
+    assert all(first > 100 for first, last in seen if last > first)
+    assert store.sent_unconfirmed("readings", "fridge-1") == 100
+
+
+def test_sent_marks_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    store.add(_reading(ms) for ms in range(10_000, 600_001, 10_000))
+    batch = store.next_batch("readings", "fridge-1", (0, 0), limit=10)
+    assert batch is not None
+    store.mark_sent(batch.keys)
+    store.close()
+    store = EdgeStore(db)
+    assert store.sent_unconfirmed("readings", "fridge-1") == 10
+    only = store.next_batch("readings", "fridge-1", (0, 0), limit=500, sent_only=True)
+    assert only is not None and [r["seq"] for r in only.records] == list(range(1, 11))
+
+
+def test_the_wal_counts_against_the_budget_and_is_truncated(tmp_path: Path) -> None:
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    store.add(_reading(ms) for ms in range(10_000, 7_200_001, 10_000))
+    wal = db.with_name(db.name + "-wal")
+    assert wal.stat().st_size > 0
+    shm = db.with_name(db.name + "-shm")
+    pages_only = store.used_bytes() - wal.stat().st_size - shm.stat().st_size
+    assert store.used_bytes() > pages_only  # the WAL and -shm are part of what is used
+    budget = pages_only * 2
+    store.enforce_budget(budget)
+    assert wal.stat().st_size == 0  # checkpointed and truncated, not left to grow
+    assert _on_disk(db) <= budget
+
+
+def test_files_overshoot_the_budget_by_at_most_one_check_interval(tmp_path: Path) -> None:
+    """An outage: readings arrive, the budget is checked after each interval's worth, and
+    what is on disk (database, WAL, -shm) never passes the budget by more than those writes.
+    """
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    budget = 300_000
+    interval = 60  # readings per check interval, 4 fridges
+    per_interval = 0
+    worst = 0
+    ms = 0
+    for _ in range(120):
+        before = _on_disk(db)
+        batch = []
+        for _ in range(interval // 4):
+            ms += 10_000
+            batch += [_reading(ms, f"fridge-{i}") for i in range(4)]
+        store.add(batch)
+        per_interval = max(per_interval, _on_disk(db) - before)
+        worst = max(worst, _on_disk(db))
+        store.enforce_budget(budget, bucket_s=300)
+        assert store.used_bytes() == _on_disk(db) <= budget  # the files themselves
+    assert worst <= budget + per_interval, (worst, budget, per_interval)
