@@ -12,6 +12,14 @@ ignores an order id it has, and a catalogue version it has. One thing needs care
 catalogue is *retained*, and an older version landing after a newer one would be what a
 new terminal gets. So a superseded row is never sent, and if an older version was
 acknowledged after a newer one, the newest is sent again.
+
+A PUBACK is not forever either: Mosquitto saves its database every `autosave_interval`
+(60 s), so a broker that crashes forgets what it acknowledged since, retained catalogues and
+the orders queued for offline terminals included. So whenever the publisher (re)connects,
+the first pass puts back in line the current catalogue of every store and every unexpired
+order (and cancellation) no store has confirmed yet: a broker that kept them loses nothing
+by a second copy, one that lost them has them again within seconds, not after
+`resend_open_s`.
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ BATCH = 100  # rows per pass; the next pass takes the rest
 
 
 class MessagePublisher(Protocol):
+    connects: int  # successful connections so far; a change means a (re)connection
+
+    def add_connect_listener(self, listener: Callable[[], None]) -> None: ...
+
     def publish_message(self, topic: str, payload: bytes, timeout: float, *, qos: int = 1,
                         retain: bool = False,
                         properties: Properties | None = None) -> PublishResult: ...
@@ -58,6 +70,8 @@ class DownlinkSender:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
+        self._resynced_connects = 0  # the publisher's `connects` the last resync was for
+        publisher.add_connect_listener(self.kick)  # resync at once, not at the next retry
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
@@ -88,6 +102,14 @@ class DownlinkSender:
         Stops at the first failure (the broker is away: the rest would fail too)."""
         with self._pass, Database.open(self.db_path) as db:
             now = self._now()
+            connects = self.publisher.connects
+            if connects != self._resynced_connects:
+                with db.transaction() as conn:
+                    again = resync(conn, now)
+                self._resynced_connects = connects
+                if again:
+                    log.info("downlink: publisher (re)connected; sending %d catalogues and"
+                             " unconfirmed orders again", again)
             with db.transaction() as conn:
                 # The broker took it, but the store never said "received": its session may
                 # be gone (a broker that lost its state, a terminal that never connected
@@ -133,6 +155,24 @@ class DownlinkSender:
                 sent += 1
                 log.info("downlink: %s %s published to %s", r["kind"], r["ref"], r["store"])
             return sent
+
+
+def resync(conn: sql.Connection, now: float) -> int:
+    """Put back in line what a broker may have lost: the current catalogue of every store,
+    and every unexpired order and cancellation of an order no store has confirmed (still
+    `open`, or cancelled before its expiry). Returns how many rows."""
+    cur = conn.execute(
+        "UPDATE downlink SET published_at = NULL, last_error = NULL WHERE kind = 'catalogue'"
+        " AND published_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM downlink n"
+        " WHERE n.store = downlink.store AND n.kind = 'catalogue' AND (n.ref > downlink.ref"
+        " OR (n.ref = downlink.ref AND n.id > downlink.id)))")
+    catalogues = cur.rowcount
+    cur = conn.execute(
+        "UPDATE downlink SET published_at = NULL WHERE published_at IS NOT NULL AND ("
+        "(kind = 'order' AND expires > ? AND ref IN (SELECT id FROM orders WHERE state = 'open'))"
+        " OR (kind = 'cancel' AND ref IN (SELECT id FROM orders WHERE state = 'cancelled'"
+        " AND expires > ?)))", (now, now))
+    return catalogues + cur.rowcount
 
 
 def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:
