@@ -10,6 +10,7 @@ from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki.keys import load_command_public_key
 from xiaodian.pki.names import PkiError
+from xiaodian.private_files import check_private_file
 from xiaodian.wire.commands import DEFAULT_SKEW_S, key_id_for
 from xiaodian.wire.payloads import ID_PATTERN
 
@@ -150,6 +151,13 @@ class PickupSettings:
         self.key()
 
     def key(self) -> bytes:
+        try:
+            # Whoever reads the key can make pickup codes for any order of this store.
+            check_private_file(self.key_file, "pickup key")
+        except PermissionError as exc:
+            raise ValueError(f"key_file: {exc}") from None
+        except OSError:
+            pass  # a missing or unreadable file: said below, with the reason
         try:
             text = self.key_file.read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:

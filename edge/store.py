@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xiaodian.private_files import prepare_private_sqlite
 from xiaodian.wire.payloads import Kind, ReceiptEntry
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class EdgeStore:
                 aside,
             )
             self.recovered = (problem, aside)
+        prepare_private_sqlite(path)  # customer data: 0600, its WAL and -shm too
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch of frames is
         # exactly one transaction.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
