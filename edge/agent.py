@@ -100,7 +100,8 @@ class Agent:
         self.latest: dict[str, dict[str, object]] = {}
         self.kiosk: Kiosk | None = None
         if config.edge.kiosk_port:
-            self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port)
+            self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port,
+                               allow_remote=config.edge.kiosk_allow_remote)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()

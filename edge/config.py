@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,9 @@ class EdgeSettings:
     # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
     kiosk_port: int = 0
     kiosk_host: str = "127.0.0.1"
+    # The counter page hands over orders and books stock without a login: another address
+    # than loopback puts that on the shop's network, so it must be asked for explicitly.
+    kiosk_allow_remote: bool = False
 
     def __post_init__(self) -> None:
         _check_id("store_id", self.store_id)
@@ -82,6 +86,10 @@ class EdgeSettings:
             raise ValueError("max_batch: must be between 1 and 2000")
         if self.retain_days <= 0:
             raise ValueError("retain_days: must be positive")
+        if self.kiosk_port and not self.kiosk_allow_remote and not is_loopback(self.kiosk_host):
+            raise ValueError(
+                f"kiosk_host: {self.kiosk_host!r} is not a loopback address; the counter page"
+                " needs no login, so serving it on the network takes kiosk_allow_remote = true")
         if self.disk_budget_mb <= 0:
             raise ValueError("disk_budget_mb: must be positive")
         if self.unconfirmed_readings_max < self.max_batch:
@@ -210,6 +218,17 @@ class EdgeConfig:
 
 def load(path: Path | str) -> EdgeConfig:
     return load_config(path, EdgeConfig)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine ("" and 0.0.0.0 are every
+    interface; a name other than localhost may resolve anywhere)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_id(field: str, value: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,29 @@ def test_a_form_style_post_is_refused_before_the_agent_sees_it(kiosk: Kiosk) -> 
                             b'{"code": "PK1:AAAA"}')
     assert status == 415 and "application/json" in str(body["error"])
     assert kiosk.requests.empty()
+
+
+def test_the_pages_listen_on_loopback_unless_remote_access_is_asked_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge.config import EdgeSettings
+
+    # The counter hands over orders without a login: not on the shop's network by mistake.
+    with pytest.raises(ValueError, match=r"kiosk_host: '0\.0\.0\.0' is not a loopback.*"
+                                         r"kiosk_allow_remote = true"):
+        EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host="0.0.0.0")
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host=host)
+    EdgeSettings("store-001", tmp_path, kiosk_port=0, kiosk_host="0.0.0.0")  # not served
+    EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host="0.0.0.0",
+                 kiosk_allow_remote=True)
+    with pytest.raises(ValueError, match="not loopback"):
+        Kiosk("0.0.0.0", 0)
+    with caplog.at_level(logging.WARNING, logger="edge.kiosk"):
+        quiet = Kiosk("127.0.0.1", 0, allow_remote=True)  # allowed, but loopback: no warning
+        quiet.close()
+        assert not caplog.records
+        remote = Kiosk("0.0.0.0", 0, allow_remote=True)
+        remote.close()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "without a login" in caplog.records[0].getMessage()
