@@ -19,7 +19,9 @@ the orders queued for offline terminals included. So whenever the publisher (re)
 the first pass puts back in line the current catalogue of every store and every unexpired
 order (and cancellation) no store has confirmed yet: a broker that kept them loses nothing
 by a second copy, one that lost them has them again within seconds, not after
-`resend_open_s`.
+`resend_open_s`. The broker may also have lost a terminal's session, with the orders it
+queued; a terminal that comes back after the publisher did announces itself (its birth
+message), and ingest puts that store's unconfirmed orders back in line then.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Protocol
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from . import sql
+from . import retail, sql
 from .commands import PublishResult
 from .db import Database
 
@@ -166,13 +168,7 @@ def resync(conn: sql.Connection, now: float) -> int:
         " AND published_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM downlink n"
         " WHERE n.store = downlink.store AND n.kind = 'catalogue' AND (n.ref > downlink.ref"
         " OR (n.ref = downlink.ref AND n.id > downlink.id)))")
-    catalogues = cur.rowcount
-    cur = conn.execute(
-        "UPDATE downlink SET published_at = NULL WHERE published_at IS NOT NULL AND ("
-        "(kind = 'order' AND expires > ? AND ref IN (SELECT id FROM orders WHERE state = 'open'))"
-        " OR (kind = 'cancel' AND ref IN (SELECT id FROM orders WHERE state = 'cancelled'"
-        " AND expires > ?)))", (now, now))
-    return catalogues + cur.rowcount
+    return int(cur.rowcount) + retail.requeue_unconfirmed(conn, now)
 
 
 def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:

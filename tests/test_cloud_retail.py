@@ -418,6 +418,37 @@ def test_a_reconnection_sends_the_current_catalogues_and_unconfirmed_orders_agai
                                         (f"xd/v1/{STORE}/orders", waiting.id)]
 
 
+def test_a_store_coming_online_gets_its_unconfirmed_orders_again(
+        db_target: Path | str) -> None:
+    """A broker that lost the terminal's session lost the orders queued in it: the
+    terminal's birth message puts its unconfirmed orders back in line."""
+    from cloud_gateway.downlink import DownlinkSender
+    from xiaodian.wire.payloads import state_payload
+
+    pub = FakePublisher()
+    with Database.open(db_target) as d:
+        with d.transaction() as conn:
+            retail.put_catalogue(conn, STORE, retail.parse_catalogue_items(STORE, cat_items()),
+                                 T0, "t")
+        send(d, [(1, "stock", movement("delivery", MILK, 5))])
+        sender = DownlinkSender(db_target, pub, resend_open_s=300, now=lambda: T0 + 10)
+        confirmed, waiting = order(d, {MILK: 1}), order(d, {MILK: 1})
+        assert sender.send_pending() == 3
+        send(d, [(1, "order", contract.progress_data(
+            contract.OrderProgress(confirmed.id, "received")))], device="orders")
+        pub.sent.clear()
+        # A retained birth message is old news; a live one is the terminal connecting now.
+        ingest(d, f"xd/v1/{STORE}/state", state_payload(STORE, True, 1, T0 + 20, "0.1.0", []),
+               "w-1", T0 + 20, retained=True)
+        assert sender.send_pending() == 0
+        ingest(d, f"xd/v1/{STORE}/state", state_payload(STORE, True, 2, T0 + 20, "0.1.0", []),
+               "w-1", T0 + 20)
+        assert sender.send_pending() == 1
+        (topic, payload, _), = pub.sent
+        got = contract.parse_downlink(topic, payload)
+        assert isinstance(got, contract.Order) and got.id == waiting.id
+
+
 def test_a_refused_downlink_message_does_not_hold_up_the_others(tmp_path: Path) -> None:
     from cloud_gateway.downlink import DownlinkSender
 

@@ -236,6 +236,12 @@ class IngestWrites(Connected):
             if state.online and not retained:
                 self._clock_sample(conn, state.store, state.boot, received_at, state.wall,
                                    None, policy, "state")
+                if cur.rowcount == 1:
+                    # The terminal just connected: if the broker lost its session (a crash
+                    # between two saves), orders sent while it was away are gone with it.
+                    # The downlink sender publishes them again on its next pass.
+                    sql.lock(conn, sql.WRITE_LOCK)  # orders change under it (store_batch)
+                    retail_store.requeue_unconfirmed(conn, received_at, state.store)
             return cur.rowcount == 1
 
     def park(self, topic: str, payload: bytes, reason: str, worker: str,
