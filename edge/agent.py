@@ -254,19 +254,27 @@ class Agent:
             cursor = self.cursors.setdefault((kind, device), Cursor())
             # Readings once sent can no longer be compacted (the cloud may hold them raw):
             # while the cloud confirms nothing, only so many go out, the rest stay
-            # compactable under the disk budget.
-            sent_only = (kind == "readings" and self.store.sent_unconfirmed(kind, device)
-                         >= self.config.edge.unconfirmed_readings_max)
+            # compactable under the disk budget. `room` counts down conservatively (a
+            # batch may resend some); the next call counts exactly again.
+            room: int | None = None
+            if kind == "readings":
+                room = (self.config.edge.unconfirmed_readings_max
+                        - self.store.sent_unconfirmed(kind, device))
             while True:
                 if not self.uplink.can_publish():
                     self.window_full = self.uplink.connected
                     return sent
+                sent_only = room is not None and room <= 0
+                limit = self.config.edge.max_batch
+                if room is not None and not sent_only:
+                    limit = min(limit, room)
                 batch = self.store.next_batch(
-                    kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch,
-                    sent_only=sent_only,
+                    kind, device, (cursor.boot, cursor.seq), limit, sent_only=sent_only
                 )
                 if batch is None:
                     break
+                if room is not None and not sent_only:
+                    room -= len(batch.records)
                 if kind == "readings":
                     self.store.mark_sent(batch.keys)  # durable before any byte leaves
                 body = payloads.batch_payload(
@@ -378,6 +386,16 @@ class Agent:
             records.append(NewEvent(device, type_, fseq, dev_ms, w, bool(synced),
                                     json.loads(data), dev_boot))
         records.sort(key=lambda r: (r.device, r.dev_boot or 0, r.dev_ms or 0))
+        for device, dev_boot in {(r.device, r.dev_boot) for r in records}:
+            # The live anchor: the record of that device boot that arrived first, of any
+            # type and maybe older than the window.
+            row = self.store.db.execute(
+                "SELECT wall, dev_ms FROM (SELECT wall, dev_ms FROM readings WHERE device=? "
+                "AND dev_boot=? UNION ALL SELECT wall, dev_ms FROM events WHERE device=? "
+                "AND dev_boot=? AND dev_ms IS NOT NULL) ORDER BY wall LIMIT 1",
+                (device, dev_boot, device, dev_boot)).fetchone()
+            if row is not None:
+                self.alerting.anchor(device, dev_boot or 0, row[0], row[1])
         known = {
             (d.get("id"), d.get("change"))
             for (raw,) in self.store.db.execute(

@@ -33,6 +33,12 @@ class Alerting:
         self._anchors: dict[tuple[str, int], tuple[float, int]] = {}
         self._newest: tuple[float, float] | None = None  # (event time, monotonic at arrival)
 
+    def anchor(self, device: str, dev_boot: int, wall: float, dev_ms: int) -> None:
+        """Set a (fridge, device boot)'s anchor: a replay must use the one the live run took
+        (its first record to arrive, often a HELLO the replay does not feed), or event times
+        shift and an alert comes back under another id."""
+        self._anchors[(device, dev_boot)] = (wall, dev_ms)
+
     def event_time(self, device: str, dev_boot: int, dev_ms: int, wall: float) -> float:
         anchor = self._anchors.setdefault((device, dev_boot), (wall, dev_ms))
         t = anchor[0] + (dev_ms - anchor[1]) / 1000.0
