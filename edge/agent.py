@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 QUEUE_BOUND = 10_000
 DRAIN_MAX = 2_000  # records per transaction
 STATUS_EVERY_S = 5.0
+# What one stored reading costs on disk (row, source index, outbox row; measured ~170 B),
+# to keep the readings that cannot be compacted to a quarter of a small disk budget.
+READING_BYTES = 200
 PRUNE_EVERY_S = 3600.0
 STALL_S = 60.0  # a reader silent for this long (not even a timeout) is reported stuck
 
@@ -94,6 +97,11 @@ class Agent:
         self.alerts_waiting = False
         self.confirm_wait = config.edge.confirm_min_s
         self.budget_counters: dict[str, int] = {}
+        # Sent readings can no longer be compacted: with a small budget, fewer may be out.
+        quarter = config.edge.disk_budget_mb * 1_000_000 / 4
+        self.unconfirmed_cap = max(1, min(
+            config.edge.unconfirmed_readings_max,
+            int(quarter / READING_BYTES / max(1, len(config.fridges)))))
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
         self.alerting = Alerting(RuleEngine(rules), monotonic)
@@ -258,8 +266,7 @@ class Agent:
             # batch may resend some); the next call counts exactly again.
             room: int | None = None
             if kind == "readings":
-                room = (self.config.edge.unconfirmed_readings_max
-                        - self.store.sent_unconfirmed(kind, device))
+                room = self.unconfirmed_cap - self.store.sent_unconfirmed(kind, device)
             while True:
                 if not self.uplink.can_publish():
                     self.window_full = self.uplink.connected

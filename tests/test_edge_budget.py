@@ -119,6 +119,7 @@ def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) 
     cfg = edge_config(tmp_path / "edge", MqttSettings("127.0.0.1", 1, tls), max_batch=100,
                       unconfirmed_readings_max=300)
     agent = Agent(cfg)
+    assert agent.unconfirmed_cap == 300
     uplink = _SilentCloud()
     agent.uplink = uplink  # type: ignore[assignment]
     try:
@@ -138,5 +139,27 @@ def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) 
         assert done["readings_compacted"] > 0
         still_raw = agent.store.next_batch("readings", "fridge-1", (0, 0), 500, sent_only=True)
         assert still_raw is not None and "seq_last" not in still_raw.records[0]
+    finally:
+        agent.store.close()
+
+
+def test_a_small_budget_lets_fewer_readings_out_unconfirmed(tmp_path: Path) -> None:
+    from helpers.edge import edge_config
+
+    from edge.agent import READING_BYTES, Agent
+    from xiaodian.mqtt import MqttSettings, TlsSettings
+
+    tls = TlsSettings(tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
+    mqtt = MqttSettings("127.0.0.1", 1, tls)
+    ports = [("fridge-1", tmp_path / "a"), ("fridge-2", tmp_path / "b")]
+    agent = Agent(edge_config(tmp_path / "small", mqtt, fridges=ports, disk_budget_mb=0.5))
+    try:
+        # A quarter of 0.5 MB over two fridges: what cannot be compacted stays well within.
+        assert agent.unconfirmed_cap == 500_000 // 4 // READING_BYTES // 2
+    finally:
+        agent.store.close()
+    agent = Agent(edge_config(tmp_path / "large", mqtt, fridges=ports))
+    try:
+        assert agent.unconfirmed_cap == 5000  # the configured maximum
     finally:
         agent.store.close()
