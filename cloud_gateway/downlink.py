@@ -61,7 +61,7 @@ class DownlinkSender:
 
     def __init__(self, db_path: Path | str, publisher: MessagePublisher, *, retry_s: float = 5.0,
                  publish_timeout_s: float = 5.0, resend_open_s: float = 300.0,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, resync_on_connect: bool = True) -> None:
         self.db_path = db_path
         self.publisher = publisher
         self.retry_s = retry_s
@@ -72,8 +72,12 @@ class DownlinkSender:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
-        self._resynced_connects = 0  # the publisher's `connects` the last resync was for
-        publisher.add_connect_listener(self.kick)  # resync at once, not at the next retry
+        # The publisher's `connects` the last resync was for. A one-shot sender (the CLI's)
+        # leaves resyncing to the workers' long-running ones.
+        self.resync_on_connect = resync_on_connect
+        self._resynced_connects = 0
+        if resync_on_connect:
+            publisher.add_connect_listener(self.kick)  # at once, not at the next retry
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
@@ -105,7 +109,7 @@ class DownlinkSender:
         with self._pass, Database.open(self.db_path) as db:
             now = self._now()
             connects = self.publisher.connects
-            if connects != self._resynced_connects:
+            if self.resync_on_connect and connects != self._resynced_connects:
                 with db.transaction() as conn:
                     again = resync(conn, now)
                 self._resynced_connects = connects

@@ -163,3 +163,27 @@ def test_a_small_budget_lets_fewer_readings_out_unconfirmed(tmp_path: Path) -> N
         assert agent.unconfirmed_cap == 5000  # the configured maximum
     finally:
         agent.store.close()
+
+
+def test_pending_rows_of_an_older_database_count_as_sent(tmp_path: Path) -> None:
+    """A database from before the `sent` mark: its pending readings may be at the cloud
+    already, so they are never compacted; new ones are."""
+    import sqlite3
+
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    store.add(_reading(ms) for ms in range(10_000, 600_001, 10_000))  # 60 pending
+    store.close()
+    con = sqlite3.connect(db)  # back to the old outbox, without the column
+    con.executescript(
+        "CREATE TABLE old AS SELECT kind, device, boot, seq, published_at FROM outbox;"
+        "DROP TABLE outbox; CREATE TABLE outbox (kind TEXT NOT NULL, device TEXT NOT NULL,"
+        " boot INTEGER NOT NULL, seq INTEGER NOT NULL, published_at REAL,"
+        " PRIMARY KEY (kind, device, boot, seq)) WITHOUT ROWID;"
+        "INSERT INTO outbox SELECT * FROM old; DROP TABLE old;")
+    con.close()
+    store = EdgeStore(db)
+    assert store.sent_unconfirmed("readings", "fridge-1") == 60
+    store.add(_reading(ms) for ms in range(610_000, 1_200_001, 10_000))  # 60 new ones
+    assert store.sent_unconfirmed("readings", "fridge-1") == 60
+    store.close()
