@@ -393,9 +393,14 @@ class EdgeStore:
         """
         done = {"history_dropped": 0, "readings_compacted": 0, "aggregates": 0}
         low_water = int(budget_bytes * 0.8)
-        # The WAL holds every write since the last checkpoint; SQLite's own checkpoint only
-        # runs at 1000 pages (4 MB) and never shrinks the file, which a small budget cannot
-        # afford. Truncating it is one fsync per check interval.
+        # The WAL holds every write since the last checkpoint. SQLite's own checkpoint runs
+        # at 1000 pages (4 MB) and leaves the file at its largest, which a small budget
+        # cannot afford: checkpoint at a sixteenth of the budget, and shrink the file back
+        # to that after each checkpoint. Between two checks it then stays near that size.
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        wal_pages = max(16, min(1000, budget_bytes // 16 // page_size))
+        self.db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
+        self.db.execute(f"PRAGMA journal_size_limit={int(wal_pages * page_size)}")
         if self._side_files_bytes() > budget_bytes // 16:
             self.checkpoint()
         if self.used_bytes() <= budget_bytes:

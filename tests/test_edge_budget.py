@@ -187,3 +187,22 @@ def test_pending_rows_of_an_older_database_count_as_sent(tmp_path: Path) -> None
     store.add(_reading(ms) for ms in range(610_000, 1_200_001, 10_000))  # 60 new ones
     assert store.sent_unconfirmed("readings", "fridge-1") == 60
     store.close()
+
+
+def test_between_two_checks_the_wal_stays_near_a_sixteenth_of_the_budget(
+    tmp_path: Path,
+) -> None:
+    """Many small commits (a drain: PUBACKs, receipts) between two checks: SQLite's own
+    checkpoint would let the WAL reach 4 MB and keep the file that size."""
+    db = tmp_path / "edge.sqlite3"
+    store = EdgeStore(db)
+    budget = 1_000_000
+    store.enforce_budget(budget)
+    wal = db.with_name(db.name + "-wal")
+    largest = 0
+    for ms in range(10_000, 4_000_001, 10_000):  # 400 commits
+        store.add([_reading(ms)])
+        largest = max(largest, wal.stat().st_size)
+    # A sixteenth of the budget, plus the commit that crossed it.
+    assert largest <= budget // 16 + 16 * 4096, largest
+    store.close()
