@@ -29,7 +29,7 @@ def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float
         try:
             pub.start()
             if pub.wait_connected(timeout):
-                DownlinkSender(cfg.cloud.database, pub).send_pending()
+                DownlinkSender(cfg.cloud.database, pub, resync_on_connect=False).send_pending()
         except OSError as exc:
             print(f"xiaodian cloud: not sent now: {exc}", file=sys.stderr)
         except sql.ERRORS as exc:

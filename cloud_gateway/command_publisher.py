@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -50,6 +51,14 @@ class CommandPublisher:
         self._connected = False
         self._acks: OrderedDict[int, ReasonCode] = OrderedDict()
         self._client: mqtt.Client | None = None
+        # Successful connections so far: a new one may be to a broker that lost what it had
+        # acknowledged (a crash between two saves of its database); see DownlinkSender.
+        self.connects = 0
+        self._connect_listeners: list[Callable[[], None]] = []
+
+    def add_connect_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on paho's thread: keep it short) after every connection."""
+        self._connect_listeners.append(listener)
 
     def start(self) -> None:
         """Connect in the background (retrying); FileNotFoundError if a TLS file is missing."""
@@ -121,7 +130,10 @@ class CommandPublisher:
         log.info("command publisher %s connected", self.client_id)
         with self._cond:
             self._connected = True
+            self.connects += 1
             self._cond.notify_all()
+        for listener in self._connect_listeners:
+            listener()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:

@@ -12,6 +12,16 @@ ignores an order id it has, and a catalogue version it has. One thing needs care
 catalogue is *retained*, and an older version landing after a newer one would be what a
 new terminal gets. So a superseded row is never sent, and if an older version was
 acknowledged after a newer one, the newest is sent again.
+
+A PUBACK is not forever either: Mosquitto saves its database every `autosave_interval`
+(60 s), so a broker that crashes forgets what it acknowledged since, retained catalogues and
+the orders queued for offline terminals included. So whenever the publisher (re)connects,
+the first pass puts back in line the current catalogue of every store and every unexpired
+order (and cancellation) no store has confirmed yet: a broker that kept them loses nothing
+by a second copy, one that lost them has them again within seconds, not after
+`resend_open_s`. The broker may also have lost a terminal's session, with the orders it
+queued; a terminal that comes back after the publisher did announces itself (its birth
+message), and ingest puts that store's unconfirmed orders back in line then.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from typing import Protocol
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from . import sql
+from . import retail, sql
 from .commands import PublishResult
 from .db import Database
 
@@ -37,6 +47,10 @@ BATCH = 100  # rows per pass; the next pass takes the rest
 
 
 class MessagePublisher(Protocol):
+    connects: int  # successful connections so far; a change means a (re)connection
+
+    def add_connect_listener(self, listener: Callable[[], None]) -> None: ...
+
     def publish_message(self, topic: str, payload: bytes, timeout: float, *, qos: int = 1,
                         retain: bool = False,
                         properties: Properties | None = None) -> PublishResult: ...
@@ -47,7 +61,7 @@ class DownlinkSender:
 
     def __init__(self, db_path: Path | str, publisher: MessagePublisher, *, retry_s: float = 5.0,
                  publish_timeout_s: float = 5.0, resend_open_s: float = 300.0,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, resync_on_connect: bool = True) -> None:
         self.db_path = db_path
         self.publisher = publisher
         self.retry_s = retry_s
@@ -58,6 +72,12 @@ class DownlinkSender:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
+        # The publisher's `connects` the last resync was for. A one-shot sender (the CLI's)
+        # leaves resyncing to the workers' long-running ones.
+        self.resync_on_connect = resync_on_connect
+        self._resynced_connects = 0
+        if resync_on_connect:
+            publisher.add_connect_listener(self.kick)  # at once, not at the next retry
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
@@ -88,6 +108,14 @@ class DownlinkSender:
         Stops at the first failure (the broker is away: the rest would fail too)."""
         with self._pass, Database.open(self.db_path) as db:
             now = self._now()
+            connects = self.publisher.connects
+            if self.resync_on_connect and connects != self._resynced_connects:
+                with db.transaction() as conn:
+                    again = resync(conn, now)
+                self._resynced_connects = connects
+                if again:
+                    log.info("downlink: publisher (re)connected; sending %d catalogues and"
+                             " unconfirmed orders again", again)
             with db.transaction() as conn:
                 # The broker took it, but the store never said "received": its session may
                 # be gone (a broker that lost its state, a terminal that never connected
@@ -133,6 +161,18 @@ class DownlinkSender:
                 sent += 1
                 log.info("downlink: %s %s published to %s", r["kind"], r["ref"], r["store"])
             return sent
+
+
+def resync(conn: sql.Connection, now: float) -> int:
+    """Put back in line what a broker may have lost: the current catalogue of every store,
+    and every unexpired order and cancellation of an order no store has confirmed (still
+    `open`, or cancelled before its expiry). Returns how many rows."""
+    cur = conn.execute(
+        "UPDATE downlink SET published_at = NULL, last_error = NULL WHERE kind = 'catalogue'"
+        " AND published_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM downlink n"
+        " WHERE n.store = downlink.store AND n.kind = 'catalogue' AND (n.ref > downlink.ref"
+        " OR (n.ref = downlink.ref AND n.id > downlink.id)))")
+    return int(cur.rowcount) + retail.requeue_unconfirmed(conn, now)
 
 
 def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:

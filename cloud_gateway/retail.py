@@ -526,6 +526,20 @@ def _maybe_json(text: str) -> Any:
 # ---------------------------------------------------------------- downlink queue
 
 
+def requeue_unconfirmed(conn: sql.Connection, now: float, store: str | None = None) -> int:
+    """Put back in line every unexpired order no store has confirmed (still `open`) and the
+    cancellation of every unexpired cancelled order, of one store or all: the broker they
+    went through may have lost them. The store ignores what it has. Returns how many."""
+    only = "" if store is None else " AND store = ?"
+    cur = conn.execute(
+        "UPDATE downlink SET published_at = NULL WHERE published_at IS NOT NULL AND ("
+        "(kind = 'order' AND expires > ? AND ref IN (SELECT id FROM orders WHERE state = 'open'))"
+        " OR (kind = 'cancel' AND ref IN (SELECT id FROM orders WHERE state = 'cancelled'"
+        f" AND expires > ?))){only}", (now, now) if store is None else (now, now, store))
+    return int(cur.rowcount)
+
+
+
 def _queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
            payload: bytes, *, retain: bool, expires: float | None, now: float) -> None:
     conn.execute(

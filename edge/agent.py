@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 QUEUE_BOUND = 10_000
 DRAIN_MAX = 2_000  # records per transaction
 STATUS_EVERY_S = 5.0
+# What one stored reading costs on disk (row, source index, outbox row; measured ~170 B),
+# to keep the readings that cannot be compacted to a quarter of a small disk budget.
+READING_BYTES = 200
 PRUNE_EVERY_S = 3600.0
 STALL_S = 60.0  # a reader silent for this long (not even a timeout) is reported stuck
 
@@ -99,13 +102,19 @@ class Agent:
         self.alerts_waiting = False
         self.confirm_wait = config.edge.confirm_min_s
         self.budget_counters: dict[str, int] = {}
+        # Sent readings can no longer be compacted: with a small budget, fewer may be out.
+        quarter = config.edge.disk_budget_mb * 1_000_000 / 4
+        self.unconfirmed_cap = max(1, min(
+            config.edge.unconfirmed_readings_max,
+            int(quarter / READING_BYTES / max(1, len(config.fridges)))))
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
         self.alerting = Alerting(RuleEngine(rules), monotonic)
         self.latest: dict[str, dict[str, object]] = {}
         self.kiosk: Kiosk | None = None
         if config.edge.kiosk_port:
-            self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port)
+            self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port,
+                               allow_remote=config.edge.kiosk_allow_remote)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
@@ -257,15 +266,30 @@ class Agent:
             if kind == "readings" and not readings:
                 continue
             cursor = self.cursors.setdefault((kind, device), Cursor())
+            # Readings once sent can no longer be compacted (the cloud may hold them raw):
+            # while the cloud confirms nothing, only so many go out, the rest stay
+            # compactable under the disk budget. `room` counts down conservatively (a
+            # batch may resend some); the next call counts exactly again.
+            room: int | None = None
+            if kind == "readings":
+                room = self.unconfirmed_cap - self.store.sent_unconfirmed(kind, device)
             while True:
                 if not self.uplink.can_publish():
                     self.window_full = self.uplink.connected
                     return sent
+                sent_only = room is not None and room <= 0
+                limit = self.config.edge.max_batch
+                if room is not None and not sent_only:
+                    limit = min(limit, room)
                 batch = self.store.next_batch(
-                    kind, device, (cursor.boot, cursor.seq), self.config.edge.max_batch
+                    kind, device, (cursor.boot, cursor.seq), limit, sent_only=sent_only
                 )
                 if batch is None:
                     break
+                if room is not None and not sent_only:
+                    room -= len(batch.records)
+                if kind == "readings":
+                    self.store.mark_sent(batch.keys)  # durable before any byte leaves
                 body = payloads.batch_payload(
                     kind, self.config.edge.store_id, device, batch.boot, batch.records
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki.keys import load_command_public_key
 from xiaodian.pki.names import PkiError
+from xiaodian.private_files import check_private_file
 from xiaodian.wire import ids
 from xiaodian.wire.commands import DEFAULT_SKEW_S, key_id_for
 
@@ -58,12 +60,20 @@ class EdgeSettings:
     # alerts, orders and stock movements are never compacted or dropped.
     disk_budget_mb: float = 512.0
     compact_bucket_s: float = 600.0
+    # Readings per fridge handed to the network but not yet confirmed by the cloud. Those
+    # can no longer be compacted (the cloud may hold them raw), so while the cloud is silent
+    # (broker up, cloud down) only this many go out and the rest stay compactable; fewer
+    # when they would take more than a quarter of disk_budget_mb.
+    unconfirmed_readings_max: int = 5000
     # Cold-chain rules (docs/alerts.md); absent = the defaults of
     # docs/design.md ("Cold chain") for every fridge.
     rules_file: Path | None = None
     # The terminal's own page (fridges, alerts, buzzer) on loopback; 0 = not served.
     kiosk_port: int = 0
     kiosk_host: str = "127.0.0.1"
+    # The counter page hands over orders and books stock without a login: another address
+    # than loopback puts that on the shop's network, so it must be asked for explicitly.
+    kiosk_allow_remote: bool = False
 
     def __post_init__(self) -> None:
         if not ids.is_store_id(self.store_id):
@@ -77,8 +87,14 @@ class EdgeSettings:
             raise ValueError("max_batch: must be between 1 and 2000")
         if self.retain_days <= 0:
             raise ValueError("retain_days: must be positive")
+        if self.kiosk_port and not self.kiosk_allow_remote and not is_loopback(self.kiosk_host):
+            raise ValueError(
+                f"kiosk_host: {self.kiosk_host!r} is not a loopback address; the counter page"
+                " needs no login, so serving it on the network takes kiosk_allow_remote = true")
         if self.disk_budget_mb <= 0:
             raise ValueError("disk_budget_mb: must be positive")
+        if self.unconfirmed_readings_max < 1:
+            raise ValueError("unconfirmed_readings_max: must be at least 1")
         if self.compact_bucket_s < 10:
             raise ValueError("compact_bucket_s: must be at least 10 seconds")
         if not 0.1 <= self.confirm_min_s <= self.confirm_timeout_s:
@@ -145,6 +161,13 @@ class PickupSettings:
 
     def key(self) -> bytes:
         try:
+            # Whoever reads the key can make pickup codes for any order of this store.
+            check_private_file(self.key_file, "pickup key")
+        except PermissionError as exc:
+            raise ValueError(f"key_file: {exc}") from None
+        except OSError:
+            pass  # a missing or unreadable file: said below, with the reason
+        try:
             text = self.key_file.read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"key_file: cannot read {self.key_file}: {exc}") from None
@@ -198,6 +221,15 @@ def load(path: Path | str) -> EdgeConfig:
     return load_config(path, EdgeConfig)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine ("" and 0.0.0.0 are every
+    interface; a name other than localhost may resolve anywhere)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # Streams the agent writes itself: a device of the same name would mix its records into

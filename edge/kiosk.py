@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from xiaodian import http_limits
+
+from .config import is_loopback
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 8192
 ANSWER_S = 10.0  # a request the agent has not answered by then gets "busy" (503)
@@ -42,7 +47,12 @@ class CounterRequest:
 
 
 class Kiosk:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, allow_remote: bool = False) -> None:
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ValueError(f"kiosk: {host!r} is not loopback and remote access is off")
+            log.warning("kiosk: the terminal and counter pages listen on %s:%d, reachable from"
+                        " the network without a login (kiosk_allow_remote = true)", host, port)
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"fridges": {}, "alerts": [], "uplink": {}}
         self._cond = threading.Condition()

@@ -10,6 +10,7 @@ id. See docs/store-and-forward.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xiaodian.private_files import prepare_private_sqlite
 from xiaodian.wire.payloads import Kind, ReceiptEntry
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_source
 -- A row leaves the outbox when the cloud confirms it has committed the record (receipts
 -- topic), not on the broker's PUBACK: a broker can still lose what it acknowledged.
 -- published_at: agent-monotonic time of the PUBACK in this run, NULL = to be published.
+-- sent: 1 once the record was handed to the network (kept across runs): the cloud may hold
+-- it raw, so it is never compacted into an aggregate (that would count it twice).
 CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    published_at REAL,
+    published_at REAL, sent INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, device, boot, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_status (
@@ -134,15 +138,21 @@ class EdgeStore:
                 aside,
             )
             self.recovered = (problem, aside)
+        prepare_private_sqlite(path)  # customer data: 0600, its WAL and -shm too
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch of frames is
         # exactly one transaction.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Pages freed by compaction go back to the file system (`incremental_vacuum` in
+        # enforce_budget), so the budget bounds the file, not just the pages in use. Takes
+        # effect only on a new database (before its first table).
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives a power cut of the terminal, not just a crash of the agent.
         # In WAL mode that is one fsync per commit, and we commit once per batch of frames.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        _migrate(self.db)
         # A new process has nothing in flight: every unconfirmed row goes out again.
         self.db.execute("UPDATE outbox SET published_at=NULL WHERE published_at IS NOT NULL")
         self.boot = self._next_boot()
@@ -254,7 +264,7 @@ class EdgeStore:
                 if cur.rowcount:
                     next_seq[(kind, item.device)] = seq + 1
                     self.db.execute(
-                        "INSERT INTO outbox VALUES (?,?,?,?,NULL)",
+                        "INSERT INTO outbox VALUES (?,?,?,?,NULL,0)",
                         (kind, item.device, self.boot, seq),
                     )
                     result.stored += 1
@@ -267,6 +277,24 @@ class EdgeStore:
                     result.durable.setdefault(item.device, []).append((item.dev_boot, item.fseq))
         self._next_seq = next_seq
         return result
+
+    def mark_sent(self, keys: Iterable[RecordKey]) -> None:
+        """Called before a batch is handed to the network: from then on the cloud may hold
+        these records raw (a PUBACK can be lost after the broker took the message), so they
+        must never end up inside an aggregate."""
+        with self._tx():
+            self.db.executemany(
+                "UPDATE outbox SET sent=1 WHERE kind=? AND device=? AND boot=? AND seq=? "
+                "AND sent=0",
+                keys,
+            )
+
+    def sent_unconfirmed(self, kind: Kind, device: str) -> int:
+        """Records of a stream handed to the network that the cloud has not confirmed."""
+        row = self.db.execute(
+            "SELECT count(*) FROM outbox WHERE kind=? AND device=? AND sent=1", (kind, device)
+        ).fetchone()
+        return int(row[0])
 
     def mark_published(self, keys: Iterable[RecordKey], at: float) -> None:
         """The broker has them (PUBACK): do not publish again unless the cloud stays quiet."""
@@ -328,27 +356,58 @@ class EdgeStore:
     # ------------------------------------------------------------ disk budget
 
     def used_bytes(self) -> int:
-        """Bytes of the database in use (free pages are reused, so this is what grows)."""
+        """Bytes the database takes on disk: its pages in use (free pages are reused first,
+        and `checkpoint` gives them back to the file system) plus the WAL and shared-memory
+        files beside it, which grow with every write until a checkpoint truncates them."""
         page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * page_size)
+        return int((pages - free) * page_size) + self._side_files_bytes()
+
+    def _side_files_bytes(self) -> int:
+        total = 0
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
+
+    def checkpoint(self) -> None:
+        """Give free pages back to the file system, copy the WAL into the database and
+        truncate it to zero bytes. A reader holding an old snapshot makes it partial (SQLite
+        then keeps the file); the next call retries."""
+        # executescript steps the pragma to the end; execute() would free a single page.
+        self.db.executescript("PRAGMA incremental_vacuum;")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def enforce_budget(self, budget_bytes: int, bucket_s: float = 600.0) -> dict[str, int]:
-        """Keep the database within `budget_bytes`, in this order:
+        """Keep the database (with its WAL) within `budget_bytes`, in this order:
 
-        1. drop history the cloud already confirmed, oldest first;
-        2. compact the oldest routine readings still waiting for the cloud into per-interval
-           aggregates (min/mean/max/count per probe), marked as such;
+        1. checkpoint and truncate the WAL;
+        2. drop history the cloud already confirmed, oldest first;
+        3. compact the oldest routine readings never handed to the network into
+           per-interval aggregates (min/mean/max/count per probe), marked as such;
         Events (door, power, alerts, stock, orders) are never compacted or dropped: if they
-        alone exceed the budget the database grows and the agent says so.
+        alone exceed the budget the database grows and the agent says so. Called once per
+        check interval, it brings the database back to 80 % of the budget whenever there is
+        something to drop or compact, so it overshoots by at most one interval's writes.
         """
         done = {"history_dropped": 0, "readings_compacted": 0, "aggregates": 0}
         low_water = int(budget_bytes * 0.8)
+        # The WAL holds every write since the last checkpoint. SQLite's own checkpoint runs
+        # at 1000 pages (4 MB) and leaves the file at its largest, which a small budget
+        # cannot afford: checkpoint at a sixteenth of the budget, and shrink the file back
+        # to that after each checkpoint. Between two checks it then stays near that size.
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        wal_pages = max(16, min(1000, budget_bytes // 16 // page_size))
+        self.db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
+        self.db.execute(f"PRAGMA journal_size_limit={int(wal_pages * page_size)}")
+        if self._side_files_bytes() > budget_bytes // 16:
+            self.checkpoint()
         if self.used_bytes() <= budget_bytes:
             return done
         while self.used_bytes() > low_water:
             n = self._drop_confirmed_history(2000)
+            self.checkpoint()  # the deletes themselves went to the WAL
             if not n:
                 break
             done["history_dropped"] += n
@@ -358,6 +417,9 @@ class EdgeStore:
                 break
             done["readings_compacted"] += compacted
             done["aggregates"] += made
+            if self._side_files_bytes() > budget_bytes // 16:
+                self.checkpoint()
+        self.checkpoint()
         if self.used_bytes() > budget_bytes:
             log.error("edge database uses %d bytes over its budget of %d even after "
                       "compaction: only records that are never dropped remain",
@@ -380,31 +442,40 @@ class EdgeStore:
 
     def _compact_oldest(self, bucket_s: float) -> tuple[int, int]:
         """Aggregate the oldest run of pending raw readings of one device within one time
-        bucket (device time) into a single row; returns (readings replaced, rows made)."""
+        bucket (device time) into a single row; returns (readings replaced, rows made).
+
+        Only readings never handed to the network: one the cloud might hold raw would be
+        counted twice, raw and inside the aggregate."""
         rows = self.db.execute(
             "SELECT r.device, r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes, "
             "r.dev_boot FROM outbox o JOIN readings r ON r.device=o.device AND "
             "r.boot=o.boot AND r.seq=o.seq WHERE o.kind='readings' AND r.seq_last IS NULL "
-            "AND o.published_at IS NULL "
+            "AND o.published_at IS NULL AND o.sent=0 "
             "ORDER BY r.wall, r.device, r.boot, r.seq LIMIT 5000"
         ).fetchall()
         if not rows:
             return 0, 0
         bucket_ms = int(bucket_s * 1000)
-        first = rows[0]
-        run = [first]
-        for row in rows[1:]:
-            same = (row[0], row[1], row[8]) == (first[0], first[1], first[8])
-            contiguous = row[2] == run[-1][2] + 1
-            if same and contiguous and row[4] // bucket_ms == first[4] // bucket_ms:
-                run.append(row)
-            elif same:
-                break
-        if len(run) < 2:
-            # Nothing left to gain in the oldest bucket: try making the buckets coarser.
+        # Runs of consecutive seqs of one stream within one bucket, oldest first. A lone
+        # reading (its neighbours sent or compacted already) must not stop the others.
+        runs: list[list[Any]] = []
+        open_run: dict[tuple[Any, ...], list[Any]] = {}
+        for row in rows:
+            stream = (row[0], row[1], row[8])
+            current = open_run.get(stream)
+            if (current is not None and row[2] == current[-1][2] + 1
+                    and row[4] // bucket_ms == current[0][4] // bucket_ms):
+                current.append(row)
+            else:
+                open_run[stream] = [row]
+                runs.append(open_run[stream])
+        run = next((r for r in runs if len(r) >= 2), None)
+        if run is None:
+            # Nothing left to gain in these buckets: try making the buckets coarser.
             if bucket_s < 86400:
                 return self._compact_oldest(bucket_s * 6)
             return 0, 0
+        first = run[0]
         stats: dict[int, list[float]] = {}
         counts: dict[int, int] = {}
         for row in run:
@@ -470,16 +541,19 @@ class EdgeStore:
         return sorted(((r[0], r[1]) for r in rows), key=lambda s: (order[s[0]], s[1]))
 
     def next_batch(
-        self, kind: Kind, device: str, after: tuple[int, int], limit: int
+        self, kind: Kind, device: str, after: tuple[int, int], limit: int,
+        *, sent_only: bool = False,
     ) -> PendingBatch | None:
-        """The oldest pending records of one stream after `after` = (boot, seq), one boot only."""
+        """The oldest pending records of one stream after `after` = (boot, seq), one boot only;
+        `sent_only`: only those already handed to the network once."""
+        only = " AND o.sent=1" if sent_only else ""
         if kind == "readings":
             sql = (
                 "SELECT r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes, "
                 "r.seq_last, r.agg "
                 "FROM outbox o JOIN readings r ON r.device=o.device AND r.boot=o.boot "
                 "AND r.seq=o.seq WHERE o.kind='readings' AND o.device=? AND o.published_at IS NULL "
-                "AND (o.boot, o.seq) > (?, ?) "
+                f"AND (o.boot, o.seq) > (?, ?){only} "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )
         else:
@@ -487,7 +561,7 @@ class EdgeStore:
                 "SELECT e.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall, e.synced, e.data "
                 "FROM outbox o JOIN events e ON e.device=o.device AND e.boot=o.boot "
                 "AND e.seq=o.seq WHERE o.kind='events' AND o.device=? AND o.published_at IS NULL "
-                "AND (o.boot, o.seq) > (?, ?) "
+                f"AND (o.boot, o.seq) > (?, ?){only} "
                 "ORDER BY o.boot, o.seq LIMIT ?"
             )
         rows = self.db.execute(sql, (device, after[0], after[1], limit)).fetchall()
@@ -577,6 +651,14 @@ class _Transaction:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to SCHEMA."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "sent" not in columns:
+        # Pending rows of an earlier version may have been sent already: never compact them.
+        db.execute("ALTER TABLE outbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 1")
 
 
 def _check_integrity(path: Path) -> str | None:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
+from xiaodian.private_files import prepare_private_sqlite
+
 from .. import sql
 from . import schema
 
@@ -33,6 +35,8 @@ class Connected:
         tests) or a `postgresql://` URL (the schema is created in it if missing)."""
         if sql.is_url(path):
             return cls._open_pg(str(path), busy_timeout_s)
+        if str(path) != ":memory:":
+            prepare_private_sqlite(Path(path))  # customer data: 0600, its WAL and -shm too
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
         # what the code says, not what the driver guesses.
         conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)

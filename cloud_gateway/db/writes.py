@@ -71,19 +71,26 @@ class IngestWrites(Connected):
                 " AND seq BETWEEN ? AND ?",
                 (batch.store, batch.device, batch.boot, min(seqs), top))}
             aggregates: set[int] = set()
+            in_aggregates: set[int] = set()
             if table == "readings":
-                aggregates = {row[0] for row in conn.execute(
-                    "SELECT seq_first FROM reading_aggregates WHERE store = ? AND device = ?"
-                    " AND boot = ? AND seq_first BETWEEN ? AND ?",
-                    (batch.store, batch.device, batch.boot, min(seqs), top))}
+                spans = conn.execute(
+                    "SELECT seq_first, seq_last FROM reading_aggregates WHERE store = ?"
+                    " AND device = ? AND boot = ? AND seq_first <= ? AND seq_last >= ?",
+                    (batch.store, batch.device, batch.boot, top, min(seqs))).fetchall()
+                aggregates = {row[0] for row in spans}
+                in_aggregates = {s for row in spans for s in range(row[0], row[1] + 1)}
             fresh: dict[int, Reading | Event] = {}
             for r in records:  # the first copy of a seq wins, as ON CONFLICT DO NOTHING would
-                # An aggregate may start at a seq the cloud has raw (sent before the outage):
-                # it is a duplicate only of an aggregate.
+                # An aggregate may start at a seq the cloud has raw (an edge of an earlier
+                # version compacted readings it had sent): it is a duplicate only of an
+                # aggregate. A raw reading inside an aggregate's range is already counted
+                # there: storing it too would count it twice.
                 is_agg = isinstance(r, Reading) and r.seq_last is not None
-                seen = aggregates if is_agg else existing | aggregates
+                seen = aggregates if is_agg else existing | in_aggregates
                 if r.seq not in seen and r.seq not in fresh:
                     fresh[r.seq] = r
+                    if isinstance(r, Reading) and r.seq_last is not None:
+                        in_aggregates.update(range(r.seq, r.seq_last + 1))
             rows = []
             covered: list[int] = []
             for r in fresh.values():
@@ -229,6 +236,12 @@ class IngestWrites(Connected):
             if state.online and not retained:
                 self._clock_sample(conn, state.store, state.boot, received_at, state.wall,
                                    None, policy, "state")
+                if cur.rowcount == 1:
+                    # The terminal just connected: if the broker lost its session (a crash
+                    # between two saves), orders sent while it was away are gone with it.
+                    # The downlink sender publishes them again on its next pass.
+                    sql.lock(conn, sql.WRITE_LOCK)  # orders change under it (store_batch)
+                    retail_store.requeue_unconfirmed(conn, received_at, state.store)
             return cur.rowcount == 1
 
     def park(self, topic: str, payload: bytes, reason: str, worker: str,

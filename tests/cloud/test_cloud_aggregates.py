@@ -60,3 +60,18 @@ def test_a_bad_aggregate_is_refused_with_its_reason() -> None:
         assert "count" in str(exc)
     else:
         raise AssertionError("an aggregate whose count does not match its seqs was accepted")
+
+
+def test_a_raw_reading_arriving_after_its_aggregate_is_not_counted_twice(
+    db_target: Path | str,
+) -> None:
+    db = Database.open(db_target)
+    with db:
+        # The edge compacted 1-100 and sent the aggregate; a raw copy of 50 it had handed
+        # to the broker earlier (its PUBACK lost) is delivered afterwards.
+        assert _store(db, [_aggregate(1, 100)]) == (1, 0)
+        assert _store(db, [_raw(50), _raw(101)]) == (1, 1)
+        assert db.count("readings") == 1  # only 101: 50 is inside the aggregate already
+        stream = db.conn.execute("SELECT max_seq, records FROM streams").fetchone()
+        assert tuple(stream) == (101, 101)  # every seq counted once
+        assert db.gaps("store-001", state="open") == []

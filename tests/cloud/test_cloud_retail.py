@@ -282,6 +282,10 @@ class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bool]] = []
         self.status = "acked"
+        self.connects = 0  # no (re)connection unless a test says so
+
+    def add_connect_listener(self, listener: Any) -> None:
+        pass
 
     def publish_message(self, topic: str, payload: bytes, timeout: float, *, qos: int = 1,
                         retain: bool = False, properties: Any = None) -> Any:
@@ -392,6 +396,66 @@ def test_a_control_character_in_a_movement_is_parked_not_retried(db: Database) -
     assert on_hand(db, MILK) == 2
     (dead,) = db.dead_letters()
     assert "control characters" in dead.reason
+
+
+def test_a_reconnection_sends_the_current_catalogues_and_unconfirmed_orders_again(
+        db_target: Path | str) -> None:
+    """The broker may have crashed between two saves of its database: what it acknowledged
+    since is gone, so a new connection sends it all again, at once."""
+    from cloud_gateway.downlink import DownlinkSender
+
+    pub = FakePublisher()
+    with Database.open(db_target) as d:
+        with d.transaction() as conn:
+            for version in (1, 2):  # only the current one is sent again
+                retail.put_catalogue(conn, STORE, retail.parse_catalogue_items(
+                    STORE, cat_items()), T0, f"v{version}")
+        send(d, [(1, "stock", movement("delivery", MILK, 5))])
+        sender = DownlinkSender(db_target, pub, resend_open_s=300, now=lambda: T0 + 10)
+        confirmed, waiting = order(d, {MILK: 1}), order(d, {MILK: 1})
+        pub.connects = 1
+        assert sender.send_pending() == 3
+        send(d, [(1, "order", contract.progress_data(
+            contract.OrderProgress(confirmed.id, "received")))], device="orders")
+        assert sender.send_pending() == 0  # same connection: nothing to resync
+        pub.sent.clear()
+        pub.connects = 2  # the broker came back
+        assert sender.send_pending() == 2
+        topics = [(t, contract.parse_downlink(t, p)) for t, p, _ in pub.sent]
+        assert [(t, getattr(m, "version", None) or getattr(m, "id", None))
+                for t, m in topics] == [(f"xd/v1/{STORE}/catalogue", 2),
+                                        (f"xd/v1/{STORE}/orders", waiting.id)]
+
+
+def test_a_store_coming_online_gets_its_unconfirmed_orders_again(
+        db_target: Path | str) -> None:
+    """A broker that lost the terminal's session lost the orders queued in it: the
+    terminal's birth message puts its unconfirmed orders back in line."""
+    from cloud_gateway.downlink import DownlinkSender
+    from xiaodian.wire.payloads import state_payload
+
+    pub = FakePublisher()
+    with Database.open(db_target) as d:
+        with d.transaction() as conn:
+            retail.put_catalogue(conn, STORE, retail.parse_catalogue_items(STORE, cat_items()),
+                                 T0, "t")
+        send(d, [(1, "stock", movement("delivery", MILK, 5))])
+        sender = DownlinkSender(db_target, pub, resend_open_s=300, now=lambda: T0 + 10)
+        confirmed, waiting = order(d, {MILK: 1}), order(d, {MILK: 1})
+        assert sender.send_pending() == 3
+        send(d, [(1, "order", contract.progress_data(
+            contract.OrderProgress(confirmed.id, "received")))], device="orders")
+        pub.sent.clear()
+        # A retained birth message is old news; a live one is the terminal connecting now.
+        ingest(d, f"xd/v1/{STORE}/state", state_payload(STORE, True, 1, T0 + 20, "0.1.0", []),
+               "w-1", T0 + 20, retained=True)
+        assert sender.send_pending() == 0
+        ingest(d, f"xd/v1/{STORE}/state", state_payload(STORE, True, 2, T0 + 20, "0.1.0", []),
+               "w-1", T0 + 20)
+        assert sender.send_pending() == 1
+        (topic, payload, _), = pub.sent
+        got = contract.parse_downlink(topic, payload)
+        assert isinstance(got, contract.Order) and got.id == waiting.id
 
 
 def test_a_refused_downlink_message_does_not_hold_up_the_others(tmp_path: Path) -> None:

@@ -211,6 +211,10 @@ def test_an_order_made_while_the_broker_is_down_is_sent_when_it_is_back(
     assert cloud.call("PUT", "/api/stores/store-001/catalogue", CATALOGUE)[0] == 200
     wait(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"],
          timeout=10, what="stock")
+    # The terminal, as the edge connects: its session outlives the outage, and the order
+    # may come the moment the cloud's publisher is back, before anyone could subscribe anew.
+    got: list[contract.Order] = []
+    terminal = _store_session(mqtt_settings("store-001"), "store-001-terminal", got)
     broker.stop()
     wait(lambda: not cloud.publisher.wait_connected(0), timeout=10, what="publisher to notice")
     status, body = cloud.call("POST", "/api/stores/store-001/orders",
@@ -223,12 +227,14 @@ def test_an_order_made_while_the_broker_is_down_is_sent_when_it_is_back(
                               ).fetchone()
     assert row[0] >= 1 and "not connected" in row[1]
     broker.start()
-    assert cloud.publisher.wait_connected(15)
-    orders = collect("store-001", "xd/v1/store-001/orders")
-    cloud.sender.kick()  # the retry the sender's thread makes every retry_s
-    got = contract.parse_downlink(*(lambda m: (m.topic, m.payload))(orders.wait(1, 10)[0]))
-    assert isinstance(got, contract.Order) and got.id == body["id"] and got.mode == "delivery"
-    wait(lambda: cloud.call("GET", f"/api/stores/store-001/orders/{got.id}")[1]
+    try:
+        # Sent as soon as the publisher reconnects: no wait for the sender's retry_s.
+        wait(lambda: got, timeout=10, what="the order")
+    finally:
+        terminal.disconnect()
+        terminal.loop_stop()
+    assert got[0].id == body["id"] and got[0].mode == "delivery"
+    wait(lambda: cloud.call("GET", f"/api/stores/store-001/orders/{got[0].id}")[1]
          ["published_at"], timeout=10, what="published_at")
 
 
@@ -285,3 +291,79 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     bad.write_text('[[items]]\nitem = "123"\n')
     assert main(["cloud", "catalogue", "push", "store-001", str(bad), "--config", str(cfg)]) == 1
     assert "bad.toml" in capsys.readouterr().err
+
+
+def _store_session(settings: MqttSettings, client_id: str,
+                   got: list[contract.Order]) -> Any:
+    """The store's terminal as the edge connects: a persistent session (clean_start off,
+    an hour's session expiry) subscribed to its orders, collecting them."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from xiaodian.mqtt import new_client
+
+    client = new_client(settings, client_id)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+
+    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        parsed = contract.parse_downlink(msg.topic, bytes(msg.payload))
+        if isinstance(parsed, contract.Order):
+            got.append(parsed)
+
+    subscribed: list[bool] = []
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe("xd/v1/store-001/orders", qos=1)
+    client.on_subscribe = lambda *_: subscribed.append(True)
+    client.connect(settings.host, settings.port, settings.keepalive, clean_start=False,
+                   properties=props)
+    client.loop_start()
+    wait(lambda: subscribed, timeout=10, what="the store's SUBACK")
+    return client
+
+
+def test_a_broker_crash_loses_no_catalogue_and_no_unconfirmed_order(
+    cloud: Cloud, broker: Broker, collect: Callable[..., Any], mqtt_settings: Settings
+) -> None:
+    """Mosquitto saves its database every 60 s (`autosave_interval`): SIGKILLed, it forgets
+    what it acknowledged since. The cloud sends it all again when it reconnects."""
+    import os
+    import signal
+
+    send_stock(mqtt_settings("store-001"), "store-001", 1, [("delivery", EGGS, 3)])
+    wait(lambda: cloud.call("GET", "/api/stores/store-001/stock")[1]["items"] or None,
+         timeout=10, what="stock")
+    got: list[contract.Order] = []
+    terminal = _store_session(mqtt_settings("store-001"), "store-001-terminal", got)
+    terminal.disconnect()  # the shop's line is down: orders wait in its session
+    terminal.loop_stop()
+    # A clean stop saves the store's session (its subscription) to the broker's database.
+    broker.restart()
+    assert cloud.publisher.wait_connected(15)
+    wait(lambda: cloud.sender.send_pending() == 0, timeout=10, what="resync after restart")
+    # Within the next 60 s: a new catalogue version and an order, both PUBACKed...
+    assert cloud.call("PUT", "/api/stores/store-001/catalogue", CATALOGUE)[0] == 200
+    status, body = cloud.call("POST", "/api/stores/store-001/orders",
+                              {"items": [{"item": EGGS, "qty": 1}], "customer": "Qian"})
+    assert status == 201 and body["order"]["published_at"] is not None, body
+    # ...then the broker dies without saving.
+    before = cloud.publisher.connects
+    assert broker.pid is not None
+    os.kill(broker.pid, signal.SIGKILL)
+    broker.stop()  # reaps it
+    broker.start()
+    wait(lambda: cloud.publisher.connects > before, timeout=15, what="publisher reconnect")
+    # A new terminal gets the catalogue at once, retained: the cloud published it again.
+    fresh = collect("store-001", "xd/v1/store-001/catalogue")
+    msg = fresh.wait(1, 10)[0]
+    assert msg.retain
+    cat = contract.parse_downlink(msg.topic, msg.payload)
+    assert isinstance(cat, contract.Catalogue) and cat.version == 1
+    # The terminal comes back: the order is there within seconds, not after resend_open_s.
+    terminal = _store_session(mqtt_settings("store-001"), "store-001-terminal", got)
+    try:
+        wait(lambda: got, timeout=10, what="the order after the crash")
+        assert got[0].id == body["id"]
+    finally:
+        terminal.disconnect()
+        terminal.loop_stop()

@@ -81,6 +81,7 @@ def test_counter_pickup_refusal_and_offline_pickup_in_chromium(
 
     key_file = tmp_path / "pickup.key"
     key_file.write_text(KEY.hex() + "\n")
+    key_file.chmod(0o600)
     port = free_port()
     scanner = Scanner(tmp_path / "scanner-1")
     cfg = EdgeConfig(

@@ -50,6 +50,7 @@ def edge_status(config: Path) -> dict[str, Any]:
 def test_edge_status_shows_retail(tmp_path: Path) -> None:
     key = tmp_path / "pickup.key"
     key.write_text(KEY.hex())
+    key.chmod(0o600)
     config = tmp_path / "edge.toml"
     config.write_text(
         f'[edge]\nstore_id = "{STORE}"\ndata_dir = "edge"\n'

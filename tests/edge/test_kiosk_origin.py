@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,29 @@ def test_a_refused_body_is_never_read_as_the_next_request(kiosk: Kiosk) -> None:
             answer += chunk
     assert answer.startswith(b"HTTP/1.0 415") or answer.startswith(b"HTTP/1.1 415")
     assert answer.count(b"HTTP/1.") == 1  # one answer, then the connection closed
+
+
+def test_the_pages_listen_on_loopback_unless_remote_access_is_asked_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge.config import EdgeSettings
+
+    # The counter hands over orders without a login: not on the shop's network by mistake.
+    with pytest.raises(ValueError, match=r"kiosk_host: '0\.0\.0\.0' is not a loopback.*"
+                                         r"kiosk_allow_remote = true"):
+        EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host="0.0.0.0")
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host=host)
+    EdgeSettings("store-001", tmp_path, kiosk_port=0, kiosk_host="0.0.0.0")  # not served
+    EdgeSettings("store-001", tmp_path, kiosk_port=8080, kiosk_host="0.0.0.0",
+                 kiosk_allow_remote=True)
+    with pytest.raises(ValueError, match="not loopback"):
+        Kiosk("0.0.0.0", 0)
+    with caplog.at_level(logging.WARNING, logger="edge.kiosk"):
+        quiet = Kiosk("127.0.0.1", 0, allow_remote=True)  # allowed, but loopback: no warning
+        quiet.close()
+        assert not caplog.records
+        remote = Kiosk("0.0.0.0", 0, allow_remote=True)
+        remote.close()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "without a login" in caplog.records[0].getMessage()

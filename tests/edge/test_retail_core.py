@@ -222,6 +222,7 @@ class Env:
         self.t = [T0]
         key_file = tmp_path / "pickup.key"
         key_file.write_text(KEY.hex())
+        key_file.chmod(0o600)
         self.store = EdgeStore(tmp_path / "edge.sqlite3")
         self.fridge = FakeFridge()
         self.retail = Retail(
@@ -382,6 +383,7 @@ def test_config_pickup_and_retail_tables(tmp_path: Path) -> None:
     assert plain.pickup is None and plain.retail.expiry_window_days == 2
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "pickup.hex").write_text(KEY.hex() + "\n")
+    (tmp_path / "keys" / "pickup.hex").chmod(0o600)
     cfg.write_text(base + '[pickup]\nkey_file = "keys/pickup.hex"\nkey_id = 3\n'
                    '[retail]\nexpiry_window_days = 5\n')
     full = load(cfg)
@@ -394,6 +396,29 @@ def test_config_pickup_and_retail_tables(tmp_path: Path) -> None:
     cfg.write_text(base + '[pickup]\nkey_file = "missing.hex"\n')
     with pytest.raises(ConfigError, match=r"pickup.*cannot read .*missing\.hex"):
         load(cfg)
+
+
+def test_the_terminal_refuses_a_pickup_key_others_can_read(tmp_path: Path) -> None:
+    from edge.config import load
+    from xiaodian.config import ConfigError
+
+    key = tmp_path / "pickup.hex"
+    key.write_text(KEY.hex() + "\n")
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[edge]\nstore_id = "store-001"\ndata_dir = "d"\n'
+                   '[mqtt]\nhost = "127.0.0.1"\nport = 8883\n'
+                   '[mqtt.tls]\nca = "ca.crt"\ncert = "c.crt"\nkey = "c.key"\n'
+                   '[pickup]\nkey_file = "pickup.hex"\n')
+    for mode in (0o644, 0o640, 0o604):
+        key.chmod(mode)
+        # Anyone who reads it can make pickup codes: say which file and how to fix it.
+        with pytest.raises(ConfigError, match=rf"pickup.*{key}.*{mode:04o}.*chmod 600 {key}"):
+            load(cfg)
+    key.chmod(0o600)
+    loaded = load(cfg)
+    assert loaded.pickup is not None and loaded.pickup.key() == KEY
+    key.chmod(0o400)  # read-only for its owner is fine too
+    assert load(cfg).pickup is not None
 
 
 def test_after_a_restart_orders_catalogue_and_redemptions_are_still_there(

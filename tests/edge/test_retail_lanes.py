@@ -62,6 +62,7 @@ def store(tmp_path: Path, mqtt: MqttSettings) -> Iterator[tuple[SimFridge, Agent
     }
     key = tmp_path / "pickup.key"
     key.write_text(KEY.hex())
+    key.chmod(0o600)
     port = free_port()
     with running(scenario, tmp_path, mqtt, kiosk_port=port,
                  pickup=PickupSettings(key)) as (runner, agent):

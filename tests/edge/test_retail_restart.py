@@ -63,6 +63,7 @@ def test_agent_killed_with_the_door_open_carries_on_with_the_handover(
     port = free_port()
     key = tmp_path / "pickup.key"
     key.write_text(KEY.hex())
+    key.chmod(0o600)
     cfg = edge_config(
         tmp_path / "edge",
         dataclasses.replace(mqtt_settings(STORE), reconnect_max_s=2.0),
