@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -26,15 +25,7 @@ import pytest
 from devstack.stack import StoreStack
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
-
-# The webhook receiver is the benchmark's (bench/ is not an installed package).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.alert_latency import (
-    Received,
-    WebhookReceiver,
-    alerts_toml,
-    truth_faults,
-)
+from devstack.testkit.webhooks import Received, WebhookReceiver, alerts_toml, truth_faults
 
 pytestmark = pytest.mark.e2e
 
