@@ -9,6 +9,8 @@ from here and never import each other; `lint-imports` checks the benchmark side)
   edge's SQLite, a cloud ingest worker.
 - `devstack.testkit.mqtt_clients`: paho clients on the test broker (TLS, per-name
   certificates): connected, subscribed with the SUBACK awaited, a one-shot publish.
+- `devstack.testkit.webhooks`: a loopback webhook receiver verifying the cloud's signatures,
+  the [alerts] TOML making it a store owner's channel, fault windows from ground truth.
 - `devstack.testkit.pg_server`: a private PostgreSQL server (Debian's binaries, a temporary
   cluster) for the test session and the database benchmark.
 """

@@ -1,19 +1,20 @@
-"""The scenario bench (bench/scenarios.py): every cold-chain scenario through simulator →
-wire → edge rules, accelerated, must meet bench/scenario_expectations.toml."""
+"""The scenario bench (devstack.scenario_bench, the core of `python -m bench.scenarios`):
+every cold-chain scenario through simulator → wire → edge rules, accelerated, must meet
+devstack/scenario_expectations.toml."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from devstack import scenario_bench as scenarios
 from edge.rules import AlertChange
 from hw_sim.scenario import load_scenario
 
-# bench/ is a directory of the repository, not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import scenarios
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_scenario_meets_expectations(verdicts: dict[str, scenarios.Verdict], nam
 def test_every_scenario_file_has_expectations() -> None:
     table = scenarios.load_expectations()
     missing = [p.stem for p in scenarios.scenario_paths() if p.stem not in table]
-    assert not missing, f"add these to bench/scenario_expectations.toml: {missing}"
+    assert not missing, f"add these to devstack/scenario_expectations.toml: {missing}"
 
 
 def _change(rule: str, severity: str, at: float, state: str = "raised") -> AlertChange:
@@ -91,6 +92,13 @@ def test_warm_due_after_defrost_suppression() -> None:
     assert scenarios.onset(e, truth, 8000.0) == (0.0, 5400.0)
 
 
+def _cli(*args: str) -> int:
+    """`python -m bench.scenarios ARGS` (the benchmark CLI, run, not imported): its exit code."""
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    return proc.returncode
+
+
 def test_cli_runs_one_scenario_and_rejects_an_unknown_name() -> None:
-    assert scenarios.main(["--only", "power_cut_short", "--hours", "1.5"]) == 0
-    assert scenarios.main(["--only", "no_such_scenario"]) == 2
+    assert _cli("--only", "power_cut_short", "--hours", "1.5") == 0
+    assert _cli("--only", "no_such_scenario") == 2
