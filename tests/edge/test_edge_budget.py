@@ -111,7 +111,6 @@ class _SilentCloud:
 
 def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) -> None:
     from devstack.testkit.edge import edge_config
-
     from edge.agent import Agent
     from xiaodian.mqtt import MqttSettings, TlsSettings
 
@@ -145,7 +144,6 @@ def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) 
 
 def test_a_small_budget_lets_fewer_readings_out_unconfirmed(tmp_path: Path) -> None:
     from devstack.testkit.edge import edge_config
-
     from edge.agent import READING_BYTES, Agent
     from xiaodian.mqtt import MqttSettings, TlsSettings
 
