@@ -14,6 +14,7 @@ from edge.store_schema import Transaction
 
 
 def drop_confirmed_history(db: sqlite3.Connection, limit: int) -> int:
+    """Delete up to `limit` records per table that left the outbox, oldest first."""
     removed = 0
     with Transaction(db):
         for table, kind in (("readings", "readings"), ("events", "events")):
@@ -26,6 +27,7 @@ def drop_confirmed_history(db: sqlite3.Connection, limit: int) -> int:
             )
             removed += cur.rowcount
     return removed
+
 
 def compact_oldest(db: sqlite3.Connection, bucket_s: float) -> tuple[int, int]:
     """Aggregate the oldest run of pending raw readings of one device within one time
