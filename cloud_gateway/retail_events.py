@@ -109,7 +109,6 @@ def _apply_progress(conn: sql.Connection, store: str, e: Event, received_at: flo
     _set_state(conn, p.order, row[0], p.state, received_at, "store", detail)
 
 
-
 def recent_events(conn: sql.Connection, store: str, type_: str,
                   limit: int) -> list[dict[str, Any]]:
     """A store's newest events of one type (expiry lists, lane checks, refused pickups)."""

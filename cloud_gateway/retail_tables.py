@@ -134,9 +134,8 @@ class RetailError(Exception):
         self.detail = detail
 
 
-
 def set_state(conn: sql.Connection, order_id: int, current: str, new: str, at: float,
-               source: str, detail: str | None) -> bool:
+              source: str, detail: str | None) -> bool:
     applied = RANK[new] > RANK[current] or (
         current in ("cancelled", "expired") and new in GOODS_MOVED)
     conn.execute("INSERT INTO order_history (order_id, at, state, source, applied, detail)"
@@ -145,7 +144,6 @@ def set_state(conn: sql.Connection, order_id: int, current: str, new: str, at: f
         conn.execute("UPDATE orders SET state = ?, state_at = ? WHERE id = ?",
                      (new, at, order_id))
     return applied
-
 
 
 # ---------------------------------------------------------------- downlink queue
@@ -164,9 +162,8 @@ def requeue_unconfirmed(conn: sql.Connection, now: float, store: str | None = No
     return int(cur.rowcount)
 
 
-
 def queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
-           payload: bytes, *, retain: bool, expires: float | None, now: float) -> None:
+          payload: bytes, *, retain: bool, expires: float | None, now: float) -> None:
     conn.execute(
         "INSERT INTO downlink (store, kind, ref, topic, payload, retain, expires, created_at,"
         " attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",

@@ -74,7 +74,6 @@ def find_dynsec_plugin() -> str:
     )
 
 
-
 def acl_text(services: Sequence[str]) -> str:
     """The Mosquitto ACL file: stores by pattern, then one block per cloud-side service.
 
