@@ -17,6 +17,10 @@ Contract (message shapes, topics) in `xiaodian/wire/retail.py`; this module keep
   the broker PUBACKs it. Republishing is harmless: the store ignores a known order id and a
   catalogue version it already has.
 
+The tables live in `cloud_gateway.retail_tables` and the stores' events in
+`cloud_gateway.retail_events`; this module keeps the catalogues, orders and stock views and
+re-exports the others' names, so callers import everything from here.
+
 SQL is portable like cloud_gateway/db's, except `MAX`/`MIN` with two arguments, avoided here (CASE).
 """
 
@@ -24,258 +28,40 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xiaodian.wire import ids, retail
-from xiaodian.wire.payloads import Event, PayloadError
+from xiaodian.wire import retail
+from xiaodian.wire.payloads import PayloadError
 
 from . import sql
+from .retail_events import apply_events, expire_orders, recent_events
+from .retail_tables import (
+    CLOUD_STATES,
+    MAX_CUSTOMER_CHARS,
+    MAX_EXPIRES_IN_S,
+    MAX_MOVEMENT_GRAMS,
+    MAX_MOVEMENT_QTY,
+    MIN_EXPIRES_IN_S,
+    RESERVING,
+    SCHEMA,
+    RetailError,
+    requeue_unconfirmed,
+)
+from .retail_tables import check_store as _check_store
+from .retail_tables import queue as _queue
+from .retail_tables import set_state as _set_state
 
-SCHEMA = """
--- Every catalogue a store was given; the highest version is the current one.
-CREATE TABLE IF NOT EXISTS catalogues (
-    store TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    items TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    created_by TEXT NOT NULL,
-    PRIMARY KEY (store, version)
-);
--- state: open (not yet confirmed by the store), then the store's states (xiaodian.wire.retail
--- ORDER_STATES); the cloud itself sets cancelled and expired.
-CREATE TABLE IF NOT EXISTS orders (
-    id INTEGER PRIMARY KEY,
-    store TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    customer TEXT NOT NULL,
-    lines TEXT NOT NULL,
-    created DOUBLE PRECISION NOT NULL,
-    expires DOUBLE PRECISION NOT NULL,
-    state TEXT NOT NULL,
-    state_at DOUBLE PRECISION NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_by_store ON orders (store, state, expires);
-CREATE TABLE IF NOT EXISTS order_lines (
-    order_id BIGINT NOT NULL,
-    store TEXT NOT NULL,
-    item TEXT NOT NULL,
-    qty INTEGER NOT NULL,
-    PRIMARY KEY (order_id, item)
-);
-CREATE INDEX IF NOT EXISTS order_lines_by_item ON order_lines (store, item);
--- Every state an order was reported in, applied or not (applied = became its state).
-CREATE TABLE IF NOT EXISTS order_history (
-    id INTEGER PRIMARY KEY,
-    order_id BIGINT NOT NULL,
-    at DOUBLE PRECISION NOT NULL,
-    state TEXT NOT NULL,
-    source TEXT NOT NULL,
-    applied BOOLEAN NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS order_history_by_order ON order_history (order_id, id);
--- The stores' stock ledgers, one row per movement id; (device, boot, seq) is the event.
-CREATE TABLE IF NOT EXISTS movements (
-    store TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    item TEXT NOT NULL,
-    qty BIGINT NOT NULL,
-    grams BIGINT,
-    batch TEXT,
-    expiry TEXT,
-    order_id BIGINT,
-    note TEXT,
-    device TEXT NOT NULL,
-    boot BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    wall DOUBLE PRECISION NOT NULL,
-    received_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (store, id)
-);
-CREATE INDEX IF NOT EXISTS movements_by_order ON movements (store, order_id);
--- On hand per store, item, batch and expiry: the sum of `movements` ('' = none given).
-CREATE TABLE IF NOT EXISTS stock (
-    store TEXT NOT NULL,
-    item TEXT NOT NULL,
-    batch TEXT NOT NULL,
-    expiry TEXT NOT NULL,
-    on_hand BIGINT NOT NULL,
-    grams BIGINT NOT NULL,
-    movements BIGINT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (store, item, batch, expiry)
-);
--- Messages for the stores, published until the broker PUBACKs them (downlink.py).
-CREATE TABLE IF NOT EXISTS downlink (
-    id INTEGER PRIMARY KEY,
-    store TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ref BIGINT NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    retain BOOLEAN NOT NULL,
-    expires DOUBLE PRECISION,
-    created_at DOUBLE PRECISION NOT NULL,
-    published_at DOUBLE PRECISION,
-    attempts INTEGER NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS downlink_pending ON downlink (id) WHERE published_at IS NULL;
-"""
-
-# States in which an order holds its reservation (if not yet expired).
-RESERVING = ("open", "received")
-CLOUD_STATES = ("open", *retail.ORDER_STATES)
-# An order only moves forward; the goods leaving the store (picked_up, packed, ...) is
-# evidence that beats the cloud's own cancelled/expired (the store may have handed it over
-# offline, before it heard of the cancellation).
-_RANK = {"open": 0, "received": 1, "packed": 2, "out_for_delivery": 3, "delivered": 4,
-         "picked_up": 4, "cancelled": 4, "expired": 4}
-_GOODS_MOVED = ("picked_up", "packed", "out_for_delivery", "delivered")
-MAX_CUSTOMER_CHARS = 64
-MIN_EXPIRES_IN_S = 60
-MAX_EXPIRES_IN_S = 14 * 24 * 3600
-# The contract bounds neither; sums of absurd values would overflow SQL integers later.
-MAX_MOVEMENT_QTY = 1_000_000
-MAX_MOVEMENT_GRAMS = 10_000_000
-
-
-class RetailError(Exception):
-    """A request that cannot be carried out; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.detail = detail
-
-
-# ---------------------------------------------------------------- ingest (stores' events)
-
-
-# Retail events the cloud keeps only as events; their shape is still checked on the way in.
-_CHECKED_ONLY: dict[str, Callable[[dict[str, Any]], object]] = {
-    "lane_check": retail.parse_lane_check,
-    "expiry": retail.parse_expiry,
-    "pickup": retail.parse_pickup_refusal,
-}
-
-
-def apply_events(conn: sql.Connection, store: str, device: str, boot: int,
-                 events: Iterable[Event], received_at: float, worker: str) -> int:
-    """Apply the *new* `stock` and `order` events of a batch inside its transaction.
-
-    A record that does not parse is parked in dead_letters (same transaction) with its
-    identity and reason; the batch's other records are stored and applied as usual, and the
-    event row itself is kept, so nothing is lost and the store gets its receipt. Returns how
-    many records were parked.
-    """
-    parked = 0
-    for e in events:
-        if e.type not in ("stock", "order", *_CHECKED_ONLY):
-            continue
-        try:
-            if e.type == "stock":
-                _apply_movement(conn, store, device, boot, e, received_at)
-            elif e.type == "order":
-                _apply_progress(conn, store, e, received_at)
-            else:  # stored as events and read through the API: checked, so none is garbage
-                _CHECKED_ONLY[e.type](e.data)
-        except PayloadError as exc:
-            reason = f"{e.type} event {device}/{boot}/{e.seq}: {exc}"
-            record = json.dumps({"seq": e.seq, "type": e.type, "wall": e.wall,
-                                 "data": e.data}, separators=(",", ":")).encode()
-            conn.execute(
-                "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (f"xd/v1/{store}/events", record, reason, worker, received_at))
-            parked += 1
-    return parked
-
-
-def _apply_movement(conn: sql.Connection, store: str, device: str, boot: int, e: Event,
-                    received_at: float) -> None:
-    m = retail.parse_movement(e.data)
-    if abs(m.qty) > MAX_MOVEMENT_QTY or abs(m.grams or 0) > MAX_MOVEMENT_GRAMS:
-        raise PayloadError(f"data: qty {m.qty} / grams {m.grams} beyond"
-                           f" {MAX_MOVEMENT_QTY} / {MAX_MOVEMENT_GRAMS}")
-    cur = conn.execute(
-        "INSERT INTO movements (store, id, kind, item, qty, grams, batch, expiry, order_id,"
-        " note, device, boot, seq, wall, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (store, id) DO NOTHING",
-        (store, m.id, m.kind, m.item, m.qty, m.grams, m.batch, m.expiry, m.order, m.note,
-         device, boot, e.seq, e.wall, received_at))
-    if cur.rowcount != 1:
-        # The same movement under another event (re-entered after an edge restore): it
-        # counts once. A different movement reusing the id is a store bug: say so.
-        row = conn.execute("SELECT kind, item, qty FROM movements WHERE store = ? AND id = ?",
-                           (store, m.id)).fetchone()
-        if (row[0], row[1], row[2]) != (m.kind, m.item, m.qty):
-            raise PayloadError(f"movement id {m.id} already used for a different movement")
-        return
-    conn.execute(
-        "INSERT INTO stock (store, item, batch, expiry, on_hand, grams, movements, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
-        " ON CONFLICT (store, item, batch, expiry) DO UPDATE SET"
-        " on_hand = stock.on_hand + excluded.on_hand, grams = stock.grams + excluded.grams,"
-        " movements = stock.movements + 1, updated_at = excluded.updated_at",
-        (store, m.item, m.batch or "", m.expiry or "", m.qty, _signed_grams(m), received_at))
-
-
-def _signed_grams(m: retail.Movement) -> int:
-    # Grams travel unsigned or signed depending on the scale; give them the qty's sign.
-    if m.grams is None:
-        return 0
-    return abs(m.grams) if m.qty > 0 else -abs(m.grams)
-
-
-def _apply_progress(conn: sql.Connection, store: str, e: Event, received_at: float) -> None:
-    p = retail.parse_progress(e.data)
-    row = conn.execute("SELECT state FROM orders WHERE id = ? AND store = ?",
-                       (p.order, store)).fetchone()
-    if row is None:
-        raise PayloadError(f"data.order: {store} has no order {p.order}")
-    detail = json.dumps({"differences": [list(d) for d in p.differences], "note": p.note,
-                         "wall": e.wall}, separators=(",", ":"))
-    _set_state(conn, p.order, row[0], p.state, received_at, "store", detail)
-
-
-def _set_state(conn: sql.Connection, order_id: int, current: str, new: str, at: float,
-               source: str, detail: str | None) -> bool:
-    applied = _RANK[new] > _RANK[current] or (
-        current in ("cancelled", "expired") and new in _GOODS_MOVED)
-    conn.execute("INSERT INTO order_history (order_id, at, state, source, applied, detail)"
-                 " VALUES (?, ?, ?, ?, ?, ?)", (order_id, at, new, source, applied, detail))
-    if applied:
-        conn.execute("UPDATE orders SET state = ?, state_at = ? WHERE id = ?",
-                     (new, at, order_id))
-    return applied
-
-
-def recent_events(conn: sql.Connection, store: str, type_: str,
-                  limit: int) -> list[dict[str, Any]]:
-    """A store's newest events of one type (expiry lists, lane checks, refused pickups)."""
-    return [{"device": r[0], "boot": r[1], "seq": r[2], "wall": r[3],
-             "wall_corrected": r[4], "received_at": r[5], "data": json.loads(r[6])}
-            for r in conn.execute(
-                "SELECT device, boot, seq, wall, wall_corrected, received_at, data FROM events"
-                " WHERE store = ? AND type = ? ORDER BY received_at DESC, boot DESC, seq DESC"
-                " LIMIT ?", (store, type_, limit))]
-
-
-def expire_orders(conn: sql.Connection, now: float) -> int:
-    """Mark open orders past their expiry `expired` (their reservation ended already)."""
-    rows = conn.execute(
-        "SELECT id, state FROM orders WHERE state IN ('open', 'received') AND expires <= ?",
-        (now,)).fetchall()
-    for oid, state in rows:
-        _set_state(conn, oid, state, "expired", now, "cloud", None)
-    return len(rows)
+# Re-exported: callers import these from cloud_gateway.retail.
+__all__ = [
+    "CLOUD_STATES", "MAX_CUSTOMER_CHARS", "MAX_EXPIRES_IN_S", "MAX_MOVEMENT_GRAMS",
+    "MAX_MOVEMENT_QTY", "MIN_EXPIRES_IN_S", "ORDER_FIELDS", "RESERVING", "SCHEMA",
+    "OrderRequest", "RetailError", "apply_events", "availability", "cancel_order",
+    "catalogue", "create_order", "expire_orders", "get_order", "list_orders",
+    "parse_catalogue_items", "parse_order_request", "put_catalogue", "recent_events",
+    "requeue_unconfirmed", "stock_view",
+]
 
 
 # ---------------------------------------------------------------- catalogue
@@ -521,33 +307,3 @@ def _maybe_json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-# ---------------------------------------------------------------- downlink queue
-
-
-def requeue_unconfirmed(conn: sql.Connection, now: float, store: str | None = None) -> int:
-    """Put back in line every unexpired order no store has confirmed (still `open`) and the
-    cancellation of every unexpired cancelled order, of one store or all: the broker they
-    went through may have lost them. The store ignores what it has. Returns how many."""
-    only = "" if store is None else " AND store = ?"
-    cur = conn.execute(
-        "UPDATE downlink SET published_at = NULL WHERE published_at IS NOT NULL AND ("
-        "(kind = 'order' AND expires > ? AND ref IN (SELECT id FROM orders WHERE state = 'open'))"
-        " OR (kind = 'cancel' AND ref IN (SELECT id FROM orders WHERE state = 'cancelled'"
-        f" AND expires > ?))){only}", (now, now) if store is None else (now, now, store))
-    return int(cur.rowcount)
-
-
-
-def _queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
-           payload: bytes, *, retain: bool, expires: float | None, now: float) -> None:
-    conn.execute(
-        "INSERT INTO downlink (store, kind, ref, topic, payload, retain, expires, created_at,"
-        " attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        (store, kind, ref, topic, payload, retain, expires, now))
-
-
-def _check_store(store: str) -> None:
-    if not ids.is_store_id(store):
-        raise RetailError(400, f"{store!r} is not a store id")

@@ -163,9 +163,7 @@ class Kiosk:
         port = self.server.server_address[1]
         bound = str(self.server.server_address[0])
         names = {f"{bound}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
-        if host is None or host.lower() not in names:
-            return False
-        return origin is None or origin.lower() in {f"http://{n}" for n in names}
+        return http_limits.same_origin(host, origin, hosts=names, schemes=("http",))
 
     @property
     def url(self) -> str:

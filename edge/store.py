@@ -6,6 +6,10 @@ record (its receipt); a broker's PUBACK only marks the row as published, and a r
 published but not confirmed in time goes out again. So a crash or an outage at any moment
 loses nothing: pending rows are simply published again, and the cloud drops duplicates by
 id. See docs/store-and-forward.md.
+
+The schema and file checks live in `edge.store_schema`, the record types in
+`edge.store_records` and the compaction steps in `edge.store_budget`; every name callers
+used is still importable from here.
 """
 
 from __future__ import annotations
@@ -13,112 +17,37 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.store_budget import compact_oldest, drop_confirmed_history
+from edge.store_records import (
+    KIND_ORDER,
+    Added,
+    NewEvent,
+    NewReading,
+    PendingBatch,
+    RecordKey,
+)
+from edge.store_schema import SCHEMA
+from edge.store_schema import Transaction as _Transaction
+from edge.store_schema import check_integrity as _check_integrity
+from edge.store_schema import migrate as _migrate
+from edge.store_schema import move_aside as _move_aside
+from edge.store_schema import write_durably as _write_durably
 from xiaodian.private_files import prepare_private_sqlite
 from xiaodian.wire.payloads import Kind, ReceiptEntry
 
+# Re-exported: callers import these from edge.store.
+__all__ = [
+    "KIND_ORDER", "SCHEMA", "Added", "EdgeStore", "NewEvent", "NewReading", "PendingBatch",
+    "RecordKey",
+]
+
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS readings (
-    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    fseq INTEGER NOT NULL, dev_ms INTEGER NOT NULL, wall REAL NOT NULL,
-    synced INTEGER NOT NULL, probes TEXT NOT NULL, dev_boot INTEGER NOT NULL,
-    -- Set on an aggregate made under disk pressure: it replaces readings seq..seq_last.
-    seq_last INTEGER, agg TEXT,
-    PRIMARY KEY (device, boot, seq)
-) WITHOUT ROWID;
--- A device record resent (its RECEIPT was lost, or we crashed before sending it) is
--- recognised by its identity at the source and stored once.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_source
-    ON readings (device, dev_boot, fseq, dev_ms);
-CREATE TABLE IF NOT EXISTS events (
-    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, fseq INTEGER, dev_ms INTEGER, wall REAL NOT NULL,
-    synced INTEGER NOT NULL, data TEXT NOT NULL, dev_boot INTEGER,
-    PRIMARY KEY (device, boot, seq)
-) WITHOUT ROWID;
--- Agent-made events (link, scan) have no source identity: NULLs never collide.
-CREATE UNIQUE INDEX IF NOT EXISTS events_source
-    ON events (device, dev_boot, fseq, dev_ms);
--- A row leaves the outbox when the cloud confirms it has committed the record (receipts
--- topic), not on the broker's PUBACK: a broker can still lose what it acknowledged.
--- published_at: agent-monotonic time of the PUBACK in this run, NULL = to be published.
--- sent: 1 once the record was handed to the network (kept across runs): the cloud may hold
--- it raw, so it is never compacted into an aggregate (that would count it twice).
-CREATE TABLE IF NOT EXISTS outbox (
-    kind TEXT NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    published_at REAL, sent INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (kind, device, boot, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_status (
-    device TEXT PRIMARY KEY, updated_wall REAL NOT NULL, status TEXT NOT NULL
-);
-"""
-
-# Events go out before routine readings when both are waiting.
-KIND_ORDER: tuple[Kind, ...] = ("events", "readings")
-
-
-@dataclass(frozen=True)
-class NewReading:
-    device: str
-    fseq: int
-    dev_ms: int
-    wall: float
-    synced: bool
-    probes: list[tuple[int, str, float | None]]
-    dev_boot: int = 0  # the device's boot count (HELLO): with fseq and dev_ms, its identity
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    device: str
-    type: str
-    fseq: int | None
-    dev_ms: int | None
-    wall: float
-    synced: bool
-    data: dict[str, Any]
-    dev_boot: int | None = None  # None for events the agent makes itself (link, scan)
-    # What the agent needs at once but must never store or send (a scanned pickup code:
-    # whoever reads it could collect the order). Not part of the record.
-    transient: str | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass
-class Added:
-    """What one `add` did: records new to the store, source duplicates, and per device the
-    (device boot, frame seq) of every device record now durable, for its RECEIPT."""
-
-    stored: int = 0
-    duplicates: int = 0
-    durable: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    fresh: list[NewReading | NewEvent] = field(default_factory=list)  # the stored ones
-
-
-RecordKey = tuple[Kind, str, int, int]  # (kind, device, boot, seq)
-
-
-@dataclass(frozen=True)
-class PendingBatch:
-    kind: Kind
-    device: str
-    boot: int
-    records: list[dict[str, Any]]
-
-    @property
-    def keys(self) -> list[RecordKey]:
-        return [(self.kind, self.device, self.boot, r["seq"]) for r in self.records]
-
 
 class EdgeStore:
     """The agent's handle (one per process); `open_readonly` for tools that only look."""
@@ -427,95 +356,11 @@ class EdgeStore:
         return done
 
     def _drop_confirmed_history(self, limit: int) -> int:
-        removed = 0
-        with self._tx():
-            for table, kind in (("readings", "readings"), ("events", "events")):
-                cur = self.db.execute(
-                    f"DELETE FROM {table} WHERE (device, boot, seq) IN ("  # table: one of two names
-                    f"SELECT t.device, t.boot, t.seq FROM {table} t WHERE NOT EXISTS ("
-                    "SELECT 1 FROM outbox o WHERE o.kind=? AND o.device=t.device AND "
-                    "o.boot=t.boot AND o.seq=t.seq) ORDER BY t.wall LIMIT ?)",
-                    (kind, limit),
-                )
-                removed += cur.rowcount
-        return removed
+        return drop_confirmed_history(self.db, limit)
 
     def _compact_oldest(self, bucket_s: float) -> tuple[int, int]:
-        """Aggregate the oldest run of pending raw readings of one device within one time
-        bucket (device time) into a single row; returns (readings replaced, rows made).
+        return compact_oldest(self.db, bucket_s)
 
-        Only readings never handed to the network: one the cloud might hold raw would be
-        counted twice, raw and inside the aggregate."""
-        rows = self.db.execute(
-            "SELECT r.device, r.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced, r.probes, "
-            "r.dev_boot FROM outbox o JOIN readings r ON r.device=o.device AND "
-            "r.boot=o.boot AND r.seq=o.seq WHERE o.kind='readings' AND r.seq_last IS NULL "
-            "AND o.published_at IS NULL AND o.sent=0 "
-            "ORDER BY r.wall, r.device, r.boot, r.seq LIMIT 5000"
-        ).fetchall()
-        if not rows:
-            return 0, 0
-        bucket_ms = int(bucket_s * 1000)
-        # Runs of consecutive seqs of one stream within one bucket, oldest first. A lone
-        # reading (its neighbours sent or compacted already) must not stop the others.
-        runs: list[list[Any]] = []
-        open_run: dict[tuple[Any, ...], list[Any]] = {}
-        for row in rows:
-            stream = (row[0], row[1], row[8])
-            current = open_run.get(stream)
-            if (current is not None and row[2] == current[-1][2] + 1
-                    and row[4] // bucket_ms == current[0][4] // bucket_ms):
-                current.append(row)
-            else:
-                open_run[stream] = [row]
-                runs.append(open_run[stream])
-        run = next((r for r in runs if len(r) >= 2), None)
-        if run is None:
-            # Nothing left to gain in these buckets: try making the buckets coarser.
-            if bucket_s < 86400:
-                return self._compact_oldest(bucket_s * 6)
-            return 0, 0
-        first = run[0]
-        stats: dict[int, list[float]] = {}
-        counts: dict[int, int] = {}
-        for row in run:
-            for index, status, celsius in json.loads(row[7]):
-                counts[index] = counts.get(index, 0) + 1
-                if status == "ok" and celsius is not None:
-                    stats.setdefault(index, []).append(float(celsius))
-        agg_probes: list[list[float | int | None]] = []
-        summary_probes: list[list[object]] = []
-        for index in sorted(counts):
-            values = stats.get(index, [])
-            if values:
-                mean = round(sum(values) / len(values), 4)
-                agg_probes.append([index, min(values), mean, max(values), len(values),
-                                   counts[index]])
-                summary_probes.append([index, "ok", mean])
-            else:
-                agg_probes.append([index, None, None, None, 0, counts[index]])
-                summary_probes.append([index, "missing", None])
-        last = run[-1]
-        agg = {"count": len(run), "dev_ms_last": last[4], "wall_last": last[5],
-               "fseq_last": last[3], "probes": agg_probes}
-        device, boot, seq_first = first[0], first[1], first[2]
-        with self._tx():
-            self.db.execute(
-                "UPDATE readings SET probes=?, seq_last=?, agg=?, synced=? "
-                "WHERE device=? AND boot=? AND seq=?",
-                (json.dumps(summary_probes), last[2], json.dumps(agg),
-                 int(all(r[6] for r in run)), device, boot, seq_first),
-            )
-            self.db.execute(
-                "DELETE FROM readings WHERE device=? AND boot=? AND seq > ? AND seq <= ?",
-                (device, boot, seq_first, last[2]),
-            )
-            self.db.execute(
-                "DELETE FROM outbox WHERE kind='readings' AND device=? AND boot=? "
-                "AND seq > ? AND seq <= ?",
-                (device, boot, seq_first, last[2]),
-            )
-        return len(run), 1
 
     def prune(self, older_than_wall: float) -> int:
         """Drop acknowledged history older than the retention window."""
@@ -638,65 +483,3 @@ class EdgeStore:
             result["link"] = {**result.get("link", {}), **json.loads(st[0])}
         return result
 
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier version up to SCHEMA."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-    if "sent" not in columns:
-        # Pending rows of an earlier version may have been sent already: never compact them.
-        db.execute("ALTER TABLE outbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 1")
-
-
-def _check_integrity(path: Path) -> str | None:
-    """None if the database file is usable (or absent), else what is wrong with it."""
-    if not path.exists():
-        return None
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = con.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        return f"not readable: {exc}"
-    if rows != [("ok",)]:
-        return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:5])
-    return None
-
-
-def _move_aside(path: Path, now: float) -> Path:
-    """Keep a damaged database (and its WAL) for diagnosis; never delete it."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm"):
-        src = path.with_name(path.name + suffix)
-        if src.exists():
-            os.replace(src, aside.with_name(aside.name + suffix))
-    return aside
-
-
-def _write_durably(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -1,12 +1,14 @@
 """Request limits both HTTP servers apply the same way: the cloud's API (Starlette) and the
 terminal's loopback pages (the standard library's server, lighter on a small terminal).
 
-Pure functions on header values: each server turns `Refused` into its own answer.
+Pure functions on header values: each server turns `Refused` (or a False from
+`same_origin`) into its own answer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from http import HTTPStatus
 
 _DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: no sign, space, "1e3" or other digits
@@ -39,3 +41,23 @@ def is_json(content_type: str | None) -> bool:
     """application/json, whatever its parameters (charset): a cross-site form or a
     text/plain fetch needs no CORS preflight, JSON does."""
     return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def same_origin(host: str | None, origin: str | None, *,
+                hosts: Collection[str] | None = None,
+                schemes: Collection[str] = ("http", "https")) -> bool:
+    """Whether a request comes from a page of the site it is addressed to.
+
+    `host` and `origin` are the Host and Origin headers. `hosts` are the lower-case
+    `name:port` values this server answers to (the terminal's loopback addresses, against
+    DNS rebinding), or None for a server reachable under names it cannot list (the cloud
+    behind its proxy). An Origin, when the browser sends one, must be one of `schemes`
+    followed by `://` and that same Host; "null" (a sandboxed or privacy-stripped page)
+    never is. Comparison ignores case, as host names do.
+    """
+    name = (host or "").strip().lower()
+    if hosts is not None and name not in hosts:
+        return False
+    if origin is None:
+        return True
+    return bool(name) and origin.strip().lower() in {f"{s}://{name}" for s in schemes}

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.routing import Route
 
+from xiaodian import http_limits
+
 from .. import accounts
 from .context import SESSION_COOKIE, cookie_value
 from .core import (
@@ -54,8 +56,9 @@ def _form_or_json(call: Call) -> tuple[dict[str, Any], bool]:
 
 def _same_origin(call: Call) -> None:
     """A form post must come from this site's own page: no logging people in from elsewhere."""
-    origin = call.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != call.headers.get("Host", ""):
+    # Any Host (the cloud answers under whatever name its proxy gives it), http or https
+    # (TLS may end at that proxy): the Origin must name the same host as the request.
+    if not http_limits.same_origin(call.headers.get("Host"), call.headers.get("Origin")):
         raise HttpError(HTTPStatus.FORBIDDEN, "cross-site form refused")
 
 
