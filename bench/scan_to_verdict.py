@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             store_mqtt = mqtt_settings(broker.host, broker.port, pki, STORE)
             cloud_mqtt = mqtt_settings(broker.host, broker.port, pki, "cloud-gateway")
             master = pty_link(d / "scanner")
-            (d / "pickup.key").write_text(KEY.hex())
+            key = d / "pickup.key"
+            key.write_text(KEY.hex())
+            key.chmod(0o600)  # the terminal refuses a key others may read
             port = free_port()
             cfg = edge_config(d / "edge", store_mqtt, scanners=[("scanner-1", d / "scanner")],
                               pickup=PickupSettings(d / "pickup.key"), kiosk_port=port)
