@@ -99,6 +99,9 @@ class Agent:
         self.confirmed = 0
         self.republished = 0
         self.window_full = False
+        # Readings held back by the unconfirmed cap: they go out as the cloud's receipts
+        # free room, not at the next readings interval (a backlog must not wait 60 s).
+        self.readings_held = False
         self.alerts_waiting = False
         self.confirm_wait = config.edge.confirm_min_s
         self.budget_counters: dict[str, int] = {}
@@ -259,6 +262,8 @@ class Agent:
             self.cursor_generation = self.uplink.generation
         sent = 0
         self.window_full = False
+        if readings:  # an events-only pass leaves held readings held
+            self.readings_held = False
         # Alerts first: after an outage they must not queue behind hours of door events.
         streams = sorted(self.store.pending_streams(),
                          key=lambda s: s[1] != payloads.ALERTS_DEVICE)
@@ -285,6 +290,8 @@ class Agent:
                     kind, device, (cursor.boot, cursor.seq), limit, sent_only=sent_only
                 )
                 if batch is None:
+                    if sent_only:
+                        self.readings_held = True
                     break
                 if room is not None and not sent_only:
                     room -= len(batch.records)
@@ -457,6 +464,7 @@ class Agent:
         next_publish = next_status = next_prune = next_readings = next_kiosk = self.monotonic()
         seen_connects = self.uplink.counters.connects
         next_republish = next_publish + self.confirm_wait
+        seen_confirmed = self.confirmed
         try:
             while not self.stop_event.is_set() and not until():
                 self.uplink.poll(timeout=0.05)
@@ -477,8 +485,10 @@ class Agent:
                 if self.alerts_waiting and self.uplink.can_publish():
                     self.alerts_waiting = False
                     self.publish_pending(readings=False)
-                if now >= next_publish or readings_due or (acked and self.window_full):
-                    self.publish_pending(readings=readings_due or self.window_full)
+                freed = self.readings_held and self.confirmed != seen_confirmed
+                seen_confirmed = self.confirmed
+                if now >= next_publish or readings_due or (acked and self.window_full) or freed:
+                    self.publish_pending(readings=readings_due or self.window_full or freed)
                     next_publish = max(next_publish, now + self.config.edge.publish_interval_s)
                     if readings_due:
                         next_readings = now + self.config.edge.readings_interval_s

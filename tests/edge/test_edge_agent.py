@@ -27,7 +27,7 @@ from devstack.testkit.edge import (
 from devstack.testkit.wait import wait
 from edge.agent import Agent
 from edge.config import EdgeConfig
-from edge.store import EdgeStore
+from edge.store import EdgeStore, NewReading
 from firmware_bridge import codec
 from xiaodian.mqtt import MqttSettings
 
@@ -470,3 +470,21 @@ def test_the_replay_after_a_restart_anchors_device_time_where_the_live_run_did(
         assert [a.rule for a in again.alerting.active()] == ["hot"]
     finally:
         again.store.close()
+
+
+def test_readings_beyond_the_unconfirmed_cap_go_out_as_receipts_free_room(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], cloud: IngestWorker,
+) -> None:
+    # A backlog found at start, the shipped 60 s readings interval and a cap of 10 sent
+    # but unconfirmed: held-back readings once waited for the next interval (a day's
+    # backlog took minutes); they must follow the cloud's receipts instead.
+    cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE), publish_interval_s=0.1,
+                      readings_interval_s=60.0, unconfirmed_readings_max=10)
+    backlog = EdgeStore(cfg.edge.db_path)
+    try:
+        backlog.add([NewReading("fridge-1", i, i * 10_000, time.time() - 3600 + i, True,
+                                [(0, "ok", 3.0), (1, "ok", 3.5)], 1) for i in range(100)])
+    finally:
+        backlog.close()
+    with RunningAgent(cfg) as agent:
+        wait(lambda: _pending(agent) == 0, 20, "every reading confirmed, ten at a time")
