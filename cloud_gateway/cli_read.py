@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,12 +56,8 @@ def _readings(args: argparse.Namespace) -> int:
             print(f"xiaodian cloud: no readings for store {args.store!r} fridge {args.fridge!r}"
                   f" in {sql.describe(path)}", file=sys.stderr)
             return 1
-        try:
-            write_readings(db.readings(args.store, args.fridge), sys.stdout, args.format)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            return _reader_went_away()
-    return 0
+        rows = db.readings(args.store, args.fridge)
+        return _emit(lambda: write_readings(rows, sys.stdout, args.format))
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
@@ -71,12 +68,8 @@ def _dead_letters(args: argparse.Namespace) -> int:
     if db is None:
         return 1
     with db:
-        try:
-            write_dead_letters(db.dead_letters(limit=args.limit), sys.stdout, args.format)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            return _reader_went_away()
-    return 0
+        letters = db.dead_letters(limit=args.limit)
+        return _emit(lambda: write_dead_letters(letters, sys.stdout, args.format))
 
 
 def _gaps(args: argparse.Namespace) -> int:
@@ -93,12 +86,7 @@ def _gaps(args: argparse.Namespace) -> int:
             print(f"xiaodian cloud: cannot read gaps from {sql.describe(path)}: {exc}",
                   file=sys.stderr)
             return 1
-        try:
-            write_gaps(rows, sys.stdout, args.format)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            return _reader_went_away()
-    return 0
+        return _emit(lambda: write_gaps(rows, sys.stdout, args.format))
 
 
 def _haccp(args: argparse.Namespace) -> int:
@@ -137,6 +125,16 @@ def _haccp(args: argparse.Namespace) -> int:
             return fail(f"cannot read {sql.describe(path)}: {exc}")
         except BrokenPipeError:
             return _reader_went_away()
+    return 0
+
+
+def _emit(write: Callable[[], object]) -> int:
+    """Write a command's output; 0, or 1 quietly when the reader went away (`| head`)."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
     return 0
 
 

@@ -30,7 +30,6 @@ from .process import Part, StackError, _cloud_count, _edge_outbox, _free_port, _
 from .retail_seed import (
     DEMO_CATALOGUE,
     DEMO_DELIVERY,
-    _covers,
     _edge_has_catalogue,
     retail_setup,
     seed_retail,
@@ -39,7 +38,7 @@ from .stack_config import _catalogue_toml, _mqtt_toml, _toml_str
 
 __all__ = [
     "DEFAULT_SCENARIO", "DEMO_CATALOGUE", "DEMO_DELIVERY", "STORE_ID", "Part", "StackError",
-    "StoreStack", "_catalogue_toml", "_cloud_count", "_covers", "_edge_has_catalogue",
+    "StoreStack", "_catalogue_toml", "_cloud_count", "_edge_has_catalogue",
     "_edge_outbox", "_free_port", "_mqtt_toml", "_ro", "_tail", "_toml_str", "scenario_devices",
 ]
 
