@@ -113,7 +113,7 @@ def _order_create(args: argparse.Namespace) -> int:
                                         f"cli:{getpass.getuser()}")
             audit(conn, "order.create", args.store, str(order.id), {"mode": order.mode})
     except retail.RetailError as exc:
-        return fail(exc.message, 3 if exc.status == 409 else 1)
+        return fail(exc.message, 3 if exc.reason is retail.Refusal.CONFLICT else 1)
     except (OSError, ValueError, PkiError) as exc:  # the key file: named, never shown
         return fail(str(exc))
     except sql.ERRORS as exc:

@@ -46,6 +46,7 @@ from .retail_tables import (
     MIN_EXPIRES_IN_S,
     RESERVING,
     SCHEMA,
+    Refusal,
     RetailError,
     requeue_unconfirmed,
 )
@@ -57,7 +58,7 @@ from .retail_tables import set_state as _set_state
 __all__ = [
     "CLOUD_STATES", "MAX_CUSTOMER_CHARS", "MAX_EXPIRES_IN_S", "MAX_MOVEMENT_GRAMS",
     "MAX_MOVEMENT_QTY", "MIN_EXPIRES_IN_S", "ORDER_FIELDS", "RESERVING", "SCHEMA",
-    "OrderRequest", "RetailError", "apply_events", "availability", "cancel_order",
+    "OrderRequest", "Refusal", "RetailError", "apply_events", "availability", "cancel_order",
     "catalogue", "create_order", "expire_orders", "get_order", "list_orders",
     "parse_catalogue_items", "parse_order_request", "put_catalogue", "recent_events",
     "requeue_unconfirmed", "stock_view",
@@ -70,18 +71,18 @@ __all__ = [
 def parse_catalogue_items(store: str, items: Any) -> tuple[retail.CatalogueItem, ...]:
     """Check catalogue items exactly as a store will (by parsing the message it would get)."""
     if not isinstance(items, list):
-        raise RetailError(400, "items: expected a list of catalogue items")
+        raise RetailError(Refusal.INVALID, "items: expected a list of catalogue items")
     body = json.dumps({"v": 1, "type": "catalogue", "store": store, "version": 0,
                        "items": items}, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > retail.MAX_CATALOGUE_BYTES:
-        raise RetailError(413, f"catalogue is {len(body)} bytes as a message; at most"
+        raise RetailError(Refusal.TOO_LARGE, f"catalogue is {len(body)} bytes as a message; at most"
                                f" {retail.MAX_CATALOGUE_BYTES} fit in one")
     try:
         parsed = retail.parse_downlink(f"xd/v1/{store}/catalogue", body)
         assert isinstance(parsed, retail.Catalogue)
         retail.catalogue_payload(parsed)  # what the store gets must fit too
     except PayloadError as exc:
-        raise RetailError(400, str(exc)) from None
+        raise RetailError(Refusal.INVALID, str(exc)) from None
     return parsed.items
 
 
@@ -134,37 +135,38 @@ def parse_order_request(body: Mapping[str, Any]) -> OrderRequest:
     """{"items": [{"item", "qty"}], "mode", "customer", "expires_in_s"}; RetailError 400."""
     unknown = sorted(set(body) - {"items", "mode", "customer", "expires_in_s"})
     if unknown:
-        raise RetailError(400, f"{unknown[0]}: unknown field"
+        raise RetailError(Refusal.INVALID, f"{unknown[0]}: unknown field"
                                " (known: items, mode, customer, expires_in_s)")
     mode = body.get("mode", "pickup")
     if mode not in retail.ORDER_MODES:
-        raise RetailError(400, f"mode: one of {', '.join(retail.ORDER_MODES)}")
+        raise RetailError(Refusal.INVALID, f"mode: one of {', '.join(retail.ORDER_MODES)}")
     customer = body.get("customer")
     if not isinstance(customer, str) or not 0 < len(customer.strip()) <= MAX_CUSTOMER_CHARS:
-        raise RetailError(400, f"customer: a display name of 1 to {MAX_CUSTOMER_CHARS}"
+        raise RetailError(Refusal.INVALID, f"customer: a display name of 1 to {MAX_CUSTOMER_CHARS}"
                                " characters")
     expires_in = body.get("expires_in_s", 24 * 3600)
     if (isinstance(expires_in, bool) or not isinstance(expires_in, int)
             or not MIN_EXPIRES_IN_S <= expires_in <= MAX_EXPIRES_IN_S):
-        raise RetailError(400, f"expires_in_s: whole seconds, {MIN_EXPIRES_IN_S} to"
+        raise RetailError(Refusal.INVALID, f"expires_in_s: whole seconds, {MIN_EXPIRES_IN_S} to"
                                f" {MAX_EXPIRES_IN_S}")
     items = body.get("items")
     if not isinstance(items, list) or not 1 <= len(items) <= retail.MAX_LINES:
-        raise RetailError(400, f"items: a list of 1 to {retail.MAX_LINES} {{item, qty}}")
+        raise RetailError(Refusal.INVALID,
+                          f"items: a list of 1 to {retail.MAX_LINES} {{item, qty}}")
     lines: list[retail.OrderLine] = []
     for n, it in enumerate(items):
         if not isinstance(it, dict) or set(it) != {"item", "qty"}:
-            raise RetailError(400, f"items[{n}]: exactly item and qty")
+            raise RetailError(Refusal.INVALID, f"items[{n}]: exactly item and qty")
         qty = it["qty"]
         if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= 1000:
-            raise RetailError(400, f"items[{n}].qty: a whole number 1..1000")
+            raise RetailError(Refusal.INVALID, f"items[{n}].qty: a whole number 1..1000")
         try:
             item = retail.check_item(it["item"], f"items[{n}].item")
         except PayloadError as exc:
-            raise RetailError(400, str(exc)) from None
+            raise RetailError(Refusal.INVALID, str(exc)) from None
         lines.append(retail.OrderLine(item, qty))
     if len({ln.item for ln in lines}) != len(lines):
-        raise RetailError(400, "items: an item appears twice")
+        raise RetailError(Refusal.INVALID, "items: an item appears twice")
     return OrderRequest(tuple(lines), mode, customer.strip(), expires_in)
 
 
@@ -179,17 +181,17 @@ def create_order(conn: sql.Connection, store: str, req: OrderRequest, now: float
     _check_store(store)
     cat = catalogue(conn, store)
     if cat is None:
-        raise RetailError(404, f"{store} has no catalogue yet")
+        raise RetailError(Refusal.NOT_FOUND, f"{store} has no catalogue yet")
     known = {i["item"] for i in cat["items"]}
     missing = [ln.item for ln in req.lines if ln.item not in known]
     if missing:
-        raise RetailError(400, f"not in {store}'s catalogue: {', '.join(missing)}",
+        raise RetailError(Refusal.INVALID, f"not in {store}'s catalogue: {', '.join(missing)}",
                           {"not_in_catalogue": missing})
     avail = availability(conn, store, now, [ln.item for ln in req.lines])
     short = [{"item": ln.item, "wanted": ln.qty, "available": avail[ln.item]["available"]}
              for ln in req.lines if ln.qty > avail[ln.item]["available"]]
     if short:
-        raise RetailError(409, "not enough stock: " + ", ".join(
+        raise RetailError(Refusal.CONFLICT, "not enough stock: " + ", ".join(
             f"{s['item']} wanted {s['wanted']}, available {s['available']}" for s in short),
             {"short": short})
     expires = math.floor((now + req.expires_in_s) / 60) * 60
@@ -213,9 +215,9 @@ def cancel_order(conn: sql.Connection, store: str, order_id: int, reason: str,
     row = conn.execute("SELECT state FROM orders WHERE id = ? AND store = ?",
                        (order_id, store)).fetchone()
     if row is None:
-        raise RetailError(404, f"{store} has no order {order_id}")
+        raise RetailError(Refusal.NOT_FOUND, f"{store} has no order {order_id}")
     if row[0] not in RESERVING:
-        raise RetailError(409, f"order {order_id} is {row[0]}: too late to cancel")
+        raise RetailError(Refusal.CONFLICT, f"order {order_id} is {row[0]}: too late to cancel")
     reason = reason.strip()[:200] or "cancelled"
     _set_state(conn, order_id, row[0], "cancelled", now, "cloud",
                json.dumps({"reason": reason, "by": by}))

@@ -7,6 +7,7 @@ of messages to the stores.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from xiaodian.wire import ids, retail
@@ -124,12 +125,22 @@ MAX_MOVEMENT_QTY = 1_000_000
 MAX_MOVEMENT_GRAMS = 10_000_000
 
 
-class RetailError(Exception):
-    """A request that cannot be carried out; `status` is the HTTP status that says why."""
+class Refusal(enum.Enum):
+    """Why a retail request cannot be carried out; the web layer maps each to a status."""
 
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+    INVALID = "invalid"  # the request itself is wrong
+    NOT_FOUND = "not_found"  # no such store catalogue or order
+    CONFLICT = "conflict"  # the state forbids it: short stock, too late to cancel
+    TOO_LARGE = "too_large"  # more than one message can carry
+    UNAVAILABLE = "unavailable"  # the deployment lacks what it needs (a pickup key)
+
+
+class RetailError(Exception):
+    """A retail request that cannot be carried out, with the `Refusal` that says why."""
+
+    def __init__(self, reason: Refusal, message: str, detail: Any = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.reason = reason
         self.message = message
         self.detail = detail
 
@@ -172,4 +183,4 @@ def queue(conn: sql.Connection, store: str, kind: str, ref: int, topic: str,
 
 def check_store(store: str) -> None:
     if not ids.is_store_id(store):
-        raise RetailError(400, f"{store!r} is not a store id")
+        raise RetailError(Refusal.INVALID, f"{store!r} is not a store id")

@@ -1,4 +1,4 @@
-"""Alert routes: the behaviour lives in `cloud_gateway.alerts.web`; this file places it.
+"""Alert routes: the behaviour lives in `cloud_gateway.web.alert_routes`; this file places it.
 
 An alert id contains slashes (`fridge-1/warm/1748715600000`), hence the `path` parameters.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ..accounts import Principal
-from ..alerts.web import WebResult
+from .alert_routes import WebResult
 from .core import Call, Reply
 from .resource import route
 
@@ -66,7 +66,7 @@ def ack(call: Call) -> Reply:
     """
     # Before reading what was sent.
     who = call.api.authorise(call.headers, "alerts.ack", call.path_params["store"])
-    call.json_body()  # the API's strict reader (duplicate keys, NaN), then alerts.web's checks
+    call.json_body()  # the API's strict reader (duplicate keys, NaN), then alert_routes' checks
     return _post(call, who)
 
 

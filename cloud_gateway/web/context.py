@@ -28,10 +28,10 @@ from xiaodian.wire.pickup import PickupCodec
 from .. import accounts, sql
 from .. import retail as retail_store
 from ..accounts import Principal
-from ..alerts import web as alert_web
 from ..commands import Commander
 from ..db import Database
 from ..downlink import DownlinkSender
+from . import alert_routes as alert_web
 from .core import HttpError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Api:
         self.now = now
         # Compared as digests: equal length, so compare_digest leaks nothing, not even that.
         self._token_digest = hashlib.sha256(api_token).digest() if api_token else None
-        # Alerts (cloud_gateway/alerts/web.py): list, ack by bearer token or by signed link.
+        # Alerts (cloud_gateway/web/alert_routes.py): list, ack by bearer token or by signed link.
         self.login_throttle = accounts.LoginThrottle()
         self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret, now=now)
 
@@ -136,7 +136,7 @@ class Api:
         if self.pickup_keys_dir is None:
             if required:
                 raise retail_store.RetailError(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    retail_store.Refusal.UNAVAILABLE,
                     "pickup orders need pickup codes: no [pickup] keys_dir configured")
             return None
         path = self.pickup_keys_dir / f"{store}.key"
@@ -145,12 +145,12 @@ class Api:
         except FileNotFoundError:
             if required:
                 raise retail_store.RetailError(
-                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    retail_store.Refusal.UNAVAILABLE,
                     f"no pickup key for {store} (xiaodian pki pickup-key {store})") from None
             return None
         except (OSError, PkiError) as exc:
             log.error("pickup key of %s unusable: %s", store, exc)  # names the file only
-            raise retail_store.RetailError(HTTPStatus.SERVICE_UNAVAILABLE,
+            raise retail_store.RetailError(retail_store.Refusal.UNAVAILABLE,
                                            f"pickup key of {store} unusable") from None
         return PickupCodec(store, key, key_id=self.pickup_key_id)
 

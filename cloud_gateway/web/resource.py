@@ -75,6 +75,16 @@ class Resource:
         await to_response(reply)(scope, receive, send)
 
 
+# The one place a retail refusal becomes an HTTP status.
+REFUSAL_STATUS = {
+    retail_store.Refusal.INVALID: HTTPStatus.BAD_REQUEST,
+    retail_store.Refusal.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    retail_store.Refusal.CONFLICT: HTTPStatus.CONFLICT,
+    retail_store.Refusal.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    retail_store.Refusal.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
 def answer(handler: Handler, call: Call, what: str) -> Reply:
     """The handler's reply, or the answer to what it raised (an unexpected error: a 500)."""
     try:
@@ -82,10 +92,11 @@ def answer(handler: Handler, call: Call, what: str) -> Reply:
     except HttpError as exc:
         return error(exc.status, exc.message, exc.headers)
     except retail_store.RetailError as exc:
-        body: dict[str, Any] = {"error": exc.message, "status": exc.status}
+        status = REFUSAL_STATUS[exc.reason]
+        body: dict[str, Any] = {"error": exc.message, "status": status}
         if exc.detail is not None:
             body |= exc.detail
-        return json_reply(exc.status, body)
+        return json_reply(status, body)
     except sql.ERRORS as exc:
         log.warning("database error serving %s: %s", what, exc)
         return error(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")

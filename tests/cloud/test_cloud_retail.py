@@ -131,13 +131,14 @@ def test_an_order_reserves_and_one_that_does_not_fit_is_refused(db: Database) ->
     assert a[EGGS] == {"on_hand": 2, "reserved": 2, "available": 0}
     with pytest.raises(retail.RetailError) as exc:
         order(db, {MILK: 3, EGGS: 1})
-    assert exc.value.status == 409
+    assert exc.value.reason is retail.Refusal.CONFLICT
     assert exc.value.detail == {"short": [{"item": MILK, "wanted": 3, "available": 2},
                                           {"item": EGGS, "wanted": 1, "available": 0}]}
     assert db.count("orders") == 1  # nothing of the refused order was stored
     with pytest.raises(retail.RetailError) as exc:
         order(db, {"06900000000000": 1})
-    assert exc.value.status == 400 and "not in store-001's catalogue" in exc.value.message
+    assert exc.value.reason is retail.Refusal.INVALID
+    assert "not in store-001's catalogue" in exc.value.message
     # Order then cancel: the reservation goes, a cancel message is queued.
     with db.transaction() as conn:
         retail.cancel_order(conn, STORE, o.id, "customer called", T0 + 2, "test")
@@ -146,7 +147,7 @@ def test_an_order_reserves_and_one_that_does_not_fit_is_refused(db: Database) ->
     assert kinds == ["catalogue", "order", "cancel"]
     with db.transaction() as conn, pytest.raises(retail.RetailError) as exc:
         retail.cancel_order(conn, STORE, o.id, "again", T0 + 4, "test")
-    assert exc.value.status == 409
+    assert exc.value.reason is retail.Refusal.CONFLICT
 
 
 def test_expiry_releases_the_reservation(db: Database) -> None:
@@ -379,14 +380,14 @@ def test_catalogues_that_cannot_be_sent_or_counted_are_refused() -> None:
     shared[1]["location"] = {"fridge": "fridge-1", "lane": 0, "unit_grams": 400}
     with pytest.raises(retail.RetailError, match="both placed in fridge-1 lane 0") as err:
         retail.parse_catalogue_items(STORE, shared)
-    assert err.value.status == 400
+    assert err.value.reason is retail.Refusal.INVALID
     # As one MQTT message it must fit the broker's packet limit, or the broker would drop
     # the connection that sends it, and every order behind it would wait.
     many = [{"item": f"{i:014d}", "name": f"Item {i} " + "x" * 80, "unit": "piece",
              "shelf_life_days": 3, "storage": "chilled"} for i in range(2500)]
     with pytest.raises(retail.RetailError, match="at most 262144") as err:
         retail.parse_catalogue_items(STORE, many)
-    assert err.value.status == 413
+    assert err.value.reason is retail.Refusal.TOO_LARGE
 
 
 def test_a_control_character_in_a_movement_is_parked_not_retried(db: Database) -> None:

@@ -76,7 +76,7 @@ def test_concurrent_orders_never_take_more_than_is_there(db_target: Path | str) 
     made = [r for r in results if isinstance(r, int)]
     refused = [r for r in results if isinstance(r, retail.RetailError)]
     assert len(made) == 2 and len(refused) == 6, results
-    assert all(r.status == 409 for r in refused)
+    assert all(r.reason is retail.Refusal.CONFLICT for r in refused)
     with Database.open(db_target) as db:
         assert retail.availability(db.conn, STORE, T0 + 2)[MILK] == {
             "on_hand": 5, "reserved": 4, "available": 1}

@@ -1,4 +1,5 @@
 """HTTP routes of the alerts, placed by `cloud_gateway.web.alerts` (which owns the routes).
+The alerts package knows nothing of HTTP; this module turns its answers into statuses.
 
     GET  /api/stores/{s}/alerts?state=active|all&limit=N   a store's alerts, newest first
     GET  /api/alerts/{s}/{alert id}                         one alert, acks, notifications
@@ -30,9 +31,9 @@ from xiaodian.wire import ids
 
 from .. import accounts, sql
 from ..accounts import Principal
+from ..alerts import store
+from ..alerts.notifier import check_ack_token
 from ..db import Database
-from . import store
-from .notifier import check_ack_token
 
 FORM_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 
