@@ -5,7 +5,7 @@ VENV := .venv
 # Where `xiaodian demo` keeps its PKI, broker and databases.
 DEMO_DATA ?= .xiaodian-demo
 
-.PHONY: bootstrap demo test lint bench clean
+.PHONY: bootstrap demo test lint bench clean catalog
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -26,6 +26,15 @@ lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Extract every marked string and bring the catalogues up to date; then translate the new
+# empty msgstr entries in xiaodian/i18n/locales/zh_CN/LC_MESSAGES/messages.po.
+catalog: bootstrap
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
+		--ignore-dirs='.* _* .venv .fw-stubs tests bench node_modules' \
+		-o xiaodian/i18n/messages.pot .
+	$(VENV)/bin/pybabel update -i xiaodian/i18n/messages.pot -d xiaodian/i18n/locales \
+		-D messages -l zh_CN --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date --init-missing
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ from typing import Any
 from xiaodian.wire import ids
 
 from . import sql
+from .errors import CloudError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -103,7 +104,7 @@ TOKEN_PREFIX = "xdt_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
-class AccountError(ValueError):
+class AccountError(CloudError, ValueError):
     """A request about accounts that cannot be done; the message says why."""
 
 

@@ -59,6 +59,7 @@ from .command_publisher import Publisher
 from .command_publisher import PublishResult as PublishResult
 from .config import CommandSettings
 from .db import Database
+from .errors import CloudError
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ _RESULT_TOPIC_RE = re.compile(rf"xd/v1/({ids.STORE_ID.pattern})/cmd/res")
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: fits a header as is
 
 
-class CommandSetupError(Exception):
+class CommandSetupError(CloudError):
     """A signing key or token file that must not be used; the message names the file."""
 
 
-class ResultError(ValueError):
+class ResultError(CloudError, ValueError):
     """An answer on cmd/res that cannot be recorded (it is parked with this reason)."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from xiaodian.wire import ids, retail
 
 from . import sql
+from .errors import CloudError
 
 SCHEMA = """
 -- Every catalogue a store was given; the highest version is the current one.
@@ -135,7 +136,7 @@ class Refusal(enum.Enum):
     UNAVAILABLE = "unavailable"  # the deployment lacks what it needs (a pickup key)
 
 
-class RetailError(Exception):
+class RetailError(CloudError):
     """A retail request that cannot be carried out, with the `Refusal` that says why."""
 
     def __init__(self, reason: Refusal, message: str, detail: Any = None) -> None:

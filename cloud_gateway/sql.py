@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import CloudError
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -59,7 +61,7 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-class PgError(Exception):
+class PgError(CloudError):
     """A psycopg error (connection, SQL, constraint, ...); the original is its __cause__."""
 
 

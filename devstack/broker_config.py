@@ -19,6 +19,8 @@ from xiaodian.pki import list_certificates
 from xiaodian.pki.ca import DevPki
 from xiaodian.pki.names import check_name
 
+from .process import StackError
+
 CONF_NAME = "mosquitto.conf"
 ACL_NAME = "acl"
 SUBSCRIBE_RULES_NAME = "subscribe-rules.json"
@@ -57,7 +59,7 @@ _SERVICE_TOPICS = (
 _STORE_SUBSCRIPTIONS = ("orders", "catalogue", "cmd/req", "receipts")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(StackError):
     """The broker could not be found, configured or started; the message says why."""
 
 

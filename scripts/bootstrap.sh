@@ -131,3 +131,14 @@ if ! command -v chromium >/dev/null 2>&1; then
             "(sudo apt-get install -y chromium)"
     fi
 fi
+
+# --- CJK fonts: the pages are Chinese first; without a CJK font Chromium draws boxes -------
+if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK\|WenQuanYi"; then
+    if is_root; then
+        say "installing fonts-noto-cjk (Chinese text in the browser screenshots)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-noto-cjk
+    else
+        say "note: no CJK font; screenshots will show boxes (sudo apt-get install -y fonts-noto-cjk)"
+    fi
+fi

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ..errors import CloudError
+
 Change = Literal["raised", "updated", "cleared"]
 CHANGE_RANK: dict[str, int] = {"raised": 0, "updated": 1, "cleared": 2}
 SEVERITY_RANK: dict[str, int] = {"warning": 0, "critical": 1}
@@ -22,7 +24,7 @@ AUDIENCE_RANK: dict[str, int] = {"terminal": 0, "owner": 1}
 MAX_TEXT = 1000  # longest message we keep; the edge's are one line
 
 
-class AlertDataError(ValueError):
+class AlertDataError(CloudError, ValueError):
     """An alert event whose data is not an AlertChange; the message says which field."""
 
 

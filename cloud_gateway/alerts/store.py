@@ -17,6 +17,7 @@ from typing import Any
 from xiaodian.wire.payloads import Batch
 
 from .. import sql
+from ..errors import CloudError
 from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change
 from .policy import AlertView, Escalation, EscalationPolicy, Notice, decide
 
@@ -234,7 +235,7 @@ def record_attempt(conn: sql.Connection, notification_id: int, worker: str, at: 
 # ---------------------------------------------------------------- acknowledgement and reads
 
 
-class AckError(ValueError):
+class AckError(CloudError, ValueError):
     pass
 
 

@@ -19,6 +19,8 @@ from starlette.responses import Response
 
 from xiaodian.wire import ids, jsonio
 
+from ..errors import CloudError
+
 if TYPE_CHECKING:
     from .context import Api
 
@@ -53,7 +55,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class HttpError(Exception):
+class HttpError(CloudError):
     """Refuse the request with `status` and a JSON `{"error", "status"}` body."""
 
     def __init__(self, status: int, message: str,

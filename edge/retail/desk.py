@@ -29,6 +29,8 @@ from xiaodian.wire.retail import (
     movement_data,
 )
 
+from ..errors import EdgeError
+
 EventRow = tuple[str, str, dict[str, Any]]  # an outbox event: (device, type, data)
 Writer = Callable[[sqlite3.Connection], None]  # rows written in the same transaction
 
@@ -37,7 +39,7 @@ def local_date(wall: float) -> date:
     return datetime.fromtimestamp(wall).date()
 
 
-class RetailError(Exception):
+class RetailError(EdgeError):
     """A request the clerk made that cannot be done; the message says why."""
 
 

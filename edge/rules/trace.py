@@ -20,6 +20,8 @@ from typing import Any
 from edge.rules.alerts import AlertChange
 from edge.rules.engine import RuleEngine
 
+from ..errors import EdgeError
+
 COLUMNS = (
     "timestamp",
     "fridge",
@@ -42,7 +44,7 @@ STATE_COLUMNS = {
 }
 
 
-class TraceError(Exception):
+class TraceError(EdgeError):
     """A trace line that cannot be used; the message names the source and line."""
 
     def __init__(self, source: str, line: int, problem: str) -> None:

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from msgspec import Meta, Struct
 
 from . import ids, jsonio
+from .errors import WireError
 
 WIRE_MAGIC = b"XDC1"
 SIGNATURE_LEN = 64
@@ -73,11 +74,11 @@ MAX_PARAMS = 16
 Scalar = str | int | bool
 
 
-class CommandError(ValueError):
+class CommandError(WireError, ValueError):
     """A command the cloud must not send (bad action, parameters or times)."""
 
 
-class ReplayStoreFull(RuntimeError):
+class ReplayStoreFull(WireError, RuntimeError):
     """More unexpired command ids than the store's bound: refuse rather than forget."""
 
 
