@@ -29,7 +29,7 @@ lint: bootstrap
 
 # Extract every marked string and bring the catalogues up to date; then translate the new
 # empty msgstr entries in xiaodian/i18n/locales/zh_CN/LC_MESSAGES/messages.po.
-catalog: bootstrap
+catalog:  # needs only the venv: `make catalog VENV=/path/to/.venv` from another checkout
 	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
 		--ignore-dirs='.* _* .venv .fw-stubs tests bench node_modules' \
 		-o xiaodian/i18n/messages.pot .
