@@ -16,6 +16,7 @@ from . import (
     outage_memory,
     scan_to_verdict,
     scenarios,
+    supply,
     wire_cost,
 )
 
@@ -30,6 +31,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("alert_latency", alert_latency.main, ["--alerts", "20"]),
     ("scenarios", scenarios.main, []),  # every cold-chain scenario, ~45 s on 2 CPUs
     ("scan_to_verdict", scan_to_verdict.main, ["--scans", "200"]),  # ~25 s
+    ("supply", supply.main, []),  # two markets x 60 days, one 1,000 x 300 cutoff: ~20 s
 )
 
 

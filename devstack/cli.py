@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "edge.rules.cli",
     "cloud_gateway.pickup_cli",
     "cloud_gateway.users_cli",  # adds to `cloud`: after cloud_gateway.cli
+    "devstack.supply_cli",
 )
 
 

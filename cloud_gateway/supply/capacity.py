@@ -26,7 +26,7 @@ def cap_to_volume(qty: IntArray, floor: IntArray, lot: IntArray, volume: FloatAr
     extra_vol = (extra * volume[None, :]).sum(axis=1)
     room = free - floor_vol
     factor = np.ones_like(room)
-    over = extra_vol > room + 1e-9
+    over = (extra_vol > 0) & (extra_vol > room + 1e-9)
     factor[over] = np.clip(room[over] / extra_vol[over], 0.0, 1.0)
     scaled = np.where(over[:, None] & (volume[None, :] > 0),
                       round_down_to_lot(extra * factor[:, None], lot[None, :]), extra)

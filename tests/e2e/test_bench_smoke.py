@@ -109,3 +109,12 @@ def test_scenarios_smoke_detects_the_expected_alerts() -> None:
 def test_scan_to_verdict_smoke_shows_both_verdicts() -> None:
     out = _smoke("bench.scan_to_verdict", "--smoke")
     _has(out, "product p50 ms", "pickup p50 ms")
+
+
+def test_supply_smoke_meets_the_replenishment_targets() -> None:
+    # The bench exits 1 (FAILED ...) on a missed target: waste 35% below the baseline at
+    # equal or better fill rate, pre-orders filled, no oversold line, the cutoff budget.
+    out = _smoke("bench.supply", "--smoke")
+    figures = _has(out, "default waste cut %", "random waste cut %", "pre-orders filled %",
+                   "cutoff s", "refit us/series")
+    assert figures["default fill rate ours %"] >= figures["default fill rate baseline %"], out

@@ -1,0 +1,109 @@
+"""The market simulator: the edge's ledger under it, reproducibility, its input files."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from devstack.market.books import StoreBook
+from devstack.market.demand import load_demand, synthetic
+from devstack.market.market_file import DEFAULT_MARKET, MarketError, load_market, parse_market
+from devstack.market.random_market import random_market
+from devstack.market.simulate import simulate
+
+SMALL = """
+[cycle]
+cutoff = "22:00"
+
+[simulation]
+warmup_days = 14
+
+[[stores]]
+id = "A"
+fridge_capacity = 50.0
+pickup_capacity = 10
+zone = "z"
+
+[[items]]
+id = "milk"
+shelf_life_days = 2
+case_pack = 12
+unit_volume = 1.0
+cost = 500
+price = 800
+chilled = true
+walk_in_per_day = 3.0
+preorder_per_day = 1.0
+"""
+
+
+def test_the_book_is_the_edge_ledger_fefo_and_expiry() -> None:
+    book = StoreBook()
+    book.receive("milk", 3, "D1", date(2026, 3, 2))
+    book.receive("milk", 4, "D2", date(2026, 3, 4))
+    assert book.take("sale", "milk", 4) == 0  # 3 from D1 (first to expire), 1 from D2
+    assert sorted(book.stock()) == [("milk", date(2026, 3, 4), 3)]
+    assert book.expire(date(2026, 3, 3)) == []
+    assert book.expire(date(2026, 3, 4)) == [("milk", 3)]
+    assert book.take("pickup", "milk", 2) == 2  # the ledger has no lot left: oversold
+
+
+def test_same_seed_same_figures_other_seed_other_figures() -> None:
+    market = random_market(3, stores=4, items=8)
+    runs = [simulate(market, synthetic(market, market.warmup_days + 12, seed), "ours", 12)
+            .as_dict() for seed in (5, 5, 6)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    assert random_market(3, 4, 8) == market
+
+
+def test_both_policies_on_the_default_market() -> None:
+    market = load_market(DEFAULT_MARKET)
+    demand = synthetic(market, market.warmup_days + 10, 2)
+    ours = simulate(market, demand, "ours", 10).as_dict()
+    base = simulate(market, demand, "whole-case", 10).as_dict()
+    assert ours["walk_in_demand"] == base["walk_in_demand"] > 0  # the same demand
+    assert ours["waste_units_pct"] < base["waste_units_pct"]
+    assert ours["oversold_lines"] == 0 and ours["accepted_beyond_capacity"] == 0
+    assert ours["preorders_filled_pct"] >= 99.5
+
+
+def test_a_market_file_with_a_wrong_value_says_line_and_column(tmp_path: Path) -> None:
+    bad = SMALL.replace("unit_volume = 1.0", "  unit_volume = \"big\"")
+    with pytest.raises(MarketError, match=r"m\.toml:18:3: \[\[items\]\] #1 unit_volume: "
+                       r"expected a number, got 'big'"):
+        parse_market(bad, "m.toml")
+    with pytest.raises(MarketError, match=r"m\.toml:14:1: \[\[items\]\] #1: cost is required"):
+        parse_market(SMALL.replace("cost = 500\n", ""), "m.toml")
+    with pytest.raises(MarketError, match=r"m\.toml:3:1: \[cycle\] cutoff: '22:30'"):
+        parse_market(SMALL.replace('"22:00"', '"22:30"'), "m.toml")
+    with pytest.raises(MarketError, match=r"m\.toml: .*line 2"):
+        parse_market("\n[cycle\n", "m.toml")
+    with pytest.raises(MarketError, match=r"m\.toml:13:1: \[\[stores\]\] #1 colour: unknown key"):
+        parse_market(SMALL.replace('zone = "z"', 'zone = "z"\ncolour = 1'), "m.toml")
+    assert parse_market(SMALL, "m.toml").cycle.cutoff_hour == 22
+
+
+def test_a_demand_file_with_a_wrong_value_says_line_and_column(tmp_path: Path) -> None:
+    market = parse_market(SMALL, "m.toml")
+    path = tmp_path / "d.csv"
+    head = "store,item,date,hour,channel,qty\n"
+    good = "A,milk,2026-03-02,9,walk_in,2\nA,milk,2026-03-03,10,preorder,1\n"
+    path.write_text(head + good)
+    demand = load_demand(path, market)
+    assert demand.start == date(2026, 3, 2) and [len(d) for d in demand.days] == [1, 1]
+    for row, where in (("A,milk,2026-03-04,24,walk_in,1", ":4:4: hour: '24'"),
+                       ("A,milk,2026-03-04,9,phone,1", ":4:5: channel: 'phone'"),
+                       ("B,milk,2026-03-04,9,walk_in,1", ":4:1: store: 'B' is not a store"),
+                       ("A,milk,04/03/2026,9,walk_in,1", ":4:3: date: '04/03/2026'"),
+                       ("A,milk,2026-03-04,9,walk_in,0", ":4:6: qty: '0'"),
+                       ("A,milk,2026-03-04,9", ":4:1: 4 fields, expected 6")):
+        path.write_text(head + good + row + "\n")
+        with pytest.raises(MarketError) as err:
+            load_demand(path, market)
+        assert str(err.value) == f"{path}{where}" + str(err.value).split(where, 1)[1]
+    path.write_text("store,item,day,hour,channel,qty\n")
+    with pytest.raises(MarketError, match=r":1:1: header"):
+        load_demand(path, market)
