@@ -43,8 +43,7 @@ class StoreBook:
         """Lots past their last day go to waste: [(item, pieces)]."""
         out = []
         for item, lots in list(self.lots.items()):
-            gone = sum(lot.qty for lot in ledger.expiring(lots, today, 0)
-                       if lot.expiry is not None and lot.expiry <= today.isoformat())
+            gone = sum(lot.qty for lot in ledger.expiring(lots, today, 0))
             if gone:
                 self.take("waste", item, gone)
                 out.append((item, gone))

@@ -126,13 +126,14 @@ def simulate(market: Market, demand: Demand, policy: str, days: int) -> Figures:
             moved, refunded = offer_elsewhere(refused, w.admission, fridges)
             fig.preorders_moved += len(moved)
             fig.preorders_refunded += len(refunded)
-            gone = {id(r.preorder) for r in refused}
-            new_home = {p.id: s for p, s in moved}
-            w.orders = [(PreOrder(p.id, new_home[p.id], p.item, p.qty), h)
-                        if p.id in new_home else (p, h) for p, h in w.orders
-                        if id(p) not in gone or p.id in new_home]
+            # Refunded ones leave the wave; moved ones keep their pickup hour, new store.
+            refused_ids = {r.preorder.id for r in refused}
+            moved_to = {p.id: p for p, _ in moved}
+            w.orders = [(moved_to.get(p.id, p), h) for p, h in w.orders
+                        if p.id not in refused_ids or p.id in moved_to]
             qty, still = pol.cutoff(today, [p for p, _ in w.orders], stock, fridges)
-            assert not still, "moved pre-orders went to a store that refuses them"
+            if still:  # offer_elsewhere only picks stores with a working fridge
+                raise MarketError(f"day {t}: pre-orders moved to a store that refuses them")
         deliveries[t + cycle.lead_time_days] = qty
         # From the cutoff on, the wave's pieces already on the shelf are held for it.
         for p, _ in w.orders:

@@ -107,3 +107,20 @@ def test_a_demand_file_with_a_wrong_value_says_line_and_column(tmp_path: Path) -
     path.write_text("store,item,day,hour,channel,qty\n")
     with pytest.raises(MarketError, match=r":1:1: header"):
         load_demand(path, market)
+
+
+def test_a_fridge_alarm_moves_pre_orders_within_the_zone_or_refunds_them() -> None:
+    two = SMALL + SMALL[SMALL.index("[[stores]]"):SMALL.index("[[items]]")].replace(
+        'id = "A"', 'id = "B"')
+    alarmed = two.replace('zone = "z"', 'zone = "z"\nalarm_days = [1, 2, 3]', 1)
+    market = parse_market(alarmed, "m.toml")
+    demand = synthetic(market, market.warmup_days + 6, 1)
+    fig = simulate(market, demand, "ours", 6).as_dict()
+    assert fig["preorders_moved"] > 0 and fig["preorders_refunded"] == 0
+    assert fig["chilled_lines_refused"] == 3  # A's one chilled line, three cutoffs
+    assert fig["preorders_filled_pct"] == 100.0  # B handed them over
+    # Alone in its zone, A's pre-orders are refunded instead.
+    alone = parse_market(alarmed.replace('zone = "z"', 'zone = "y"', 2)
+                         .replace('zone = "y"', 'zone = "z"', 1), "m.toml")
+    fig = simulate(alone, synthetic(alone, alone.warmup_days + 6, 1), "ours", 6).as_dict()
+    assert fig["preorders_moved"] == 0 and fig["preorders_refunded"] > 0
