@@ -91,3 +91,10 @@ def test_bad_inputs_exit_2_with_the_place(tmp_path: Path,
     demand.write_text("store,item,date,hour,channel,qty\nA,milk,2026-03-02,9,walk_in,1\n")
     assert main(["supply", "simulate", "--market", str(short), "--demand", str(demand)]) == 2
     assert "the warm-up alone needs 14" in capsys.readouterr().err
+
+
+def test_the_cli_names_the_same_policies_as_the_simulator() -> None:
+    from devstack import supply_cli
+    from devstack.market.policies import POLICIES
+
+    assert supply_cli.POLICIES == POLICIES
