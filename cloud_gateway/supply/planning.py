@@ -42,8 +42,10 @@ class PreOrder:
 
 @dataclass(frozen=True)
 class StockLot:
-    """A lot on hand at the cutoff (what the store's ledger says), expiry = last day it
-    may be sold (None: no date)."""
+    """A lot at the cutoff, expiry = last day it may be sold (None: no date): on hand (what
+    the store's ledger says) or on the way (delivered after the cutoff from an earlier
+    plan, when the lead time is over one day), less any pieces held for an earlier wave's
+    pre-orders not collected yet."""
 
     store: str
     item: str

@@ -116,8 +116,11 @@ def simulate(market: Market, demand: Demand, policy: str, days: int) -> Figures:
         w = wave(t)
         fridges = {s.id: FridgeState.ALARM if t in market.alarm_days.get(s.id, ()) else
                    FridgeState.OK for s in stores}
-        stock = [StockLot(sid, item, expiry, q) for sid, b in books.items()
-                 for item, expiry, q in b.stock()]
+        stock = _unheld(books, reserved, [
+            (stores[int(s)].id, items[int(i)].id, start + timedelta(
+                days=arrives + items[int(i)].shelf_life_days - 1), int(q[s, i]))
+            for arrives, q in deliveries.items() if arrives > t
+            for s, i in zip(*np.nonzero(q), strict=True)])
         orders = [p for p, _ in w.orders]
         qty, refused = pol.cutoff(today, orders, stock, fridges)
         fig.chilled_lines_refused += sum(
@@ -223,3 +226,23 @@ def simulate(market: Market, demand: Demand, policy: str, days: int) -> Figures:
                 fig.wasted_cost += n * item_of[item].cost
         pol.night(sold_today.reshape(-1), today)
     return fig
+
+
+def _unheld(books: dict[str, StoreBook], held: dict[tuple[str, str], int],
+            on_the_way: list[tuple[str, str, date, int]]) -> list[StockLot]:
+    """What the cutoff may count: the lots on hand and those already on the way (planned
+    at earlier cutoffs, a lead time over one day), less the pieces held for earlier waves'
+    pre-orders not collected yet, taken from the first to expire as a pickup would."""
+    lots: dict[str, list[tuple[str, date | None, int]]] = {s: list(b.stock())
+                                                           for s, b in books.items()}
+    for sid, item, expiry, q in on_the_way:
+        lots[sid].append((item, expiry, q))
+    out = []
+    for sid, rows in lots.items():
+        left: dict[str, int] = {}
+        for item, expiry, q in sorted(rows, key=lambda x: (x[0], x[1] or date.max)):
+            take = min(q, left.setdefault(item, held.get((sid, item), 0)))
+            left[item] -= take
+            if q > take:
+                out.append(StockLot(sid, item, expiry, q - take))
+    return out

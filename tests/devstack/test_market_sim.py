@@ -124,3 +124,15 @@ def test_a_fridge_alarm_moves_pre_orders_within_the_zone_or_refunds_them() -> No
                          .replace('zone = "y"', 'zone = "z"', 1), "m.toml")
     fig = simulate(alone, synthetic(alone, alone.warmup_days + 6, 1), "ours", 6).as_dict()
     assert fig["preorders_moved"] == 0 and fig["preorders_refunded"] > 0
+
+
+def test_a_two_day_lead_time_counts_what_is_on_the_way_once() -> None:
+    # Two deliveries are under way at each cutoff: without the one on the way (and with
+    # the pieces held for the earlier wave counted again) about twice as much arrives.
+    market = parse_market(SMALL.replace('cutoff = "22:00"',
+                                        'cutoff = "22:00"\nlead_time_days = 2'), "m.toml")
+    fig = simulate(market, synthetic(market, market.warmup_days + 30, 3), "ours", 30).as_dict()
+    asked = fig["walk_in_demand"] + fig["preorder_units"]
+    assert fig["preorders_accepted"] > 0 and asked > 0
+    assert fig["delivered_units"] < 1.5 * asked
+    assert fig["oversold_lines"] == 0 and fig["preorders_filled_pct"] == 100.0
