@@ -235,8 +235,8 @@ def _unheld(books: dict[str, StoreBook], held: dict[tuple[str, str], int],
     pre-orders not collected yet, taken from the first to expire as a pickup would."""
     lots: dict[str, list[tuple[str, date | None, int]]] = {s: list(b.stock())
                                                            for s, b in books.items()}
-    for sid, item, expiry, q in on_the_way:
-        lots[sid].append((item, expiry, q))
+    for sid, item, arriving_expiry, q in on_the_way:
+        lots[sid].append((item, arriving_expiry, q))
     out = []
     for sid, rows in lots.items():
         left: dict[str, int] = {}
