@@ -50,7 +50,6 @@ class Figures:
     chilled_lines_refused: int = 0  # plan lines refused: a fridge in alarm or offline
     accepted_beyond_capacity: int = 0  # audit: orders over a store's wave capacity
     revenue: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def derived(self) -> dict[str, float]:
         demand = self.walk_in_demand + self.preorder_units
@@ -65,7 +64,6 @@ class Figures:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("extra")
         out.update(self.derived())
         return out
 
@@ -149,10 +147,10 @@ def simulate(market: Market, demand: Demand, policy: str, days: int) -> Figures:
             it = item_of[p.item]
             vol[p.store] = vol.get(p.store, 0.0) + (it.unit_volume * p.qty if it.chilled
                                                     else 0.0)
-        fig.accepted_beyond_capacity += sum(
-            1 for sid, c in count.items()
-            if c > stores_by_id[sid].pickup_capacity or vol[sid] > stores_by_id[sid]
-            .fridge_capacity * market.preorder_fridge_share + 1e-9)
+        for sid, c in count.items():
+            s = stores_by_id[sid]
+            over_volume = vol[sid] > s.fridge_capacity * market.preorder_fridge_share + 1e-9
+            fig.accepted_beyond_capacity += max(c - s.pickup_capacity, int(over_volume))
 
     sold_today = np.zeros((n_s, n_i), dtype=np.int64)
     for t in range(-1, days):

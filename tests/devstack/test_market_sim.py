@@ -136,3 +136,17 @@ def test_a_two_day_lead_time_counts_what_is_on_the_way_once() -> None:
     assert fig["preorders_accepted"] > 0 and asked > 0
     assert fig["delivered_units"] < 1.5 * asked
     assert fig["oversold_lines"] == 0 and fig["preorders_filled_pct"] == 100.0
+
+
+def test_the_capacity_audit_catches_an_admission_that_lets_everything_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    market = parse_market(SMALL.replace("pickup_capacity = 10", "pickup_capacity = 0"), "m")
+    demand = synthetic(market, market.warmup_days + 8, 1)
+    honest = simulate(market, demand, "ours", 8).as_dict()
+    assert honest["preorders_accepted"] == 0 and honest["preorders_refused_capacity"] > 0
+    assert honest["accepted_beyond_capacity"] == 0
+    from cloud_gateway.supply.admission import Admission
+
+    monkeypatch.setattr(Admission, "refusal", lambda self, store, lines: None)
+    broken = simulate(market, demand, "ours", 8).as_dict()
+    assert broken["accepted_beyond_capacity"] == broken["preorders_accepted"] > 0
