@@ -143,9 +143,9 @@ class PickupFlow:
             f"handed over unweighed ({override})")
         events, write = desk.moves(moves, wall)
         events += [(c.fridge, "lane_check", c.data()) for c in h.checks()]
-        unweighed, _, hand_back = fridges.release(  # a door still open, a lane still moving
+        later, _, hand_back = fridges.release(  # a door still open, a lane still moving
             h, f"during the handover of order {order_id}, confirmed before it was weighed", qty)
-        events += unweighed
+        events += later
         events.append(("orders", "order", progress_data(
             OrderProgress(order_id, "picked_up", diffs, note, unweighed=override))))
         st = desk.order_state(order_id)
