@@ -227,12 +227,12 @@ class Kiosk:
                 c = f.get(key)
                 view[key + "_text"] = None if c is None else t.temperature(c)
             fridges[fid] = view
-        return {**snap, "fridges": fridges, "alerts": alerts_view(snap.get("alerts"), t)}
+        return {**snap, "fridges": fridges, "alerts": alerts_view(snap.get("alerts"), t, self.tz)}
 
     def counter_view(self, snap: dict[str, Any], t: Translator) -> dict[str, Any]:
         """A counter snapshot in `t`'s words, times in the store's zone."""
         view: dict[str, Any] = localize(snap, t, self.tz)
-        view["alerts"] = alerts_view(snap.get("alerts"), t)
+        view["alerts"] = alerts_view(snap.get("alerts"), t, self.tz)
         return view
 
     # ------------------------------------------------------------ the counter

@@ -94,12 +94,16 @@ def alert_text(alert: Mapping[str, Any], t: Translator) -> str:
     return t.gettext(str(alert.get("message", "")))
 
 
-def alerts_view(alerts: Any, t: Translator) -> list[dict[str, Any]]:
-    """The alerts a page lists, each with its words (`text`) and its severity in words."""
+def alerts_view(alerts: Any, t: Translator, tz: str) -> list[dict[str, Any]]:
+    """The alerts a page lists, each with its words (`text`), its severity in words and
+    since when (the store's time of day)."""
     out = []
     for a in alerts if isinstance(alerts, list) else []:
         if isinstance(a, Mapping):
             sev = str(a.get("severity", ""))
+            since = a.get("since")
             out.append({**a, "text": alert_text(a, t),
-                        "severity_text": t.gettext(SEVERITY.get(sev, N_("Warning")))})
+                        "severity_text": t.gettext(SEVERITY.get(sev, N_("Warning"))),
+                        "since_text": None if not isinstance(since, int | float) else
+                        t.gettext(N_("since %(time)s")) % {"time": t.time(since, tz)}})
     return out

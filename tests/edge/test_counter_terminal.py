@@ -137,6 +137,9 @@ def test_counter_on_the_terminal_in_chinese(
         utc = datetime.fromtimestamp(due, UTC).strftime("%H:%M")
         until = page.inner_text("#orders li[data-order='101'] .until")
         assert until == f"{local} 前取货" and utc not in until
+        hot = next(a for a in agent.alerting.active() if a.rule == "hot")
+        since = datetime.fromtimestamp(hot.started_at, SHANGHAI).strftime("%H:%M")
+        expect(page.locator("#alerts li.alert.critical .since")).to_have_text(f" · 自 {since} 起")
         clock = page.inner_text("#clock")
         assert datetime.now(SHANGHAI).strftime("%H:") in clock or \
             (datetime.now(SHANGHAI) - timedelta(minutes=1)).strftime("%H:") in clock
@@ -158,6 +161,15 @@ def test_counter_on_the_terminal_in_chinese(
         expect(page.locator("#lines")).to_contain_text("fridge-1 第0道")
         assert in_view(page, "#confirm")
         screenshot(page, "counter-terminal-handover")
+        page.click("#report")  # the quantities to type fit the screen too
+        expect(page.locator("#send-diff")).to_be_visible()
+        assert overflow_px(page) == 0
+        screenshot(page, "counter-terminal-report")
+        page.click("#abort")
+        expect(page.locator("#verdict-title")).to_have_text("订单 101 的交货已取消")
+        page.keyboard.type("]Q1" + PickupCodec(STORE, KEY).issue(101, now + 3600))
+        page.keyboard.press("Enter")
+        expect(page.locator("#confirm")).to_be_visible()
         page.click("#confirm")
         expect(page.locator("#verdict.bad")).to_have_attribute("data-reason", "unweighed")
         expect(page.locator("#verdict-title")).to_have_text("还没有称重")
@@ -215,8 +227,12 @@ def test_counter_on_the_terminal_in_chinese(
         assert english_words(text, DATA + alert_words(agent)) == []
         assert overflow_px(page) == 0
         screenshot(page, "kiosk-terminal")
-        # English on request, remembered.
+        # English on request, remembered, and it fits the screen as well.
         page.goto(f"http://127.0.0.1:{port}/counter?lang=en")
         expect(page.locator("h1")).to_have_text("Counter")
         page.goto(f"http://127.0.0.1:{port}/counter")
         expect(page.locator("h1")).to_have_text("Counter")
+        expect(page.locator("#alerts li.alert.critical .since")).to_contain_text("since")
+        assert overflow_px(page) == 0
+        assert in_view(page, "#alerts-box") and in_view(page, "#expiring-box")
+        screenshot(page, "counter-terminal-english")
