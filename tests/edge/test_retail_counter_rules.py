@@ -45,12 +45,15 @@ def test_an_unweighed_smart_fridge_pickup_is_refused_until_a_reason_is_given(
     # A reason that is not one of the counter's is refused as well.
     assert r.handle("confirm", {"order": 41, "override": "because"})["reason"] == "refused"
     assert r.handle("confirm", {"order": 41, "override": 3})["reason"] == "refused"
-    done = r.handle("confirm", {"order": 41, "override": "taken_by_hand"})
-    assert done["ok"] and done["unweighed"] == "taken_by_hand"
+    # The clerk's own count does not excuse the weighing either.
+    counted = {"order": 41, "quantities": {MILK: 1, BREAD: 1}}
+    assert r.handle("confirm", counted)["reason"] == "unweighed"
+    done = r.handle("confirm", {**counted, "override": "taken_by_hand"})
+    assert done["ok"] and "with differences" in done["title"]
     assert "Confirmed without weighing: Taken out by hand" in done["message"]
     # Recorded at the terminal (the order's row and its event) and for the cloud.
     [picked] = [p for p in env.events("order") if p["state"] == "picked_up"]
-    assert picked["unweighed"] == "taken_by_hand"
+    assert picked["unweighed"] == "taken_by_hand" and picked["differences"] == [[MILK, -1]]
     assert parse_progress(picked).unweighed == "taken_by_hand"
     (note,) = env.store.db.execute("SELECT note FROM orders WHERE id=41").fetchone()
     assert note == "handed over unweighed (taken_by_hand)"
