@@ -53,6 +53,13 @@ class Sentences:
     parts: tuple[Message, ...]
 
 
+@dataclass(frozen=True)
+class Facts:
+    """Short facts about one thing shown side by side: "批号 B1 · 12月8日 到期"."""
+
+    parts: tuple[Message, ...]
+
+
 SEVERITY = {"warning": N_("Warning"), "critical": N_("Critical")}
 
 
@@ -64,6 +71,8 @@ def localize(value: Any, t: Translator, tz: str) -> Any:
     if isinstance(value, Sentences):
         sep = "" if t.locale.startswith("zh") else " "
         return sep.join(localize(p, t, tz) for p in value.parts)
+    if isinstance(value, Facts):
+        return " · ".join(localize(p, t, tz) for p in value.parts)
     if isinstance(value, Money):
         return t.money(value.fen)
     if isinstance(value, Grams):

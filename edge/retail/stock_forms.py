@@ -16,7 +16,7 @@ from edge.retail import ledger
 from edge.retail.desk import Desk, RetailError, whole_number
 from edge.retail.handover import LaneWatch
 from edge.scan.parse import Scan
-from edge.words import Day, Grams, Money, Sentences
+from edge.words import Day, Facts, Grams, Money, Sentences
 from xiaodian.i18n import N_, Message
 from xiaodian.wire.retail import MAX_QTY, CatalogueItem, Movement, movement_data
 
@@ -75,7 +75,7 @@ class StockForms:
                    if m.note and m.note.startswith(NOTE) else None]
         # A weighed good's label carries its weight and price: the clerk reads both.
         return desk.say(True, Message(SCANNED[mode], {"name": cat.name}),
-                        Sentences(tuple(d for d in details if d is not None)),
+                        Facts(tuple(d for d in details if d is not None)),
                         source=source, item=item,
                         weight=None if scan.weight_g is None else Grams(scan.weight_g),
                         price=None if scan.price_fen is None else Money(scan.price_fen))

@@ -83,6 +83,14 @@ def alert_words(agent: Any) -> list[str]:
     return re.findall(r"[A-Za-z]+", " ".join(a.message for a in agent.alerting.active()))
 
 
+def small_targets(page: Any) -> list[str]:
+    """Buttons and links on screen a finger would struggle with (under 44 px high)."""
+    return list(page.evaluate("""[...document.querySelectorAll('button, a, select')]
+        .filter((e) => e.offsetParent !== null)
+        .filter((e) => e.getBoundingClientRect().height < 44)
+        .map((e) => e.outerHTML.slice(0, 80))"""))
+
+
 def test_counter_on_the_terminal_in_chinese(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
 ) -> None:
@@ -146,9 +154,14 @@ def test_counter_on_the_terminal_in_chinese(
         assert english_words(visible_text(page), DATA + alert_words(agent)) == []
         assert overflow_px(page) == 0
         screenshot(page, "counter-terminal-idle")
-        # The stock form is there too, one scroll of the right column away.
-        page.locator("#st-send").scroll_into_view_if_needed()
+        assert small_targets(page) == []
+        # The stock form is there too: "Stock count" brings it on screen.
+        expect(page.locator("#st-send")).not_to_be_in_viewport()
+        page.click(".modes button[data-mode='stock']")
         expect(page.locator("#st-send")).to_be_in_viewport()
+        expect(page.locator(".modes button[data-mode='stock']")).to_have_class("on")
+        assert small_targets(page) == []
+        page.click(".modes button[data-mode='sale']")
         assert overflow_px(page) == 0
         screenshot(page, "counter-terminal-stock-form")
         page.locator("#alerts-box").scroll_into_view_if_needed()
@@ -175,6 +188,7 @@ def test_counter_on_the_terminal_in_chinese(
         expect(page.locator("#verdict-title")).to_have_text("还没有称重")
         expect(page.locator("#override")).to_be_visible()
         assert in_view(page, "#override button[data-reason='taken_by_hand']")
+        assert small_targets(page) == []
         assert [p["state"] for p in events(db, "order")] == ["received"]
         assert english_words(visible_text(page), DATA + alert_words(agent)) == []
         assert overflow_px(page) == 0
