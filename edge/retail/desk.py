@@ -20,7 +20,7 @@ from edge.retail import ledger
 from edge.retail.verify import OrderState
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
-from edge.words import Sentences
+from edge.words import Facts, Sentences
 from xiaodian.i18n import DEFAULT_TZ, N_, Message
 from xiaodian.wire.retail import (
     CatalogueItem,
@@ -52,7 +52,7 @@ class RetailError(EdgeError):
         self.reason = reason
 
 
-Text = Message | Sentences | str  # a verdict's title and message; a str is data (a name)
+Text = Message | Sentences | Facts | str  # a verdict's title and message; str: data (a name)
 
 
 class Desk:
