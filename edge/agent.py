@@ -28,7 +28,7 @@ from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.kiosk import Kiosk
-from edge.retail.service import Retail
+from edge.retail.service import Retail, local_date
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
@@ -38,6 +38,7 @@ from edge.uplink import Uplink
 from edge.wallclock import WallClock
 from xiaodian import __version__
 from xiaodian.config import load_config
+from xiaodian.i18n import N_, Message
 from xiaodian.wire import payloads
 from xiaodian.wire.payloads import Kind, PayloadError
 from xiaodian.wire.retail import parse_downlink
@@ -117,12 +118,14 @@ class Agent:
         self.kiosk: Kiosk | None = None
         if config.edge.kiosk_port:
             self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port,
-                               allow_remote=config.edge.kiosk_allow_remote)
+                               allow_remote=config.edge.kiosk_allow_remote, tz=config.edge.tz)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
+        tz = config.edge.tz
         self.retail = Retail(self.store, config.edge.store_id, self.clock, config.pickup,
-                             config.retail, self.fridge_readers)
+                             config.retail, self.fridge_readers,
+                             today=lambda wall: local_date(wall, tz))
         self.retail_seen = -1  # retail.version last published to the counter page
 
     # ------------------------------------------------------------ steps
@@ -174,7 +177,7 @@ class Agent:
     def kiosk_snapshot(self) -> dict[str, object]:
         alerts = [
             {"id": a.id, "fridge": a.fridge, "rule": a.rule, "severity": a.severity,
-             "message": a.message}
+             "message": a.message, "data": dict(a.data), "since": a.started_at}
             for a in self.alerting.active()
         ]
         fridges = {f: dict(self.latest.get(f, {})) for f in self.fridge_readers}
@@ -211,10 +214,11 @@ class Agent:
             for req in self.kiosk.take_requests():
                 try:
                     answers.append((req, self.retail.handle(req.action, req.body)))
-                except Exception as exc:  # the page must get an answer; the loop goes on
+                except Exception:  # the page must get an answer; the loop goes on
                     log.exception("counter request %s failed", req.action)
-                    answers.append((req, {"ok": False, "title": "Terminal error",
-                                          "message": str(exc)}))
+                    answers.append((req, {"ok": False, "title": Message(N_("Terminal error")),
+                                          "message": Message(N_("Try again; if it happens "
+                                                                "again, call support."))}))
         try:
             self.retail.tick()
         except Exception:

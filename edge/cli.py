@@ -44,7 +44,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         wall = time.time()
         out = {"counts": store.counts(), "devices": {d: store.latest(d) for d in cfg.device_ids},
-               "retail": retail_status(store.db, wall, local_date(wall),
+               "retail": retail_status(store.db, wall, local_date(wall, cfg.edge.tz),
                                        cfg.retail.expiry_window_days)}
     finally:
         store.close()

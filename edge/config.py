@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xiaodian.config import load_config
+from xiaodian.i18n import DEFAULT_TZ
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki.keys import load_command_public_key
 from xiaodian.pki.names import PkiError
@@ -74,11 +76,15 @@ class EdgeSettings:
     # The counter page hands over orders and books stock without a login: another address
     # than loopback puts that on the shop's network, so it must be asked for explicitly.
     kiosk_allow_remote: bool = False
+    # The store's own time zone (IANA name): the terminal's pages show times and the
+    # counter counts days (expiry) in it, whatever zone the terminal's OS is set to.
+    tz: str = DEFAULT_TZ
 
     def __post_init__(self) -> None:
         if not ids.is_store_id(self.store_id):
             raise ValueError(f"store_id: {self.store_id!r} must be 1-64 letters, digits, '_' or"
                              " '-', starting with a letter or digit (a certificate name)")
+        check_tz(self.tz)
         if not 0.05 <= self.publish_interval_s <= 3600:
             raise ValueError("publish_interval_s: must be between 0.05 and 3600 seconds")
         if not 0.05 <= self.readings_interval_s <= 3600:
@@ -219,6 +225,16 @@ class EdgeConfig:
 
 def load(path: Path | str) -> EdgeConfig:
     return load_config(path, EdgeConfig)
+
+
+def check_tz(tz: str) -> None:
+    """An IANA time zone name this machine knows ("Asia/Shanghai"), else ValueError."""
+    try:
+        if not tz or tz != tz.strip() or tz.startswith(("/", ".")):
+            raise ValueError
+        ZoneInfo(tz)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"tz: {tz!r} is not a time zone name such as 'Asia/Shanghai'") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,11 @@
 """The terminal's own pages on loopback: fridges, alerts and the buzzer (`/`), and the
 counter (`/counter`: scans, pickups, deliveries, expiring stock), with or without network.
 
+Chinese first: every page and every answer is put in the reader's words per request
+(zh-CN unless `?lang=en`, remembered in the `lang` cookie), with times in the store's
+zone. The pages are Jinja templates (edge/templates) served by the standard library's
+server, which is lighter on the terminal than an ASGI stack.
+
 The HTTP threads never touch SQLite or the MQTT client. They read snapshots the agent's
 main thread publishes (`update`, `update_counter`), and hand the counter's requests to that
 thread through a bounded queue, waiting for its answer. Why not their own SQLite
@@ -17,14 +22,17 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from xiaodian import http_limits
+from xiaodian.i18n import DEFAULT_TZ, N_, Translator, negotiate, translator
+from xiaodian.i18n.templates import render
 
-from .config import is_loopback
+from .config import check_tz, is_loopback
+from .words import alerts_view, localize
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,10 @@ class CounterRequest:
 
 
 class Kiosk:
-    def __init__(self, host: str, port: int, *, allow_remote: bool = False) -> None:
+    def __init__(self, host: str, port: int, *, allow_remote: bool = False,
+                 tz: str = DEFAULT_TZ) -> None:
+        check_tz(tz)
+        self.tz = tz
         if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(f"kiosk: {host!r} is not loopback and remote access is off")
@@ -60,9 +71,6 @@ class Kiosk:
         self._counter_version = 0
         self._closing = False
         self.requests: queue.Queue[CounterRequest] = queue.Queue(maxsize=64)
-        static = resources.files("edge").joinpath("static")
-        page = static.joinpath("kiosk.html").read_bytes()
-        counter_page = static.joinpath("counter.html").read_bytes()
         kiosk = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,25 +82,38 @@ class Kiosk:
                     return True
                 return False
 
+            def _reader(self, query: dict[str, list[str]]) -> tuple[Translator, str | None]:
+                """The reader's translator, and the `lang` to remember when asked now."""
+                asked = query.get("lang", [None])[0]
+                remembered = None
+                with contextlib.suppress(CookieError):
+                    jar = SimpleCookie(self.headers.get("Cookie") or "")
+                    if "lang" in jar:
+                        remembered = jar["lang"].value
+                locale = negotiate(asked, remembered)
+                return translator(locale), (locale if asked else None)
+
             def do_GET(self) -> None:
                 if self._foreign():
                     return
                 url = urlsplit(self.path)
-                if url.path == "/":
-                    self._send(200, "text/html; charset=utf-8", page)
-                elif url.path == "/counter":
-                    self._send(200, "text/html; charset=utf-8", counter_page)
+                query = parse_qs(url.query)
+                t, remember = self._reader(query)
+                if url.path in ("/", "/counter"):
+                    name = "kiosk.html" if url.path == "/" else "counter.html"
+                    body = render("edge", "templates", name, t, tz=kiosk.tz).encode()
+                    self._send(200, "text/html; charset=utf-8", body, remember)
                 elif url.path == "/api/status":
-                    self._send(200, "application/json", json.dumps(kiosk.snapshot()).encode())
+                    self._json(200, kiosk.status_view(t))
                 elif url.path == "/api/counter":
                     try:
-                        since = int(parse_qs(url.query).get("since", ["-1"])[0])
+                        since = int(query.get("since", ["-1"])[0])
                     except ValueError:
                         since = -1
                     version, snap = kiosk.counter_snapshot(since, LONG_POLL_S)
-                    self._json(200, {"version": version, **snap})
+                    self._json(200, {"version": version, **kiosk.counter_view(snap, t)})
                 else:
-                    self._json(404, {"error": "no such path"})
+                    self._json(404, {"error": t.gettext(N_("No such page."))})
 
             def do_POST(self) -> None:
                 if self._foreign():
@@ -125,25 +146,32 @@ class Kiosk:
                 if not isinstance(body, dict):
                     self._json(400, {"error": "body must be a JSON object"})
                     return
+                t, _ = self._reader(parse_qs(urlsplit(self.path).query))
                 req = CounterRequest(action, body)
                 try:
                     kiosk.requests.put_nowait(req)
                 except queue.Full:
-                    self._json(503, {"error": "the terminal is busy: scan again"})
+                    self._json(503, {"error": t.gettext(N_("The terminal is busy: scan "
+                                                           "again."))})
                     return
                 if not req.done.wait(ANSWER_S) or req.result is None:
-                    self._json(503, {"error": "the terminal did not answer: scan again"})
+                    self._json(503, {"error": t.gettext(N_("The terminal did not answer: "
+                                                           "scan again."))})
                     return
-                self._json(200, req.result)
+                self._json(200, localize(req.result, t, kiosk.tz))
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
                 self._send(status, "application/json", json.dumps(body).encode())
 
-            def _send(self, status: int, ctype: str, body: bytes) -> None:
+            def _send(self, status: int, ctype: str, body: bytes,
+                      remember: str | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
+                if remember is not None:  # ?lang= asked: the terminal keeps to it
+                    self.send_header("Set-Cookie", f"lang={remember}; Path=/; "
+                                     "Max-Age=31536000; SameSite=Strict")
                 self.end_headers()
                 # The page may have gone (reloaded) while its long poll waited.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -188,6 +216,24 @@ class Kiosk:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self._snapshot
+
+    def status_view(self, t: Translator) -> dict[str, Any]:
+        """The terminal page's data in `t`'s words: alert texts, temperatures."""
+        snap = self.snapshot()
+        fridges = {}
+        for fid, f in (snap.get("fridges") or {}).items():
+            view = dict(f)
+            for key in ("product_c", "air_c"):
+                c = f.get(key)
+                view[key + "_text"] = None if c is None else t.temperature(c)
+            fridges[fid] = view
+        return {**snap, "fridges": fridges, "alerts": alerts_view(snap.get("alerts"), t, self.tz)}
+
+    def counter_view(self, snap: dict[str, Any], t: Translator) -> dict[str, Any]:
+        """A counter snapshot in `t`'s words, times in the store's zone."""
+        view: dict[str, Any] = localize(snap, t, self.tz)
+        view["alerts"] = alerts_view(snap.get("alerts"), t, self.tz)
+        return view
 
     # ------------------------------------------------------------ the counter
 

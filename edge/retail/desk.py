@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from edge.config import RetailSettings
 from edge.retail import ledger
 from edge.retail.verify import OrderState
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
+from edge.words import Facts, Sentences
+from xiaodian.i18n import DEFAULT_TZ, N_, Message
 from xiaodian.wire.retail import (
     CatalogueItem,
     ExpiryLine,
@@ -35,12 +38,21 @@ EventRow = tuple[str, str, dict[str, Any]]  # an outbox event: (device, type, da
 Writer = Callable[[sqlite3.Connection], None]  # rows written in the same transaction
 
 
-def local_date(wall: float) -> date:
-    return datetime.fromtimestamp(wall).date()
+def local_date(wall: float, tz: str = DEFAULT_TZ) -> date:
+    """The store's calendar day at `wall` (in its own time zone, not the terminal's)."""
+    return datetime.fromtimestamp(wall, UTC).astimezone(ZoneInfo(tz)).date()
 
 
 class RetailError(EdgeError):
-    """A request the clerk made that cannot be done; the message says why."""
+    """A request the clerk made that cannot be done; `words` says why, for the page."""
+
+    def __init__(self, words: Message, reason: str = "refused") -> None:
+        super().__init__(str(words))
+        self.words = words
+        self.reason = reason
+
+
+Text = Message | Sentences | Facts | str  # a verdict's title and message; str: data (a name)
 
 
 class Desk:
@@ -80,15 +92,23 @@ class Desk:
                 ledger.write_movement(db, m, wall)
         return events, write
 
-    def record(self, moves: list[Movement]) -> None:
-        """Stock movements with their events, then the expiry list they may change."""
+    def record(self, moves: list[Movement], extra: Writer | None = None) -> None:
+        """Stock movements with their events (and `extra` rows, in the same transaction),
+        then the expiry list they may change."""
         wall, _ = self.now()
         events, write = self.moves(moves, wall)
-        self.commit(events, write)
+
+        def write_all(db: sqlite3.Connection) -> None:
+            write(db)
+            if extra is not None:
+                extra(db)
+        self.commit(events, write_all)
         self.check_expiry()
 
-    def say(self, ok: bool, title: str, message: str = "", **extra: Any) -> dict[str, Any]:
-        """The verdict the counter page shows next (and the answer to the request)."""
+    def say(self, ok: bool, title: Text, message: Text | None = None,
+            **extra: Any) -> dict[str, Any]:
+        """The verdict the counter page shows next (and the answer to the request); its
+        texts are put in the reader's words by the page server (edge.words.localize)."""
         wall, _ = self.now()
         self.verdict = {"seq": self.verdict["seq"] + 1, "ok": ok, "title": title,
                         "message": message, "at": wall, **extra}
@@ -99,11 +119,11 @@ class Desk:
         c = self.catalogue.get(item)
         return c.name if c else item
 
-    def where(self, item: str) -> str:
+    def where(self, item: str) -> Message:
         c = self.catalogue.get(item)
         if c is None or c.location is None:
-            return "shelf"
-        return f"{c.location.fridge} lane {c.location.lane}"
+            return Message(N_("shelf"))
+        return lane_words(c.location.fridge, c.location.lane)
 
     # ------------------------------------------------------------ order rows
 
@@ -150,11 +170,15 @@ class Desk:
                     lambda db: ledger.set_meta(db, "expiry_reported", text))
 
 
+def lane_words(fridge: str, lane: int) -> Message:
+    return Message(N_("%(fridge)s lane %(lane)s"), {"fridge": fridge, "lane": lane})
+
+
 def whole_number(body: Mapping[str, Any], key: str, signed: bool = False) -> int:
     """A whole number from a page request (a bool is no number here)."""
     v = body.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not signed):
-        raise RetailError(f"{key}: expected a whole number")
+        raise RetailError(Message(N_("%(field)s: expected a whole number"), {"field": key}))
     return v
 
 
@@ -165,5 +189,5 @@ def quantities(v: Any) -> dict[str, int] | None:
     if not isinstance(v, dict) or not all(
             isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1000
             for k, n in v.items()):
-        raise RetailError("quantities: expected {item: pieces handed over}")
+        raise RetailError(Message(N_("The quantities handed over are not whole numbers.")))
     return dict(v)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xiaodian.i18n import N_, Message
 from xiaodian.wire import retail
 from xiaodian.wire.retail import Location
 
@@ -54,7 +55,8 @@ class LaneCheck:
     expected_grams: int
     measured_grams: int
     verdict: retail.LaneVerdict
-    note: str
+    note: str  # for the cloud's record (English, as the contract has it)
+    words: Message | None = None  # for the clerk, when the counter shows it
 
     def data(self) -> dict[str, Any]:
         return retail.lane_check_data(retail.LaneCheck(
@@ -198,8 +200,11 @@ class Handover:
                     f"{-gone} put in" if gone < 0 else "nothing taken")
             note = (f"{ln.name}: {what} {phrase}" if handed is None else
                     f"{ln.name}: {what}, {n} handed over {phrase}")
+            words = Message(N_("%(name)s: %(n)s taken") if gone > 0 else
+                            N_("%(name)s: %(n)s put in") if gone < 0 else
+                            N_("%(name)s: nothing taken"), {"name": ln.name, "n": abs(gone)})
             checks.append(LaneCheck(key[0], key[1], self.order, base - n * unit, final,
-                                    "ok" if gone == n else "mismatch", note))
+                                    "ok" if gone == n else "mismatch", note, words))
             if not measured:
                 later.append((key, final))  # the door is still open: more may go
         return checks, later
@@ -282,19 +287,26 @@ class Handover:
         return [(ln.item, t - ln.qty) for ln in self.lines
                 if (t := taken[ln.item]) is not None and t != ln.qty]
 
-    def waiting_for(self) -> str | None:
+    def unweighed(self) -> list[str]:
+        """The fridges of this order whose taking has not been weighed yet: the door not
+        yet opened and shut, a lane not settled, or an unlock that failed (the clerk takes
+        the items by hand, so nothing weighs them)."""
+        return [k for k, f in sorted(self.fridges.items()) if f.phase != "measured"]
+
+    def waiting_for(self) -> Message | None:
         """What the handover still waits for, in the clerk's words; None when measured."""
         for fridge, f in sorted(self.fridges.items()):
             if f.phase == "failed":
                 continue
+            p = {"fridge": fridge}
             if f.phase in ("locked", "unlocking"):
-                return f"unlocking {fridge}"
+                return Message(N_("Unlocking %(fridge)s"), p)
             if f.phase == "unlocked":
-                return f"{fridge} unlocked: open the door and take the items"
+                return Message(N_("%(fridge)s unlocked: open the door and take the items"), p)
             if f.phase == "open":
-                return f"{fridge} open: close the door when done"
+                return Message(N_("%(fridge)s open: close the door when done"), p)
             if f.phase == "closed":
-                return f"{fridge} closed: weighing"
+                return Message(N_("%(fridge)s closed: weighing"), p)
         return None
 
     def view(self) -> dict[str, Any]:
@@ -304,17 +316,31 @@ class Handover:
             "order": self.order,
             "customer": self.customer,
             "lines": [{"item": ln.item, "name": ln.name, "qty": ln.qty,
-                       "where": (f"{ln.location.fridge} lane {ln.location.lane}"
-                                 if ln.location else "shelf"),
+                       "where": (Message(N_("%(fridge)s lane %(lane)s"),
+                                         {"fridge": ln.location.fridge,
+                                          "lane": ln.location.lane})
+                                 if ln.location else Message(N_("shelf"))),
+                       "weighed": ln.location is not None,
                        # Shelf items are not weighed: nothing to show as "taken".
                        "taken": taken[ln.item] if ln.location else None,
                        "difference": diffs.get(ln.item, 0)}
                       for ln in self.lines],
-            "fridges": {k: {"phase": f.phase, "note": f.note}
+            "fridges": {k: {"phase": f.phase, "note": _note_words(k, f.note)}
                         for k, f in sorted(self.fridges.items())},
+            "unweighed": self.unweighed(),
             "waiting_for": self.waiting_for(),
             "differences": [[i, d] for i, d in self.differences()],
         }
+
+
+def _note_words(fridge: str, note: str) -> Message | None:
+    """The clerk's words for why a fridge did not unlock (the note itself is kept as the
+    handover's state, English, across a restart)."""
+    if not note:
+        return None
+    if note.endswith("is not connected to this terminal"):
+        return Message(N_("%(fridge)s is not connected to this terminal"), {"fridge": fridge})
+    return Message(N_("%(fridge)s did not unlock"), {"fridge": fridge})
 
 
 class LaneWatch:

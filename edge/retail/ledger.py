@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
 
 from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Movement, MovementKind
+
+Writer = Callable[[sqlite3.Connection], None]  # rows written in one transaction with others
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retail_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -161,6 +163,10 @@ def meta(db: sqlite3.Connection, key: str) -> str | None:
 def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute("INSERT INTO retail_meta VALUES (?, ?) "
                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+def del_meta(db: sqlite3.Connection, key: str) -> None:
+    db.execute("DELETE FROM retail_meta WHERE key=?", (key,))
 
 
 def save_handover(db: sqlite3.Connection, order: int, nonce: int, state: str, through: str,

@@ -15,6 +15,7 @@ from typing import Any
 from edge.retail import ledger
 from edge.retail.desk import Desk, EventRow, RetailError
 from edge.retail.smart_fridge import SmartFridges
+from xiaodian.i18n import N_, Message
 from xiaodian.wire.retail import (
     Cancel,
     Catalogue,
@@ -27,6 +28,15 @@ from xiaodian.wire.retail import (
 
 DELIVERY_NEXT: dict[str, OrderState] = {"received": "packed", "packed": "out_for_delivery",
                  "out_for_delivery": "delivered"}
+
+
+# A delivery's state, and the button that moves it on, in the clerk's words.
+DELIVERY_WORDS = {"received": Message(N_("received")), "packed": Message(N_("packed")),
+                  "out_for_delivery": Message(N_("out for delivery")),
+                  "delivered": Message(N_("delivered"))}
+DELIVERY_BUTTON = {"received": Message(N_("Packed")),
+                   "packed": Message(N_("Out for delivery")),
+                   "out_for_delivery": Message(N_("Delivered"))}
 
 
 class Orders:
@@ -91,7 +101,9 @@ class Orders:
         hand_back()
         if ours:
             self.fridges.end()
-            desk.say(False, f"Order {msg.order} was just cancelled", "Do not hand it over.")
+            desk.say(False, Message(N_("Order %(order)s was just cancelled"),
+                                    {"order": msg.order}),
+                     Message(N_("Do not hand it over.")))
         return f"order {msg.order} cancelled"
 
     def reject(self, topic: str, payload: bytes, reason: str) -> None:
@@ -121,10 +133,11 @@ class Orders:
         desk = self.desk
         order, st = desk.order(order_id), desk.order_state(order_id)
         if order is None or st is None or order.mode != "delivery":
-            raise RetailError(f"No delivery order {order_id}.")
+            raise RetailError(Message(N_("No delivery order %(order)s."), {"order": order_id}))
         nxt = DELIVERY_NEXT.get(st.state)
         if nxt is None:
-            raise RetailError(f"Order {order_id} is {st.state}: nothing more to do.")
+            raise RetailError(Message(N_("Order %(order)s: nothing more to do."),
+                                      {"order": order_id}))
         wall, _ = desk.now()
         moves: list[Movement] = []
         if nxt == "packed":
@@ -139,7 +152,8 @@ class Orders:
             desk.set_state(db, order_id, nxt, wall)
         desk.commit(events, write_all)
         desk.check_expiry()
-        return desk.say(True, f"Delivery {order_id}: {nxt.replace('_', ' ')}",
+        return desk.say(True, Message(N_("Delivery %(order)s: %(state)s"),
+                                      {"order": order_id, "state": DELIVERY_WORDS[nxt]}),
                         order.customer, order=order_id)
 
     def open_orders(self, wall: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -152,6 +166,8 @@ class Orders:
                 "('received', 'packed', 'out_for_delivery') OR (state='delivered' AND "
                 "updated > ?) ORDER BY expires", (wall - 86400,)):
             row = {"order": oid, "customer": customer, "expires": expires, "state": state,
+                   "state_text": DELIVERY_WORDS.get(state, state),
+                   "next_text": DELIVERY_BUTTON.get(state),
                    "items": [{"item": i, "name": desk.name(i), "qty": q,
                               "where": desk.where(i)} for i, q in json.loads(lines)]}
             (orders if mode == "pickup" else deliveries).append(row)

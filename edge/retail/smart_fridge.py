@@ -17,6 +17,7 @@ from edge.retail import ledger
 from edge.retail.desk import Desk, EventRow
 from edge.retail.fridge_commands import FridgeCommands, Unlocks
 from edge.retail.handover import Handover, LaneCheck, LaneReading, LaneWatch, parse_lanes
+from xiaodian.i18n import N_, Message
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ class SmartFridges:
         self.saved = ""  # written again at the first save, with its new marks
         log.info("retail: handover of order %d resumed after a restart (%s)", h.order,
                  ", ".join(f"{k} {f.phase}" for k, f in sorted(h.fridges.items())))
-        desk.say(True, f"Order {h.order}: {h.customer}",
-                 "Handover resumed after the terminal restarted.", order=h.order,
+        desk.say(True, Message(N_("Order %(order)s: %(customer)s"),
+                               {"order": h.order, "customer": h.customer}),
+                 Message(N_("Handover resumed after the terminal restarted.")), order=h.order,
                  source="restart", handover=h.view())

@@ -7,28 +7,30 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from edge.scan.errors import PickupError
+from edge.words import Clock, Sentences
+from xiaodian.i18n import N_, Message
 from xiaodian.wire.pickup import PickupCodec, PickupTicket, _Verifier
 
 # What the clerk reads, per refusal reason: what happened and what to do.
 MESSAGES = {
-    "no_key": "This terminal has no pickup key: pickup codes cannot be checked here. "
-              "Call support.",
-    "malformed": "Not a readable pickup code. Ask the customer to show the code again.",
-    "oversize": "Not a pickup code (far too long).",
-    "wrong_store": "This code is for another store. The customer's app shows which one.",
-    "unknown_key": "This code was made with a key this terminal does not know. Call support.",
-    "bad_mac": "NOT a genuine pickup code (forged or altered). Do not hand anything over.",
-    "expired": "This pickup code has expired.",
-    "already_redeemed": "This order was already picked up.",
-    "unknown_order": "This terminal has not received this order yet. Try again in a minute; "
-                     "if the network is down, call support.",
-    "cancelled": "This order was cancelled.",
-    "order_expired": "This order expired: it was not collected in time.",
-    "not_pickup": "This is a delivery order, not for pickup at the counter.",
-    "rate_limited": "Too many failed scans.",
+    "no_key": N_("This terminal has no pickup key: pickup codes cannot be checked here. "
+                 "Call support."),
+    "malformed": N_("Not a readable pickup code. Ask the customer to show the code again."),
+    "oversize": N_("Not a pickup code (far too long)."),
+    "wrong_store": N_("This code is for another store. The customer's app shows which one."),
+    "unknown_key": N_("This code was made with a key this terminal does not know. "
+                      "Call support."),
+    "bad_mac": N_("NOT a genuine pickup code (forged or altered). Do not hand anything over."),
+    "expired": N_("This pickup code has expired."),
+    "already_redeemed": N_("This order was already picked up."),
+    "unknown_order": N_("This terminal has not received this order yet. Try again in a "
+                        "minute; if the network is down, call support."),
+    "cancelled": N_("This order was cancelled."),
+    "order_expired": N_("This order expired: it was not collected in time."),
+    "not_pickup": N_("This is a delivery order, not for pickup at the counter."),
+    "rate_limited": N_("Too many failed scans."),
 }
 
 
@@ -46,7 +48,7 @@ class OrderState:
 @dataclass(frozen=True)
 class Refused:
     reason: str  # a key of MESSAGES
-    message: str  # for the clerk
+    message: Sentences  # for the clerk: what happened and what to do, then the details
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,13 @@ class Accepted:
     order: OrderState
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def refuse(reason: str, detail: Message | None = None) -> Refused:
+    parts = (Message(MESSAGES[reason]),) + ((detail,) if detail is not None else ())
+    return Refused(reason, Sentences(parts))
 
 
-def refuse(reason: str, detail: str = "") -> Refused:
-    return Refused(reason, MESSAGES[reason] + (f" ({detail})" if detail else ""))
+def _order(order: int) -> Message:
+    return Message(N_("Order %(order)s."), {"order": order})
 
 
 def check_code(
@@ -76,24 +79,29 @@ def check_code(
     try:
         ticket = codec.verify(code, now)
     except PickupError as exc:
-        # The codec's own words add something only where they carry a time or a key id.
-        return refuse(exc.reason, exc.message if exc.reason in ("expired", "unknown_key") else "")
+        return refuse(exc.reason)  # (the codec's own words are English, for logs)
     when = redeemed_at(ticket.store_id, ticket.order_id)
     if when is not None:
-        return refuse("already_redeemed", f"order {ticket.order_id} at {_when(when)}")
+        return refuse("already_redeemed", Message(
+            N_("Order %(order)s, picked up at %(when)s."),
+            {"order": ticket.order_id, "when": Clock(when)}))
     o = order(ticket.order_id)
     if o is None:
-        return refuse("unknown_order", f"order {ticket.order_id}")
+        return refuse("unknown_order", _order(ticket.order_id))
     if o.state == "picked_up":
-        return refuse("already_redeemed", f"order {o.id}")
+        return refuse("already_redeemed", _order(o.id))
     if o.state == "cancelled":
-        return refuse("cancelled", f"order {o.id}" + (f": {o.note}" if o.note else ""))
+        # The cloud's reason is the shop's own data (its words, as written).
+        return refuse("cancelled", Message(N_("Order %(order)s: %(note)s"),
+                                           {"order": o.id, "note": o.note})
+                      if o.note else _order(o.id))
     if o.mode != "pickup":
-        return refuse("not_pickup", f"order {o.id}")
+        return refuse("not_pickup", _order(o.id))
     if o.state == "expired" or now >= o.expires:
-        return refuse("order_expired", f"order {o.id}, at {_when(o.expires)}")
+        return refuse("order_expired", Message(N_("Order %(order)s, due by %(when)s."),
+                                               {"order": o.id, "when": Clock(o.expires)}))
     if o.state != "received":
-        return refuse("already_redeemed", f"order {o.id} is {o.state}")
+        return refuse("already_redeemed", _order(o.id))
     return Accepted(ticket, o)
 
 

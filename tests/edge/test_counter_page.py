@@ -112,7 +112,7 @@ def test_counter_pickup_refusal_and_offline_pickup_in_chromium(
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"http://127.0.0.1:{port}/counter")
+                page.goto(f"http://127.0.0.1:{port}/counter?lang=en")  # the English words
                 # Both orders came over MQTT (stored, then acknowledged) and are listed.
                 expect(page.locator("#orders li[data-order='102']")).to_contain_text("Li M.",
                                                                                      timeout=20000)

@@ -56,7 +56,7 @@ def test_stock_form_adjusts_and_records_waste_in_chromium(
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"http://127.0.0.1:{port}/counter")
+            page.goto(f"http://127.0.0.1:{port}/counter?lang=en")  # the English words
             expect(page.locator("#st-item option")).to_have_text(
                 ["choose the item…", "Bread", "Milk 1L"], timeout=20000)
 

@@ -17,6 +17,8 @@ from edge.retail.service import Retail
 from edge.retail.verify import Accepted, OrderState, RateLimiter, Refused, check_code
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
+from edge.words import localize
+from xiaodian.i18n import translator
 from xiaodian.wire.pickup import PickupCodec
 from xiaodian.wire.retail import (
     Cancel,
@@ -112,7 +114,7 @@ def test_verification_verdicts() -> None:
     assert reason(codec.issue(5, T0 + 3600)) == "order_expired"
     assert reason(good, redeemed=lambda s, o: T0 - 5) == "already_redeemed"
     refused = check_code(codec, codec.issue(2, T0 + 3600), T0, orders, never)
-    assert isinstance(refused, Refused) and "out of stock" in refused.message
+    assert isinstance(refused, Refused) and "out of stock" in en(refused.message)
 
 
 def test_rate_limiting_pauses_grow_and_a_success_clears_them() -> None:
@@ -150,7 +152,7 @@ def test_handover_measures_what_was_taken_and_shows_differences() -> None:
              PickLine(EGGS, "Eggs", 1, Location("fridge-1", 1, 600)),
              PickLine(BREAD, "Bread", 1, None)]
     h = Handover(7, "Wang L.", lines, {})
-    assert h.waiting_for() == "unlocking fridge-1"
+    assert en(h.waiting_for()) == "Unlocking fridge-1"
     h.unlocking("fridge-1")
     h.lanes("fridge-1", lanes(2500, 3000))  # baseline before the door opens
     h.unlocked("fridge-1", True)
@@ -159,7 +161,7 @@ def test_handover_measures_what_was_taken_and_shows_differences() -> None:
     h.lanes("fridge-1", [LaneReading(0, 1990, True)])  # milk settles while still open
     assert h.taken()[MILK] is None  # the door is open: nothing is final
     h.door("fridge-1", False)
-    assert h.waiting_for() == "fridge-1 closed: weighing"  # eggs not settled yet
+    assert en(h.waiting_for()) == "fridge-1 closed: weighing"  # eggs not settled yet
     h.lanes("fridge-1", [LaneReading(1, 1790, True)])
     assert h.waiting_for() is None
     checks = h.checks()
@@ -217,6 +219,18 @@ class FakeFridge:
         return FakeCommand()
 
 
+def en(value: Any) -> Any:
+    """What the page shows an English reader (the verdicts hold Messages until shown)."""
+    return localize(value, translator("en"), "Asia/Shanghai")
+
+
+class EnglishRetail(Retail):
+    """The service, its answers read as the English page shows them."""
+
+    def handle(self, action: str, body: Any) -> dict[str, Any]:
+        return dict(en(super().handle(action, body)))
+
+
 class Env:
     def __init__(self, tmp_path: Path, pickup: bool = True) -> None:
         self.t = [T0]
@@ -225,7 +239,7 @@ class Env:
         key_file.chmod(0o600)
         self.store = EdgeStore(tmp_path / "edge.sqlite3")
         self.fridge = FakeFridge()
-        self.retail = Retail(
+        self.retail = EnglishRetail(
             self.store, STORE, WallClock(now=lambda: self.t[0], synced=lambda: True),
             PickupSettings(key_file) if pickup else None, RetailSettings(2),
             {"fridge-1": self.fridge},  # type: ignore[dict-item]
@@ -428,7 +442,8 @@ def test_after_a_restart_orders_catalogue_and_redemptions_are_still_there(
     env.order(61)
     assert env.retail.handle("scan", {"code": env.codec.issue(60, T0 + 3600)})["ok"]
     env.retail.tick()
-    assert env.retail.handle("confirm", {"order": 60})["ok"]
+    # (Nobody opened the fridge: handed over unweighed, saying why.)
+    assert env.retail.handle("confirm", {"order": 60, "override": "taken_by_hand"})["ok"]
     env.store.close()
     again = Env(tmp_path)  # a new process on the same file (its catalogue version 3 is old)
     again.order(61)  # redelivered after the restart: still one order
@@ -448,7 +463,8 @@ def test_in_store_weighed_items_and_unknown_barcodes(tmp_path: Path) -> None:
     assert list(env.retail.catalogue) == ["in:42"]
     env.retail.handle("mode", {"mode": "receive"})
     v = env.retail.handle("scan", {"code": "]E02200042206981"})  # GB/T 18283, price 206.98
-    assert v["ok"] and v["title"] == "Receive: Pork belly"
+    assert v["ok"] and v["title"] == "Received: Pork belly"
+    assert v["price"] == "CN¥206.98" and v["weight"] is None  # what the label says
     env.retail.handle("mode", {"mode": "waste"})
     assert env.retail.handle("scan", {"code": "2200042206981"})["ok"]  # typed, no AIM
     moves = [parse_movement(d) for d in env.events("stock")]
@@ -513,7 +529,7 @@ def test_a_handover_carries_on_after_a_restart_with_what_the_fridge_did_meanwhil
     again = Env(tmp_path)
     r = again.retail
     assert r.handover is not None and r.handover.order == 70
-    assert r.verdict["ok"] and "resumed" in r.verdict["message"]
+    assert r.verdict["ok"] and "resumed" in en(r.verdict["message"])
     assert r.handover.waiting_for() is None and r.handover.taken()[MILK] == 2
     r.tick()
     assert again.fridge.sent == []  # the door was opened: no new unlock
@@ -748,8 +764,12 @@ def test_a_handover_confirmed_before_it_was_weighed_leaves_nothing_unchecked(
     r.tick()
     env.fridge_event("door", {"open": True})
     env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 1500, "stable": True}]})
-    # Confirmed with the door still open: 4 gone, 2 handed over (as ordered).
-    assert r.handle("confirm", {"order": 44})["ok"]
+    # Confirmed with the door still open: refused until the clerk says why; then 4 gone,
+    # 2 handed over (as ordered).
+    refused = r.handle("confirm", {"order": 44})
+    assert not refused["ok"] and refused["reason"] == "unweighed"
+    assert r.handover is not None and env.events("lane_check") == []
+    assert r.handle("confirm", {"order": 44, "override": "scale_not_settling"})["ok"]
     [check] = env.events("lane_check")
     assert (check["order"], check["expected_grams"], check["measured_grams"],
             check["verdict"]) == (44, 2000, 1500, "mismatch")
@@ -764,7 +784,7 @@ def test_a_handover_confirmed_before_it_was_weighed_leaves_nothing_unchecked(
     r.tick()
     env.fridge_event("door", {"open": True})
     env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 800, "stable": False}]})
-    assert r.handle("confirm", {"order": 45})["ok"]
+    assert r.handle("confirm", {"order": 45, "override": "scale_not_settling"})["ok"]
     assert len(env.events("lane_check")) == 2
     env.fridge_event("door", {"open": False})
     env.fridge_event("lanes", {"lanes": [{"lane": 0, "grams": 500, "stable": True}]})

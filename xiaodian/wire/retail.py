@@ -269,9 +269,15 @@ class OrderProgress(Struct, frozen=True, forbid_unknown_fields=True):
     # Handover: what was taken differs from the order (item -> pieces taken minus ordered).
     differences: tuple[tuple[ItemId, int], ...] = ()
     note: Note | None = None
+    # A smart-fridge pickup the clerk confirmed before its lanes were weighed: why (the
+    # counter's reason code, e.g. "taken_by_hand"). Absent otherwise, and from older stores.
+    unweighed: Note | None = None
 
     def rules(self) -> None:
         _printable(self.note, "data.note")
+        _printable(self.unweighed, "data.unweighed")
+        if self.unweighed is not None and self.state != "picked_up":
+            raise PayloadError("data.unweighed: only a picked-up order is handed over")
 
 
 def movement_data(m: Movement) -> dict[str, Any]:
@@ -283,7 +289,11 @@ def parse_movement(data: dict[str, Any]) -> Movement:
 
 
 def progress_data(p: OrderProgress) -> dict[str, Any]:
-    return _checked(p)
+    data = _checked(p)
+    if data.get("unweighed") is None:
+        # Left out unless set, so a cloud that predates the field still takes the event.
+        data.pop("unweighed", None)
+    return data
 
 
 def parse_progress(data: dict[str, Any]) -> OrderProgress:
