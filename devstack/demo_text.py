@@ -25,7 +25,9 @@ def owner_facts(stack: StoreStack) -> dict[str, Any]:
             "password": stack.demo_password, "technician": "technician"}
 
 
-def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO) -> None:
+def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO,
+           first_alert_s: float | None = None) -> None:
+    """`first_alert_s`: when the scenario's first owner alert is due (real seconds), if known."""
     assert stack.broker is not None
     _ = t.gettext
     o = owner_facts(stack)
@@ -40,9 +42,11 @@ def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO
     if o["inbox_url"]:
         url = o["inbox_url"] + ("?lang=en" if t.locale == "en" else "")
         p(_("Owner's phone (notice inbox): %(url)s") % {"url": url}, 2)
-        p(_("The cloud's alert notices for the owner arrive here (the first one within a"
-            " minute or so: fridge-2 starts warm). Tap the big button to acknowledge and"
-            " say what was done."), 4)
+        p(_("The cloud's alert notices for the owner arrive here. Tap the big button to"
+            " acknowledge and say what was done."), 4)
+        if first_alert_s is not None:
+            p(_("fridge-2 starts warm, so the first notice comes in about %(seconds)s s.")
+              % {"seconds": f"{first_alert_s:.0f}"}, 4)
     p(_("Owner log-in: %(url)s") % {"url": o["login_url"]}, 2)
     p(_("name %(user)s, password %(password)s (the technician: name %(tech)s, the same"
         " password)") % {"user": o["user"], "password": o["password"],

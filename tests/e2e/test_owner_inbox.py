@@ -22,6 +22,7 @@ from devstack.inbox_page import RULES, SEVERITIES
 from devstack.stack import StoreStack
 from devstack.testkit.browser import (
     PHONE,
+    SMALL_PHONE,
     browser_page,
     english_words,
     have_chromium,
@@ -76,6 +77,9 @@ def test_the_owner_is_told_and_acknowledges_from_the_phone(tmp_path: Path) -> No
             assert box is not None and box["height"] >= 48 and box["width"] >= 300, box
             assert box["y"] + box["height"] <= PHONE["height"], "the first link is below the fold"
             screenshot(page, "inbox-phone")
+            page.set_viewport_size(SMALL_PHONE)
+            assert overflow_px(page) == 0, "wider than a 360 px phone"
+            page.set_viewport_size(PHONE)
 
             link.click()
             page.wait_for_load_state()
@@ -91,6 +95,16 @@ def test_the_owner_is_told_and_acknowledges_from_the_phone(tmp_path: Path) -> No
             assert posted.value.status == 200, posted.value.text()
             page.wait_for_load_state()
             screenshot(page, "inbox-acknowledged-phone")
+
+            # English on request, remembered: the switch, then the page again without it.
+            page.goto(stack.inbox_url)
+            page.locator("header a[lang=en]").click()
+            page.wait_for_load_state()
+            page.goto(stack.inbox_url)
+            en = translator("en")
+            assert page.locator("html").get_attribute("lang") == "en"
+            assert en.gettext(RULES[alert["rule"]]) in visible_text(page)
+            screenshot(page, "inbox-phone-en")
 
         key = unquote(urlsplit(ack_url).path.removeprefix("/ack/"))
         assert key == alert["key"]
