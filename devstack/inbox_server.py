@@ -44,9 +44,13 @@ class InboxServer:
                                         daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
         """The page, as a person opens it."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def hook_url(self) -> str:
@@ -87,7 +91,18 @@ def _handler(server: InboxServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "xiaodian-inbox/1"
 
+        def _foreign_host(self) -> bool:
+            """A Host other than loopback: a web page's DNS-rebinding trick to read the
+            notices (their links acknowledge) from the owner's own browser. Refused."""
+            port = server.port
+            if self.headers.get("Host") in {f"127.0.0.1:{port}", f"localhost:{port}"}:
+                return False
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, b"use http://127.0.0.1\n", "text/plain")
+            return True
+
         def do_POST(self) -> None:
+            if self._foreign_host():
+                return
             if urlsplit(self.path).path != "/hook":
                 return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
             mime = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -108,6 +123,8 @@ def _handler(server: InboxServer) -> type[BaseHTTPRequestHandler]:
             self._send(verdict.status, body + b"\n", "application/json")
 
         def do_GET(self) -> None:
+            if self._foreign_host():
+                return
             parts = urlsplit(self.path)
             if parts.path == "/api/notices":
                 body = json.dumps(server.notices_json(), ensure_ascii=False).encode()

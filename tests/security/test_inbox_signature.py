@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -105,3 +106,18 @@ def test_what_the_cloud_sends_is_accepted_and_a_wrong_secret_is_not() -> None:
     assert good.ok, good
     assert (bad.ok, bad.status_code) == (False, 401)
     assert [n["delivery"] for n in held["notices"]] == [1]
+
+
+def test_the_inbox_answers_only_under_its_loopback_name() -> None:
+    """A page elsewhere cannot read the notices (and their links) by DNS rebinding."""
+    with InboxServer(SECRET) as server:
+        port = server.port
+        statuses = {}
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"evil.example:{port}"):
+            req = urllib.request.Request(server.url + "api/notices", headers={"Host": host})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    statuses[host.split(":")[0]] = resp.status
+            except urllib.error.HTTPError as exc:
+                statuses[host.split(":")[0]] = exc.code
+    assert statuses == {"127.0.0.1": 200, "localhost": 200, "evil.example": 421}
