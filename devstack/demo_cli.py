@@ -151,7 +151,8 @@ class _LiveView:
         try:
             info = _edge_view(self.stack.edge_db, fridge)
         except sqlite3.Error as exc:
-            return f"{fridge:<10} (edge database busy: {exc})"
+            return self.t.gettext("%(fridge)s (terminal database busy: %(error)s)") % {
+                "fridge": f"{fridge:<10}", "error": exc}
         cloud = _cloud_view(self.stack.cloud_db, self.stack.store, fridge)
         return demo_text.live_line(fridge, info, cloud, self.t)
 
