@@ -12,8 +12,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from devstack import demo_text
 from devstack.reconcile import compare
 from devstack.stack import DEFAULT_SCENARIO, StackError, StoreStack, scenario_devices
+from xiaodian.i18n import Translator, negotiate, translator
 
 
 def register(sub: Any) -> None:
@@ -44,14 +46,18 @@ def register(sub: Any) -> None:
         "--scenario", type=Path, default=DEFAULT_SCENARIO, help="simulator scenario file"
     )
     p.add_argument("--http-port", type=int, default=0, help="dashboard port (default: free)")
+    p.add_argument("--lang", choices=("zh-CN", "en"), default="zh-CN",
+                   help="language of what the demo prints (default zh-CN); the pages have"
+                   " their own switch, and the banner's inbox link opens in this language")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     stack = StoreStack(
         args.workdir.resolve(), speed=args.speed, scenario=args.scenario, http_port=args.http_port,
-        retail=True,
+        retail=True, owner_inbox=True,
     )
+    t = translator(negotiate(args.lang))
     out = sys.stdout
     fridges, _ = scenario_devices(args.scenario)
     # SIGTERM (a service manager, `timeout`) stops the demo as Ctrl-C does: cleanly.
@@ -62,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
         # Catalogue pushed, a delivery scanned in at the counter, two orders placed.
         retail = stack.seed_retail()
         if not args.json:
-            _banner(stack, out)
-            _retail_banner(retail, stack, out)
+            demo_text.banner(stack, retail, t, out, _first_alert_s(args))
         started = time.monotonic()
-        live = _LiveView(stack, fridges, out, enabled=not args.json)
+        live = _LiveView(stack, fridges, out, t, enabled=not args.json)
         while args.duration is None or time.monotonic() - started < args.duration:
             for name, part in stack.parts.items():
                 if not part.alive():
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(1.0)
     except KeyboardInterrupt:
         if not args.json:
-            print("\nstopping...", file=out)
+            print("\n" + t.gettext("stopping..."), file=out)
     except StackError as exc:
         print(f"xiaodian demo: {exc}", file=sys.stderr)
         stack.stop()
@@ -90,60 +95,37 @@ def run(args: argparse.Namespace) -> int:
         stack.stop()
     summary = _summary(stack, settled)
     summary["retail"] = retail  # shown, not judged: "ok" is about the readings
+    summary["owner"] = demo_text.owner_facts(stack)
+    summary["inbox"] = _inbox_summary(stack)
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True), file=out)
+        print(json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False), file=out)
     else:
-        _print_summary(summary, out)
+        demo_text.summary(summary, t, out)
     return 0 if summary["ok"] else 1
+
+
+# The demo scenario's fridge-2 starts at 10 °C: the edge raises `hot` (critical, the owner
+# is told) after 15 simulated minutes above 8 °C (docs/design.md, "Cold chain").
+DEMO_FIRST_ALERT_SIM_S = 15 * 60
+
+
+def _first_alert_s(args: argparse.Namespace) -> float | None:
+    if args.scenario.resolve() != DEFAULT_SCENARIO.resolve():
+        return None
+    return DEMO_FIRST_ALERT_SIM_S / float(args.speed)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(stack: StoreStack, out: TextIO) -> None:
-    assert stack.broker is not None
-    print(f"xiaodian demo: store {stack.store}, speed x{stack.speed:g}", file=out)
-    print(
-        f"  broker     mqtts://{stack.broker.host}:{stack.broker.port}  log "
-        f"{stack.broker.log_path}",
-        file=out,
-    )
-    for name, part in stack.parts.items():
-        print(f"  {name:<10} log {part.log}", file=out)
-    print(f"  data       {stack.workdir}", file=out)
-    print(f"  dashboard  {stack.http_url}  (owner page: {stack.http_url}owner)", file=out)
-    print(f"  log in     {stack.http_url}login  as owner or technician, password"
-          f" {stack.demo_password!r}; operator API token in {stack.api_token_file}",
-          file=out)
-    print(f"  terminal   http://127.0.0.1:{stack.kiosk_port}/  (the shop's screen: alerts, buzzer)",
-          file=out)
-    print("Ctrl-C stops everything.\n", file=out)
-
-
-def _retail_banner(retail: dict[str, Any], stack: StoreStack, out: TextIO) -> None:
-    print(f"  counter    {retail['counter_url']}  (pickups, deliveries, expiring stock)",
-          file=out)
-    print(f"  catalogue  v{retail.get('catalogue_version', '?')} pushed"
-          f" (format: {stack.workdir / 'cloud' / 'catalogue.toml'}); stock:"
-          f" {stack.http_url}api/stores/{stack.store}/stock", file=out)
-    for o in retail["orders"]:
-        # A delivery order is handed to the courier from the delivery list, not by code.
-        code = (f"  pickup code {o['pickup_code']}"
-                if o.get("pickup_code") and o["mode"] == "pickup"
-                else "  (on the counter's delivery list)")
-        print(f"  order {o['id']:<4} {o['mode']:<9}{code}", file=out)
-    for problem in retail["problems"]:
-        print(f"  retail: {problem}", file=out)
-    print("  (scan or type a pickup code into the counter page to hand an order over)\n",
-          file=out)
-
-
 class _LiveView:
     """One line per fridge: product/air temperature, door, compressor, sent/acknowledged."""
 
-    def __init__(self, stack: StoreStack, fridges: list[str], out: TextIO, enabled: bool) -> None:
+    def __init__(self, stack: StoreStack, fridges: list[str], out: TextIO, t: Translator,
+                 enabled: bool) -> None:
         self.stack = stack
+        self.t = t
         self.fridges = fridges
         self.out = out
         self.enabled = enabled
@@ -169,26 +151,10 @@ class _LiveView:
         try:
             info = _edge_view(self.stack.edge_db, fridge)
         except sqlite3.Error as exc:
-            return f"{fridge:<10} (edge database busy: {exc})"
+            return self.t.gettext("%(fridge)s (terminal database busy: %(error)s)") % {
+                "fridge": f"{fridge:<10}", "error": exc}
         cloud = _cloud_view(self.stack.cloud_db, self.stack.store, fridge)
-        temps = info.get("probes", {})
-        air = _fmt_c(temps.get(0))
-        product = _fmt_c(temps.get(1))
-        door = {True: "OPEN  ", False: "closed", None: "?     "}[info.get("door")]
-        comp = {True: "on ", False: "off", None: "?  "}[info.get("compressor")]
-        stored = info.get("stored", 0)
-        acked = stored - info.get("pending", 0)
-        alerts = info.get("alerts", [])
-        names = ", ".join(f"{a['rule']} ({a['severity']})" for a in alerts)
-        flag = f"  ALERT {names}" if alerts else ""
-        return (
-            f"{fridge:<10} product {product}  air {air}  door {door}  compressor {comp}  "
-            f"readings stored {stored:>5}  acked {acked:>5}  in cloud {cloud:>5}{flag}"
-        )
-
-
-def _fmt_c(value: float | None) -> str:
-    return "   --  " if value is None else f"{value:5.1f}°C"
+        return demo_text.live_line(fridge, info, cloud, self.t)
 
 
 def _edge_view(db: Path, fridge: str) -> dict[str, Any]:
@@ -259,16 +225,11 @@ def _summary(stack: StoreStack, settled: bool) -> dict[str, Any]:
     }
 
 
-def _print_summary(summary: dict[str, Any], out: TextIO) -> None:
-    print("\nsummary (readings):", file=out)
-    for fridge, v in summary["fridges"].items():
-        print(
-            f"  {fridge:<10} emitted {v['emitted']:>5}  edge {v['edge_stored']:>5}  "
-            f"cloud {v['cloud_stored']:>5}  missing {v['missing']}  duplicated "
-            f"{v['duplicated']}  altered {v['altered']}",
-            file=out,
-        )
-    print(
-        "  all delivered exactly once" if summary["ok"] else "  NOT all delivered: see logs",
-        file=out,
-    )
+def _inbox_summary(stack: StoreStack) -> dict[str, Any] | None:
+    """What the owner's inbox received: one entry per notice, in order of arrival."""
+    if stack.inbox is None:
+        return None
+    return {"url": stack.inbox.url, "refused": stack.inbox.inbox.refused, "notices": [
+        {"delivery": n.delivery, "kind": n.kind, "alert": n.alert["key"],
+         "severity": n.alert["severity"], "received_at": n.received_at}
+        for n in stack.inbox.inbox.notices()]}

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.broker import Broker
+from devstack.inbox_server import InboxServer
+from xiaodian.i18n import DEFAULT_TZ
 from xiaodian.pki.ca import DevPki, dev_pki
 
 from .process import Part, StackError, _cloud_count, _edge_outbox, _free_port, _ro, _tail
@@ -34,7 +36,7 @@ from .retail_seed import (
     retail_setup,
     seed_retail,
 )
-from .stack_config import _catalogue_toml, _mqtt_toml, _toml_str
+from .stack_config import _catalogue_toml, _mqtt_toml, _owner_alerts_toml, _toml_str
 
 __all__ = [
     "DEFAULT_SCENARIO", "DEMO_CATALOGUE", "DEMO_DELIVERY", "STORE_ID", "Part", "StackError",
@@ -83,12 +85,18 @@ class StoreStack:
     edge_compact_bucket_s: float = 600.0
     # TOML appended to every worker's cloud.toml (e.g. an [alerts] table with contacts).
     cloud_alerts_toml: str = ""
+    # The owner's phone: a notification inbox (devstack/inbox_server.py) on loopback, made
+    # the store owner's only contact (its signed webhook), so the cloud's alert notices reach
+    # a page a person can open. Its [alerts] table replaces cloud_alerts_toml.
+    owner_inbox: bool = False
+    timezone: str = DEFAULT_TZ  # the store's own, for the notices' times
     # Retail: a pickup key ([pickup] in both configs), a command key and API token
     # ([commands] in the cloud's), so catalogues and orders can be made over the API.
     retail: bool = False
     parts: dict[str, Part] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     broker: Broker | None = None
+    inbox: InboxServer | None = None
     demo_password: str = ""  # of the owner and technician accounts (`people()`)
 
     # Where everything goes, relative to the work directory.
@@ -127,6 +135,15 @@ class StoreStack:
         return self.workdir / "secrets" / "service-token"
 
     @property
+    def owner_login_url(self) -> str:
+        """The login form, going on to the owner page."""
+        return f"{self.http_url}login?next=/owner"
+
+    @property
+    def inbox_url(self) -> str:
+        return self.inbox.url if self.inbox is not None else ""
+
+    @property
     def counter_url(self) -> str:
         return f"http://127.0.0.1:{self.kiosk_port}/counter"
 
@@ -157,6 +174,11 @@ class StoreStack:
             raise StackError("cloud_workers: must be at least 1")
         self.prepare()
         self.people()
+        alerts_toml = self.cloud_alerts_toml
+        if self.owner_inbox:
+            if alerts_toml:
+                raise StackError("owner_inbox and cloud_alerts_toml: one [alerts] table only")
+            alerts_toml = self._start_inbox()
         fridges, scanners = scenario_devices(self.scenario)
         pki = dev_pki(self.workdir / "pki", stores=[self.store], services=self.cloud_identities)
         self.broker = Broker(self.workdir / "broker", pki)
@@ -172,7 +194,7 @@ class StoreStack:
                 + ("downlink_retry_s = 1.0\n" if self.retail else "")
                 + _mqtt_toml(self.broker, pki, f"ingest-{n}", self.reconnect_max_s)
                 + cloud_retail
-                + (f"\n{self.cloud_alerts_toml}\n" if self.cloud_alerts_toml else ""),
+                + (f"\n{alerts_toml}\n" if alerts_toml else ""),
                 encoding="utf-8",
             )
             cloud_tomls.append(cloud_toml)
@@ -240,6 +262,22 @@ class StoreStack:
         )
         self.parts["edge"].start({**env, **self.edge_env})
         self._wait(self.edge_db.exists, "edge database", "edge")
+
+    def _start_inbox(self) -> str:
+        """Fresh secrets (0600) and a started inbox; the cloud's [alerts] TOML for it."""
+        folder = self.workdir / "secrets"
+        files = {}
+        for name in ("owner-webhook", "ack-link"):
+            files[name] = folder / name
+            fd = os.open(files[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        # The cloud signs with the file's text (stripped), so the inbox checks with that.
+        secret = files["owner-webhook"].read_text(encoding="ascii").strip().encode()
+        self.inbox = InboxServer(secret, tz=self.timezone)
+        self.inbox.start()
+        return _owner_alerts_toml(self.store, "owner", self.inbox.hook_url,
+                                  files["owner-webhook"], files["ack-link"], self.timezone)
 
     def _retail_setup(self, pki: DevPki) -> tuple[str, str]:
         """Keys and token (kept between runs, like the certificates); TOML for both sides."""
@@ -342,3 +380,5 @@ class StoreStack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.inbox is not None:  # last: the cloud may be sending to it until it stops
+            self.inbox.stop()  # what it holds stays readable (the demo's summary)

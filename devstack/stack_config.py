@@ -36,3 +36,20 @@ def _catalogue_toml(items: list[dict[str, Any]]) -> str:
                        f"{loc['lane']}, unit_grams = {loc['unit_grams']} }}")
         out.append("")
     return "\n".join(out)
+
+
+def _owner_alerts_toml(store: str, owner: str, webhook_url: str, webhook_secret_file: Path,
+                       link_secret_file: Path, timezone: str) -> str:
+    """The cloud's [alerts] table making `webhook_url` the store owner's only contact.
+
+    The tick runs every second rather than every 5 s, and a failed delivery is retried
+    after 1 s (doubling to 30 s), so that the demo's owner hears within a second or two."""
+    return (
+        f"[alerts]\nlink_secret_file = {_toml_str(link_secret_file)}\n"
+        "tick_interval_s = 1.0\nretry_initial_s = 1.0\nretry_max_s = 30.0\n"
+        f"[alerts.escalation]\ntimezone = {_toml_str(timezone)}\n"
+        f"[[alerts.stores]]\nstore = {_toml_str(store)}\n"
+        f"[[alerts.stores.contacts]]\nname = {_toml_str(owner)}\nrole = \"owner\"\n"
+        f"webhook_url = {_toml_str(webhook_url)}\n"
+        f"webhook_secret_file = {_toml_str(webhook_secret_file)}\n"
+    )

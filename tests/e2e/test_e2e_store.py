@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devstack.testkit.wait import wait
+from xiaodian.i18n import translator
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,23 @@ def test_demo_delivers_every_reading_exactly_once(tmp_path: Path) -> None:
     con.close()
     assert {"hello", "link"} <= types
     assert parked == 0
+    # The owner's inbox: where to look and how to log in, and it holds exactly what the
+    # cloud delivered to it (a notice is marked delivered only after the inbox answered 2xx;
+    # one may be in flight when the demo stops, so received ⊇ marked delivered).
+    assert summary["owner"]["inbox_url"] == summary["inbox"]["url"] != ""
+    assert summary["owner"]["login_url"].endswith("/login?next=/owner")
+    assert summary["owner"]["user"] == "owner" and summary["owner"]["password"]
+    assert summary["inbox"]["refused"] == 0
+    con = sqlite3.connect(workdir / "cloud" / "cloud.sqlite3")
+    sent = {i: (kind, f"store-001/{alert}") for i, kind, alert in con.execute(
+        "SELECT id, kind, alert_id FROM alert_notifications WHERE contact = 'owner'"
+        " AND channel = 'webhook' AND state = 'delivered'")}
+    made = {i for (i,) in con.execute("SELECT id FROM alert_notifications")}
+    con.close()
+    received = {n["delivery"]: (n["kind"], n["alert"]) for n in summary["inbox"]["notices"]}
+    assert len(received) == len(summary["inbox"]["notices"])
+    assert set(received) <= made
+    assert {i: received.get(i) for i in sent} == sent
     # Ctrl-C or --for: nothing is left running.
     assert _processes_mentioning(str(workdir)) == []
 
@@ -110,13 +128,14 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> Non
         assert proc.stdout is not None
         stdout = proc.stdout
         # The banner: everything is running.
-        wait(lambda: stdout.readline().startswith("Ctrl-C stops everything"), 120,
-             "the demo to start", interval=0)
+        # Chinese unless --lang en: the banner's last line.
+        done = translator("zh_CN").gettext("Ctrl-C stops everything.")
+        wait(lambda: stdout.readline().startswith(done), 120, "the demo to start", interval=0)
         assert len(_processes_mentioning(str(workdir))) >= 4  # broker, cloud, sim, edge
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "all delivered exactly once" in out
+    assert translator("zh_CN").gettext("all delivered exactly once") in out
     assert _processes_mentioning(str(workdir)) == []
