@@ -76,17 +76,60 @@ def test_day_stats_mean_is_time_weighted() -> None:
 
 
 def test_excursions_start_end_peak_and_ongoing() -> None:
+    # Without a minimum duration, to pin down where one starts and ends: at the first sample
+    # back at or below 5 °C (360 s), confirmed by the 4 °C after it (at or below 4.5 °C).
     temps = [3, 4, 5, 5.5, 7, 6, 5, 4, 9, 8.5]
     samples = [(60.0 * i, float(c)) for i, c in enumerate(temps)]
-    assert haccp.excursions(samples, 5.0) == [
+    assert haccp.excursions(samples, 5.0, min_duration_s=0) == [
         Excursion(5.0, 180.0, 360.0, 7.0, False),  # 5.0 itself is not above
         Excursion(5.0, 480.0, 540.0, 9.0, True),  # still above at the last sample
     ]
-    (hot,) = haccp.excursions(samples, 8.0)
+    (hot,) = haccp.excursions(samples, 8.0, min_duration_s=0)
     assert (hot.start, hot.end, hot.duration_s, hot.peak_c, hot.ongoing) == (
         480.0, 540.0, 60.0, 9.0, True)
+    # With the shipped minimum of 10 min, none of these short ones is an excursion.
+    assert haccp.excursions(samples, 5.0) == []
     assert haccp.excursions([], 5.0) == []
     assert haccp.excursions([(0.0, 4.0), (60.0, 4.5)], 5.0) == []
+
+
+def test_a_single_reading_on_the_limit_is_no_excursion() -> None:
+    # The demo's record had 21 rows of "0 min, 5.1 °C": one reading above 5 °C each time.
+    # Each blip is followed by 19 min at 4.9 °C: over after 10 min back, 1 min long, dropped.
+    steady = [(60.0 * i, 4.9) for i in range(120)]
+    blips = [(t, 5.1 if i % 20 == 10 else c) for i, (t, c) in enumerate(steady)]
+    assert haccp.excursions(blips, 5.0) == []
+    # Kept apart (each over after 10 min back at 4.9), they are six 1-min periods.
+    assert haccp.excursions(blips, 5.0, min_duration_s=0) == [
+        Excursion(5.0, 600.0 + 1200.0 * k, 660.0 + 1200.0 * k, 5.1, False) for k in range(6)]
+
+
+def test_a_probe_dithering_on_the_limit_is_one_excursion_not_many() -> None:
+    # 5.1/4.9 alternating each minute for 30 min (back below never for 10 min, never down to
+    # 4.5), then 4.0: by hand, one excursion from the first 5.1 (60 s) to the last 4.9
+    # (1800 s, confirmed by the 4.0), 29 min, peak 5.1.
+    temps = [4.0] + [5.1 if i % 2 == 0 else 4.9 for i in range(30)] + [4.0]
+    samples = [(60.0 * i, c) for i, c in enumerate(temps)]
+    assert haccp.excursions(samples, 5.0) == [Excursion(5.0, 60.0, 1800.0, 5.1, False)]
+    # Without hysteresis it would have been 15 one-minute rows, all of them dropped.
+    assert haccp.excursions(samples, 5.0, hysteresis_c=0.0, min_duration_s=0) == [
+        Excursion(5.0, 60.0 + 120.0 * k, 120.0 + 120.0 * k, 5.1, False) for k in range(15)]
+
+
+def test_minimum_duration_is_inclusive_and_ongoing_ones_count_once_long_enough() -> None:
+    # 10 min above (600 s from first above to first back below) is recorded; 9 min is not.
+    ten = [(0.0, 4.0)] + [(60.0 * i, 6.0) for i in range(1, 11)] + [(660.0, 4.0)]
+    assert haccp.excursions(ten, 5.0) == [Excursion(5.0, 60.0, 660.0, 6.0, False)]
+    nine = [(0.0, 4.0)] + [(60.0 * i, 6.0) for i in range(1, 10)] + [(600.0, 4.0)]
+    assert haccp.excursions(nine, 5.0) == []
+    # Back below for 9 min (not yet 10) and never down to 4.5: still the same excursion.
+    hover = ten[:-1] + [(660.0 + 60.0 * i, 4.8) for i in range(9)] + [(1200.0, 7.0),
+                                                                      (1260.0, 4.0)]
+    assert haccp.excursions(hover, 5.0) == [Excursion(5.0, 60.0, 1260.0, 7.0, False)]
+    # Still above at the end of the data: kept once it has lasted 10 min.
+    assert haccp.excursions(ten[:-1], 5.0) == []  # 60..600 s: 9 min so far
+    assert haccp.excursions(ten[:-1] + [(660.0, 5.2)], 5.0) == [
+        Excursion(5.0, 60.0, 660.0, 6.0, True)]
 
 
 def test_intervals_from_changes_clipped_to_window() -> None:
