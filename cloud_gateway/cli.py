@@ -1,8 +1,9 @@
 """`xiaodian cloud ...`: run an ingest worker with the HTTP API, or read the cloud database.
 
 This module builds the argument parser; each command group lives in its own module:
-`cli_run` (run), `cli_command` (command), `cli_retail` (catalogue, order, stock) and
-`cli_read` (readings, dead-letters, gaps, haccp) and `cli_store` (store profiles). Their handlers are re-exported here.
+`cli_run` (run), `cli_command` (command), `cli_retail` (catalogue, order, stock),
+`cli_read` (readings, dead-letters, gaps, haccp) and `cli_store` (store profiles). Their
+handlers are re-exported here.
 """
 
 from __future__ import annotations

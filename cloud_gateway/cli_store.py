@@ -9,10 +9,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import sql, stores
+from . import sql
 from .cli_read import _db_path, _db_source
+
+if TYPE_CHECKING:  # imported lazily at run time: `xiaodian --help` stays quick
+    from .stores import Profile
 
 
 def add(cmds: Any) -> None:
@@ -33,7 +36,7 @@ def add(cmds: Any) -> None:
     show.set_defaults(func=_show)
 
 
-def _print(p: stores.Profile) -> None:
+def _print(p: Profile) -> None:
     print(json.dumps({"store": p.store, "name": p.name, "tz": p.tz}, ensure_ascii=False))
 
 
@@ -43,6 +46,7 @@ def _fail(message: str) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
+    from . import stores
     from .db import Database
 
     if args.name is None and args.tz is None:
@@ -61,6 +65,7 @@ def _set(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from . import stores
     from .db import Database
 
     path = _db_path(args)

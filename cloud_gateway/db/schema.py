@@ -1,8 +1,9 @@
 """The cloud database's tables: the DDL both backends run, and the SQLite migration.
 
 The tables of alerts (`cloud_gateway/alerts/store.py`), retail (`cloud_gateway/retail.py`),
-accounts (`cloud_gateway/accounts.py`) and store profiles (`cloud_gateway/stores.py`) are created beside these, by whoever opens the
-database (`connection.py`); being new tables, CREATE TABLE IF NOT EXISTS is their migration.
+accounts (`cloud_gateway/accounts.py`) and store profiles (`cloud_gateway/stores.py`) are
+created beside these, by whoever opens the database (`connection.py`); being new tables,
+CREATE TABLE IF NOT EXISTS is their migration.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from . import alerts, commands, pages, people, readings, retail, schema
+from . import alerts, commands, page, pages, people, readings, retail, schema
 from .context import Api
 from .core import error, to_response
 from .resource import Limits
@@ -20,6 +20,7 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT")
 
 
 def create_app(api: Api) -> Starlette:
+    page.check_vendor()  # no chart library, no owner page: say so at start, not to a phone
     routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
                                *retail.ROUTES, *alerts.ROUTES, *people.ROUTES]
     routes += schema.routes(schema.openapi(routes))

@@ -128,7 +128,7 @@ def test_minimum_duration_is_inclusive_and_ongoing_ones_count_once_long_enough()
     assert haccp.excursions(hover, 5.0) == [Excursion(5.0, 60.0, 1260.0, 7.0, False)]
     # Still above at the end of the data: kept once it has lasted 10 min.
     assert haccp.excursions(ten[:-1], 5.0) == []  # 60..600 s: 9 min so far
-    assert haccp.excursions(ten[:-1] + [(660.0, 5.2)], 5.0) == [
+    assert haccp.excursions([*ten[:-1], (660.0, 5.2)], 5.0) == [
         Excursion(5.0, 60.0, 660.0, 6.0, True)]
 
 
