@@ -297,14 +297,44 @@ def test_cli_csv_and_html(day_db: Path | str) -> None:
     first = next(csv.DictReader(io.StringIO(out.stdout)))
     # Shanghai's 1 June is 16:00 UTC 31 May .. 16:00 UTC 1 June: 16 h of our data.
     assert (first["tz"], first["samples"]) == ("Asia/Shanghai", str(16 * 60))
-    html_out = run("--format", "html", "--fridge", "fridge-2")  # default day: newest reading
+    # Default: the store's zone (Asia/Shanghai, no profile set), where the newest reading
+    # (23:59 UTC on 1 June) falls on 2 June; the page in Chinese.
+    html_out = run("--format", "html", "--fridge", "fridge-2")
     assert html_out.returncode == 0, html_out.stderr
-    assert "HACCP record · store-001 · 2025-06-01" in html_out.stdout
+    assert "HACCP 记录 · store-001 · 2025-06-02" in html_out.stdout
     assert html_out.stdout.count("<svg") == 1 and "limit-hot" in html_out.stdout
+    english = run("--format", "html", "--fridge", "fridge-2", "--tz", "UTC", "--lang", "en")
+    assert "HACCP record · store-001 · 2025-06-01" in english.stdout
+    assert '<html lang="en">' in english.stdout
     bad = run("--day", "1 June")
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
     missing = run("--fridge", "fridge-9")
     assert missing.returncode == 1 and "no readings" in missing.stderr
+
+
+def test_store_profile_cli_sets_the_zone_the_record_uses(day_db: Path | str) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "xiaodian", "cloud", *args,
+                               "--db", str(day_db)], capture_output=True, text=True, timeout=30)
+
+    shown = cli("store", "show", STORE)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {"store": STORE, "name": STORE, "tz": "Asia/Shanghai"}
+    bad = cli("store", "set", STORE, "--tz", "Mars/Base")
+    assert bad.returncode == 1 and "unknown time zone" in bad.stderr
+    assert cli("store", "set", STORE).returncode == 1  # nothing to set
+    got = cli("store", "set", STORE, "--name", "幸福路店", "--tz", "Europe/London")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == {"store": STORE, "name": "幸福路店", "tz": "Europe/London"}
+    assert json.loads(cli("store", "show", STORE).stdout)["tz"] == "Europe/London"
+    # The record follows: London's 1 June is 23:00 UTC 31 May .. 23:00 UTC 1 June, 23 h of
+    # our minutes; an excursion's times carry London's summer offset.
+    out = cli("haccp", "--store", STORE, "--day", "2025-06-01")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert (rows[0]["tz"], rows[0]["samples"]) == ("Europe/London", str(23 * 60))
+    exc = next(r for r in rows if r["record"] == "excursion")
+    assert exc["start"] == "2025-06-01T11:00:00+01:00"
+    assert "幸福路店" in cli("haccp", "--store", STORE, "--format", "html").stdout
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -354,10 +384,18 @@ def test_haccp_page(server: HttpServer) -> None:
     status, ctype, body = _get(server, f"/haccp/{STORE}/fridge-2?day=2025-06-01")
     assert status == 200 and ctype.startswith("text/html")
     page = body.decode()
-    assert "MKT" in page and "9.0 °C" in page and "not acknowledged" in page
+    # In Chinese, in the store's zone (Asia/Shanghai: the 10:00 UTC excursion at 18:00).
+    assert "MKT" in page and "9.0\u00a0°C" in page and "未确认" in page
+    assert "<td class=\"nowrap\">18:00</td>" in page and "Asia/Shanghai" in page
     assert page.count('class="line product"') >= 1
-    assert _get(server, f"/haccp/{STORE}/fridge-9")[0] == 404
-    assert _get(server, f"/haccp/{STORE}/fridge-2?day=June")[0] == 400
+    status, _, body = _get(server, f"/haccp/{STORE}/fridge-2?day=2025-06-01&tz=UTC&lang=en")
+    page = body.decode()
+    assert status == 200 and "not acknowledged" in page.lower() and "10:00" in page
+    # Refusals a person sees are pages in their language, with the status.
+    status, ctype, body = _get(server, f"/haccp/{STORE}/fridge-9")
+    assert status == 404 and ctype.startswith("text/html") and "没有温度读数" in body.decode()
+    status, _, body = _get(server, f"/haccp/{STORE}/fridge-2?day=June")
+    assert status == 400 and "YYYY-MM-DD" in body.decode()
     assert _get(server, f"/haccp/{STORE}?tz=Mars/Base")[0] == 400
     status, _, body = _get(server, f"/haccp/{STORE}")
     assert status == 200 and body.decode().count("<svg") == 2
