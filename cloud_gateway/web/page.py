@@ -24,8 +24,8 @@ from ..page_text import TEMPLATE_HELPERS, alert_text, refusal_text
 from .context import cookie_value
 from .core import HTML, Call, Reply, parse_query
 
-__all__ = ["alert_text", "check_vendor", "html_reply", "message_page", "page", "reader",
-           "refusal_text", "remember", "switch", "vendor_file"]
+__all__ = ["alert_text", "check_vendor", "for_a_person", "html_reply", "message_page", "page",
+           "reader", "refusal_text", "remember", "switch", "vendor_file"]
 
 LANG_COOKIE = "lang"
 LANG_MAX_AGE_S = 365 * 86400
@@ -51,6 +51,11 @@ def check_vendor() -> None:
             f"cloud_gateway/static/vendor/{missing[0]} is missing: the owner page's chart"
             " library (uPlot, pinned in package.json) is installed by `make bootstrap`"
             " (scripts/bootstrap.sh runs `npm ci` and copies it there)")
+
+
+def for_a_person(path: str, accept: str | None) -> bool:
+    """Whether a refusal of `path` goes to a browser's reader (HTML) rather than a program."""
+    return not path.startswith("/api/") and "text/html" in (accept or "")
 
 
 def vendor_file(name: str) -> bytes:
