@@ -364,6 +364,7 @@ def test_history_endpoint(server: HttpServer) -> None:
     assert h["intervals"]["door"] == [[T0 + 8 * 3600, T0 + 8 * 3600 + 600]]
     assert len(h["intervals"]["compressor"]) == 24
     assert h["limits"] == {"warm_c": 5.0, "hot_c": 8.0, "freeze_c": -0.5}
+    assert h["tz"] == "Asia/Shanghai"  # the store's zone (no profile: the default)
     status, _, body = _get(server, f"/api/stores/{STORE}/fridges/fridge-2/history?hours=2")
     assert len(json.loads(body)["readings"]) == 121
     assert _get(server, f"/api/stores/{STORE}/fridges/fridge-1/history?hours=0")[0] == 400
@@ -372,7 +373,9 @@ def test_history_endpoint(server: HttpServer) -> None:
 def test_owner_endpoint(server: HttpServer) -> None:
     status, _, body = _get(server, f"/api/stores/{STORE}/owner")
     assert status == 200
-    f1, f2 = json.loads(body)["fridges"]
+    doc = json.loads(body)
+    assert (doc["name"], doc["tz"]) == (STORE, "Asia/Shanghai")
+    f1, f2 = doc["fridges"]
     assert (f1["fridge"], f1["state"], f1["alerts"]) == ("fridge-1", "ok", [])
     assert f2["state"] == "critical" and f2["latest"]["product_c"] == 3.0
     (alert,) = f2["alerts"]

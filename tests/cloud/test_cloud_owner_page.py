@@ -40,7 +40,8 @@ pytestmark = pytest.mark.skipif(not have_chromium(), reason="Debian's chromium m
 LINK_SECRET = b"s" * 40
 ALERT_ID = f"fridge-2/warm/{round((T0 + 36_000) * 1000)}"
 MESSAGE = "product 9.0 °C, above 8 °C for 15 min"  # the edge's text: data until translatable
-DATA = ["li", "English", *re.findall(r"[A-Za-z]+", MESSAGE)]
+DOOR_MESSAGE = "door closed"  # fridge-1's cleared door alert, on its HACCP record
+DATA = ["li", "English", *re.findall(r"[A-Za-z]+", MESSAGE + " " + DOOR_MESSAGE)]
 NBSP = "\u00a0"
 
 
@@ -159,6 +160,8 @@ def test_owner_page_fits_a_small_phone(server: HttpServer) -> None:
         _login(page, server.url, f"/owner/{STORE}")
         page.locator(".chart[data-drawn]").first.wait_for()
         _reader_checks(page, "owner-small-phone-zh")
+        page.goto(server.url + f"haccp/{STORE}?day=2025-06-01")
+        _reader_checks(page, "haccp-small-phone-zh")
 
 
 def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
