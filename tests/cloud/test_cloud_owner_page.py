@@ -10,6 +10,7 @@ Set XIAODIAN_SCREENSHOTS=/dir to keep the pictures.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -43,6 +44,7 @@ MESSAGE = "product 9.0 °C, above 8 °C for 15 min"  # the edge's text: data unt
 DOOR_MESSAGE = "door closed"  # fridge-1's cleared door alert, on its HACCP record
 DATA = ["li", "English", *re.findall(r"[A-Za-z]+", MESSAGE + " " + DOOR_MESSAGE)]
 NBSP = "\u00a0"
+ACTION = "货物移到 fridge-1，已联系维修师傅"
 
 
 @pytest.fixture
@@ -170,8 +172,9 @@ def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
 
     with browser_page(PHONE) as page:
         _login(page, server.url, f"/owner/{STORE}")
-        posts: list[str] = []
-        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        posts: list[tuple[str, str | None, str | None]] = []
+        page.on("request", lambda r: posts.append(
+            (r.url, r.headers.get("content-type"), r.post_data)) if r.method == "POST" else None)
         alert = page.locator('[data-fridge="fridge-2"] li.alert')
         expect(alert.locator("label")).to_have_text("纠正措施（必填）")
         alert.locator("button.ack").click()
@@ -183,13 +186,17 @@ def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
         alert.locator("button.ack").click()
         expect(alert.locator(".ackres")).to_contain_text("corrective_action")
         expect(alert.locator("button.ack")).to_be_enabled()
-        alert.locator("textarea").fill("货物移到 fridge-1，已联系维修师傅")
+        alert.locator("textarea").fill(ACTION)
         alert.locator("button.ack").click()
         expect(alert.locator(".ackres")).to_have_text("已由 li 确认。")
-        assert posts[-1] == server.url + f"owner/{STORE}/ack/{ALERT_ID}"
+        # The wire: the page's own route, JSON, only the action (the session says who).
+        url, ctype, body = posts[-1]
+        assert url == server.url + f"owner/{STORE}/ack/{ALERT_ID}"
+        assert ctype == "application/json"
+        assert json.loads(body or "null") == {"corrective_action": ACTION}
         page.reload()
         expect(page.locator('[data-fridge="fridge-2"] li.alert .ackres')).to_have_text(
-            "已由 li 确认：货物移到 fridge-1，已联系维修师傅")
+            f"已由 li 确认：{ACTION}")
         expect(page.locator('[data-fridge="fridge-2"] button.ack')).to_have_count(0)
         _reader_checks(page, "owner-acked-zh")
 
