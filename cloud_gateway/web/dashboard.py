@@ -18,7 +18,6 @@ from .page import page, reader
 
 REFRESH_S = 5
 ORDERS_SHOWN = 10
-GAPS_SHOWN = 20
 
 
 def dashboard(call: Call) -> Reply:
@@ -47,7 +46,6 @@ def dashboard(call: Call) -> Reply:
                 "state": s, "profile": stores.get(db.conn, name),
                 "alerts": [a.to_dict() for a in alerts],
                 "fridges": db.fridges(name),
-                "gaps": db.gaps(name, state="open", limit=GAPS_SHOWN) if s["open_gaps"] else [],
                 "stock": retail_store.stock_view(db.conn, name, now)["items"],
                 "orders": (retail_store.list_orders(db.conn, name, limit=ORDERS_SHOWN)
                            if who.may("orders.read", name) else None),

@@ -152,6 +152,13 @@ def test_repeated_wrong_passwords_are_throttled(srv: HttpServer, clock: Clock) -
         assert c.login("tom", "guess-guess-guess") == 401
     status, headers, body = c.call("POST", "/api/login", {"user": "tom", "password": PASSWORD})
     assert status == 429 and "too many" in body["error"] and headers["Retry-After"] == "900"
+    # The login page says so in the reader's words (the form is for people).
+    form = f"user=tom&password={PASSWORD.replace(' ', '+')}&next=/owner".encode()
+    status, headers, page = c.call("POST", "/api/login", raw=form,
+                                   ctype="application/x-www-form-urlencoded")
+    assert status == 429 and headers["Retry-After"] == "900"
+    assert "密码错误次数太多，请 15 分钟后再试。" in page.decode()
+    assert 'name="next" value="/owner"' in page.decode()
     clock.t += 901  # the window moved on
     assert c.login("tom") == 200
 
