@@ -77,10 +77,10 @@ def write_csv(days: Sequence[FridgeDay], out: TextIO) -> None:
                                "corrective_action": a.corrective_action or ""})
 
 
-def svg_chart(hist: dict[str, Any], tz: ZoneInfo, width: int = 480, height: int = 280) -> str:
+def svg_chart(hist: dict[str, Any], tz: ZoneInfo, width: int = 360, height: int = 230) -> str:
     """A static SVG of a history(): product and air lines, limits, event bands; the time
     axis in `tz` (the store's zone), which its last label names."""
-    # Sized for a phone (≈350 px on screen keeps 10 px text) and scaled up on paper.
+    # Sized for a phone: drawn at about its own size there (12 px text), scaled up on paper.
     x0, x1, y0, y1 = 30.0, width - 6.0, 8.0, height - 24.0
     t0, t1 = float(hist["since"]), float(hist["until"])
     vals = [float(v) for r in hist["readings"] for v in r[1:] if v is not None]
@@ -137,7 +137,7 @@ def svg_chart(hist: dict[str, Any], tz: ZoneInfo, width: int = 480, height: int 
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(f'<text class="tick" x="{x(t):.1f}" y="{height - 10}" '
                      f'text-anchor="{anchor}">{label}</text>')
-    parts.append(f'<text class="zone" x="{x1:.1f}" y="{y0 + 18:.1f}" text-anchor="end" '
+    parts.append(f'<text class="zone" x="{x0 + 4:.1f}" y="{y0 + 14:.1f}" text-anchor="start" '
                  f'fill="#5b6570">{html.escape(tz.key)}</text>')
     parts.append("</svg>")
     return "".join(parts)
