@@ -1,8 +1,9 @@
 """`xiaodian cloud ...`: run an ingest worker with the HTTP API, or read the cloud database.
 
 This module builds the argument parser; each command group lives in its own module:
-`cli_run` (run), `cli_command` (command), `cli_retail` (catalogue, order, stock) and
-`cli_read` (readings, dead-letters, gaps, haccp). Their handlers are re-exported here.
+`cli_run` (run), `cli_command` (command), `cli_retail` (catalogue, order, stock),
+`cli_read` (readings, dead-letters, gaps, haccp) and `cli_store` (store profiles). Their
+handlers are re-exported here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import cli_store
 from .cli_command import _command
 from .cli_read import (
     _db_path,
@@ -68,7 +70,10 @@ def register(sub: Any) -> None:
     rec.add_argument("--fridge", default=None, help="only this fridge (default: every fridge)")
     rec.add_argument("--day", default=None,
                      help="YYYY-MM-DD, a local day in --tz (default: that of the newest reading)")
-    rec.add_argument("--tz", default="UTC", help="IANA time zone of the day (Asia/Shanghai)")
+    rec.add_argument("--tz", default=None,
+                     help="IANA time zone of the day (default: the store's, see `cloud store`)")
+    rec.add_argument("--lang", choices=("zh-CN", "en"), default="zh-CN",
+                     help="language of the HTML page (the CSV is for machines: English)")
     rec.add_argument("--format", choices=("csv", "html"), default="csv",
                      help="csv: day, excursion and alert rows; html: printable page with charts")
     rec.set_defaults(func=_haccp)
@@ -123,3 +128,5 @@ def register(sub: Any) -> None:
     _db_source(stock)
     stock.add_argument("--format", choices=("text", "json"), default="text")
     stock.set_defaults(func=_stock)
+
+    cli_store.add(cmds)

@@ -90,7 +90,9 @@ def _gaps(args: argparse.Namespace) -> int:
 
 
 def _haccp(args: argparse.Namespace) -> int:
-    from . import haccp
+    from xiaodian.i18n import negotiate, translator
+
+    from . import haccp, stores
     from .db import Database
 
     def fail(message: str) -> int:
@@ -98,7 +100,7 @@ def _haccp(args: argparse.Namespace) -> int:
         return 1
 
     try:
-        tz = haccp.parse_tz(args.tz)
+        tz = None if args.tz is None else haccp.parse_tz(args.tz)
         day = None if args.day is None else haccp.parse_day(args.day)
     except ValueError as exc:
         return fail(str(exc))
@@ -113,13 +115,17 @@ def _haccp(args: argparse.Namespace) -> int:
             if not known or (args.fridge is not None and args.fridge not in known):
                 what = f"store {args.store!r}" + (f" fridge {args.fridge!r}" if args.fridge else "")
                 return fail(f"no readings for {what} in {sql.describe(path)}")
+            profile = stores.get(db.conn, args.store)
+            tz = tz or profile.zone  # the store's own zone unless --tz says otherwise
             day = day or haccp.latest_day(db.conn, args.store, tz)
             assert day is not None  # the store has readings
             days = haccp.report(db.conn, args.store, day, tz, args.fridge)
             if args.format == "csv":
                 haccp.write_csv(days, sys.stdout)
             else:
-                sys.stdout.write(haccp.report_html(db.conn, days) + "\n")
+                t = translator(negotiate(args.lang))
+                sys.stdout.write(haccp.report_html(db.conn, days, t, store_name=profile.name)
+                                 + "\n")
             sys.stdout.flush()
         except sql.ERRORS as exc:
             return fail(f"cannot read {sql.describe(path)}: {exc}")

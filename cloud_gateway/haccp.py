@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from xiaodian.i18n import Translator
+
 from . import sql
 from .haccp_render import CSV_FIELDS, render_html, svg_chart, write_csv
 from .haccp_stats import (
@@ -22,9 +24,12 @@ from .haccp_stats import (
     EVENT_STATE_FIELD,
     FREEZE_C,
     HOT_C,
+    HYSTERESIS_C,
     KELVIN,
     MAX_GAP_S,
     MAX_HISTORY_POINTS,
+    MIN_EXCURSION_S,
+    RETURN_S,
     WARM_C,
     AlertRecord,
     DayStats,
@@ -41,8 +46,9 @@ from .haccp_stats import (
 )
 
 __all__ = [
-    "CSV_FIELDS", "DH_R_K", "EVENT_STATE_FIELD", "FREEZE_C", "HOT_C", "KELVIN", "MAX_GAP_S",
-    "MAX_HISTORY_POINTS", "WARM_C", "AlertRecord", "DayStats", "Excursion", "FridgeDay",
+    "CSV_FIELDS", "DH_R_K", "EVENT_STATE_FIELD", "FREEZE_C", "HOT_C", "HYSTERESIS_C", "KELVIN",
+    "MAX_GAP_S", "MAX_HISTORY_POINTS", "MIN_EXCURSION_S", "RETURN_S", "WARM_C", "AlertRecord",
+    "DayStats", "Excursion", "FridgeDay",
     "Sample", "day_bounds", "day_stats", "downsample", "excursions", "fold_alerts",
     "fridge_day", "fridge_ids", "fridge_state", "history", "intervals", "latest_day",
     "latest_reading", "load_alerts", "load_intervals", "load_samples", "mkt", "owner_view",
@@ -221,7 +227,9 @@ def report(conn: sql.Connection, store: str, day: date, tz: ZoneInfo,
     return [fridge_day(conn, store, f, day, tz) for f in fridges]
 
 
-def report_html(conn: sql.Connection, days: Sequence[FridgeDay]) -> str:
+def report_html(conn: sql.Connection, days: Sequence[FridgeDay], t: Translator,
+                **page: Any) -> str:
+    """The printable record in `t`'s language (`page`: store_name, switch)."""
     charts = [svg_chart(history(conn, d.store, d.fridge, (d.until - d.since) / 3600,
-                                until=d.until)) for d in days]
-    return render_html(days, charts)
+                                until=d.until), ZoneInfo(d.tz)) for d in days]
+    return render_html(days, charts, t, **page)

@@ -1,7 +1,10 @@
 """HACCP record renderers: the CSV export, the SVG chart and the printable HTML page.
 
 Pure: they take `FridgeDay` records and `history()` dicts (cloud_gateway.haccp builds both
-from the database) and return text; `cloud_gateway.haccp` re-exports them.
+from the database) and return text; `cloud_gateway.haccp` re-exports them. Every time is in
+the record's zone (the store's own, cloud_gateway/stores.py): the CSV's ISO times carry its
+offset, the chart's axis names it. The page (templates/haccp.html) is in the reader's
+language; the CSV is for machines and stays English.
 """
 
 from __future__ import annotations
@@ -10,11 +13,25 @@ import csv
 import html
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from .haccp_stats import DH_R_K, FREEZE_C, HOT_C, MAX_GAP_S, WARM_C, FridgeDay
+from xiaodian.i18n import Translator
+from xiaodian.i18n.templates import render
+
+from .haccp_stats import (
+    DH_R_K,
+    FREEZE_C,
+    HOT_C,
+    HYSTERESIS_C,
+    MAX_GAP_S,
+    MIN_EXCURSION_S,
+    RETURN_S,
+    WARM_C,
+    FridgeDay,
+)
+from .page_text import TEMPLATE_HELPERS
 
 # ---------------------------------------------------------------- renderers
 
@@ -60,9 +77,11 @@ def write_csv(days: Sequence[FridgeDay], out: TextIO) -> None:
                                "corrective_action": a.corrective_action or ""})
 
 
-def svg_chart(hist: dict[str, Any], width: int = 900, height: int = 260) -> str:
-    """A static SVG of a history(): product and air lines, limits, event bands."""
-    x0, x1, y0, y1 = 44.0, width - 8.0, 10.0, height - 26.0
+def svg_chart(hist: dict[str, Any], tz: ZoneInfo, width: int = 360, height: int = 230) -> str:
+    """A static SVG of a history(): product and air lines, limits, event bands; the time
+    axis in `tz` (the store's zone), which its last label names."""
+    # Sized for a phone: drawn at about its own size there (12 px text), scaled up on paper.
+    x0, x1, y0, y1 = 30.0, width - 6.0, 8.0, height - 24.0
     t0, t1 = float(hist["since"]), float(hist["until"])
     vals = [float(v) for r in hist["readings"] for v in r[1:] if v is not None]
     lo = math.floor(min([FREEZE_C - 1.5, *vals]))
@@ -75,7 +94,7 @@ def svg_chart(hist: dict[str, Any], width: int = 900, height: int = 260) -> str:
         return y1 - (c - lo) / (hi - lo) * (y1 - y0)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} '
-             f'{height}" width="{width}" height="{height}" font-size="10" '
+             f'{height}" width="{width}" height="{height}" font-size="12" '
              'font-family="sans-serif">',
              f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="#fff" '
              'stroke="#ccd"/>']
@@ -91,13 +110,13 @@ def svg_chart(hist: dict[str, Any], width: int = 900, height: int = 260) -> str:
         parts.append(f'<rect class="door" x="{x(s):.1f}" y="{y0}" '
                      f'width="{max(x(e) - x(s), 2):.1f}" height="7" fill="#c2410c"/>')
     for tick in range(int(lo), int(hi) + 1, 2):
-        parts.append(f'<text x="{x0 - 4}" y="{y(tick) + 3:.1f}" text-anchor="end">{tick}</text>')
+        parts.append(f'<text x="{x0 - 3}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick}</text>')
     for c, color, name in ((HOT_C, "#b42318", "hot"), (WARM_C, "#dc6803", "warm"),
                            (FREEZE_C, "#175cd3", "freeze")):
         parts.append(f'<line class="limit limit-{name}" x1="{x0}" x2="{x1}" y1="{y(c):.1f}" '
                      f'y2="{y(c):.1f}" stroke="{color}" stroke-dasharray="5 4"/>'
                      f'<text x="{x1 - 2}" y="{y(c) - 2:.1f}" text-anchor="end" fill="{color}">'
-                     f'{c:g} °C</text>')
+                     f'{c:g}\u00a0°C</text>')
     for idx, cls, color, dash in ((2, "air", "#8a94a0", ' stroke-dasharray="2 2"'),
                                   (1, "product", "#12805c", "")):
         runs: list[list[str]] = [[]]
@@ -114,70 +133,27 @@ def svg_chart(hist: dict[str, Any], width: int = 900, height: int = 260) -> str:
                              f'stroke-width="1.6"{dash} points="{" ".join(run)}"/>')
     for i in range(5):
         t = t0 + (t1 - t0) * i / 4
-        label = datetime.fromtimestamp(t, UTC).strftime("%H:%M")
-        parts.append(f'<text x="{x(t):.1f}" y="{height - 10}" text-anchor="middle">'
-                     f'{label} UTC</text>')
+        label = datetime.fromtimestamp(t, tz).strftime("%H:%M")
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        parts.append(f'<text class="tick" x="{x(t):.1f}" y="{height - 10}" '
+                     f'text-anchor="{anchor}">{label}</text>')
+    parts.append(f'<text class="zone" x="{x0 + 4:.1f}" y="{y0 + 14:.1f}" text-anchor="start" '
+                 f'fill="#5b6570">{html.escape(tz.key)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def render_html(days: Sequence[FridgeDay], charts: Sequence[str]) -> str:
+def render_html(days: Sequence[FridgeDay], charts: Sequence[str], t: Translator, *,
+                store_name: str = "", switch: Sequence[dict[str, Any]] = ()) -> str:
     """A printable page: per fridge a summary, the chart, excursions and alerts."""
-    esc = html.escape
-    title = (f"HACCP record · {days[0].store} · {days[0].day.isoformat()}" if days
-             else "HACCP record")
-    body = [f"<h1>{esc(title)}</h1>"]
+    rows = []
     for d, chart in zip(days, charts, strict=True):
-        tz = ZoneInfo(d.tz)
-        s = d.stats
-        body.append(f'<section class="fridge"><h2>{esc(d.fridge)}</h2>'
-                    f'<p class="meta">{esc(d.day.isoformat())} ({esc(d.tz)}), product '
-                    f'temperature; statistics time-weighted; MKT with ΔH/R = {DH_R_K:g} K</p>')
-        if s is None:
-            body.append("<p><b>No readings this day.</b></p>")
-        else:
-            body.append('<table class="stats"><tr><th>samples</th><th>min</th><th>max</th>'
-                        '<th>mean</th><th>MKT</th></tr>'
-                        f"<tr><td>{s.samples}</td><td>{s.min_c:.1f} °C</td>"
-                        f"<td>{s.max_c:.1f} °C</td><td>{s.mean_c:.2f} °C</td>"
-                        f"<td>{s.mkt_c:.2f} °C</td></tr></table>")
-        body.append(chart)
-        body.append("<h3>Excursions</h3>")
-        if d.excursions:
-            body.append('<table class="excursions"><tr><th>above</th><th>start</th>'
-                        '<th>duration</th><th>peak</th></tr>')
-            for e in d.excursions:
-                more = " (still above at end of data)" if e.ongoing else ""
-                body.append(f"<tr><td>{e.threshold_c:g} °C</td><td>{_iso(e.start, tz)}</td>"
-                            f"<td>{e.duration_s / 60:.0f} min{more}</td>"
-                            f"<td>{e.peak_c:.1f} °C</td></tr>")
-            body.append("</table>")
-        else:
-            body.append("<p>None above 5 °C.</p>")
-        body.append("<h3>Alerts</h3>")
-        if d.alerts:
-            body.append('<table class="alerts"><tr><th>rule</th><th>severity</th>'
-                        '<th>started</th><th>cleared</th><th>message</th>'
-                        '<th>acknowledged</th><th>corrective action</th></tr>')
-            for a in d.alerts:
-                ack = (f"{_iso(a.acked_at, tz)} {esc(a.acked_by or '')}" if a.acked_at
-                       else "not acknowledged")
-                body.append(f"<tr><td>{esc(a.rule)}</td><td>{esc(a.severity)}</td>"
-                            f"<td>{_iso(a.started_at, tz)}</td>"
-                            f"<td>{_iso(a.cleared_at, tz) or 'active'}</td>"
-                            f"<td>{esc(a.message)}</td><td>{ack}</td>"
-                            f"<td>{esc(a.corrective_action or '')}</td></tr>")
-            body.append("</table>")
-        else:
-            body.append("<p>No alerts.</p>")
-        body.append('<p class="sign">Checked by: ____________________ '
-                    'Date: ____________</p></section>')
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{esc(title)}</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2329}"
-            "table{border-collapse:collapse;margin:.4rem 0}"
-            "td,th{border:1px solid #ccd;padding:.2rem .5rem;font-size:.85rem;text-align:left}"
-            ".meta{color:#5b6570;font-size:.85rem}.chart{max-width:100%;height:auto}"
-            "section{page-break-after:always;margin-bottom:2rem}.sign{margin-top:1.5rem}"
-            "@media print{body{margin:0}}"
-            "</style></head><body>" + "".join(body) + "</body></html>")
+        rows.append({"day": d, "chart": chart, "alerts": [
+            {"record": a, "row": a.to_dict()} for a in d.alerts]})
+    return render("cloud_gateway", "templates", "haccp.html", t, days=rows,
+                  store=days[0].store if days else "", day=days[0].day if days else None,
+                  tz=days[0].tz if days else "", dh_r=DH_R_K, warm_c=WARM_C, hot_c=HOT_C,
+                  hysteresis_c=HYSTERESIS_C, return_min=round(RETURN_S / 60),
+                  min_min=round(MIN_EXCURSION_S / 60), switch=list(switch),
+                  store_name=store_name or (days[0].store if days else ""),
+                  **TEMPLATE_HELPERS)

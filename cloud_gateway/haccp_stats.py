@@ -82,6 +82,14 @@ def day_stats(samples: Sequence[tuple[float, float]],
                     mkt(ordered, max_gap_s=max_gap_s), ordered[0][0], ordered[-1][0])
 
 
+# When an excursion is over, and which are too short to record: a single reading on the
+# limit, or a probe dithering across it, is measurement noise, not food that was warm. Why
+# these values, with sources: docs/design.md, "HACCP excursions".
+HYSTERESIS_C = 0.5  # the DS18B20's stated accuracy (±0.5 °C), half EN 12830 class 1's ±1 K
+RETURN_S = 600.0  # back at or below the limit this long (and not HYSTERESIS_C below) ends one
+MIN_EXCURSION_S = 600.0  # 10 min: ten 1-min readings, a third of the warm alert's 30 min
+
+
 @dataclass(frozen=True)
 class Excursion:
     threshold_c: float
@@ -95,22 +103,39 @@ class Excursion:
         return self.end - self.start
 
 
-def excursions(samples: Sequence[tuple[float, float]], threshold_c: float) -> list[Excursion]:
-    """Periods with the temperature strictly above `threshold_c`, in time order."""
+def excursions(samples: Sequence[tuple[float, float]], threshold_c: float, *,
+               hysteresis_c: float = HYSTERESIS_C, return_s: float = RETURN_S,
+               min_duration_s: float = MIN_EXCURSION_S) -> list[Excursion]:
+    """Periods above `threshold_c`, in time order.
+
+    One starts at the first sample strictly above the threshold. It ends at the first sample
+    back at or below it, once the temperature has either reached `threshold_c - hysteresis_c`
+    or stayed at or below the threshold for `return_s`; going above again before that
+    continues the same excursion (a dithering probe is one excursion, not many). It is kept
+    if it lasted at least `min_duration_s` (an ongoing one: if it has already).
+    """
+    ordered = sorted(samples)
     out: list[Excursion] = []
     start: float | None = None
+    back: float | None = None  # first sample at or below the threshold, not yet confirmed
     peak = -math.inf
-    for t, c in sorted(samples):
+    for t, c in ordered:
         if c > threshold_c:
             if start is None:
                 start, peak = t, c
+            back = None
             peak = max(peak, c)
-        elif start is not None:
-            out.append(Excursion(threshold_c, start, t, peak, False))
-            start = None
-    if start is not None:
-        out.append(Excursion(threshold_c, start, sorted(samples)[-1][0], peak, True))
-    return out
+            continue
+        if start is None:
+            continue
+        back = t if back is None else back
+        if c <= threshold_c - hysteresis_c or t - back >= return_s:
+            out.append(Excursion(threshold_c, start, back, peak, False))
+            start = back = None
+    if start is not None:  # the data ends during one (or before its return was confirmed)
+        end = back if back is not None else ordered[-1][0]
+        out.append(Excursion(threshold_c, start, end, peak, back is None))
+    return [e for e in out if e.duration_s >= min_duration_s]
 
 
 def intervals(changes: Sequence[tuple[float, bool]], since: float,

@@ -142,3 +142,33 @@ if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK\|WenQuanYi"; then
         say "note: no CJK font; screenshots will show boxes (sudo apt-get install -y fonts-noto-cjk)"
     fi
 fi
+
+# --- browser libraries: uPlot for the owner's charts, from the npm registry ----------------
+# package.json + package-lock.json pin it; `npm ci` installs exactly that into node_modules/,
+# and its dist files are copied into cloud_gateway/static/vendor/ (gitignored), which the
+# cloud serves itself: a phone in a shop never loads a chart library from a CDN.
+VENDOR=cloud_gateway/static/vendor
+LOCK_STAMP=node_modules/.xiaodian-lock.sha256
+if ! command -v npm >/dev/null 2>&1; then
+    if is_root; then
+        say "installing nodejs and npm (to fetch the pages' chart library)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+    else
+        die "npm is not installed; run: sudo apt-get install -y nodejs npm"
+    fi
+fi
+lock=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$LOCK_STAMP" 2>/dev/null || true)" != "$lock" ] ||
+    [ ! -f node_modules/uplot/dist/uPlot.iife.min.js ]; then
+    say "installing the pages' browser libraries (npm ci)"
+    npm ci --ignore-scripts --no-audit --no-fund >/dev/null
+    echo "$lock" >"$LOCK_STAMP"
+fi
+mkdir -p "$VENDOR"
+for f in uPlot.iife.min.js uPlot.min.css; do
+    if ! cmp -s "node_modules/uplot/dist/$f" "$VENDOR/$f"; then
+        cp "node_modules/uplot/dist/$f" "$VENDOR/$f"
+    fi
+done
+cp node_modules/uplot/LICENSE "$VENDOR/uPlot.LICENSE" 2>/dev/null || true

@@ -1,8 +1,9 @@
 """The cloud database's tables: the DDL both backends run, and the SQLite migration.
 
-The tables of alerts (`cloud_gateway/alerts/store.py`), retail (`cloud_gateway/retail.py`)
-and accounts (`cloud_gateway/accounts.py`) are created beside these, by whoever opens the
-database (`connection.py`); being new tables, CREATE TABLE IF NOT EXISTS is their migration.
+The tables of alerts (`cloud_gateway/alerts/store.py`), retail (`cloud_gateway/retail.py`),
+accounts (`cloud_gateway/accounts.py`) and store profiles (`cloud_gateway/stores.py`) are
+created beside these, by whoever opens the database (`connection.py`); being new tables,
+CREATE TABLE IF NOT EXISTS is their migration.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from .. import accounts, sql
+from .. import accounts, sql, stores
 from .. import retail as retail_store
 from ..alerts import store as alert_store
 
@@ -174,7 +175,8 @@ SCHEMA_VERSION = 2
 TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_gaps",
           "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
           "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
-          "order_history", "movements", "stock", "downlink", *accounts.TABLES)
+          "order_history", "movements", "stock", "downlink", *accounts.TABLES,
+          *stores.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -191,6 +193,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
     conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
     conn.executescript(accounts.SCHEMA)  # people, sessions, tokens, audit (accounts.py)
+    conn.executescript(stores.SCHEMA)  # store profiles: name, time zone (stores.py)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -202,7 +205,8 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
             # not safe against a concurrent twin in PostgreSQL: one at a time.
             with conn.transaction():
                 sql.lock(conn, sql.SCHEMA_LOCK)
-                for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA):
+                for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
+                            stores.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
             _pg_ready.add(url)

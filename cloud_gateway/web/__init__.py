@@ -6,7 +6,9 @@
     core.py      replies, errors, the strict query and JSON readers
     context.py   Api: the process's database, signer, keys; who is calling, `authorise()`
     people.py    login page, sessions, personal API tokens, the audit trail
-    pages.py     dashboard, owner page, HACCP record, health checks
+    page.py      what every page for people shares: language, templates, CSP, chart library
+    pages.py     HACCP record, the chart library's files, health checks; places the pages
+    owner.py     owner page and its acknowledgements     dashboard.py  the operator's dashboard
     readings.py  stores, fridges, readings, gaps, clocks, parked messages
     commands.py  signed commands      retail.py  catalogues, orders, stock
     alerts.py    alerts and their acknowledgement    schema.py  /openapi.json, /docs

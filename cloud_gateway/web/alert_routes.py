@@ -17,25 +17,35 @@ store are joined back together.
 
 from __future__ import annotations
 
-import html
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from xiaodian.i18n import N_, Translator, translator
+from xiaodian.i18n.templates import render
 from xiaodian.wire import ids
 
-from .. import accounts, sql
+from .. import accounts, sql, stores
 from ..accounts import Principal
 from ..alerts import store
 from ..alerts.notifier import check_ack_token
 from ..db import Database
+from ..page_text import TEMPLATE_HELPERS, refusal_text
 
 FORM_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the form's pages: their translator and the language switch's links."""
+
+    t: Translator = field(default_factory=translator)
+    switch: Sequence[dict[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,8 @@ class AlertWeb:
         self.link_secret = link_secret
         self.now = now
 
-    def get(self, target: str) -> WebResult:
+    def get(self, target: str, reader: Reader | None = None) -> WebResult:
+        r = reader or Reader()
         segs, query = _split(target)
         q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         try:
@@ -110,43 +121,54 @@ class AlertWeb:
                     return _json(HTTPStatus.OK, alert)
                 key = _key(segs[1:])
                 token = q.get("t", "")
-                contact, refusal = self._contact(key, token)
+                contact, refusal = self._contact(key, token, r)
                 if refusal is not None:
                     return refusal
                 if accounts.ack_link_used(db.conn, token):
-                    return _page(HTTPStatus.GONE, _USED)
+                    return _page(HTTPStatus.GONE, r, _USED)
                 assert key is not None
                 alert = store.get_alert(db.conn, *key)
-        except sql.ERRORS as exc:
-            return _err(HTTPStatus.SERVICE_UNAVAILABLE, f"database unavailable: {exc}")
+                profile = stores.get(db.conn, key[0])
+        except sql.ERRORS:
+            return _page(HTTPStatus.SERVICE_UNAVAILABLE, r, N_(
+                "The server cannot read its database just now. Try again in a minute."))
         if alert is None:
-            return _page(HTTPStatus.NOT_FOUND, "<p>No such alert.</p>")
-        return _page(HTTPStatus.OK, _form(alert, q["t"], contact))
+            return _page(HTTPStatus.NOT_FOUND, r, N_("There is no such alert."))
+        return _form(HTTPStatus.OK, r, alert, profile, q["t"], contact)
 
     def post(self, target: str, *, who: Principal | None, content_type: str | None,
-             body: bytes, client: str) -> WebResult:
+             body: bytes, client: str, reader: Reader | None = None) -> WebResult:
         """An acknowledgement: by link (the form's token) or by `who`, already authorised."""
+        r = reader or Reader()
         segs, _ = _split(target)
         mime = (content_type or "").split(";")[0].strip().lower()
         if segs[:1] == ["ack"]:  # the link's form: the token is the authority
             key = _key(segs[1:])
             if mime != "application/x-www-form-urlencoded":
-                return _page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "<p>Send the form.</p>")
+                return _page(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, r, N_(
+                    "Send the acknowledgement with the form on the alert's page."))
             form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"),
                                                    keep_blank_values=True).items()}
             token = form.get("t", "")
-            contact, refusal = self._contact(key, token)
+            contact, refusal = self._contact(key, token, r)
             if refusal is not None:
                 return refusal
             assert key is not None
-            result = self._ack(key, form.get("by") or contact, form.get("corrective_action", ""),
-                               f"link:{contact}", link=token, actor=f"link:{contact}",
-                               client=client)
+            by, action = form.get("by") or contact, form.get("corrective_action", "")
+            problem = self._needs_action(key, action)
+            if problem is not None:
+                return self._form_again(key, r, token, contact, by, action, problem)
+            result = self._ack(key, by, action, f"link:{contact}", link=token,
+                               actor=f"link:{contact}", client=client, reader=r)
             if result.content_type.startswith("text/html"):
                 return result
+            if result.status == HTTPStatus.BAD_REQUEST:  # the domain refused: say why, keep input
+                why = str(json.loads(result.body).get("error", ""))
+                return self._form_again(key, r, token, contact, by, action, why)
             if result.status != HTTPStatus.OK:
-                return _page(result.status, f"<p>{html.escape(result.body.decode())}</p>")
-            return _page(HTTPStatus.OK, "<p>Acknowledged. Thank you.</p>")
+                return _page(result.status, r, N_("Not acknowledged. Try again."))
+            return _page(HTTPStatus.OK, r, N_("Acknowledged. Thank you."),
+                         N_("Alert acknowledged"))
         if who is None:
             return _err(HTTPStatus.UNAUTHORIZED, "not authorised")
         key = _key(segs[2:-1])
@@ -166,27 +188,58 @@ class AlertWeb:
         return self._ack(key, obj["by"], obj.get("corrective_action", ""), f"api:{client}",
                          actor=who, client=client)
 
-    def _contact(self, key: tuple[str, str] | None, token: str) -> tuple[str, WebResult | None]:
+    def _contact(self, key: tuple[str, str] | None, token: str,
+                 r: Reader) -> tuple[str, WebResult | None]:
         """(contact, None) for a link that may still be used, else ("", the refusal page)."""
         checked = None
         if key is not None and self.link_secret is not None and token:
             checked = check_ack_token(self.link_secret, f"{key[0]}/{key[1]}", token)
         if checked is None:
-            return "", _page(HTTPStatus.FORBIDDEN, "<p>This link is not valid.</p>")
+            return "", _page(HTTPStatus.FORBIDDEN, r, N_("This link is not valid."))
         contact, expires_at = checked
         if expires_at <= self.now():
-            return "", _page(HTTPStatus.GONE, "<p>This link has expired. Log in to"
-                             " acknowledge the alert, or use a newer notification.</p>")
+            return "", _page(HTTPStatus.GONE, r, N_(
+                "This link has expired. Log in to acknowledge the alert, or use a newer"
+                " notification."))
         return contact, None
 
+    def _needs_action(self, key: tuple[str, str], action: str) -> str | None:
+        """The form's own check: a critical alert needs a corrective action (the HACCP
+        record asks for one). The domain may refuse more; its reason is shown as it is."""
+        if action.strip():
+            return None
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                alert = store.get_alert(db.conn, *key)
+        except sql.ERRORS:
+            return None  # the acknowledgement itself will say the database is away
+        if alert is not None and alert["severity"] == "critical":
+            return N_("A critical alert needs a corrective action: say what you did.")
+        return None
+
+    def _form_again(self, key: tuple[str, str], r: Reader, token: str, contact: str, by: str,
+                    action: str, problem: str) -> WebResult:
+        try:
+            with Database.open_readonly(self.db_path) as db:
+                alert = store.get_alert(db.conn, *key)
+                profile = stores.get(db.conn, key[0])
+        except sql.ERRORS:
+            return _page(HTTPStatus.SERVICE_UNAVAILABLE, r, N_(
+                "The server cannot read its database just now. Try again in a minute."))
+        if alert is None:
+            return _page(HTTPStatus.NOT_FOUND, r, N_("There is no such alert."))
+        return _form(HTTPStatus.BAD_REQUEST, r, alert, profile, token, contact, by=by,
+                     action=action, problem=refusal_text(problem, r.t))
+
     def _ack(self, key: tuple[str, str], by: str, action: str, via: str, *,
-             actor: Principal | str, client: str, link: str | None = None) -> WebResult:
+             actor: Principal | str, client: str, link: str | None = None,
+             reader: Reader | None = None) -> WebResult:
         now = self.now()
         try:
             with Database.open(self.db_path) as db, db.transaction() as conn:
                 # Checked and marked in the ack's transaction: two clicks cannot both count.
                 if link is not None and not accounts.use_ack_link(conn, link, *key, now):
-                    return _page(HTTPStatus.GONE, _USED)
+                    return _page(HTTPStatus.GONE, reader or Reader(), _USED)
                 found = store.acknowledge(conn, *key, by, action, via, now)
                 alert = store.get_alert(conn, *key) if found else None
                 if alert is not None:
@@ -201,27 +254,28 @@ class AlertWeb:
         return _json(HTTPStatus.OK, alert)
 
 
-_USED = "<p>This link has been used already: each link acknowledges once.</p>"
+_USED = N_("This link has been used already: each link acknowledges once.")
 
 
-def _page(status: int, inner: str) -> WebResult:
-    doc = ("<!doctype html><meta charset=utf-8><meta name=viewport"
-           " content='width=device-width'><title>xiaodian alert</title>"
-           "<body style='font-family:sans-serif;max-width:32em;margin:1em auto'>"
-           f"{inner}</body>")
-    return WebResult(status, doc.encode(), "text/html; charset=utf-8",
+def _page(status: int, r: Reader, text: str, title: str | None = None) -> WebResult:
+    """A page that says one thing (`text`, `title`: English msgids) in the reader's words."""
+    t = r.t
+    body = render("cloud_gateway", "templates", "message.html", t, switch=list(r.switch),
+                  text=t.gettext(text), title=t.gettext(title or N_("Fridge alert")),
+                  **TEMPLATE_HELPERS)
+    return _html(status, body)
+
+
+def _html(status: int, body: str) -> WebResult:
+    return WebResult(status, body.encode(), "text/html; charset=utf-8",
                      (("Content-Security-Policy", FORM_CSP), ("Referrer-Policy", "no-referrer")))
 
 
-def _form(alert: dict[str, Any], token: str, contact: str) -> str:
-    e = html.escape
-    acked = (f"<p>Acknowledged by {e(str(alert['acked_by']))}: "
-             f"{e(str(alert['corrective_action'] or ''))}</p>" if alert["acked_by"] else "")
-    action = "/ack/" + quote(alert["key"], safe="/")
-    return (f"<h1>{e(alert['store'])} {e(alert['fridge'])}: {e(alert['rule'])}</h1>"
-            f"<p><b>{e(alert['severity'])}</b>, {e(alert['state'])}: {e(alert['message'])}</p>"
-            f"{acked}<form method=post action='{e(action)}'>"
-            f"<input type=hidden name=t value='{e(token)}'>"
-            f"<p><label>Your name <input name=by value='{e(contact)}' required></label></p>"
-            "<p><label>What did you do?<br><textarea name=corrective_action rows=4 cols=40>"
-            "</textarea></label></p><p><button>Acknowledge</button></p></form>")
+def _form(status: int, r: Reader, alert: dict[str, Any], profile: stores.Profile, token: str,
+          contact: str, *, by: str | None = None, action: str = "",
+          problem: str = "") -> WebResult:
+    body = render("cloud_gateway", "templates", "ack.html", r.t, switch=list(r.switch),
+                  alert=alert, profile=profile, token=token, by=by if by is not None else contact,
+                  action=action, problem=problem,
+                  post_to="/ack/" + quote(alert["key"], safe="/"), **TEMPLATE_HELPERS)
+    return _html(status, body)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from xiaodian.i18n import Translator
+
 from ..accounts import Principal
-from .alert_routes import WebResult
+from .alert_routes import Reader, WebResult
 from .core import Call, Reply
+from .page import reader, remember, switch
 from .resource import route
 
 
@@ -35,20 +38,28 @@ def get_alert(call: Call) -> Reply:
     return _reply(call.api.alert_web.get(call.target))
 
 
+def _page_reply(call: Call, r: WebResult, t: Translator) -> Reply:
+    """A form page's reply, remembering the language the reader asked for."""
+    return Reply(r.status, r.body, r.content_type, (*r.headers, *remember(call, t)))
+
+
 def ack_form(call: Call) -> Reply:
     """The acknowledgement form behind a notification's signed link (HTML).
     ---
     parameters:
       - {name: t, in: query, required: true, schema: {type: string},
          description: the link's signed token}
+      - {name: lang, in: query, schema: {enum: [zh-CN, en]}}
     """
-    return _reply(call.api.alert_web.get(call.target))
+    t = reader(call)
+    return _page_reply(call, call.api.alert_web.get(call.target, Reader(t, switch(call, t))), t)
 
 
 def _post(call: Call, who: Principal | None = None) -> Reply:
-    return _reply(call.api.alert_web.post(
+    t = reader(call)
+    return _page_reply(call, call.api.alert_web.post(
         call.target, who=who, content_type=call.headers.get("Content-Type"), body=call.body,
-        client=call.client))
+        client=call.client, reader=Reader(t, switch(call, t))), t)
 
 
 def ack(call: Call) -> Reply:

@@ -11,15 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from . import alerts, commands, pages, people, readings, retail, schema
+from xiaodian.i18n import negotiate, translator
+from xiaodian.i18n.templates import render
+
+from . import alerts, commands, page, pages, people, readings, retail, schema
 from .context import Api
-from .core import error, to_response
+from .core import HTML, Reply, error, to_response
 from .resource import Limits
 
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT")
 
 
 def create_app(api: Api) -> Starlette:
+    page.check_vendor()  # no chart library, no owner page: say so at start, not to a phone
     routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
                                *retail.ROUTES, *alerts.ROUTES, *people.ROUTES]
     routes += schema.routes(schema.openapi(routes))
@@ -34,6 +38,15 @@ async def _refused(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no route, wrong method) in the API's JSON form."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == HTTPStatus.NOT_FOUND:
+        if page.for_a_person(request.url.path, request.headers.get("Accept")):
+            t = translator(negotiate(request.query_params.get("lang"),
+                                     request.cookies.get(page.LANG_COOKIE)))
+            body = render("cloud_gateway", "templates", "message.html", t, switch=[],
+                          title=t.gettext("There is no such page."),
+                          text=t.gettext("Check the address, or start from the home page."),
+                          back="/")
+            return to_response(Reply(HTTPStatus.NOT_FOUND, body.encode(), HTML,
+                                     (("Content-Security-Policy", page.PAGE_CSP),)))
         return to_response(error(HTTPStatus.NOT_FOUND, f"no such path: {request.url.path}"))
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         # Starlette lists a route's methods from a set: give them in one order.

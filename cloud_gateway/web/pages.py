@@ -1,37 +1,32 @@
-"""Pages for people (dashboard, owner page, printable HACCP record) and the health checks."""
+"""Pages for people (dashboard, owner page, printable HACCP record), the chart library they
+load, and the health checks. Pages speak the reader's language (web/page.py)."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from importlib import resources
 from typing import Any
 
 from starlette.routing import Route
 
 from xiaodian.wire import ids
 
-from .. import haccp, sql
+from .. import haccp, sql, stores
 from ..db import Database
-from .core import HTML, BadRequest, Call, HttpError, Reply
+from .core import Call, HttpError, Reply
 from .core import json_reply as ok
+from .dashboard import dashboard
+from .owner import owner_ack, owner_page, person_or_refusal
+from .page import VENDOR_FILES, html_reply, message_page, reader, switch, vendor_file
 from .resource import route
 
 
-def _static(name: str) -> Reply:
-    page = resources.files("cloud_gateway").joinpath(f"static/{name}").read_bytes()
-    return Reply(HTTPStatus.OK, page, HTML)
-
-
-def dashboard(call: Call) -> Reply:
-    """The operator's dashboard (HTML, self-contained)."""
+def vendor(call: Call) -> Reply:
+    """The pages' chart library (uPlot), served by the cloud itself, never from a CDN."""
     call.query()
-    return _static("dashboard.html")
-
-
-def owner_page(call: Call) -> Reply:
-    """The store owner's page (HTML): fridges, charts, alerts to acknowledge."""
-    call.query()
-    return _static("owner.html")
+    name = call.path_params["name"]
+    if name not in VENDOR_FILES:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such path: {call.path}")
+    return Reply(HTTPStatus.OK, vendor_file(name), VENDOR_FILES[name])
 
 
 def haccp_page(call: Call) -> Reply:
@@ -40,27 +35,37 @@ def haccp_page(call: Call) -> Reply:
     parameters:
       - {name: day, in: query, schema: {type: string, format: date},
          description: "a local day in tz (default: that of the newest reading)"}
-      - {name: tz, in: query, schema: {type: string}, description: IANA time zone, UTC}
+      - {name: tz, in: query, schema: {type: string},
+         description: "IANA time zone (default: the store's own, Asia/Shanghai unless set)"}
+      - {name: lang, in: query, schema: {enum: [zh-CN, en]}}
     """
-    query = call.query("day", "tz")
+    t = reader(call)
+    query = call.query("day", "tz", "lang")
     store, fridge = call.path_params["store"], call.path_params.get("fridge")
     if not ids.is_store_id(store) or (fridge is not None and not ids.is_device_id(fridge)):
-        raise BadRequest("store and fridge must be ids")
-    call.api.authorise(call.headers, "store.read", store)
-    try:
-        tz = haccp.parse_tz(query.get("tz", "UTC"))
-        day = haccp.parse_day(query["day"]) if "day" in query else None
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        return message_page(call, HTTPStatus.NOT_FOUND, t.gettext("There is no such page."), t)
+    refusal = person_or_refusal(call, t, "store.read", store)
+    if refusal is not None:
+        return refusal
     with call.api.read() as db:
+        profile = stores.get(db.conn, store)
+        try:
+            tz = haccp.parse_tz(query["tz"]) if "tz" in query else profile.zone
+            day = haccp.parse_day(query["day"]) if "day" in query else None
+        except ValueError:
+            return message_page(call, HTTPStatus.BAD_REQUEST, t.gettext(
+                "The day must be written as YYYY-MM-DD and the time zone as a name such as"
+                " Asia/Shanghai."), t)
         known = haccp.fridge_ids(db.conn, store)
         if not known or (fridge is not None and fridge not in known):
-            where = store if fridge is None else f"{store}/{fridge}"
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no readings for {where}")
+            where = store if fridge is None else f"{store} / {fridge}"
+            return message_page(call, HTTPStatus.NOT_FOUND, t.gettext(
+                "No readings for %(where)s.") % {"where": where}, t)
         day = day or haccp.latest_day(db.conn, store, tz)
         assert day is not None  # the store has readings
-        page = haccp.report_html(db.conn, haccp.report(db.conn, store, day, tz, fridge))
-    return Reply(HTTPStatus.OK, page.encode(), HTML)
+        html = haccp.report_html(db.conn, haccp.report(db.conn, store, day, tz, fridge), t,
+                                 store_name=profile.name, switch=switch(call, t))
+    return html_reply(call, t, html)
 
 
 def healthz(call: Call) -> Reply:
@@ -91,7 +96,9 @@ ROUTES: list[Route] = [
     route("/index.html", get=dashboard),
     route("/owner", get=owner_page),
     route("/owner/", get=owner_page),
-    route("/owner/{store}", get=owner_page),  # the page reads the store from its own URL
+    route("/owner/{store}", get=owner_page),
+    route("/owner/{store}/ack/{alert_id:path}", post=owner_ack),
+    route("/static/vendor/{name}", get=vendor),
     route("/haccp/{store}", get=haccp_page),
     route("/haccp/{store}/{fridge}", get=haccp_page),
     route("/healthz", get=healthz),

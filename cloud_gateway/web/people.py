@@ -8,7 +8,6 @@ shown once when created, kept as a digest, revocable at once.
 
 from __future__ import annotations
 
-import html
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -32,12 +31,12 @@ from .core import (
     json_object,
 )
 from .core import json_reply as ok
+from .page import page, reader
 from .resource import route
 
 log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
-LOGIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 MAX_TOKEN_LIFETIME_S = 366 * 86400
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -62,28 +61,13 @@ def _same_origin(call: Call) -> None:
         raise HttpError(HTTPStatus.FORBIDDEN, "cross-site form refused")
 
 
-def _page(status: int, inner: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
-    doc = ("<!doctype html><meta charset=utf-8><meta name=viewport"
-           " content='width=device-width'><title>xiaodian: log in</title>"
-           "<body style='font-family:sans-serif;max-width:24em;margin:2em auto'>"
-           f"{inner}</body>")
-    return Reply(status, doc.encode(), "text/html; charset=utf-8",
-                 # same-origin, not no-referrer: with that the form's post says Origin: null,
-                 # and the login's cross-site check could not tell it from a foreign page.
-                 (("Content-Security-Policy", LOGIN_CSP), ("Referrer-Policy", "same-origin"),
-                  *headers))
-
-
-def _login_form(next_path: str, message: str = "") -> str:
-    e = html.escape
-    note = f"<p style='color:#a00'>{e(message)}</p>" if message else ""
-    return ("<h1>xiaodian</h1>" + note
-            + "<form method=post action=/api/login>"
-            f"<input type=hidden name=next value='{e(next_path)}'>"
-            "<p><label>Name<br><input name=user autocomplete=username required></label></p>"
-            "<p><label>Password<br><input name=password type=password"
-            " autocomplete=current-password required></label></p>"
-            "<p><button>Log in</button></p></form>")
+def _login_page(call: Call, status: int, next_path: str, message: str = "",
+                headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    """The styled login form in the reader's language, with `message` (already translated)."""
+    t = reader(call)
+    # page() sends Referrer-Policy: same-origin, not no-referrer: with that the form's post
+    # says Origin: null, and the login's cross-site check could not tell it from a foreign page.
+    return page(call, "login.html", t, status, headers, next=next_path, message=message)
 
 
 def _local(path: str) -> str:
@@ -95,8 +79,8 @@ def _local(path: str) -> str:
 
 def login_page(call: Call) -> Reply:
     """The login form (HTML); it posts to /api/login."""
-    query = call.query("next")
-    return _page(HTTPStatus.OK, _login_form(_local(query.get("next", "/"))))
+    query = call.query("next", "lang")
+    return _login_page(call, HTTPStatus.OK, _local(query.get("next", "/")))
 
 
 def login(call: Call) -> Reply:
@@ -123,6 +107,11 @@ def login(call: Call) -> Reply:
     name = user.strip().lower()
     keys = (f"user:{name[:64]}", f"client:{call.client}")
     if api.login_throttle.blocked(keys, now):
+        if from_form:
+            return _login_page(call, HTTPStatus.TOO_MANY_REQUESTS,
+                               _local(str(fields.get("next", "/"))), reader(call).gettext(
+                                   "Too many wrong passwords: try again in 15 minutes."),
+                               (("Retry-After", str(int(api.login_throttle.window_s))),))
         raise HttpError(HTTPStatus.TOO_MANY_REQUESTS,
                         "too many wrong passwords: try again in 15 minutes",
                         (("Retry-After", str(int(api.login_throttle.window_s))),))
@@ -137,8 +126,8 @@ def login(call: Call) -> Reply:
     if got is None:
         log.info("login refused for %r from %s", user[:64], call.client)  # never the password
         if from_form:
-            return _page(HTTPStatus.UNAUTHORIZED, _login_form(
-                _local(str(fields.get("next", "/"))), "Wrong name or password."))
+            return _login_page(call, HTTPStatus.UNAUTHORIZED, _local(str(fields.get("next", "/"))),
+                               reader(call).gettext("Wrong user name or password."))
         raise HttpError(HTTPStatus.UNAUTHORIZED, "wrong name or password")
     session, who = got
     cookie = f"{SESSION_COOKIE}={session}; Max-Age={int(accounts.SESSION_TTL_S)}; {_flags(call)}"

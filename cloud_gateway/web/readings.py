@@ -12,6 +12,7 @@ from typing import Any
 from starlette.routing import Route
 
 from .. import haccp
+from .. import stores as profiles
 from ..db import Database, DeadLetter
 from .core import DEFAULT_LIMIT, MAX_LIMIT, BadRequest, Call, HttpError, Reply, int_param
 from .core import json_reply as ok
@@ -92,7 +93,9 @@ def history(call: Call) -> Reply:
     call.api.authorise(call.headers, "store.read", store)
     hours = int_param(call.query("hours"), "hours", 24, 1, 168)
     with call.api.read() as db:
-        return ok(HTTPStatus.OK, haccp.history(db.conn, store, device, hours))
+        # The store's zone beside the Unix times: what a chart's axis is to be read in.
+        tz = profiles.get(db.conn, store).tz
+        return ok(HTTPStatus.OK, haccp.history(db.conn, store, device, hours) | {"tz": tz})
 
 
 def owner(call: Call) -> Reply:
@@ -101,7 +104,9 @@ def owner(call: Call) -> Reply:
     call.api.authorise(call.headers, "store.read", store)
     call.query()
     with call.api.read() as db:
-        return ok(HTTPStatus.OK, haccp.owner_view(db.conn, store))
+        profile = profiles.get(db.conn, store)
+        return ok(HTTPStatus.OK, haccp.owner_view(db.conn, store)
+                  | {"name": profile.name, "tz": profile.tz})
 
 
 def gaps(call: Call) -> Reply:

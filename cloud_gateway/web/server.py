@@ -32,12 +32,13 @@ class HttpServer:
     """The API on `host:port` (port 0: a free one), served from a background thread."""
 
     def __init__(self, api: Api, host: str, port: int) -> None:
+        app = create_app(api)  # first: a refusal to start (no chart library) leaks no socket
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.create_server((host, port), family=family)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(api), http=_Protocol, loop="asyncio", ws="none", lifespan="off",
+            app, http=_Protocol, loop="asyncio", ws="none", lifespan="off",
             log_config=None, access_log=False, server_header=False,
             headers=[("Server", "xiaodian-cloud")],
             # The client address is the peer's: no proxy in front is trusted to rename it

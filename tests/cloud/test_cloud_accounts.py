@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -152,6 +152,13 @@ def test_repeated_wrong_passwords_are_throttled(srv: HttpServer, clock: Clock) -
         assert c.login("tom", "guess-guess-guess") == 401
     status, headers, body = c.call("POST", "/api/login", {"user": "tom", "password": PASSWORD})
     assert status == 429 and "too many" in body["error"] and headers["Retry-After"] == "900"
+    # The login page says so in the reader's words (the form is for people).
+    form = f"user=tom&password={PASSWORD.replace(' ', '+')}&next=/owner".encode()
+    status, headers, page = c.call("POST", "/api/login", raw=form,
+                                   ctype="application/x-www-form-urlencoded")
+    assert status == 429 and headers["Retry-After"] == "900"
+    assert "密码错误次数太多，请 15 分钟后再试。" in page.decode()
+    assert 'name="next" value="/owner"' in page.decode()
     clock.t += 901  # the window moved on
     assert c.login("tom") == 200
 
@@ -159,7 +166,7 @@ def test_repeated_wrong_passwords_are_throttled(srv: HttpServer, clock: Clock) -
 def test_login_form_redirects_only_within_the_site(srv: HttpServer) -> None:
     c = Client(srv)
     status, _, page = c.call("GET", "/login?next=/owner")
-    assert status == 200 and b"action=/api/login" in page
+    assert status == 200 and b'action="/api/login"' in page
     form = f"user=ann&password={PASSWORD.replace(' ', '+')}&next=//evil.example/".encode()
     status, headers, _ = c.call("POST", "/api/login", raw=form,
                                 ctype="application/x-www-form-urlencoded")
@@ -206,12 +213,19 @@ def test_a_technician_sees_store_a_only_and_no_customers(srv: HttpServer) -> Non
     "/api/stores", f"/api/stores/{A}/orders", f"/api/stores/{A}/orders/1",
     "/api/dead-letters", f"/api/alerts/{A}/{ALERT}", f"/api/stores/{A}/alerts",
     f"/api/stores/{A}/commands", "/api/commands/abc", f"/api/stores/{A}/fridges",
-    f"/haccp/{A}", "/api/audit", "/api/tokens",
+    "/api/audit", "/api/tokens",
 ])
 def test_reads_of_store_or_personal_data_need_a_login(srv: HttpServer, path: str) -> None:
     status, headers, _ = Client(srv).call("GET", path)
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
     assert Client(srv).call("GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/", f"/owner/{A}", f"/haccp/{A}?day=2025-06-01"])
+def test_pages_send_a_person_to_the_login_page_and_back(srv: HttpServer, path: str) -> None:
+    status, headers, _ = Client(srv).call("GET", path)
+    assert status == 303
+    assert headers["Location"] == "/login?next=" + quote(path, safe="/")
 
 
 def test_a_revoked_token_stops_at_once(srv: HttpServer, db: Path | str, clock: Clock) -> None:
@@ -255,16 +269,16 @@ def test_an_ack_link_expires_and_works_once(srv: HttpServer, clock: Clock) -> No
     key = f"{A}/{ALERT}"
     old = ack_link(base, LINK_SECRET, key, "wang", int(clock()) - 1)
     status, _, page = Client(srv).call("GET", urlsplit(old).path + "?" + urlsplit(old).query)
-    assert status == 410 and b"expired" in page
+    assert status == 410 and "已过期" in page.decode()  # the form's pages: Chinese first
     link = urlsplit(ack_link(base, LINK_SECRET, key, "wang", int(clock()) + 3600))
     c = Client(srv)
     assert c.call("GET", f"{link.path}?{link.query}")[0] == 200
     form = f"{link.query}&by=Wang&corrective_action=door+shut".encode()
     ct = "application/x-www-form-urlencoded"
     status, _, page = c.call("POST", link.path, raw=form, ctype=ct)
-    assert status == 200 and b"Acknowledged" in page
+    assert status == 200 and "已确认" in page.decode()
     status, _, page = c.call("POST", link.path, raw=form, ctype=ct)
-    assert status == 410 and b"used already" in page
+    assert status == 410 and "已经用过" in page.decode()
     assert c.call("GET", f"{link.path}?{link.query}")[0] == 410
     clock.t += 7200  # a fresh link past its hour
     link2 = urlsplit(ack_link(base, LINK_SECRET, key, "li", int(clock()) - 3600))
@@ -277,8 +291,12 @@ def test_audit_rows_for_acks_listed_for_operators_and_by_the_cli(
     assert o.login("ann") == 200
     assert o.call("POST", f"/api/alerts/{A}/{ALERT}/ack", {"by": "Ann"})[0] == 200
     link = urlsplit(ack_link(srv.url, LINK_SECRET, f"{A}/{ALERT}", "wang"))
-    assert o.call("POST", link.path, raw=link.query.encode(),
-                  ctype="application/x-www-form-urlencoded")[0] == 200
+    form = "application/x-www-form-urlencoded"
+    # The alert is critical: the link's form asks what was done before it counts.
+    status, _, page = o.call("POST", link.path, raw=link.query.encode(), ctype=form)
+    assert status == 400 and "必须填写纠正措施" in page.decode()
+    assert o.call("POST", link.path, raw=f"{link.query}&corrective_action=door+shut".encode(),
+                  ctype=form)[0] == 200
     assert o.call("GET", "/api/audit")[0] == 403  # operators only
     ops = Client(srv)
     assert ops.login("ops") == 200

@@ -76,17 +76,60 @@ def test_day_stats_mean_is_time_weighted() -> None:
 
 
 def test_excursions_start_end_peak_and_ongoing() -> None:
+    # Without a minimum duration, to pin down where one starts and ends: at the first sample
+    # back at or below 5 °C (360 s), confirmed by the 4 °C after it (at or below 4.5 °C).
     temps = [3, 4, 5, 5.5, 7, 6, 5, 4, 9, 8.5]
     samples = [(60.0 * i, float(c)) for i, c in enumerate(temps)]
-    assert haccp.excursions(samples, 5.0) == [
+    assert haccp.excursions(samples, 5.0, min_duration_s=0) == [
         Excursion(5.0, 180.0, 360.0, 7.0, False),  # 5.0 itself is not above
         Excursion(5.0, 480.0, 540.0, 9.0, True),  # still above at the last sample
     ]
-    (hot,) = haccp.excursions(samples, 8.0)
+    (hot,) = haccp.excursions(samples, 8.0, min_duration_s=0)
     assert (hot.start, hot.end, hot.duration_s, hot.peak_c, hot.ongoing) == (
         480.0, 540.0, 60.0, 9.0, True)
+    # With the shipped minimum of 10 min, none of these short ones is an excursion.
+    assert haccp.excursions(samples, 5.0) == []
     assert haccp.excursions([], 5.0) == []
     assert haccp.excursions([(0.0, 4.0), (60.0, 4.5)], 5.0) == []
+
+
+def test_a_single_reading_on_the_limit_is_no_excursion() -> None:
+    # The demo's record had 21 rows of "0 min, 5.1 °C": one reading above 5 °C each time.
+    # Each blip is followed by 19 min at 4.9 °C: over after 10 min back, 1 min long, dropped.
+    steady = [(60.0 * i, 4.9) for i in range(120)]
+    blips = [(t, 5.1 if i % 20 == 10 else c) for i, (t, c) in enumerate(steady)]
+    assert haccp.excursions(blips, 5.0) == []
+    # Kept apart (each over after 10 min back at 4.9), they are six 1-min periods.
+    assert haccp.excursions(blips, 5.0, min_duration_s=0) == [
+        Excursion(5.0, 600.0 + 1200.0 * k, 660.0 + 1200.0 * k, 5.1, False) for k in range(6)]
+
+
+def test_a_probe_dithering_on_the_limit_is_one_excursion_not_many() -> None:
+    # 5.1/4.9 alternating each minute for 30 min (back below never for 10 min, never down to
+    # 4.5), then 4.0: by hand, one excursion from the first 5.1 (60 s) to the last 4.9
+    # (1800 s, confirmed by the 4.0), 29 min, peak 5.1.
+    temps = [4.0] + [5.1 if i % 2 == 0 else 4.9 for i in range(30)] + [4.0]
+    samples = [(60.0 * i, c) for i, c in enumerate(temps)]
+    assert haccp.excursions(samples, 5.0) == [Excursion(5.0, 60.0, 1800.0, 5.1, False)]
+    # Without hysteresis it would have been 15 one-minute rows, all of them dropped.
+    assert haccp.excursions(samples, 5.0, hysteresis_c=0.0, min_duration_s=0) == [
+        Excursion(5.0, 60.0 + 120.0 * k, 120.0 + 120.0 * k, 5.1, False) for k in range(15)]
+
+
+def test_minimum_duration_is_inclusive_and_ongoing_ones_count_once_long_enough() -> None:
+    # 10 min above (600 s from first above to first back below) is recorded; 9 min is not.
+    ten = [(0.0, 4.0)] + [(60.0 * i, 6.0) for i in range(1, 11)] + [(660.0, 4.0)]
+    assert haccp.excursions(ten, 5.0) == [Excursion(5.0, 60.0, 660.0, 6.0, False)]
+    nine = [(0.0, 4.0)] + [(60.0 * i, 6.0) for i in range(1, 10)] + [(600.0, 4.0)]
+    assert haccp.excursions(nine, 5.0) == []
+    # Back below for 9 min (not yet 10) and never down to 4.5: still the same excursion.
+    hover = ten[:-1] + [(660.0 + 60.0 * i, 4.8) for i in range(9)] + [(1200.0, 7.0),
+                                                                      (1260.0, 4.0)]
+    assert haccp.excursions(hover, 5.0) == [Excursion(5.0, 60.0, 1260.0, 7.0, False)]
+    # Still above at the end of the data: kept once it has lasted 10 min.
+    assert haccp.excursions(ten[:-1], 5.0) == []  # 60..600 s: 9 min so far
+    assert haccp.excursions([*ten[:-1], (660.0, 5.2)], 5.0) == [
+        Excursion(5.0, 60.0, 660.0, 6.0, True)]
 
 
 def test_intervals_from_changes_clipped_to_window() -> None:
@@ -254,14 +297,44 @@ def test_cli_csv_and_html(day_db: Path | str) -> None:
     first = next(csv.DictReader(io.StringIO(out.stdout)))
     # Shanghai's 1 June is 16:00 UTC 31 May .. 16:00 UTC 1 June: 16 h of our data.
     assert (first["tz"], first["samples"]) == ("Asia/Shanghai", str(16 * 60))
-    html_out = run("--format", "html", "--fridge", "fridge-2")  # default day: newest reading
+    # Default: the store's zone (Asia/Shanghai, no profile set), where the newest reading
+    # (23:59 UTC on 1 June) falls on 2 June; the page in Chinese.
+    html_out = run("--format", "html", "--fridge", "fridge-2")
     assert html_out.returncode == 0, html_out.stderr
-    assert "HACCP record · store-001 · 2025-06-01" in html_out.stdout
+    assert "HACCP 记录 · store-001 · 2025-06-02" in html_out.stdout
     assert html_out.stdout.count("<svg") == 1 and "limit-hot" in html_out.stdout
+    english = run("--format", "html", "--fridge", "fridge-2", "--tz", "UTC", "--lang", "en")
+    assert "HACCP record · store-001 · 2025-06-01" in english.stdout
+    assert '<html lang="en">' in english.stdout
     bad = run("--day", "1 June")
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
     missing = run("--fridge", "fridge-9")
     assert missing.returncode == 1 and "no readings" in missing.stderr
+
+
+def test_store_profile_cli_sets_the_zone_the_record_uses(day_db: Path | str) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "xiaodian", "cloud", *args,
+                               "--db", str(day_db)], capture_output=True, text=True, timeout=30)
+
+    shown = cli("store", "show", STORE)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {"store": STORE, "name": STORE, "tz": "Asia/Shanghai"}
+    bad = cli("store", "set", STORE, "--tz", "Mars/Base")
+    assert bad.returncode == 1 and "unknown time zone" in bad.stderr
+    assert cli("store", "set", STORE).returncode == 1  # nothing to set
+    got = cli("store", "set", STORE, "--name", "幸福路店", "--tz", "Europe/London")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == {"store": STORE, "name": "幸福路店", "tz": "Europe/London"}
+    assert json.loads(cli("store", "show", STORE).stdout)["tz"] == "Europe/London"
+    # The record follows: London's 1 June is 23:00 UTC 31 May .. 23:00 UTC 1 June, 23 h of
+    # our minutes; an excursion's times carry London's summer offset.
+    out = cli("haccp", "--store", STORE, "--day", "2025-06-01")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert (rows[0]["tz"], rows[0]["samples"]) == ("Europe/London", str(23 * 60))
+    exc = next(r for r in rows if r["record"] == "excursion")
+    assert exc["start"] == "2025-06-01T11:00:00+01:00"
+    assert "幸福路店" in cli("haccp", "--store", STORE, "--format", "html").stdout
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -291,6 +364,7 @@ def test_history_endpoint(server: HttpServer) -> None:
     assert h["intervals"]["door"] == [[T0 + 8 * 3600, T0 + 8 * 3600 + 600]]
     assert len(h["intervals"]["compressor"]) == 24
     assert h["limits"] == {"warm_c": 5.0, "hot_c": 8.0, "freeze_c": -0.5}
+    assert h["tz"] == "Asia/Shanghai"  # the store's zone (no profile: the default)
     status, _, body = _get(server, f"/api/stores/{STORE}/fridges/fridge-2/history?hours=2")
     assert len(json.loads(body)["readings"]) == 121
     assert _get(server, f"/api/stores/{STORE}/fridges/fridge-1/history?hours=0")[0] == 400
@@ -299,7 +373,9 @@ def test_history_endpoint(server: HttpServer) -> None:
 def test_owner_endpoint(server: HttpServer) -> None:
     status, _, body = _get(server, f"/api/stores/{STORE}/owner")
     assert status == 200
-    f1, f2 = json.loads(body)["fridges"]
+    doc = json.loads(body)
+    assert (doc["name"], doc["tz"]) == (STORE, "Asia/Shanghai")
+    f1, f2 = doc["fridges"]
     assert (f1["fridge"], f1["state"], f1["alerts"]) == ("fridge-1", "ok", [])
     assert f2["state"] == "critical" and f2["latest"]["product_c"] == 3.0
     (alert,) = f2["alerts"]
@@ -311,10 +387,18 @@ def test_haccp_page(server: HttpServer) -> None:
     status, ctype, body = _get(server, f"/haccp/{STORE}/fridge-2?day=2025-06-01")
     assert status == 200 and ctype.startswith("text/html")
     page = body.decode()
-    assert "MKT" in page and "9.0 °C" in page and "not acknowledged" in page
+    # In Chinese, in the store's zone (Asia/Shanghai: the 10:00 UTC excursion at 18:00).
+    assert "MKT" in page and "9.0\u00a0°C" in page and "未确认" in page
+    assert "<td class=\"nowrap\">18:00</td>" in page and "Asia/Shanghai" in page
     assert page.count('class="line product"') >= 1
-    assert _get(server, f"/haccp/{STORE}/fridge-9")[0] == 404
-    assert _get(server, f"/haccp/{STORE}/fridge-2?day=June")[0] == 400
+    status, _, body = _get(server, f"/haccp/{STORE}/fridge-2?day=2025-06-01&tz=UTC&lang=en")
+    page = body.decode()
+    assert status == 200 and "not acknowledged" in page.lower() and "10:00" in page
+    # Refusals a person sees are pages in their language, with the status.
+    status, ctype, body = _get(server, f"/haccp/{STORE}/fridge-9")
+    assert status == 404 and ctype.startswith("text/html") and "没有温度读数" in body.decode()
+    status, _, body = _get(server, f"/haccp/{STORE}/fridge-2?day=June")
+    assert status == 400 and "YYYY-MM-DD" in body.decode()
     assert _get(server, f"/haccp/{STORE}?tz=Mars/Base")[0] == 400
     status, _, body = _get(server, f"/haccp/{STORE}")
     assert status == 200 and body.decode().count("<svg") == 2

@@ -211,9 +211,26 @@ def test_dashboard_is_self_contained(server: HttpServer) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     html = body.decode()
-    assert "/api/stores" in html and "2000" in html
+    assert 'data-store="store-001"' in html and "setTimeout(refresh, 5000)" in html
     # No external assets: nothing loaded from another origin.
     assert "http://" not in html and "https://" not in html and "src=" not in html
+
+
+def test_the_chart_library_is_served_by_the_cloud_itself(server: HttpServer) -> None:
+    status, headers, body = request(server, "/static/vendor/uPlot.iife.min.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b"uPlot" in body and len(body) > 10_000
+    assert request(server, "/static/vendor/uPlot.min.css")[0] == 200
+    assert request(server, "/static/vendor/other.js")[0] == 404
+
+
+def test_a_server_without_the_chart_library_refuses_to_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud_gateway.web import page
+
+    monkeypatch.setitem(page.VENDOR_FILES, "uPlot-9.9.js", "text/javascript")
+    with pytest.raises(page.VendorMissing, match=r"uPlot-9\.9\.js is missing.*make bootstrap"):
+        HttpServer(Api(tmp_path / "c.sqlite"), "127.0.0.1", 0)
 
 
 def test_openapi_lists_every_route_and_docs_render_it(server: HttpServer) -> None:
@@ -386,3 +403,15 @@ def test_an_alert_ack_is_read_by_the_strict_json_reader(writable: HttpServer) ->
     status, _, doc, _ = _raw_post(writable, ack, [
         auth, json_ct, ("Content-Length", b"%d" % len(good))], good)
     assert (status, doc["error"]) == (404, "no such alert")
+
+
+def test_a_wrong_address_is_a_page_for_a_person_and_json_for_a_program(
+        server: HttpServer) -> None:
+    status, headers, body = request(server, "/ownr", headers={"Accept": "text/html"})
+    assert status == 404 and headers["Content-Type"].startswith("text/html")
+    assert "没有这个页面" in body.decode()
+    status, _, body = request(server, "/ownr?lang=en", headers={"Accept": "text/html"})
+    assert "There is no such page." in body.decode()
+    status, headers, body = request(server, "/api/nope", headers={"Accept": "text/html"})
+    assert status == 404 and json.loads(body)["error"] == "no such path: /api/nope"
+    assert json.loads(request(server, "/ownr", headers={})[2])["status"] == 404
