@@ -2,7 +2,14 @@
 
 An alert's id is `fridge/rule/start-in-ms`: the same excursion re-evaluated later (a
 backfill, a replay on another machine) gets the same id, so the outbox and the cloud can
-treat a repeated change as a duplicate.
+treat a repeated change as a duplicate. A new excursion never reuses an id: a rule's next
+alert on a fridge starts no earlier than its previous one ended (`FridgeBase._raise`), so
+its start, and with it its id, is new whatever cause raised it.
+
+An alert's `data` carries the machine-readable reason (`reason`, and `end` once cleared)
+and its numbers; `message` is the English sentence made from them by
+`xiaodian.wire.alert_text` (`text`, `end_text`), the same function every reader uses to
+show it in the reader's language.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from xiaodian.wire.alert_text import describe, describe_end
 
 Severity = Literal["warning", "critical"]
 # Who should hear it: "terminal" = the buzzer and screen in the shop only (door open 3 min),
@@ -135,6 +144,19 @@ class AlertChange:
             "late": self.late,
             "data": dict(self.data),
         }
+
+
+def text(rule: str, data: Mapping[str, DataValue]) -> str:
+    """The English sentence of an alert's reason (`data["reason"]` and its numbers)."""
+    return str(describe(rule, data))
+
+
+def end_text(rule: str, data: Mapping[str, DataValue]) -> str:
+    """The English sentence of how an alert ended (`data["end"]` and its numbers)."""
+    ended = describe_end(rule, data)
+    if ended is None:
+        raise ValueError(f"{rule}: clearing data says no known end: {dict(data)!r}")
+    return str(ended)
 
 
 def fmt_c(value: float) -> str:

@@ -319,7 +319,8 @@ def test_probe_stuck_at_85_is_a_fault() -> None:
     changes = run(RuleEngine(), 10 * MIN, lambda t: 3.0, lambda t: 85.0)
     (fault,) = only(changes, "probe_fault")
     assert fault.at == 60.0 and fault.severity == "critical"
-    assert fault.data == {"probe": "air", "fault": "power_on_value", "value_c": 85.0}
+    assert fault.data == {"reason": "probe_fault", "probe": "air", "fault": "power_on_value",
+                          "value_c": 85.0}
 
 
 @pytest.mark.parametrize("status", ["missing", "crc"])

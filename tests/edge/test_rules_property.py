@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.rules import AlertChange, RuleEngine, RulesConfig
+from xiaodian.i18n import translator
+from xiaodian.wire.alert_text import describe, describe_end
 
 temps = st.one_of(
     st.none(),
@@ -61,6 +63,11 @@ def test_arbitrary_input_never_raises_and_lifecycles_are_consistent(
                 else:
                     del active[c.id]
             assert c.message and c.id.startswith(f"{c.fridge}/")
+            # The English message is the shared renderer's, and every reader can render it.
+            said = describe_end(c.rule, c.data) if c.state == "cleared" else describe(c.rule,
+                                                                                         c.data)
+            assert said is not None and str(said) == c.message, (c.message, c.data)
+            assert translator("zh_CN").render(said)
         now = engine.active()
         assert len({a.id for a in now}) == len(now)
         assert {a.id for a in now} == set(active)
