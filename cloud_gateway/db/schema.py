@@ -189,6 +189,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     """Create every missing table and index in a SQLite database."""
     conn.executescript(SCHEMA)
     conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
+    alert_store.upgrade_sqlite(conn)
     conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
     conn.executescript(accounts.SCHEMA)  # people, sessions, tokens, audit (accounts.py)
 
@@ -205,6 +206,7 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                 for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
+                conn.script(alert_store.PG_UPGRADE)
             _pg_ready.add(url)
 
 

@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge.rules.alerts import Alert, AlertChange, Closed, alert_id, end_text, text
+from edge.rules.alerts import Alert, AlertChange, Closed, DataValue, alert_id, end_text, text
 from edge.rules.config import RulesConfig
 from edge.rules.fridge import MIN, FridgeState
 
@@ -216,7 +216,9 @@ class RuleEngine:
         if present - st.data_t >= link_s:
             if fr.link is None:
                 fr.link_late_records = 0
-                data = {"reason": "link_lost", "for_s": link_s, "last_data_at": st.data_t}
+                data: dict[str, DataValue] = {
+                    "reason": "link_lost", "for_s": link_s, "last_data_at": st.data_t,
+                }
                 fr.link = Alert(
                     id=alert_id(st.fridge, "link", st.data_t),
                     fridge=st.fridge,
@@ -233,9 +235,11 @@ class RuleEngine:
             return fr.link
         if fr.link is not None:
             alert, fr.link = fr.link, None
-            data = {**alert.data, "end": "link_back", "late_records": fr.link_late_records,
-                    "end_for_s": round(present - alert.started_at, 1)}
-            fr.link_closed[alert.id] = Closed(alert, present, end_text("link", data), data)
+            ended: dict[str, DataValue] = {
+                **alert.data, "end": "link_back", "late_records": fr.link_late_records,
+                "end_for_s": round(present - alert.started_at, 1),
+            }
+            fr.link_closed[alert.id] = Closed(alert, present, end_text("link", ended), ended)
         return None
 
     def _sync(self, fr: _Fridge, at: float, late: bool) -> list[AlertChange]:

@@ -181,7 +181,9 @@ class FridgeBase:
         alert = self.active.pop(key)
         self.clearing.pop(key, None)
         self.last_clear[key] = t
-        out: dict[str, DataValue] = {**alert.data, **end, "active_s": round(t - alert.started_at, 1)}
+        out: dict[str, DataValue] = {
+            **alert.data, **end, "active_s": round(t - alert.started_at, 1),
+        }
         if alert.peak is not None and alert.rule != "drift":
             out["peak_c"] = round(alert.peak, 2)
         self.closed[alert.id] = Closed(alert, t, end_text(alert.rule, out), out)

@@ -45,7 +45,9 @@ class ProbeRules(FridgeBase):
             return self._bad(probe, "power_on_value", {}, finite)
         if not math.isfinite(value) or not c.probe_min_c <= value <= c.probe_max_c:
             shown = f"{value:.1f} °C" if math.isfinite(value) else str(value)
-            limits = {"reads": shown, "min_c": c.probe_min_c, "max_c": c.probe_max_c}
+            limits: dict[str, DataValue] = {
+                "reads": shown, "min_c": c.probe_min_c, "max_c": c.probe_max_c,
+            }
             finite = value if math.isfinite(value) else None
             return self._bad(probe, "out_of_range", limits, finite)
         if probe.last_good is not None and not jumps_ok:

@@ -27,7 +27,6 @@ from edge.rules.fridge_base import (
     _flag,
 )
 
-
 _REASONS = {"door": "door_open", "mains": "mains_lost", "defrost_overrun": "defrost_overrun",
             "cycling": "no_cycling"}
 

@@ -130,7 +130,7 @@ def describe(rule: str, data: Mapping[str, Any]) -> Message:
     return msg if msg is not None and p.ok else _fallback(rule)
 
 
-def _cause(rule: str, reason: str, p: _Params) -> Message | None:  # noqa: C901 - one table
+def _cause(rule: str, reason: str, p: _Params) -> Message | None:
     if reason in ("warm", "hot_sustained"):
         return Message(N_("product %(value)s, above %(limit)s for %(duration)s"),
                        {"value": p.c("value_c"), "limit": p.lim("limit_c"),
