@@ -156,3 +156,24 @@ def test_an_alerts_table_of_an_older_version_gets_the_new_column(tmp_path: Path)
         ingest(db, TOPIC, batch(3, change("raised", T0 + 900)), "w", T0)
         row = db.conn.execute("SELECT state, reopened_after FROM alerts").fetchone()
         assert tuple(row) == ("active", T0 + 600)
+
+
+def test_notice_words_follow_the_contact_and_the_store_zone() -> None:
+    from cloud_gateway.alerts.notice_text import notice
+
+    row = {"store": STORE, "fridge": "fridge-2", "rule": "hot", "severity": "critical",
+           "started_at": T0 - 1000, "message": "old words", "acked_by": None,
+           "data": json.dumps(change("raised", T0, "hot_cumulative")["data"])}
+    # 2025-06-15 22:50 in Shanghai, 14:50 UTC, 10:50 in New York.
+    title, text = notice("alert", row)
+    assert title == "冰箱告警" and "（自 2025/6/15 22:50 起）" in text, text
+    assert "产品 6.0 °C；最近 24 小时内累计高于 5 °C 达 4 小时" in text
+    title, text = notice("alert", row, "en", "America/New_York")
+    assert title == "Fridge alert" and "10:50" in text and "CRITICAL, Too hot" in text, text
+    assert "above 5 °C for 4 h in the last 24 h" in text
+    cleared = row | {"data": json.dumps(change("cleared", T0)["data"])}
+    over = notice("all_clear", cleared)[1]
+    assert over.endswith("温度过高已解除：产品 3.9 °C，低于 7 °C 已 10 分钟"), over
+    # An older agent's alert (no reason): its English message, not an error.
+    old = row | {"data": "{}"}
+    assert notice("alert", old)[1].endswith("：old words")

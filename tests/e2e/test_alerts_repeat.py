@@ -34,6 +34,8 @@ from cloud_gateway.db import Database
 from devstack.stack import StoreStack
 from devstack.testkit.http_client import request
 from devstack.testkit.webhooks import Received, WebhookReceiver, alerts_toml
+from xiaodian.i18n import translator
+from xiaodian.wire.alert_text import describe
 
 pytestmark = pytest.mark.e2e
 
@@ -142,4 +144,7 @@ def test_two_excursions_give_two_notices_two_acks_two_haccp_entries(tmp_path: Pa
     assert entries[a1["id"]].corrective_action == "moved the stock to fridge-1"
     assert entries[a2["id"]].corrective_action == "called the technician"
     assert entries[a2["id"]].acked_by == "wang"
+    # What the pages show of an entry, from its reason and numbers, in Chinese.
+    said = translator("zh_CN").render(describe("hot", entries[a2["id"]].data))
+    assert said.startswith("产品 ") and "累计高于 5 °C 达 4 小时" in said, said
     assert rows[a1["id"]]["state"] == "cleared" and rows[a2["id"]]["state"] == "active"
