@@ -147,34 +147,14 @@ class AlertChange:
 
 
 def text(rule: str, data: Mapping[str, DataValue]) -> str:
-    """The English sentence of an alert's reason (`data["reason"]` and its numbers)."""
+    """The English sentence of an alert's reason (`data["reason"]` and its numbers).
+
+    Not strict: a rule that forgot a number still raises its alert, with generic words
+    (the tests render every change strictly, so that never ships)."""
     return str(describe(rule, data))
 
 
 def end_text(rule: str, data: Mapping[str, DataValue]) -> str:
     """The English sentence of how an alert ended (`data["end"]` and its numbers)."""
     ended = describe_end(rule, data)
-    if ended is None:
-        raise ValueError(f"{rule}: clearing data says no known end: {dict(data)!r}")
-    return str(ended)
-
-
-def fmt_c(value: float) -> str:
-    """A measured temperature: one decimal."""
-    return f"{value:.1f} °C"
-
-
-def fmt_limit(value: float) -> str:
-    """A configured limit: as written (5 °C, -0.5 °C)."""
-    return f"{value:g} °C"
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return str(ended) if ended is not None else "cleared"

@@ -11,6 +11,7 @@ import pytest
 
 from edge.rules import AlertChange, RuleEngine, RulesConfig, Thresholds
 from edge.rules.config import FridgeOverride
+from xiaodian.wire.alert_text import describe, describe_end
 
 MIN = 60.0
 HOUR = 3600.0
@@ -43,6 +44,10 @@ def run(
         sa, sp = statuses(t) if statuses else (None, None)
         out += engine.on_reading(fridge, t, a, p, sa, sp)
         n += 1
+    for c in out:  # every change's data says it completely (xiaodian.wire.alert_text)
+        said = (describe_end(c.rule, c.data, strict=True) if c.state == "cleared"
+                else describe(c.rule, c.data, strict=True))
+        assert str(said) == c.message, (c.message, c.data)
     return out
 
 

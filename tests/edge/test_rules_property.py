@@ -63,9 +63,10 @@ def test_arbitrary_input_never_raises_and_lifecycles_are_consistent(
                 else:
                     del active[c.id]
             assert c.message and c.id.startswith(f"{c.fridge}/")
-            # The English message is the shared renderer's, and every reader can render it.
-            said = describe_end(c.rule, c.data) if c.state == "cleared" else describe(c.rule,
-                                                                                         c.data)
+            # Every change's data says its reason (and end) completely: the shared renderer
+            # reads it strictly, its English is the message, and it renders in Chinese.
+            said = (describe_end(c.rule, c.data, strict=True) if c.state == "cleared"
+                    else describe(c.rule, c.data, strict=True))
             assert said is not None and str(said) == c.message, (c.message, c.data)
             assert translator("zh_CN").render(said)
         now = engine.active()

@@ -123,11 +123,18 @@ def _fallback(rule: str) -> Message:
 # ---------------------------------------------------------------- what is wrong
 
 
-def describe(rule: str, data: Mapping[str, Any]) -> Message:
-    """What the alert is about, from its change's `data` (its `reason` and numbers)."""
+def describe(rule: str, data: Mapping[str, Any], *, strict: bool = False) -> Message:
+    """What the alert is about, from its change's `data` (its `reason` and numbers).
+
+    Data it cannot read (an older agent's, a number missing) gives the generic
+    "Fridge alert: <rule>"; with `strict` (the edge, which writes the data) a ValueError."""
     p = _Params(data)
     msg = _cause(rule, str(data.get("reason", "")), p)
-    return msg if msg is not None and p.ok else _fallback(rule)
+    if msg is not None and p.ok:
+        return msg
+    if strict:
+        raise ValueError(f"{rule}: alert data without a readable reason: {dict(data)!r}")
+    return _fallback(rule)
 
 
 def _cause(rule: str, reason: str, p: _Params) -> Message | None:
@@ -232,14 +239,15 @@ def _no_cycling(p: _Params) -> Message:
 # ---------------------------------------------------------------- how it ended
 
 
-def describe_end(rule: str, data: Mapping[str, Any]) -> Message | None:
-    """How a cleared alert ended (its `end` and numbers), None if the data does not say."""
+def describe_end(rule: str, data: Mapping[str, Any], *, strict: bool = False) -> Message | None:
+    """How a cleared alert ended (its `end` and numbers), None if the data does not say
+    (with `strict`, a ValueError)."""
     end = data.get("end")
-    if not isinstance(end, str):
-        return None
     p = _Params(data)
-    msg = _end(rule, end, p, data)
+    msg = _end(rule, end, p, data, strict) if isinstance(end, str) else None
     if msg is None or not p.ok:
+        if strict:
+            raise ValueError(f"{rule}: clearing data without a readable end: {dict(data)!r}")
         return None
     if _num(data, "active_s") is not None:
         if _num(data, "peak_c") is not None:
@@ -250,7 +258,8 @@ def describe_end(rule: str, data: Mapping[str, Any]) -> Message | None:
     return msg
 
 
-def _end(rule: str, end: str, p: _Params, data: Mapping[str, Any]) -> Message | None:
+def _end(rule: str, end: str, p: _Params, data: Mapping[str, Any],
+         strict: bool) -> Message | None:
     back = {"value": p.c("end_value_c"), "limit": p.lim("end_limit_c"),
             "duration": p.d("end_for_s")} if end in ("back_below", "back_above") else {}
     if end == "back_below":
@@ -289,5 +298,5 @@ def _end(rule: str, end: str, p: _Params, data: Mapping[str, Any]) -> Message | 
         return Message(N_("monitoring back after %(duration)s"), {"duration": p.d("end_for_s")})
     if end == "withdrawn":
         return Message(N_("%(cause)s: withdrawn, late records show otherwise"),
-                       {"cause": describe(rule, data)})
+                       {"cause": describe(rule, data, strict=strict)})
     return None
