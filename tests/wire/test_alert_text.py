@@ -28,7 +28,8 @@ def test_a_cumulative_hot_in_both_languages() -> None:
                      "from_c": 3.0, "value_c": 9.5}, "空气探头读数从 3.0 °C 跳到 9.5 °C"),
     ("cycling", {"reason": "no_cycling", "for_s": 13020.0, "settled_s": 4800.0,
                  "usual_cycle_s": 2400.0, "compressor_on": True},
-     "压缩机已连续运行 3 小时 37 分钟未停机（其中关门且稳定 1 小时 20 分钟），平时一个周期 40 分钟"),
+     "压缩机已连续运行 3 小时 37 分钟未停机（其中关门且稳定 1 小时 20 分钟），"
+     "平时一个周期 40 分钟"),
 ])
 def test_reasons_render_in_chinese(rule: str, data: dict[str, object], zh: str) -> None:
     assert ZH.render(describe(rule, data, strict=True)) == zh
