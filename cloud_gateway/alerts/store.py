@@ -104,8 +104,9 @@ CREATE INDEX IF NOT EXISTS alert_deliveries_by_notification
 PG_UPGRADE = "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS reopened_after DOUBLE PRECISION;\n"
 
 
-def upgrade_sqlite(conn: Any) -> None:
-    """Add the columns a SQLite `alerts` table made by an older version lacks."""
+def upgrade_sqlite(conn: sql.Connection) -> None:
+    """Add the columns a SQLite `alerts` table made by an older version lacks (in the
+    caller's write transaction: workers starting together must not both add it)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
     if "reopened_after" not in columns:
         conn.execute("ALTER TABLE alerts ADD COLUMN reopened_after DOUBLE PRECISION")

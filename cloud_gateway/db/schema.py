@@ -189,7 +189,6 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     """Create every missing table and index in a SQLite database."""
     conn.executescript(SCHEMA)
     conn.executescript(alert_store.SCHEMA)  # tables of cloud_gateway/alerts
-    alert_store.upgrade_sqlite(conn)
     conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
     conn.executescript(accounts.SCHEMA)  # people, sessions, tokens, audit (accounts.py)
 
@@ -216,6 +215,7 @@ def migrate(conn: sql.Connection) -> None:
     Runs inside the caller's write transaction: several workers may start at once, and the
     check must see what the one before committed.
     """
+    alert_store.upgrade_sqlite(conn)  # its own column check: no version of its own
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):
