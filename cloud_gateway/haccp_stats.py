@@ -208,6 +208,8 @@ class AlertRecord:
     acked_at: float | None = None
     acked_by: str | None = None
     corrective_action: str | None = None
+    # The newest change's `data`: its reason and numbers, for `xiaodian.wire.alert_text`.
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -220,7 +222,8 @@ class AlertRecord:
                 "raised_at": self.raised_at, "changed_at": self.changed_at,
                 "cleared_at": self.cleared_at, "peak_c": self.peak_c, "active": self.active,
                 "acknowledged": self.acked_at is not None, "acked_at": self.acked_at,
-                "acked_by": self.acked_by, "corrective_action": self.corrective_action}
+                "acked_by": self.acked_by, "corrective_action": self.corrective_action,
+                "data": self.data}
 
 
 def _num(value: Any) -> float | None:
@@ -247,7 +250,8 @@ def fold_alerts(changes: Iterable[tuple[str, float, dict[str, Any]]]) -> list[Al
             message=str(d.get("message", "")),
             started_at=_num(d.get("started_at")) or (prev.started_at if prev else t),
             raised_at=prev.raised_at if prev else t, changed_at=t,
-            cleared_at=t if change == "cleared" else None, peak_c=peak)
+            cleared_at=t if change == "cleared" else None, peak_c=peak,
+            data=d["data"] if isinstance(d.get("data"), dict) else {})
     return list(out.values())
 
 

@@ -5,7 +5,17 @@ Messages can be redelivered, replayed under new sequence numbers, or arrive out 
 (two workers, an outbox replay), so a change is applied only if it is newer than what the
 record already says, ordered by (event time `at`, raised < updated < cleared). Severity and
 audience only ever go up while an alert lasts, so those are merged by maximum whatever the
-order. A cleared alert stays cleared.
+order. An `updated` with a new cause (`data.reason`) replaces the message and data.
+
+A cleared alert is reopened, never left cleared, by a change **newer** than its clearing:
+the edge says the alert is raised again after it said it was over. A current edge never
+does that (a new excursion gets a new id), but an older agent did (issue #13), and a
+re-evaluation may withdraw an alert and raise it again. Reopening starts a new episode:
+active again (or, for a newer `cleared`, raised and over unseen), with the new change's
+severity and start, and the caller resets its acknowledgement and escalation (`reopens`),
+so the owner is told again and must acknowledge again. A change at or before the clearing
+(a redelivery, a replay, a late copy of an older change) is old news and reopens nothing,
+so duplicate delivery stays idempotent.
 """
 
 from __future__ import annotations
@@ -100,21 +110,35 @@ class AlertRecord:
     message: str
     data: str  # JSON of the newest change's `data`
     late: bool
+    # Reopened: when the previous episode cleared; changes up to then are an older
+    # episode's (replays, late copies) and change nothing. None: never reopened.
+    reopened_after: float | None = None
 
     @property
     def order(self) -> tuple[float, int]:
         return (self.last_at, CHANGE_RANK[self.last_change])
 
 
+def reopens(current: AlertRecord | None, ch: AlertChangeIn) -> bool:
+    """Whether `ch` starts a new episode of an alert the cloud has as cleared: it is newer
+    than the clearing (a duplicate or an older change never is)."""
+    return (current is not None and current.state == "cleared"
+            and current.cleared_at is not None
+            and (ch.at, CHANGE_RANK[ch.change]) > current.order)
+
+
 def merge(current: AlertRecord | None, ch: AlertChangeIn) -> AlertRecord | None:
     """The record after applying `ch`, or None when `ch` changes nothing (a duplicate)."""
     data = json.dumps(ch.data, sort_keys=True, separators=(",", ":"))
-    if current is None:
+    if current is None or reopens(current, ch):
         cleared = ch.change == "cleared"
         return AlertRecord(
             ch.store, ch.id, ch.fridge, ch.rule, ch.severity, ch.audience,
             "cleared" if cleared else "active", ch.started_at, ch.at, ch.at, ch.change,
-            ch.at if cleared else None, ch.peak_c, ch.message, data, ch.late)
+            ch.at if cleared else None, ch.peak_c, ch.message, data, ch.late,
+            None if current is None else current.cleared_at)
+    if current.reopened_after is not None and ch.at <= current.reopened_after:
+        return None  # a change of an earlier episode of this id
     new = replace(
         current,
         severity=max(current.severity, ch.severity, key=SEVERITY_RANK.__getitem__),

@@ -27,18 +27,11 @@ from urllib.parse import quote, urlencode
 
 from .. import sql
 from ..db import Database
-from . import channels, store
+from . import channels, notice_text, store
 from .policy import Notice
 from .settings import AlertSettings, Contact
 
 log = logging.getLogger(__name__)
-
-TITLES = {
-    "alert": "Fridge alert", "upgrade": "Fridge alert now CRITICAL",
-    "escalation": "Fridge alert not acknowledged", "repeat": "Fridge alert still unacknowledged",
-    "reminder": "Fridge alert still active after acknowledgement",
-    "all_clear": "All clear", "resolved": "Fridge alert (already over)",
-}
 
 
 ACK_LINK_TTL_S = 24 * 3600  # a notification's link acknowledges for a day, and only once
@@ -169,10 +162,13 @@ class AlertService:
                             row["store"], row["id"], "/".join(notice.to))
             return 0
         alert = store.alert_dict(row)
-        payload = {"kind": notice.kind, "title": TITLES[notice.kind],
-                   "text": _text(notice.kind, alert), "alert": alert, "created_at": now}
+        tz = self.settings.policy(row["store"]).timezone
         n = 0
         for contact in contacts:
+            # In the contact's language (zh-CN unless set), times in the store's zone.
+            title, text = notice_text.notice(notice.kind, alert, contact.lang, tz)
+            payload = {"kind": notice.kind, "title": title, "text": text, "lang": contact.lang,
+                       "alert": alert, "created_at": now}
             for channel in contact.channels():
                 store.add_notification(conn, row["store"], row["id"], notice.kind,
                                        contact.name, channel, payload, now)
@@ -258,18 +254,6 @@ class AlertService:
         index = int(channel.partition(":")[2])
         if index >= len(contact.apprise):
             return channels.Attempt(False, None, f"{channel}: no such Apprise URL any more")
-        text = f"{payload['text']}\n\nAcknowledge: {link}"
+        text = f"{payload['text']}\n\n{notice_text.acknowledge_line(link, contact.lang)}"
         return channels.send_apprise(contact.apprise[index], payload["title"], text)
 
-
-def _text(kind: str, alert: Mapping[str, Any]) -> str:
-    where = f"{alert['store']} {alert['fridge']}"
-    sev = str(alert["severity"]).upper()
-    if kind == "all_clear":
-        return f"{where}: {alert['rule']} cleared: {alert['message']}"
-    if kind == "resolved":
-        return f"{where}: {sev} {alert['rule']} happened and is over: {alert['message']}"
-    if kind == "reminder":
-        return (f"{where}: {sev} {alert['rule']} still active (acknowledged by "
-                f"{alert['acked_by']}): {alert['message']}")
-    return f"{where}: {sev} {alert['rule']}: {alert['message']}"

@@ -20,6 +20,7 @@
     webhook_url = "https://hooks.example.com/xiaodian"
     webhook_secret_file = "secrets/wang-webhook"   # HMAC key of X-Xiaodian-Signature
     apprise = ["mailto://user:pass@smtp.example.com?to=wang@example.com"]
+    lang = "zh_CN"                          # the notices' language: zh_CN (default) or en
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from xiaodian.i18n import DEFAULT_LOCALE, LOCALES
 from xiaodian.wire import ids
 
 from .policy import EscalationPolicy
@@ -40,8 +42,11 @@ class Contact:
     webhook_url: str = ""
     webhook_secret_file: Path | None = None
     apprise: tuple[str, ...] = ()
+    lang: str = DEFAULT_LOCALE  # the language of this person's notices
 
     def __post_init__(self) -> None:
+        if self.lang not in LOCALES:
+            raise ValueError(f"lang: one of {', '.join(LOCALES)}")
         if not ids.is_name(self.name):
             raise ValueError("name: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):

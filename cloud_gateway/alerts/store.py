@@ -14,11 +14,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from xiaodian.i18n import N_, Message
 from xiaodian.wire.payloads import Batch
 
 from .. import sql
 from ..errors import CloudError
-from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change
+from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change, reopens
 from .policy import AlertView, Escalation, EscalationPolicy, Notice, decide
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     corrective_action TEXT,
     escalation TEXT,
     settled BOOLEAN NOT NULL DEFAULT FALSE,
+    reopened_after DOUBLE PRECISION,
     PRIMARY KEY (store, id)
 );
 CREATE INDEX IF NOT EXISTS alerts_by_store ON alerts (store, state, started_at);
@@ -98,13 +100,25 @@ CREATE INDEX IF NOT EXISTS alert_deliveries_by_notification
     ON alert_deliveries (notification_id, attempt);
 """
 
+# Databases made before `reopened_after` (issue #13) get it on opening.
+PG_UPGRADE = "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS reopened_after DOUBLE PRECISION;\n"
+
+
+def upgrade_sqlite(conn: sql.Connection) -> None:
+    """Add the columns a SQLite `alerts` table made by an older version lacks (in the
+    caller's write transaction: workers starting together must not both add it)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+    if "reopened_after" not in columns:
+        conn.execute("ALTER TABLE alerts ADD COLUMN reopened_after DOUBLE PRECISION")
+
+
 ALERT_FIELDS = ("store", "id", "fridge", "rule", "severity", "audience", "state", "started_at",
                 "raised_at", "last_at", "last_change", "cleared_at", "peak_c", "message",
                 "data", "late", "received_at", "updated_at", "acked_by", "acked_at",
-                "corrective_action")
+                "corrective_action", "reopened_after")
 _RECORD_FIELDS = ("store", "id", "fridge", "rule", "severity", "audience", "state",
                   "started_at", "raised_at", "last_at", "last_change", "cleared_at", "peak_c",
-                  "message", "data", "late")
+                  "message", "data", "late", "reopened_after")
 MAX_BY = 100
 MAX_ACTION = 2000
 
@@ -130,7 +144,11 @@ def alert_changes(batch: Batch) -> list[AlertChangeIn]:
 
 def apply_changes(conn: sql.Connection, changes: Iterable[AlertChangeIn],
                   received_at: float) -> int:
-    """Merge changes into `alerts` (inside the caller's transaction); how many rows changed."""
+    """Merge changes into `alerts` (inside the caller's transaction); how many rows changed.
+
+    A change that reopens a cleared alert (`model.reopens`) also clears the row's current
+    acknowledgement and escalation: a new episode is told and acknowledged anew (the earlier
+    acknowledgements stay in `alert_acks`)."""
     changed = 0
     for ch in changes:
         row = conn.execute(f"SELECT {', '.join(_RECORD_FIELDS)} FROM alerts"
@@ -140,6 +158,12 @@ def apply_changes(conn: sql.Connection, changes: Iterable[AlertChangeIn],
         new = merge(current, ch)
         if new is None:
             continue
+        if reopens(current, ch):
+            log.warning("alert %s/%s: %s after it cleared: a new episode, told and"
+                        " acknowledged anew", ch.store, ch.id, ch.change)
+            conn.execute("UPDATE alerts SET acked_by = NULL, acked_at = NULL,"
+                         " corrective_action = NULL, escalation = NULL"
+                         " WHERE store = ? AND id = ?", (ch.store, ch.id))
         values = [getattr(new, k) for k in _RECORD_FIELDS]
         conn.execute(
             f"INSERT INTO alerts ({', '.join(_RECORD_FIELDS)}, received_at, updated_at)"
@@ -236,21 +260,42 @@ def record_attempt(conn: sql.Connection, notification_id: int, worker: str, at: 
 
 
 class AckError(CloudError, ValueError):
-    pass
+    """An acknowledgement refused; `str()` is English for the API, `reason` the same
+    words for a person (a `Message`, rendered in the reader's language)."""
+
+    def __init__(self, reason: Message) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class CorrectiveActionRequired(AckError):
+    """A critical alert is acknowledged only with the corrective action taken: the HACCP
+    record of a critical excursion must say what was done about it."""
 
 
 def acknowledge(conn: sql.Connection, store: str, alert_id: str, by: str,
                 corrective_action: str, via: str, now: float) -> bool:
     """Record who acknowledged, when and what they did; False if there is no such alert.
 
-    A later acknowledgement (a second person, a fuller corrective action) is recorded too and
-    becomes the current one; the reminder timer restarts from it.
+    A critical alert needs a corrective action (`CorrectiveActionRequired`); a warning may
+    be acknowledged without one. A later acknowledgement (a second person, a fuller
+    corrective action) is recorded too and becomes the current one; the reminder timer
+    restarts from it.
     """
     by, corrective_action = by.strip(), corrective_action.strip()
     if not by or len(by) > MAX_BY:
-        raise AckError(f"by: required, at most {MAX_BY} characters")
+        raise AckError(Message(N_("by: required, at most %(n)s characters"), {"n": MAX_BY}))
     if len(corrective_action) > MAX_ACTION:
-        raise AckError(f"corrective_action: at most {MAX_ACTION} characters")
+        raise AckError(Message(N_("corrective_action: at most %(n)s characters"),
+                               {"n": MAX_ACTION}))
+    row = conn.execute("SELECT severity FROM alerts WHERE store = ? AND id = ?",
+                       (store, alert_id)).fetchone()
+    if row is None:
+        return False
+    if row["severity"] == "critical" and not corrective_action:
+        raise CorrectiveActionRequired(Message(N_(
+            "corrective_action: required for a critical alert; say what was done"
+            " (e.g. stock moved to another fridge, technician called)")))
     cur = conn.execute(
         "UPDATE alerts SET acked_by = ?, acked_at = ?, corrective_action = ?, updated_at = ?"
         " WHERE store = ? AND id = ?", (by, now, corrective_action, now, store, alert_id))

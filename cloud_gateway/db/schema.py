@@ -209,6 +209,7 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                             stores.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
+                conn.script(alert_store.PG_UPGRADE)
             _pg_ready.add(url)
 
 
@@ -218,6 +219,7 @@ def migrate(conn: sql.Connection) -> None:
     Runs inside the caller's write transaction: several workers may start at once, and the
     check must see what the one before committed.
     """
+    alert_store.upgrade_sqlite(conn)  # its own column check: no version of its own
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):

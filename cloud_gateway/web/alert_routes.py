@@ -245,6 +245,8 @@ class AlertWeb:
                 if alert is not None:
                     accounts.audit(conn, actor, "alert.ack", key[0], key[1], now,
                                    f"from {client}", {"by": by.strip()})
+        except store.CorrectiveActionRequired as exc:  # understood, but not enough for it
+            return _err(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
         except store.AckError as exc:
             return _err(HTTPStatus.BAD_REQUEST, str(exc))
         except sql.ERRORS as exc:

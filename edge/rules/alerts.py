@@ -2,7 +2,14 @@
 
 An alert's id is `fridge/rule/start-in-ms`: the same excursion re-evaluated later (a
 backfill, a replay on another machine) gets the same id, so the outbox and the cloud can
-treat a repeated change as a duplicate.
+treat a repeated change as a duplicate. A new excursion never reuses an id: a rule's next
+alert on a fridge starts no earlier than its previous one ended (`FridgeBase._raise`), so
+its start, and with it its id, is new whatever cause raised it.
+
+An alert's `data` carries the machine-readable reason (`reason`, and `end` once cleared)
+and its numbers; `message` is the English sentence made from them by
+`xiaodian.wire.alert_text` (`text`, `end_text`), the same function every reader uses to
+show it in the reader's language.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from xiaodian.wire.alert_text import describe, describe_end
 
 Severity = Literal["warning", "critical"]
 # Who should hear it: "terminal" = the buzzer and screen in the shop only (door open 3 min),
@@ -137,22 +146,15 @@ class AlertChange:
         }
 
 
-def fmt_c(value: float) -> str:
-    """A measured temperature: one decimal."""
-    return f"{value:.1f} °C"
+def text(rule: str, data: Mapping[str, DataValue]) -> str:
+    """The English sentence of an alert's reason (`data["reason"]` and its numbers).
+
+    Not strict: a rule that forgot a number still raises its alert, with generic words
+    (the tests render every change strictly, so that never ships)."""
+    return str(describe(rule, data))
 
 
-def fmt_limit(value: float) -> str:
-    """A configured limit: as written (5 °C, -0.5 °C)."""
-    return f"{value:g} °C"
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+def end_text(rule: str, data: Mapping[str, DataValue]) -> str:
+    """The English sentence of how an alert ended (`data["end"]` and its numbers)."""
+    ended = describe_end(rule, data)
+    return str(ended) if ended is not None else "cleared"

@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge.rules.alerts import Alert, AlertChange, Closed, alert_id, fmt_duration
+from edge.rules.alerts import Alert, AlertChange, Closed, DataValue, alert_id, end_text, text
 from edge.rules.config import RulesConfig
 from edge.rules.fridge import MIN, FridgeState
 
@@ -216,6 +216,9 @@ class RuleEngine:
         if present - st.data_t >= link_s:
             if fr.link is None:
                 fr.link_late_records = 0
+                data: dict[str, DataValue] = {
+                    "reason": "link_lost", "for_s": link_s, "last_data_at": st.data_t,
+                }
                 fr.link = Alert(
                     id=alert_id(st.fridge, "link", st.data_t),
                     fridge=st.fridge,
@@ -226,17 +229,17 @@ class RuleEngine:
                     raised_at=st.data_t + link_s,
                     changed_at=st.data_t + link_s,
                     peak=None,
-                    message=f"monitoring offline: no data for {fmt_duration(link_s)}",
-                    data={"last_data_at": st.data_t},
+                    message=text("link", data),
+                    data=data,
                 )
             return fr.link
         if fr.link is not None:
             alert, fr.link = fr.link, None
-            message = f"monitoring back after {fmt_duration(present - alert.started_at)}"
-            if fr.link_late_records:
-                message += f"; {fr.link_late_records} late records re-evaluated"
-            data = {**alert.data, "late_records": fr.link_late_records}
-            fr.link_closed[alert.id] = Closed(alert, present, message, data)
+            ended: dict[str, DataValue] = {
+                **alert.data, "end": "link_back", "late_records": fr.link_late_records,
+                "end_for_s": round(present - alert.started_at, 1),
+            }
+            fr.link_closed[alert.id] = Closed(alert, present, end_text("link", ended), ended)
         return None
 
     def _sync(self, fr: _Fridge, at: float, late: bool) -> list[AlertChange]:
@@ -270,14 +273,14 @@ class RuleEngine:
                 )
             elif ended is not None:
                 # Late records show the state ended before the alert's threshold.
-                change = AlertChange.of("cleared", old, ended[0], message=ended[1], late=True)
-            else:
                 change = AlertChange.of(
-                    "cleared",
-                    old,
-                    at,
-                    message=f"{old.message}: withdrawn, late records show otherwise",
+                    "cleared", old, ended[0], message=ended[1], data={**old.data, **ended[2]},
                     late=True,
+                )
+            else:
+                data = {**old.data, "end": "withdrawn"}
+                change = AlertChange.of(
+                    "cleared", old, at, message=end_text(old.rule, data), data=data, late=True
                 )
             changes.append(change)
             del fr.reported[aid]
@@ -307,7 +310,11 @@ class RuleEngine:
                 # tick): raised when that level was reached, so time and words agree.
                 changes.append(AlertChange.of("raised", alert, alert.changed_at, late=late))
                 fr.announced[aid] = alert.changed_at
-            elif alert.rank > before.rank:
+            elif alert.rank > before.rank or (
+                alert.rank == before.rank and alert.data.get("reason") != before.data.get("reason")
+            ):
+                # Escalated, or the same alert now has another cause (a sustained "hot"
+                # whose day's budget above 5 °C is spent): the open alert is updated.
                 changes.append(AlertChange.of("updated", alert, alert.changed_at, late=late))
                 fr.announced[aid] = alert.changed_at
             elif alert.rank < before.rank:

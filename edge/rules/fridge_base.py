@@ -20,9 +20,8 @@ from edge.rules.alerts import (
     DataValue,
     Severity,
     alert_id,
-    fmt_c,
-    fmt_duration,
-    fmt_limit,
+    end_text,
+    text,
 )
 from edge.rules.config import Thresholds
 
@@ -62,7 +61,7 @@ class _Probe:
     last_good: tuple[float, float] | None = None
     bad_since: float | None = None
     bad_kind: str = ""
-    bad_detail: str = ""
+    bad_detail: dict[str, DataValue] = dataclasses.field(default_factory=dict)
     clean_since: float | None = None
     flat_ref: float | None = None
     flat_since: float | None = None
@@ -79,6 +78,10 @@ class FridgeBase:
         self.data_t: float | None = None
         self.active: dict[str, Alert] = {}  # by rule key ("warm", "probe_air", ...)
         self.closed: dict[str, Closed] = {}  # by alert id, pruned by the engine
+        # When each rule key's last alert cleared: the next one starts no earlier, so a new
+        # excursion always has a new start and id (a cumulative "hot" whose time above 5 °C
+        # began before the previous "hot" cleared would otherwise reuse that alert's id).
+        self.last_clear: dict[str, float] = {}
         self.readings = 0
 
         self.air = _Probe("air")
@@ -95,7 +98,7 @@ class FridgeBase:
         self.air_settle_until = -math.inf
         # How recent "since" states ended (alert id -> (time, words)), for clearing an alert
         # that late records show never reached its threshold. Bounded: newest kept.
-        self.ended: dict[str, tuple[float, str]] = {}
+        self.ended: dict[str, tuple[float, str, dict[str, DataValue]]] = {}
         self.comp_on: bool | None = None
         self.comp_since: float | None = None
         self.comp_last_on: float | None = None
@@ -135,10 +138,13 @@ class FridgeBase:
         t: float,
         severity: Severity,
         peak: float | None,
-        message: str,
         data: Mapping[str, DataValue],
     ) -> None:
+        """Raise the alert of `key`; `data` holds its `reason` and numbers (the message is
+        made from them)."""
         rule_id = key if key.startswith("probe_") and key != "probe_disagree" else rule
+        since = max(since, self.last_clear.get(key, since))
+        message = text(rule, data)
         self.active[key] = Alert(
             id=alert_id(self.fridge, rule_id, since),
             fridge=self.fridge,
@@ -164,21 +170,23 @@ class FridgeBase:
         held.update(condition, t)
         return held.held(t) >= self.cfg.clear_for_min * MIN
 
-    def _back_message(self, key: str, p: float, side: str, limit: float, t: float) -> str:
+    def _back(self, key: str, p: float, end: str, limit: float, t: float) -> dict[str, DataValue]:
+        """How a temperature alert ended: back below (or above) `limit` for a while."""
         since = self.clearing[key].since
-        back_for = fmt_duration(t - (t if since is None else since))
-        return f"product {fmt_c(p)}, {side} {fmt_limit(limit)} for {back_for}"
+        return {"end": end, "end_value_c": round(p, 2), "end_limit_c": limit,
+                "end_for_s": round(t - (t if since is None else since), 1)}
 
-    def _clear(
-        self, key: str, t: float, message: str, data: Mapping[str, DataValue] | None = None
-    ) -> None:
+    def _clear(self, key: str, t: float, end: Mapping[str, DataValue]) -> None:
+        """Clear the alert of `key`; `end` holds `end` (how it ended) and its numbers."""
         alert = self.active.pop(key)
         self.clearing.pop(key, None)
-        was = f"; was active for {fmt_duration(t - alert.started_at)}"
+        self.last_clear[key] = t
+        out: dict[str, DataValue] = {
+            **alert.data, **end, "active_s": round(t - alert.started_at, 1),
+        }
         if alert.peak is not None and alert.rule != "drift":
-            was += f", peak {fmt_c(alert.peak)}"
-        out = {**alert.data, **(data or {})}
-        self.closed[alert.id] = Closed(alert, t, message + was, out)
+            out["peak_c"] = round(alert.peak, 2)
+        self.closed[alert.id] = Closed(alert, t, end_text(alert.rule, out), out)
 
 
 def _replace(alert: Alert, **changes: object) -> Alert:

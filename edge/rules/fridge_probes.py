@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import math
 
-from edge.rules.alerts import (
-    DataValue,
-    fmt_c,
-    fmt_duration,
-    fmt_limit,
-)
+from edge.rules.alerts import DataValue
 from edge.rules.fridge_base import (
     DISCONNECTED_VALUE,
     HOUR,
@@ -39,32 +34,36 @@ class ProbeRules(FridgeBase):
             or value is None
             or (math.isfinite(value) and value <= DISCONNECTED_VALUE)
         ):
-            why = f"status {status}" if status not in ("ok", "suspect") else "no reading"
+            why: dict[str, DataValue] = {}
             if value is not None and value <= DISCONNECTED_VALUE:
-                why = f"reads {fmt_c(value)}"
-            return self._bad(probe, "disconnected", f"disconnected ({why})")
+                why = {"reads_c": round(value, 2)}
+            elif status not in ("ok", "suspect"):
+                why = {"status": status}
+            return self._bad(probe, "disconnected", why)
         if status == "suspect" or value == POWER_ON_VALUE:
             finite = value if math.isfinite(value) else None
-            return self._bad(probe, "power_on_value", "stuck at 85.0 °C", finite)
+            return self._bad(probe, "power_on_value", {}, finite)
         if not math.isfinite(value) or not c.probe_min_c <= value <= c.probe_max_c:
-            shown = fmt_c(value) if math.isfinite(value) else str(value)
-            limits = f"{fmt_limit(c.probe_min_c)}…{fmt_limit(c.probe_max_c)}"
+            shown = f"{value:.1f} °C" if math.isfinite(value) else str(value)
+            limits: dict[str, DataValue] = {
+                "reads": shown, "min_c": c.probe_min_c, "max_c": c.probe_max_c,
+            }
             finite = value if math.isfinite(value) else None
-            return self._bad(probe, "out_of_range", f"reads {shown}, outside {limits}", finite)
+            return self._bad(probe, "out_of_range", limits, finite)
         if probe.last_good is not None and not jumps_ok:
             last_t, last_v = probe.last_good
             allowed = c.probe_jump_c_per_min * max(1.0, (t - last_t) / MIN)
             if abs(value - last_v) > allowed:
                 # Judged against the last good value, so a lone spike is dropped and the
                 # probe is only at fault if it stays away.
-                detail = f"jumped from {fmt_c(last_v)} to {fmt_c(value)}"
-                return self._bad(probe, "jump", detail, value)
+                return self._bad(probe, "jump", {"from_c": round(last_v, 2)}, value)
         return value, False
 
     @staticmethod
     def _bad(
-        probe: _Probe, kind: str, detail: str, value: float | None = None
+        probe: _Probe, kind: str, detail: dict[str, DataValue], value: float | None = None
     ) -> tuple[float | None, bool]:
+        """A bad reading: its kind and the numbers that say why (for the alert's data)."""
         probe.bad_kind, probe.bad_detail = kind, detail
         return value, True
 
@@ -79,12 +78,13 @@ class ProbeRules(FridgeBase):
         moved = probe.other_max - probe.other_min
         assert probe.flat_since is not None
         if t - probe.flat_since >= c.flatline_h * HOUR and moved >= c.flatline_other_moves_c:
-            other_name = "product" if probe.name == "air" else "air"
             probe.bad_kind = "flatline"
-            probe.bad_detail = (
-                f"flat at {fmt_c(value)} for {fmt_duration(t - probe.flat_since)} "
-                f"while {other_name} moved {moved:.1f} °C"
-            )
+            probe.bad_detail = {
+                "flat_s": round(t - probe.flat_since, 1),
+                "other": "product" if probe.name == "air" else "air",
+                "moved_c": round(moved, 2),
+                "flat_c": round(value, 2),
+            }
             return True
         return False
 
@@ -102,11 +102,15 @@ class ProbeRules(FridgeBase):
             if probe.bad_since is None:
                 probe.bad_since = t
             if active is None and t - probe.bad_since >= c.probe_fault_for_s:
-                message = f"{probe.name} probe {probe.bad_detail}"
-                data: dict[str, DataValue] = {"probe": probe.name, "fault": probe.bad_kind}
+                data: dict[str, DataValue] = {
+                    "reason": "probe_fault", "probe": probe.name, "fault": probe.bad_kind,
+                    **probe.bad_detail,
+                }
                 if value is not None:
                     data["value_c"] = round(value, 2)
-                self._raise(key, "probe_fault", probe.bad_since, t, "critical", None, message, data)
+                if probe.bad_kind == "flatline":
+                    data["value_c"] = data.pop("flat_c")
+                self._raise(key, "probe_fault", probe.bad_since, t, "critical", None, data)
                 if probe.bad_kind == "jump" and value is not None:
                     probe.last_good = (t, value)  # the new level is the reference from now on
             return None
@@ -118,11 +122,11 @@ class ProbeRules(FridgeBase):
         if probe.clean_since is None:
             probe.clean_since = t
         if t - probe.clean_since >= c.probe_clear_min * MIN:
-            message = (
-                f"{probe.name} probe reads normally again "
-                f"({fmt_c(value)} for {fmt_duration(t - probe.clean_since)})"
-            )
-            self._clear(key, t, message)
+            end: dict[str, DataValue] = {
+                "end": "probe_ok", "end_value_c": round(value, 2),
+                "end_for_s": round(t - probe.clean_since, 1),
+            }
+            self._clear(key, t, end)
             return value
         return None  # not trusted until it has read normally for a while
 
@@ -132,16 +136,15 @@ class ProbeRules(FridgeBase):
             return
         gap = abs(air - product)
         self.disagree.update(gap > c.disagree_c, t)
-        data: dict[str, DataValue] = {"air_c": round(air, 2), "product_c": round(product, 2)}
         if "probe_disagree" not in self.active:
             since = self.disagree.since
             if since is not None and t - since >= c.disagree_for_min * MIN:
-                message = (
-                    f"air {fmt_c(air)} and product {fmt_c(product)} differ by {gap:.1f} °C "
-                    f"for {fmt_duration(t - since)}"
-                )
-                self._raise(
-                    "probe_disagree", "probe_disagree", since, t, "warning", None, message, data
-                )
+                data: dict[str, DataValue] = {
+                    "reason": "probe_disagree", "air_c": round(air, 2),
+                    "product_c": round(product, 2), "gap_c": round(gap, 2),
+                    "for_s": round(t - since, 1),
+                }
+                self._raise("probe_disagree", "probe_disagree", since, t, "warning", None, data)
         elif self._cleared_for("probe_disagree", gap < c.disagree_c - c.clear_hysteresis_c, t):
-            self._clear("probe_disagree", t, f"air and product agree again ({gap:.1f} °C apart)")
+            end: dict[str, DataValue] = {"end": "probes_agree", "end_gap_c": round(gap, 2)}
+            self._clear("probe_disagree", t, end)

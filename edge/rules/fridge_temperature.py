@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import math
 
-from edge.rules.alerts import (
-    DataValue,
-    Severity,
-    fmt_c,
-    fmt_duration,
-    fmt_limit,
-)
+from edge.rules.alerts import DataValue, Severity, text
 from edge.rules.fridge_base import (
     DRIFT_BUCKET_S,
     HOUR,
@@ -40,16 +34,15 @@ class TemperatureRules(FridgeBase):
             # Defrost holds the alert back, not the timer: still warm after the recovery
             # window means it has been warm for longer than warm_for_min.
             if since is not None and t - since >= c.warm_for_min * MIN and not self._suppressed(t):
-                message = (
-                    f"product {fmt_c(p)}, above {fmt_limit(c.warm_above_c)} "
-                    f"for {fmt_duration(t - since)}"
-                )
-                data = {"value_c": round(p, 2), "limit_c": c.warm_above_c}
-                self._raise("warm", "warm", since, t, "warning", p, message, data)
+                data: dict[str, DataValue] = {
+                    "reason": "warm", "value_c": round(p, 2), "limit_c": c.warm_above_c,
+                    "for_s": round(t - since, 1),
+                }
+                self._raise("warm", "warm", since, t, "warning", p, data)
             return
         self._peak("warm", p, t)
         if self._cleared_for("warm", p < c.warm_clear_below_c, t):
-            self._clear("warm", t, self._back_message("warm", p, "below", c.warm_clear_below_c, t))
+            self._clear("warm", t, self._back("warm", p, "back_below", c.warm_clear_below_c, t))
 
     def _cumulative(self, t: float, p: float) -> None:
         c = self.cfg
@@ -78,36 +71,40 @@ class TemperatureRules(FridgeBase):
         if "hot" not in self.active:
             since = self.hot.since
             if since is not None and t - since >= c.hot_for_min * MIN:
-                message = (
-                    f"product {fmt_c(p)}, above {fmt_limit(c.hot_above_c)} "
-                    f"for {fmt_duration(t - since)}"
-                )
                 data: dict[str, DataValue] = {
+                    "reason": "hot_sustained",
                     "cause": "sustained",
                     "value_c": round(p, 2),
                     "limit_c": c.hot_above_c,
+                    "for_s": round(t - since, 1),
                 }
-                self._raise("hot", "hot", since, t, "critical", p, message, data)
+                self._raise("hot", "hot", since, t, "critical", p, data)
             elif budget_spent and p > c.hot_cumulative_above_c:
                 start = self.above_since if self.above_since is not None else t
-                message = (
-                    f"product {fmt_c(p)}; above {fmt_limit(c.hot_cumulative_above_c)} for "
-                    f"{fmt_duration(cumulative)} in the last "
-                    f"{fmt_duration(c.hot_cumulative_window_h * HOUR)}"
-                )
-                data = {
-                    "cause": "cumulative",
-                    "value_c": round(p, 2),
-                    "cumulative_s": round(cumulative, 1),
-                    "limit_c": c.hot_cumulative_above_c,
-                }
-                self._raise("hot", "hot", start, t, "critical", p, message, data)
+                self._raise("hot", "hot", start, t, "critical", p, self._cumulative_data(p, t))
             return
         self._peak("hot", p, t)
+        hot = self.active["hot"]
+        if budget_spent and hot.data.get("cause") != "cumulative":
+            # The cause changed while the alert is open: the same alert, updated (it now
+            # clears only once the product is below the cumulative limit).
+            data = self._cumulative_data(p, t)
+            self.active["hot"] = _replace(hot, data=data, message=text("hot", data), changed_at=t)
         # With the day's budget spent, hot only ends once the product is properly cold again.
         limit = (c.hot_cumulative_above_c if budget_spent else c.hot_above_c) - c.clear_hysteresis_c
         if self._cleared_for("hot", p < limit, t):
-            self._clear("hot", t, self._back_message("hot", p, "below", limit, t))
+            self._clear("hot", t, self._back("hot", p, "back_below", limit, t))
+
+    def _cumulative_data(self, p: float, t: float) -> dict[str, DataValue]:
+        c = self.cfg
+        return {
+            "reason": "hot_cumulative",
+            "cause": "cumulative",
+            "value_c": round(p, 2),
+            "cumulative_s": round(self.cumulative_above_s(t), 1),
+            "window_s": c.hot_cumulative_window_h * HOUR,
+            "limit_c": c.hot_cumulative_above_c,
+        }
 
     def _hard(self, t: float, p: float | None, air: float | None) -> None:
         c = self.cfg
@@ -116,20 +113,19 @@ class TemperatureRules(FridgeBase):
         if "hard_limit" not in self.active:
             since = self.hard_air.since
             if p is not None and p > c.hard_product_above_c:
-                message = f"product {fmt_c(p)}, above {fmt_limit(c.hard_product_above_c)}"
                 data: dict[str, DataValue] = {
+                    "reason": "hard_product",
                     "cause": "product",
                     "value_c": round(p, 2),
                     "limit_c": c.hard_product_above_c,
                 }
-                self._raise("hard_limit", "hard_limit", t, t, "critical", p, message, data)
+                self._raise("hard_limit", "hard_limit", t, t, "critical", p, data)
             elif air is not None and since is not None and t - since >= c.hard_air_for_min * MIN:
-                message = (
-                    f"air {fmt_c(air)}, above {fmt_limit(c.hard_air_above_c)} "
-                    f"for {fmt_duration(t - since)} with the door closed"
-                )
-                data = {"cause": "air", "value_c": round(air, 2), "limit_c": c.hard_air_above_c}
-                self._raise("hard_limit", "hard_limit", since, t, "critical", air, message, data)
+                data = {
+                    "reason": "hard_air", "cause": "air", "value_c": round(air, 2),
+                    "limit_c": c.hard_air_above_c, "for_s": round(t - since, 1),
+                }
+                self._raise("hard_limit", "hard_limit", since, t, "critical", air, data)
             return
         if p is not None:
             self._peak("hard_limit", p, t)
@@ -138,8 +134,12 @@ class TemperatureRules(FridgeBase):
         if self._cleared_for(
             "hard_limit", p_ok and air_ok and (p is not None or air is not None), t
         ):
-            shown = f"product {fmt_c(p)}" if p is not None else f"air {fmt_c(air or 0.0)}"
-            self._clear("hard_limit", t, f"{shown}, back under the hard limit")
+            end: dict[str, DataValue] = {
+                "end": "hard_back",
+                "end_probe": "product" if p is not None else "air",
+                "end_value_c": round(p if p is not None else (air or 0.0), 2),
+            }
+            self._clear("hard_limit", t, end)
 
     def _freeze(self, t: float, p: float) -> None:
         c = self.cfg
@@ -153,33 +153,31 @@ class TemperatureRules(FridgeBase):
                 limit = c.freeze_critical_below_c if crit else c.freeze_warning_below_c
                 held = self.freeze_crit if crit else self.freeze_warn
                 assert held.since is not None and self.freeze_warn.since is not None
-                message = (
-                    f"product {fmt_c(p)}, below {fmt_limit(limit)} "
-                    f"for {fmt_duration(t - held.since)}"
-                )
-                data = {"value_c": round(p, 2), "limit_c": limit}
+                data: dict[str, DataValue] = {
+                    "reason": "freeze", "value_c": round(p, 2), "limit_c": limit,
+                    "for_s": round(t - held.since, 1),
+                }
                 severity: Severity = "critical" if crit else "warning"
-                self._raise(
-                    "freeze", "freeze", self.freeze_warn.since, t, severity, p, message, data
-                )
+                self._raise("freeze", "freeze", self.freeze_warn.since, t, severity, p, data)
             return
         self._peak("freeze", p, t, highest=False)
         if crit and active.severity == "warning":
             assert self.freeze_crit.since is not None
-            message = (
-                f"product {fmt_c(p)}, below {fmt_limit(c.freeze_critical_below_c)} "
-                f"for {fmt_duration(t - self.freeze_crit.since)}"
-            )
+            data = {
+                "reason": "freeze", "value_c": round(p, 2),
+                "limit_c": c.freeze_critical_below_c,
+                "for_s": round(t - self.freeze_crit.since, 1),
+            }
             self.active["freeze"] = _replace(
                 self.active["freeze"],
                 severity="critical",
                 changed_at=t,
-                message=message,
-                data={"value_c": round(p, 2), "limit_c": c.freeze_critical_below_c},
+                message=text("freeze", data),
+                data=data,
             )
         limit = c.freeze_warning_below_c + c.clear_hysteresis_c
         if self._cleared_for("freeze", p > limit, t):
-            self._clear("freeze", t, self._back_message("freeze", p, "above", limit, t))
+            self._clear("freeze", t, self._back("freeze", p, "back_above", limit, t))
 
     def _drift(self, t: float, p: float) -> None:
         c = self.cfg
@@ -201,13 +199,13 @@ class TemperatureRules(FridgeBase):
         coverage = len(self.buckets) * DRIFT_BUCKET_S / window
         mean = self.bucket_sum / self.bucket_count
         limit = c.set_point_c + c.drift_above_set_point_c
-        data: dict[str, DataValue] = {"mean_c": round(mean, 2), "limit_c": limit}
         if "drift" not in self.active:
             if coverage >= c.drift_min_coverage and mean > limit:
-                message = (
-                    f"{fmt_duration(window)} mean {fmt_c(mean)}, above set point "
-                    f"{fmt_limit(c.set_point_c)} + {c.drift_above_set_point_c:g} °C"
-                )
-                self._raise("drift", "drift", t, t, "warning", mean, message, data)
+                data: dict[str, DataValue] = {
+                    "reason": "drift", "mean_c": round(mean, 2), "limit_c": limit,
+                    "window_s": window, "set_point_c": c.set_point_c,
+                    "above_c": c.drift_above_set_point_c,
+                }
+                self._raise("drift", "drift", t, t, "warning", mean, data)
         elif mean <= limit - c.drift_hysteresis_c:
-            self._clear("drift", t, f"{fmt_duration(window)} mean back to {fmt_c(mean)}", data)
+            self._clear("drift", t, {"end": "drift_back", "end_mean_c": round(mean, 2)})

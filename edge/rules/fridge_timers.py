@@ -17,7 +17,8 @@ from edge.rules.alerts import (
     DataValue,
     Severity,
     alert_id,
-    fmt_duration,
+    end_text,
+    text,
 )
 from edge.rules.fridge_base import (
     AIR_SETTLE_S,
@@ -25,6 +26,9 @@ from edge.rules.fridge_base import (
     FridgeBase,
     _flag,
 )
+
+_REASONS = {"door": "door_open", "mains": "mains_lost", "defrost_overrun": "defrost_overrun",
+            "cycling": "no_cycling"}
 
 
 class TimerRules(FridgeBase):
@@ -41,7 +45,7 @@ class TimerRules(FridgeBase):
                 self.quiet_from = math.inf
                 self.cycle_quiet = False
             elif not is_open and self.door_since is not None:
-                self._end_timer("door", self.door_since, t, "door closed after")
+                self._end_timer("door", self.door_since, t, "door_closed")
                 self.door_since = None
                 self.air_settle_until = t + AIR_SETTLE_S
                 self.quiet_from = t + c.cycle_door_settle_min * MIN
@@ -52,7 +56,7 @@ class TimerRules(FridgeBase):
                 self.mains_lost_since = t
                 self.comp_last_on = None  # an on-to-on interval across this is no cycle
             elif mains and self.mains_lost_since is not None:
-                self._end_timer("mains", self.mains_lost_since, t, "mains power restored after")
+                self._end_timer("mains", self.mains_lost_since, t, "mains_restored")
                 self.mains_lost_since = None
                 self._cycle_restart(t)
         elif kind == "defrost":
@@ -63,7 +67,7 @@ class TimerRules(FridgeBase):
                 self.comp_last_on = None
             elif not active and self.defrost_since is not None:
                 start = self.defrost_since
-                self._end_timer("defrost_overrun", start, t, "defrost ended after")
+                self._end_timer("defrost_overrun", start, t, "defrost_ended")
                 self.suppress_until = min(
                     t + c.defrost_recovery_min * MIN, start + c.defrost_suppress_cap_min * MIN
                 )
@@ -76,7 +80,7 @@ class TimerRules(FridgeBase):
                 return
             if self.comp_since is not None:
                 self._cycle_count(t)
-                self._end_timer("cycling", self.comp_since, t, "compressor cycling again after")
+                self._end_timer("cycling", self.comp_since, t, "cycling_again")
             if on:
                 # Only an undisturbed cycle tells the usual period: door traffic stretches it.
                 if self.comp_last_on is not None and self.cycle_quiet:
@@ -167,45 +171,36 @@ class TimerRules(FridgeBase):
         """The alert for a state that began at `since`, at the level reached by `now`;
         its words and numbers describe the moment that level was reached."""
         c = self.cfg
-        levels: list[tuple[float, Severity, Audience, str]]
+        levels: list[tuple[float, Severity, Audience]]
         if rule == "door":
             levels = [
-                (c.door_buzzer_min * MIN, "warning", "terminal", " (buzzer at the terminal)"),
-                (c.door_owner_min * MIN, "warning", "owner", ""),
-                (c.door_escalate_min * MIN, "critical", "owner", ""),
+                (c.door_buzzer_min * MIN, "warning", "terminal"),
+                (c.door_owner_min * MIN, "warning", "owner"),
+                (c.door_escalate_min * MIN, "critical", "owner"),
             ]
         elif rule == "mains":
             levels = [
-                (0.0, "warning", "owner", ""),
-                (c.mains_escalate_min * MIN, "critical", "owner", ""),
+                (0.0, "warning", "owner"),
+                (c.mains_escalate_min * MIN, "critical", "owner"),
             ]
         elif rule == "defrost_overrun":
-            levels = [(c.defrost_overrun_min * MIN, "warning", "owner", "")]
+            levels = [(c.defrost_overrun_min * MIN, "warning", "owner")]
         else:  # cycling: its level is reached on settled time, not on time since
             at = self._cycle_reached(now)
             if at is None:
                 return None
-            levels = [(at - since, "warning", "owner", "")]
+            levels = [(at - since, "warning", "owner")]
         reached = [lv for lv in levels if now - since >= lv[0]]
         if not reached:
             return None
-        after, severity, audience, note = reached[-1]
-        data: dict[str, DataValue] = {"for_s": round(after, 1)}
+        after, severity, audience = reached[-1]
+        data: dict[str, DataValue] = {"reason": _REASONS[rule], "for_s": round(after, 1)}
         if rule == "door":
-            text = f"door open for {fmt_duration(after)}{note}"
-        elif rule == "mains":
-            text = f"mains power lost for {fmt_duration(after)}" if after else "mains power lost"
+            data["buzzer"] = audience == "terminal"
         elif rule == "defrost_overrun":
-            text = f"defrost running for {fmt_duration(after)}, limit {fmt_duration(after)}"
-        else:
-            state = "on" if self.comp_on else "off"
+            data["limit_s"] = round(levels[0][0], 1)
+        elif rule == "cycling":
             need = self._cycle_need() or after
-            settled = f" ({fmt_duration(need)} of it door shut and settled)"
-            settled = settled if after - need >= 1.0 else ""
-            text = (
-                f"compressor {state} for {fmt_duration(after)}{settled} without cycling, "
-                f"usual cycle {fmt_duration(need / c.cycle_factor)}"
-            )
             data["settled_s"] = round(need, 1)
             data["usual_cycle_s"] = round(need / c.cycle_factor, 1)
             data["compressor_on"] = bool(self.comp_on)
@@ -219,16 +214,17 @@ class TimerRules(FridgeBase):
             raised_at=since + levels[0][0],
             changed_at=since + after,
             peak=None,
-            message=text,
+            message=text(rule, data),
             data=data,
         )
 
-    def _end_timer(self, rule: str, since: float, t: float, words: str) -> None:
-        message = f"{words} {fmt_duration(t - since)}"
+    def _end_timer(self, rule: str, since: float, t: float, end: str) -> None:
+        ended: dict[str, DataValue] = {"end": end, "end_for_s": round(t - since, 1)}
+        message = end_text(rule, ended)
         alert = self._timer_alert(rule, since, t)
         if alert is not None:  # only states that became alerts are reported as such
-            data = {**alert.data, "for_s": round(t - since, 1)}
+            data = {**alert.data, **ended}
             self.closed[alert.id] = Closed(alert, t, message, data)
-        self.ended[alert_id(self.fridge, rule, since)] = (t, message)
+        self.ended[alert_id(self.fridge, rule, since)] = (t, message, ended)
         while len(self.ended) > 64:
             del self.ended[next(iter(self.ended))]

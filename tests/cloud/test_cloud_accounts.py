@@ -289,7 +289,10 @@ def test_audit_rows_for_acks_listed_for_operators_and_by_the_cli(
         srv: HttpServer, db: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
     o = Client(srv)
     assert o.login("ann") == 200
-    assert o.call("POST", f"/api/alerts/{A}/{ALERT}/ack", {"by": "Ann"})[0] == 200
+    # A critical alert: acknowledged only with the corrective action (issue #13).
+    assert o.call("POST", f"/api/alerts/{A}/{ALERT}/ack", {"by": "Ann"})[0] == 422
+    assert o.call("POST", f"/api/alerts/{A}/{ALERT}/ack",
+                  {"by": "Ann", "corrective_action": "moved stock"})[0] == 200
     link = urlsplit(ack_link(srv.url, LINK_SECRET, f"{A}/{ALERT}", "wang"))
     form = "application/x-www-form-urlencoded"
     # The alert is critical: the link's form asks what was done before it counts.

@@ -6,6 +6,7 @@ the real broker end to end. Escalation time is an injected clock; nothing sleeps
 from __future__ import annotations
 
 import email
+import email.header
 import json
 import socket
 import threading
@@ -130,11 +131,12 @@ class Clock:
 
 
 def alert(change: str, at: float, severity: str = "critical", rule: str = "hot",
-          audience: str = "owner") -> dict[str, Any]:
-    return {"change": change, "id": f"fridge-1/{rule}/1000000", "fridge": "fridge-1",
-            "rule": rule, "severity": severity, "audience": audience, "started_at": 1000.0,
-            "at": at, "duration_s": at - 1000, "peak_c": 9.1,
-            "message": f"product 9.1 °C ({change})", "late": False, "data": {"limit_c": 8.0}}
+          audience: str = "owner", started_at: float = 1000.0) -> dict[str, Any]:
+    return {"change": change, "id": f"fridge-1/{rule}/{round(started_at * 1000)}",
+            "fridge": "fridge-1", "rule": rule, "severity": severity, "audience": audience,
+            "started_at": started_at, "at": at, "duration_s": at - started_at, "peak_c": 9.1,
+            "message": f"product 9.1 °C ({change})", "late": False,
+            "data": {"reason": "hot_sustained", "value_c": 9.1, "limit_c": 8.0, "for_s": 900.0}}
 
 
 def events(seq_alerts: list[tuple[int, dict[str, Any]]], boot: int = 1) -> bytes:
@@ -262,8 +264,9 @@ def test_apprise_mailto_reaches_a_local_smtp_server(
     clock = Clock()
     url = f"mailto://127.0.0.1:{port}?from=alerts@xd.test&to=owner@xd.test&mode=insecure"
     svc = service(db_target, [Contact(name="wang", apprise=(url,))], clock)
+    raised = alert("raised", T0, started_at=T0 - 900)  # 22:51:40 in Shanghai
     with Database.open(db_target) as db:
-        ingest(db, f"xd/v1/{STORE}/events", events([(1, alert("raised", T0))]), "w-1", T0)
+        ingest(db, f"xd/v1/{STORE}/events", events([(1, raised)]), "w-1", T0)
         svc.start()
         try:
             settle(svc, db, clock, lambda: len(box.messages) == 1)
@@ -275,8 +278,12 @@ def test_apprise_mailto_reaches_a_local_smtp_server(
     msg = email.message_from_bytes(mail.content)
     text = "".join(str(part.get_payload(decode=True), "utf-8") for part in msg.walk()
                    if part.get_content_type() == "text/plain")
-    assert msg["Subject"] == "Fridge alert"
-    assert "CRITICAL hot" in text and "/ack/store-001/fridge-1/hot/1000000?t=wang." in text
+    # In Chinese (the contact set no language), the start in the store's time zone.
+    subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+    assert subject == "冰箱告警"
+    assert "store-001 fridge-1：严重，温度过高（自 2025/6/15 22:51 起）" in text, text
+    assert "产品 9.1 °C，高于 8 °C 已 15 分钟" in text  # from the reason and numbers
+    assert "确认告警：" in text and "/ack/store-001/fridge-1/hot/1749999100000?t=wang." in text
 
 
 def test_redelivered_and_replayed_alert_events_change_nothing(

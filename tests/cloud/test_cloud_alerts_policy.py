@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloud_gateway.alerts.model import merge, parse_change
+from cloud_gateway.alerts.model import merge, parse_change, reopens
 from cloud_gateway.alerts.policy import AlertView, Escalation, EscalationPolicy, decide
 
 MIN = 60.0
@@ -129,3 +129,41 @@ def test_merge_is_idempotent_and_handles_out_of_order() -> None:
     assert merge(first, parse_change("s", change("raised", 300))) is None
     again = merge(first, parse_change("s", change("raised", 100)))
     assert again is not None and again.state == "cleared" and again.raised_at == 100
+
+
+def test_a_raise_newer_than_the_clearing_reopens_a_cleared_alert() -> None:
+    # An older agent raised a new excursion under the id it had cleared (issue #13): the
+    # cloud must not keep it cleared, nor drop the raise.
+    rec = merge(None, parse_change("s", change("raised", 100)))
+    cleared = merge(rec, parse_change("s", change("cleared", 300)))
+    assert cleared is not None and cleared.state == "cleared"
+    again = parse_change("s", change("raised", 400, severity="critical", started_at=300.0))
+    assert reopens(cleared, again)
+    reopened = merge(cleared, again)
+    assert reopened is not None and reopened.state == "active"
+    assert reopened.cleared_at is None and reopened.raised_at == 400
+    assert reopened.started_at == 300.0 and reopened.severity == "critical"
+    assert reopened.message == "raised at 400"
+    # Duplicates stay duplicates: a replay of any change already applied, or an older one.
+    for old in (again, parse_change("s", change("raised", 100)),
+                parse_change("s", change("cleared", 300))):
+        assert not reopens(reopened, old) and merge(reopened, old) is None, old
+    # Its own clearing closes the new episode.
+    over = merge(reopened, parse_change("s", change("cleared", 900)))
+    assert over is not None and over.state == "cleared" and over.cleared_at == 900
+    # A clearing newer than the last one is a whole episode the cloud never saw raised.
+    unseen = parse_change("s", change("cleared", 1500))
+    assert reopens(over, unseen)
+    whole = merge(over, unseen)
+    assert whole is not None and whole.state == "cleared" and whole.raised_at == 1500
+
+
+def test_a_changed_cause_updates_the_open_alert() -> None:
+    sustained = {"reason": "hot_sustained", "value_c": 9.0, "limit_c": 8.0, "for_s": 900.0}
+    cumulative = {"reason": "hot_cumulative", "value_c": 6.0, "limit_c": 5.0,
+                  "cumulative_s": 14400.0, "window_s": 86400.0}
+    rec = merge(None, parse_change("s", change("raised", 100, "critical", data=sustained)))
+    assert rec is not None
+    upd = merge(rec, parse_change("s", change("updated", 500, "critical", data=cumulative)))
+    assert upd is not None and upd.state == "active" and upd.severity == "critical"
+    assert upd.message == "updated at 500" and '"hot_cumulative"' in upd.data

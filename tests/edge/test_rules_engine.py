@@ -11,6 +11,7 @@ import pytest
 
 from edge.rules import AlertChange, RuleEngine, RulesConfig, Thresholds
 from edge.rules.config import FridgeOverride
+from xiaodian.wire.alert_text import describe, describe_end
 
 MIN = 60.0
 HOUR = 3600.0
@@ -43,6 +44,10 @@ def run(
         sa, sp = statuses(t) if statuses else (None, None)
         out += engine.on_reading(fridge, t, a, p, sa, sp)
         n += 1
+    for c in out:  # every change's data says it completely (xiaodian.wire.alert_text)
+        said = (describe_end(c.rule, c.data, strict=True) if c.state == "cleared"
+                else describe(c.rule, c.data, strict=True))
+        assert str(said) == c.message, (c.message, c.data)
     return out
 
 
@@ -319,7 +324,8 @@ def test_probe_stuck_at_85_is_a_fault() -> None:
     changes = run(RuleEngine(), 10 * MIN, lambda t: 3.0, lambda t: 85.0)
     (fault,) = only(changes, "probe_fault")
     assert fault.at == 60.0 and fault.severity == "critical"
-    assert fault.data == {"probe": "air", "fault": "power_on_value", "value_c": 85.0}
+    assert fault.data == {"reason": "probe_fault", "probe": "air", "fault": "power_on_value",
+                          "value_c": 85.0}
 
 
 @pytest.mark.parametrize("status", ["missing", "crc"])

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.rules import AlertChange, RuleEngine, RulesConfig
+from xiaodian.i18n import translator
+from xiaodian.wire.alert_text import describe, describe_end
 
 temps = st.one_of(
     st.none(),
@@ -61,6 +63,12 @@ def test_arbitrary_input_never_raises_and_lifecycles_are_consistent(
                 else:
                     del active[c.id]
             assert c.message and c.id.startswith(f"{c.fridge}/")
+            # Every change's data says its reason (and end) completely: the shared renderer
+            # reads it strictly, its English is the message, and it renders in Chinese.
+            said = (describe_end(c.rule, c.data, strict=True) if c.state == "cleared"
+                    else describe(c.rule, c.data, strict=True))
+            assert said is not None and str(said) == c.message, (c.message, c.data)
+            assert translator("zh_CN").render(said)
         now = engine.active()
         assert len({a.id for a in now}) == len(now)
         assert {a.id for a in now} == set(active)

@@ -62,7 +62,8 @@ def test_replay_cli_prints_the_lifecycle_as_json_lines(tmp_path: Path) -> None:
     hot = out[3]
     assert hot["message"] == "product 8.6 °C, above 8 °C for 15 min"
     assert hot["started_at"] == "2025-05-31T19:11:00Z" and hot["duration_s"] == 900
-    assert hot["data"] == {"cause": "sustained", "value_c": 8.6, "limit_c": 8.0}
+    assert hot["data"] == {"reason": "hot_sustained", "cause": "sustained", "value_c": 8.6,
+                           "limit_c": 8.0, "for_s": 900.0}
 
 
 def test_replay_cli_with_a_rules_file_and_jsonl(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ class Message:
     """Text made before the reader's language is known: a marked msgid and its values.
 
     Domain code returns these (an alert's cause, a refusal); whoever shows it calls
-    `Translator.render(message)`. `str(message)` is the English text, for logs.
+    `Translator.render(message)`. `str(message)` is the English text, for logs. A value
+    may itself be a `Message` (a duration, "air probe"): it is rendered in the same
+    language first, so a sentence never has to be built from translated pieces by hand.
     """
 
     msgid: str
@@ -118,7 +120,11 @@ class Translator:
         if isinstance(message, str):
             return self.gettext(message)
         text = self.gettext(message.msgid)
-        return text % message.params if message.params else text
+        if not message.params:
+            return text
+        params = {k: self.render(v) if isinstance(v, Message) else v
+                  for k, v in message.params.items()}
+        return text % params
 
     def date_time(self, t: float | datetime, tz: str = DEFAULT_TZ, *,
                  fmt: str = "medium") -> str:
