@@ -1,21 +1,27 @@
 """Words a page shows that came from the domain: alert texts and refusals.
 
 `alert_text(row, t)` is the ONE place an alert's text becomes words on a page (the owner
-page, the dashboard, the acknowledgement form, the HACCP record): when alert texts become
-`Message`s (xiaodian.wire.alert_text.describe), this is the one function to rewire. Here, not
-in cloud_gateway.web, because the HACCP record is also rendered by the CLI.
+page, the dashboard, the acknowledgement form, the HACCP record): the alert's reason code
+and numbers (`data`) rendered by `xiaodian.wire.alert_text.describe`, the same words the
+notices and the terminal use. Here, not in cloud_gateway.web, because the HACCP record is
+also rendered by the CLI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from xiaodian.i18n import N_, Message, Translator
+from xiaodian.wire.alert_text import describe
 
 
 def alert_text(row: dict[str, Any], t: Translator) -> str:
     """An alert's text for the reader (row: an alert as its `to_dict()` or API JSON)."""
-    message = row.get("message") or ""
+    data = row.get("data")
+    if isinstance(data, Mapping) and "reason" in data:
+        return t.render(describe(str(row.get("rule", "")), data))
+    message = row.get("message") or ""  # an agent older than reason codes: its English
     return t.render(message) if isinstance(message, Message) else t.gettext(str(message))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from babel.dates import format_skeleton
 
 from xiaodian.i18n import N_, Message, Translator
+from xiaodian.wire.alert_text import describe
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,11 @@ def day(iso: str, t: Translator) -> str:
 
 def alert_text(alert: Mapping[str, Any], t: Translator) -> str:
     """The words of one active alert (`rule`, `severity`, `message`, `data` as the agent's
-    status has them), for every terminal page that shows an alert."""
+    status has them), for every terminal page that shows an alert: the reason code and
+    numbers rendered by `xiaodian.wire.alert_text.describe`, as the cloud's notices do."""
+    data = alert.get("data")
+    if isinstance(data, Mapping) and "reason" in data:
+        return t.render(describe(str(alert.get("rule", "")), data))
     return t.gettext(str(alert.get("message", "")))
 
 

@@ -162,9 +162,11 @@ class AlertWeb:
                                actor=f"link:{contact}", client=client, reader=r)
             if result.content_type.startswith("text/html"):
                 return result
-            if result.status == HTTPStatus.BAD_REQUEST:  # the domain refused: say why, keep input
+            if result.status in (HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY):
+                # The domain refused: say why, keep what was typed, same status as the API.
                 why = str(json.loads(result.body).get("error", ""))
-                return self._form_again(key, r, token, contact, by, action, why)
+                return self._form_again(key, r, token, contact, by, action, why,
+                                        HTTPStatus(result.status))
             if result.status != HTTPStatus.OK:
                 return _page(result.status, r, N_("Not acknowledged. Try again."))
             return _page(HTTPStatus.OK, r, N_("Acknowledged. Thank you."),
@@ -218,7 +220,10 @@ class AlertWeb:
         return None
 
     def _form_again(self, key: tuple[str, str], r: Reader, token: str, contact: str, by: str,
-                    action: str, problem: str) -> WebResult:
+                    action: str, problem: str,
+                    status: HTTPStatus = HTTPStatus.UNPROCESSABLE_ENTITY) -> WebResult:
+        """The form again with what was typed and why it did not count (422 by default:
+        understood but not enough, as the API answers a critical alert without an action)."""
         try:
             with Database.open_readonly(self.db_path) as db:
                 alert = store.get_alert(db.conn, *key)
@@ -228,7 +233,7 @@ class AlertWeb:
                 "The server cannot read its database just now. Try again in a minute."))
         if alert is None:
             return _page(HTTPStatus.NOT_FOUND, r, N_("There is no such alert."))
-        return _form(HTTPStatus.BAD_REQUEST, r, alert, profile, token, contact, by=by,
+        return _form(status, r, alert, profile, token, contact, by=by,
                      action=action, problem=refusal_text(problem, r.t))
 
     def _ack(self, key: tuple[str, str], by: str, action: str, via: str, *,

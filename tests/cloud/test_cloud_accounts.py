@@ -297,7 +297,7 @@ def test_audit_rows_for_acks_listed_for_operators_and_by_the_cli(
     form = "application/x-www-form-urlencoded"
     # The alert is critical: the link's form asks what was done before it counts.
     status, _, page = o.call("POST", link.path, raw=link.query.encode(), ctype=form)
-    assert status == 400 and "必须填写纠正措施" in page.decode()
+    assert status == 422 and "必须填写纠正措施" in page.decode()
     assert o.call("POST", link.path, raw=f"{link.query}&corrective_action=door+shut".encode(),
                   ctype=form)[0] == 200
     assert o.call("GET", "/api/audit")[0] == 403  # operators only

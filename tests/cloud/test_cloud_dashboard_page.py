@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cloud_haccp import STORE, fill_day
+from test_cloud_haccp import STORE, WARM_CRITICAL, fill_day
 
 from cloud_gateway import accounts, stores
 from cloud_gateway.db import Database
@@ -23,11 +23,14 @@ from devstack.testkit.browser import (
     screenshot,
     visible_text,
 )
+from xiaodian.i18n import translator
+from xiaodian.wire.alert_text import describe
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="Debian's chromium missing")
 
-MESSAGE = "product 9.0 °C, above 8 °C for 15 min"  # the edge's text: data until translatable
-DATA = ["ops", "English", *re.findall(r"[A-Za-z]+", MESSAGE)]
+# The alert's words as the page must show them: its reason code rendered in Chinese.
+MESSAGE = translator("zh_CN").render(describe("warm", WARM_CRITICAL))
+DATA = ["ops", "English"]  # a person's name and the language switch
 
 
 @pytest.fixture

@@ -176,11 +176,17 @@ def test_fold_alerts_lifecycle() -> None:
 
 
 def _alert(fridge: str, rule: str, change: str, severity: str, started: float, at: float,
-           peak: float | None, message: str) -> dict[str, Any]:
+           peak: float | None, message: str,
+           data: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"change": change, "id": f"{fridge}/{rule}/{round(started * 1000)}",
             "fridge": fridge, "rule": rule, "severity": severity, "audience": "owner",
             "started_at": started, "at": at, "duration_s": at - started, "peak_c": peak,
-            "message": message, "late": False, "data": {}}
+            "message": message, "late": False, "data": data or {}}
+
+
+# fridge-2's alert as a current agent sends it: the reason code and its numbers.
+WARM_RAISED = {"reason": "warm", "value_c": 6.0, "limit_c": 5.0, "for_s": 1800}
+WARM_CRITICAL = {"reason": "warm", "value_c": 9.0, "limit_c": 8.0, "for_s": 900}
 
 
 Ev = tuple[str, float, dict[str, Any]]  # type, wall, data
@@ -223,10 +229,12 @@ def fill_day(db: Database) -> None:
         f1.append(("compressor", T0 + hour * h + 1200, {"on": False, "reason": "thermostat"}))
     f2 = [("alert", T0 + 10.5 * h, _alert("fridge-2", "warm", "raised", "warning", T0 + 10 * h,
                                           T0 + 10.5 * h, 6.0,
-                                          "product 6.0 °C, above 5 °C for 30 min")),
+                                          "product 6.0 °C, above 5 °C for 30 min",
+                                          WARM_RAISED)),
           ("alert", T0 + 10.75 * h, _alert("fridge-2", "warm", "updated", "critical",
                                            T0 + 10 * h, T0 + 10.75 * h, 9.0,
-                                           "product 9.0 °C, above 8 °C for 15 min"))]
+                                           "product 9.0 °C, above 8 °C for 15 min",
+                                           WARM_CRITICAL))]
     # fridge-1's alert came from an older agent (with the fridge's own events), fridge-2's
     # from a current one (the `alerts` stream on its own topic): a report finds both.
     for device, leaf, evs in (("fridge-1", "events", f1), ("alerts", "alerts", f2)):
