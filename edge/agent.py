@@ -37,8 +37,8 @@ from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
 from edge.wallclock import WallClock
-from xiaodian import __version__
 from firmware_bridge.tap import tap_path
+from xiaodian import __version__
 from xiaodian.config import load_config
 from xiaodian.wire import payloads
 from xiaodian.wire.payloads import Kind, PayloadError

@@ -107,7 +107,8 @@ def _sniff(args: argparse.Namespace) -> int:
                                      args.seconds, args.json)
             return 0
         except TapError as exc:
-            port = str(next(p.port for p in (*cfg.fridges, *cfg.scanners) if p.id == device))
+            ports = {f.id: f.port for f in cfg.fridges} | {s.id: s.port for s in cfg.scanners}
+            port = str(ports[device])
             _say(f"{exc}; reading {port} directly")
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -121,7 +122,7 @@ def _sniff(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from firmware_bridge.capture import Capture, check_bounds
+    from firmware_bridge.capture import check_bounds
     from firmware_bridge.tap import TapError, open_tap, tap_path
 
     if args.config is None:

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from firmware_bridge import codec
-from firmware_bridge import pcapng
+from firmware_bridge import codec, pcapng
 from firmware_bridge import tap as proto
 
 MAX_SECONDS = 3600.0

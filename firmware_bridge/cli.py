@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sniff = commands.add_parser(
         "sniff",
         help="show a fridge's frames live, with line counters",
-        description="Open PORT (only if no other process has it open) read-only and print one line per decoded frame (time, seq, "
+        description="Open PORT (only if no other process has it open) read-only and print "
+        "one line per decoded frame (time, seq, "
         "type, key fields), the counters every 10 s and at the end. Reopens the port if it "
         "vanishes. Sends GET_HELLO only with --hello (a device that waits for a host).",
     )

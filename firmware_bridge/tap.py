@@ -90,7 +90,9 @@ class RecordReader:
         return out
 
 
-def _connect(path: Path, request: dict[str, Any], timeout: float) -> tuple[socket.socket, dict[str, Any], bytes]:
+def _connect(
+    path: Path, request: dict[str, Any], timeout: float
+) -> tuple[socket.socket, dict[str, Any], bytes]:
     """Connect, send the request line, read the answer line; the socket, the answer and any
     bytes read past it."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -142,3 +142,17 @@ if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK\|WenQuanYi"; then
         say "note: no CJK font; screenshots will show boxes (sudo apt-get install -y fonts-noto-cjk)"
     fi
 fi
+
+# --- tshark: the Wireshark dissector of the serial protocol is tested on golden captures ---
+if ! command -v tshark >/dev/null 2>&1; then
+    if is_root; then
+        say "installing tshark (for the serial-capture dissector test)"
+        # Not setuid dumpcap: the test reads files, it never captures from interfaces.
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y tshark
+    else
+        say "note: tshark not installed; the dissector test will be skipped" \
+            "(sudo apt-get install -y tshark)"
+    fi
+fi

@@ -9,6 +9,7 @@ frames, reconnects) are the same after as before, and no door alert appears.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.mqtt import MqttSettings
 
 STORE = "store-001"
+LUA = Path(__file__).resolve().parents[2] / "firmware_bridge" / "wireshark" / "xiaodian_serial.lua"
 COUNTERS = ("crc_errors", "cobs_errors", "missed_frames", "seq_gaps", "reconnects",
             "bytes_discarded")
 
@@ -105,6 +107,12 @@ def test_a_sniff_beside_the_agent_leaves_its_link_alone(store: tuple[Path, Path,
     decoder = codec.FrameDecoder()
     decoded = [f for p in packets for f in decoder.feed(p.data)]
     assert len(decoded) == len(packets) and decoder.stats()["crc_errors"] == 0
+    if shutil.which("tshark"):  # the dissector reads a live capture as the codec does
+        shown = subprocess.run(
+            ["tshark", "-X", f"lua_script:{LUA}", "-r", str(out), "-T", "fields",
+             "-e", "xiaodian.type_name", "-e", "xiaodian.error"],
+            capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+        assert shown == [f"{codec.TYPE_NAMES[f.type]}\t" for f in decoded]
 
     # The agent's own counters: a report made after all that, and nothing moved.
     seen = link_status(db, "fridge-1")["frames_ok"]
