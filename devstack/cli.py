@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cloud_gateway.cli",
     "hw_sim.cli",
     "edge.serial_cli",  # `serial`: decode, and sniff/capture through the agent
+    "edge.doctor_cli",
     "edge.scan.cli",
     "devstack.security_cli",
     "edge.rules.cli",
