@@ -104,8 +104,10 @@ def store(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Itera
     toml = tmp_path / "edge.toml"
     agent = start_edge(cfg, toml, tmp_path / "agent.log")
     try:
-        wait(lambda: query(cfg.edge.db_path, "SELECT 1 FROM readings LIMIT 1"), 30,
-             "the first reading")
+        # A reading stored and a status report that has the controller's HELLO.
+        wait(lambda: query(cfg.edge.db_path, "SELECT 1 FROM readings LIMIT 1") and query(
+            cfg.edge.db_path, "SELECT 1 FROM device_status WHERE json_extract(status,"
+            " '$.hello') IS NOT NULL"), 30, "the first reading and a link report")
         yield toml, cfg
     finally:
         stop_child(agent)
@@ -159,6 +161,8 @@ def test_doctor_on_a_running_store(store: tuple[Path, Any], tmp_path: Path,
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
 
     # The broker through a CA that did not sign it: the TLS cause is named.
     other = dev_pki(tmp_path / "other-pki", [STORE])
