@@ -550,6 +550,7 @@ class Agent:
             self.store,
             self.readers,
             self.clock,
+            self.config.edge.data_dir,
         )
 
     def _step_commands(self) -> None:
