@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from edge.status_text import RESET_TEXT, code_text
 from xiaodian.i18n import N_, Message
 
 Level = Literal["ok", "warning", "failure"]
@@ -191,7 +192,7 @@ def _device(d: DeviceFacts) -> list[Verdict]:
     if hello:
         fw = ".".join(str(x) for x in hello.get("firmware", ()))
         cause = str(hello.get("reset_cause", "unknown"))
-        params = {"device": d.device, "firmware": fw, "cause": cause,
+        params = {"device": d.device, "firmware": fw, "cause": code_text(RESET_TEXT, cause),
                   "boots": hello.get("boot_count", "?")}
         if cause in ("watchdog", "brownout"):
             out.append(Verdict(f"firmware:{d.device}", "warning",

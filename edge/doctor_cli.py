@@ -57,16 +57,21 @@ def _doctor(args: argparse.Namespace) -> int:
         else:
             print(f"[{t.gettext(_LEVEL_TEXT['failure'])}] {msg}")
         return 2
+    from edge.status_text import render_message
+
+    def render(m: Message) -> str:
+        return render_message(t, m)
+
     verdicts = diagnose(gather(cfg, offline=args.no_network))
     level = worst(verdicts)
     if args.json:
-        print(json.dumps({"level": level, "checks": [v.as_dict(t.render) for v in verdicts]},
+        print(json.dumps({"level": level, "checks": [v.as_dict(render) for v in verdicts]},
                          ensure_ascii=False, indent=2))
         return EXIT[level]
     for v in verdicts:
-        print(f"[{t.gettext(_LEVEL_TEXT[v.level])}] {t.render(v.message)}")
+        print(f"[{t.gettext(_LEVEL_TEXT[v.level])}] {render(v.message)}")
         if v.fix is not None and v.level != "ok":
-            print(f"    → {t.render(v.fix)}")
+            print(f"    → {render(v.fix)}")
     counts = {k: sum(v.level == k for v in verdicts) for k in ("ok", "warning", "failure")}
     print(t.render(Message(N_("%(ok)s ok, %(warning)s warnings, %(failure)s failures."),
                            counts)))

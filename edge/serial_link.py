@@ -375,6 +375,8 @@ class FridgeReader(PortReader):
                 msg = codec.decode_message(frame.type, frame.payload)
                 if msg is not None:
                     self.hello = msg
+                    if self.tap is not None:
+                        self.tap.describe(self.device, hello=msg)
                     self._device_restarted()
                     if not frame.flags & codec.REPLY:
                         # A boot HELLO: the controller restarted and, like a fresh board,

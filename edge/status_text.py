@@ -11,6 +11,30 @@ from typing import Any
 from xiaodian.i18n import N_, Message, Translator
 
 WARM_C = 5.0
+# The protocol's codes (docs/protocol.md §4), as a technician reads them.
+REASON_TEXT = {
+    "thermostat": N_("thermostat"), "min_off_time": N_("min_off_time"),
+    "defrost_start": N_("defrost_start"), "defrost_end": N_("defrost_end"),
+    "command": N_("command"), "power": N_("power"), "fault": N_("fault"),
+}
+RESET_TEXT = {
+    "unknown": N_("unknown"), "power_on": N_("power_on"), "hard": N_("hard"),
+    "watchdog": N_("watchdog"), "deep_sleep": N_("deep_sleep"), "soft": N_("soft"),
+    "brownout": N_("brownout"),
+}
+
+
+def code_text(names: Mapping[str, str], code: object) -> Message | str:
+    """A protocol code as a Message to translate, or as it is when unknown."""
+    text = names.get(str(code))
+    return str(code) if text is None else Message(text)
+
+
+def render_message(t: Translator, m: Message) -> str:
+    """`t.render(m)` with any Message among its values rendered first."""
+    params = {k: render_message(t, v) if isinstance(v, Message) else v
+              for k, v in m.params.items()}
+    return t.render(Message(m.msgid, params))
 
 
 def _probes(reading: Mapping[str, Any] | None) -> tuple[Message, list[str]]:
@@ -86,7 +110,7 @@ def device_lines(device: str, kind: str, d: Mapping[str, Any]) -> list[Message]:
         else:
             lines.append(Message(N_("compressor on (%(reason)s)") if comp.get("on")
                                  else N_("compressor off (%(reason)s)"),
-                                 {"reason": comp.get("reason", "-")}))
+                                 {"reason": code_text(REASON_TEXT, comp.get("reason", "-"))}))
     alerts = link.get("alerts") or []
     if alerts:
         for a in alerts:
@@ -105,13 +129,9 @@ def render(t: Translator, devices: Mapping[str, tuple[str, Mapping[str, Any]]]) 
     """The whole summary; `devices` maps id → (kind, latest)."""
     if not devices:
         return t.gettext("Devices: none") + "\n"
-    def text(m: Message) -> str:
-        params = {k: t.render(v) if isinstance(v, Message) else v for k, v in m.params.items()}
-        return t.render(Message(m.msgid, params))
-
     out = []
     for device, (kind, d) in devices.items():
         head, *rest = device_lines(device, kind, d)
-        out.append(text(head))
-        out.extend("  " + text(m) for m in rest)
+        out.append(render_message(t, head))
+        out.extend("  " + render_message(t, m) for m in rest)
     return "\n".join(out) + "\n"

@@ -85,6 +85,11 @@ class Tap:
 
     # ------------------------------------------------------------ reader threads
 
+    def describe(self, device: str, **info: Any) -> None:
+        """More about a device for new listeners (its HELLO: a sniff that starts later
+        still knows which firmware it listens to)."""
+        self.devices = {**self.devices, device: {**self.devices.get(device, {}), **info}}
+
     def tee(self, device: str, direction: int, data: bytes) -> None:
         listeners = self._listeners
         if not listeners or not data:

@@ -206,7 +206,10 @@ def sniff_agent(
     pass (or the agent stops); returns the sniffer of the device's frames. TapError if
     there is no agent to ask."""
     inbound, outbound = Sniffer(), Sniffer()
-    _, records = tap_proto.open_tap(socket_path, [device], seconds, clock=clock)
+    answer, records = tap_proto.open_tap(socket_path, [device], seconds, clock=clock)
+    hello = answer.get("devices", {}).get(device, {}).get("hello")
+    if isinstance(hello, dict):  # the agent's, from before the sniff began
+        inbound.last_hello = hello
     start = clock()
     last_counters = start
     lost = 0

@@ -92,6 +92,7 @@ def test_a_sniff_beside_the_agent_leaves_its_link_alone(store: tuple[Path, Path,
     assert {"temp", "heartbeat"} <= {f["type"] for f in frames if f["dir"] == "in"}
     assert "receipt" in {f["type"] for f in frames if f["dir"] == "out"}
     assert lines[-1]["counters"]["crc_errors"] == 0
+    assert lines[-1]["counters"]["last_hello"]["device_id"] == "fridge-1"  # the agent's
     by_port = xiaodian("serial", "sniff", "--config", str(toml), str(port), "--seconds", "2")
     assert by_port.returncode == 0 and "<- #" in by_port.stdout, by_port.stderr
 

@@ -143,6 +143,13 @@ def test_doctor_on_a_running_store(store: tuple[Path, Any], tmp_path: Path,
     assert checks["commands"]["level"] == "warning"
     assert "[commands]" in checks["commands"]["fix"]
 
+    # `edge status` for a person, from the same running store.
+    status = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "status", "--config",
+                             str(toml), "--lang", "en"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout.splitlines()
+    assert status[0] == "fridge-1 (fridge)" and status[1].startswith("  link up, ")
+    assert "  open alerts: none" in status and "  door closed" in status
+
     # Chinese by default, one line per check.
     code_zh, text, _ = doctor(toml)
     assert code_zh == code and "[正常]" in text and "边缘代理正在运行" in text
