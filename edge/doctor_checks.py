@@ -7,7 +7,7 @@ what is wrong and what to do, as i18n Messages the command renders for the techn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.status_text import RESET_TEXT, code_text
@@ -92,7 +92,6 @@ class Facts:
     db_check: str | None  # "ok", SQLite's complaint, or None: no database yet
     commands: CommandFacts
     skew_s: int = 120
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def worst(verdicts: list[Verdict]) -> Level:
@@ -150,7 +149,11 @@ def _link(d: DeviceFacts, agent: int | None) -> Verdict:
     check = f"link:{d.device}"
     s = d.status or {}
     who = {"device": d.device}
-    if agent is not None and (d.status_age_s is None or d.status_age_s > STATUS_STALE_S):
+    if agent is None:  # what the database says is history, not the link now
+        return Verdict(check, "warning",
+                       Message(N_("%(device)s: link not checked: the agent is not running."),
+                               who))
+    if d.status_age_s is None or d.status_age_s > STATUS_STALE_S:
         return Verdict(check, "failure",
                        Message(N_("%(device)s: the agent has not reported this link lately."),
                                who),

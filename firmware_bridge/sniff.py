@@ -193,6 +193,25 @@ def sniff(
     return sniffer
 
 
+def _sniff_lines(records: Any, out: IO[str], as_json: bool, clock: Callable[[], float],
+                 sniffer: Sniffer) -> Sniffer:
+    """A scanner speaks lines, not frames: one output line per line it sent."""
+    start = clock()
+    pending = b""
+    for rec in records:
+        if rec.direction != tap_proto.IN:
+            continue
+        pending += rec.data
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            text = raw.rstrip(b"\r").decode("ascii", "replace")
+            t = round(clock() - start, 3)
+            out.write((json.dumps({"t": t, "dir": "in", "line": text}) if as_json
+                       else f"{t:9.3f} <- {text}") + "\n")
+        out.flush()
+    return sniffer
+
+
 def sniff_agent(
     socket_path: Path,
     device: str,
@@ -207,9 +226,12 @@ def sniff_agent(
     there is no agent to ask."""
     inbound, outbound = Sniffer(), Sniffer()
     answer, records = tap_proto.open_tap(socket_path, [device], seconds, clock=clock)
-    hello = answer.get("devices", {}).get(device, {}).get("hello")
+    info = answer.get("devices", {}).get(device, {})
+    hello = info.get("hello")
     if isinstance(hello, dict):  # the agent's, from before the sniff began
         inbound.last_hello = hello
+    if info.get("kind") == "scanner":
+        return _sniff_lines(records, out, as_json, clock, inbound)
     start = clock()
     last_counters = start
     lost = 0

@@ -80,7 +80,8 @@ def test_each_fault_is_named_with_what_to_do() -> None:
     assert levels(facts(devices=(probe,)))["probes:fridge-1"] == "warning"
     down = dataclasses.replace(facts().devices[0], link_state="down")
     assert levels(facts(devices=(down,)))["link:fridge-1"] == "failure"
-    assert levels(facts(agent_pid=None))["agent"] == "failure"
+    stopped = levels(facts(agent_pid=None))
+    assert stopped["agent"] == "failure" and stopped["link:fridge-1"] == "warning"
     assert levels(facts(disk_free=1_000_000))["disk"] == "failure"
     assert levels(facts(db_check="database disk image is malformed"))["database"] == "failure"
     assert levels(facts(clock_synced=False))["commands"] == "warning"

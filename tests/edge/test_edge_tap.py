@@ -5,6 +5,7 @@ agent on the same data directory is refused."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from devstack.testkit.wait import wait
 from edge.tap import BUFFER_BYTES, Tap
+from firmware_bridge import codec
 from firmware_bridge import tap as proto
 from firmware_bridge.capture import Capture, Cutter, check_bounds
 from firmware_bridge.port_holders import holders
+from firmware_bridge.sniff import sniff_agent
 
 
 @pytest.fixture
@@ -153,3 +157,27 @@ def test_port_holders_names_another_process(tmp_path: Path) -> None:
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_a_sniff_through_the_tap_shows_frames_both_ways_and_scanner_lines(
+        tap: Tap, data_dir: Path) -> None:
+    path = proto.tap_path(data_dir)
+    outs = {"fridge-1": io.StringIO(), "scanner-1": io.StringIO()}
+    threads = [threading.Thread(target=sniff_agent, args=(path, d, out, 2.0, True))
+               for d, out in outs.items()]
+    for t in threads:
+        t.start()
+    wait(lambda: len(tap._listeners) == 2, 5, "both sniffs listening")
+    tap.tee("fridge-1", proto.IN, codec.encode_frame(codec.DOOR, 4,
+                                                     codec.pack_door(1000, True, 5)))
+    tap.tee("fridge-1", proto.OUT, codec.encode_frame(codec.RECEIPT, 9,
+                                                      codec.pack_receipt(1, [4])))
+    tap.tee("scanner-1", proto.IN, b"]E0069012")
+    tap.tee("scanner-1", proto.IN, b"34567892\r\n")
+    for t in threads:
+        t.join(10)
+    fridge = [json.loads(x) for x in outs["fridge-1"].getvalue().splitlines()]
+    assert [(r["dir"], r["type"]) for r in fridge if "type" in r] == [
+        ("in", "door"), ("out", "receipt")]
+    scan = [json.loads(x) for x in outs["scanner-1"].getvalue().splitlines()]
+    assert [(r["dir"], r["line"]) for r in scan] == [("in", "]E006901234567892")]
