@@ -140,6 +140,7 @@ class PortReader(threading.Thread):
         self.alive_at = time.monotonic()  # for the agent's watchdog
         self.opened = threading.Event()  # set once the port was first opened
         self.tap = tap  # sniffs and captures get a copy of every byte, never the port
+        self.shared_with = ""  # other processes that had the port open when we opened it
 
     def write(self, ser: serial.Serial, data: bytes) -> None:
         ser.write(data)
@@ -160,7 +161,8 @@ class PortReader(threading.Thread):
         """The port failed or closed: whatever waited for an answer on it will not get one."""
 
     def stats(self) -> dict[str, Any]:
-        return {"reconnects": self.reconnects, "last_error": self.last_error}
+        return {"reconnects": self.reconnects, "last_error": self.last_error,
+                "shared_with": self.shared_with}
 
     def emit(self, item: interpret.Item) -> None:
         while not self.stop_event.is_set():
@@ -179,6 +181,13 @@ class PortReader(threading.Thread):
                 with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S,
                                    exclusive=True) as ser:
                     log.info("%s: opened %s", self.device, self.port)
+                    # A tool that takes no lock (cat, screen) can still have it open; it
+                    # would take bytes from us. Kept reading (the cold chain comes first),
+                    # but said loudly and shown in the status (and by `xiaodian doctor`).
+                    self.shared_with = describe_holders(str(self.port))
+                    if self.shared_with:
+                        log.error("%s: %s is also open in %s: it takes bytes from this link",
+                                  self.device, self.port, self.shared_with)
                     self.opened.set()
                     wall, synced = self.clock.read()
                     self.emit(

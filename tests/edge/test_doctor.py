@@ -196,3 +196,25 @@ def test_doctor_on_a_running_store(store: tuple[Path, Any], tmp_path: Path,
     bad.write_text(edge_toml(closed), encoding="utf-8")
     code, out, _ = doctor(bad, "--json", "--lang", "en")
     assert "connection refused" in by_check(out)["broker"]["message"]
+
+
+def test_doctor_on_a_stopped_terminal_with_a_damaged_database(
+        tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> None:
+    cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE),
+                      fridges=[("fridge-1", tmp_path / "no-such-port")])
+    cfg.edge.data_dir.mkdir()
+    cfg.edge.db_path.write_bytes(b"this is not an SQLite database" * 200)
+    toml = tmp_path / "edge.toml"
+    toml.write_text(edge_toml(cfg), encoding="utf-8")
+    code, out, took = doctor(toml, "--json", "--lang", "en", "--no-network")
+    checks = by_check(out)
+    assert code == 2 and took < 10
+    assert checks["agent"]["level"] == "failure" and "edge run" in checks["agent"]["fix"]
+    assert checks["port:fridge-1"]["level"] == "failure"
+    assert "missing" in checks["port:fridge-1"]["message"]
+    assert checks["database"]["level"] == "failure"
+    assert "moves a damaged database aside" in checks["database"]["fix"]
+    # A config that cannot even be loaded is the first failure, not a traceback.
+    toml.write_text("[edge]\nstore_id = 'bad id!'\n", encoding="utf-8")
+    code, out, _ = doctor(toml, "--json", "--lang", "en")
+    assert code == 2 and out["checks"][0]["check"] == "config"
