@@ -65,7 +65,10 @@ def _command(args: argparse.Namespace) -> int:
     cmd = commands.wait_settled(cfg.cloud.database, command_id, args.timeout)
     print(json.dumps(cmd, separators=(",", ":")), flush=True)
     state = cmd["state"] if cmd else "sent"
-    if state == "sent":
+    if state == "unsent" and cmd is not None:
+        print(f"xiaodian cloud command: not delivered to {args.store}: {cmd.get('reason')}",
+              file=sys.stderr)
+    elif state == "sent":
         print(f"xiaodian cloud command: no answer to {command_id} within {args.timeout:g} s"
               " (is a `cloud run` worker collecting answers?)", file=sys.stderr)
     return {"answered": 0, "refused": 3, "expired": 4, "unsent": 4}.get(state, 5)

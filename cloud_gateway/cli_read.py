@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily at run time: `xiaodian --help` stays quick
     from .db import Database
 
+from xiaodian.i18n import N_
+
 from . import config as cloud_config
 from . import sql
 
@@ -69,6 +71,8 @@ def _dead_letters(args: argparse.Namespace) -> int:
         return 1
     with db:
         letters = db.dead_letters(limit=args.limit)
+        if not letters and args.format == "text":
+            return _none(N_("None: no parked messages."))
         return _emit(lambda: write_dead_letters(letters, sys.stdout, args.format))
 
 
@@ -86,6 +90,9 @@ def _gaps(args: argparse.Namespace) -> int:
             print(f"xiaodian cloud: cannot read gaps from {sql.describe(path)}: {exc}",
                   file=sys.stderr)
             return 1
+        if not rows and args.format == "text":
+            return _none(N_("None: no data gaps.") if args.all else
+                         N_("None: no open data gaps."))
         return _emit(lambda: write_gaps(rows, sys.stdout, args.format))
 
 
@@ -132,6 +139,15 @@ def _haccp(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             return _reader_went_away()
     return 0
+
+
+def _none(text: str) -> int:
+    """An empty listing says so (Chinese unless XIAODIAN_LANG=en), not a bare
+    header or nothing: a person must not wonder whether the command worked."""
+    from xiaodian.i18n import negotiate, translator
+
+    lang = os.environ.get("XIAODIAN_LANG")
+    return _emit(lambda: print(translator(negotiate(lang)).gettext(text)))
 
 
 def _emit(write: Callable[[], object]) -> int:

@@ -7,11 +7,13 @@ import json
 import sys
 import time
 
+from xiaodian.i18n import N_
+
 from . import config as cloud_config
 from . import sql
 from .cli_audit import audit
 from .cli_certs import shared_certificate
-from .cli_read import _db_path, _open_readonly
+from .cli_read import _db_path, _none, _open_readonly
 
 
 def _send_now(cfg: cloud_config.CloudConfig, kind: str, ref: int, timeout: float = 10.0) -> bool:
@@ -143,6 +145,8 @@ def _stock(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(view))
         return 0
+    if not view["items"]:
+        return _none(N_("None: no stock recorded for this store."))
     print(f"{'item':<16} {'name':<28} {'on_hand':>8} {'reserved':>8} {'available':>9}")
     for it in view["items"]:
         print(f"{it['item']:<16} {(it['name'] or '')[:28]:<28} {it['on_hand']:>8}"

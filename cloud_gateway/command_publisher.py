@@ -25,6 +25,11 @@ log = logging.getLogger("cloud_gateway.commands")
 
 # ---------------------------------------------------------------- publishing
 
+# MQTT 5 PUBACK reason 0x10: the broker took the message but nobody subscribes to its
+# topic, so nobody will ever get it (a store's terminal that takes no commands).
+NO_MATCHING_SUBSCRIBERS = 0x10
+NO_SUBSCRIBERS = "no_subscribers"
+
 
 @dataclass(frozen=True)
 class PublishResult:
@@ -117,6 +122,8 @@ class CommandPublisher:
             reason = self._acks.pop(info.mid)
         if reason.is_failure:
             return PublishResult("refused", f"broker refused it: {reason}")
+        if reason.value == NO_MATCHING_SUBSCRIBERS:
+            return PublishResult("acked", NO_SUBSCRIBERS)
         return PublishResult("acked")
 
     # Callbacks run on paho's loop thread.

@@ -53,9 +53,10 @@ from xiaodian.wire.commands import (
     sign_command,
 )
 
+from .command_publisher import NO_SUBSCRIBERS, Publisher
+
 # Re-exported (`as`): the publisher moved to cloud_gateway/command_publisher.py.
 from .command_publisher import CommandPublisher as CommandPublisher
-from .command_publisher import Publisher
 from .command_publisher import PublishResult as PublishResult
 from .config import CommandSettings
 from .db import Database
@@ -63,6 +64,10 @@ from .errors import CloudError
 
 log = logging.getLogger(__name__)
 
+# Why a command the broker took never reached a store (see NO_SUBSCRIBERS).
+NO_TERMINAL = ("no terminal of this store takes commands: its edge config has no [commands]"
+               " table (or its agent has never connected); `xiaodian doctor` on the terminal"
+               " says which")
 STATES = ("sent", "answered", "refused", "expired", "unsent")
 FINAL_STATES = ("answered", "refused")  # the store has spoken: a later copy changes nothing
 MIN_TOKEN_CHARS = 32
@@ -168,7 +173,11 @@ class Commander:
             insert_command(db, signed, issued_by)
             result = self.publisher.publish(pub, self.publish_timeout_s)
             cid = signed.command.command_id
-            if result.status == "acked":
+            if result.status == "acked" and result.detail == NO_SUBSCRIBERS:
+                # Nobody subscribes to the store's command topic: nobody ever will get it.
+                mark_unsent(db, cid, NO_TERMINAL)
+                log.warning("command %s to %s: %s", cid, store, NO_TERMINAL)
+            elif result.status == "acked":
                 mark_published(db, cid, self._now())
             elif result.status in ("not_sent", "refused"):
                 mark_unsent(db, cid, result.detail)

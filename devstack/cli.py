@@ -18,7 +18,8 @@ COMMAND_MODULES = (
     "edge.cli",
     "cloud_gateway.cli",
     "hw_sim.cli",
-    "firmware_bridge.cli",
+    "edge.serial_cli",  # `serial`: decode, and sniff/capture through the agent
+    "edge.doctor_cli",
     "edge.scan.cli",
     "devstack.security_cli",
     "edge.rules.cli",

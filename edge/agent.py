@@ -34,8 +34,10 @@ from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
+from edge.tap import Tap
 from edge.uplink import Uplink
 from edge.wallclock import WallClock
+from firmware_bridge.tap import tap_path
 from xiaodian import __version__
 from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
@@ -86,11 +88,19 @@ class Agent:
             monotonic=monotonic,
             retail=True,
         )
+        # Sniffs and captures read through this, never by opening a port (edge/tap.py).
+        self.tap = Tap(tap_path(config.edge.data_dir), {
+            **{f.id: {"kind": "fridge", "port": str(f.port), "baud": f.baudrate}
+               for f in config.fridges},
+            **{s.id: {"kind": "scanner", "port": str(s.port), "baud": s.baudrate}
+               for s in config.scanners}})
         self.readers: list[PortReader] = [
-            FridgeReader(f.id, f.port, f.baudrate, self.queue, self.stop_event, self.clock)
+            FridgeReader(f.id, f.port, f.baudrate, self.queue, self.stop_event, self.clock,
+                         tap=self.tap)
             for f in config.fridges
         ] + [
-            ScannerReader(s.id, s.port, s.baudrate, self.queue, self.stop_event, self.clock)
+            ScannerReader(s.id, s.port, s.baudrate, self.queue, self.stop_event, self.clock,
+                          tap=self.tap)
             for s in config.scanners
         ]
         self.cursors: dict[tuple[Kind, str], Cursor] = {}
@@ -458,6 +468,7 @@ class Agent:
             self.store.boot,
             self.store.path,
         )
+        self.tap.start()
         for reader in self.readers:
             reader.start()
         if self.kiosk is not None:
@@ -521,6 +532,7 @@ class Agent:
             self.kiosk.close()
         for reader in self.readers:
             reader.join(timeout=2.0)
+        self.tap.close()
         self.drain()  # what the readers had already decoded is kept, not dropped
         self.acknowledge()
         self.uplink.close()
@@ -542,6 +554,7 @@ class Agent:
             self.store,
             self.readers,
             self.clock,
+            self.config.edge.data_dir,
         )
 
     def _step_commands(self) -> None:

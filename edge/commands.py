@@ -3,7 +3,8 @@
 A message on `xd/v1/{store}/cmd/req` goes through `xiaodian.wire.commands.CommandVerifier`
 (target, signature, pinned key, expiry, replay memory). Refused: answered with the reason.
 Accepted: `set_point`, `defrost`, `unlock` and `reboot` go to the named fridge over serial
-and are answered with the device's ACK; `diagnostics` is answered by the agent itself.
+and are answered with the device's ACK; `diagnostics` is answered by the agent itself, and
+`capture` once its capture through the agent's tap is done (`edge/remote_capture.py`).
 
 Every answer is published on the request's Response Topic with its Correlation Data and
 stored as a "command" event, so the cloud also gets it through the outbox. The broker's
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import CommandSettings
+from edge.remote_capture import RemoteCapture
 from edge.replay_store import ReplayStore
 from edge.serial_link import DeviceCommand, FridgeReader, PortReader
 from edge.store import EdgeStore, NewEvent
@@ -81,6 +83,7 @@ class _Job:
     device: str | None = None
     started: float = 0.0  # monotonic
     waits_for: _Job | None = None  # a redelivery of a command still running here
+    capture: RemoteCapture | None = None
     result: dict[str, Any] | None = None
 
 
@@ -95,9 +98,11 @@ class CommandHandler:
         readers: Sequence[PortReader],
         clock: WallClock,
         *,
+        data_dir: Path | None = None,  # where the agent's tap is; no captures without it
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.data_dir = data_dir
         self.replay_db = replay_db
         self.store_id = store_id
         self.uplink = uplink
@@ -182,6 +187,8 @@ class CommandHandler:
                 if job.device is not None:
                     body["links"] = {job.device: body["links"][job.device]}
                 job.result = self._result(job, "executed", "ok", diagnostics=body)
+        elif command.action == "capture":
+            self._start_capture(job, command.command_id, int(params["seconds"]))
         elif command.action == "reboot" and job.device == AGENT:
             job.result = self._result(
                 job, "failed", "unsupported", detail="restarting the agent is its supervisor's job"
@@ -193,7 +200,24 @@ class CommandHandler:
             job.device_command = self.fridges[job.device].send_command(msg_type, payload)
         return job
 
+    def _start_capture(self, job: _Job, command_id: str, seconds: int) -> None:
+        if job.device is not None and job.device not in {r.device for r in self.readers}:
+            job.result = self._result(job, "failed", "unknown_device")
+        elif self.data_dir is None:
+            job.result = self._result(job, "failed", "unsupported",
+                                      detail="this agent has no tap")
+        else:
+            job.capture = RemoteCapture(self.data_dir, command_id,
+                                        [job.device] if job.device else [], seconds)
+            job.capture.start()
+
     def _check(self, job: _Job) -> None:
+        if job.capture is not None:
+            if job.capture.done.is_set():
+                ok = job.capture.outcome == "ok"
+                job.result = self._result(job, "executed" if ok else "failed",
+                                          job.capture.outcome, **job.capture.result)
+            return
         if job.waits_for is not None:
             if job.waits_for.result is not None:
                 earlier = json.dumps(job.waits_for.result, separators=(",", ":")).encode()
@@ -226,10 +250,14 @@ class CommandHandler:
             kept = body
             if len(kept) > MAX_RESULT_BYTES:  # only a huge diagnostics report can be
                 kept = json.dumps({**result, "diagnostics": "omitted: too large"}).encode()
+            if "capture" in result:  # the replay memory needs what it was, not the bytes
+                kept = json.dumps({**result, "capture": _without_bytes(result)}).encode()
             self._verifier_here().record_result(command.command_id, kept)
         audit = dict(result)
         if "diagnostics" in audit:  # the report went to the asker; the trail says it was sent
             audit["diagnostics"] = "sent in the response"
+        if "capture" in audit:
+            audit["capture"] = _without_bytes(audit)
         wall, synced = self.clock.read()
         self.store.add([NewEvent(AUDIT_DEVICE, "command", None, None, wall, synced, audit)])
         key = f"{result['status']}:{result.get('reason') or result.get('outcome')}"
@@ -284,6 +312,13 @@ class CommandHandler:
         }
 
 
+def _without_bytes(result: dict[str, Any]) -> dict[str, Any]:
+    capture = dict(result["capture"])
+    if "pcapng_b64" in capture:
+        capture["pcapng_b64"] = "sent in the response"
+    return capture
+
+
 def _parse_earlier(earlier: bytes | None) -> Any:
     if earlier is None:
         return None
@@ -326,9 +361,11 @@ def load(
     store: EdgeStore,
     readers: Sequence[PortReader],
     clock: WallClock,
+    data_dir: Path | None = None,
 ) -> CommandHandler | None:
     """The handler for a configured store (and the uplink told to subscribe), else None."""
     if settings is None:
         return None
     uplink.commands = True
-    return CommandHandler(settings, replay_db, store_id, uplink, store, readers, clock)
+    return CommandHandler(settings, replay_db, store_id, uplink, store, readers, clock,
+                          data_dir=data_dir)

@@ -18,8 +18,11 @@ from typing import Any
 import serial
 
 from edge import interpret
+from edge.tap import Tap
 from edge.wallclock import WallClock
 from firmware_bridge import codec
+from firmware_bridge import tap as tap_proto
+from firmware_bridge.port_holders import describe_holders
 from xiaodian.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,7 @@ class PortReader(threading.Thread):
         clock: WallClock,
         *,
         backoff: Backoff | None = None,
+        tap: Tap | None = None,
     ) -> None:
         super().__init__(name=f"serial-{device}", daemon=True)
         self.device = device
@@ -135,6 +139,13 @@ class PortReader(threading.Thread):
         self.last_error = ""
         self.alive_at = time.monotonic()  # for the agent's watchdog
         self.opened = threading.Event()  # set once the port was first opened
+        self.tap = tap  # sniffs and captures get a copy of every byte, never the port
+        self.shared_with = ""  # other processes that had the port open when we opened it
+
+    def write(self, ser: serial.Serial, data: bytes) -> None:
+        ser.write(data)
+        if self.tap is not None:
+            self.tap.tee(self.device, tap_proto.OUT, data)
 
     # Subclasses turn bytes into records.
     def on_open(self, ser: serial.Serial) -> None:
@@ -150,7 +161,8 @@ class PortReader(threading.Thread):
         """The port failed or closed: whatever waited for an answer on it will not get one."""
 
     def stats(self) -> dict[str, Any]:
-        return {"reconnects": self.reconnects, "last_error": self.last_error}
+        return {"reconnects": self.reconnects, "last_error": self.last_error,
+                "shared_with": self.shared_with}
 
     def emit(self, item: interpret.Item) -> None:
         while not self.stop_event.is_set():
@@ -165,8 +177,17 @@ class PortReader(threading.Thread):
         while not self.stop_event.is_set():
             self.alive_at = time.monotonic()
             try:
-                with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S) as ser:
+                # Exclusive (flock): a second opener gets an error instead of half the bytes.
+                with serial.Serial(str(self.port), self.baudrate, timeout=READ_TIMEOUT_S,
+                                   exclusive=True) as ser:
                     log.info("%s: opened %s", self.device, self.port)
+                    # A tool that takes no lock (cat, screen) can still have it open; it
+                    # would take bytes from us. Kept reading (the cold chain comes first),
+                    # but said loudly and shown in the status (and by `xiaodian doctor`).
+                    self.shared_with = describe_holders(str(self.port))
+                    if self.shared_with:
+                        log.error("%s: %s is also open in %s: it takes bytes from this link",
+                                  self.device, self.port, self.shared_with)
                     self.opened.set()
                     wall, synced = self.clock.read()
                     self.emit(
@@ -186,13 +207,22 @@ class PortReader(threading.Thread):
                         self.alive_at = time.monotonic()
                         data = _read_available(ser)
                         if data:
+                            if self.tap is not None:
+                                self.tap.tee(self.device, tap_proto.IN, data)
                             self.on_bytes(data)
                         self.on_idle(ser)
             except (serial.SerialException, OSError) as exc:
                 if isinstance(exc, _LostWithData):
+                    if self.tap is not None:
+                        self.tap.tee(self.device, tap_proto.IN, exc.data)
                     self.on_bytes(exc.data)
                 self.on_lost()
                 self.last_error = str(exc)
+                if not up:  # could not open: say who holds the port, if anyone does
+                    held = describe_holders(str(self.port))
+                    if held:
+                        self.last_error = f"{exc} (held by {held})"
+
                 if up:
                     wall, synced = self.clock.read()
                     log.warning("%s: port %s lost: %s", self.device, self.port, exc)
@@ -240,9 +270,10 @@ class FridgeReader(PortReader):
 
     def _ask_hello(self, ser: serial.Serial) -> None:
         # A leading delimiter flushes any half frame the device may hold from before.
-        ser.write(
+        self.write(
+            ser,
             b"\x00"
-            + codec.encode_frame(codec.GET_HELLO, self._next_seq(), b"", codec.ACK_REQUESTED)
+            + codec.encode_frame(codec.GET_HELLO, self._next_seq(), b"", codec.ACK_REQUESTED),
         )
         self.hello_asked_at = self.monotonic()
 
@@ -312,7 +343,7 @@ class FridgeReader(PortReader):
     def _write_command(self, ser: serial.Serial, cmd: DeviceCommand, flags: int) -> None:
         assert cmd.seq is not None
         frame = codec.encode_frame(cmd.msg_type, cmd.seq, cmd.payload, codec.ACK_REQUESTED | flags)
-        ser.write(frame)
+        self.write(ser, frame)
         cmd.attempts += 1
         self._command_sent_at = self.monotonic()
 
@@ -341,7 +372,7 @@ class FridgeReader(PortReader):
                 break
             for i in range(0, len(seqs), codec.MAX_RECEIPT_SEQS):
                 body = codec.pack_receipt(dev_boot, seqs[i : i + codec.MAX_RECEIPT_SEQS])
-                ser.write(codec.encode_frame(codec.RECEIPT, self._next_seq(), body))
+                self.write(ser, codec.encode_frame(codec.RECEIPT, self._next_seq(), body))
                 self.receipts_sent += 1
 
     def on_bytes(self, data: bytes) -> None:
@@ -353,6 +384,8 @@ class FridgeReader(PortReader):
                 msg = codec.decode_message(frame.type, frame.payload)
                 if msg is not None:
                     self.hello = msg
+                    if self.tap is not None:
+                        self.tap.describe(self.device, hello=msg)
                     self._device_restarted()
                     if not frame.flags & codec.REPLY:
                         # A boot HELLO: the controller restarted and, like a fresh board,

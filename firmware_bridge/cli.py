@@ -1,4 +1,6 @@
-"""`xiaodian serial ...`: tools for the fridge serial protocol.
+"""`python -m firmware_bridge.cli serial ...`: the stand-alone serial tools (a bench, a
+controller on a laptop); on a terminal `xiaodian serial` (edge/serial_cli.py) adds sniffs
+and captures through the running agent.
 
 `serial decode FILE` turns a capture of the raw byte stream (for instance
 `cat /dev/ttyUSB0 > capture.bin`) into one JSON line per accepted frame and a final
@@ -32,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sniff = commands.add_parser(
         "sniff",
         help="show a fridge's frames live, with line counters",
-        description="Open PORT read-only and print one line per decoded frame (time, seq, "
+        description="Open PORT (only if no other process has it open) read-only and print "
+        "one line per decoded frame (time, seq, "
         "type, key fields), the counters every 10 s and at the end. Reopens the port if it "
         "vanishes. Sends GET_HELLO only with --hello (a device that waits for a host).",
     )
@@ -91,10 +94,16 @@ def decode_command(args: argparse.Namespace) -> int:
 
 
 def sniff_command(args: argparse.Namespace) -> int:
-    from firmware_bridge.sniff import sniff  # pyserial only when sniffing
+    from firmware_bridge.sniff import PortBusy, sniff  # pyserial only when sniffing
 
-    with contextlib.suppress(KeyboardInterrupt):
-        sniff(args.port, sys.stdout, args.baud, args.seconds, args.hello, args.json)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            sniff(args.port, sys.stdout, args.baud, args.seconds, args.hello, args.json)
+    except PortBusy as exc:
+        print(f"serial sniff: refusing to open it: {exc} (a second reader takes bytes from"
+              " the first; with the edge agent running use `xiaodian serial sniff --config`)",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,9 +1,14 @@
-"""`xiaodian serial sniff PORT`: a technician's live view of a fridge's serial line.
+"""`xiaodian serial sniff`: a technician's live view of a fridge's serial line.
 
 `Sniffer` is the pure part (bytes and a time in, one display record per frame out, plus the
-counters); `sniff()` wraps it around a pyserial port that it reopens when it vanishes (a
-USB adapter pulled, a simulator's pty replaced). Read-only unless asked for `--hello`: a
-second talker on the line would confuse the edge agent's sequence numbers and receipts.
+counters). Two ways to get the bytes:
+
+- `sniff_agent()`: through the running edge agent's tap (`firmware_bridge/tap.py`), both
+  directions, without touching the port; the only way while the agent runs;
+- `sniff()`: the port itself, when no agent runs (a bench, a controller on a laptop). It
+  refuses a port another process holds (a second reader steals bytes from the first: the
+  agent would count CRC errors and lost frames and raise false alerts), opens it
+  exclusively, and reopens it when it vanishes. Read-only unless asked for `--hello`.
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import serial
 
 from firmware_bridge import codec
+from firmware_bridge import tap as tap_proto
+from firmware_bridge.port_holders import describe_holders
 
 READ_TIMEOUT_S = 0.1
 REOPEN_MAX_S = 2.0
+
+
+class PortBusy(Exception):
+    """Another process has the port open: opening it too would disturb that process."""
 
 
 class Sniffer:
@@ -30,8 +42,9 @@ class Sniffer:
         self.reopens = 0
         self.last_hello: dict[str, Any] | None = None
 
-    def feed(self, data: bytes, t_s: float) -> list[dict[str, Any]]:
-        """One record per accepted frame: `{"t", "seq", "type", "flags", "fields"}`."""
+    def feed(self, data: bytes, t_s: float, direction: str = "") -> list[dict[str, Any]]:
+        """One record per accepted frame: `{"t", "seq", "type", "flags", "fields"}`, and
+        `"dir"` ("in" from the device, "out" to it) when `direction` is given."""
         out: list[dict[str, Any]] = []
         for frame in self.decoder.feed(data):
             name = codec.TYPE_NAMES.get(frame.type, f"0x{frame.type:02x}")
@@ -41,6 +54,8 @@ class Sniffer:
                 "type": name,
                 "flags": codec.flag_names(frame.flags),
             }
+            if direction:
+                record["dir"] = direction
             fields = codec.decode_message(frame.type, frame.payload)
             if fields is None:
                 record["payload_hex"] = frame.payload.hex()
@@ -96,7 +111,8 @@ def format_line(record: dict[str, Any]) -> str:
     if "payload_hex" in record:
         parts.append(f"payload={record['payload_hex']}")
     flags = "|".join(record["flags"])
-    head = f"{record['t']:9.3f} #{record['seq']:5d} {record['type']:<11}"
+    arrow = {"in": "<- ", "out": "-> "}.get(record.get("dir", ""), "")
+    head = f"{record['t']:9.3f} {arrow}#{record['seq']:5d} {record['type']:<11}"
     return f"{head} {flags + ' ' if flags else ''}{' '.join(parts)}"
 
 
@@ -126,6 +142,9 @@ def sniff(
     counters_every_s: float = 10.0,
 ) -> Sniffer:
     """Show frames from `port` until `seconds` pass (or forever); returns the sniffer."""
+    held = describe_holders(port)
+    if held:
+        raise PortBusy(f"{port} is open in {held}")
     sniffer = Sniffer()
     start = clock()
     deadline = None if seconds is None else start + seconds
@@ -139,8 +158,11 @@ def sniff(
 
     while deadline is None or clock() < deadline:
         try:
-            ser = serial.Serial(port, baud, timeout=READ_TIMEOUT_S)
+            ser = serial.Serial(port, baud, timeout=READ_TIMEOUT_S, exclusive=True)
         except (serial.SerialException, OSError):
+            held = describe_holders(port)
+            if held:  # someone took it while it was gone: leave it to them
+                raise PortBusy(f"{port} is open in {held}") from None
             # Not there (yet): try again with a bounded back-off.
             left = REOPEN_MAX_S if deadline is None else max(0.0, deadline - clock())
             time.sleep(min(delay, left))
@@ -169,3 +191,68 @@ def sniff(
     emit_counters()
     out.flush()
     return sniffer
+
+
+def _sniff_lines(records: Any, out: IO[str], as_json: bool, clock: Callable[[], float],
+                 sniffer: Sniffer) -> Sniffer:
+    """A scanner speaks lines, not frames: one output line per line it sent."""
+    start = clock()
+    pending = b""
+    for rec in records:
+        if rec.direction != tap_proto.IN:
+            continue
+        pending += rec.data
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            text = raw.rstrip(b"\r").decode("ascii", "replace")
+            t = round(clock() - start, 3)
+            out.write((json.dumps({"t": t, "dir": "in", "line": text}) if as_json
+                       else f"{t:9.3f} <- {text}") + "\n")
+        out.flush()
+    return sniffer
+
+
+def sniff_agent(
+    socket_path: Path,
+    device: str,
+    out: IO[str],
+    seconds: float | None = None,
+    as_json: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    counters_every_s: float = 10.0,
+) -> Sniffer:
+    """Show `device`'s frames, both ways, through the running agent's tap until `seconds`
+    pass (or the agent stops); returns the sniffer of the device's frames. TapError if
+    there is no agent to ask."""
+    inbound, outbound = Sniffer(), Sniffer()
+    answer, records = tap_proto.open_tap(socket_path, [device], seconds, clock=clock)
+    info = answer.get("devices", {}).get(device, {})
+    hello = info.get("hello")
+    if isinstance(hello, dict):  # the agent's, from before the sniff began
+        inbound.last_hello = hello
+    if info.get("kind") == "scanner":
+        return _sniff_lines(records, out, as_json, clock, inbound)
+    start = clock()
+    last_counters = start
+    lost = 0
+
+    def emit_counters() -> None:
+        c = {**inbound.counters(), "lost_by_sniff": lost}
+        out.write((json.dumps({"counters": c}) if as_json else "-- " + format_counters(c))
+                  + "\n")
+
+    for rec in records:
+        now = clock()
+        if rec.direction == tap_proto.LOST:
+            lost += rec.lost
+            continue
+        sniffer, name = (inbound, "in") if rec.direction == tap_proto.IN else (outbound, "out")
+        for record in sniffer.feed(rec.data, now - start, name):
+            out.write((json.dumps(record) if as_json else format_line(record)) + "\n")
+        if now - last_counters >= counters_every_s:
+            last_counters = now
+            emit_counters()
+        out.flush()
+    emit_counters()
+    out.flush()
+    return inbound

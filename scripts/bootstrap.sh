@@ -172,3 +172,17 @@ for f in uPlot.iife.min.js uPlot.min.css; do
     fi
 done
 cp node_modules/uplot/LICENSE "$VENDOR/uPlot.LICENSE" 2>/dev/null || true
+
+# --- tshark: the Wireshark dissector of the serial protocol is tested on golden captures ---
+if ! command -v tshark >/dev/null 2>&1; then
+    if is_root; then
+        say "installing tshark (for the serial-capture dissector test)"
+        # Not setuid dumpcap: the test reads files, it never captures from interfaces.
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y tshark
+    else
+        say "note: tshark not installed; the dissector test will be skipped" \
+            "(sudo apt-get install -y tshark)"
+    fi
+fi

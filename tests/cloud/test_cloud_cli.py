@@ -112,8 +112,27 @@ def test_gaps_open_by_default_all_on_request(db_path: Path | str,
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(r["state"], r["first_missing_seq"], r["last_missing_seq"]) for r in rows] == [
         ("filled", 3, 3), ("open", 4, 4)]
+    # Nothing to list: it says so (not a bare header), in Chinese unless asked otherwise.
     assert run(["cloud", "gaps", "--db", str(db_path), "--store", "store-002"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1  # the header only
+    assert capsys.readouterr().out == "无：没有未补齐的数据缺口。\n"
+    assert run(["cloud", "gaps", "--db", str(db_path), "--store", "store-002", "--all"]) == 0
+    assert capsys.readouterr().out == "无：没有数据缺口。\n"
+    assert run(["cloud", "gaps", "--db", str(db_path), "--store", "store-002",
+                "--format", "jsonl"]) == 0
+    assert capsys.readouterr().out == ""  # a machine format stays empty
+
+
+def test_empty_listings_say_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.sqlite"
+    Database.open(empty).close()
+    assert run(["cloud", "dead-letters", "--db", str(empty)]) == 0
+    assert capsys.readouterr().out == "无：没有被搁置的消息。\n"
+    monkeypatch.setenv("XIAODIAN_LANG", "en")
+    assert run(["cloud", "dead-letters", "--db", str(empty)]) == 0
+    assert capsys.readouterr().out == "None: no parked messages.\n"
+    assert run(["cloud", "stock", "store-001", "--db", str(empty)]) == 0
+    assert capsys.readouterr().out == "None: no stock recorded for this store.\n"
 
 
 def test_db_and_config_are_mutually_exclusive(db_path: Path | str) -> None:

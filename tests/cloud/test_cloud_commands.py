@@ -402,6 +402,33 @@ def test_cli_command_issues_and_waits_for_the_answer(
     assert "minutes: expected a whole number" in capsys.readouterr().err
 
 
+def test_cli_names_a_store_whose_terminal_takes_no_commands(
+    cloud: Cloud, pki: DevPki, broker: Any, tmp_path: Path, key: Ed25519PrivateKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#16: a store whose edge config has no [commands] never subscribes to its request
+    topic; the broker says "no matching subscribers" in its PUBACK, and the command fails at
+    once saying so, instead of waiting out --timeout and blaming the cloud worker."""
+    tls = pki.client("cloud-gateway")
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f'[cloud]\n{db_toml(cloud.db)}worker_id = "cloud-1"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
+        f'[commands]\nsigning_key = "{write_secret(tmp_path / "k.pem", pem(key))}"\n'
+        f'key_id = "{key_id_for(key.public_key())}"\n'
+        f'api_token_file = "{write_secret(tmp_path / "token", TOKEN.encode())}"\n')
+    start = time.monotonic()
+    code = run_cli(["cloud", "command", "--config", str(config), "--store", "store-002",
+                    "diagnostics", "scope=summary", "--timeout", "30"])
+    took = time.monotonic() - start
+    captured = capsys.readouterr()
+    assert code == 4 and json.loads(captured.out)["state"] == "unsent"
+    assert took < 15  # not the 30 s timeout
+    assert "no terminal of this store takes commands" in captured.err
+    assert "[commands]" in captured.err and "cloud run" not in captured.err
+
+
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xiaodian")
     cli.register(parser.add_subparsers(dest="command", required=True))

@@ -42,7 +42,7 @@ class FakeFridge:
 
 def edge_status(config: Path) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "xiaodian", "edge", "status", "--config",
-                           str(config)], capture_output=True, text=True, timeout=60)
+                           str(config), "--json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
 

@@ -66,6 +66,7 @@ MAX_RESULT_BYTES = 16 * 1024
 MAX_INT = 2**53 - 1  # exact in every JSON implementation (IEEE double)
 FORMAT_VERSION = 1
 AGENT = "agent"  # the device name that means the store terminal's agent itself
+MAX_CAPTURE_S = 30
 
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
 _SAFE_STR_RE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}")  # printable, no " or \
@@ -121,6 +122,12 @@ ACTIONS: Mapping[str, Mapping[str, _Param]] = {
     "reboot": {"device": _DEVICE},  # AGENT reboots the terminal's agent
     "diagnostics": {
         "scope": _Param(str, choices=frozenset({"summary", "full"})),
+        "device": _Param(str, required=False, pattern=ids.DEVICE_ID),
+    },
+    # A pcapng of the serial frames, through the agent (never the port); no device: all.
+    # Short, because the answer waits for it and carries it (docs/protocol.md §9).
+    "capture": {
+        "seconds": _Param(int, lo=1, hi=MAX_CAPTURE_S),
         "device": _Param(str, required=False, pattern=ids.DEVICE_ID),
     },
 }
