@@ -280,7 +280,7 @@ def test_apprise_mailto_reaches_a_local_smtp_server(
                    if part.get_content_type() == "text/plain")
     # In Chinese (the contact set no language), the start in the store's time zone.
     subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
-    assert subject == "冰箱告警"
+    assert subject == "冰箱报警"
     assert "store-001 fridge-1：严重，温度过高（自 2025/6/15 22:51 起）" in text, text
     assert "产品 9.1 °C，高于 8 °C 已 15 分钟" in text  # from the reason and numbers
     assert "确认告警：" in text and "/ack/store-001/fridge-1/hot/1749999100000?t=wang." in text

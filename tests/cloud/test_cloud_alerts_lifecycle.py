@@ -166,7 +166,7 @@ def test_notice_words_follow_the_contact_and_the_store_zone() -> None:
            "data": json.dumps(change("raised", T0, "hot_cumulative")["data"])}
     # 2025-06-15 22:50 in Shanghai, 14:50 UTC, 10:50 in New York.
     title, text = notice("alert", row)
-    assert title == "冰箱告警" and "（自 2025/6/15 22:50 起）" in text, text
+    assert title == "冰箱报警" and "（自 2025/6/15 22:50 起）" in text, text
     assert "产品 6.0 °C；最近 24 小时内累计高于 5 °C 达 4 小时" in text
     title, text = notice("alert", row, "en", "America/New_York")
     assert title == "Fridge alert" and "10:50" in text and "CRITICAL, Too hot" in text, text

@@ -49,7 +49,7 @@ def test_how_it_ended_with_its_duration_and_peak() -> None:
 def test_unreadable_data_gets_generic_words_or_a_strict_error() -> None:
     # An older agent (no reason), an unknown reason, a missing number.
     for data in ({}, {"reason": "martian"}, {"reason": "warm", "value_c": 6.0}):
-        assert ZH.render(describe("warm", data)) == "冰箱告警：温度偏高"
+        assert ZH.render(describe("warm", data)) == "冰箱报警：温度偏高"
         with pytest.raises(ValueError, match="warm"):
             describe("warm", data, strict=True)
     assert str(describe("x", {})) == "Fridge alert: Alert x"
