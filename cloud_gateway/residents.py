@@ -127,23 +127,30 @@ def request_code(conn: sql.Connection, phone: str, client: str, now: float,
     sender.send(phone, code)
 
 
-def verify(conn: sql.Connection, phone: str, code: str, now: float) -> tuple[str, Resident]:
-    """A new session id for the number whose latest code this is; else ResidentError.
+WRONG_CODE = Message(N_("Wrong or expired code: ask for a new one."), {})
 
-    Each wrong try counts against the code; a used, expired or worn-out code opens nothing.
+
+def verify(conn: sql.Connection, phone: str, code: str,
+           now: float) -> tuple[str, Resident] | None:
+    """A new session id for the number whose latest code this is; None for a wrong code.
+
+    Each wrong try counts against the code (None, not an exception: the caller commits the
+    count); a used, expired or worn-out code opens nothing.
     """
-    phone = check_phone(phone)
-    wrong = ResidentError(Message(N_("Wrong or expired code: ask for a new one."), {}))
+    try:
+        phone = check_phone(phone)
+    except ResidentError:
+        return None
     row = conn.execute("SELECT id, salt, digest, attempts FROM resident_codes WHERE phone = ?"
                        " AND used_at IS NULL AND expires_at > ? ORDER BY id DESC LIMIT 1",
                        (phone, now)).fetchone()
     if row is None or int(row[3]) >= MAX_ATTEMPTS:
-        raise wrong
+        return None
     code = code.strip()
     if not (code.isascii() and code.isdigit() and len(code) == 6) or not hmac.compare_digest(
             _digest(str(row[1]), code), str(row[2])):
         conn.execute("UPDATE resident_codes SET attempts = attempts + 1 WHERE id = ?", (row[0],))
-        raise wrong
+        return None
     conn.execute("UPDATE resident_codes SET used_at = ? WHERE id = ?", (now, row[0]))
     conn.execute("INSERT INTO residents (phone, created_at) VALUES (?, ?)"
                  " ON CONFLICT (phone) DO NOTHING", (phone, now))

@@ -222,7 +222,7 @@ def promise(conn: sql.Connection, store: str, now: float,
         pre = max(0, int(wave.presale.get(item, 0))) if wave and wave.cutoff > now else 0
         if now_n + pre > 0:
             out.append(Offer(item, it["name"], it["storage"], price[item], now_n, pre,
-                             wave.cutoff if pre else None))
+                             wave.cutoff if wave is not None and pre else None))
     return out
 
 

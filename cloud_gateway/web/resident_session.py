@@ -104,14 +104,13 @@ def check_code(call: Call) -> Reply:
     call.no_query()
     f = form(call)
     next_path = f.get("next", "/r")
-    try:
-        with call.api.write() as db, db.transaction() as conn:
-            session, who = residents.verify(conn, f.get("phone", ""), f.get("code", ""),
-                                            call.api.now())
-    except residents.ResidentError as exc:
-        # The wrong try is counted (committed) before this answer.
+    with call.api.write() as db, db.transaction() as conn:
+        got = residents.verify(conn, f.get("phone", ""), f.get("code", ""), call.api.now())
+    if got is None:  # the wrong try is counted (committed) before this answer
         return _login_page(call, t, HTTPStatus.UNAUTHORIZED, phone=f.get("phone", "")[:20],
-                           sent=True, message=t.render(exc.why), next_path=next_path)
+                           sent=True, message=t.render(residents.WRONG_CODE),
+                           next_path=next_path)
+    session, who = got
     log.info("resident %d logged in from %s", who.id, call.client)  # never the number
     cookie = f"{COOKIE}={session}; Max-Age={residents.SESSION_TTL_S}; {_flags(call)}"
     return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain",

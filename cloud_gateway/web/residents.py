@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from xiaodian.i18n import N_, Translator
 from xiaodian.wire import ids
+from xiaodian.wire.retail import MAX_LINES
 
 from .. import geo, shop, stores
 from .. import retail as retail_store
@@ -45,7 +46,8 @@ def _position(q: dict[str, str]) -> geo.Point | None:
     if datum not in geo.DATUMS:
         raise BadRequest("datum: gcj02 or wgs84")
     try:
-        return geo.to_stored(float(q.get("lat", "")), float(q.get("lon", "")), datum)  # type: ignore[arg-type]
+        return geo.to_stored(float(q.get("lat", "")), float(q.get("lon", "")),
+                             "wgs84" if datum == "wgs84" else "gcj02")
     except (ValueError, geo.GeoError):
         raise BadRequest("lat, lon: a position in degrees") from None
 
@@ -93,7 +95,7 @@ def near_page(call: Call) -> Reply:
 def _cart_param(raw: str) -> dict[str, int]:
     """"item*qty,item*qty" (carried from a refused order to the next store) -> {item: qty}."""
     out: dict[str, int] = {}
-    for part in raw.split(",")[:retail_store.retail.MAX_LINES]:
+    for part in raw.split(",")[:MAX_LINES]:
         item, _, qty = part.partition("*")
         if ids.is_device_id(item.replace(":", "-")) and qty.isascii() and qty.isdigit():
             out[item] = min(int(qty), 999)

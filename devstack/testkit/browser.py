@@ -13,7 +13,10 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Geolocation
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,7 +39,7 @@ def have_chromium() -> bool:
 
 @contextmanager
 def browser_page(viewport: Any, *, timezone_id: str = "UTC", locale: str = "zh-CN",
-                 geolocation: dict[str, float] | None = None) -> Iterator[Any]:
+                 geolocation: Geolocation | None = None) -> Iterator[Any]:
     """A fresh page; fails the test on any script error when the block ends.
 
     `geolocation` ({"latitude", "longitude"}, WGS-84 as a phone's GPS gives it) is granted

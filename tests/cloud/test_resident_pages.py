@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import resident_world as rw
 import segno
+from playwright.sync_api import Geolocation
 
 from cloud_gateway import geo, shop, stores
 from cloud_gateway.db import Database
@@ -78,7 +79,7 @@ def town(tmp_path: Path) -> Iterator[Town]:
         yield Town(world, srv.url.rstrip("/"), sender, payment)
 
 
-def gps_of(point: geo.Point) -> dict[str, float]:
+def gps_of(point: geo.Point) -> Geolocation:
     """What a phone's GPS says (WGS-84) at a GCJ-02 point."""
     w = geo.gcj02_to_wgs84(point.lat, point.lon)
     return {"latitude": w.lat, "longitude": w.lon}
