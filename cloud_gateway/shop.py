@@ -3,9 +3,11 @@
 - **Stores near a point**: every store with a position, nearest first (brute force over the
   stores' GCJ-02 points: thousands of stores cost a few milliseconds), with whether it is
   open now on its own clock and whether its fridge can take chilled orders.
-- **Cold chain**: a store whose fridge is in critical alarm (an active critical alert) or
-  silent (no reading received for `FRIDGE_SILENT_S`), or that has no fridge reporting at
-  all, offers no chilled or frozen item.
+- **Cold chain**: a fridge in critical alarm (an active critical alert) or silent (no
+  reading received for `FRIDGE_SILENT_S`) takes no chilled or frozen order: an item placed
+  in that fridge (its catalogue location) is not offered, and an item whose fridge is not
+  known is offered only while every fridge of the store is fine. A store with no fridge
+  reporting offers no chilled item at all.
 - **The promise**: an item is offered only with a price, sold by the piece, and either
   available now (on hand minus open orders' reservations: `retail.availability`) or brought
   by the next delivery wave (`WaveSource`; until the order cycles exist, `NoWaves`).
@@ -144,16 +146,38 @@ def prices(conn: sql.Connection, store: str) -> dict[str, int]:
         "SELECT item, price_fen FROM shop_prices WHERE store = ?", (store,))}
 
 
-def cold_chain_ok(conn: sql.Connection, store: str, now: float) -> bool:
-    """Whether the store can take chilled orders: its fridges report and none is alarming."""
-    last = [float(r[1]) for r in conn.execute(
+@dataclass(frozen=True)
+class ColdChain:
+    """Which of a store's fridges can hold a resident's chilled order now."""
+
+    fridges: Mapping[str, bool]  # fridge -> reporting and not in critical alarm
+
+    @property
+    def state(self) -> str:
+        """all (every fridge fine), some, or none (none fine, or none reporting at all)."""
+        good = sum(self.fridges.values())
+        return "none" if good == 0 else "all" if good == len(self.fridges) else "some"
+
+    def holds(self, location: Mapping[str, Any] | None) -> bool:
+        """Whether an item kept at `location` can be promised: its own fridge must be fine;
+        an item whose fridge is not known needs every fridge fine."""
+        fridge = (location or {}).get("fridge")
+        if fridge is not None:
+            return self.fridges.get(str(fridge), False)
+        return self.state == "all"
+
+
+def cold_chain(conn: sql.Connection, store: str, now: float) -> ColdChain:
+    """The store's fridges as the cloud last heard them: silent for `FRIDGE_SILENT_S`, or
+    with an active critical alert, a fridge takes no chilled order."""
+    last = {str(r[0]): float(r[1]) for r in conn.execute(
         "SELECT device, MAX(last_received_at) FROM streams WHERE store = ? AND kind = 'readings'"
-        " GROUP BY device", (store,))]
-    if not last or min(last) < now - FRIDGE_SILENT_S:
-        return False
-    alarming = conn.execute("SELECT COUNT(*) FROM alerts WHERE store = ? AND state = 'active'"
-                            " AND severity = 'critical'", (store,)).fetchone()[0]
-    return int(alarming) == 0
+        " GROUP BY device", (store,))}
+    alarming = {str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT fridge FROM alerts WHERE store = ? AND state = 'active'"
+        " AND severity = 'critical'", (store,))}
+    return ColdChain({f: at >= now - FRIDGE_SILENT_S and f not in alarming
+                      for f, at in last.items()})
 
 
 # ---------------------------------------------------------------- stores near a point
@@ -164,7 +188,7 @@ class Nearby:
     profile: stores.Profile
     distance_m: float
     open_now: bool | None
-    cold_ok: bool
+    cold: str  # ColdChain.state: all, some, none
     delivers_here: bool
 
 
@@ -173,7 +197,7 @@ def nearby(conn: sql.Connection, here: geo.Point, now: float, limit: int = 20) -
     located = stores.located(conn)
     ranked = sorted(((geo.distance_m(here, p.point), p) for p in located if p.point),
                     key=lambda dp: (dp[0], dp[1].store))[:limit]
-    return [Nearby(p, d, stores.open_at(p, now), cold_chain_ok(conn, p.store, now),
+    return [Nearby(p, d, stores.open_at(p, now), cold_chain(conn, p.store, now).state,
                    0 < d <= p.delivery_radius_m or (d == 0 and p.delivery_radius_m > 0))
             for d, p in ranked]
 
@@ -210,13 +234,14 @@ def promise(conn: sql.Connection, store: str, now: float,
     if cat is None:
         return []
     price = prices(conn, store)
-    cold_ok = cold_chain_ok(conn, store, now)
+    cold = cold_chain(conn, store, now)
     avail = retail_store.availability(conn, store, now, [i["item"] for i in cat["items"]])
     wave = waves.next_wave(conn, store, now)
     out = []
     for it in cat["items"]:
         item = it["item"]
-        if item not in price or it["unit"] != "piece" or (it["storage"] in COLD and not cold_ok):
+        if item not in price or it["unit"] != "piece" or (
+                it["storage"] in COLD and not cold.holds(it.get("location"))):
             continue
         now_n = max(0, avail[item]["available"])
         pre = max(0, int(wave.presale.get(item, 0))) if wave and wave.cutoff > now else 0

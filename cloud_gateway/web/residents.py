@@ -120,10 +120,10 @@ def store_page(call: Call, *, status: int = HTTPStatus.OK, refusal: dict[str, An
         slots = [{"start": int(w.start), "full": shop.booked(db.conn, store, w.start)
                   >= profile.slot_capacity, "label": _window_text(t, w, profile, now)}
                  for w in shop.windows(profile, now)]
-        cold_ok = shop.cold_chain_ok(db.conn, store, now)
+        cold = shop.cold_chain(db.conn, store, now).state
     distance = None if here is None else geo.distance_m(here, profile.point)
     return page(call, "r_store.html", t, status, p=profile, offers=offers, slots=slots,
-                cold_ok=cold_ok, open_now=stores.open_at(profile, now), here=here,
+                cold=cold, open_now=stores.open_at(profile, now), here=here,
                 distance=None if distance is None else distance_text(t, distance),
                 delivers=(distance is not None and distance <= profile.delivery_radius_m),
                 cart=cart if cart is not None else _cart_param(q.get("cart", "")),

@@ -49,7 +49,7 @@ class Clock:
 
 @dataclass
 class World:
-    db_path: Path
+    db_path: Path | str  # a SQLite file or a PostgreSQL URL
     keys: Path
     clock: Clock = field(default_factory=Clock)
 
@@ -58,9 +58,10 @@ def north(metres: float) -> geo.Point:
     return geo.Point(HOME.lat + metres / 111_195.0, HOME.lon)
 
 
-def build(tmp: Path, stock: dict[str, int] | None = None) -> World:
+def build(tmp: Path, stock: dict[str, int] | None = None,
+          db_target: Path | str | None = None) -> World:
     """The town; `stock` is each store's pieces of every item (default 5)."""
-    world = World(tmp / "cloud.sqlite", tmp / "pki" / "pickup")
+    world = World(db_target or tmp / "cloud.sqlite", tmp / "pki" / "pickup")
     with Database.open(world.db_path) as db:
         for n, (store, (name, district, m, hours, cap, alarming)) in enumerate(TOWN.items()):
             make_pickup_key(tmp / "pki", store)
