@@ -31,6 +31,7 @@ from devstack.testkit.browser import (
     visible_text,
 )
 from devstack.testkit.wait import wait
+from xiaodian.i18n import translator
 from xiaodian.pki import load_pickup_key, pickup_key_path
 from xiaodian.wire.pickup import PickupCodec
 
@@ -183,7 +184,7 @@ def test_order_for_pickup_and_see_the_code(town: Town, tmp_path: Path) -> None:
         page.wait_for_selector("form#order")
         page.fill(f"input[name='qty:{rw.MILK}']", "2")
         page.fill(f"input[name='qty:{rw.BREAD}']", "1")
-        assert page.inner_text("#total") == "¥33.90"
+        assert page.inner_text("#total") == "¥33.90"  # as the server writes money
         reader_checks(page, "resident-store-cart")
         assert page.inner_text("form#order button[type=submit]") == "登录并下单"
         page.click("form#order button[type=submit]")
@@ -266,5 +267,7 @@ def test_the_resident_app_in_english(town: Town) -> None:
         page.wait_for_selector("form#order")
         assert "What this store can promise" in visible_text(page)
         assert "Today 11:00" in page.inner_text("select[name=window]")
+        page.fill(f"input[name='qty:{rw.MILK}']", "1")
+        assert page.inner_text("#total") == translator("en").money(1250)  # as the server
         assert overflow_px(page) == 0
         screenshot(page, "resident-store-en")

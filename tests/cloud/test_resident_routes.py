@@ -217,3 +217,29 @@ def test_resident_sessions_open_no_staff_page(town: Town) -> None:
     assert request(town.url + "/api/stores", headers={"Cookie": me}).status == 401
     owner = request(town.url + "/owner", headers={"Cookie": me, "Accept": "text/html"})
     assert owner.status == 303 and owner.headers["Location"].startswith("/login")
+
+
+def test_the_timeline_follows_the_store_to_picked_up(town: Town) -> None:
+    from cloud_gateway.retail_tables import set_state
+
+    me = log_in(town, "13800000012")
+    oid = order_id(order(town, me))
+
+    def card() -> str:
+        page = get(town, "/r/orders", me).body.decode()
+        m = re.search(rf'<article class="card order" id="order-{oid}".*?</article>', page, re.S)
+        assert m is not None
+        return m[0]
+
+    placed = card()
+    assert 'data-state="open"' in placed and 'class="code"' in placed and "取消这个订单" in placed
+    with Database.open(town.world.db_path) as db, db.transaction() as conn:
+        set_state(conn, oid, "open", "received", rw.NOW + 5, "store", None)
+    received = card()
+    assert re.search(r'<li class="done">小店已收到订单 · 10:00</li>', received)
+    town.world.clock.t = float(first_hour(town)) + 600
+    with Database.open(town.world.db_path) as db, db.transaction() as conn:
+        set_state(conn, oid, "received", "picked_up", town.world.clock.t, "store", None)
+    done = card()
+    assert "已取货 · 11:10" in done
+    assert 'class="code"' not in done and "取消这个订单" not in done  # nothing left to show
