@@ -193,13 +193,46 @@ class Nearby:
 
 
 def nearby(conn: sql.Connection, here: geo.Point, now: float, limit: int = 20) -> list[Nearby]:
-    """Stores with a position, nearest first (ties by store id)."""
-    located = stores.located(conn)
-    ranked = sorted(((geo.distance_m(here, p.point), p) for p in located if p.point),
-                    key=lambda dp: (dp[0], dp[1].store))[:limit]
+    """The `limit` stores nearest to `here`, nearest first (ties by store id).
+
+    Exact, without reading every store: the stores inside a box around a circle of radius r
+    are fetched (an index on the latitude); those within r are exactly the stores within r,
+    so once there are `limit` of them they are the nearest. Otherwise r grows fourfold; past
+    `_ALL_M` every located store is taken.
+    """
+    r = _FIRST_M
+    while True:
+        if r >= _ALL_M:
+            found = stores.located(conn)
+        else:
+            dlat = math.degrees(r / geo.EARTH_RADIUS_M)
+            widest = math.radians(min(90.0, abs(here.lat) + dlat))
+            if here.lat - dlat < -90 or here.lat + dlat > 90 or math.cos(widest) < 1e-6:
+                r = _ALL_M
+                continue
+            dlon = math.degrees(r / (geo.EARTH_RADIUS_M * math.cos(widest)))
+            if dlon >= 180:
+                r = _ALL_M
+                continue
+            west, east = _wrap(here.lon - dlon), _wrap(here.lon + dlon)
+            found = stores.located_in(conn, here.lat - dlat, here.lat + dlat, west, east)
+        ranked = sorted(((geo.distance_m(here, p.point), p) for p in found if p.point),
+                        key=lambda dp: (dp[0], dp[1].store))
+        within = [(d, p) for d, p in ranked if d <= r or r >= _ALL_M]
+        if len(within) >= limit or r >= _ALL_M:
+            break
+        r *= 4
     return [Nearby(p, d, stores.open_at(p, now), cold_chain(conn, p.store, now).state,
-                   0 < d <= p.delivery_radius_m or (d == 0 and p.delivery_radius_m > 0))
-            for d, p in ranked]
+                   d <= p.delivery_radius_m and p.delivery_radius_m > 0)
+            for d, p in within[:limit]]
+
+
+_FIRST_M = 2_000.0
+_ALL_M = 2_000_000.0  # beyond this, the box is no help: take every store
+
+
+def _wrap(lon: float) -> float:
+    return (lon + 180.0) % 360.0 - 180.0
 
 
 def districts(conn: sql.Connection) -> list[tuple[str, geo.Point]]:

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS store_profiles (
     slot_capacity INTEGER NOT NULL DEFAULT 20
 );
 """
+# After `upgrade` (an older table has no lat until then): the nearest-store search's box.
+INDEX = "CREATE INDEX IF NOT EXISTS store_profiles_by_lat ON store_profiles (lat, lon);\n"
 TABLES = ("store_profiles",)
 _ADDED = (("address", "TEXT NOT NULL DEFAULT ''"), ("district", "TEXT NOT NULL DEFAULT ''"),
           ("lat", "DOUBLE PRECISION"), ("lon", "DOUBLE PRECISION"),
@@ -54,7 +56,7 @@ _ADDED = (("address", "TEXT NOT NULL DEFAULT ''"), ("district", "TEXT NOT NULL D
           ("delivery_radius_m", "INTEGER NOT NULL DEFAULT 0"),
           ("slot_capacity", "INTEGER NOT NULL DEFAULT 20"))
 PG_UPGRADE = "".join(f"ALTER TABLE store_profiles ADD COLUMN IF NOT EXISTS {c} {t};\n"
-                     for c, t in _ADDED)
+                     for c, t in _ADDED) + INDEX
 FIELDS = ("name", "tz", "address", "district", "lat", "lon", "hours", "pickup",
           "delivery_radius_m", "slot_capacity")
 MAX_NAME = 64
@@ -147,12 +149,20 @@ def located(conn: sql.Connection) -> list[Profile]:
     return _select(conn, " WHERE lat IS NOT NULL AND lon IS NOT NULL ORDER BY store", ())
 
 
+def located_in(conn: sql.Connection, south: float, north: float, west: float,
+               east: float) -> list[Profile]:
+    """The stores inside a box of GCJ-02 degrees (west > east: across the 180th meridian)."""
+    lon = "lon BETWEEN ? AND ?" if west <= east else "(lon >= ? OR lon <= ?)"
+    return _select(conn, f" WHERE lat BETWEEN ? AND ? AND {lon} AND lat IS NOT NULL"
+                   " ORDER BY store", (south, north, west, east))
+
+
 def _select(conn: sql.Connection, where: str, params: tuple[Any, ...]) -> list[Profile]:
     have = sql.columns(conn, "store_profiles")
     if "tz" not in have:  # a database opened read-only before this table existed
         return []
     cols = [f for f in FIELDS if f in have]  # read-only, before `upgrade` added the rest
-    if "lat" not in have and "lat IS NOT NULL" in where:
+    if "lat" not in have and "lat" in where:
         return []
     rows = conn.execute(f"SELECT store, {', '.join(cols)} FROM store_profiles{where}",
                         params).fetchall()
@@ -172,6 +182,7 @@ def upgrade_sqlite(conn: sql.Connection) -> None:
     for column, ddl in _ADDED:
         if column not in have:
             conn.execute(f"ALTER TABLE store_profiles ADD COLUMN {column} {ddl}")
+    conn.execute(INDEX)
 
 
 def set_profile(conn: sql.Connection, store: str, now: float, *, name: str | None = None,

@@ -66,18 +66,23 @@ def test_opening_hours_on_the_stores_clock_across_midnight() -> None:
 
 
 def test_nearest_stores_equal_brute_force(tmp_path: Path) -> None:
+    """A dense town and a scattered country; points near, between and far from the stores."""
     rng = random.Random(15)
     with Database.open(tmp_path / "many.sqlite") as db:
         with db.transaction() as conn:
-            for n in range(300):
-                stores.set_profile(conn, f"s-{n}", 0.0, position=geo.Point(
-                    31.0 + rng.random() * 0.5, 121.2 + rng.random() * 0.5))
+            for n in range(400):
+                where = (geo.Point(31.0 + rng.random() * 0.5, 121.2 + rng.random() * 0.5)
+                         if n < 300 else geo.Point(20 + rng.random() * 25,
+                                                   100 + rng.random() * 25))
+                stores.set_profile(conn, f"s-{n}", 0.0, position=where)
         located = stores.located(db.conn)
-        for _ in range(50):
-            here = geo.Point(31.0 + rng.random() * 0.5, 121.2 + rng.random() * 0.5)
-            got = [n.profile.store for n in shop.nearby(db.conn, here, 0.0, limit=5)]
-            brute = sorted(located, key=lambda p: geo.distance_m(here, p.point))  # type: ignore[arg-type]
-            assert got == [p.store for p in brute[:5]]
+        for k in range(300):
+            here = (geo.Point(31.0 + rng.random() * 0.5, 121.2 + rng.random() * 0.5)
+                    if k % 2 else geo.Point(-60 + rng.random() * 140, -180 + rng.random() * 360))
+            limit = rng.randint(1, 30)
+            got = [n.profile.store for n in shop.nearby(db.conn, here, 0.0, limit=limit)]
+            brute = sorted(located, key=lambda p: (geo.distance_m(here, p.point), p.store))  # type: ignore[arg-type]
+            assert got == [p.store for p in brute[:limit]], (here, limit)
 
 
 def test_the_cold_chain_is_judged_per_fridge(world: rw.World) -> None:
