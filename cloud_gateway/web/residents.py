@@ -26,7 +26,7 @@ from xiaodian.wire.retail import MAX_LINES
 
 from .. import geo, shop, stores
 from .. import retail as retail_store
-from .core import DIGITS, BadRequest, Call, Reply
+from .core import DIGITS, Call, Reply
 from .page import message_page, page, reader
 from .resident_session import current, form, to_login
 from .resource import route
@@ -39,17 +39,16 @@ MAP_URL = "https://uri.amap.com/marker"  # takes GCJ-02, like every map in China
 
 
 def _position(q: dict[str, str]) -> geo.Point | None:
-    """The resident's position from the query (lat, lon, datum), as GCJ-02; None if absent."""
-    if "lat" not in q and "lon" not in q:
-        return None
+    """The resident's position from the query (lat, lon, datum), as GCJ-02; None if absent
+    or not a position (the page then asks again, as if none had been given)."""
     datum = q.get("datum", "gcj02")
-    if datum not in geo.DATUMS:
-        raise BadRequest("datum: gcj02 or wgs84")
+    if "lat" not in q or "lon" not in q or datum not in geo.DATUMS:
+        return None
     try:
-        return geo.to_stored(float(q.get("lat", "")), float(q.get("lon", "")),
+        return geo.to_stored(float(q["lat"]), float(q["lon"]),
                              "wgs84" if datum == "wgs84" else "gcj02")
     except (ValueError, geo.GeoError):
-        raise BadRequest("lat, lon: a position in degrees") from None
+        return None
 
 
 def _here_query(here: geo.Point | None) -> dict[str, str]:
@@ -176,7 +175,8 @@ def place_order(call: Call) -> Reply:
                        f.get("address", ""), here)
     api = call.api
     try:
-        issuer = api.pickup_codec(store, required=req.mode == "pickup")
+        # A pickup order needs the store's code key: refuse before placing, not after.
+        api.pickup_codec(store, required=req.mode == "pickup")
         with api.write() as db, db.transaction() as conn:
             placed = shop.place(conn, req, api.now(), api.residents.waves, api.residents.payment)
     except retail_store.RetailError:
@@ -184,7 +184,6 @@ def place_order(call: Call) -> Reply:
             "This store cannot take orders right now."), t)
     except shop.ShopError as exc:
         return _refused(call, t, req, exc, here, cart_param)
-    del issuer  # the code is made when the resident looks at the order (my orders)
     api.send_downlink()
     return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain",
                  (("Location", f"/r/orders#order-{placed.order.id}"),))

@@ -243,3 +243,15 @@ def test_the_timeline_follows_the_store_to_picked_up(town: Town) -> None:
     done = card()
     assert "已取货 · 11:10" in done
     assert 'class="code"' not in done and "取消这个订单" not in done  # nothing left to show
+
+
+def test_odd_queries_get_a_page_not_an_error(town: Town) -> None:
+    for query in ("lat=abc&lon=1", "lat=95&lon=121", "lat=31&lon=121&datum=bd09",
+                  "lat=nan&lon=inf"):
+        r = get(town, "/r?" + query)
+        assert r.status == 200 and "正在获取您的位置" in r.body.decode(), query
+    got = get(town, "/r?lat=31.2304&lon=121.4737&datum=gcj02").body.decode()
+    assert got.index("store-001") < got.index("store-002") < got.index("store-003")
+    assert get(town, "/r/s/store-404").status == 404
+    assert get(town, "/r/s/..%2Fowner").status == 404
+    assert get(town, "/r/s/store-001?cart=" + "x*1," * 300).status == 200
