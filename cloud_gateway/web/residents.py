@@ -71,21 +71,29 @@ def distance_text(t: Translator, metres: float) -> str:
 
 
 def near_page(call: Call) -> Reply:
-    """Stores near the resident: by position, or by a district chosen from the list."""
+    """Stores near the resident: by position, or by a district chosen from the list.
+
+    From a district the order is by its middle, but neither a distance nor "delivers to
+    you" is shown, and no position goes on to the store page: the resident is not there.
+    """
     t = reader(call)
     q = call.query("lang", "lat", "lon", "datum", "district")
     here = _position(q)
+    from_district = None
     with call.api.read() as db:
         places = shop.districts(db.conn)
         if here is None and q.get("district"):
-            here = next((p for d, p in places if d == q["district"]), None)
-        found = [] if here is None else shop.nearby(db.conn, here, call.api.now())
-    now = call.api.now()
-    cards = [{"n": n, "distance": distance_text(t, n.distance_m),
-              "href": f"/r/s/{n.profile.store}?" + urlencode(_here_query(here)),
-              "hours": n.profile.hours, "map": map_link(n.profile)} for n in found]
-    return page(call, "r_near.html", t, here=here, stores=cards, districts=places,
-                district=q.get("district", ""), now=now, who=current(call))
+            from_district = next((p for d, p in places if d == q["district"]), None)
+        origin = here or from_district
+        found = [] if origin is None else shop.nearby(db.conn, origin, call.api.now())
+    cards = [{"n": n, "distance": None if here is None else distance_text(t, n.distance_m),
+              "delivers": here is not None and n.delivers_here,
+              "href": f"/r/s/{n.profile.store}" + (
+                  "?" + urlencode(_here_query(here)) if here is not None else ""),
+              "map": map_link(n.profile)} for n in found]
+    return page(call, "r_near.html", t, here=origin, stores=cards, districts=places,
+                district=q.get("district", "") if from_district else "",
+                now=call.api.now(), who=current(call))
 
 
 # ---------------------------------------------------------------- a store

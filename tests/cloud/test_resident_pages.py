@@ -135,8 +135,11 @@ def test_a_refused_position_offers_the_districts(town: Town) -> None:
         reader_checks(page, "resident-near-refused")
         page.click("#places a:has-text('浦东新区')")
         page.wait_for_selector("article.store")
-        # From the middle of 浦东新区's stores, its own store is nearest.
+        # From the middle of 浦东新区's stores, its own store is nearest; no distance is
+        # claimed and no position goes on (the resident is not at the district's middle).
         assert store_ids(page)[0] == "store-003"
+        assert page.locator("article.store .dist").count() == 0
+        assert "lat=" not in (page.get_attribute("article.store a.btn", "href") or "x")
         reader_checks(page, "resident-near-district")
 
 
