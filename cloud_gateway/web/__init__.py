@@ -12,6 +12,8 @@
     readings.py  stores, fridges, readings, gaps, clocks, parked messages
     commands.py  signed commands      retail.py  catalogues, orders, stock
     alerts.py    alerts and their acknowledgement    schema.py  /openapi.json, /docs
+    residents.py the resident app (/r): stores near me, a store's promise, order, my orders
+    resident_session.py  residents' phone + one-time code login, their cookie
 """
 
 from .context import Api

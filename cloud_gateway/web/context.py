@@ -25,7 +25,7 @@ from starlette.datastructures import Headers
 from xiaodian.pki import PkiError, load_pickup_key
 from xiaodian.wire.pickup import PickupCodec
 
-from .. import accounts, sql
+from .. import accounts, shop, sql
 from .. import retail as retail_store
 from ..accounts import Principal
 from ..commands import Commander
@@ -54,6 +54,7 @@ class Api:
         pickup_keys_dir: Path | None = None,
         pickup_key_id: int = 0,
         now: Callable[[], float] = time.time,
+        residents: shop.Services | None = None,
     ) -> None:
         self.db_path = db_path
         self.ingest_status = ingest_status
@@ -68,6 +69,8 @@ class Api:
         # Alerts (cloud_gateway/web/alert_routes.py): list, ack by bearer token or by signed link.
         self.login_throttle = accounts.LoginThrottle()
         self.alert_web = alert_web.AlertWeb(db_path, link_secret=alert_link_secret, now=now)
+        # The resident pages (web/residents.py): code sender, payment, next delivery wave.
+        self.residents = residents or shop.Services()
 
     def write(self) -> Database:
         return Database.open(self.db_path)

@@ -13,7 +13,10 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Geolocation
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,9 +38,12 @@ def have_chromium() -> bool:
 
 
 @contextmanager
-def browser_page(viewport: Any, *, timezone_id: str = "UTC",
-                 locale: str = "zh-CN") -> Iterator[Any]:
+def browser_page(viewport: Any, *, timezone_id: str = "UTC", locale: str = "zh-CN",
+                 geolocation: Geolocation | None = None) -> Iterator[Any]:
     """A fresh page; fails the test on any script error when the block ends.
+
+    `geolocation` ({"latitude", "longitude"}, WGS-84 as a phone's GPS gives it) is granted
+    to the page; without it the page is refused a position when it asks.
 
     The browser's own time zone is UTC on purpose: a page must show the store's time zone
     because it says so, not because the browser happens to be in China.
@@ -48,7 +54,8 @@ def browser_page(viewport: Any, *, timezone_id: str = "UTC",
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             ctx = browser.new_context(viewport=viewport, timezone_id=timezone_id,
-                                      locale=locale)
+                                      locale=locale, geolocation=geolocation,
+                                      permissions=["geolocation"] if geolocation else [])
             page = ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -118,3 +118,8 @@ def test_supply_smoke_meets_the_replenishment_targets() -> None:
     figures = _has(out, "default waste cut %", "random waste cut %", "pre-orders filled %",
                    "cutoff s", "refit us/series")
     assert figures["default fill rate ours %"] >= figures["default fill rate baseline %"], out
+
+
+def test_nearest_store_smoke_answers_like_brute_force() -> None:
+    out = _smoke("bench.nearest_store", "--smoke")  # exits 1 on any answer unlike brute force
+    _has(out, "nearest_p95_ms")
