@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from devstack import demo_text
 from devstack.reconcile import compare
+from devstack.resident_seed import seed_residents
 from devstack.stack import DEFAULT_SCENARIO, StackError, StoreStack, scenario_devices
 from xiaodian.i18n import Translator, negotiate, translator
 
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         stack.start()
         # Catalogue pushed, a delivery scanned in at the counter, two orders placed.
         retail = stack.seed_retail()
+        # The store as residents find it (address, position, hours, prices): the resident
+        # app is part of the cloud, it needs only a store to show.
+        retail["residents"] = seed_residents(stack)
         if not args.json:
             demo_text.banner(stack, retail, t, out, _first_alert_s(args))
         started = time.monotonic()

@@ -68,6 +68,13 @@ def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO
                   % {"id": order["id"]}, 4)
         p(_("Scan or type a pickup code into the counter page to hand an order over."), 4)
     p(_("Cloud dashboard: %(url)s") % {"url": stack.http_url}, 2)
+    residents = retail.get("residents") if retail else None
+    if residents:
+        p()
+        p(_("== Residents =="))
+        p(_("Residents' app (open it at phone size): %(url)s") % {"url": residents["url"]}, 2)
+        p(_("Log in with %(phone)s; the one-time code is written to %(log)s")
+          % {"phone": residents["phone"], "log": residents["code_log"]}, 4)
     p()
     p(_("== For the technician =="))
     p(_("broker: %(url)s, log %(log)s")
