@@ -95,9 +95,19 @@ CREATE TABLE IF NOT EXISTS plan_lines (
     expiry TEXT NOT NULL,
     PRIMARY KEY (zone, wave, store, item)
 );
+-- Each store's manifest of a dispatched wave, as sent (dispatch.py); id = the wire's id.
+CREATE TABLE IF NOT EXISTS manifests (
+    id INTEGER PRIMARY KEY,
+    zone TEXT NOT NULL,
+    wave TEXT NOT NULL,
+    store TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS manifests_by_wave ON manifests (zone, wave, store);
 """
 TABLES = ("supply_stores", "supply_zones", "supply_items", "supply_cycles", "wave_orders",
-          "plan_lines")
+          "plan_lines", "manifests")
 # A pre-order's line cancelled at the cutoff (its pre-sale minimum not reached) says so in
 # the resident's order: order_lines.line_state ('' = as ordered).
 PG_UPGRADE = "ALTER TABLE order_lines ADD COLUMN IF NOT EXISTS line_state TEXT NOT NULL" \

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,46 +16,18 @@ from cloud_gateway.db import Database
 from cloud_gateway.retail_tables import Refusal, RetailError
 from cloud_gateway.supply import cutoff, settings, waves
 from cloud_gateway.supply.model import SupplyError
+from devstack.testkit.supply_world import DURIAN, EGGS, MILK, RICE, S1, S2, seed
 from xiaodian.wire import retail as contract
 
-MILK = "06901234567892"
-EGGS = "06901234567809"
-DURIAN = "06901234567816"  # pre-sale: only comes if enough residents want it
-RICE = "06901234567823"  # ambient
-S1, S2 = "store-001", "store-002"
 WAVE = date(2026, 12, 7)
 BEFORE = datetime(2026, 12, 7, 10, 0, tzinfo=UTC).timestamp()  # 18:00 in Shanghai
 AFTER = datetime(2026, 12, 7, 15, 5, tzinfo=UTC).timestamp()  # 23:05: past the cutoff
 
 
-def catalogue() -> list[dict[str, Any]]:
-    return [{"item": i, "name": n, "unit": "piece", "shelf_life_days": d, "storage": st}
-            for i, n, d, st in ((MILK, "鲜牛奶", 5, "chilled"), (EGGS, "鸡蛋", 14, "chilled"),
-                                (DURIAN, "榴莲", 3, "chilled"), (RICE, "大米", 300, "ambient"))]
-
-
 @pytest.fixture
 def db(db_target: Path | str) -> Iterator[Database]:
     with Database.open(db_target) as d, d.transaction() as conn:
-        for s in (S1, S2):
-            retail.put_catalogue(conn, s, retail.parse_catalogue_items(s, catalogue()),
-                                 BEFORE, "test")
-            conn.execute("INSERT INTO store_state (store, online, boot, wall, agent_version,"
-                         " devices, updated_at) VALUES (?, TRUE, 1, ?, 't', '[]', ?)",
-                         (s, BEFORE, BEFORE))
-        settings.set_store(conn, S1, BEFORE, zone="north", fridge_capacity=20.0,
-                           pickup_capacity=3)
-        settings.set_store(conn, S2, BEFORE, zone="north", fridge_capacity=100.0,
-                           pickup_capacity=10)
-        common = {"case_pack": 12, "case_only": False, "cost": 500, "price": 800}
-        settings.set_item(conn, MILK, BEFORE, name="鲜牛奶", shelf_life_days=5, unit_lot=1,
-                          unit_volume=1.0, chilled=True, **common)
-        settings.set_item(conn, EGGS, BEFORE, name="鸡蛋", shelf_life_days=14, unit_lot=6,
-                          unit_volume=0.5, chilled=True, **common)
-        settings.set_item(conn, DURIAN, BEFORE, name="榴莲", shelf_life_days=3, unit_lot=1,
-                          unit_volume=4.0, chilled=True, presale_min=3, **common)
-        settings.set_item(conn, RICE, BEFORE, name="大米", shelf_life_days=300, unit_lot=1,
-                          unit_volume=5.0, chilled=False, **common)
+        seed(conn, BEFORE)
     with Database.open(db_target) as d:
         yield d
 
