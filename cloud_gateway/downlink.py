@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 from . import retail, sql
 from .commands import PublishResult
 from .db import Database
-from .supply import dispatch
+from .supply import transit
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def resync(conn: sql.Connection, now: float) -> int:
         " WHERE n.store = downlink.store AND n.kind = 'catalogue' AND (n.ref > downlink.ref"
         " OR (n.ref = downlink.ref AND n.id > downlink.id)))")
     return (int(cur.rowcount) + retail.requeue_unconfirmed(conn, now)
-            + dispatch.requeue_in_transit(conn))
+            + transit.requeue_in_transit(conn))
 
 
 def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:

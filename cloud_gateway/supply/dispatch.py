@@ -5,8 +5,8 @@ The manifest (xiaodian.wire.retail.Manifest) goes on the store's orders leaf, li
 order; each pre-order still riding the wave becomes an ordinary order (`open`, without its
 cancelled lines) so the store can hand it over with a pickup code. Dispatching twice
 changes nothing (the cycle is dispatched already). A broker that lost them gets them again
-when the publisher reconnects (`requeue_in_transit`): the store ignores a manifest id and
-an order id it has.
+when the publisher reconnects or the terminal comes back (`transit.requeue_in_transit`):
+the store ignores a manifest id and an order id it has.
 """
 
 from __future__ import annotations
@@ -62,13 +62,3 @@ def dispatch(conn: sql.Connection, zone: str, wave: date, now: float) -> bool:
                        now=now)
     return True
 
-
-def requeue_in_transit(conn: sql.Connection) -> int:
-    """Put back in line the manifests of every wave on its way (dispatched, not yet
-    delivered): a broker that crashed may have lost them. Returns how many."""
-    cur = conn.execute(
-        "UPDATE downlink SET published_at = NULL WHERE kind = 'manifest'"
-        " AND published_at IS NOT NULL AND ref IN (SELECT m.id FROM manifests m JOIN"
-        " supply_cycles c ON c.zone = m.zone AND c.wave = m.wave"
-        " WHERE c.state = 'dispatched')")
-    return int(cur.rowcount)

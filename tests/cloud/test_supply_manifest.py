@@ -15,7 +15,7 @@ import pytest
 
 from cloud_gateway import downlink, retail
 from cloud_gateway.db import Database
-from cloud_gateway.supply import cutoff, dispatch, manifest, waves
+from cloud_gateway.supply import cutoff, dispatch, manifest, transit, waves
 from cloud_gateway.supply.cycles import CycleError
 from devstack.cli import main
 from devstack.testkit.browser import english_words
@@ -122,7 +122,7 @@ def test_dispatch_queues_manifests_and_pre_orders_once(db: Database) -> None:
         assert downlink.resync(conn, AFTER + 3) >= 2
         waves.advance(conn, ZONE, WAVE, "delivered", AFTER + 4)
         conn.execute("UPDATE downlink SET published_at = ?", (AFTER,))
-        assert dispatch.requeue_in_transit(conn) == 0  # delivered: no longer
+        assert transit.requeue_in_transit(conn) == 0  # delivered: no longer
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
