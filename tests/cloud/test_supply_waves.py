@@ -200,3 +200,35 @@ def test_unknown_stores_items_and_delivery_orders_are_refused_clearly(db: Databa
             (contract.OrderLine(MILK, 1),), "delivery", "X", 3600), BEFORE, "resident")
     with pytest.raises(SupplyError, match="--zone"), db.transaction() as conn:
         settings.set_store(conn, "store-003", BEFORE, zone="north")
+
+
+def test_a_resident_may_cancel_a_pre_order_until_the_cutoff_and_frees_its_place(
+        db: Database) -> None:
+    first = place(db, S1, "A", (MILK, 6))
+    place(db, S1, "B", (MILK, 4))  # the fridge share (10 L) is full now
+    assert refusal(db, S1, (MILK, 1)).detail["closed"] == "fridge_full"
+    with db.transaction() as conn:
+        got = retail.cancel_order(conn, S1, first, "changed my mind", BEFORE + 1, "resident")
+    assert got["state"] == "cancelled" and got["wave"]["outcome"] == "cancelled"
+    assert db.conn.execute("SELECT COUNT(*) FROM downlink WHERE kind = 'cancel'"
+                           ).fetchone()[0] == 0  # the store never had it
+    late = place(db, S1, "C", (MILK, 6))  # its place is free again
+    with db.transaction() as conn:
+        cutoff.cutoff(conn, "north", WAVE, AFTER, "operator")
+    with pytest.raises(RetailError, match="too late") as exc, db.transaction() as conn:
+        retail.cancel_order(conn, S1, late, "too late", AFTER + 1, "resident")
+    assert exc.value.reason is Refusal.CONFLICT
+
+
+def test_the_order_says_which_wave_it_rides_and_which_lines_were_cancelled(
+        db: Database) -> None:
+    oid = place(db, S1, "王", (MILK, 1), (DURIAN, 1))
+    with db.transaction() as conn:
+        cutoff.cutoff(conn, "north", WAVE, AFTER, "operator")
+    got = retail.get_order(db.conn, S1, oid)
+    assert got is not None
+    assert got["wave"] == {"zone": "north", "wave": "2026-12-07", "store": S1,
+                           "outcome": "held", "moved_from": None, "reason": None}
+    assert got["cancelled_lines"] == [{"item": DURIAN, "reason": "cancelled_below_minimum"}]
+    ordinary = retail.list_orders(db.conn, S1)[0]
+    assert "wave" not in ordinary  # the list stays as it was; the order's page has it
