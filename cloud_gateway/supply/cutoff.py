@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import sql
+from ..retail_tables import Refusal, RetailError
 from . import settings, waves
 from .admission import Admission
 from .cycles import Schedule, below_minimum
@@ -81,8 +82,16 @@ def fridge_states(conn: sql.Connection, stores: Sequence[str]) -> dict[str, Frid
     return out
 
 
+def check_zone(conn: sql.Connection, zone: str) -> None:
+    """A zone no store is in and no timetable names is a typo, not an empty zone."""
+    if zone not in settings.zones(conn):
+        raise RetailError(Refusal.NOT_FOUND, f"no delivery zone {zone[:40]!r}: no store is"
+                          " in it (xiaodian supply store set STORE --zone ...)")
+
+
 def propose(conn: sql.Connection, zone: str, wave: date) -> Proposal:
     """What the engine would plan for the zone's wave now; reads only."""
+    check_zone(conn, zone)
     schedule = settings.get_zone(conn, zone)
     stores = settings.zone_stores(conn, zone)
     items = settings.items(conn)
@@ -113,6 +122,7 @@ def cutoff(conn: sql.Connection, zone: str, wave: date, now: float, by: str
            ) -> tuple[dict[str, Any], bool]:
     """Close the zone's wave and store its plan, in the caller's transaction. Returns the
     cycle and whether this run changed anything (False: it was planned already)."""
+    check_zone(conn, zone)
     schedule = settings.get_zone(conn, zone)
     cyc = waves.ensure_cycle(conn, zone, wave, schedule, now)
     if waves.reached(cyc["state"], "planned"):

@@ -144,6 +144,10 @@ def test_the_commands(db: Database, db_target: Path | str,
     code, out, _ = run(capsys, "supply", "plan", "--zone", ZONE, "--wave", "2026-12-07",
                        "--db", target)
     assert code == 0 and "预订 2" in out and "鲜牛奶" in out
+    code, _, err = run(capsys, "supply", "cutoff", "--zone", "nroth", "--db", target)
+    assert code == 1 and "no delivery zone 'nroth'" in err
+    assert db.conn.execute("SELECT COUNT(*) FROM supply_cycles WHERE zone = 'nroth'"
+                           ).fetchone()[0] == 0
     code, out, err = run(capsys, "supply", "manifest", "--zone", ZONE, "--wave",
                          "2026-12-07", "--db", target)
     assert code == 1 and "no plan yet" in err
