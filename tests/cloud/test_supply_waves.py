@@ -232,3 +232,17 @@ def test_the_order_says_which_wave_it_rides_and_which_lines_were_cancelled(
     assert got["cancelled_lines"] == [{"item": DURIAN, "reason": "cancelled_below_minimum"}]
     ordinary = retail.list_orders(db.conn, S1)[0]
     assert "wave" not in ordinary  # the list stays as it was; the order's page has it
+
+
+def test_a_database_from_before_the_supply_tables_is_brought_up_to_date(
+        tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with Database.open(path) as d, d.transaction() as conn:
+        seed(conn, BEFORE)
+        conn.execute("INSERT INTO order_lines (order_id, store, item, qty)"
+                     " VALUES (999, ?, ?, 2)", (S1, MILK))
+        conn.execute("ALTER TABLE order_lines DROP COLUMN line_state")  # as it was
+    with Database.open(path) as d:
+        rows = d.conn.execute("SELECT item, line_state FROM order_lines").fetchall()
+        assert [tuple(r) for r in rows] == [(MILK, "")]
+        place(d, S1, "王", (MILK, 1))  # and pre-orders work on it
