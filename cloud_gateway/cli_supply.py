@@ -159,7 +159,7 @@ def _plan(args: argparse.Namespace) -> int:
                 "lines": [{"store": ln.store, "item": ln.item, "name": names[ln.item],
                            "qty": ln.qty, "why": ln.why._asdict()} for ln in lines]})
         return 0
-    from .supply.why_text import why_parts
+    from .supply.why_text import why_message, why_parts
 
     t = translator(negotiate(args.lang))
     print(t.gettext("Zone %(zone)s, wave of %(wave)s, delivered %(day)s") % {
@@ -169,6 +169,18 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"{ln.store}  {names[ln.item]}  {ln.qty}  ({why})")
     if not lines:
         print(t.gettext("Nothing to deliver in this wave."))
+    least = {i.item.id: i.presale_min for i in p.items}
+    for item in p.below_minimum:
+        print(t.gettext("%(name)s: pre-ordered less than its pre-sale minimum of %(min)s;"
+                        " its lines are cancelled at the cutoff") % {
+            "name": names[item], "min": least[item]})
+    for order, src, to in p.moved:
+        print(t.gettext("Pre-order No. %(order)s moves from %(from)s to %(to)s: %(why)s") % {
+            "order": order, "from": src, "to": to,
+            "why": t.render(why_message(cutoff.FRIDGE_REASON[p.fridges[src]]))})
+    for order, src, reason in p.refunded:
+        print(t.gettext("Pre-order No. %(order)s at %(store)s is refunded: %(why)s") % {
+            "order": order, "store": src, "why": t.render(why_message(reason))})
     return 0
 
 

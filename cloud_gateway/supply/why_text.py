@@ -41,3 +41,10 @@ def why_parts(why: Mapping[str, Any]) -> list[Message]:
     if why["refused"]:
         parts.append(Message(REFUSED.get(why["refused"], why["refused"])))
     return parts
+
+
+def why_message(reason: str) -> Message:
+    """A refusal code (fridge_alarm, pickup_full, ...) as words."""
+    text = REFUSED.get(reason) or CLOSED.get(reason)
+    return Message(text) if text is not None else Message(N_("code %(code)s"),
+                                                          {"code": reason})

@@ -19,7 +19,7 @@ from cloud_gateway.supply import cutoff, dispatch, manifest, transit, waves
 from cloud_gateway.supply.cycles import CycleError
 from devstack.cli import main
 from devstack.testkit.browser import english_words
-from devstack.testkit.supply_world import EGGS, MILK, RICE, S1, S2, ZONE, seed
+from devstack.testkit.supply_world import DURIAN, EGGS, MILK, RICE, S1, S2, ZONE, seed
 from xiaodian.i18n import negotiate, translator
 from xiaodian.wire import retail as contract
 
@@ -191,3 +191,16 @@ def test_settings_commands(db_target: Path | str, capsys: pytest.CaptureFixture[
                        "--shelf-life", "5", "--case-pack", "12", "--volume", "1", "--cost",
                        "500", "--price", "800", "--db", target)
     assert code == 0 and json.loads(out)["chilled"] is True
+
+
+def test_plan_says_what_the_cutoff_will_cancel_move_or_refund(
+        db: Database, db_target: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
+    a = place(db, S1, "王芳", (MILK, 2), (DURIAN, 1))
+    with db.transaction() as conn:
+        conn.execute("UPDATE store_state SET online = FALSE WHERE store = ?", (S1,))
+    code, out, _ = run(capsys, "supply", "plan", "--zone", ZONE, "--wave", "2026-12-07",
+                       "--db", str(db_target))
+    assert code == 0
+    assert "榴莲：预订总量未达到预售最低量 3" in out
+    assert f"预订单 {a} 号从 {S1} 转到 {S2}：不送冷藏商品：门店终端离线" in out
+    assert waves.wave_of_order(db.conn, a)["store"] == S1  # plan changed nothing
