@@ -175,8 +175,8 @@ def _plan(args: argparse.Namespace) -> int:
                         " its lines are cancelled at the cutoff") % {
             "name": names[item], "min": least[item]})
     for order, src, to in p.moved:
-        print(t.gettext("Pre-order No. %(order)s moves from %(from)s to %(to)s: %(why)s") % {
-            "order": order, "from": src, "to": to,
+        print(t.gettext("Pre-order No. %(order)s moves from %(source)s to %(target)s: %(why)s") % {
+            "order": order, "source": src, "target": to,
             "why": t.render(why_message(cutoff.FRIDGE_REASON[p.fridges[src]]))})
     for order, src, reason in p.refunded:
         print(t.gettext("Pre-order No. %(order)s at %(store)s is refunded: %(why)s") % {

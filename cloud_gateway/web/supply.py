@@ -19,7 +19,7 @@ from xiaodian.i18n import N_
 from ..supply import cutoff, manifest, settings, waves
 from ..supply.cycles import STATES, Schedule
 from ..supply.model import SupplyError
-from ..supply.why_text import CLOSED, OUTCOMES, why_parts
+from ..supply.why_text import CLOSED, OUTCOMES, why_message, why_parts
 from .core import Call, Reply
 from .owner import who_or_refusal
 from .page import html_reply, message_page, page, reader
@@ -73,7 +73,7 @@ def supply_page(call: Call) -> Reply:
         view = _view(conn, zone, wave, current["schedule"])
     return page(call, "supply.html", t, who=got, zones=zones, now=now, view=view,
                 states=STATES, state_words=STATE_WORDS, closed_words=CLOSED,
-                outcome_words=OUTCOMES, why_parts=why_parts)
+                outcome_words=OUTCOMES, why_parts=why_parts, why_message=why_message)
 
 
 def _shown_wave(z: dict[str, Any]) -> date:
@@ -101,6 +101,7 @@ def _view(conn: Any, zone: str, wave: date, sched: Schedule) -> dict[str, Any]:
     planned = waves.reached(state, "planned")
     lines: list[dict[str, Any]] = []
     fridges: dict[str, str] = {}
+    coming: dict[str, Any] = {"below": [], "moved": [], "refunded": []}
     error = None
     if planned:
         lines = cutoff.plan_rows(conn, zone, wave)
@@ -115,6 +116,11 @@ def _view(conn: Any, zone: str, wave: date, sched: Schedule) -> dict[str, Any]:
                       "why": ln.why._asdict(), "name": names[ln.item]}
                      for ln in p.plan.lines()]
             fridges = {k: v.value for k, v in p.fridges.items()}
+            least = {i.item.id: i.presale_min for i in p.items}
+            coming = {"below": [(names[i], least[i]) for i in p.below_minimum],
+                      "moved": [(o, src, to, cutoff.FRIDGE_REASON[p.fridges[src]])
+                                for o, src, to in p.moved],
+                      "refunded": p.refunded}
     by_store: dict[str, list[dict[str, Any]]] = {}
     for ln in lines:
         by_store.setdefault(ln["store"], []).append(ln)
@@ -122,7 +128,8 @@ def _view(conn: Any, zone: str, wave: date, sched: Schedule) -> dict[str, Any]:
     return {"zone": zone, "wave": wave, "state": state, "planned": planned,
             "delivery": sched.delivery(wave), "tz": sched.tz, "stores": stores,
             "load": load, "outcomes": outcomes, "lines": by_store, "fridges": fridges,
-            "bags": {m.store: manifest.bags(m) for m in ms}, "error": error}
+            "bags": {m.store: manifest.bags(m) for m in ms}, "error": error,
+            "coming": coming}
 
 
 def supply_manifest(call: Call) -> Reply:

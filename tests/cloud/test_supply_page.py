@@ -26,7 +26,7 @@ from devstack.testkit.browser import (
     visible_text,
 )
 from devstack.testkit.http_client import get
-from devstack.testkit.supply_world import EGGS, MILK, RICE, S1, S2, ZONE, seed
+from devstack.testkit.supply_world import DURIAN, EGGS, MILK, RICE, S1, S2, ZONE, seed
 from xiaodian.wire import retail as contract
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="Debian's chromium missing")
@@ -55,7 +55,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
         a = place(conn, S1, "王芳", now, (MILK, 2), (RICE, 1))
         b = place(conn, S1, "李雷", now, (MILK, 1))
         place(conn, S2, "赵敏", now, (EGGS, 6))
-        place(conn, S3, "孙丽", now, (MILK, 3))
+        place(conn, S3, "孙丽", now, (MILK, 3), (DURIAN, 1))  # durian: under its minimum
         wave = settings.get_zone(conn, ZONE).wave_of(now)
         cutoff.cutoff(conn, ZONE, wave, now, "operator")  # north closed early; south open
     return {"path": path, "wave": wave, "orders": (a, b)}
@@ -119,6 +119,7 @@ def test_the_cycle_page_shows_zones_plans_with_their_why_and_bags(
         expect(page.locator(f'section.store[data-store="{S3}"] tr[data-item="{MILK}"] .why'
                             )).to_contain_text("预订 3")
         expect(page.locator("text=还没有截单")).to_have_count(1)
+        expect(page.locator("ul.coming")).to_contain_text("榴莲：预订总量未达到预售最低量 3")
         assert english_words(visible_text(page), DATA) == []
         assert overflow_px(page) == 0
         screenshot(page, "supply-open-zone-zh")
