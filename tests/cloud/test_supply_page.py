@@ -124,6 +124,13 @@ def test_the_cycle_page_shows_zones_plans_with_their_why_and_bags(
         assert overflow_px(page) == 0
         screenshot(page, "supply-open-zone-zh")
 
+        page.goto(server.url + f"supply?zone={ZONE}&lang=en")
+        expect(page.locator("h1")).to_have_text("Order cycles")
+        expect(page.locator(f'section.store[data-store="{S1}"] tr[data-item="{MILK}"] .why'
+                            )).to_contain_text("pre-orders 3")
+        assert overflow_px(page) == 0
+        screenshot(page, "supply-desktop-en")
+
 
 def test_only_operators_see_it_and_the_csv_is_the_pick_list(
         server: HttpServer, world: dict[str, Any]) -> None:
