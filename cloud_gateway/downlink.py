@@ -40,6 +40,7 @@ from paho.mqtt.properties import Properties
 from . import retail, sql
 from .commands import PublishResult
 from .db import Database
+from .supply import transit
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +166,16 @@ class DownlinkSender:
 
 def resync(conn: sql.Connection, now: float) -> int:
     """Put back in line what a broker may have lost: the current catalogue of every store,
-    and every unexpired order and cancellation of an order no store has confirmed (still
-    `open`, or cancelled before its expiry). Returns how many rows."""
+    every unexpired order and cancellation of an order no store has confirmed (still
+    `open`, or cancelled before its expiry), and the manifests of the waves on their way
+    (supply/dispatch.py). Returns how many rows."""
     cur = conn.execute(
         "UPDATE downlink SET published_at = NULL, last_error = NULL WHERE kind = 'catalogue'"
         " AND published_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM downlink n"
         " WHERE n.store = downlink.store AND n.kind = 'catalogue' AND (n.ref > downlink.ref"
         " OR (n.ref = downlink.ref AND n.id > downlink.id)))")
-    return int(cur.rowcount) + retail.requeue_unconfirmed(conn, now)
+    return (int(cur.rowcount) + retail.requeue_unconfirmed(conn, now)
+            + transit.requeue_in_transit(conn))
 
 
 def _resend_newer_catalogue(conn: sql.Connection, store: str, version: int) -> None:

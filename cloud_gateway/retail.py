@@ -216,14 +216,35 @@ def cancel_order(conn: sql.Connection, store: str, order_id: int, reason: str,
                        (order_id, store)).fetchone()
     if row is None:
         raise RetailError(Refusal.NOT_FOUND, f"{store} has no order {order_id}")
+    reason = reason.strip()[:200] or "cancelled"
+    if row[0] == "preorder":
+        return _cancel_preorder(conn, store, order_id, reason, now, by)
     if row[0] not in RESERVING:
         raise RetailError(Refusal.CONFLICT, f"order {order_id} is {row[0]}: too late to cancel")
-    reason = reason.strip()[:200] or "cancelled"
     _set_state(conn, order_id, row[0], "cancelled", now, "cloud",
                json.dumps({"reason": reason, "by": by}))
     payload = retail.cancel_payload(retail.Cancel(order_id, store, reason))
     _queue(conn, store, "cancel", order_id, f"xd/v1/{store}/orders", payload, retain=False,
            expires=None, now=now)
+    got = get_order(conn, store, order_id)
+    assert got is not None
+    return got
+
+
+def _cancel_preorder(conn: sql.Connection, store: str, order_id: int, reason: str,
+                     now: float, by: str) -> dict[str, Any]:
+    """A pre-order may be cancelled until its wave is cut off (its place in the wave is
+    freed); the store never had it, so nothing is sent (supply/waves.py)."""
+    wave = conn.execute(
+        "SELECT c.state, c.cutoff_at FROM wave_orders w JOIN supply_cycles c"
+        " ON c.zone = w.zone AND c.wave = w.wave WHERE w.order_id = ?", (order_id,)).fetchone()
+    if wave is None or wave[0] != "open" or now >= wave[1]:
+        raise RetailError(Refusal.CONFLICT, f"order {order_id}'s wave is cut off: too late to"
+                          " cancel", {"closed": "cutoff_passed"})
+    conn.execute("UPDATE wave_orders SET outcome = 'cancelled', reason = ? WHERE order_id = ?",
+                 (reason, order_id))
+    _set_state(conn, order_id, "preorder", "cancelled", now, "cloud",
+               json.dumps({"reason": reason, "by": by}))
     got = get_order(conn, store, order_id)
     assert got is not None
     return got
@@ -280,7 +301,24 @@ def get_order(conn: sql.Connection, store: str, order_id: int) -> dict[str, Any]
          "detail": None if h[4] is None else _maybe_json(h[4])}
         for h in conn.execute("SELECT at, state, source, applied, detail FROM order_history"
                               " WHERE order_id = ? ORDER BY id", (order_id,))]
+    _add_wave(conn, order_id, out)
     return out
+
+
+def _add_wave(conn: sql.Connection, order_id: int, out: dict[str, Any]) -> None:
+    """A pre-order's wave and the lines its cutoff cancelled (a pre-sale minimum not
+    reached), for the resident's page to say so (supply/waves.py, supply/cutoff.py)."""
+    if "line_state" not in sql.columns(conn, "order_lines"):
+        return  # a database opened read-only before the supply tables existed
+    wave = conn.execute("SELECT zone, wave, store, outcome, moved_from, reason FROM"
+                        " wave_orders WHERE order_id = ?", (order_id,)).fetchone()
+    if wave is None:
+        return
+    out["wave"] = dict(zip(("zone", "wave", "store", "outcome", "moved_from", "reason"),
+                           tuple(wave), strict=True))
+    out["cancelled_lines"] = [{"item": r[0], "reason": r[1]} for r in conn.execute(
+        "SELECT item, line_state FROM order_lines WHERE order_id = ? AND line_state != ''"
+        " ORDER BY item", (order_id,))]
 
 
 def list_orders(conn: sql.Connection, store: str, *, state: str | None = None,

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS catalogues (
     created_by TEXT NOT NULL,
     PRIMARY KEY (store, version)
 );
--- state: open (not yet confirmed by the store), then the store's states (xiaodian.wire.retail
+-- state: preorder (riding a delivery wave, supply/waves.py), open (not yet confirmed by
+-- the store), then the store's states (xiaodian.wire.retail
 -- ORDER_STATES); the cloud itself sets cancelled and expired.
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY,
@@ -111,12 +112,15 @@ CREATE INDEX IF NOT EXISTS downlink_pending ON downlink (id) WHERE published_at 
 
 # States in which an order holds its reservation (if not yet expired).
 RESERVING = ("open", "received")
-CLOUD_STATES = ("open", *retail.ORDER_STATES)
+# "preorder": a pre-order riding a delivery wave (cloud_gateway/supply/waves.py): it holds
+# no stock (its goods come with the wave) and reaches the store, as "open", when the wave
+# is dispatched.
+CLOUD_STATES = ("preorder", "open", *retail.ORDER_STATES)
 # An order only moves forward; the goods leaving the store (picked_up, packed, ...) is
 # evidence that beats the cloud's own cancelled/expired (the store may have handed it over
 # offline, before it heard of the cancellation).
-RANK = {"open": 0, "received": 1, "packed": 2, "out_for_delivery": 3, "delivered": 4,
-         "picked_up": 4, "cancelled": 4, "expired": 4}
+RANK = {"preorder": -1, "open": 0, "received": 1, "packed": 2, "out_for_delivery": 3,
+        "delivered": 4, "picked_up": 4, "cancelled": 4, "expired": 4}
 GOODS_MOVED = ("picked_up", "packed", "out_for_delivery", "delivered")
 MAX_CUSTOMER_CHARS = 64
 MIN_EXPIRES_IN_S = 60

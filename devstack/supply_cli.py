@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloud_gateway import cli_supply
 from cloud_gateway.supply.model import SupplyError
 from devstack.market.market_file import DEFAULT_MARKET, MarketError, load_market
 from xiaodian.i18n import N_, negotiate, translator
@@ -47,7 +48,8 @@ MONEY = {"lost_sales_revenue", "gross_margin"}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("supply", help="replenishment: simulate a market of stores")
+    p = sub.add_parser("supply", help="replenishment: order cycles, plans, manifests; simulate"
+                       " a market of stores")
     cmds = p.add_subparsers(dest="supply_command", required=True, metavar="COMMAND")
     s = cmds.add_parser(
         "simulate", help="run our replenishment and the whole-case baseline over N days",
@@ -67,6 +69,7 @@ def register(sub: Any) -> None:
     s.add_argument("--write-demand", type=Path, default=None, metavar="CSV",
                    help="also write the demand used, in DEMAND.csv format")
     s.set_defaults(func=run_simulate)
+    cli_supply.add(cmds)  # plan, cutoff, manifest, ...: the cycle in the cloud database
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import threading
 from .. import accounts, residents, shop, sql, stores
 from .. import retail as retail_store
 from ..alerts import store as alert_store
+from ..supply import settings as supply_tables
 
 # Column types SQLite and PostgreSQL both understand. Only `id INTEGER PRIMARY KEY` (an
 # identity column in PostgreSQL) and BLOB (bytea) differ: sql.pg_schema rewrites them.
@@ -176,7 +177,7 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
           "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
           "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
           "order_history", "movements", "stock", "downlink", *accounts.TABLES,
-          *stores.TABLES, *residents.TABLES, *shop.TABLES)
+          *stores.TABLES, *residents.TABLES, *shop.TABLES, *supply_tables.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -196,6 +197,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(stores.SCHEMA)  # store profiles: name, time zone (stores.py)
     conn.executescript(residents.SCHEMA)  # residents, their codes and sessions
     conn.executescript(shop.SCHEMA)  # residents' prices and orders (shop.py)
+    conn.executescript(supply_tables.SCHEMA)  # supply settings, cycles, plans (supply/)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -208,11 +210,13 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
             with conn.transaction():
                 sql.lock(conn, sql.SCHEMA_LOCK)
                 for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
-                            stores.SCHEMA, residents.SCHEMA, shop.SCHEMA):
+                            stores.SCHEMA, residents.SCHEMA, shop.SCHEMA,
+                            supply_tables.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
                 conn.script(alert_store.PG_UPGRADE)
                 conn.script(stores.PG_UPGRADE)
+                conn.script(supply_tables.PG_UPGRADE)
             _pg_ready.add(url)
 
 
@@ -224,6 +228,7 @@ def migrate(conn: sql.Connection) -> None:
     """
     alert_store.upgrade_sqlite(conn)  # its own column check: no version of its own
     stores.upgrade_sqlite(conn)  # the resident columns of store profiles: likewise
+    supply_tables.upgrade_sqlite(conn)  # order_lines.line_state, likewise
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):

@@ -14,6 +14,7 @@ from xiaodian.wire.payloads import Batch, Event, Reading, State
 from .. import gaps, sql
 from .. import retail as retail_store
 from ..clock import ClockPolicy, ClockWindow, correct, newsworthy
+from ..supply import transit
 from .connection import Connected
 
 # A parked payload larger than this is truncated (the broker caps packets anyway; this only
@@ -242,6 +243,7 @@ class IngestWrites(Connected):
                     # The downlink sender publishes them again on its next pass.
                     sql.lock(conn, sql.WRITE_LOCK)  # orders change under it (store_batch)
                     retail_store.requeue_unconfirmed(conn, received_at, state.store)
+                    transit.requeue_in_transit(conn, state.store)  # manifests on their way
             return cur.rowcount == 1
 
     def park(self, topic: str, payload: bytes, reason: str, worker: str,

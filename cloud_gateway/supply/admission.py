@@ -36,7 +36,7 @@ class Admission:
             raise SupplyError(f"pre-order: unknown store {store!r}")
         if self.orders.get(store, 0) + 1 > s.pickup_capacity:
             return PICKUP_FULL
-        if self.volume.get(store, 0.0) + self._volume(lines) > (
+        if self.volume.get(store, 0.0) + self.volume_of(lines) > (
                 s.fridge_capacity * self.fridge_share + 1e-9):
             return FRIDGE_FULL
         return None
@@ -46,15 +46,16 @@ class Admission:
         why = self.refusal(store, lines)
         if why is None:
             self.orders[store] = self.orders.get(store, 0) + 1
-            self.volume[store] = self.volume.get(store, 0.0) + self._volume(lines)
+            self.volume[store] = self.volume.get(store, 0.0) + self.volume_of(lines)
         return why
 
     def release(self, store: str, lines: Sequence[tuple[str, int]]) -> None:
         """An accepted order leaves this store (offered to another one)."""
         self.orders[store] = self.orders.get(store, 0) - 1
-        self.volume[store] = self.volume.get(store, 0.0) - self._volume(lines)
+        self.volume[store] = self.volume.get(store, 0.0) - self.volume_of(lines)
 
-    def _volume(self, lines: Sequence[tuple[str, int]]) -> float:
+    def volume_of(self, lines: Sequence[tuple[str, int]]) -> float:
+        """The fridge volume the chilled pieces of `lines` take."""
         total = 0.0
         for item, qty in lines:
             it = self.items.get(item)

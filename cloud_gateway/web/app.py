@@ -25,6 +25,7 @@ from . import (
     residents,
     retail,
     schema,
+    supply,
 )
 from .context import Api
 from .core import HTML, Reply, error, to_response
@@ -37,7 +38,7 @@ def create_app(api: Api) -> Starlette:
     page.check_vendor()  # no chart library, no owner page: say so at start, not to a phone
     routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
                                *retail.ROUTES, *alerts.ROUTES, *people.ROUTES,
-                               *resident_session.ROUTES, *residents.ROUTES]
+                               *resident_session.ROUTES, *residents.ROUTES, *supply.ROUTES]
     routes += schema.routes(schema.openapi(routes))
     app = Starlette(routes=routes, middleware=[Middleware(Limits)],
                     exception_handlers={HTTPException: _refused})

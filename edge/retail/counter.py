@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from edge.retail import ledger
 from edge.retail.desk import Desk, RetailError, quantities, whole_number
 from edge.retail.orders import Orders
 from edge.retail.pickup_flow import PickupFlow
@@ -144,6 +145,14 @@ class Counter:
                               Message(N_("today")) if lot.expiry == today else
                               Day(lot.expiry or ""))}
                     for lot in desk.expiry_list()]
+        # What the cloud's manifests say is coming (today's and later deliveries); the
+        # clerk receives it with the Receive mode, checking it against this list.
+        incoming = [{"manifest": m.id,
+                     "when": Message(N_("today")) if m.delivery == today else Day(m.delivery),
+                     "lines": [{"name": ln.name, "qty": ln.qty,
+                                "preorders": sum(s.qty for s in ln.serves)}
+                               for ln in m.lines]}
+                    for m in ledger.manifests(desk.db, since=today)]
         unsent = desk.db.execute(
             "SELECT count(*) FROM outbox WHERE kind='events' AND device IN (?,?,?)",
             RETAIL_DEVICES).fetchone()[0]
@@ -153,6 +162,7 @@ class Counter:
         return {"mode": self.mode, "verdict": desk.verdict,
                 "handover": None if h is None else h.view(),
                 "orders": orders, "deliveries": deliveries, "expiring": expiring,
+                "incoming": incoming,
                 "window_days": desk.settings.expiry_window_days, "unsent": unsent,
                 "pickup_key": self.pickup.codec is not None,
                 "catalogue": [{"item": c.item, "name": c.name} for c in

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
 
-from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Movement, MovementKind
+import msgspec
+
+from xiaodian.wire import jsonio
+from xiaodian.wire.retail import (
+    Catalogue,
+    CatalogueItem,
+    Location,
+    Manifest,
+    Movement,
+    MovementKind,
+)
 
 Writer = Callable[[sqlite3.Connection], None]  # rows written in one transaction with others
 
@@ -37,6 +47,12 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE TABLE IF NOT EXISTS handover (
     id INTEGER PRIMARY KEY CHECK (id = 1), order_id INTEGER NOT NULL,
     nonce INTEGER NOT NULL, state TEXT NOT NULL, through TEXT NOT NULL, updated REAL NOT NULL
+);
+-- Delivery manifests from the cloud (what a wave brings), as received: the counter receives
+-- the delivery against them. body = the message's JSON.
+CREATE TABLE IF NOT EXISTS manifests (
+    id INTEGER PRIMARY KEY, zone TEXT NOT NULL, wave TEXT NOT NULL, delivery TEXT NOT NULL,
+    body TEXT NOT NULL, received REAL NOT NULL
 );
 -- Downlink messages that did not parse: kept with the reason, never retried.
 CREATE TABLE IF NOT EXISTS retail_rejects (
@@ -127,6 +143,21 @@ def lots(db: sqlite3.Connection, item: str | None = None) -> list[Lot]:
     rows = (db.execute(sql.format("WHERE item=?"), (item,)) if item is not None
             else db.execute(sql.format("")))
     return fefo(Lot(r[0], r[1], r[2], int(r[3])) for r in rows)
+
+
+def store_manifest(db: sqlite3.Connection, m: Manifest, wall: float) -> bool:
+    """Keep a delivery manifest; False if this id is here already (a redelivery)."""
+    cur = db.execute("INSERT INTO manifests VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                     (m.id, m.zone, m.wave, m.delivery, jsonio.encode(m).decode(), wall))
+    return cur.rowcount == 1
+
+
+def manifests(db: sqlite3.Connection, since: str | None = None) -> list[Manifest]:
+    """The manifests kept, by delivery day then id (only those delivered on or after
+    `since`, YYYY-MM-DD, if given)."""
+    rows = db.execute("SELECT body FROM manifests WHERE delivery >= ? ORDER BY delivery, id",
+                      (since or "",)).fetchall()
+    return [msgspec.json.decode(r[0], type=Manifest) for r in rows]
 
 
 def catalogue_version(db: sqlite3.Connection) -> int | None:

@@ -1,4 +1,5 @@
-"""Orders at the terminal: the cloud's downlink (catalogue, orders, cancellations) stored,
+"""Orders at the terminal: the cloud's downlink (catalogue, orders, cancellations, delivery
+manifests) stored,
 orders expired when their time is up, and a delivery order's states advanced by the clerk.
 
 A redelivered order or an older catalogue is recognised and ignored (the downlink is
@@ -20,6 +21,7 @@ from xiaodian.wire.retail import (
     Cancel,
     Catalogue,
     Downlink,
+    Manifest,
     Movement,
     OrderProgress,
     OrderState,
@@ -59,6 +61,12 @@ class Orders:
             return f"catalogue version {msg.version} ({len(msg.items)} items)"
         if isinstance(msg, Cancel):
             return self._cancel(msg, wall)
+        if isinstance(msg, Manifest):
+            kept: list[bool] = []
+            desk.commit([], lambda db: kept.append(ledger.store_manifest(db, msg, wall)))
+            if not kept[0]:
+                return f"manifest {msg.id} already stored (redelivery)"
+            return f"manifest {msg.id} for {msg.delivery} ({len(msg.lines)} lines) stored"
         if desk.order_state(msg.id) is not None:
             return f"order {msg.id} already stored (redelivery)"
         lines = json.dumps([[ln.item, ln.qty] for ln in msg.lines])

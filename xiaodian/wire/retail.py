@@ -2,7 +2,7 @@
 
 Down (cloud -> store), QoS 1 into the store's persistent session:
   xd/v1/{s}/catalogue  the store's catalogue, retained: a new terminal gets it at once
-  xd/v1/{s}/orders     one order, or a cancellation, per message
+  xd/v1/{s}/orders     one order, a cancellation or a delivery manifest per message
 
 Up (store -> cloud): stock movements and order progress are *events* in the outbox
 (`stock` and `order` on the devices `ledger` and `orders`), so they ride the same
@@ -177,9 +177,85 @@ class Cancel(_Downlink, tag="cancel", frozen=True):
         msgspec.structs.force_setattr(self, "reason", self.reason[:MAX_NOTE_CHARS])
 
 
-Downlink = Catalogue | Order | Cancel
+# ---------------------------------------------------------------- delivery manifests
+#
+# What a wave's delivery brings a store (cloud_gateway/supply/dispatch.py), sent on the
+# orders leaf like an order, so it rides the same persistent session and retries. The
+# store keeps it by `id` (a redelivered manifest is recognised) for the clerk to receive
+# the delivery against.
+
+MAX_MANIFEST_LINES = 1000
+MAX_MANIFEST_LOTS = 20  # lots of one item in one delivery
+MAX_SERVES = 1000  # pre-orders one line serves
+MAX_MANIFEST_BYTES = 256 * 1024  # one MQTT message, like a catalogue
+
+
+class ManifestLot(Struct, frozen=True, forbid_unknown_fields=True):
+    batch: Note
+    expiry: IsoDate  # YYYY-MM-DD: the last day it may be sold
+    qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
+
+    def __post_init__(self) -> None:
+        _check_date(self.expiry, "expiry")
+        _printable(self.batch, "batch")
+
+
+class Serves(Struct, frozen=True, forbid_unknown_fields=True):
+    """Pieces of a line packed in a pre-order's bag; `from_stock`: pieces the store gives
+    from its own shelf for the rest of that pre-order's line."""
+
+    order: OrderNumber
+    qty: Annotated[int, Meta(ge=0, le=1000)]
+    from_stock: Annotated[int, Meta(ge=0, le=1000)] = 0
+
+
+class ManifestLine(Struct, frozen=True, forbid_unknown_fields=True):
+    item: ItemId
+    name: Annotated[str, Meta(max_length=400)]  # 1..100 once trimmed
+    qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
+    lots: Annotated[tuple[ManifestLot, ...], Meta(min_length=1, max_length=MAX_MANIFEST_LOTS)]
+    serves: Annotated[tuple[Serves, ...], Meta(max_length=MAX_SERVES)] = ()
+
+    def __post_init__(self) -> None:
+        _display_text(self, "name", 100)
+        if sum(lot.qty for lot in self.lots) != self.qty:
+            raise PayloadError(f"{self.item}: the lots add up to"
+                               f" {sum(lot.qty for lot in self.lots)}, not {self.qty}")
+        if sum(s.qty for s in self.serves) > self.qty:
+            raise PayloadError(f"{self.item}: serves more pieces than it brings")
+        if len({s.order for s in self.serves}) != len(self.serves):
+            raise PayloadError(f"{self.item}: a pre-order is served twice")
+
+
+class Manifest(_Downlink, tag="manifest", frozen=True):
+    id: U63  # the cloud's manifest number: a store ignores one it has
+    store: StoreId
+    zone: Annotated[str, Meta(min_length=1, max_length=32)]
+    wave: IsoDate  # the wave (its cutoff's local date)
+    delivery: IsoDate  # the day it arrives
+    lines: Annotated[tuple[ManifestLine, ...], Meta(min_length=1, max_length=MAX_MANIFEST_LINES)]
+    v: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        _check_date(self.wave, "wave")
+        _check_date(self.delivery, "delivery")
+        _printable(self.zone, "zone")
+        if len({ln.item for ln in self.lines}) != len(self.lines):
+            raise PayloadError("lines: an item appears twice")
+
+
+def manifest_payload(m: Manifest) -> bytes:
+    """The manifest message; PayloadError if it is too large to send as one message."""
+    body = jsonio.encode(m)
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise PayloadError(f"manifest of {len(m.lines)} lines is {len(body)} bytes; at most"
+                           f" {MAX_MANIFEST_BYTES} fit in one message")
+    return body
+
+
+Downlink = Catalogue | Order | Cancel | Manifest
 # What each topic leaf carries.
-_LEAF_TYPE: dict[str, Any] = {"catalogue": Catalogue, "orders": Order | Cancel}
+_LEAF_TYPE: dict[str, Any] = {"catalogue": Catalogue, "orders": Order | Cancel | Manifest}
 
 
 def catalogue_payload(c: Catalogue) -> bytes:

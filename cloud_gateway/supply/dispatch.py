@@ -1,0 +1,64 @@
+"""A picked wave leaves the depot: each store's manifest and the wave's pre-orders queued
+for the stores through the downlink (cloud_gateway/downlink.py), in one transaction.
+
+The manifest (xiaodian.wire.retail.Manifest) goes on the store's orders leaf, like an
+order; each pre-order still riding the wave becomes an ordinary order (`open`, without its
+cancelled lines) so the store can hand it over with a pickup code. Dispatching twice
+changes nothing (the cycle is dispatched already). A broker that lost them gets them again
+when the publisher reconnects or the terminal comes back (`transit.requeue_in_transit`):
+the store ignores a manifest id and an order id it has.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from xiaodian.wire import retail as contract
+
+from .. import sql
+from ..retail_tables import queue as queue_downlink
+from ..retail_tables import set_state as set_order_state
+from . import manifest, waves
+
+
+def to_wire(m: manifest.Manifest, manifest_id: int) -> contract.Manifest:
+    return contract.Manifest(
+        manifest_id, m.store, m.zone, m.wave.isoformat(), m.delivery.isoformat(),
+        tuple(contract.ManifestLine(
+            ln.item, ln.name, ln.qty, (contract.ManifestLot(ln.batch, ln.expiry, ln.qty),),
+            tuple(contract.Serves(p.order, p.qty, p.from_stock) for p in ln.preorders))
+            for ln in m.lines))
+
+
+def dispatch(conn: sql.Connection, zone: str, wave: date, now: float) -> bool:
+    """Mark the wave dispatched and queue its manifests and pre-orders; False if it was
+    dispatched already. CycleError unless it was picked."""
+    if not waves.advance(conn, zone, wave, "dispatched", now):
+        return False
+    for m in manifest.manifests(conn, zone, wave):
+        mid = int(conn.execute(
+            "INSERT INTO manifests (zone, wave, store, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (zone, wave.isoformat(), m.store, b"", now)).fetchone()[0])
+        payload = contract.manifest_payload(to_wire(m, mid))
+        conn.execute("UPDATE manifests SET payload = ? WHERE id = ?", (payload, mid))
+        queue_downlink(conn, m.store, "manifest", mid, f"xd/v1/{m.store}/orders", payload,
+                       retain=False, expires=None, now=now)
+    lines: dict[int, list[contract.OrderLine]] = {}
+    for ln in waves.preorder_lines(conn, zone, wave):
+        lines.setdefault(ln["order"], []).append(contract.OrderLine(ln["item"], ln["qty"]))
+    for oid, order_lines in sorted(lines.items()):
+        row = conn.execute("SELECT store, customer, created, expires, state FROM orders"
+                           " WHERE id = ?", (oid,)).fetchone()
+        if row[4] != "preorder" or row[3] <= now:
+            continue
+        set_order_state(conn, oid, "preorder", "open", now, "cloud",
+                        json.dumps({"dispatched": wave.isoformat()}))
+        order = contract.Order(oid, row[0], "pickup", row[1], float(row[2]), float(row[3]),
+                               tuple(order_lines))
+        queue_downlink(conn, row[0], "order", oid, f"xd/v1/{row[0]}/orders",
+                       contract.order_payload(order), retain=False, expires=float(row[3]),
+                       now=now)
+    return True
+
