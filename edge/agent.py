@@ -36,6 +36,7 @@ from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
+from edge.vitals_job import VitalsJob
 from edge.wallclock import WallClock
 from firmware_bridge.tap import tap_path
 from xiaodian import __version__
@@ -137,6 +138,22 @@ class Agent:
                              config.retail, self.fridge_readers,
                              today=lambda wall: local_date(wall, tz))
         self.retail_seen = -1  # retail.version last published to the counter page
+        self.vitals = VitalsJob(self.store, list(self.fridge_readers))
+        self.vitals_retry_at = 0.0
+
+    def step_vitals(self) -> None:
+        """Each fridge's link counters at the hour's turn, and the vitals of every hour that
+        is over (edge/vitals_job.py); sent with the next events pass."""
+        wall, synced = self.clock.read()
+        self.vitals.mark(wall, lambda f: self.fridge_readers[f].stats())
+        if self.monotonic() < self.vitals_retry_at:
+            return
+        try:
+            if self.vitals.run(wall, synced):
+                self.alerts_waiting = True
+        except Exception:  # health reporting must never stop the cold-chain monitoring
+            log.exception("vitals: could not report an hour; trying again in a minute")
+            self.vitals_retry_at = self.monotonic() + 60.0
 
     # ------------------------------------------------------------ steps
 
@@ -488,6 +505,7 @@ class Agent:
                 self.step_retail()
                 acked = self.acknowledge()
                 self._record_alerts(self.alerting.tick())
+                self.step_vitals()
                 now = self.monotonic()
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.

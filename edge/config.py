@@ -250,7 +250,7 @@ def is_loopback(host: str) -> bool:
 
 # Streams the agent writes itself: a device of the same name would mix its records into
 # them (a fridge called "alerts" would publish its doors on the alerts topic, refused there).
-RESERVED_DEVICE_IDS = frozenset({"alerts", "ledger", "orders", "counter", "terminal"})
+RESERVED_DEVICE_IDS = frozenset({"alerts", "health", "ledger", "orders", "counter", "terminal"})
 
 
 def _check_device_id(value: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from .. import accounts, sql, stores
+from .. import accounts, health, sql, stores
 from .. import retail as retail_store
 from ..alerts import store as alert_store
 
@@ -176,7 +176,7 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
           "clock_estimates", "clock_history", "commands", "alerts", "alert_acks",
           "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
           "order_history", "movements", "stock", "downlink", *accounts.TABLES,
-          *stores.TABLES)
+          *stores.TABLES, *health.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -194,6 +194,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(retail_store.SCHEMA)  # catalogues, orders, stock (retail.py)
     conn.executescript(accounts.SCHEMA)  # people, sessions, tokens, audit (accounts.py)
     conn.executescript(stores.SCHEMA)  # store profiles: name, time zone (stores.py)
+    conn.executescript(health.SCHEMA)  # fridge vitals per hour (health.py)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -206,7 +207,7 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
             with conn.transaction():
                 sql.lock(conn, sql.SCHEMA_LOCK)
                 for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
-                            stores.SCHEMA):
+                            stores.SCHEMA, health.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
                 conn.script(alert_store.PG_UPGRADE)
