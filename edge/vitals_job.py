@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,6 +36,14 @@ _META = "vitals:"
 
 def utc_hour(t: float) -> int:
     return math.floor(t / HOUR_S)
+
+
+def _note_reported(fridge: str, hour: int) -> Callable[[sqlite3.Connection], None]:
+    """Run in the event's own transaction: reported exactly when the event is stored."""
+    def note(db: sqlite3.Connection) -> None:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                   (_META + fridge, str(hour)))
+    return note
 
 
 class VitalsJob:
@@ -69,10 +78,7 @@ class VitalsJob:
                 vitals = hour_vitals(f, hour, self._records(f, hour), self._link(f, hour))
                 data = msgspec.to_builtins(vitals)
                 self.store.add([NewEvent(HEALTH_DEVICE, "vitals", None, None, now, synced,
-                                         data)],
-                               extra=lambda db, f=f, hour=hour: db.execute(
-                                   "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                   (_META + f, str(hour))))
+                                         data)], extra=_note_reported(f, hour))
                 self._done[f] = hour
                 added += 1
         return added

@@ -59,10 +59,10 @@ def test_vitals_are_stored_once_per_fridge_and_hour(db_target: str | Path) -> No
 
 def test_a_bad_vitals_message_is_parked_and_stores_nothing(tmp_path: Path) -> None:
     with Database.open(tmp_path / "c.db") as db:
-        out = ingest(db, TOPIC, message(1, [(1, vitals(10, 0.4)), (2, vitals(11, 0.5, duty=2.0))]),
-                     "w", 100.0)
+        bad = vitals(11, 0.5, compressor_starts=-1)
+        out = ingest(db, TOPIC, message(1, [(1, vitals(10, 0.4)), (2, bad)]), "w", 100.0)
         with db.transaction() as conn:
             rows = health.trend(conn, STORE, "fridge-1", 0)
             parked = conn.execute("SELECT reason FROM dead_letters").fetchall()
-    assert out.action == "parked" and "records[1].data.duty" in out.reason
+    assert out.action == "parked" and "records[1].data.compressor_starts" in out.reason
     assert rows == [] and len(parked) == 1
