@@ -28,6 +28,8 @@ from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.kiosk import Kiosk
+from edge.metrics import MetricsServer
+from edge.metrics import families as metric_families
 from edge.retail.service import Retail, local_date
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
@@ -42,6 +44,7 @@ from firmware_bridge.tap import tap_path
 from xiaodian import __version__
 from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
+from xiaodian.metrics_text import render as render_metrics
 from xiaodian.wire import payloads
 from xiaodian.wire.payloads import Kind, PayloadError
 from xiaodian.wire.retail import parse_downlink
@@ -139,6 +142,9 @@ class Agent:
                              today=lambda wall: local_date(wall, tz))
         self.retail_seen = -1  # retail.version last published to the counter page
         self.vitals = VitalsJob(self.store, list(self.fridge_readers))
+        self.metrics: MetricsServer | None = None
+        if config.edge.metrics_port:
+            self.metrics = MetricsServer(config.edge.metrics_port)
         self.vitals_retry_at = 0.0
 
     def step_vitals(self) -> None:
@@ -412,6 +418,14 @@ class Agent:
                 "last_error": c.last_error,
             },
         )
+        if self.metrics is not None:
+            self.metrics.publish(render_metrics(metric_families(
+                {"stored": self.stored, "duplicates": self.duplicates,
+                 "confirmed": self.confirmed, "republished": self.republished},
+                {"connected": self.uplink.connected, "connects": c.connects,
+                 "published": c.published, "acked": c.acked, "receipts": c.receipts},
+                self.store.counts(), {r.device: r.stats() for r in self.readers},
+                [a.severity for a in self.alerting.active()], self.store.used_bytes())))
 
     # ------------------------------------------------------------ running
 
@@ -486,6 +500,9 @@ class Agent:
             self.store.path,
         )
         self.tap.start()
+        if self.metrics is not None:
+            self.metrics.start()
+            log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics.port)
         for reader in self.readers:
             reader.start()
         if self.kiosk is not None:
@@ -551,6 +568,8 @@ class Agent:
         for reader in self.readers:
             reader.join(timeout=2.0)
         self.tap.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.drain()  # what the readers had already decoded is kept, not dropped
         self.acknowledge()
         self.uplink.close()

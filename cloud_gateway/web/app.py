@@ -14,7 +14,18 @@ from starlette.routing import BaseRoute
 from xiaodian.i18n import negotiate, translator
 from xiaodian.i18n.templates import render
 
-from . import alerts, commands, fleet, page, pages, people, readings, retail, schema
+from . import (
+    alerts,
+    commands,
+    fleet,
+    metrics,
+    page,
+    pages,
+    people,
+    readings,
+    retail,
+    schema,
+)
 from .context import Api
 from .core import HTML, Reply, error, to_response
 from .resource import Limits
@@ -26,7 +37,7 @@ def create_app(api: Api) -> Starlette:
     page.check_vendor()  # no chart library, no owner page: say so at start, not to a phone
     routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
                                *retail.ROUTES, *alerts.ROUTES, *people.ROUTES,
-                               *fleet.ROUTES]
+                               *fleet.ROUTES, *metrics.ROUTES]
     routes += schema.routes(schema.openapi(routes))
     app = Starlette(routes=routes, middleware=[Middleware(Limits)],
                     exception_handlers={HTTPException: _refused})
