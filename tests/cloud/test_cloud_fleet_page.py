@@ -139,6 +139,7 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
         if viewport is DESKTOP:
             page.click("th button[data-key=device]")
             assert _rows(page) == ["fridge-1", "fridge-2", "fridge-9"]
+            expect(page.locator("#sort")).to_have_value("device")
             page.click("th button[data-key=device]")
             assert _rows(page) == ["fridge-9", "fridge-2", "fridge-1"]
         _checks(page, f"fleet-{tag}-sorted")

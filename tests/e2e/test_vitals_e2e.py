@@ -103,6 +103,15 @@ def test_an_hour_of_the_simulated_fridge_reaches_the_cloud_as_vitals(
     assert [d["ended_on"] for d in v["defrosts"]] == [d["reason"] for d in ends]
     assert len(ends) == 1 and abs(v["defrosts"][0]["duration_s"] - 1200) <= 1
     assert 0 < v["duty"] < 1 and v["compressor_known_s"] == 3600.0
+    # The compressor's on-time from the truth's switchings (state reports included).
+    switches = sorted(((a_wall + (r["dev_ms"] - a_ms) / 1000.0, bool(r["on"])) for r in truth
+                       if r.get("device") == "fridge-1" and r.get("kind") == "compressor"
+                       and not r.get("corrupted")), key=lambda s: s[0])
+    a, b, on_s = hour * 3600.0, (hour + 1) * 3600.0, 0.0
+    for (t, on), (t_next, _) in zip(switches, [*switches[1:], (b, False)], strict=True):
+        if on:
+            on_s += max(0.0, min(t_next, b) - max(t, a))
+    assert abs(v["compressor_on_s"] - on_s) <= 0.2
     assert v["firmware"] is not None and v["reboots"] == []
     assert v["probes"] == [{"index": i, "ok": 120, "crc": 0, "missing": 0, "suspect": 0}
                            for i in (0, 1)]
