@@ -9,6 +9,7 @@ from typing import Any
 from cloud_gateway import health
 from cloud_gateway.db import Database
 from cloud_gateway.ingest_core import ingest
+from xiaodian.metrics_text import render
 from xiaodian.wire.health import HEALTH_DEVICE
 from xiaodian.wire.payloads import batch_payload, event_record
 
@@ -66,3 +67,35 @@ def test_a_bad_vitals_message_is_parked_and_stores_nothing(tmp_path: Path) -> No
             parked = conn.execute("SELECT reason FROM dead_letters").fetchall()
     assert out.action == "parked" and "records[1].data.compressor_starts" in out.reason
     assert rows == [] and len(parked) == 1
+
+
+def test_the_fleet_and_metrics_read_on_both_databases(db_target: str | Path) -> None:
+    from cloud_gateway import fleet, metrics
+    from xiaodian.wire.payloads import reading_record, state_payload
+
+    now = 40 * 3600.0 + 100
+    with Database.open(db_target) as db:
+        ingest(db, f"xd/v1/{STORE}/state", state_payload(STORE, True, 1, now, "0.1",
+                                                         ["fridge-1"]), "w", now - 50)
+        ingest(db, f"xd/v1/{STORE}/telemetry", batch_payload("readings", STORE, "fridge-1", 1, [
+            reading_record(1, 1, 1000, now - 60, True, [(0, "ok", 3.0)])]), "w", now - 59)
+        ingest(db, f"xd/v1/{STORE}/events", batch_payload("events", STORE, "fridge-1", 1, [
+            event_record(1, "door", 2, 2000, now - 30, True, {"open": True})]), "w", now - 29)
+        ingest(db, TOPIC, message(1, [(1, vitals(38, 0.4)), (2, vitals(39, 0.5))]), "w", now)
+        ingest(db, f"xd/v1/{STORE}/telemetry", batch_payload("readings", STORE, "fridge-2", 1, [
+            reading_record(1, 1, 1000, now - 900, True, [(0, "ok", 3.0)])]), "w", now - 899)
+        with db.transaction() as conn:
+            rows = {r["device"]: r for r in fleet.fridges(conn, [STORE], now)}
+            trend = fleet.trends(conn, STORE, "fridge-1", now, 7)
+            log = fleet.event_log(conn, STORE, "fridge-1")
+            text = render(metrics.families(conn, None, now))
+    assert (rows["fridge-1"]["online"], rows["fridge-2"]["online"]) == (True, False)
+    assert rows["fridge-1"]["last_seen"] == now - 29 and rows["fridge-1"]["duty"] == 0.5
+    assert rows["fridge-1"]["firmware"] == "0.1.0" and rows["fridge-2"]["firmware"] is None
+    assert trend["x"] == [38 * 3600, 39 * 3600] and trend["duty"] == [40.0, 50.0]
+    assert (trend["defrosts"], trend["defrost_timeouts"], trend["pulldown_min"]) == (
+        4, 2, [2.0, 2.0])
+    assert [e["type"] for e in log] == ["door"]
+    assert 'xiaodian_fridges{state="online"} 1' in text
+    assert 'xiaodian_fridges{state="offline"} 1' in text
+    assert 'xiaodian_stores{state="online"} 1' in text
