@@ -102,6 +102,7 @@ class IngestWorker:
             queue.SimpleQueue()
         )
         self._receipt: tuple[str, bytes] | None = None  # of the last commit (db thread)
+        self._working: float | None = None  # received_at of the message being committed
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -167,9 +168,18 @@ class IngestWorker:
             "worker_id": self.worker_id,
             "subscribed": self._subscribed.is_set(),
             "queue_depth": self._inbox.qsize(),
+            "lag_s": self._lag(),
             "queue_size": self.settings.queue_size,
             **self.counters.snapshot(),
         }
+
+    def _lag(self) -> float:
+        """How long the oldest message received but not yet committed has waited (0 with
+        none): the one being committed (a database retrying), else the queue's head."""
+        with self._inbox.mutex:  # a peek; the queue's own lock keeps it consistent
+            head = self._inbox.queue[0].received_at if self._inbox.queue else None
+        oldest = self._working if self._working is not None else head
+        return 0.0 if oldest is None else max(0.0, self._now() - oldest)
 
     def _wake(self) -> None:
         # BlockingIOError: the buffer is full, so it is awake already; OSError: shutting down.
@@ -198,8 +208,12 @@ class IngestWorker:
                         if self._stopping.is_set():
                             return
                         continue
-                    if not self._commit(db, item):
-                        return  # stopping while the database was failing: left unacked
+                    self._working = item.received_at
+                    try:
+                        if not self._commit(db, item):
+                            return  # stopping while the database was failing: left unacked
+                    finally:
+                        self._working = None
                     self._acks.put((item.generation, item.mid, item.qos, self._receipt))
                     self._receipt = None
                     self._wake()

@@ -51,6 +51,7 @@ def subscriptions(group: str) -> list[str]:
         f"$share/{group}/xd/v1/+/telemetry",
         f"$share/{group}/xd/v1/+/events",
         f"$share/{group}/xd/v1/+/alerts",
+        f"$share/{group}/xd/v1/+/health",
         f"$share/{group}/xd/v1/+/cmd/res",
         "xd/v1/+/state",
     ]

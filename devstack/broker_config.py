@@ -38,6 +38,7 @@ _STORE_PATTERNS = (
     "pattern write xd/v1/%u/telemetry",
     "pattern write xd/v1/%u/events",
     "pattern write xd/v1/%u/alerts",
+    "pattern write xd/v1/%u/health",
     "pattern write xd/v1/%u/state",
     "pattern write xd/v1/%u/cmd/res",
     "pattern read xd/v1/%u/orders",

@@ -28,6 +28,8 @@ from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.kiosk import Kiosk
+from edge.metrics import MetricsServer
+from edge.metrics import families as metric_families
 from edge.retail.service import Retail, local_date
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
@@ -36,11 +38,13 @@ from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
+from edge.vitals_job import VitalsJob
 from edge.wallclock import WallClock
 from firmware_bridge.tap import tap_path
 from xiaodian import __version__
 from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
+from xiaodian.metrics_text import render as render_metrics
 from xiaodian.wire import payloads
 from xiaodian.wire.payloads import Kind, PayloadError
 from xiaodian.wire.retail import parse_downlink
@@ -137,6 +141,25 @@ class Agent:
                              config.retail, self.fridge_readers,
                              today=lambda wall: local_date(wall, tz))
         self.retail_seen = -1  # retail.version last published to the counter page
+        self.vitals = VitalsJob(self.store, list(self.fridge_readers))
+        self.metrics: MetricsServer | None = None
+        if config.edge.metrics_port:
+            self.metrics = MetricsServer(config.edge.metrics_port)
+        self.vitals_retry_at = 0.0
+
+    def step_vitals(self) -> None:
+        """Each fridge's link counters at the hour's turn, and the vitals of every hour that
+        is over (edge/vitals_job.py); sent with the next events pass."""
+        wall, synced = self.clock.read()
+        self.vitals.mark(wall, lambda f: self.fridge_readers[f].stats())
+        if self.monotonic() < self.vitals_retry_at:
+            return
+        try:
+            if self.vitals.run(wall, synced):
+                self.alerts_waiting = True
+        except Exception:  # health reporting must never stop the cold-chain monitoring
+            log.exception("vitals: could not report an hour; trying again in a minute")
+            self.vitals_retry_at = self.monotonic() + 60.0
 
     # ------------------------------------------------------------ steps
 
@@ -395,6 +418,14 @@ class Agent:
                 "last_error": c.last_error,
             },
         )
+        if self.metrics is not None:
+            self.metrics.publish(render_metrics(metric_families(
+                {"stored": self.stored, "duplicates": self.duplicates,
+                 "confirmed": self.confirmed, "republished": self.republished},
+                {"connected": self.uplink.connected, "connects": c.connects,
+                 "published": c.published, "acked": c.acked, "receipts": c.receipts},
+                self.store.counts(), {r.device: r.stats() for r in self.readers},
+                [a.severity for a in self.alerting.active()], self.store.used_bytes())))
 
     # ------------------------------------------------------------ running
 
@@ -469,6 +500,9 @@ class Agent:
             self.store.path,
         )
         self.tap.start()
+        if self.metrics is not None:
+            self.metrics.start()
+            log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics.port)
         for reader in self.readers:
             reader.start()
         if self.kiosk is not None:
@@ -488,6 +522,7 @@ class Agent:
                 self.step_retail()
                 acked = self.acknowledge()
                 self._record_alerts(self.alerting.tick())
+                self.step_vitals()
                 now = self.monotonic()
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.
@@ -533,6 +568,8 @@ class Agent:
         for reader in self.readers:
             reader.join(timeout=2.0)
         self.tap.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.drain()  # what the readers had already decoded is kept, not dropped
         self.acknowledge()
         self.uplink.close()

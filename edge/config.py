@@ -76,6 +76,8 @@ class EdgeSettings:
     # The counter page hands over orders and books stock without a login: another address
     # than loopback puts that on the shop's network, so it must be asked for explicitly.
     kiosk_allow_remote: bool = False
+    # Prometheus metrics on http://127.0.0.1:PORT/metrics (loopback only); 0 = not served.
+    metrics_port: int = 0
     # The store's own time zone (IANA name): the terminal's pages show times and the
     # counter counts days (expiry) in it, whatever zone the terminal's OS is set to.
     tz: str = DEFAULT_TZ
@@ -97,6 +99,8 @@ class EdgeSettings:
             raise ValueError(
                 f"kiosk_host: {self.kiosk_host!r} is not a loopback address; the counter page"
                 " needs no login, so serving it on the network takes kiosk_allow_remote = true")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("metrics_port: must be between 0 (off) and 65535")
         if self.disk_budget_mb <= 0:
             raise ValueError("disk_budget_mb: must be positive")
         if self.unconfirmed_readings_max < 1:
@@ -250,7 +254,7 @@ def is_loopback(host: str) -> bool:
 
 # Streams the agent writes itself: a device of the same name would mix its records into
 # them (a fridge called "alerts" would publish its doors on the alerts topic, refused there).
-RESERVED_DEVICE_IDS = frozenset({"alerts", "ledger", "orders", "counter", "terminal"})
+RESERVED_DEVICE_IDS = frozenset({"alerts", "health", "ledger", "orders", "counter", "terminal"})
 
 
 def _check_device_id(value: str) -> None:

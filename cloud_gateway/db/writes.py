@@ -11,7 +11,7 @@ from typing import Any
 
 from xiaodian.wire.payloads import Batch, Event, Reading, State
 
-from .. import gaps, sql
+from .. import gaps, health, sql
 from .. import retail as retail_store
 from ..clock import ClockPolicy, ClockWindow, correct, newsworthy
 from ..supply import transit
@@ -117,6 +117,10 @@ class IngestWrites(Connected):
                 retail_store.apply_events(
                     conn, batch.store, batch.device, batch.boot,
                     [r for r in fresh.values() if isinstance(r, Event)], received_at, worker)
+                # A fridge's hourly vitals, likewise only for copies new here.
+                health.apply_vitals(conn, batch.store, batch.device, batch.boot,
+                                    [r for r in fresh.values() if isinstance(r, Event)],
+                                    received_at)
         return len(fresh), len(records) - len(fresh)
 
     def _lock_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],

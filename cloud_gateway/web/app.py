@@ -17,6 +17,8 @@ from xiaodian.i18n.templates import render
 from . import (
     alerts,
     commands,
+    fleet,
+    metrics,
     page,
     pages,
     people,
@@ -38,7 +40,8 @@ def create_app(api: Api) -> Starlette:
     page.check_vendor()  # no chart library, no owner page: say so at start, not to a phone
     routes: list[BaseRoute] = [*pages.ROUTES, *readings.ROUTES, *commands.ROUTES,
                                *retail.ROUTES, *alerts.ROUTES, *people.ROUTES,
-                               *resident_session.ROUTES, *residents.ROUTES, *supply.ROUTES]
+                               *resident_session.ROUTES, *residents.ROUTES, *supply.ROUTES,
+                               *fleet.ROUTES, *metrics.ROUTES]
     routes += schema.routes(schema.openapi(routes))
     app = Starlette(routes=routes, middleware=[Middleware(Limits)],
                     exception_handlers={HTTPException: _refused})

@@ -27,6 +27,7 @@ from msgspec import Meta, Struct
 
 from . import ids, jsonio
 from .errors import CodeError
+from .health import HEALTH_DEVICE, Vitals
 from .ids import DeviceId, StoreId
 
 FORMAT_VERSION = 1
@@ -59,6 +60,8 @@ EventType = Literal[
     "lane_check",
     "expiry",
     "pickup",
+    # a fridge's hourly vitals (xiaodian.wire.health), only in the stream of device `health`
+    "vitals",
 ]
 EVENT_TYPES = frozenset(get_args(EventType))
 ProbeStatus = Literal["ok", "crc", "missing", "suspect"]
@@ -78,7 +81,7 @@ def leaf_for(kind: Kind, device: str) -> str:
     """The topic leaf a stream is published on."""
     if kind == "readings":
         return "telemetry"
-    return "alerts" if device == ALERTS_DEVICE else "events"
+    return {ALERTS_DEVICE: "alerts", HEALTH_DEVICE: "health"}.get(device, "events")
 
 Kind = Literal["readings", "events"]
 
@@ -377,7 +380,7 @@ def store_of_topic(topic_name: str) -> tuple[str, str]:
 # What each topic leaf carries; the Struct's tag is the message's `kind`.
 _LEAF_TYPE: dict[str, type[ReadingsMessage] | type[EventsMessage] | type[State]] = {
     "telemetry": ReadingsMessage, "events": EventsMessage, "alerts": EventsMessage,
-    "state": State}
+    "health": EventsMessage, "state": State}
 
 
 def parse(topic_name: str, payload: bytes) -> Batch | State:
@@ -405,4 +408,15 @@ def parse(topic_name: str, payload: bytes) -> Batch | State:
     if leaf == "alerts" and (body.device != ALERTS_DEVICE
                              or any(e.type != "alert" for e in body.records)):
         raise PayloadError(f"topic alerts carries only alert events of device {ALERTS_DEVICE!r}")
+    # Vitals travel only on their own topic, and that topic carries nothing else; each
+    # record's data must be a whole, valid `Vitals` (a bad one parks the message).
+    if (leaf == "health") != (body.device == HEALTH_DEVICE):
+        raise PayloadError(f"device {HEALTH_DEVICE!r} is sent on topic health, and only it")
+    if leaf == "health":
+        for i, e in enumerate(body.records):
+            if e.type != "vitals":
+                raise PayloadError("topic health carries only vitals events")
+            convert(e.data, Vitals, root=f"payload.records[{i}].data")
+    elif any(e.type == "vitals" for e in body.records):
+        raise PayloadError("vitals events are sent on topic health only")
     return Batch("events", store, body.device, body.boot, body.records)
