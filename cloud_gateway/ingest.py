@@ -18,6 +18,10 @@ Overflow policy: when the queue is full a message is counted (`queue_full`) and 
 unacknowledged. MQTT 5 forbids the broker to resend on the same connection, so once the
 queue has drained the worker reconnects; the broker then redelivers what was not acked.
 
+One piece on purpose, though just over 500 lines: the two threads hand messages and acks to
+each other through state only this class owns (the queue, the ack pipe, the counters the
+metrics read); what each message means is already in `ingest_core` and `db`.
+
 Acks are tagged with the connection they belong to; an ack from an earlier connection is
 dropped (the broker redelivers that message, the database ignores the copy). Sending it on
 a new connection could acknowledge a different message that reused the packet id.

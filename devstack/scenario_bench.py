@@ -10,6 +10,10 @@ bytes the wire carries), records are RECEIPTed back as the agent does, and fed t
 computed from the controller's own records (ground truth, not the wire path). A verdict
 fails if a must-alert expectation misses its budget or an unexpected alert is raised
 (scenarios marked `known_issue` are reported but expected to fail).
+
+One piece on purpose, though over 600 lines: the stepping loop, the ground-truth timing and
+the verdicts read the same per-fridge state every simulated second; split, they would pass
+that state back and forth every step of a run that must stay fast.
 """
 
 from __future__ import annotations

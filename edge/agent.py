@@ -4,8 +4,8 @@ The main thread is the only one that touches SQLite and the MQTT client. Reader 
 hand it records through a bounded queue; it commits them (one transaction per drain), then
 publishes pending outbox rows in batches, then deletes the rows the broker acknowledged.
 
-One piece on purpose, though about 500 lines: `Agent` is that single owning thread, and
-its steps (drain, publish, acknowledge, budget, retail, commands, status) share what it
+One piece on purpose, though about 600 lines: `Agent` is that single owning thread, and
+its steps (drain, publish, acknowledge, budget, retail, commands, vitals, tap, status) share what it
 owns and its counters; the work each step does is already in its own module (`store`,
 `uplink`, `alerting`, `retail`, `commands`, `kiosk`), and what is left here is the wiring.
 """
