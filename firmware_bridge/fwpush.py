@@ -11,7 +11,9 @@ did not move it, or after `rto_s` without progress. After any cut the device's F
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from firmware_bridge import codec, fwmsg
 
@@ -169,3 +171,44 @@ class Pusher:
             self._sent_at = now
             return [self._commit("confirm")]
         return []
+
+
+class Port(Protocol):
+    """What `drive` needs of a serial port (pyserial's Serial has both)."""
+
+    def read(self, size: int = 1) -> bytes: ...
+    def write(self, data: bytes) -> int | None: ...
+
+
+def drive(port: Port, pusher: Pusher, clock: Callable[[], float],
+          deadline_s: float = 300.0, progress: Callable[[Pusher], None] | None = None) -> str:
+    """Run an update over an open port (read with a short timeout) until it ends.
+
+    Frames other than the update's (records, heartbeats) are left alone: they stay in the
+    device's log until the agent receipts them (docs/protocol.md §5a), so nothing the
+    cold chain needs is lost while a stand-alone tool holds the port.
+    """
+    decoder = codec.FrameDecoder()
+    seq = 0
+
+    def send(items: list[Out]) -> None:
+        nonlocal seq
+        for kind, payload, flags in items:
+            port.write(codec.encode_frame(kind, seq, payload, flags))
+            seq = (seq + 1) & 0xFFFF
+
+    start = clock()
+    send([(codec.GET_HELLO, b"", codec.ACK_REQUESTED)])
+    send(pusher.start(start))
+    while not pusher.finished:
+        now = clock()
+        if now - start > deadline_s:
+            pusher.state, pusher.result = "failed", "timeout"
+            break
+        data = port.read(4096)
+        for frame in decoder.feed(data) if data else []:
+            send(pusher.on_frame(clock(), frame))
+        send(pusher.tick(clock()))
+        if progress is not None:
+            progress(pusher)
+    return pusher.result
