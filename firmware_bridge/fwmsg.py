@@ -117,7 +117,9 @@ def pack_chunk(offset: int, sha256: bytes, data: bytes) -> bytes:
     return struct.pack(_CHUNK, offset, tag_of(sha256)) + bytes(data)
 
 
-def pack_status(dev_ms: int, state: "int | str", sha256: bytes, next_offset: int, size: int) -> bytes:
+def pack_status(
+    dev_ms: int, state: "int | str", sha256: bytes, next_offset: int, size: int
+) -> bytes:
     code = _code(STATE_NAMES, state)
     return struct.pack(_STATUS, dev_ms, code, _hash(sha256), next_offset, size)
 

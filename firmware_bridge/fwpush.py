@@ -29,7 +29,8 @@ class Pusher:
     chunk: int = fwmsg.CHUNK_DATA
     rto_s: float = 1.0
     confirm_every_s: float = 1.0
-    state: str = "offering"  # sending, installing, restarting, trial, done, failed
+    # offering, sending, installing, restarting, trial, reverted (old version seen), done, failed
+    state: str = "offering"
     result: str = ""  # a FW_RESULT name when done or failed ("confirmed" = success)
     acked: int = 0  # bytes the device holds
     chunks_sent: int = 0
@@ -91,8 +92,11 @@ class Pusher:
         if self.state in ("installing", "restarting", "trial"):
             if tuple(hello["firmware"]) == self.version:
                 self.state = "trial"
-            elif self.state == "trial":
-                return self._fail("rolled_back")  # back on the old version
+            elif self.state != "installing":
+                # Restarted on the old version: the device's FW_RESULT rolled_back follows
+                # the GET_HELLO; `tick` gives up waiting for it after a while.
+                self.state = "reverted"
+                self._sent_at = now
         return out
 
     def _result(self, now: float, result: str) -> list[Out]:
@@ -167,6 +171,8 @@ class Pusher:
         if self.state == "installing" and now - self._sent_at >= self.rto_s:
             self._sent_at = now
             return [self._commit("install")]
+        if self.state == "reverted" and now - self._sent_at >= 5 * self.rto_s:
+            return self._fail("rolled_back")
         if self.state == "trial" and now - self._sent_at >= self.confirm_every_s:
             self._sent_at = now
             return [self._commit("confirm")]

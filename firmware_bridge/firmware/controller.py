@@ -13,12 +13,12 @@ import codec
 import fwmsg
 import lock as lockmod
 import probes as probemod
+from fwstage import Stager
 from link import Link
 from loadcells import Lane, Reporter
 from records import RecordLog
 from store import Store
 from supervisor import WDT_TIMEOUT_MS, Supervisor
-from fwstage import Stager
 from thermostat import Thermostat
 
 TYPE_CHECKING = False
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 FIRMWARE_VERSION = (1, 0, 0)  # the factory image; an image's fwversion module overrides it
-try:
+try:  # noqa: SIM105 - MicroPython has no contextlib
     from fwversion import VERSION as FIRMWARE_VERSION  # type: ignore[import-not-found, no-redef]
 except ImportError:
     pass

@@ -49,7 +49,7 @@ def start(root: str, factory_run: "Callable[..., Any]", args: "tuple[Any, ...]" 
     # The slot takes the place of the factory files on the path (after any that come
     # before them: the simulator's hardware fakes), and they leave it.
     at = len(sys.path)
-    for p in ("", ".", root) + tuple(dirs):
+    for p in ("", ".", root) + tuple(dirs):  # noqa: RUF005 - MicroPython: no * in a tuple
         while p in sys.path:
             at = min(at, sys.path.index(p))
             sys.path.remove(p)

@@ -45,7 +45,7 @@ def slot_dir(root: str, slot: str) -> str:
 
 
 def ensure_dir(path: str) -> None:
-    try:
+    try:  # noqa: SIM105 - MicroPython has no contextlib
         os.mkdir(path)
     except OSError:
         pass  # exists

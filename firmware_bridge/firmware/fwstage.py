@@ -46,7 +46,7 @@ class Stager:
         self.trial = trial  # this boot runs a new image that is not confirmed yet
         self.healthy = False  # set by the controller when the trial passed its self-check
         self.dir = fwslots.fw_dir(root) + "/" + STAGE
-        self.offer: "dict[str, Any] | None" = None
+        self.offer: dict[str, Any] | None = None
         self.next_offset = 0
         self.installed = False  # an install switched the pointer: restart now
         pointer = fwslots.read_pointer(root)
@@ -74,7 +74,7 @@ class Stager:
         self.offer = None
         self.next_offset = 0
         for name in (OFFER, PART):
-            try:
+            try:  # noqa: SIM105 - MicroPython has no contextlib
                 os.remove(self.dir + "/" + name)
             except OSError:
                 pass

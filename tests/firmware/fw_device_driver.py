@@ -65,7 +65,7 @@ class Os:
 
 
 def serve():
-    slot, trial = fwslots.select(root)
+    trial = fwslots.select(root)[1]
     st = fwstage.Stager(root, RUNNING, trial)
     dec = codec.FrameDecoder()
     seq = 0

@@ -26,7 +26,9 @@ def small_image(version: tuple[int, int, int] = (1, 1, 0), hardware: str = HW) -
                         hardware, "0.1.0")
 
 
-def test_build_sign_verify_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_sign_verify_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert xiaodian(["pki", "firmware-key", "--dir", str(tmp_path / "keys")]) == 0
     key = tmp_path / "keys" / pki.FIRMWARE_KEY_NAME
     pub = tmp_path / "keys" / pki.FIRMWARE_PUB_NAME

@@ -5,6 +5,7 @@ device always boots one complete image, never a mix, and every transfer complete
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -68,10 +69,8 @@ class Device:
         self.proc.wait(timeout=10)
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     pipe.close()
-                except BrokenPipeError:
-                    pass
 
     def write(self, data: bytes) -> None:
         assert self.proc is not None and self.proc.stdin is not None

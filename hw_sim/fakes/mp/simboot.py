@@ -36,4 +36,4 @@ import fwboot  # noqa: E402
 import machine  # noqa: E402
 
 fwboot.start("", main.run, (ticks_ms, ticks_diff, sleep_ms), factory_dirs=(firmware, codec_dir),
-             reset=machine.reset)
+             watchdog=lambda: machine.WDT(timeout=8000), reset=machine.reset)
