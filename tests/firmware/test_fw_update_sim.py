@@ -23,6 +23,8 @@ from xiaodian.config import build
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
 BRIDGE = Path(fwimage.__file__).parent
+SPEED = 20.0  # the scenario's clock: device seconds per real second
+BOOT_S = 3.0
 KEY = ed25519.Ed25519PrivateKey.generate()
 
 
@@ -50,12 +52,15 @@ class SimPort:
         self.runner = runner
         self.port = serial.Serial(str(path), 115200, timeout=0)
         self.frames: list[codec.Frame] = []
+        self.times: list[float] = []  # when each frame was read
         self._dec = codec.FrameDecoder()
 
     def read(self, size: int = 1) -> bytes:
         self.runner.run(for_real_s=0.01)
         data = bytes(self.port.read(size))
-        self.frames.extend(self._dec.feed(data))
+        got = self._dec.feed(data)
+        self.frames.extend(got)
+        self.times.extend([time.monotonic()] * len(got))
         return data
 
     def write(self, data: bytes) -> int | None:
@@ -64,7 +69,7 @@ class SimPort:
 
 def run_update(tmp_path: Path, image: bytes, deadline_s: float = 120
                ) -> tuple[Pusher, SimPort, Runner, float]:
-    raw = {"sim": {"seed": 3, "speed": 20.0, "link_dir": "run", "truth": "run/truth.jsonl"},
+    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl"},
            "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
                         "door_openings_per_hour": 0}]}
     runner = Runner(build(raw, Scenario, tmp_path / "scenario.toml"))
@@ -130,9 +135,20 @@ def test_a_bad_image_is_rolled_back_by_itself(tmp_path: Path, name: str,
         patch = {"controller.py": ("TRIAL_HEARTBEATS = 2\nTRIAL_DEADLINE_MS = 600_000\n",
                                    "TRIAL_HEARTBEATS = 10**6\nTRIAL_DEADLINE_MS = 60_000\n")}
     image = signed_image(tmp_path, (1, 1, 0), patch)
-    pusher, port, runner, took = run_update(tmp_path, image)
+    pusher, port, runner, _ = run_update(tmp_path, image)
     try:
         assert pusher.state == "failed" and pusher.result == "rolled_back", results(port)
+        # From the install to the old image's HELLO: the trial's own time (at once for a
+        # crash, one watchdog period for a hang, the deadline otherwise) plus two boots of
+        # a micropython process (BOOT_S, real time, generous for a loaded machine).
+        at = {i: port.times[i] for i, f in enumerate(port.frames)}
+        installed = next(at[i] for i, f in enumerate(port.frames) if f.type == fwmsg.FW_RESULT
+                         and fwmsg.decode(f.type, f.payload)["result"] == "installed")  # type: ignore[index]
+        back = next(at[i] for i, f in enumerate(port.frames) if f.type == codec.HELLO
+                    and at[i] > installed
+                    and codec.decode_message(f.type, f.payload)["firmware"] == [1, 0, 0])  # type: ignore[index]
+        own_s = {"raises at boot": 0.0, "hangs": 8.0, "never healthy": 60.0}[name] / SPEED
+        assert back - installed <= own_s + BOOT_S, back - installed
         seen = hellos(port)
         assert seen[-1][0] == [1, 0, 0]  # the factory image runs again
         assert "rolled_back" in results(port)
