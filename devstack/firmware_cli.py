@@ -72,11 +72,17 @@ def _guarded(handler: Any) -> Any:
     return run
 
 
+def firmware_files(version: tuple[int, int, int], src: Path = FIRMWARE_DIR,
+                   hardware: str = fwimage.HARDWARE) -> dict[str, bytes]:
+    """The firmware in `src` plus codec.py and fwmsg.py, compiled: an image's files."""
+    sources = sorted(p for p in src.glob("*.py") if p.name not in LOADER)
+    sources += [Path(fwimage.__file__).parent / name for name in SHARED]
+    return fwimage.compile_firmware(sources, version, fwimage.find_mpy_cross(), hardware)
+
+
 def _build(args: argparse.Namespace) -> int:
     version = fwimage.parse_version(args.version)
-    sources = sorted(p for p in args.src.glob("*.py") if p.name not in LOADER)
-    sources += [Path(fwimage.__file__).parent / name for name in SHARED]
-    files = fwimage.compile_firmware(sources, version, fwimage.find_mpy_cross(), args.hardware)
+    files = firmware_files(version, args.src, args.hardware)
     image = fwimage.pack(files, version, args.hardware, args.min_agent)
     args.output.write_bytes(image)
     print(f"{args.output}: {len(image)} bytes, {len(files)} files, version {args.version}, "

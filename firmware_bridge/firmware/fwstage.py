@@ -7,9 +7,10 @@ a power cut or a pulled cable costs at most the chunks not yet written), then ch
 (SHA-256 of the whole image, its manifest's hardware, version and body hash), unpacked into
 the inactive slot, and only then does fwslots.write_pointer switch, in one rename.
 
-Chunks are taken only at the offset the device expects; a duplicate (behind it) or an
-out-of-order chunk (ahead of it) is dropped and answered with FW_STATUS, which tells the
-host where to go on from. Chunks of another image (wrong tag) are dropped silently.
+Chunks are taken only at the offset the device expects. An out-of-order chunk (ahead of
+it: one before it was lost) is dropped and answered with FW_STATUS, which tells the host
+where to go on from; a duplicate (behind it) and a chunk of another image (wrong tag) are
+dropped silently.
 """
 
 import binascii
@@ -157,6 +158,10 @@ class Stager:
             return []
         data = msg["data"]
         size = int(self.offer["size"])
+        if msg["offset"] < self.next_offset:
+            # Written already and answered then. Silent, so the host's go-back-N does not
+            # take the echoes of its own resend for a new loss.
+            return []
         if msg["offset"] == self.next_offset and self.next_offset + len(data) <= size:
             with open(self.dir + "/" + PART, "ab") as f:
                 f.write(data)

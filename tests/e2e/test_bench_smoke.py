@@ -118,3 +118,14 @@ def test_supply_smoke_meets_the_replenishment_targets() -> None:
     figures = _has(out, "default waste cut %", "random waste cut %", "pre-orders filled %",
                    "cutoff s", "refit us/series")
     assert figures["default fill rate ours %"] >= figures["default fill rate baseline %"], out
+
+
+def test_firmware_update_smoke_windows_beat_stop_and_wait() -> None:
+    # Both windows in the same run over the same throttled line: the window must carry the
+    # image faster than one chunk at a time, and under the line rate (a faster figure would
+    # mean the throttle is not there).
+    out = _smoke("bench.firmware_update", "--smoke")
+    f = _has(out, "window 1 transfer s", "window 8 transfer s", "window 1 x line rate",
+             "window 8 x line rate")
+    assert f["window 8 x line rate"] > f["window 1 x line rate"]
+    assert f["window 8 x line rate"] < 1.0
