@@ -13,6 +13,7 @@ from . import (
     backlog_drain,
     decode_rate,
     edge_footprint,
+    firmware_update,
     outage_memory,
     scan_to_verdict,
     scenarios,
@@ -32,6 +33,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("scenarios", scenarios.main, []),  # every cold-chain scenario, ~45 s on 2 CPUs
     ("scan_to_verdict", scan_to_verdict.main, ["--scans", "200"]),  # ~25 s
     ("supply", supply.main, []),  # two markets x 60 days, one 1,000 x 300 cutoff: ~20 s
+    ("firmware_update", firmware_update.main, []),  # 60 kB at 115200 baud, windows 1 and 8: ~25 s
 )
 
 
