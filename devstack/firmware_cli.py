@@ -48,6 +48,13 @@ def register(subparsers: Any) -> None:
     v.add_argument("--running", help="the device's version: refuse anything not newer")
     v.set_defaults(func=_guarded(_verify))
 
+    u = cmds.add_parser("push", help="update a fridge through the running agent (readings "
+                        "keep flowing on the same link)")
+    u.add_argument("device", help="fridge id in the agent's config")
+    u.add_argument("image", type=Path, help="signed image (the agent judges it with its keys)")
+    u.add_argument("--config", type=Path, required=True, help="the agent's edge.toml")
+    u.set_defaults(func=_guarded(_push))
+
     f = cmds.add_parser("flash", help="update the controller on PORT with a signed image")
     f.add_argument("image", type=Path)
     f.add_argument("--port", required=True)
@@ -110,6 +117,26 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"ok: version {'.'.join(map(str, m.version))} for {m.hardware}, {len(image.raw)} "
           f"bytes, sha256 {image.sha256.hex()}")
     return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from edge.config import load as load_edge
+    from firmware_bridge.tap import TapError, firmware_progress, tap_path
+
+    config = load_edge(args.config)
+    last: dict[str, Any] = {}
+    try:
+        for last in firmware_progress(tap_path(config.edge.data_dir), args.device, args.image):
+            pct = int(last.get("percent", 0))
+            print(f"\r[{'#' * (pct // 4):<25}] {pct:3d}% {last.get('state', '')}", end="",
+                  file=sys.stderr, flush=True)
+    except TapError as exc:
+        print(file=sys.stderr)
+        print(f"xiaodian: {exc}", file=sys.stderr)
+        return 2
+    print(file=sys.stderr)
+    print(f"result: {last.get('result', '')}")
+    return 0 if last.get("result") == "confirmed" else 3
 
 
 def _flash(args: argparse.Namespace) -> int:
