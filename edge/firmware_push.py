@@ -23,22 +23,27 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware_bridge import codec, fwimage
+from edge.store_records import NewEvent
+from firmware_bridge import codec, fwimage, fwmsg
 from firmware_bridge.fwpush import Out, Pusher
 
 if TYPE_CHECKING:
     from edge.serial_link import FridgeReader
 
 PROGRESS_EVERY_S = 0.5
+# FW_RESULTs worth an event (to the outbox, to the cloud); `accepted` and `busy` are chatter.
+EVENT_RESULTS_SKIPPED = frozenset({"accepted", "busy"})
 DEADLINE_S = 900.0  # a transfer at 115200 baud, the trial (two heartbeats) and the confirm
 
 
 class FirmwareJob:
     """One update of one device. `on_frame` and `take` run on the reader's thread only."""
 
-    def __init__(self, pusher: Pusher, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pusher: Pusher, monotonic: Callable[[], float] = time.monotonic,
+                 deadline_s: float = DEADLINE_S) -> None:
         self.pusher = pusher
         self.monotonic = monotonic
+        self.deadline_s = deadline_s
         self.started = monotonic()
         self.done = threading.Event()
         self._lock = threading.Lock()
@@ -53,7 +58,7 @@ class FirmwareJob:
         """Frames to write now (GET_HELLO left out: the reader asks for HELLO itself)."""
         with self._lock:
             now = self.monotonic()
-            if now - self.started > DEADLINE_S and not self.pusher.finished:
+            if now - self.started > self.deadline_s and not self.pusher.finished:
                 self.pusher.state, self.pusher.result = "failed", "timeout"
             out = self._pending + self.pusher.tick(now)
             self._pending = []
@@ -78,8 +83,25 @@ class FirmwareJob:
                     "version": ".".join(map(str, p.version))}
 
 
+def result_event(device: str, frame: codec.Frame, wall: float, synced: bool, dev_boot: int,
+                 seen: set[tuple[int, str, str]]) -> NewEvent | None:
+    """A `firmware` event for an FW_RESULT the cloud should know (a rollback above all), or
+    None: chatter, malformed, or already reported in this device boot (the controller says
+    `rolled_back` again after every attach)."""
+    msg = fwmsg.decode(frame.type, frame.payload)
+    if msg is None or msg["type"] != "fw_result" or msg["result"] in EVENT_RESULTS_SKIPPED:
+        return None
+    key = (dev_boot, str(msg["result"]), bytes(msg["sha256"]).hex())
+    if key in seen:
+        return None
+    seen.add(key)
+    return NewEvent(device, "firmware", frame.seq, int(msg["dev_ms"]), wall, synced,
+                    {"result": key[1], "sha256": key[2]}, dev_boot)
+
+
 def start(reader: FridgeReader, raw: bytes, trusted: list[Ed25519PublicKey],
-          hardware: str = fwimage.HARDWARE, window: int = 8) -> FirmwareJob:
+          hardware: str = fwimage.HARDWARE, window: int = 8,
+          deadline_s: float = DEADLINE_S) -> FirmwareJob:
     """Judge the image (ImageRefused) and hand the job to the device's reader."""
     hello = reader.hello
     if hello is None:
@@ -89,7 +111,8 @@ def start(reader: FridgeReader, raw: bytes, trusted: list[Ed25519PublicKey],
     current = reader.fw_job
     if current is not None and not current.done.is_set():
         raise ValueError(f"{reader.device}: an update is already running")
-    job = FirmwareJob(Pusher(image.raw, image.manifest.version, image.manifest.hardware, window))
+    job = FirmwareJob(Pusher(image.raw, image.manifest.version, image.manifest.hardware, window),
+                      deadline_s=deadline_s)
     reader.fw_job = job
     return job
 
@@ -111,7 +134,8 @@ def serve(conn: socket.socket, request: Mapping[str, Any],
         return
     try:
         raw = Path(str(request.get("image", ""))).read_bytes()
-        job = start(reader, raw, trusted)
+        deadline = min(float(request.get("deadline_s", DEADLINE_S)), DEADLINE_S)
+        job = start(reader, raw, trusted, deadline_s=deadline)
     except fwimage.ImageRefused as exc:
         say({"ok": False, "error": str(exc), "refused": exc.reason})
         return

@@ -18,7 +18,7 @@ from typing import Any
 import serial
 
 from edge import interpret
-from edge.firmware_push import FirmwareJob
+from edge.firmware_push import FirmwareJob, result_event
 from edge.tap import Tap
 from edge.wallclock import WallClock
 from firmware_bridge import codec, fwmsg
@@ -266,6 +266,7 @@ class FridgeReader(PortReader):
         self.command_counts = {"sent": 0, "retransmitted": 0, "timeouts": 0, "link_lost": 0}
         # A firmware update in progress (edge/firmware_push.py), set by the agent's thread.
         self.fw_job: FirmwareJob | None = None
+        self._fw_reported: set[tuple[int, str, str]] = set()  # FW_RESULT events made
 
     def _next_seq(self) -> int:
         self.host_seq = (self.host_seq + 1) & 0xFFFF
@@ -395,7 +396,12 @@ class FridgeReader(PortReader):
             if job is not None and (frame.type == codec.HELLO or frame.type in fwmsg.TYPE_NAMES):
                 job.on_frame(frame)
             if frame.type in fwmsg.TYPE_NAMES:
-                continue  # the update's own frames: no record, no reading
+                # The update's own frames; an outcome (a rollback above all) is an event.
+                boot = int(self.hello["boot_count"]) if self.hello else 0
+                event = result_event(self.device, frame, wall, synced, boot, self._fw_reported)
+                if event is not None:
+                    self.emit(event)
+                continue
             if frame.type == codec.ACK:
                 self._command_ack(frame)
             if frame.type == codec.HELLO:

@@ -171,11 +171,15 @@ def open_tap(
     return answer, records()
 
 
-def firmware_progress(path: Path, device: str, image: Path) -> Iterator[dict[str, Any]]:
+def firmware_progress(path: Path, device: str, image: Path,
+                      deadline_s: float | None = None) -> Iterator[dict[str, Any]]:
     """Ask the agent to update `device` with the signed image at `image` (a path the agent
-    can read); yield its progress lines, the last with "done": true. TapError on refusal."""
-    sock, answer, rest = _connect(
-        path, {"op": "firmware", "device": device, "image": str(image.resolve())}, 30.0)
+    can read); yield its progress lines, the last with "done": true. TapError on refusal.
+    `deadline_s`: the agent gives up (result "timeout") after this (at most its own 900 s)."""
+    request: dict[str, Any] = {"op": "firmware", "device": device, "image": str(image.resolve())}
+    if deadline_s is not None:
+        request["deadline_s"] = deadline_s
+    sock, answer, rest = _connect(path, request, 30.0)
     try:
         yield answer
         buf = rest

@@ -53,8 +53,11 @@ class Stager:
         pointer = fwslots.read_pointer(root)
         self.rolled_back = str(pointer.get("rolled_back_sha256", "")) if pointer.get(
             "rolled_back") else ""
-        if trial:
-            self._drop()  # the staged image is the one running now
+        if trial or self.rolled_back:
+            # The staged image is the one running now, or the one that just failed: keep
+            # neither, or a late install (a retry the host sent before it heard "installed")
+            # would install it once more.
+            self._drop()
         else:
             self._resume()
 
@@ -126,6 +129,8 @@ class Stager:
         refusal = self._refuse(msg["hardware"], tuple(msg["version"]), msg["size"])
         if refusal is None and self.trial:
             refusal = fwmsg.RESULT_BUSY  # confirm or roll back the trial first
+        if refusal is None and self.rolled_back and _hex(sha) == self.rolled_back:
+            refusal = fwmsg.RESULT_ROLLED_BACK  # that one failed here: send another
         if refusal is not None:
             return [self._result(now_ms, sha, refusal)]
         if self.offer is None or self._sha() != sha:
@@ -179,8 +184,8 @@ class Stager:
             code = self._verify_and_unpack(sha)
         except OSError:
             code = fwmsg.RESULT_IO_ERROR
+        self._drop()  # installed: it is in the slot; bad: the host offers it again from 0
         if code != fwmsg.RESULT_INSTALLED:
-            self._drop()  # a bad image is not kept: the host offers it again from 0
             return self._result(now_ms, sha, code)
         self.installed = True
         return self._result(now_ms, sha, code)

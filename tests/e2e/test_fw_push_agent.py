@@ -5,6 +5,7 @@ trust before sending a byte."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
             next(firmware_progress(sock, "fridge-1", untrusted))
         progress = []
         during = []
-        for item in firmware_progress(sock, "fridge-1", image):
+        for item in firmware_progress(sock, "fridge-1", image, deadline_s=120):
             progress.append(item)
             if item["state"] in ("offering", "sending"):
                 during.append(readings(db))
@@ -68,6 +69,10 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
         assert any(0 < p["percent"] < 100 for p in progress)
         hellos = [e for e in events(db, "hello") if e["device"] == "fridge-1"]
         assert hellos[-1]["firmware"] == [1, 1, 0]
+        sha = fwimage.parse(image.read_bytes()).sha256.hex()
+        wait(lambda: [(e["result"], e["sha256"]) for e in events(db, "firmware", outbox=True)]
+             == [("installed", sha), ("confirmed", sha)], 30,
+             "the update's outcome as events in the outbox")
         after = readings(db)
         wait(lambda: readings(db) > after, 30, "readings from the new firmware")
         # The CLI, through the same socket: the device runs 1.1.0 now, so 1.1.0 is refused.
@@ -77,3 +82,36 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
         assert xiaodian(["firmware", "push", "fridge-1", str(image), "--config", str(cfg)]) == 2
         assert "downgrade: image 1.1.0 is not newer than the running 1.1.0" in (
             capsys.readouterr().err)
+
+
+def test_a_rollback_through_the_agent_is_an_event_for_the_cloud(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]
+) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pub = tmp_path / "firmware-signing.pub"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    src = tmp_path / "src"
+    shutil.copytree(Path(fwimage.__file__).parent / "firmware", src)
+    main = (src / "main.py").read_text()
+    (src / "main.py").write_text(main.replace("    hw = board.Board()\n",
+                                              "    raise RuntimeError('broken build')\n", 1))
+    files = firmware_files((1, 1, 0), src)
+    image = tmp_path / "broken.xdfw"
+    image.write_bytes(fwimage.sign(fwimage.pack(files, (1, 1, 0), fwimage.HARDWARE, "0.1.0"),
+                                   key))
+    with running(scenario(), tmp_path, mqtt_settings(STORE),
+                 firmware=FirmwareSettings(keys=(pub,))) as (_, agent):
+        db = agent.config.edge.db_path
+        wait(lambda: readings(db) >= 1, 60, "readings from the micropython firmware")
+        *_, last = firmware_progress(tap_path(agent.config.edge.data_dir), "fridge-1", image,
+                                    deadline_s=120)
+        assert last["done"] and last["result"] == "rolled_back", last
+        sha = fwimage.parse(image.read_bytes()).sha256.hex()
+        wait(lambda: ("rolled_back", sha) in [
+            (e["result"], e["sha256"]) for e in events(db, "firmware", outbox=True)],
+            30, "the rollback as an event in the outbox")
+        hellos = [e for e in events(db, "hello") if e["device"] == "fridge-1"]
+        assert hellos[-1]["firmware"] == [1, 0, 0]  # the factory image runs again
+        after = readings(db)
+        wait(lambda: readings(db) > after, 30, "readings after the rollback")

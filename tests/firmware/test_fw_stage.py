@@ -1,0 +1,81 @@
+"""The device's stager and slots in-process (CPython, the firmware's own modules): a late
+install after a rollback installs nothing, the rolled-back image is refused, another one is
+taken; a confirm counts only after the trial is healthy; refusals at the offer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge import fwimage, fwmsg
+from hw_sim.firmware_host import load_firmware
+
+FW = load_firmware()
+fwslots: Any = __import__("fwslots")
+fwstage: Any = __import__("fwstage")
+RUNNING = (1, 0, 0)
+
+
+def image(version: tuple[int, int, int], fill: bytes) -> bytes:
+    return fwimage.pack({"main.mpy": fill * 300, "codec.mpy": fill * 200}, version,
+                        fwimage.HARDWARE, "0.1.0")
+
+
+def result(replies: list[tuple[int, bytes]]) -> str:
+    return str(fwmsg.decode(*replies[0])["result"])  # type: ignore[index]
+
+
+def send(st: Any, raw: bytes) -> list[tuple[int, bytes]]:
+    sha = hashlib.sha256(raw).digest()
+    out = st.handle(0, fwmsg.FW_OFFER, fwmsg.pack_offer(sha, len(raw), fwimage.parse(raw)
+                                                        .manifest.version, fwimage.HARDWARE))
+    if result(out) != "accepted":
+        return list(out)
+    for at in range(0, len(raw), 240):
+        st.handle(0, fwmsg.FW_CHUNK, fwmsg.pack_chunk(at, sha, raw[at : at + 240]))
+    return list(st.handle(0, fwmsg.FW_COMMIT, fwmsg.pack_commit(sha, "install")))
+
+
+def test_a_late_install_after_a_rollback_installs_nothing(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    bad, good = image((1, 1, 0), b"\x01"), image((1, 1, 1), b"\x02")
+    st = fwstage.Stager(root, RUNNING, False)
+    assert result(send(st, bad)) == "installed"
+    assert fwslots.select(root) == ("a", True)  # the trial boots ...
+    assert fwslots.select(root) == ("", False)  # ... and never gets confirmed: rolled back
+    st = fwstage.Stager(root, RUNNING, False)
+    sha = hashlib.sha256(bad).digest()
+    # the host's retry of the install, sent before it heard "installed"
+    late = st.handle(0, fwmsg.FW_COMMIT, fwmsg.pack_commit(sha, "install"))
+    assert result(late) == "unknown_image"
+    assert json.loads((tmp_path / "fw" / "boot.json").read_text())["active"] == ""
+    assert [result(r) for r in [st.boot_report(0)]] == ["rolled_back"]
+    assert result(send(st, bad)) == "rolled_back"  # that one failed here
+    assert result(send(st, good)) == "installed"  # another one is taken
+    assert fwslots.select(root) == ("a", True)
+
+
+def test_confirm_only_after_health_and_refusals_at_the_offer(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    raw = image((1, 1, 0), b"\x03")
+    sha = hashlib.sha256(raw).digest()
+    st = fwstage.Stager(root, RUNNING, False)
+    for hw, version, size, why in [("xd-fridge-9", (1, 1, 0), 10, "wrong_hardware"),
+                                   (fwimage.HARDWARE, (1, 0, 0), 10, "downgrade"),
+                                   (fwimage.HARDWARE, (0, 9, 9), 10, "downgrade"),
+                                   (fwimage.HARDWARE, (1, 1, 0), fwstage.MAX_IMAGE + 1,
+                                    "too_large")]:
+        out = st.handle(0, fwmsg.FW_OFFER, fwmsg.pack_offer(sha, size, version, hw))
+        assert result(out) == why
+        assert not (tmp_path / "fw" / "stage" / "offer.json").exists()  # nothing changed
+    assert result(send(st, raw)) == "installed"
+    assert fwslots.select(root) == ("a", True)
+    trial = fwstage.Stager(root, (1, 1, 0), True)
+    confirm = fwmsg.pack_commit(sha, "confirm")
+    assert result(trial.handle(0, fwmsg.FW_COMMIT, confirm)) == "busy"  # not healthy yet
+    trial.healthy = True
+    assert result(trial.handle(0, fwmsg.FW_COMMIT, confirm)) == "confirmed"
+    assert fwslots.select(root) == ("a", False)  # for good
+    assert fwslots.select(root) == ("a", False)
