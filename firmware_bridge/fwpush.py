@@ -104,7 +104,7 @@ class Pusher:
             return []
         if result == "installed" and self.state == "installing":
             self.state = "restarting"
-            self._progress_at = now
+            self._progress_at = self._sent_at = now
             return []
         if result == "confirmed":
             self.state, self.result = "done", result
@@ -173,7 +173,10 @@ class Pusher:
             return [self._commit("install")]
         if self.state == "reverted" and now - self._sent_at >= 5 * self.rto_s:
             return self._fail("rolled_back")
-        if self.state == "trial" and now - self._sent_at >= self.confirm_every_s:
+        # Restarting or on trial: ask for the confirm now and then. The answer says where the
+        # device is even when its HELLO was lost: busy (trial, not healthy yet), confirmed,
+        # rolled_back.
+        if self.state in ("restarting", "trial") and now - self._sent_at >= self.confirm_every_s:
             self._sent_at = now
             return [self._commit("confirm")]
         return []

@@ -242,8 +242,12 @@ class Stager:
         return fwmsg.RESULT_INSTALLED
 
     def _confirm(self, now_ms: int, sha: bytes) -> "tuple[int, bytes]":
+        if self.installed:
+            return self._result(now_ms, sha, fwmsg.RESULT_BUSY)  # restarting on it now
         if not self.trial:
-            return self._result(now_ms, sha, fwmsg.RESULT_UNKNOWN_IMAGE)
+            failed = self.rolled_back and _hex(sha) == self.rolled_back
+            return self._result(now_ms, sha, fwmsg.RESULT_ROLLED_BACK if failed
+                                else fwmsg.RESULT_UNKNOWN_IMAGE)
         if not self.healthy:
             return self._result(now_ms, sha, fwmsg.RESULT_BUSY)  # not before the self-check
         running = str(fwslots.read_pointer(self.root).get("sha256", ""))

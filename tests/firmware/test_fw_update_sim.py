@@ -6,6 +6,7 @@ to the running image by itself, the rollback reported."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -158,4 +159,33 @@ def test_a_bad_image_is_rolled_back_by_itself(tmp_path: Path, name: str,
         assert '"rolled_back": "a"' in (flash / "boot.json").read_text()
     finally:
         port.port.close()
+        runner.close()
+
+
+def test_flash_command_over_the_pty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`xiaodian firmware flash --port`: the stand-alone tool on a bare port."""
+    from cryptography.hazmat.primitives import serialization
+
+    from devstack.cli import main as xiaodian
+
+    image = tmp_path / "fw.xdfw"
+    image.write_bytes(signed_image(tmp_path, (1, 1, 0), {}))
+    pub = tmp_path / "fw.pub"
+    pub.write_bytes(KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl"},
+           "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
+                        "door_openings_per_hour": 0}]}
+    runner = Runner(build(raw, Scenario, tmp_path / "scenario.toml"))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        code = xiaodian(["firmware", "flash", str(image), "--pub", str(pub), "--port",
+                         str(runner.scenario.sim.link_dir / "fridge-1")])
+        out = capsys.readouterr()
+        assert code == 0 and "result: confirmed" in out.out, out
+        assert "100% " in out.err  # the progress bar reached the end
+    finally:
+        runner.request_stop()
+        thread.join(timeout=10)
         runner.close()
