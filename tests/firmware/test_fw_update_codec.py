@@ -161,3 +161,15 @@ def test_update_messages_under_micropython(tmp_path: Path) -> None:
         outputs.append(json.loads(run.stdout))
     assert outputs[0] == outputs[1]
     assert bytes(outputs[1][0]) == packed("offer")
+
+
+def test_serial_decode_names_the_update_frames() -> None:
+    from firmware_bridge.cli import frame_record
+
+    [frame] = codec.FrameDecoder().feed(h(GOLDEN[2][5]))  # the FW_STATUS
+    assert frame_record(frame) == {
+        "seq": 21, "type": "fw_status", "version": "1.0", "flags": ["reply"],
+        "fields": {"dev_ms": 90500, "state": "receiving", "sha256": SHA_HEX,
+                   "next_offset": 720, "size": 61440}}
+    [chunk] = codec.FrameDecoder().feed(h(GOLDEN[1][5]))
+    assert frame_record(chunk)["fields"]["data"] == "4d0006"
