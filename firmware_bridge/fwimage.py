@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -108,8 +109,8 @@ def pack(files: Mapping[str, bytes], version: tuple[int, int, int], hardware: st
          min_agent: str) -> bytes:
     """An unsigned image of `files` (name -> bytes), in name order."""
     for name in files:
-        if "/" in name or name.startswith(".") or not name:
-            raise ValueError(f"bad file name in an image: {name!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", name):
+            raise ValueError(f"bad file name in an image (letters, digits, _ - .): {name!r}")
     names = sorted(files)
     body = b"".join(files[n] for n in names)
     manifest = Manifest(version, hardware, len(body), hashlib.sha256(body).hexdigest(),

@@ -199,24 +199,28 @@ class Stager:
             if len(head) < 7 or head[:4] != b"XDFW" or head[4] != 1:
                 return fwmsg.RESULT_BAD_MANIFEST
             mlen = struct.unpack_from("<H", head, 5)[0]
-            try:
+            try:  # ValueError covers bad JSON, UTF-8 and hex in both interpreters
                 manifest = json.loads(f.read(mlen))
                 files = [(str(n), int(s)) for n, s in manifest["files"]]
                 version = tuple(int(v) for v in manifest["version"])
-                body_sha = str(manifest["sha256"])
+                body_sha = binascii.unhexlify(str(manifest["sha256"]))
                 hardware = str(manifest["hardware"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, IndexError):
                 return fwmsg.RESULT_BAD_MANIFEST
+        if any(s < 0 for _, s in files):
+            return fwmsg.RESULT_BAD_MANIFEST
         offer = self.offer or {}
         if hardware != HARDWARE or hardware != offer.get("hardware"):
             return fwmsg.RESULT_WRONG_HARDWARE
-        if version != tuple(offer.get("version", ())) or version <= self.running:
+        if version != tuple(offer.get("version", ())):
+            return fwmsg.RESULT_BAD_MANIFEST  # not the version it was offered as
+        if version <= self.running:
             return fwmsg.RESULT_DOWNGRADE
         for name, _ in files:
-            if "/" in name or not name or name.startswith(".") or name in LOADER_FILES:
+            if not _good_name(name) or name in LOADER_FILES:
                 return fwmsg.RESULT_BAD_MANIFEST
         start = 7 + mlen
-        if _file_sha(path, start, sum(s for _, s in files)) != binascii.unhexlify(body_sha):
+        if _file_sha(path, start, sum(s for _, s in files)) != body_sha:
             return fwmsg.RESULT_BAD_HASH
         # Unpack into the slot nobody boots. A cut from here on leaves boot.json as it was.
         pointer = fwslots.read_pointer(self.root)
@@ -266,6 +270,16 @@ class Stager:
         if self.trial or self.offer is not None:
             out.append(self.status(now_ms))
         return out
+
+
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+
+
+def _good_name(name: str) -> bool:
+    """A plain file name: letters, digits, _ - . only, not starting with a dot, <= 64."""
+    if not name or len(name) > 64 or name[0] == ".":
+        return False
+    return all(c in NAME_CHARS for c in name)
 
 
 def _file_sha(path: str, start: int, length: int) -> bytes:

@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from firmware_bridge import fwimage, fwmsg
 from hw_sim.firmware_host import load_firmware
 
@@ -27,10 +30,13 @@ def result(replies: list[tuple[int, bytes]]) -> str:
     return str(fwmsg.decode(*replies[0])["result"])  # type: ignore[index]
 
 
-def send(st: Any, raw: bytes) -> list[tuple[int, bytes]]:
+def send(st: Any, raw: bytes, version: tuple[int, int, int] | None = None
+         ) -> list[tuple[int, bytes]]:
+    """Offer, every chunk, install; `version` as offered (default: the manifest's)."""
     sha = hashlib.sha256(raw).digest()
-    out = st.handle(0, fwmsg.FW_OFFER, fwmsg.pack_offer(sha, len(raw), fwimage.parse(raw)
-                                                        .manifest.version, fwimage.HARDWARE))
+    offered = version or fwimage.parse(raw).manifest.version
+    out = st.handle(0, fwmsg.FW_OFFER, fwmsg.pack_offer(sha, len(raw), offered,
+                                                        fwimage.HARDWARE))
     if result(out) != "accepted":
         return list(out)
     for at in range(0, len(raw), 240):
@@ -79,3 +85,38 @@ def test_confirm_only_after_health_and_refusals_at_the_offer(tmp_path: Path) -> 
     assert result(trial.handle(0, fwmsg.FW_COMMIT, confirm)) == "confirmed"
     assert fwslots.select(root) == ("a", False)  # for good
     assert fwslots.select(root) == ("a", False)
+
+
+REFUSALS = {"bad_hash", "bad_manifest", "wrong_hardware", "downgrade"}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_images_are_refused_before_any_switch(tmp_path_factory: Any,
+                                                     data: st.DataObject) -> None:
+    """The device's own checks on an image whose transfer hash matches (a terminal that
+    does not check signatures, a bad build): any damage is a refusal with its reason and
+    boot.json untouched, or (a change that leaves it consistent) an install of exactly it."""
+    root = tmp_path_factory.mktemp("fuzz")
+    raw = bytearray(image((1, 1, 0), b"\x05"))
+    mlen = int.from_bytes(raw[5:7], "little")
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, 7 + mlen + 40))  # header, manifest, some body
+        raw[at] = data.draw(st.integers(0, 255))
+    st_ = fwstage.Stager(str(root), RUNNING, False)
+    out = send(st_, bytes(raw), (1, 1, 0))
+    got = result(out)
+    pointer = root / "fw" / "boot.json"
+    if got == "installed":  # consistent: the slot holds exactly the files it names
+        mlen = int.from_bytes(raw[5:7], "little")  # as the device read it
+        meta = json.loads(bytes(raw[7 : 7 + mlen]))
+        files, at = {}, 7 + mlen
+        for name, size in meta["files"]:
+            files[name] = bytes(raw[at : at + size])
+            at += size
+        slot = root / "fw" / "a"
+        assert {p.name: p.read_bytes() for p in slot.iterdir()} == files
+    else:
+        assert got in REFUSALS, got
+        assert not pointer.exists()
