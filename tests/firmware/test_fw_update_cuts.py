@@ -167,13 +167,15 @@ def test_random_cuts_and_windows_under_micropython(cuts: list[tuple[int, str]],
         shutil.rmtree(root)
 
 
-def stage(root: Path, image: bytes) -> None:
+def stage(root: Path, image: bytes, version: tuple[int, int, int] | None = None) -> None:
+    """fw/stage as a complete transfer leaves it (offered as `version`: default the
+    manifest's)."""
     d = root / "fw" / "stage"
     d.mkdir(parents=True, exist_ok=True)
-    m = fwimage.parse(image).manifest
+    offered = version or fwimage.parse(image).manifest.version
     (d / "offer.json").write_text(json.dumps({
         "sha256": hashlib.sha256(image).hexdigest(), "size": len(image),
-        "version": list(m.version), "hardware": m.hardware}))
+        "version": list(offered), "hardware": fwimage.HARDWARE}))
     (d / "image.part").write_bytes(image)
 
 
@@ -224,3 +226,27 @@ def test_power_cut_at_each_step_of_the_swap_boots_one_whole_image(exe: str,
             assert boot(exe, root) == {"slot": "a", "trial": False, "files": file_hashes(old)}
             break
     assert steps_seen >= 6  # remove, mkdir, 4 file writes, pointer .tmp, rename at least
+
+
+@pytest.mark.parametrize("exe", INTERPRETERS)
+def test_damaged_images_are_refused_cleanly_on_the_device(exe: str, tmp_path: Path) -> None:
+    """The device's own checks in each interpreter: seeded damage to the header and the
+    manifest of a fully received image is a refusal with its reason, never a crash, and
+    boot.json is never written."""
+    rnd = random.Random(17)
+    good = make_image((1, 1, 0), 1024, seed=4)
+    mlen = int.from_bytes(good[5:7], "little")
+    seen = set()
+    for case in range(12):
+        raw = bytearray(good)
+        for _ in range(1 + case % 3):
+            raw[rnd.randrange(0, 7 + mlen)] = rnd.randrange(256)
+        root = tmp_path / f"case{case}"
+        root.mkdir()
+        stage(root, bytes(raw), (1, 1, 0))
+        got = install(exe, root, None)
+        seen.add(got)
+        if got != "installed":  # a change that kept it consistent installs exactly it
+            assert got in {"bad_hash", "bad_manifest", "wrong_hardware", "downgrade"}, got
+            assert not (root / "fw" / "boot.json").exists()
+    assert seen - {"installed"}  # the damage was seen
