@@ -41,6 +41,7 @@ class Pusher:
     _dups: int = 0
     _rewound_at: int = -1
     _sent_at: float = 0.0
+    _offer_answered: bool = False  # the next status answers an offer, not a chunk
 
     def __post_init__(self) -> None:
         self.sha = hashlib.sha256(self.image).digest()
@@ -101,6 +102,7 @@ class Pusher:
 
     def _result(self, now: float, result: str) -> list[Out]:
         if result == "accepted":
+            self._offer_answered = True
             return []
         if result == "installed" and self.state == "installing":
             self.state = "restarting"
@@ -126,14 +128,20 @@ class Pusher:
         if st not in ("receiving", "complete") or self.state not in ("offering", "sending"):
             return []
         was_offering = self.state == "offering"
-        if was_offering:
+        # A status answering an offer (one more after a restart) says where the device is;
+        # it is no sign of a lost chunk.
+        answers_offer, self._offer_answered = self._offer_answered, False
+        if was_offering or (answers_offer and nxt < self.acked):
+            # Where the device is, from the offer's answer: also backwards, when a power
+            # cut cost it the chunks it had not written yet.
             self.state = "sending"
             self._next = nxt
+            self.acked = nxt
         if nxt > self.acked or was_offering:
             self.acked = nxt
             self._progress_at = now
             self._dups = 0
-        else:
+        elif not answers_offer:
             self._dups += 1
         if self._next < self.acked:
             self._next = self.acked
