@@ -120,3 +120,65 @@ def test_fuzzed_images_are_refused_before_any_switch(tmp_path_factory: Any,
     else:
         assert got in REFUSALS, got
         assert not pointer.exists()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**32), st.integers(0, 30), st.integers(0, 20), st.integers(0, 20),
+       st.integers(1, 8))
+def test_lost_duplicated_and_reordered_frames_are_harmless(
+    tmp_path_factory: Any, seed: int, drop_pct: int, dup_pct: int, late_pct: int, window: int
+) -> None:
+    """The pusher and the stager over a channel that drops, duplicates and delays frames
+    (both ways, each frame by chance): the device ends with exactly the image."""
+    import random
+
+    rnd = random.Random(seed)
+    from firmware_bridge import codec
+    from firmware_bridge.fwpush import Pusher
+
+    root = tmp_path_factory.mktemp("chan")
+    raw = fwimage.pack({"main.mpy": bytes(range(256)) * 20}, (1, 1, 0), fwimage.HARDWARE,
+                       "0.1.0")  # 22 chunks
+    dev = fwstage.Stager(str(root), RUNNING, False)
+    pusher = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, window, rto_s=1.0)
+    now = 0.0
+    to_dev: list[tuple[int, bytes]] = []
+    to_host: list[tuple[int, bytes]] = []
+    late: list[tuple[str, tuple[int, bytes]]] = []
+
+    def carry(queue: list[tuple[int, bytes]], item: tuple[int, bytes], way: str) -> None:
+        roll = rnd.randrange(100)
+        f = ("drop" if roll < drop_pct else "dup" if roll < drop_pct + dup_pct
+             else "late" if roll < drop_pct + dup_pct + late_pct else "ok")
+        if f == "drop":
+            return
+        if f == "late":  # overtaken by what follows
+            late.append((way, item))
+            return
+        queue.append(item)
+        if f == "dup":
+            queue.append(item)
+
+    for kind, payload, _ in pusher.start(now):
+        carry(to_dev, (kind, payload), "dev")
+    for _ in range(20_000):
+        if pusher.state not in ("offering", "sending"):
+            break
+        now += 0.01
+        if not to_dev and not to_host and late:
+            way, item = late.pop(0)
+            (to_dev if way == "dev" else to_host).append(item)
+        while to_dev:
+            kind, payload = to_dev.pop(0)
+            for reply in dev.handle(int(now * 1000), kind, payload):
+                carry(to_host, reply, "host")
+        while to_host:
+            kind, payload = to_host.pop(0)
+            frame = codec.Frame(codec.VERSION, kind, codec.REPLY, 0, payload)
+            for k, p, _ in pusher.on_frame(now, frame):
+                carry(to_dev, (k, p), "dev")
+        for k, p, _ in pusher.tick(now):
+            carry(to_dev, (k, p), "dev")
+    assert pusher.state == "installing", (pusher.state, pusher.acked, len(raw))
+    assert (root / "fw" / "stage" / "image.part").read_bytes() == raw
