@@ -13,6 +13,7 @@ from . import (
     backlog_drain,
     decode_rate,
     edge_footprint,
+    firmware_update,
     nearest_store,
     outage_memory,
     scan_to_verdict,
@@ -34,6 +35,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("scan_to_verdict", scan_to_verdict.main, ["--scans", "200"]),  # ~25 s
     ("supply", supply.main, []),  # two markets x 60 days, one 1,000 x 300 cutoff: ~20 s
     ("nearest_store", nearest_store.main, []),  # 10,000 points over 5,000 stores: ~60 s
+    ("firmware_update", firmware_update.main, []),  # 60 kB at 115200 baud, windows 1 and 8: ~25 s
 )
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "edge.doctor_cli",
     "edge.scan.cli",
     "devstack.security_cli",
+    "devstack.firmware_cli",  # `firmware`: build, sign, verify, flash
     "edge.rules.cli",
     "cloud_gateway.pickup_cli",
     "cloud_gateway.users_cli",  # adds to `cloud`: after cloud_gateway.cli

@@ -93,6 +93,10 @@ def register(subparsers: Any) -> None:
     sp = add("command-key", _command_key, "make the Ed25519 command-signing key pair")
     sp.add_argument("--dir", type=Path, required=True, help="directory (not the CA's)")
 
+    sp = add("firmware-key", _firmware_key,
+             "make the Ed25519 firmware-signing key pair (not the command key)")
+    sp.add_argument("--dir", type=Path, required=True, help="directory (not the CA's)")
+
     sp = add("pickup-key", _pickup_key,
              "make a store's pickup-code key (256-bit HMAC, hex, 0600) under DIR/pickup/")
     sp.add_argument("store", help="store id")
@@ -239,6 +243,14 @@ def _command_key(args: argparse.Namespace) -> int:
     priv, pub, key_id = pki.make_command_key(args.dir)
     log.info("command-signing key %s made in %s", key_id, args.dir)
     print(f"private (cloud only): {priv}\npublic (pin on stores): {pub}\nkey id: {key_id}")
+    return 0
+
+
+def _firmware_key(args: argparse.Namespace) -> int:
+    priv, pub, key_id = pki.make_firmware_key(args.dir)
+    log.info("firmware-signing key %s made in %s", key_id, args.dir)
+    print(f"private (release machine only): {priv}\npublic (pin on terminals): {pub}\n"
+          f"key id: {key_id}")
     return 0
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from edge import interpret, time_anchors
+from edge import firmware_push, interpret, time_anchors
 from edge.alerting import Alerting, as_event
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
@@ -45,6 +45,7 @@ from xiaodian import __version__
 from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
 from xiaodian.metrics_text import render as render_metrics
+from xiaodian.pki.keys import load_command_public_key
 from xiaodian.wire import payloads
 from xiaodian.wire.payloads import Kind, PayloadError
 from xiaodian.wire.retail import parse_downlink
@@ -134,6 +135,11 @@ class Agent:
             self.kiosk = Kiosk(config.edge.kiosk_host, config.edge.kiosk_port,
                                allow_remote=config.edge.kiosk_allow_remote, tz=config.edge.tz)
         self.fridge_readers = {r.device: r for r in self.readers if isinstance(r, FridgeReader)}
+        # `xiaodian firmware push` asks through the tap socket (edge/firmware_push.py).
+        fw_keys = [load_command_public_key(k) for k in config.firmware.keys] \
+            if config.firmware else []
+        self.tap.ops["firmware"] = lambda conn, request: firmware_push.serve(
+            conn, request, self.fridge_readers, fw_keys)
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
         tz = config.edge.tz

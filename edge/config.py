@@ -201,6 +201,23 @@ class RetailSettings:
 
 
 @dataclass(frozen=True)
+class FirmwareSettings:
+    """Firmware-signing public keys this terminal trusts (`xiaodian pki firmware-key`'s .pub
+    files); without this table the agent updates no fridge (docs/firmware_update.md)."""
+
+    keys: tuple[Path, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("keys: name at least one firmware-signing public key")
+        for path in self.keys:  # checked at start-up, not at the first update
+            try:
+                load_command_public_key(path)
+            except (OSError, ValueError, PkiError) as exc:
+                raise ValueError(f"keys: cannot load {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     edge: EdgeSettings
     mqtt: MqttSettings
@@ -209,6 +226,7 @@ class EdgeConfig:
     commands: CommandSettings | None = None
     pickup: PickupSettings | None = None
     retail: RetailSettings = RetailSettings()
+    firmware: FirmwareSettings | None = None
 
     def __post_init__(self) -> None:
         names = self.device_ids

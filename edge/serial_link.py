@@ -18,9 +18,10 @@ from typing import Any
 import serial
 
 from edge import interpret
+from edge.firmware_push import FirmwareJob, result_event
 from edge.tap import Tap
 from edge.wallclock import WallClock
-from firmware_bridge import codec
+from firmware_bridge import codec, fwmsg
 from firmware_bridge import tap as tap_proto
 from firmware_bridge.port_holders import describe_holders
 from xiaodian.backoff import Backoff
@@ -263,6 +264,9 @@ class FridgeReader(PortReader):
         self._command: DeviceCommand | None = None  # the one awaiting its ACK
         self._command_sent_at = 0.0
         self.command_counts = {"sent": 0, "retransmitted": 0, "timeouts": 0, "link_lost": 0}
+        # A firmware update in progress (edge/firmware_push.py), set by the agent's thread.
+        self.fw_job: FirmwareJob | None = None
+        self._fw_reported: set[tuple[int, str, str]] = set()  # FW_RESULT events made
 
     def _next_seq(self) -> int:
         self.host_seq = (self.host_seq + 1) & 0xFFFF
@@ -292,6 +296,8 @@ class FridgeReader(PortReader):
         self._ask_hello(ser)
 
     def on_lost(self) -> None:
+        if self.fw_job is not None:
+            self.fw_job.link_lost()
         # The device may or may not have run it; a retry on a new connection could not be
         # told from a new command (the device forgets seqs at GET_HELLO), so report it.
         if self._command is not None:
@@ -365,6 +371,14 @@ class FridgeReader(PortReader):
             self.hello_again = False
             self._ask_hello(ser)
         self._command_step(ser)
+        job = self.fw_job
+        if job is not None:
+            for kind, payload, flags in job.take():
+                self.write(ser, codec.encode_frame(kind, self._next_seq(), payload, flags))
+            # While it runs, look again soon: the window refills on each status.
+            ser.timeout = READ_TIMEOUT_S if job.done.is_set() else COMMAND_POLL_S
+            if job.done.is_set():
+                self.fw_job = None
         while True:
             try:
                 dev_boot, seqs = self._receipts.get_nowait()
@@ -378,6 +392,16 @@ class FridgeReader(PortReader):
     def on_bytes(self, data: bytes) -> None:
         wall, synced = self.clock.read()
         for frame in self.decoder.feed(data):
+            job = self.fw_job
+            if job is not None and (frame.type == codec.HELLO or frame.type in fwmsg.TYPE_NAMES):
+                job.on_frame(frame)
+            if frame.type in fwmsg.TYPE_NAMES:
+                # The update's own frames; an outcome (a rollback above all) is an event.
+                boot = int(self.hello["boot_count"]) if self.hello else 0
+                event = result_event(self.device, frame, wall, synced, boot, self._fw_reported)
+                if event is not None:
+                    self.emit(event)
+                continue
             if frame.type == codec.ACK:
                 self._command_ack(frame)
             if frame.type == codec.HELLO:

@@ -78,6 +78,9 @@ class Tap:
         self.devices = {d: dict(info) for d, info in devices.items()}
         self.wall_ns = wall_ns
         self._listeners: tuple[_Listener, ...] = ()  # replaced whole: tee reads it unlocked
+        # More requests the agent answers on this socket: op name -> handler(conn, request)
+        # (`firmware`: edge/firmware_push.py). The handler owns the connection until it returns.
+        self.ops: dict[str, Callable[[socket.socket, dict[str, Any]], None]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server: socket.socket | None = None
@@ -179,6 +182,8 @@ class Tap:
                     self._answer(conn, base)
                 elif request.get("op") == "tap":
                     self._stream(conn, request, base)
+                elif str(request.get("op")) in self.ops:
+                    self.ops[str(request["op"])](conn, request)
                 else:
                     self._answer(conn, {"ok": False, "error": "op: status or tap"})
             except OSError as exc:

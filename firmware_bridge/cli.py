@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-from firmware_bridge import codec
+from firmware_bridge import codec, fwmsg
 
 CHUNK = 4096
 
@@ -49,17 +49,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def frame_record(frame: codec.Frame) -> dict[str, Any]:
     """The JSON-ready description of one frame."""
+    name = codec.TYPE_NAMES.get(frame.type) or fwmsg.TYPE_NAMES.get(frame.type)
     record: dict[str, Any] = {
         "seq": frame.seq,
-        "type": codec.TYPE_NAMES.get(frame.type, f"0x{frame.type:02x}"),
+        "type": name or f"0x{frame.type:02x}",
         "version": f"{frame.version >> 4}.{frame.version & 0x0F}",
         "flags": codec.flag_names(frame.flags),
     }
     fields = codec.decode_message(frame.type, frame.payload)
+    if fields is None and frame.type in fwmsg.TYPE_NAMES:
+        fields = fwmsg.decode(frame.type, frame.payload)  # a firmware update (§4.10)
     if fields is None:
         record["payload_hex"] = frame.payload.hex()
     else:
-        fields = dict(fields)
+        # bytes (an image hash, a chunk's data) as hex, so the record stays JSON
+        fields = {k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()}
         del fields["type"]  # already in the record
         record["fields"] = fields
     return record

@@ -169,3 +169,31 @@ def open_tap(
             sock.close()
 
     return answer, records()
+
+
+def firmware_progress(path: Path, device: str, image: Path,
+                      deadline_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Ask the agent to update `device` with the signed image at `image` (a path the agent
+    can read); yield its progress lines, the last with "done": true. TapError on refusal.
+    `deadline_s`: the agent gives up (result "timeout") after this (at most its own 900 s)."""
+    request: dict[str, Any] = {"op": "firmware", "device": device, "image": str(image.resolve())}
+    if deadline_s is not None:
+        request["deadline_s"] = deadline_s
+    sock, answer, rest = _connect(path, request, 30.0)
+    try:
+        yield answer
+        buf = rest
+        sock.settimeout(30.0)  # a line every 0.5 s while it runs
+        while True:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                item = json.loads(line)
+                yield item
+                if item.get("done"):
+                    return
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise TapError("the agent closed the connection before the update ended")
+            buf += chunk
+    finally:
+        sock.close()

@@ -42,6 +42,7 @@ _FAKES = {
     "ds18x20": "hw_sim.fakes.cpython.ds18x20",
     "hx711": "hw_sim.fakes.cpython.hx711",
     "codec": "firmware_bridge.codec",
+    "fwmsg": "firmware_bridge.fwmsg",
 }
 _FIRMWARE_MODULES = [
     "clock",
@@ -53,6 +54,8 @@ _FIRMWARE_MODULES = [
     "loadcells",
     "link",
     "supervisor",
+    "fwslots",
+    "fwstage",
     "pins",
     "board",
     "controller",

@@ -18,6 +18,7 @@ first crosses the wire, and `log` holds the records seen and not yet receipted b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -116,7 +117,11 @@ class MicroPythonController:
         if self.proc is not None:
             for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 if f is not None:
-                    f.close()
+                    # Host bytes still buffered for a process that died (a write whose flush
+                    # met the broken pipe): closing flushes them again; they are lost, as on
+                    # a board that reset mid-frame.
+                    with contextlib.suppress(BrokenPipeError):
+                        f.close()
         self.proc = None
 
     # -- what hw_sim.fridge reads -------------------------------------------------------------

@@ -68,10 +68,16 @@ class PtyPort:
     hang-ups and pushes queued bytes; it never blocks.
     """
 
-    def __init__(self, link_path: Path, tx_limit: int = 4096) -> None:
+    def __init__(self, link_path: Path, tx_limit: int = 4096, baud: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if tx_limit < 1:
             raise ValueError("tx_limit: must be >= 1")
         self.link_path = link_path
+        # baud > 0: each direction carries at most baud / 10 bytes a second (8N1), as a
+        # UART does; host bytes wait in rx_backlog (the host's own transmit buffer).
+        self.rx_line = LineRate(baud, clock)
+        self.tx_line = LineRate(baud, clock)
+        self.rx_backlog = bytearray()
         self.tx_limit = tx_limit
         self.stats = PortStats()
         self._queue: deque[_Pending] = deque()
@@ -134,6 +140,11 @@ class PtyPort:
     def wants_write(self) -> bool:
         return bool(self._queue)
 
+    @property
+    def line_busy(self) -> bool:
+        """A throttled line still has bytes to carry in either direction."""
+        return bool(self.rx_line.baud and (self.rx_backlog or self._queue))
+
     def service(self) -> tuple[bytes, bool]:
         """Read what the host sent and flush queued output.
 
@@ -141,6 +152,13 @@ class PtyPort:
         the previous call (queued output is then discarded, never delivered to the next host).
         """
         data, hung_up = self._read_and_check()
+        if self.rx_line.baud:
+            self.rx_backlog += data
+            n = self.rx_line.take(len(self.rx_backlog))
+            data = bytes(self.rx_backlog[:n])
+            del self.rx_backlog[:n]
+            if hung_up:
+                self.rx_backlog.clear()  # what the old host sent never arrives
         if data and self.rx_filter is not None:
             data = self.rx_filter(data)
         if not hung_up and self.host_present:
@@ -274,8 +292,13 @@ class PtyPort:
             return
         while self._queue:
             head = self._queue[0]
+            room = len(head.data) - head.sent
+            if self.tx_line.baud:
+                room = self.tx_line.take(room)
+                if room == 0:
+                    return  # the line is busy: the rest goes at the next service()
             try:
-                n = os.write(self.master_fd, head.data[head.sent :])
+                n = os.write(self.master_fd, head.data[head.sent : head.sent + room])
             except BlockingIOError:
                 return  # pty full: the host is not reading; keep it queued
             except OSError as exc:
@@ -291,6 +314,28 @@ class PtyPort:
             self.stats.frames_written += 1
             if head.on_written is not None:
                 head.on_written()
+
+
+class LineRate:
+    """How many bytes a line of `baud` (8N1) has carried since the last look: the time
+    passed times baud / 10. Time the line stood idle is not saved up beyond 16 bytes (a
+    UART's FIFO), so an idle line never sends a burst faster than the line rate."""
+
+    CAP = 16
+
+    def __init__(self, baud: int, clock: Callable[[], float]) -> None:
+        self.baud = baud
+        self._clock = clock
+        self._carry = 0.0
+        self._at = clock()
+
+    def take(self, want: int) -> int:
+        now = self._clock()
+        allowance = self._carry + (now - self._at) * self.baud / 10
+        self._at = now
+        n = min(want, int(allowance))
+        self._carry = min(allowance - n, float(self.CAP))
+        return n
 
 
 def _replace_symlink(link: Path, target: str) -> None:

@@ -20,6 +20,7 @@ from hw_sim.scenario import Scenario
 from hw_sim.truth import TruthWriter
 
 log = logging.getLogger(__name__)
+LINE_LOOK_S = 0.002  # 23 bytes at 115200 baud
 
 
 class Device(Protocol):
@@ -54,13 +55,13 @@ class Runner:
         self.truth = TruthWriter(sim.truth)
         try:
             for f in scenario.fridges:
-                port = PtyPort(sim.link_dir / f.id)
+                port = PtyPort(sim.link_dir / f.id, baud=sim.baud)
                 # The firmware's flash (config, boot count) lives beside the links.
                 flash = sim.link_dir / ".flash" / f.id
                 fridge = SimFridge(f, sim.seed, flash_dir=flash, speed=sim.speed)
                 self.devices.append(FridgeDevice(fridge, port, self.truth, sim.seed, wall))
             for s in scenario.scanners:
-                port = PtyPort(sim.link_dir / s.id)
+                port = PtyPort(sim.link_dir / s.id, baud=sim.baud)
                 self.devices.append(ScannerDevice(s, sim.seed, port, self.truth))
         except BaseException:
             self.close()
@@ -122,8 +123,13 @@ class Runner:
     def _wait(self, timeout_s: float) -> None:
         poller = select.poll()
         for d in self.devices:
+            if d.port.line_busy:
+                # A throttled line with bytes waiting: look again when a few have gone out
+                # (POLLOUT would be ready at once and spin the loop).
+                timeout_s = min(timeout_s, LINE_LOOK_S)
             if d.port.host_present:
-                events = select.POLLIN | (select.POLLOUT if d.port.wants_write else 0)
+                out = d.port.wants_write and not d.port.line_busy
+                events = select.POLLIN | (select.POLLOUT if out else 0)
                 poller.register(d.port.fileno, events)
         poller.poll(timeout_s * 1000)
 

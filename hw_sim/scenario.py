@@ -73,8 +73,13 @@ class SimSettings:
     seed: int = 1
     speed: float = 60.0
     step_s: float = 1.0  # fixed physics step in simulated seconds
+    # Line rate of every serial link in real time, 8N1 (10 bits a byte), both directions;
+    # 0 = as fast as the pty goes. 115200 makes transfer times mean something (bench).
+    baud: int = 0
 
     def __post_init__(self) -> None:
+        if self.baud < 0:
+            raise ValueError("baud: must be >= 0")
         if self.speed <= 0:
             raise ValueError("speed: must be > 0")
         if not 0 < self.step_s <= 10:

@@ -27,6 +27,7 @@ from edge.config import (
     CommandSettings,
     EdgeConfig,
     EdgeSettings,
+    FirmwareSettings,
     FridgePort,
     PickupSettings,
     ScannerPort,
@@ -67,6 +68,7 @@ def edge_config(
     scanners: Sequence[tuple[str, Path]] = (),
     commands: CommandSettings | None = None,
     pickup: PickupSettings | None = None,
+    firmware: FirmwareSettings | None = None,
     **edge: Any,
 ) -> EdgeConfig:
     """An EdgeConfig: `edge` are EdgeSettings fields (defaults otherwise; tests pass QUICK)."""
@@ -77,6 +79,7 @@ def edge_config(
         scanners=tuple(ScannerPort(i, p) for i, p in scanners),
         commands=commands,
         pickup=pickup,
+        firmware=firmware,
     )
 
 
@@ -122,6 +125,9 @@ def edge_toml(cfg: EdgeConfig) -> str:
     parts += [_table("[[scanners]]", "scanners", s) for s in cfg.scanners]
     if cfg.pickup is not None:
         parts.append(_table("[pickup]", "pickup", cfg.pickup))
+    if cfg.firmware is not None:
+        keys = ", ".join(toml_value(k) for k in cfg.firmware.keys)
+        parts.append(f"[firmware]\nkeys = [{keys}]\n")
     retail = _table("[retail]", "retail", cfg.retail)
     if retail != "[retail]\n":  # not all defaults
         parts.append(retail)

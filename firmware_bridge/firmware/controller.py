@@ -10,8 +10,10 @@ device_id, watchdog(timeout_ms), reset(), mem_free().
 """
 
 import codec
+import fwmsg
 import lock as lockmod
 import probes as probemod
+from fwstage import Stager
 from link import Link
 from loadcells import Lane, Reporter
 from records import RecordLog
@@ -24,7 +26,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-FIRMWARE_VERSION = (1, 0, 0)
+FIRMWARE_VERSION = (1, 0, 0)  # the factory image; an image's fwversion module overrides it
+try:  # noqa: SIM105 - MicroPython has no contextlib
+    from fwversion import VERSION as FIRMWARE_VERSION  # type: ignore[import-not-found, no-redef]
+except ImportError:
+    pass
+# A trial image is healthy (docs/firmware_update.md) after this many control loops, with the
+# host attached, this many heartbeats sent and an air reading; unconfirmed by the deadline,
+# it resets and the loader rolls it back.
+TRIAL_LOOPS = 20
+TRIAL_HEARTBEATS = 2
+TRIAL_DEADLINE_MS = 600_000
 LINK_POLL_MS = 50
 IO_POLL_MS = 250
 LANE_POLL_MS = 100
@@ -40,8 +52,12 @@ class Task:
 
 
 class Controller:
-    def __init__(self, hw: "Any", data_dir: str, now_ms: int = 0) -> None:
+    def __init__(self, hw: "Any", data_dir: str, now_ms: int = 0, trial: bool = False) -> None:
         self.hw = hw
+        self.updater = Stager(data_dir, FIRMWARE_VERSION, trial)
+        self.trial_loops = 0
+        self.trial_heartbeats = 0
+        self.trial_deadline_ms = now_ms + TRIAL_DEADLINE_MS
         self.store = Store(data_dir)
         cfg = self.store.load()
         if not cfg["device_id"]:
@@ -115,6 +131,8 @@ class Controller:
         for frame in self.link.receive():
             self._handle(now_ms, frame)
         self.link.resend(now_ms)
+        if self.updater.trial and now_ms >= self.trial_deadline_ms:
+            self.hw.reset()  # never confirmed: the loader rolls back at the next boot
         if self.reboot_requested:
             self.hw.reset()  # after the ACK went out; does not return on a board
         return now_ms + LINK_POLL_MS
@@ -147,6 +165,8 @@ class Controller:
                 self._power_record(now_ms)
             self._mains_candidate = level
         self._control(now_ms)
+        if self.updater.trial:
+            self._trial_check(now_ms)
         duration = self.door.sample(now_ms, bool(self.hw.door.value()))
         if duration is not None:
             payload = codec.pack_door(now_ms, self.door.is_open, duration)
@@ -170,6 +190,7 @@ class Controller:
                 self.log.dropped + self.link.tx_short,
             )
             self.link.send(codec.HEARTBEAT, payload)
+            self.trial_heartbeats += 1
         return self._next_heartbeat_ms
 
     def poll_lanes(self, now_ms: int) -> int:
@@ -186,6 +207,18 @@ class Controller:
     def poll_supervisor(self, now_ms: int) -> int:
         self.supervisor.check(now_ms)
         return now_ms + SUPERVISOR_MS
+
+    def _trial_check(self, now_ms: int) -> None:
+        # Healthy = the control loop ran, the link carried heartbeats to an attached host and
+        # a probe answered; never at start-up. The host's confirm is what keeps the image.
+        self.trial_loops += 1
+        up = self.updater
+        if up.healthy or not self.link.attached or self.air_c is None:
+            return
+        if self.trial_loops >= TRIAL_LOOPS and self.trial_heartbeats >= TRIAL_HEARTBEATS:
+            up.healthy = True
+            msg_type, payload = up.status(now_ms)
+            self.link.send(msg_type, payload)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -234,6 +267,8 @@ class Controller:
             self._hello(now_ms, codec.REPLY)
             self.link.attached = True
             self._state_report(now_ms)
+            for msg_type, payload in self.updater.boot_report(now_ms):
+                self.link.send(msg_type, payload, codec.REPLY)
             self.link.resend(now_ms, everything=True)
         elif t == codec.RECEIPT:
             msg = codec.decode_message(t, frame.payload)
@@ -243,6 +278,11 @@ class Controller:
                 self.link.ack(frame.seq, codec.ACK_OK)
         elif t in codec.COMMAND_TYPES:
             self._command(now_ms, frame)
+        elif t in (fwmsg.FW_OFFER, fwmsg.FW_CHUNK, fwmsg.FW_COMMIT):
+            for msg_type, payload in self.updater.handle(now_ms, t, frame.payload):
+                self.link.send(msg_type, payload, codec.REPLY)
+            if self.updater.installed:
+                self.reboot_requested = True  # restart on the new slot, on trial
         elif frame.flags & codec.ACK_REQUESTED:
             self.link.ack(frame.seq, codec.ACK_UNKNOWN_TYPE)
 

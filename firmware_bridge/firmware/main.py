@@ -35,12 +35,17 @@ def run(
     ticks_ms: "Any" = None,
     ticks_diff: "Any" = None,
     sleep_ms: "Any" = None,
+    trial: bool = False,
 ) -> None:
     hw = board.Board()
     up = clock.Uptime(ticks_ms or time.ticks_ms, ticks_diff or time.ticks_diff)
-    ctl = Controller(hw, data_dir, up.now())
+    ctl = Controller(hw, data_dir, up.now(), trial)
     asyncio.run(_main(ctl, up, sleep_ms or asyncio.sleep_ms))
 
 
 if __name__ == "__main__":
-    run()
+    # The loader picks the slot (docs/firmware_update.md); the factory image is this file.
+    import fwboot
+    import machine
+
+    fwboot.start("", run, watchdog=lambda: machine.WDT(timeout=8000), reset=machine.reset)

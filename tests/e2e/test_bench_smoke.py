@@ -123,3 +123,14 @@ def test_supply_smoke_meets_the_replenishment_targets() -> None:
 def test_nearest_store_smoke_answers_like_brute_force() -> None:
     out = _smoke("bench.nearest_store", "--smoke")  # exits 1 on any answer unlike brute force
     _has(out, "nearest_p95_ms")
+
+
+def test_firmware_update_smoke_windows_beat_stop_and_wait() -> None:
+    # Both windows in the same run over the same throttled line: the window must carry the
+    # image faster than one chunk at a time, and under the line rate (a faster figure would
+    # mean the throttle is not there).
+    out = _smoke("bench.firmware_update", "--smoke")
+    f = _has(out, "window 1 transfer s", "window 8 transfer s", "window 1 x line rate",
+             "window 8 x line rate")
+    assert f["window 8 x line rate"] > f["window 1 x line rate"]
+    assert f["window 8 x line rate"] < 1.0

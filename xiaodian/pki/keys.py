@@ -19,6 +19,8 @@ from .names import PkiError, check_name
 
 COMMAND_KEY_NAME = "command-signing.key"
 COMMAND_PUB_NAME = "command-signing.pub"
+FIRMWARE_KEY_NAME = "firmware-signing.key"
+FIRMWARE_PUB_NAME = "firmware-signing.pub"
 PICKUP_DIR = "pickup"
 PICKUP_KEY_BYTES = 32  # HMAC-SHA256 key, 256 bits
 
@@ -29,10 +31,20 @@ def make_command_key(directory: Path) -> tuple[Path, Path, str]:
     Refuses to overwrite: stores pin the public key, and losing the private key would
     silently make every command unverifiable.
     """
-    priv_path, pub_path = directory / COMMAND_KEY_NAME, directory / COMMAND_PUB_NAME
+    return _make_ed25519(directory / COMMAND_KEY_NAME, directory / COMMAND_PUB_NAME)
+
+
+def make_firmware_key(directory: Path) -> tuple[Path, Path, str]:
+    """A new Ed25519 firmware-signing pair, apart from the command key: whoever may command
+    a store may not thereby put code on its fridges (docs/firmware_update.md)."""
+    return _make_ed25519(directory / FIRMWARE_KEY_NAME, directory / FIRMWARE_PUB_NAME)
+
+
+def _make_ed25519(priv_path: Path, pub_path: Path) -> tuple[Path, Path, str]:
+    directory = priv_path.parent
     for p in (priv_path, pub_path):
         if p.exists():
-            raise FileExistsError(f"command key already exists: {p}")
+            raise FileExistsError(f"key already exists: {p}")
     private_dir(directory)
     key = ed25519.Ed25519PrivateKey.generate()
     write_file(priv_path, key_pem(key), 0o600)

@@ -53,6 +53,8 @@ EventType = Literal[
     # firmware: lane weights and the door lock (issue #3)
     "lanes",
     "lock",
+    # a firmware update's outcome from the controller (docs/firmware_update.md, issue #17)
+    "firmware",
     # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
     # refused pickup codes
     "stock",

@@ -31,4 +31,9 @@ def sleep_ms(ms):
     return asyncio.sleep_ms(int(ms / speed))
 
 
-main.run("", ticks_ms, ticks_diff, sleep_ms)
+# The loader boots an installed A/B slot in place of these files (docs/firmware_update.md).
+import fwboot  # noqa: E402
+import machine  # noqa: E402
+
+fwboot.start("", main.run, (ticks_ms, ticks_diff, sleep_ms), factory_dirs=(firmware, codec_dir),
+             watchdog=lambda: machine.WDT(timeout=8000), reset=machine.reset)
