@@ -32,6 +32,7 @@ class Host:
         self.records: dict[tuple[int, int], OutFrame] = {}
         self.hellos: list[dict[str, Any]] = []
         self.acks: list[tuple[int, str]] = []
+        self.sim_s = 0.0  # simulated seconds stepped so far (run_real)
         self.feed(f.receive(codec.encode_frame(codec.GET_HELLO, 1, b"", codec.ACK_REQUESTED)))
 
     def feed(self, frames: list[OutFrame]) -> None:
@@ -178,8 +179,14 @@ SPEED = 20.0
 needs_micropython = pytest.mark.skipif(micropython_binary() is None, reason="no micropython")
 
 
-def run_real(host: Host, done: Any, what: str, limit_s: float = 60.0) -> None:
-    """Step the fridge on the real clock until `done()`; `limit_s` only bounds a hang."""
+def run_real(host: Host, done: Any, what: str, limit_s: float = 60.0,
+             hold_before_s: float | None = None) -> None:
+    """Step the fridge on the real clock until `done()`; `limit_s` only bounds a hang.
+
+    The firmware process keeps its own clock (speed x real time) and the simulation steps
+    by real time too, so on a loaded machine a slow process start can let simulated time
+    reach a scheduled fault before the firmware has said anything. `hold_before_s` holds
+    the simulated clock just short of that time until `done()`."""
     last = time.monotonic()
 
     def stepped() -> bool:
@@ -187,7 +194,11 @@ def run_real(host: Host, done: Any, what: str, limit_s: float = 60.0) -> None:
         if done():
             return True
         now = time.monotonic()
-        host.feed(host.f.step((now - last) * SPEED))
+        dt = (now - last) * SPEED
+        if hold_before_s is not None:
+            dt = max(0.0, min(dt, hold_before_s - 0.5 - host.sim_s))
+        host.sim_s += dt
+        host.feed(host.f.step(dt))
         last = now
         return False
 
@@ -217,18 +228,23 @@ def temps_of_boot(host: Host, boot: int) -> list[OutFrame]:
     return [fr for (b, _), fr in host.records.items() if b == boot and fr.kind == "temp"]
 
 
+FAULT_AT_S = 15
+
+
 @needs_micropython
 @pytest.mark.parametrize(("fault", "cause"), [("watchdog", "watchdog"), ("reboot", "soft")])
 def test_fidelity_watchdog_and_reboot_faults_restart_the_process(
     fault: str, cause: str, tmp_path: Path
 ) -> None:
-    f = fidelity(FaultSpec(fault, at_s=15), flash=tmp_path)  # type: ignore[arg-type]
+    f = fidelity(FaultSpec(fault, at_s=FAULT_AT_S), flash=tmp_path)  # type: ignore[arg-type]
     try:
         ctl = f.controller
         assert isinstance(ctl, MicroPythonController)
         host = Host(f)
         first_pid = ctl.proc.pid if ctl.proc else None
-        run_real(host, lambda: temps_of_boot(host, 1), "reading before the fault")
+        run_real(host, lambda: temps_of_boot(host, 1), "reading before the fault",
+                 hold_before_s=FAULT_AT_S)
+        assert not [c for c, b in causes(host) if b == 2]  # the fault has not fired yet
         assert {c for c, _ in causes(host)} == {"power_on"}
         run_real(host, lambda: any(b == 2 for _, b in causes(host)), "HELLO of the new boot")
         assert causes(host)[-1] == (cause, 2)
