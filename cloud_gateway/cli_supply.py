@@ -136,6 +136,15 @@ def _print(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=1, default=str))
 
 
+def _run_and_print(args: argparse.Namespace, func: Callable[[Any], Any]) -> int:
+    """`_with_db`, then the result printed as JSON: the shape of every setting command."""
+    code, out = _with_db(args, func)
+    if out is None:
+        return code
+    _print(out)
+    return 0
+
+
 # ---------------------------------------------------------------- plan, cutoff, manifest
 
 
@@ -195,11 +204,7 @@ def _cutoff(args: argparse.Namespace) -> int:
             return {"cycle": cyc, "changed": changed,
                     "lines": len(cutoff.plan_rows(conn, args.zone, wave))}
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
 
 
 def _manifest(args: argparse.Namespace) -> int:
@@ -246,11 +251,7 @@ def _advance(args: argparse.Namespace) -> int:
                 changed = waves.advance(conn, args.zone, args.wave, args.to, now)
             return {"cycle": waves.get_cycle(conn, args.zone, args.wave), "changed": changed}
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
 
 
 # ---------------------------------------------------------------- pre-orders and settings
@@ -274,11 +275,7 @@ def _preorder(args: argparse.Namespace) -> int:
         return {"order": order.id, "store": order.store, "wave": wave,
                 "expires": order.expires}
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
 
 
 def _store_set(args: argparse.Namespace) -> int:
@@ -291,11 +288,7 @@ def _store_set(args: argparse.Namespace) -> int:
         return {"store": s.id, "zone": s.zone, "fridge_capacity": s.fridge_capacity,
                 "pickup_capacity": s.pickup_capacity}
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
 
 
 def _zone_set(args: argparse.Namespace) -> int:
@@ -309,11 +302,7 @@ def _zone_set(args: argparse.Namespace) -> int:
                                   pickup_until=args.pickup_until)
         return {"zone": args.zone, **settings.schedule_text(s)}
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
 
 
 def _item_set(args: argparse.Namespace) -> int:
@@ -328,8 +317,4 @@ def _item_set(args: argparse.Namespace) -> int:
                 chilled=not args.ambient, presale_min=args.presale_min)
         return settings.item_dict(it)
 
-    code, out = _with_db(args, run)
-    if out is None:
-        return code
-    _print(out)
-    return 0
+    return _run_and_print(args, run)
