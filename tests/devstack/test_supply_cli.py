@@ -6,33 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_market_sim import SMALL
 
 from devstack.cli import main
-
-SMALL = """
-[cycle]
-cutoff = "22:00"
-
-[simulation]
-warmup_days = 14
-
-[[stores]]
-id = "A"
-fridge_capacity = 50.0
-pickup_capacity = 10
-zone = "z"
-
-[[items]]
-id = "milk"
-shelf_life_days = 2
-case_pack = 12
-unit_volume = 1.0
-cost = 500
-price = 800
-chilled = true
-walk_in_per_day = 3.0
-preorder_per_day = 1.0
-"""
 
 
 def _market(tmp_path: Path) -> Path:
