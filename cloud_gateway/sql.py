@@ -214,6 +214,9 @@ class PgConnection:
         self.raw = raw
         self._url, self._timeout_s, self._readonly = url, timeout_s, readonly
         self._in_tx = False
+        # Set when a statement failed in a way that may have left the connection unusable
+        # while libpq still reports it OK (see _note_failure).
+        self._suspect = False
 
     @classmethod
     def connect(cls, url: str, *, timeout_s: float = 5.0, readonly: bool = False
@@ -253,9 +256,25 @@ class PgConnection:
 
     def _revive(self) -> None:
         """Replace a connection the server dropped, between transactions only."""
-        if not self._in_tx and (self.raw.closed or self.raw.broken):
+        if not self._in_tx and (self._suspect or self.raw.closed or self.raw.broken):
             self.raw.close()
             self.raw = self._raw_connect(self._url, self._timeout_s, self._readonly)
+            self._suspect = False
+
+    def _note_failure(self, exc: psycopg.Error) -> PgError:
+        """The PgError to raise for exc, marking the connection for replacement when the
+        failure was the connection's rather than the statement's.
+
+        A server that terminates a backend sends FATAL and closes the socket; a query sent
+        in that instant fails on the client side ("sending query failed ... another command
+        is already in progress") while libpq has not yet marked the connection BAD, so
+        `broken` alone would let every later statement fail the same way. Client-side
+        failures carry no SQLSTATE; 08 is connection exception, 57P operator intervention.
+        """
+        state = exc.sqlstate
+        if state is None or state.startswith(("08", "57P")):
+            self._suspect = True
+        return PgError(str(exc).strip())
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         import psycopg
@@ -264,7 +283,7 @@ class PgConnection:
         try:
             cur: Cursor = self.raw.execute(pg_sql(sql), tuple(parameters))
         except psycopg.Error as exc:
-            raise PgError(str(exc).strip()) from exc
+            raise self._note_failure(exc) from exc
         return cur
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
@@ -275,7 +294,7 @@ class PgConnection:
         try:
             cur.executemany(pg_sql(sql), [tuple(p) for p in parameters])
         except psycopg.Error as exc:
-            raise PgError(str(exc).strip()) from exc
+            raise self._note_failure(exc) from exc
         return cur
 
     def stream(self, sql: str, parameters: Sequence[Any] = ()) -> Iterator[Any]:
@@ -287,7 +306,7 @@ class PgConnection:
         try:
             yield from self.raw.cursor().stream(pg_sql(sql), tuple(parameters))
         except psycopg.Error as exc:
-            raise PgError(str(exc).strip()) from exc
+            raise self._note_failure(exc) from exc
 
     def script(self, statements: str) -> None:
         """Run several statements without parameters (DDL), as sqlite3's executescript."""
@@ -297,7 +316,7 @@ class PgConnection:
         try:
             self.raw.execute(statements.encode())
         except psycopg.Error as exc:
-            raise PgError(str(exc).strip()) from exc
+            raise self._note_failure(exc) from exc
 
     @property
     def in_transaction(self) -> bool:
@@ -311,14 +330,19 @@ class PgConnection:
     @contextmanager
     def transaction(self) -> Iterator[PgConnection]:
         """BEGIN ... COMMIT (ROLLBACK on any exception, a failed COMMIT included)."""
+        import psycopg
+
         self.execute("BEGIN")
         self._in_tx = True
         try:
             yield self
             self.execute("COMMIT")
         except BaseException:
-            if not (self.raw.closed or self.raw.broken) and self.in_transaction:
-                self.raw.execute(b"ROLLBACK")
+            if not (self._suspect or self.raw.closed or self.raw.broken) and self.in_transaction:
+                try:
+                    self.raw.execute(b"ROLLBACK")
+                except psycopg.Error:
+                    self._suspect = True  # the original error is the one to report
             raise
         finally:
             self._in_tx = False

@@ -174,3 +174,20 @@ def test_a_dropped_connection_is_replaced_for_the_next_attempt(pg_server: Any,
         # The export streams rows from the server; a bounded page does not.
         assert [r["seq"] for r in db.readings(STORE, "fridge-1")] == [1, 2]
         assert [r["seq"] for r in db.readings(STORE, "fridge-1", limit=1)] == [1]
+
+
+def test_a_connection_left_busy_by_a_client_side_failure_is_replaced(pg_url: str) -> None:
+    """The race behind a once-in-a-while CI failure: a backend terminated while a query was
+    being sent leaves libpq busy but not BAD, so `broken` stays False and every later
+    statement failed with "another command is already in progress". Reproduced exactly by
+    putting libpq in that state underneath psycopg: the statement that meets it fails, the
+    next one gets a new connection."""
+    with Database.open(pg_url) as db:
+        conn = db.conn
+        assert isinstance(conn, sql.PgConnection)
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.raw.pgconn.send_query(b"SELECT 1")  # libpq busy; psycopg does not know
+        with pytest.raises(sql.ERRORS, match="another command is already in progress"):
+            conn.execute("SELECT 1")
+        assert not conn.raw.broken  # why `broken` alone was not enough
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
