@@ -26,6 +26,7 @@ _CHECKED_ONLY: dict[str, Callable[[dict[str, Any]], object]] = {
     "lane_check": retail.parse_lane_check,
     "expiry": retail.parse_expiry,
     "pickup": retail.parse_pickup_refusal,
+    "receipt": retail.parse_receipt,
 }
 
 

@@ -56,12 +56,13 @@ EventType = Literal[
     # a firmware update's outcome from the controller (docs/firmware_update.md, issue #17)
     "firmware",
     # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
-    # refused pickup codes
+    # refused pickup codes, deliveries received against their manifest
     "stock",
     "order",
     "lane_check",
     "expiry",
     "pickup",
+    "receipt",
     # a fridge's hourly vitals (xiaodian.wire.health), only in the stream of device `health`
     "vitals",
 ]

@@ -431,6 +431,77 @@ def parse_expiry(data: dict[str, Any]) -> tuple[int, tuple[ExpiryLine, ...]]:
     return e.window_days, e.items
 
 
+ReceiptIssue = Literal["short", "over", "damaged", "wrong_item", "expired"]
+RECEIPT_ISSUES = get_args(ReceiptIssue)
+
+
+class ReceiptDifference(Struct, frozen=True, forbid_unknown_fields=True):
+    """One difference found while receiving a manifest line. `short`: pieces missing;
+    `over`: pieces more than the manifest; `damaged`, `expired` (on arrival) and
+    `wrong_item` (something else came in its place): pieces that arrived but are not sellable
+    as this item, so they are not taken into stock."""
+
+    item: ItemId  # the manifest line's item
+    issue: ReceiptIssue
+    qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
+    note: Note = ""
+
+
+class ReceiptLine(Struct, frozen=True, forbid_unknown_fields=True):
+    item: ItemId
+    expected: Annotated[int, Meta(ge=0, le=MAX_QTY)]  # the manifest's quantity (0: not on it)
+    accepted: Annotated[int, Meta(ge=0, le=MAX_QTY)]  # pieces taken into stock
+
+
+class Receipt(Struct, frozen=True, forbid_unknown_fields=True):
+    """A delivery received against its manifest and signed off at the counter (event type
+    `receipt`, device `ledger`); sent once per manifest. Its stock comes in as ordinary
+    `delivery` movements; this says what differed, which the cloud turns into short
+    pre-order lines and refunds (docs/supply.md)."""
+
+    manifest: U63
+    wave: IsoDate
+    lines: Annotated[tuple[ReceiptLine, ...], Meta(min_length=1, max_length=MAX_MANIFEST_LINES)]
+    differences: Annotated[tuple[ReceiptDifference, ...],
+                           Meta(max_length=MAX_MANIFEST_LINES * len(RECEIPT_ISSUES))] = ()
+    signed_by: Annotated[str, Meta(min_length=1, max_length=64)] = "clerk"  # the account
+    signed_at: float = 0.0  # unix seconds
+
+    def rules(self) -> None:
+        _check_date(self.wave, "data.wave")
+        _printable(self.signed_by, "data.signed_by")
+        lines = {}
+        for n, line in enumerate(self.lines):
+            if line.item in lines:
+                raise PayloadError(f"data.lines[{n}]: {line.item} appears twice")
+            lines[line.item] = line
+        seen: set[tuple[str, str]] = set()
+        missing: dict[str, int] = {}
+        for n, d in enumerate(self.differences):
+            _printable(d.note, f"data.differences[{n}].note")
+            if d.item not in lines:
+                raise PayloadError(f"data.differences[{n}]: {d.item} is not a line of the receipt")
+            if (d.item, d.issue) in seen:
+                raise PayloadError(f"data.differences[{n}]: {d.issue} of {d.item} given twice")
+            seen.add((d.item, d.issue))
+            missing[d.item] = missing.get(d.item, 0) + (-d.qty if d.issue == "over" else d.qty)
+        for n, line in enumerate(self.lines):
+            # What was expected and not accepted is exactly what the differences explain.
+            if line.expected - line.accepted != missing.get(line.item, 0):
+                raise PayloadError(
+                    f"data.lines[{n}]: {line.item} expected {line.expected}, accepted"
+                    f" {line.accepted}, but the differences account for"
+                    f" {missing.get(line.item, 0)}")
+
+
+def receipt_data(r: Receipt) -> dict[str, Any]:
+    return _checked(r)
+
+
+def parse_receipt(data: dict[str, Any]) -> Receipt:
+    return _parse(data, Receipt)
+
+
 PickupRefusal = Literal["no_key", "malformed", "oversize", "wrong_store", "unknown_key",
                         "bad_mac", "expired", "already_redeemed", "unknown_order",
                         "cancelled", "order_expired", "not_pickup", "rate_limited"]
