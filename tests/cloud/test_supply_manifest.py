@@ -128,7 +128,7 @@ def test_dispatch_queues_manifests_and_pre_orders_once(db: Database) -> None:
 def test_the_cutoff_sends_the_manifests_so_the_stores_hold_netted_stock(db: Database) -> None:
     """The manifest leaves at the cutoff (its `from_stock` is what the store holds from
     then on); dispatch sends the same manifests again, never a second number."""
-    a, b, c = planned(db)
+    _, _, c = planned(db)
     queued = db.conn.execute("SELECT store, ref, payload FROM downlink WHERE kind ="
                              " 'manifest' AND published_at IS NULL ORDER BY id").fetchall()
     assert sorted(r[0] for r in queued) == [S1, S2]
@@ -142,7 +142,8 @@ def test_the_cutoff_sends_the_manifests_so_the_stores_hold_netted_stock(db: Data
         assert dispatch.dispatch(conn, ZONE, WAVE, AFTER + 1)
     again = db.conn.execute("SELECT store, ref FROM downlink WHERE kind = 'manifest'"
                             " AND published_at IS NULL ORDER BY id").fetchall()
-    assert sorted((r[0], r[1]) for r in again) == sorted((r[0], r[1]) for r in queued)  # the same numbers, again
+    # The same numbers, again.
+    assert sorted((r[0], r[1]) for r in again) == sorted((r[0], r[1]) for r in queued)
     assert db.conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 2
 
 
