@@ -50,6 +50,9 @@ DEMO_CATALOGUE: list[dict[str, Any]] = [
     {"item": "in:12345", "name": "Pork belly (weighed)", "unit": "weight",
      "shelf_life_days": 2, "storage": "chilled", "location": None},
 ]
+# The demo terminal's clerk account (signs deliveries off against their manifests). A
+# development stack's PIN, printed in the docs; a real store makes its own hashes.
+DEMO_CLERK = ("店员小李", "2468")
 # Opening delivery scanned at the counter: (GTIN-14, pieces, batch, expiry YYMMDD).
 DEMO_DELIVERY = [("06901234567892", 8, "M2611", "271201"),
                  ("06901234567809", 6, "Y2611", "271215"),
@@ -109,6 +112,13 @@ def retail_setup(stack: StoreStack, pki: DevPki) -> tuple[str, str]:
         edge += f"[pickup]\nkey_file = {_toml_str(key_file)}\nkey_id = 0\n"
     if "retail" in known:
         edge += "[retail]\nexpiry_window_days = 2\n"
+        from edge.config import RetailSettings
+
+        if "clerks" in {f.name for f in dataclasses.fields(RetailSettings)}:
+            from edge.retail.clerks import hash_pin
+
+            edge += (f"[[retail.clerks]]\naccount = {_toml_str(DEMO_CLERK[0])}\n"
+                     f"pin_hash = {_toml_str(hash_pin(DEMO_CLERK[1]))}\n")
     return cloud, edge
 
 
