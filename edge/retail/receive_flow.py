@@ -16,6 +16,7 @@ from edge.config import Clerk
 from edge.retail import holds, ledger, receiving
 from edge.retail.clerks import pin_matches
 from edge.retail.desk import Desk, RetailError, whole_number
+from edge.retail.verify import RateLimiter
 from edge.words import Clock, Day
 from xiaodian.i18n import N_, Message
 from xiaodian.wire.retail import MAX_QTY, Manifest, receipt_data
@@ -27,6 +28,8 @@ class ReceiveFlow:
     def __init__(self, desk: Desk, clerks: tuple[Clerk, ...]) -> None:
         self.desk = desk
         self.clerks = {c.account: c for c in clerks}
+        # Wrong PINs: 5 within a minute pause sign-off, 30 s doubling (as pickup codes).
+        self.pins = RateLimiter()
 
     @property
     def open_id(self) -> int | None:
@@ -149,9 +152,16 @@ class ReceiveFlow:
         if not self.clerks:
             raise RetailError(Message(N_("No clerk accounts on this terminal: ask the owner"
                                          " to add yours ([[retail.clerks]]).")))
+        wall, _ = desk.now()
+        wait = self.pins.blocked(wall)
+        if wait > 0:
+            raise RetailError(Message(N_("Too many wrong PINs: try again in %(s)s s."),
+                                      {"s": round(wait)}), reason="pin_paused")
         if clerk is None or not isinstance(pin, str) or not pin_matches(clerk.pin_hash, pin):
+            self.pins.failure(wall)
             raise RetailError(Message(N_("Choose your name and enter your PIN.")),
                               reason="bad_pin")
+        self.pins.success()
         d = receiving.load_draft(desk.db, m.id)
         missing = receiving.uncounted(m, d)
         if missing:
@@ -160,7 +170,6 @@ class ReceiveFlow:
                    " came)."), {"names": "、".join(ln.name for ln in m.lines
                                                    if ln.item in missing)}),
                 reason="uncounted")
-        wall, _ = desk.now()
         r = receiving.build_receipt(m, d, clerk.account, wall)
         data = receipt_data(r)  # checked as the cloud will check it
         events, write_moves = desk.moves(receiving.delivery_moves(m, d), wall)

@@ -189,6 +189,11 @@ def test_sign_off_needs_the_clerks_pin_and_every_line_counted(tmp_path: Path) ->
     assert not bad["ok"] and bad["reason"] == "bad_pin"
     nobody = env.do("receiving", {"op": "sign", "manifest": 7, "clerk": "wang", "pin": PIN})
     assert nobody["reason"] == "bad_pin"
+    for _ in range(3):  # five wrong within a minute: sign-off pauses, even the right PIN
+        env.do("receiving", {"op": "sign", "manifest": 7, "clerk": "li", "pin": "9999"})
+    paused = env.do("receiving", {"op": "sign", "manifest": 7, "clerk": "li", "pin": PIN})
+    assert paused["reason"] == "pin_paused" and "30 s" in paused["message"]
+    env.t[0] += 31
     half = env.do("receiving", {"op": "sign", "manifest": 7, "clerk": "li", "pin": PIN})
     assert half["reason"] == "uncounted" and "豆腐" in half["message"]
     assert env.events("receipt") == [] and env.on_hand(MILK) == 0  # nothing moved yet
