@@ -136,11 +136,11 @@ def seed_retail(stack: StoreStack, timeout: float = 20.0) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise StackError("the terminal did not get the catalogue")
             time.sleep(0.2)
-        _counter(stack, "mode", {"mode": "receive"})
+        counter_request(stack, "mode", {"mode": "receive"})
         for gtin, pieces, batch, expiry in DEMO_DELIVERY:
             for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
-                _counter(stack, "scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
-        _counter(stack, "mode", {"mode": "sale"})
+                counter_request(stack, "scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
+        counter_request(stack, "mode", {"mode": "sale"})
         orders: tuple[dict[str, Any], ...] = (
             {"items": [{"item": "06901234567892", "qty": 2},
                        {"item": "06901234567816", "qty": 1}],
@@ -181,7 +181,8 @@ def _api_write(stack: StoreStack, method: str, path: str, body: Any) -> tuple[in
         raise StackError(f"{method} /{path}: {exc.code} {detail}") from None
 
 
-def _counter(stack: StoreStack, action: str, body: dict[str, Any]) -> Any:
+def counter_request(stack: StoreStack, action: str, body: dict[str, Any]) -> Any:
+    """A POST to the terminal's counter API, as its page sends it; the answer."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{stack.kiosk_port}/api/counter/{action}",
         data=json.dumps(body).encode(), method="POST",

@@ -79,7 +79,10 @@ class Counter:
                                     {"item": item or scan.data[:40]}),
                             source=source)
         if self.mode == "receive":  # a manifest open: the piece is counted against it
-            counted = self.receive.scan(item, scan.expiry, source)
+            try:
+                counted = self.receive.scan(item, scan.expiry, source)
+            except RetailError as exc:  # the scanner's path has no caller to tell
+                return desk.say(False, Message(N_("Not done")), exc.words, reason=exc.reason)
             if counted is not None:
                 return counted
         if self.mode == "stock":

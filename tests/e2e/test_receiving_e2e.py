@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from devstack.cli import main
-from devstack.retail_seed import DEMO_CLERK, _counter
+from devstack.retail_seed import DEMO_CLERK, counter_request
 from devstack.stack import StoreStack
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
@@ -95,10 +95,10 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     # 2. Held from the cutoff on: a walk-in cannot buy the netted milk.
     on_hand = query(stack.edge_db, f"SELECT SUM(qty) FROM stock_movements WHERE item = '{MILK}'"
                     )[0][0]
-    _counter(stack, "mode", {"mode": "sale"})
+    counter_request(stack, "mode", {"mode": "sale"})
     for _ in range(on_hand - from_stock):  # what is not held sells as usual
-        assert _counter(stack, "scan", {"code": f"]E0{MILK[1:]}"})["ok"]
-    refused = _counter(stack, "scan", {"code": f"]E0{MILK[1:]}"})
+        assert counter_request(stack, "scan", {"code": f"]E0{MILK[1:]}"})["ok"]
+    refused = counter_request(stack, "scan", {"code": f"]E0{MILK[1:]}"})
     assert not refused["ok"] and refused["reason"] == "held", refused
 
     # 3. The wave leaves the depot: the pre-order reaches the terminal as an order.
@@ -108,22 +108,22 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
          == [("received",)], timeout=30, what="the pre-order at the terminal")
 
     # 4. Receiving at the counter: one milk short, the tofu in full.
-    assert _counter(stack, "receiving", {"op": "open", "manifest": mid})["ok"]
-    _counter(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
+    assert counter_request(stack, "receiving", {"op": "open", "manifest": mid})["ok"]
+    counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
                                   "field": "good", "value": lines[MILK]["qty"] - 1})
-    _counter(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
+    counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
                                   "field": "note", "value": "箱里少一瓶"})
-    _counter(stack, "receiving", {"op": "set", "manifest": mid, "item": TOFU,
+    counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": TOFU,
                                   "field": "good", "value": lines[TOFU]["qty"]})
 
     # 5. Signed off with the broker down; it comes back and the cloud stores the receipt
     #    once (the agent resends what the broker never acknowledged; the cloud dedupes).
     assert stack.broker is not None
     stack.broker.stop()
-    signed = _counter(stack, "receiving", {"op": "sign", "manifest": mid,
+    signed = counter_request(stack, "receiving", {"op": "sign", "manifest": mid,
                                            "clerk": DEMO_CLERK[0], "pin": DEMO_CLERK[1]})
     assert signed["ok"], signed
-    again = _counter(stack, "receiving", {"op": "open", "manifest": mid})
+    again = counter_request(stack, "receiving", {"op": "open", "manifest": mid})
     assert not again["ok"] and again["reason"] == "received_already"
     assert cloud_receipts(stack, mid) == []
     stack.broker.start()
