@@ -36,16 +36,20 @@ CREATE INDEX IF NOT EXISTS holds_item ON holds (item);
 
 # Active: its order waits at the store, or has not arrived and `until` is ahead.
 _ACTIVE = ("h.outcome IS NULL AND (o.state = 'received' OR (o.state IS NULL AND h.until > ?))")
-HOLD_BEFORE_ORDER_S = 3 * 86400  # the order comes at dispatch, hours after the manifest
+# Before its order arrives (at dispatch, hours after the manifest), a hold lasts until this
+# long after the delivery day begins: the order's pickup window is on the delivery day.
+HOLD_PAST_DELIVERY_S = 2 * 86400
 
 
 def create(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
 
 
-def hold_manifest(db: sqlite3.Connection, m: Manifest, wall: float) -> int:
+def hold_manifest(db: sqlite3.Connection, m: Manifest, wall: float, today: date) -> int:
     """Hold every line's `from_stock` for its pre-orders; pieces held."""
-    rows = [(m.id, s.order, ln.item, s.from_stock, wall + HOLD_BEFORE_ORDER_S)
+    days = max(0, (date.fromisoformat(m.delivery) - today).days)
+    until = wall + days * 86400 + HOLD_PAST_DELIVERY_S
+    rows = [(m.id, s.order, ln.item, s.from_stock, until)
             for ln in m.lines for s in ln.serves]
     db.executemany("INSERT INTO holds (manifest, order_id, item, from_stock, until) VALUES"
                    " (?,?,?,?,?) ON CONFLICT DO NOTHING", rows)

@@ -66,7 +66,7 @@ class Orders:
 
             def keep(db: sqlite3.Connection) -> None:
                 # Stored and its pre-orders' pieces from stock held, in one transaction.
-                kept.append(holds.hold_manifest(db, msg, wall)
+                kept.append(holds.hold_manifest(db, msg, wall, desk.today(wall))
                             if ledger.store_manifest(db, msg, wall) else None)
             desk.commit([], keep)
             if kept[0] is None:

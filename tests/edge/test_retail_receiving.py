@@ -20,6 +20,7 @@ from edge.words import localize
 from xiaodian.i18n import translator
 from xiaodian.wire.pickup import PickupCodec
 from xiaodian.wire.retail import (
+    Cancel,
     Catalogue,
     CatalogueItem,
     Manifest,
@@ -299,3 +300,18 @@ def test_an_uncollected_pre_order_goes_back_to_stock_or_to_waste(tmp_path: Path)
     assert env.on_hand(MILK) == 2 and env.on_hand(TOFU) == 3
     assert holds.held(env.store.db, MILK, env.t[0]) == 0
     assert env.sell(TOFU)["ok"]  # back on the shelf for walk-ins
+
+
+def test_a_hold_ends_with_its_order_or_when_its_order_never_comes(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.shelf(MILK, 8)
+    env.retail.downlink(manifest(7, order=41))
+    env.retail.downlink(manifest(8, order=42))  # a second wave's pre-order, same milk
+    assert holds.held(env.store.db, MILK, T0) == 16
+    # 41 arrives and is cancelled by the cloud: its hold ends at once.
+    preorder(env, 41)
+    env.retail.downlink(Cancel(41, STORE, "refunded"))
+    assert holds.held(env.store.db, MILK, T0) == 8
+    # 42 never arrives: held until two days after its delivery day began, then free.
+    assert holds.held(env.store.db, MILK, T0 + 2 * 86400 - 60) == 8
+    assert holds.held(env.store.db, MILK, T0 + 2 * 86400 + 60) == 0
