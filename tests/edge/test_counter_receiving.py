@@ -133,6 +133,14 @@ def test_receiving_a_manifest_on_the_terminal(
         page.evaluate("document.getElementById('recv-lines').scrollTop = 0")
         assert in_view(page, "#recv-ok")
         screenshot(page, "counter-receiving-problem")
+        # In English the words are longer: still no overflow, the sign-off still in view.
+        page.goto(f"http://127.0.0.1:{port}/counter?lang=en")
+        expect(page.locator("#recv-title")).to_contain_text("Receiving manifest 9")
+        expect(page.locator(f".rl[data-item='{TOFU}'] input[data-note]")).to_be_visible()
+        assert overflow_px(page) == 0 and in_view(page, "#recv-ok")
+        screenshot(page, "counter-receiving-en")
+        page.goto(f"http://127.0.0.1:{port}/counter?lang=zh-CN")
+        expect(page.locator("#recv-title")).to_contain_text("验收送货单 9")
         # A wrong PIN: refused, nothing recorded.
         page.select_option("#recv-clerk", "李娜")
         page.fill("#recv-pin", "1111")
