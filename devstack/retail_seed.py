@@ -50,6 +50,9 @@ DEMO_CATALOGUE: list[dict[str, Any]] = [
     {"item": "in:12345", "name": "Pork belly (weighed)", "unit": "weight",
      "shelf_life_days": 2, "storage": "chilled", "location": None},
 ]
+# The demo terminal's clerk account (signs deliveries off against their manifests). A
+# development stack's PIN, printed in the docs; a real store makes its own hashes.
+DEMO_CLERK = ("店员小李", "2468")
 # Opening delivery scanned at the counter: (GTIN-14, pieces, batch, expiry YYMMDD).
 DEMO_DELIVERY = [("06901234567892", 8, "M2611", "271201"),
                  ("06901234567809", 6, "Y2611", "271215"),
@@ -109,6 +112,13 @@ def retail_setup(stack: StoreStack, pki: DevPki) -> tuple[str, str]:
         edge += f"[pickup]\nkey_file = {_toml_str(key_file)}\nkey_id = 0\n"
     if "retail" in known:
         edge += "[retail]\nexpiry_window_days = 2\n"
+        from edge.config import RetailSettings
+
+        if "clerks" in {f.name for f in dataclasses.fields(RetailSettings)}:
+            from edge.retail.clerks import hash_pin
+
+            edge += (f"[[retail.clerks]]\naccount = {_toml_str(DEMO_CLERK[0])}\n"
+                     f"pin_hash = {_toml_str(hash_pin(DEMO_CLERK[1]))}\n")
     return cloud, edge
 
 
@@ -126,11 +136,11 @@ def seed_retail(stack: StoreStack, timeout: float = 20.0) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise StackError("the terminal did not get the catalogue")
             time.sleep(0.2)
-        _counter(stack, "mode", {"mode": "receive"})
+        counter_request(stack, "mode", {"mode": "receive"})
         for gtin, pieces, batch, expiry in DEMO_DELIVERY:
             for _ in range(pieces):  # GS1 DataMatrix: GTIN, expiry, batch
-                _counter(stack, "scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
-        _counter(stack, "mode", {"mode": "sale"})
+                counter_request(stack, "scan", {"code": f"]d201{gtin}17{expiry}10{batch}"})
+        counter_request(stack, "mode", {"mode": "sale"})
         orders: tuple[dict[str, Any], ...] = (
             {"items": [{"item": "06901234567892", "qty": 2},
                        {"item": "06901234567816", "qty": 1}],
@@ -171,7 +181,8 @@ def _api_write(stack: StoreStack, method: str, path: str, body: Any) -> tuple[in
         raise StackError(f"{method} /{path}: {exc.code} {detail}") from None
 
 
-def _counter(stack: StoreStack, action: str, body: dict[str, Any]) -> Any:
+def counter_request(stack: StoreStack, action: str, body: dict[str, Any]) -> Any:
+    """A POST to the terminal's counter API, as its page sends it; the answer."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{stack.kiosk_port}/api/counter/{action}",
         data=json.dumps(body).encode(), method="POST",

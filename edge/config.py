@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edge.retail.clerks import check_hash
 from xiaodian.config import load_config
 from xiaodian.i18n import DEFAULT_TZ
 from xiaodian.mqtt import MqttSettings
@@ -191,13 +192,32 @@ class PickupSettings:
 
 
 @dataclass(frozen=True)
+class Clerk:
+    """A clerk's own account at the counter (edge/retail/clerks.py): signs receipts off."""
+
+    account: str
+    pin_hash: str
+
+    def __post_init__(self) -> None:
+        if not (1 <= len(self.account) <= 64 and self.account.isprintable()
+                and self.account == self.account.strip()):
+            raise ValueError("account: 1 to 64 printable characters")
+        check_hash(self.pin_hash)
+
+
+@dataclass(frozen=True)
 class RetailSettings:
     # Stock expiring within this many days is listed for the clerk (first expired first).
     expiry_window_days: int = 2
+    # Who may sign a delivery off against its manifest; none: no receipt can be signed.
+    clerks: tuple[Clerk, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.expiry_window_days <= 60:
             raise ValueError("expiry_window_days: must be between 0 and 60")
+        names = [c.account for c in self.clerks]
+        if len(set(names)) != len(names):
+            raise ValueError("clerks: an account is listed twice")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 8192
 ANSWER_S = 10.0  # a request the agent has not answered by then gets "busy" (503)
 LONG_POLL_S = 15.0
-ACTIONS = ("scan", "mode", "confirm", "abort", "delivery", "adjust", "waste")
+ACTIONS = ("scan", "mode", "confirm", "abort", "delivery", "adjust", "waste", "receiving")
 
 
 @dataclass

@@ -151,6 +151,11 @@ def cutoff(conn: sql.Connection, zone: str, wave: date, now: float, by: str
     conn.executemany("INSERT INTO plan_lines (zone, wave, store, item, qty, why, batch,"
                      " expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     waves.advance(conn, zone, wave, "planned", now)
+    # The manifests go to the stores now, not at dispatch: a store holds the pieces of its
+    # stock the plan netted against pre-orders (`from_stock`) from the cutoff on.
+    # (Imported here: dispatch -> manifest -> cutoff.)
+    from .dispatch import send_manifests
+    send_manifests(conn, zone, wave, now)
     got = waves.get_cycle(conn, zone, wave)
     assert got is not None
     return got, True

@@ -1,12 +1,16 @@
-"""A picked wave leaves the depot: each store's manifest and the wave's pre-orders queued
-for the stores through the downlink (cloud_gateway/downlink.py), in one transaction.
+"""Each store's manifest queued at the cutoff, and the wave's pre-orders when a picked wave
+leaves the depot, through the downlink (cloud_gateway/downlink.py).
 
 The manifest (xiaodian.wire.retail.Manifest) goes on the store's orders leaf, like an
-order; each pre-order still riding the wave becomes an ordinary order (`open`, without its
-cancelled lines) so the store can hand it over with a pickup code. Dispatching twice
-changes nothing (the cycle is dispatched already). A broker that lost them gets them again
-when the publisher reconnects or the terminal comes back (`transit.requeue_in_transit`):
-the store ignores a manifest id and an order id it has.
+order, as soon as the cutoff stored the plan (`send_manifests`, called by cutoff.cutoff in
+its transaction): the store holds each line's `from_stock` pieces for their pre-orders
+from then on, so a walk-in sale cannot take them before the delivery (docs/supply.md,
+"The hold"). Dispatch queues the manifests again (a broker may have lost them since the
+cutoff) and turns each pre-order still riding the wave into an ordinary order (`open`,
+without its cancelled lines) so the store can hand it over with a pickup code.
+Dispatching twice changes nothing (the cycle is dispatched already). A broker that lost
+them gets them again when the publisher reconnects or the terminal comes back
+(`transit.requeue_in_transit`): the store ignores a manifest id and an order id it has.
 """
 
 from __future__ import annotations
@@ -31,11 +35,18 @@ def to_wire(m: manifest.Manifest, manifest_id: int) -> contract.Manifest:
             for ln in m.lines))
 
 
-def dispatch(conn: sql.Connection, zone: str, wave: date, now: float) -> bool:
-    """Mark the wave dispatched and queue its manifests and pre-orders; False if it was
-    dispatched already. CycleError unless it was picked."""
-    if not waves.advance(conn, zone, wave, "dispatched", now):
-        return False
+def send_manifests(conn: sql.Connection, zone: str, wave: date, now: float) -> int:
+    """Queue each store's manifest of a planned wave, numbered once: when the wave has its
+    manifests already, they are put back in line instead (the store ignores an id it has).
+    How many."""
+    numbered = conn.execute("SELECT COUNT(*) FROM manifests WHERE zone = ? AND wave = ?",
+                            (zone, wave.isoformat())).fetchone()[0]
+    if numbered:
+        conn.execute(
+            "UPDATE downlink SET published_at = NULL WHERE kind = 'manifest' AND ref IN"
+            " (SELECT id FROM manifests WHERE zone = ? AND wave = ?)", (zone, wave.isoformat()))
+        return int(numbered)
+    sent = 0
     for m in manifest.manifests(conn, zone, wave):
         mid = int(conn.execute(
             "INSERT INTO manifests (zone, wave, store, payload, created_at)"
@@ -45,6 +56,16 @@ def dispatch(conn: sql.Connection, zone: str, wave: date, now: float) -> bool:
         conn.execute("UPDATE manifests SET payload = ? WHERE id = ?", (payload, mid))
         queue_downlink(conn, m.store, "manifest", mid, f"xd/v1/{m.store}/orders", payload,
                        retain=False, expires=None, now=now)
+        sent += 1
+    return sent
+
+
+def dispatch(conn: sql.Connection, zone: str, wave: date, now: float) -> bool:
+    """Mark the wave dispatched and queue its manifests (again) and pre-orders; False if
+    it was dispatched already. CycleError unless it was picked."""
+    if not waves.advance(conn, zone, wave, "dispatched", now):
+        return False
+    send_manifests(conn, zone, wave, now)
     lines: dict[int, list[contract.OrderLine]] = {}
     for ln in waves.preorder_lines(conn, zone, wave):
         lines.setdefault(ln["order"], []).append(contract.OrderLine(ln["item"], ln["qty"]))

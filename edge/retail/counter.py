@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edge.retail import ledger
+from edge.retail import ledger, receiving
 from edge.retail.desk import Desk, RetailError, quantities, whole_number
 from edge.retail.orders import Orders
 from edge.retail.pickup_flow import PickupFlow
+from edge.retail.receive_flow import ReceiveFlow
 from edge.retail.smart_fridge import SmartFridges
 from edge.retail.stock_forms import StockForms
 from edge.scan.errors import PickupError, ScanError, scan_words
@@ -28,8 +29,9 @@ RETAIL_DEVICES = ("ledger", "orders", "counter")  # the outbox's retail events, 
 
 class Counter:
     def __init__(self, desk: Desk, fridges: SmartFridges, pickup: PickupFlow, orders: Orders,
-                 forms: StockForms) -> None:
+                 forms: StockForms, receive: ReceiveFlow) -> None:
         self.desk = desk
+        self.receive = receive
         self.fridges = fridges
         self.pickup = pickup
         self.orders = orders
@@ -76,6 +78,13 @@ class Counter:
                             Message(N_("%(item)s: not sold here yet; nothing recorded."),
                                     {"item": item or scan.data[:40]}),
                             source=source)
+        if self.mode == "receive":  # a manifest open: the piece is counted against it
+            try:
+                counted = self.receive.scan(item, scan.expiry, source)
+            except RetailError as exc:  # the scanner's path has no caller to tell
+                return desk.say(False, Message(N_("Not done")), exc.words, reason=exc.reason)
+            if counted is not None:
+                return counted
         if self.mode == "stock":
             return desk.say(True, cat.name,
                             Message(N_("Set the pieces and the reason, then Record.")),
@@ -115,6 +124,11 @@ class Counter:
                 return self.forms.adjust(body)
             if action == "waste":
                 return self.forms.waste(body)
+            if action == "receiving":
+                answer = self.receive.handle(body)
+                if body.get("op") == "open":
+                    self.mode = "receive"
+                return answer
             raise RetailError(Message(N_("Unknown request.")))
         except RetailError as exc:
             return self.desk.say(False, Message(N_("Not done")), exc.words, reason=exc.reason)
@@ -147,7 +161,8 @@ class Counter:
                     for lot in desk.expiry_list()]
         # What the cloud's manifests say is coming (today's and later deliveries); the
         # clerk receives it with the Receive mode, checking it against this list.
-        incoming = [{"manifest": m.id,
+        received = receiving.received_ids(desk.db)
+        incoming = [{"manifest": m.id, "received": m.id in received,
                      "when": Message(N_("today")) if m.delivery == today else Day(m.delivery),
                      "lines": [{"name": ln.name, "qty": ln.qty,
                                 "preorders": sum(s.qty for s in ln.serves)}
@@ -162,7 +177,7 @@ class Counter:
         return {"mode": self.mode, "verdict": desk.verdict,
                 "handover": None if h is None else h.view(),
                 "orders": orders, "deliveries": deliveries, "expiring": expiring,
-                "incoming": incoming,
+                "incoming": incoming, "receiving": self.receive.view(),
                 "window_days": desk.settings.expiry_window_days, "unsent": unsent,
                 "pickup_key": self.pickup.codec is not None,
                 "catalogue": [{"item": c.item, "name": c.name} for c in

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge.config import RetailSettings
-from edge.retail import ledger
+from edge.retail import holds, ledger, receiving
 from edge.retail.verify import OrderState
 from edge.store import EdgeStore, NewEvent
 from edge.wallclock import WallClock
@@ -68,6 +68,8 @@ class Desk:
         self.settings = settings
         self.today = today
         ledger.create(self.db)
+        holds.create(self.db)
+        receiving.create(self.db)
         self.catalogue: dict[str, CatalogueItem] = ledger.load_catalogue(self.db)
         self.verdict: dict[str, Any] = {"seq": 0}
         self.version = 0  # bumps on every change the counter page shows

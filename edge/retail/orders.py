@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from edge.retail import ledger
+from edge.retail import holds, ledger
 from edge.retail.desk import Desk, EventRow, RetailError
 from edge.retail.smart_fridge import SmartFridges
 from xiaodian.i18n import N_, Message
@@ -62,11 +62,17 @@ class Orders:
         if isinstance(msg, Cancel):
             return self._cancel(msg, wall)
         if isinstance(msg, Manifest):
-            kept: list[bool] = []
-            desk.commit([], lambda db: kept.append(ledger.store_manifest(db, msg, wall)))
-            if not kept[0]:
+            kept: list[int | None] = []
+
+            def keep(db: sqlite3.Connection) -> None:
+                # Stored and its pre-orders' pieces from stock held, in one transaction.
+                kept.append(holds.hold_manifest(db, msg, wall, desk.today(wall))
+                            if ledger.store_manifest(db, msg, wall) else None)
+            desk.commit([], keep)
+            if kept[0] is None:
                 return f"manifest {msg.id} already stored (redelivery)"
-            return f"manifest {msg.id} for {msg.delivery} ({len(msg.lines)} lines) stored"
+            return (f"manifest {msg.id} for {msg.delivery} ({len(msg.lines)} lines) stored,"
+                    f" {kept[0]} pieces of stock held for pre-orders")
         if desk.order_state(msg.id) is not None:
             return f"order {msg.id} already stored (redelivery)"
         lines = json.dumps([[ln.item, ln.qty] for ln in msg.lines])
@@ -133,8 +139,32 @@ class Orders:
             h = self.fridges.handover
             if h is not None and h.order == order_id:
                 continue  # the customer is at the counter: let the clerk finish
-            desk.commit([("orders", "order", progress_data(OrderProgress(order_id, "expired")))],
-                        desk.state_writer(order_id, "expired", wall))
+            self._expire(order_id, wall)
+
+    def _expire(self, order_id: int, wall: float) -> None:
+        """An order not collected in time: what was held for it goes back to stock while
+        within its shelf life, else to waste (a `waste` movement naming the order), and the
+        order's `expired` event says which, all in one transaction."""
+        desk = self.desk
+        pieces = holds.of_order(desk.db, order_id)
+        settled = holds.settle(ledger.lots(desk.db), pieces, desk.today(wall))
+        moves = [Movement(ledger.new_id(), "waste", s.item, -k, None, lot.batch, lot.expiry,
+                          order_id, f"uncollected pre-order {order_id}: past its date")
+                 for s in settled for lot, k in s.wasted]
+        back = sum(s.back for s in settled)
+        wasted = sum(k for s in settled for _, k in s.wasted)
+        note = (f"uncollected: {back} back to stock, {wasted} to waste" if pieces else None)
+        events, write_moves = desk.moves(moves, wall)
+        events.append(("orders", "order", progress_data(
+            OrderProgress(order_id, "expired", note=note))))
+
+        def write(db: sqlite3.Connection) -> None:
+            write_moves(db)
+            desk.set_state(db, order_id, "expired", wall, note)
+            holds.end(db, order_id, note or "expired")
+        desk.commit(events, write)
+        if moves:
+            desk.check_expiry()
 
     def advance_delivery(self, order_id: int) -> dict[str, Any]:
         """The clerk moves a delivery order on: packing takes its stock out (FEFO)."""

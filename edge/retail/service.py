@@ -29,6 +29,7 @@ from edge.retail.fridge_commands import UNLOCK_S, FridgeCommands
 from edge.retail.handover import Handover, LaneReading, LaneWatch
 from edge.retail.orders import DELIVERY_NEXT, Orders
 from edge.retail.pickup_flow import GUESSES, PickupFlow
+from edge.retail.receive_flow import ReceiveFlow
 from edge.retail.smart_fridge import SmartFridges
 from edge.retail.stock_forms import StockForms
 from edge.retail.verify import OrderState, RateLimiter
@@ -64,7 +65,9 @@ class Retail:
         self.pickup = PickupFlow(self.desk, self.fridges, codec, limiter or RateLimiter())
         self.orders = Orders(self.desk, self.fridges)
         self.forms = StockForms(self.desk, self.fridges.lanes)
-        self.counter = Counter(self.desk, self.fridges, self.pickup, self.orders, self.forms)
+        self.receive = ReceiveFlow(self.desk, settings.clerks)
+        self.counter = Counter(self.desk, self.fridges, self.pickup, self.orders, self.forms,
+                               self.receive)
         self.fridges.load_lanes()
         self.fridges.restore()
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from edge.retail import ledger
+from edge.retail import holds, ledger
 from edge.retail.desk import Desk, RetailError, whole_number
 from edge.retail.handover import LaneWatch
 from edge.scan.parse import Scan
@@ -56,6 +56,15 @@ class StockForms:
             lots = ledger.lots(desk.db, item)
             note = None
             if mode == "sale":
+                on_hand = sum(lot.qty for lot in lots)
+                held = holds.held(desk.db, item, wall)
+                if on_hand >= 1 and on_hand - held < 1:
+                    return desk.say(False, Message(N_("%(name)s: held for pre-orders"),
+                                                   {"name": cat.name}),
+                                    Message(N_("All %(n)s on hand are held for customers who"
+                                               " pre-ordered it: nothing recorded; do not"
+                                               " sell it."), {"n": on_hand}),
+                                    reason="held", item=item, source=source)
                 asked = self._below_zero(item, sum(lot.qty for lot in lots), below_zero,
                                          code=line, source=source)
                 if isinstance(asked, dict):

@@ -125,6 +125,28 @@ def test_dispatch_queues_manifests_and_pre_orders_once(db: Database) -> None:
         assert transit.requeue_in_transit(conn) == 0  # delivered: no longer
 
 
+def test_the_cutoff_sends_the_manifests_so_the_stores_hold_netted_stock(db: Database) -> None:
+    """The manifest leaves at the cutoff (its `from_stock` is what the store holds from
+    then on); dispatch sends the same manifests again, never a second number."""
+    _, _, c = planned(db)
+    queued = db.conn.execute("SELECT store, ref, payload FROM downlink WHERE kind ="
+                             " 'manifest' AND published_at IS NULL ORDER BY id").fetchall()
+    assert sorted(r[0] for r in queued) == [S1, S2]
+    s2 = contract.parse_downlink(f"xd/v1/{S2}/orders",
+                                 bytes(next(r[2] for r in queued if r[0] == S2)))
+    assert isinstance(s2, contract.Manifest)
+    assert [s.order for ln in s2.lines for s in ln.serves] == [c]
+    with db.transaction() as conn:
+        conn.execute("UPDATE downlink SET published_at = ?", (AFTER,))  # the broker has them
+        waves.advance(conn, ZONE, WAVE, "picked", AFTER)
+        assert dispatch.dispatch(conn, ZONE, WAVE, AFTER + 1)
+    again = db.conn.execute("SELECT store, ref FROM downlink WHERE kind = 'manifest'"
+                            " AND published_at IS NULL ORDER BY id").fetchall()
+    # The same numbers, again.
+    assert sorted((r[0], r[1]) for r in again) == sorted((r[0], r[1]) for r in queued)
+    assert db.conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 2
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
