@@ -88,9 +88,7 @@ class ArtefactServer:
         self.stop()
 
     def _get(self, h: BaseHTTPRequestHandler) -> None:
-        peer = h.connection.getpeercert() if isinstance(h.connection, ssl.SSLSocket) else None
-        cn = next((v for rdn in (peer or {}).get("subject", ()) for k, v in rdn
-                   if k == "commonName"), "")
+        cn = _common_name(h.connection)
         match = _PATH.fullmatch(h.path)
         path = artefact_path(self.directory, match.group(1)) if match else None
         if path is None or not path.is_file():
@@ -123,3 +121,13 @@ class ArtefactServer:
         log.info("artefact %s for %s: %d", what, cn or "?", status)
         with self._lock:
             self.fetches.append((cn, what, status))
+
+
+def _common_name(conn: object) -> str:
+    """The client certificate's CN (the store id), "" if none."""
+    peer = conn.getpeercert() if isinstance(conn, ssl.SSLSocket) else None
+    for rdn in (peer or {}).get("subject", ()):
+        for pair in rdn:
+            if isinstance(pair, tuple) and pair[0] == "commonName":
+                return str(pair[1])
+    return ""
