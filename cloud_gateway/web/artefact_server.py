@@ -21,15 +21,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ..rollouts import artefact_path
+
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"/artefacts/([0-9a-f]{64})")
 _RANGE = re.compile(r"bytes=(\d+)-")
 _BLOCK = 64 * 1024
-
-
-def artefact_path(directory: Path, sha256_hex: str) -> Path:
-    return directory / f"{sha256_hex}.bin"
 
 
 def server_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:

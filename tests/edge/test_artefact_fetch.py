@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud_gateway.web.artefact_server import ArtefactServer, artefact_path, server_context
+from cloud_gateway.rollouts import artefact_path
+from cloud_gateway.web.artefact_server import ArtefactServer, server_context
 from edge.artefact_fetch import FetchError, fetch
 from xiaodian.mqtt import TlsSettings
 from xiaodian.pki import DevPki, dev_pki

@@ -1,0 +1,172 @@
+"""A firmware update started in the cloud (#17 point 4): the cloud publishes the signed image
+on its artefact server and sends the store a signed `update` command naming it (URL, size,
+SHA-256); the agent fetches it over HTTPS with its own certificate, checks it, pushes it to
+the firmware in a real `micropython` process over the simulated 115200-baud link, and its
+`update` events (downloading, downloaded, updating, done) reach the cloud's database, where
+the rollout reads them. Real Mosquitto (TLS, ACL), a real cloud ingest worker and command
+publisher, real TLS for the download.
+
+Two rollouts over two stores (only store-001 has a terminal here): a good image completes
+on the canary and the rollout opens the next stage; a broken image (it raises at boot, so
+the controller rolls it back) halts the rollout by itself, and store-002 is never sent it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from cloud_gateway import commands, rollouts
+from cloud_gateway.db import Database
+from cloud_gateway.rollout import State
+from cloud_gateway.web.artefact_server import ArtefactServer, server_context
+from devstack.firmware_cli import firmware_files
+from devstack.testkit.edge import events, ingest_worker, readings, running
+from devstack.testkit.wait import wait
+from edge.config import CommandKey, CommandSettings, FirmwareSettings
+from firmware_bridge import fwimage
+from hw_sim.micropython_host import micropython_binary
+from xiaodian.mqtt import MqttSettings
+from xiaodian.pki import DevPki, load_command_private_key, make_command_key
+
+pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
+STORES = ["store-001", "store-002"]
+
+
+def scenario() -> dict[str, object]:
+    return {
+        "sim": {"seed": 5, "speed": 20.0, "link_dir": "run", "truth": "run/truth.jsonl",
+                "baud": 115200},
+        "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
+                     "door_openings_per_hour": 0, "defrost_every_h": 0,
+                     "sample_interval_s": 10}],
+    }
+
+
+@contextmanager
+def cloud(tmp_path: Path, pki: DevPki,
+          mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[dict[str, Any]]:
+    """The cloud's side: ingest worker, command publisher, artefact server; and the keys."""
+    priv, pub, kid = make_command_key(tmp_path / "cmdkey")
+    signer = commands.Signer(load_command_private_key(priv), kid)
+    db = tmp_path / "cloud.db"
+    publisher = commands.CommandPublisher(mqtt_settings("cloud-1-cmd"), "cloud-1-cmd")
+    server = ArtefactServer(tmp_path / "artefacts",
+                            server_context(pki.ca, pki.server_cert, pki.server_key))
+    with ingest_worker(mqtt_settings("cloud-gateway"), db), server:
+        publisher.start()
+        try:
+            assert publisher.wait_connected(10)
+            commander = commands.Commander(signer, db, publisher, lifetime_s=300,
+                                           publish_timeout_s=5.0)
+            yield {"db": db, "commander": commander, "server": server,
+                   "command_keys": CommandSettings(keys=(CommandKey(kid, pub),))}
+        finally:
+            publisher.stop()
+
+
+def firmware_key(tmp_path: Path) -> tuple[ed25519.Ed25519PrivateKey, Path]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pub = tmp_path / "firmware-signing.pub"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key, pub
+
+
+def published(c: dict[str, Any], raw: bytes) -> rollouts.Artefact:
+    server: ArtefactServer = c["server"]
+    sha = rollouts.publish_artefact(server.directory, raw)
+    version = ".".join(map(str, fwimage.parse(raw).manifest.version))
+    return rollouts.Artefact("firmware", "fridge-1", server.url(sha), sha, len(raw), version)
+
+
+def tick_until(c: dict[str, Any], rid: str, done: Callable[[dict[str, Any]], bool],
+               timeout: float, what: str) -> dict[str, Any]:
+    def step() -> dict[str, Any] | None:
+        with Database.open(c["db"]) as db:
+            rollouts.tick(db, c["commander"], rid, time.time())
+            s = rollouts.summary(db, rid)
+        assert s is not None
+        return s if done(s) else None
+
+    return wait(step, timeout, what)
+
+
+def test_an_update_started_in_the_cloud_completes_and_the_cloud_shows_it(
+    tmp_path: Path, pki: DevPki, mqtt_settings: Callable[[str], MqttSettings]
+) -> None:
+    key, pub = firmware_key(tmp_path)
+    raw = fwimage.sign(fwimage.pack(firmware_files((1, 1, 0)), (1, 1, 0), fwimage.HARDWARE,
+                                    "0.1.0"), key)
+    with cloud(tmp_path, pki, mqtt_settings) as c, running(
+            scenario(), tmp_path, mqtt_settings("store-001"), commands=c["command_keys"],
+            firmware=FirmwareSettings(keys=(pub,))) as (_, agent):
+        edge_db = agent.config.edge.db_path
+        wait(lambda: readings(edge_db) >= 1 and agent.uplink.commands_subscribed, 60,
+             "readings and the command subscription")
+        artefact = published(c, raw)
+        with Database.open(c["db"]) as db:
+            rid = rollouts.create(db, artefact, STORES, time.time(), share=0.5,
+                                  created_by="tech-1")
+        s = tick_until(c, rid, lambda s: s["succeeded"] == 1, 180,
+                       "the canary's update confirmed, in the cloud")
+        first = s["stores"][0]
+        assert (first["store"], first["state"], first["result"], first["percent"]) == (
+            "store-001", "done", "confirmed", 100)
+        assert first["command_state"] == "answered"
+        assert first["command_result"]["outcome"] == "update_started"
+        # The next stage opened: store-002 was sent the command; it has no terminal here, so
+        # the broker says nobody takes it, which is a failure past the threshold (0 of 2).
+        assert [x["store"] for x in s["stores"]] == STORES
+        s = tick_until(c, rid, lambda s: s["state"] != "running", 30, "the rollout settled")
+        assert s["state"] == "halted" and s["reason"] == "1 failed, the threshold is 0", s
+        assert [x["command_state"] for x in s["stores"]] == ["answered", "unsent"]
+        # Every stage of the update reached the cloud, in order.
+        with Database.open_readonly(c["db"]) as db:
+            rows = db.conn.execute("SELECT data FROM events WHERE store = 'store-001' AND"
+                                   " type = 'update' ORDER BY seq").fetchall()
+        states = [json.loads(r[0])["state"] for r in rows]
+        assert states[0] == "downloading" and states[-1] == "done"
+        assert {"downloaded", "updating"} <= set(states)
+        # The fetch went over TLS with the store's own certificate.
+        assert ("store-001", artefact.sha256, 200) in c["server"].fetches
+        hellos = [e for e in events(edge_db, "hello") if e["device"] == "fridge-1"]
+        assert hellos[-1]["firmware"] == [1, 1, 0]
+
+
+def test_a_rollout_halts_by_itself_when_the_canary_rolls_back(
+    tmp_path: Path, pki: DevPki, mqtt_settings: Callable[[str], MqttSettings]
+) -> None:
+    key, pub = firmware_key(tmp_path)
+    src = tmp_path / "src"
+    shutil.copytree(Path(fwimage.__file__).parent / "firmware", src)
+    main = (src / "main.py").read_text()
+    (src / "main.py").write_text(main.replace("    hw = board.Board()\n",
+                                              "    raise RuntimeError('broken build')\n", 1))
+    raw = fwimage.sign(fwimage.pack(firmware_files((1, 1, 0), src), (1, 1, 0),
+                                    fwimage.HARDWARE, "0.1.0"), key)
+    with cloud(tmp_path, pki, mqtt_settings) as c, running(
+            scenario(), tmp_path, mqtt_settings("store-001"), commands=c["command_keys"],
+            firmware=FirmwareSettings(keys=(pub,))) as (_, agent):
+        wait(lambda: readings(agent.config.edge.db_path) >= 1
+             and agent.uplink.commands_subscribed, 60, "readings and the command subscription")
+        with Database.open(c["db"]) as db:
+            rid = rollouts.create(db, published(c, raw), STORES, time.time(), share=0.5)
+        s = tick_until(c, rid, lambda s: s["state"] != State.RUNNING.value, 180,
+                       "the rollout settled")
+        assert s["state"] == "halted" and "store-001" in s["reason"], s
+        assert [(x["store"], x["result"]) for x in s["stores"]] == [("store-001", "rolled_back")]
+        # Halted is final: more ticks start nothing.
+        with Database.open(c["db"]) as db:
+            d = rollouts.tick(db, c["commander"], rid, time.time())
+            assert d.state is State.HALTED and d.start == ()
+            assert not commands.list_commands(db, "store-002")
