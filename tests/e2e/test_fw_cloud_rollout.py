@@ -98,7 +98,9 @@ def tick_until(c: dict[str, Any], rid: str, done: Callable[[dict[str, Any]], boo
         assert s is not None
         return s if done(s) else None
 
-    return wait(step, timeout, what)
+    found = wait(step, timeout, what, interval=0.5)
+    assert found is not None
+    return found
 
 
 def test_an_update_started_in_the_cloud_completes_and_the_cloud_shows_it(
