@@ -29,6 +29,7 @@ from cloud_gateway import commands, rollouts
 from cloud_gateway.db import Database
 from cloud_gateway.rollout import State
 from cloud_gateway.web.artefact_server import ArtefactServer, server_context
+from devstack.cli import main as xiaodian
 from devstack.firmware_cli import firmware_files
 from devstack.testkit.edge import events, ingest_worker, readings, running
 from devstack.testkit.wait import wait
@@ -69,7 +70,8 @@ def cloud(tmp_path: Path, pki: DevPki,
             commander = commands.Commander(signer, db, publisher, lifetime_s=300,
                                            publish_timeout_s=5.0)
             yield {"db": db, "commander": commander, "server": server,
-                   "command_keys": CommandSettings(keys=(CommandKey(kid, pub),))}
+                   "command_keys": CommandSettings(keys=(CommandKey(kid, pub),)),
+                   "signing_key": priv, "key_id": kid}
         finally:
             publisher.stop()
 
@@ -146,29 +148,56 @@ def test_an_update_started_in_the_cloud_completes_and_the_cloud_shows_it(
 
 
 def test_a_rollout_halts_by_itself_when_the_canary_rolls_back(
-    tmp_path: Path, pki: DevPki, mqtt_settings: Callable[[str], MqttSettings]
+    tmp_path: Path, pki: DevPki, broker: Any,
+    mqtt_settings: Callable[[str], MqttSettings], capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Through the technician's CLI: `cloud rollout start`, `watch` (exit 3: halted),
+    `status`."""
     key, pub = firmware_key(tmp_path)
     src = tmp_path / "src"
     shutil.copytree(Path(fwimage.__file__).parent / "firmware", src)
     main = (src / "main.py").read_text()
     (src / "main.py").write_text(main.replace("    hw = board.Board()\n",
                                               "    raise RuntimeError('broken build')\n", 1))
-    raw = fwimage.sign(fwimage.pack(firmware_files((1, 1, 0), src), (1, 1, 0),
-                                    fwimage.HARDWARE, "0.1.0"), key)
+    image = tmp_path / "broken.xdfw"
+    image.write_bytes(fwimage.sign(fwimage.pack(firmware_files((1, 1, 0), src), (1, 1, 0),
+                                                fwimage.HARDWARE, "0.1.0"), key))
     with cloud(tmp_path, pki, mqtt_settings) as c, running(
             scenario(), tmp_path, mqtt_settings("store-001"), commands=c["command_keys"],
             firmware=FirmwareSettings(keys=(pub,))) as (_, agent):
         wait(lambda: readings(agent.config.edge.db_path) >= 1
              and agent.uplink.commands_subscribed, 60, "readings and the command subscription")
-        with Database.open(c["db"]) as db:
-            rid = rollouts.create(db, published(c, raw), STORES, time.time(), share=0.5)
-        s = tick_until(c, rid, lambda s: s["state"] != State.RUNNING.value, 180,
-                       "the rollout settled")
+        tls = pki.client("cloud-gateway")
+        token = tmp_path / "token"
+        token.write_bytes(b"t" * 32)
+        token.chmod(0o600)
+        config = tmp_path / "cloud.toml"
+        config.write_text(
+            f'[cloud]\ndb = "{c["db"]}"\nworker_id = "cloud-1"\n'
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
+            f'[commands]\nsigning_key = "{c["signing_key"]}"\nkey_id = "{c["key_id"]}"\n'
+            f'api_token_file = "{token}"\n')
+        server: ArtefactServer = c["server"]
+        base = f"https://{server.host}:{server.port}"
+        capsys.readouterr()
+        assert xiaodian(["cloud", "rollout", "start", "--config", str(config), "--image",
+                         str(image), "--device", "fridge-1", "--store", STORES[0],
+                         "--store", STORES[1], "--artefacts", str(server.directory),
+                         "--base-url", base, "--share", "0.5"]) == 0
+        rid = capsys.readouterr().out.splitlines()[0]
+        assert xiaodian(["cloud", "rollout", "watch", "--config", str(config), rid,
+                         "--interval", "0.5", "--timeout", "180"]) == 3
+        assert xiaodian(["cloud", "rollout", "status", "--config", str(config), rid,
+                         "--format", "json"]) == 0
+        s = json.loads(capsys.readouterr().out.splitlines()[-1])
         assert s["state"] == "halted" and "store-001" in s["reason"], s
         assert [(x["store"], x["result"]) for x in s["stores"]] == [("store-001", "rolled_back")]
-        # Halted is final: more ticks start nothing.
+        # Halted is final: another tick starts nothing; store-002 was never sent the image.
+        assert xiaodian(["cloud", "rollout", "tick", "--config", str(config), rid]) == 3
         with Database.open(c["db"]) as db:
-            d = rollouts.tick(db, c["commander"], rid, time.time())
-            assert d.state is State.HALTED and d.start == ()
             assert not commands.list_commands(db, "store-002")
+        assert xiaodian(["cloud", "rollout", "status", "--config", str(config)]) == 0
+        text = capsys.readouterr().out
+        assert f"{rid}  firmware 1.1.0 -> fridge-1  halted" in text
+        assert "store-001\tdone\t" in text and "rolled_back" in text
