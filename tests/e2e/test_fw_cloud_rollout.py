@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cloud_gateway import commands, rollouts
 from cloud_gateway.db import Database
-from cloud_gateway.rollout import State
 from cloud_gateway.web.artefact_server import ArtefactServer, server_context
 from devstack.cli import main as xiaodian
 from devstack.firmware_cli import firmware_files
