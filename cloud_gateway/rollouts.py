@@ -156,6 +156,8 @@ def summary(db: Database, rollout_id: str) -> dict[str, Any] | None:
             "reason": row["reason"], "created_by": row["created_by"],
             "created_at": row["created_at"], "updated_at": row["updated_at"],
             "stages": list(p.stages), "total": len(p.stores), "max_failures": p.max_failures,
+            # the stage opened so far: the first whose count covers the stores started
+            "stage": next(k + 1 for k, n in enumerate(p.stages) if n >= len(stores)),
             "failed": failed, "succeeded": succeeded, "stores": stores}
 
 
