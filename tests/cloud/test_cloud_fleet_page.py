@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cloud_haccp import STORE, T0, fill_day
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_cloud_haccp import STORE, T0, fill_day
 
 from cloud_gateway import accounts, commands, rollouts, stores
 from cloud_gateway.db import Database
@@ -29,8 +28,8 @@ from devstack.testkit.browser import (
     visible_text,
 )
 from devstack.testkit.http_client import get
-from xiaodian.wire.health import HEALTH_DEVICE
 from xiaodian.wire.commands import key_id_for, sign_command
+from xiaodian.wire.health import HEALTH_DEVICE
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="Debian's chromium missing")
