@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from xiaodian.wire.commands import Scalar
+from xiaodian.wire.commands import CommandError, Scalar
 
-from . import rollout
+from . import rollout, sql
 from .db import Database
+
+log = logging.getLogger(__name__)
+PENDING = ""  # a store claimed, its command being issued
+NOT_SENT = "!"  # prefix of a command that could not be issued (the reason follows)
+TICK_S = 10.0
+_ISSUE_ERRORS: tuple[type[Exception], ...] = (CommandError, OSError, *sql.ERRORS)
 
 
 class Issuer(Protocol):
@@ -104,6 +112,8 @@ def _latest_update(db: Database, store: str, command_id: str) -> dict[str, Any]:
 
 def _report(row: dict[str, Any]) -> rollout.StoreReport:
     started = float(row["started_at"])
+    if str(row["command_id"]).startswith(NOT_SENT):
+        return rollout.StoreReport(rollout.Outcome.FAILED, started, "unsent")
     if row["command_state"] in ("refused", "expired", "unsent"):
         return rollout.StoreReport(rollout.Outcome.FAILED, started, str(row["command_state"]))
     answer = row["command_result"] or {}
@@ -131,11 +141,23 @@ def tick(db: Database, issuer: Issuer, rollout_id: str, now: float) -> rollout.D
     artefact = Artefact(row["kind"], row["device"], row["url"], row["sha256"], int(row["size"]),
                         row["version"])
     for store in decision.start:
-        cid = issuer.issue(store, "update", artefact.params(), now,
-                           issued_by=f"rollout:{rollout_id}")
+        # Claimed first: of two workers ticking at once, one sends it.
         with db.transaction() as conn:
-            conn.execute("INSERT INTO rollout_stores (rollout, store, command_id, started_at)"
-                         " VALUES (?, ?, ?, ?)", (rollout_id, store, cid, now))
+            claimed = conn.execute(
+                "INSERT INTO rollout_stores (rollout, store, command_id, started_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (rollout_id, store, PENDING, now)).rowcount == 1
+        if not claimed:
+            continue
+        try:
+            cid = issuer.issue(store, "update", artefact.params(), now,
+                               issued_by=f"rollout:{rollout_id}")
+        except _ISSUE_ERRORS as exc:  # that store failed: say why
+            log.warning("rollout %s: the command to %s failed: %s", rollout_id, store, exc)
+            cid = NOT_SENT + str(exc)[:80]
+        with db.transaction() as conn:
+            conn.execute("UPDATE rollout_stores SET command_id = ? WHERE rollout = ? AND"
+                         " store = ?", (cid, rollout_id, store))
     with db.transaction() as conn:
         conn.execute("UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
                      (decision.state.value, decision.reason, now, rollout_id))
@@ -178,6 +200,46 @@ def recent(db: Database, stores: Sequence[str] | None = None,
         if len(out) >= limit:
             break
     return out
+
+
+def running(db: Database) -> list[str]:
+    return [r[0] for r in db.conn.execute(
+        "SELECT id FROM rollouts WHERE state = ? ORDER BY created_at",
+        (rollout.State.RUNNING.value,)).fetchall()]
+
+
+class RolloutTicker:
+    """`cloud run`'s thread that advances every running rollout every `interval_s`, so a
+    rollout goes on (and halts) with no technician's process running."""
+
+    def __init__(self, db_path: Path | str, issuer: Issuer, interval_s: float = TICK_S,
+                 now: Any = None) -> None:
+        import time
+
+        self.db_path = db_path
+        self.issuer = issuer
+        self.interval_s = interval_s
+        self._now = now or time.time
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rollouts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with Database.open(self.db_path) as db:
+                    for rid in running(db):
+                        d = tick(db, self.issuer, rid, self._now())
+                        if d.state is not rollout.State.RUNNING:
+                            log.info("rollout %s %s: %s", rid, d.state.value, d.reason)
+            except sql.ERRORS as exc:  # tried again at the next interval
+                log.warning("rollout tick failed: %s", exc)
 
 
 def artefact_path(directory: Path, sha256_hex: str) -> Path:

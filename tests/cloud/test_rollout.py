@@ -4,11 +4,18 @@ report back; never a store started twice or outside the open stage."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud_gateway import rollouts
+from cloud_gateway.db import Database
 from cloud_gateway.rollout import Decision, Outcome, Plan, State, StoreReport, decide, plan
+from xiaodian.wire.commands import key_id_for, sign_command
 
 STORES = tuple(f"store-{i:03d}" for i in range(1, 11))
 
@@ -111,3 +118,30 @@ def test_any_history_starts_each_store_once_in_stage_order(
         assert failed_n > p.max_failures or reports[stores[0]].outcome is Outcome.FAILED
     else:
         assert d.state is State.DONE and len(order) == n and failed_n <= p.max_failures
+
+
+def test_a_command_that_cannot_be_issued_fails_that_store(tmp_path: Path) -> None:
+    """The real signing refuses a version the store would refuse ("1.1"): the canary is
+    failed as not sent, the rollout halts, nothing is left pending."""
+    key = Ed25519PrivateKey.generate()
+
+    class Signing:
+        def issue(self, store: str, action: str, params: dict[str, Any],
+                  now: float | None = None, *, issued_by: str = "") -> str:
+            signed = sign_command(key, key_id_for(key.public_key()), target=store,
+                                  action=action, params=params, issued_at=int(now or 0))
+            return signed.command.command_id
+
+    art = rollouts.Artefact("firmware", "fridge-1", "https://cloud.example/artefacts/x",
+                            "ab" * 32, 100, "1.1")
+    with Database.open(tmp_path / "cloud.sqlite") as db:
+        rid = rollouts.create(db, art, list(STORES[:4]), 1000.0)
+        d = rollouts.tick(db, Signing(), rid, 1000.0)
+        assert d.start == ("store-001",)
+        (row,) = rollouts.store_rows(db, rid)
+        assert row["command_id"].startswith(rollouts.NOT_SENT) and "version" in row["command_id"]
+        d = rollouts.tick(db, Signing(), rid, 1001.0)
+        assert d.state is State.HALTED and d.start == ()
+        s = rollouts.summary(db, rid)
+        assert s is not None and (s["state"], s["failed"]) == ("halted", 1)
+        assert rollouts.running(db) == []
