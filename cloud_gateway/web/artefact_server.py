@@ -17,6 +17,7 @@ import logging
 import re
 import ssl
 import threading
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 _PATH = re.compile(r"/artefacts/([0-9a-f]{64})")
 _RANGE = re.compile(r"bytes=(\d+)-")
 _BLOCK = 64 * 1024
+FETCHES_KEPT = 1000
 
 
 def server_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
@@ -46,7 +48,8 @@ class ArtefactServer:
     def __init__(self, directory: Path, ctx: ssl.SSLContext, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.directory = directory
-        self.fetches: list[tuple[str, str, int]] = []  # (client CN, sha256, status)
+        # (client CN, sha256, status), the newest FETCHES_KEPT: what the log says, to look at
+        self.fetches: deque[tuple[str, str, int]] = deque(maxlen=FETCHES_KEPT)
         server = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -120,9 +120,9 @@ def test_any_history_starts_each_store_once_in_stage_order(
         assert d.state is State.DONE and len(order) == n and failed_n <= p.max_failures
 
 
-def test_a_command_that_cannot_be_issued_fails_that_store(tmp_path: Path) -> None:
+def test_a_command_that_cannot_be_issued_fails_that_store(db_target: str | Path) -> None:
     """The real signing refuses a version the store would refuse ("1.1"): the canary is
-    failed as not sent, the rollout halts, nothing is left pending."""
+    failed as not sent, the rollout halts, nothing is left pending. SQLite and PostgreSQL."""
     key = Ed25519PrivateKey.generate()
 
     class Signing:
@@ -134,7 +134,7 @@ def test_a_command_that_cannot_be_issued_fails_that_store(tmp_path: Path) -> Non
 
     art = rollouts.Artefact("firmware", "fridge-1", "https://cloud.example/artefacts/x",
                             "ab" * 32, 100, "1.1")
-    with Database.open(tmp_path / "cloud.sqlite") as db:
+    with Database.open(db_target) as db:
         rid = rollouts.create(db, art, list(STORES[:4]), 1000.0)
         d = rollouts.tick(db, Signing(), rid, 1000.0)
         assert d.start == ("store-001",)

@@ -45,7 +45,7 @@ def test_a_store_fetches_verifies_and_keeps_the_artefact(
         assert fetch(server.url(sha), sha, len(blob), pki.client(STORE),
                      tmp_path / "cache") == got
         assert len(server.fetches) == before
-    assert server.fetches == [(STORE, sha, 200)]
+    assert list(server.fetches) == [(STORE, sha, 200)]
 
 
 def test_a_cut_download_resumes_from_what_it_holds(
@@ -58,7 +58,7 @@ def test_a_cut_download_resumes_from_what_it_holds(
     with server:
         got = fetch(server.url(sha), sha, len(blob), pki.client(STORE), cache)
     assert got.read_bytes() == blob
-    assert server.fetches == [(STORE, sha, 206)]
+    assert list(server.fetches) == [(STORE, sha, 206)]
 
 
 def test_wrong_bytes_plaintext_and_strangers_are_refused(

@@ -562,7 +562,7 @@ def test_update_commands_are_refused_or_report_their_failure(
             assert got[0]["command"] == signed.command.command_id
             states = [e["state"] for e in events(cfg.edge.db_path, "update")]
             assert states == ["downloading", "done"]
-        assert server.fetches == [(STORE, sha, 200)]  # with the store's own certificate
+        assert list(server.fetches) == [(STORE, sha, 200)]  # with the store's own certificate
     finally:
         runner.request_stop()
         sim_thread.join(timeout=5)
