@@ -14,6 +14,7 @@ from . import (
     decode_rate,
     edge_footprint,
     firmware_update,
+    fw_signature_cost,
     nearest_store,
     outage_memory,
     scan_to_verdict,
@@ -36,6 +37,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("supply", supply.main, []),  # two markets x 60 days, one 1,000 x 300 cutoff: ~20 s
     ("nearest_store", nearest_store.main, []),  # 10,000 points over 5,000 stores: ~60 s
     ("firmware_update", firmware_update.main, []),  # 60 kB at 115200 baud, windows 1 and 8: ~25 s
+    ("fw_signature_cost", fw_signature_cost.main, []),  # Ed25519 under micropython: ~3 s
 )
 
 

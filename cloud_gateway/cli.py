@@ -24,6 +24,7 @@ from .cli_read import (
     _readings,
 )
 from .cli_retail import _catalogue_push, _order_create, _send_now, _stock
+from .cli_rollout import register as register_rollout
 from .cli_run import _alert_service, _run
 
 __all__ = [
@@ -91,6 +92,7 @@ def register(sub: Any) -> None:
     command.add_argument("--timeout", type=float, default=30.0,
                          help="seconds to wait for the answer (default 30)")
     command.set_defaults(func=_command)
+    register_rollout(cmds)  # `cloud rollout`: staged updates from the cloud (cli_rollout.py)
 
     cat = cmds.add_parser("catalogue", help="a store's catalogue")
     cat_cmds = cat.add_subparsers(dest="catalogue_command", required=True, metavar="COMMAND")

@@ -18,6 +18,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import commands
     from .downlink import DownlinkSender
     from .ingest import IngestWorker
+    from .rollouts import RolloutTicker
     from .web import Api, HttpServer
 
     cfg = cloud_config.load(args.config)
@@ -92,6 +93,10 @@ def _run(args: argparse.Namespace) -> int:
     if alerts is not None:
         alerts.start()
     downlink.start()
+    # Staged updates go on (and halt) by themselves while the cloud runs (rollouts.py).
+    ticker = RolloutTicker(cfg.cloud.database, commander) if commander is not None else None
+    if ticker is not None:
+        ticker.start()
     with server:
         print(server.url, flush=True)
         # The short wait keeps signal delivery prompt and lets us notice a dead worker.
@@ -100,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
                 print("xiaodian cloud: ingest worker died; see the log", file=sys.stderr)
                 exit_code = 1
                 break
+        if ticker is not None:
+            ticker.stop()
         worker.stop()
         downlink.stop()
         down_pub.stop()

@@ -16,7 +16,7 @@ from typing import Any
 
 from firmware_bridge import fwimage
 from firmware_bridge.fwpush import Pusher, drive
-from xiaodian import pki
+from xiaodian import __version__, pki
 
 FIRMWARE_DIR = Path(fwimage.__file__).parent / "firmware"
 SHARED = ("codec.py", "fwmsg.py")  # beside the firmware on the board
@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     v.add_argument("--pub", type=Path, action="append", required=True, help="trusted key")
     v.add_argument("--hardware", default=fwimage.HARDWARE)
     v.add_argument("--running", help="the device's version: refuse anything not newer")
+    v.add_argument("--agent", help="the pushing agent's version: refuse an image needing newer "
+                   "(the manifest's min_agent)")
     v.set_defaults(func=_guarded(_verify))
 
     u = cmds.add_parser("push", help="update a fridge through the running agent (readings "
@@ -112,7 +114,8 @@ def _trusted(paths: list[Path]) -> list[Any]:
 
 def _verify(args: argparse.Namespace) -> int:
     running = fwimage.parse_version(args.running) if args.running else None
-    image = fwimage.judge(args.image.read_bytes(), _trusted(args.pub), args.hardware, running)
+    image = fwimage.judge(args.image.read_bytes(), _trusted(args.pub), args.hardware, running,
+                          agent=args.agent)
     m = image.manifest
     print(f"ok: version {'.'.join(map(str, m.version))} for {m.hardware}, {len(image.raw)} "
           f"bytes, sha256 {image.sha256.hex()}")
@@ -144,7 +147,7 @@ def _flash(args: argparse.Namespace) -> int:
 
     running = fwimage.parse_version(args.running) if args.running else None
     image = fwimage.judge(args.image.read_bytes(), _trusted(args.pub), fwimage.HARDWARE,
-                          running)
+                          running, agent=__version__)  # this CLI is the pusher
     pusher = Pusher(image.raw, image.manifest.version, image.manifest.hardware, args.window)
     shown = [-1]
 

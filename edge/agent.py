@@ -24,6 +24,7 @@ from types import FrameType
 
 from edge import firmware_push, interpret, time_anchors
 from edge.alerting import Alerting, as_event
+from edge.artefact_update import UpdateSetup
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
@@ -140,6 +141,7 @@ class Agent:
             if config.firmware else []
         self.tap.ops["firmware"] = lambda conn, request: firmware_push.serve(
             conn, request, self.fridge_readers, fw_keys)
+        self.firmware_keys = fw_keys  # and the cloud's `update` commands (edge/commands.py)
         self.status: dict[str, dict[str, object]] = {}
         self.command_handler = self._command_handler()
         tz = config.edge.tz
@@ -598,6 +600,8 @@ class Agent:
             self.readers,
             self.clock,
             self.config.edge.data_dir,
+            UpdateSetup(self.config.mqtt.tls, self.config.edge.data_dir / "artefacts",
+                        self.firmware_keys),
         )
 
     def _step_commands(self) -> None:

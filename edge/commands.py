@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge import firmware_push
+from edge.artefact_update import ArtefactUpdate, InstallJob, UpdateSetup, request_from
 from edge.config import CommandSettings
 from edge.remote_capture import RemoteCapture
 from edge.replay_store import ReplayStore
@@ -100,6 +102,7 @@ class CommandHandler:
         *,
         data_dir: Path | None = None,  # where the agent's tap is; no captures without it
         monotonic: Callable[[], float] = time.monotonic,
+        updates: UpdateSetup | None = None,  # no `update` commands without it
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -117,6 +120,8 @@ class CommandHandler:
         self._jobs: list[_Job] = []
         self._running: dict[str, _Job] = {}  # command id -> job, while it runs here
         self.counts: dict[str, int] = {}
+        self.update_setup = updates
+        self.updates: dict[str, ArtefactUpdate] = {}  # device -> its update, until reported
 
     def _wall(self) -> float:
         return self.clock.read()[0]
@@ -141,6 +146,7 @@ class CommandHandler:
         """Take new requests, advance running ones, answer those settled; returns answers."""
         for inbound in self.uplink.take_commands():
             self._jobs.append(self._start(inbound))
+        self._step_updates()
         answered = 0
         still: list[_Job] = []
         for job in self._jobs:
@@ -189,6 +195,8 @@ class CommandHandler:
                 job.result = self._result(job, "executed", "ok", diagnostics=body)
         elif command.action == "capture":
             self._start_capture(job, command.command_id, int(params["seconds"]))
+        elif command.action == "update":
+            self._start_update(job, command.command_id, params)
         elif command.action == "reboot" and job.device == AGENT:
             job.result = self._result(
                 job, "failed", "unsupported", detail="restarting the agent is its supervisor's job"
@@ -210,6 +218,42 @@ class CommandHandler:
             job.capture = RemoteCapture(self.data_dir, command_id,
                                         [job.device] if job.device else [], seconds)
             job.capture.start()
+
+    def _start_update(self, job: _Job, command_id: str, params: Mapping[str, Scalar]) -> None:
+        """Answered at once (`update_started`): the update may take many minutes, and the
+        broker's acknowledgement of later commands must not wait for it. Its progress goes
+        to the cloud as `update` events (`_step_updates`)."""
+        setup = self.update_setup
+        device = str(params["device"])
+        if setup is None or params["kind"] != "firmware" or not setup.firmware_keys:
+            job.result = self._result(job, "failed", "unsupported",
+                                      detail="this terminal takes no such update")
+        elif device not in self.fridges:
+            job.result = self._result(job, "failed", "unknown_device")
+        elif device in self.updates:
+            job.result = self._result(job, "failed", "busy",
+                                      detail="an update of this device is running")
+        else:
+            reader, keys = self.fridges[device], setup.firmware_keys
+
+            def install(data: bytes) -> InstallJob:
+                return firmware_push.start(reader, data, keys)
+
+            update = ArtefactUpdate(request_from(command_id, params), setup.tls, setup.cache,
+                                    install)
+            self.updates[device] = update.start()
+            job.result = self._result(job, "executed", "update_started")
+
+    def _step_updates(self) -> None:
+        for device, update in list(self.updates.items()):
+            report = update.poll()
+            if report is not None:
+                wall, synced = self.clock.read()
+                self.store.add([NewEvent(device, "update", None, None, wall, synced, report)])
+                log.info("update %s of %s: %s %s%%", report["command"], device,
+                         report["state"], report["percent"])
+            if update.finished:
+                del self.updates[device]
 
     def _check(self, job: _Job) -> None:
         if job.capture is not None:
@@ -362,10 +406,11 @@ def load(
     readers: Sequence[PortReader],
     clock: WallClock,
     data_dir: Path | None = None,
+    updates: UpdateSetup | None = None,
 ) -> CommandHandler | None:
     """The handler for a configured store (and the uplink told to subscribe), else None."""
     if settings is None:
         return None
     uplink.commands = True
     return CommandHandler(settings, replay_db, store_id, uplink, store, readers, clock,
-                          data_dir=data_dir)
+                          data_dir=data_dir, updates=updates)

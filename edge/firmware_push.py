@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.store_records import NewEvent
 from firmware_bridge import codec, fwimage, fwmsg
 from firmware_bridge.fwpush import Out, Pusher
+from xiaodian import __version__ as AGENT_VERSION
 
 if TYPE_CHECKING:
     from edge.serial_link import FridgeReader
@@ -107,7 +108,9 @@ def start(reader: FridgeReader, raw: bytes, trusted: list[Ed25519PublicKey],
     if hello is None:
         raise ValueError(f"{reader.device}: no HELLO yet; is the fridge connected?")
     running = tuple(int(v) for v in hello["firmware"])
-    image = fwimage.judge(raw, trusted, hardware, (running[0], running[1], running[2]))
+    # min_agent judged against this agent's release: refused before a byte is offered.
+    image = fwimage.judge(raw, trusted, hardware, (running[0], running[1], running[2]),
+                          agent=AGENT_VERSION)
     current = reader.fw_job
     if current is not None and not current.done.is_set():
         raise ValueError(f"{reader.device}: an update is already running")

@@ -191,12 +191,15 @@ def parse(raw: bytes) -> Image:
 
 
 def judge(raw: bytes, trusted: Iterable[ed25519.Ed25519PublicKey], hardware: str,
-          running: tuple[int, int, int] | None, max_size: int = MAX_IMAGE) -> Image:
+          running: tuple[int, int, int] | None, max_size: int = MAX_IMAGE,
+          agent: str | None = None) -> Image:
     """The image if it may be offered to a device; ImageRefused with the first reason not to.
 
-    Order: form, signature (by a trusted key), hash, hardware, size, version. `running` is
-    the version the device reports in HELLO (None: unknown, no downgrade check here; the
-    device checks again).
+    Order: form, signature (by a trusted key), hash, hardware, size, version, agent. `running`
+    is the version the device reports in HELLO (None: unknown, no downgrade check here; the
+    device checks again). `agent` is the version of the code that would push it (None: not
+    a pusher, e.g. `firmware verify` without `--agent`); an image whose manifest asks for a
+    newer agent is refused (`agent_too_old`): it may rely on frames or steps this one lacks.
     """
     image = parse(raw)
     if image.signature is None or image.key_id is None:
@@ -218,7 +221,23 @@ def judge(raw: bytes, trusted: Iterable[ed25519.Ed25519PublicKey], hardware: str
     if running is not None and image.manifest.version <= running:
         raise ImageRefused("downgrade", f"image {_v(image.manifest.version)} is not newer "
                            f"than the running {_v(running)}")
+    if agent is not None:
+        try:
+            needed = agent_version(image.manifest.min_agent)
+        except ValueError as exc:
+            raise ImageRefused("bad_manifest", f"min_agent: {exc}") from exc
+        if agent_version(agent) < needed:
+            raise ImageRefused("agent_too_old", f"image needs agent {image.manifest.min_agent} "
+                               f"or newer, this one is {agent}")
     return image
+
+
+def agent_version(text: str) -> tuple[int, ...]:
+    """An agent's release as numbers ("0.1.0" -> (0, 1, 0)), compared as a tuple."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+        raise ValueError(f"an agent version is numbers with dots, got {text[:40]!r}")
+    return tuple(int(p) for p in parts)
 
 
 def _v(v: tuple[int, int, int]) -> str:

@@ -66,10 +66,11 @@ RESULT_IO_ERROR = 11
 RESULT_BUSY = 12  # another image is on trial
 RESULT_ABORTED = 13
 RESULT_BAD_SIGNATURE = 14  # the terminal's refusal (fwimage.judge); a device never sends it
+RESULT_AGENT_TOO_OLD = 15  # the terminal's too: the manifest's min_agent is above its own
 RESULT_NAMES = (
     "accepted", "installed", "confirmed", "rolled_back", "bad_hash", "wrong_hardware",
     "downgrade", "too_large", "bad_manifest", "unknown_image", "incomplete", "io_error",
-    "busy", "aborted", "bad_signature",
+    "busy", "aborted", "bad_signature", "agent_too_old",
 )
 
 _OFFER = "<32sIBBBB"  # sha256, size, version major/minor/patch, hardware id length: 40

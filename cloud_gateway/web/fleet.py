@@ -18,8 +18,9 @@ from xiaodian.i18n import DEFAULT_TZ, N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.commands import CommandError
 
-from .. import accounts, fleet, haccp, stores
+from .. import accounts, fleet, haccp, rollouts, stores
 from ..fleet_text import event_text
+from ..rollout_text import describe as describe_rollout
 from .core import Call, HttpError, Reply, int_param
 from .core import json_reply as ok
 from .owner import who_or_refusal
@@ -46,10 +47,16 @@ def fleet_page(call: Call) -> Reply:
         names = [s["store"] for s in db.stores() if who.covers(s["store"])]
         profiles = {n: stores.get(db.conn, n) for n in names}
         rows = fleet.fridges(db.conn, names, now)
+        updates = rollouts.recent(db, names, limit=5)
     for r in rows:
         r["profile"] = profiles[r["store"]]
+    for u in updates:
+        u |= describe_rollout(u, t)
+        # A person sees only the stores they cover (the counts are the rollout's).
+        u["rows"] = [s for s in u["rows"] if s["store"] in profiles]
     return page(call, "fleet.html", t, who=who, rows=rows, now=now, default_tz=DEFAULT_TZ,
-                offline_after_min=int(fleet.OFFLINE_AFTER_S // 60))
+                offline_after_min=int(fleet.OFFLINE_AFTER_S // 60), updates=updates,
+                profiles=profiles)
 
 
 def device_page(call: Call) -> Reply:

@@ -8,7 +8,8 @@
 --   (or copy this file into ~/.local/lib/wireshark/plugins/)
 --
 -- Field names follow firmware_bridge/codec.py's decoded names: xiaodian.type_name is "temp",
--- "hello", ...; every message field is xiaodian.<name>. A frame the decoder would reject is
+-- "hello", ...; every message field is xiaodian.<name>; the five firmware-update messages
+-- (fw_offer, fw_chunk, fw_status, fw_commit, fw_result: fwmsg.py) have xiaodian.fw.<name>. A frame the decoder would reject is
 -- marked with xiaodian.error ("cobs", "short", "crc", "version", "length") as codec.py counts it.
 
 local p = Proto("xiaodian", "xiaodian fridge serial protocol")
@@ -20,6 +21,8 @@ local TYPES = {
     [0x16] = "lock", [0x20] = "get_hello", [0x21] = "receipt", [0x30] = "set_point",
     [0x31] = "defrost_now", [0x32] = "unlock", [0x33] = "reboot", [0x34] = "tare",
     [0x35] = "calibrate", [0x7F] = "ack",
+    [0x40] = "fw_offer", [0x41] = "fw_chunk", [0x42] = "fw_status", [0x43] = "fw_commit",
+    [0x44] = "fw_result",
 }
 local RESET = { [0] = "unknown", "power_on", "hard", "watchdog", "deep_sleep", "soft", "brownout" }
 local PROBE = { [0] = "ok", "crc", "missing", "suspect" }
@@ -28,6 +31,12 @@ local COMPRESSOR = { [0] = "thermostat", "min_off_time", "defrost_start", "defro
 local DEFROST = { [0] = "schedule", "command", "temperature", "timeout", "power", "fault" }
 local LOCK = { [0] = "boot", "command", "door_closed", "timeout" }
 local ACK = { [0] = "ok", "duplicate", "unknown_type", "bad_payload", "busy", "failed" }
+-- firmware update (protocol §4.10, firmware_bridge/fwmsg.py)
+local FW_STATE = { [0] = "idle", "receiving", "complete", "trial", "healthy" }
+local FW_ACTION = { [0] = "install", "confirm", "abort" }
+local FW_RESULT = { [0] = "accepted", "installed", "confirmed", "rolled_back", "bad_hash",
+    "wrong_hardware", "downgrade", "too_large", "bad_manifest", "unknown_image", "incomplete",
+    "io_error", "busy", "aborted", "bad_signature", "agent_too_old" }
 
 local function name(names, code)
     return names[code] or ("unknown_" .. code)
@@ -84,6 +93,18 @@ f.minutes = ProtoField.uint16("xiaodian.minutes", "Minutes")
 f.seconds = ProtoField.uint16("xiaodian.seconds", "Seconds")
 f.acked_seq = ProtoField.uint16("xiaodian.acked_seq", "Acknowledged seq")
 f.status = ProtoField.string("xiaodian.status", "ACK status")
+-- firmware update: xiaodian.fw.<name>, fwmsg.decode's names (data shown as its length)
+f.fw_sha256 = ProtoField.bytes("xiaodian.fw.sha256", "Image SHA-256", base.NONE)
+f.fw_size = ProtoField.uint32("xiaodian.fw.size", "Image size")
+f.fw_version = ProtoField.string("xiaodian.fw.version", "Image version")
+f.fw_hardware = ProtoField.string("xiaodian.fw.hardware", "Hardware")
+f.fw_offset = ProtoField.uint32("xiaodian.fw.offset", "Offset")
+f.fw_tag = ProtoField.uint32("xiaodian.fw.tag", "Image tag", base.HEX)
+f.fw_data_len = ProtoField.uint16("xiaodian.fw.data_len", "Chunk bytes")
+f.fw_state = ProtoField.string("xiaodian.fw.state", "Update state")
+f.fw_next_offset = ProtoField.uint32("xiaodian.fw.next_offset", "Next offset")
+f.fw_action = ProtoField.string("xiaodian.fw.action", "Commit action")
+f.fw_result = ProtoField.string("xiaodian.fw.result", "Result")
 
 -- CRC-32/ISO-HDLC, table-driven (bit32: Wireshark's Lua is 5.2)
 local CRC_TABLE = {}
@@ -258,6 +279,51 @@ payloads[0x7F] = function(t, tree)
     if t:len() < 3 then return false end
     tree:add_le(f.acked_seq, t(0, 2))
     tree:add(f.status, t(2, 1), name(ACK, t(2, 1):uint()))
+    return true
+end
+
+payloads[0x40] = function(t, tree) -- FW_OFFER
+    if t:len() < 40 then return false end
+    tree:add(f.fw_sha256, t(0, 32))
+    tree:add_le(f.fw_size, t(32, 4))
+    tree:add(f.fw_version, t(36, 3),
+        t(36, 1):uint() .. "." .. t(37, 1):uint() .. "." .. t(38, 1):uint())
+    local hw_len = t(39, 1):uint()
+    if t:len() < 40 + hw_len then return false end
+    if hw_len > 0 then tree:add(f.fw_hardware, t(40, hw_len), t(40, hw_len):string(ENC_UTF_8)) end
+    return true
+end
+
+payloads[0x41] = function(t, tree) -- FW_CHUNK
+    if t:len() < 9 then return false end
+    tree:add_le(f.fw_offset, t(0, 4))
+    tree:add_le(f.fw_tag, t(4, 4))
+    tree:add(f.fw_data_len, t(8, t:len() - 8), t:len() - 8)
+    return true
+end
+
+payloads[0x42] = function(t, tree) -- FW_STATUS
+    if t:len() < 49 then return false end
+    tree:add_le(f.dev_ms, t(0, 8))
+    tree:add(f.fw_state, t(8, 1), name(FW_STATE, t(8, 1):uint()))
+    tree:add(f.fw_sha256, t(9, 32))
+    tree:add_le(f.fw_next_offset, t(41, 4))
+    tree:add_le(f.fw_size, t(45, 4))
+    return true
+end
+
+payloads[0x43] = function(t, tree) -- FW_COMMIT
+    if t:len() < 33 then return false end
+    tree:add(f.fw_sha256, t(0, 32))
+    tree:add(f.fw_action, t(32, 1), name(FW_ACTION, t(32, 1):uint()))
+    return true
+end
+
+payloads[0x44] = function(t, tree) -- FW_RESULT
+    if t:len() < 41 then return false end
+    tree:add_le(f.dev_ms, t(0, 8))
+    tree:add(f.fw_sha256, t(8, 32))
+    tree:add(f.fw_result, t(40, 1), name(FW_RESULT, t(40, 1):uint()))
     return true
 end
 

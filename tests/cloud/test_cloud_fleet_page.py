@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cloud_haccp import STORE, T0, fill_day
 
-from cloud_gateway import accounts, stores
+from cloud_gateway import accounts, commands, rollouts, stores
 from cloud_gateway.db import Database
 from cloud_gateway.ingest_core import ingest
 from cloud_gateway.web import Api, HttpServer
@@ -27,6 +28,7 @@ from devstack.testkit.browser import (
     visible_text,
 )
 from devstack.testkit.http_client import get
+from xiaodian.wire.commands import key_id_for, sign_command
 from xiaodian.wire.health import HEALTH_DEVICE
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record, state_payload
 
@@ -77,11 +79,51 @@ def fill_fleet(db: Database) -> None:
         "w", NOW - 5 * H)
     ingest(db, f"xd/v1/{STORE2}/state", state_payload(STORE2, False, 1, NOW - 5 * H, "0.1",
                                                        ["fridge-9"]), "w", NOW - 5 * H)
+    fill_rollout(db)
     with db.transaction() as conn:
         stores.set_profile(conn, STORE, NOW, name="和平路店", tz="Asia/Shanghai")
         stores.set_profile(conn, STORE2, NOW, name="长江路店", tz="Asia/Shanghai")
         accounts.add_user(conn, "tech", "technician", [STORE, STORE2], "tech-password-1234",
                           0.0)
+
+
+class SigningIssuer:
+    """Signs and records `update` commands as the cloud's Commander does, without a broker
+    (the page reads the database; the e2e test test_fw_cloud_rollout.py sends them)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.key = Ed25519PrivateKey.generate()
+
+    def issue(self, store: str, action: str, params: dict[str, Any], now: float | None = None,
+              *, issued_by: str = "") -> str:
+        signed = sign_command(self.key, key_id_for(self.key.public_key()), target=store,
+                              action=action, params=params, issued_at=int(now or NOW))
+        commands.insert_command(self.db, signed, issued_by)
+        return signed.command.command_id
+
+
+def fill_rollout(db: Database) -> None:
+    """A rollout of 1.1.0 to fridge-1 at both stores: the canary (store-001) rolled it back,
+    so it halted by itself and store-002 was never sent it."""
+    sha = "ab" * 32
+    art = rollouts.Artefact("firmware", "fridge-1", f"https://cloud.example:8443/artefacts/{sha}",
+                            sha, 61_494, "1.1.0")
+    rid = rollouts.create(db, art, [STORE, STORE2], NOW - 600, share=0.5, created_by="tech")
+    issuer = SigningIssuer(db)
+    assert rollouts.tick(db, issuer, rid, NOW - 600).start == (STORE,)
+    (cid,) = [r["command_id"] for r in rollouts.store_rows(db, rid)]
+    for i, (state, pct) in enumerate((("downloading", 0), ("downloaded", 100),
+                                      ("updating", 50), ("done", 100))):
+        data = {"command": cid, "kind": "firmware", "state": state, "percent": pct,
+                "sha256": sha, "version": "1.1.0"}
+        if state == "done":
+            data |= {"result": "rolled_back", "ok": False}
+        out = ingest(db, f"xd/v1/{STORE}/events", batch_payload("events", STORE, "fridge-1", 1, [
+            event_record(950 + i, "update", None, None, NOW - 500 + i, True, data)]),
+            "w", NOW - 400)
+        assert out.action == "stored", out.reason
+    assert rollouts.tick(db, issuer, rid, NOW - 300).state.value == "halted"
 
 
 @pytest.fixture
@@ -143,6 +185,17 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
             page.click("th button[data-key=device]")
             assert _rows(page) == ["fridge-9", "fridge-2", "fridge-1"]
         _checks(page, f"fleet-{tag}-sorted")
+        # The rollout, halted by itself after the canary rolled the image back.
+        ro = page.locator("#updates .rollout")
+        expect(page.locator("#updates h2")).to_have_text("固件更新")
+        expect(ro.locator(".badge")).to_have_text("已自动停止")
+        expect(ro.locator(".why")).to_have_text("第一家店失败，其他店都没有收到。")
+        expect(ro.locator(".counts")).to_have_text(
+            "0 家确认，1 家失败，共 2 家店；第 1 / 2 阶段")  # stages (1, 2)
+        expect(ro.locator("tr[data-store=store-001] td").nth(3)).to_have_text("已回滚到旧版本")
+        expect(ro.locator("tr[data-store=store-002]")).to_have_count(0)  # never sent
+        ro.scroll_into_view_if_needed()
+        _checks(page, f"fleet-{tag}-updates")
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])

@@ -50,6 +50,9 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
     image.write_bytes(fwimage.sign(unpadded, key))
     untrusted = tmp_path / "other.xdfw"
     untrusted.write_bytes(fwimage.sign(unpadded, ed25519.Ed25519PrivateKey.generate()))
+    newer_agent = tmp_path / "needs-agent.xdfw"  # signed and trusted, but for a newer agent
+    newer_agent.write_bytes(fwimage.sign(fwimage.pack(
+        firmware_files((1, 1, 0)), (1, 1, 0), fwimage.HARDWARE, "999.0.0"), key))
     with running(scenario(), tmp_path, mqtt_settings(STORE),
                  firmware=FirmwareSettings(keys=(pub,))) as (_, agent):
         db = agent.config.edge.db_path
@@ -57,6 +60,8 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
         sock = tap_path(agent.config.edge.data_dir)
         with pytest.raises(TapError, match="bad_signature"):
             next(firmware_progress(sock, "fridge-1", untrusted))
+        with pytest.raises(TapError, match=r"agent_too_old: image needs agent 999\.0\.0"):
+            next(firmware_progress(sock, "fridge-1", newer_agent))
         progress = []
         during = []
         for item in firmware_progress(sock, "fridge-1", image, deadline_s=120):

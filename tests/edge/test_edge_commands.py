@@ -7,6 +7,8 @@ purpose. The cloud side is a plain paho client holding the real signing key.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import select
@@ -18,15 +20,19 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devstack.testkit.edge import QUICK, RunningAgent, edge_config, pty_link
+from cloud_gateway.rollouts import artefact_path
+from cloud_gateway.web.artefact_server import ArtefactServer, server_context
+from devstack.testkit.edge import QUICK, RunningAgent, edge_config, events, pty_link
 from devstack.testkit.mqtt_clients import start_client, stop_client, subscribe
 from devstack.testkit.wait import wait
 from edge.agent import Agent
-from edge.config import CommandKey, CommandSettings, EdgeConfig
+from edge.config import CommandKey, CommandSettings, EdgeConfig, FirmwareSettings
 from edge.store import EdgeStore
 from firmware_bridge import codec
 from hw_sim.controller import ControllerConfig, FridgeController
@@ -34,9 +40,10 @@ from hw_sim.runner import Runner
 from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.config import ConfigError, load_config
 from xiaodian.mqtt import MqttSettings, command_publish
-from xiaodian.pki import load_command_private_key, make_command_key
+from xiaodian.pki import DevPki, load_command_private_key, make_command_key
 from xiaodian.wire import payloads
 from xiaodian.wire.commands import (
+    CommandError,
     Scalar,
     SignedCommand,
     key_id_for,
@@ -503,3 +510,60 @@ def test_commands_table_pins_keys_by_id(
         load_config(wrong, EdgeConfig)
     no_commands = load_config(_edge_toml(tmp_path, ""), EdgeConfig)
     assert no_commands.commands is None
+
+
+# ------------------------------------------------------------------------------ updates
+
+
+def test_update_commands_are_refused_or_report_their_failure(
+    tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], cloud: Cloud,
+    signing: tuple[Ed25519PrivateKey, str, Path], pki: DevPki,
+) -> None:
+    """The `update` action at the agent: no [firmware] keys: unsupported; an unknown fridge;
+    bytes that are not what the command named: the download's `bad_hash`, as `update`
+    events (downloading, done) in the outbox. A plaintext URL cannot even be signed."""
+    blob = b"not the image the command names" * 100
+    sha = hashlib.sha256(b"the image the command names").hexdigest()
+    served = tmp_path / "served"
+    served.mkdir()
+    artefact_path(served, sha).write_bytes(blob)  # a store serving the wrong bytes
+    server = ArtefactServer(served, server_context(pki.ca, pki.server_cert, pki.server_key))
+    params: dict[str, Any] = {"device": "fridge-1", "kind": "firmware", "url": server.url(sha),
+                              "sha256": sha, "size": len(blob), "version": "1.1.0"}
+    with pytest.raises(CommandError, match="url"):
+        cloud.sign("update", params | {"url": params["url"].replace("https:", "http:")})
+    fw_key = ed25519.Ed25519PrivateKey.generate().public_key()
+    fw_pub = tmp_path / "fw.pub"
+    fw_pub.write_bytes(fw_key.public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+    runner = Runner(Scenario(
+        sim=SimSettings(link_dir=tmp_path, truth=tmp_path / "truth.jsonl", speed=1.0),
+        fridges=(FridgeSpec(id="fridge-1", defrost_every_h=0),)))
+    sim_thread = threading.Thread(target=runner.run, daemon=True)
+    sim_thread.start()
+    try:
+        bare = _config(tmp_path, mqtt_settings(STORE), signing[1], signing[2])
+        with RunningAgent(bare) as agent:
+            wait(lambda: _hello_seen(agent), 10, "HELLO from the simulated fridge")
+            answer = cloud.answer(cloud.send(cloud.sign("update", params)))
+            assert (answer["status"], answer["outcome"]) == ("failed", "unsupported")
+        cfg = dataclasses.replace(bare, firmware=FirmwareSettings(keys=(fw_pub,)))
+        with server, RunningAgent(cfg) as agent:
+            wait(lambda: _hello_seen(agent), 10, "HELLO from the simulated fridge")
+            answer = cloud.answer(cloud.send(cloud.sign("update",
+                                                        params | {"device": "fridge-7"})))
+            assert (answer["status"], answer["outcome"]) == ("failed", "unknown_device")
+            signed = cloud.sign("update", params)
+            answer = cloud.answer(cloud.send(signed))
+            assert (answer["status"], answer["outcome"]) == ("executed", "update_started")
+            got = wait(lambda: [e for e in events(cfg.edge.db_path, "update", outbox=True)
+                                if e.get("state") == "done"], 20, "the update's end")
+            assert got[0]["result"] == "bad_hash" and got[0]["ok"] is False
+            assert got[0]["command"] == signed.command.command_id
+            states = [e["state"] for e in events(cfg.edge.db_path, "update")]
+            assert states == ["downloading", "done"]
+        assert list(server.fetches) == [(STORE, sha, 200)]  # with the store's own certificate
+    finally:
+        runner.request_stop()
+        sim_thread.join(timeout=5)
+        runner.close()

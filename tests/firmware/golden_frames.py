@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from firmware_bridge import codec, pcapng
+from firmware_bridge import codec, fwmsg, pcapng
 
 GOLDEN = Path(__file__).parent / "golden" / "all_frames.pcapng"
 T0_NS = 1_780_000_000_000_000_000  # 2026-05-28, a fixed wall time
 IN, OUT = pcapng.INBOUND, pcapng.OUTBOUND
+SHA = bytes(range(0xA0, 0xC0))  # an image hash: 32 distinct bytes
 
 
 def _frame(t: int, seq: int, body: bytes, flags: int = 0) -> bytes:
@@ -47,6 +48,13 @@ def frames() -> list[tuple[int, bytes]]:
         (OUT, _frame(codec.TARE, 7, codec.pack_tare(1), codec.ACK_REQUESTED)),
         (OUT, _frame(codec.CALIBRATE, 8, codec.pack_calibrate(0, 500), codec.ACK_REQUESTED)),
         (IN, _frame(codec.ACK, 10, codec.pack_ack(8, "busy"), codec.REPLY)),
+        # the firmware update (protocol §4.10): one of each, with a hash that shows its ends
+        (OUT, _frame(fwmsg.FW_OFFER, 9, fwmsg.pack_offer(SHA, 61_494, (1, 2, 3), "xd-fridge-1"))),
+        (IN, _frame(fwmsg.FW_STATUS, 11, fwmsg.pack_status(130_000, "receiving", SHA, 480,
+                                                           61_494))),
+        (OUT, _frame(fwmsg.FW_CHUNK, 10, fwmsg.pack_chunk(480, SHA, bytes(range(240))))),
+        (OUT, _frame(fwmsg.FW_COMMIT, 11, fwmsg.pack_commit(SHA, "confirm"))),
+        (IN, _frame(fwmsg.FW_RESULT, 12, fwmsg.pack_result(131_000, SHA, "rolled_back"))),
     ]
     crc = bytearray(_frame(codec.HEARTBEAT, 11, codec.pack_heartbeat(61_000, 1, 0, 0, 0)))
     crc[4] ^= 0x40  # a spoilt bit: still valid COBS, wrong CRC

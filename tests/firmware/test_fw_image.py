@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -91,6 +92,37 @@ def test_every_refusal_has_its_reason() -> None:
     assert reason(good, running=(2, 0, 0)) == "downgrade"
     assert reason(good, max_size=len(good) - 1) == "too_large"
     assert fwimage.judge(good, trusted, HW, None)  # running unknown: the device judges
+
+
+def test_an_image_needing_a_newer_agent_is_refused_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    needs = fwimage.sign(fwimage.pack({"main.mpy": b"M\x06main"}, (1, 1, 0), HW, "0.10.0"), key)
+    trusted = [key.public_key()]
+    for agent in ("0.9.9", "0.2.0", "0.1.0"):  # 0.10 > 0.9: compared as numbers, not text
+        with pytest.raises(fwimage.ImageRefused) as caught:
+            fwimage.judge(needs, trusted, HW, (1, 0, 0), agent=agent)
+        assert caught.value.reason == "agent_too_old"
+        assert "needs agent 0.10.0 or newer, this one is " + agent in str(caught.value)
+    for agent in ("0.10.0", "0.10.0.1", "1.0.0"):
+        assert fwimage.judge(needs, trusted, HW, (1, 0, 0), agent=agent)
+    assert fwimage.judge(needs, trusted, HW, (1, 0, 0))  # no pusher named: not judged
+    odd = fwimage.sign(fwimage.pack({"main.mpy": b"M"}, (1, 1, 0), HW, "latest"), key)
+    with pytest.raises(fwimage.ImageRefused, match="bad_manifest: min_agent"):
+        fwimage.judge(odd, trusted, HW, (1, 0, 0), agent="0.1.0")
+    # Through the CLI: verify with --agent, and flash (this package is the pusher) refuses
+    # before it opens the port (the port does not exist: any other path would fail on it).
+    img, pub = tmp_path / "fw.xdfw", tmp_path / "k.pub"
+    img.write_bytes(needs)
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    capsys.readouterr()
+    assert xiaodian(["firmware", "verify", str(img), "--pub", str(pub), "--agent", "0.9.0"]) == 2
+    assert "agent_too_old: image needs agent 0.10.0" in capsys.readouterr().err
+    assert xiaodian(["firmware", "flash", str(img), "--pub", str(pub), "--port",
+                     str(tmp_path / "no-such-port")]) == 2
+    assert "agent_too_old" in capsys.readouterr().err
 
 
 @settings(max_examples=200, deadline=None)

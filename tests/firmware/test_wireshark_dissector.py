@@ -12,7 +12,7 @@ from typing import Any
 import golden_frames
 import pytest
 
-from firmware_bridge import codec, pcapng
+from firmware_bridge import codec, fwmsg, pcapng
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "firmware_bridge" / "wireshark" / "xiaodian_serial.lua"
@@ -21,7 +21,9 @@ FIELDS = ("dir", "error", "type_name", "seq", "flags", "dev_ms", "protocol", "fi
           "device_id", "free_mem", "rx_errors", "probe_errors", "tx_dropped", "probe",
           "probe_status", "celsius", "open", "duration_ms", "on", "reason", "mains",
           "backup_mv", "active", "locked", "lane", "grams", "stable", "receipt_seq",
-          "tenths_c", "minutes", "seconds", "acked_seq", "status")
+          "tenths_c", "minutes", "seconds", "acked_seq", "status",
+          "fw.sha256", "fw.size", "fw.version", "fw.hardware", "fw.offset", "fw.tag",
+          "fw.data_len", "fw.state", "fw.next_offset", "fw.action", "fw.result")
 
 needs_tshark = pytest.mark.skipif(
     shutil.which("tshark") is None,
@@ -63,7 +65,8 @@ def expected(direction: int, wire: bytes) -> dict[str, str]:
         out["error"] = counter
         return out
     (frame,) = frames
-    msg = dict(codec.decode_message(frame.type, frame.payload) or {})
+    msg = dict(codec.decode_message(frame.type, frame.payload)
+               or fwmsg.decode(frame.type, frame.payload) or {})
     out["type_name"] = str(msg.pop("type"))
     out["seq"] = str(frame.seq)
     out["flags"] = f"0x{frame.flags:02x}"
@@ -81,6 +84,12 @@ def expected(direction: int, wire: bytes) -> dict[str, str]:
                 out[sub] = ",".join(_text(lane[sub]) for lane in value)
         elif key == "seqs":
             out["receipt_seq"] = ",".join(map(str, value))
+        elif out["type_name"] in fwmsg.TYPE_NAMES.values() and key != "dev_ms":
+            fw = {"sha256": bytes(value).hex() if key == "sha256" else "",
+                  "version": ".".join(map(str, value)) if key == "version" else "",
+                  "tag": f"0x{value:08x}" if key == "tag" else "",
+                  "data": str(len(value)) if key == "data" else ""}.get(key) or _text(value)
+            out["fw.data_len" if key == "data" else f"fw.{key}"] = fw
         else:
             out[key] = _text(value)
     return out
@@ -94,7 +103,7 @@ def test_the_golden_capture_is_what_the_writer_makes() -> None:
     # Every message type of the protocol is in it, in one direction or the other.
     decoded = {f.type for _, wire in golden_frames.frames()
                for f in codec.FrameDecoder().feed(wire)}
-    assert decoded == set(codec.TYPE_NAMES)
+    assert decoded == set(codec.TYPE_NAMES) | set(fwmsg.TYPE_NAMES)
 
 
 @needs_tshark

@@ -71,6 +71,11 @@ MAX_CAPTURE_S = 30
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
 _SAFE_STR_RE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}")  # printable, no " or \
 MAX_PARAMS = 16
+UPDATE_KINDS = frozenset({"firmware"})
+MAX_ARTEFACT_BYTES = 64 * 1024 * 1024
+_HTTPS_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/-]{1,100}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_VERSION_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 
 Scalar = str | int | bool
 
@@ -129,6 +134,18 @@ ACTIONS: Mapping[str, Mapping[str, _Param]] = {
     "capture": {
         "seconds": _Param(int, lo=1, hi=MAX_CAPTURE_S),
         "device": _Param(str, required=False, pattern=ids.DEVICE_ID),
+    },
+    # An artefact from the cloud (docs/firmware_update.md, "From the cloud"): the command is
+    # at most 4 KiB, so it names the bytes (HTTPS URL, size, SHA-256) and the store fetches
+    # them; the artefact's own signature is judged as for any image. `kind` says what it is
+    # and so what installs it ("firmware": a fridge's controller; #19 adds the agent's own).
+    "update": {
+        "device": _DEVICE,
+        "kind": _Param(str, choices=UPDATE_KINDS),
+        "url": _Param(str, pattern=_HTTPS_URL_RE),
+        "sha256": _Param(str, pattern=_SHA256_RE),
+        "size": _Param(int, lo=1, hi=MAX_ARTEFACT_BYTES),
+        "version": _Param(str, pattern=_VERSION_RE),
     },
 }
 

@@ -55,6 +55,8 @@ EventType = Literal[
     "lock",
     # a firmware update's outcome from the controller (docs/firmware_update.md, issue #17)
     "firmware",
+    # an update the cloud started (the `update` command): state, percent, result
+    "update",
     # retail (xiaodian.wire.retail): stock ledger, order progress, lane checks, expiry list,
     # refused pickup codes, deliveries received against their manifest
     "stock",
