@@ -24,7 +24,7 @@ from xiaodian.i18n import N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.retail import MAX_LINES
 
-from .. import geo, shop, stores
+from .. import geo, shop, shop_waves, stores
 from .. import retail as retail_store
 from .core import DIGITS, Call, Reply
 from .page import message_page, page, reader
@@ -124,6 +124,7 @@ def store_page(call: Call, *, status: int = HTTPStatus.OK, refusal: dict[str, An
             return message_page(call, HTTPStatus.NOT_FOUND, t.gettext("There is no such store."),
                                 t)
         offers = shop.promise(db.conn, store, now, call.api.residents.waves)
+        wave = call.api.residents.waves.next_wave(db.conn, store, now)
         slots = [{"start": int(w.start), "full": shop.booked(db.conn, store, w.start)
                   >= profile.slot_capacity, "label": _window_text(t, w, profile, now)}
                  for w in shop.windows(profile, now)]
@@ -134,7 +135,29 @@ def store_page(call: Call, *, status: int = HTTPStatus.OK, refusal: dict[str, An
                 distance=None if distance is None else distance_text(t, distance),
                 delivers=(distance is not None and distance <= profile.delivery_radius_m),
                 cart=cart if cart is not None else _cart_param(q.get("cart", "")),
-                map=map_link(profile), who=current(call), refusal=refusal, now=now)
+                map=map_link(profile), who=current(call), refusal=refusal, now=now,
+                wave=_wave_view(t, wave, profile, now, offers),
+                chosen=(refusal or {}).get("window", ""))
+
+
+def _wave_view(t: Translator, wave: shop.Wave | None, p: stores.Profile, now: float,
+               offers: list[shop.Offer]) -> dict[str, Any] | None:
+    """The next delivery as the store page shows it: its pickup day, the cutoff on the
+    store's clock and the time left (the page's script counts it down)."""
+    if wave is None or wave.cutoff <= now:
+        return None
+    return {"cutoff": int(wave.cutoff), "closed": wave.closed,
+            "cutoff_text": t.date_time(wave.cutoff, p.tz),
+            "left_line": t.gettext("%(left)s left") % {"left": left_text(wave.cutoff - now)},
+            "left_words": t.gettext("%(left)s left"),
+            "window": _window_text(t, shop.Window(wave.arrives, wave.until), p, now),
+            "any": any(o.presale for o in offers)}
+
+
+def left_text(seconds: float) -> str:
+    """H:MM:SS, the countdown's form in every language (the script writes the same)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _window_text(t: Translator, w: shop.Window, p: stores.Profile, now: float) -> str:
@@ -180,11 +203,11 @@ def place_order(call: Call) -> Reply:
     window = f.get("window", "")
     req = shop.Request(store, who.id, who.masked, cart, f.get("mode", "pickup"),
                        float(window) if DIGITS.match(window) else -1.0,
-                       f.get("address", ""), here)
+                       f.get("address", ""), here, wave=window == "wave")
     api = call.api
     try:
         # A pickup order needs the store's code key: refuse before placing, not after.
-        api.pickup_codec(store, required=req.mode == "pickup")
+        api.pickup_codec(store, required=req.mode == "pickup" and not req.wave)
         with api.write() as db, db.transaction() as conn:
             placed = shop.place(conn, req, api.now(), api.residents.waves, api.residents.payment)
     except retail_store.RetailError:
@@ -211,13 +234,15 @@ def _refused(call: Call, t: Translator, req: shop.Request, exc: shop.ShopError,
             other = {"name": p.name, "address": p.address, "distance": distance_text(t, d),
                      "href": f"/r/s/{p.store}?" + urlencode({**_here_query(here),
                                                              "cart": cart_param})}
-    status = HTTPStatus.CONFLICT if exc.kind == "full" else HTTPStatus.BAD_REQUEST
+    status = HTTPStatus.CONFLICT if exc.kind in ("full", "closed") \
+        else HTTPStatus.BAD_REQUEST
     with call.api.read() as db:
         names = _names(db.conn, req.store)
     text = t.render(exc.why)
     short = [names.get(i, i) for i in exc.short]
     return store_page(call, status=status, here=here,
-                      refusal={"text": text, "short": short, "other": other},
+                      refusal={"text": text, "short": short, "other": other,
+                               "window": "wave" if req.wave else str(int(req.window_start))},
                       cart=dict(req.cart.lines))
 
 
@@ -236,18 +261,46 @@ STEPS = (  # the timeline, in order: (state that reaches it, words)
 ENDS = {"picked_up": N_("Picked up"), "delivered": N_("Delivered"),
         "packed": N_("Packed for delivery"), "out_for_delivery": N_("Out for delivery"),
         "cancelled": N_("Cancelled"), "expired": N_("Not collected in time")}
+WAVE_ENDS = {"refunded": N_("Refunded: the store could not take it"),
+             "moved": N_("Moved to another store of the area: see its address above")}
 
 
-def _timeline(order: dict[str, Any]) -> list[dict[str, Any]]:
+def _timeline(t: Translator, order: dict[str, Any], wave: dict[str, Any] | None,
+              p: stores.Profile) -> list[dict[str, Any]]:
     seen = {h["state"]: h["at"] for h in order["history"] if h["applied"]}
-    out = [{"text": text, "at": seen.get(state), "done": state in seen}
+    if wave is not None:
+        return _wave_timeline(t, order, wave, p, seen)
+    out = [{"text": t.gettext(text), "at": seen.get(state), "done": state in seen}
            for state, text in STEPS]
     if order["mode"] == "pickup" and order["state"] in ("open", "received"):
-        out.append({"text": N_("Ready for pickup in your hour"), "at": None,
+        out.append({"text": t.gettext("Ready for pickup in your hour"), "at": None,
                     "done": "received" in seen})
     for state, text in ENDS.items():
         if state in seen:
-            out.append({"text": text, "at": seen[state], "done": True})
+            out.append({"text": t.gettext(text), "at": seen[state], "done": True})
+    return out
+
+
+def _wave_timeline(t: Translator, order: dict[str, Any], wave: dict[str, Any],
+                   p: stores.Profile, seen: dict[str, float]) -> list[dict[str, Any]]:
+    """A pre-order: placed, in the delivery of its day (from the cutoff on), arrived
+    (the delivery reached the store), ready (the store has the order), then the end."""
+    day = format_skeleton("MMMEd", datetime.fromisoformat(str(wave["delivery"])),
+                          locale=t.locale) if wave.get("delivery") else ""
+    arrived = wave.get("delivered_at")
+    out = [{"text": t.gettext("Placed"), "at": seen.get("preorder"), "done": True},
+           {"text": t.gettext("In the delivery of %(day)s") % {"day": day},
+            "at": wave.get("cutoff_done_at"), "done": wave.get("cutoff_done_at") is not None},
+           {"text": t.gettext("Arrived at the store"), "at": arrived,
+            "done": arrived is not None}]
+    if order["state"] in ("preorder", "open", "received"):
+        out.append({"text": t.gettext("Ready for pickup"), "at": None,
+                    "done": arrived is not None and "received" in seen})
+    if wave.get("outcome") in WAVE_ENDS:
+        out.append({"text": t.gettext(WAVE_ENDS[wave["outcome"]]), "at": None, "done": True})
+    for state, text in ENDS.items():
+        if state in seen and not (state == "cancelled" and wave.get("outcome") == "refunded"):
+            out.append({"text": t.gettext(text), "at": seen[state], "done": True})
     return out
 
 
@@ -274,6 +327,7 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
     assert order is not None
     p = stores.get(conn, store)
     names = _names(conn, store)
+    wave = shop_waves.wave_state(conn, oid)
     code = None
     if order["mode"] == "pickup" and order["state"] in retail_store.RESERVING and \
             order["expires"] > now:
@@ -287,11 +341,16 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         "address": r[5], "amount": int(r[6]), "payment": json.loads(r[7]),
         "lines": [{"name": names.get(ln["item"], ln["item"]), "qty": ln["qty"]}
                   for ln in order["lines"]],
-        "timeline": _timeline(order), "code": code,
+        "timeline": _timeline(t, order, wave, p), "code": code, "wave": wave is not None,
         "qr": None if code is None else segno.make(code, error="m").svg_inline(
             border=4, dark="#000", light="#fff", omitsize=True),
         "map": map_link(p) if p.point else None,
-        "may_cancel": order["state"] in retail_store.RESERVING and now < float(r[3]),
+        "may_cancel": (order["state"] == "preorder" and wave is not None
+                       and wave["state"] == "open" and now < float(wave["cutoff_at"]))
+        if wave is not None else
+        order["state"] in retail_store.RESERVING and now < float(r[3]),
+        "cutoff": None if wave is None or order["state"] != "preorder" or wave["cutoff_at"]
+        is None else t.date_time(float(wave["cutoff_at"]), p.tz),
     }
 
 
@@ -312,7 +371,12 @@ def cancel(call: Call) -> Reply:
         if row is None:  # another resident's order looks exactly like no order
             return message_page(call, HTTPStatus.NOT_FOUND,
                                 t.gettext("There is no such order."), t)
-        if now >= float(row[1]):
+        wave = shop_waves.wave_state(conn, int(oid))
+        state = conn.execute("SELECT state FROM orders WHERE id = ?", (int(oid),)).fetchone()
+        if wave is not None and (state is None or state[0] != "preorder"):
+            return message_page(call, HTTPStatus.CONFLICT, t.gettext(
+                "Too late to cancel: the delivery was ordered at the cutoff."), t)
+        if wave is None and now >= float(row[1]):
             return message_page(call, HTTPStatus.CONFLICT, t.gettext(
                 "Too late to cancel: your pickup hour has begun."), t)
         try:
@@ -320,6 +384,8 @@ def cancel(call: Call) -> Reply:
                                       now, f"resident:{who.id}")
         except retail_store.RetailError:
             return message_page(call, HTTPStatus.CONFLICT, t.gettext(
+                "Too late to cancel: the delivery was ordered at the cutoff.")
+                if wave is not None else t.gettext(
                 "Too late to cancel: the store has already handed it over."), t)
     call.api.send_downlink()
     return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain",
