@@ -147,11 +147,25 @@ def _wave_view(t: Translator, wave: shop.Wave | None, p: stores.Profile, now: fl
     if wave is None or wave.cutoff <= now:
         return None
     return {"cutoff": int(wave.cutoff), "closed": wave.closed,
-            "cutoff_text": t.date_time(wave.cutoff, p.tz),
+            "cutoff_text": when_text(t, wave.cutoff, p, now),
             "left_line": t.gettext("%(left)s left") % {"left": left_text(wave.cutoff - now)},
             "left_words": t.gettext("%(left)s left"),
             "window": _window_text(t, shop.Window(wave.arrives, wave.until), p, now),
             "any": any(o.presale for o in offers)}
+
+
+def when_text(t: Translator, at: float, p: stores.Profile, now: float) -> str:
+    """"Today 23:00", "Tomorrow 23:00" or the date and time, on the store's clock."""
+    days = (datetime.fromtimestamp(at, p.zone).date()
+            - datetime.fromtimestamp(now, p.zone).date()).days
+    hhmm = t.time(at, p.tz)
+    if days == 0:
+        return t.gettext("Today %(time)s") % {"time": hhmm}
+    if days == 1:
+        return t.gettext("Tomorrow %(time)s") % {"time": hhmm}
+    return t.gettext("%(day)s %(time)s") % {
+        "time": hhmm, "day": format_skeleton("MMMd", datetime.fromtimestamp(at, p.zone),
+                                             locale=t.locale)}
 
 
 def left_text(seconds: float) -> str:
@@ -350,7 +364,7 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         if wave is not None else
         order["state"] in retail_store.RESERVING and now < float(r[3]),
         "cutoff": None if wave is None or order["state"] != "preorder" or wave["cutoff_at"]
-        is None else t.date_time(float(wave["cutoff_at"]), p.tz),
+        is None else when_text(t, float(wave["cutoff_at"]), p, now),
     }
 
 

@@ -108,8 +108,12 @@ def test_the_cloud_workers_sweep_runs_the_purge(
     path = tmp_path / "cloud.sqlite"
     with Database.open(path) as db:
         seed(db)
-        worker = IngestWorker(mqtt_settings("cloud-gateway"), CloudSettings(db=path, worker_id="cloud-1"),
-                              now=lambda: NOW)  # not started: no connection made
-        worker._sweep(db)  # what its database thread runs every command_sweep_interval_s
+        worker = IngestWorker(mqtt_settings("cloud-gateway"),  # not started: no connection
+                              CloudSettings(db=path, worker_id="cloud-1"), now=lambda: NOW)
+        try:
+            worker._sweep(db)  # what its database thread runs every command_sweep_interval_s
+        finally:
+            worker._wake_r.close()  # never started, so never stopped
+            worker._wake_w.close()
         assert db.conn.execute("SELECT COUNT(*) FROM resident_codes").fetchone()[0] == 2
         assert db.conn.execute("SELECT COUNT(*) FROM resident_sessions").fetchone()[0] == 1
