@@ -37,15 +37,9 @@ from . import geo, residents, sql, stores
 from . import retail as retail_store
 from .errors import CloudError
 
+# What residents pay is the catalogue item's `price_fen` (cloud_gateway/retail.py); the
+# `shop_prices` table of before is folded into it when a database is opened.
 SCHEMA = """
--- What residents pay per piece, in fen; an item without a price is not offered to them.
-CREATE TABLE IF NOT EXISTS shop_prices (
-    store TEXT NOT NULL,
-    item TEXT NOT NULL,
-    price_fen BIGINT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (store, item)
-);
 -- A resident's order: who (residents.id), the pickup hour or delivery address, the amount.
 CREATE TABLE IF NOT EXISTS resident_orders (
     order_id BIGINT PRIMARY KEY,
@@ -62,14 +56,14 @@ CREATE TABLE IF NOT EXISTS resident_orders (
 CREATE INDEX IF NOT EXISTS resident_orders_by_resident ON resident_orders (resident, order_id);
 CREATE INDEX IF NOT EXISTS resident_orders_by_slot ON resident_orders (store, window_start);
 """
-TABLES = ("shop_prices", "resident_orders")
+TABLES = ("resident_orders",)
 FRIDGE_SILENT_S = 15 * 60  # a fridge that has said nothing for this long is offline
 COLD = ("chilled", "frozen")
 PREP_S = 30 * 60  # the store needs this long before the first pickup hour
 SLOT_S = 3600
 MAX_SLOTS = 8
 MAX_ADDRESS = 120
-MAX_PRICE_FEN = 10_000_000
+MAX_PRICE_FEN = retail_store.MAX_PRICE_FEN
 LIVE_STATES = ("open", "received", "packed", "out_for_delivery", "picked_up", "delivered")
 
 
@@ -150,24 +144,27 @@ class PayAtPickup:
 # ---------------------------------------------------------------- prices, fridges
 
 
-def set_price(conn: sql.Connection, store: str, item: str, price_fen: int, now: float) -> None:
+def set_price(conn: sql.Connection, store: str, item: str, price_fen: int | None,
+              now: float) -> None:
+    """The price residents pay for an item of the store's catalogue (None: none, so it is
+    not offered to them); kept with the catalogue item (retail.set_price)."""
     if not ids.is_store_id(store):
         raise ShopError(Message(N_("That is not a store."), {}))
     try:
         retail.check_item(item, "item")
     except PayloadError as exc:
         raise ShopError(Message(N_("That is not an item."), {}), kind="invalid") from exc
-    if not 0 < price_fen <= MAX_PRICE_FEN:
+    if price_fen is not None and not 0 < price_fen <= MAX_PRICE_FEN:
         raise ShopError(Message(N_("A price is 1 to 10000000 fen."), {}))
-    conn.execute("INSERT INTO shop_prices (store, item, price_fen, updated_at)"
-                 " VALUES (?, ?, ?, ?) ON CONFLICT (store, item) DO UPDATE SET"
-                 " price_fen = excluded.price_fen, updated_at = excluded.updated_at",
-                 (store, item, price_fen, now))
+    try:
+        retail_store.set_price(conn, store, item, price_fen, now)
+    except retail_store.RetailError as exc:
+        raise ShopError(Message(N_("That item is not in the store's catalogue: push the"
+                                   " catalogue first."), {}), kind="not_found") from exc
 
 
 def prices(conn: sql.Connection, store: str) -> dict[str, int]:
-    return {str(r[0]): int(r[1]) for r in conn.execute(
-        "SELECT item, price_fen FROM shop_prices WHERE store = ?", (store,))}
+    return retail_store.prices(conn, store)
 
 
 @dataclass(frozen=True)
