@@ -1,5 +1,6 @@
 """Residents in the demo: the demo store as residents find it (address, position, hours,
-pickup, delivery radius) and the prices they see, written straight into the cloud database.
+pickup, delivery radius), written straight into the cloud database. The prices they see
+come with the demo's catalogue (`price_fen`, devstack/retail_seed.py).
 
 The resident app itself needs only the cloud (it is part of `xiaodian cloud run`); this
 module gives it a store to find. A resident logs in with any mainland mobile number
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from cloud_gateway import geo, shop, stores
+from cloud_gateway import geo, stores
 from cloud_gateway.db import Database
 
 if TYPE_CHECKING:
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 DEMO_PHONE = "13800138000"
 # Near People's Square, Shanghai, in GCJ-02 (the datum the cloud stores: docs/residents.md).
 DEMO_POSITION = geo.Point(31.2317, 121.4757)
-DEMO_PRICES = {"06901234567892": 1250, "06901234567809": 1590, "06901234567816": 2200,
-               "06901234567823": 450}  # fen; the weighed item is not sold to residents
 
 
 def seed_residents(stack: StoreStack) -> dict[str, Any]:
@@ -34,7 +33,5 @@ def seed_residents(stack: StoreStack) -> dict[str, Any]:
                            address="黄浦区幸福路 1 号", district="黄浦区",
                            position=DEMO_POSITION, hours="00:00-24:00", pickup=True,
                            delivery_radius_m=2000, slot_capacity=20)
-        for item, fen in DEMO_PRICES.items():
-            shop.set_price(conn, stack.store, item, fen, now)
     return {"url": f"{stack.http_url}r", "phone": DEMO_PHONE,
             "code_log": str(stack.logs / "cloud.log")}
