@@ -1,11 +1,12 @@
 """A newcomer in the demo's world, all real processes (StoreStack), in Chromium: a resident
 at a phone's viewport (390x844) finds the store from their position, sees that its chilled
 dumplings are not offered while fridge-2 is alarming (the demo's hot fridge, raised by the
-real agent), orders milk for pickup, logs in with the code the cloud wrote to its log and
+real agent) and the next delivery's pre-sale with its cutoff counting down, orders milk for pickup, logs in with the code the cloud wrote to its log and
 sees the QR code; a second order for the same hour, from a page loaded before the first,
 is refused (the store's one pickup of that hour is taken) and the next store is offered;
 the clerk hands the first order over at the terminal's counter page (800x480) by scanning
-the code; the resident's page says "picked up"."""
+the code; the resident's page says "picked up". Then a pre-order on the next delivery,
+cancelled before its cutoff."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
 from devstack.resident_seed import DEMO_PHONE, DEMO_POSITION, seed_residents
 from devstack.retail_seed import DEMO_CATALOGUE
-from devstack.stack import StoreStack
+from devstack.stack import DEFAULT_SCENARIO, StoreStack
 from devstack.testkit.browser import (
     PHONE,
     TERMINAL,
@@ -43,7 +44,12 @@ NEIGHBOUR = "store-002"  # 600 m on: a store without a terminal here, its data i
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Any:
-    s = StoreStack(tmp_path / "store", speed=60, retail=True)
+    # The demo's store without its scripted counter scans: at speed 60 the first one (a milk
+    # sale, 30 s in) would land on the counter page in the middle of the handover.
+    demo = DEFAULT_SCENARIO.read_text(encoding="utf-8")
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text(demo[:demo.index("[[scanners.scans]]")], encoding="utf-8")
+    s = StoreStack(tmp_path / "store", speed=60, retail=True, scenario=quiet)
     try:
         s.start()
         yield s
@@ -109,6 +115,12 @@ def test_a_resident_orders_is_refused_when_full_and_picks_up_at_the_counter(
         wait(paused, 60, "fridge-2's critical alert on the store's page")
         offered = page.eval_on_selector_all(".offer", "els => els.map(e => e.dataset.item)")
         assert MILK in offered and DUMPLINGS not in offered, offered
+        # The next delivery (the demo store's supply zone): pre-sale, the cutoff counting down.
+        first = page.inner_text("#countdown")
+        assert re.fullmatch(r"还剩 \d+:\d\d:\d\d", first), first
+        wait(lambda: page.inner_text("#countdown") != first, 5, "the countdown to tick")
+        assert page.locator("option#wave-option").count() == 1
+        assert "下一批到货最多" in page.inner_text(f".offer[data-item='{MILK}']")
         assert overflow_px(page) == 0
         screenshot(page, "resident-e2e-store-fridge-alarm")
         # A second tab on the same page, loaded now: it will ask for the same hour later.
@@ -166,7 +178,7 @@ def test_a_resident_orders_is_refused_when_full_and_picks_up_at_the_counter(
             counter.wait_for_selector(f"#orders li[data-order='{order_id}']")
             counter.keyboard.type("]Q1" + pickup_code)
             counter.keyboard.press("Enter")
-            counter.wait_for_selector("#verdict.ok")
+            counter.wait_for_selector(f"#verdict.ok #verdict-title:has-text('{order_id}')")
             title = counter.inner_text("#verdict-title")
             assert str(order_id) in title and "****" + DEMO_PHONE[-4:] in title, title
             screenshot(counter, "resident-e2e-counter-handover")
@@ -187,3 +199,21 @@ def test_a_resident_orders_is_refused_when_full_and_picks_up_at_the_counter(
         assert page.locator(f"{card} .code").count() == 0
         assert overflow_px(page) == 0
         screenshot(page, "resident-e2e-picked-up")
+
+        # A pre-order on the next delivery: in the wave, no code yet, cancelled before the
+        # cutoff.
+        page.goto(store_url)
+        page.fill(f"input[name='qty:{MILK}']", "2")
+        page.select_option("select#window", "wave")
+        page.click("form#order button[type=submit]")
+        page.wait_for_url(re.compile(r".*/r/orders#order-\d+"))
+        pre = f"article#order-{int(page.url.rsplit('-', 1)[1])}"
+        assert page.get_attribute(pre, "data-state") == "preorder"
+        text = page.inner_text(pre)
+        assert re.search(r"随 \d+月\d+日周. 的到货", text) and "截单前" in text, text
+        assert page.locator(f"{pre} .code").count() == 0
+        assert overflow_px(page) == 0
+        screenshot(page, "resident-e2e-preorder")
+        page.click(f"{pre} form[action$='/cancel'] button")
+        page.wait_for_url(re.compile(r".*/r/orders#order-\d+"))
+        assert page.get_attribute(pre, "data-state") == "cancelled"
