@@ -327,10 +327,12 @@ def my_orders(call: Call) -> Reply:
         return to_login("/r/orders")
     now = call.api.now()
     with call.api.read() as db:
+        # The order's store, not the one it was placed at: a pre-order may have been moved
+        # to another store of the zone at the cutoff (supply/cutoff.py).
         rows = db.conn.execute(
-            "SELECT order_id, store, mode, window_start, window_end, address, amount_fen,"
-            " payment FROM resident_orders WHERE resident = ? ORDER BY order_id DESC LIMIT 50",
-            (who.id,)).fetchall()
+            "SELECT r.order_id, o.store, r.mode, r.window_start, r.window_end, r.address,"
+            " r.amount_fen, r.payment FROM resident_orders r JOIN orders o ON o.id = r.order_id"
+            " WHERE r.resident = ? ORDER BY r.order_id DESC LIMIT 50", (who.id,)).fetchall()
         views = [_order_view(call, db.conn, t, r, now) for r in rows]
     return page(call, "r_orders.html", t, who=who, orders=views, now=now)
 
@@ -359,13 +361,19 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         "qr": None if code is None else segno.make(code, error="m").svg_inline(
             border=4, dark="#000", light="#fff", omitsize=True),
         "map": map_link(p) if p.point else None,
-        "may_cancel": (order["state"] == "preorder" and wave is not None
-                       and wave["state"] == "open" and now < float(wave["cutoff_at"]))
-        if wave is not None else
-        order["state"] in retail_store.RESERVING and now < float(r[3]),
+        "may_cancel": _may_cancel(order["state"], wave, float(r[3]), now),
         "cutoff": None if wave is None or order["state"] != "preorder" or wave["cutoff_at"]
         is None else when_text(t, float(wave["cutoff_at"]), p, now),
     }
+
+
+def _may_cancel(state: str, wave: dict[str, Any] | None, window_start: float,
+                now: float) -> bool:
+    """A pre-order until its wave's cutoff; an order until its pickup hour begins."""
+    if wave is None:
+        return state in retail_store.RESERVING and now < window_start
+    return (state == "preorder" and wave["state"] == "open"
+            and wave["cutoff_at"] is not None and now < float(wave["cutoff_at"]))
 
 
 def cancel(call: Call) -> Reply:
@@ -380,14 +388,14 @@ def cancel(call: Call) -> Reply:
         return message_page(call, HTTPStatus.NOT_FOUND, t.gettext("There is no such order."), t)
     now = call.api.now()
     with call.api.write() as db, db.transaction() as conn:
-        row = conn.execute("SELECT store, window_start FROM resident_orders WHERE order_id = ?"
-                           " AND resident = ?", (int(oid), who.id)).fetchone()
+        row = conn.execute("SELECT o.store, r.window_start, o.state FROM resident_orders r"
+                           " JOIN orders o ON o.id = r.order_id WHERE r.order_id = ?"
+                           " AND r.resident = ?", (int(oid), who.id)).fetchone()
         if row is None:  # another resident's order looks exactly like no order
             return message_page(call, HTTPStatus.NOT_FOUND,
                                 t.gettext("There is no such order."), t)
         wave = shop_waves.wave_state(conn, int(oid))
-        state = conn.execute("SELECT state FROM orders WHERE id = ?", (int(oid),)).fetchone()
-        if wave is not None and (state is None or state[0] != "preorder"):
+        if wave is not None and row[2] != "preorder":
             return message_page(call, HTTPStatus.CONFLICT, t.gettext(
                 "Too late to cancel: the delivery was ordered at the cutoff."), t)
         if wave is None and now >= float(row[1]):

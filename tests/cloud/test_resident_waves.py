@@ -52,6 +52,10 @@ def supply(db_path: Path | str, pickups: dict[str, int]) -> None:
         for store, fridge in (("store-001", 10.0), ("store-002", 100.0)):
             settings.set_store(conn, store, rw.NOW, zone="north", fridge_capacity=fridge,
                                pickup_capacity=pickups.get(store, 10))
+            # Their terminals online: the cutoff sends chilled goods only to those.
+            conn.execute("INSERT INTO store_state (store, online, boot, wall, agent_version,"
+                         " devices, updated_at) VALUES (?, TRUE, 1, ?, 't', '[]', ?)",
+                         (store, rw.NOW, rw.NOW))
         common = {"case_pack": 12, "case_only": False, "cost": 500, "price": 900,
                   "unit_lot": 1, "shelf_life_days": 5}
         settings.set_item(conn, rw.MILK, rw.NOW, name="鲜牛奶", unit_volume=1.0, chilled=True,
@@ -193,6 +197,7 @@ def test_the_timeline_follows_the_wave_to_the_counter(town: Town) -> None:
     oid = order_id(preorder(town, me, milk="1"))
     with Database.open(town.world.db_path) as db, db.transaction() as conn:
         cutoff.cutoff(conn, "north", WAVE, CUTOFF + 300, "test")
+        assert waves.wave_of_order(conn, oid)["outcome"] == "held"  # type: ignore[index]
     town.world.clock.t = CUTOFF + 600
     c = card(town, me, oid)
     assert re.search(r'<li class="done">随 12月8日周二 的到货 · 23:05</li>', c)
@@ -201,6 +206,7 @@ def test_the_timeline_follows_the_wave_to_the_counter(town: Town) -> None:
         waves.advance(conn, "north", WAVE, "picked", OPENS - 7200)
         dispatch.dispatch(conn, "north", WAVE, OPENS - 3600)
         waves.advance(conn, "north", WAVE, "delivered", OPENS - 600)
+        assert retail.get_order(conn, "store-001", oid)["state"] == "open"  # type: ignore[index]
         set_state(conn, oid, "open", "received", OPENS - 500, "store", None)
     town.world.clock.t = OPENS
     c = card(town, me, oid)
@@ -219,3 +225,22 @@ def test_the_wave_source_reads_only(town: Town) -> None:
         assert wave is not None and wave.name == WAVE.isoformat()
         assert (wave.cutoff, wave.arrives, wave.until) == (CUTOFF, OPENS, CLOSES)
         assert db.conn.execute("SELECT COUNT(*) FROM supply_cycles").fetchone()[0] == 0
+
+
+def test_a_pre_order_moved_at_the_cutoff_shows_its_new_store(town: Town) -> None:
+    """store-001's fridge is alarming at the cutoff: the chilled pre-order goes whole to
+    store-002 of the same zone, and the resident's page names that store, big."""
+    me = log_in(town, "13800000026")
+    oid = order_id(preorder(town, me, milk="1"))
+    with Database.open(town.world.db_path) as db:
+        rw.raise_critical(db, "store-001", CUTOFF - 60)
+        with db.transaction() as conn:
+            cutoff.cutoff(conn, "north", WAVE, CUTOFF + 300, "test")
+            got = waves.wave_of_order(conn, oid)
+    assert got is not None and (got["outcome"], got["store"]) == ("moved", "store-002")
+    town.world.clock.t = CUTOFF + 600
+    c = card(town, me, oid)
+    assert "<h2>人民路店</h2>" in c and "已改到本区另一家小店" in c
+    assert "取消这个订单" not in c
+    late = post(town, f"/r/orders/{oid}/cancel", {}, me)
+    assert late.status == 409 and "已截单" in late.body.decode()

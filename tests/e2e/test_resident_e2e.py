@@ -1,12 +1,13 @@
 """A newcomer in the demo's world, all real processes (StoreStack), in Chromium: a resident
 at a phone's viewport (390x844) finds the store from their position, sees that its chilled
 dumplings are not offered while fridge-2 is alarming (the demo's hot fridge, raised by the
-real agent) and the next delivery's pre-sale with its cutoff counting down, orders milk for pickup, logs in with the code the cloud wrote to its log and
-sees the QR code; a second order for the same hour, from a page loaded before the first,
-is refused (the store's one pickup of that hour is taken) and the next store is offered;
-the clerk hands the first order over at the terminal's counter page (800x480) by scanning
-the code; the resident's page says "picked up". Then a pre-order on the next delivery,
-cancelled before its cutoff."""
+real agent) and the next delivery's pre-sale with its cutoff counting down, orders milk for
+pickup, logs in with the code the cloud wrote to its log and sees the QR code; a second
+order for the same hour, from a page loaded before the first, is refused (the store's one
+pickup of that hour is taken) and the next store is offered; the clerk hands the first
+order over at the terminal's counter page (800x480) by scanning the code; the resident's
+page says "picked up". Then a pre-order on the next delivery, cancelled before its
+cutoff."""
 
 from __future__ import annotations
 
