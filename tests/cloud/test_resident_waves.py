@@ -1,5 +1,5 @@
 """Pre-sale on the resident routes, against the real supply cycle (supply/waves.py) on a
-real server and database: what the next delivery can bring, with the cutoff counted down
+real server and database (SQLite and PostgreSQL): what the next delivery can bring, with the cutoff counted down
 on the store's clock; a pre-order rides the wave; cancelling before the cutoff only; a
 store whose wave is full refuses with the next store that has room; the timeline follows
 the wave to the counter."""
@@ -64,8 +64,9 @@ def supply(db_path: Path | str, pickups: dict[str, int]) -> None:
                           **common)  # type: ignore[arg-type]
 
 
-def make_town(tmp_path: Path, pickups: dict[str, int]) -> Iterator[Town]:
-    world = rw.build(tmp_path, stock={"store-001": 1, "store-002": 1})
+def make_town(tmp_path: Path, pickups: dict[str, int],
+              db_target: Path | str | None = None) -> Iterator[Town]:
+    world = rw.build(tmp_path, stock={"store-001": 1, "store-002": 1}, db_target=db_target)
     supply(world.db_path, pickups)
     sender = Sender()
     api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
@@ -75,8 +76,9 @@ def make_town(tmp_path: Path, pickups: dict[str, int]) -> Iterator[Town]:
 
 
 @pytest.fixture
-def town(tmp_path: Path) -> Iterator[Town]:
-    yield from make_town(tmp_path, {"store-001": 1})
+def town(tmp_path: Path, db_target: Path | str) -> Iterator[Town]:
+    """On SQLite and on PostgreSQL (conftest.db_target)."""
+    yield from make_town(tmp_path, {"store-001": 1}, db_target)
 
 
 def post(town: Town, path: str, fields: dict[str, str], cookie: str = "") -> Response:
