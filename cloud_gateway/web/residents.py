@@ -146,6 +146,8 @@ def _wave_view(t: Translator, wave: shop.Wave | None, p: stores.Profile, now: fl
     store's clock and the time left (the page's script counts it down)."""
     if wave is None or wave.cutoff <= now:
         return None
+    if wave.closed is None and not any(o.presale for o in offers):
+        return None  # nothing this store may pre-sell now (not listed, or the cold chain)
     return {"cutoff": int(wave.cutoff), "closed": wave.closed,
             "cutoff_text": when_text(t, wave.cutoff, p, now),
             "left_line": t.gettext("%(left)s left") % {"left": left_text(wave.cutoff - now)},
