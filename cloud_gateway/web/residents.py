@@ -157,15 +157,16 @@ def _wave_view(t: Translator, wave: shop.Wave | None, p: stores.Profile, now: fl
 
 
 def when_text(t: Translator, at: float, p: stores.Profile, now: float) -> str:
-    """"Today 23:00", "Tomorrow 23:00" or the date and time, on the store's clock."""
+    """"today at 23:00", "tomorrow at 23:00" or the date and time, on the store's
+    clock (said inside a sentence)."""
     days = (datetime.fromtimestamp(at, p.zone).date()
             - datetime.fromtimestamp(now, p.zone).date()).days
     hhmm = t.time(at, p.tz)
     if days == 0:
-        return t.gettext("Today %(time)s") % {"time": hhmm}
+        return t.gettext("today at %(time)s") % {"time": hhmm}
     if days == 1:
-        return t.gettext("Tomorrow %(time)s") % {"time": hhmm}
-    return t.gettext("%(day)s %(time)s") % {
+        return t.gettext("tomorrow at %(time)s") % {"time": hhmm}
+    return t.gettext("%(day)s at %(time)s") % {
         "time": hhmm, "day": format_skeleton("MMMd", datetime.fromtimestamp(at, p.zone),
                                              locale=t.locale)}
 

@@ -1,8 +1,8 @@
 """Pre-sale on the resident routes, against the real supply cycle (supply/waves.py) on a
-real server and database (SQLite and PostgreSQL): what the next delivery can bring, with the cutoff counted down
-on the store's clock; a pre-order rides the wave; cancelling before the cutoff only; a
-store whose wave is full refuses with the next store that has room; the timeline follows
-the wave to the counter."""
+real server and database (SQLite and PostgreSQL): what the next delivery can bring, with
+the cutoff counted down on the store's clock; a pre-order rides the wave; cancelling before
+the cutoff only; a store whose wave is full refuses with the next store that has room; the
+timeline follows the wave to the counter."""
 
 from __future__ import annotations
 
