@@ -64,10 +64,10 @@ def _catalogue_push(args: argparse.Namespace) -> int:
     if unknown:
         return fail(f"{args.file}: unknown key {unknown[0]!r} (expected [[items]] tables)")
     try:
-        items = retail.parse_catalogue_items(args.store, raw.get("items", []))
+        items, prices = retail.parse_catalogue(args.store, raw.get("items", []))
         with Database.open(cfg.cloud.database) as db, db.transaction() as conn:
             cat = retail.put_catalogue(conn, args.store, items, time.time(),
-                                       f"cli:{getpass.getuser()}")
+                                       f"cli:{getpass.getuser()}", prices)
             audit(conn, "catalogue.push", args.store, f"v{cat.version}", {"items": len(items)})
     except retail.RetailError as exc:
         return fail(f"{args.file}: {exc.message}")
@@ -75,7 +75,7 @@ def _catalogue_push(args: argparse.Namespace) -> int:
         return fail(f"cannot store it in {sql.describe(cfg.cloud.database)}: {exc}")
     sent = _send_now(cfg, "catalogue", cat.version)
     print(json.dumps({"store": args.store, "version": cat.version, "items": len(items),
-                      "sent": sent}))
+                      "priced": len(prices), "sent": sent}))
     return 0 if sent else 4
 
 

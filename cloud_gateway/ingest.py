@@ -54,7 +54,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client
 
-from . import commands, sql
+from . import commands, residents, sql
 from . import retail as retail_store
 from .alerts.notifier import AlertService
 from .config import CloudSettings
@@ -235,6 +235,11 @@ class IngestWorker:
             # looks at `expires`); this only makes the state say so.
             with db.transaction() as conn:
                 retail_store.expire_orders(conn, self._now())
+            # Old one-time codes, ended sessions, residents left with nothing (privacy.md).
+            with db.transaction() as conn:
+                gone = residents.purge(conn, self._now())
+            if any(gone.values()):
+                log.info("resident data purged: %s", gone)
         except sql.ERRORS as exc:  # tried again at the next interval
             self.counters.add("db_errors")
             log.warning("command expiry sweep failed: %s", exc)

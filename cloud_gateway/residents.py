@@ -49,12 +49,14 @@ CREATE TABLE IF NOT EXISTS resident_codes (
 );
 CREATE INDEX IF NOT EXISTS resident_codes_by_phone ON resident_codes (phone, created_at);
 CREATE INDEX IF NOT EXISTS resident_codes_by_client ON resident_codes (client, created_at);
+CREATE INDEX IF NOT EXISTS resident_codes_by_age ON resident_codes (created_at);
 CREATE TABLE IF NOT EXISTS resident_sessions (
     digest TEXT PRIMARY KEY,
     resident BIGINT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL
 );
+CREATE INDEX IF NOT EXISTS resident_sessions_by_expiry ON resident_sessions (expires_at);
 """
 TABLES = ("residents", "resident_codes", "resident_sessions")
 PHONE = re.compile(r"1[3-9][0-9]{9}\Z")  # a mainland mobile number, ASCII digits
@@ -63,6 +65,8 @@ MAX_ATTEMPTS = 5
 CODES_PER_PHONE, PHONE_WINDOW_S = 3, 600
 CODES_PER_CLIENT, CLIENT_WINDOW_S = 10, 3600
 SESSION_TTL_S = 30 * 86400
+# A code row is needed while it can be used or counts against a rate limit, no longer.
+CODE_KEEP_S = max(CODE_TTL_S, PHONE_WINDOW_S, CLIENT_WINDOW_S)
 
 
 class ResidentError(CloudError):
@@ -172,3 +176,19 @@ def session_resident(conn: sql.Connection, session: str, now: float) -> Resident
 
 def end_session(conn: sql.Connection, session: str) -> None:
     conn.execute("DELETE FROM resident_sessions WHERE digest = ?", (_digest("", session),))
+
+
+def purge(conn: sql.Connection, now: float) -> dict[str, int]:
+    """Delete what the resident app no longer needs (docs/privacy.md), in the caller's
+    transaction: code rows older than every rate window and their lifetime, sessions past
+    their expiry, and residents with neither an order nor a live session (a new login
+    makes them again). Returns how many rows of each went."""
+    codes = conn.execute("DELETE FROM resident_codes WHERE created_at <= ?",
+                         (now - CODE_KEEP_S,)).rowcount
+    sessions = conn.execute("DELETE FROM resident_sessions WHERE expires_at <= ?",
+                            (now,)).rowcount
+    people = conn.execute(
+        "DELETE FROM residents WHERE NOT EXISTS (SELECT 1 FROM resident_orders o WHERE"
+        " o.resident = residents.id) AND NOT EXISTS (SELECT 1 FROM resident_sessions s"
+        " WHERE s.resident = residents.id)").rowcount
+    return {"codes": int(codes), "sessions": int(sessions), "residents": int(people)}

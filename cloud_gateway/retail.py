@@ -56,22 +56,83 @@ from .retail_tables import set_state as _set_state
 
 # Re-exported: callers import these from cloud_gateway.retail.
 __all__ = [
-    "CLOUD_STATES", "MAX_CUSTOMER_CHARS", "MAX_EXPIRES_IN_S", "MAX_MOVEMENT_GRAMS",
-    "MAX_MOVEMENT_QTY", "MIN_EXPIRES_IN_S", "ORDER_FIELDS", "RESERVING", "SCHEMA",
-    "OrderRequest", "Refusal", "RetailError", "apply_events", "availability", "cancel_order",
-    "catalogue", "create_order", "expire_orders", "get_order", "list_orders",
-    "parse_catalogue_items", "parse_order_request", "put_catalogue", "recent_events",
-    "requeue_unconfirmed", "stock_view",
+    "CLOUD_STATES",
+    "MAX_CUSTOMER_CHARS",
+    "MAX_EXPIRES_IN_S",
+    "MAX_MOVEMENT_GRAMS",
+    "MAX_MOVEMENT_QTY",
+    "MIN_EXPIRES_IN_S",
+    "ORDER_FIELDS",
+    "RESERVING",
+    "SCHEMA",
+    "OrderRequest",
+    "Refusal",
+    "RetailError",
+    "apply_events",
+    "availability",
+    "cancel_order",
+    "catalogue",
+    "check_price",
+    "create_order",
+    "expire_orders",
+    "fold_old_prices",
+    "get_order",
+    "list_orders",
+    "parse_catalogue",
+    "parse_catalogue_items",
+    "parse_order_request",
+    "prices",
+    "put_catalogue",
+    "recent_events",
+    "requeue_unconfirmed",
+    "set_price",
+    "stock_view",
 ]
 
 
 # ---------------------------------------------------------------- catalogue
 
 
+MAX_PRICE_FEN = 10_000_000  # ¥100,000.00 a piece: anything more is a typo
+
+
+def check_price(fen: Any, what: str) -> int:
+    """A price in whole fen, 1..MAX_PRICE_FEN; RetailError (400) naming `what` if not."""
+    if isinstance(fen, bool) or not isinstance(fen, int) or not 1 <= fen <= MAX_PRICE_FEN:
+        hint = f" (write {round(fen * 100)} for ¥{fen:.2f})" if isinstance(
+            fen, float) and 0 < fen < MAX_PRICE_FEN / 100 else ""
+        raise RetailError(Refusal.INVALID, f"{what}: a price in whole fen, 1 to {MAX_PRICE_FEN}"
+                          f" (1250 = ¥12.50); got {str(fen)[:40]!r}{hint}")
+    return fen
+
+
 def parse_catalogue_items(store: str, items: Any) -> tuple[retail.CatalogueItem, ...]:
-    """Check catalogue items exactly as a store will (by parsing the message it would get)."""
+    """Check catalogue items exactly as a store will (by parsing the message it would get);
+    their prices are checked too, and left out (`parse_catalogue` returns them)."""
+    return parse_catalogue(store, items)[0]
+
+
+def parse_catalogue(store: str, items: Any
+                    ) -> tuple[tuple[retail.CatalogueItem, ...], dict[str, int]]:
+    """(items as the store gets them, price in fen per item that has one).
+
+    A price (`price_fen`) is the cloud's: what residents pay. The store's message carries
+    none (the wire contract has no price), so it is taken off each item before the item is
+    checked as the store would check it."""
     if not isinstance(items, list):
         raise RetailError(Refusal.INVALID, "items: expected a list of catalogue items")
+    bare: list[Any] = []
+    priced: dict[int, int] = {}
+    for n, it in enumerate(items):
+        if isinstance(it, dict) and "price_fen" in it:
+            it = {k: v for k, v in it.items() if k != "price_fen"}
+            priced[n] = check_price(items[n]["price_fen"], f"items[{n}].price_fen")
+        bare.append(it)
+    parsed = _parse_items(store, bare)
+    return parsed, {parsed[n].item: fen for n, fen in priced.items()}
+
+
+def _parse_items(store: str, items: list[Any]) -> tuple[retail.CatalogueItem, ...]:
     body = json.dumps({"v": 1, "type": "catalogue", "store": store, "version": 0,
                        "items": items}, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > retail.MAX_CATALOGUE_BYTES:
@@ -87,16 +148,27 @@ def parse_catalogue_items(store: str, items: Any) -> tuple[retail.CatalogueItem,
 
 
 def put_catalogue(conn: sql.Connection, store: str, items: Sequence[retail.CatalogueItem],
-                  now: float, by: str) -> retail.Catalogue:
-    """Store a new version of a store's catalogue and queue it (retained) for the store."""
+                  now: float, by: str, prices: Mapping[str, int] | None = None
+                  ) -> retail.Catalogue:
+    """Store a new version of a store's catalogue and queue it (retained) for the store.
+
+    `prices` (fen per item) are kept with the cloud's copy of the items (`price_fen`) and
+    replace the previous version's: an item without one is not offered to residents."""
     _check_store(store)
     row = conn.execute("SELECT MAX(version) FROM catalogues WHERE store = ?",
                        (store,)).fetchone()
     cat = retail.Catalogue(store, int(row[0] or 0) + 1, tuple(items))
     payload = retail.catalogue_payload(cat)
+    stored = json.loads(payload)["items"]
+    for it in stored:
+        if (prices or {}).get(it["item"]) is not None:
+            it["price_fen"] = check_price((prices or {})[it["item"]], f"{it['item']} price")
+    unknown = sorted(set(prices or {}) - {it["item"] for it in stored})
+    if unknown:
+        raise RetailError(Refusal.INVALID, f"a price for {unknown[0]}, which is not in the"
+                          " catalogue")
     conn.execute("INSERT INTO catalogues (store, version, items, created_at, created_by)"
-                 " VALUES (?, ?, ?, ?, ?)",
-                 (store, cat.version, json.dumps(json.loads(payload)["items"]), now, by))
+                 " VALUES (?, ?, ?, ?, ?)", (store, cat.version, json.dumps(stored), now, by))
     # An older version still unpublished must never overwrite this one as the retained copy.
     conn.execute("UPDATE downlink SET published_at = ?, last_error = 'superseded'"
                  " WHERE store = ? AND kind = 'catalogue' AND published_at IS NULL",
@@ -104,6 +176,66 @@ def put_catalogue(conn: sql.Connection, store: str, items: Sequence[retail.Catal
     _queue(conn, store, "catalogue", cat.version, f"xd/v1/{store}/catalogue", payload,
            retain=True, expires=None, now=now)
     return cat
+
+
+def set_price(conn: sql.Connection, store: str, item: str, price_fen: int | None,
+              now: float) -> int:
+    """Set (None: take away) the price of one item of the store's current catalogue, in
+    place: the store's copy carries no price, so this is no new version for it. Returns
+    the version changed."""
+    _check_store(store)
+    row = conn.execute("SELECT version, items FROM catalogues WHERE store = ?"
+                       " ORDER BY version DESC LIMIT 1", (store,)).fetchone()
+    if row is None:
+        raise RetailError(Refusal.NOT_FOUND, f"{store} has no catalogue yet")
+    items = json.loads(row[1])
+    it = next((i for i in items if i["item"] == item), None)
+    if it is None:
+        raise RetailError(Refusal.INVALID, f"{item[:40]!r} is not in {store}'s catalogue",
+                          {"not_in_catalogue": [item[:40]]})
+    if price_fen is None:
+        it.pop("price_fen", None)
+    else:
+        it["price_fen"] = check_price(price_fen, "price_fen")
+    conn.execute("UPDATE catalogues SET items = ? WHERE store = ? AND version = ?",
+                 (json.dumps(items), store, row[0]))
+    return int(row[0])
+
+
+def prices(conn: sql.Connection, store: str) -> dict[str, int]:
+    """Fen per item of the store's current catalogue, for the items that have a price."""
+    cat = catalogue(conn, store)
+    return {} if cat is None else {i["item"]: int(i["price_fen"]) for i in cat["items"]
+                                   if i.get("price_fen") is not None}
+
+
+def fold_old_prices(conn: sql.Connection) -> int:
+    """Migration: the prices of the `shop_prices` table (before prices were part of the
+    catalogue item) go into each store's current catalogue, where an item has none yet,
+    and the table is dropped; nothing if it is gone. In the caller's write transaction.
+    A price for an item that is not in the store's catalogue was never shown and is not
+    kept. Returns how many prices were folded in."""
+    if not sql.columns(conn, "shop_prices"):
+        return 0
+    by_store: dict[str, dict[str, int]] = {}
+    for store, item, fen in conn.execute("SELECT store, item, price_fen FROM shop_prices"):
+        by_store.setdefault(str(store), {})[str(item)] = int(fen)
+    folded = 0
+    for store, got in sorted(by_store.items()):
+        row = conn.execute("SELECT version, items FROM catalogues WHERE store = ?"
+                           " ORDER BY version DESC LIMIT 1", (store,)).fetchone()
+        if row is None:
+            continue
+        items = json.loads(row[1])
+        for it in items:
+            fen = got.get(it["item"])
+            if fen is not None and it.get("price_fen") is None and 0 < fen <= MAX_PRICE_FEN:
+                it["price_fen"] = fen
+                folded += 1
+        conn.execute("UPDATE catalogues SET items = ? WHERE store = ? AND version = ?",
+                     (json.dumps(items), store, row[0]))
+    conn.execute("DROP TABLE shop_prices")
+    return folded
 
 
 def catalogue(conn: sql.Connection, store: str) -> dict[str, Any] | None:

@@ -10,7 +10,8 @@
   reporting offers no chilled item at all.
 - **The promise**: an item is offered only with a price, sold by the piece, and either
   available now (on hand minus open orders' reservations: `retail.availability`) or brought
-  by the next delivery wave (`WaveSource`; until the order cycles exist, `NoWaves`).
+  by the next delivery wave as a pre-order (`WaveSource`: the supply cycle's,
+  `shop_waves.SupplyWaves`; `NoWaves` for a deployment without one).
 - **Placing**: a pickup hour inside the opening hours, or a delivery inside the radius; at
   most `slot_capacity` orders per pickup hour; the amount in fen; payment through a
   `PaymentProvider` (present: pay at pickup). The order itself is `retail.create_order`, so
@@ -36,15 +37,9 @@ from . import geo, residents, sql, stores
 from . import retail as retail_store
 from .errors import CloudError
 
+# What residents pay is the catalogue item's `price_fen` (cloud_gateway/retail.py); the
+# `shop_prices` table of before is folded into it when a database is opened.
 SCHEMA = """
--- What residents pay per piece, in fen; an item without a price is not offered to them.
-CREATE TABLE IF NOT EXISTS shop_prices (
-    store TEXT NOT NULL,
-    item TEXT NOT NULL,
-    price_fen BIGINT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (store, item)
-);
 -- A resident's order: who (residents.id), the pickup hour or delivery address, the amount.
 CREATE TABLE IF NOT EXISTS resident_orders (
     order_id BIGINT PRIMARY KEY,
@@ -61,14 +56,14 @@ CREATE TABLE IF NOT EXISTS resident_orders (
 CREATE INDEX IF NOT EXISTS resident_orders_by_resident ON resident_orders (resident, order_id);
 CREATE INDEX IF NOT EXISTS resident_orders_by_slot ON resident_orders (store, window_start);
 """
-TABLES = ("shop_prices", "resident_orders")
+TABLES = ("resident_orders",)
 FRIDGE_SILENT_S = 15 * 60  # a fridge that has said nothing for this long is offline
 COLD = ("chilled", "frozen")
 PREP_S = 30 * 60  # the store needs this long before the first pickup hour
 SLOT_S = 3600
 MAX_SLOTS = 8
 MAX_ADDRESS = 120
-MAX_PRICE_FEN = 10_000_000
+MAX_PRICE_FEN = retail_store.MAX_PRICE_FEN
 LIVE_STATES = ("open", "received", "packed", "out_for_delivery", "picked_up", "delivered")
 
 
@@ -91,19 +86,42 @@ class Wave:
     """The next delivery a store gets: what it can bring to sell ahead, and the cutoff."""
 
     cutoff: float
-    arrives: float
+    arrives: float  # the delivery day's pickup window opens
     presale: Mapping[str, int]  # item -> pieces that can still be promised
+    name: str = ""  # the wave (its cutoff's local date)
+    until: float = 0.0  # the pickup window closes
+    delivery: str = ""  # the delivery day, ISO
+    tz: str = ""  # the zone's time zone (the cutoff's clock)
+    closed: str | None = None  # pickup_full, fridge_full: the store takes no more
 
 
 class WaveSource(Protocol):
     def next_wave(self, conn: sql.Connection, store: str, now: float) -> Wave | None: ...
 
+    def refusal(self, conn: sql.Connection, store: str, lines: Sequence[tuple[str, int]],
+                now: float) -> str | None:
+        """Why the wave cannot take these lines together, or None."""
+        ...
+
+    def place(self, conn: sql.Connection, store: str, req: retail_store.OrderRequest,
+              now: float, by: str) -> retail.Order:
+        """The pre-order riding the wave; ShopError (full, closed) if it cannot."""
+        ...
+
 
 class NoWaves:
-    """Today's behaviour: no order cycles yet, so only what is on hand is promised."""
+    """No order cycles: only what is on hand is promised."""
 
     def next_wave(self, conn: sql.Connection, store: str, now: float) -> Wave | None:
         return None
+
+    def refusal(self, conn: sql.Connection, store: str, lines: Sequence[tuple[str, int]],
+                now: float) -> str | None:
+        return "no_wave"
+
+    def place(self, conn: sql.Connection, store: str, req: retail_store.OrderRequest,
+              now: float, by: str) -> retail.Order:
+        raise ShopError(Message(N_("This store takes no pre-orders."), {}), kind="closed")
 
 
 @dataclass(frozen=True)
@@ -126,24 +144,27 @@ class PayAtPickup:
 # ---------------------------------------------------------------- prices, fridges
 
 
-def set_price(conn: sql.Connection, store: str, item: str, price_fen: int, now: float) -> None:
+def set_price(conn: sql.Connection, store: str, item: str, price_fen: int | None,
+              now: float) -> None:
+    """The price residents pay for an item of the store's catalogue (None: none, so it is
+    not offered to them); kept with the catalogue item (retail.set_price)."""
     if not ids.is_store_id(store):
         raise ShopError(Message(N_("That is not a store."), {}))
     try:
         retail.check_item(item, "item")
     except PayloadError as exc:
         raise ShopError(Message(N_("That is not an item."), {}), kind="invalid") from exc
-    if not 0 < price_fen <= MAX_PRICE_FEN:
+    if price_fen is not None and not 0 < price_fen <= MAX_PRICE_FEN:
         raise ShopError(Message(N_("A price is 1 to 10000000 fen."), {}))
-    conn.execute("INSERT INTO shop_prices (store, item, price_fen, updated_at)"
-                 " VALUES (?, ?, ?, ?) ON CONFLICT (store, item) DO UPDATE SET"
-                 " price_fen = excluded.price_fen, updated_at = excluded.updated_at",
-                 (store, item, price_fen, now))
+    try:
+        retail_store.set_price(conn, store, item, price_fen, now)
+    except retail_store.RetailError as exc:
+        raise ShopError(Message(N_("That item is not in the store's catalogue: push the"
+                                   " catalogue first."), {}), kind="not_found") from exc
 
 
 def prices(conn: sql.Connection, store: str) -> dict[str, int]:
-    return {str(r[0]): int(r[1]) for r in conn.execute(
-        "SELECT item, price_fen FROM shop_prices WHERE store = ?", (store,))}
+    return retail_store.prices(conn, store)
 
 
 @dataclass(frozen=True)
@@ -314,7 +335,10 @@ def booked(conn: sql.Connection, store: str, start: float) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM resident_orders r JOIN orders o ON o.id = r.order_id"
         f" WHERE r.store = ? AND r.window_start = ? AND o.state IN"
-        f" ({', '.join('?' for _ in LIVE_STATES)})", (store, start, *LIVE_STATES)).fetchone()
+        f" ({', '.join('?' for _ in LIVE_STATES)})"
+        # A pre-order counts against its wave's pickups (admission), not against an hour.
+        " AND r.order_id NOT IN (SELECT order_id FROM wave_orders)",
+        (store, start, *LIVE_STATES)).fetchone()
     return int(row[0])
 
 
@@ -363,6 +387,7 @@ class Request:
     address: str = ""
     here: geo.Point | None = None  # where the resident is (delivery: inside the radius)
     extra: dict[str, Any] = field(default_factory=dict)
+    wave: bool = False  # a pre-order riding the next delivery (window_start is ignored)
 
 
 def check(conn: sql.Connection, req: Request, now: float,
@@ -389,6 +414,9 @@ def check(conn: sql.Connection, req: Request, now: float,
                             kind="full")
     if req.mode not in retail.ORDER_MODES:
         raise ShopError(Message(N_("Choose pickup or delivery."), {}))
+    if req.wave:
+        wave_window, wave_amount = _check_wave(conn, req, now, waves)
+        return profile, wave_window, wave_amount
     window = next((w for w in windows(profile, now) if w.start == req.window_start), None)
     if window is None:
         raise ShopError(Message(N_("Choose one of the pickup times shown."), {}))
@@ -405,20 +433,49 @@ def check(conn: sql.Connection, req: Request, now: float,
     return profile, window, amount
 
 
+def _check_wave(conn: sql.Connection, req: Request, now: float,
+                waves: WaveSource) -> tuple[Window, int]:
+    """A pre-order: collected at the store on the delivery day, only what the wave can
+    still bring, and only while the store has room in it."""
+    if req.mode != "pickup":
+        raise ShopError(Message(N_("Pre-orders are collected at the store."), {}))
+    wave = waves.next_wave(conn, req.store, now)
+    if wave is None or wave.cutoff <= now:
+        raise ShopError(Message(N_("This store takes no pre-orders for the next delivery"
+                                   " now."), {}), kind="closed")
+    full = Message(N_("This store's next delivery is full: it takes no more pre-orders."), {})
+    if wave.closed is not None:
+        raise ShopError(full, kind="full")
+    offers = {o.item: o for o in promise(conn, req.store, now, waves)}
+    short = [item for item, qty in req.cart.lines
+             if item not in offers or qty > offers[item].presale]
+    if short:
+        raise ShopError(Message(N_("This store cannot promise everything in your cart."), {}),
+                        kind="full", short=short)
+    if waves.refusal(conn, req.store, req.cart.lines, now) is not None:
+        raise ShopError(full, kind="full")
+    amount = sum(offers[item].price_fen * qty for item, qty in req.cart.lines)
+    return Window(wave.arrives, wave.until), amount
+
+
 def place(conn: sql.Connection, req: Request, now: float, waves: WaveSource,
           payment: PaymentProvider) -> Placed:
-    """Check and place a resident's order in the caller's transaction."""
+    """Check and place a resident's order in the caller's transaction: an ordinary order
+    (reserving what is on hand) or a pre-order riding the next wave."""
     _profile, window, amount = check(conn, req, now, waves)
     expires_in = max(retail_store.MIN_EXPIRES_IN_S, math.ceil(window.end - now))
     order_req = retail_store.OrderRequest(
         tuple(retail.OrderLine(i, q) for i, q in req.cart.lines), req.mode,  # type: ignore[arg-type]
-        req.customer, expires_in)
-    try:
-        order = retail_store.create_order(conn, req.store, order_req, now,
-                                          f"resident:{req.resident}")
-    except retail_store.RetailError as exc:  # a race with another order: say it is short
-        raise ShopError(Message(N_("This store cannot promise everything in your cart."), {}),
-                        kind="full") from exc
+        req.customer, min(expires_in, retail_store.MAX_EXPIRES_IN_S))
+    by = f"resident:{req.resident}"
+    if req.wave:
+        order = waves.place(conn, req.store, order_req, now, by)
+    else:
+        try:
+            order = retail_store.create_order(conn, req.store, order_req, now, by)
+        except retail_store.RetailError as exc:  # a race with another order: it is short
+            raise ShopError(Message(N_("This store cannot promise everything in your cart."),
+                                    {}), kind="full") from exc
     paid = payment.start(order.id, amount)
     conn.execute(
         "INSERT INTO resident_orders (order_id, resident, store, mode, window_start,"
@@ -432,14 +489,17 @@ def place(conn: sql.Connection, req: Request, now: float, waves: WaveSource,
 
 def next_store(conn: sql.Connection, req: Request, origin: geo.Point, now: float,
                waves: WaveSource) -> tuple[stores.Profile, float] | None:
-    """The nearest other store that can take the same cart (at its first free hour)."""
+    """The nearest other store that can take the same cart (at its first free hour, or for
+    a pre-order in its own next wave)."""
     for near in nearby(conn, origin, now, limit=50):
         if near.profile.store == req.store:
             continue
-        for w in windows(near.profile, now):
+        starts = [-1.0] if req.wave else [w.start for w in windows(near.profile, now)]
+        for start in starts:
             try:
                 check(conn, Request(near.profile.store, req.resident, req.customer, req.cart,
-                                    req.mode, w.start, req.address, req.here), now, waves)
+                                    req.mode, start, req.address, req.here, wave=req.wave),
+                      now, waves)
             except ShopError as exc:
                 if exc.kind == "full" and not exc.short:
                     continue  # this hour is full: try the next one
@@ -454,4 +514,10 @@ class Services:
 
     sender: residents.CodeSender = field(default_factory=residents.LogSender)
     payment: PaymentProvider = field(default_factory=PayAtPickup)
-    waves: WaveSource = field(default_factory=NoWaves)
+    waves: WaveSource = field(default_factory=lambda: _supply_waves())
+
+
+def _supply_waves() -> WaveSource:
+    from .shop_waves import SupplyWaves  # it builds on this module
+
+    return SupplyWaves()

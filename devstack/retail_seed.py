@@ -36,17 +36,19 @@ if TYPE_CHECKING:
 # The demo's catalogue: chilled goods in the lanes of the smart fridge-1, others on the open
 # fridge-2, where the clerk takes them by hand (GTIN-14s with valid check
 # digits, and one item weighed in the shop). Also written as cloud/catalogue.toml, the
-# format of `xiaodian cloud catalogue push`.
+# format of `xiaodian cloud catalogue push`. `price_fen` is what residents pay (the cloud
+# keeps it; the store's copy has none); the weighed item is priced at the scale.
 DEMO_CATALOGUE: list[dict[str, Any]] = [
     {"item": "06901234567892", "name": "Fresh milk 1 L", "unit": "piece", "shelf_life_days": 7,
-     "storage": "chilled", "location": {"fridge": "fridge-1", "lane": 0, "unit_grams": 1030}},
+     "storage": "chilled", "location": {"fridge": "fridge-1", "lane": 0, "unit_grams": 1030},
+     "price_fen": 1250},
     {"item": "06901234567809", "name": "Yoghurt 4x100 g", "unit": "piece",
      "shelf_life_days": 21, "storage": "chilled",
-     "location": {"fridge": "fridge-1", "lane": 1, "unit_grams": 420}},
+     "location": {"fridge": "fridge-1", "lane": 1, "unit_grams": 420}, "price_fen": 1590},
     {"item": "06901234567816", "name": "Chilled dumplings 500 g", "unit": "piece",
-     "shelf_life_days": 5, "storage": "chilled", "location": None},
+     "shelf_life_days": 5, "storage": "chilled", "location": None, "price_fen": 2200},
     {"item": "06901234567823", "name": "Tofu 400 g", "unit": "piece", "shelf_life_days": 3,
-     "storage": "chilled", "location": None},
+     "storage": "chilled", "location": None, "price_fen": 450},
     {"item": "in:12345", "name": "Pork belly (weighed)", "unit": "weight",
      "shelf_life_days": 2, "storage": "chilled", "location": None},
 ]

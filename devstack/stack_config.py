@@ -34,6 +34,8 @@ def _catalogue_toml(items: list[dict[str, Any]]) -> str:
         if loc:
             out.append(f"location = {{ fridge = {json.dumps(loc['fridge'])}, lane = "
                        f"{loc['lane']}, unit_grams = {loc['unit_grams']} }}")
+        if it.get("price_fen") is not None:
+            out.append(f"price_fen = {int(it['price_fen'])}  # what residents pay, in fen")
         out.append("")
     return "\n".join(out)
 

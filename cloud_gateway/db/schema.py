@@ -197,7 +197,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(accounts.SCHEMA)  # people, sessions, tokens, audit (accounts.py)
     conn.executescript(stores.SCHEMA)  # store profiles: name, time zone (stores.py)
     conn.executescript(residents.SCHEMA)  # residents, their codes and sessions
-    conn.executescript(shop.SCHEMA)  # residents' prices and orders (shop.py)
+    conn.executescript(shop.SCHEMA)  # residents' orders (shop.py)
     conn.executescript(supply_tables.SCHEMA)  # supply settings, cycles, plans (supply/)
     conn.executescript(health.SCHEMA)  # fridge vitals per hour (health.py)
     conn.executescript(rollout_tables.SCHEMA)  # staged updates (rollouts.py)
@@ -220,6 +220,7 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                 conn.script(alert_store.PG_UPGRADE)
                 conn.script(stores.PG_UPGRADE)
                 conn.script(supply_tables.PG_UPGRADE)
+                retail_store.fold_old_prices(conn)  # shop_prices into the catalogue items
             _pg_ready.add(url)
 
 
@@ -232,6 +233,7 @@ def migrate(conn: sql.Connection) -> None:
     alert_store.upgrade_sqlite(conn)  # its own column check: no version of its own
     stores.upgrade_sqlite(conn)  # the resident columns of store profiles: likewise
     supply_tables.upgrade_sqlite(conn)  # order_lines.line_state, likewise
+    retail_store.fold_old_prices(conn)  # shop_prices into the catalogue items, likewise
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):

@@ -24,7 +24,7 @@ from xiaodian.i18n import N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.retail import MAX_LINES
 
-from .. import geo, shop, stores
+from .. import geo, shop, shop_waves, stores
 from .. import retail as retail_store
 from .core import DIGITS, Call, Reply
 from .page import message_page, page, reader
@@ -124,6 +124,7 @@ def store_page(call: Call, *, status: int = HTTPStatus.OK, refusal: dict[str, An
             return message_page(call, HTTPStatus.NOT_FOUND, t.gettext("There is no such store."),
                                 t)
         offers = shop.promise(db.conn, store, now, call.api.residents.waves)
+        wave = call.api.residents.waves.next_wave(db.conn, store, now)
         slots = [{"start": int(w.start), "full": shop.booked(db.conn, store, w.start)
                   >= profile.slot_capacity, "label": _window_text(t, w, profile, now)}
                  for w in shop.windows(profile, now)]
@@ -134,7 +135,46 @@ def store_page(call: Call, *, status: int = HTTPStatus.OK, refusal: dict[str, An
                 distance=None if distance is None else distance_text(t, distance),
                 delivers=(distance is not None and distance <= profile.delivery_radius_m),
                 cart=cart if cart is not None else _cart_param(q.get("cart", "")),
-                map=map_link(profile), who=current(call), refusal=refusal, now=now)
+                map=map_link(profile), who=current(call), refusal=refusal, now=now,
+                wave=_wave_view(t, wave, profile, now, offers),
+                chosen=(refusal or {}).get("window", ""))
+
+
+def _wave_view(t: Translator, wave: shop.Wave | None, p: stores.Profile, now: float,
+               offers: list[shop.Offer]) -> dict[str, Any] | None:
+    """The next delivery as the store page shows it: its pickup day, the cutoff on the
+    store's clock and the time left (the page's script counts it down)."""
+    if wave is None or wave.cutoff <= now:
+        return None
+    if wave.closed is None and not any(o.presale for o in offers):
+        return None  # nothing this store may pre-sell now (not listed, or the cold chain)
+    return {"cutoff": int(wave.cutoff), "closed": wave.closed,
+            "cutoff_text": when_text(t, wave.cutoff, p, now),
+            "left_line": t.gettext("%(left)s left") % {"left": left_text(wave.cutoff - now)},
+            "left_words": t.gettext("%(left)s left"),
+            "window": _window_text(t, shop.Window(wave.arrives, wave.until), p, now),
+            "any": any(o.presale for o in offers)}
+
+
+def when_text(t: Translator, at: float, p: stores.Profile, now: float) -> str:
+    """"today at 23:00", "tomorrow at 23:00" or the date and time, on the store's
+    clock (said inside a sentence)."""
+    days = (datetime.fromtimestamp(at, p.zone).date()
+            - datetime.fromtimestamp(now, p.zone).date()).days
+    hhmm = t.time(at, p.tz)
+    if days == 0:
+        return t.gettext("today at %(time)s") % {"time": hhmm}
+    if days == 1:
+        return t.gettext("tomorrow at %(time)s") % {"time": hhmm}
+    return t.gettext("%(day)s at %(time)s") % {
+        "time": hhmm, "day": format_skeleton("MMMd", datetime.fromtimestamp(at, p.zone),
+                                             locale=t.locale)}
+
+
+def left_text(seconds: float) -> str:
+    """H:MM:SS, the countdown's form in every language (the script writes the same)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _window_text(t: Translator, w: shop.Window, p: stores.Profile, now: float) -> str:
@@ -180,11 +220,11 @@ def place_order(call: Call) -> Reply:
     window = f.get("window", "")
     req = shop.Request(store, who.id, who.masked, cart, f.get("mode", "pickup"),
                        float(window) if DIGITS.match(window) else -1.0,
-                       f.get("address", ""), here)
+                       f.get("address", ""), here, wave=window == "wave")
     api = call.api
     try:
         # A pickup order needs the store's code key: refuse before placing, not after.
-        api.pickup_codec(store, required=req.mode == "pickup")
+        api.pickup_codec(store, required=req.mode == "pickup" and not req.wave)
         with api.write() as db, db.transaction() as conn:
             placed = shop.place(conn, req, api.now(), api.residents.waves, api.residents.payment)
     except retail_store.RetailError:
@@ -211,13 +251,15 @@ def _refused(call: Call, t: Translator, req: shop.Request, exc: shop.ShopError,
             other = {"name": p.name, "address": p.address, "distance": distance_text(t, d),
                      "href": f"/r/s/{p.store}?" + urlencode({**_here_query(here),
                                                              "cart": cart_param})}
-    status = HTTPStatus.CONFLICT if exc.kind == "full" else HTTPStatus.BAD_REQUEST
+    status = HTTPStatus.CONFLICT if exc.kind in ("full", "closed") \
+        else HTTPStatus.BAD_REQUEST
     with call.api.read() as db:
         names = _names(db.conn, req.store)
     text = t.render(exc.why)
     short = [names.get(i, i) for i in exc.short]
     return store_page(call, status=status, here=here,
-                      refusal={"text": text, "short": short, "other": other},
+                      refusal={"text": text, "short": short, "other": other,
+                               "window": "wave" if req.wave else str(int(req.window_start))},
                       cart=dict(req.cart.lines))
 
 
@@ -236,18 +278,46 @@ STEPS = (  # the timeline, in order: (state that reaches it, words)
 ENDS = {"picked_up": N_("Picked up"), "delivered": N_("Delivered"),
         "packed": N_("Packed for delivery"), "out_for_delivery": N_("Out for delivery"),
         "cancelled": N_("Cancelled"), "expired": N_("Not collected in time")}
+WAVE_ENDS = {"refunded": N_("Refunded: the store could not take it"),
+             "moved": N_("Moved to another store of the area: see its address above")}
 
 
-def _timeline(order: dict[str, Any]) -> list[dict[str, Any]]:
+def _timeline(t: Translator, order: dict[str, Any], wave: dict[str, Any] | None,
+              p: stores.Profile) -> list[dict[str, Any]]:
     seen = {h["state"]: h["at"] for h in order["history"] if h["applied"]}
-    out = [{"text": text, "at": seen.get(state), "done": state in seen}
+    if wave is not None:
+        return _wave_timeline(t, order, wave, p, seen)
+    out = [{"text": t.gettext(text), "at": seen.get(state), "done": state in seen}
            for state, text in STEPS]
     if order["mode"] == "pickup" and order["state"] in ("open", "received"):
-        out.append({"text": N_("Ready for pickup in your hour"), "at": None,
+        out.append({"text": t.gettext("Ready for pickup in your hour"), "at": None,
                     "done": "received" in seen})
     for state, text in ENDS.items():
         if state in seen:
-            out.append({"text": text, "at": seen[state], "done": True})
+            out.append({"text": t.gettext(text), "at": seen[state], "done": True})
+    return out
+
+
+def _wave_timeline(t: Translator, order: dict[str, Any], wave: dict[str, Any],
+                   p: stores.Profile, seen: dict[str, float]) -> list[dict[str, Any]]:
+    """A pre-order: placed, in the delivery of its day (from the cutoff on), arrived
+    (the delivery reached the store), ready (the store has the order), then the end."""
+    day = format_skeleton("MMMEd", datetime.fromisoformat(str(wave["delivery"])),
+                          locale=t.locale) if wave.get("delivery") else ""
+    arrived = wave.get("delivered_at")
+    out = [{"text": t.gettext("Placed"), "at": seen.get("preorder"), "done": True},
+           {"text": t.gettext("In the delivery of %(day)s") % {"day": day},
+            "at": wave.get("cutoff_done_at"), "done": wave.get("cutoff_done_at") is not None},
+           {"text": t.gettext("Arrived at the store"), "at": arrived,
+            "done": arrived is not None}]
+    if order["state"] in ("preorder", "open", "received"):
+        out.append({"text": t.gettext("Ready for pickup"), "at": None,
+                    "done": arrived is not None and "received" in seen})
+    if wave.get("outcome") in WAVE_ENDS:
+        out.append({"text": t.gettext(WAVE_ENDS[wave["outcome"]]), "at": None, "done": True})
+    for state, text in ENDS.items():
+        if state in seen and not (state == "cancelled" and wave.get("outcome") == "refunded"):
+            out.append({"text": t.gettext(text), "at": seen[state], "done": True})
     return out
 
 
@@ -260,10 +330,12 @@ def my_orders(call: Call) -> Reply:
         return to_login("/r/orders")
     now = call.api.now()
     with call.api.read() as db:
+        # The order's store, not the one it was placed at: a pre-order may have been moved
+        # to another store of the zone at the cutoff (supply/cutoff.py).
         rows = db.conn.execute(
-            "SELECT order_id, store, mode, window_start, window_end, address, amount_fen,"
-            " payment FROM resident_orders WHERE resident = ? ORDER BY order_id DESC LIMIT 50",
-            (who.id,)).fetchall()
+            "SELECT r.order_id, o.store, r.mode, r.window_start, r.window_end, r.address,"
+            " r.amount_fen, r.payment FROM resident_orders r JOIN orders o ON o.id = r.order_id"
+            " WHERE r.resident = ? ORDER BY r.order_id DESC LIMIT 50", (who.id,)).fetchall()
         views = [_order_view(call, db.conn, t, r, now) for r in rows]
     return page(call, "r_orders.html", t, who=who, orders=views, now=now)
 
@@ -274,6 +346,7 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
     assert order is not None
     p = stores.get(conn, store)
     names = _names(conn, store)
+    wave = shop_waves.wave_state(conn, oid)
     code = None
     if order["mode"] == "pickup" and order["state"] in retail_store.RESERVING and \
             order["expires"] > now:
@@ -287,12 +360,23 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         "address": r[5], "amount": int(r[6]), "payment": json.loads(r[7]),
         "lines": [{"name": names.get(ln["item"], ln["item"]), "qty": ln["qty"]}
                   for ln in order["lines"]],
-        "timeline": _timeline(order), "code": code,
+        "timeline": _timeline(t, order, wave, p), "code": code, "wave": wave is not None,
         "qr": None if code is None else segno.make(code, error="m").svg_inline(
             border=4, dark="#000", light="#fff", omitsize=True),
         "map": map_link(p) if p.point else None,
-        "may_cancel": order["state"] in retail_store.RESERVING and now < float(r[3]),
+        "may_cancel": _may_cancel(order["state"], wave, float(r[3]), now),
+        "cutoff": None if wave is None or order["state"] != "preorder" or wave["cutoff_at"]
+        is None else when_text(t, float(wave["cutoff_at"]), p, now),
     }
+
+
+def _may_cancel(state: str, wave: dict[str, Any] | None, window_start: float,
+                now: float) -> bool:
+    """A pre-order until its wave's cutoff; an order until its pickup hour begins."""
+    if wave is None:
+        return state in retail_store.RESERVING and now < window_start
+    return (state == "preorder" and wave["state"] == "open"
+            and wave["cutoff_at"] is not None and now < float(wave["cutoff_at"]))
 
 
 def cancel(call: Call) -> Reply:
@@ -307,12 +391,17 @@ def cancel(call: Call) -> Reply:
         return message_page(call, HTTPStatus.NOT_FOUND, t.gettext("There is no such order."), t)
     now = call.api.now()
     with call.api.write() as db, db.transaction() as conn:
-        row = conn.execute("SELECT store, window_start FROM resident_orders WHERE order_id = ?"
-                           " AND resident = ?", (int(oid), who.id)).fetchone()
+        row = conn.execute("SELECT o.store, r.window_start, o.state FROM resident_orders r"
+                           " JOIN orders o ON o.id = r.order_id WHERE r.order_id = ?"
+                           " AND r.resident = ?", (int(oid), who.id)).fetchone()
         if row is None:  # another resident's order looks exactly like no order
             return message_page(call, HTTPStatus.NOT_FOUND,
                                 t.gettext("There is no such order."), t)
-        if now >= float(row[1]):
+        wave = shop_waves.wave_state(conn, int(oid))
+        if wave is not None and row[2] != "preorder":
+            return message_page(call, HTTPStatus.CONFLICT, t.gettext(
+                "Too late to cancel: the delivery was ordered at the cutoff."), t)
+        if wave is None and now >= float(row[1]):
             return message_page(call, HTTPStatus.CONFLICT, t.gettext(
                 "Too late to cancel: your pickup hour has begun."), t)
         try:
@@ -320,6 +409,8 @@ def cancel(call: Call) -> Reply:
                                       now, f"resident:{who.id}")
         except retail_store.RetailError:
             return message_page(call, HTTPStatus.CONFLICT, t.gettext(
+                "Too late to cancel: the delivery was ordered at the cutoff.")
+                if wave is not None else t.gettext(
                 "Too late to cancel: the store has already handed it over."), t)
     call.api.send_downlink()
     return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain",

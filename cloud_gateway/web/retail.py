@@ -59,7 +59,8 @@ def catalogue(call: Call) -> Reply:
 
 
 def put_catalogue(call: Call) -> Reply:
-    """Store a new catalogue version ({"items": [...]}) and send it to the store.
+    """Store a new catalogue version ({"items": [...]}) and send it to the store. An
+    item's `price_fen` (what residents pay, whole fen) stays in the cloud.
     ---
     security: [{bearer: []}]
     requestBody: {required: true, content: {application/json: {schema: {type: object}}}}
@@ -68,9 +69,9 @@ def put_catalogue(call: Call) -> Reply:
     unknown = sorted(set(obj) - {"items"})
     if unknown:
         raise BadRequest(f"{unknown[0]}: unknown field (known: items)")
-    items = retail_store.parse_catalogue_items(store, obj.get("items"))
+    items, prices = retail_store.parse_catalogue(store, obj.get("items"))
     with Database.open(call.api.db_path) as db, db.transaction() as conn:
-        cat = retail_store.put_catalogue(conn, store, items, call.api.now(), by)
+        cat = retail_store.put_catalogue(conn, store, items, call.api.now(), by, prices)
         accounts.audit(conn, who, "catalogue.push", store, f"v{cat.version}", call.api.now(),
                        f"from {call.client}", {"items": len(items)})
     call.api.send_downlink()
@@ -79,7 +80,7 @@ def put_catalogue(call: Call) -> Reply:
     assert current is not None
     log.info("catalogue v%d of %s (%d items) by %s", cat.version, store, len(items), by)
     return ok(HTTPStatus.OK, {"store": store, "version": cat.version, "items": len(items),
-                              "published_at": current["published_at"]})
+                              "priced": len(prices), "published_at": current["published_at"]})
 
 
 def list_orders(call: Call) -> Reply:

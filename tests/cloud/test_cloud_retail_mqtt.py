@@ -256,11 +256,11 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     cat.write_text(
         '[[items]]\nitem = "06901234567892"\nname = "Fresh milk 1 L"\nunit = "piece"\n'
         'shelf_life_days = 7\nstorage = "chilled"\n'
-        'location = { fridge = "fridge-1", lane = 0, unit_grams = 1030 }\n')
+        'location = { fridge = "fridge-1", lane = 0, unit_grams = 1030 }\nprice_fen = 1250\n')
     orders = collect("store-001", ORDERS)
     assert main(["cloud", "catalogue", "push", "store-001", str(cat), "--config", str(cfg)]) == 0
     assert json.loads(capsys.readouterr().out) == {"store": "store-001", "version": 1,
-                                                   "items": 1, "sent": True}
+                                                   "items": 1, "priced": 1, "sent": True}
     orders.subscribe("xd/v1/store-001/catalogue")  # the same store, one connection
     assert orders.wait(1, topic="xd/v1/store-001/catalogue")[0].retain
 
@@ -291,6 +291,13 @@ def test_cli_pushes_a_catalogue_creates_an_order_and_shows_stock(
     bad.write_text('[[items]]\nitem = "123"\n')
     assert main(["cloud", "catalogue", "push", "store-001", str(bad), "--config", str(cfg)]) == 1
     assert "bad.toml" in capsys.readouterr().err
+    # A price that is not whole fen: refused, saying what to write; nothing stored.
+    priced = tmp_path / "price.toml"
+    priced.write_text(cat.read_text().replace("price_fen = 1250", "price_fen = 12.5"))
+    assert main(["cloud", "catalogue", "push", "store-001", str(priced), "--config",
+                 str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "price.toml: items[0].price_fen" in err and "write 1250 for ¥12.50" in err
 
 
 def _store_session(settings: MqttSettings, client_id: str,

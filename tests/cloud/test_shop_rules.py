@@ -103,7 +103,8 @@ def test_the_cold_chain_is_judged_per_fridge(world: rw.World) -> None:
             items = [{**i, "location": {"fridge": "fridge-1", "lane": 0, "unit_grams": 1030}}
                      if i["item"] == rw.MILK else i for i in rw.ITEMS]
             retail.put_catalogue(conn, "store-001",
-                                 retail.parse_catalogue_items("store-001", items), rw.NOW, "t")
+                                 retail.parse_catalogue_items("store-001", items), rw.NOW, "t",
+                                 rw.PRICES)
         offered = {o.item for o in shop.promise(db.conn, "store-001", rw.NOW, shop.NoWaves())}
         assert offered == {rw.MILK, rw.BREAD}  # eggs: fridge unknown, not promised
 
@@ -139,8 +140,7 @@ def test_the_promise_nets_reservations_and_leaves_room_for_the_next_wave(
         after = {o.item: o for o in shop.promise(db.conn, "store-002", rw.NOW + 300, OneWave())}
         assert after[rw.EGGS].presale == 0  # past the cutoff the wave promises nothing
         with db.transaction() as conn:  # no price: not offered
-            conn.execute("DELETE FROM shop_prices WHERE store = 'store-002' AND item = ?",
-                         (rw.BREAD,))
+            shop.set_price(conn, "store-002", rw.BREAD, None, rw.NOW)
         assert rw.BREAD not in {o.item for o in shop.promise(db.conn, "store-002", rw.NOW,
                                                                shop.NoWaves())}
 
@@ -203,6 +203,11 @@ def test_store_set_and_price_from_the_command_line(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "both --lat and --lon" in bad.stderr
     bad = cli("store", "set", "store-007", "--hours", "7am-10pm")
     assert bad.returncode == 1 and "HH:MM-HH:MM" in bad.stderr
+    no_catalogue = cli("store", "price", "store-007", rw.MILK, "1250")
+    assert no_catalogue.returncode == 1 and "catalogue" in no_catalogue.stderr
+    with Database.open(db) as d, d.transaction() as conn:
+        retail.put_catalogue(conn, "store-007", retail.parse_catalogue_items(
+            "store-007", rw.ITEMS), rw.NOW, "test")
     assert cli("store", "price", "store-007", rw.MILK, "1250").returncode == 0
     assert cli("store", "price", "store-007", rw.MILK, "0").returncode == 1
     assert cli("store", "price", "store-007", "milk", "100").returncode == 1
