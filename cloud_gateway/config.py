@@ -35,7 +35,7 @@ Example (`cloud.toml`; relative paths are relative to the file):
     remind_before_min = 120   # the reminder before a pickup window closes
 
     [resident_notices]        # optional: residents' notices through Apprise
-    apprise_template = "json://sms.example.com/send?to={phone}"   # "" = page only
+    apprise_template = "json://sms.example.com/send/{phone}"   # "" = page only
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A resident's channel is an Apprise URL made from their phone number by the configured
 template (`[resident_notices] apprise_template`, e.g. an SMS gateway's
-"json://sms.example.com/send?to={phone}"), at sending time: the phone number is read from
+"json://sms.example.com/send/{phone}"), at sending time: the phone number is read from
 `residents` then and never copied into the outbox. Without a template nothing is sent;
 the notices are still shown on the resident's page.
 

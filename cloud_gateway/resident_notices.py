@@ -186,7 +186,7 @@ class NoticeSettings:
         t = self.apprise_template
         if t and ("://" not in t or PHONE_FIELD not in t):
             raise ValueError("apprise_template: an Apprise URL with {phone} in it, e.g."
-                             " json://sms.example.com/send?to={phone}")
+                             " json://sms.example.com/send/{phone}")
         if self.lang not in LOCALES:
             raise ValueError(f"lang: one of {', '.join(LOCALES)}")
         if not 0.05 <= self.interval_s <= 3600.0:
