@@ -262,11 +262,11 @@ def _shortages(conn: sql.Connection, store: str, zone: str, wave: date,
     for order in sorted(riding):
         params = resident_notices.order_params(conn, order, store, wave, schedule)
         hits = hit.get(order, [])
-        for item, served, qty, _price_fen in hits:
+        for item, bag, qty, _price_fen in hits:
             issues = [d["issue"] for d in diffs.get(item, []) if d["issue"] in NOT_ACCEPTED]
             resident_notices.add(conn, order, resident_notices.SHORT, f"{r.manifest}:{item}",
                                  params | {"item": item, "name": names.get(item, item),
-                                           "qty": qty, "served": served,
+                                           "qty": qty, "served": bag,
                                            "issues": issues or ["short"]}, now)
         if hits:
             amount = sum(qty * price for _, _, qty, price in hits)
@@ -280,8 +280,8 @@ def _shortages(conn: sql.Connection, store: str, zone: str, wave: date,
             conn.executemany(
                 "INSERT INTO preorder_shortages (manifest, order_id, item, served, qty,"
                 " price_fen, refund_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.manifest, order, item, served, qty, price, rid)
-                 for item, served, qty, price in hits])
+                [(r.manifest, order, item, bag, qty, price, rid)
+                 for item, bag, qty, price in hits])
             resident_notices.add(conn, order, resident_notices.REFUND, str(rid),
                                  params | {"amount_fen": amount, "refund": rid}, now)
         if _still_brings(order, lines, hit.get(order, [])):
