@@ -127,8 +127,13 @@ def tick(db: Database, now: float, worker: str, cfg: SchedulerSettings) -> TickR
             with db.transaction() as conn:
                 _, changed = cutoff.cutoff(conn, zone, wave, now, f"scheduler:{worker}")
                 finish(conn, CUTOFF_JOB, key, now)
-        except CloudError as exc:  # bad settings: said in the log, tried again after the lease
-            log.error("cutoff of zone %s wave %s failed: %s", zone, wave, exc)
+        except sql.ERRORS:
+            raise  # the database: the whole tick is tried again
+        except Exception as exc:  # one zone's failure stops no other zone
+            # Bad settings (CloudError) or a bug: logged, tried again after the lease.
+            log.log(logging.ERROR if isinstance(exc, CloudError) else logging.CRITICAL,
+                    "cutoff of zone %s wave %s failed: %s", zone, wave, exc,
+                    exc_info=not isinstance(exc, CloudError))
             rep.failed.append((zone, wave, str(exc)))
             continue
         if changed:

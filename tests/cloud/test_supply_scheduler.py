@@ -182,3 +182,41 @@ def test_notices_go_out_through_apprise_once_with_a_retry(db: Database,
                            (f"reminder:{w['a']}:late",)).fetchone()
     assert tuple(late) == ("failed", "too old to send")
     assert len(gateway.got) == 3
+
+
+def test_the_commands_tick_and_show_what_was_received(
+        db: Database, db_target: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack.cli import main
+
+    w = dispatched(db)
+    send(db, S1, 1, receipt(w["m"][S1], {MILK: [("short", 1)]}))
+    assert main(["supply", "received", "--zone", ZONE, "--wave", WAVE.isoformat(),
+                 "--db", str(db_target)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    line = got["stores"][S1]["lines"][0]
+    assert (line["item"], line["shortfall"]) == (MILK, 1) and S2 not in got["stores"]
+    assert main(["supply", "received", "--zone", "nroth", "--db", str(db_target)]) == 1
+    assert "no delivery zone" in capsys.readouterr().err
+    assert main(["supply", "tick", "--db", str(db_target)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] == [] and out["skipped"] == []
+
+
+def test_the_cloud_config_takes_the_supply_and_notice_tables(tmp_path: Path) -> None:
+    from cloud_gateway import config
+    from xiaodian.config import ConfigError
+
+    base = ('[cloud]\ndb = "c.sqlite"\nworker_id = "cloud-1"\n[mqtt]\nhost = "localhost"\n'
+            'port = 8883\n[mqtt.tls]\nca = "ca.pem"\ncert = "c.pem"\nkey = "c.key"\n')
+    path = tmp_path / "cloud.toml"
+    path.write_text(base)
+    cfg = config.load(path)
+    assert cfg.supply.scheduler and not cfg.resident_notices.enabled  # the defaults
+    path.write_text(base + '[supply]\ntick_interval_s = 5\nremind_before_min = 60\n'
+                    '[resident_notices]\napprise_template = "json://gw.example/sms/{phone}"\n')
+    cfg = config.load(path)
+    assert (cfg.supply.tick_interval_s, cfg.supply.remind_before_min) == (5, 60)
+    assert cfg.resident_notices.channel("13800000001") == "json://gw.example/sms/13800000001"
+    path.write_text(base + '[resident_notices]\napprise_template = "json://gw.example/sms"\n')
+    with pytest.raises(ConfigError, match="phone"):
+        config.load(path)
