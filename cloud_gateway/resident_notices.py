@@ -69,7 +69,13 @@ WINDOW_OPEN = "window_open"  # the pickup window of the delivery day opened
 REMINDER = "reminder"  # the window closes soon and the order is still there
 SHORT = "short"  # a line came short (short, damaged, expired, wrong item)
 REFUND = "refund"  # the amount of what did not come, refunded
-KINDS = (ARRIVED, WINDOW_OPEN, REMINDER, SHORT, REFUND)
+# At the cutoff (supply/cutoff.py): a pre-order moved to another store of the zone, one
+# cancelled (its store's fridge cannot take chilled goods and no other store could), a
+# pre-sale line cancelled (its wave's total stayed under the item's minimum).
+MOVED = "moved"
+CANCELLED = "cancelled"
+LINE_CANCELLED = "line_cancelled"
+KINDS = (ARRIVED, WINDOW_OPEN, REMINDER, SHORT, REFUND, MOVED, CANCELLED, LINE_CANCELLED)
 
 TEXTS = {
     ARRIVED: N_("Order No. %(order)s has arrived at %(store)s: pick it up from %(opens)s"
@@ -80,6 +86,11 @@ TEXTS = {
                  " %(closes)s."),
     SHORT: N_("Order No. %(order)s: %(qty)s of %(name)s did not arrive (%(why)s)."),
     REFUND: N_("Order No. %(order)s: %(amount)s refunded for what did not arrive."),
+    MOVED: N_("Order No. %(order)s is now collected at %(to)s instead of %(from)s:"
+              " %(reason)s."),
+    CANCELLED: N_("Order No. %(order)s is cancelled, nothing is charged: %(reason)s."),
+    LINE_CANCELLED: N_("Order No. %(order)s: %(name)s is cancelled, fewer than %(min)s"
+                       " were pre-ordered in all; nothing is charged for it."),
 }
 TITLE = N_("Your order")
 PHONE_FIELD = "{phone}"
@@ -108,6 +119,10 @@ class Notice:
             p["amount"] = t.money(int(p["amount_fen"]))
         if "issues" in p:
             p["why"] = t.gettext("; ").join(t.gettext(ISSUES.get(i, i)) for i in p["issues"])
+        if "reason" in p:
+            from .supply.why_text import why_message
+
+            p["reason"] = t.render(why_message(str(p["reason"])))
         return Message(TEXTS[self.kind], p)
 
     def text(self, t: Translator) -> str:

@@ -125,3 +125,32 @@ def test_a_receipt_that_does_not_fit_a_manifest_is_parked(db: Database, case: st
     (got,) = [r[0] for r in db.conn.execute("SELECT reason FROM dead_letters")]
     assert reason in got
     assert count(db, "manifest_receipts") == 0 and count(db, "resident_notices") == 0
+
+
+def test_the_cutoff_tells_residents_of_moved_cancelled_and_dropped_lines(
+        db: Database) -> None:
+    from receiving_world import AFTER, BEFORE, place
+
+    from cloud_gateway.supply import cutoff
+    from devstack.testkit.supply_world import DURIAN, RICE
+
+    moved = place(db, S1, "王芳", BEFORE, (MILK, 2), resident="13800000001")
+    durian = place(db, S2, "李雷", BEFORE, (DURIAN, 1), (RICE, 1))  # under its minimum of 3
+    with db.transaction() as conn:
+        conn.execute("UPDATE store_state SET online = FALSE WHERE store = ?", (S1,))
+    for _ in range(2):  # the cutoff run twice tells once
+        with db.transaction() as conn:
+            cutoff.cutoff(conn, ZONE, WAVE, AFTER, "operator")
+    zh = translator("zh_CN")
+    (n,) = resident_notices.for_order(db.conn, moved)
+    assert n.kind == "moved" and S2 in n.text(zh) and "离线" in n.text(zh), n.text(zh)
+    (d,) = resident_notices.for_order(db.conn, durian)
+    assert d.kind == "line_cancelled" and "榴莲" in d.text(zh) and "3" in d.text(zh)
+    with db.transaction() as conn:  # no store of the zone can take chilled goods now
+        conn.execute("UPDATE store_state SET online = FALSE")
+    later = WAVE.replace(day=8)
+    gone = place(db, S2, "韩梅", AFTER + 60, (MILK, 1))
+    with db.transaction() as conn:
+        cutoff.cutoff(conn, ZONE, later, AFTER + 86400, "operator")
+    (c,) = resident_notices.for_order(db.conn, gone)
+    assert c.kind == "cancelled" and "不收费" in c.text(zh), c.text(zh)
