@@ -223,15 +223,16 @@ def apply_receipt(conn: sql.Connection, store: str, data: dict[str, Any], receiv
     return True
 
 
-def _riding(conn: sql.Connection, orders: set[int]) -> dict[int, float]:
-    """The pre-orders of `orders` still riding the wave, with their order time."""
+def _riding(conn: sql.Connection, orders: set[int]) -> dict[int, tuple[float, str]]:
+    """The pre-orders of `orders` still riding the wave: their order time and state."""
     if not orders:
         return {}
     marks = ", ".join("?" for _ in orders)
-    return {int(o): float(c) for o, c in conn.execute(
-        "SELECT w.order_id, o.created FROM wave_orders w JOIN orders o ON o.id = w.order_id"
-        f" WHERE w.order_id IN ({marks}) AND w.outcome IN ('held', 'moved')"
-        " AND o.state NOT IN ('cancelled', 'expired')", tuple(sorted(orders)))}
+    return {int(o): (float(c), str(st)) for o, c, st in conn.execute(
+        "SELECT w.order_id, o.created, o.state FROM wave_orders w JOIN orders o"
+        f" ON o.id = w.order_id WHERE w.order_id IN ({marks})"
+        " AND w.outcome IN ('held', 'moved') AND o.state NOT IN ('cancelled', 'expired')",
+        tuple(sorted(orders)))}
 
 
 def _price(conn: sql.Connection, store: str, item: str) -> int:
@@ -253,7 +254,7 @@ def _shortages(conn: sql.Connection, store: str, zone: str, wave: date,
         if short.get(item, 0) <= 0:
             continue
         served = sorted((Served(s.order, s.qty) for s in ln.serves if s.order in riding),
-                        key=lambda s: (riding[s.order], s.order))
+                        key=lambda s: (riding[s.order][0], s.order))
         for order, qty in allocate(ln.qty, served, short[item]):
             bag = next(s.qty for s in served if s.order == order)
             hit.setdefault(order, []).append((item, bag, qty, _price(conn, store, item)))
@@ -284,7 +285,8 @@ def _shortages(conn: sql.Connection, store: str, zone: str, wave: date,
                  for item, bag, qty, price in hits])
             resident_notices.add(conn, order, resident_notices.REFUND, str(rid),
                                  params | {"amount_fen": amount, "refund": rid}, now)
-        if _still_brings(order, lines, hit.get(order, [])):
+        waiting = riding[order][1] in ("open", "received")  # not handed over already
+        if waiting and _still_brings(order, lines, hit.get(order, [])):
             resident_notices.add(conn, order, resident_notices.ARRIVED, wave.isoformat(),
                                  params, now)
 

@@ -93,10 +93,14 @@ def test_an_over_delivery_nets_the_shortage(db: Database) -> None:
     m1 = w["m"][S1]
     milk = next(ln for ln in m1.lines if ln.item == MILK)
     shelf = milk.qty - sum(s.qty for s in milk.serves)
+    with db.transaction() as conn:  # a was handed over before the clerk signed off
+        conn.execute("UPDATE orders SET state = 'picked_up' WHERE id = ?", (w["a"],))
     # shelf + 2 damaged but 1 extra came: one pre-order piece short.
     send(db, S1, 1, receipt(m1, {MILK: [("damaged", shelf + 2), ("over", 1)]}))
     assert count(db, "preorder_shortages") == 1
     assert receiving.order_shortages(db.conn, w["c"])[0]["qty"] == 1
+    assert [n.kind for n in resident_notices.for_order(db.conn, w["a"])] == []  # not told
+    assert [n.kind for n in resident_notices.for_order(db.conn, w["b"])] == ["arrived"]
 
 
 @pytest.mark.parametrize("case, reason", [
