@@ -19,11 +19,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xiaodian.i18n import DEFAULT_LOCALE, DEFAULT_TZ, LOCALES, N_, Message, Translator
 
 from . import sql
+
+if TYPE_CHECKING:
+    from .supply.cycles import Schedule
 
 SCHEMA = """
 -- A notice to the resident of an order (resident_notices.py); key: one notice per event
@@ -171,8 +174,8 @@ def for_resident(conn: sql.Connection, resident: int, limit: int = 100) -> list[
         " ORDER BY created_at DESC, id DESC LIMIT ?", (resident, limit))]
 
 
-def order_params(conn: sql.Connection, order_id: int, store: str, wave: date,
-                 schedule: Any) -> dict[str, Any]:
+def order_params(conn: sql.Connection, store: str, wave: date,
+                 schedule: Schedule) -> dict[str, Any]:
     """The common numbers of an order's notice: the store's name, the pickup window."""
     from . import stores
 
@@ -248,7 +251,7 @@ def remind(conn: sql.Connection, now: float, before_s: float) -> int:
         " JOIN manifest_receipts r ON r.manifest = m.id WHERE m.zone = w.zone"
         " AND m.wave = w.wave AND m.store = w.store)) ORDER BY w.order_id",
         (since,)).fetchall()
-    schedules: dict[str, Any] = {}
+    schedules: dict[str, Schedule] = {}
     made = 0
     for oid, zone, wave_s, store in rows:
         if zone not in schedules:
@@ -257,7 +260,7 @@ def remind(conn: sql.Connection, now: float, before_s: float) -> int:
         opens, closes = schedules[zone].pickup_window(wave)
         if not opens <= now < closes:
             continue
-        params = order_params(conn, int(oid), store, wave, schedules[zone])
+        params = order_params(conn, store, wave, schedules[zone])
         told_open = conn.execute(
             "SELECT 1 FROM resident_notices WHERE order_id = ? AND kind = ? AND"
             " created_at >= ?", (oid, ARRIVED, opens)).fetchone() is not None

@@ -261,7 +261,7 @@ def _shortages(conn: sql.Connection, store: str, zone: str, wave: date,
     schedule = settings.get_zone(conn, zone)
     names = {i.item.id: i.name for i in settings.items(conn)}
     for order in sorted(riding):
-        params = resident_notices.order_params(conn, order, store, wave, schedule)
+        params = resident_notices.order_params(conn, store, wave, schedule)
         hits = hit.get(order, [])
         for item, bag, qty, _price_fen in hits:
             issues = [d["issue"] for d in diffs.get(item, []) if d["issue"] in NOT_ACCEPTED]
