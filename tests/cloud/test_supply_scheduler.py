@@ -220,3 +220,14 @@ def test_the_cloud_config_takes_the_supply_and_notice_tables(tmp_path: Path) -> 
     path.write_text(base + '[resident_notices]\napprise_template = "json://gw.example/sms"\n')
     with pytest.raises(ConfigError, match="phone"):
         config.load(path)
+
+
+def test_a_zone_given_an_earlier_cutoff_is_cut_off_at_it(db: Database) -> None:
+    from cloud_gateway.supply import settings
+
+    assert scheduler.tick(db, BEFORE, "cloud-1", CFG).cut == []  # opened, cutoff 23:00
+    with db.transaction() as conn:
+        settings.set_zone(conn, ZONE, BEFORE, cutoff="19:00")
+    assert waves.get_cycle(db.conn, ZONE, WAVE)["cutoff_at"] == local(7, 19)
+    assert scheduler.tick(db, local(7, 18, 59), "cloud-1", CFG).cut == []
+    assert scheduler.tick(db, local(7, 19, 0), "cloud-1", CFG).cut == [(ZONE, WAVE)]
