@@ -1,4 +1,5 @@
-"""`xiaodian cloud run`: the ingest worker, the HTTP API, the downlink and the alert sender."""
+"""`xiaodian cloud run`: the ingest worker, the HTTP API, the downlink, the alert sender, the
+supply tick and the residents' notice sender."""
 
 from __future__ import annotations
 
@@ -97,6 +98,9 @@ def _run(args: argparse.Namespace) -> int:
     ticker = RolloutTicker(cfg.cloud.database, commander) if commander is not None else None
     if ticker is not None:
         ticker.start()
+    helpers = _supply_threads(cfg)
+    for h in helpers:
+        h.start()
     with server:
         print(server.url, flush=True)
         # The short wait keeps signal delivery prompt and lets us notice a dead worker.
@@ -108,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         if ticker is not None:
             ticker.stop()
         worker.stop()
+        for h in helpers:
+            h.stop()
         downlink.stop()
         down_pub.stop()
         if alerts is not None:
@@ -115,6 +121,19 @@ def _run(args: argparse.Namespace) -> int:
         if publisher is not None:
             publisher.stop()
     return exit_code
+
+
+def _supply_threads(cfg: cloud_config.CloudConfig) -> list[Any]:
+    """The supply tick (cutoffs, reminders) and the residents' notice sender, as configured."""
+    from .resident_notice_sender import NoticeSender
+    from .supply.scheduler import SupplyScheduler
+
+    out: list[Any] = []
+    if cfg.supply.scheduler:
+        out.append(SupplyScheduler(cfg.supply, cfg.cloud.database, cfg.cloud.worker_id))
+    if cfg.resident_notices.enabled:
+        out.append(NoticeSender(cfg.resident_notices, cfg.cloud.database, cfg.cloud.worker_id))
+    return out
 
 
 def _alert_service(cfg: cloud_config.CloudConfig) -> Any:

@@ -1,5 +1,5 @@
-"""`xiaodian supply plan|cutoff|manifest|advance|preorder|store|zone|item`: the order cycle
-from the command line (docs/supply.md). Registered beside `supply simulate`
+"""`xiaodian supply plan|cutoff|manifest|advance|received|tick|preorder|store|zone|item`: the
+order cycle from the command line (docs/supply.md). Registered beside `supply simulate`
 (devstack/supply_cli.py).
 
 Every command takes the cloud database (`--db` or `--config`). Errors are one line on
@@ -57,6 +57,14 @@ def add(cmds: Any) -> None:
     _zone_wave(a)
     a.add_argument("--to", required=True, choices=("picked", "dispatched", "delivered"))
     a.set_defaults(func=_advance)
+    r = cmds.add_parser("received", help="a wave's receipts: differences and refunds per"
+                        " store")
+    _zone_wave(r)
+    r.set_defaults(func=_received)
+    k = cmds.add_parser("tick", help="run the supply tick once now: due cutoffs, pickup"
+                        " reminders (what `xiaodian cloud run` does every 30 s)")
+    _db_source(k)
+    k.set_defaults(func=_tick)
     o = cmds.add_parser("preorder", help="place a pre-order on the wave open now")
     o.add_argument("store", metavar="STORE")
     o.add_argument("--item", action="append", required=True, metavar="ITEM:QTY")
@@ -250,6 +258,31 @@ def _advance(args: argparse.Namespace) -> int:
             else:
                 changed = waves.advance(conn, args.zone, args.wave, args.to, now)
             return {"cycle": waves.get_cycle(conn, args.zone, args.wave), "changed": changed}
+
+    return _run_and_print(args, run)
+
+
+def _received(args: argparse.Namespace) -> int:
+    from .supply import cutoff, receiving, settings
+
+    def run(db: Any) -> Any:
+        conn = db.conn
+        cutoff.check_zone(conn, args.zone)
+        wave = args.wave or cutoff.default_wave(settings.get_zone(conn, args.zone),
+                                                time.time())
+        return {"zone": args.zone, "wave": wave,
+                "stores": receiving.wave_receiving(conn, args.zone, wave)}
+
+    return _run_and_print(args, run)
+
+
+def _tick(args: argparse.Namespace) -> int:
+    from .supply import scheduler
+
+    def run(db: Any) -> Any:
+        rep = scheduler.tick(db, time.time(), "cli", scheduler.SchedulerSettings())
+        return {"cut": rep.cut, "skipped": rep.skipped, "failed": rep.failed,
+                "notices": rep.notices}
 
     return _run_and_print(args, run)
 

@@ -28,6 +28,14 @@ Example (`cloud.toml`; relative paths are relative to the file):
     [pickup]                  # optional: pickup codes for orders
     keys_dir = "pki/pickup"   # <store>.key files from `xiaodian pki pickup-key`
     key_id = 0
+
+    [supply]                  # optional: the supply tick (cutoffs, pickup reminders)
+    scheduler = true          # the default; false leaves cutoffs to `xiaodian supply cutoff`
+    tick_interval_s = 30
+    remind_before_min = 120   # the reminder before a pickup window closes
+
+    [resident_notices]        # optional: residents' notices through Apprise
+    apprise_template = "json://sms.example.com/send/{phone}"   # "" = page only
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from xiaodian.wire.commands import MAX_LIFETIME_S
 
 from .alerts.settings import AlertSettings
 from .clock import ClockPolicy
+from .resident_notices import NoticeSettings
 from .sql import PG_SCHEMES
+from .supply.scheduler import SchedulerSettings
 
 
 def check_database_url(url: str) -> None:
@@ -199,6 +209,10 @@ class CloudConfig:
     # Contacts, escalation and delivery: cloud_gateway/alerts/settings.py has an example.
     alerts: AlertSettings = field(default_factory=AlertSettings)
     pickup: PickupSettings = field(default_factory=PickupSettings)
+    # The supply tick (cutoffs, pickup reminders): cloud_gateway/supply/scheduler.py.
+    supply: SchedulerSettings = field(default_factory=SchedulerSettings)
+    # Residents' notices through Apprise: cloud_gateway/resident_notices.py.
+    resident_notices: NoticeSettings = field(default_factory=NoticeSettings)
 
 
 def load(path: Path | str) -> CloudConfig:

@@ -26,13 +26,13 @@ _CHECKED_ONLY: dict[str, Callable[[dict[str, Any]], object]] = {
     "lane_check": retail.parse_lane_check,
     "expiry": retail.parse_expiry,
     "pickup": retail.parse_pickup_refusal,
-    "receipt": retail.parse_receipt,
 }
 
 
 def apply_events(conn: sql.Connection, store: str, device: str, boot: int,
                  events: Iterable[Event], received_at: float, worker: str) -> int:
-    """Apply the *new* `stock` and `order` events of a batch inside its transaction.
+    """Apply the *new* `stock`, `order` and `receipt` events of a batch inside its
+    transaction (a receipt: supply/receiving.py).
 
     A record that does not parse is parked in dead_letters (same transaction) with its
     identity and reason; the batch's other records are stored and applied as usual, and the
@@ -41,13 +41,18 @@ def apply_events(conn: sql.Connection, store: str, device: str, boot: int,
     """
     parked = 0
     for e in events:
-        if e.type not in ("stock", "order", *_CHECKED_ONLY):
+        if e.type not in ("stock", "order", "receipt", *_CHECKED_ONLY):
             continue
         try:
             if e.type == "stock":
                 _apply_movement(conn, store, device, boot, e, received_at)
             elif e.type == "order":
                 _apply_progress(conn, store, e, received_at)
+            elif e.type == "receipt":
+                # Imported here: the supply package imports this module's re-exporter.
+                from .supply.receiving import apply_receipt
+
+                apply_receipt(conn, store, e.data, received_at)
             else:  # stored as events and read through the API: checked, so none is garbage
                 _CHECKED_ONLY[e.type](e.data)
         except PayloadError as exc:

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 
 from .. import sql
 from ..db import Database
+from ..outbox import backoff_s
 from . import channels, notice_text, store
 from .policy import Notice
 from .settings import AlertSettings, Contact
@@ -62,11 +63,6 @@ def ack_link(public_url: str, secret: bytes, key: str, contact: str,
     expires = int(time.time()) + ACK_LINK_TTL_S if expires_at is None else expires_at
     return (public_url.rstrip("/") + "/ack/" + quote(key, safe="/")
             + "?" + urlencode({"t": ack_token(secret, key, contact, expires)}))
-
-
-def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
-    """Delay after the `attempt`-th failure: initial, 2x, 4x, ... capped."""
-    return float(min(max_s, initial_s * 2 ** (attempt - 1)))
 
 
 class AlertService:

@@ -17,7 +17,7 @@ from typing import Any
 from xiaodian.i18n import N_, Message
 from xiaodian.wire.payloads import Batch
 
-from .. import sql
+from .. import outbox, sql
 from ..errors import CloudError
 from .model import AlertChangeIn, AlertDataError, AlertRecord, merge, parse_change, reopens
 from .policy import AlertView, Escalation, EscalationPolicy, Notice, decide
@@ -120,6 +120,7 @@ _RECORD_FIELDS = ("store", "id", "fridge", "rule", "severity", "audience", "stat
                   "started_at", "raised_at", "last_at", "last_change", "cleared_at", "peak_c",
                   "message", "data", "late", "reopened_after")
 MAX_BY = 100
+NOTIFICATIONS = "alert_notifications"  # the outbox table (cloud_gateway/outbox.py)
 MAX_ACTION = 2000
 
 
@@ -216,44 +217,19 @@ def claim_due(conn: sql.Connection, now: float, worker: str, lease_s: float,
               limit: int) -> list[sql.Row]:
     """Take up to `limit` due notifications for this worker for `lease_s` (another worker
     takes them over if this one dies mid-send)."""
-    rows = conn.execute(
-        "SELECT * FROM alert_notifications WHERE state = 'pending' AND next_attempt_at <= ?"
-        " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?",
-        (now, now, limit)).fetchall()
-    conn.executemany(
-        "UPDATE alert_notifications SET claimed_by = ?, claimed_until = ? WHERE id = ?",
-        [(worker, now + lease_s, r["id"]) for r in rows])
-    return rows
+    return outbox.claim_due(conn, NOTIFICATIONS, now, worker, lease_s, limit)
 
 
 def release(conn: sql.Connection, ids: Iterable[int]) -> None:
-    conn.executemany("UPDATE alert_notifications SET claimed_by = NULL, claimed_until = NULL"
-                     " WHERE id = ?", [(i,) for i in ids])
+    outbox.release(conn, NOTIFICATIONS, ids)
 
 
 def record_attempt(conn: sql.Connection, notification_id: int, worker: str, at: float,
                    ok: bool, status_code: int | None, error: str | None, duration_s: float,
                    retry_at: float | None) -> int:
-    """Log one attempt and settle the notification: delivered, pending again (`retry_at`)
-    or failed (`retry_at` None after a failure). Returns the attempt number."""
-    attempt = int(conn.execute(
-        "UPDATE alert_notifications SET attempts = attempts + 1 WHERE id = ?"
-        " RETURNING attempts", (notification_id,)).fetchone()[0])
-    conn.execute(
-        "INSERT INTO alert_deliveries (notification_id, attempt, at, worker, ok, status_code,"
-        " error, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (notification_id, attempt, at, worker, ok, status_code, error, duration_s))
-    if ok:
-        state, next_at = "delivered", at
-    elif retry_at is not None:
-        state, next_at = "pending", retry_at
-    else:
-        state, next_at = "failed", at
-    conn.execute(
-        "UPDATE alert_notifications SET state = ?, next_attempt_at = ?, claimed_by = NULL,"
-        " claimed_until = NULL, delivered_at = ?, last_error = ? WHERE id = ?",
-        (state, next_at, at if ok else None, None if ok else error, notification_id))
-    return attempt
+    """Log one attempt and settle the notification (`outbox.record_attempt`)."""
+    return outbox.record_attempt(conn, NOTIFICATIONS, "alert_deliveries", notification_id,
+                                 worker, at, ok, status_code, error, duration_s, retry_at)
 
 
 # ---------------------------------------------------------------- acknowledgement and reads

@@ -11,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from .. import accounts, health, residents, rollout_tables, shop, sql, stores
+from .. import accounts, health, resident_notices, residents, rollout_tables, shop, sql, stores
 from .. import retail as retail_store
 from ..alerts import store as alert_store
+from ..supply import receiving
+from ..supply import scheduler as supply_jobs
 from ..supply import settings as supply_tables
 
 # Column types SQLite and PostgreSQL both understand. Only `id INTEGER PRIMARY KEY` (an
@@ -178,7 +180,8 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
           "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
           "order_history", "movements", "stock", "downlink", *accounts.TABLES,
           *stores.TABLES, *residents.TABLES, *shop.TABLES, *supply_tables.TABLES,
-          *health.TABLES, *rollout_tables.TABLES)
+          *health.TABLES, *rollout_tables.TABLES, *receiving.TABLES,
+          *resident_notices.TABLES, *supply_jobs.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -201,6 +204,9 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(supply_tables.SCHEMA)  # supply settings, cycles, plans (supply/)
     conn.executescript(health.SCHEMA)  # fridge vitals per hour (health.py)
     conn.executescript(rollout_tables.SCHEMA)  # staged updates (rollouts.py)
+    conn.executescript(receiving.SCHEMA)  # receipts, short pre-orders, refunds
+    conn.executescript(resident_notices.SCHEMA)  # residents' notices and their delivery
+    conn.executescript(supply_jobs.SCHEMA)  # the scheduler's claims (supply/scheduler.py)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -214,7 +220,9 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                 sql.lock(conn, sql.SCHEMA_LOCK)
                 for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
                             stores.SCHEMA, residents.SCHEMA, shop.SCHEMA,
-                            supply_tables.SCHEMA, health.SCHEMA, rollout_tables.SCHEMA):
+                            supply_tables.SCHEMA, health.SCHEMA, rollout_tables.SCHEMA,
+                            receiving.SCHEMA, resident_notices.SCHEMA,
+                            supply_jobs.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
                 conn.script(alert_store.PG_UPGRADE)

@@ -141,6 +141,7 @@ def cutoff(conn: sql.Connection, zone: str, wave: date, now: float, by: str
         waves.move_preorder(conn, order, to, FRIDGE_REASON[p.fridges[src]])
     for order, _, why in p.refunded:
         waves.end_preorder(conn, order, "refunded", why, now)
+    _tell(conn, p, now)
     by_id = {i.item.id: i for i in p.items}
     rows = []
     for ln in p.plan.lines():
@@ -159,6 +160,26 @@ def cutoff(conn: sql.Connection, zone: str, wave: date, now: float, by: str
     got = waves.get_cycle(conn, zone, wave)
     assert got is not None
     return got, True
+
+
+def _tell(conn: sql.Connection, p: Proposal, now: float) -> None:
+    """The residents of pre-orders the cutoff moved or cancelled, told (once each)."""
+    from .. import resident_notices as rn
+    from .. import stores
+
+    def name(store: str) -> str:
+        return stores.get(conn, store).name
+
+    about = p.wave.isoformat()
+    items = {i.item.id: i for i in p.items}
+    for order, item in p.cancelled_lines:
+        rn.add(conn, order, rn.LINE_CANCELLED, f"{about}:{item}",
+               {"item": item, "name": items[item].name, "min": items[item].presale_min}, now)
+    for order, src, to in p.moved:
+        rn.add(conn, order, rn.MOVED, about, {"from": name(src), "to": name(to),
+                                              "reason": FRIDGE_REASON[p.fridges[src]]}, now)
+    for order, _, why in p.refunded:
+        rn.add(conn, order, rn.CANCELLED, about, {"reason": why}, now)
 
 
 def plan_rows(conn: sql.Connection, zone: str, wave: date,

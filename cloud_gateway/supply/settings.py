@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 
 from xiaodian.i18n import DEFAULT_TZ
 from xiaodian.wire import ids
@@ -204,6 +204,14 @@ def set_zone(conn: sql.Connection, zone: str, now: float, *, cutoff: str | None 
         " pickup_until = excluded.pickup_until, updated_at = excluded.updated_at",
         (zone, _hhmm(new.cutoff), new.tz, new.lead_time_days, _hhmm(new.pickup_from),
          _hhmm(new.pickup_until), now))
+    # The zone's open cycles follow the new timetable: their stored cutoff is what
+    # admission and the scheduler go by (one now in the past is cut off at the next tick).
+    for (wave,) in conn.execute("SELECT wave FROM supply_cycles WHERE zone = ? AND"
+                                " state = 'open'", (zone,)).fetchall():
+        day = date.fromisoformat(wave)
+        conn.execute("UPDATE supply_cycles SET cutoff_at = ?, delivery = ? WHERE zone = ?"
+                     " AND wave = ?", (new.cutoff_at(day), new.delivery(day).isoformat(),
+                                       zone, wave))
     return new
 
 

@@ -24,7 +24,7 @@ from xiaodian.i18n import N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.retail import MAX_LINES
 
-from .. import geo, shop, shop_waves, stores
+from .. import geo, resident_notices, shop, shop_waves, stores
 from .. import retail as retail_store
 from .core import DIGITS, Call, Reply
 from .page import message_page, page, reader
@@ -361,6 +361,9 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         "lines": [{"name": names.get(ln["item"], ln["item"]), "qty": ln["qty"]}
                   for ln in order["lines"]],
         "timeline": _timeline(t, order, wave, p), "code": code, "wave": wave is not None,
+        # Arrived, pickup open, short lines, refunds (cloud_gateway/resident_notices.py).
+        "notices": [{"kind": n.kind, "text": n.text(t), "at": n.created_at}
+                    for n in resident_notices.for_order(conn, oid)],
         "qr": None if code is None else segno.make(code, error="m").svg_inline(
             border=4, dark="#000", light="#fff", omitsize=True),
         "map": map_link(p) if p.point else None,

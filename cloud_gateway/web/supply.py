@@ -1,5 +1,6 @@
 """The operator's order-cycle page: zones with their cycle and cutoff countdown, the plan
-per store with the why of each line, pick lists (printable, CSV). Operators only
+per store with the why of each line, pick lists (printable, CSV), and once received the
+store's receiving differences and the refunds they caused. Operators only
 (`ops.read`: the page spans every store of a zone).
 
 Before its cutoff a wave shows what the engine would propose now (nothing stored); once
@@ -16,7 +17,7 @@ from starlette.routing import Route
 
 from xiaodian.i18n import N_
 
-from ..supply import cutoff, manifest, settings, waves
+from ..supply import cutoff, manifest, receiving, settings, waves
 from ..supply.cycles import STATES, Schedule
 from ..supply.model import SupplyError
 from ..supply.why_text import CLOSED, OUTCOMES, why_message, why_parts
@@ -29,6 +30,10 @@ STATE_WORDS = {"open": N_("Taking pre-orders"), "cutoff": N_("Cut off, planning"
                "planned": N_("Planned"), "picked": N_("Picked"),
                "dispatched": N_("On its way"), "delivered": N_("Delivered")}
 FORMATS = ("html", "csv", "pick-csv")
+ISSUE_WORDS = {"short": N_("short"), "over": N_("over"), "damaged": N_("damaged"),
+               "expired": N_("expired on arrival"), "wrong_item": N_("wrong item")}
+REFUND_WORDS = {"recorded": N_("recorded"), "requested": N_("requested"),
+                "done": N_("paid back"), "failed": N_("failed")}
 
 
 def supply_page(call: Call) -> Reply:
@@ -73,7 +78,8 @@ def supply_page(call: Call) -> Reply:
         view = _view(conn, zone, wave, current["schedule"])
     return page(call, "supply.html", t, who=got, zones=zones, now=now, view=view,
                 states=STATES, state_words=STATE_WORDS, closed_words=CLOSED,
-                outcome_words=OUTCOMES, why_parts=why_parts, why_message=why_message)
+                outcome_words=OUTCOMES, why_parts=why_parts, why_message=why_message,
+                issue_words=ISSUE_WORDS, refund_words=REFUND_WORDS)
 
 
 def _shown_wave(z: dict[str, Any]) -> date:
@@ -129,7 +135,7 @@ def _view(conn: Any, zone: str, wave: date, sched: Schedule) -> dict[str, Any]:
             "delivery": sched.delivery(wave), "tz": sched.tz, "stores": stores,
             "load": load, "outcomes": outcomes, "lines": by_store, "fridges": fridges,
             "bags": {m.store: manifest.bags(m) for m in ms}, "error": error,
-            "coming": coming}
+            "coming": coming, "receiving": receiving.wave_receiving(conn, zone, wave)}
 
 
 def supply_manifest(call: Call) -> Reply:
