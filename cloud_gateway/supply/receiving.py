@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from xiaodian.wire import retail as contract
 from xiaodian.wire.payloads import PayloadError
 
-from .. import resident_notices, sql
+from .. import resident_notices, retail, sql
 from . import settings, waves
 
 SCHEMA = """
@@ -236,11 +236,12 @@ def _riding(conn: sql.Connection, orders: set[int]) -> dict[int, tuple[float, st
 
 
 def _price(conn: sql.Connection, store: str, item: str) -> int:
-    """What the resident pays for a piece at the store, else the depot's price."""
-    row = conn.execute("SELECT price_fen FROM shop_prices WHERE store = ? AND item = ?",
-                       (store, item)).fetchone()
-    if row is None:
-        row = conn.execute("SELECT price FROM supply_items WHERE item = ?", (item,)).fetchone()
+    """What the resident pays for a piece at the store (its catalogue's price), else the
+    depot's price."""
+    fen = retail.prices(conn, store).get(item)
+    if fen is not None:
+        return fen
+    row = conn.execute("SELECT price FROM supply_items WHERE item = ?", (item,)).fetchone()
     return int(row[0]) if row is not None else 0
 
 

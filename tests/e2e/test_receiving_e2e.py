@@ -6,8 +6,8 @@ receives it with a short line and signs off with their own account while the bro
 down, and the cloud stores exactly one receipt for that manifest once it is back.
 
 Built so more can be asserted at the end: `Wave` keeps what each step learnt (order,
-manifest, receipt), and the last section is where the cloud's handling of a receipt (the
-short pre-order lines, the refund, the resident's notice) is checked once it lands."""
+manifest, receipt); the last section checks what the cloud made of the receipt: the short
+pre-order line, its refund and the resident's notices, each once."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ from typing import Any
 
 import pytest
 
+from cloud_gateway import resident_notices, retail
+from cloud_gateway.db import Database
+from cloud_gateway.supply import receiving
 from devstack.cli import main
 from devstack.retail_seed import DEMO_CLERK, counter_request
 from devstack.stack import StoreStack
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
+from xiaodian.i18n import translator
 
 MILK = "06901234567892"  # 8 on the shelf that keep (seed_retail)
 TOFU = "06901234567823"  # none in stock: the pre-order brings it
@@ -107,10 +111,14 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     wait(lambda: query(stack.edge_db, f"SELECT state FROM orders WHERE id = {w.order}")
          == [("received",)], timeout=30, what="the pre-order at the terminal")
 
-    # 4. Receiving at the counter: one milk short, the tofu in full.
+    # 4. Receiving at the counter: the milk short by what the shelf's share of the line
+    #    (the forecast's pieces for walk-ins, which a shortfall takes first) plus one, so
+    #    exactly one piece of the pre-order's bag is missing; the tofu in full.
+    bag = sum(s["qty"] for s in lines[MILK]["serves"])
+    short = lines[MILK]["qty"] - bag + 1
     assert counter_request(stack, "receiving", {"op": "open", "manifest": mid})["ok"]
     counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
-                                  "field": "good", "value": lines[MILK]["qty"] - 1})
+                                  "field": "good", "value": lines[MILK]["qty"] - short})
     counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": MILK,
                                   "field": "note", "value": "箱里少一瓶"})
     counter_request(stack, "receiving", {"op": "set", "manifest": mid, "item": TOFU,
@@ -135,15 +143,28 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     w.receipt = receipt
     assert receipt["signed_by"] == DEMO_CLERK[0] and receipt["wave"] == w.wave
     assert [(d["item"], d["issue"], d["qty"], d["note"]) for d in receipt["differences"]] \
-        == [(MILK, "short", 1, "箱里少一瓶")]
+        == [(MILK, "short", short, "箱里少一瓶")]
     accepted = {ln["item"]: ln["accepted"] for ln in receipt["lines"]}
-    assert accepted == {MILK: lines[MILK]["qty"] - 1, TOFU: lines[TOFU]["qty"]}
+    assert accepted == {MILK: lines[MILK]["qty"] - short, TOFU: lines[TOFU]["qty"]}
     # The accepted pieces reached the cloud's stock as ordinary deliveries with the lots.
     moved = query(stack.cloud_db, "SELECT item, batch, SUM(qty) FROM movements WHERE store ="
                                   " 'store-001' AND kind = 'delivery' AND batch = ?"
                                   " GROUP BY item, batch", lines[TOFU]["lots"][0]["batch"])
-    assert {(i, q) for i, _, q in moved} == {(MILK, lines[MILK]["qty"] - 1),
+    assert {(i, q) for i, _, q in moved} == {(MILK, lines[MILK]["qty"] - short),
                                              (TOFU, lines[TOFU]["qty"])}
 
-    # 6. What the cloud makes of the receipt (short pre-order lines, refund, notice) is
-    #    asserted here once it is built; `w` holds the order, manifest and receipt.
+    # 6. The cloud made of it, once across both restarts: the pre-order's milk one short,
+    #    a refund of that piece at the store's price, and the resident told it arrived,
+    #    what is short and what is refunded (each notice exactly once).
+    with Database.open(stack.cloud_db) as cdb:
+        (line,) = receiving.order_shortages(cdb.conn, w.order)
+        assert (line["item"], line["qty"]) == (MILK, 1)
+        assert line["price_fen"] == retail.prices(cdb.conn, "store-001").get(MILK, 800)
+        (refund,) = receiving.order_refunds(cdb.conn, w.order)
+        assert receiving.refunded_fen(cdb.conn, w.order) == line["price_fen"]
+        assert refund["id"] == line["refund"] and refund["amount_fen"] == line["price_fen"]
+        kinds = sorted(n.kind for n in resident_notices.for_order(cdb.conn, w.order))
+        assert kinds == ["arrived", "refund", "short"]
+        page = {n.kind: n.text(translator("zh_CN")) for n in
+                resident_notices.for_order(cdb.conn, w.order)}
+        assert "鲜牛奶" in page["short"] and "¥" in page["refund"], page
