@@ -1,7 +1,10 @@
-"""What a resident is told about a pre-order: arrived, pickup open, reminder, short, refund.
+"""What a resident is told about an order: a pre-order's arrival, pickup open, reminder,
+short line and refund; an order from the shelf ready for pickup or on its way, and its
+reminder.
 
 One row per notice in `resident_notices`, written in the transaction of what caused it
-(a store's receipt: `supply/receiving.py`; the scheduler's pickup reminders: `remind`)
+(a store's receipt: `supply/receiving.py`; a store's progress on an order: `on_progress`,
+from `retail_events`; the scheduler's pickup reminders: `remind`)
 under a unique `key`, so a redelivered event or a job run twice never tells twice. The
 row keeps the order, the kind and the numbers of the notice (params, JSON), never the
 resident's phone number: the text is rendered when it is read or sent, in the reader's
@@ -78,7 +81,12 @@ REFUND = "refund"  # the amount of what did not come, refunded
 MOVED = "moved"
 CANCELLED = "cancelled"
 LINE_CANCELLED = "line_cancelled"
-KINDS = (ARRIVED, WINDOW_OPEN, REMINDER, SHORT, REFUND, MOVED, CANCELLED, LINE_CANCELLED)
+# An order from the shelf (not riding a wave): the store has it and holds its goods, or,
+# for a delivery, it left the store.
+READY = "ready"
+ON_ITS_WAY = "on_its_way"
+KINDS = (ARRIVED, WINDOW_OPEN, REMINDER, SHORT, REFUND, MOVED, CANCELLED, LINE_CANCELLED,
+         READY, ON_ITS_WAY)
 
 TEXTS = {
     ARRIVED: N_("Order No. %(order)s has arrived at %(store)s: pick it up from %(opens)s"
@@ -94,6 +102,8 @@ TEXTS = {
     CANCELLED: N_("Order No. %(order)s is cancelled, nothing is charged: %(reason)s."),
     LINE_CANCELLED: N_("Order No. %(order)s: %(name)s is cancelled, fewer than %(min)s"
                        " were pre-ordered in all; nothing is charged for it."),
+    READY: N_("Order No. %(order)s is ready at %(store)s: pick it up by %(closes)s."),
+    ON_ITS_WAY: N_("Order No. %(order)s has left %(store)s and is on its way to you."),
 }
 TITLE = N_("Your order")
 PHONE_FIELD = "{phone}"
@@ -184,6 +194,31 @@ def order_params(conn: sql.Connection, store: str, wave: date,
             "tz": schedule.tz}
 
 
+def on_progress(conn: sql.Connection, store: str, order_id: int, state: str,
+                now: float) -> bool:
+    """The notice a store's progress on a resident's order from the shelf calls for, in
+    the ingest transaction: `received` of a pickup order (the store holds its goods: ready),
+    `out_for_delivery`; whether one was written. Pre-orders are told by their wave instead
+    (arrived, pickup open, reminder), as their goods come with it."""
+    if state not in ("received", "out_for_delivery"):
+        return False
+    row = conn.execute(
+        "SELECT o.mode, o.expires FROM orders o JOIN resident_orders r ON r.order_id = o.id"
+        " WHERE o.id = ? AND NOT EXISTS (SELECT 1 FROM wave_orders w"
+        " WHERE w.order_id = o.id)", (order_id,)).fetchone()
+    if row is None or (state == "received" and row[0] != "pickup"):
+        return False
+    return add(conn, order_id, READY if state == "received" else ON_ITS_WAY, state,
+               _shelf_params(conn, store, float(row[1])), now)
+
+
+def _shelf_params(conn: sql.Connection, store: str, expires: float) -> dict[str, Any]:
+    from . import stores
+
+    profile = stores.get(conn, store)
+    return {"store": profile.name, "closes": expires, "tz": profile.tz}
+
+
 # ---------------------------------------------------------------- delivery settings
 
 
@@ -268,4 +303,14 @@ def remind(conn: sql.Connection, now: float, before_s: float) -> int:
             made += add(conn, int(oid), WINDOW_OPEN, wave_s, params, now)
         if now >= closes - before_s:
             made += add(conn, int(oid), REMINDER, wave_s, params, now)
+    # Orders from the shelf waiting at the store: a reminder `before_s` before their
+    # pickup code and hold end (the order's expiry), once.
+    for oid, store, expires in conn.execute(
+            "SELECT o.id, o.store, o.expires FROM orders o JOIN resident_orders r"
+            " ON r.order_id = o.id WHERE o.state = 'received' AND o.mode = 'pickup'"
+            " AND o.expires > ? AND o.expires <= ? AND NOT EXISTS (SELECT 1 FROM"
+            " wave_orders w WHERE w.order_id = o.id) ORDER BY o.id",
+            (now, now + before_s)).fetchall():
+        made += add(conn, int(oid), REMINDER, "expiry",
+                    _shelf_params(conn, str(store), float(expires)), now)
     return made

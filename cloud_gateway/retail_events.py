@@ -14,7 +14,7 @@ from typing import Any
 from xiaodian.wire import retail
 from xiaodian.wire.payloads import Event, PayloadError
 
-from . import sql
+from . import resident_notices, sql
 from .retail_tables import MAX_MOVEMENT_GRAMS, MAX_MOVEMENT_QTY
 from .retail_tables import set_state as _set_state
 
@@ -113,6 +113,8 @@ def _apply_progress(conn: sql.Connection, store: str, e: Event, received_at: flo
     detail = json.dumps({"differences": [list(d) for d in p.differences], "note": p.note,
                          "wall": e.wall}, separators=(",", ":"))
     _set_state(conn, p.order, row[0], p.state, received_at, "store", detail)
+    if p.state != row[0]:
+        resident_notices.on_progress(conn, store, p.order, p.state, received_at)
 
 
 def recent_events(conn: sql.Connection, store: str, type_: str,
