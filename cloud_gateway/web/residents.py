@@ -26,6 +26,7 @@ from xiaodian.wire.retail import MAX_LINES
 
 from .. import geo, resident_notices, shop, shop_waves, stores
 from .. import retail as retail_store
+from ..supply import receiving
 from .core import DIGITS, Call, Reply
 from .page import message_page, page, reader
 from .resident_session import current, form, to_login
@@ -358,6 +359,8 @@ def _order_view(call: Call, conn: Any, t: Translator, r: Any, now: float) -> dic
         "id": oid, "p": p, "mode": order["mode"], "state": order["state"],
         "window": _window_text(t, shop.Window(float(r[3]), float(r[4])), p, now),
         "address": r[5], "amount": int(r[6]), "payment": json.loads(r[7]),
+        # What did not come is refunded; with pay at pickup it is simply not charged.
+        "refunded": receiving.refunded_fen(conn, oid),
         "lines": [{"name": names.get(ln["item"], ln["item"]), "qty": ln["qty"]}
                   for ln in order["lines"]],
         "timeline": _timeline(t, order, wave, p), "code": code, "wave": wave is not None,

@@ -23,6 +23,20 @@ def test_my_orders_shows_my_notices_only(town: Town) -> None:
     assert 'data-kind="refund"' not in get(town, "/r/orders", bob).body.decode()
 
 
+def test_what_was_refunded_is_not_charged_at_pickup(town: Town) -> None:
+    alice = log_in(town, "13800000007")
+    mine = order_id(order(town, alice))
+    before = get(town, "/r/orders", alice).body.decode()
+    assert "合计 ¥8.90，取货时付款" in before  # one bread (test_resident_routes.order)
+    with Database.open(town.world.db_path) as db, db.transaction() as conn:
+        # As supply.receiving writes it when a delivery came short (manifest 1).
+        conn.execute("INSERT INTO refunds (order_id, store, manifest, amount_fen, reason,"
+                     " provider, state, created_at) VALUES (?, 'store-001', 1, 300, 'short',"
+                     " 'record', 'recorded', 1.0)", (mine,))
+    after = get(town, "/r/orders", alice).body.decode()
+    assert "合计 ¥5.90，取货时付款（未到商品少付 ¥3.00）" in after, after
+
+
 @pytest.mark.skipif(not have_chromium(), reason="Debian's chromium missing")
 def test_the_notices_read_well_on_a_phone(town: Town) -> None:
     cookie = log_in(town, "13800000007")
