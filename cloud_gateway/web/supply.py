@@ -100,7 +100,9 @@ def _view(conn: Any, zone: str, wave: date, sched: Schedule) -> dict[str, Any]:
     load = {s.id: {"orders": adm.orders.get(s.id, 0), "pickup": s.pickup_capacity,
                    "volume": adm.volume.get(s.id, 0.0),
                    "share": s.fridge_capacity * adm.fridge_share,
-                   "closed": adm.refusal(s.id, [])} for s in stores}
+                   # Full or not matters only while the wave takes pre-orders.
+                   "closed": adm.refusal(s.id, []) if state == "open" else None}
+            for s in stores}
     outcomes = {r[0]: int(r[1]) for r in conn.execute(
         "SELECT outcome, COUNT(*) FROM wave_orders WHERE zone = ? AND wave = ?"
         " GROUP BY outcome", (zone, wave.isoformat()))}

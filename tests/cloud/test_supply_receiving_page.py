@@ -78,6 +78,8 @@ def test_a_received_wave_shows_its_differences_and_refunds(
         s2 = page.locator(f'section.store[data-store="{S2}"] .receipt')
         expect(s2.locator(f'tr[data-item="{EGGS}"]')).to_contain_text("多到 1")
         expect(s2.locator(".refunds")).to_have_count(0)
+        # A delivered wave's stores are not "full": that matters only while it is open.
+        expect(page.locator("section.store .badge.closed")).to_have_count(0)
         assert english_words(visible_text(page), DATA) == []
         assert overflow_px(page) == 0
         screenshot(page, "supply-received-desktop-zh")
