@@ -122,6 +122,19 @@ def columns(conn: Connection, table: str) -> set[str]:
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
+def insert_rows(conn: Connection, table: str, columns: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """Insert `rows` that cannot conflict (the caller checked under its lock): PostgreSQL's
+    COPY, one round trip for any number of rows; SQLite's executemany, already in-process."""
+    if not rows:
+        return
+    if isinstance(conn, PgConnection):
+        conn.copy(table, columns, rows)
+        return
+    marks = ", ".join("?" * len(columns))
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
 _PG_DDL = (
     # SQLite's rowid alias; BY DEFAULT so an explicit id (a test, a copy) is still accepted.
     (re.compile(r"\bid INTEGER PRIMARY KEY\b"),
@@ -296,6 +309,19 @@ class PgConnection:
         except psycopg.Error as exc:
             raise self._note_failure(exc) from exc
         return cur
+
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY rows into `table` (inside the caller's transaction)."""
+        import psycopg
+
+        self._revive()
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with self.raw.cursor().copy(statement.encode()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise self._note_failure(exc) from exc
 
     def stream(self, sql: str, parameters: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows one at a time from the server (an unbounded export without holding it all

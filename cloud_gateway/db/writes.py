@@ -7,6 +7,7 @@ crash leaves neither half and concurrent workers never act on a view another is 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from xiaodian.wire.payloads import Batch, Event, Reading, State
@@ -30,6 +31,12 @@ INSERT_SQL = {
               " data, received_at, wall_corrected, time_method)"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
               " ON CONFLICT (store, device, boot, seq) DO NOTHING",
+}
+INSERT_COLUMNS = {
+    "readings": ("store", "device", "boot", "seq", "fseq", "dev_ms", "wall", "synced", "air_c",
+                 "product_c", "probes", "received_at", "wall_corrected", "time_method"),
+    "events": ("store", "device", "boot", "seq", "type", "fseq", "dev_ms", "wall", "synced",
+               "data", "received_at", "wall_corrected", "time_method"),
 }
 INSERT_AGGREGATE_SQL = (
     "INSERT INTO reading_aggregates (store, device, boot, seq_first, seq_last, count,"
@@ -56,72 +63,123 @@ class IngestWrites(Connected):
         what the one before it committed. Work is proportional to the batch and the gaps it
         touches, not to the stream's length (recomputing from all stored seqs would be).
         """
-        records: list[Reading | Event] = list(batch.records)
-        seqs = [r.seq for r in records]
-        table = "readings" if batch.kind == "readings" else "events"
-        key = (batch.store, batch.kind, batch.device, batch.boot)
         with self.transaction(exclusive=False) as conn:
-            max_seq = self._lock_stream(conn, key, received_at)
-            wall, synced = max(((r.seq, r.wall, r.synced) for r in records),
-                               key=lambda t: t[0])[1:]
-            offset = self._clock_sample(conn, batch.store, batch.boot, received_at, wall,
-                                        synced, policy, f"{batch.kind}/{batch.device}")
-            top = max(getattr(r, "seq_last", None) or r.seq for r in records)
-            existing = {row[0] for row in conn.execute(
-                f"SELECT seq FROM {table} WHERE store = ? AND device = ? AND boot = ?"
-                " AND seq BETWEEN ? AND ?",
-                (batch.store, batch.device, batch.boot, min(seqs), top))}
-            aggregates: set[int] = set()
-            in_aggregates: set[int] = set()
-            if table == "readings":
-                spans = conn.execute(
-                    "SELECT seq_first, seq_last FROM reading_aggregates WHERE store = ?"
-                    " AND device = ? AND boot = ? AND seq_first <= ? AND seq_last >= ?",
-                    (batch.store, batch.device, batch.boot, top, min(seqs))).fetchall()
-                aggregates = {row[0] for row in spans}
-                in_aggregates = {s for row in spans for s in range(row[0], row[1] + 1)}
-            fresh: dict[int, Reading | Event] = {}
-            for r in records:  # the first copy of a seq wins, as ON CONFLICT DO NOTHING would
-                # An aggregate may start at a seq the cloud has raw (an edge of an earlier
-                # version compacted readings it had sent): it is a duplicate only of an
-                # aggregate. A raw reading inside an aggregate's range is already counted
-                # there: storing it too would count it twice.
-                is_agg = isinstance(r, Reading) and r.seq_last is not None
-                seen = aggregates if is_agg else existing | in_aggregates
-                if r.seq not in seen and r.seq not in fresh:
-                    fresh[r.seq] = r
-                    if isinstance(r, Reading) and r.seq_last is not None:
-                        in_aggregates.update(range(r.seq, r.seq_last + 1))
-            rows = []
-            covered: list[int] = []
-            for r in fresh.values():
-                corrected, method = correct(r.wall, r.synced, offset, policy)
-                if isinstance(r, Reading) and r.seq_last is not None and r.agg is not None:
-                    conn.execute(INSERT_AGGREGATE_SQL, _aggregate_row(batch, r, received_at))
-                    # Seqs of the range the cloud already has raw (sent before the outage,
-                    # their receipt lost) are not counted twice.
-                    covered += [s for s in range(r.seq, r.seq_last + 1) if s not in existing]
-                elif isinstance(r, Reading):
-                    rows.append(_reading_row(batch, r, received_at, corrected, method))
-                    covered.append(r.seq)
-                else:
-                    rows.append(_event_row(batch, r, received_at, corrected, method))
-                    covered.append(r.seq)
-            conn.executemany(INSERT_SQL[table], rows)
-            self._update_gaps(conn, key, max_seq, covered, received_at, worker)
-            if table == "events":
-                # Stock movements and order progress, only for events new here: a
-                # redelivered copy is not in `fresh`, so it moves nothing twice. They read
-                # and change orders like the API's writers: under the same write lock.
-                sql.lock(conn, sql.WRITE_LOCK)
-                retail_store.apply_events(
-                    conn, batch.store, batch.device, batch.boot,
-                    [r for r in fresh.values() if isinstance(r, Event)], received_at, worker)
-                # A fridge's hourly vitals, likewise only for copies new here.
-                health.apply_vitals(conn, batch.store, batch.device, batch.boot,
-                                    [r for r in fresh.values() if isinstance(r, Event)],
-                                    received_at)
-        return len(fresh), len(records) - len(fresh)
+            (counts,) = self.store_batches(conn, [(batch, received_at)], worker=worker,
+                                           policy=policy)
+        return counts
+
+    def store_batches(self, conn: sql.Connection, items: Sequence[tuple[Batch, float]], *,
+                      worker: str = "", policy: ClockPolicy = DEFAULT_POLICY
+                      ) -> list[tuple[int, int]]:
+        """`store_batch` for many batches (several messages) inside the caller's transaction:
+        (inserted, duplicates) per item. Batches of one stream are merged, so the stream's
+        lock, dedupe, gaps and clock cost one round each, not one per message.
+
+        Locks are taken up front in one global order (streams sorted, then the terminals'
+        clocks sorted, then the write lock if there are events), the order a single batch
+        takes them in: two workers committing groups that share streams wait for each
+        other, they never deadlock.
+        """
+        by_stream: dict[tuple[str, str, str, int], list[int]] = {}
+        for i, (batch, _) in enumerate(items):
+            by_stream.setdefault((batch.store, batch.kind, batch.device, batch.boot),
+                                 []).append(i)
+        keys = sorted(by_stream)
+        at = max(received for _, received in items)
+        max_seqs = {key: self._lock_stream(conn, key, at) for key in keys}
+        for store, boot in sorted({(k[0], k[3]) for k in keys}):
+            sql.lock(conn, f"clock:{store}/{boot}")
+        if any(k[1] == "events" for k in keys):
+            sql.lock(conn, sql.WRITE_LOCK)
+        counts = [(0, 0)] * len(items)
+        for key in keys:
+            members = by_stream[key]
+            fresh_from = self._store_stream(conn, key, max_seqs[key],
+                                            [items[i] for i in members], worker, policy)
+            for j, i in enumerate(members):
+                n = len(items[i][0].records)
+                counts[i] = (fresh_from[j], n - fresh_from[j])
+        return counts
+
+    def _store_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],
+                      max_seq: int, items: Sequence[tuple[Batch, float]], worker: str,
+                      policy: ClockPolicy) -> list[int]:
+        """One stream's records from one or more messages (locks held): how many records of
+        each message were new."""
+        store, kind, device, boot = key
+        batch = items[0][0]
+        records: list[Reading | Event] = []
+        origin: list[int] = []  # which message each record came from
+        samples: list[tuple[float, float, bool]] = []
+        for m, (b, received) in enumerate(items):
+            records += b.records
+            origin += [m] * len(b.records)
+            newest = max(b.records, key=lambda r: r.seq)
+            samples.append((received, newest.wall, newest.synced))
+        seqs = [r.seq for r in records]
+        table = "readings" if kind == "readings" else "events"
+        at = max(received for _, received in items)
+        offset = self._clock_samples(conn, store, boot, samples, policy, f"{kind}/{device}")
+        top = max(getattr(r, "seq_last", None) or r.seq for r in records)
+        existing = {row[0] for row in conn.execute(
+            f"SELECT seq FROM {table} WHERE store = ? AND device = ? AND boot = ?"
+            " AND seq BETWEEN ? AND ?",
+            (store, device, boot, min(seqs), top))}
+        aggregates: set[int] = set()
+        in_aggregates: set[int] = set()
+        if table == "readings":
+            spans = conn.execute(
+                "SELECT seq_first, seq_last FROM reading_aggregates WHERE store = ?"
+                " AND device = ? AND boot = ? AND seq_first <= ? AND seq_last >= ?",
+                (store, device, boot, top, min(seqs))).fetchall()
+            aggregates = {row[0] for row in spans}
+            in_aggregates = {s for row in spans for s in range(row[0], row[1] + 1)}
+        fresh: dict[int, int] = {}  # seq -> index in records
+        for i, r in enumerate(records):  # the first copy of a seq wins, as ON CONFLICT would
+            # An aggregate may start at a seq the cloud has raw (an edge of an earlier
+            # version compacted readings it had sent): it is a duplicate only of an
+            # aggregate. A raw reading inside an aggregate's range is already counted
+            # there: storing it too would count it twice.
+            is_agg = isinstance(r, Reading) and r.seq_last is not None
+            seen = aggregates if is_agg else existing | in_aggregates
+            if r.seq not in seen and r.seq not in fresh:
+                fresh[r.seq] = i
+                if isinstance(r, Reading) and r.seq_last is not None:
+                    in_aggregates.update(range(r.seq, r.seq_last + 1))
+        rows = []
+        covered: list[int] = []
+        for i in fresh.values():
+            r, received = records[i], items[origin[i]][1]
+            corrected, method = correct(r.wall, r.synced, offset, policy)
+            if isinstance(r, Reading) and r.seq_last is not None and r.agg is not None:
+                conn.execute(INSERT_AGGREGATE_SQL, _aggregate_row(batch, r, received))
+                # Seqs of the range the cloud already has raw (sent before the outage,
+                # their receipt lost) are not counted twice.
+                covered += [s for s in range(r.seq, r.seq_last + 1) if s not in existing]
+            elif isinstance(r, Reading):
+                rows.append(_reading_row(batch, r, received, corrected, method))
+                covered.append(r.seq)
+            else:
+                rows.append(_event_row(batch, r, received, corrected, method))
+                covered.append(r.seq)
+        # No conflict is possible: every seq in `rows` was looked up above under the
+        # stream's lock, which every writer of this stream holds to its commit.
+        sql.insert_rows(conn, table, INSERT_COLUMNS[table], rows)
+        self._update_gaps(conn, key, max_seq, covered, at, worker)
+        if table == "events":
+            # Stock movements and order progress, only for events new here: a
+            # redelivered copy is not in `fresh`, so it moves nothing twice. They read
+            # and change orders like the API's writers: under the same write lock.
+            new_events = [r for i in fresh.values()
+                          if isinstance(r := records[i], Event)]
+            sql.lock(conn, sql.WRITE_LOCK)
+            retail_store.apply_events(conn, store, device, boot, new_events, at, worker)
+            # A fridge's hourly vitals, likewise only for copies new here.
+            health.apply_vitals(conn, store, device, boot, new_events, at)
+        per_message = [0] * len(items)
+        for i in fresh.values():
+            per_message[origin[i]] += 1
+        return per_message
 
     def _lock_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],
                      received_at: float) -> int:
@@ -181,6 +239,14 @@ class IngestWrites(Connected):
                       received_at: float, wall: float, synced: bool | None,
                       policy: ClockPolicy, source: str) -> float:
         """Add one observation of a terminal's clock; returns the offset estimate after it."""
+        return self._clock_samples(conn, store, boot, [(received_at, wall, synced)], policy,
+                                   source)
+
+    def _clock_samples(self, conn: sql.Connection, store: str, boot: int,
+                       samples: Sequence[tuple[float, float, bool | None]],
+                       policy: ClockPolicy, source: str) -> float:
+        """Add observations (received_at, wall, synced) of a terminal's clock, oldest
+        first; returns the offset estimate after them."""
         # PostgreSQL: batches of a store's streams and its state messages commit in
         # parallel; the terminal's window is read, changed and written by one at a time (an
         # advisory lock, since the row may not exist yet). Taken after the stream's row lock.
@@ -189,7 +255,9 @@ class IngestWrites(Connected):
             "SELECT synced, samples FROM clock_estimates WHERE store = ? AND boot = ?",
             (store, boot)).fetchone()
         window = ClockWindow.loads(row["samples"]) if row else ClockWindow()
-        window = window.add(received_at, wall, policy)
+        for received, wall, _ in samples:
+            window = window.add(received, wall, policy)
+        received_at, synced = samples[-1][0], samples[-1][2]
         offset = window.offset
         assert offset is not None  # a window with a sample just added is never empty
         if synced is None and row is not None and row["synced"] is not None:
@@ -253,16 +321,21 @@ class IngestWrites(Connected):
     def park(self, topic: str, payload: bytes, reason: str, worker: str,
              received_at: float) -> int:
         """Keep a message we will not ingest, with why; returns its dead-letter id."""
+        with self.transaction(exclusive=False) as conn:
+            return self.park_in(conn, topic, payload, reason, worker, received_at)
+
+    def park_in(self, conn: sql.Connection, topic: str, payload: bytes, reason: str,
+                worker: str, received_at: float) -> int:
+        """`park` inside the caller's transaction."""
         if len(payload) > MAX_PARKED_BYTES:
             reason = f"{reason} (payload truncated from {len(payload)} bytes)"
             payload = payload[:MAX_PARKED_BYTES]
-        with self.transaction(exclusive=False) as conn:
-            row = conn.execute(
-                "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (topic, payload, reason, worker, received_at),
-            ).fetchone()
-            return int(row[0])
+        row = conn.execute(
+            "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (topic, payload, reason, worker, received_at),
+        ).fetchone()
+        return int(row[0])
 
 
 def _probe_value(reading: Reading, index: int) -> float | None:
