@@ -152,10 +152,10 @@ def _open(payload: bytes, what: str) -> bytes:
         raise PayloadError(f"{what}: unknown compression {method}")
     inflater = zlib.decompressobj(-15)
     try:
-        body = inflater.decompress(payload[1:], MAX_INFLATED)
+        body = inflater.decompress(payload[1:], MAX_INFLATED + 1)
     except zlib.error as exc:
         raise PayloadError(f"{what}: not deflate data ({exc})") from None
-    if inflater.unconsumed_tail:
+    if inflater.unconsumed_tail or len(body) > MAX_INFLATED:
         raise PayloadError(f"{what} inflates to more than {MAX_INFLATED} bytes", "oversize")
     if not inflater.eof or inflater.unused_data:
         raise PayloadError(f"{what}: deflate stream truncated or followed by other bytes")
