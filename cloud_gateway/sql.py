@@ -113,6 +113,12 @@ def lock(conn: Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(name),))
 
 
+def lock_many(conn: Connection, names: Sequence[str]) -> None:
+    """`lock` each name, in the order given, in one pipelined round trip."""
+    if isinstance(conn, PgConnection) and names:
+        conn.executemany("SELECT pg_advisory_xact_lock(?)", [(_lock_key(n),) for n in names])
+
+
 def columns(conn: Connection, table: str) -> set[str]:
     """The column names of `table` (empty if there is no such table)."""
     if isinstance(conn, PgConnection):

@@ -72,13 +72,18 @@ class IngestWrites(Connected):
                       worker: str = "", policy: ClockPolicy = DEFAULT_POLICY
                       ) -> list[tuple[int, int]]:
         """`store_batch` for many batches (several messages) inside the caller's transaction:
-        (inserted, duplicates) per item. Batches of one stream are merged, so the stream's
-        lock, dedupe, gaps and clock cost one round each, not one per message.
+        (inserted, duplicates) per item.
 
-        Locks are taken up front in one global order (streams sorted, then the terminals'
-        clocks sorted, then the write lock if there are events), the order a single batch
-        takes them in: two workers committing groups that share streams wait for each
-        other, they never deadlock.
+        Set-based, so a group costs a fixed number of round trips however many streams it
+        touches: batches of one stream are merged; every stream row is locked by one
+        statement, every terminal clock read by one and written by one, the stored seqs of
+        every stream read by one, the new rows sent by one COPY (PostgreSQL) or executemany
+        (SQLite). Only what is rare stays per stream: filling gaps, aggregates, and the
+        retail and vitals meaning of new events.
+
+        Locks are taken in one global order (streams sorted, then the terminals' clocks
+        sorted, then the write lock if there are events), the order a single batch takes
+        them in: two workers committing groups that share streams wait, never deadlock.
         """
         by_stream: dict[tuple[str, str, str, int], list[int]] = {}
         for i, (batch, _) in enumerate(items):
@@ -86,54 +91,76 @@ class IngestWrites(Connected):
                                  []).append(i)
         keys = sorted(by_stream)
         at = max(received for _, received in items)
-        max_seqs = {key: self._lock_stream(conn, key, at) for key in keys}
-        for store, boot in sorted({(k[0], k[3]) for k in keys}):
-            sql.lock(conn, f"clock:{store}/{boot}")
+        max_seqs = self._lock_streams(conn, keys, at)
+        samples: dict[tuple[str, int], list[tuple[float, float, bool | None]]] = {}
+        sources: dict[tuple[str, int], str] = {}
+        for key in keys:
+            for i in by_stream[key]:
+                batch, received = items[i]
+                newest = max(batch.records, key=lambda r: r.seq)
+                samples.setdefault((key[0], key[3]), []).append(
+                    (received, newest.wall, newest.synced))
+                sources[(key[0], key[3])] = f"{key[1]}/{key[2]}"
+        for clock_samples in samples.values():
+            clock_samples.sort(key=lambda t: t[0])
+        offsets = self._clock_many(conn, samples, policy, sources)
         if any(k[1] == "events" for k in keys):
             sql.lock(conn, sql.WRITE_LOCK)
+        ranges = {}
+        for key in keys:
+            records = [r for i in by_stream[key] for r in items[i][0].records]
+            ranges[key] = (min(r.seq for r in records),
+                           max(getattr(r, "seq_last", None) or r.seq for r in records))
+        existing = self._stored_seqs(conn, ranges)
+        spans = self._aggregate_spans(conn, {k: v for k, v in ranges.items()
+                                             if k[1] == "readings"})
         counts = [(0, 0)] * len(items)
+        rows: dict[str, list[tuple[Any, ...]]] = {"readings": [], "events": []}
+        new_events: list[tuple[tuple[str, str, str, int], list[Event]]] = []
+        stream_updates: list[tuple[Any, ...]] = []
         for key in keys:
             members = by_stream[key]
-            fresh_from = self._store_stream(conn, key, max_seqs[key],
-                                            [items[i] for i in members], worker, policy)
+            fresh_from, covered, events = self._stream_rows(
+                conn, key, [items[i] for i in members], existing.get(key, set()),
+                spans.get(key, []), offsets[(key[0], key[3])], policy, rows)
             for j, i in enumerate(members):
-                n = len(items[i][0].records)
-                counts[i] = (fresh_from[j], n - fresh_from[j])
+                counts[i] = (fresh_from[j], len(items[i][0].records) - fresh_from[j])
+            stream_updates.append(self._update_gaps(conn, key, max_seqs[key], covered, at,
+                                                    worker))
+            if events is not None:
+                new_events.append((key, events))
+        # No conflict is possible: every seq in `rows` was looked up above under its
+        # stream's lock, which every writer of that stream holds to its commit.
+        for table, table_rows in rows.items():
+            sql.insert_rows(conn, table, INSERT_COLUMNS[table], table_rows)
+        conn.executemany(
+            "UPDATE streams SET max_seq = ?, records = records + ?, last_received_at = ?"
+            " WHERE store = ? AND kind = ? AND device = ? AND boot = ?", stream_updates)
+        for (store, _, device, boot), events in new_events:
+            # Stock movements and order progress, only for events new here: a
+            # redelivered copy is not fresh, so it moves nothing twice. They read and
+            # change orders like the API's writers: under the write lock (taken above).
+            retail_store.apply_events(conn, store, device, boot, events, at, worker)
+            # A fridge's hourly vitals, likewise only for copies new here.
+            health.apply_vitals(conn, store, device, boot, events, at)
         return counts
 
-    def _store_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],
-                      max_seq: int, items: Sequence[tuple[Batch, float]], worker: str,
-                      policy: ClockPolicy) -> list[int]:
-        """One stream's records from one or more messages (locks held): how many records of
-        each message were new."""
-        store, kind, device, boot = key
+    def _stream_rows(self, conn: sql.Connection, key: tuple[str, str, str, int],
+                     items: Sequence[tuple[Batch, float]], existing: set[int],
+                     spans: list[tuple[int, int]], offset: float, policy: ClockPolicy,
+                     rows: dict[str, list[tuple[Any, ...]]]
+                     ) -> tuple[list[int], list[int], list[Event] | None]:
+        """One stream's new rows (appended to `rows`): how many records of each message
+        were new, the seqs now covered, and the new events (None for readings)."""
+        kind = key[1]
         batch = items[0][0]
         records: list[Reading | Event] = []
         origin: list[int] = []  # which message each record came from
-        samples: list[tuple[float, float, bool]] = []
-        for m, (b, received) in enumerate(items):
+        for m, (b, _) in enumerate(items):
             records += b.records
             origin += [m] * len(b.records)
-            newest = max(b.records, key=lambda r: r.seq)
-            samples.append((received, newest.wall, newest.synced))
-        seqs = [r.seq for r in records]
-        table = "readings" if kind == "readings" else "events"
-        at = max(received for _, received in items)
-        offset = self._clock_samples(conn, store, boot, samples, policy, f"{kind}/{device}")
-        top = max(getattr(r, "seq_last", None) or r.seq for r in records)
-        existing = {row[0] for row in conn.execute(
-            f"SELECT seq FROM {table} WHERE store = ? AND device = ? AND boot = ?"
-            " AND seq BETWEEN ? AND ?",
-            (store, device, boot, min(seqs), top))}
-        aggregates: set[int] = set()
-        in_aggregates: set[int] = set()
-        if table == "readings":
-            spans = conn.execute(
-                "SELECT seq_first, seq_last FROM reading_aggregates WHERE store = ?"
-                " AND device = ? AND boot = ? AND seq_first <= ? AND seq_last >= ?",
-                (store, device, boot, top, min(seqs))).fetchall()
-            aggregates = {row[0] for row in spans}
-            in_aggregates = {s for row in spans for s in range(row[0], row[1] + 1)}
+        aggregates = {first for first, _ in spans}
+        in_aggregates = {s for first, last in spans for s in range(first, last + 1)}
         fresh: dict[int, int] = {}  # seq -> index in records
         for i, r in enumerate(records):  # the first copy of a seq wins, as ON CONFLICT would
             # An aggregate may start at a seq the cloud has raw (an edge of an earlier
@@ -146,8 +173,8 @@ class IngestWrites(Connected):
                 fresh[r.seq] = i
                 if isinstance(r, Reading) and r.seq_last is not None:
                     in_aggregates.update(range(r.seq, r.seq_last + 1))
-        rows = []
         covered: list[int] = []
+        events: list[Event] = []
         for i in fresh.values():
             r, received = records[i], items[origin[i]][1]
             corrected, method = correct(r.wall, r.synced, offset, policy)
@@ -157,45 +184,135 @@ class IngestWrites(Connected):
                 # their receipt lost) are not counted twice.
                 covered += [s for s in range(r.seq, r.seq_last + 1) if s not in existing]
             elif isinstance(r, Reading):
-                rows.append(_reading_row(batch, r, received, corrected, method))
+                rows["readings"].append(_reading_row(batch, r, received, corrected, method))
                 covered.append(r.seq)
             else:
-                rows.append(_event_row(batch, r, received, corrected, method))
+                rows["events"].append(_event_row(batch, r, received, corrected, method))
                 covered.append(r.seq)
-        # No conflict is possible: every seq in `rows` was looked up above under the
-        # stream's lock, which every writer of this stream holds to its commit.
-        sql.insert_rows(conn, table, INSERT_COLUMNS[table], rows)
-        self._update_gaps(conn, key, max_seq, covered, at, worker)
-        if table == "events":
-            # Stock movements and order progress, only for events new here: a
-            # redelivered copy is not in `fresh`, so it moves nothing twice. They read
-            # and change orders like the API's writers: under the same write lock.
-            new_events = [r for i in fresh.values()
-                          if isinstance(r := records[i], Event)]
-            sql.lock(conn, sql.WRITE_LOCK)
-            retail_store.apply_events(conn, store, device, boot, new_events, at, worker)
-            # A fridge's hourly vitals, likewise only for copies new here.
-            health.apply_vitals(conn, store, device, boot, new_events, at)
+                events.append(r)
         per_message = [0] * len(items)
         for i in fresh.values():
             per_message[origin[i]] += 1
-        return per_message
+        return per_message, covered, (events if kind == "events" else None)
 
-    def _lock_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],
-                     received_at: float) -> int:
-        conn.execute(
+    def _lock_streams(self, conn: sql.Connection, keys: list[tuple[str, str, str, int]],
+                      at: float) -> dict[tuple[str, str, str, int], int]:
+        """Create the streams' rows if new and lock them (PostgreSQL: FOR UPDATE, in key
+        order; SQLite holds its one write lock already): max_seq of each."""
+        conn.executemany(
             "INSERT INTO streams (store, kind, device, boot, max_seq, records,"
             " first_received_at, last_received_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)"
-            " ON CONFLICT DO NOTHING", (*key, received_at, received_at))
-        # PostgreSQL: FOR UPDATE, the row lock that serialises the batches of one stream.
-        # SQLite has one writer at a time already and no FOR UPDATE.
-        row = conn.execute(
-            "SELECT max_seq FROM streams WHERE store = ? AND kind = ? AND device = ?"
-            " AND boot = ?" + (" FOR UPDATE" if sql.is_postgres(conn) else ""), key).fetchone()
-        return int(row[0])
+            " ON CONFLICT DO NOTHING", [(*k, at, at) for k in keys])
+        out: dict[tuple[str, str, str, int], int] = {}
+        for chunk in _chunks(keys):
+            marks = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            order = (" ORDER BY s.store, s.kind, s.device, s.boot FOR UPDATE OF s"
+                     if sql.is_postgres(conn) else "")
+            for row in conn.execute(
+                    f"WITH v(store, kind, device, boot) AS (VALUES {marks})"
+                    " SELECT s.store, s.kind, s.device, s.boot, s.max_seq FROM streams s"
+                    " JOIN v ON s.store = v.store AND s.kind = v.kind AND s.device = v.device"
+                    f" AND s.boot = v.boot{order}", [x for k in chunk for x in k]):
+                out[(row[0], row[1], row[2], int(row[3]))] = int(row[4])
+        return out
+
+    def _clock_many(self, conn: sql.Connection,
+                    samples: dict[tuple[str, int], list[tuple[float, float, bool | None]]],
+                    policy: ClockPolicy, sources: dict[tuple[str, int], str]
+                    ) -> dict[tuple[str, int], float]:
+        """`_clock_samples` for many terminals at once: the offset estimate of each."""
+        clocks = sorted(samples)
+        # PostgreSQL: one advisory lock per terminal, in order (taken after the streams').
+        sql.lock_many(conn, [f"clock:{store}/{boot}" for store, boot in clocks])
+        current: dict[tuple[str, int], tuple[Any, str]] = {}
+        last: dict[tuple[str, int], tuple[float, bool | None]] = {}
+        for chunk in _chunks(clocks):
+            marks = ", ".join(["(?, ?)"] * len(chunk))
+            params = [x for c in chunk for x in c]
+            for row in conn.execute(
+                    f"WITH v(store, boot) AS (VALUES {marks}) SELECT c.store, c.boot,"
+                    " c.synced, c.samples FROM clock_estimates c"
+                    " JOIN v ON c.store = v.store AND c.boot = v.boot", params):
+                current[(row[0], int(row[1]))] = (row[2], row[3])
+            for row in conn.execute(
+                    f"WITH v(store, boot) AS (VALUES {marks}) SELECT h.store, h.boot,"
+                    " h.offset_s, h.synced FROM clock_history h WHERE h.id IN"
+                    " (SELECT max(c.id) FROM clock_history c JOIN v ON c.store = v.store"
+                    " AND c.boot = v.boot GROUP BY c.store, c.boot)", params):
+                last[(row[0], int(row[1]))] = (
+                    float(row[2]), None if row[3] is None else bool(row[3]))
+        offsets: dict[tuple[str, int], float] = {}
+        upserts, history = [], []
+        for store, boot in clocks:
+            row = current.get((store, boot))
+            window = ClockWindow.loads(row[1]) if row else ClockWindow()
+            for received, wall, _ in samples[(store, boot)]:
+                window = window.add(received, wall, policy)
+            received_at, synced = samples[(store, boot)][-1][0], samples[(store, boot)][-1][2]
+            offset = window.offset
+            assert offset is not None  # a window with a sample just added is never empty
+            if synced is None and row is not None and row[0] is not None:
+                synced = bool(row[0])
+            method = correct(0.0, bool(synced), offset, policy)[1]
+            upserts.append((store, boot, offset, synced, method, window.dumps(), received_at))
+            prev = last.get((store, boot))
+            if newsworthy(None if prev is None else prev[0], None if prev is None else prev[1],
+                          offset, synced, policy):
+                history.append((store, boot, received_at, offset, synced, method,
+                                sources[(store, boot)]))
+            offsets[(store, boot)] = offset
+        conn.executemany(
+            "INSERT INTO clock_estimates (store, boot, offset_s, synced, method, samples,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (store, boot) DO UPDATE SET offset_s = excluded.offset_s,"
+            " synced = excluded.synced, method = excluded.method, samples = excluded.samples,"
+            " updated_at = excluded.updated_at", upserts)
+        if history:
+            conn.executemany(
+                "INSERT INTO clock_history (store, boot, at, offset_s, synced, method, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", history)
+        return offsets
+
+    def _stored_seqs(self, conn: sql.Connection,
+                     ranges: dict[tuple[str, str, str, int], tuple[int, int]]
+                     ) -> dict[tuple[str, str, str, int], set[int]]:
+        """Per stream, the seqs already stored within its (first, last) range."""
+        out: dict[tuple[str, str, str, int], set[int]] = {}
+        for kind in ("readings", "events"):
+            mine = sorted(k for k in ranges if k[1] == kind)
+            for chunk in _chunks(mine):
+                marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+                params = [x for k in chunk for x in (k[0], k[2], k[3], *ranges[k])]
+                for row in conn.execute(
+                        f"WITH v(store, device, boot, lo, hi) AS (VALUES {marks})"
+                        f" SELECT t.store, t.device, t.boot, t.seq FROM {kind} t JOIN v"
+                        " ON t.store = v.store AND t.device = v.device AND t.boot = v.boot"
+                        " AND t.seq BETWEEN v.lo AND v.hi", params):
+                    out.setdefault((row[0], kind, row[1], int(row[2])), set()).add(
+                        int(row[3]))
+        return out
+
+    def _aggregate_spans(self, conn: sql.Connection,
+                         ranges: dict[tuple[str, str, str, int], tuple[int, int]]
+                         ) -> dict[tuple[str, str, str, int], list[tuple[int, int]]]:
+        """Per readings stream, the stored aggregates overlapping its range."""
+        out: dict[tuple[str, str, str, int], list[tuple[int, int]]] = {}
+        for chunk in _chunks(sorted(ranges)):
+            marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params = [x for k in chunk for x in (k[0], k[2], k[3], *ranges[k])]
+            for row in conn.execute(
+                    f"WITH v(store, device, boot, lo, hi) AS (VALUES {marks})"
+                    " SELECT a.store, a.device, a.boot, a.seq_first, a.seq_last"
+                    " FROM reading_aggregates a JOIN v ON a.store = v.store"
+                    " AND a.device = v.device AND a.boot = v.boot"
+                    " AND a.seq_first <= v.hi AND a.seq_last >= v.lo", params):
+                out.setdefault((row[0], "readings", row[1], int(row[2])), []).append(
+                    (int(row[3]), int(row[4])))
+        return out
 
     def _update_gaps(self, conn: sql.Connection, key: tuple[str, str, str, int],
-                     max_seq: int, inserted: list[int], at: float, worker: str) -> None:
+                     max_seq: int, inserted: list[int], at: float, worker: str
+                     ) -> tuple[Any, ...]:
         below = [s for s in inserted if gaps.FIRST_SEQ <= s <= max_seq]
         open_gaps: list[gaps.OpenGap] = []
         if below:
@@ -230,10 +347,8 @@ class IngestWrites(Connected):
         for first, last in plan.untracked:
             conn.execute(insert, (*key, first, last, at, worker, at, worker, None))
         counted = sum(1 for s in inserted if s >= gaps.FIRST_SEQ)
-        conn.execute(
-            "UPDATE streams SET max_seq = ?, records = records + ?, last_received_at = ?"
-            " WHERE store = ? AND kind = ? AND device = ? AND boot = ?",
-            (plan.max_seq, counted, at, *key))
+        # The stream row's new values, written for every stream of the group at once.
+        return (plan.max_seq, counted, at, *key)
 
     def _clock_sample(self, conn: sql.Connection, store: str, boot: int,
                       received_at: float, wall: float, synced: bool | None,
@@ -366,3 +481,10 @@ def _event_row(batch: Batch, e: Event, received_at: float, wall_corrected: float
     return (batch.store, batch.device, batch.boot, e.seq, e.type, e.fseq, e.dev_ms, e.wall,
             e.synced, json.dumps(e.data, separators=(",", ":")), received_at, wall_corrected,
             method)
+
+
+_CHUNK = 500  # rows of one VALUES list (SQLite allows 32,766 parameters per statement)
+
+
+def _chunks(keys: Sequence[Any]) -> list[Sequence[Any]]:
+    return [keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
