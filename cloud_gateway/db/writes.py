@@ -10,6 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from xiaodian.wire.payloads import Batch, Event, Reading, State
 
 from .. import gaps, health, sql
@@ -453,6 +455,9 @@ class IngestWrites(Connected):
         return int(row[0])
 
 
+_json = msgspec.json.Encoder().encode
+
+
 def _probe_value(reading: Reading, index: int) -> float | None:
     for p in reading.probes:
         if p.index == index and p.status == "ok":
@@ -462,7 +467,7 @@ def _probe_value(reading: Reading, index: int) -> float | None:
 
 def _reading_row(batch: Batch, r: Reading, received_at: float, wall_corrected: float,
                  method: str) -> tuple[Any, ...]:
-    probes = json.dumps([[p.index, p.status, p.celsius] for p in r.probes])
+    probes = _json(r.probes).decode()  # array_like Probes: [[index, status, celsius], ...]
     return (batch.store, batch.device, batch.boot, r.seq, r.fseq, r.dev_ms, r.wall, r.synced,
             _probe_value(r, AIR_PROBE), _probe_value(r, PRODUCT_PROBE), probes, received_at,
             wall_corrected, method)

@@ -55,6 +55,7 @@ from .payloads import (
     Event,
     Kind,
     PayloadError,
+    Probe,
     Reading,
     ReceiptEntry,
     convert,
@@ -73,6 +74,7 @@ UNITS = 16  # per °C: the probe's raw unit
 _T16_LIMIT = 3000 * UNITS  # Celsius's bound in payloads
 
 I64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+U63_MAX = 2**63 - 1
 
 
 class CompactUnfit(ValueError):
@@ -328,7 +330,6 @@ def _readings_of(cols: _Readings, where: str) -> tuple[Reading, ...]:
         raise PayloadError(f"{where}: a stream without records")
     if n + len(cols.extra) > MAX_RECORDS:
         raise PayloadError(f"{where}: more than {MAX_RECORDS} records")
-    records: list[dict[str, Any]] = []
     if n:
         seqs, dev = _undelta(cols.seq), _undelta(cols.dev_ms)
         fseqs = _undelta(cols.fseq, 0x10000)
@@ -336,9 +337,13 @@ def _readings_of(cols: _Readings, where: str) -> tuple[Reading, ...]:
         for i in range(1, n):
             walls.append(walls[-1] + (dev[i] - dev[i - 1]) + cols.wall_ms[i])
         synced = _synced(cols.synced, n, where)
-        probe_values: list[tuple[int, list[str], list[float | None]]] = []
+        if min(seqs) < 0 or max(seqs) > U63_MAX or min(dev) < 0 or max(dev) > U63_MAX:
+            raise PayloadError(f"{where}: seq or dev_ms out of range 0..2**63-1")
+        columns: list[list[Probe]] = []
         for p in cols.probes:
             _same_length(f"{where}.probes[{p.index}]", n, t16=p.t16)
+            if not 0 <= p.index < 256:
+                raise PayloadError(f"{where}.probes: index {p.index} out of range 0..255")
             if p.status and len(p.status) != n:
                 raise PayloadError(f"{where}.probes[{p.index}].status: {len(p.status)} codes"
                                    f" for {n} records")
@@ -346,19 +351,23 @@ def _readings_of(cols: _Readings, where: str) -> tuple[Reading, ...]:
                 statuses = [STATUS_CODES[c] for c in p.status] if p.status else ["ok"] * n
             except IndexError:
                 raise PayloadError(f"{where}.probes[{p.index}].status: unknown code") from None
-            values: list[float | None] = []
+            column: list[Probe] = []
             last: int | None = None
-            for v in p.t16:
+            for v, status in zip(p.t16, statuses, strict=True):
                 if v is not None:
                     last = v if last is None else last + v
-                values.append(None if v is None else (last or 0) / UNITS)
-            probe_values.append((p.index, statuses, values))
-        for i in range(n):
-            records.append({"seq": seqs[i], "fseq": fseqs[i], "dev_ms": dev[i],
-                            "wall": walls[i] / 1000, "synced": synced[i],
-                            "probes": [[idx, st[i], vals[i]] for idx, st, vals in probe_values]})
-    out = convert(records, tuple[Reading, ...], root=where) if records else ()
-    return (*out, *cols.extra)
+                    if not -_T16_LIMIT < last < _T16_LIMIT:
+                        raise PayloadError(f"{where}.probes[{p.index}]: {last / UNITS} °C"
+                                           " out of range")
+                column.append(Probe(p.index, status,  # type: ignore[arg-type]
+                                    None if v is None else last / UNITS))  # type: ignore[operator]
+            columns.append(column)
+        # Every field was range-checked above, column by column: the Structs are built
+        # directly (msgspec checks `Meta` limits only when it decodes or converts).
+        readings = [Reading(seqs[i], fseqs[i], dev[i], walls[i] / 1000, synced[i],
+                            tuple(c[i] for c in columns)) for i in range(n)]
+        return (*readings, *cols.extra)
+    return cols.extra
 
 
 def _events_of(cols: _Events, where: str) -> tuple[Event, ...]:
