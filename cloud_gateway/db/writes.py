@@ -99,7 +99,8 @@ class IngestWrites(Connected):
         for key in keys:
             for i in by_stream[key]:
                 batch, received = items[i]
-                newest = max(batch.records, key=lambda r: r.seq)
+                records: Sequence[Reading | Event] = batch.records
+                newest = max(records, key=lambda r: r.seq)
                 samples.setdefault((key[0], key[3]), []).append(
                     (received, newest.wall, newest.synced))
                 sources[(key[0], key[3])] = f"{key[1]}/{key[2]}"

@@ -291,7 +291,8 @@ def bundle_payload(store: str, streams: Sequence[tuple[Kind, str, int, Sequence[
 
 
 def receipts_payload(store: str, entries: Sequence[ReceiptEntry]) -> bytes:
-    flat = [(e.kind, e.device, e.boot, [s for r in e.ranges for s in r]) for e in entries]
+    flat: list[tuple[str, str, int, list[int]]] = [
+        (e.kind, e.device, e.boot, [s for r in e.ranges for s in r]) for e in entries]
     return _seal(_encoder.encode(_Receipts(store, flat)), compress=True)
 
 
@@ -367,7 +368,7 @@ def _readings_of(cols: _Readings, where: str) -> tuple[Reading, ...]:
         readings = [Reading(seqs[i], fseqs[i], dev[i], walls[i] / 1000, synced[i],
                             tuple(c[i] for c in columns)) for i in range(n)]
         return (*readings, *cols.extra)
-    return cols.extra
+    return tuple(cols.extra)
 
 
 def _events_of(cols: _Events, where: str) -> tuple[Event, ...]:
