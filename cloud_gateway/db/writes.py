@@ -171,8 +171,9 @@ class IngestWrites(Connected):
             # aggregate. A raw reading inside an aggregate's range is already counted
             # there: storing it too would count it twice.
             is_agg = isinstance(r, Reading) and r.seq_last is not None
-            seen = aggregates if is_agg else existing | in_aggregates
-            if r.seq not in seen and r.seq not in fresh:
+            seen = (r.seq in aggregates if is_agg
+                    else r.seq in existing or r.seq in in_aggregates)
+            if not seen and r.seq not in fresh:
                 fresh[r.seq] = i
                 if isinstance(r, Reading) and r.seq_last is not None:
                     in_aggregates.update(range(r.seq, r.seq_last + 1))
