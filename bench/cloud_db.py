@@ -1,7 +1,7 @@
 """Cloud ingest rate, SQLite vs PostgreSQL: `python -m bench.cloud_db [--pg-url URL]`.
 
 What one worker's database thread does, without the broker: parse, dedupe, insert, gaps,
-clock estimate, commit, by 1 and by 2 writers at once (threads, a connection each, like two
+clock estimate, commit, by 1 and by 2 writers at once (processes, a connection each, like two
 workers on one database). Three ways, in the same run:
 
 - baseline: the version-1 JSON messages of 20 readings (one stream each, 8 streams of 4
@@ -21,8 +21,8 @@ or else a private server started like the tests' (devstack/testkit/pg_server.py:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,39 +70,38 @@ def _bundles(count: int, stores: int, prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
+def _work(target: Path | str, share: list[tuple[str, bytes]], name: str, group: int) -> None:
+    """One writer: its own process and connection, like a worker's database thread."""
+    with Database.open(target, busy_timeout_s=30) as db:
+        if not group:
+            for topic, payload in share:
+                ingest(db, topic, payload, name, time.time())
+            return
+        for i in range(0, len(share), group):
+            now = time.time()
+            ingest_many(db, [Message(t, p, now, compact.CONTENT_TYPE)
+                             for t, p in share[i:i + group]], name)
+
+
 def _run(target: Path | str, payloads: list[tuple[str, bytes]], writers: int,
          group: int = 0) -> tuple[float, int]:
-    """(seconds to ingest every payload, split round-robin over `writers` threads; readings
-    the database gained). `group` 0: JSON, one message per transaction; else compact
-    bundles, `group` per transaction."""
+    """(seconds to ingest every payload, split round-robin over `writers` processes;
+    readings the database gained). `group` 0: JSON, one message per transaction; else
+    compact bundles, `group` per transaction. Processes, not threads: workers are
+    processes, and threads would share one interpreter lock."""
     with Database.open(target) as db:
         before = db.count("readings")
-    errors: list[BaseException] = []
-
-    def work(share: list[tuple[str, bytes]], name: str) -> None:
-        try:
-            with Database.open(target, busy_timeout_s=30) as db:
-                if not group:
-                    for topic, payload in share:
-                        ingest(db, topic, payload, name, time.time())
-                    return
-                for i in range(0, len(share), group):
-                    now = time.time()
-                    ingest_many(db, [Message(t, p, now, compact.CONTENT_TYPE)
-                                     for t, p in share[i:i + group]], name)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(payloads[i::writers], f"w{i}"))
-               for i in range(writers)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_work, args=(target, payloads[i::writers], f"w{i}", group))
+             for i in range(writers)]
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
     took = time.perf_counter() - start
-    if errors:
-        raise errors[0]
+    if any(proc.exitcode for proc in procs):
+        raise RuntimeError(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
     with Database.open(target) as db:
         assert not db.gaps(state="open"), "a batch went missing"
         stored = db.count("readings") - before
