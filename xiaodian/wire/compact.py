@@ -354,14 +354,20 @@ def _readings_of(cols: _Readings, where: str) -> tuple[Reading, ...]:
                 raise PayloadError(f"{where}.probes[{p.index}].status: unknown code") from None
             column: list[Probe] = []
             last: int | None = None
+            seen: dict[tuple[str, int | None], Probe] = {}  # frozen: equal ones shared
             for v, status in zip(p.t16, statuses, strict=True):
                 if v is not None:
                     last = v if last is None else last + v
                     if not -_T16_LIMIT < last < _T16_LIMIT:
                         raise PayloadError(f"{where}.probes[{p.index}]: {last / UNITS} °C"
                                            " out of range")
-                column.append(Probe(p.index, status,  # type: ignore[arg-type]
-                                    None if v is None else last / UNITS))  # type: ignore[operator]
+                value = None if v is None else last
+                probe = seen.get((status, value))
+                if probe is None:
+                    probe = seen[(status, value)] = Probe(
+                        p.index, status,  # type: ignore[arg-type]
+                        None if value is None else value / UNITS)
+                column.append(probe)
             columns.append(column)
         # Every field was range-checked above, column by column: the Structs are built
         # directly (msgspec checks `Meta` limits only when it decodes or converts).
