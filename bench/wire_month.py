@@ -232,7 +232,11 @@ def measure(workdir: Path, plan: list[Publish], keepalive: int, cap_s: float) ->
             settings = MqttSettings(settings.host, settings.port, settings.tls,
                                     keepalive=keepalive)
             uplink = Uplink(settings, STORE, 1, DEVICES, __version__, retail=True)
-            wait_for(lambda: (uplink.poll(0.05), uplink.connected)[1], 20, "uplink connect", 0)
+            def connected() -> bool:
+                uplink.poll(0.05)
+                return uplink.connected
+
+            wait_for(connected, 20, "uplink connect", 0)
             # Let the birth message's PUBACK and the SUBACKs pass before counting.
             settle = time.monotonic() + 0.5
             while time.monotonic() < settle:
@@ -243,11 +247,11 @@ def measure(workdir: Path, plan: list[Publish], keepalive: int, cap_s: float) ->
             for message in plan:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not done in {cap_s:g} s")
-                wait_for(lambda: (uplink.poll(0.01), uplink.can_publish())[1], 30, "window", 0)
+                wait_for(lambda: _poll(uplink) and uplink.can_publish(), 30, "window", 0)
                 if not uplink.publish(message.topic, message.payload, message.keys,
                                       content_type=message.content_type):
                     raise RuntimeError("the uplink refused a message")
-                want = {(k[0], k[1], k[3]) for k in message.keys}
+                want: set[tuple[str, str, int]] = {(k[0], k[1], k[3]) for k in message.keys}
 
                 def receipted(want: set[tuple[str, str, int]] = want) -> bool:
                     uplink.poll(0.01)
@@ -268,6 +272,11 @@ def measure(workdir: Path, plan: list[Publish], keepalive: int, cap_s: float) ->
                     setup_tls, setup_segments)
 
 
+def _poll(uplink: Uplink) -> bool:
+    uplink.poll(0.01)
+    return True
+
+
 def _seqs(entry: ReceiptEntry) -> set[tuple[str, str, int]]:
     return {(entry.kind, entry.device, s) for s in entry.seqs()}
 
@@ -275,7 +284,7 @@ def _seqs(entry: ReceiptEntry) -> set[tuple[str, str, int]]:
 # ---------------------------------------------------------------- bytes per reading
 
 
-def per_reading_tls(messages: list[tuple[str, bytes, str | None]], receipt: tuple[str, bytes,
+def per_reading_tls(messages: Sequence[tuple[str, bytes, str | None]], receipt: tuple[str, bytes,
                     str | None], readings: int) -> float:
     """TLS bytes per reading: each message + PUBACK, its receipt + PUBACK."""
     def pub(topic: str, body: bytes, content_type: str | None) -> int:
