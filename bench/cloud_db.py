@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import Message, ingest, ingest_many
@@ -70,9 +71,13 @@ def _bundles(count: int, stores: int, prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _work(target: Path | str, share: list[tuple[str, bytes]], name: str, group: int) -> None:
-    """One writer: its own process and connection, like a worker's database thread."""
+def _work(target: Path | str, share: list[tuple[str, bytes]], name: str, group: int,
+          ready: Any, go: Any) -> None:
+    """One writer: its own process and connection, like a worker's database thread; it
+    starts when every writer is connected (`go`), so start-up is not timed."""
     with Database.open(target, busy_timeout_s=30) as db:
+        ready.put(name)
+        go.wait()
         if not group:
             for topic, payload in share:
                 ingest(db, topic, payload, name, time.time())
@@ -88,15 +93,21 @@ def _run(target: Path | str, payloads: list[tuple[str, bytes]], writers: int,
     """(seconds to ingest every payload, split round-robin over `writers` processes;
     readings the database gained). `group` 0: JSON, one message per transaction; else
     compact bundles, `group` per transaction. Processes, not threads: workers are
-    processes, and threads would share one interpreter lock."""
+    processes, and threads would share one interpreter lock. Spawned, not forked: a fork
+    would share this process's state (its PostgreSQL test server among it)."""
     with Database.open(target) as db:
         before = db.count("readings")
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_work, args=(target, payloads[i::writers], f"w{i}", group))
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_work,
+                         args=(target, payloads[i::writers], f"w{i}", group, ready, go))
              for i in range(writers)]
-    start = time.perf_counter()
     for proc in procs:
         proc.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    start = time.perf_counter()
+    go.set()
     for proc in procs:
         proc.join()
     took = time.perf_counter() - start
