@@ -171,11 +171,13 @@ class Uplink:
         self._drop_client()
 
     def _drop_client(self) -> None:
-        if self.client is not None:
+        # Detach first: the disconnect below fires on_disconnect, which must see a foreign
+        # client (else it drops it a second time and overwrites the reason).
+        client, self.client = self.client, None
+        if client is not None:
             # Already gone or never connected: we only want the socket closed.
             with contextlib.suppress(OSError, ValueError):
-                self.client.disconnect()
-        self.client = None
+                client.disconnect()
         self.connected = False
         self.commands_subscribed = False
         self.retail_subscribed = False
