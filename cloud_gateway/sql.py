@@ -113,6 +113,20 @@ def lock(conn: Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(name),))
 
 
+def values(conn: Connection, types: Sequence[str], rows: Sequence[Sequence[Any]]
+           ) -> tuple[str, list[Any]]:
+    """A list of rows to join against, as a query and its parameters: SQLite's
+    `VALUES (?, ?), ...`; on PostgreSQL `unnest` of one array per column, so the statement's
+    text is the same whatever the number of rows (parsed once, by the driver and the
+    server, instead of a new text of thousands of placeholders each time)."""
+    if isinstance(conn, PgConnection):
+        arrays = ", ".join(f"?::{t}[]" for t in types)
+        return f"SELECT * FROM unnest({arrays})", [list(col) for col in zip(*rows,
+                                                                              strict=True)]
+    marks = "(" + ", ".join("?" * len(types)) + ")"
+    return "VALUES " + ", ".join([marks] * len(rows)), [x for row in rows for x in row]
+
+
 def lock_many(conn: Connection, names: Sequence[str]) -> None:
     """`lock` each name, in the order given, in one pipelined round trip."""
     if isinstance(conn, PgConnection) and names:

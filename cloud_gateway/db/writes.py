@@ -209,14 +209,14 @@ class IngestWrites(Connected):
             " ON CONFLICT DO NOTHING", [(*k, at, at) for k in keys])
         out: dict[tuple[str, str, str, int], int] = {}
         for chunk in _chunks(keys):
-            marks = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            rows, params = sql.values(conn, STREAM_TYPES, chunk)
             order = (" ORDER BY s.store, s.kind, s.device, s.boot FOR UPDATE OF s"
                      if sql.is_postgres(conn) else "")
             for row in conn.execute(
-                    f"WITH v(store, kind, device, boot) AS (VALUES {marks})"
+                    f"WITH v(store, kind, device, boot) AS ({rows})"
                     " SELECT s.store, s.kind, s.device, s.boot, s.max_seq FROM streams s"
                     " JOIN v ON s.store = v.store AND s.kind = v.kind AND s.device = v.device"
-                    f" AND s.boot = v.boot{order}", [x for k in chunk for x in k]):
+                    f" AND s.boot = v.boot{order}", params):
                 out[(row[0], row[1], row[2], int(row[3]))] = int(row[4])
         return out
 
@@ -231,15 +231,14 @@ class IngestWrites(Connected):
         current: dict[tuple[str, int], tuple[Any, str]] = {}
         last: dict[tuple[str, int], tuple[float, bool | None]] = {}
         for chunk in _chunks(clocks):
-            marks = ", ".join(["(?, ?)"] * len(chunk))
-            params = [x for c in chunk for x in c]
+            rows, params = sql.values(conn, CLOCK_TYPES, chunk)
             for row in conn.execute(
-                    f"WITH v(store, boot) AS (VALUES {marks}) SELECT c.store, c.boot,"
+                    f"WITH v(store, boot) AS ({rows}) SELECT c.store, c.boot,"
                     " c.synced, c.samples FROM clock_estimates c"
                     " JOIN v ON c.store = v.store AND c.boot = v.boot", params):
                 current[(row[0], int(row[1]))] = (row[2], row[3])
             for row in conn.execute(
-                    f"WITH v(store, boot) AS (VALUES {marks}) SELECT h.store, h.boot,"
+                    f"WITH v(store, boot) AS ({rows}) SELECT h.store, h.boot,"
                     " h.offset_s, h.synced FROM clock_history h WHERE h.id IN"
                     " (SELECT max(c.id) FROM clock_history c JOIN v ON c.store = v.store"
                     " AND c.boot = v.boot GROUP BY c.store, c.boot)", params):
@@ -285,10 +284,10 @@ class IngestWrites(Connected):
         for kind in ("readings", "events"):
             mine = sorted(k for k in ranges if k[1] == kind)
             for chunk in _chunks(mine):
-                marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                params = [x for k in chunk for x in (k[0], k[2], k[3], *ranges[k])]
+                rows, params = sql.values(conn, RANGE_TYPES, [
+                    (k[0], k[2], k[3], *ranges[k]) for k in chunk])
                 for row in conn.execute(
-                        f"WITH v(store, device, boot, lo, hi) AS (VALUES {marks})"
+                        f"WITH v(store, device, boot, lo, hi) AS ({rows})"
                         f" SELECT t.store, t.device, t.boot, t.seq FROM {kind} t JOIN v"
                         " ON t.store = v.store AND t.device = v.device AND t.boot = v.boot"
                         " AND t.seq BETWEEN v.lo AND v.hi", params):
@@ -302,10 +301,10 @@ class IngestWrites(Connected):
         """Per readings stream, the stored aggregates overlapping its range."""
         out: dict[tuple[str, str, str, int], list[tuple[int, int]]] = {}
         for chunk in _chunks(sorted(ranges)):
-            marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-            params = [x for k in chunk for x in (k[0], k[2], k[3], *ranges[k])]
+            rows, params = sql.values(conn, RANGE_TYPES, [
+                (k[0], k[2], k[3], *ranges[k]) for k in chunk])
             for row in conn.execute(
-                    f"WITH v(store, device, boot, lo, hi) AS (VALUES {marks})"
+                    f"WITH v(store, device, boot, lo, hi) AS ({rows})"
                     " SELECT a.store, a.device, a.boot, a.seq_first, a.seq_last"
                     " FROM reading_aggregates a JOIN v ON a.store = v.store"
                     " AND a.device = v.device AND a.boot = v.boot"
@@ -490,6 +489,10 @@ def _event_row(batch: Batch, e: Event, received_at: float, wall_corrected: float
             method)
 
 
+# Column types of the lists `sql.values` sends (PostgreSQL needs them for its arrays).
+STREAM_TYPES = ("text", "text", "text", "bigint")  # store, kind, device, boot
+CLOCK_TYPES = ("text", "bigint")  # store, boot
+RANGE_TYPES = ("text", "text", "bigint", "bigint", "bigint")  # store, device, boot, lo, hi
 _CHUNK = 500  # rows of one VALUES list (SQLite allows 32,766 parameters per statement)
 
 
