@@ -7,9 +7,11 @@ Two threads, each owning one thing:
   `on_message` only puts the message on a bounded queue. It reconnects forever with jittered
   back-off, resuming the broker session (clean_start=False, Session Expiry Interval), so a
   restarted worker gets what the broker queued for it.
-- the database thread owns the SQLite connection: parse, commit, then hand (mid, qos) back to
-  the network thread, which sends the PUBACK. It also marks unanswered commands expired
-  every `command_sweep_interval_s`.
+- the database thread owns the database connection: it takes the queue's head and whatever
+  is queued behind it (up to `ingest_group_max`, never waiting for more), parses and commits
+  them in one transaction (`ingest_many`), then hands each (mid, qos) and receipt back to
+  the network thread, which sends the PUBACKs in order. It also marks unanswered commands
+  expired every `command_sweep_interval_s`.
 
 Command answers (`cmd/res`) take the same path as telemetry: recorded (or parked) in one
 commit, then acked; `cloud_gateway/commands.py` matches them by Correlation Data.
