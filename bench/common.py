@@ -216,6 +216,10 @@ def outbox_size(path: Path) -> int:
 # ---------------------------------------------------------------- byte counting
 
 
+# Offsets in Linux's struct tcp_info (include/uapi/linux/tcp.h, since 4.2).
+TCPI_SEGS_OUT, TCPI_SEGS_IN = 136, 140
+
+
 class ByteRelay:
     """A loopback TCP relay that counts the bytes each way (TLS passes through untouched).
 
@@ -234,6 +238,7 @@ class ByteRelay:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
+        self._clients: list[socket.socket] = []  # the client-facing ends
         self._threads = [threading.Thread(target=self._accept, name="relay-accept", daemon=True)]
 
     def __enter__(self) -> ByteRelay:
@@ -256,6 +261,20 @@ class ByteRelay:
         with self._lock:
             return self.up, self.down
 
+    def segments(self) -> int:
+        """TCP segments both ways on the client's connections so far, pure ACKs included
+        (Linux TCP_INFO: tcpi_segs_out and tcpi_segs_in, RFC 4898), for IP-level bytes."""
+        total = 0
+        with self._lock:
+            clients = list(self._clients)
+        for sock in clients:
+            with contextlib.suppress(OSError):
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+                if len(info) >= TCPI_SEGS_IN + 4:
+                    total += int.from_bytes(info[TCPI_SEGS_OUT:TCPI_SEGS_OUT + 4], "little")
+                    total += int.from_bytes(info[TCPI_SEGS_IN:TCPI_SEGS_IN + 4], "little")
+        return total
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -271,6 +290,7 @@ class ByteRelay:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._socks += [client, server]
+                self._clients.append(client)
                 self.connections += 1
             for src, dst, up in ((client, server, True), (server, client, False)):
                 t = threading.Thread(target=self._pump, args=(src, dst, up), daemon=True)

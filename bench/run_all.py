@@ -11,6 +11,7 @@ from collections.abc import Callable
 from . import (
     alert_latency,
     backlog_drain,
+    cloud_db,
     decode_rate,
     edge_footprint,
     firmware_update,
@@ -21,10 +22,15 @@ from . import (
     scenarios,
     supply,
     wire_cost,
+    wire_month,
 )
 
 RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_cost", wire_cost.main, []),
+    # Issue 18: a store's month through the relay (compact vs JSON), one-minute bytes per
+    # reading (~1 min), and ingest readings/s grouped vs one message per commit (~2 min).
+    ("wire_month", wire_month.main, []),
+    ("cloud_db", cloud_db.main, []),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "120", "--warmup", "10"]),

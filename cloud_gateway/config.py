@@ -87,6 +87,10 @@ class CloudSettings:
     shared_group: str = "ingest"
     # Messages waiting for the database thread; beyond it messages are left unacknowledged.
     queue_size: int = 1000
+    # Messages already queued that one commit takes together (ingest_many): one
+    # transaction, one fsync, one lock and gap update per stream for all of them. The
+    # worker never waits to fill a group; acks follow the group's commit.
+    ingest_group_max: int = 200
     # How long the broker keeps this worker's session (and queues for it) while it is away.
     session_expiry_s: int = 7 * 24 * 3600
     # Terminal clock estimation (clock.py): the sliding window of the minimum, and how far
@@ -122,6 +126,8 @@ class CloudSettings:
             raise ValueError("shared_group: must be 1-64 characters of A-Z a-z 0-9 _ . -")
         if not 1 <= self.queue_size <= 1_000_000:
             raise ValueError("queue_size: must be between 1 and 1000000")
+        if not 1 <= self.ingest_group_max <= 10_000:
+            raise ValueError("ingest_group_max: must be between 1 and 10000")
         # MQTT 5 carries the interval as a u32; 0 would make the broker forget the session.
         if not 60 <= self.session_expiry_s <= 0xFFFFFFFF:
             raise ValueError("session_expiry_s: must be between 60 and 4294967295")

@@ -2,7 +2,8 @@
 one fridge's trends and event log (issue #16). Reads only; the pages are in `web/fleet.py`.
 
 Online: the cloud hears from a fridge through its terminal, which sends each fridge's
-readings every `readings_interval_s` (60 s by default: `edge/config.py`), so those batches
+readings every `readings_interval_s` (240 s by default since the compact format, 60 s
+before: `edge/config.py`), so those batches
 are the fridge's heartbeat here. A fridge is offline after three missed heartbeats (no
 record for HEARTBEAT_S × 3), or at once when its terminal's Will says the terminal is gone.
 """
@@ -16,7 +17,7 @@ from xiaodian.wire.health import HOUR_S
 
 from . import haccp, health, sql
 
-HEARTBEAT_S = 60.0  # the edge's default readings_interval_s
+HEARTBEAT_S = 240.0  # the edge's default readings_interval_s
 MISSED_BEATS = 3
 OFFLINE_AFTER_S = HEARTBEAT_S * MISSED_BEATS
 EVENT_TYPES = ("door", "compressor", "defrost", "power", "hello", "link", "lock")

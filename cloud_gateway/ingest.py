@@ -7,9 +7,11 @@ Two threads, each owning one thing:
   `on_message` only puts the message on a bounded queue. It reconnects forever with jittered
   back-off, resuming the broker session (clean_start=False, Session Expiry Interval), so a
   restarted worker gets what the broker queued for it.
-- the database thread owns the SQLite connection: parse, commit, then hand (mid, qos) back to
-  the network thread, which sends the PUBACK. It also marks unanswered commands expired
-  every `command_sweep_interval_s`.
+- the database thread owns the database connection: it takes the queue's head and whatever
+  is queued behind it (up to `ingest_group_max`, never waiting for more), parses and commits
+  them in one transaction (`ingest_many`), then hands each (mid, qos) and receipt back to
+  the network thread, which sends the PUBACKs in order. It also marks unanswered commands
+  expired every `command_sweep_interval_s`.
 
 Command answers (`cmd/res`) take the same path as telemetry: recorded (or parked) in one
 commit, then acked; `cloud_gateway/commands.py` matches them by Correlation Data.
@@ -59,9 +61,19 @@ from . import retail as retail_store
 from .alerts.notifier import AlertService
 from .config import CloudSettings
 from .db import Database
-from .ingest_core import COUNTER_NAMES, Counters, Outcome, ingest, subscriptions
+from .ingest_core import (
+    COUNTER_NAMES,
+    Counters,
+    Message,
+    Outcome,
+    Receipt,
+    ingest,
+    ingest_many,
+    subscriptions,
+)
 
-__all__ = ["COUNTER_NAMES", "Counters", "IngestWorker", "Outcome", "ingest", "subscriptions"]
+__all__ = ["COUNTER_NAMES", "Counters", "IngestWorker", "Message", "Outcome", "ingest",
+           "ingest_many", "subscriptions"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +91,7 @@ class _Inbound:
     generation: int  # which connection delivered it
     retained: bool
     correlation: bytes | None = None
+    content_type: str | None = None
 
 
 class IngestWorker:
@@ -102,10 +115,9 @@ class IngestWorker:
         self._rand = rand
         self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=settings.queue_size)
         # Unbounded, but holds at most one entry per message taken from the bounded inbox.
-        self._acks: queue.SimpleQueue[tuple[int, int, int, tuple[str, bytes] | None]] = (
+        self._acks: queue.SimpleQueue[tuple[int, int, int, Receipt | None]] = (
             queue.SimpleQueue()
         )
-        self._receipt: tuple[str, bytes] | None = None  # of the last commit (db thread)
         self._working: float | None = None  # received_at of the message being committed
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -207,19 +219,27 @@ class IngestWorker:
                         self.alerts.maybe_tick(db, force=self._alert_changes > 0)
                         self._alert_changes = 0
                     try:
-                        item = self._inbox.get(timeout=0.2)
+                        group = [self._inbox.get(timeout=0.2)]
                     except queue.Empty:
                         if self._stopping.is_set():
                             return
                         continue
-                    self._working = item.received_at
+                    # Whatever else is already queued joins this commit (never waited for:
+                    # a lone message is committed at once).
+                    while len(group) < self.settings.ingest_group_max:
+                        try:
+                            group.append(self._inbox.get_nowait())
+                        except queue.Empty:
+                            break
+                    self._working = group[0].received_at
                     try:
-                        if not self._commit(db, item):
+                        outcomes = self._commit(db, group)
+                        if outcomes is None:
                             return  # stopping while the database was failing: left unacked
                     finally:
                         self._working = None
-                    self._acks.put((item.generation, item.mid, item.qos, self._receipt))
-                    self._receipt = None
+                    for item, outcome in zip(group, outcomes, strict=True):
+                        self._acks.put((item.generation, item.mid, item.qos, outcome.receipt))
                     self._wake()
         except Exception:
             log.exception("ingest database thread of %s failed", self.worker_id)
@@ -261,41 +281,40 @@ class IngestWorker:
                 if self._stopping.wait(delay):
                     return None
 
-    def _commit(self, db: Database, item: _Inbound) -> bool:
+    def _commit(self, db: Database, group: list[_Inbound]) -> list[Outcome] | None:
+        """Commit a group of messages (one transaction, `ingest_many`), retrying the whole
+        group on database errors; None when stopping while the database kept failing."""
         retry = Backoff(0.05, 2.0, rand=self._rand)
+        messages = [Message(i.topic, i.payload, i.received_at, i.content_type, i.retained,
+                            i.correlation) for i in group]
         while True:
             try:
-                outcome = ingest(
-                    db,
-                    item.topic,
-                    item.payload,
-                    self.worker_id,
-                    item.received_at,
-                    retained=item.retained,
-                    policy=self._clock_policy,
-                    correlation=item.correlation,
-                )
+                outcomes = ingest_many(db, messages, self.worker_id, policy=self._clock_policy)
             except sql.ERRORS as exc:
                 self.counters.add("db_errors")
                 delay = retry.next_delay()
-                log.warning("database error on %s, retrying in %.2f s: %s", item.topic, delay, exc)
+                log.warning("database error on %s (+%d more), retrying in %.2f s: %s",
+                            group[0].topic, len(group) - 1, delay, exc)
                 if self._stopping.wait(delay):
-                    return False
+                    return None
                 continue
-            if outcome.action == "parked":
-                self.counters.add("parked")
-                log.warning("parked a message on %s: %s", item.topic, outcome.reason)
-            elif outcome.action == "state":
-                self.counters.add("states")
-            elif outcome.action == "result":
-                self.counters.add("results", outcome.inserted)
-                self.counters.add("duplicates", outcome.duplicates)
-            else:
-                self.counters.add("stored", outcome.inserted)
-                self.counters.add("duplicates", outcome.duplicates)
-            self._receipt = outcome.receipt
-            self._alert_changes += outcome.alerts
-            return True
+            for item, outcome in zip(group, outcomes, strict=True):
+                self._count(item, outcome)
+            return outcomes
+
+    def _count(self, item: _Inbound, outcome: Outcome) -> None:
+        if outcome.action == "parked":
+            self.counters.add("parked")
+            log.warning("parked a message on %s: %s", item.topic, outcome.reason)
+        elif outcome.action == "state":
+            self.counters.add("states")
+        elif outcome.action == "result":
+            self.counters.add("results", outcome.inserted)
+            self.counters.add("duplicates", outcome.duplicates)
+        else:
+            self.counters.add("stored", outcome.inserted)
+            self.counters.add("duplicates", outcome.duplicates)
+        self._alert_changes += outcome.alerts
 
     # ------------------------------------------------------------ network thread
 
@@ -402,7 +421,11 @@ class IngestWorker:
                 return
             if receipt is not None:
                 # Committed, whatever happens to the ack: tell the store it may forget them.
-                client.publish(receipt[0], receipt[1], qos=1)
+                props = None
+                if receipt.content_type:
+                    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    props.ContentType = receipt.content_type
+                client.publish(receipt.topic, receipt.payload, qos=1, properties=props)
                 self.counters.add("receipts")
             if gen != generation:
                 self.counters.add("stale_acks")
@@ -492,6 +515,7 @@ class IngestWorker:
             generation,
             bool(msg.retain),
             _correlation_data(msg),
+            _content_type(msg),
         )
         try:
             self._inbox.put_nowait(item)
@@ -511,3 +535,9 @@ def _correlation_data(msg: mqtt.MQTTMessage) -> bytes | None:
     props = msg.properties
     value = getattr(props, "CorrelationData", None) if props is not None else None
     return bytes(value) if value is not None else None
+
+
+def _content_type(msg: mqtt.MQTTMessage) -> str | None:
+    props = msg.properties
+    value = getattr(props, "ContentType", None) if props is not None else None
+    return str(value) if value else None

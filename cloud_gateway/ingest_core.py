@@ -8,10 +8,13 @@ around it and re-exports these names.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from xiaodian.wire import compact
 from xiaodian.wire.payloads import (
+    Batch,
     PayloadError,
     ReceiptEntry,
     State,
@@ -27,6 +30,7 @@ from .clock import ClockPolicy
 from .db import Database
 from .db.writes import DEFAULT_POLICY
 
+JSON_CONTENT_TYPE = "application/json"  # version 1 may say so; most send no content type
 COUNTER_NAMES = (
     "received",  # messages delivered by the broker (including refused ones)
     "stored",  # records inserted
@@ -52,12 +56,21 @@ def subscriptions(group: str) -> list[str]:
         f"$share/{group}/xd/v1/+/events",
         f"$share/{group}/xd/v1/+/alerts",
         f"$share/{group}/xd/v1/+/health",
+        f"$share/{group}/xd/v1/+/{compact.LEAF}",
         f"$share/{group}/xd/v1/+/cmd/res",
         "xd/v1/+/state",
     ]
 
 
 # ---------------------------------------------------------------- pure-ish core
+
+
+class Receipt(NamedTuple):
+    """What to publish once the commit is done: the store may forget those records."""
+
+    topic: str
+    payload: bytes
+    content_type: str | None = None  # the format the message came in
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,20 @@ class Outcome:
     reason: str = ""
     # For a stored batch: the confirmation the edge waits for before it forgets the records
     # (every record of the batch, new or duplicate, is now committed here).
-    receipt: tuple[str, bytes] | None = None
+    receipt: Receipt | None = None
     alerts: int = 0  # alerts whose cloud state this message changed
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as the broker delivered it, for `ingest_many`."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    content_type: str | None = None  # MQTT 5 Content Type: compact.CONTENT_TYPE or none
+    retained: bool = False
+    correlation: bytes | None = None
 
 
 def ingest(
@@ -82,6 +107,7 @@ def ingest(
     retained: bool = False,
     policy: ClockPolicy = DEFAULT_POLICY,
     correlation: bytes | None = None,
+    content_type: str | None = None,
 ) -> Outcome:
     """Parse one message and commit it (or park it). Database errors propagate: retry later.
 
@@ -89,33 +115,98 @@ def ingest(
     got to it): it is the cloud side of every clock sample. `correlation` is the MQTT 5
     Correlation Data (command answers carry the command id in it).
     """
-    if topic.endswith("/cmd/res"):
-        answer = commands.record_result(db, topic, payload, correlation, worker, received_at)
-        if answer.action == "parked":
-            return Outcome("parked", reason=answer.reason)
-        return Outcome("result", inserted=int(answer.action != "duplicate"),
-                       duplicates=int(answer.action == "duplicate"), reason=answer.action)
+    message = Message(topic, payload, received_at, content_type, retained, correlation)
+    return ingest_many(db, [message], worker, policy=policy)[0]
+
+
+def _parse(message: Message) -> tuple[Batch, ...] | State | str:
+    """The records of a data message, a state message, or why it is refused."""
     try:
-        msg = parse(topic, payload)
+        if message.content_type == compact.CONTENT_TYPE:
+            return compact.parse_bundle(message.topic, message.payload)
+        if message.content_type not in (None, "", JSON_CONTENT_TYPE):
+            return f"unknown content type {message.content_type!r}"
+        msg = parse(message.topic, message.payload)
     except PayloadError as exc:
-        db.park(topic, payload, str(exc), worker, received_at)
-        return Outcome("parked", reason=str(exc))
-    if isinstance(msg, State):
-        db.store_state(msg, received_at, retained=retained, policy=policy)
-        return Outcome("state")
-    inserted, duplicates = db.store_batch(msg, received_at, worker=worker, policy=policy)
+        return str(exc)
+    return msg if isinstance(msg, State) else (msg,)
+
+
+def ingest_many(db: Database, messages: Sequence[Message], worker: str, *,
+                policy: ClockPolicy = DEFAULT_POLICY) -> list[Outcome]:
+    """Commit many messages in ONE transaction and say, per message, what to acknowledge.
+
+    Data messages (telemetry, events, alerts, health, compact bundles) and the refused ones
+    (parked with their reason) share the transaction: one commit, one fsync, and per stream
+    one lock, one dedupe and one gap update for all its messages. Nothing is acknowledged
+    before that commit; if it fails, none is, and the caller retries them all. State
+    messages and command answers keep a transaction each (every worker sees each state;
+    answers lock commands). Database errors propagate.
+    """
+    outcomes: list[Outcome | None] = [None] * len(messages)
+    parsed: list[tuple[int, tuple[Batch, ...]]] = []
+    refused: list[tuple[int, str]] = []
+    for i, m in enumerate(messages):
+        if m.topic.endswith("/cmd/res"):
+            answer = commands.record_result(db, m.topic, m.payload, m.correlation, worker,
+                                            m.received_at)
+            if answer.action == "parked":
+                outcomes[i] = Outcome("parked", reason=answer.reason)
+            else:
+                outcomes[i] = Outcome("result", inserted=int(answer.action != "duplicate"),
+                                      duplicates=int(answer.action == "duplicate"),
+                                      reason=answer.action)
+            continue
+        result = _parse(m)
+        if isinstance(result, str):
+            refused.append((i, result))
+        elif isinstance(result, State):
+            db.store_state(result, m.received_at, retained=m.retained, policy=policy)
+            outcomes[i] = Outcome("state")
+        else:
+            parsed.append((i, result))
+    if parsed or refused:
+        items = [(b, messages[i].received_at) for i, batches in parsed for b in batches]
+        with db.transaction(exclusive=False) as conn:
+            for i, reason in refused:
+                db.park_in(conn, messages[i].topic, messages[i].payload, reason, worker,
+                           messages[i].received_at)
+                outcomes[i] = Outcome("parked", reason=reason)
+            counts = db.store_batches(conn, items, worker=worker, policy=policy) if items else []
+        k = 0
+        for i, batches in parsed:
+            mine = counts[k:k + len(batches)]
+            k += len(batches)
+            outcomes[i] = _stored(db, messages[i], batches, mine)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(messages)
+    return done
+
+
+def _stored(db: Database, message: Message, batches: tuple[Batch, ...],
+            counts: list[tuple[int, int]]) -> Outcome:
     # Alert changes, after the batch's commit: a crash in between leaves the message unacked,
     # and applying a change twice changes nothing (cloud_gateway/alerts/model.py).
     alerts = 0
-    if changes := alert_store.alert_changes(msg):
-        with db.transaction() as conn:
-            alerts = alert_store.apply_changes(conn, changes, received_at)
+    for batch in batches:
+        if changes := alert_store.alert_changes(batch):
+            with db.transaction() as conn:
+                alerts += alert_store.apply_changes(conn, changes, message.received_at)
     # An aggregate stands for seq..seq_last: the receipt says so, or the edge keeps it.
-    covered = [s for r in msg.records
-               for s in range(r.seq, (getattr(r, "seq_last", None) or r.seq) + 1)]
-    entry = ReceiptEntry(msg.kind, msg.device, msg.boot, tuple(seq_ranges(covered)))
-    receipt = (topic_of(msg.store, "receipts"), receipts_payload(msg.store, [entry]))
-    return Outcome("stored", inserted, duplicates, receipt=receipt, alerts=alerts)
+    entries = []
+    for batch in batches:
+        covered = [s for r in batch.records
+                   for s in range(r.seq, (getattr(r, "seq_last", None) or r.seq) + 1)]
+        entries.append(ReceiptEntry(batch.kind, batch.device, batch.boot,
+                                    tuple(seq_ranges(covered))))
+    store = batches[0].store
+    if message.content_type == compact.CONTENT_TYPE:
+        body, content_type = compact.receipts_payload(store, entries), compact.CONTENT_TYPE
+    else:
+        body, content_type = receipts_payload(store, entries), None
+    receipt = Receipt(topic_of(store, "receipts"), body, content_type)
+    return Outcome("stored", sum(c[0] for c in counts), sum(c[1] for c in counts),
+                   receipt=receipt, alerts=alerts)
 
 
 class Counters:

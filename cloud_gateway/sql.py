@@ -113,6 +113,26 @@ def lock(conn: Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(name),))
 
 
+def values(conn: Connection, types: Sequence[str], rows: Sequence[Sequence[Any]]
+           ) -> tuple[str, list[Any]]:
+    """A list of rows to join against, as a query and its parameters: SQLite's
+    `VALUES (?, ?), ...`; on PostgreSQL `unnest` of one array per column, so the statement's
+    text is the same whatever the number of rows (parsed once, by the driver and the
+    server, instead of a new text of thousands of placeholders each time)."""
+    if isinstance(conn, PgConnection):
+        arrays = ", ".join(f"?::{t}[]" for t in types)
+        return f"SELECT * FROM unnest({arrays})", [list(col) for col in zip(*rows,
+                                                                              strict=True)]
+    marks = "(" + ", ".join("?" * len(types)) + ")"
+    return "VALUES " + ", ".join([marks] * len(rows)), [x for row in rows for x in row]
+
+
+def lock_many(conn: Connection, names: Sequence[str]) -> None:
+    """`lock` each name, in the order given, in one pipelined round trip."""
+    if isinstance(conn, PgConnection) and names:
+        conn.executemany("SELECT pg_advisory_xact_lock(?)", [(_lock_key(n),) for n in names])
+
+
 def columns(conn: Connection, table: str) -> set[str]:
     """The column names of `table` (empty if there is no such table)."""
     if isinstance(conn, PgConnection):
@@ -120,6 +140,19 @@ def columns(conn: Connection, table: str) -> set[str]:
             "SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = ?", (table,))}
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def insert_rows(conn: Connection, table: str, columns: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """Insert `rows` that cannot conflict (the caller checked under its lock): PostgreSQL's
+    COPY, one round trip for any number of rows; SQLite's executemany, already in-process."""
+    if not rows:
+        return
+    if isinstance(conn, PgConnection):
+        conn.copy(table, columns, rows)
+        return
+    marks = ", ".join("?" * len(columns))
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 _PG_DDL = (
@@ -296,6 +329,19 @@ class PgConnection:
         except psycopg.Error as exc:
             raise self._note_failure(exc) from exc
         return cur
+
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY rows into `table` (inside the caller's transaction)."""
+        import psycopg
+
+        self._revive()
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with self.raw.cursor().copy(statement.encode()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise self._note_failure(exc) from exc
 
     def stream(self, sql: str, parameters: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows one at a time from the server (an unbounded export without holding it all

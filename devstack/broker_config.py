@@ -39,6 +39,7 @@ _STORE_PATTERNS = (
     "pattern write xd/v1/%u/events",
     "pattern write xd/v1/%u/alerts",
     "pattern write xd/v1/%u/health",
+    "pattern write xd/v1/%u/bundle",  # the compact format (xiaodian.wire.compact)
     "pattern write xd/v1/%u/state",
     "pattern write xd/v1/%u/cmd/res",
     "pattern read xd/v1/%u/orders",

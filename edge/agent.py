@@ -12,6 +12,7 @@ owns and its counters; the work each step does is already in its own module (`st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -36,7 +37,7 @@ from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
-from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
+from edge.store import EdgeStore, NewEvent, NewReading, PendingBatch, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
 from edge.vitals_job import VitalsJob
@@ -47,7 +48,8 @@ from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
 from xiaodian.metrics_text import render as render_metrics
 from xiaodian.pki.keys import load_command_public_key
-from xiaodian.wire import payloads
+from xiaodian.wire import compact, payloads
+from xiaodian.wire.health import HEALTH_DEVICE
 from xiaodian.wire.payloads import Kind, PayloadError
 from xiaodian.wire.retail import parse_downlink
 
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 QUEUE_BOUND = 10_000
 DRAIN_MAX = 2_000  # records per transaction
 STATUS_EVERY_S = 5.0
+BUNDLE_RECORDS = 2000  # records in one compact message, all streams together
 # What one stored reading costs on disk (row, source index, outbox row; measured ~170 B),
 # to keep the readings that cannot be compacted to a quarter of a small disk budget.
 READING_BYTES = 200
@@ -85,8 +88,10 @@ class Agent:
         self.stop_event = threading.Event()
         self.queue: queue.Queue[interpret.Item] = queue.Queue(maxsize=QUEUE_BOUND)
         self.store = EdgeStore(config.edge.db_path)
+        self.fridge_ids = frozenset(f.id for f in config.fridges)
+        # The terminal's keep-alive is its own ([edge] keepalive_s): tuned for mobile NATs.
         self.uplink = Uplink(
-            config.mqtt,
+            dataclasses.replace(config.mqtt, keepalive=config.edge.keepalive_s),
             config.edge.store_id,
             self.store.boot,
             config.device_ids,
@@ -312,6 +317,8 @@ class Agent:
         # Alerts first: after an outage they must not queue behind hours of door events.
         streams = sorted(self.store.pending_streams(),
                          key=lambda s: s[1] != payloads.ALERTS_DEVICE)
+        if self.config.edge.wire_format == "compact":
+            return self._publish_bundles(streams, readings)
         for kind, device in streams:
             if kind == "readings" and not readings:
                 continue
@@ -353,6 +360,82 @@ class Agent:
                 cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
                 sent += 1
         return sent
+
+    def _routine(self, kind: Kind, device: str) -> bool:
+        """Records that wait for the readings interval: readings, a fridge's own events
+        (door, compressor, defrost: hundreds a day) and hourly vitals. Alerts, stock,
+        orders and the rest go out within publish_interval_s."""
+        return kind == "readings" or device in self.fridge_ids or device == HEALTH_DEVICE
+
+    def _publish_bundles(self, streams: list[tuple[Kind, str]], readings: bool) -> int:
+        """The compact format: what is due from every stream, one message per store (up to
+        max_batch records a stream and BUNDLE_RECORDS in all), on topic `bundle`."""
+        store_id = self.config.edge.store_id
+        sent = 0
+        due = [s for s in streams if readings or not self._routine(*s)]
+        rooms: dict[tuple[Kind, str], int | None] = {
+            s: (self.unconfirmed_cap - self.store.sent_unconfirmed(*s)
+                if s[0] == "readings" else None) for s in due}
+        while due:
+            if not self.uplink.can_publish():
+                self.window_full = self.uplink.connected
+                return sent
+            parts: list[tuple[Kind, str, PendingBatch]] = []
+            total = 0
+            for stream in list(due):
+                kind, device = stream
+                cursor = self.cursors.setdefault(stream, Cursor())
+                room = rooms[stream]
+                sent_only = room is not None and room <= 0
+                limit = min(self.config.edge.max_batch, BUNDLE_RECORDS - total)
+                if room is not None and not sent_only:
+                    limit = min(limit, room)
+                batch = self.store.next_batch(kind, device, (cursor.boot, cursor.seq), limit,
+                                              sent_only=sent_only)
+                if batch is None:
+                    if sent_only:
+                        self.readings_held = True
+                    due.remove(stream)
+                    continue
+                if room is not None and not sent_only:
+                    rooms[stream] = room - len(batch.records)
+                parts.append((kind, device, batch))
+                total += len(batch.records)
+                if total >= BUNDLE_RECORDS or len(parts) >= compact.MAX_STREAMS:
+                    break
+            if not parts:
+                break
+            keys = [k for _, _, b in parts for k in b.keys]
+            readings_keys = [k for k in keys if k[0] == "readings"]
+            if readings_keys:
+                self.store.mark_sent(readings_keys)  # durable before any byte leaves
+            try:
+                body = compact.bundle_payload(
+                    store_id, [(k, d, b.boot, b.records) for k, d, b in parts])
+                if len(body) > payloads.MAX_PAYLOAD_BYTES:
+                    raise compact.CompactUnfit(f"{len(body)} bytes in one message")
+            except compact.CompactUnfit as exc:
+                log.warning("uplink: sending as JSON, the compact format cannot carry: %s", exc)
+                for kind, device, batch in parts:
+                    if not self.uplink.publish(
+                            payloads.topic(store_id, payloads.leaf_for(kind, device)),
+                            payloads.batch_payload(kind, store_id, device, batch.boot,
+                                                   batch.records), batch.keys):
+                        return sent
+                    self._advance(kind, device, batch)
+                    sent += 1
+                continue
+            if not self.uplink.publish(payloads.topic(store_id, compact.LEAF), body, keys,
+                                       content_type=compact.CONTENT_TYPE):
+                return sent
+            for kind, device, batch in parts:
+                self._advance(kind, device, batch)
+            sent += 1
+        return sent
+
+    def _advance(self, kind: Kind, device: str, batch: PendingBatch) -> None:
+        cursor = self.cursors.setdefault((kind, device), Cursor())
+        cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
 
     def acknowledge(self) -> int:
         """Note PUBACKs (the broker has them) and apply the cloud's receipts (it has

@@ -44,12 +44,22 @@ class ScannerPort:
 class EdgeSettings:
     store_id: str
     data_dir: Path
-    # Events (alerts, doors, commands) go out within this; a live alert is never held back.
+    # Alerts, stock, orders and other events go out within this (with wire_format "json"
+    # a fridge's door and compressor events too); a live alert is never held back.
     publish_interval_s: float = 1.0
-    # Routine readings: one message per fridge per interval. Batching a minute of 10-s
-    # readings halves the bytes per reading on a metered 4G line (bench.wire_cost).
-    readings_interval_s: float = 60.0
+    # A fridge's routine records (readings, door/compressor/defrost events, vitals) are
+    # sent every this long; 240 s keeps a store on a small data plan (docs/store-and-forward.md,
+    # "Cadence") and its traffic alone keeps a mobile carrier's NAT mapping open.
+    readings_interval_s: float = 240.0
+    # MQTT keep-alive of the terminal's connection (the [mqtt] keepalive is the cloud's):
+    # longer than readings_interval_s, so at steady state no PINGREQ is ever sent, and
+    # under the ~5 min a carrier's NAT may keep an idle TCP mapping.
+    keepalive_s: int = 270
     max_batch: int = 500
+    # "compact": every stream due goes out in one message per store, in the compact
+    # format (xiaodian.wire.compact, ~1/20 of JSON's bytes); "json": one version-1 JSON
+    # message per stream, for a cloud that predates the compact format.
+    wire_format: str = "compact"
     # Acknowledged history kept on the terminal for the kiosk and for diagnosis.
     retain_days: float = 30.0
     # A record the broker took (PUBACK) but the cloud has not confirmed by then is
@@ -92,6 +102,10 @@ class EdgeSettings:
             raise ValueError("publish_interval_s: must be between 0.05 and 3600 seconds")
         if not 0.05 <= self.readings_interval_s <= 3600:
             raise ValueError("readings_interval_s: must be between 0.05 and 3600 seconds")
+        if not 5 <= self.keepalive_s <= 65535:
+            raise ValueError("keepalive_s: must be between 5 and 65535 seconds")
+        if self.wire_format not in ("compact", "json"):
+            raise ValueError(f"wire_format: {self.wire_format!r} is not 'compact' or 'json'")
         if not 1 <= self.max_batch <= 2000:
             raise ValueError("max_batch: must be between 1 and 2000")
         if self.retain_days <= 0:

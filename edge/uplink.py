@@ -32,11 +32,15 @@ from edge.store import RecordKey
 from xiaodian.backoff import Backoff
 from xiaodian.mqtt import MqttSettings, describe_tls_error, new_client, response_properties
 from xiaodian.wire import commands as signed_commands
-from xiaodian.wire import payloads
+from xiaodian.wire import compact, payloads
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a store may be offline for a week and still get its orders
+# A PUBLISH not acknowledged within this ends the connection: with a keep-alive of minutes
+# (mobile NATs, docs/store-and-forward.md) a dead link would otherwise hold an alert for
+# up to twice the keep-alive; a new connection publishes it again.
+PUBACK_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Uplink:
         self.connected = False
         self.next_attempt = 0.0
         self.inflight: dict[int, list[RecordKey]] = {}
+        self._sent_at: dict[int, float] = {}  # monotonic time each in-flight mid was handed over
         self.acked: list[RecordKey] = []
         self.confirmed: list[payloads.ReceiptEntry] = []
         self.counters = UplinkCounters()
@@ -166,15 +171,18 @@ class Uplink:
         self._drop_client()
 
     def _drop_client(self) -> None:
-        if self.client is not None:
+        # Detach first: the disconnect below fires on_disconnect, which must see a foreign
+        # client (else it drops it a second time and overwrites the reason).
+        client, self.client = self.client, None
+        if client is not None:
             # Already gone or never connected: we only want the socket closed.
             with contextlib.suppress(OSError, ValueError):
-                self.client.disconnect()
-        self.client = None
+                client.disconnect()
         self.connected = False
         self.commands_subscribed = False
         self.retail_subscribed = False
         self.inflight.clear()
+        self._sent_at.clear()
         # Unacknowledged messages of this connection will be redelivered on the next one.
         self._ack_order.clear()
         self._ackable.clear()
@@ -246,7 +254,10 @@ class Uplink:
         if msg.qos > 0:
             self._ack(msg.mid)  # receipts are applied idempotently: taking them is enough
         try:
-            entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
+            if getattr(msg.properties, "ContentType", None) == compact.CONTENT_TYPE:
+                entries = compact.parse_receipts(msg.topic, bytes(msg.payload))
+            else:
+                entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
         except payloads.PayloadError as exc:
             self.counters.bad_receipts += 1
             log.warning("uplink: ignoring a receipts message: %s", exc)
@@ -299,6 +310,7 @@ class Uplink:
         properties: Properties | None,
     ) -> None:
         keys = self.inflight.pop(mid, None)
+        self._sent_at.pop(mid, None)
         if keys is None:  # the birth message, or a message of an earlier connection
             return
         if reason.is_failure:
@@ -323,6 +335,9 @@ class Uplink:
                 )
                 return
         assert self.client is not None
+        if self._sent_at and self.monotonic() - min(self._sent_at.values()) > PUBACK_TIMEOUT_S:
+            self._failed(f"no PUBACK within {PUBACK_TIMEOUT_S:g} s: the link is presumed dead")
+            return
         try:
             rc = self.client.loop(timeout=timeout)
         except ssl.SSLError as exc:
@@ -337,15 +352,23 @@ class Uplink:
     def can_publish(self) -> bool:
         return self.connected and len(self.inflight) < self.settings.max_inflight
 
-    def publish(self, topic: str, payload: bytes, keys: list[RecordKey]) -> bool:
-        """Hand one message to paho; False (rows stay pending) when it cannot take it now."""
+    def publish(self, topic: str, payload: bytes, keys: list[RecordKey],
+                content_type: str | None = None) -> bool:
+        """Hand one message to paho; False (rows stay pending) when it cannot take it now.
+        `content_type`: the MQTT 5 Content Type announcing the payload's format (none for
+        version-1 JSON)."""
         if not self.can_publish() or self.client is None:
             return False
-        info = self.client.publish(topic, payload, qos=1)
+        props = None
+        if content_type:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = content_type
+        info = self.client.publish(topic, payload, qos=1, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             # MQTT_ERR_QUEUE_SIZE is back-pressure; the rows simply stay in SQLite.
             return False
         self.inflight[info.mid] = keys
+        self._sent_at[info.mid] = self.monotonic()
         self.counters.published += 1
         return True
 

@@ -68,8 +68,17 @@ def test_decode_rate_smoke_decodes_every_intact_frame() -> None:
 
 def test_cloud_db_smoke_stores_every_reading_in_both_databases() -> None:
     out = _smoke("bench.cloud_db", "--smoke")
-    _has(out, "SQLite 1 writer(s) readings/s", "PostgreSQL 2 writer(s) readings/s",
-         "PostgreSQL 1 writer(s) x SQLite 1 writer")
+    _has(out, "SQLite JSON 20/message, 1 per commit (baseline) 1 writer(s) readings/s",
+         "PostgreSQL compact bundle, 200 per commit 2 writer(s) readings/s",
+         "SQLite grouped 1 writer x baseline", "PostgreSQL grouped 2 writers x 1 writer")
+
+
+def test_wire_month_smoke_measures_both_agents_through_the_relay() -> None:
+    out = _smoke("bench.wire_month", "--smoke")
+    figures = _has(out, "JSON 1/message TLS B/reading", "compact one-minute TLS B/reading",
+                   "compact MB/month IP", "JSON MB/month IP")
+    # Not a fixed figure: the compact agent must spend less than the JSON one, measured.
+    assert figures["compact MB/month IP"] < figures["JSON MB/month IP"], out
 
 
 def test_wire_cost_smoke_checks_its_formula_on_the_wire() -> None:

@@ -30,6 +30,7 @@ from edge.config import EdgeConfig
 from edge.store import EdgeStore, NewReading
 from firmware_bridge import codec
 from xiaodian.mqtt import MqttSettings
+from xiaodian.wire import compact
 
 STORE = "store-001"
 
@@ -102,10 +103,12 @@ def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
 
 
 def _received_dev_ms(messages: list) -> list[int]:  # type: ignore[type-arg]
+    """Device times of the readings in the agent's (compact, the default) messages."""
     out = []
     for m in messages:
-        body = json.loads(m.payload)
-        out.extend(r["dev_ms"] for r in body["records"])
+        for batch in compact.parse_bundle(m.topic, m.payload):
+            if batch.kind == "readings":
+                out.extend(r.dev_ms for r in batch.records)
     return out
 
 
@@ -154,7 +157,7 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
     collect: Callable[..., object],
     fridge: FakeFridge,
 ) -> None:
-    sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+    sub = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
     state = collect("cloud-gateway", f"xd/v1/{STORE}/state")
     cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
@@ -192,8 +195,9 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
     # Batched: far fewer messages than readings, each naming store, device and boot.
     messages = sub.messages  # type: ignore[attr-defined]
     assert len(messages) < 20
-    first = json.loads(messages[0].payload)
-    assert (first["store"], first["device"], first["boot"]) == (STORE, "fridge-1", 1)
+    streams = {(b.store, b.kind, b.device, b.boot) for m in messages
+               for b in compact.parse_bundle(m.topic, m.payload)}
+    assert (STORE, "readings", "fridge-1", 1) in streams
     births = [json.loads(m.payload) for m in state.messages]  # type: ignore[attr-defined]
     assert births[0]["online"] is True and births[-1]["online"] is False  # clean stop says so
 
@@ -221,7 +225,7 @@ def test_outage_of_the_broker_loses_nothing(
         wait(lambda: _stored(agent) == 15, 10, "readings stored during the outage")
         assert _pending(agent) == 10
         broker.start()
-        sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+        sub = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
         wait(lambda: _pending(agent) == 0, 30, "backlog drained after the broker came back")
         got = _received_dev_ms(sub.messages)  # type: ignore[attr-defined]
         assert set(range(50_000, 150_000, 10_000)) <= set(got)
@@ -260,7 +264,7 @@ def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
     collect: Callable[..., object],
 ) -> None:
     link = tmp_path / "fridge-1"
-    sub = collect("cloud-gateway", f"xd/v1/{STORE}/telemetry")
+    sub = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
     first = FakeFridge(link)
     cfg = _config(tmp_path, mqtt_settings(STORE), link)
     with RunningAgent(cfg) as agent:

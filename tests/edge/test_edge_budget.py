@@ -104,7 +104,8 @@ class _SilentCloud:
     def can_publish(self) -> bool:
         return True
 
-    def publish(self, topic: str, payload: bytes, keys: list[tuple[str, str, int, int]]) -> bool:
+    def publish(self, topic: str, payload: bytes, keys: list[tuple[str, str, int, int]],
+                content_type: str | None = None) -> bool:
         self.published.append(keys)
         return True
 

@@ -41,7 +41,7 @@ from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.config import ConfigError, load_config
 from xiaodian.mqtt import MqttSettings, command_publish
 from xiaodian.pki import DevPki, load_command_private_key, make_command_key
-from xiaodian.wire import payloads
+from xiaodian.wire import compact
 from xiaodian.wire.commands import (
     CommandError,
     Scalar,
@@ -196,10 +196,9 @@ def _audit(agent: Agent) -> list[dict[str, Any]]:
 
 def _commands_published(messages: list[Any]) -> int:
     n = 0
-    for m in messages:
-        batch = payloads.parse(m.topic, m.payload)
-        assert isinstance(batch, payloads.Batch)
-        n += sum(1 for r in batch.records if getattr(r, "type", None) == "command")
+    for m in messages:  # the agent's compact messages (the default format)
+        for batch in compact.parse_bundle(m.topic, m.payload):
+            n += sum(1 for r in batch.records if getattr(r, "type", None) == "command")
     return n
 
 
@@ -213,7 +212,7 @@ def test_set_point_changes_the_simulated_fridge_and_the_answer_comes_back(
     cloud: Cloud,
     signing: tuple[Ed25519PrivateKey, str, Path],
 ) -> None:
-    events = collect("cloud-gateway", f"xd/v1/{STORE}/events")
+    events = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
     scenario = Scenario(
         sim=SimSettings(link_dir=tmp_path, truth=tmp_path / "truth.jsonl", speed=1.0),
         fridges=(FridgeSpec(id="fridge-1", set_point_c=3.0, defrost_every_h=0),),
