@@ -248,17 +248,17 @@ class CommandHandler:
             request = request_from(command_id, params)
             # Kept before it is answered: an agent that restarts from here on takes it up.
             update_jobs.save(self.store.db, request, "idle", 0)
-            self.updates[device] = self._update(setup, request, None).start()
+            self.updates[device] = self._update(setup, request, None, False).start()
             job.result = self._result(job, "executed", "update_started")
 
     def _update(self, setup: UpdateSetup, request: UpdateRequest,
-                reported: tuple[str, int] | None) -> ArtefactUpdate:
+                reported: tuple[str, int] | None, resumed: bool) -> ArtefactUpdate:
         reader, keys = self.fridges[request.device], setup.firmware_keys
 
         def install(data: bytes) -> InstallJob:
             if reader.hello is None:  # a restarted agent, the fridge not attached yet
                 raise NotReady(f"{reader.device}: no HELLO yet")
-            return firmware_push.start(reader, data, keys)
+            return firmware_push.start(reader, data, keys, resumed=resumed)
 
         return ArtefactUpdate(request, setup.tls, setup.cache, install, reported,
                               monotonic=self.monotonic)
@@ -276,7 +276,8 @@ class CommandHandler:
             log.info("update %s of %s: taken up again after %s %s%%", request.command_id,
                      request.device, state, percent)
             reported = None if state == "idle" else (state, percent)
-            self.updates[request.device] = self._update(setup, request, reported).start()
+            self.updates[request.device] = self._update(setup, request, reported,
+                                                        True).start()
 
     def _step_updates(self) -> None:
         for device, update in list(self.updates.items()):

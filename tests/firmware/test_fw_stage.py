@@ -190,3 +190,41 @@ def test_lost_duplicated_and_reordered_frames_are_harmless(
             carry(to_dev, (k, p), "dev")
     assert pusher.state == "installing", (pusher.state, pusher.acked, len(raw))
     assert (root / "fw" / "stage" / "image.part").read_bytes() == raw
+
+
+def test_a_push_taken_up_after_the_install_only_confirms(tmp_path: Path) -> None:
+    """An agent restarted after the install (edge/update_jobs.py) sees the image's version in
+    HELLO: its pusher only confirms. On trial, not healthy: busy, then confirmed once
+    healthy; already confirmed before the restart: the device answers unknown_image (no
+    trial) and the pusher knows that means confirmed."""
+    from firmware_bridge import codec
+    from firmware_bridge.fwpush import Pusher
+
+    def deliver(dev: Any, pusher: Pusher, out: list[tuple[int, bytes, int]]) -> None:
+        for kind, payload, _ in out:
+            assert kind == fwmsg.FW_COMMIT  # nothing offered or sent again
+            for reply in dev.handle(0, kind, payload):
+                pusher.on_frame(0.0, codec.Frame(codec.VERSION, reply[0], codec.REPLY, 0,
+                                                 reply[1]))
+
+    root = str(tmp_path)
+    raw = image((1, 1, 0), b"\x07")
+    assert result(send(stager(root), raw)) == "installed"
+    assert fwslots.select(root) == ("a", True)
+    trial = stager(root, (1, 1, 0), True)
+    pusher = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, installed=True)
+    deliver(trial, pusher, pusher.start(0.0))
+    assert pusher.state == "trial" and not pusher.finished  # busy: not healthy yet
+    trial.healthy = True
+    deliver(trial, pusher, pusher.tick(5.0))
+    assert (pusher.state, pusher.result) == ("done", "confirmed")
+    # the confirm went through before the restart: the device runs it as its active image
+    confirmed = stager(root, (1, 1, 0), False)
+    again = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, installed=True)
+    deliver(confirmed, again, again.start(0.0))
+    assert (again.state, again.result) == ("done", "confirmed")
+    # a pusher not taken up after an install treats the same answer as a failure
+    plain = Pusher(raw, (1, 1, 0), fwimage.HARDWARE)
+    plain.state = "restarting"
+    deliver(confirmed, plain, plain.tick(5.0))
+    assert (plain.state, plain.result) == ("failed", "unknown_image")
