@@ -3,7 +3,8 @@ measured in the real `micropython` binary (docs/firmware_update.md, "Where the s
 checked").
 
 The board's MicroPython has `hashlib.sha256` (native) but neither SHA-512 nor Ed25519, so
-the verifier is bench/ed25519_board.py, pure Python. The same run measures, in the same
+the verifier is firmware_bridge/edverify.py, pure Python: the one the firmware checks
+images with (fwstage.py). The same run measures, in the same
 `micropython` process:
 
 - baseline: the native SHA-256 of the image, which the device computes today before the
@@ -11,8 +12,8 @@ the verifier is bench/ed25519_board.py, pure Python. The same run measures, in t
 - pure-Python SHA-512 of the image (Ed25519 hashes R || A || message: the whole image as
   signed today);
 - a whole verify of the image's signature as `xiaodian firmware sign` makes it;
-- a verify of a signature over the image's SHA-256 instead (32 bytes: one SHA-512 block),
-  the cheapest form a device check could take (it needs a change of the image format);
+- a verify of the XSG2 signature the device checks (fwsig.statement: the image's SHA-256
+  and manifest fields, one SHA-512 block), as fwimage.sign makes it;
 - the same with the heap of a small board (`-X heapsize`, 192 KiB as on an RP2040).
 
     .venv/bin/python -m bench.fw_signature_cost [--size 61440] [--heap 192K]
@@ -32,17 +33,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from firmware_bridge import fwsig
 from hw_sim.micropython_host import micropython_binary
 
 from .common import BenchError, check_figures
 
-BOARD = Path(__file__).with_name("ed25519_board.py")
+BRIDGE = Path(fwsig.__file__).parent  # edverify.py and fwsig.py, flat as on the board
 
 # Runs inside micropython: argv = dir with pub, image, sig, presig; one JSON line per figure.
 DRIVER = """
 import sys, time, hashlib, gc
 sys.path.insert(0, sys.argv[1])
-import ed25519_board as e
+import edverify as e
+import fwsig
 d = sys.argv[2]
 def rd(n):
     with open(d + "/" + n, "rb") as f:
@@ -62,10 +65,12 @@ def timed(name, fn):
 timed("sha256_native", lambda: hashlib.sha256(image).digest().hex())
 timed("sha512_pure", lambda: e.sha512(image).hex())
 timed("verify_image", lambda: e.verify(pub, signed, sig))
-h = hashlib.sha256(signed).digest()
-timed("verify_prehash", lambda: e.verify(pub, h, presig))
+def statement():
+    return fwsig.statement(hashlib.sha256(signed).digest(), (1, 1, 0), "xd-fridge-1",
+                           len(signed))
+timed("verify_statement", lambda: e.verify(pub, statement(), presig))
 bad = presig[:32] + bytes([presig[32] ^ 1]) + presig[33:]  # S off by one: the full check
-timed("verify_prehash_bad", lambda: e.verify(pub, h, bad))
+timed("verify_statement_bad", lambda: e.verify(pub, statement(), bad))
 """
 
 
@@ -84,17 +89,19 @@ def run(size: int, heap: str | None) -> list[dict[str, object]]:
         (d / "pub").write_bytes(pub)
         (d / "image").write_bytes(image)
         (d / "sig").write_bytes(key.sign(signed))
-        (d / "presig").write_bytes(key.sign(hashlib.sha256(signed).digest()))
+        said = fwsig.statement(hashlib.sha256(signed).digest(), (1, 1, 0), "xd-fridge-1",
+                               len(signed))
+        (d / "presig").write_bytes(key.sign(said))
         (d / "driver.py").write_text(DRIVER)
         cmd = [binary, *(["-X", f"heapsize={heap}"] if heap else []), str(d / "driver.py"),
-               str(BOARD.parent), str(d)]
+               str(BRIDGE), str(d)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise BenchError(f"micropython failed: {done.stderr.strip()[-400:]}")
     rows: list[dict[str, object]] = [json.loads(line) for line in done.stdout.splitlines()]
     want = {"sha256_native": hashlib.sha256(image).hexdigest(),
             "sha512_pure": hashlib.sha512(image).hexdigest(),
-            "verify_image": "True", "verify_prehash": "True", "verify_prehash_bad": "False"}
+            "verify_image": "True", "verify_statement": "True", "verify_statement_bad": "False"}
     for row in rows:
         if row["out"] != "MemoryError" and row["out"] != want[str(row["name"])]:
             raise BenchError(f"{row['name']}: wrong answer {row['out']!r}")
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             by_name = {str(r["name"]): r["ms"] for r in rows}
             figures += [(f"{n} ms", None if by_name[n] is None else float(str(by_name[n])))
                         for n in ("sha256_native", "sha512_pure", "verify_image",
-                                  "verify_prehash")]
+                                  "verify_statement")]
         base = next(r["ms"] for r in rows if r["name"] == "sha256_native")
         print(f"micropython, {label}:")
         for r in rows:

@@ -19,6 +19,7 @@ RESULTS = {
     "rolled_back": N_("rolled back to the old version"),
     "timeout": N_("no answer in time"),
     "bad_signature": N_("refused: not signed by a trusted key"),
+    "device_bad_signature": N_("refused by the fridge: not signed by a key it trusts"),
     "bad_hash": N_("refused: damaged image"),
     "downgrade": N_("refused: not newer than what runs"),
     "wrong_hardware": N_("refused: for other hardware"),

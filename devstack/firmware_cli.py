@@ -19,7 +19,8 @@ from firmware_bridge.fwpush import Pusher, drive
 from xiaodian import __version__, pki
 
 FIRMWARE_DIR = Path(fwimage.__file__).parent / "firmware"
-SHARED = ("codec.py", "fwmsg.py")  # beside the firmware on the board
+# beside the firmware on the board (fwsig, edverify: the device's own signature check)
+SHARED = ("codec.py", "fwmsg.py", "fwsig.py", "edverify.py")
 LOADER = ("fwboot.py", "fwslots.py")  # the loader stays on the board: never in an image
 
 

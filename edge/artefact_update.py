@@ -18,11 +18,18 @@ agent's own update as another kind without touching the stages. The download run
 thread of its own (it may take minutes); `poll` runs on the agent's main thread, which owns
 SQLite, and says when there is something new to report (a state change, or 10 more
 percent), so progress reaches the cloud as `update` events through the outbox.
+
+An update outlives the agent (edge/update_jobs.py): a restarted agent builds it again with
+`reported` = what the last run reported, so states are reported in order and each once (a
+resumed download passes through `downloading` again without saying it twice). An installer
+that cannot start yet (the fridge has not said HELLO to the new agent) raises NotReady: the
+bytes are kept and offered again at the next poll, for at most `ready_s`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +42,12 @@ from xiaodian.mqtt import TlsSettings
 
 PERCENT_STEP = 10  # report progress every this many percent (and at every state change)
 SUCCESS = "confirmed"
+STATES = ("idle", "downloading", "downloaded", "updating", "done")  # in the order they come
+READY_S = 120.0  # how long a resumed update waits for its device to answer
+
+
+class NotReady(Exception):
+    """The installer cannot start yet (no HELLO from the device): ask again later."""
 
 
 class InstallJob(Protocol):
@@ -71,7 +84,9 @@ class UpdateRequest:
 
 class ArtefactUpdate:
     def __init__(self, request: UpdateRequest, tls: TlsSettings, cache: Path,
-                 installer: Installer) -> None:
+                 installer: Installer, reported: tuple[str, int] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 ready_s: float = READY_S) -> None:
         self.request = request
         self._tls = tls
         self._cache = cache
@@ -83,7 +98,9 @@ class ArtefactUpdate:
         self.detail = ""
         self._job: InstallJob | None = None
         self._bytes: bytes | None = None
-        self._reported: tuple[str, int] | None = None
+        self._reported = reported  # the last report sent (by this run or the one before)
+        self._monotonic = monotonic
+        self._ready_by = monotonic() + ready_s
         self._thread = threading.Thread(target=self._download, daemon=True,
                                         name=f"update-{request.command_id[:12]}")
 
@@ -126,11 +143,18 @@ class ArtefactUpdate:
         send when there is news; None otherwise. The agent's main thread only."""
         with self._lock:
             # "downloaded" is reported once before the installer takes the bytes.
-            hold = self.state == "downloaded" and (self._reported or ("", 0))[0] != "downloaded"
+            hold = self.state == "downloaded" and _rank(
+                (self._reported or ("", 0))[0]) < _rank("downloaded")
             data, self._bytes = (None, self._bytes) if hold else (self._bytes, None)
         if data is not None:
             try:
                 started = self._installer(data)
+            except NotReady as exc:
+                if self._monotonic() < self._ready_by:
+                    with self._lock:
+                        self._bytes = data  # again at the next poll
+                else:
+                    self._finish("timeout", str(exc))
             except ValueError as exc:
                 self._finish(str(getattr(exc, "reason", "refused")), str(exc))
             else:
@@ -146,8 +170,8 @@ class ArtefactUpdate:
         with self._lock:
             now = (self.state, self.percent)
             last = self._reported
-            news = (last is None or now[0] != last[0]
-                    or now[1] >= last[1] + PERCENT_STEP)
+            news = (last is None or _rank(now[0]) > _rank(last[0])
+                    or (now[0] == last[0] and now[1] >= last[1] + PERCENT_STEP))
             if not news:
                 return None
             self._reported = now
@@ -164,6 +188,10 @@ class ArtefactUpdate:
             if self.detail:
                 out["detail"] = self.detail[:200]
         return out
+
+
+def _rank(state: str) -> int:
+    return STATES.index(state) if state in STATES else -1
 
 
 def request_from(command_id: str, params: Mapping[str, Any]) -> UpdateRequest:

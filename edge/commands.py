@@ -26,8 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge import firmware_push
-from edge.artefact_update import ArtefactUpdate, InstallJob, UpdateSetup, request_from
+from edge import firmware_push, update_jobs
+from edge.artefact_update import (
+    ArtefactUpdate,
+    InstallJob,
+    NotReady,
+    UpdateRequest,
+    UpdateSetup,
+    request_from,
+)
 from edge.config import CommandSettings
 from edge.remote_capture import RemoteCapture
 from edge.replay_store import ReplayStore
@@ -122,6 +129,7 @@ class CommandHandler:
         self.counts: dict[str, int] = {}
         self.update_setup = updates
         self.updates: dict[str, ArtefactUpdate] = {}  # device -> its update, until reported
+        self._resumed = False  # the updates a previous run left (update_jobs) taken up
 
     def _wall(self) -> float:
         return self.clock.read()[0]
@@ -144,6 +152,9 @@ class CommandHandler:
 
     def step(self) -> int:
         """Take new requests, advance running ones, answer those settled; returns answers."""
+        if not self._resumed:
+            self._resumed = True
+            self._resume_updates()
         for inbound in self.uplink.take_commands():
             self._jobs.append(self._start(inbound))
         self._step_updates()
@@ -234,22 +245,57 @@ class CommandHandler:
             job.result = self._result(job, "failed", "busy",
                                       detail="an update of this device is running")
         else:
-            reader, keys = self.fridges[device], setup.firmware_keys
-
-            def install(data: bytes) -> InstallJob:
-                return firmware_push.start(reader, data, keys)
-
-            update = ArtefactUpdate(request_from(command_id, params), setup.tls, setup.cache,
-                                    install)
-            self.updates[device] = update.start()
+            request = request_from(command_id, params)
+            # Kept before it is answered: an agent that restarts from here on takes it up.
+            update_jobs.save(self.store.db, request, "idle", 0)
+            self.updates[device] = self._update(setup, request, None, False).start()
             job.result = self._result(job, "executed", "update_started")
+
+    def _update(self, setup: UpdateSetup, request: UpdateRequest,
+                reported: tuple[str, int] | None, resumed: bool) -> ArtefactUpdate:
+        reader, keys = self.fridges[request.device], setup.firmware_keys
+
+        def install(data: bytes) -> InstallJob:
+            if reader.hello is None:  # a restarted agent, the fridge not attached yet
+                raise NotReady(f"{reader.device}: no HELLO yet")
+            return firmware_push.start(reader, data, keys, resumed=resumed)
+
+        return ArtefactUpdate(request, setup.tls, setup.cache, install, reported,
+                              monotonic=self.monotonic)
+
+    def _resume_updates(self) -> None:
+        """The updates the agent's previous run left running (edge/update_jobs.py): the
+        download resumes from its .part, the push from the offset the device holds."""
+        setup = self.update_setup
+        for request, state, percent in update_jobs.load(self.store.db):
+            if setup is None or request.device not in self.fridges:
+                log.warning("update %s of %s left by the last run cannot go on here",
+                            request.command_id, request.device)
+                update_jobs.drop(self.store.db, request.device)
+                continue
+            log.info("update %s of %s: taken up again after %s %s%%", request.command_id,
+                     request.device, state, percent)
+            reported = None if state == "idle" else (state, percent)
+            self.updates[request.device] = self._update(setup, request, reported,
+                                                        True).start()
 
     def _step_updates(self) -> None:
         for device, update in list(self.updates.items()):
             report = update.poll()
             if report is not None:
                 wall, synced = self.clock.read()
-                self.store.add([NewEvent(device, "update", None, None, wall, synced, report)])
+
+                def keep(db: Any, report: dict[str, Any] = report,
+                         request: UpdateRequest = update.request) -> None:
+                    # with the event, in its transaction: reported once, across restarts
+                    if report["state"] == "done":
+                        update_jobs.drop(db, request.device)
+                    else:
+                        update_jobs.save(db, request, str(report["state"]),
+                                         int(report["percent"]))
+
+                self.store.add([NewEvent(device, "update", None, None, wall, synced, report)],
+                               extra=keep)
                 log.info("update %s of %s: %s %s%%", report["command"], device,
                          report["state"], report["percent"])
             if update.finished:

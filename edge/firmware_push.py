@@ -102,20 +102,24 @@ def result_event(device: str, frame: codec.Frame, wall: float, synced: bool, dev
 
 def start(reader: FridgeReader, raw: bytes, trusted: list[Ed25519PublicKey],
           hardware: str = fwimage.HARDWARE, window: int = 8,
-          deadline_s: float = DEADLINE_S) -> FirmwareJob:
-    """Judge the image (ImageRefused) and hand the job to the device's reader."""
+          deadline_s: float = DEADLINE_S, resumed: bool = False) -> FirmwareJob:
+    """Judge the image (ImageRefused) and hand the job to the device's reader. `resumed`:
+    the job of an agent that restarted mid-update (edge/update_jobs.py); if the fridge
+    already runs the image's version, the install happened and only the confirm is left."""
     hello = reader.hello
     if hello is None:
         raise ValueError(f"{reader.device}: no HELLO yet; is the fridge connected?")
     running = tuple(int(v) for v in hello["firmware"])
+    installed = resumed and fwimage.parse(raw).manifest.version == running
     # min_agent judged against this agent's release: refused before a byte is offered.
-    image = fwimage.judge(raw, trusted, hardware, (running[0], running[1], running[2]),
+    image = fwimage.judge(raw, trusted, hardware,
+                          None if installed else (running[0], running[1], running[2]),
                           agent=AGENT_VERSION)
     current = reader.fw_job
     if current is not None and not current.done.is_set():
         raise ValueError(f"{reader.device}: an update is already running")
-    job = FirmwareJob(Pusher(image.raw, image.manifest.version, image.manifest.hardware, window),
-                      deadline_s=deadline_s)
+    job = FirmwareJob(Pusher(image.raw, image.manifest.version, image.manifest.hardware, window,
+                             installed=installed), deadline_s=deadline_s)
     reader.fw_job = job
     return job
 

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS device_status (
     device TEXT PRIMARY KEY, updated_wall REAL NOT NULL, status TEXT NOT NULL
 );
+-- A cloud-started update in progress (edge/update_jobs.py): taken up again after a
+-- restart; state/percent are the last ones reported, written with that report's event.
+CREATE TABLE IF NOT EXISTS update_jobs (
+    device TEXT PRIMARY KEY, request TEXT NOT NULL,
+    state TEXT NOT NULL, percent INTEGER NOT NULL
+);
 """
 
 

@@ -2,14 +2,17 @@
 
 Layout (all integers little-endian; docs/firmware_update.md has it byte by byte):
 
-    "XDFW" | format u8 = 1 | manifest_len u16 | manifest (JSON, UTF-8) | body | [trailer]
-    trailer = "XSIG" | key id (8 bytes) | Ed25519 signature (64) over everything before it
+    "XDFW" | format u8 = 1 | manifest_len u16 | manifest (JSON, UTF-8) | body | [trailers]
+    trailers = "XSIG" | key id (8 bytes) | Ed25519 signature (64) over everything before it
+               "XSG2" | key id (8 bytes) | Ed25519 signature (64) over fwsig.statement
 
 The manifest names the version ([major, minor, patch], compared as a tuple: monotonic),
 the target hardware, the body's size and SHA-256, the minimum agent version, and the files
 the body holds in order (name, size). The device gets the whole image over the link and
-checks the hash, hardware, version and size itself (fwstage.py); the signature is checked
-here, on the terminal, before the first byte is offered (docs/firmware_update.md says why).
+checks the hash, hardware, version and size itself (fwstage.py) and the XSG2 signature
+(over a short statement naming the image's SHA-256: affordable on the board); both
+signatures are checked here, on the terminal, before the first byte is offered, so an image
+the device would refuse is refused at once (docs/firmware_update.md).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from firmware_bridge import fwsig
 
 MAGIC = b"XDFW"
 FORMAT = 1
@@ -77,10 +82,21 @@ class Image:
     body: bytes
     key_id: bytes | None  # None: unsigned
     signature: bytes | None
+    device_key_id: bytes | None = None  # the XSG2 trailer; None: signed in the old form only
+    device_signature: bytes | None = None
 
     @property
     def signed_part(self) -> bytes:
-        return self.raw[: len(self.raw) - (TRAILER_SIZE if self.signature else 0)]
+        """Header, manifest and body: what both signatures are over (XSG2 through its hash)."""
+        trailers = (TRAILER_SIZE if self.signature else 0) + (
+            fwsig.TRAILER_SIZE if self.device_signature else 0)
+        return self.raw[: len(self.raw) - trailers]
+
+    def statement(self) -> bytes:
+        """What the XSG2 signature is over (fwsig.statement): the device checks the same."""
+        m = self.manifest
+        return fwsig.statement(hashlib.sha256(self.signed_part).digest(), m.version,
+                               m.hardware, m.size)
 
     @property
     def sha256(self) -> bytes:
@@ -149,14 +165,30 @@ def find_mpy_cross() -> str:
 
 
 def sign(image: bytes, key: ed25519.Ed25519PrivateKey) -> bytes:
-    """The image with a signature trailer; an already signed image is re-signed."""
-    unsigned = parse(image).signed_part
-    return unsigned + SIG_MAGIC + key_id(key.public_key()) + key.sign(unsigned)
+    """The image with both signature trailers; an already signed image is re-signed."""
+    parsed = parse(image)
+    unsigned = parsed.signed_part
+    kid = key_id(key.public_key())
+    return (unsigned + SIG_MAGIC + kid + key.sign(unsigned)
+            + fwsig.MAGIC + kid + key.sign(parsed.statement()))
+
+
+def raw_public(public: ed25519.Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def write_device_keys(root: Path, publics: Iterable[ed25519.Ed25519PublicKey]) -> Path:
+    """Provision a controller's flash (manufacture): the keys its firmware trusts (fwsig)."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / fwsig.KEYS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(fwsig.keys_json([raw_public(p) for p in publics]))
+    tmp.replace(path)
+    return path
 
 
 def key_id(public: ed25519.Ed25519PublicKey) -> bytes:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).digest()[:8]
+    return fwsig.key_id(raw_public(public))
 
 
 def parse(raw: bytes) -> Image:
@@ -184,9 +216,15 @@ def parse(raw: bytes) -> Image:
     rest = len(raw) - start - manifest.size
     if rest == 0:
         return Image(raw, manifest, raw[start:], None, None)
+    body = raw[start : start + manifest.size]
     if rest == TRAILER_SIZE and raw[-TRAILER_SIZE:][:4] == SIG_MAGIC:
         trailer = raw[-TRAILER_SIZE:]
-        return Image(raw, manifest, raw[start : start + manifest.size], trailer[4:12], trailer[12:])
+        return Image(raw, manifest, body, trailer[4:12], trailer[12:])
+    both = TRAILER_SIZE + fwsig.TRAILER_SIZE
+    if rest == both and raw[-both:][:4] == SIG_MAGIC and raw[-fwsig.TRAILER_SIZE:][:4] == (
+            fwsig.MAGIC):
+        first, second = raw[-both : -fwsig.TRAILER_SIZE], raw[-fwsig.TRAILER_SIZE:]
+        return Image(raw, manifest, body, first[4:12], first[12:], second[4:12], second[12:])
     raise ImageRefused("bad_manifest", "length disagrees with the manifest's size")
 
 
@@ -201,6 +239,7 @@ def judge(raw: bytes, trusted: Iterable[ed25519.Ed25519PublicKey], hardware: str
     a pusher, e.g. `firmware verify` without `--agent`); an image whose manifest asks for a
     newer agent is refused (`agent_too_old`): it may rely on frames or steps this one lacks.
     """
+    trusted = list(trusted)
     image = parse(raw)
     if image.signature is None or image.key_id is None:
         raise ImageRefused("bad_signature", "the image is not signed")
@@ -211,6 +250,19 @@ def judge(raw: bytes, trusted: Iterable[ed25519.Ed25519PublicKey], hardware: str
         keys[0].verify(image.signature, image.signed_part)
     except InvalidSignature as exc:
         raise ImageRefused("bad_signature", "the signature does not match the image") from exc
+    # The device checks the XSG2 signature itself; judged here too, so an image it would
+    # refuse is refused before the transfer, not after it.
+    if image.device_signature is None or image.device_key_id is None:
+        raise ImageRefused("bad_signature", "no device signature (XSG2): re-sign the image")
+    dkeys = [k for k in trusted if key_id(k) == image.device_key_id]
+    if not dkeys:
+        raise ImageRefused("bad_signature", "device signature by a key this terminal does "
+                           "not trust")
+    try:
+        dkeys[0].verify(image.device_signature, image.statement())
+    except InvalidSignature as exc:
+        raise ImageRefused("bad_signature", "the device signature does not match the "
+                           "image") from exc
     if hashlib.sha256(image.body).hexdigest() != image.manifest.sha256:
         raise ImageRefused("bad_hash", "the body's SHA-256 differs from the manifest's")
     if image.manifest.hardware != hardware:

@@ -67,10 +67,13 @@ RESULT_BUSY = 12  # another image is on trial
 RESULT_ABORTED = 13
 RESULT_BAD_SIGNATURE = 14  # the terminal's refusal (fwimage.judge); a device never sends it
 RESULT_AGENT_TOO_OLD = 15  # the terminal's too: the manifest's min_agent is above its own
+# the device's own signature check (fwsig.py) refused the image before the switch: no XSG2
+# trailer, a key not in its fwkeys.json, or a signature that does not match
+RESULT_DEVICE_BAD_SIGNATURE = 16
 RESULT_NAMES = (
     "accepted", "installed", "confirmed", "rolled_back", "bad_hash", "wrong_hardware",
     "downgrade", "too_large", "bad_manifest", "unknown_image", "incomplete", "io_error",
-    "busy", "aborted", "bad_signature", "agent_too_old",
+    "busy", "aborted", "bad_signature", "agent_too_old", "device_bad_signature",
 )
 
 _OFFER = "<32sIBBBB"  # sha256, size, version major/minor/patch, hardware id length: 40

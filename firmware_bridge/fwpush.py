@@ -42,6 +42,9 @@ class Pusher:
     _rewound_at: int = -1
     _sent_at: float = 0.0
     _offer_answered: bool = False  # the next status answers an offer, not a chunk
+    # Taken up after the install by a restarted agent: the device's HELLO already names the
+    # image's version, so it runs it, on trial or confirmed; only the confirm is left.
+    installed: bool = False
 
     def __post_init__(self) -> None:
         self.sha = hashlib.sha256(self.image).digest()
@@ -56,6 +59,9 @@ class Pusher:
 
     def start(self, now: float) -> list[Out]:
         self._progress_at = self._sent_at = now
+        if self.installed:
+            self.state, self.acked = "restarting", self.size
+            return [self._commit("confirm")]
         return [self._offer()]
 
     def _offer(self) -> Out:
@@ -110,6 +116,13 @@ class Pusher:
             return []
         if result == "confirmed":
             self.state, self.result = "done", result
+            return []
+        if result == "unknown_image" and self.installed and self.state in ("restarting",
+                                                                          "trial"):
+            # It runs this version and is on no trial: confirmed before the agent restarted
+            # (a trial not confirmed answers busy or confirmed; a rolled back one runs the
+            # old version and answers rolled_back).
+            self.state, self.result = "done", "confirmed"
             return []
         if result == "busy" and self.state in ("installing", "restarting", "trial"):
             self.state = "trial"  # on trial, not healthy yet: ask again later

@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 import firmware_bridge
-from firmware_bridge import codec
+from firmware_bridge import codec, fwsig
 from hw_sim.controller import LogEntry, OutFrame
 from hw_sim.fakes import simboard
 from hw_sim.fakes.simboard import PWRON_RESET, SOFT_RESET, WDT_RESET, DeviceReset, SimBoard
@@ -43,6 +43,8 @@ _FAKES = {
     "hx711": "hw_sim.fakes.cpython.hx711",
     "codec": "firmware_bridge.codec",
     "fwmsg": "firmware_bridge.fwmsg",
+    "fwsig": "firmware_bridge.fwsig",
+    "edverify": "firmware_bridge.edverify",
 }
 _FIRMWARE_MODULES = [
     "clock",
@@ -95,6 +97,14 @@ def provision(data_dir: Path, settings: dict[str, Any]) -> None:
             current = {}
     current.update(settings)
     path.write_text(json.dumps(current))
+
+
+def write_keys(data_dir: Path, keys_hex: tuple[str, ...]) -> None:
+    """The factory's fwkeys.json: the firmware-signing keys the board's firmware trusts."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / (fwsig.KEYS_FILE + ".tmp")
+    tmp.write_text(fwsig.keys_json([bytes.fromhex(k) for k in keys_hex]))
+    tmp.replace(data_dir / fwsig.KEYS_FILE)
 
 
 class FirmwareHost:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hw_sim.clock import SimClock, Stepper
+from hw_sim.firmware_host import write_keys
 from hw_sim.fridge import FridgeDevice, SimFridge
 from hw_sim.ptylink import PtyPort
 from hw_sim.scanner import ScannerDevice
@@ -58,6 +59,8 @@ class Runner:
                 port = PtyPort(sim.link_dir / f.id, baud=sim.baud)
                 # The firmware's flash (config, boot count) lives beside the links.
                 flash = sim.link_dir / ".flash" / f.id
+                if sim.firmware_keys:  # the factory's trusted firmware keys (fwsig.py)
+                    write_keys(flash, sim.firmware_keys)
                 fridge = SimFridge(f, sim.seed, flash_dir=flash, speed=sim.speed)
                 self.devices.append(FridgeDevice(fridge, port, self.truth, sim.seed, wall))
             for s in scenario.scanners:

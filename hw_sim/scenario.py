@@ -76,10 +76,17 @@ class SimSettings:
     # Line rate of every serial link in real time, 8N1 (10 bits a byte), both directions;
     # 0 = as fast as the pty goes. 115200 makes transfer times mean something (bench).
     baud: int = 0
+    # The firmware-signing public keys (hex of the raw 32 bytes) the factory writes into each
+    # controller's fwkeys.json (firmware_bridge/fwsig.py): the firmware installs only images
+    # they signed. Empty: none written, the controllers refuse every update.
+    firmware_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.baud < 0:
             raise ValueError("baud: must be >= 0")
+        for key in self.firmware_keys:
+            if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+                raise ValueError("firmware_keys: each the hex of a raw 32-byte Ed25519 key")
         if self.speed <= 0:
             raise ValueError("speed: must be > 0")
         if not 0 < self.step_s <= 10:

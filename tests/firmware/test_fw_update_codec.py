@@ -50,6 +50,9 @@ GOLDEN = [
      "03 10 43 02 09 22 21" + SHA_HEX + "05 46 7c 37 2c 00"),
     ("result", fwmsg.FW_RESULT, 22, codec.REPLY, "7863010000000000" + SHA_HEX + "01",
      "05 10 44 04 16 05 29 78 63 01 01 01 01 01 26" + SHA_HEX + "01 79 68 7b 43 00"),
+    # the device's own signature check refused the image (code 16)
+    ("refused", fwmsg.FW_RESULT, 23, codec.REPLY, "6067010000000000" + SHA_HEX + "10",
+     "05 10 44 04 17 05 29 60 67 01 01 01 01 01 26" + SHA_HEX + "10 22 97 eb a4 00"),
 ]
 
 
@@ -62,6 +65,8 @@ def packed(name: str) -> bytes:
         return fwmsg.pack_status(90500, "receiving", SHA, 720, 61440)
     if name == "commit":
         return fwmsg.pack_commit(SHA, "install")
+    if name == "refused":
+        return fwmsg.pack_result(92000, SHA, "device_bad_signature")
     return fwmsg.pack_result(91000, SHA, "installed")
 
 

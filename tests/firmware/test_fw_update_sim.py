@@ -70,7 +70,8 @@ class SimPort:
 
 def run_update(tmp_path: Path, image: bytes, deadline_s: float = 120
                ) -> tuple[Pusher, SimPort, Runner, float]:
-    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl"},
+    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl",
+                   "firmware_keys": [fwimage.raw_public(KEY.public_key()).hex()]},
            "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
                         "door_openings_per_hour": 0}]}
     runner = Runner(build(raw, Scenario, tmp_path / "scenario.toml"))
@@ -173,7 +174,8 @@ def test_flash_command_over_the_pty(tmp_path: Path, capsys: pytest.CaptureFixtur
     pub = tmp_path / "fw.pub"
     pub.write_bytes(KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl"},
+    raw = {"sim": {"seed": 3, "speed": SPEED, "link_dir": "run", "truth": "run/truth.jsonl",
+                   "firmware_keys": [fwimage.raw_public(KEY.public_key()).hex()]},
            "fridges": [{"id": "fridge-1", "controller": "micropython", "initial_air_c": 4.0,
                         "door_openings_per_hour": 0}]}
     runner = Runner(build(raw, Scenario, tmp_path / "scenario.toml"))

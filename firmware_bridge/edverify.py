@@ -1,12 +1,15 @@
-"""A pure-Python SHA-512 and Ed25519 verifier in the MicroPython subset, for measuring what
-a signature check would cost on the fridge controller (bench/fw_signature_cost.py).
+"""Ed25519 verification (RFC 8032) and the SHA-512 under it (RFC 6234), pure Python in the
+MicroPython subset: the fridge controller checks a firmware image's signature with it before
+the slot switch (fwstage.py, fwsig.py), and bench/fw_signature_cost.py measures it.
 
 MicroPython's `hashlib` has no SHA-512 (the unix port: md5, sha1, sha256) and there is no
-Ed25519 in it, so both are written out here from RFC 6234 and RFC 8032: 64-bit words as
-Python ints (big integers on a 32-bit board), points in extended twisted-Edwards
-coordinates, one inversion per verify. Not constant time: a verifier holds no secret.
-Only `struct` is imported, annotations are strings (MicroPython discards them), so the
-same file runs under CPython (checked against `cryptography`) and the `micropython` binary.
+Ed25519 in it, so both are written out: 64-bit words as Python ints (big integers on a
+32-bit board), points in extended twisted-Edwards coordinates, one inversion per verify.
+Not constant time: a verifier holds no secret. Only `struct` is imported, annotations are
+strings (MicroPython discards them), so the same file runs under CPython (checked against
+`cryptography` in tests/firmware/test_fw_device_signature.py) and the `micropython` binary.
+It is affordable on the board only over a short message (one SHA-512 block for the signed
+statement of fwsig.py: ~16-21 ms here); over a whole image it is not (docs/firmware_update.md).
 """
 
 import struct
