@@ -35,6 +35,7 @@ from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
+from edge.service_notify import ServiceNotify
 from edge.store import EdgeStore, NewEvent, NewReading, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
@@ -152,6 +153,8 @@ class Agent:
         if config.edge.metrics_port:
             self.metrics = MetricsServer(config.edge.metrics_port)
         self.vitals_retry_at = 0.0
+        # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
+        self.service = ServiceNotify(monotonic())
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that
@@ -530,6 +533,7 @@ class Agent:
                 self._record_alerts(self.alerting.tick())
                 self.step_vitals()
                 now = self.monotonic()
+                self.service.step(now, {r.device: r.opened.is_set() for r in self.readers})
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.
                 if self.uplink.counters.connects != seen_connects:
@@ -568,6 +572,7 @@ class Agent:
             self.shutdown()
 
     def shutdown(self) -> None:
+        self.service.stopping()
         self.stop_event.set()
         if self.kiosk is not None:
             self.kiosk.close()
