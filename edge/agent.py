@@ -154,7 +154,7 @@ class Agent:
             self.metrics = MetricsServer(config.edge.metrics_port)
         self.vitals_retry_at = 0.0
         # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
-        self.service = ServiceNotify(monotonic())
+        self.service = ServiceNotify(monotonic(), __version__)
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that

@@ -30,9 +30,10 @@ READY_GRACE_S = 30.0
 class ServiceState:
     """What to tell systemd, from the ports opened so far and the time (monotonic s)."""
 
-    def __init__(self, started: float, watchdog_s: float | None,
+    def __init__(self, started: float, watchdog_s: float | None, version: str = "",
                  grace_s: float = READY_GRACE_S) -> None:
         self.started = started
+        self.prefix = f"xiaodian {version}: " if version else ""
         self.grace_s = grace_s
         # Fed at half the interval, as sd_watchdog_enabled(3) advises.
         self.feed_every = watchdog_s / 2 if watchdog_s else None
@@ -48,6 +49,7 @@ class ServiceState:
                   else "waiting for serial ports: " + ", ".join(waiting))
         if not ports_open:
             status = "running (no serial devices configured)"
+        status = self.prefix + status
         if not self.ready and (not waiting or now - self.started >= self.grace_s):
             self.ready = True
             out.append(f"READY=1\nSTATUS={status}")
@@ -115,9 +117,10 @@ class Notifier:
 class ServiceNotify:
     """The agent's one object for all of it: `step` from the main loop, `stopping` at exit."""
 
-    def __init__(self, started: float, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, started: float, version: str,
+                 env: Mapping[str, str] | None = None) -> None:
         self.notifier = Notifier(env)
-        self.state = ServiceState(started, self.notifier.watchdog_s)
+        self.state = ServiceState(started, self.notifier.watchdog_s, version)
 
     def step(self, now: float, ports_open: Mapping[str, bool]) -> None:
         if not self.notifier.enabled:
