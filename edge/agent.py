@@ -27,6 +27,7 @@ from edge.alerting import Alerting, as_event
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
+from edge.config_hash import config_hash
 from edge.kiosk import Kiosk
 from edge.metrics import MetricsServer
 from edge.metrics import families as metric_families
@@ -93,6 +94,7 @@ class Agent:
             __version__,
             monotonic=monotonic,
             retail=True,
+            config_hash=config_hash(config),
         )
         # Sniffs and captures read through this, never by opening a port (edge/tap.py).
         self.tap = Tap(tap_path(config.edge.data_dir), {

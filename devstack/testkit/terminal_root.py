@@ -75,7 +75,7 @@ def build_deb(version: str, out: Path) -> Path:
     """packaging/terminal/build.sh for `version`; the .deb's path."""
     done = subprocess.run([str(REPO / "packaging/terminal/build.sh"), "--version", version,
                            "--out", str(out)], check=True, capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": os.environ.get(
+                          env={**os.environ, "DEB_COMPRESS": "gzip", "PYTHON": os.environ.get(
                               "XIAODIAN_BUILD_PYTHON", _python())})
     return Path(done.stdout.strip().splitlines()[-1])
 

@@ -159,7 +159,7 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
     os.close(slave)
     os.chmod(pty, 0o666)  # the agent runs as `xiaodian`; a real port gets its group by udev
     try:
-        state_topic = collect("cloud", "xd/v1/store-001/state")
+        state_topic = collect("cloud-gateway", "xd/v1/store-001/state")
         config = _configure(root, mqtt_settings("store-001"), pty)
         root.boot()
         # Enabled by the package: started at boot; active only after READY=1.
