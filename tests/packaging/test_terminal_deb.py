@@ -144,7 +144,7 @@ def test_install_owners_and_modes_and_only_the_terminals_dependencies(
         assert cloud_only not in present
     # The agent imports from the package alone, with the terminal's own Python.
     probe = subprocess.run(
-        ["chroot", str(root.path), f"/opt/xiaodian/current/venv/bin/python", "-c",
+        ["chroot", str(root.path), "/opt/xiaodian/current/venv/bin/python", "-c",
          "import edge.agent, xiaodian; print(xiaodian.__version__)"],
         capture_output=True, text=True)
     assert probe.stdout.strip() == OLD, probe.stderr
