@@ -92,6 +92,15 @@ def _state(root: TerminalRoot) -> dict[str, str]:
     return {p: root.show(AGENT, p) for p in props}
 
 
+def _until(root: TerminalRoot, cond: Callable[[], bool], what: str) -> None:
+    """wait(), with the unit's journal in the failure (why it never got there)."""
+    try:
+        wait(cond, 60, what)
+    except AssertionError as exc:
+        journal = root.run("journalctl", "-u", AGENT, "--no-pager", "-n", "40").stdout
+        raise AssertionError(f"{exc}\n{_state(root)}\n{journal}") from None
+
+
 def _serving(root: TerminalRoot, version: str, restarts: int) -> Callable[[], bool]:
     def ok() -> bool:
         s = _state(root)
@@ -163,7 +172,7 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         config = _configure(root, mqtt_settings("store-001"), pty)
         root.boot()
         # Enabled by the package: started at boot; active only after READY=1.
-        wait(_serving(root, OLD, 0), 60, "the agent to report ready on its fridge's port")
+        _until(root, _serving(root, OLD, 0), "the agent to report ready on its fridge's port")
         births = state_topic.wait(1, timeout=30)  # type: ignore[attr-defined]
         assert json.loads(births[-1].payload)["agent_version"] == OLD
         db = root.path / "var/lib/xiaodian/edge.sqlite3"
@@ -173,13 +182,13 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         # Killed: restarted.
         first = _state(root)["MainPID"]
         root.run("systemctl", "kill", "--kill-whom=main", "--signal=KILL", AGENT, check=True)
-        wait(_serving(root, OLD, 1), 60, "the killed agent to be restarted")
+        _until(root, _serving(root, OLD, 1), "the killed agent to be restarted")
         assert _state(root)["MainPID"] != first
 
         # Hung (stopped: its loop feeds no watchdog): killed by the watchdog, restarted.
         second = _state(root)["MainPID"]
         root.run("systemctl", "kill", "--kill-whom=main", "--signal=STOP", AGENT, check=True)
-        wait(_serving(root, OLD, 2), 60, "the watchdog to restart the hung agent")
+        _until(root, _serving(root, OLD, 2), "the watchdog to restart the hung agent")
         assert _state(root)["MainPID"] != second
         journal = root.run("journalctl", "-u", AGENT, "--no-pager").stdout
         assert "Watchdog timeout" in journal
@@ -191,8 +200,8 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         assert not list((root.path / "etc/xiaodian").glob("edge.toml.dpkg-*"))
         assert os.readlink(root.path / "opt/xiaodian/current") == f"releases/{NEW}"
         assert not (root.path / f"opt/xiaodian/releases/{OLD}").exists()
-        wait(lambda: _state(root)["StatusText"].startswith(f"xiaodian {NEW}:")
-             and _state(root)["ActiveState"] == "active", 60, "the new version to be ready")
+        _until(root, lambda: _state(root)["StatusText"].startswith(f"xiaodian {NEW}:")
+               and _state(root)["ActiveState"] == "active", "the new version to be ready")
         wait(lambda: any(json.loads(m.payload).get("agent_version") == NEW
                          for m in state_topic.messages),  # type: ignore[attr-defined]
              30, "the new version's birth message")
