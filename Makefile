@@ -31,7 +31,7 @@ lint: bootstrap
 # empty msgstr entries in xiaodian/i18n/locales/zh_CN/LC_MESSAGES/messages.po.
 catalog:  # needs only the venv: `make catalog VENV=/path/to/.venv` from another checkout
 	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
-		--ignore-dirs='.* _* .venv .fw-stubs tests bench node_modules' \
+		--ignore-dirs='.* _* .venv .fw-stubs tests bench node_modules build dist' \
 		-o xiaodian/i18n/messages.pot .
 	$(VENV)/bin/pybabel update -i xiaodian/i18n/messages.pot -d xiaodian/i18n/locales \
 		-D messages -l zh_CN --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date --init-missing

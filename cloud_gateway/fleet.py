@@ -25,12 +25,13 @@ TREND_DAYS = (7, 28)
 
 
 def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[dict[str, Any]]:
-    """One row per fridge: store, device, online, last seen, firmware, link, open alerts."""
+    """One row per fridge: store, device, online, last seen, firmware, link, open alerts,
+    and its terminal's agent version and configuration hash (the inventory)."""
     latest = health.latest(conn)
     out = []
     for store in store_names:
-        state = conn.execute("SELECT online FROM store_state WHERE store = ?",
-                             (store,)).fetchone()
+        state = conn.execute("SELECT online, agent_version, config_hash FROM store_state"
+                             " WHERE store = ?", (store,)).fetchone()
         terminal_up = state is None or bool(state[0])
         alerts: dict[str, list[Any]] = {}
         for a in haccp.load_alerts(conn, store):
@@ -57,6 +58,8 @@ def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[di
                 "alerts": len(mine),
                 "critical": any(a.severity == "critical" for a in mine),
                 "duty": None if vitals is None else vitals.get("duty"),
+                "agent_version": None if state is None else state[1],
+                "config_hash": None if state is None else state[2],
             })
     return out
 

@@ -29,6 +29,7 @@ from edge.artefact_update import UpdateSetup
 from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
+from edge.config_hash import config_hash
 from edge.kiosk import Kiosk
 from edge.metrics import MetricsServer
 from edge.metrics import families as metric_families
@@ -37,6 +38,7 @@ from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
+from edge.service_notify import ServiceNotify
 from edge.store import EdgeStore, NewEvent, NewReading, PendingBatch, RecordKey
 from edge.tap import Tap
 from edge.uplink import Uplink
@@ -98,6 +100,7 @@ class Agent:
             __version__,
             monotonic=monotonic,
             retail=True,
+            config_hash=config_hash(config),
         )
         # Sniffs and captures read through this, never by opening a port (edge/tap.py).
         self.tap = Tap(tap_path(config.edge.data_dir), {
@@ -159,6 +162,8 @@ class Agent:
         if config.edge.metrics_port:
             self.metrics = MetricsServer(config.edge.metrics_port)
         self.vitals_retry_at = 0.0
+        # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
+        self.service = ServiceNotify(monotonic(), __version__)
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that
@@ -615,6 +620,7 @@ class Agent:
                 self._record_alerts(self.alerting.tick())
                 self.step_vitals()
                 now = self.monotonic()
+                self.service.step(now, {r.device: r.opened.is_set() for r in self.readers})
                 # A backlog that filled the in-flight window continues as PUBACKs free it,
                 # instead of waiting for the next interval.
                 if self.uplink.counters.connects != seen_connects:
@@ -653,6 +659,7 @@ class Agent:
             self.shutdown()
 
     def shutdown(self) -> None:
+        self.service.stopping()
         self.stop_event.set()
         if self.kiosk is not None:
             self.kiosk.close()

@@ -96,8 +96,10 @@ class Uplink:
         monotonic: Callable[[], float] = time.monotonic,
         commands: bool = False,
         retail: bool = False,
+        config_hash: str | None = None,
     ) -> None:
         self.settings = settings
+        self.config_hash = config_hash  # in the state message: the cloud's inventory
         self.store = store
         self.boot = boot
         self.devices = devices
@@ -135,8 +137,8 @@ class Uplink:
 
     def _state(self, online: bool) -> bytes:
         return payloads.state_payload(
-            self.store, online, self.boot, self.wall(), self.agent_version, self.devices
-        )
+            self.store, online, self.boot, self.wall(), self.agent_version, self.devices,
+            self.config_hash)
 
     def _connect(self) -> None:
         client = new_client(self.settings, self.store, manual_ack=True)

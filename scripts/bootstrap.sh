@@ -186,3 +186,16 @@ if ! command -v tshark >/dev/null 2>&1; then
             "(sudo apt-get install -y tshark)"
     fi
 fi
+
+# --- the store terminal's package: a clean Debian root to install it in, and the kiosk's
+# compositor for verifying its unit (tests/packaging, docs/deploy.md) ----------------------
+if ! command -v debootstrap >/dev/null 2>&1 || ! command -v cage >/dev/null 2>&1; then
+    if is_root; then
+        say "installing debootstrap and cage (for the terminal package's tests)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap cage
+    else
+        say "note: debootstrap or cage missing; the terminal package tests will be skipped" \
+            "(sudo apt-get install -y debootstrap cage)"
+    fi
+fi

@@ -52,7 +52,7 @@ class ApiReads(Connected):
         out = []
         for name in names:
             st = self.conn.execute(
-                "SELECT online, boot, wall, agent_version, devices, updated_at"
+                "SELECT online, boot, wall, agent_version, devices, updated_at, config_hash"
                 " FROM store_state WHERE store = ?", (name,)
             ).fetchone()
             last = self.conn.execute(
@@ -66,6 +66,7 @@ class ApiReads(Connected):
                 "online": bool(st["online"]) if st else None,
                 "boot": st["boot"] if st else None,
                 "agent_version": st["agent_version"] if st else None,
+                "config_hash": st["config_hash"] if st else None,
                 "devices": json.loads(st["devices"]) if st else [],
                 "state_wall": st["wall"] if st else None,
                 "updated_at": st["updated_at"] if st else None,

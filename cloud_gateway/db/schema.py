@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS store_state (
     wall DOUBLE PRECISION NOT NULL,
     agent_version TEXT NOT NULL,
     devices TEXT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
+    updated_at DOUBLE PRECISION NOT NULL,
+    config_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -187,6 +188,7 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
 PG_EXTRA_DDL = """
 ALTER TABLE commands ADD COLUMN IF NOT EXISTS issue_order BIGINT GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE store_state ADD COLUMN IF NOT EXISTS config_hash TEXT;
 """
 _pg_ready: set[str] = set()  # URLs whose schema this process has created or checked
 _pg_ready_lock = threading.Lock()
@@ -242,6 +244,9 @@ def migrate(conn: sql.Connection) -> None:
     stores.upgrade_sqlite(conn)  # the resident columns of store profiles: likewise
     supply_tables.upgrade_sqlite(conn)  # order_lines.line_state, likewise
     retail_store.fold_old_prices(conn)  # shop_prices into the catalogue items, likewise
+    # The agent's configuration hash (inventory, docs/deploy.md): likewise.
+    if "config_hash" not in sql.columns(conn, "store_state"):
+        conn.execute("ALTER TABLE store_state ADD COLUMN config_hash TEXT")
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):

@@ -415,14 +415,14 @@ class IngestWrites(Connected):
         with self.transaction(exclusive=False) as conn:
             cur = conn.execute(
                 "INSERT INTO store_state (store, online, boot, wall, agent_version, devices,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " updated_at, config_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (store) DO UPDATE SET online = excluded.online,"
                 " boot = excluded.boot, wall = excluded.wall,"
                 " agent_version = excluded.agent_version, devices = excluded.devices,"
-                " updated_at = excluded.updated_at"
+                " updated_at = excluded.updated_at, config_hash = excluded.config_hash"
                 " WHERE excluded.boot >= store_state.boot",
                 (state.store, state.online, state.boot, state.wall, state.agent_version,
-                 json.dumps(list(state.devices)), received_at),
+                 json.dumps(list(state.devices)), received_at, state.config_hash),
             )
             if state.online and not retained:
                 self._clock_sample(conn, state.store, state.boot, received_at, state.wall,

@@ -92,6 +92,7 @@ def test_stores(server: HttpServer) -> None:
     assert status == 200
     assert body == {"stores": [{
         "store": "store-001", "online": True, "boot": 2, "agent_version": "0.1.0",
+        "config_hash": None,
         "devices": ["fridge-1"], "state_wall": 1_700_000_000.0, "updated_at": 52.0,
         "last_received_at": 51.0, "open_gaps": 1, "missing_records": 1,
         # The test's receive times are decades before its wall clocks: cloud minus terminal

@@ -18,7 +18,8 @@ from xiaodian.i18n.core import LOCALE_DIR
 from xiaodian.i18n.templates import environment
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP_DIRS = {".venv", ".fw-stubs", "tests", "bench", "node_modules", ".git"}
+# build/ and dist/: generated (the terminal package's clean Debian root lives in build/).
+SKIP_DIRS = {".venv", ".fw-stubs", "tests", "bench", "node_modules", ".git", "build", "dist"}
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]")
 
 

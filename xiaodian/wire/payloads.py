@@ -232,6 +232,9 @@ class State(_Message, tag="state", frozen=True):
     agent_version: Annotated[str, Meta(max_length=64)]
     devices: Annotated[tuple[DeviceId, ...], Meta(max_length=1000)]
     v: int = FORMAT_VERSION
+    # SHA-256 (hex) of the agent's effective configuration, secrets excluded
+    # (edge/config_hash.py): which stores run the same settings. Absent from an older agent.
+    config_hash: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class _KindOnly(Struct):
@@ -306,9 +309,11 @@ def batch_payload(
 
 
 def state_payload(
-    store: str, online: bool, boot: int, wall: float, agent_version: str, devices: list[str]
+    store: str, online: bool, boot: int, wall: float, agent_version: str, devices: list[str],
+    config_hash: str | None = None,
 ) -> bytes:
-    return jsonio.encode(State(store, online, boot, wall, agent_version, tuple(devices)))
+    return jsonio.encode(State(store, online, boot, wall, agent_version, tuple(devices),
+                               config_hash=config_hash))
 
 
 # ---------------------------------------------------------------- cloud receipts
