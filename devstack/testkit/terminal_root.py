@@ -37,6 +37,10 @@ mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"
+# Its own /dev/shm: the host's is shared by everything on the machine (the tests' private
+# PostgreSQL lives there), uids inside are not the host's, and the agent's unit has
+# RemoveIPC=yes, which deletes every file its user owns there when it stops.
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
 mount -t tmpfs tmpfs "$R/run"
 mount -t tmpfs tmpfs "$R/tmp"
 mkdir -p "$R/.oldroot"

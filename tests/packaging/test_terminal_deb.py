@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -163,6 +164,10 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         root: TerminalRoot, debs: dict[str, Path],
         mqtt_settings: Callable[[str], MqttSettings], collect: Callable[..., object]) -> None:
     assert root.dpkg(debs[OLD]).returncode == 0
+    # A file of the host's /dev/shm owned by the uid `xiaodian` has inside: the unit's
+    # RemoveIPC must not reach it (it once took the tests' PostgreSQL cluster with it).
+    canary = Path(tempfile.mkdtemp(prefix="xiaodian-canary-", dir="/dev/shm"))
+    os.chown(canary, _uid(root, "xiaodian"), -1)
     master, slave = os.openpty()
     pty = os.ttyname(slave)
     os.close(slave)
@@ -192,6 +197,7 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         assert _state(root)["MainPID"] != second
         journal = root.run("journalctl", "-u", AGENT, "--no-pager").stdout
         assert "Watchdog timeout" in journal
+        assert canary.is_dir(), "the agent's restarts removed a host file in /dev/shm"
 
         # Upgraded by dpkg on the terminal: the changed configuration stays as it was.
         done = root.dpkg(debs[NEW])
@@ -207,4 +213,5 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
              30, "the new version's birth message")
     finally:
         os.close(master)
+        shutil.rmtree(canary, ignore_errors=True)
 
