@@ -9,8 +9,9 @@ from then on, so a walk-in sale cannot take them before the delivery (docs/suppl
 cutoff) and turns each pre-order still riding the wave into an ordinary order (`open`,
 without its cancelled lines) so the store can hand it over with a pickup code.
 Dispatching twice changes nothing (the cycle is dispatched already). A broker that lost
-them gets them again when the publisher reconnects or the terminal comes back
-(`transit.requeue_in_transit`): the store ignores a manifest id and an order id it has.
+a manifest, from the cutoff until the wave is delivered, gets it again when the publisher
+reconnects or the terminal comes back (`transit.requeue_in_transit`): the store ignores a
+manifest id and an order id it has.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def to_wire(m: manifest.Manifest, manifest_id: int) -> contract.Manifest:
     return contract.Manifest(
         manifest_id, m.store, m.zone, m.wave.isoformat(), m.delivery.isoformat(),
         tuple(contract.ManifestLine(
-            ln.item, ln.name, ln.qty, (contract.ManifestLot(ln.batch, ln.expiry, ln.qty),),
+            ln.item, ln.name, ln.qty,
+            (contract.ManifestLot(ln.batch, ln.expiry, ln.qty),) if ln.qty > 0 else (),
             tuple(contract.Serves(p.order, p.qty, p.from_stock) for p in ln.preorders))
             for ln in m.lines))
 

@@ -4,7 +4,9 @@ built from the plan the cutoff stored.
 The delivered pieces of a line go first to the line's pre-orders, oldest order first, one
 bag per pre-order; the rest goes on the shelf. A pre-order the delivery does not cover in
 full (the store had sellable stock, netted by the plan) is served from the store's stock
-for the rest: `from_stock` says how many. Each route is a zone for now (one van a zone).
+for the rest: `from_stock` says how many. When the store's stock covers an item's
+pre-orders in full, the line brings 0 pieces and is kept for its `from_stock` alone (the
+store holds them from the cutoff). Each route is a zone for now (one van a zone).
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ def manifests(conn: sql.Connection, zone: str, wave: date,
         pre.setdefault((str(ln["store"]), str(ln["item"])), []).append(ln)
     out: dict[str, Manifest] = {}
     for row in cutoff.plan_rows(conn, zone, wave, store):
-        if row["qty"] <= 0:
-            continue
+        served = pre.get((row["store"], row["item"]), [])
+        if row["qty"] <= 0 and not served:
+            continue  # a line of 0 stays only to say which pre-orders the store's stock serves
         line = ManifestLine(row["item"], row["name"], row["qty"], row["batch"], row["expiry"])
         left = row["qty"]
-        for p in pre.get((row["store"], row["item"]), []):
+        for p in served:
             want = int(p["qty"])
             take = min(want, left)
             left -= take

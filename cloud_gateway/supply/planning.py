@@ -107,8 +107,10 @@ class Plan:
         return self._lines(np.array([s]), np.array([i]))[0]
 
     def lines(self) -> list[ProposedLine]:
-        """Every line that orders something or was cut or refused, store by store."""
-        has = (self.qty > 0) | (self.cut > 0) | (self.refused != "")
+        """Every line that orders something, serves pre-orders (the store's stock may cover
+        them in full: a line of 0 that the manifest still carries, so the store holds the
+        pieces), or was cut or refused, store by store."""
+        has = (self.qty > 0) | (self.preorders > 0) | (self.cut > 0) | (self.refused != "")
         s, i = np.nonzero(has)
         return self._lines(s, i)
 

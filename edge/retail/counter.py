@@ -166,7 +166,7 @@ class Counter:
                      "when": Message(N_("today")) if m.delivery == today else Day(m.delivery),
                      "lines": [{"name": ln.name, "qty": ln.qty,
                                 "preorders": sum(s.qty for s in ln.serves)}
-                               for ln in m.lines]}
+                               for ln in receiving.to_count(m)]}
                     for m in ledger.manifests(desk.db, since=today)]
         unsent = desk.db.execute(
             "SELECT count(*) FROM outbox WHERE kind='events' AND device IN (?,?,?)",

@@ -81,7 +81,7 @@ class ReceiveFlow:
         """One line's count, or pieces set aside, or its note, as the page shows them."""
         m = self._manifest(manifest_id)
         item = body.get("item")
-        if not isinstance(item, str) or item not in {ln.item for ln in m.lines}:
+        if not isinstance(item, str) or item not in {ln.item for ln in receiving.to_count(m)}:
             raise RetailError(Message(N_("Not a line of this manifest.")))
         d = receiving.load_draft(self.desk.db, m.id)
         c = d.setdefault(item, receiving.LineCount())
@@ -116,7 +116,7 @@ class ReceiveFlow:
             return None
         desk = self.desk
         m = self._manifest(current)
-        line = next((ln for ln in m.lines if ln.item == item), None)
+        line = next((ln for ln in receiving.to_count(m) if ln.item == item), None)
         if line is None:
             return desk.say(False, Message(N_("%(name)s: not on manifest %(manifest)s"),
                                            {"name": desk.name(item), "manifest": m.id}),
@@ -200,7 +200,7 @@ class ReceiveFlow:
             return None
         d = receiving.load_draft(self.desk.db, m.id)
         lines = []
-        for ln in m.lines:
+        for ln in receiving.to_count(m):
             c = d.get(ln.item, receiving.LineCount())
             diff = c.arrived - ln.qty
             lines.append({"item": ln.item, "name": ln.name, "expected": ln.qty,

@@ -24,6 +24,7 @@ import msgspec
 
 from xiaodian.wire.retail import (
     Manifest,
+    ManifestLine,
     Movement,
     Receipt,
     ReceiptDifference,
@@ -76,8 +77,15 @@ def draft_to_json(d: Draft) -> str:
     return json.dumps({item: asdict(c) for item, c in d.items()}, sort_keys=True)
 
 
+def to_count(m: Manifest) -> list[ManifestLine]:
+    """The lines that bring pieces. A line of 0 only names pre-orders the store serves from
+    its own stock (held from the manifest's arrival): nothing comes, nothing to count; the
+    receipt says it expected 0 and accepted 0."""
+    return [ln for ln in m.lines if ln.qty > 0]
+
+
 def uncounted(m: Manifest, d: Draft) -> list[str]:
-    return [ln.item for ln in m.lines if not d.get(ln.item, LineCount()).counted]
+    return [ln.item for ln in to_count(m) if not d.get(ln.item, LineCount()).counted]
 
 
 def build_receipt(m: Manifest, d: Draft, signed_by: str, signed_at: float) -> Receipt:

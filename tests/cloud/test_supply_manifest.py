@@ -147,6 +147,70 @@ def test_the_cutoff_sends_the_manifests_so_the_stores_hold_netted_stock(db: Data
     assert db.conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 2
 
 
+def test_a_pre_order_the_stores_stock_covers_in_full_still_has_its_line(
+        db: Database) -> None:
+    """S2's sellable milk covers its pre-order of 2: the plan brings no milk, yet the
+    manifest carries a line of 0 pieces whose `from_stock` the store holds from the
+    cutoff (without it a walk-in could buy them before the pickup)."""
+    e = place(db, S2, "赵敏", (MILK, 2), (EGGS, 6))
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO stock (store, item, batch, expiry, on_hand, grams,"
+                     " movements, updated_at) VALUES (?, ?, 'B1', '2026-12-31', 9, 0, 1, ?)",
+                     (S2, MILK, BEFORE))
+        cutoff.cutoff(conn, ZONE, WAVE, AFTER, "operator")
+    rows = {(r["store"], r["item"]): r for r in cutoff.plan_rows(db.conn, ZONE, WAVE)}
+    milk = rows[(S2, MILK)]
+    assert milk["qty"] == 0 and milk["why"]["preorders"] == 2
+    assert milk["why"]["netted_stock"] == 9
+    (payload,) = [bytes(r[0]) for r in db.conn.execute(
+        "SELECT payload FROM downlink WHERE kind = 'manifest' AND store = ?", (S2,))]
+    m = contract.parse_downlink(f"xd/v1/{S2}/orders", payload)
+    assert isinstance(m, contract.Manifest)
+    by_item = {ln.item: ln for ln in m.lines}
+    assert (by_item[MILK].qty, by_item[MILK].lots) == (0, ())
+    assert [(s.order, s.qty, s.from_stock) for s in by_item[MILK].serves] == [(e, 0, 2)]
+    assert [(s.order, s.qty, s.from_stock) for s in by_item[EGGS].serves] == [(e, 6, 0)]
+    # Nothing to pack for it: the pick list has no milk; the eggs are in the order's bag.
+    ms = manifest.manifests(db.conn, ZONE, WAVE, S2)
+    picked = list(csv.DictReader(io.StringIO(manifest.pick_list_csv(ms))))
+    assert {(r["bag"], r["item"]) for r in picked} == {(str(e), EGGS)} | {
+        ("shelf", r["item"]) for r in picked if r["bag"] == "shelf"}
+    assert all(r["item"] != MILK for r in picked)
+
+
+def test_a_manifest_lost_between_the_cutoff_and_dispatch_is_sent_again(
+        db: Database) -> None:
+    """A broker that lost its sessions after the cutoff: the manifests (which the stores
+    hold pre-ordered stock by) are put back in line at once, not only at dispatch."""
+    planned(db)
+
+    def lost() -> int:
+        with db.transaction() as conn:
+            conn.execute("UPDATE downlink SET published_at = ? WHERE kind = 'manifest'",
+                         (AFTER,))
+            return transit.requeue_in_transit(conn)
+
+    def unsent() -> list[str]:
+        return sorted(r[0] for r in db.conn.execute(
+            "SELECT store FROM downlink WHERE kind = 'manifest' AND published_at IS NULL"))
+
+    assert waves.get_cycle(db.conn, ZONE, WAVE)["state"] == "planned"  # type: ignore[index]
+    assert lost() == 2 and unsent() == [S1, S2]
+    with db.transaction() as conn:  # one terminal comes back: only its manifest
+        conn.execute("UPDATE downlink SET published_at = ? WHERE kind = 'manifest'", (AFTER,))
+        assert transit.requeue_in_transit(conn, S2) == 1
+    assert unsent() == [S2]
+    with db.transaction() as conn:
+        waves.advance(conn, ZONE, WAVE, "picked", AFTER)
+    assert lost() == 2
+    with db.transaction() as conn:
+        waves.advance(conn, ZONE, WAVE, "dispatched", AFTER)
+    assert lost() == 2
+    with db.transaction() as conn:
+        waves.advance(conn, ZONE, WAVE, "delivered", AFTER)
+    assert lost() == 0 and unsent() == []  # delivered: no longer
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

@@ -11,7 +11,7 @@ from receiving_world import SHOP_MILK_FEN, WAVE, db, dispatched, receipt, send
 from cloud_gateway import resident_notices
 from cloud_gateway.db import Database
 from cloud_gateway.supply import receiving, waves
-from devstack.testkit.supply_world import MILK, S1, S2, ZONE
+from devstack.testkit.supply_world import EGGS, MILK, S1, S2, ZONE
 from xiaodian.i18n import translator
 
 __all__ = ["db"]  # the fixture, from receiving_world
@@ -158,3 +158,24 @@ def test_the_cutoff_tells_residents_of_moved_cancelled_and_dropped_lines(
         cutoff.cutoff(conn, ZONE, later, AFTER + 86400, "operator")
     (c,) = resident_notices.for_order(db.conn, gone)
     assert c.kind == "cancelled" and "不收费" in c.text(zh), c.text(zh)
+
+
+def test_a_line_the_stores_stock_covers_in_full_is_received_as_0_of_0(db: Database) -> None:
+    """S2's shelf covers e's eggs: its manifest line brings 0 pieces; the receipt's 0 of 0
+    is no shortage, e is told its goods are at the store, and the wave is delivered."""
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO stock (store, item, batch, expiry, on_hand, grams,"
+                     " movements, updated_at) VALUES (?, ?, 'B1', '2026-12-31', 12, 0, 1, 0)",
+                     (S2, EGGS))
+    w = dispatched(db)
+    (eggs,) = [ln for ln in w["m"][S2].lines if ln.item == EGGS]
+    assert (eggs.qty, eggs.lots, [(s.order, s.qty, s.from_stock) for s in eggs.serves]) == (
+        0, (), [(w["e"], 0, 6)])
+    send(db, S2, 1, receipt(w["m"][S2]))
+    send(db, S1, 1, receipt(w["m"][S1]))
+    assert count(db, "dead_letters") == 0 and count(db, "preorder_shortages") == 0
+    assert [tuple(r) for r in db.conn.execute(
+        "SELECT expected, accepted, shortfall FROM receipt_lines WHERE item = ?", (EGGS,))
+    ] == [(0, 0, 0)]
+    assert [n.kind for n in resident_notices.for_order(db.conn, w["e"])] == ["arrived"]
+    assert waves.get_cycle(db.conn, ZONE, WAVE)["state"] == "delivered"  # type: ignore[index]

@@ -1,7 +1,9 @@
 """A wave received at the store, as real processes (StoreStack: Mosquitto with TLS, the
 cloud's workers, the edge agent and its counter page's HTTP API): a resident pre-orders,
 the wave is cut off, the manifest reaches the terminal at the cutoff and the stock it
-netted is held there (a walk-in sale is refused), the wave is dispatched, the clerk
+netted is held there (a walk-in sale is refused; the eggs the shelf covers in full come
+as a line of 0 pieces and are held too, and there is nothing to count for them), the
+wave is dispatched, the clerk
 receives it with a short line and signs off with their own account while the broker is
 down, and the cloud stores exactly one receipt for that manifest once it is back.
 
@@ -32,6 +34,7 @@ from xiaodian.i18n import translator
 
 MILK = "06901234567892"  # 8 on the shelf that keep (seed_retail)
 TOFU = "06901234567823"  # none in stock: the pre-order brings it
+EGGS = "06901234567809"  # 6 on the shelf, no walk-in sales yet: they cover the pre-order
 
 
 @pytest.fixture
@@ -77,13 +80,13 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     db = ("--db", str(stack.cloud_db))
     cli("supply", "store", "set", "store-001", "--zone", "north", "--fridge", "100",
         "--pickup", "20", *db)
-    for item, name in ((MILK, "鲜牛奶"), (TOFU, "豆腐")):
+    for item, name in ((MILK, "鲜牛奶"), (TOFU, "豆腐"), (EGGS, "鸡蛋")):
         cli("supply", "item", "set", item, "--name", name, "--shelf-life", "5",
             "--case-pack", "12", "--volume", "1", "--cost", "500", "--price", "800", *db)
 
     # 1. A pre-order on the wave, then the cutoff: the manifest reaches the terminal now.
     placed = cli("supply", "preorder", "store-001", "--item", f"{MILK}:10", "--item",
-                 f"{TOFU}:1", "--customer", "王芳", *db)
+                 f"{TOFU}:1", "--item", f"{EGGS}:2", "--customer", "王芳", *db)
     w.order, w.wave = placed["order"], placed["wave"]
     zone = ("--zone", "north", "--wave", w.wave, *db)
     assert cli("supply", "cutoff", *zone)["changed"]
@@ -95,6 +98,10 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     lines = {ln["item"]: ln for ln in w.manifest["lines"]}
     from_stock = sum(s["from_stock"] for s in lines[MILK]["serves"])
     assert from_stock > 0  # the plan netted the shelf's milk against the pre-order
+    # The shelf's eggs cover the pre-order in full: a line of 0 pieces, there to be held.
+    assert (lines[EGGS]["qty"], lines[EGGS]["lots"]) == (0, [])
+    assert [(s["order"], s["qty"], s["from_stock"]) for s in lines[EGGS]["serves"]] == [
+        (w.order, 0, 2)]
 
     # 2. Held from the cutoff on: a walk-in cannot buy the netted milk.
     on_hand = query(stack.edge_db, f"SELECT SUM(qty) FROM stock_movements WHERE item = '{MILK}'"
@@ -103,6 +110,12 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     for _ in range(on_hand - from_stock):  # what is not held sells as usual
         assert counter_request(stack, "scan", {"code": f"]E0{MILK[1:]}"})["ok"]
     refused = counter_request(stack, "scan", {"code": f"]E0{MILK[1:]}"})
+    assert not refused["ok"] and refused["reason"] == "held", refused
+    eggs = query(stack.edge_db, f"SELECT SUM(qty) FROM stock_movements WHERE item = '{EGGS}'"
+                 )[0][0]
+    for _ in range(eggs - 2):
+        assert counter_request(stack, "scan", {"code": f"]E0{EGGS[1:]}"})["ok"]
+    refused = counter_request(stack, "scan", {"code": f"]E0{EGGS[1:]}"})
     assert not refused["ok"] and refused["reason"] == "held", refused
 
     # 3. The wave leaves the depot: the pre-order reaches the terminal as an order.
@@ -113,7 +126,8 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
 
     # 4. Receiving at the counter: the milk short by what the shelf's share of the line
     #    (the forecast's pieces for walk-ins, which a shortfall takes first) plus one, so
-    #    exactly one piece of the pre-order's bag is missing; the tofu in full.
+    #    exactly one piece of the pre-order's bag is missing; the tofu in full; the eggs'
+    #    line brings nothing: nothing to count.
     bag = sum(s["qty"] for s in lines[MILK]["serves"])
     short = lines[MILK]["qty"] - bag + 1
     assert counter_request(stack, "receiving", {"op": "open", "manifest": mid})["ok"]
@@ -145,7 +159,8 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
     assert [(d["item"], d["issue"], d["qty"], d["note"]) for d in receipt["differences"]] \
         == [(MILK, "short", short, "箱里少一瓶")]
     accepted = {ln["item"]: ln["accepted"] for ln in receipt["lines"]}
-    assert accepted == {MILK: lines[MILK]["qty"] - short, TOFU: lines[TOFU]["qty"]}
+    assert accepted == {MILK: lines[MILK]["qty"] - short, TOFU: lines[TOFU]["qty"], EGGS: 0}
+    assert {ln["item"]: ln["expected"] for ln in receipt["lines"]}[EGGS] == 0
     # The accepted pieces reached the cloud's stock as ordinary deliveries with the lots.
     moved = query(stack.cloud_db, "SELECT item, batch, SUM(qty) FROM movements WHERE store ="
                                   " 'store-001' AND kind = 'delivery' AND batch = ?"

@@ -273,6 +273,53 @@ def test_stock_netted_for_a_pre_order_is_held_from_the_cutoff(tmp_path: Path) ->
     assert below == []
 
 
+def test_a_pre_order_the_stores_stock_covers_in_full_is_held_and_not_counted(
+        tmp_path: Path) -> None:
+    """The milk line brings 0 pieces: the store's 10 cover the pre-order in full. Its
+    pieces are held from the manifest's arrival, receiving has nothing to count for it
+    (the receipt says expected 0, accepted 0), and the pickup takes them."""
+    env = Env(tmp_path)
+    env.shelf(MILK, 11)
+    m = Manifest(7, STORE, "north", "2026-05-27", "2026-05-28", (
+        ManifestLine(MILK, "鲜牛奶", 0, (), (Serves(41, 0, 10),)),
+        ManifestLine(TOFU, "豆腐", 3, (ManifestLot("T1", "2026-05-30", 3),),
+                     (Serves(41, 1, 0),))))
+    env.retail.downlink(m)
+    assert holds.held(env.store.db, MILK, T0) == 10
+    assert env.sell(MILK)["ok"]  # the one not held
+    refused = env.sell(MILK)
+    assert not refused["ok"] and refused["reason"] == "held", refused
+    assert env.on_hand(MILK) == 10
+    # Coming from the depot: only the tofu; receiving counts only the tofu.
+    (incoming,) = env.retail.view()["incoming"]
+    assert [ln["name"] for ln in incoming["lines"]] == ["豆腐"]
+    preorder(env)
+    env.do("receiving", {"op": "open", "manifest": 7})
+    assert [ln["item"] for ln in env.retail.view()["receiving"]["lines"]] == [TOFU]
+    scanned = env.do("scan", {"code": f"]E0{MILK[1:]}"})
+    assert not scanned["ok"] and "not on manifest 7" in scanned["title"]
+    nope = env.do("receiving", {"op": "set", "manifest": 7, "item": MILK, "field": "good",
+                                "value": 1})
+    assert not nope["ok"]
+    env.do("receiving", {"op": "set", "manifest": 7, "item": TOFU, "field": "good",
+                         "value": 3})
+    assert env.do("receiving", {"op": "sign", "manifest": 7, "clerk": "li", "pin": PIN})["ok"]
+    (data,) = env.events("receipt")
+    r = parse_receipt(data)
+    assert {(ln.item, ln.expected, ln.accepted) for ln in r.lines} == {(MILK, 0, 0),
+                                                                       (TOFU, 3, 3)}
+    assert r.differences == ()
+    assert env.on_hand(MILK) == 10  # nothing came in for it
+    assert holds.held(env.store.db, MILK, T0) == 10 and holds.held(env.store.db, TOFU, T0) == 1
+    assert not env.sell(MILK)["ok"]
+    v = env.do("scan", {"code": env.codec.issue(41, T0 + 86400)})
+    assert v["ok"], v
+    assert env.do("confirm", {"order": 41})["ok"]
+    assert env.on_hand(MILK) == 0 and holds.held(env.store.db, MILK, T0) == 0
+    assert not [d for d in env.events("stock")
+                if (d.get("note") or "").startswith("sold below zero")]
+
+
 # ---------------------------------------------------------------- uncollected
 
 

@@ -59,7 +59,13 @@ def line(**over: Any) -> dict[str, Any]:
     (line(qty=6), "add up to 5, not 6"),
     (line(serves=[{"order": 41, "qty": 6}]), "serves more"),
     (line(serves=[{"order": 41, "qty": 1}, {"order": 41, "qty": 1}]), "served twice"),
-    (line(lots=[]), "length"),
+    (line(lots=[]), "add up to 0, not 5"),
+    # A line of 0 pieces is only for pre-orders served from the store's stock.
+    (line(qty=0, lots=[], serves=[]), "0 pieces"),
+    (line(qty=0, lots=[], serves=[{"order": 41, "qty": 0, "from_stock": 0}]), "0 pieces"),
+    (line(qty=0, serves=[{"order": 41, "qty": 0, "from_stock": 2}]), "add up to 5, not 0"),
+    (line(qty=0, lots=[], serves=[{"order": 41, "qty": 1, "from_stock": 2}]), "serves more"),
+    (line(qty=-1, lots=[]), "expected `int` >= 0"),
     (line(lots=[{"batch": "B", "expiry": "2026-12-12", "qty": 1}] * 21), "length"),
     (line(lots=[{"batch": "B\x00", "expiry": "2026-12-12", "qty": 5}]), "control"),
     (line(item="milk"), "item"),
@@ -68,6 +74,20 @@ def line(**over: Any) -> dict[str, Any]:
 def test_bad_lines_are_refused(ln: dict[str, Any], error: str) -> None:
     with pytest.raises(PayloadError, match=error):
         parse(body(lines=[ln]))
+
+
+def test_a_line_of_0_pieces_says_what_the_store_serves_from_its_stock() -> None:
+    """The store's stock covers a pre-order in full: nothing comes, the line is there so
+    the store holds the pieces (docs/contracts.md, "Delivery manifests")."""
+    zero = line(item="06901234567823", name="豆腐", qty=0, lots=[],
+                serves=[{"order": 43, "qty": 0, "from_stock": 3}])
+    m = parse(body(lines=[line(), zero]))
+    assert isinstance(m, retail.Manifest)
+    assert (m.lines[1].qty, m.lines[1].lots, m.lines[1].serves) == (
+        0, (), (retail.Serves(43, 0, 3),))
+    assert parse(json.loads(retail.manifest_payload(m))) == m
+    only = parse(body(lines=[zero]))  # a manifest may bring nothing at all
+    assert isinstance(only, retail.Manifest) and only.lines[0].qty == 0
 
 
 def test_an_item_listed_twice_is_refused() -> None:

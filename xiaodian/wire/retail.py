@@ -210,10 +210,14 @@ class Serves(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ManifestLine(Struct, frozen=True, forbid_unknown_fields=True):
+    """Pieces of an item the delivery brings, in lots, and the pre-orders they serve. A line
+    of 0 pieces (no lots) brings nothing: it only says which pre-orders the store serves
+    from its own stock (`from_stock`), so the store holds those pieces."""
+
     item: ItemId
     name: Annotated[str, Meta(max_length=400)]  # 1..100 once trimmed
-    qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
-    lots: Annotated[tuple[ManifestLot, ...], Meta(min_length=1, max_length=MAX_MANIFEST_LOTS)]
+    qty: Annotated[int, Meta(ge=0, le=MAX_QTY)]
+    lots: Annotated[tuple[ManifestLot, ...], Meta(max_length=MAX_MANIFEST_LOTS)]
     serves: Annotated[tuple[Serves, ...], Meta(max_length=MAX_SERVES)] = ()
 
     def __post_init__(self) -> None:
@@ -221,6 +225,9 @@ class ManifestLine(Struct, frozen=True, forbid_unknown_fields=True):
         if sum(lot.qty for lot in self.lots) != self.qty:
             raise PayloadError(f"{self.item}: the lots add up to"
                                f" {sum(lot.qty for lot in self.lots)}, not {self.qty}")
+        if self.qty == 0 and not any(s.from_stock > 0 for s in self.serves):
+            raise PayloadError(f"{self.item}: a line of 0 pieces serves a pre-order from"
+                               " stock, or is left out")
         if sum(s.qty for s in self.serves) > self.qty:
             raise PayloadError(f"{self.item}: serves more pieces than it brings")
         if len({s.order for s in self.serves}) != len(self.serves):
