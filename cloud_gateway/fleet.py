@@ -14,7 +14,7 @@ from typing import Any
 
 from xiaodian.wire.health import HOUR_S
 
-from . import haccp, health, sql
+from . import haccp, health, maintenance_alerts, sql
 
 HEARTBEAT_S = 60.0  # the edge's default readings_interval_s
 MISSED_BEATS = 3
@@ -24,8 +24,12 @@ TREND_DAYS = (7, 28)
 
 
 def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[dict[str, Any]]:
-    """One row per fridge: store, device, online, last seen, firmware, link, open alerts."""
+    """One row per fridge: store, device, online, last seen, firmware, link, open alerts
+    (cold-chain) and open maintenance alerts (their rules)."""
     latest = health.latest(conn)
+    maint: dict[tuple[str, str], list[str]] = {}
+    for m in maintenance_alerts.open_alerts(conn, store_names):
+        maint.setdefault((m["store"], m["fridge"]), []).append(str(m["rule"]))
     out = []
     for store in store_names:
         state = conn.execute("SELECT online FROM store_state WHERE store = ?",
@@ -56,6 +60,7 @@ def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[di
                 "alerts": len(mine),
                 "critical": any(a.severity == "critical" for a in mine),
                 "duty": None if vitals is None else vitals.get("duty"),
+                "maintenance": maint.get((store, device), []),
             })
     return out
 

@@ -94,7 +94,9 @@ class SimFridge:
         self.evaporator = Evaporator(EvaporatorParams(), spec.air_start_c)
         self.evaporator_probe = Ds18b20(rng("probe2"))
         self._dropouts = (Dropouts(rng("dropout0")), Dropouts(rng("dropout1")))
-        self.door: Door = CustomerDoor(rng("door"), spec.door_openings_per_hour, spec.door_open_s)
+        self.door: Door = CustomerDoor(
+            rng("door"), spec.door_openings_per_hour, spec.door_open_s,
+            spec.door_night_factor, spec.door_weekend_factor)
         self.controller = make_controller(spec, flash_dir, speed)
         self.time_s = 0.0
         self.door_open = False

@@ -11,7 +11,8 @@ truth = "run/truth.jsonl"     # ground-truth JSON lines
 id = "fridge-1"
 set_point_c = 3.0
 # optional, with defaults: sample_interval_s = 10, heartbeat_interval_s = 10,
-# ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, defrost_every_h = 6
+# ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, door_night_factor = 1
+# (the rate from 22:00 to 07:00), door_weekend_factor = 1 (days 5, 6), defrost_every_h = 6
 # (0 = never), defrost_minutes = 25, defrost_heater = false (off-cycle defrost),
 # min_off_s = 240, initial_air_c = set point, initial_product_c = set point,
 # line_noise_ber = 0 (bit error rate on the serial line, both directions),
@@ -231,6 +232,8 @@ class FridgeSpec:
     ambient_c: float = 28.0
     door_openings_per_hour: float = 6.0
     door_open_s: float = 20.0
+    door_night_factor: float = 1.0  # door rate × this from 22:00 to 07:00
+    door_weekend_factor: float = 1.0  # × this on days 5 and 6 of each week (0 = a Monday)
     defrost_every_h: float = 6.0
     defrost_minutes: float = 25.0
     defrost_heater: bool = False
@@ -261,6 +264,8 @@ class FridgeSpec:
             raise ValueError("heartbeat_interval_s: must be >= 1")
         if self.door_openings_per_hour < 0:
             raise ValueError("door_openings_per_hour: must be >= 0")
+        if not (0 <= self.door_night_factor <= 10 and 0 <= self.door_weekend_factor <= 10):
+            raise ValueError("door_night_factor: door factors must be within 0..10")
         if self.door_open_s <= 0:
             raise ValueError("door_open_s: must be > 0")
         if self.defrost_every_h < 0:

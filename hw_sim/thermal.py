@@ -96,7 +96,8 @@ class FridgeThermal:
             return
         p = self.params
         g_amb = p.wall_ua_w_per_k + (p.door_ua_w_per_k if door_open else 0.0)
-        q = (p.heater_w if heater_on else 0.0) - (p.compressor_w * capacity if compressor_on else 0.0)
+        cooling = p.compressor_w * capacity if compressor_on else 0.0
+        q = (p.heater_w if heater_on else 0.0) - cooling
         ca = p.air_capacity_j_per_k / dt_s
         cp = p.product_capacity_j_per_k / dt_s
         uap = p.product_ua_w_per_k

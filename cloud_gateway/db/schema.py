@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from .. import accounts, health, residents, shop, sql, stores
+from .. import accounts, health, maintenance_alerts, residents, shop, sql, stores
 from .. import retail as retail_store
 from ..alerts import store as alert_store
 from ..supply import settings as supply_tables
@@ -178,7 +178,7 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
           "alert_notifications", "alert_deliveries", "catalogues", "orders", "order_lines",
           "order_history", "movements", "stock", "downlink", *accounts.TABLES,
           *stores.TABLES, *residents.TABLES, *shop.TABLES, *supply_tables.TABLES,
-          *health.TABLES)
+          *health.TABLES, *maintenance_alerts.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -200,6 +200,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(shop.SCHEMA)  # residents' prices and orders (shop.py)
     conn.executescript(supply_tables.SCHEMA)  # supply settings, cycles, plans (supply/)
     conn.executescript(health.SCHEMA)  # fridge vitals per hour (health.py)
+    conn.executescript(maintenance_alerts.SCHEMA)  # technicians' alerts (maintenance_alerts.py)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -213,7 +214,8 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                 sql.lock(conn, sql.SCHEMA_LOCK)
                 for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
                             stores.SCHEMA, residents.SCHEMA, shop.SCHEMA,
-                            supply_tables.SCHEMA, health.SCHEMA):
+                            supply_tables.SCHEMA, health.SCHEMA,
+                            maintenance_alerts.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
                 conn.script(alert_store.PG_UPGRADE)

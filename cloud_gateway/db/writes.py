@@ -11,7 +11,7 @@ from typing import Any
 
 from xiaodian.wire.payloads import Batch, Event, Reading, State
 
-from .. import gaps, health, sql
+from .. import gaps, health, maintenance_alerts, sql
 from .. import retail as retail_store
 from ..clock import ClockPolicy, ClockWindow, correct, newsworthy
 from ..supply import transit
@@ -118,9 +118,12 @@ class IngestWrites(Connected):
                     conn, batch.store, batch.device, batch.boot,
                     [r for r in fresh.values() if isinstance(r, Event)], received_at, worker)
                 # A fridge's hourly vitals, likewise only for copies new here.
-                health.apply_vitals(conn, batch.store, batch.device, batch.boot,
-                                    [r for r in fresh.values() if isinstance(r, Event)],
-                                    received_at)
+                new_events = [r for r in fresh.values() if isinstance(r, Event)]
+                if health.apply_vitals(conn, batch.store, batch.device, batch.boot,
+                                       new_events, received_at):
+                    # New hours: the technicians' maintenance rules judge the fridge again.
+                    maintenance_alerts.on_vitals(conn, batch.store, batch.device, new_events,
+                                                 received_at)
         return len(fresh), len(records) - len(fresh)
 
     def _lock_stream(self, conn: sql.Connection, key: tuple[str, str, str, int],

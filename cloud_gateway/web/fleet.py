@@ -18,7 +18,7 @@ from xiaodian.i18n import DEFAULT_TZ, N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.commands import CommandError
 
-from .. import accounts, fleet, haccp, stores
+from .. import accounts, fleet, haccp, maintenance_alerts, maintenance_text, stores
 from ..fleet_text import event_text
 from .core import Call, HttpError, Reply, int_param
 from .core import json_reply as ok
@@ -48,6 +48,7 @@ def fleet_page(call: Call) -> Reply:
         rows = fleet.fridges(db.conn, names, now)
     for r in rows:
         r["profile"] = profiles[r["store"]]
+        r["maintenance_names"] = [t.render(maintenance_text.name(m)) for m in r["maintenance"]]
     return page(call, "fleet.html", t, who=who, rows=rows, now=now, default_tz=DEFAULT_TZ,
                 offline_after_min=int(fleet.OFFLINE_AFTER_S // 60))
 
@@ -78,10 +79,16 @@ def device_page(call: Call) -> Reply:
         log = fleet.event_log(db.conn, store, device, LOG_ROWS)
         alerts = [a.to_dict() for a in haccp.load_alerts(db.conn, store)
                   if a.fridge == device and a.active]
+        maint = maintenance_alerts.open_alerts(db.conn, [store], device)
     for e in log:
         e["text"] = event_text(e["type"], e["data"], t)
+    for m in maint:
+        m["name"] = t.render(maintenance_text.name(m["rule"]))
+        m["shows"] = t.render(maintenance_text.shows(m["rule"], m["evidence"]))
+        m["check"] = t.render(maintenance_text.check(m["rule"]))
+        m["since"] = t.date_time((m["raised_hour"] + 1) * 3600, profile.tz, fmt="short")
     return page(call, "device.html", t, who=who, row=row, profile=profile, log=log,
-                alerts=alerts, now=now, days=fleet.TREND_DAYS,
+                alerts=alerts, maintenance=maint, now=now, days=fleet.TREND_DAYS,
                 may_send=who.may("commands.send", store) and call.api.commander is not None)
 
 
