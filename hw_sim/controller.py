@@ -413,8 +413,9 @@ class FridgeController:
         if self.config.lock and not self._lock_reported:
             self._lock_reported = True
             self._lock_change(dev_ms, "boot", out)
-        evap_ok = evaporator_raw is not None and evaporator_raw != RAW_MISSING
-        self._defrost_schedule(dev_ms, out, evaporator_raw / 16 if evap_ok else None)
+        evap_c = (None if evaporator_raw is None or evaporator_raw == RAW_MISSING
+                  else evaporator_raw / 16)
+        self._defrost_schedule(dev_ms, out, evap_c)
         # A missing air probe holds the thermostat where it is (the firmware does the same).
         if self.mains and air_raw != RAW_MISSING:
             self._thermostat(dev_ms, air_raw / 16, out)
