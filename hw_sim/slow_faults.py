@@ -103,18 +103,19 @@ class Dropouts:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._until = -1.0
-        self._next = -1.0  # when the next burst starts; drawn on first use
+        self._next = -1.0  # the next candidate burst (at the full rate); drawn on first use
 
     def missing(self, t_s: float, level: float) -> bool:
-        if level <= 0:
-            self._next = -1.0
-            return t_s < self._until
-        rate = level * self.BURSTS_PER_H / 3600.0
+        # The rate changes as the fault grows: candidates come at the full rate and each
+        # becomes a burst with probability `level` (thinning), so no draw is made under a
+        # rate that no longer holds.
+        rate = self.BURSTS_PER_H / 3600.0
         if self._next < 0:
             self._next = t_s + self._rng.expovariate(rate)
         while self._next <= t_s:
             start = self._next
-            self._until = max(self._until, start + self._rng.expovariate(
-                1.0 / (5.0 + 150.0 * level * level)))
+            if self._rng.random() < level:
+                self._until = max(self._until, start + self._rng.expovariate(
+                    1.0 / (5.0 + 150.0 * level * level)))
             self._next = start + self._rng.expovariate(rate)
         return t_s < self._until
