@@ -2,7 +2,7 @@
 time; how many days before the first cold-chain alert the first maintenance alert came,
 and none on the normal scenarios.
 
-    python -m bench.maintenance [--only NAME] [--days D] [--scale S] [--jobs N]
+    python -m bench.maintenance [--only NAME]... [--days D] [--jobs N]
 
 The runs are `devstack.maintenance_bench` (shared with tests/e2e/test_maintenance_bench.py).
 The baseline, measured in the same run, is the normal scenarios: their maintenance alerts
@@ -47,15 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.maintenance", description=__doc__)
     parser.add_argument("--only", action="append", help="a scenario (repeatable)")
     parser.add_argument("--days", type=float, help="simulated days (default: each scenario's)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="start and develop the slow faults this much sooner (0.5: the "
-                        "tests' shortened run)")
     parser.add_argument("--jobs", type=int, help="parallel processes (default: CPU count)")
     args = parser.parse_args(argv)
-    if not 0.2 <= args.scale <= 1.0:
-        parser.error("--scale: between 0.2 and 1")
+    if args.days is not None and not 1 <= args.days <= 120:
+        parser.error("--days: between 1 and 120")
     t0 = time.monotonic()
-    outcomes = run_all(args.only, args.days, args.jobs, args.scale,
+    outcomes = run_all(args.only, args.days, args.jobs,
                        lambda s: print(s, file=sys.stderr, flush=True))
     took = time.monotonic() - t0
     if not outcomes:

@@ -21,7 +21,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +118,16 @@ class _Fridge:
             self.next_hour += 1
 
 
-def run_slow(path: Path, days: float | None = None, time_scale: float = 1.0,
-             stop_after_cold_d: float = 1.0, step_s: float = STEP_S) -> list[FridgeRun]:
+def run_slow(path: Path, days: float | None = None, stop_after_cold_d: float = 1.0,
+             step_s: float = STEP_S) -> list[FridgeRun]:
     """Run a slow scenario for `days` (default: its `# bench: N days` line, else 35); a
     fridge's run stops `stop_after_cold_d` after its first cold-chain alert (nothing more
-    to learn). `time_scale` < 1 shortens it: the slow faults start and develop that much
-    sooner, and the default length shrinks with them (the tests' shortened run)."""
+    to learn). Fewer `days` is the shortened run: the rules' windows are weeks long, so a
+    fault cannot be hurried, only watched for less time (then a fault's lead is "at least")."""
     scenario = load_scenario(path)
-    total = (days or _days_hint(path) * time_scale) * DAY_S
+    total = (days or _days_hint(path)) * DAY_S
     engine = RuleEngine()
-    fridges = [_Fridge(_scaled(f, time_scale), scenario.sim.seed) for f in scenario.fridges]
+    fridges = [_Fridge(f, scenario.sim.seed) for f in scenario.fridges]
     results: list[FridgeRun] = []
     t = 0.0
     next_tick = TICK_S
@@ -163,15 +163,6 @@ def _days_hint(path: Path) -> float:
     return float(hint.group(1)) if hint else 35.0
 
 
-def _scaled(spec: FridgeSpec, factor: float) -> FridgeSpec:
-    """The fridge with its slow faults starting and developing `factor` times as soon."""
-    if factor == 1.0:
-        return spec
-    faults = tuple(replace(f, at_s=f.at_s * factor, ramp_s=f.ramp_s * factor) if f.slow else f
-                   for f in spec.faults)
-    return replace(spec, faults=faults)
-
-
 def scenario_paths() -> list[Path]:
     return sorted(SLOW_DIR.glob("*.toml"))
 
@@ -195,20 +186,20 @@ class Outcome:
         return True
 
 
-def bench_one(path: Path, days: float | None = None, time_scale: float = 1.0) -> Outcome:
-    runs = run_slow(path, days, time_scale)
+def bench_one(path: Path, days: float | None = None) -> Outcome:
+    runs = run_slow(path, days)
     return Outcome(path.stem, runs, any(r.fault != "none" for r in runs))
 
 
 def run_all(only: str | Collection[str] | None = None, days: float | None = None,
-            jobs: int | None = None, time_scale: float = 1.0,
+            jobs: int | None = None,
             progress: Callable[[str], None] | None = None) -> list[Outcome]:
     names = {only} if isinstance(only, str) else set(only or ())
     todo = [p for p in scenario_paths() if not names or p.stem in names]
     workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     done: dict[str, Outcome] = {}
     with ProcessPoolExecutor(workers) as pool:
-        futures = {pool.submit(bench_one, p, days, time_scale): p.stem for p in todo}
+        futures = {pool.submit(bench_one, p, days): p.stem for p in todo}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()
             if progress:

@@ -66,7 +66,7 @@ class ControllerConfig:
     # A defrost termination probe on the evaporator (probe 2): a defrost ends when the coil
     # reaches defrost_end_c ("temperature"), else when defrost_s runs out ("timeout").
     evaporator_probe: bool = False
-    defrost_end_c: float = 4.0
+    defrost_end_c: float = 8.0
     # Load cells fitted, one per lane: raw counts at zero and counts per gram (factory).
     lane_offsets: tuple[int, ...] = field(default=())
     lane_scales: tuple[float, ...] = field(default=())

@@ -21,7 +21,7 @@ set_point_c = 3.0
 # lanes = [] (grams of stock on each load-cell lane at the start, at most 4),
 # lock = false (an electronic door lock: while locked the door cannot be opened),
 # evaporator_probe = false (a defrost termination probe, probe 2; python controller only),
-# defrost_end_c = 4 (the coil temperature that ends a defrost, with that probe)
+# defrost_end_c = 8 (the coil temperature that ends a defrost, with that probe)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
 # Window faults: unplug noise door_open door_ajar compressor_fail power_cut
@@ -249,7 +249,7 @@ class FridgeSpec:
     # ends when the coil reaches defrost_end_c, and on its timer (defrost_minutes) only if
     # it does not (ice, a weak heater). Without one every defrost ends on its timer.
     evaporator_probe: bool = False
-    defrost_end_c: float = 4.0
+    defrost_end_c: float = 8.0
     faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:

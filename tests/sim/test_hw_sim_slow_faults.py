@@ -66,7 +66,7 @@ def test_every_slow_scenario_loads() -> None:
 
 
 def test_the_evaporator_probe_ends_defrosts_on_temperature() -> None:
-    with_probe, recs = run(FridgeSpec("f", evaporator_probe=True), 1.0)
+    with_probe, recs = run(FridgeSpec("f", evaporator_probe=True, defrost_heater=True), 1.0)
     assert ends(recs) and set(ends(recs)) == {"temperature"}
     temps = [f["probes"] for k, f in recs if k == "temp"]
     assert all(len(p) == 3 and p[2][0] == 2 and p[2][1] == "ok" for p in temps)
@@ -81,7 +81,7 @@ def test_the_evaporator_probe_ends_defrosts_on_temperature() -> None:
 
 
 def test_an_iced_evaporator_makes_defrosts_run_out_their_timer() -> None:
-    spec = FridgeSpec("f", evaporator_probe=True, faults=(
+    spec = FridgeSpec("f", evaporator_probe=True, defrost_heater=True, faults=(
         FaultSpec("iced_evaporator", at_s=0.5 * DAY, ramp_s=2 * DAY),))
     sim, recs = run(spec, 4.0)
     e = ends(recs)
