@@ -7,7 +7,7 @@ A slow fault's `level` (0 → its severity over `ramp_s`, `FaultSpec.level`) set
   only once capacity falls below the heat leaking in.
 - refrigerant_leak: capacity × (1 − 0.8·level²): unnoticed for a while, then faster (less
   gas, lower suction pressure, a starved evaporator).
-- iced_evaporator: frost builds faster on the coil (× (1 + 12·level): a door seal letting
+- iced_evaporator: frost builds faster on the coil (× (1 + 40·level): a door seal letting
   humid air in) and a defrost melts it more slowly (× (1 − 0.8·level): a blocked drain
   refreezing, a weak heater). Ice then remains after each defrost, so a defrost that
   ends on the coil's temperature runs out its timer instead, and the ice left insulates
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from hw_sim.scenario import FaultSpec
 
-ICE_BLOCK_J = 600_000.0  # latent heat of the ice that blocks the coil's air flow for good
+ICE_BLOCK_J = 3_000_000.0  # latent heat of the ice that blocks the coil's air flow for good
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,14 @@ def icing(faults: list[FaultSpec], t_s: float) -> tuple[float, float]:
     for f in faults:
         if f.fault == "iced_evaporator":
             level = f.level(t_s)
-            frost *= 1.0 + 12.0 * level
+            frost *= 1.0 + 40.0 * level
             melt *= 1.0 - 0.8 * level
     return frost, melt
 
 
 class Dropouts:
     """One probe's intermittent dropouts: bursts start at `level × BURSTS_PER_H` an hour and
-    last an exponential time of mean 5 s + 150 s·level² (so a burst long enough for the
+    last an exponential time of mean 5 s + 60 s·level² (so a burst long enough for the
     cold-chain probe-fault rule, a minute, is rare early and common later). Drawn from its
     own stream, so the probe's readings and every other draw stay the same."""
 
@@ -116,6 +116,6 @@ class Dropouts:
             start = self._next
             if self._rng.random() < level:
                 self._until = max(self._until, start + self._rng.expovariate(
-                    1.0 / (5.0 + 150.0 * level * level)))
+                    1.0 / (5.0 + 60.0 * level * level)))
             self._next = start + self._rng.expovariate(rate)
         return t_s < self._until

@@ -3,6 +3,7 @@ scenario TOML, seeded, and doing to the cabinet what the technician's rules look
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def duty(recs: list[Any], since_ms: float) -> float:
     """Share of time on, from COMPRESSOR records after `since_ms`."""
     changes = [(f["dev_ms"], f["on"]) for k, f in recs if k == "compressor"
                and f["dev_ms"] >= since_ms]
-    on = sum(b[0] - a[0] for a, b in zip(changes, changes[1:], strict=False) if a[1])
+    on = sum(b[0] - a[0] for a, b in itertools.pairwise(changes) if a[1])
     return on / (changes[-1][0] - changes[0][0])
 
 
