@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_gateway import maintenance
-from edge.rules import RuleEngine
+from edge.rules import AlertChange, RuleEngine
 from edge.vitals import Rec, hour_vitals
 from edge.vitals_job import REPORT_DELAY_S
 from hw_sim.fridge import SimFridge
@@ -87,11 +87,12 @@ class _Fridge:
                 probes = {int(i): (str(s), c) for i, s, c in data["probes"]}
                 air_s, air = probes.get(0, (None, None))
                 prod_s, prod = probes.get(1, (None, None))
-                self._cold(engine.on_reading(fid, t, air, prod, air_s, prod_s), t)
+                self.cold_chain(engine.on_reading(fid, t, air, prod, air_s, prod_s), t)
             elif r.kind in ("door", "compressor", "power", "defrost"):
-                self._cold(engine.on_event(fid, t, r.kind, data), t)
+                self.cold_chain(engine.on_event(fid, t, r.kind, data), t)
 
-    def _cold(self, changes: list[Any], t: float) -> None:
+    def cold_chain(self, changes: list[AlertChange], t: float) -> None:
+        """Note the first cold-chain alert raised (any rule, any severity)."""
         for c in changes:
             if c.state == "raised" and self.run.first_cold_chain_d is None:
                 self.run.first_cold_chain_d = (t - START_WALL) / DAY_S
@@ -140,9 +141,9 @@ def run_slow(path: Path, days: float | None = None, stop_after_cold_d: float = 1
         if t >= next_tick:
             next_tick += TICK_S
             for c in engine.tick(START_WALL + t):
-                fr_ = next((f for f in fridges if f.sim.spec.id == c.fridge), None)
-                if fr_ is not None:
-                    fr_._cold([c], START_WALL + t)
+                for f in fridges:
+                    if f.sim.spec.id == c.fridge:
+                        f.cold_chain([c], START_WALL + t)
         done = [f for f in fridges if f.run.first_cold_chain_d is not None
                 and t / DAY_S >= f.run.first_cold_chain_d + stop_after_cold_d]
         for f in done:

@@ -309,6 +309,8 @@ class FridgeDevice:
         for tr in self.sim.take_transitions():
             spec = tr.spec
             extra: dict[str, Any] = {} if spec.instant else {"for_s": spec.for_s}
+            if spec.slow:  # develops from now on and stays
+                extra = {"ramp_s": spec.ramp_s, "severity": spec.severity}
             if spec.probe is not None:
                 extra["probe"] = spec.probe
             if spec.lane is not None:
