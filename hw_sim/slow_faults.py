@@ -70,8 +70,12 @@ class Evaporator:
 
 
 def capacity_factor(faults: list[FaultSpec], t_s: float, ice_share: float) -> float:
-    """The share of its rated heat removal the refrigeration circuit achieves now."""
-    cap = 1.0 - 0.6 * ice_share
+    """The share of its rated heat removal the refrigeration circuit achieves now. Ice
+    chokes the coil only under an iced_evaporator fault: a healthy coil's frost is what its
+    defrosts are sized for, and every scenario without a slow fault runs exactly as before
+    the coil was modelled."""
+    iced = any(f.fault == "iced_evaporator" for f in faults)
+    cap = 1.0 - 0.6 * ice_share if iced else 1.0
     for f in faults:
         level = f.level(t_s)
         if f.fault == "condenser_fouling":
