@@ -16,6 +16,7 @@ from . import (
     edge_footprint,
     firmware_update,
     fw_signature_cost,
+    maintenance,
     nearest_store,
     outage_memory,
     scan_to_verdict,
@@ -39,6 +40,9 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
      ["--outage-s", "25", "--before", "8", "--warmup", "3", "--after", "2", "--budget-mb", "0.5"]),
     ("alert_latency", alert_latency.main, ["--alerts", "20"]),
     ("scenarios", scenarios.main, []),  # every cold-chain scenario, ~45 s on 2 CPUs
+    # A fouling condenser and a healthy month, 24 simulated days each: ~60 s on 2 CPUs.
+    ("maintenance", maintenance.main,
+     ["--only", "condenser_fouling", "--only", "normal_month", "--days", "24"]),
     ("scan_to_verdict", scan_to_verdict.main, ["--scans", "200"]),  # ~25 s
     ("supply", supply.main, []),  # two markets x 60 days, one 1,000 x 300 cutoff: ~20 s
     ("nearest_store", nearest_store.main, []),  # 10,000 points over 5,000 stores: ~60 s

@@ -15,7 +15,7 @@ from typing import Any
 
 from xiaodian.wire.health import HOUR_S
 
-from . import haccp, health, sql
+from . import haccp, health, maintenance_alerts, sql
 
 HEARTBEAT_S = 240.0  # the edge's default readings_interval_s
 MISSED_BEATS = 3
@@ -25,9 +25,13 @@ TREND_DAYS = (7, 28)
 
 
 def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[dict[str, Any]]:
-    """One row per fridge: store, device, online, last seen, firmware, link, open alerts,
-    and its terminal's agent version and configuration hash (the inventory)."""
+    """One row per fridge: store, device, online, last seen, firmware, link, open alerts
+    (cold-chain), open maintenance alerts (their rules), and its terminal's agent version and
+    configuration hash (the inventory)."""
     latest = health.latest(conn)
+    maint: dict[tuple[str, str], list[str]] = {}
+    for m in maintenance_alerts.open_alerts(conn, store_names):
+        maint.setdefault((m["store"], m["fridge"]), []).append(str(m["rule"]))
     out = []
     for store in store_names:
         state = conn.execute("SELECT online, agent_version, config_hash FROM store_state"
@@ -60,6 +64,7 @@ def fridges(conn: sql.Connection, store_names: list[str], now: float) -> list[di
                 "duty": None if vitals is None else vitals.get("duty"),
                 "agent_version": None if state is None else state[1],
                 "config_hash": None if state is None else state[2],
+                "maintenance": maint.get((store, device), []),
             })
     return out
 

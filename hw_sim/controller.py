@@ -27,6 +27,8 @@ FIRMWARE_VERSION = (0, 1, 0)
 SIM_FREE_MEM = 61_440  # what a MicroPython board typically reports; constant in the sim
 PROBE_AIR = 0
 PROBE_PRODUCT = 1
+PROBE_EVAPORATOR = 2  # the defrost termination probe, when fitted
+RAW_MISSING = -127 * 16  # what a 1-Wire driver reads for a probe that does not answer
 # Backup supply voltage (a 1-cell Li-ion pack): charged while mains is present, sagging on it.
 BACKUP_MV_CHARGED = 4_100
 BACKUP_MV_ON_BATTERY = 3_700
@@ -61,6 +63,10 @@ class ControllerConfig:
     # Mains sense and a backup supply fitted: POWER records (one after boot, then changes).
     power_monitor: bool = False
     lock: bool = True  # an electronic door lock fitted: UNLOCK, LOCK records
+    # A defrost termination probe on the evaporator (probe 2): a defrost ends when the coil
+    # reaches defrost_end_c ("temperature"), else when defrost_s runs out ("timeout").
+    evaporator_probe: bool = False
+    defrost_end_c: float = 8.0
     # Load cells fitted, one per lane: raw counts at zero and counts per gram (factory).
     lane_offsets: tuple[int, ...] = field(default=())
     lane_scales: tuple[float, ...] = field(default=())
@@ -388,9 +394,11 @@ class FridgeController:
         door_open: bool,
         mains: bool = True,
         lanes_raw: Sequence[int] = (),
+        evaporator_raw: int | None = None,
     ) -> list[OutFrame]:
         """One pass of the control loop at device time `dev_ms` with fresh readings
-        (`lanes_raw`: one load-cell sample per lane, in HX711 counts).
+        (`lanes_raw`: one load-cell sample per lane, in HX711 counts; `evaporator_raw`: the
+        termination probe, when fitted).
 
         `dev_ms` counts from the first boot; after a soft reboot the controller counts its
         own device time from the reboot.
@@ -405,8 +413,11 @@ class FridgeController:
         if self.config.lock and not self._lock_reported:
             self._lock_reported = True
             self._lock_change(dev_ms, "boot", out)
-        self._defrost_schedule(dev_ms, out)
-        if self.mains:
+        evap_c = (None if evaporator_raw is None or evaporator_raw == RAW_MISSING
+                  else evaporator_raw / 16)
+        self._defrost_schedule(dev_ms, out, evap_c)
+        # A missing air probe holds the thermostat where it is (the firmware does the same).
+        if self.mains and air_raw != RAW_MISSING:
             self._thermostat(dev_ms, air_raw / 16, out)
         if self.config.lock:
             self._relock(dev_ms, door_open, out)
@@ -425,7 +436,10 @@ class FridgeController:
             self._next_sample_ms = self._advance(
                 self._next_sample_ms, dev_ms, self.config.sample_interval_s
             )
-            probes = [(PROBE_AIR, "ok", air_raw / 16), (PROBE_PRODUCT, "ok", product_raw / 16)]
+            probes = [_probe(PROBE_AIR, air_raw), _probe(PROBE_PRODUCT, product_raw)]
+            if self.config.evaporator_probe:
+                probes.append(_probe(PROBE_EVAPORATOR, RAW_MISSING if evaporator_raw is None
+                                     else evaporator_raw))
             self._emit(
                 out,
                 codec.TEMP,
@@ -508,15 +522,19 @@ class FridgeController:
         if not mains and self.compressor_on:
             self._set_compressor(dev_ms, False, "power", out)
 
-    def _defrost_schedule(self, dev_ms: int, out: list[OutFrame]) -> None:
-        if self.defrosting and dev_ms >= self._defrost_end_ms:
+    def _defrost_schedule(self, dev_ms: int, out: list[OutFrame],
+                          evaporator_c: float | None = None) -> None:
+        warm = (self.config.evaporator_probe and evaporator_c is not None
+                and evaporator_c >= self.config.defrost_end_c)
+        if self.defrosting and (warm or dev_ms >= self._defrost_end_ms):
             self.defrosting = False
             self.heater_on = False
+            reason = "temperature" if warm else "timeout"
             self._emit(
                 out,
                 codec.DEFROST,
-                codec.pack_defrost(dev_ms, False, "timeout"),
-                {"dev_ms": dev_ms, "active": False, "reason": "timeout"},
+                codec.pack_defrost(dev_ms, False, reason),
+                {"dev_ms": dev_ms, "active": False, "reason": reason},
             )
         elif not self.defrosting and 0 <= self._next_defrost_ms <= dev_ms:
             self._next_defrost_ms += self._ms(self.config.defrost_every_s)
@@ -678,12 +696,13 @@ class FridgeController:
         if self.config.power_monitor:
             caps |= codec.CAP_POWER
         lanes = len(self._lane_raw)
+        probe_count = 3 if self.config.evaporator_probe else 2
         payload = codec.pack_hello(
             self.dev_ms,
             FIRMWARE_VERSION,
             self.reset_cause,
             caps,
-            2,
+            probe_count,
             lanes,
             self.boot_count,
             self.device_id,
@@ -694,9 +713,16 @@ class FridgeController:
             "firmware": list(FIRMWARE_VERSION),
             "reset_cause": self.reset_cause,
             "capabilities": caps,
-            "probe_count": 2,
+            "probe_count": probe_count,
             "lane_count": lanes,
             "boot_count": self.boot_count,
             "device_id": self.device_id,
         }
         return self._frame(codec.HELLO, payload, fields, flags)
+
+
+def _probe(index: int, raw: int) -> tuple[int, str, float | None]:
+    """One probe's TEMP entry: missing (no value) when the bus read −127 °C."""
+    if raw == RAW_MISSING:
+        return (index, "missing", None)
+    return (index, "ok", raw / 16)

@@ -22,6 +22,13 @@ from hw_sim.hardware import RAW_PER_G, CustomerDoor, Door, Ds18b20, LoadCell, la
 from hw_sim.micropython_host import MicroPythonController
 from hw_sim.ptylink import PtyPort
 from hw_sim.scenario import FridgeSpec
+from hw_sim.slow_faults import (
+    Dropouts,
+    Evaporator,
+    EvaporatorParams,
+    capacity_factor,
+    icing,
+)
 from hw_sim.thermal import FridgeThermal, ThermalParams
 from hw_sim.truth import TruthWriter
 
@@ -45,6 +52,8 @@ def controller_config(spec: FridgeSpec) -> ControllerConfig:
         defrost_s=spec.defrost_minutes * 60.0,
         defrost_heater=spec.defrost_heater,
         lock=spec.lock,
+        evaporator_probe=spec.evaporator_probe,
+        defrost_end_c=spec.defrost_end_c,
         lane_offsets=tuple(lane_zero_raw(k) for k in range(len(spec.lanes))),
         lane_scales=(RAW_PER_G,) * len(spec.lanes),
     )
@@ -82,7 +91,12 @@ class SimFridge:
 
         self.air_probe = Ds18b20(rng("probe0"))
         self.product_probe = Ds18b20(rng("probe1"))
-        self.door: Door = CustomerDoor(rng("door"), spec.door_openings_per_hour, spec.door_open_s)
+        self.evaporator = Evaporator(EvaporatorParams(), spec.air_start_c)
+        self.evaporator_probe = Ds18b20(rng("probe2"))
+        self._dropouts = (Dropouts(rng("dropout0")), Dropouts(rng("dropout1")))
+        self.door: Door = CustomerDoor(
+            rng("door"), spec.door_openings_per_hour, spec.door_open_s,
+            spec.door_night_factor, spec.door_weekend_factor)
         self.controller = make_controller(spec, flash_dir, speed)
         self.time_s = 0.0
         self.door_open = False
@@ -140,13 +154,19 @@ class SimFridge:
         relay = c.compressor_on or bool(active("thermostat_stuck_on"))
         cooling = relay and mains and not active("compressor_fail")
         heater = (c.heater_on or bool(active("heater_stuck_on"))) and mains
+        slow = [f for f in self.faults.open_specs() if f.slow]
+        cap = capacity_factor(slow, self.time_s, self.evaporator.ice_share)
         if active("door_ajar") and not self.door_open:
             # The thermal model knows only open or shut; ajar is shut with the door's
             # exchange for AJAR_SHARE of the step (implicit Euler: the same equilibrium).
-            self.thermal.step(dt_s * AJAR_SHARE, cooling, True, heater)
-            self.thermal.step(dt_s * (1 - AJAR_SHARE), cooling, False, heater)
+            self.thermal.step(dt_s * AJAR_SHARE, cooling, True, heater, cap)
+            self.thermal.step(dt_s * (1 - AJAR_SHARE), cooling, False, heater, cap)
         else:
-            self.thermal.step(dt_s, cooling, self.door_open, heater)
+            self.thermal.step(dt_s, cooling, self.door_open, heater, cap)
+        frost, melt = icing(slow, self.time_s)
+        p = self.thermal.params
+        self.evaporator.step(dt_s, self.thermal.air_c, p.compressor_w * cap if cooling else 0.0,
+                             p.heater_w if heater else 0.0, frost, melt)
         self.time_s += dt_s
         changes = self.faults.advance(self.time_s)
         self.transitions += changes
@@ -169,10 +189,17 @@ class SimFridge:
             probe.unplugged = any(f.probe == index for f in active("probe_unplugged"))
             probe.power_on = any(f.probe == index for f in active("probe_85"))
             probe.flatline(any(f.probe == index for f in active("probe_flatline")))
+        for f in active("probe_intermittent"):
+            assert f.probe is not None
+            if self._dropouts[f.probe].missing(self.time_s, f.level(self.time_s)):
+                probes[f.probe].unplugged = True
         air = self.air_probe.read_raw(self.thermal.air_c)
         product = self.product_probe.read_raw(self.thermal.probe_c)
         mains = not active("power_cut")
         lanes_raw = [cell.raw() for cell in self.lanes]
+        if isinstance(c, FridgeController) and self.spec.evaporator_probe:
+            evap = self.evaporator_probe.read_raw(self.evaporator.coil_c)
+            return c.tick(self.dev_ms, air, product, self.door_open, mains, lanes_raw, evap)
         return c.tick(self.dev_ms, air, product, self.door_open, mains, lanes_raw)
 
     def _instant(self, tr: Transition) -> None:
@@ -282,6 +309,8 @@ class FridgeDevice:
         for tr in self.sim.take_transitions():
             spec = tr.spec
             extra: dict[str, Any] = {} if spec.instant else {"for_s": spec.for_s}
+            if spec.slow:  # develops from now on and stays
+                extra = {"ramp_s": spec.ramp_s, "severity": spec.severity}
             if spec.probe is not None:
                 extra["probe"] = spec.probe
             if spec.lane is not None:

@@ -65,14 +65,28 @@ class Ds18b20:
 
 class CustomerDoor:
     """Customers opening the door: Poisson arrivals at `openings_per_hour`, each holding it
-    open for 0.5–1.5 × `open_s`. An arrival while the door is open extends the opening."""
+    open for 0.5–1.5 × `open_s`. An arrival while the door is open extends the opening.
 
-    def __init__(self, rng: random.Random, openings_per_hour: float, open_s: float) -> None:
+    `night_factor` and `weekend_factor` scale the rate from 22:00 to 07:00 and on days 5 and
+    6 of each week (simulated time 0 is a Monday midnight); when either is not 1 the
+    arrivals are thinned from the highest rate (one more draw each), otherwise the draws are
+    exactly those of a constant rate."""
+
+    def __init__(self, rng: random.Random, openings_per_hour: float, open_s: float,
+                 night_factor: float = 1.0, weekend_factor: float = 1.0) -> None:
         self._rng = rng
-        self.rate_per_s = openings_per_hour / 3600.0
+        self.night_factor, self.weekend_factor = night_factor, weekend_factor
+        self._varies = night_factor != 1.0 or weekend_factor != 1.0
+        self._peak = max(1.0, night_factor, weekend_factor, night_factor * weekend_factor)
+        self.rate_per_s = openings_per_hour / 3600.0 * (self._peak if self._varies else 1.0)
         self.open_s = open_s
         self._close_at = -1.0
         self._next_arrival = self._draw_gap(0.0)
+
+    def factor(self, t_s: float) -> float:
+        hour, day = int(t_s // 3600) % 24, int(t_s // 86400) % 7
+        f = self.night_factor if hour >= 22 or hour < 7 else 1.0
+        return f * (self.weekend_factor if day >= 5 else 1.0)
 
     def _draw_gap(self, now_s: float) -> float:
         if self.rate_per_s <= 0:
@@ -83,6 +97,9 @@ class CustomerDoor:
         """Door state at `now_s`; call with non-decreasing times."""
         while self._next_arrival <= now_s:
             start = self._next_arrival
+            if self._varies and self._rng.random() * self._peak >= self.factor(start):
+                self._next_arrival = self._draw_gap(start)
+                continue
             held = self.open_s * self._rng.uniform(0.5, 1.5)
             self._close_at = max(self._close_at, start + held)
             self._next_arrival = self._draw_gap(start)

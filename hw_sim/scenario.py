@@ -11,14 +11,17 @@ truth = "run/truth.jsonl"     # ground-truth JSON lines
 id = "fridge-1"
 set_point_c = 3.0
 # optional, with defaults: sample_interval_s = 10, heartbeat_interval_s = 10,
-# ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, defrost_every_h = 6
+# ambient_c = 28, door_openings_per_hour = 6, door_open_s = 20, door_night_factor = 1
+# (the rate from 22:00 to 07:00), door_weekend_factor = 1 (days 5, 6), defrost_every_h = 6
 # (0 = never), defrost_minutes = 25, defrost_heater = false (off-cycle defrost),
 # min_off_s = 240, initial_air_c = set point, initial_product_c = set point,
 # line_noise_ber = 0 (bit error rate on the serial line, both directions),
 # drop_byte_rate = 0 (share of bytes lost on the line),
 # controller = "python" (or "firmware", "micropython": docs/firmware.md),
 # lanes = [] (grams of stock on each load-cell lane at the start, at most 4),
-# lock = false (an electronic door lock: while locked the door cannot be opened)
+# lock = false (an electronic door lock: while locked the door cannot be opened),
+# evaporator_probe = false (a defrost termination probe, probe 2; python controller only),
+# defrost_end_c = 8 (the coil temperature that ends a defrost, with that probe)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
 # Window faults: unplug noise door_open door_ajar compressor_fail power_cut
@@ -26,6 +29,8 @@ set_point_c = 3.0
 # faults name their `probe`: 0 air, 1 product), lane_drift (names its `lane` and
 # `drift_g_per_h`). Instant faults (no for_s): reboot, watchdog (a firmware task hangs
 # until the watchdog resets the controller), item_taken and restock (name `lane`, `grams`).
+# Slow faults (no for_s: they develop from at_s to `severity` over `ramp_s` and stay):
+# condenser_fouling, refrigerant_leak, iced_evaporator, probe_intermittent (names `probe`).
 [[fridges.faults]]
 fault = "unplug"
 at_s = 600
@@ -115,8 +120,19 @@ FaultKind = Literal[
     "lane_drift",
     "item_taken",
     "restock",
+    "condenser_fouling",
+    "refrigerant_leak",
+    "iced_evaporator",
+    "probe_intermittent",
 ]
-PROBE_FAULTS = frozenset({"probe_unplugged", "probe_flatline", "probe_85"})
+PROBE_FAULTS = frozenset(
+    {"probe_unplugged", "probe_flatline", "probe_85", "probe_intermittent"}
+)
+# Slow faults develop over days: from at_s their `severity` grows linearly over `ramp_s` and
+# then holds; nothing repairs them within a run (hw_sim/slow_faults.py says what each does).
+SLOW_FAULTS = frozenset(
+    {"condenser_fouling", "refrigerant_leak", "iced_evaporator", "probe_intermittent"}
+)
 LANE_FAULTS = frozenset({"lane_drift", "item_taken", "restock"})
 # Happen at one instant (at_s, then every every_s) instead of opening a window.
 INSTANT_FAULTS = frozenset({"reboot", "watchdog", "item_taken", "restock"})
@@ -144,16 +160,27 @@ class FaultSpec:
     lane: int | None = None  # lane faults only
     grams: float = 0.0  # item_taken, restock: how much leaves or arrives
     drift_g_per_h: float = 0.0  # lane_drift: how fast the cell creeps while the window is open
+    ramp_s: float = 0.0  # slow faults only: from nothing to `severity` over this long
+    severity: float = 1.0  # slow faults only: how bad it gets, 0 < severity <= 1
 
     def __post_init__(self) -> None:
         if self.at_s < 0:
             raise ValueError("at_s: must be >= 0")
-        if self.instant:
+        if self.fault in SLOW_FAULTS:
+            if self.for_s or self.every_s:
+                raise ValueError(f"for_s: {self.fault} develops and stays: no for_s, every_s")
+            if self.ramp_s <= 0:
+                raise ValueError(f"ramp_s: {self.fault} needs ramp_s > 0 (how long it develops)")
+            if not 0 < self.severity <= 1:
+                raise ValueError("severity: must be in (0, 1]")
+        elif self.ramp_s or self.severity != 1.0:
+            raise ValueError("ramp_s: only slow faults take ramp_s and severity")
+        elif self.instant:
             if self.for_s:
                 raise ValueError(f"for_s: {self.fault} happens at an instant: no for_s")
         elif self.for_s <= 0:
             raise ValueError("for_s: must be > 0")
-        if self.every_s < 0 or (self.every_s and self.every_s <= self.for_s):
+        if not self.slow and (self.every_s < 0 or (self.every_s and self.every_s <= self.for_s)):
             raise ValueError("every_s: must be longer than for_s (or 0 = once)")
         if self.fault in PROBE_FAULTS:
             if self.probe is None or not 0 <= self.probe < PROBE_COUNT:
@@ -180,11 +207,24 @@ class FaultSpec:
     def instant(self) -> bool:
         return self.fault in INSTANT_FAULTS
 
+    @property
+    def slow(self) -> bool:
+        return self.fault in SLOW_FAULTS
+
+    def level(self, t_s: float) -> float:
+        """A slow fault's severity at `t_s`: 0 before at_s, growing to `severity` at
+        at_s + ramp_s; 1 for any other fault while its window is open."""
+        if not self.slow:
+            return 1.0 if self.active(t_s) else 0.0
+        return self.severity * min(1.0, max(0.0, (t_s - self.at_s) / self.ramp_s))
+
     def active(self, t_s: float) -> bool:
         """Whether the window is open at simulated time `t_s` (never, for an instant)."""
         since = t_s - self.at_s
         if since < 0:
             return False
+        if self.slow:
+            return True
         if self.every_s:
             since %= self.every_s
         return since < self.for_s
@@ -199,6 +239,8 @@ class FridgeSpec:
     ambient_c: float = 28.0
     door_openings_per_hour: float = 6.0
     door_open_s: float = 20.0
+    door_night_factor: float = 1.0  # door rate × this from 22:00 to 07:00
+    door_weekend_factor: float = 1.0  # × this on days 5 and 6 of each week (0 = a Monday)
     defrost_every_h: float = 6.0
     defrost_minutes: float = 25.0
     defrost_heater: bool = False
@@ -210,6 +252,11 @@ class FridgeSpec:
     controller: ControllerKind = "python"
     lanes: tuple[float, ...] = ()  # grams on each load-cell lane at the start
     lock: bool = False
+    # An evaporator (defrost termination) probe fitted, reported as probe 2: a defrost then
+    # ends when the coil reaches defrost_end_c, and on its timer (defrost_minutes) only if
+    # it does not (ice, a weak heater). Without one every defrost ends on its timer.
+    evaporator_probe: bool = False
+    defrost_end_c: float = 8.0
     faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -224,6 +271,8 @@ class FridgeSpec:
             raise ValueError("heartbeat_interval_s: must be >= 1")
         if self.door_openings_per_hour < 0:
             raise ValueError("door_openings_per_hour: must be >= 0")
+        if not (0 <= self.door_night_factor <= 10 and 0 <= self.door_weekend_factor <= 10):
+            raise ValueError("door_night_factor: door factors must be within 0..10")
         if self.door_open_s <= 0:
             raise ValueError("door_open_s: must be > 0")
         if self.defrost_every_h < 0:
@@ -234,6 +283,10 @@ class FridgeSpec:
             raise ValueError("defrost_minutes: must be shorter than defrost_every_h")
         if self.min_off_s < 0:
             raise ValueError("min_off_s: must be >= 0")
+        if self.evaporator_probe and self.controller != "python":
+            raise ValueError("evaporator_probe: only the Python reference controller has one")
+        if not -10 <= self.defrost_end_c <= 30:
+            raise ValueError("defrost_end_c: must be within -10..30")
         if len(self.lanes) > MAX_LANES:
             raise ValueError(f"lanes: at most {MAX_LANES} (one HX711 channel each)")
         if any(g < 0 for g in self.lanes):
@@ -244,7 +297,9 @@ class FridgeSpec:
                                  f"{len(self.lanes)}")
             # The Python reference controller reports every reading as ok: refuse rather
             # than fake a probe fault.
-            if f.fault in PROBE_FAULTS and self.controller == "python":
+            if f.fault == "probe_intermittent" and self.controller != "python":
+                raise ValueError("faults: probe_intermittent runs with controller = \"python\"")
+            if f.fault in PROBE_FAULTS - {"probe_intermittent"} and self.controller == "python":
                 raise ValueError(
                     f"faults: {f.fault} needs controller = \"firmware\" or \"micropython\" "
                     "(the Python reference controller does not classify probe readings)"

@@ -85,15 +85,19 @@ class FridgeThermal:
     def state(self) -> ThermalState:
         return ThermalState(self.air_c, self.product_c, self.probe_c)
 
-    def step(self, dt_s: float, compressor_on: bool, door_open: bool, heater_on: bool) -> None:
-        """Advance by `dt_s` seconds with the inputs held constant over the step."""
+    def step(self, dt_s: float, compressor_on: bool, door_open: bool, heater_on: bool,
+             capacity: float = 1.0) -> None:
+        """Advance by `dt_s` seconds with the inputs held constant over the step;
+        `capacity`: the share of `compressor_w` the circuit achieves (a slow fault lowers it,
+        hw_sim/slow_faults.py)."""
         if dt_s < 0:
             raise ValueError("dt_s: must be >= 0")
         if dt_s == 0:
             return
         p = self.params
         g_amb = p.wall_ua_w_per_k + (p.door_ua_w_per_k if door_open else 0.0)
-        q = (p.heater_w if heater_on else 0.0) - (p.compressor_w if compressor_on else 0.0)
+        cooling = p.compressor_w * capacity if compressor_on else 0.0
+        q = (p.heater_w if heater_on else 0.0) - cooling
         ca = p.air_capacity_j_per_k / dt_s
         cp = p.product_capacity_j_per_k / dt_s
         uap = p.product_ua_w_per_k

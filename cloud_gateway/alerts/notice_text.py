@@ -16,6 +16,8 @@ from typing import Any
 from xiaodian.i18n import DEFAULT_TZ, N_, Message, translator
 from xiaodian.wire.alert_text import describe, describe_end, rule_name
 
+from .. import maintenance_text
+
 TITLES = {
     "alert": N_("Fridge alert"),
     "upgrade": N_("Fridge alert now CRITICAL"),
@@ -83,3 +85,30 @@ def notice(kind: str, alert: Mapping[str, Any], lang: str = "zh_CN",
 
 def acknowledge_line(link: str, lang: str = "zh_CN") -> str:
     return translator(lang).render(Message(ACKNOWLEDGE, {"link": link}))
+
+
+MAINTENANCE_TITLES = {
+    "alert": N_("Fridge maintenance needed"),
+    "repeat": N_("Fridge maintenance still needed"),
+    "reminder": N_("Fridge maintenance still needed"),
+    "all_clear": N_("Fridge maintenance alert over"),
+    "resolved": N_("Fridge maintenance alert over"),
+}
+
+
+def maintenance_notice(kind: str, alert: Mapping[str, Any], lang: str = "zh_CN",
+                       tz: str = DEFAULT_TZ) -> tuple[str, str]:
+    """(title, text) of a notice to a technician about a maintenance alert
+    (`maintenance_alerts.alert_dict`): what the vitals show and what to check."""
+    t = translator(lang)
+    rule = str(alert["rule"])
+    since = t.date_time(float(alert["raised_hour"]) * 3600 + 3600, tz, fmt="short")
+    params: dict[str, Any] = {"store": alert["store"], "fridge": alert["fridge"],
+                              "rule": maintenance_text.name(rule), "since": since}
+    if kind in ("all_clear", "resolved"):
+        text = Message(N_("%(store)s %(fridge)s: %(rule)s (since %(since)s) is over."), params)
+    else:
+        text = Message(N_("%(store)s %(fridge)s: %(rule)s since %(since)s: %(shows)s. %(check)s"),
+                       params | {"shows": maintenance_text.shows(rule, alert.get("evidence", {})),
+                                 "check": maintenance_text.check(rule)})
+    return t.gettext(MAINTENANCE_TITLES.get(kind, MAINTENANCE_TITLES["alert"])), t.render(text)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .. import sql
+from .. import maintenance_alerts, sql
 from ..db import Database
 from ..outbox import backoff_s
 from . import channels, notice_text, store
@@ -134,6 +134,9 @@ class AlertService:
             made = 0
             for row, notice in planned:
                 made += self._write_notice(conn, row, notice, now)
+            # Maintenance alerts: the same outbox and sender, to technicians only.
+            for alert, notice in maintenance_alerts.escalate(conn, now, self.settings.policy):
+                made += self._write_maintenance_notice(conn, alert, notice, now)
             claimed = store.claim_due(conn, now, self.worker_id, lease, max(0, free))
         self._count("notices", made)
         refused = []
@@ -168,6 +171,27 @@ class AlertService:
             for channel in contact.channels():
                 store.add_notification(conn, row["store"], row["id"], notice.kind,
                                        contact.name, channel, payload, now)
+                n += 1
+        return n
+
+    def _write_maintenance_notice(self, conn: sql.Connection, alert: dict[str, Any],
+                                  notice: Notice, now: float) -> int:
+        cfg = self.settings.store(alert["store"])
+        contacts = [c for c in (cfg.contacts if cfg else ()) if c.role == "technician"]
+        if not contacts:
+            log.info("maintenance alert %s/%s: no technician contact for the store; not sent",
+                     alert["store"], alert["id"])
+            return 0
+        tz = self.settings.policy(alert["store"]).timezone
+        n = 0
+        for contact in contacts:
+            title, text = notice_text.maintenance_notice(notice.kind, alert, contact.lang, tz)
+            payload = {"kind": notice.kind, "class": "maintenance", "title": title,
+                       "text": text, "lang": contact.lang, "alert": alert, "created_at": now}
+            for channel in contact.channels():
+                store.add_notification(conn, alert["store"],
+                                       maintenance_alerts.NOTICE_PREFIX + alert["id"],
+                                       notice.kind, contact.name, channel, payload, now)
                 n += 1
         return n
 
@@ -233,16 +257,18 @@ class AlertService:
 
     def _send(self, row: sql.Row, contact: Contact) -> channels.Attempt:
         payload: dict[str, Any] = json.loads(row["payload"])
-        key = payload["alert"]["key"]
         sent_at = int(self._now())
-        link = ack_link(self.public_url, self._link_secret, key, contact.name,
-                        sent_at + ACK_LINK_TTL_S)
+        # A maintenance alert is not acknowledged: it ends when the fridge is fixed.
+        link = None if payload.get("class") == "maintenance" else ack_link(
+            self.public_url, self._link_secret, payload["alert"]["key"], contact.name,
+            sent_at + ACK_LINK_TTL_S)
         channel: str = row["channel"]
         if channel == "webhook":
             secret = self._webhook_secrets.get(f"{row['store']}/{contact.name}")
             if secret is None:
                 return channels.Attempt(False, None, "no webhook secret loaded for the contact")
-            body = dict(payload, ack_url=link, sent_at=sent_at, delivery_id=int(row["id"]),
+            extra = {} if link is None else {"ack_url": link}
+            body = dict(payload, **extra, sent_at=sent_at, delivery_id=int(row["id"]),
                         contact=contact.name)
             raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
             return channels.send_webhook(contact.webhook_url, secret, raw, int(row["id"]),
@@ -250,6 +276,7 @@ class AlertService:
         index = int(channel.partition(":")[2])
         if index >= len(contact.apprise):
             return channels.Attempt(False, None, f"{channel}: no such Apprise URL any more")
-        text = f"{payload['text']}\n\n{notice_text.acknowledge_line(link, contact.lang)}"
+        text = payload["text"] if link is None else (
+            f"{payload['text']}\n\n{notice_text.acknowledge_line(link, contact.lang)}")
         return channels.send_apprise(contact.apprise[index], payload["title"], text)
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Role = Literal["owner", "backup"]
+Role = Literal["owner", "backup", "technician"]  # technician: maintenance_alerts.py
 Kind = Literal["alert", "upgrade", "escalation", "repeat", "reminder", "all_clear", "resolved"]
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 

@@ -16,7 +16,7 @@
     store = "store-001"
     [[alerts.stores.contacts]]
     name = "wang"                           # shown in the ack record ("via link:wang")
-    role = "owner"                          # owner | backup
+    role = "owner"                          # owner | backup | technician
     webhook_url = "https://hooks.example.com/xiaodian"
     webhook_secret_file = "secrets/wang-webhook"   # HMAC key of X-Xiaodian-Signature
     apprise = ["mailto://user:pass@smtp.example.com?to=wang@example.com"]
@@ -38,7 +38,9 @@ from .policy import EscalationPolicy
 @dataclass(frozen=True)
 class Contact:
     name: str
-    role: Literal["owner", "backup"] = "owner"
+    # technician: told of maintenance alerts (cloud_gateway/maintenance_alerts.py), never of
+    # cold-chain ones; owners and backups never of maintenance alerts.
+    role: Literal["owner", "backup", "technician"] = "owner"
     webhook_url: str = ""
     webhook_secret_file: Path | None = None
     apprise: tuple[str, ...] = ()

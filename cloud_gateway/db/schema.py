@@ -11,7 +11,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from .. import accounts, health, resident_notices, residents, rollout_tables, shop, sql, stores
+from .. import (
+    accounts,
+    health,
+    maintenance_alerts,
+    resident_notices,
+    residents,
+    rollout_tables,
+    shop,
+    sql,
+    stores,
+)
 from .. import retail as retail_store
 from ..alerts import store as alert_store
 from ..supply import receiving
@@ -182,7 +192,7 @@ TABLES = ("readings", "events", "store_state", "dead_letters", "streams", "data_
           "order_history", "movements", "stock", "downlink", *accounts.TABLES,
           *stores.TABLES, *residents.TABLES, *shop.TABLES, *supply_tables.TABLES,
           *health.TABLES, *rollout_tables.TABLES, *receiving.TABLES,
-          *resident_notices.TABLES, *supply_jobs.TABLES)
+          *resident_notices.TABLES, *supply_jobs.TABLES, *maintenance_alerts.TABLES)
 
 # PostgreSQL only: SQLite's commands table orders same-second commands by rowid, which
 # PostgreSQL has not; this column (filled by the database) is its stand-in.
@@ -209,6 +219,7 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(receiving.SCHEMA)  # receipts, short pre-orders, refunds
     conn.executescript(resident_notices.SCHEMA)  # residents' notices and their delivery
     conn.executescript(supply_jobs.SCHEMA)  # the scheduler's claims (supply/scheduler.py)
+    conn.executescript(maintenance_alerts.SCHEMA)  # technicians' alerts (maintenance_alerts.py)
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
@@ -224,7 +235,7 @@ def create_pg(conn: sql.PgConnection, url: str) -> None:
                             stores.SCHEMA, residents.SCHEMA, shop.SCHEMA,
                             supply_tables.SCHEMA, health.SCHEMA, rollout_tables.SCHEMA,
                             receiving.SCHEMA, resident_notices.SCHEMA,
-                            supply_jobs.SCHEMA):
+                            supply_jobs.SCHEMA, maintenance_alerts.SCHEMA):
                     conn.script(sql.pg_schema(ddl))
                 conn.script(PG_EXTRA_DDL)
                 conn.script(alert_store.PG_UPGRADE)

@@ -14,7 +14,7 @@ import msgspec
 
 from xiaodian.wire.payloads import Batch, Event, Reading, State
 
-from .. import gaps, health, sql
+from .. import gaps, health, maintenance_alerts, sql
 from .. import retail as retail_store
 from ..clock import ClockPolicy, ClockWindow, correct, newsworthy
 from ..supply import transit
@@ -145,7 +145,9 @@ class IngestWrites(Connected):
             # change orders like the API's writers: under the write lock (taken above).
             retail_store.apply_events(conn, store, device, boot, events, at, worker)
             # A fridge's hourly vitals, likewise only for copies new here.
-            health.apply_vitals(conn, store, device, boot, events, at)
+            if health.apply_vitals(conn, store, device, boot, events, at):
+                # New hours: the technicians' maintenance rules judge the fridge again.
+                maintenance_alerts.on_vitals(conn, store, device, events, at)
         return counts
 
     def _stream_rows(self, conn: sql.Connection, key: tuple[str, str, str, int],

@@ -18,7 +18,7 @@ from xiaodian.i18n import DEFAULT_TZ, N_, Translator
 from xiaodian.wire import ids
 from xiaodian.wire.commands import CommandError
 
-from .. import accounts, fleet, haccp, rollouts, stores
+from .. import accounts, fleet, haccp, maintenance_alerts, maintenance_text, rollouts, stores
 from ..fleet_text import event_text
 from ..rollout_text import describe as describe_rollout
 from .core import Call, HttpError, Reply, int_param
@@ -50,6 +50,7 @@ def fleet_page(call: Call) -> Reply:
         updates = rollouts.recent(db, names, limit=5)
     for r in rows:
         r["profile"] = profiles[r["store"]]
+        r["maintenance_names"] = [t.render(maintenance_text.name(m)) for m in r["maintenance"]]
     for u in updates:
         u |= describe_rollout(u, t)
         # A person sees only the stores they cover (the counts are the rollout's).
@@ -85,10 +86,16 @@ def device_page(call: Call) -> Reply:
         log = fleet.event_log(db.conn, store, device, LOG_ROWS)
         alerts = [a.to_dict() for a in haccp.load_alerts(db.conn, store)
                   if a.fridge == device and a.active]
+        maint = maintenance_alerts.open_alerts(db.conn, [store], device)
     for e in log:
         e["text"] = event_text(e["type"], e["data"], t)
+    for m in maint:
+        m["name"] = t.render(maintenance_text.name(m["rule"]))
+        m["shows"] = t.render(maintenance_text.shows(m["rule"], m["evidence"]))
+        m["check"] = t.render(maintenance_text.check(m["rule"]))
+        m["since"] = t.date_time((m["raised_hour"] + 1) * 3600, profile.tz, fmt="short")
     return page(call, "device.html", t, who=who, row=row, profile=profile, log=log,
-                alerts=alerts, now=now, days=fleet.TREND_DAYS,
+                alerts=alerts, maintenance=maint, now=now, days=fleet.TREND_DAYS,
                 may_send=who.may("commands.send", store) and call.api.commander is not None)
 
 

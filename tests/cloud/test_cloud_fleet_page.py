@@ -230,6 +230,28 @@ def test_the_device_page_draws_7_and_28_day_trends(server: HttpServer,
         _checks(page, f"device-{tag}-28d")
 
 
+def test_maintenance_alerts_show_on_the_fleet_and_the_device_page(server: HttpServer) -> None:
+    """fridge-1's duty cycle climbs through its 29 days of vitals (0.35 to 0.58 at the same
+    door traffic): the cloud's maintenance rule raised `duty_rising` as they arrived."""
+    from playwright.sync_api import expect
+
+    with browser_page(DESKTOP) as page:
+        _login(page, server.url, "/tech")
+        expect(page.locator("tr[data-device=fridge-1] td.maint")).to_have_text("压缩机负荷上升")
+        expect(page.locator("tr[data-device=fridge-2] td").last).to_have_text("–")
+        page.select_option("#show", "maint")
+        assert _rows(page) == ["fridge-1"]
+        _checks(page, "fleet-desktop-maintenance")
+        page.goto(server.url + f"tech/{STORE}/fridge-1")
+        box = page.locator("#maintenance")
+        expect(box.locator("li b")).to_have_text("压缩机负荷上升")
+        expect(box).to_contain_text("在开门次数相近的情况下比 28 天基线")
+        expect(box).to_contain_text("清洁冷凝器")
+        _checks(page, "device-desktop-maintenance")
+        page.goto(server.url + f"tech/{STORE}/fridge-2")
+        expect(page.locator("#maintenance")).to_contain_text("无需维护。")
+
+
 def test_the_trends_api_and_the_pages_need_a_login(server: HttpServer) -> None:
     r = get(server.url + f"api/stores/{STORE}/fridges/fridge-1/vitals?days=7")
     assert r.status == 401
