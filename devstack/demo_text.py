@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from xiaodian.i18n import N_, Translator
 
 from .inbox_page import RULES, SEVERITIES
+from .retail_seed import DEMO_CLERK
 from .stack import StoreStack
 
 DOOR = {True: N_("door open"), False: N_("door closed"), None: N_("door ?")}
@@ -22,7 +23,9 @@ def owner_facts(stack: StoreStack) -> dict[str, Any]:
     """Where the owner looks and how they log in (also in the --json summary)."""
     return {"inbox_url": stack.inbox_url, "login_url": stack.owner_login_url,
             "owner_page": f"{stack.http_url}owner", "user": "owner",
-            "password": stack.demo_password, "technician": "technician"}
+            "password": stack.demo_password, "technician": "technician",
+            "operator": "operator", "supply_page": f"{stack.http_url}supply",
+            "fleet_page": f"{stack.http_url}tech"}
 
 
 def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO,
@@ -67,6 +70,9 @@ def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO
                 p(_("order %(id)s: delivery (on the counter's delivery list)")
                   % {"id": order["id"]}, 4)
         p(_("Scan or type a pickup code into the counter page to hand an order over."), 4)
+        p(_("A delivery from the depot is received with the counter's Receive button and"
+            " signed off by the clerk %(clerk)s, PIN %(pin)s.")
+          % {"clerk": DEMO_CLERK[0], "pin": DEMO_CLERK[1]}, 4)
     p(_("Cloud dashboard: %(url)s") % {"url": stack.http_url}, 2)
     residents = retail.get("residents") if retail else None
     if residents:
@@ -75,8 +81,17 @@ def banner(stack: StoreStack, retail: dict[str, Any], t: Translator, out: TextIO
         p(_("Residents' app (open it at phone size): %(url)s") % {"url": residents["url"]}, 2)
         p(_("Log in with %(phone)s; the one-time code is written to %(log)s")
           % {"phone": residents["phone"], "log": residents["code_log"]}, 4)
+    if residents:
+        p()
+        p(_("== Supply =="))
+        p(_("Order cycles, plans, pick lists, receiving and refunds: %(url)s")
+          % {"url": o["supply_page"]}, 2)
+        p(_("log in as %(user)s (the same password); the cutoff runs by itself, and the"
+            " manifest then reaches the counter") % {"user": o["operator"]}, 4)
     p()
     p(_("== For the technician =="))
+    p(_("Fleet view (devices, maintenance, firmware updates): %(url)s")
+      % {"url": o["fleet_page"]}, 2)
     p(_("broker: %(url)s, log %(log)s")
       % {"url": f"mqtts://{stack.broker.host}:{stack.broker.port}",
          "log": stack.broker.log_path}, 2)

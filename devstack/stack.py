@@ -291,7 +291,8 @@ class StoreStack:
 
     def people(self) -> None:
         """In the fresh cloud database: an operator whose token the stack uses (written to
-        `api_token_file`), and an owner and a technician of the store to log in as."""
+        `api_token_file`), and an owner, a technician of the store and a supply operator to
+        log in as."""
         from cloud_gateway import accounts
         from cloud_gateway.db import Database
 
@@ -302,6 +303,8 @@ class StoreStack:
             _, token = accounts.create_token(conn, "stack-operator", "devstack", [], now)
             for name in ("owner", "technician"):
                 accounts.add_user(conn, name, name, [self.store], self.demo_password, now)
+            # The supply operator of the demo (the /supply page): a person, with a password.
+            accounts.add_user(conn, "operator", "operator", [], self.demo_password, now)
         self.api_token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.api_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -101,6 +101,13 @@ def test_demo_delivers_every_reading_exactly_once(tmp_path: Path) -> None:
     assert summary["owner"]["inbox_url"] == summary["inbox"]["url"] != ""
     assert summary["owner"]["login_url"].endswith("/login?next=/owner")
     assert summary["owner"]["user"] == "owner" and summary["owner"]["password"]
+    # The supply operator the banner names can log in to the /supply page it prints.
+    assert summary["owner"]["supply_page"].endswith("/supply")
+    con = sqlite3.connect(workdir / "cloud" / "cloud.sqlite3")
+    (operator,) = con.execute("SELECT role, password IS NOT NULL FROM users WHERE username = ?",
+                              (summary["owner"]["operator"],)).fetchall()
+    con.close()
+    assert operator == ("operator", 1)
     assert summary["inbox"]["refused"] == 0
     con = sqlite3.connect(workdir / "cloud" / "cloud.sqlite3")
     sent = {i: (kind, f"store-001/{alert}") for i, kind, alert in con.execute(
