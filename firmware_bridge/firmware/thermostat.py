@@ -7,7 +7,8 @@ Added for a real board: a defrost on command, mains loss, and an emergency duty 
 when the air probe has given no usable reading for a while (a cabinet left without
 cooling is worse than one cycled blind). With an evaporator probe fitted a defrost ends
 `temperature` once the coil reads defrost_end_tenths; without one, or while it gives no
-usable reading, it ends `timeout` when its time runs out (never a heater left on). Reasons are codec's compressor/defrost codes.
+usable reading, it ends `timeout` when its time runs out (never a heater left on).
+Reasons are codec's compressor/defrost codes.
 """
 
 import codec
