@@ -216,6 +216,8 @@ def firmware_settings(spec: Any, power_monitor: bool) -> dict[str, Any]:
         "defrost_every_min": round(spec.defrost_every_h * 60),
         "defrost_minutes": round(spec.defrost_minutes),
         "defrost_heater": spec.defrost_heater,
+        "evaporator_probe": spec.evaporator_probe,
+        "defrost_end_tenths": round(spec.defrost_end_c * 10),
         "power_monitor": power_monitor,
         "lock": spec.lock,
         "lanes": len(spec.lanes),
@@ -258,7 +260,9 @@ class FirmwareController:
             data_dir = Path(tempfile.mkdtemp(prefix=f"xd-flash-{device_id}-"))
             weakref.finalize(self, shutil.rmtree, data_dir, True)
         provision(data_dir, settings)
-        self.board = SimBoard(device_id, lanes=int(settings.get("lanes", 0)))
+        # A third DS18B20 on the bus when an evaporator probe is fitted.
+        probes = 3 if settings.get("evaporator_probe") else 2
+        self.board = SimBoard(device_id, probes, lanes=int(settings.get("lanes", 0)))
         self._pins = load_firmware()["pins"]
         # Door shut and mains on at power-up, until the first tick says otherwise.
         self.board.pins[self._pins.DOOR] = 0
@@ -308,9 +312,13 @@ class FirmwareController:
         door_open: bool,
         mains: bool = True,
         lanes_raw: Sequence[int] = (),
+        evaporator_raw: int | None = None,
     ) -> list[OutFrame]:
+        """As FridgeController.tick; `evaporator_raw` reaches the board's third probe."""
         b = self.board
         b.probe_raw[0], b.probe_raw[1] = air_raw, product_raw
+        if evaporator_raw is not None and len(b.probe_raw) > 2:
+            b.probe_raw[2] = evaporator_raw
         if lanes_raw:
             b.lane_raw = list(lanes_raw)
         b.pins[self._pins.DOOR] = 1 if door_open else 0

@@ -197,7 +197,7 @@ class SimFridge:
         product = self.product_probe.read_raw(self.thermal.probe_c)
         mains = not active("power_cut")
         lanes_raw = [cell.raw() for cell in self.lanes]
-        if isinstance(c, FridgeController) and self.spec.evaporator_probe:
+        if self.spec.evaporator_probe:
             evap = self.evaporator_probe.read_raw(self.evaporator.coil_c)
             return c.tick(self.dev_ms, air, product, self.door_open, mains, lanes_raw, evap)
         return c.tick(self.dev_ms, air, product, self.door_open, mains, lanes_raw)

@@ -78,7 +78,9 @@ class MicroPythonController:
         self.sensors = data_dir / "sensors.json"
         self.pins: dict[int, int] = {}
         self.inputs: dict[str, Any] = {"pins": {str(PIN_DOOR): 0, str(PIN_MAINS): 1}}
-        self.inputs.update(probes=[[48, None], [48, None]], backup_mv=4100, reset_cause=1)
+        # A third DS18B20 on the bus when an evaporator probe is fitted.
+        self.probe_count = 3 if settings.get("evaporator_probe") else 2
+        self.inputs.update(probes=[[48, None]] * self.probe_count, backup_mv=4100, reset_cause=1)
         self.dev_ms = 0
         self.boot_count = 0
         self.tx_dropped = 0
@@ -154,9 +156,14 @@ class MicroPythonController:
         door_open: bool,
         mains: bool = True,
         lanes_raw: Sequence[int] = (),
+        evaporator_raw: int | None = None,
     ) -> list[OutFrame]:
         self.dev_ms = dev_ms
-        self.inputs["probes"] = [[air_raw, None], [product_raw, None]]
+        probes: list[list[Any]] = [[air_raw, None], [product_raw, None]]
+        if self.probe_count > 2:
+            last = self.inputs["probes"][2]
+            probes.append(last if evaporator_raw is None else [evaporator_raw, None])
+        self.inputs["probes"] = probes
         self.inputs["lanes"] = list(lanes_raw)
         self.inputs["pins"] = {str(PIN_DOOR): int(door_open), str(PIN_MAINS): int(mains)}
         self.inputs["backup_mv"] = 4100 if mains else 3700

@@ -20,7 +20,7 @@ set_point_c = 3.0
 # controller = "python" (or "firmware", "micropython": docs/firmware.md),
 # lanes = [] (grams of stock on each load-cell lane at the start, at most 4),
 # lock = false (an electronic door lock: while locked the door cannot be opened),
-# evaporator_probe = false (a defrost termination probe, probe 2; python controller only),
+# evaporator_probe = false (a defrost termination probe, probe 2),
 # defrost_end_c = 8 (the coil temperature that ends a defrost, with that probe)
 
 # Faults on a timeline of simulated seconds; `every_s` repeats the window (0 = once).
@@ -283,8 +283,6 @@ class FridgeSpec:
             raise ValueError("defrost_minutes: must be shorter than defrost_every_h")
         if self.min_off_s < 0:
             raise ValueError("min_off_s: must be >= 0")
-        if self.evaporator_probe and self.controller != "python":
-            raise ValueError("evaporator_probe: only the Python reference controller has one")
         if not -10 <= self.defrost_end_c <= 30:
             raise ValueError("defrost_end_c: must be within -10..30")
         if len(self.lanes) > MAX_LANES:

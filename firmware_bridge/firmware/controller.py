@@ -81,11 +81,18 @@ class Controller:
             self.lanes.append(Lane(hw.cells[i], off, scale))
         self.lane_reporter = Reporter(int(cfg["lane_deadband_g"]))
         found = hw.ds.scan() if hw.ds is not None else []
-        roms = probemod.assign(found, cfg["probe_roms"], 2)
-        saved = [probemod.rom_hex(r) for r in roms]
+        self.evaporator = bool(cfg["evaporator_probe"])
+        wanted = probemod.EVAPORATOR + 1 if self.evaporator else 2
+        roms: list[bytes | None] = list(probemod.assign(found, cfg["probe_roms"], wanted))
+        saved = [probemod.rom_hex(r) for r in roms if r is not None]
         if saved != cfg["probe_roms"]:
             self.store.set("probe_roms", saved)
+        if self.evaporator:
+            # A fitted evaporator probe is always probe 2, read missing until it answers a
+            # scan (the reference controller reports it so too).
+            roms += [None] * (wanted - len(roms))
         self.probes = probemod.ProbeBus(hw.ds, roms)
+        self.evap_c: float | None = None
         self.reboot_requested = False
         if cfg["reboot_seq"] >= 0:
             # Restarted by a REBOOT whose ACK may have been lost: a retry is a duplicate.
@@ -147,6 +154,11 @@ class Controller:
         self.readings = self.probes.read()
         air = self.readings[0] if self.readings else None
         self.air_c = air[2] / 16 if air is not None and air[1] == codec.STATUS_OK else None
+        if self.evaporator:
+            # Only an ok reading ends a defrost on temperature: missing, CRC-bad or the 85 °C
+            # power-on value leave it to its timer.
+            evap = self.readings[probemod.EVAPORATOR]
+            self.evap_c = evap[2] / 16 if evap[1] == codec.STATUS_OK else None
         if now_ms >= self._next_sample_ms:
             self._next_sample_ms = _advance(self._next_sample_ms, now_ms, self.sample_ms)
             probes: list[tuple[int, int | str, float | None]] = []
@@ -223,7 +235,7 @@ class Controller:
     # -- control ------------------------------------------------------------------------------
 
     def _control(self, now_ms: int) -> None:
-        events = self.thermostat.step(now_ms, self.air_c, self.mains)
+        events = self.thermostat.step(now_ms, self.air_c, self.mains, self.evap_c)
         self._events(now_ms, events)
 
     def _events(self, now_ms: int, events: "list[tuple[str, bool, int]]") -> None:

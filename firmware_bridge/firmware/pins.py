@@ -7,7 +7,7 @@ its fakes to the same numbers.
 UART_ID = 0
 UART_TX = 0
 UART_RX = 1
-ONEWIRE = 2
+ONEWIRE = 2  # DS18B20 bus: air, product and, when config says evaporator_probe, the coil
 COMPRESSOR = 3  # relay, 1 = running
 HEATER = 4  # defrost heater relay, 1 = heating
 DOOR = 5  # reed switch to ground with pull-up: 1 = open

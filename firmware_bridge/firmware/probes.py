@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 CONVERSION_MS = 750
 RAW_POWER_ON = 85 * 16
 RAW_MISSING = -127 * 16
+EVAPORATOR = 2  # probe number of the defrost termination probe, when one is fitted
 
 
 def rom_hex(rom: "bytes | bytearray") -> str:
@@ -27,9 +28,9 @@ def rom_bytes(text: str) -> bytes:
 
 
 class ProbeBus:
-    def __init__(self, ds: "Any", roms: "list[bytes]") -> None:
+    def __init__(self, ds: "Any", roms: "list[bytes | None]") -> None:
         self.ds = ds
-        self.roms = roms  # index = probe number (0 air, 1 product)
+        self.roms = roms  # index = probe number (0 air, 1 product, 2 evaporator); None: not found
         self.errors = 0  # failed reads since boot (HEARTBEAT probe_errors)
         self._converting = False
 
@@ -46,8 +47,9 @@ class ProbeBus:
         out = []
         for index in range(len(self.roms)):
             status, raw = codec.STATUS_MISSING, 0
-            if self._converting:
-                status, raw = self._read_one(self.roms[index])
+            rom = self.roms[index]
+            if self._converting and rom is not None:
+                status, raw = self._read_one(rom)
             if status in (codec.STATUS_CRC, codec.STATUS_MISSING):
                 self.errors += 1
             out.append((index, status, raw))

@@ -26,6 +26,10 @@ DEFAULTS: "dict[str, tuple[Any, int | None, int | None]]" = {
     "defrost_every_min": (360, 0, 2880),  # 0 = never
     "defrost_minutes": (25, 0, 240),
     "defrost_heater": (False, None, None),
+    # A termination probe on the evaporator coil (probe 2, same 1-Wire bus): a defrost
+    # ends when it reads defrost_end_tenths, else on defrost_minutes.
+    "evaporator_probe": (False, None, None),
+    "defrost_end_tenths": (80, -100, 300),
     "probe_fault_s": (120, 10, 3600),  # no usable air reading this long: duty cycle
     "fault_on_s": (600, 60, 3600),
     "fault_off_s": (900, 60, 3600),

@@ -5,7 +5,10 @@ set point - h/2, no restart within the minimum off time (the start is then repor
 reason min_off_time), off-cycle defrost on a fixed schedule that stops the compressor.
 Added for a real board: a defrost on command, mains loss, and an emergency duty cycle
 when the air probe has given no usable reading for a while (a cabinet left without
-cooling is worse than one cycled blind). Reasons are codec's compressor/defrost codes.
+cooling is worse than one cycled blind). With an evaporator probe fitted a defrost ends
+`temperature` once the coil reads defrost_end_tenths; without one, or while it gives no
+usable reading, it ends `timeout` when its time runs out (never a heater left on).
+Reasons are codec's compressor/defrost codes.
 """
 
 import codec
@@ -41,13 +44,18 @@ class Thermostat:
         self.defrost_ms = cfg["defrost_minutes"] * 60000
         self.defrost_every_ms = cfg["defrost_every_min"] * 60000
         self.heater_fitted = cfg["defrost_heater"]
+        self.evaporator_fitted = cfg["evaporator_probe"]
+        self.defrost_end_c = cfg["defrost_end_tenths"] / 10
         self.fault_after_ms = cfg["probe_fault_s"] * 1000
         self.fault_on_ms = cfg["fault_on_s"] * 1000
         self.fault_off_ms = cfg["fault_off_s"] * 1000
         self._next_defrost_ms = now_ms + self.defrost_every_ms if self.defrost_every_ms else -1
 
-    def step(self, now_ms: int, air_c: "float | None", mains: bool = True) -> "list[Event]":
-        """One control pass; `air_c` None when the air probe gave no usable reading.
+    def step(
+        self, now_ms: int, air_c: "float | None", mains: bool = True, evap_c: "float | None" = None
+    ) -> "list[Event]":
+        """One control pass; `air_c` None when the air probe gave no usable reading, `evap_c`
+        likewise for the evaporator probe (or None when none is fitted).
 
         Returns events in order: ("compressor", on, reason) and ("defrost", active, reason).
         """
@@ -61,7 +69,7 @@ class Thermostat:
                 self._start_reason = codec.COMPRESSOR_POWER
             else:
                 self.heater_on = self.defrosting and self.heater_fitted
-        self._defrost(now_ms, out)
+        self._defrost(now_ms, out, evap_c)
         if air_c is not None:
             self._air_ok_ms = now_ms
         if self.mains and not self.defrosting:
@@ -82,14 +90,16 @@ class Thermostat:
             self._next_defrost_ms = now_ms + self.defrost_every_ms
         return out
 
-    def _defrost(self, now_ms: int, out: "list[Event]") -> None:
+    def _defrost(self, now_ms: int, out: "list[Event]", evap_c: "float | None") -> None:
         if self.defrosting:
-            if now_ms >= self._defrost_end_ms:
+            warm = self.evaporator_fitted and evap_c is not None and evap_c >= self.defrost_end_c
+            if warm or now_ms >= self._defrost_end_ms:
+                reason = codec.DEFROST_TEMPERATURE if warm else codec.DEFROST_TIMEOUT
                 self.defrosting = False
                 self.heater_on = False
-                self.defrost_reason = codec.DEFROST_TIMEOUT
+                self.defrost_reason = reason
                 self._start_reason = codec.COMPRESSOR_DEFROST_END
-                out.append(("defrost", False, codec.DEFROST_TIMEOUT))
+                out.append(("defrost", False, reason))
         elif 0 <= self._next_defrost_ms <= now_ms:
             self._next_defrost_ms += self.defrost_every_ms
             self._start_defrost(now_ms, self.defrost_ms, codec.DEFROST_SCHEDULE, out)

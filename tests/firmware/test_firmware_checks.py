@@ -102,4 +102,4 @@ def test_firmware_unit_checks(interpreter: str, tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "passed 15"
+    assert run.stdout.strip().splitlines()[-1] == "passed 16"

@@ -36,6 +36,8 @@ def cfg(**over):
         "defrost_every_min": 0,
         "defrost_minutes": 25,
         "defrost_heater": False,
+        "evaporator_probe": False,
+        "defrost_end_tenths": 80,
         "probe_fault_s": 120,
         "fault_on_s": 600,
         "fault_off_s": 900,
@@ -120,6 +122,24 @@ def thermostat_defrost_schedule_and_command():
     ev = t.defrost_now(5000000, 2)
     assert ev[0] == ("defrost", True, codec.DEFROST_COMMAND)
     assert t.step(5000000 + 120000, 9.0)[0] == ("defrost", False, codec.DEFROST_TIMEOUT)
+
+
+@check
+def thermostat_defrost_ends_on_the_evaporator_probe():
+    t = Thermostat(cfg(defrost_minutes=20, defrost_heater=True, evaporator_probe=True), 0)
+    t.defrost_now(1000, 0)
+    assert t.step(2000, 6.0, True, 7.9375) == [] and t.heater_on  # short of 8.0 °C
+    assert t.step(3000, 6.0, True, None) == []  # no usable reading: the timer decides
+    ev = t.step(4000, 6.0, True, 8.0)
+    assert ev[0] == ("defrost", False, codec.DEFROST_TEMPERATURE) and not t.heater_on
+    assert t.defrost_reason == codec.DEFROST_TEMPERATURE
+    t.defrost_now(10000, 1)
+    ev = t.step(70000, 6.0, True, None)  # probe lost: ends on its timer, heater off
+    assert ev[0] == ("defrost", False, codec.DEFROST_TIMEOUT) and not t.heater_on
+    # Without the probe fitted a warm reading is ignored, as before.
+    t = Thermostat(cfg(defrost_minutes=20), 0)
+    t.defrost_now(1000, 1)
+    assert t.step(2000, 6.0, True, 20.0) == [] and t.defrosting
 
 
 @check

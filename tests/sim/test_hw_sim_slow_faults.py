@@ -81,8 +81,33 @@ def test_the_evaporator_probe_ends_defrosts_on_temperature() -> None:
     assert all(len(f["probes"]) == 2 for k, f in plain if k == "temp")
 
 
-def test_an_iced_evaporator_makes_defrosts_run_out_their_timer() -> None:
-    spec = FridgeSpec("f", evaporator_probe=True, defrost_heater=True, faults=(
+@pytest.mark.parametrize("probe", [True, False])
+def test_the_reference_controller_and_the_firmware_end_defrosts_alike(probe: bool) -> None:
+    """Same cabinet, same seed: the firmware (in-process) starts and ends each defrost as
+    the reference controller does, for the same reason, within a probe period and a step."""
+    def defrosts(controller: str) -> tuple[list[Any], list[Any]]:
+        spec = FridgeSpec("f", controller=controller,  # type: ignore[arg-type]
+                          evaporator_probe=probe, defrost_heater=True)
+        _sim, recs = run(spec, 1.0)
+        return ([(f["dev_ms"], f["active"], f["reason"]) for k, f in recs if k == "defrost"],
+                [f["probes"] for k, f in recs if k == "temp"])
+
+    ref, ref_temps = defrosts("python")
+    fw, fw_temps = defrosts("firmware")
+    assert [d[1:] for d in fw] == [d[1:] for d in ref]
+    assert len([d for d in ref if not d[1]]) == 3 and {d[2] for d in ref if not d[1]} == (
+        {"temperature"} if probe else {"timeout"})
+    assert all(abs(a[0] - b[0]) <= 2_000 + STEP * 1000 for a, b in zip(ref, fw, strict=True))
+    count = 3 if probe else 2
+    for temps in (ref_temps, fw_temps):
+        assert all(len(p) == count for p in temps)
+        assert not probe or all(p[2][:2] == [2, "ok"] for p in temps)
+
+
+@pytest.mark.parametrize("controller", ["python", "firmware"])
+def test_an_iced_evaporator_makes_defrosts_run_out_their_timer(controller: str) -> None:
+    spec = FridgeSpec("f", controller=controller,  # type: ignore[arg-type]
+                      evaporator_probe=True, defrost_heater=True, faults=(
         FaultSpec("iced_evaporator", at_s=0.5 * DAY, ramp_s=2 * DAY),))
     sim, recs = run(spec, 4.0)
     e = ends(recs)
