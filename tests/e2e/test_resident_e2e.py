@@ -183,11 +183,21 @@ def test_a_resident_orders_is_refused_when_full_and_picks_up_at_the_counter(
             title = counter.inner_text("#verdict-title")
             assert str(order_id) in title and "****" + DEMO_PHONE[-4:] in title, title
             screenshot(counter, "resident-e2e-counter-handover")
+            # As a clerk does, confirm once the fridge says it is unlocked. The page redraws
+            # the handover (its buttons included) when the unlock is answered; a tap landing
+            # in that redraw is lost (seen once in CI under load: Confirm never reached the
+            # terminal), so the test does not race it.
+            counter.wait_for_selector("#waiting:has-text('已开锁')")
             counter.click("#confirm")
             # Nobody takes the milk out of the simulated fridge's lane: the clerk says it
             # was taken by hand, which the terminal records.
-            counter.wait_for_selector("#override button[data-reason='taken_by_hand'],"
-                                      " #verdict.ok:has-text('已取货')")
+            try:
+                counter.wait_for_selector("#override button[data-reason='taken_by_hand'],"
+                                          " #verdict.ok:has-text('已取货')")
+            except Exception as exc:  # what the clerk saw instead, for whoever reads the failure
+                screenshot(counter, "resident-e2e-counter-after-confirm")
+                raise AssertionError("after Confirm the counter shows: "
+                                     + counter.inner_html("#verdict")) from exc
             if counter.locator("#override button[data-reason='taken_by_hand']").is_visible():
                 counter.click("#override button[data-reason='taken_by_hand']")
             counter.wait_for_selector(f"#verdict.ok:has-text('订单 {order_id} 已取货')")
