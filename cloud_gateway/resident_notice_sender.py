@@ -15,7 +15,6 @@ and retries a failure with back-off up to `max_attempts`. A notice not sent with
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from xiaodian.i18n import translator
 from . import outbox, resident_notices, sql
 from .alerts import channels
 from .db import Database
+from .db_loop import DbLoop
 from .resident_notices import NoticeSettings
 
 log = logging.getLogger(__name__)
@@ -74,42 +74,16 @@ def send_due(db: Database, cfg: NoticeSettings, worker: str, now: Callable[[], f
     return sent
 
 
-class NoticeSender:
+class NoticeSender(DbLoop):
     """`send_due` every `interval_s` on a thread of its own (never the ingest thread)."""
 
     def __init__(self, cfg: NoticeSettings, db_target: Path | str, worker_id: str, *,
                  now: Callable[[], float] = time.time) -> None:
+        super().__init__(f"{worker_id}-notices", db_target, cfg.interval_s)
         self.cfg = cfg
-        self.db_target = db_target
         self.worker_id = worker_id
         self._now = now
-        self._stopping = threading.Event()
         self.sent = 0
-        self._thread = threading.Thread(target=self._run, name=f"{worker_id}-notices",
-                                        daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        db: Database | None = None
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if db is None:
-                        db = Database.open(self.db_target)
-                    self.sent += send_due(db, self.cfg, self.worker_id, self._now)
-                except sql.ERRORS as exc:  # claims lapse; the next pass tries again
-                    log.warning("resident notices: database error: %s", exc)
-                self._stopping.wait(self.cfg.interval_s)
-        finally:
-            if db is not None:
-                db.close()
+    def step(self, db: Database) -> None:
+        self.sent += send_due(db, self.cfg, self.worker_id, self._now)

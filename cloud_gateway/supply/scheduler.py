@@ -20,7 +20,6 @@ wave taking orders now.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import sql
+from ..db_loop import DbLoop
 
 if TYPE_CHECKING:
     from ..db import Database
@@ -144,45 +144,17 @@ def tick(db: Database, now: float, worker: str, cfg: SchedulerSettings) -> TickR
     return rep
 
 
-class SupplyScheduler:
+class SupplyScheduler(DbLoop):
     """The supply tick every `tick_interval_s` on a thread of its own."""
 
     def __init__(self, cfg: SchedulerSettings, db_target: Path | str, worker_id: str, *,
                  now: Callable[[], float] = time.time) -> None:
+        super().__init__(f"{worker_id}-supply", db_target, cfg.tick_interval_s)
         self.cfg = cfg
-        self.db_target = db_target
         self.worker_id = worker_id
         self._now = now
-        self._stopping = threading.Event()
         self.ticks = 0
-        self._thread = threading.Thread(target=self._run, name=f"{worker_id}-supply",
-                                        daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        from ..db import Database
-
-        db: Database | None = None
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if db is None:
-                        db = Database.open(self.db_target)
-                    tick(db, self._now(), self.worker_id, self.cfg)
-                    self.ticks += 1
-                except sql.ERRORS as exc:  # the next tick tries again
-                    log.warning("supply tick failed, retrying at the next one: %s", exc)
-                self._stopping.wait(self.cfg.tick_interval_s)
-        finally:
-            if db is not None:
-                db.close()
+    def step(self, db: Database) -> None:
+        tick(db, self._now(), self.worker_id, self.cfg)
+        self.ticks += 1
