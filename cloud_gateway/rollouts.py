@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from xiaodian.wire.commands import CommandError, Scalar
 
 from . import rollout, sql
 from .db import Database
+from .db_loop import DbLoop
 
 log = logging.getLogger(__name__)
 PENDING = ""  # a store claimed, its command being issued
@@ -208,7 +208,7 @@ def running(db: Database) -> list[str]:
         (rollout.State.RUNNING.value,)).fetchall()]
 
 
-class RolloutTicker:
+class RolloutTicker(DbLoop):
     """`cloud run`'s thread that advances every running rollout every `interval_s`, so a
     rollout goes on (and halts) with no technician's process running."""
 
@@ -216,30 +216,15 @@ class RolloutTicker:
                  now: Any = None) -> None:
         import time
 
-        self.db_path = db_path
+        super().__init__("rollouts", db_path, interval_s)
         self.issuer = issuer
-        self.interval_s = interval_s
         self._now = now or time.time
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rollouts", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                with Database.open(self.db_path) as db:
-                    for rid in running(db):
-                        d = tick(db, self.issuer, rid, self._now())
-                        if d.state is not rollout.State.RUNNING:
-                            log.info("rollout %s %s: %s", rid, d.state.value, d.reason)
-            except sql.ERRORS as exc:  # tried again at the next interval
-                log.warning("rollout tick failed: %s", exc)
+    def step(self, db: Database) -> None:
+        for rid in running(db):
+            d = tick(db, self.issuer, rid, self._now())
+            if d.state is not rollout.State.RUNNING:
+                log.info("rollout %s %s: %s", rid, d.state.value, d.reason)
 
 
 def artefact_path(directory: Path, sha256_hex: str) -> Path:
