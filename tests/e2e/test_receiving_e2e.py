@@ -13,8 +13,6 @@ pre-order line, its refund and the resident's notices, each once."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +23,9 @@ import pytest
 from cloud_gateway import resident_notices, retail
 from cloud_gateway.db import Database
 from cloud_gateway.supply import receiving
-from devstack.cli import main
 from devstack.retail_seed import DEMO_CLERK, counter_request
 from devstack.stack import StoreStack
+from devstack.testkit.cli import json_cli as cli
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
 from xiaodian.i18n import translator
@@ -46,13 +44,6 @@ def stack(tmp_path: Path) -> Any:
     finally:
         s.stop()
 
-
-def cli(*argv: str) -> Any:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(list(argv))
-    assert code == 0, (argv, out.getvalue())
-    return json.loads(out.getvalue())
 
 
 @dataclass

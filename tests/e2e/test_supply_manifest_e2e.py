@@ -5,16 +5,14 @@ again, which the terminal recognises (kept once)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.cli import main
 from devstack.stack import StoreStack
+from devstack.testkit.cli import json_cli as cli
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
 
@@ -31,13 +29,6 @@ def stack(tmp_path: Path) -> Any:
     finally:
         s.stop()
 
-
-def cli(*argv: str) -> Any:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(list(argv))
-    assert code == 0, (argv, out.getvalue())
-    return json.loads(out.getvalue())
 
 
 def test_a_dispatched_wave_reaches_the_terminal_once_across_a_broker_loss(

@@ -4,8 +4,6 @@ it passes the wave is cut off and planned exactly once, by one of them."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from devstack.cli import main
 from devstack.stack import StoreStack
+from devstack.testkit.cli import json_cli as cli
 from devstack.testkit.edge import query
 from devstack.testkit.wait import wait
 
@@ -33,13 +31,6 @@ def stack(tmp_path: Path) -> Any:
     finally:
         s.stop()
 
-
-def cli(*argv: str) -> Any:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(list(argv))
-    assert code == 0, (argv, out.getvalue())
-    return json.loads(out.getvalue())
 
 
 def test_two_workers_cut_the_wave_off_once_when_its_cutoff_passes(stack: StoreStack) -> None:
