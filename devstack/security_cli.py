@@ -97,6 +97,10 @@ def register(subparsers: Any) -> None:
              "make the Ed25519 firmware-signing key pair (not the command key)")
     sp.add_argument("--dir", type=Path, required=True, help="directory (not the CA's)")
 
+    sp = add("agent-key", _agent_key,
+             "make the Ed25519 key pair that signs the terminal's own updates")
+    sp.add_argument("--dir", type=Path, required=True, help="directory (not the CA's)")
+
     sp = add("pickup-key", _pickup_key,
              "make a store's pickup-code key (256-bit HMAC, hex, 0600) under DIR/pickup/")
     sp.add_argument("store", help="store id")
@@ -249,6 +253,14 @@ def _command_key(args: argparse.Namespace) -> int:
 def _firmware_key(args: argparse.Namespace) -> int:
     priv, pub, key_id = pki.make_firmware_key(args.dir)
     log.info("firmware-signing key %s made in %s", key_id, args.dir)
+    print(f"private (release machine only): {priv}\npublic (pin on terminals): {pub}\n"
+          f"key id: {key_id}")
+    return 0
+
+
+def _agent_key(args: argparse.Namespace) -> int:
+    priv, pub, key_id = pki.make_agent_key(args.dir)
+    log.info("agent-signing key %s made in %s", key_id, args.dir)
     print(f"private (release machine only): {priv}\npublic (pin on terminals): {pub}\n"
           f"key id: {key_id}")
     return 0

@@ -39,6 +39,8 @@ from .issue import (
     sign_csr,
 )
 from .keys import (
+    AGENT_KEY_NAME,
+    AGENT_PUB_NAME,
     COMMAND_KEY_NAME,
     COMMAND_PUB_NAME,
     FIRMWARE_KEY_NAME,
@@ -48,6 +50,7 @@ from .keys import (
     load_command_private_key,
     load_command_public_key,
     load_pickup_key,
+    make_agent_key,
     make_command_key,
     make_firmware_key,
     make_pickup_key,
@@ -64,14 +67,16 @@ from .revoke import (
 )
 
 __all__ = [
-    "CA_CERT_NAME", "CA_KEY_NAME", "COMMAND_KEY_NAME", "COMMAND_PUB_NAME", "CRL_NAME",
+    "AGENT_KEY_NAME", "AGENT_PUB_NAME", "CA_CERT_NAME", "CA_KEY_NAME", "COMMAND_KEY_NAME",
+    "COMMAND_PUB_NAME", "CRL_NAME",
     "DEFAULT_CRL_DAYS", "FIRMWARE_KEY_NAME", "FIRMWARE_PUB_NAME", "INDEX_NAME", "ISSUED_DIR",
     "MAX_CSR_BYTES", "PICKUP_DIR",
     "PICKUP_KEY_BYTES", "REVOCATION_REASONS", "SERVER_CN", "CsrError", "DevPki", "Issued",
     "Kind", "PkiError", "check_name", "create_ca", "crl_next_update", "dev_pki",
     "init_pki", "issue_certificate", "issue_service", "issue_store", "list_certificates",
     "load_command_private_key", "load_command_public_key", "load_pickup_key", "load_pki",
-    "make_command_key", "make_firmware_key", "make_pickup_key", "make_store_key",
+    "make_agent_key", "make_command_key", "make_firmware_key", "make_pickup_key",
+    "make_store_key",
     "pickup_key_path", "renew",
     "revoke", "sign_csr", "write_crl",
 ]

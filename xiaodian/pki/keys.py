@@ -21,6 +21,8 @@ COMMAND_KEY_NAME = "command-signing.key"
 COMMAND_PUB_NAME = "command-signing.pub"
 FIRMWARE_KEY_NAME = "firmware-signing.key"
 FIRMWARE_PUB_NAME = "firmware-signing.pub"
+AGENT_KEY_NAME = "agent-signing.key"
+AGENT_PUB_NAME = "agent-signing.pub"
 PICKUP_DIR = "pickup"
 PICKUP_KEY_BYTES = 32  # HMAC-SHA256 key, 256 bits
 
@@ -38,6 +40,13 @@ def make_firmware_key(directory: Path) -> tuple[Path, Path, str]:
     """A new Ed25519 firmware-signing pair, apart from the command key: whoever may command
     a store may not thereby put code on its fridges (docs/firmware_update.md)."""
     return _make_ed25519(directory / FIRMWARE_KEY_NAME, directory / FIRMWARE_PUB_NAME)
+
+
+def make_agent_key(directory: Path) -> tuple[Path, Path, str]:
+    """A new Ed25519 pair that signs the terminal's own software (xiaodian/agent_release.py),
+    apart from the command and firmware keys: neither a command signer nor a fridge image
+    signer may thereby run code on the terminal."""
+    return _make_ed25519(directory / AGENT_KEY_NAME, directory / AGENT_PUB_NAME)
 
 
 def _make_ed25519(priv_path: Path, pub_path: Path) -> tuple[Path, Path, str]:
