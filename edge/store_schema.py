@@ -12,6 +12,12 @@ import sqlite3
 import time
 from pathlib import Path
 
+# The schema's version, named in each signed release's manifest (xiaodian/agent_release.py)
+# so the terminal knows what a release will write before it runs it. Raised by each
+# migration; a migration only adds (tables, nullable or defaulted columns) so the release
+# before it still reads the file after a rollback (docs/deploy.md).
+SCHEMA_VERSION = 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS readings (
