@@ -41,9 +41,10 @@ KIND = "agent"
 SIG_SIZE = 8 + 64
 MAX_MANIFEST = 4096
 _CHUNK = 1 << 20
-# Dotted numbers only: compared as integers (1.10.0 > 1.9.0), no pre-release ordering to
-# get wrong. The package may carry other Debian versions; a self-update never does.
-_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){1,3}$")
+# MAJOR.MINOR.PATCH, as the signed `update` command's version (xiaodian/wire/commands.py):
+# compared as integers (1.10.0 > 1.9.0), no pre-release ordering to get wrong. The package
+# may carry other Debian versions; a self-update never does.
+_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")
 
 
 class ReleaseRefused(ValueError):

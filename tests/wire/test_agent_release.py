@@ -70,7 +70,7 @@ def test_judge_refuses_downgrades_reinstalls_and_other_platforms() -> None:
     ar.judge(m, running="1.9.3", arch="amd64", python="3.11")  # 10 > 9 as numbers
     ar.judge(m, running="0.0.0+dev", arch="amd64", python="3.11")  # a hand-built agent
     for running, arch, reason in (("1.10.0", "amd64", "downgrade"),
-                                  ("2.0", "amd64", "downgrade"),
+                                  ("2.0.0", "amd64", "downgrade"),
                                   ("1.9.0", "arm64", "wrong_platform")):
         with pytest.raises(ar.ReleaseRefused) as exc:
             ar.judge(m, running=running, arch=arch, python="3.11")

@@ -71,7 +71,9 @@ MAX_CAPTURE_S = 30
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
 _SAFE_STR_RE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}")  # printable, no " or \
 MAX_PARAMS = 16
-UPDATE_KINDS = frozenset({"firmware"})
+UPDATE_KINDS = frozenset({"firmware", "agent"})
+# The device an `agent` update names: the terminal's own software, not a fridge.
+AGENT_DEVICE = "agent"
 MAX_ARTEFACT_BYTES = 64 * 1024 * 1024
 _HTTPS_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/-]{1,100}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -138,7 +140,8 @@ ACTIONS: Mapping[str, Mapping[str, _Param]] = {
     # An artefact from the cloud (docs/firmware_update.md, "From the cloud"): the command is
     # at most 4 KiB, so it names the bytes (HTTPS URL, size, SHA-256) and the store fetches
     # them; the artefact's own signature is judged as for any image. `kind` says what it is
-    # and so what installs it ("firmware": a fridge's controller; #19 adds the agent's own).
+    # and so what installs it ("firmware": a fridge's controller; "agent": the terminal's own
+    # software, device AGENT_DEVICE, a release file of xiaodian/agent_release.py).
     "update": {
         "device": _DEVICE,
         "kind": _Param(str, choices=UPDATE_KINDS),
