@@ -29,13 +29,13 @@ import pytest
 from cloud_gateway.db import Database
 from devstack.firmware_cli import firmware_files
 from devstack.testkit.edge import QUICK, edge_config, events, query, readings, start_edge
+from devstack.testkit.update_cloud import KEY, cloud, firmware_key, published
 from devstack.testkit.wait import wait
 from edge.config import FirmwareSettings
 from firmware_bridge import fwimage
 from hw_sim.micropython_host import micropython_binary
 from hw_sim.runner import Runner
 from hw_sim.scenario import Scenario
-from tests.e2e.test_fw_cloud_rollout import KEY, cloud, firmware_key, published
 from xiaodian.config import build
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki

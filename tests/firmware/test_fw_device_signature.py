@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from firmware_bridge import codec, edverify, fwimage, fwsig
 from firmware_bridge.fwpush import Pusher
-from tests.firmware.test_fw_update_cuts import BRIDGE, INTERPRETERS, MICROPYTHON, Device
+from tests.firmware.fw_device import BRIDGE, INTERPRETERS, MICROPYTHON, Device
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))

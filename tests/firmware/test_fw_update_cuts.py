@@ -5,95 +5,33 @@ device always boots one complete image, never a mix, and every transfer complete
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge import codec, fwimage, fwmsg
 from firmware_bridge.fwpush import Pusher
-from hw_sim.micropython_host import micropython_binary
-
-HERE = Path(__file__).parent
-DRIVER = HERE / "fw_device_driver.py"
-BRIDGE = Path(fwimage.__file__).parent
-FW_DIR = BRIDGE / "firmware"
-MICROPYTHON = micropython_binary()
-INTERPRETERS = [pytest.param(MICROPYTHON, id="micropython", marks=pytest.mark.skipif(
-    MICROPYTHON is None, reason="no micropython binary")), pytest.param(sys.executable,
-                                                                          id="cpython")]
-KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-
-
-def make_image(version: tuple[int, int, int], size: int, seed: int) -> bytes:
-    rnd = random.Random(seed)
-    files = {f"m{i}.mpy": bytes(rnd.randrange(256) for _ in range(size // 4)) for i in range(4)}
-    return fwimage.sign(fwimage.pack(files, version, fwimage.HARDWARE, "0.1.0"), KEY)
-
-
-def provision(root: Path) -> None:
-    """The factory's fwkeys.json: the device installs only what KEY signed."""
-    fwimage.write_device_keys(root, [KEY.public_key()])
-
-
-def file_hashes(image: bytes) -> dict[str, str]:
-    return {n: hashlib.sha256(b).hexdigest() for n, b in fwimage.parse(image).files().items()}
-
-
-class Device:
-    """The driver in `serve` mode behind pipes; kill() is a power cut."""
-
-    def __init__(self, exe: str, root: Path) -> None:
-        self.exe, self.root = exe, root
-        provision(root)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, str(DRIVER), "serve", str(self.root), str(FW_DIR), str(BRIDGE)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.close()
-
-    def close(self) -> None:
-        assert self.proc is not None
-        self.proc.wait(timeout=10)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    pipe.close()
-
-    def write(self, data: bytes) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass
-
-    def read(self) -> bytes:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        if not select.select([fd], [], [], 0.005)[0]:
-            return b""
-        return os.read(fd, 4096)
+from tests.firmware.fw_device import (
+    BRIDGE,
+    DRIVER,
+    FW_DIR,
+    INTERPRETERS,
+    MICROPYTHON,
+    Device,
+    file_hashes,
+    make_image,
+    provision,
+)
 
 
 def transfer(exe: str, root: Path, image: bytes, cuts: list[tuple[int, str]],
