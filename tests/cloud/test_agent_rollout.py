@@ -292,3 +292,37 @@ def test_a_signed_release_is_published_sent_signed_and_followed_to_its_end(
         text = capsys.readouterr().out
         assert f"{rid}  agent 1.1.0 -> agent" in text
         assert f"store-001\tdone\t100%\t{result}\tanswered" in text
+
+
+def test_a_terminal_that_takes_no_agent_update_fails_its_store_in_words(
+    tmp_path: Path, db_target: Path | str
+) -> None:
+    """An agent from before #19 answers the command `failed`, `unsupported` (no `update`
+    event ever comes): the canary failed, the rollout halts, and the technician reads why.
+    The real signing and the real answer path (commands.record_result); SQLite and
+    PostgreSQL."""
+    from test_cloud_fleet_page import SigningIssuer
+
+    from cloud_gateway.rollout_text import describe
+    from xiaodian.i18n import translator
+
+    art = rollouts.Artefact("agent", AGENT_DEVICE, "https://cloud.example/artefacts/x",
+                            "ab" * 32, 1000, "1.1.0")
+    with Database.open(db_target) as db:
+        rid = rollouts.create(db, art, STORES, 1000.0)
+        assert rollouts.tick(db, SigningIssuer(db), rid, 1000.0).start == ("store-001",)
+        (row,) = rollouts.store_rows(db, rid)
+        answer = {"id": row["command_id"], "status": "failed", "device": AGENT_DEVICE,
+                  "outcome": "unsupported", "detail": "this terminal takes no such update"}
+        out = commands.record_result(db, response_topic("store-001"),
+                                     json.dumps(answer).encode(),
+                                     row["command_id"].encode(), "w", 1001.0)
+        assert out.action == "answered"
+        d = rollouts.tick(db, SigningIssuer(db), rid, 1002.0)
+        assert d.state.value == "halted" and d.start == ()
+        s = rollouts.summary(db, rid)
+    assert s is not None and s["stores"][0]["outcome"] == "unsupported"
+    words = describe(s, translator("zh_CN"))
+    assert words["title"] == "终端软件 1.1.0"
+    assert words["rows"][0]["result_text"] == "已拒绝：此终端无法安装这类更新"
+    assert words["why"] == "第一家店失败，其他店都没有收到。"
