@@ -108,6 +108,12 @@ def _start(args: argparse.Namespace) -> int:
     cfg = cloud_config.load(args.config)
     if not cfg.commands.enabled:
         return _fail(f"{args.config}: no [commands] section: no signed commands, no updates")
+    try:  # a plan that cannot be is refused before anything is published
+        rollout.plan("check", args.stores, share=args.share,
+                     max_failure_ratio=args.max_failure_ratio,
+                     settle_s=rollout.DEFAULT_SETTLE_S if args.settle_s is None else args.settle_s)
+    except ValueError as exc:
+        return _fail(str(exc))
     got = (_agent_artefact(args, cfg) if args.agent_release is not None
            else _firmware_artefact(args))
     if isinstance(got, int):

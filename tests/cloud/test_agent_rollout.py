@@ -110,7 +110,7 @@ def rollout_rows(database: Path | str) -> list[Any]:
 
 
 @pytest.mark.parametrize("case", ["not_a_release", "other_key", "damaged", "no_key_pinned",
-                                  "with_device"])
+                                  "with_device", "bad_plan"])
 def test_a_release_not_signed_by_a_pinned_key_is_refused_and_nothing_published(
     tmp_path: Path, case: str, pki: DevPki, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,13 +127,15 @@ def test_a_release_not_signed_by_a_pinned_key_is_refused_and_nothing_published(
     config, _, _ = cloud_toml(tmp_path, database, nowhere(pki),
                               [] if case == "no_key_pinned" else [pinned_pub])
     artefacts = tmp_path / "artefacts"
-    extra = ("--device", "fridge-1") if case == "with_device" else ()
+    extra = {"with_device": ("--device", "fridge-1"),
+             "bad_plan": ("--share", "0")}.get(case, ())
     capsys.readouterr()
     assert xiaodian(start_args(config, file, artefacts, *extra)) == 1
     err = capsys.readouterr().err
     expected = {"not_a_release": "refused, bad_format", "other_key": "refused, bad_signature:"
                 " signed by an unknown key", "damaged": "refused, bad_hash",
-                "no_key_pinned": "no [rollout] agent_keys", "with_device": "leave --device out"}
+                "no_key_pinned": "no [rollout] agent_keys", "with_device": "leave --device out",
+                "bad_plan": "share in (0, 1]"}
     assert expected[case] in err, err
     assert not artefacts.exists() or list(artefacts.iterdir()) == []
     assert rollout_rows(database) == []
