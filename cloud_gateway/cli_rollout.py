@@ -1,7 +1,9 @@
 """`xiaodian cloud rollout`: update a device id at stores, staged, from the cloud.
 
-    start   publish a signed image on the artefact store and start a rollout (one store
-            first, then --share of them, then all; halts past --max-failure-ratio)
+    start   publish a signed fridge image (--image, --device) or a signed release of the
+            terminal's own software (--agent-release) on the artefact store and start a
+            rollout (one store first, then --share of them, then all; halts past
+            --max-failure-ratio)
     tick    advance a rollout once (start the stores its next stage opens)
     watch   tick every --interval seconds until done (exit 0) or halted (exit 3)
     status  one rollout (or the newest ones): state, counts, each store's state and result
@@ -28,8 +30,12 @@ def register(cmds: Any) -> None:
 
     start = sub.add_parser("start", help="publish an image and start a staged rollout")
     start.add_argument("--config", required=True, type=Path, help="cloud TOML file")
-    start.add_argument("--image", required=True, type=Path, help="a signed firmware image")
-    start.add_argument("--device", required=True, help="the fridge id at every store")
+    what = start.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", type=Path, help="a signed firmware image (with --device)")
+    what.add_argument("--agent-release", type=Path,
+                      help="a signed release of the terminal's own software (.xdrel); its "
+                           "signer must be one of the config's [rollout] agent_keys")
+    start.add_argument("--device", help="the fridge id at every store (with --image)")
     start.add_argument("--store", dest="stores", action="append", required=True,
                        help="a store, in rollout order (repeatable; the first is the canary)")
     start.add_argument("--artefacts", required=True, type=Path,
@@ -39,8 +45,10 @@ def register(cmds: Any) -> None:
     start.add_argument("--share", type=float, default=rollout.DEFAULT_SHARE)
     start.add_argument("--max-failure-ratio", type=float,
                        default=rollout.DEFAULT_MAX_FAILURE_RATIO)
-    start.add_argument("--settle-s", type=float, default=rollout.DEFAULT_SETTLE_S,
-                       help="a store not done by then counts as failed")
+    start.add_argument("--settle-s", type=float, default=None,
+                       help="a store not done by then counts as failed (default "
+                            f"{rollout.DEFAULT_SETTLE_S:.0f} for an image, "
+                            f"{rollout.DEFAULT_AGENT_SETTLE_S:.0f} for an agent release)")
     start.set_defaults(func=_start)
 
     for name, fn, text in (("tick", _tick, "advance a rollout once"),
@@ -95,13 +103,47 @@ def _commander(cfg: Any) -> Any:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from firmware_bridge import fwimage
-
     from .db import Database
 
     cfg = cloud_config.load(args.config)
     if not cfg.commands.enabled:
         return _fail(f"{args.config}: no [commands] section: no signed commands, no updates")
+    try:  # a plan that cannot be is refused before anything is published
+        rollout.plan("check", args.stores, share=args.share,
+                     max_failure_ratio=args.max_failure_ratio,
+                     settle_s=rollout.DEFAULT_SETTLE_S if args.settle_s is None else args.settle_s)
+    except ValueError as exc:
+        return _fail(str(exc))
+    got = (_agent_artefact(args, cfg) if args.agent_release is not None
+           else _firmware_artefact(args))
+    if isinstance(got, int):
+        return got
+    artefact = got
+    settle_s = args.settle_s if args.settle_s is not None else rollout.default_settle_s(
+        artefact.kind)
+    try:
+        with Database.open(cfg.cloud.database) as db:
+            rid = rollouts.create(db, artefact, args.stores, time.time(), share=args.share,
+                                  max_failure_ratio=args.max_failure_ratio,
+                                  settle_s=settle_s,
+                                  created_by=f"cli:{getpass.getuser()}")
+    except ValueError as exc:
+        return _fail(str(exc))
+    except sql.ERRORS as exc:
+        return _fail(f"cannot record the rollout: {exc}")
+    print(rid)
+    return _tick_once(cfg, rid)
+
+
+def _url(args: argparse.Namespace, sha: str) -> str:
+    return f"{args.base_url.rstrip('/')}/artefacts/{sha}"
+
+
+def _firmware_artefact(args: argparse.Namespace) -> rollouts.Artefact | int:
+    from firmware_bridge import fwimage
+
+    if not args.device:
+        return _fail("--image needs --device: the fridge id at every store")
     raw = args.image.read_bytes()
     try:
         image = fwimage.parse(raw)
@@ -111,21 +153,40 @@ def _start(args: argparse.Namespace) -> int:
         return _fail("the image is not signed (xiaodian firmware sign)")
     sha = rollouts.publish_artefact(args.artefacts, raw)
     version = ".".join(map(str, image.manifest.version))
-    artefact = rollouts.Artefact("firmware", args.device,
-                                 f"{args.base_url.rstrip('/')}/artefacts/{sha}", sha, len(raw),
-                                 version)
+    return rollouts.Artefact("firmware", args.device, _url(args, sha), sha, len(raw), version)
+
+
+def _agent_artefact(args: argparse.Namespace, cfg: Any) -> rollouts.Artefact | int:
+    """The release checked against the pinned keys, then published; the version is the
+    signed manifest's. Refused (nothing published, no rollout) when no key is pinned or the
+    file is not a release signed by one of them."""
+    from xiaodian import agent_release
+    from xiaodian.wire.commands import AGENT_DEVICE, MAX_ARTEFACT_BYTES
+
+    path: Path = args.agent_release
+    if args.device:
+        return _fail("--device names a fridge; an agent release updates the terminal itself"
+                     " (leave --device out)")
+    if not cfg.rollout.agent_keys:
+        return _fail(f"{args.config}: no [rollout] agent_keys: the cloud trusts no "
+                     "agent-signing key, so it publishes no release of the terminal's software")
+    trusted = agent_release.load_public_keys(cfg.rollout.agent_keys)
     try:
-        with Database.open(cfg.cloud.database) as db:
-            rid = rollouts.create(db, artefact, args.stores, time.time(), share=args.share,
-                                  max_failure_ratio=args.max_failure_ratio,
-                                  settle_s=args.settle_s,
-                                  created_by=f"cli:{getpass.getuser()}")
-    except ValueError as exc:
-        return _fail(str(exc))
-    except sql.ERRORS as exc:
-        return _fail(f"cannot record the rollout: {exc}")
-    print(rid)
-    return _tick_once(cfg, rid)
+        size = path.stat().st_size
+        if size > MAX_ARTEFACT_BYTES:
+            return _fail(f"{path}: {size} bytes, more than a store fetches "
+                         f"({MAX_ARTEFACT_BYTES})")
+        checked: list[agent_release.Release] = []
+        sha = rollouts.publish_verified(
+            args.artefacts, path, lambda copy: checked.append(
+                agent_release.verify_file(copy, trusted)))
+        size = rollouts.artefact_path(args.artefacts, sha).stat().st_size  # what is served
+    except agent_release.ReleaseRefused as exc:
+        return _fail(f"{path}: refused, {exc} (nothing published)")
+    except OSError as exc:
+        return _fail(f"{path}: {exc}")
+    return rollouts.Artefact("agent", AGENT_DEVICE, _url(args, sha), sha, size,
+                             checked[0].manifest.version)
 
 
 def _tick_once(cfg: Any, rid: str) -> int:
@@ -195,8 +256,8 @@ def _status(args: argparse.Namespace) -> int:
               f" (stages {s['stages']}, halts past {s['max_failures']})"
               + (f"  {s['reason']}" if s["reason"] else ""))
         for st in s["stores"]:
-            print(f"  {st['store']}\t{st['state']}\t{st['percent']}%\t{st['result'] or '-'}"
-                  f"\t{st['command_state'] or '-'}")
+            print(f"  {st['store']}\t{st['state']}\t{st['percent']}%\t{st['outcome'] or '-'}"
+                  f"\t{st['command_state'] or '-'}" + (f"\t{st['detail']}" if st["detail"] else ""))
     return 0
 
 

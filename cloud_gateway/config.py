@@ -25,6 +25,10 @@ Example (`cloud.toml`; relative paths are relative to the file):
     api_token_file = "secrets/api-token"         # bearer token for POST, mode 0600
     lifetime_s = 120
 
+    [rollout]                 # optional: what `xiaodian cloud rollout start` may publish
+    agent_keys = ["pki/agent-signing.pub"]   # the terminal's own software is published only
+                                             # if signed by one of these (`pki agent-key`)
+
     [pickup]                  # optional: pickup codes for orders
     keys_dir = "pki/pickup"   # <store>.key files from `xiaodian pki pickup-key`
     key_id = 0
@@ -44,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from xiaodian.agent_release import load_public_keys
 from xiaodian.config import load_config
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire import ids
@@ -195,6 +200,23 @@ class CommandSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    """The agent-signing public keys (`xiaodian pki agent-key`'s .pub) a release of the
+    terminal's own software must be signed by before the cloud publishes it and commands
+    stores to install it. The terminals check it again with their own keys; this check
+    keeps a wrongly signed file from ever reaching the artefact store or a rollout. None
+    pinned: no agent rollout at all (docs/firmware_update.md, "The terminal's own software")."""
+
+    agent_keys: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:  # checked at start-up, not when a technician needs them
+            load_public_keys(self.agent_keys)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"agent_keys: {exc}") from None
+
+
+@dataclass(frozen=True)
 class PickupSettings:
     """Pickup codes for orders: HMAC keys per store, `<keys_dir>/<store>.key` (hex, 0600),
     made by `xiaodian pki pickup-key STORE --dir PKI` (keys_dir = PKI/pickup)."""
@@ -215,6 +237,7 @@ class CloudConfig:
     # Contacts, escalation and delivery: cloud_gateway/alerts/settings.py has an example.
     alerts: AlertSettings = field(default_factory=AlertSettings)
     pickup: PickupSettings = field(default_factory=PickupSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
     # The supply tick (cutoffs, pickup reminders): cloud_gateway/supply/scheduler.py.
     supply: SchedulerSettings = field(default_factory=SchedulerSettings)
     # Residents' notices through Apprise: cloud_gateway/resident_notices.py.

@@ -23,6 +23,17 @@ from dataclasses import dataclass, field
 DEFAULT_SHARE = 0.25  # the middle stage: a quarter of the stores
 DEFAULT_MAX_FAILURE_RATIO = 0.2
 DEFAULT_SETTLE_S = 3600.0  # a download, a transfer at 115200 baud, a trial: well under this
+# The terminal's own software (kind "agent"): a release of some 30 MB fetched over a shop's
+# line (10 min at 400 kbit/s), verified and unpacked by the root helper, the new agent
+# started, then its health window (180 s by default, edge.toml [agent_update]) and, when it
+# is unhealthy, the switch back and one more restart before the result goes out through the
+# outbox. 30 min leaves room for all of that on a slow line; a terminal still silent after
+# it is in trouble, and the rollout must not wait on it for an hour per stage.
+DEFAULT_AGENT_SETTLE_S = 1800.0
+
+
+def default_settle_s(kind: str) -> float:
+    return DEFAULT_AGENT_SETTLE_S if kind == "agent" else DEFAULT_SETTLE_S
 
 
 class State(enum.StrEnum):

@@ -1,6 +1,8 @@
-"""A rollout as the technician reads it on the fleet page, in the reader's words: the
-states of cloud_gateway/rollout.py and of the store's `update` reports, the result codes
-(FW_RESULT names and fetch failures); an unknown (newer) code is shown as it is."""
+"""A rollout as the technician reads it on the fleet page, in the reader's words: what is
+rolled out (a fridge's firmware, or the terminal's own software), the states of
+cloud_gateway/rollout.py and of the store's `update` reports, the result codes (FW_RESULT
+names, the agent release's refusals, fetch failures) with the store's detail; an unknown
+(newer) code is shown as it is."""
 
 from __future__ import annotations
 
@@ -30,6 +32,21 @@ RESULTS = {
     "expired": N_("not delivered in time"),
     "unknown_device": N_("no such fridge at this store"),
     "busy": N_("another update was running"),
+    "bad_size": N_("download refused: wrong size"),
+    "insecure_url": N_("download refused: not HTTPS"),
+    "refused": N_("the terminal refused the command"),
+    "unsupported": N_("refused: this terminal cannot install this kind of update"),
+    "failed": N_("failed"),
+}
+# The terminal's own software (kind "agent", xiaodian/agent_release.py): where its codes
+# differ from a fridge's or mean something else there.
+AGENT_RESULTS = RESULTS | {
+    "rolled_back": N_("rolled back: the new version was not healthy, the old one runs"),
+    "bad_hash": N_("refused: damaged release file"),
+    "bad_format": N_("refused: not a release file"),
+    "bad_version": N_("refused: not a release version"),
+    "wrong_platform": N_("refused: built for another system or Python"),
+    "io_error": N_("the terminal could not write the release"),
 }
 
 
@@ -37,26 +54,32 @@ def _code(table: Mapping[str, str], code: Any, t: Translator) -> str:
     return t.gettext(table[code]) if code in table else str(code)
 
 
+def title(summary: Mapping[str, Any], t: Translator) -> str:
+    """What is rolled out: "终端软件 1.1.0", or a fridge's firmware version."""
+    if summary["kind"] == "agent":
+        return t.gettext("Terminal software %(v)s") % {"v": summary["version"]}
+    return t.gettext("Version %(v)s to %(device)s") % {"v": summary["version"],
+                                                       "device": summary["device"]}
+
+
 def describe(summary: Mapping[str, Any], t: Translator) -> dict[str, Any]:
-    """The words for one rollout summary (rollouts.summary): its state, why it halted,
-    and each store's state and result."""
+    """The words for one rollout summary (rollouts.summary): what it rolls out, its state,
+    why it halted, and each store's state and result (with the store's detail)."""
     stores = summary["stores"]
+    results = AGENT_RESULTS if summary["kind"] == "agent" else RESULTS
     why = ""
     if summary["state"] == "halted":
         first = stores[0] if stores else None
         # as rollout.decide: the canary's failure is the reason before any count
-        canary_failed = first is not None and (
-            first["result"] not in ("", "confirmed") or first["command_state"] in
-            ("refused", "expired", "unsent"))
+        canary_failed = first is not None and first["outcome"] not in ("", "confirmed")
         why = (t.gettext("The first store failed, so no other store was sent it.")
                if canary_failed else t.gettext("%(failed)s stores failed; at most %(max)s may.")
                % {"failed": summary["failed"], "max": summary["max_failures"]})
     rows = []
     for s in stores:
-        result = s["result"] or (s["command_state"] if s["command_state"] in
-                                 ("refused", "expired", "unsent") else "")
+        result = s["outcome"]  # rollouts.store_rows: the same code the rollout counts
         rows.append({**s, "state_text": _code(STORE_STATES, s["state"], t),
-                     "result_text": _code(RESULTS, result, t) if result else "",
+                     "result_text": _code(results, result, t) if result else "",
                      "failed": bool(result) and result != "confirmed"})
-    return {"state_text": _code(ROLLOUT_STATES, summary["state"], t), "why": why,
-            "rows": rows}
+    return {"title": title(summary, t), "state_text": _code(ROLLOUT_STATES, summary["state"], t),
+            "why": why, "rows": rows}

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,11 +89,16 @@ def store_rows(db: Database, rollout_id: str) -> list[dict[str, Any]]:
         " WHERE rs.rollout = ? ORDER BY rs.started_at, rs.store", (rollout_id,)).fetchall()
     for store, command_id, started_at, cmd_state, cmd_result in rows:
         latest = _latest_update(db, store, command_id)
-        out.append({"store": store, "command_id": command_id, "started_at": started_at,
-                    "command_state": cmd_state,
-                    "command_result": None if cmd_result is None else json.loads(cmd_result),
-                    "state": latest.get("state", "idle"), "percent": latest.get("percent", 0),
-                    "result": latest.get("result", ""), "ok": latest.get("ok")})
+        row = {"store": store, "command_id": command_id, "started_at": started_at,
+               "command_state": cmd_state,
+               "command_result": None if cmd_result is None else json.loads(cmd_result),
+               "state": latest.get("state", "idle"), "percent": latest.get("percent", 0),
+               "result": latest.get("result", ""), "ok": latest.get("ok"),
+               "detail": str(latest.get("detail", ""))}
+        # What the rollout counts, in one code: the update's result, or why the store
+        # never got that far (unsent, refused, expired, the command answered `failed`).
+        row["outcome"] = _report(row).result
+        out.append(row)
     return out
 
 
@@ -110,7 +115,7 @@ def _latest_update(db: Database, store: str, command_id: str) -> dict[str, Any]:
     return found
 
 
-def _report(row: dict[str, Any]) -> rollout.StoreReport:
+def _report(row: Mapping[str, Any]) -> rollout.StoreReport:
     started = float(row["started_at"])
     if str(row["command_id"]).startswith(NOT_SENT):
         return rollout.StoreReport(rollout.Outcome.FAILED, started, "unsent")
@@ -178,6 +183,7 @@ def summary(db: Database, rollout_id: str) -> dict[str, Any] | None:
             "reason": row["reason"], "created_by": row["created_by"],
             "created_at": row["created_at"], "updated_at": row["updated_at"],
             "stages": list(p.stages), "total": len(p.stores), "max_failures": p.max_failures,
+            "planned": list(p.stores), "settle_s": p.settle_s,
             # the stage opened so far: the first whose count covers the stores started
             "stage": next(k + 1 for k, n in enumerate(p.stages) if n >= len(stores)),
             "failed": failed, "succeeded": succeeded, "stores": stores}
@@ -199,6 +205,18 @@ def recent(db: Database, stores: Sequence[str] | None = None,
             out.append(s)
         if len(out) >= limit:
             break
+    return out
+
+
+def agent_targets(summaries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """For each store in a running rollout of the terminal's own software, the version it
+    brings (the newest rollout's, if several): a store whose agent reports another version
+    is not there yet. `summaries` newest first, as `recent` gives them."""
+    out: dict[str, str] = {}
+    for s in summaries:
+        if s["kind"] == "agent" and s["state"] == rollout.State.RUNNING.value:
+            for store in s["planned"]:
+                out.setdefault(store, str(s["version"]))
     return out
 
 
@@ -230,6 +248,31 @@ class RolloutTicker(DbLoop):
 def artefact_path(directory: Path, sha256_hex: str) -> Path:
     """Where the artefact server (web/artefact_server.py) finds an artefact: by its hash."""
     return directory / f"{sha256_hex}.bin"
+
+
+def publish_verified(directory: Path, source: Path, check: Callable[[Path], None]) -> str:
+    """Copy `source` into the artefact store, `check` the copy (it raises to refuse), and
+    only then make it servable under its SHA-256 (hex, returned). The copy is what is
+    checked, so a file changed after the check is never what gets served; a refused one
+    leaves nothing behind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".incoming-{uuid.uuid4().hex}.tmp"
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as src, tmp.open("xb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        check(tmp)
+        target = artefact_path(directory, digest.hexdigest())
+        if target.exists():
+            tmp.unlink()
+        else:
+            tmp.rename(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
 
 
 def publish_artefact(directory: Path, raw: bytes) -> str:

@@ -48,9 +48,13 @@ def fleet_page(call: Call) -> Reply:
         profiles = {n: stores.get(db.conn, n) for n in names}
         rows = fleet.fridges(db.conn, names, now)
         updates = rollouts.recent(db, names, limit=5)
+    behind = rollouts.agent_targets(updates)
     for r in rows:
         r["profile"] = profiles[r["store"]]
         r["maintenance_names"] = [t.render(maintenance_text.name(m)) for m in r["maintenance"]]
+        target = behind.get(r["store"])
+        # The terminal not yet on the version a running agent rollout brings it.
+        r["agent_target"] = target if target and target != r["agent_version"] else None
     for u in updates:
         u |= describe_rollout(u, t)
         # A person sees only the stores they cover (the counts are the rollout's).

@@ -187,7 +187,7 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
         _checks(page, f"fleet-{tag}-sorted")
         # The rollout, halted by itself after the canary rolled the image back.
         ro = page.locator("#updates .rollout")
-        expect(page.locator("#updates h2")).to_have_text("固件更新")
+        expect(page.locator("#updates h2")).to_have_text("更新")
         expect(ro.locator(".badge")).to_have_text("已自动停止")
         expect(ro.locator(".why")).to_have_text("第一家店失败，其他店都没有收到。")
         expect(ro.locator(".counts")).to_have_text(
