@@ -1,5 +1,8 @@
 """The private Mosquitto broker's files: mosquitto.conf, the ACL and the subscribe rules.
 
+The ACL and the subscribe rules are rendered from `devstack.broker_rules.RULES`, as is
+EMQX's acl.conf (`devstack.broker_emqx`).
+
 Split out of `devstack.broker` (which re-exports every name here and keeps the process
 control): what a store and a cloud-side service may publish and subscribe to, written from
 the PKI directory. docs/security.md quotes `acl_text` and `subscribe_rules` verbatim
@@ -19,7 +22,10 @@ from xiaodian.pki import list_certificates
 from xiaodian.pki.ca import DevPki
 from xiaodian.pki.names import check_name
 
+from .broker_rules import OWN, RULES, SHARE_PREFIX, Scope, rule_topic
 from .process import StackError
+
+_ACCESS = {"publish": "write", "subscribe": "read"}
 
 CONF_NAME = "mosquitto.conf"
 ACL_NAME = "acl"
@@ -32,34 +38,6 @@ DYNSEC_GLOBS: tuple[str, ...] = (
     "/usr/lib/mosquitto_dynamic_security.so",
     "/usr/local/lib/*mosquitto_dynamic_security.so",
 )
-
-# What a store may do, with %u = its certificate CN = store id (see MQTT.md).
-_STORE_PATTERNS = (
-    "pattern write xd/v1/%u/telemetry",
-    "pattern write xd/v1/%u/events",
-    "pattern write xd/v1/%u/alerts",
-    "pattern write xd/v1/%u/health",
-    "pattern write xd/v1/%u/bundle",  # the compact format (xiaodian.wire.compact)
-    "pattern write xd/v1/%u/state",
-    "pattern write xd/v1/%u/cmd/res",
-    "pattern read xd/v1/%u/orders",
-    "pattern read xd/v1/%u/catalogue",
-    "pattern read xd/v1/%u/cmd/req",
-    "pattern read xd/v1/%u/receipts",
-)
-# What a cloud-side service may do: read everything stores send, send orders and commands.
-_SERVICE_TOPICS = (
-    "topic read xd/v1/#",
-    "topic write xd/v1/+/orders",
-    "topic write xd/v1/+/catalogue",
-    "topic write xd/v1/+/cmd/req",
-    "topic write xd/v1/+/receipts",
-)
-
-
-# Topic filters a store may SUBSCRIBE to, beyond which it gets nothing (see subscribe_rules).
-_STORE_SUBSCRIPTIONS = ("orders", "catalogue", "cmd/req", "receipts")
-
 
 class BrokerError(StackError):
     """The broker could not be found, configured or started; the message says why."""
@@ -79,20 +57,26 @@ def find_dynsec_plugin() -> str:
 
 
 def acl_text(services: Sequence[str]) -> str:
-    """The Mosquitto ACL file: stores by pattern, then one block per cloud-side service.
+    """The Mosquitto ACL file, rendered from `broker_rules.RULES`: every certificate's own
+    subtree by pattern (%u = its CN), then one block per cloud-side service.
 
-    Every service gets the same rights as `cloud-gateway` (read all store traffic, write
-    orders and commands); names not listed are stores and get only the patterns.
+    Publishing is `write`; subscribing is `read`, which Mosquitto checks on each delivery
+    against the real topic (so a service's shared groups need no line of their own).
     """
     lines = [
         "# Written by devstack.broker. Usernames are certificate CNs (= client ids).",
         "# Stores: confined to their own subtree. This file never checks a SUBSCRIBE",
         "# (Mosquitto 2.0), only each delivery; subscribe-rules.json decides those.",
-        *_STORE_PATTERNS,
+    ]
+    lines += [
+        f"pattern {_ACCESS[r.action]} {r.topic.replace(OWN, '%u')}"
+        for r in RULES if r.scope is Scope.EVERYONE
     ]
     for name in services:
         check_name(name)
-        lines += ["", f"user {name}", *_SERVICE_TOPICS]
+        lines += ["", f"user {name}"]
+        lines += [f"topic {_ACCESS[r.action]} {r.topic}"
+                  for r in RULES if r.scope is Scope.SERVICES]
     return "\n".join(lines) + "\n"
 
 
@@ -102,8 +86,9 @@ def subscribe_rules(stores: Sequence[str], services: Sequence[str]) -> dict[str,
     Mosquitto 2.0's ACL file never checks a SUBSCRIBE (only each delivery), so without this
     a store could join the cloud's shared group `$share/ingest/xd/v1/+/telemetry`: the broker
     would hand it its turn of every store's messages and then drop them on the read ACL. The
-    plugin runs before the ACL file and decides every subscription of the names it lists:
-    a store only its own downlink topics, a service `xd/v1/...` and shared groups on it.
+    plugin runs before the ACL file and decides every subscription of the names it lists,
+    from `broker_rules.RULES`: a store only its own downlink topics (also as a shared
+    group of its own, as EMQX would allow), a service `xd/v1/...` and shared groups on it.
     Publishing and delivery it leaves to the ACL file (no publish rule, default deny ->
     the plugin defers). A name it does not list (a store certified after this file was
     written) falls through to the ACL file, which allows the SUBSCRIBE: regenerate and
@@ -113,18 +98,27 @@ def subscribe_rules(stores: Sequence[str], services: Sequence[str]) -> dict[str,
     def rule(kind: str, topic: str, allow: bool = True, priority: int = 0) -> dict[str, object]:
         return {"acltype": kind, "topic": topic, "allow": allow, "priority": priority}
 
-    roles: list[dict[str, object]] = [{
-        "rolename": "service",
-        "acls": [rule("subscribePattern", "xd/v1/#"), rule("subscribePattern", "$share/+/xd/v1/#")],
-    }]
+    def subscriptions(scope: Scope, cn: str) -> list[str]:
+        return [rule_topic(r, cn) for r in RULES if r.scope is scope and r.action == "subscribe"]
+
+    # A shared group is judged on its real topic (broker_rules): `$share/+/` + each filter.
+    service_acls = [rule("subscribePattern", t) for t in subscriptions(Scope.SERVICES, "")]
+    service_acls += [rule("subscribePattern", SHARE_PREFIX + "+/" + t)
+                     for t in subscriptions(Scope.SERVICES, "")]
+    # Checked last: an explicit refusal, since "no rule" would defer to the ACL file, which
+    # allows every SUBSCRIBE (a service could subscribe to `#` and get its own reads).
+    refuse_rest = rule("subscribePattern", "#", allow=False, priority=-1)
+    service_acls.append(refuse_rest)
+    roles: list[dict[str, object]] = [{"rolename": "service", "acls": service_acls}]
     clients: list[dict[str, object]] = []
     for name in services:
         clients.append({"username": check_name(name), "roles": [{"rolename": "service"}]})
     for name in stores:
         check_name(name)
-        acls = [rule("subscribeLiteral", f"xd/v1/{name}/{leaf}") for leaf in _STORE_SUBSCRIPTIONS]
-        # Checked last: an explicit refusal, since "no rule" would defer to the ACL file.
-        acls.append(rule("subscribePattern", "#", allow=False, priority=-1))
+        own = subscriptions(Scope.EVERYONE, name)
+        acls = [rule("subscribeLiteral", t) for t in own]
+        acls += [rule("subscribePattern", SHARE_PREFIX + "+/" + t) for t in own]
+        acls.append(refuse_rest)
         roles.append({"rolename": f"store-{name}", "acls": acls})
         clients.append({"username": name, "roles": [{"rolename": f"store-{name}"}]})
     return {

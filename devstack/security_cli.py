@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from devstack.broker import write_broker_config
+from devstack.broker_emqx import EMQX_ACL_NAME, write_emqx_config
 from xiaodian import pki
 
 log = logging.getLogger(__name__)
@@ -106,20 +107,24 @@ def register(subparsers: Any) -> None:
     sp.add_argument("store", help="store id")
     sp.add_argument("--dir", type=Path, required=True, help="the PKI directory")
 
-    b = subparsers.add_parser("broker", help="Mosquitto configuration from the PKI")
+    b = subparsers.add_parser("broker", help="Mosquitto or EMQX configuration from the PKI")
     bcmds = b.add_subparsers(dest="broker_command", required=True, metavar="BROKER_COMMAND")
     conf = bcmds.add_parser(
         "config",
-        help="write mosquitto.conf, the ACL and the subscribe rules",
+        help="write mosquitto.conf, the ACL and the subscribe rules (or EMQX's emqx.conf "
+        "and acl.conf)",
         description="TLS listener requiring client certificates (CN = username = client "
         "id), the CRL, an ACL confining each store to its own topics and subscribe rules "
         "keeping stores out of other trees and the cloud's shared groups. No plaintext "
-        "listener unless --dev-plaintext-local, which binds 127.0.0.1 only.",
+        "listener unless --dev-plaintext-local, which binds 127.0.0.1 only. "
+        "--flavour emqx writes the same identities and rules for an EMQX 5 cluster.",
     )
     conf.set_defaults(func=_guarded(_broker_config))
     conf.add_argument("--dir", type=Path, required=True, help="broker directory to write")
     conf.add_argument("--pki", type=Path, required=True, help="the PKI directory")
     conf.add_argument("--port", type=int, default=8883)
+    conf.add_argument("--flavour", choices=("mosquitto", "emqx"), default="mosquitto",
+                      help="the broker to configure (default mosquitto)")
     conf.add_argument("--bind", default="127.0.0.1", help="TLS listener address")
     conf.add_argument(
         "--dev-plaintext-local",
@@ -277,6 +282,13 @@ def _broker_config(args: argparse.Namespace) -> int:
     """Write mosquitto.conf + ACL from the PKI directory (TLS only unless the dev flag)."""
     # Absolute paths: mosquitto resolves relative ones against its own working directory.
     loaded = pki.load_pki(args.pki.resolve())
+    if args.flavour == "emqx":
+        if args.dev_plaintext_local:
+            raise ValueError("--dev-plaintext-local: Mosquitto only (EMQX gets TLS only)")
+        emqx = write_emqx_config(args.dir.resolve(), loaded, args.port, bind=args.bind)
+        print(f"{emqx}\n{emqx.with_name(EMQX_ACL_NAME)}\n"
+              f"include it from each node's etc/emqx.conf: include \"{emqx}\"")
+        return 0
     conf = write_broker_config(
         args.dir.resolve(),
         loaded,

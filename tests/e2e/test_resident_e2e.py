@@ -183,10 +183,9 @@ def test_a_resident_orders_is_refused_when_full_and_picks_up_at_the_counter(
             title = counter.inner_text("#verdict-title")
             assert str(order_id) in title and "****" + DEMO_PHONE[-4:] in title, title
             screenshot(counter, "resident-e2e-counter-handover")
-            # As a clerk does, confirm once the fridge says it is unlocked. The page redraws
-            # the handover (its buttons included) when the unlock is answered; a tap landing
-            # in that redraw is lost (seen once in CI under load: Confirm never reached the
-            # terminal), so the test does not race it.
+            # As a clerk does, confirm once the fridge says it is unlocked. (A tap landing in
+            # the redraw the unlock answer causes used to be lost: seen once in CI. The page
+            # now keeps its buttons across redraws: tests/edge/test_counter_redraw.py.)
             counter.wait_for_selector("#waiting:has-text('已开锁')")
             counter.click("#confirm")
             # Nobody takes the milk out of the simulated fridge's lane: the clerk says it

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from devstack.broker import acl_text, subscribe_rules
+from devstack.broker_emqx import acl_conf
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 BLOCK = re.compile(r"<!-- generated: (?P<call>[^\n]*?) -->\n```[a-z]*\n(?P<body>.*?)```",
@@ -29,8 +30,13 @@ def test_the_subscribe_rules_listing_is_the_generated_file() -> None:
     assert body == json.dumps(rules, indent=1) + "\n"
 
 
+def test_the_emqx_acl_listing_is_the_generated_acl_conf() -> None:
+    assert generated_blocks()['acl_conf(["ingest-1"])'] == acl_conf(["ingest-1"])
+
+
 def test_every_generated_block_is_checked() -> None:
     assert set(generated_blocks()) == {
         'acl_text(["ingest-1"])',
         'subscribe_rules(["store-001"], ["ingest-1"])',
+        'acl_conf(["ingest-1"])',
     }
