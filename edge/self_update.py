@@ -225,7 +225,7 @@ def install(setup: SelfUpdateSetup, command_id: str, version: str, sha256: str, 
         raise SelfUpdateRefused("bad_version", f"the command says {version}, the signed "
                                 f"release is {release.manifest.version}")
     try:
-        setup.update_dir.mkdir(parents=True, exist_ok=True)
+        setup.update_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         for stale in setup.update_dir.glob("*.xdrel"):  # of an earlier, abandoned attempt
             stale.unlink()
         _move(path, setup.update_dir / release_name(version))
