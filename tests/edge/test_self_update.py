@@ -89,11 +89,25 @@ def _poll(job: StatusWatch, clock: Clock, advance: float = READ_EVERY_S) -> dict
 ])
 def test_a_release_it_may_not_install_is_refused_and_nothing_is_handed_over(
         tmp_path: Path, make: Any, version: str, reason: str) -> None:
-    setup = _setup(tmp_path)
+    setup, path = _setup(tmp_path), make(tmp_path)
     with pytest.raises(ValueError) as err:
-        _install(setup, make(tmp_path), Clock(), version)
+        _install(setup, path, Clock(), version)
     assert getattr(err.value, "reason", None) == reason
     assert not setup.update_dir.exists() or not any(setup.update_dir.iterdir())
+    assert not path.exists()  # the refused download is not kept (a release is ~30 MB)
+
+
+def test_a_hand_over_that_cannot_be_written_is_io_error_not_an_exception_in_the_loop(
+        tmp_path: Path) -> None:
+    setup = _setup(tmp_path)
+    setup.update_dir.write_text("a file where the directory should be")
+    with pytest.raises(ValueError) as err:
+        _install(setup, release(tmp_path), Clock())
+    assert getattr(err.value, "reason", None) == "io_error"
+    with pytest.raises(ValueError) as err:
+        self_update.install(_setup(tmp_path / "x"), CMD, "1.5.0", "0" * 64,
+                            tmp_path / "gone.bin", running=RUNNING)
+    assert getattr(err.value, "reason", None) == "io_error"
 
 
 def test_a_payload_changed_after_signing_and_a_terminal_without_keys_are_refused(
