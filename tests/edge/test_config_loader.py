@@ -114,7 +114,8 @@ def test_agent_update_defaults_follow_the_data_dir_and_bad_values_name_their_key
     assert (cfg.update_dir, cfg.health_path, cfg.agent_update.status_file) == (
         tmp_path / "u", tmp_path / "h.json", tmp_path / "s.json")
     for extra, key, problem in [
-        ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 3600"),
+        ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 1800"),
+        ("health_window_s = 1801", "agent_update.health_window_s", "between 30 and 1800"),
         ('keys = ["missing.pub"]', "agent_update.keys", "cannot load"),
         ("keys = 3", "agent_update.keys", "expected a list"),
     ]:
