@@ -1,0 +1,114 @@
+"""The largest fleet one broker, two workers and one PostgreSQL sustain: `python -m bench.fleet`.
+
+Steps the load up (`--steps`, each STORESxSPEED: STORES TLS connections, each sending the
+agent's 240-s bundle every 240/SPEED s, so the load of STORES x SPEED stores at the real
+cadence) and runs `devstack.fleet_run` for `--minutes` at each, stopping at the first step
+not sustained: something lost or duplicated, a store not connected, or publish->receipt
+p99 over 2 s. Prints a row per step with each process's CPU (percent of one core), then
+the largest sustained load and where it bent: the busiest process at the step that failed
+(or at the last step, if none did).
+
+Generator, broker, workers and PostgreSQL all run on this machine and share its cores: the
+generator's own CPU is in every row, so its share can be read off. PostgreSQL is the
+private test server (devstack.testkit.pg_server: fsync off, in /dev/shm), an upper bound
+for a server writing to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from devstack.fleet_run import FleetOptions, FleetReport, run_fleet
+
+from .common import Table, check_figures, note
+
+DEFAULT_STEPS = "2000x1,10000x1,10000x4,10000x8"
+
+
+def _steps(text: str) -> list[tuple[int, float]]:
+    out = []
+    for token in text.split(","):
+        stores, _, speed = token.strip().partition("x")
+        out.append((int(stores), float(speed or 1)))
+    return out
+
+
+def _row(r: FleetReport) -> list[object]:
+    cpu = r.cpu
+    workers = [v for k, v in cpu.items() if k.startswith("ingest-")]
+    return [f"{r.stores}x{r.speed:g}", round(r.equivalent_stores), round(r.msgs_per_s, 1),
+            round(r.readings_per_s), round(r.tls_bytes_per_s), round(r.p50_s, 3),
+            round(r.p99_s, 3), r.lost, r.duplicates, round(cpu.get("broker", 0)),
+            "+".join(str(round(w)) for w in workers), round(cpu.get("postgresql", 0)),
+            round(cpu.get("generators", 0)), round(r.machine_cpu_pct),
+            "yes" if r.ok else "NO"]
+
+
+def _bend(r: FleetReport) -> str:
+    busiest = max(r.cpu.items(), key=lambda kv: kv[1])
+    ours = sum(r.cpu.values())
+    gen = r.cpu.get("generators", 0.0)
+    if not ours:
+        return "no CPU measured"
+    return (f"busiest: {busiest[0]} at {busiest[1]:.0f}% of a core; machine"
+            f" {r.machine_cpu_pct:.0f}% of {r.cores} cores; generator {gen:.0f}% of a core ="
+            f" {100 * gen / ours:.0f}% of the CPU the test used")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--steps", default=DEFAULT_STEPS,
+                    help=f"STORESxSPEED,... tried in order (default {DEFAULT_STEPS})")
+    ap.add_argument("--minutes", type=float, default=1.0, help="window per step (default 1)")
+    ap.add_argument("--drain-s", type=float, default=60.0)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="certificates are kept here between runs (default: a temporary"
+                    " directory)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="quick check (~30 s): 50 stores x 24 for 20 s; exits 1 unless"
+                    " sustained")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.minutes, args.drain_s = "50x24", 20 / 60, 30.0
+    print(f"fleet benchmark: generator, broker, 2 workers and PostgreSQL on this one machine"
+          f" ({os.cpu_count()} cores); load average before: {os.getloadavg()[0]:.2f}",
+          flush=True)
+    reports: list[FleetReport] = []
+    with tempfile.TemporaryDirectory(prefix="xiaodian-fleet-") as tmp:
+        work = args.workdir or Path(tmp)
+        for stores, speed in _steps(args.steps):
+            r = run_fleet(FleetOptions(work, stores, args.minutes, speed,
+                                       drain_s=args.drain_s), say=note)
+            reports.append(r)
+            note(f"{stores}x{speed:g}: {'sustained' if r.ok else 'NOT sustained'};"
+                 f" {_bend(r)}")
+            if not r.ok:
+                break
+    Table(f"fleet over {args.minutes * 60:.0f} s per step (CPU: % of one core; p in s)",
+          ["step", "equiv. stores", "msg/s", "readings/s", "TLS B/s", "p50", "p99", "lost",
+           "dup", "broker", "workers", "postgres", "generator", "machine %", "ok"],
+          [_row(r) for r in reports]).print()
+    passed = [r for r in reports if r.ok]
+    best = max(passed, key=lambda r: r.equivalent_stores) if passed else None
+    bent = next((r for r in reports if not r.ok), reports[-1])
+    if best is not None:
+        print(f"largest sustained: {best.equivalent_stores:,.0f} stores' load"
+              f" ({best.stores:,} connections x speed {best.speed:g}), p99 {best.p99_s:.3f} s,"
+              f" 0 lost")
+    print(f"{'bends at' if not bent.ok else 'at the last step'} {bent.stores}x{bent.speed:g}:"
+          f" {_bend(bent)}")
+    figures: list[tuple[str, float | None]] = [
+        ("largest sustained equivalent stores", best.equivalent_stores if best else 0.0),
+        ("sustained p99 s", best.p99_s if best else None),
+        ("sustained readings/s", best.readings_per_s if best else None),
+        ("sustained generator CPU % of a core", best.cpu.get("generators") if best else None),
+    ]
+    code = check_figures(figures)
+    return code if args.smoke else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
