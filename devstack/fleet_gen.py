@@ -62,11 +62,19 @@ class GenSpec:
     port: int
     ca: Path
     clients_dir: Path  # <store>.crt and <store>.key per store
-    readings_interval_s: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One publishing window over the connected stores (the parent may send several, each
+    at a faster cadence, over the same sessions)."""
+
+    go: float  # wall clock of the window's start, the same in every generator
+    interval_s: float  # each store's bundle every this long
     window_s: float
     drain_s: float
     confirm_timeout_s: float
-    seed: int
 
 
 @dataclass
@@ -93,6 +101,7 @@ class GenResult:
     tcp_sent: int  # TLS bytes (TCP payload) over the window, both directions below
     tcp_received: int
     lags: list[float] = field(default_factory=list)  # s a bundle left after it was due
+    window_s: float = 0.0
     cpu_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -125,8 +134,7 @@ class _Store:
 
     def __init__(self, gen: Generator, store: str, ctx: ssl.SSLContext) -> None:
         self.gen = gen
-        self.sim = SimStore(store, gen.spec.readings_interval_s, gen.spec.confirm_timeout_s,
-                            random.Random(f"{gen.spec.seed}-{store}"))
+        self.sim = SimStore(store, rng=random.Random(f"{gen.spec.seed}-{store}"))
         self.client = _Client(CallbackAPIVersion.VERSION2, client_id=store,
                               protocol=mqtt.MQTTv5)
         self.ctx = ctx
@@ -225,6 +233,7 @@ class Generator:
         self.refused = 0
         self.republished = 0
         self.closing = False
+        self.phase = Phase(0.0, 1.0, 0.0, 0.0, 30.0)
         self.window_end = float("inf")
         self.latencies: list[float] = []
         self.confirmed_in_window = 0
@@ -357,17 +366,23 @@ class Generator:
         self.connect_failures += 1
         self.errors.append(f"{store.sim.store}: {exc}")
 
-    def run(self, go: float) -> None:
-        """Publish from `go` until the window ends, then drain."""
-        spec = self.spec
-        self.window_end = go + spec.window_s
-        rng = random.Random(spec.seed)
+    def run(self, phase: Phase) -> None:
+        """Publish from `phase.go` until the window ends, then drain."""
+        self._reset()
+        self.phase = phase
+        self.window_end = phase.go + phase.window_s
+        rng = random.Random(self.spec.seed)
+        self.timers = [t for t in self.timers if t[2] != "bundle"]
+        heapq.heapify(self.timers)
         for store in self.stores:
-            self.schedule(go + rng.uniform(0, spec.readings_interval_s), store, "bundle")
+            store.sim.confirm_timeout_s = phase.confirm_timeout_s
+            self.schedule(phase.go + rng.uniform(0, phase.interval_s), store, "bundle")
+        while self.clock() < phase.go:
+            self.serve(min(0.2, max(0.0, phase.go - self.clock())))
         for store in self.stores:
             sock = store.client.socket()
             store.bytes_at_go = _tcp_bytes(sock) if sock is not None else (0, 0)
-        drain_end = self.window_end + spec.drain_s
+        drain_end = self.window_end + phase.drain_s
         next_misc = next_overdue = 0.0
         window_open = True
         while True:
@@ -388,8 +403,15 @@ class Generator:
                 next_overdue = now + 1.0
             wait = 0.2 if not self.timers else max(0.0, min(0.2, self.timers[0][0] - now))
             self.serve(wait)
-        if window_open:
-            self._window_bytes()
+
+    def _reset(self) -> None:
+        """Per-window figures start again (the sessions and outboxes carry on)."""
+        self.latencies, self.first_seqs, self.lags = [], [], []
+        self.confirmed_in_window = self.republished = self.refused = self.disconnects = 0
+        self.bundles = self.readings = self.events = self.payload_bytes = 0
+        self.tcp_sent = self.tcp_received = 0
+        for store in self.stores:
+            store.sim.confirmed.clear()
 
     def _due(self, store: _Store, what: str, due: float, now: float) -> None:
         if what == "reconnect":
@@ -402,7 +424,7 @@ class Generator:
             return
         if now >= self.window_end:
             return  # the window is over: nothing new
-        self.schedule(due + self.spec.readings_interval_s, store, "bundle")
+        self.schedule(due + self.phase.interval_s, store, "bundle")
         self.lags.append(now - due)
         bundle = store.sim.next_bundle(now)
         self.bundles += 1
@@ -463,11 +485,13 @@ class Generator:
             duplicate_receipts=sum(s.sim.duplicate_receipts for s in self.stores),
             latencies=self.latencies, first_seqs=self.first_seqs,
             tcp_sent=self.tcp_sent, tcp_received=self.tcp_received, lags=self.lags,
+            window_s=self.phase.window_s,
             errors=self.errors[:20])
 
 
 def generator_main(spec: GenSpec, conn: Connection) -> None:
-    """A spawned process's body: connect, report, wait for the start time, run, report."""
+    """A spawned process's body: connect and report; then for each Phase the parent sends,
+    run it and report; stop (disconnecting as the agent does) at "stop"."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -477,23 +501,20 @@ def generator_main(spec: GenSpec, conn: Connection) -> None:
     gen = Generator(spec)
     connect_s = gen.connect_all()
     conn.send(("connected", gen.connected, gen.connect_failures, connect_s, gen.errors[:5]))
-    # Serve the open sessions (CONNACKs, SUBACKs) while the others connect.
-    while not conn.poll(0):
-        gen.serve(0.2)
-        gen.misc()
-    message = conn.recv()
-    if message[0] != "go":
-        gen.close()
-        return
-    go: float = message[1]
-    while time.time() < go:
-        gen.serve(min(0.2, max(0.0, go - time.time())))
-    gen.run(go)
-    result = gen.result(connect_s)
+    while True:
+        while not conn.poll(0):  # keep the sessions served between windows
+            gen.serve(0.2)
+            gen.misc()
+        message = conn.recv()
+        if not isinstance(message, Phase):
+            break
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        gen.run(message)
+        result = gen.result(connect_s)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        result.cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        conn.send(("done", result))
     gen.close()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result.cpu_s = usage.ru_utime + usage.ru_stime
-    conn.send(("done", result))
 
 
 def foreign_publish(host: str, port: int, ca: Path, cert: Path, key: Path, own: str,

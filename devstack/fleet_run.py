@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.broker import Broker
-from devstack.fleet_gen import GenResult, GenSpec, foreign_publish, generator_main
+from devstack.fleet_gen import GenResult, GenSpec, Phase, foreign_publish, generator_main
 from devstack.fleet_store import READINGS_INTERVAL_S, SAMPLE_S
 from devstack.process import Part, StackError, _free_port, _tail
 from devstack.stack_config import _mqtt_toml, _toml_str
@@ -224,6 +224,14 @@ def _raise_fd_limit() -> None:
 
 
 def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
+    """One window at `opts.speed`."""
+    return run_fleet_steps(opts, [opts.speed], say)[0]
+
+
+def run_fleet_steps(opts: FleetOptions, speeds: list[float], say: Any = print,
+                    stop_when_failed: bool = True) -> list[FleetReport]:
+    """Connect the fleet once, then one window (and its drain) per speed, in order; the
+    next is skipped once one is not sustained (`stop_when_failed`)."""
     from devstack.testkit.pg_server import PgServer
 
     work = opts.workdir
@@ -243,6 +251,8 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
     broker = Broker(work / "broker", pki, start_timeout=60.0)
     parts: list[Part] = []
     procs: list[Any] = []
+    conns: list[Any] = []
+    reports: list[FleetReport] = []
     try:
         url = server.create_database("fleet")
         broker.start()
@@ -266,7 +276,6 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
             time.sleep(0.2)
         say(f"broker on port {broker.port}, {opts.workers} cloud workers, PostgreSQL"
             f" {server.port}")
-
         # Before the fleet connects: the same identity connecting later takes the session
         # over (use_username_as_clientid), which would count as a store's disconnect.
         a, b = stores[0], stores[min(1, len(stores) - 1)]
@@ -276,17 +285,14 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
                                       work / "pki" / "clients" / f"{a}.crt",
                                       work / "pki" / "clients" / f"{a}.key", a, b)
         say(f"{a} publishing on {b}'s topic: {foreign}")
-        interval = READINGS_INTERVAL_S / opts.speed
-        window = opts.minutes * 60
+
         ctx = multiprocessing.get_context("spawn")
-        conns = []
-        share = [tuple(stores[i::opts.procs]) for i in range(opts.procs)]
-        for i, names in enumerate(share):
+        for i in range(opts.procs):
+            names = tuple(stores[i::opts.procs])
             if not names:
                 continue
             parent, child = ctx.Pipe()
             spec = GenSpec(names, broker.host, broker.port, pki.ca, work / "pki" / "clients",
-                           interval, window, opts.drain_s, min(30.0, max(3.0, interval / 2)),
                            opts.seed * 1000 + i)
             proc = ctx.Process(target=generator_main, args=(spec, child), name=f"fleet-gen-{i}")
             proc.start()
@@ -304,30 +310,57 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
             errors += errs
         say(f"connected: {connected} of {len(stores)} stores in {connect_s:.1f} s"
             f" ({failures} failed)")
-
+        accepted = _accepted_ids(broker.log_path, opts.prefix)
         cpu = _Cpu({"broker": [broker.pid or 0], "postgresql": [server.proc.pid],
                     **{p.name: [p.proc.pid] for p in parts if p.proc is not None},
                     "generators": [p.pid for p in procs]})
-        go = time.time() + 2.0
+        published = 0
+        seen = (0, 0)
+        for speed in speeds:
+            interval = READINGS_INTERVAL_S / speed
+            window = opts.minutes * 60
+            phase = Phase(time.time() + 2.0, interval, window, opts.drain_s,
+                          min(30.0, max(3.0, interval / 2)))
+            for c in conns:
+                c.send(phase)
+            time.sleep(max(0.0, phase.go - time.time()))
+            cpu0, busy0, wall0 = cpu.sample(), _machine_busy(), time.monotonic()
+            load = os.getloadavg()[0]
+            say(f"speed {speed:g}: for {window:.0f} s, one bundle per store every"
+                f" {interval:g} s")
+            time.sleep(max(0.0, phase.go + window - time.time()))
+            cpu1, busy1, wall1 = cpu.sample(), _machine_busy(), time.monotonic()
+            span = wall1 - wall0
+            results: list[GenResult] = []
+            for c in conns:
+                if not c.poll(opts.drain_s + 120):
+                    raise StackError("a generator did not report after its drain")
+                results.append(c.recv()[1])
+            readings, events, dups, firsts = _db_counts(url, opts.prefix)
+            published += sum(r.readings + r.events for r in results)
+            report = _report(results, firsts, readings, events, dups, published)
+            # This window's rows (lost is counted over every window so far, above).
+            report.readings_stored, report.events_stored = readings - seen[0], events - seen[1]
+            seen = (readings, events)
+            report.speed, report.window_s, report.stores = speed, window, len(stores)
+            report.cert_issue_s, report.certs_issued = cert_s, issued
+            report.connect_s, report.connected, report.accepted_ids = (connect_s, connected,
+                                                                        accepted)
+            report.foreign_publish = foreign
+            report.cpu = {k: 100 * (cpu1[k] - cpu0[k]) / span for k in cpu0}
+            report.machine_cpu_pct = 100 * (busy1 - busy0) / span / (os.cpu_count() or 1)
+            report.cores = os.cpu_count() or 1
+            report.load_before = load_before if not reports else load
+            report.errors = (errors + report.errors)[:20]
+            reports.append(report)
+            say(f"speed {speed:g}: {'sustained' if report.ok else 'NOT sustained'}, p99"
+                f" {report.p99_s:.3f} s, lost {report.lost}")
+            if stop_when_failed and not report.ok:
+                break
         for c in conns:
-            c.send(("go", go))
-        time.sleep(max(0.0, go - time.time()))
-        cpu0, busy0, wall0 = cpu.sample(), _machine_busy(), time.monotonic()
-        say(f"publishing for {window:.0f} s: one bundle per store every {interval:g} s")
-        time.sleep(max(0.0, go + window - time.time()))
-        cpu1, busy1, wall1 = cpu.sample(), _machine_busy(), time.monotonic()
-        span = wall1 - wall0
-        cpu_pct = {k: 100 * (cpu1[k] - cpu0[k]) / span for k in cpu0}
-        machine = 100 * (busy1 - busy0) / span / (os.cpu_count() or 1)
-        results: list[GenResult] = []
-        for c in conns:
-            if not c.poll(opts.drain_s + 60):
-                raise StackError("a generator did not report after its drain")
-            results.append(c.recv()[1])
+            c.send("stop")
         for proc in procs:
             proc.join(30)
-        time.sleep(1.0)  # the last receipts' commits are already done; states may trail
-        readings, events, dups, firsts = _db_counts(url, opts.prefix)
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -337,20 +370,27 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
             part.stop()
         broker.stop()
         server.stop()
+    return reports
 
+
+def _report(results: list[GenResult], firsts: dict[tuple[str, int], float], readings: int,
+            events: int, dups: int, published: int) -> FleetReport:
+    """A window's figures from the generators' results and the database's counts;
+    `published`: records the fleet published in every window so far (the database holds
+    them all)."""
     latencies = [x for r in results for x in r.latencies]
     db_lat = [firsts[(s, q)] - t for r in results for s, q, t in r.first_seqs
               if (s, q) in firsts]
+    window = max(1e-9, results[0].window_s) if results else 1.0
     published_r = sum(r.readings for r in results)
-    published_e = sum(r.events for r in results)
     bundles = sum(r.bundles for r in results)
     return FleetReport(
-        stores=len(stores), speed=opts.speed, window_s=window, cert_issue_s=cert_s,
-        certs_issued=issued, connect_s=connect_s, connected=connected,
-        accepted_ids=_accepted_ids(broker.log_path, opts.prefix), foreign_publish=foreign,
-        bundles=bundles, readings_published=published_r, events_published=published_e,
+        stores=0, speed=1.0, window_s=window, cert_issue_s=0.0, certs_issued=0,
+        connect_s=0.0, connected=0, accepted_ids=0, foreign_publish="",
+        bundles=bundles, readings_published=published_r,
+        events_published=sum(r.events for r in results),
         readings_stored=readings, events_stored=events, duplicates=dups,
-        lost=published_r + published_e - (readings + events - dups),
+        lost=published - (readings + events - dups),
         unconfirmed=sum(r.unconfirmed_records for r in results),
         republished=sum(r.republished for r in results),
         refused=sum(r.refused for r in results),
@@ -362,6 +402,4 @@ def run_fleet(opts: FleetOptions, say: Any = print) -> FleetReport:
         msgs_per_s=bundles / window, readings_per_s=published_r / window,
         tls_bytes_per_s=sum(r.tcp_sent + r.tcp_received for r in results) / window,
         payload_bytes_per_s=sum(r.payload_bytes for r in results) / window,
-        cpu=cpu_pct, machine_cpu_pct=machine, cores=os.cpu_count() or 1,
-        load_before=load_before,
-        errors=errors + [e for r in results for e in r.errors][:20])
+        errors=[e for r in results for e in r.errors][:20])
