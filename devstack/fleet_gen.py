@@ -502,9 +502,12 @@ def generator_main(spec: GenSpec, conn: Connection) -> None:
     connect_s = gen.connect_all()
     conn.send(("connected", gen.connected, gen.connect_failures, connect_s, gen.errors[:5]))
     while True:
+        next_misc = 0.0
         while not conn.poll(0):  # keep the sessions served between windows
             gen.serve(0.2)
-            gen.misc()
+            if time.monotonic() >= next_misc:
+                gen.misc()
+                next_misc = time.monotonic() + 1.0
         message = conn.recv()
         if not isinstance(message, Phase):
             break
