@@ -33,7 +33,8 @@ def _row(r: FleetReport) -> list[object]:
     workers = [v for k, v in cpu.items() if k.startswith("ingest-")]
     return [f"{r.stores}x{r.speed:g}", round(r.equivalent_stores), round(r.msgs_per_s, 1),
             round(r.readings_per_s), round(r.tls_bytes_per_s), round(r.p50_s, 3),
-            round(r.p99_s, 3), r.lost, r.duplicates, round(cpu.get("broker", 0)),
+            round(r.p99_s, 3), round(r.db_p99_s, 3), round(r.lag_p99_s, 3), r.lost,
+            r.duplicates, r.unconfirmed, round(cpu.get("broker", 0)),
             "+".join(str(round(w)) for w in workers), round(cpu.get("postgresql", 0)),
             round(cpu.get("generators", 0)), round(_others(r)), round(r.load_before, 1),
             "yes" if r.ok else "NO"]
@@ -43,6 +44,17 @@ def _others(r: FleetReport) -> float:
     """CPU the rest of the machine used in the window (other users of the host), % of a
     core."""
     return max(0.0, r.machine_cpu_pct * r.cores - sum(r.cpu.values()))
+
+
+def _stalled(prev: FleetReport, r: FleetReport) -> list[str]:
+    """Processes whose CPU grew by less than a fifth of the load's growth from `prev` to
+    `r`: on a saturated machine the one that bends stops getting more CPU while work piles
+    up for it, long before it shows 100 % of a core."""
+    if not prev.msgs_per_s:
+        return []
+    load = r.msgs_per_s / prev.msgs_per_s
+    return [f"{k} {prev.cpu[k]:.0f}->{v:.0f}%" for k, v in r.cpu.items()
+            if prev.cpu.get(k) and v / prev.cpu[k] - 1 < (load - 1) / 5]
 
 
 def _bend(r: FleetReport) -> str:
@@ -86,10 +98,14 @@ def main(argv: list[str] | None = None) -> int:
          f" ok, {first.accepted_ids:,} client ids in the broker's log); certificates:"
          f" {first.certs_issued:,} issued in {first.cert_issue_s:.1f} s; another store's"
          f" topic: {first.foreign_publish}")
-    Table(f"fleet over {args.minutes * 60:.0f} s per step (CPU: % of one core, others: the"
-          " rest of the machine; load: 1-min load average at the step's start; p in s)",
-          ["step", "equiv. stores", "msg/s", "readings/s", "TLS B/s", "p50", "p99", "lost",
-           "dup", "broker", "workers", "postgres", "generator", "others", "load", "ok"],
+    Table(f"fleet over {args.minutes * 60:.0f} s per step (p in s: publish -> receipt;"
+          " recv: publish -> the worker's received_at; late: the generator's lateness; lost:"
+          " not in the database when the drain ended; pending: records still in the stores'"
+          " outboxes (a store sends them again); CPU: % of one core, others: the rest of the"
+          " machine; load: 1-min load average at the step's start)",
+          ["step", "equiv. stores", "msg/s", "readings/s", "TLS B/s", "p50", "p99", "recv p99",
+           "late p99", "lost", "dup", "pending", "broker", "workers", "postgres", "generator",
+           "others", "load", "ok"],
           [_row(r) for r in reports]).print()
     passed = [r for r in reports if r.ok]
     best = max(passed, key=lambda r: r.equivalent_stores) if passed else None
@@ -100,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
               f" 0 lost")
     print(f"{'bends at' if not bent.ok else 'at the last step'} {bent.stores}x{bent.speed:g}:"
           f" {_bend(bent)}")
+    i = reports.index(bent)
+    if i:
+        stalled = _stalled(reports[i - 1], bent)
+        print(f"CPU that stopped following the load ({reports[i - 1].msgs_per_s:.0f} ->"
+              f" {bent.msgs_per_s:.0f} msg/s): {', '.join(stalled) or 'none'}")
     figures: list[tuple[str, float | None]] = [
         ("largest sustained equivalent stores", best.equivalent_stores if best else 0.0),
         ("sustained p99 s", best.p99_s if best else None),
