@@ -25,7 +25,7 @@ from devstack.fleet_run import FleetOptions, FleetReport, run_fleet_steps
 
 from .common import Table, check_figures, note
 
-DEFAULT_SPEEDS = "1,4,8,16"
+DEFAULT_SPEEDS = "1,2,4,8"
 
 
 def _row(r: FleetReport) -> list[object]:
