@@ -200,7 +200,7 @@ class _Store:
             return
         now = time.time()
         for bundle in self.sim.confirm(entries, now):
-            if bundle.first_published < self.gen.window_end:
+            if bundle.first_published >= self.gen.phase.go:  # this window's, even if late
                 self.gen.latencies.append(now - bundle.first_published)
                 if now <= self.gen.window_end:
                     self.gen.confirmed_in_window += 1
@@ -422,8 +422,8 @@ class Generator:
                     self.errors.append(f"{store.sim.store}: reconnect: {exc}")
                     self.schedule(now + RECONNECT_S, store, "reconnect")
             return
-        if now >= self.window_end:
-            return  # the window is over: nothing new
+        if due >= self.window_end:
+            return  # the window is over: nothing new (a bundle due before it but late still goes)
         self.schedule(due + self.phase.interval_s, store, "bundle")
         self.lags.append(now - due)
         bundle = store.sim.next_bundle(now)
