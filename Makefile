@@ -37,4 +37,4 @@ catalog:  # needs only the venv: `make catalog VENV=/path/to/.venv` from another
 		-D messages -l zh_CN --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date --init-missing
 
 clean:
-	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DATA) .xiaodian-fleet .mypy_cache .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from . import (
     decode_rate,
     edge_footprint,
     firmware_update,
+    fleet,
     fw_signature_cost,
     maintenance,
     nearest_store,
@@ -32,6 +33,9 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     # reading (~1 min), and ingest readings/s grouped vs one message per commit (~2 min).
     ("wire_month", wire_month.main, []),
     ("cloud_db", cloud_db.main, []),
+    # Issue 18: the largest fleet one broker, 2 workers and PostgreSQL sustain: 10,000 TLS
+    # stores at 1, 2, 4, 8 times the real cadence, 30 s each: ~6-7 min on 2 busy CPUs.
+    ("fleet", fleet.main, ["--minutes", "0.5"]),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "120", "--warmup", "10"]),

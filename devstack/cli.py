@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cloud_gateway.pickup_cli",
     "cloud_gateway.users_cli",  # adds to `cloud`: after cloud_gateway.cli
     "devstack.supply_cli",
+    "devstack.fleet_cli",  # `fleet run`: the load test of broker, workers and PostgreSQL
 )
 
 

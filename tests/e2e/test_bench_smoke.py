@@ -151,3 +151,12 @@ def test_fw_signature_cost_smoke_measures_the_device_verifier() -> None:
     out = _smoke("bench.fw_signature_cost", "--smoke")
     f = _has(out, "sha256_native ms", "sha512_pure ms", "verify_image ms", "verify_statement ms")
     assert f["sha512_pure ms"] > f["sha256_native ms"]
+
+
+def test_fleet_smoke_sustains_fifty_stores_over_tls() -> None:
+    # 50 stores x speed 24 for 20 s through broker, 2 workers and PostgreSQL: exit 1
+    # (and no "largest sustained" figure) if anything was lost or p99 went over 2 s.
+    out = _smoke("bench.fleet", "--smoke")
+    figures = _has(out, "largest sustained equivalent stores", "sustained p99 s",
+                   "sustained readings/s", "sustained generator CPU % of a core")
+    assert figures["largest sustained equivalent stores"] == 1200

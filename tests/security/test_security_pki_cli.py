@@ -340,9 +340,10 @@ OLD_PKI_NAMES = (
 )
 
 
-# Added since, each on purpose: the firmware-signing key (issue #17).
+# Added since, each on purpose: the firmware-signing key (issue #17), and below.
 ADDED_PKI_NAMES = ("FIRMWARE_KEY_NAME", "FIRMWARE_PUB_NAME", "make_firmware_key",
-                   "AGENT_KEY_NAME", "AGENT_PUB_NAME", "make_agent_key")
+                   "AGENT_KEY_NAME", "AGENT_PUB_NAME", "make_agent_key",
+                   "issue_stores")  # the agent-signing key (#19), the fleet load test (#18)
 
 
 def test_the_pki_package_keeps_every_public_name() -> None:

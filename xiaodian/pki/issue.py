@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -173,9 +174,74 @@ def _sign_leaf(
     days: int,
 ) -> x509.Certificate:
     """Certify `public_key` as `name`, record it in the index and archive a copy."""
+    ca = load_ca(ca_dir)
+    cert = _leaf_certificate(ca, name, public_key, kind, hosts, days)
+    _archive(ca_dir, cert)
+    index = read_index(ca_dir)
+    index.append(
+        Issued(cert.serial_number, name, kind, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    )
+    write_index(ca_dir, index)
+    return cert
+
+
+def issue_stores(directory: Path, stores: Sequence[str], days: int = 397) -> int:
+    """A key and certificate in clients/ for each of `stores` that has none; how many issued.
+
+    What `issue_store` does for one store, for thousands (a fleet load test): the CA is
+    loaded and the index read and written once, not once per certificate (`issue_store`
+    rewrites the whole index each time, quadratic in the fleet). Keys are made here, so
+    this is the operator's path, not enrolment by CSR.
+    """
+    ca_dir, clients = directory / "ca", directory / "clients"
+    ca = load_ca(ca_dir)
+    index = read_index(ca_dir)
+    kinds = {item.name: item.kind for item in index}
+    private_dir(clients)
+    issued = 0
+    for store in stores:
+        check_name(store)
+        if kinds.get(store, "store") != "store":
+            raise PkiError(f"{store!r} is already a {kinds[store]}; it cannot also be a store")
+        cert_path, key_path = leaf_paths(clients, store)
+        if cert_path.exists() and key_path.exists():
+            continue
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _leaf_certificate(ca, store, key.public_key(), "store", (), days)
+        _archive(ca_dir, cert)
+        write_file(key_path, key_pem(key), 0o600)
+        write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        index.append(Issued(cert.serial_number, store, "store", cert.not_valid_before_utc,
+                            cert.not_valid_after_utc))
+        kinds[store] = "store"
+        issued += 1
+    if issued:
+        write_index(ca_dir, index)
+    return issued
+
+
+def _archive(ca_dir: Path, cert: x509.Certificate) -> None:
+    issued_dir = ca_dir / ISSUED_DIR
+    private_dir(issued_dir)
+    write_file(
+        issued_path(ca_dir, cert.serial_number),
+        cert.public_bytes(serialization.Encoding.PEM),
+        0o644,
+    )
+
+
+def _leaf_certificate(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    name: str,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+    kind: Kind,
+    hosts: tuple[str, ...],
+    days: int,
+) -> x509.Certificate:
+    """The signed certificate alone: no file written, nothing recorded."""
     if days < 1:
         raise ValueError("days: must be at least 1")
-    ca_cert, ca_key = load_ca(ca_dir)
+    ca_cert, ca_key = ca
     now = dt.datetime.now(dt.UTC)
     not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     server = kind == "server"
@@ -214,20 +280,7 @@ def _sign_leaf(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
         )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    issued_dir = ca_dir / ISSUED_DIR
-    private_dir(issued_dir)
-    write_file(
-        issued_path(ca_dir, cert.serial_number),
-        cert.public_bytes(serialization.Encoding.PEM),
-        0o644,
-    )
-    index = read_index(ca_dir)
-    index.append(
-        Issued(cert.serial_number, name, kind, cert.not_valid_before_utc, cert.not_valid_after_utc)
-    )
-    write_index(ca_dir, index)
-    return cert
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 def _check_csr(csr_pem: bytes, store: str) -> x509.CertificateSigningRequest:
