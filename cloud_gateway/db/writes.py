@@ -28,7 +28,9 @@ INSERT_SQL = {
     "readings": "INSERT INTO readings (store, device, boot, seq, fseq, dev_ms, wall, synced,"
                 " air_c, product_c, probes, received_at, wall_corrected, time_method)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (store, device, boot, seq) DO NOTHING",
+                # No conflict target: PostgreSQL's readings key also holds wall_corrected
+                # (the partition key, migrations.py).
+                " ON CONFLICT DO NOTHING",
     "events": "INSERT INTO events (store, device, boot, seq, type, fseq, dev_ms, wall, synced,"
               " data, received_at, wall_corrected, time_method)"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
