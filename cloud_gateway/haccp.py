@@ -86,9 +86,10 @@ def latest_reading(conn: sql.Connection, store: str, fridge: str) -> Sample | No
 def load_samples(conn: sql.Connection, store: str, fridge: str, since: float,
                  until: float) -> list[Sample]:
     """Readings with since <= t < until, in time order."""
-    return [Sample(r[0], r[1], r[2]) for r in conn.execute(
-        f"SELECT {_RT} AS t, product_c, air_c FROM readings WHERE store = ? AND device = ?"
-        f" AND {_RT} >= ? AND {_RT} < ? ORDER BY t", (store, fridge, since, until))]
+    return [Sample(t, product_c, air_c) for t, product_c, air_c in sql.tuples(
+        conn, f"SELECT {_RT} AS t, product_c, air_c FROM readings WHERE store = ?"
+        f" AND device = ? AND {_RT} >= ? AND {_RT} < ? ORDER BY t",
+        (store, fridge, since, until))]
 
 
 def load_intervals(conn: sql.Connection, store: str, fridge: str, since: float,
