@@ -19,6 +19,7 @@ from . import (
     maintenance,
     nearest_store,
     outage_memory,
+    pg_scale,
     scan_to_verdict,
     scenarios,
     supply,
@@ -32,6 +33,9 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     # reading (~1 min), and ingest readings/s grouped vs one message per commit (~2 min).
     ("wire_month", wire_month.main, []),
     ("cloud_db", cloud_db.main, []),
+    # A store's 24 h chart and a month's HACCP record among 10,000 stores x 90 days on
+    # PostgreSQL, against the queries before partitions and indexes (~8 min, <= 15 GB).
+    ("pg_scale", pg_scale.main, []),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "120", "--warmup", "10"]),
