@@ -200,29 +200,25 @@ def _empty_database(server: PgServer, name: str) -> str:
     return server.url(name)
 
 
-OLD_INSERT = ("INSERT INTO readings (store, device, boot, seq, fseq, dev_ms, wall, synced,"
-              " air_c, product_c, probes, received_at, wall_corrected, time_method)"
-              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-              " ON CONFLICT (store, device, boot, seq) DO NOTHING")
-
-
 def test_an_unpartitioned_postgresql_database_is_converted_in_place(
         pg_server: PgServer) -> None:
     url = _empty_database(pg_server, "old_readings")
     # What the version before migrations made: the tables of version 1, no
-    # schema_migrations, an unpartitioned readings table, rows over three months and one
-    # from a terminal that said 1970.
+    # schema_migrations, an unpartitioned readings table, filled by ingest (the only
+    # writer of readings) over three months, with one reading from a terminal that said
+    # 1970 before it synchronised.
     conn = sql.PgConnection.connect(url)
     with conn.transaction():
         schema.baseline_pg(conn)
-        rows = [("store-001", f"fridge-{d}", 1, s, s, 1000 * s, t, True, 3.0, 4.0, "[]", t,
-                 t, "terminal")
-                for d in (1, 2) for s, t in enumerate(
-                    [1000.0] + [at(2024, m, 15) + 10 * i for m in (1, 2, 3) for i in range(5)],
-                    start=1)]
-        conn.executemany(OLD_INSERT, rows)
+    old = Database(conn)  # not Database.open: no migration runs
+    walls = [(1, 1000.0, False)] + [
+        (2 + 5 * k + i, at(2024, m, 15) + 10 * i, True)
+        for k, m in enumerate((1, 2, 3)) for i in range(5)]
+    for device in ("fridge-1", "fridge-2"):
+        ingest(old, TELEMETRY, readings(walls, device), "w0", walls[-1][1])
+    assert old.count("readings") == 32 and not partitions.is_partitioned(conn)
     assert sql.columns(conn, "schema_migrations") == set()
-    conn.close()
+    old.close()
     schema._pg_ready.discard(url)
     with Database.open(url) as db:
         assert partitions.is_partitioned(db.conn)
