@@ -34,7 +34,7 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     ("wire_month", wire_month.main, []),
     ("cloud_db", cloud_db.main, []),
     # A store's 24 h chart and a month's HACCP record among 10,000 stores x 90 days on
-    # PostgreSQL, against the queries before partitions and indexes (~8 min, <= 15 GB).
+    # PostgreSQL, against the queries before partitions and indexes (~4 min idle, ~8 GB).
     ("pg_scale", pg_scale.main, []),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),

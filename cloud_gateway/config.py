@@ -9,6 +9,7 @@ Example (`cloud.toml`; relative paths are relative to the file):
     http_host = "127.0.0.1"
     http_port = 8080          # 0 picks a free port; the URL is printed at start
     shared_group = "ingest"
+    readings_retention_days = 1095   # 0 keeps all; else >= 730 (HACCP records, docs/cloud.md)
 
     [mqtt]
     host = "localhost"
