@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,9 +18,11 @@ import psycopg
 import pytest
 
 from cloud_gateway import accounts, haccp, sql
+from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database, migrations, partitions, schema
-from cloud_gateway.ingest import ingest
-from devstack.testkit.pg_server import PgServer
+from cloud_gateway.ingest import IngestWorker, ingest
+from devstack.testkit.pg_server import PgServer, db_settings
+from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload, reading_record
 
 TELEMETRY = "xd/v1/store-001/telemetry"
@@ -286,10 +288,28 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path,
 
 
 def test_retention_below_two_years_is_refused() -> None:
-    from cloud_gateway.config import CloudSettings
-
     base = {"db": Path("cloud.sqlite"), "worker_id": "cloud-1"}
     assert CloudSettings(**base).readings_retention_days == 1095  # type: ignore[arg-type]
     assert CloudSettings(**base, readings_retention_days=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="readings_retention_days: must be 0"):
         CloudSettings(**base, readings_retention_days=365)  # type: ignore[arg-type]
+
+
+def test_the_worker_sweep_makes_the_months_and_applies_the_retention(
+        db: Database, db_target: Path | str,
+        mqtt_settings: Callable[[str], MqttSettings]) -> None:
+    ingest(db, TELEMETRY, readings([(1, JAN31, True)]), "w1", JAN31)
+    now = at(2026, 3, 10)
+    settings = CloudSettings(**db_settings(db_target), worker_id="cloud-1",
+                             readings_retention_days=730)
+    worker = IngestWorker(mqtt_settings("cloud-gateway"), settings, now=lambda: now)
+    try:
+        worker._sweep(db)  # what the database thread runs at start and every interval
+    finally:
+        worker._wake_r.close()  # never started: only its wake-up pipe to close
+        worker._wake_w.close()
+    assert db.count("readings") == 0  # January 2024: past 730 days
+    assert {(a["action"], a["actor"]) for a in accounts.audit_rows(db.conn)} == {
+        ("readings.retention", "cloud-1")}
+    if db.postgres:
+        assert {(2026, 3), (2026, 4), (2026, 5)} <= set(partitions.partitions(db.conn))
