@@ -117,13 +117,15 @@ def _readings_by_time(conn: sql.Connection, now: float) -> None:
     current = partitions.month_of(now)
     ahead = [partitions.add_months(current, i) for i in range(partitions.AHEAD_MONTHS + 1)]
     lo = partitions.bounds(partitions.add_months(current, -MAX_BACKFILL_MONTHS))[0]
+    hi = partitions.bounds(ahead[-1])[1]
     # A partition for each month that holds readings, and the coming ones; a month without
-    # readings needs none (a late one for it waits in the default partition).
+    # readings needs none (a late one for it waits in the default partition, as do
+    # readings stamped beyond the coming months).
     held = {(int(r[0]), int(r[1])) for r in conn.execute(
         "SELECT DISTINCT EXTRACT(YEAR FROM d), EXTRACT(MONTH FROM d) FROM"
         " (SELECT to_timestamp(COALESCE(wall_corrected, wall)) AT TIME ZONE 'UTC' AS d"
-        " FROM readings_unpartitioned WHERE COALESCE(wall_corrected, wall) >= ?) AS t",
-        (lo,))}
+        " FROM readings_unpartitioned WHERE COALESCE(wall_corrected, wall) >= ?"
+        " AND COALESCE(wall_corrected, wall) < ?) AS t", (lo, hi))}
     months = sorted(held | set(ahead))
     for m in months:
         start, end = partitions.bounds(m)
