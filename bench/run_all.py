@@ -20,6 +20,7 @@ from . import (
     maintenance,
     nearest_store,
     outage_memory,
+    pg_scale,
     scan_to_verdict,
     scenarios,
     supply,
@@ -36,6 +37,9 @@ RUNS: tuple[tuple[str, Callable[[list[str]], int], list[str]], ...] = (
     # Issue 18: the largest fleet one broker, 2 workers and PostgreSQL sustain: 10,000 TLS
     # stores at 1, 2, 4, 8 times the real cadence, 30 s each: ~6-7 min on 2 busy CPUs.
     ("fleet", fleet.main, ["--minutes", "0.5"]),
+    # A store's 24 h chart and a month's HACCP record among 10,000 stores x 90 days on
+    # PostgreSQL, against the queries before partitions and indexes (~4 min idle, ~8 GB).
+    ("pg_scale", pg_scale.main, []),
     ("decode_rate", decode_rate.main, ["--seconds", "1"]),
     ("backlog_drain", backlog_drain.main, ["--cap", "60"]),
     ("edge_footprint", edge_footprint.main, ["--duration", "120", "--warmup", "10"]),

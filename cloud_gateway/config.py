@@ -9,6 +9,7 @@ Example (`cloud.toml`; relative paths are relative to the file):
     http_host = "127.0.0.1"
     http_port = 8080          # 0 picks a free port; the URL is printed at start
     shared_group = "ingest"
+    readings_retention_days = 1095   # 0 keeps all; else >= 730 (HACCP records, docs/cloud.md)
 
     [mqtt]
     host = "localhost"
@@ -59,6 +60,8 @@ from .clock import ClockPolicy
 from .resident_notices import NoticeSettings
 from .sql import PG_SCHEMES
 from .supply.scheduler import SchedulerSettings
+
+MIN_RETENTION_DAYS = 730  # food-safety records: at least two years (docs/cloud.md)
 
 
 def check_database_url(url: str) -> None:
@@ -112,6 +115,14 @@ class CloudSettings:
     # An order the broker took but the store has not confirmed (state still `open`) after
     # this long is sent again: the store's session may have been lost.
     order_resend_s: float = 300.0
+    # Readings are kept this long by their time, then dropped a whole month at a time
+    # (db/partitions.py; docs/cloud.md "Retention"). Temperature records are HACCP
+    # records: food-safety law wants them kept at least two years, so 0 (keep all) or
+    # >= 730. Three years covers the two full years an inspection may ask for, and
+    # a shelf life beyond the record.
+    readings_retention_days: int = 1095
+    # How often the sweep makes the coming months' partitions and applies the retention.
+    partition_sweep_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.database_url:
@@ -148,6 +159,12 @@ class CloudSettings:
             raise ValueError("downlink_retry_s: must be between 0.05 and 3600 seconds")
         if not 1.0 <= self.order_resend_s <= 7 * 86400.0:
             raise ValueError("order_resend_s: must be between 1 and 604800 seconds")
+        if self.readings_retention_days != 0 and not (
+                MIN_RETENTION_DAYS <= self.readings_retention_days <= 36_500):
+            raise ValueError("readings_retention_days: must be 0 (keep all) or between"
+                             f" {MIN_RETENTION_DAYS} (two years: HACCP records) and 36500")
+        if not 1.0 <= self.partition_sweep_interval_s <= 86400.0:
+            raise ValueError("partition_sweep_interval_s: must be between 1 and 86400 seconds")
 
     @property
     def database(self) -> Path | str:

@@ -60,7 +60,7 @@ from . import commands, residents, sql
 from . import retail as retail_store
 from .alerts.notifier import AlertService
 from .config import CloudSettings
-from .db import Database
+from .db import Database, partitions
 from .ingest_core import (
     COUNTER_NAMES,
     Counters,
@@ -119,6 +119,7 @@ class IngestWorker:
             queue.SimpleQueue()
         )
         self._working: float | None = None  # received_at of the message being committed
+        self._next_partition_sweep = 0.0  # time.monotonic(): at the first sweep
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -267,6 +268,17 @@ class IngestWorker:
         if n:
             self.counters.add("expired", n)
             log.info("%d command(s) expired without an answer", n)
+        if time.monotonic() >= self._next_partition_sweep:
+            # Monthly partitions ahead, retention behind (db/partitions.py): hourly is
+            # plenty for months, and a failed pass is tried again at the next interval.
+            try:
+                partitions.sweep(db, self._now(), self.settings.readings_retention_days,
+                                 self.worker_id)
+                self._next_partition_sweep = (time.monotonic()
+                                              + self.settings.partition_sweep_interval_s)
+            except sql.ERRORS as exc:
+                self.counters.add("db_errors")
+                log.warning("partition sweep failed: %s", exc)
 
     def _open_db(self) -> Database | None:
         retry = Backoff(0.05, 2.0, rand=self._rand)

@@ -16,7 +16,7 @@ from typing import Self
 from xiaodian.private_files import prepare_private_sqlite
 
 from .. import sql
-from . import schema
+from . import migrations, schema
 
 
 class Connected:
@@ -52,6 +52,7 @@ class Connected:
         # Under the write lock: several workers may start at once.
         with db.transaction() as locked:
             schema.migrate(locked)
+        migrations.apply_each(conn, db.transaction)  # each under BEGIN IMMEDIATE
         return db
 
     @classmethod

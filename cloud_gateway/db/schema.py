@@ -1,4 +1,5 @@
-"""The cloud database's tables: the DDL both backends run, and the SQLite migration.
+"""The cloud database's tables: the DDL both backends run, and the SQLite upgrades of
+before versioning (schema version 1; the numbered migrations are in `migrations.py`).
 
 The tables of alerts (`cloud_gateway/alerts/store.py`), retail (`cloud_gateway/retail.py`),
 accounts (`cloud_gateway/accounts.py`) and store profiles (`cloud_gateway/stores.py`) are
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .. import (
     accounts,
@@ -27,6 +31,7 @@ from ..alerts import store as alert_store
 from ..supply import receiving
 from ..supply import scheduler as supply_jobs
 from ..supply import settings as supply_tables
+from . import migrations
 
 # Column types SQLite and PostgreSQL both understand. Only `id INTEGER PRIMARY KEY` (an
 # identity column in PostgreSQL) and BLOB (bytea) differ: sql.pg_schema rewrites them.
@@ -220,33 +225,52 @@ def create_sqlite(conn: sqlite3.Connection) -> None:
     conn.executescript(resident_notices.SCHEMA)  # residents' notices and their delivery
     conn.executescript(supply_jobs.SCHEMA)  # the scheduler's claims (supply/scheduler.py)
     conn.executescript(maintenance_alerts.SCHEMA)  # technicians' alerts (maintenance_alerts.py)
+    conn.executescript(migrations.TABLE)  # which numbered migrations are applied
 
 
 def create_pg(conn: sql.PgConnection, url: str) -> None:
-    """Create every missing table and index in the PostgreSQL database at `url`, once per
-    process."""
+    """Create every missing table and index in the PostgreSQL database at `url` (schema
+    version 1), then apply the numbered migrations (`migrations.py`); once per process."""
     with _pg_ready_lock:
         if url not in _pg_ready:
             # Several workers may start at once, and CREATE TABLE IF NOT EXISTS is
             # not safe against a concurrent twin in PostgreSQL: one at a time.
             with conn.transaction():
                 sql.lock(conn, sql.SCHEMA_LOCK)
-                for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
-                            stores.SCHEMA, residents.SCHEMA, shop.SCHEMA,
-                            supply_tables.SCHEMA, health.SCHEMA, rollout_tables.SCHEMA,
-                            receiving.SCHEMA, resident_notices.SCHEMA,
-                            supply_jobs.SCHEMA, maintenance_alerts.SCHEMA):
-                    conn.script(sql.pg_schema(ddl))
-                conn.script(PG_EXTRA_DDL)
-                conn.script(alert_store.PG_UPGRADE)
-                conn.script(stores.PG_UPGRADE)
-                conn.script(supply_tables.PG_UPGRADE)
-                retail_store.fold_old_prices(conn)  # shop_prices into the catalogue items
+                conn.script(migrations.TABLE)
+                baseline_pg(conn)
+                if migrations.BASELINE.version not in migrations.applied(conn):
+                    migrations.record(conn, migrations.BASELINE, time.time())
+            migrations.apply_each(conn, lambda: _pg_step(conn))
             _pg_ready.add(url)
 
 
+def baseline_pg(conn: sql.PgConnection) -> None:
+    """Schema version 1 on PostgreSQL: every table and index if missing, and the upgrades
+    of before versioning (inside the caller's transaction, under the schema lock)."""
+    for ddl in (SCHEMA, alert_store.SCHEMA, retail_store.SCHEMA, accounts.SCHEMA,
+                stores.SCHEMA, residents.SCHEMA, shop.SCHEMA, supply_tables.SCHEMA,
+                health.SCHEMA, rollout_tables.SCHEMA, receiving.SCHEMA,
+                resident_notices.SCHEMA, supply_jobs.SCHEMA, maintenance_alerts.SCHEMA):
+        conn.script(sql.pg_schema(ddl))
+    conn.script(PG_EXTRA_DDL)
+    conn.script(alert_store.PG_UPGRADE)
+    conn.script(stores.PG_UPGRADE)
+    conn.script(supply_tables.PG_UPGRADE)
+    retail_store.fold_old_prices(conn)  # shop_prices into the catalogue items
+
+
+@contextmanager
+def _pg_step(conn: sql.PgConnection) -> Iterator[sql.Connection]:
+    """One migration's transaction, under the schema lock."""
+    with conn.transaction():
+        sql.lock(conn, sql.SCHEMA_LOCK)
+        yield conn
+
+
 def migrate(conn: sql.Connection) -> None:
-    """Bring a SQLite database written before gap tracking and time correction up to date.
+    """Bring a SQLite database written before gap tracking and time correction up to date
+    (schema version 1, recorded in schema_migrations the first time).
 
     Runs inside the caller's write transaction: several workers may start at once, and the
     check must see what the one before committed.
@@ -258,6 +282,8 @@ def migrate(conn: sql.Connection) -> None:
     # The agent's configuration hash (inventory, docs/deploy.md): likewise.
     if "config_hash" not in sql.columns(conn, "store_state"):
         conn.execute("ALTER TABLE store_state ADD COLUMN config_hash TEXT")
+    if migrations.BASELINE.version not in migrations.applied(conn):
+        migrations.record(conn, migrations.BASELINE, time.time())
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     for table in ("readings", "events"):

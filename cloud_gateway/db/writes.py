@@ -28,7 +28,9 @@ INSERT_SQL = {
     "readings": "INSERT INTO readings (store, device, boot, seq, fseq, dev_ms, wall, synced,"
                 " air_c, product_c, probes, received_at, wall_corrected, time_method)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (store, device, boot, seq) DO NOTHING",
+                # No conflict target: PostgreSQL's readings key also holds wall_corrected
+                # (the partition key, migrations.py).
+                " ON CONFLICT DO NOTHING",
     "events": "INSERT INTO events (store, device, boot, seq, type, fseq, dev_ms, wall, synced,"
               " data, received_at, wall_corrected, time_method)"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -114,7 +116,14 @@ class IngestWrites(Connected):
             records = [r for i in by_stream[key] for r in items[i][0].records]
             ranges[key] = (min(r.seq for r in records),
                            max(getattr(r, "seq_last", None) or r.seq for r in records))
-        existing = self._stored_seqs(conn, ranges)
+        # Nothing above a stream's max_seq (read under its lock, raised in the transaction
+        # of every insert) can be stored: only the part of a range at or below it is
+        # looked up, and in-order data, the usual case, is not looked up at all. That
+        # lookup cannot be narrowed by time (a copy's corrected time may differ), so on
+        # PostgreSQL it probes every month's partition.
+        existing = self._stored_seqs(conn, {
+            k: (lo, min(hi, max_seqs[k])) for k, (lo, hi) in ranges.items()
+            if lo <= max_seqs[k]})
         spans = self._aggregate_spans(conn, {k: v for k, v in ranges.items()
                                              if k[1] == "readings"})
         counts = [(0, 0)] * len(items)

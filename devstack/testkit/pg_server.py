@@ -73,7 +73,10 @@ class PgServer:
         return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{dbname}"
 
     @classmethod
-    def start(cls, timeout: float = 60.0) -> PgServer:
+    def start(cls, timeout: float = 60.0, *, parent: str | None = None,
+              settings: tuple[str, ...] = ()) -> PgServer:
+        """`parent`: where the cluster's directory goes (default /dev/shm when there is
+        one); `settings`: more `name=value` server settings (a benchmark's memory)."""
         bindir = find_bindir()
         if bindir is None:
             raise FileNotFoundError("no PostgreSQL server binaries (initdb, postgres)")
@@ -91,7 +94,7 @@ class PgServer:
         # In memory when the machine has a tmpfs: creating a database per test then costs
         # ~20 ms instead of ~300 ms of disk writes.
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
-        root = Path(tempfile.mkdtemp(prefix="xiaodian-pg-", dir=shm))
+        root = Path(tempfile.mkdtemp(prefix="xiaodian-pg-", dir=parent or shm))
         (root / "sock").mkdir()
         if user is not None:
             for p in (root, root / "sock"):
@@ -116,7 +119,8 @@ class PgServer:
                  "-k", str(root / "sock"), "-c", "listen_addresses=127.0.0.1",
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=200",
-                 "-c", "shared_buffers=32MB", "-c", "dynamic_shared_memory_type=mmap"],
+                 "-c", "shared_buffers=32MB", "-c", "dynamic_shared_memory_type=mmap",
+                 *(a for kv in settings for a in ("-c", kv))],
                 stdout=server_log, stderr=subprocess.STDOUT, cwd=root,
                 start_new_session=True, **as_user)  # type: ignore[call-overload]
             server_log.close()

@@ -73,6 +73,14 @@ def test_cloud_db_smoke_stores_every_reading_in_both_databases() -> None:
          "SQLite grouped 1 writer x baseline", "PostgreSQL grouped 2 writers x 1 writer")
 
 
+def test_pg_scale_smoke_times_the_chart_and_the_record_against_the_old_queries() -> None:
+    out = _smoke("bench.pg_scale", "--smoke")
+    figures = _has(out, "rows generated", "chart store new ms", "chart store baseline ms",
+                   "chart one fridge server ms", "HACCP month new ms",
+                   "HACCP week new ms", "HACCP week baseline ms")
+    assert figures["rows generated"] == 1_209_600 + 49 * 4 * 35 * 24, out[-3000:]
+
+
 def test_wire_month_smoke_measures_both_agents_through_the_relay() -> None:
     out = _smoke("bench.wire_month", "--smoke")
     figures = _has(out, "JSON 1/message TLS B/reading", "compact one-minute TLS B/reading",
