@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "edge.scan.cli",
     "devstack.security_cli",
     "devstack.firmware_cli",  # `firmware`: build, sign, verify, flash
+    "devstack.release_cli",  # `terminal`: the terminal's own signed release files
     "edge.rules.cli",
     "cloud_gateway.pickup_cli",
     "cloud_gateway.users_cli",  # adds to `cloud`: after cloud_gateway.cli
