@@ -30,6 +30,7 @@ from edge.commands import CommandHandler
 from edge.commands import load as load_commands
 from edge.config import EdgeConfig
 from edge.config_hash import config_hash
+from edge.health_file import HealthFile
 from edge.kiosk import Kiosk
 from edge.metrics import MetricsServer
 from edge.metrics import families as metric_families
@@ -164,6 +165,9 @@ class Agent:
         self.vitals_retry_at = 0.0
         # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
         self.service = ServiceNotify(monotonic(), __version__)
+        # Read by the root helper after a self-update (edge/health_file.py).
+        self.health = HealthFile(config.health_path, __version__, self.clock.read()[0],
+                                 self.fridge_ids)
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that
@@ -216,6 +220,7 @@ class Agent:
                     reader.receipt(dev_boot, seqs)
         for device, status in statuses.items():
             self._merge_status(device, status)
+        self.health.saw_readings(r.device for r in records if isinstance(r, NewReading))
         for r in records:  # what the terminal's page shows
             view = self.latest.setdefault(r.device, {})
             if isinstance(r, NewReading):
@@ -650,6 +655,10 @@ class Agent:
                 if now >= next_status:
                     self.report_status()
                     self.keep_within_budget()
+                    self.health.step(at=self.clock.read()[0], ready=self.service.state.ready,
+                                     connected=self.uplink.connected,
+                                     confirmed=self.confirmed > 0,
+                                     outbox_empty=self.store.outbox_empty())
                     next_status = now + STATUS_EVERY_S
                 if now >= next_prune:
                     wall, _ = self.clock.read()

@@ -252,6 +252,32 @@ class FirmwareSettings:
 
 
 @dataclass(frozen=True)
+class AgentUpdateSettings:
+    """The terminal's own software update (docs/contracts.md, "Self-update files"): the
+    agent checks a release with `keys` and hands it to the root helper through files."""
+
+    # Agent-signing public keys (`xiaodian pki agent-key`'s .pub); none: the agent takes no
+    # update of itself. The root helper checks again with its own copy in /etc/xiaodian.
+    keys: tuple[Path, ...] = ()
+    # How long the root helper waits for a healthy new agent before it rolls back; the
+    # agent waits that long (and a margin) for the helper's verdict after a restart.
+    health_window_s: float = 180.0
+    update_dir: Path | None = None  # default: DATA_DIR/update (the agent's, for the helper)
+    # Written by the root helper only; the agent reads it.
+    status_file: Path = Path("/var/lib/xiaodian-update/status.json")
+    health_file: Path | None = None  # default: DATA_DIR/health.json
+
+    def __post_init__(self) -> None:
+        if not 30 <= self.health_window_s <= 3600:
+            raise ValueError("health_window_s: must be between 30 and 3600 seconds")
+        for path in self.keys:  # checked at start-up, not at the first update
+            try:
+                load_command_public_key(path)
+            except (OSError, ValueError, PkiError) as exc:
+                raise ValueError(f"keys: cannot load {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     edge: EdgeSettings
     mqtt: MqttSettings
@@ -261,6 +287,7 @@ class EdgeConfig:
     pickup: PickupSettings | None = None
     retail: RetailSettings = RetailSettings()
     firmware: FirmwareSettings | None = None
+    agent_update: AgentUpdateSettings = AgentUpdateSettings()
 
     def __post_init__(self) -> None:
         names = self.device_ids
@@ -273,6 +300,14 @@ class EdgeConfig:
         if self.commands is not None and self.commands.replay_db is not None:
             return self.commands.replay_db
         return self.edge.data_dir / "commands.sqlite3"
+
+    @property
+    def update_dir(self) -> Path:
+        return self.agent_update.update_dir or self.edge.data_dir / "update"
+
+    @property
+    def health_path(self) -> Path:
+        return self.agent_update.health_file or self.edge.data_dir / "health.json"
 
     @property
     def device_ids(self) -> list[str]:

@@ -444,6 +444,9 @@ class EdgeStore:
                 )
         return PendingBatch(kind, device, boot, records)
 
+    def outbox_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone() is None
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per device: records stored and still pending in the outbox, by kind."""
         out: dict[str, dict[str, int]] = {}

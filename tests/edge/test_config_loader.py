@@ -97,3 +97,26 @@ def test_a_device_may_not_take_the_name_of_one_of_the_agents_own_streams(
     with pytest.raises(ConfigError, match=r"fridges\[0\]\.id.*agent's own streams") as err:
         load_config(path, EdgeConfig)
     assert str(path) in str(err.value)
+
+
+def test_agent_update_defaults_follow_the_data_dir_and_bad_values_name_their_key(
+        tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, GOOD), EdgeConfig)
+    assert cfg.agent_update.keys == ()  # no section: the agent takes no update of itself
+    assert cfg.agent_update.health_window_s == 180.0
+    assert cfg.update_dir == tmp_path / "data" / "update"
+    assert cfg.health_path == tmp_path / "data" / "health.json"
+    assert cfg.agent_update.status_file == Path("/var/lib/xiaodian-update/status.json")
+    cfg = load_config(_write(tmp_path, GOOD + '[agent_update]\nupdate_dir = "u"\n'
+                             'health_file = "h.json"\nstatus_file = "s.json"\n'), EdgeConfig)
+    assert (cfg.update_dir, cfg.health_path, cfg.agent_update.status_file) == (
+        tmp_path / "u", tmp_path / "h.json", tmp_path / "s.json")
+    for extra, key, problem in [
+        ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 3600"),
+        ('keys = ["missing.pub"]', "agent_update.keys", "cannot load"),
+        ("keys = 3", "agent_update.keys", "expected a list"),
+    ]:
+        path = _write(tmp_path, GOOD + "[agent_update]\n" + extra + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path, EdgeConfig)
+        assert (err.value.key, problem in err.value.problem) == (key, True), err.value

@@ -1,0 +1,55 @@
+"""The agent's health statement (edge/health_file.py): its fields from what the agent knows,
+written atomically with mode 0644, and a real agent writing it from its main loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from edge import health_file
+from edge.health_file import HealthFile
+
+
+def test_the_statement_says_exactly_what_the_agent_knows() -> None:
+    doc = health_file.statement(version="1.2.3", pid=42, started_at=100.0, at=130.0,
+                                ready=True, connected=False,
+                                devices_read=["fridge-2", "fridge-1", "fridge-1"],
+                                devices=["fridge-2", "fridge-1"], confirmed=False,
+                                outbox_empty=False)
+    assert doc == {"version": "1.2.3", "pid": 42, "started_at": 100.0, "at": 130.0,
+                   "ready": True, "connected": False, "devices_read": ["fridge-1", "fridge-2"],
+                   "devices": ["fridge-1", "fridge-2"], "outbox_moving": False}
+    for confirmed, empty in [(True, False), (False, True)]:
+        assert health_file.statement(version="1.2.3", pid=1, started_at=0, at=0, ready=False,
+                                     connected=True, devices_read=[], devices=[],
+                                     confirmed=confirmed,
+                                     outbox_empty=empty)["outbox_moving"] is True
+
+
+def test_the_file_counts_only_configured_fridges_read_in_this_run(tmp_path: Path) -> None:
+    os.umask(0o077)  # systemd's: the helper must still read the statement
+    try:
+        h = HealthFile(tmp_path / "health.json", "1.2.3", 10.0, ["fridge-1", "fridge-2"],
+                       pid=7)
+        h.saw_readings(["fridge-1", "scanner", "fridge-1"])
+        written = h.step(at=11.0, ready=True, connected=True, confirmed=True,
+                         outbox_empty=False)
+    finally:
+        os.umask(0o022)
+    on_disk = json.loads((tmp_path / "health.json").read_text())
+    assert on_disk == written
+    assert on_disk["devices_read"] == ["fridge-1"] and on_disk["pid"] == 7
+    assert stat.S_IMODE((tmp_path / "health.json").stat().st_mode) == 0o644
+    assert not (tmp_path / "health.json.tmp").exists()
+
+
+def test_a_write_that_fails_is_logged_once_and_never_raises(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    h = HealthFile(tmp_path / "missing-dir" / "health.json", "1.2.3", 0.0, [])
+    for _ in range(3):
+        h.step(at=1.0, ready=False, connected=False, confirmed=False, outbox_empty=True)
+    assert len([r for r in caplog.records if "health statement" in r.message]) == 1
