@@ -103,6 +103,9 @@ install -D -m 0644 "$here/systemd/xiaodian-agent-retry.timer" \
     "$stage/usr/lib/systemd/system/xiaodian-agent-retry.timer"
 install -D -m 0644 "$here/systemd/xiaodian-kiosk.service" \
     "$stage/usr/lib/systemd/system/xiaodian-kiosk.service"
+for unit in xiaodian-update.path xiaodian-update.service; do
+    install -D -m 0644 "$here/systemd/$unit" "$stage/usr/lib/systemd/system/$unit"
+done
 install -D -m 0644 "$here/udev/60-xiaodian.rules" "$stage/usr/lib/udev/rules.d/60-xiaodian.rules"
 install -D -m 0644 "$here/journald/xiaodian.conf" \
     "$stage/usr/lib/systemd/journald.conf.d/60-xiaodian.conf"
