@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from edge import firmware_push, interpret, time_anchors
+from edge import firmware_push, interpret, self_update, time_anchors
 from edge.alerting import Alerting, as_event
 from edge.artefact_update import UpdateSetup
 from edge.commands import CommandHandler
@@ -701,6 +701,7 @@ class Agent:
             self.config.edge.data_dir,
             UpdateSetup(self.config.mqtt.tls, self.config.edge.data_dir / "artefacts",
                         self.firmware_keys),
+            self_update.setup(self.config),
         )
 
     def _step_commands(self) -> None:

@@ -13,8 +13,11 @@ the trial and the confirm). `done` carries the result code: `confirmed` (success
 refusal (`bad_signature`, `downgrade`, `agent_too_old`, ...), `rolled_back`, `timeout`,
 or a fetch failure (`bad_hash`, `download_failed`, `tls_failed`, `insecure_url`).
 
-An installer is a function (bytes -> a job with `progress()` and `done`), so #19 adds the
-agent's own update as another kind without touching the stages. The download runs on a
+An installer is a function (the verified file's path -> a job with `progress()` and
+`done`): it reads what it needs (a fridge image of ~100 KB whole, the terminal's own release
+of ~30 MB streamed, edge/self_update.py; the agent runs with MemoryMax=300M). An install
+that outlives the agent (kind "agent": the switch restarts it) is taken up again after the
+restart by `attach`, without the download and without installing twice. The download runs on a
 thread of its own (it may take minutes); `poll` runs on the agent's main thread, which owns
 SQLite, and says when there is something new to report (a state change, or 10 more
 percent), so progress reaches the cloud as `update` events through the outbox.
@@ -23,7 +26,7 @@ An update outlives the agent (edge/update_jobs.py): a restarted agent builds it 
 `reported` = what the last run reported, so states are reported in order and each once (a
 resumed download passes through `downloading` again without saying it twice). An installer
 that cannot start yet (the fridge has not said HELLO to the new agent) raises NotReady: the
-bytes are kept and offered again at the next poll, for at most `ready_s`.
+file is kept and offered again at the next poll, for at most `ready_s`.
 """
 
 from __future__ import annotations
@@ -56,9 +59,12 @@ class InstallJob(Protocol):
     def progress(self) -> dict[str, Any]: ...
 
 
-# An installer takes the verified bytes and returns the running job, or raises ValueError
-# whose `reason` attribute (if any) is the result code (fwimage.ImageRefused has one).
-Installer = Callable[[bytes], InstallJob]
+# An installer takes the verified file's path and returns the running job, or raises
+# ValueError whose `reason` attribute (if any) is the result code (fwimage.ImageRefused
+# has one).
+Installer = Callable[[Path], InstallJob]
+# A resumed update's job, if its install went on without the agent; None: start afresh.
+Attach = Callable[[], "InstallJob | None"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class ArtefactUpdate:
     def __init__(self, request: UpdateRequest, tls: TlsSettings, cache: Path,
                  installer: Installer, reported: tuple[str, int] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 ready_s: float = READY_S) -> None:
+                 ready_s: float = READY_S, attach: Attach | None = None) -> None:
         self.request = request
         self._tls = tls
         self._cache = cache
@@ -97,7 +103,8 @@ class ArtefactUpdate:
         self.result = ""
         self.detail = ""
         self._job: InstallJob | None = None
-        self._bytes: bytes | None = None
+        self._path: Path | None = None  # downloaded and verified, for the installer
+        self._attach = attach
         self._reported = reported  # the last report sent (by this run or the one before)
         self._monotonic = monotonic
         self._ready_by = monotonic() + ready_s
@@ -105,7 +112,11 @@ class ArtefactUpdate:
                                         name=f"update-{request.command_id[:12]}")
 
     def start(self) -> ArtefactUpdate:
+        job = self._attach() if self._attach is not None else None
         with self._lock:
+            if job is not None:
+                self._job, self.state = job, "updating"
+                return self
             self.state = "downloading"
         self._thread.start()
         return self
@@ -123,7 +134,6 @@ class ArtefactUpdate:
 
         try:
             path = fetch(r.url, r.sha256, r.size, self._tls, self._cache, progress=seen)
-            data = path.read_bytes()
         except FetchError as exc:
             self._finish(exc.reason, exc.detail)
             return
@@ -131,7 +141,7 @@ class ArtefactUpdate:
             self._finish("io_error", str(exc))
             return
         with self._lock:
-            self._bytes = data
+            self._path = path
             self.state, self.percent = "downloaded", 100
 
     def _finish(self, result: str, detail: str = "") -> None:
@@ -139,20 +149,20 @@ class ArtefactUpdate:
             self.state, self.result, self.detail = "done", result, detail
 
     def poll(self) -> dict[str, Any] | None:
-        """Advance (hand the bytes to the installer, follow its job) and return a report to
+        """Advance (hand the file to the installer, follow its job) and return a report to
         send when there is news; None otherwise. The agent's main thread only."""
         with self._lock:
-            # "downloaded" is reported once before the installer takes the bytes.
+            # "downloaded" is reported once before the installer takes the file.
             hold = self.state == "downloaded" and _rank(
                 (self._reported or ("", 0))[0]) < _rank("downloaded")
-            data, self._bytes = (None, self._bytes) if hold else (self._bytes, None)
-        if data is not None:
+            path, self._path = (None, self._path) if hold else (self._path, None)
+        if path is not None:
             try:
-                started = self._installer(data)
+                started = self._installer(path)
             except NotReady as exc:
                 if self._monotonic() < self._ready_by:
                     with self._lock:
-                        self._bytes = data  # again at the next poll
+                        self._path = path  # again at the next poll
                 else:
                     self._finish("timeout", str(exc))
             except ValueError as exc:
@@ -166,7 +176,7 @@ class ArtefactUpdate:
             with self._lock:
                 self.percent = int(p.get("percent", 0))
             if job.done.is_set():
-                self._finish(str(p.get("result") or "failed"))
+                self._finish(str(p.get("result") or "failed"), str(p.get("detail") or ""))
         with self._lock:
             now = (self.state, self.percent)
             last = self._reported

@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge import firmware_push, update_jobs
+from edge import firmware_push, self_update, update_jobs
 from edge.artefact_update import (
     ArtefactUpdate,
+    Attach,
     InstallJob,
     NotReady,
     UpdateRequest,
@@ -46,6 +47,7 @@ from firmware_bridge import codec
 from xiaodian.pki.keys import load_command_public_key
 from xiaodian.wire.commands import (
     AGENT,
+    AGENT_DEVICE,
     MAX_RESULT_BYTES,
     CommandVerifier,
     Reason,
@@ -110,6 +112,7 @@ class CommandHandler:
         data_dir: Path | None = None,  # where the agent's tap is; no captures without it
         monotonic: Callable[[], float] = time.monotonic,
         updates: UpdateSetup | None = None,  # no `update` commands without it
+        self_updates: self_update.SelfUpdateSetup | None = None,  # none of kind "agent"
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -128,6 +131,7 @@ class CommandHandler:
         self._running: dict[str, _Job] = {}  # command id -> job, while it runs here
         self.counts: dict[str, int] = {}
         self.update_setup = updates
+        self.self_update = self_updates
         self.updates: dict[str, ArtefactUpdate] = {}  # device -> its update, until reported
         self._resumed = False  # the updates a previous run left (update_jobs) taken up
 
@@ -236,10 +240,10 @@ class CommandHandler:
         to the cloud as `update` events (`_step_updates`)."""
         setup = self.update_setup
         device = str(params["device"])
-        if setup is None or params["kind"] != "firmware" or not setup.firmware_keys:
+        if setup is None or not self._takes(str(params["kind"])):
             job.result = self._result(job, "failed", "unsupported",
                                       detail="this terminal takes no such update")
-        elif device not in self.fridges:
+        elif not self._updatable(str(params["kind"]), device):
             job.result = self._result(job, "failed", "unknown_device")
         elif device in self.updates:
             job.result = self._result(job, "failed", "busy",
@@ -251,24 +255,53 @@ class CommandHandler:
             self.updates[device] = self._update(setup, request, None, False).start()
             job.result = self._result(job, "executed", "update_started")
 
+    def _takes(self, kind: str) -> bool:
+        """Whether this terminal trusts a key for `kind`: it installs nothing unsigned."""
+        if kind == "agent":
+            return self.self_update is not None and bool(self.self_update.keys)
+        setup = self.update_setup
+        return kind == "firmware" and setup is not None and bool(setup.firmware_keys)
+
+    def _updatable(self, kind: str, device: str) -> bool:
+        return device == AGENT_DEVICE if kind == "agent" else device in self.fridges
+
     def _update(self, setup: UpdateSetup, request: UpdateRequest,
                 reported: tuple[str, int] | None, resumed: bool) -> ArtefactUpdate:
-        reader, keys = self.fridges[request.device], setup.firmware_keys
+        attach: Attach | None = None
+        if request.kind == "agent":
+            mine = self.self_update
+            assert mine is not None
 
-        def install(data: bytes) -> InstallJob:
-            if reader.hello is None:  # a restarted agent, the fridge not attached yet
-                raise NotReady(f"{reader.device}: no HELLO yet")
-            return firmware_push.start(reader, data, keys, resumed=resumed)
+            def install(path: Path) -> InstallJob:
+                return self_update.install(mine, request.command_id, request.version,
+                                           request.sha256, path, wall=self._wall,
+                                           monotonic=self.monotonic)
+
+            if resumed:  # the switch restarted the agent: watch, never hand it over again
+                state = reported[0] if reported else "idle"
+
+                def taken_up() -> InstallJob | None:
+                    return self_update.attach(mine, request.command_id, state, self.monotonic)
+
+                attach = taken_up
+        else:
+            reader, keys = self.fridges[request.device], setup.firmware_keys
+
+            def install(path: Path) -> InstallJob:
+                if reader.hello is None:  # a restarted agent, the fridge not attached yet
+                    raise NotReady(f"{reader.device}: no HELLO yet")
+                return firmware_push.start(reader, path.read_bytes(), keys, resumed=resumed)
 
         return ArtefactUpdate(request, setup.tls, setup.cache, install, reported,
-                              monotonic=self.monotonic)
+                              monotonic=self.monotonic, attach=attach)
 
     def _resume_updates(self) -> None:
         """The updates the agent's previous run left running (edge/update_jobs.py): the
         download resumes from its .part, the push from the offset the device holds."""
         setup = self.update_setup
         for request, state, percent in update_jobs.load(self.store.db):
-            if setup is None or request.device not in self.fridges:
+            if (setup is None or not self._takes(request.kind)
+                    or not self._updatable(request.kind, request.device)):
                 log.warning("update %s of %s left by the last run cannot go on here",
                             request.command_id, request.device)
                 update_jobs.drop(self.store.db, request.device)
@@ -453,10 +486,11 @@ def load(
     clock: WallClock,
     data_dir: Path | None = None,
     updates: UpdateSetup | None = None,
+    self_updates: self_update.SelfUpdateSetup | None = None,
 ) -> CommandHandler | None:
     """The handler for a configured store (and the uplink told to subscribe), else None."""
     if settings is None:
         return None
     uplink.commands = True
     return CommandHandler(settings, replay_db, store_id, uplink, store, readers, clock,
-                          data_dir=data_dir, updates=updates)
+                          data_dir=data_dir, updates=updates, self_updates=self_updates)

@@ -32,7 +32,7 @@ from edge.store_records import (
     PendingBatch,
     RecordKey,
 )
-from edge.store_schema import SCHEMA
+from edge.store_schema import SCHEMA, SCHEMA_VERSION, stamp_version
 from edge.store_schema import Transaction as _Transaction
 from edge.store_schema import check_integrity as _check_integrity
 from edge.store_schema import migrate as _migrate
@@ -82,6 +82,12 @@ class EdgeStore:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
         _migrate(self.db)
+        found = stamp_version(self.db)
+        if found > SCHEMA_VERSION:
+            # A later release wrote it and was rolled back: its migrations only added, and
+            # this one names every column it reads or writes, so it runs on it.
+            log.warning("edge database %s has schema %d, newer than this agent's %d (a "
+                        "release rolled back?); running on it", path, found, SCHEMA_VERSION)
         # A new process has nothing in flight: every unconfirmed row goes out again.
         self.db.execute("UPDATE outbox SET published_at=NULL WHERE published_at IS NOT NULL")
         self.boot = self._next_boot()
@@ -158,8 +164,8 @@ class EdgeStore:
                     kind: Kind = "readings"
                     seq = next_seq.get((kind, item.device), 1)
                     cur = self.db.execute(
-                        "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL) "
-                        "ON CONFLICT DO NOTHING",
+                        "INSERT INTO readings (device, boot, seq, fseq, dev_ms, wall, synced,"
+                        " probes, dev_boot) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                         (
                             item.device,
                             self.boot,
@@ -176,7 +182,9 @@ class EdgeStore:
                     kind = "events"
                     seq = next_seq.get((kind, item.device), 1)
                     cur = self.db.execute(
-                        "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                        "INSERT INTO events (device, boot, seq, type, fseq, dev_ms, wall,"
+                        " synced, data, dev_boot) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT DO NOTHING",
                         (
                             item.device,
                             self.boot,
@@ -193,7 +201,8 @@ class EdgeStore:
                 if cur.rowcount:
                     next_seq[(kind, item.device)] = seq + 1
                     self.db.execute(
-                        "INSERT INTO outbox VALUES (?,?,?,?,NULL,0)",
+                        "INSERT INTO outbox (kind, device, boot, seq, published_at, sent)"
+                        " VALUES (?,?,?,?,NULL,0)",
                         (kind, item.device, self.boot, seq),
                     )
                     result.stored += 1
@@ -277,7 +286,8 @@ class EdgeStore:
     def set_device_status(self, device: str, wall: float, status: dict[str, Any]) -> None:
         with self._tx():
             self.db.execute(
-                "INSERT INTO device_status VALUES (?,?,?) ON CONFLICT(device) DO UPDATE "
+                "INSERT INTO device_status (device, updated_wall, status) VALUES (?,?,?) "
+                "ON CONFLICT(device) DO UPDATE "
                 "SET updated_wall=excluded.updated_wall, status=excluded.status",
                 (device, wall, json.dumps(status, sort_keys=True)),
             )

@@ -85,6 +85,17 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE outbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 1")
 
 
+def stamp_version(db: sqlite3.Connection) -> int:
+    """Mark the file with SCHEMA_VERSION (PRAGMA user_version) and return what it said
+    before. Never lowered: after a rollback the release before runs on a file a later one
+    wrote (its migrations only added), and the file must still say it holds that later
+    schema when the later release runs again."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if found < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+    return found
+
+
 def check_integrity(path: Path) -> str | None:
     """None if the database file is usable (or absent), else what is wrong with it."""
     if not path.exists():

@@ -23,7 +23,8 @@ from edge.artefact_update import UpdateRequest
 
 def save(db: sqlite3.Connection, request: UpdateRequest, state: str, percent: int) -> None:
     db.execute(
-        "INSERT INTO update_jobs VALUES (?,?,?,?) ON CONFLICT(device) DO UPDATE SET "
+        "INSERT INTO update_jobs (device, request, state, percent) VALUES (?,?,?,?) "
+        "ON CONFLICT(device) DO UPDATE SET "
         "request=excluded.request, state=excluded.state, percent=excluded.percent",
         (request.device, json.dumps(asdict(request), sort_keys=True), state, percent),
     )

@@ -24,6 +24,7 @@ from cloud_gateway.config import CloudSettings
 from cloud_gateway.ingest import IngestWorker
 from edge.agent import Agent
 from edge.config import (
+    AgentUpdateSettings,
     CommandSettings,
     EdgeConfig,
     EdgeSettings,
@@ -69,6 +70,7 @@ def edge_config(
     commands: CommandSettings | None = None,
     pickup: PickupSettings | None = None,
     firmware: FirmwareSettings | None = None,
+    agent_update: AgentUpdateSettings | None = None,
     **edge: Any,
 ) -> EdgeConfig:
     """An EdgeConfig: `edge` are EdgeSettings fields (defaults otherwise; tests pass QUICK)."""
@@ -80,6 +82,7 @@ def edge_config(
         commands=commands,
         pickup=pickup,
         firmware=firmware,
+        agent_update=agent_update or AgentUpdateSettings(),
     )
 
 
@@ -131,6 +134,10 @@ def edge_toml(cfg: EdgeConfig) -> str:
     if cfg.firmware is not None:
         keys = ", ".join(toml_value(k) for k in cfg.firmware.keys)
         parts.append(f"[firmware]\nkeys = [{keys}]\n")
+    if cfg.agent_update != AgentUpdateSettings():
+        au = dataclasses.replace(cfg.agent_update, keys=())
+        keys = ", ".join(toml_value(k) for k in cfg.agent_update.keys)
+        parts.append(_table("[agent_update]", "agent_update", au) + f"keys = [{keys}]\n")
     retail = _table("[retail]", "retail", cfg.retail)
     if retail != "[retail]\n":  # not all defaults
         parts.append(retail)

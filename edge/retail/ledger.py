@@ -132,7 +132,8 @@ def create(db: sqlite3.Connection) -> None:
 
 
 def write_movement(db: sqlite3.Connection, m: Movement, wall: float) -> None:
-    db.execute("INSERT INTO stock_movements VALUES (?,?,?,?,?,?,?,?,?,?)",
+    db.execute("INSERT INTO stock_movements (id, kind, item, qty, grams, batch, expiry, order_id,"
+               " note, wall) VALUES (?,?,?,?,?,?,?,?,?,?)",
                (m.id, m.kind, m.item, m.qty, m.grams, m.batch, m.expiry, m.order, m.note,
                 wall))
 
@@ -147,7 +148,8 @@ def lots(db: sqlite3.Connection, item: str | None = None) -> list[Lot]:
 
 def store_manifest(db: sqlite3.Connection, m: Manifest, wall: float) -> bool:
     """Keep a delivery manifest; False if this id is here already (a redelivery)."""
-    cur = db.execute("INSERT INTO manifests VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+    cur = db.execute("INSERT INTO manifests (id, zone, wave, delivery, body, received)"
+                     " VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                      (m.id, m.zone, m.wave, m.delivery, jsonio.encode(m).decode(), wall))
     return cur.rowcount == 1
 
@@ -168,11 +170,12 @@ def catalogue_version(db: sqlite3.Connection) -> int | None:
 def replace_catalogue(db: sqlite3.Connection, c: Catalogue) -> None:
     db.execute("DELETE FROM catalogue")
     db.executemany(
-        "INSERT INTO catalogue VALUES (?,?,?,?,?,?,?,?)",
+        "INSERT INTO catalogue (item, name, unit, shelf_life_days, storage, fridge, lane,"
+        " unit_grams) VALUES (?,?,?,?,?,?,?,?)",
         [(i.item, i.name, i.unit, i.shelf_life_days, i.storage,
           i.location.fridge if i.location else None, i.location.lane if i.location else None,
           i.location.unit_grams if i.location else None) for i in c.items])
-    db.execute("INSERT INTO retail_meta VALUES ('catalogue_version', ?) "
+    db.execute("INSERT INTO retail_meta (key, value) VALUES ('catalogue_version', ?) "
                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(c.version),))
 
 
@@ -192,7 +195,7 @@ def meta(db: sqlite3.Connection, key: str) -> str | None:
 
 
 def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute("INSERT INTO retail_meta VALUES (?, ?) "
+    db.execute("INSERT INTO retail_meta (key, value) VALUES (?, ?) "
                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
 
@@ -202,7 +205,8 @@ def del_meta(db: sqlite3.Connection, key: str) -> None:
 
 def save_handover(db: sqlite3.Connection, order: int, nonce: int, state: str, through: str,
                   wall: float) -> None:
-    db.execute("INSERT INTO handover VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+    db.execute("INSERT INTO handover (id, order_id, nonce, state, through, updated)"
+               " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                "order_id=excluded.order_id, nonce=excluded.nonce, state=excluded.state, "
                "through=excluded.through, updated=excluded.updated",
                (order, nonce, state, through, wall))

@@ -78,7 +78,8 @@ class Orders:
         lines = json.dumps([[ln.item, ln.qty] for ln in msg.lines])
 
         def insert(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,'received',?,NULL)",
+            db.execute("INSERT INTO orders (id, mode, customer, created, expires, lines, state,"
+                       " updated, note) VALUES (?,?,?,?,?,?,'received',?,NULL)",
                        (msg.id, msg.mode, msg.customer, msg.created, msg.expires, lines, wall))
         desk.commit([("orders", "order", progress_data(OrderProgress(msg.id, "received")))],
                     insert)
@@ -91,7 +92,9 @@ class Orders:
             # Remember it, so the order itself arriving late (out of order, or redelivered
             # after it was parked) is not taken for a live one.
             def tombstone(db: sqlite3.Connection) -> None:
-                db.execute("INSERT INTO orders VALUES (?,'unknown','',?,?,'[]','cancelled',?,?)",
+                db.execute("INSERT INTO orders (id, mode, customer, created, expires, lines,"
+                           " state, updated, note)"
+                           " VALUES (?,'unknown','',?,?,'[]','cancelled',?,?)",
                            (msg.order, wall, wall, wall,
                             msg.reason or "cancelled before it arrived"))
             desk.commit([], tombstone)
@@ -126,7 +129,7 @@ class Orders:
         self.rejected += 1
 
         def park(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO retail_rejects VALUES (?,?,?,?)",
+            db.execute("INSERT INTO retail_rejects (wall, topic, reason, payload) VALUES (?,?,?,?)",
                        (wall, topic, reason[:500], payload[:65536]))
         self.desk.store.add([], extra=park)
 

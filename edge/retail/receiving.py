@@ -152,7 +152,8 @@ def load_draft(db: sqlite3.Connection, manifest_id: int) -> Draft:
 
 
 def save_draft(db: sqlite3.Connection, manifest_id: int, d: Draft, wall: float) -> None:
-    db.execute("INSERT INTO receiving_drafts VALUES (?, ?, ?) ON CONFLICT (manifest) DO UPDATE"
+    db.execute("INSERT INTO receiving_drafts (manifest, counts, updated) VALUES (?, ?, ?)"
+               " ON CONFLICT (manifest) DO UPDATE"
                " SET counts = excluded.counts, updated = excluded.updated",
                (manifest_id, draft_to_json(d), wall))
 
@@ -167,7 +168,7 @@ def receipt_of(db: sqlite3.Connection, manifest_id: int) -> tuple[str, float] | 
 def write_receipt(db: sqlite3.Connection, r: Receipt, data: dict[str, Any]) -> None:
     """The receipt row (a second one for the manifest fails: its primary key) and the
     draft gone."""
-    db.execute("INSERT INTO receipts VALUES (?, ?, ?, ?)",
+    db.execute("INSERT INTO receipts (manifest, signed_by, signed_at, body) VALUES (?, ?, ?, ?)",
                (r.manifest, r.signed_by, r.signed_at, json.dumps(data, sort_keys=True)))
     db.execute("DELETE FROM receiving_drafts WHERE manifest = ?", (r.manifest,))
 

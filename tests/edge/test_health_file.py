@@ -6,12 +6,23 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_edge_agent import FakeFridge, _config, _reader_up, cloud, fridge
+from test_service_notify import Listener, listener
 
+from cloud_gateway.ingest import IngestWorker
+from devstack.testkit.edge import RunningAgent
+from devstack.testkit.wait import wait
 from edge import health_file
 from edge.health_file import HealthFile
+from xiaodian import __version__
+from xiaodian.mqtt import MqttSettings
+
+__all__ = ["cloud", "fridge", "listener"]  # fixtures, used by name
 
 
 def test_the_statement_says_exactly_what_the_agent_knows() -> None:
@@ -53,3 +64,40 @@ def test_a_write_that_fails_is_logged_once_and_never_raises(
     for _ in range(3):
         h.step(at=1.0, ready=False, connected=False, confirmed=False, outbox_empty=True)
     assert len([r for r in caplog.records if "health statement" in r.message]) == 1
+
+
+def _statement(path: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc
+
+
+def test_the_running_agent_states_its_health_from_its_main_loop(
+        cloud: IngestWorker, listener: Listener, tmp_path: Path, fridge: FakeFridge,
+        monkeypatch: pytest.MonkeyPatch, mqtt_settings: Callable[[str], MqttSettings]) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))  # as under systemd
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    cfg = _config(tmp_path, mqtt_settings("store-001"), tmp_path / "fridge-1")
+    path = cfg.health_path
+    assert path == cfg.edge.data_dir / "health.json"
+    with RunningAgent(cfg) as agent:
+        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        first = wait(lambda: _statement(path), 20, "a first statement")
+        assert first["devices_read"] == []  # nothing read in this run yet
+        assert (first["version"], first["pid"], first["devices"]) == (
+            __version__, os.getpid(), ["fridge-1"])
+        fridge.hello()
+        for i in range(3):
+            fridge.temp(i * 10_000, 3.0)
+
+        def healthy_now() -> dict[str, Any] | None:
+            d = _statement(path)
+            ok = (d.get("devices_read") == ["fridge-1"] and d["ready"] and d["connected"]
+                  and d["outbox_moving"])
+            return d if ok else None
+
+        healthy = wait(healthy_now, 20, "ready, connected, fridge-1 read, outbox moving")
+        assert healthy["started_at"] == first["started_at"] <= first["at"] <= healthy["at"]
+        assert listener.said("READY=1")
