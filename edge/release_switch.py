@@ -158,13 +158,21 @@ class Switch:
         return self._trial(previous, target)
 
     def _take(self, work: Path) -> Request | None:
-        """The request and its file, out of the agent's directory into root's."""
+        """The request and its file, out of the agent's directory into root's. Claimed by a
+        rename first: an agent that gave up on it withdraws it by a rename too, and only one
+        of the two wins (docs/contracts.md). Within the agent's directory, because the two
+        directories are separate mounts in this unit's namespace (rename across is EXDEV)."""
+        taken = self.p.inbox / "request.json.taken"
         try:
-            raw = _read_nofollow(self.p.inbox / "request.json", MAX_REQUEST)
+            os.rename(self.p.inbox / "request.json", taken)
         except FileNotFoundError:
-            return None
+            return None  # withdrawn, or fired with nothing there
+        try:
+            raw = _read_nofollow(taken, MAX_REQUEST)
+        except OSError as exc:
+            raise Refused("io_error", f"request.json: {exc}") from None
         finally:
-            (self.p.inbox / "request.json").unlink(missing_ok=True)
+            taken.unlink(missing_ok=True)
         try:
             doc = json.loads(raw)
             req = Request(str(doc["command"]), str(doc["version"]), str(doc["file"]),
