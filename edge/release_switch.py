@@ -115,14 +115,15 @@ class Switch:
             paths, systemd, clock, monotonic, sleep, arch)
         self.req: Request | None = None
         self.from_version = ""
+        self.previous = ""  # the release to roll back to (a run after a power cut needs it)
 
     # --- status.json: the agent's only view of what happens here ---
 
     def status(self, state: str, result: str = "", detail: str = "") -> None:
         req = self.req
         doc = {"command": req.command if req else "", "version": req.version if req else "",
-               "from": self.from_version, "state": state, "result": result,
-               "detail": detail, "at": self.clock()}
+               "from": self.from_version, "previous": self.previous, "state": state,
+               "result": result, "detail": detail, "at": self.clock()}
         _write_atomic(self.p.own / "status.json", json.dumps(doc).encode(), 0o644)
         log.info("status %s %s %s", state, result, detail)
 
@@ -136,13 +137,14 @@ class Switch:
         except Refused as exc:
             self.status("refused", exc.reason, exc.detail)
             return 0
-        if self.req is None:
-            return 0  # fired with nothing there (already taken)
+        if self.req is None:  # at boot, or fired with nothing there (already taken)
+            return self._resume()
         try:
             current_link = os.readlink(self.p.opt / "current")
             previous = release_of(current_link)
             if previous is None:
                 raise Refused("io_error", f"current names {current_link!r}, not a release")
+            self.previous = previous
             self.from_version = _read_version(self.p.opt / "releases" / previous)
             self.status("installing")
             release = self._verify(work)
@@ -235,13 +237,50 @@ class Switch:
     def _trial(self, previous: str, target: str) -> int:
         before = self.systemd.unit().n_restarts
         switched_at = self.clock()
+        self.status("trial")  # before the swap: a run after a power cut knows what to undo
         _point_current(self.p.opt, target)
-        self.status("trial")
         try:
             self.systemd.restart()
             verdict = self._watch(Trial(target, switched_at, before))
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             verdict = Verdict(False, (f"the helper could not watch the trial: {exc}",))
+        return self._conclude(verdict, previous, target)
+
+    def _resume(self) -> int:
+        """Finish what a run that died (power cut, killed) left: the unit also starts at
+        boot, after the agent. A trial whose release is current gets a fresh window; an
+        install that never reached its trial is refused and its files removed."""
+        try:
+            doc = json.loads(_read_nofollow(self.p.own / "status.json", MAX_REQUEST))
+        except (OSError, ValueError):
+            return 0
+        if not isinstance(doc, dict) or doc.get("state") not in ("installing", "trial"):
+            return 0
+        self.req = Request(str(doc.get("command", "")), str(doc.get("version", "")), "", "",
+                           str(doc.get("from", "")))
+        self.from_version, self.previous = str(doc.get("from", "")), str(doc.get("previous", ""))
+        target, previous = self.req.version, self.previous
+        current = release_of(os.readlink(self.p.opt / "current"))
+        releases = self.p.opt / "releases"
+        shutil.rmtree(releases / f"{target}.partial", ignore_errors=True)
+        if doc["state"] == "trial" and current == target and (releases / previous).is_dir():
+            log.info("resuming the trial of %s after a restart", target)
+            try:
+                verdict = self._watch(Trial(target, self.clock(),
+                                            self.systemd.unit().n_restarts))
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                verdict = Verdict(False, (f"the helper could not watch the trial: {exc}",))
+            return self._conclude(verdict, previous, target)
+        if current != target and RELEASE_NAME.match(target):
+            shutil.rmtree(releases / target, ignore_errors=True)
+        if current == target:  # its trial cannot be undone (no previous release left)
+            self.status("confirmed", "confirmed", "kept after a restart: no release to go "
+                        "back to")
+        else:
+            self.status("refused", "io_error", "interrupted by a restart before its trial")
+        return 0
+
+    def _conclude(self, verdict: Verdict, previous: str, target: str) -> int:
         if verdict.healthy:
             self.status("confirmed", "confirmed", verdict.detail)
             self._prune(keep=(target, previous))

@@ -161,6 +161,7 @@ def test_healthy_release_is_confirmed_and_old_ones_pruned(
     switch, sd = _switch(p, healthy=True)
     assert switch.run() == 0
     assert _status(p) | {"at": 0} == {"command": "c-1", "version": "1.1.0", "from": "1.0.0",
+                                      "previous": "1.0.0",
                                       "state": "confirmed", "result": "confirmed",
                                       "detail": "healthy", "at": 0}
     assert os.readlink(p.opt / "current") == "releases/1.1.0"
@@ -217,3 +218,49 @@ def test_refusals_leave_current_alone(tree: tuple[rs.Paths, Ed25519PrivateKey]) 
     switch, _sd = _switch(p, healthy=True)
     switch.run()
     assert _status(p)["result"] == "bad_signature"
+
+
+def _interrupted(p: rs.Paths, state: str, current: str) -> None:
+    """What a helper killed mid-way leaves: its status, `current`, the release unpacked."""
+    (p.opt / "releases/1.1.0").mkdir()
+    (p.opt / "releases/1.1.0/VERSION").write_text("1.1.0\n")
+    (p.opt / "current").unlink()
+    (p.opt / "current").symlink_to(f"releases/{current}")
+    p.own.mkdir()
+    (p.own / "status.json").write_text(json.dumps({
+        "command": "c-1", "version": "1.1.0", "from": "1.0.0", "previous": "1.0.0",
+        "state": state, "result": "", "detail": "", "at": 1.0}))
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_a_trial_cut_by_a_restart_gets_a_fresh_window_at_boot(
+        tree: tuple[rs.Paths, Ed25519PrivateKey], healthy: bool) -> None:
+    p, _key = tree
+    _interrupted(p, "trial", current="1.1.0")
+    switch, sd = _switch(p, healthy=healthy)
+    if healthy:  # the agent systemd started at boot, on the release on trial
+        sd.restart()
+        sd.restarted = 0
+    switch.run()
+    s = _status(p)
+    assert (s["command"], s["result"]) == ("c-1", "confirmed" if healthy else "rolled_back")
+    assert os.readlink(p.opt / "current") == ("releases/1.1.0" if healthy else "releases/1.0.0")
+    assert (p.opt / "releases/1.1.0").exists() == healthy
+    assert sd.restarted == (0 if healthy else 1)
+
+
+def test_an_install_cut_before_its_trial_is_refused_and_cleaned(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, _key = tree
+    _interrupted(p, "trial", current="1.0.0")  # status written, `current` not yet swapped
+    (p.opt / "releases/1.1.0.partial").mkdir()
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    s = _status(p)
+    assert (s["state"], s["result"]) == ("refused", "io_error")
+    assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
+    assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["0.9.0", "1.0.0"]
+    # Nothing unfinished: a boot run does nothing.
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    assert _status(p) == s and sd.restarted == 0
