@@ -347,6 +347,15 @@ def test_healthy_self_update_then_a_broken_one_rolled_back(
         _no_reading_lost_or_twice(t, before)
         t.each_done_once()
 
+        # A technician's dpkg upgrade afterwards: its own release current again; the
+        # self-updated one is not dpkg's and stays (the next confirmed self-update prunes it).
+        done_dpkg = t.root.dpkg(t.builds.out / "xiaodian-terminal_1.2.0_amd64.deb")
+        assert done_dpkg.returncode == 0, done_dpkg.stderr
+        assert t.current() == "releases/1.2.0"
+        assert sorted(p.name for p in (t.root.path / "opt/xiaodian/releases").iterdir()) == [
+            "1.1.0", "1.2.0"]
+        t.until(lambda: t.healthy("1.2.0"), 60, "the package's 1.2.0 serving")
+
 
 def test_schema_change_upgrade_and_the_older_release_on_the_newer_file(
         builds: Builds, tmp_path: Path, pki: DevPki,
