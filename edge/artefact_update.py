@@ -167,6 +167,8 @@ class ArtefactUpdate:
                     self._finish("timeout", str(exc))
             except ValueError as exc:
                 self._finish(str(getattr(exc, "reason", "refused")), str(exc))
+            except OSError as exc:  # the file gone or unreadable: reported, never raised
+                self._finish("io_error", str(exc))
             else:
                 with self._lock:
                     self._job, self.state, self.percent = started, "updating", 0

@@ -19,6 +19,7 @@ after HANDOVER_S; one that took it but never says a verdict is reported as `time
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -218,21 +219,26 @@ def install(setup: SelfUpdateSetup, command_id: str, version: str, sha256: str, 
     """Check the downloaded release at `path` (its SHA-256 is `sha256`, checked by the
     fetch), hand it to the root helper and return the job watching it. Raises
     SelfUpdateRefused / agent_release.ReleaseRefused (ValueErrors with a `reason`)."""
-    release = agent_release.verify_file(path, setup.keys)
-    agent_release.judge(release.manifest, running=running, arch=arch or dpkg_arch(),
-                        python=python or python_version())
-    if release.manifest.version != version:
-        raise SelfUpdateRefused("bad_version", f"the command says {version}, the signed "
-                                f"release is {release.manifest.version}")
     try:
+        try:
+            release = agent_release.verify_file(path, setup.keys)
+            agent_release.judge(release.manifest, running=running, arch=arch or dpkg_arch(),
+                                python=python or python_version())
+            if release.manifest.version != version:
+                raise SelfUpdateRefused("bad_version", f"the command says {version}, the "
+                                        f"signed release is {release.manifest.version}")
+        except ValueError:
+            with contextlib.suppress(OSError):
+                path.unlink()  # 30 MB nobody will install
+            raise
         setup.update_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        for stale in setup.update_dir.glob("*.xdrel"):  # of an earlier, abandoned attempt
-            stale.unlink()
+        for stale in [*setup.update_dir.glob("*.xdrel"), *setup.update_dir.glob("*.tmp")]:
+            stale.unlink()  # of an earlier attempt, abandoned or cut by a power loss
         _move(path, setup.update_dir / release_name(version))
         doc = request_doc(command_id, version, sha256, running, wall())
         write_atomically(setup.update_dir / REQUEST,
                          json.dumps(doc, sort_keys=True).encode() + b"\n")
-    except OSError as exc:
+    except OSError as exc:  # never out of the main loop: reported as the result
         raise SelfUpdateRefused("io_error", f"cannot hand the release over: {exc}") from None
     return StatusWatch(setup, command_id, monotonic)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeConfig
+from devstack.testkit.edge import edge_config, edge_toml
+from edge.config import AgentUpdateSettings, EdgeConfig
 from xiaodian.config import ConfigError, load_config
+from xiaodian.pki.keys import make_agent_key
 
 GOOD = """
 [edge]
@@ -112,7 +114,8 @@ def test_agent_update_defaults_follow_the_data_dir_and_bad_values_name_their_key
     assert (cfg.update_dir, cfg.health_path, cfg.agent_update.status_file) == (
         tmp_path / "u", tmp_path / "h.json", tmp_path / "s.json")
     for extra, key, problem in [
-        ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 3600"),
+        ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 1800"),
+        ("health_window_s = 1801", "agent_update.health_window_s", "between 30 and 1800"),
         ('keys = ["missing.pub"]', "agent_update.keys", "cannot load"),
         ("keys = 3", "agent_update.keys", "expected a list"),
     ]:
@@ -120,3 +123,13 @@ def test_agent_update_defaults_follow_the_data_dir_and_bad_values_name_their_key
         with pytest.raises(ConfigError) as err:
             load_config(path, EdgeConfig)
         assert (err.value.key, problem in err.value.problem) == (key, True), err.value
+
+
+def test_the_testkit_writes_agent_update_as_the_agent_reads_it(tmp_path: Path) -> None:
+    _, pub, _ = make_agent_key(tmp_path / "keys")
+    base = load_config(_write(tmp_path, GOOD), EdgeConfig)
+    wanted = AgentUpdateSettings(keys=(pub,), health_window_s=60.0,
+                                 status_file=tmp_path / "root" / "status.json")
+    cfg = edge_config(tmp_path / "data", base.mqtt, agent_update=wanted)
+    (tmp_path / "round.toml").write_text(edge_toml(cfg), encoding="utf-8")
+    assert load_config(tmp_path / "round.toml", EdgeConfig).agent_update == wanted

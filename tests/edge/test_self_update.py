@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge import self_update
+from devstack.testkit.wait import wait
+from edge import artefact_update, self_update
+from edge.artefact_update import ArtefactUpdate, UpdateRequest
 from edge.self_update import HANDOVER_S, READ_EVERY_S, SETTLE_S, SelfUpdateSetup, StatusWatch
 from xiaodian import agent_release
+from xiaodian.mqtt import TlsSettings
 
 RUNNING = "1.4.2"
 KEY = Ed25519PrivateKey.generate()
@@ -89,11 +92,25 @@ def _poll(job: StatusWatch, clock: Clock, advance: float = READ_EVERY_S) -> dict
 ])
 def test_a_release_it_may_not_install_is_refused_and_nothing_is_handed_over(
         tmp_path: Path, make: Any, version: str, reason: str) -> None:
-    setup = _setup(tmp_path)
+    setup, path = _setup(tmp_path), make(tmp_path)
     with pytest.raises(ValueError) as err:
-        _install(setup, make(tmp_path), Clock(), version)
+        _install(setup, path, Clock(), version)
     assert getattr(err.value, "reason", None) == reason
     assert not setup.update_dir.exists() or not any(setup.update_dir.iterdir())
+    assert not path.exists()  # the refused download is not kept (a release is ~30 MB)
+
+
+def test_a_hand_over_that_cannot_be_written_is_io_error_not_an_exception_in_the_loop(
+        tmp_path: Path) -> None:
+    setup = _setup(tmp_path)
+    setup.update_dir.write_text("a file where the directory should be")
+    with pytest.raises(ValueError) as err:
+        _install(setup, release(tmp_path), Clock())
+    assert getattr(err.value, "reason", None) == "io_error"
+    with pytest.raises(ValueError) as err:
+        self_update.install(_setup(tmp_path / "x"), CMD, "1.5.0", "0" * 64,
+                            tmp_path / "gone.bin", running=RUNNING)
+    assert getattr(err.value, "reason", None) == "io_error"
 
 
 def test_a_payload_changed_after_signing_and_a_terminal_without_keys_are_refused(
@@ -231,3 +248,25 @@ def test_a_helper_that_took_the_request_gets_its_window_then_timeout(tmp_path: P
     assert not _poll(job2, clock2, HANDOVER_S)["result"]
     assert not _poll(job2, clock2, window - 2 * READ_EVERY_S)["result"]
     assert _poll(job2, clock2, 2 * READ_EVERY_S)["result"] == "timeout"
+
+
+# ------------------------------------------------------------------ the installer protocol
+
+
+def test_installers_get_the_verified_files_path_and_an_unreadable_one_is_io_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched = tmp_path / "cache" / "abc.bin"
+    monkeypatch.setattr(artefact_update, "fetch", lambda *a, **kw: fetched)
+    given: list[object] = []
+
+    def installer(path: Path) -> Any:
+        given.append(path)
+        return path.read_bytes()  # as firmware's does; the file is not there
+
+    request = UpdateRequest("c1", "fridge-1", "firmware", "https://x/y", "0" * 64, 1, "1.1.0")
+    tls = TlsSettings(tmp_path / "ca", tmp_path / "cert", tmp_path / "key")
+    update = ArtefactUpdate(request, tls, tmp_path / "cache", installer,
+                            reported=("downloaded", 100)).start()
+    wait(lambda: update.poll() is not None and update.finished, 5, "the update's end")
+    assert given == [fetched]
+    assert (update.result, "No such file" in update.detail) == ("io_error", True)
