@@ -58,6 +58,7 @@ log = logging.getLogger("xiaodian.release_switch")
 
 AGENT_UNIT = "xiaodian-agent.service"
 DEFAULT_WINDOW_S = 180.0
+MIN_WINDOW_S, MAX_WINDOW_S = 30.0, 1800.0
 DEFAULT_KEYS = ("/etc/xiaodian/agent-signing.pub",)
 MAX_REQUEST = 4096
 MAX_HEALTH = 65536
@@ -443,8 +444,12 @@ def _agent_update(config: Path) -> dict[str, Any]:
 
 
 def _window(config: Path) -> float:
+    """`[agent_update] health_window_s`, within the bounds edge/config.py allows (the agent
+    waits that long plus its margins for the verdict); the default otherwise."""
     value = _agent_update(config).get("health_window_s", DEFAULT_WINDOW_S)
-    return float(value) if isinstance(value, (int, float)) and value > 0 else DEFAULT_WINDOW_S
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return min(max(float(value), MIN_WINDOW_S), MAX_WINDOW_S)
+    return DEFAULT_WINDOW_S
 
 
 def _trusted_keys(config: Path) -> list[Any]:
