@@ -23,6 +23,7 @@ reads and reports. docs/deploy.md ("Self-update") has the whole protocol.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -164,18 +165,33 @@ class Switch:
         """The request and its file, out of the agent's directory into root's. Claimed by a
         rename first: an agent that gave up on it withdraws it by a rename too, and only one
         of the two wins (docs/contracts.md). Within the agent's directory, because the two
-        directories are separate mounts in this unit's namespace (rename across is EXDEV)."""
-        taken = self.p.inbox / "request.json.taken"
+        directories are separate mounts in this unit's namespace (rename across is EXDEV).
+        Every name is resolved in that directory, opened once without following a link:
+        the agent's user owns its parent and could otherwise point it elsewhere."""
         try:
-            os.rename(self.p.inbox / "request.json", taken)
+            inbox = os.open(self.p.inbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                            | os.O_CLOEXEC)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("update directory %s refused: %s", self.p.inbox, exc)
+            return None
+        try:
+            return self._take_from(inbox, work)
+        finally:
+            os.close(inbox)
+
+    def _take_from(self, inbox: int, work: Path) -> Request | None:
+        taken = "request.json.taken"
+        try:
+            os.rename("request.json", taken, src_dir_fd=inbox, dst_dir_fd=inbox)
         except FileNotFoundError:
             return None  # withdrawn, or fired with nothing there
         try:
-            raw = _read_nofollow(taken, MAX_REQUEST)
+            raw = _read_nofollow(taken, MAX_REQUEST, dir_fd=inbox)
         except OSError as exc:
             raise Refused("io_error", f"request.json: {exc}") from None
         finally:
-            taken.unlink(missing_ok=True)
+            _unlink_at(taken, inbox)
         try:
             doc = json.loads(raw)
             req = Request(str(doc["command"]), str(doc["version"]), str(doc["file"]),
@@ -186,13 +202,12 @@ class Switch:
         if (not RELEASE_NAME.match(req.version)
                 or req.file != f"xiaodian-agent_{req.version}.xdrel"):
             raise Refused("bad_format", f"request names {req.file!r} for {req.version!r}")
-        src = self.p.inbox / req.file
         try:
-            digest = _copy_nofollow(src, work)
+            digest = _copy_nofollow(req.file, inbox, work)
         except OSError as exc:
             raise Refused("io_error", f"{req.file}: {exc}") from None
         finally:
-            src.unlink(missing_ok=True)
+            _unlink_at(req.file, inbox)
         if digest != req.sha256:
             raise Refused("bad_hash", f"{req.file} is not the file the agent checked")
         return req
@@ -317,8 +332,9 @@ class Switch:
 # --- files ---
 
 
-def _read_nofollow(path: Path, limit: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+def _read_nofollow(path: Path | str, limit: int, dir_fd: int | None = None) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise OSError(f"{path}: not a regular file")
@@ -328,10 +344,16 @@ def _read_nofollow(path: Path, limit: int) -> bytes:
     return data
 
 
-def _copy_nofollow(src: Path, dst: Path) -> str:
-    """Copy `src` (never through a link, never a device or fifo) to a new root-owned `dst`;
-    the SHA-256 of what was copied."""
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+def _unlink_at(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _copy_nofollow(name: str, dir_fd: int, dst: Path) -> str:
+    """Copy `name` in the directory `dir_fd` (never through a link, never a device or
+    fifo) to a new root-owned `dst`; the SHA-256 of what was copied."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
     digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):

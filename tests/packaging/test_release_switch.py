@@ -264,3 +264,17 @@ def test_an_install_cut_before_its_trial_is_refused_and_cleaned(
     switch, sd = _switch(p, healthy=True)
     switch.run()
     assert _status(p) == s and sd.restarted == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+def test_an_update_directory_swapped_for_a_link_is_not_followed(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, key = tree
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    elsewhere = p.inbox.with_name("elsewhere")
+    p.inbox.rename(elsewhere)
+    p.inbox.symlink_to(elsewhere)  # the agent's user owns the parent: it could do this
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    assert (elsewhere / "request.json").exists() and not (p.own / "status.json").exists()
+    assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
