@@ -198,7 +198,7 @@ class Switch:
                           str(doc["sha256"]), str(doc.get("from", "")))
         except (ValueError, KeyError, TypeError) as exc:
             raise Refused("bad_format", f"request.json unreadable: {exc}") from None
-        self.req = req
+        self.req, self.from_version = req, req.from_version  # until it reads its own
         if (not RELEASE_NAME.match(req.version)
                 or req.file != f"xiaodian-agent_{req.version}.xdrel"):
             raise Refused("bad_format", f"request names {req.file!r} for {req.version!r}")
