@@ -59,6 +59,7 @@ def _guarded(handler: Any) -> Any:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    agent_release.version_key(args.version)  # refused before any file is written
     key = pki.load_command_private_key(args.key)  # any Ed25519 private key file
     tmp = args.out.with_name(args.out.name + ".tmp")
     with args.payload.open("rb") as payload, tmp.open("wb") as out:
