@@ -309,8 +309,10 @@ class Switch:
 
     def _watch(self, trial: Trial) -> Verdict:
         deadline = self.monotonic() + _window(self.p.config)
+        fridges = _fridges(self.p.config)
         while True:
-            verdict = judge_health(self._health(), trial, self.systemd.unit(), self.clock())
+            verdict = judge_health(self._health(), trial, self.systemd.unit(), self.clock(),
+                                   fridges)
             if verdict.healthy or self.monotonic() >= deadline:
                 return verdict
             self.sleep(POLL_S)
@@ -463,6 +465,17 @@ def _agent_update(config: Path) -> dict[str, Any]:
         return {}
     section = doc.get("agent_update", {})
     return section if isinstance(section, dict) else {}
+
+
+def _fridges(config: Path) -> list[str]:
+    """The fridge ids configured in edge.toml (`[[fridges]] id`)."""
+    try:
+        doc = tomllib.loads(config.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    tables = doc.get("fridges", [])
+    return [str(t["id"]) for t in tables if isinstance(t, dict) and "id" in t] if isinstance(
+        tables, list) else []
 
 
 def _window(config: Path) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # The only absolute link a release holds: its venv's interpreter (build.sh).
@@ -75,10 +75,12 @@ class Verdict:
 
 
 def judge_health(statement: Mapping[str, object] | None, trial: Trial, unit: Unit,
-                 now: float) -> Verdict:
+                 now: float, configured: Sequence[str] = ()) -> Verdict:
     """Healthy: a statement by the trial version's running main process, written since the
     switch and recently, ready, connected, every configured device read, the outbox moving,
-    and no restart by systemd (a watchdog kill) since the switch."""
+    and no restart by systemd (a watchdog kill) since the switch. `configured`: the fridges
+    root reads in edge.toml; each must be read whatever devices the statement lists (a
+    release must not pass by forgetting one)."""
     missing: list[str] = []
     if unit.n_restarts != trial.restarts_before:
         missing.append(f"restarted by systemd {unit.n_restarts - trial.restarts_before} "
@@ -101,7 +103,7 @@ def judge_health(statement: Mapping[str, object] | None, trial: Trial, unit: Uni
         missing.append("not ready (READY=1 not sent)")
     if statement.get("connected") is not True:
         missing.append("not connected to the cloud")
-    devices = _strings(statement.get("devices"))
+    devices = list(dict.fromkeys([*configured, *_strings(statement.get("devices"))]))
     read = set(_strings(statement.get("devices_read")))
     unread = [d for d in devices if d not in read]
     if unread:

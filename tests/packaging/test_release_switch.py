@@ -41,6 +41,10 @@ def test_health_healthy_only_when_every_condition_holds() -> None:
     for change, unit, now, why in cases:
         v = judge_health({**HEALTHY, **change}, TRIAL, unit, now)
         assert not v.healthy and why in v.detail, (change, v.detail)
+    # The fridges root configured count, whatever the statement lists.
+    v = judge_health({**HEALTHY, "devices": []}, TRIAL, Unit(42, 3), 106,
+                     configured=["fridge-1", "fridge-2"])
+    assert v.detail == "missing: devices not read: fridge-2"
     v = judge_health(None, TRIAL, Unit(42, 3), 106)
     assert v.detail == "missing: no health statement"
 
@@ -118,7 +122,8 @@ def tree(tmp_path: Path) -> tuple[rs.Paths, Ed25519PrivateKey]:
     os.chmod(pub.parent, 0o755)
     pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
-    p.config.write_text(f'[agent_update]\nkeys = ["{pub}"]\nhealth_window_s = 30\n')
+    p.config.write_text(f'[agent_update]\nkeys = ["{pub}"]\nhealth_window_s = 30\n'
+                        '[[fridges]]\nid = "fridge-1"\nport = "/dev/null"\n')
     return p, key
 
 
