@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "pickup": ("cloud_gateway.pickup_cli",),
     "supply": ("devstack.supply_cli",),
     "fleet": ("devstack.fleet_cli",),  # `fleet run`: the load test of broker, workers, PostgreSQL
+    "terminal": ("devstack.release_cli",),  # the terminal's own signed release files
 }
 COMMAND_MODULES = tuple(dict.fromkeys(m for ms in COMMANDS.values() for m in ms))
 

@@ -75,13 +75,24 @@ def base_root() -> Path:
     return BASE
 
 
-def build_deb(version: str, out: Path) -> Path:
-    """packaging/terminal/build.sh for `version`; the .deb's path."""
+def build_deb(version: str, out: Path, *, release_key: Path | None = None,
+              overlay: Path | None = None) -> Path:
+    """packaging/terminal/build.sh for `version`; the .deb's path. With `release_key`, the
+    signed release file too (`release_file(out, version)`); `overlay`: files copied over the
+    release's site-packages (build.sh --overlay, tests only)."""
+    extra = [*(["--release-file", str(release_key)] if release_key else []),
+             *(["--overlay", str(overlay)] if overlay else [])]
     done = subprocess.run([str(REPO / "packaging/terminal/build.sh"), "--version", version,
-                           "--out", str(out)], check=True, capture_output=True, text=True,
-                          env={**os.environ, "DEB_COMPRESS": "gzip", "PYTHON": os.environ.get(
-                              "XIAODIAN_BUILD_PYTHON", _python())})
+                           "--out", str(out), *extra], check=True, capture_output=True,
+                          text=True,
+                          env={**os.environ, "DEB_COMPRESS": "gzip", "XZ_OPT": "-1",
+                               "PYTHON": os.environ.get("XIAODIAN_BUILD_PYTHON", _python())})
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def release_file(out: Path, version: str) -> Path:
+    """Where build_deb(..., release_key=...) put the signed release file."""
+    return out / f"xiaodian-agent_{version}_amd64.xdrel"
 
 
 def _python() -> str:

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Builds the store terminal's package: dist/xiaodian-terminal_VERSION_amd64.deb.
 #
-#   packaging/terminal/build.sh [--version V] [--out DIR]
+#   packaging/terminal/build.sh [--version V] [--out DIR] [--release-file KEY]
+#
+# --release-file KEY  also writes DIR/xiaodian-agent_V_amd64.xdrel: the same release
+#                     directory (venv/, VERSION) as a tar.xz, signed with the agent-signing
+#                     KEY (`xiaodian pki agent-key`) for the self-update (docs/deploy.md).
+# --overlay DIR       TESTS ONLY: copies DIR's files over the staged site-packages, so a test
+#                     builds a release with a schema change or a broken agent from the same
+#                     sources. Never for a shop's release.
 #
 # Needs dpkg-deb and a Python 3.11 with pip (the project's .venv); downloads the pinned
 # wheels of requirements.txt once (into build/terminal-wheels, reused offline afterwards).
@@ -13,10 +20,14 @@ repo=$(cd "$here/../.." && pwd)
 
 version=""
 out="$repo/dist"
+release_key=""
+overlay=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --version) version=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --release-file) release_key=$2; shift 2 ;;
+        --overlay) overlay=$2; shift 2 ;;
         *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -76,6 +87,9 @@ rm -rf "$site/bin"  # console scripts of the dependencies: not used, wrong inter
         [ -f "$f" ] && printf '%s\0' "$f"
     done | tar --null -T - -cf -) | tar -xf - -C "$site"
 echo "$version" >"$stage/$rel/VERSION"
+if [ -n "$overlay" ]; then  # tests only (see the top)
+    cp -r --no-preserve=ownership "$overlay/." "$site/"
+fi
 # The version the agent reports (its state message, the fleet page) is the package's.
 sed -i "s/^__version__ = .*/__version__ = \"$version\"/" "$site/xiaodian/__init__.py"
 # Byte-code compiled now: the release is read-only at run time (ProtectSystem=strict).
@@ -89,6 +103,9 @@ install -D -m 0644 "$here/systemd/xiaodian-agent-retry.timer" \
     "$stage/usr/lib/systemd/system/xiaodian-agent-retry.timer"
 install -D -m 0644 "$here/systemd/xiaodian-kiosk.service" \
     "$stage/usr/lib/systemd/system/xiaodian-kiosk.service"
+for unit in xiaodian-update.path xiaodian-update.service; do
+    install -D -m 0644 "$here/systemd/$unit" "$stage/usr/lib/systemd/system/$unit"
+done
 install -D -m 0644 "$here/udev/60-xiaodian.rules" "$stage/usr/lib/udev/rules.d/60-xiaodian.rules"
 install -D -m 0644 "$here/journald/xiaodian.conf" \
     "$stage/usr/lib/systemd/journald.conf.d/60-xiaodian.conf"
@@ -107,6 +124,21 @@ done
 chmod 0755 "$stage"
 chmod -R u+rwX,go+rX,go-w "$stage/opt" "$stage/usr"
 chmod 0755 "$stage/etc/xiaodian"
+
+if [ -n "$release_key" ]; then
+    # The self-update's file: the release directory alone (no units, no /etc), owned by
+    # root in the archive, names sorted so the same sources make the same payload.
+    # The schema it writes is its own source's (with any overlay), read before signing.
+    schema=$(sed -n 's/^SCHEMA_VERSION = \([0-9][0-9]*\)$/\1/p' "$site/edge/store_schema.py")
+    [ -n "$schema" ] || { echo "build.sh: no SCHEMA_VERSION in edge/store_schema.py" >&2; exit 1; }
+    tar --sort=name --owner=0 --group=0 --numeric-owner -C "$stage/$rel" -cJf \
+        "$stage/payload.tar.xz" venv VERSION
+    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m xiaodian terminal sign-release \
+        --key "$release_key" --version "$version" --schema "$schema" \
+        --payload "$stage/payload.tar.xz" --out "$out/xiaodian-agent_${version}_$arch.xdrel" \
+        >/dev/null
+    rm -f "$stage/payload.tar.xz"
+fi
 
 deb="$out/xiaodian-terminal_${version}_$arch.deb"
 # xz for the shops (smallest download); the tests ask for gzip (several times faster).

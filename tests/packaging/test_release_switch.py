@@ -1,0 +1,285 @@
+"""The release switch (edge/release_switch.py) on a temporary tree with a fake systemd:
+its decisions (release_switch_core), the safe unpacking, the switch and the rollback.
+The same code as root in a real systemd: tests/packaging/test_terminal_selfupdate.py."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge import release_switch as rs
+from edge.release_switch_core import Trial, Unit, judge_health, member_refusal, to_prune
+from xiaodian import agent_release
+
+HEALTHY = {"version": "1.1.0", "pid": 42, "at": 105.0, "ready": True, "connected": True,
+           "devices": ["fridge-1"], "devices_read": ["fridge-1"], "outbox_moving": True}
+TRIAL = Trial("1.1.0", switched_at=100.0, restarts_before=3)
+
+
+def test_health_healthy_only_when_every_condition_holds() -> None:
+    assert judge_health(HEALTHY, TRIAL, Unit(42, 3), now=106).healthy
+    cases: list[tuple[dict[str, object], Unit, float, str]] = [
+        ({}, Unit(42, 4), 106, "restarted by systemd"),
+        ({"version": "1.0.0"}, Unit(42, 3), 106, "by version 1.0.0"),
+        ({"pid": 41}, Unit(42, 3), 106, "by pid 41"),
+        ({"at": 99.0}, Unit(42, 3), 106, "no statement since the switch"),
+        ({}, Unit(42, 3), 150, "old (main loop stuck)"),
+        ({"ready": False}, Unit(42, 3), 106, "not ready"),
+        ({"connected": False}, Unit(42, 3), 106, "not connected"),
+        ({"devices_read": []}, Unit(42, 3), 106, "devices not read: fridge-1"),
+        ({"outbox_moving": False}, Unit(42, 3), 106, "outbox not moving"),
+    ]
+    for change, unit, now, why in cases:
+        v = judge_health({**HEALTHY, **change}, TRIAL, unit, now)
+        assert not v.healthy and why in v.detail, (change, v.detail)
+    # The fridges root configured count, whatever the statement lists.
+    v = judge_health({**HEALTHY, "devices": []}, TRIAL, Unit(42, 3), 106,
+                     configured=["fridge-1", "fridge-2"])
+    assert v.detail == "missing: devices not read: fridge-2"
+    v = judge_health(None, TRIAL, Unit(42, 3), 106)
+    assert v.detail == "missing: no health statement"
+
+
+def test_members_outside_the_release_or_special_are_refused() -> None:
+    ok = [("venv/lib/x.py", "file", "", 0o644), ("venv", "dir", "", 0o755),
+          ("venv/bin/python", "symlink", "/usr/bin/python3.11", 0o777),
+          ("venv/bin/python3", "symlink", "python", 0o777),
+          ("venv/lib/a/b", "symlink", "../../VERSION", 0o777)]
+    for m in ok:
+        assert member_refusal(*m) is None, m
+    bad = [("/etc/passwd", "file", "", 0o644), ("../x", "file", "", 0o644),
+           ("venv/../../x", "dir", "", 0o755), ("venv/dev", "other", "", 0o644),
+           ("venv/s", "file", "", 0o4755), ("venv/l", "symlink", "/etc/shadow", 0o777),
+           ("venv/l", "symlink", "../../x", 0o777), (".", "dir", "", 0o755)]
+    for m in bad:
+        assert member_refusal(*m) is not None, m
+
+
+def test_prune_keeps_current_and_previous() -> None:
+    assert to_prune(["0.9.0", "1.0.0", "1.1.0", "1.2.0.partial"], ("1.1.0", "1.0.0")) == [
+        "0.9.0", "1.2.0.partial"]
+
+
+# --- the Switch on a temporary tree ---
+
+
+class FakeSystemd(rs.Systemd):
+    def __init__(self, on_restart: Callable[[int], None]) -> None:
+        self.pid, self.restarts, self.on_restart = 100, 0, on_restart
+        self.restarted = 0
+
+    def restart(self) -> None:
+        self.pid += 1
+        self.restarted += 1
+        self.on_restart(self.pid)
+
+    def unit(self) -> Unit:
+        return Unit(self.pid, self.restarts)
+
+
+def _payload(version: str, extra: list[tarfile.TarInfo] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        def add(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+        d = tarfile.TarInfo("venv")
+        d.type, d.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(d)
+        link = tarfile.TarInfo("venv/python")
+        link.type, link.linkname = tarfile.SYMTYPE, "/usr/bin/python3.11"
+        tar.addfile(link)
+        add("venv/agent.py", b"print('hi')\n")
+        add("VERSION", f"{version}\n".encode())
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[rs.Paths, Ed25519PrivateKey]:
+    p = rs.Paths(opt=tmp_path / "opt", inbox=tmp_path / "lib/update",
+                 own=tmp_path / "lib-update", health=tmp_path / "lib/health.json",
+                 config=tmp_path / "etc/edge.toml")
+    (p.opt / "releases/1.0.0").mkdir(parents=True)
+    (p.opt / "releases/1.0.0/VERSION").write_text("1.0.0\n")
+    (p.opt / "releases/0.9.0").mkdir()
+    (p.opt / "current").symlink_to("releases/1.0.0")
+    p.inbox.mkdir(parents=True)
+    key = Ed25519PrivateKey.generate()
+    pub = p.config.parent / "agent-signing.pub"
+    pub.parent.mkdir()
+    os.chmod(pub.parent, 0o755)
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    p.config.write_text(f'[agent_update]\nkeys = ["{pub}"]\nhealth_window_s = 30\n'
+                        '[[fridges]]\nid = "fridge-1"\nport = "/dev/null"\n')
+    return p, key
+
+
+def _request(p: rs.Paths, key: Ed25519PrivateKey, version: str, payload: bytes) -> None:
+    out = io.BytesIO()
+    agent_release.write(out, io.BytesIO(payload), version, arch="amd64", python="3.11",
+                        schema=1, key=key)
+    name = f"xiaodian-agent_{version}.xdrel"
+    (p.inbox / name).write_bytes(out.getvalue())
+    (p.inbox / "request.json").write_text(json.dumps({
+        "command": "c-1", "version": version, "file": name,
+        "sha256": hashlib.sha256(out.getvalue()).hexdigest(), "from": "1.0.0", "at": 1.0}))
+
+
+def _switch(p: rs.Paths, healthy: bool) -> tuple[rs.Switch, FakeSystemd]:
+    now = [1000.0]
+
+    def on_restart(pid: int) -> None:
+        if healthy and os.readlink(p.opt / "current") == "releases/1.1.0":
+            p.health.write_text(json.dumps({**HEALTHY, "pid": pid, "at": now[0] + 1}))
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    sd = FakeSystemd(on_restart)
+    return rs.Switch(p, sd, clock=lambda: now[0], monotonic=lambda: now[0], sleep=sleep,
+                     arch="amd64"), sd
+
+
+def _status(p: rs.Paths) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((p.own / "status.json").read_text())
+    return doc
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+def test_healthy_release_is_confirmed_and_old_ones_pruned(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, key = tree
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    switch, sd = _switch(p, healthy=True)
+    assert switch.run() == 0
+    assert _status(p) | {"at": 0} == {"command": "c-1", "version": "1.1.0", "from": "1.0.0",
+                                      "previous": "1.0.0",
+                                      "state": "confirmed", "result": "confirmed",
+                                      "detail": "healthy", "at": 0}
+    assert os.readlink(p.opt / "current") == "releases/1.1.0"
+    assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["1.0.0", "1.1.0"]
+    assert os.readlink(p.opt / "releases/1.1.0/venv/python") == "/usr/bin/python3.11"
+    assert not list(p.inbox.iterdir()) and sd.restarted == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+def test_unhealthy_release_is_rolled_back_and_deleted(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, key = tree
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    switch, sd = _switch(p, healthy=False)
+    switch.run()
+    s = _status(p)
+    assert (s["state"], s["result"]) == ("rolled_back", "rolled_back")
+    assert s["detail"] == "missing: no health statement"
+    assert os.readlink(p.opt / "current") == "releases/1.0.0"
+    assert not (p.opt / "releases/1.1.0").exists() and sd.restarted == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+def test_refusals_leave_current_alone(tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, key = tree
+    evil = tarfile.TarInfo("venv/../../escape")
+    evil.size = 1
+    setuid = tarfile.TarInfo("venv/su")
+    setuid.size, setuid.mode = 1, 0o4755
+    cases = [("1.1.0", _payload("1.1.0", [evil]), "bad_format", key),
+             ("1.1.0", _payload("1.1.0", [setuid]), "bad_format", key),
+             ("1.1.0", _payload("1.2.0"), "bad_format", key),  # VERSION inside differs
+             ("1.0.0", _payload("1.0.0"), "downgrade", key),
+             ("1.1.0", _payload("1.1.0"), "bad_signature", Ed25519PrivateKey.generate())]
+    for version, payload, reason, signer in cases:
+        _request(p, signer, version, payload)
+        switch, sd = _switch(p, healthy=True)
+        switch.run()
+        s = _status(p)
+        assert (s["state"], s["result"]) == ("refused", reason), s
+        assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
+        assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["0.9.0", "1.0.0"]
+        assert not (p.opt.parent / "escape").exists()
+    # A request whose file changed after the agent checked it.
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    (p.inbox / "xiaodian-agent_1.1.0.xdrel").write_bytes(b"other")
+    switch, _sd = _switch(p, healthy=True)
+    switch.run()
+    assert _status(p)["result"] == "bad_hash"
+    # A key the agent's user could write is not trusted.
+    pub = p.config.parent / "agent-signing.pub"
+    os.chmod(pub, 0o666)
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    switch, _sd = _switch(p, healthy=True)
+    switch.run()
+    assert _status(p)["result"] == "bad_signature"
+
+
+def _interrupted(p: rs.Paths, state: str, current: str) -> None:
+    """What a helper killed mid-way leaves: its status, `current`, the release unpacked."""
+    (p.opt / "releases/1.1.0").mkdir()
+    (p.opt / "releases/1.1.0/VERSION").write_text("1.1.0\n")
+    (p.opt / "current").unlink()
+    (p.opt / "current").symlink_to(f"releases/{current}")
+    p.own.mkdir()
+    (p.own / "status.json").write_text(json.dumps({
+        "command": "c-1", "version": "1.1.0", "from": "1.0.0", "previous": "1.0.0",
+        "state": state, "result": "", "detail": "", "at": 1.0}))
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_a_trial_cut_by_a_restart_gets_a_fresh_window_at_boot(
+        tree: tuple[rs.Paths, Ed25519PrivateKey], healthy: bool) -> None:
+    p, _key = tree
+    _interrupted(p, "trial", current="1.1.0")
+    switch, sd = _switch(p, healthy=healthy)
+    if healthy:  # the agent systemd started at boot, on the release on trial
+        sd.restart()
+        sd.restarted = 0
+    switch.run()
+    s = _status(p)
+    assert (s["command"], s["result"]) == ("c-1", "confirmed" if healthy else "rolled_back")
+    assert os.readlink(p.opt / "current") == ("releases/1.1.0" if healthy else "releases/1.0.0")
+    assert (p.opt / "releases/1.1.0").exists() == healthy
+    assert sd.restarted == (0 if healthy else 1)
+
+
+def test_an_install_cut_before_its_trial_is_refused_and_cleaned(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, _key = tree
+    _interrupted(p, "trial", current="1.0.0")  # status written, `current` not yet swapped
+    (p.opt / "releases/1.1.0.partial").mkdir()
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    s = _status(p)
+    assert (s["state"], s["result"]) == ("refused", "io_error")
+    assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
+    assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["0.9.0", "1.0.0"]
+    # Nothing unfinished: a boot run does nothing.
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    assert _status(p) == s and sd.restarted == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+def test_an_update_directory_swapped_for_a_link_is_not_followed(
+        tree: tuple[rs.Paths, Ed25519PrivateKey]) -> None:
+    p, key = tree
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    elsewhere = p.inbox.with_name("elsewhere")
+    p.inbox.rename(elsewhere)
+    p.inbox.symlink_to(elsewhere)  # the agent's user owns the parent: it could do this
+    switch, sd = _switch(p, healthy=True)
+    switch.run()
+    assert (elsewhere / "request.json").exists() and not (p.own / "status.json").exists()
+    assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
