@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edge.durable_file import write_atomically
+
 log = logging.getLogger(__name__)
 
 MODE = 0o644  # the root helper reads it; nothing in it is secret
@@ -38,18 +40,10 @@ def statement(*, version: str, pid: int, started_at: float, at: float, ready: bo
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically: a reader sees the old statement or the new one, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Atomically: a reader sees the old statement or the new one, never a mix. No
+    directory fsync: it is rewritten every few seconds and a lost one costs nothing."""
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 MODE)
-    try:
-        os.fchmod(fd, MODE)  # whatever the umask (systemd's UMask=0077) made of it
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, MODE, sync_dir=False)
 
 
 class HealthFile:

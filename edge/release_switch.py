@@ -44,6 +44,7 @@ from typing import Any
 
 from xiaodian import agent_release
 
+from .durable_file import fsync_dir, write_atomically
 from .release_switch_core import (
     RELEASE_NAME,
     Trial,
@@ -126,7 +127,7 @@ class Switch:
         doc = {"command": req.command if req else "", "version": req.version if req else "",
                "from": self.from_version, "previous": self.previous, "state": state,
                "result": result, "detail": detail, "at": self.clock()}
-        _write_atomic(self.p.own / "status.json", json.dumps(doc).encode(), 0o644)
+        write_atomically(self.p.own / "status.json", json.dumps(doc).encode(), 0o644)
         log.info("status %s %s %s", state, result, detail)
 
     # --- the run ---
@@ -244,7 +245,7 @@ class Switch:
                 raise Refused("bad_format", f"VERSION inside is not {version}")
             _fsync_tree(partial)
             partial.rename(final)
-            _fsync_dir(releases)
+            fsync_dir(releases)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -371,26 +372,6 @@ def _copy_nofollow(name: str, dir_fd: int, dst: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    tmp.replace(path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     # One sync of the file systems: cheaper than fsync of each of ~3000 files, and the
     # rename to the final name must not reach the disk before the files do.
@@ -403,7 +384,7 @@ def _point_current(opt: Path, version: str) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(f"releases/{version}")
     tmp.replace(opt / "current")  # rename(2): old or new, never neither
-    _fsync_dir(opt)
+    fsync_dir(opt)
 
 
 def _read_version(release: Path) -> str:

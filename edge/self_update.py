@@ -36,6 +36,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.config import EdgeConfig
+from edge.durable_file import fsync_dir, write_atomically
 from xiaodian import __version__, agent_release
 from xiaodian.pki.keys import load_command_public_key
 
@@ -103,28 +104,6 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StatusWatch:
@@ -259,7 +238,7 @@ def _move(src: Path, dest: Path) -> None:
         os.replace(tmp, dest)
         src.unlink()
     os.chmod(dest, 0o644)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def attach(setup: SelfUpdateSetup, command_id: str, reported_state: str,
