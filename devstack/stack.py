@@ -170,6 +170,16 @@ class StoreStack:
             self.kiosk_port = _free_port()
 
     def start(self) -> None:
+        """Start every part; if one fails to come up, stop those already running (a test
+        whose fixture fails in start() never reaches its stop(), and would leave a broker
+        and processes behind for the rest of the run)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         if self.cloud_workers < 1:
             raise StackError("cloud_workers: must be at least 1")
         self.prepare()
