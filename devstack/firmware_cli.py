@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.cli_guard import guarded
 from firmware_bridge import fwimage
 from firmware_bridge.fwpush import Pusher, drive
 from xiaodian import __version__, pki
@@ -69,17 +70,7 @@ def register(subparsers: Any) -> None:
 
 
 def _guarded(handler: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(handler(args))
-        except fwimage.ImageRefused as exc:
-            print(f"xiaodian: refused, {exc}", file=sys.stderr)
-            return 2
-        except (pki.PkiError, ValueError, OSError) as exc:
-            print(f"xiaodian: {exc}", file=sys.stderr)
-            return 1
-
-    return run
+    return guarded(handler, fwimage.ImageRefused)
 
 
 def firmware_files(version: tuple[int, int, int], src: Path = FIRMWARE_DIR,

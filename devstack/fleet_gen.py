@@ -191,10 +191,8 @@ class _Store:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            if getattr(msg.properties, "ContentType", None) == compact.CONTENT_TYPE:
-                entries = compact.parse_receipts(msg.topic, bytes(msg.payload))
-            else:
-                entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
+            entries = compact.parse_any_receipts(
+                msg.topic, bytes(msg.payload), getattr(msg.properties, "ContentType", None))
         except payloads.PayloadError as exc:
             self.gen.errors.append(f"{self.sim.store}: bad receipt: {exc}")
             return

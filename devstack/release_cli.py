@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from devstack.cli_guard import guarded
 from xiaodian import agent_release, pki
 
 ARCH = "amd64"  # Debian's name, as the .deb's; the terminal compares its own the same way
@@ -46,16 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def _guarded(handler: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(handler(args))
-        except agent_release.ReleaseRefused as exc:
-            print(f"xiaodian: refused, {exc}", file=sys.stderr)
-            return 2
-        except (pki.PkiError, ValueError, OSError) as exc:
-            print(f"xiaodian: {exc}", file=sys.stderr)
-            return 1
-    return run
+    return guarded(handler, agent_release.ReleaseRefused)
 
 
 def _sign(args: argparse.Namespace) -> int:

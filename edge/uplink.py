@@ -256,10 +256,8 @@ class Uplink:
         if msg.qos > 0:
             self._ack(msg.mid)  # receipts are applied idempotently: taking them is enough
         try:
-            if getattr(msg.properties, "ContentType", None) == compact.CONTENT_TYPE:
-                entries = compact.parse_receipts(msg.topic, bytes(msg.payload))
-            else:
-                entries = payloads.parse_receipts(msg.topic, bytes(msg.payload))
+            entries = compact.parse_any_receipts(
+                msg.topic, bytes(msg.payload), getattr(msg.properties, "ContentType", None))
         except payloads.PayloadError as exc:
             self.counters.bad_receipts += 1
             log.warning("uplink: ignoring a receipts message: %s", exc)

@@ -57,27 +57,12 @@ def record(conn: sql.Connection, m: Migration, now: float) -> None:
 # Old readings whose month is further back than this go to the default partition rather
 # than make a partition of their own (a terminal that once said 1970).
 MAX_BACKFILL_MONTHS = 120
-READINGS_COLUMNS = ("store", "device", "boot", "seq", "fseq", "dev_ms", "wall", "synced",
-                    "air_c", "product_c", "probes", "received_at", "wall_corrected",
-                    "time_method")
-PG_PARTITIONED = """
-CREATE TABLE readings (
-    store TEXT NOT NULL,
-    device TEXT NOT NULL,
-    boot BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    fseq INTEGER NOT NULL,
-    dev_ms BIGINT NOT NULL,
-    wall DOUBLE PRECISION NOT NULL,
-    synced BOOLEAN NOT NULL,
-    air_c DOUBLE PRECISION,
-    product_c DOUBLE PRECISION,
-    probes TEXT NOT NULL,
-    received_at DOUBLE PRECISION NOT NULL,
-    wall_corrected DOUBLE PRECISION NOT NULL,
-    time_method TEXT
-) PARTITION BY RANGE (wall_corrected)
-"""
+# The partitioned table is made LIKE the one it replaces (schema.py's readings, with
+# whatever columns it has), so the column list is written once; only the partition key
+# must not be NULL (a reading without a time could be placed in no month).
+PG_PARTITIONED = ("CREATE TABLE readings (LIKE readings_unpartitioned INCLUDING DEFAULTS)"
+                  " PARTITION BY RANGE (wall_corrected);"
+                  " ALTER TABLE readings ALTER COLUMN wall_corrected SET NOT NULL")
 # PostgreSQL: a unique key of a partitioned table must contain the partition key, so the
 # primary key gains wall_corrected. It no longer stops a second copy of a reading whose
 # corrected time differs (another partition, or the same one): exactly-once never rested on
@@ -112,7 +97,7 @@ def _readings_by_time(conn: sql.Connection, now: float) -> None:
         return
     conn.execute("ALTER TABLE readings RENAME TO readings_unpartitioned")
     conn.execute("ALTER INDEX IF EXISTS readings_pkey RENAME TO readings_unpartitioned_pkey")
-    conn.execute(PG_PARTITIONED)
+    conn.script(PG_PARTITIONED)
     conn.execute(f"CREATE TABLE {partitions.DEFAULT} PARTITION OF readings DEFAULT")
     current = partitions.month_of(now)
     ahead = [partitions.add_months(current, i) for i in range(partitions.AHEAD_MONTHS + 1)]
@@ -131,7 +116,10 @@ def _readings_by_time(conn: sql.Connection, now: float) -> None:
         start, end = partitions.bounds(m)
         conn.execute(f"CREATE TABLE {partitions.name(m)} PARTITION OF readings"
                      f" FOR VALUES FROM ({start}) TO ({end}) {partitions.OPTIONS}")
-    cols = ", ".join(READINGS_COLUMNS)
+    cols = ", ".join(str(r[0]) for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = "
+        "'readings_unpartitioned' AND table_schema = current_schema()"
+        " ORDER BY ordinal_position"))
     old = cols.replace("wall_corrected", "COALESCE(wall_corrected, wall)")
     moved = conn.execute(f"INSERT INTO readings ({cols}) SELECT {old}"
                          " FROM readings_unpartitioned").rowcount

@@ -45,7 +45,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
-from . import ids, jsonio
+from . import ids, jsonio, payloads
 from .health import HEALTH_DEVICE, Vitals
 from .payloads import (
     ALERTS_DEVICE,
@@ -461,3 +461,12 @@ def parse_receipts(topic_name: str, payload: bytes) -> tuple[ReceiptEntry, ...]:
         entries.append(convert({"kind": kind, "device": device, "boot": boot,
                                 "ranges": ranges}, ReceiptEntry, root="receipts"))
     return tuple(entries)
+
+
+def parse_any_receipts(topic_name: str, payload: bytes,
+                       content_type: str | None) -> tuple[ReceiptEntry, ...]:
+    """A receipts message in either format: the cloud answers a store in the format the
+    store sent (MQTT 5 content type CONTENT_TYPE: compact; none: version-1 JSON)."""
+    if content_type == CONTENT_TYPE:
+        return parse_receipts(topic_name, payload)
+    return payloads.parse_receipts(topic_name, payload)
