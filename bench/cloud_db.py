@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import Message, ingest, ingest_many
+from devstack.fleet_run import machine_busy_s
 from xiaodian.wire import compact
 from xiaodian.wire.payloads import batch_payload, reading_record
 
@@ -72,51 +75,66 @@ def _bundles(count: int, stores: int, prefix: str) -> list[tuple[str, bytes]]:
 
 
 def _work(target: Path | str, share: list[tuple[str, bytes]], name: str, group: int,
-          ready: Any, go: Any) -> None:
+          ready: Any, go: Any, spent: Any) -> None:
     """One writer: its own process and connection, like a worker's database thread; it
-    starts when every writer is connected (`go`), so start-up is not timed."""
+    starts when every writer is connected (`go`), so start-up is not timed. It reports the
+    CPU seconds it used (`spent`)."""
     with Database.open(target, busy_timeout_s=30) as db:
         ready.put(name)
         go.wait()
+        cpu0 = time.process_time()
         if not group:
             for topic, payload in share:
                 ingest(db, topic, payload, name, time.time())
-            return
-        for i in range(0, len(share), group):
-            now = time.time()
-            ingest_many(db, [Message(t, p, now, compact.CONTENT_TYPE)
-                             for t, p in share[i:i + group]], name)
+        else:
+            for i in range(0, len(share), group):
+                now = time.time()
+                ingest_many(db, [Message(t, p, now, compact.CONTENT_TYPE)
+                                 for t, p in share[i:i + group]], name)
+        spent.put(time.process_time() - cpu0)
+
+
+@dataclass
+class Took:
+    """One timed run: seconds, readings stored, CPU seconds of the writers and of the whole
+    machine (every process: the writers, the database server, anything else running)."""
+
+    seconds: float
+    stored: int
+    writers_cpu_s: float
+    machine_cpu_s: float
 
 
 def _run(target: Path | str, payloads: list[tuple[str, bytes]], writers: int,
-         group: int = 0) -> tuple[float, int]:
-    """(seconds to ingest every payload, split round-robin over `writers` processes;
-    readings the database gained). `group` 0: JSON, one message per transaction; else
+         group: int = 0) -> Took:
+    """Ingest every payload, split round-robin over `writers` processes, and count the
+    readings the database gained. `group` 0: JSON, one message per transaction; else
     compact bundles, `group` per transaction. Processes, not threads: workers are
     processes, and threads would share one interpreter lock. Spawned, not forked: a fork
     would share this process's state (its PostgreSQL test server among it)."""
     with Database.open(target) as db:
         before = db.count("readings")
     ctx = multiprocessing.get_context("spawn")
-    ready, go = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_work,
-                         args=(target, payloads[i::writers], f"w{i}", group, ready, go))
+    ready, go, spent = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_work, args=(target, payloads[i::writers], f"w{i}", group,
+                                             ready, go, spent))
              for i in range(writers)]
     for proc in procs:
         proc.start()
     for _ in procs:
         ready.get(timeout=120)
-    start = time.perf_counter()
+    busy0, start = machine_busy_s(), time.perf_counter()
     go.set()
+    cpu = [spent.get(timeout=3600) for _ in procs]  # each writer's, before it exits
+    took, busy = time.perf_counter() - start, machine_busy_s() - busy0
     for proc in procs:
         proc.join()
-    took = time.perf_counter() - start
     if any(proc.exitcode for proc in procs):
         raise RuntimeError(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
     with Database.open(target) as db:
         assert not db.gaps(state="open"), "a batch went missing"
         stored = db.count("readings") - before
-    return took, stored
+    return Took(took, stored, sum(cpu), busy)
 
 
 @contextmanager
@@ -151,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[object]] = []
     figures: list[tuple[str, float | None]] = []
     rates: dict[tuple[str, str, int], float] = {}
+    busy: dict[tuple[str, str, int], float] = {}
     ways = (("JSON 20/message, 1 per commit (baseline)", 0),
             ("compact bundle, 1 per commit", 1),
             (f"compact bundle, {args.group} per commit", args.group))
@@ -167,21 +186,34 @@ def main(argv: list[str] | None = None) -> int:
                         payloads = _payloads(args.batches, args.per_batch, prefix)
                         records = args.batches * args.per_batch
                     db = target or Path(tmp) / f"cloud-{len(rows)}.sqlite"
-                    took, stored = _run(db, payloads, writers, group)
-                    rate = stored / took if stored == records else 0.0
+                    run = _run(db, payloads, writers, group)
+                    rate = run.stored / run.seconds if run.stored == records else 0.0
                     rates[(name, way, writers)] = rate
-                    rows.append([name, way, writers, round(len(payloads) / took),
-                                 round(records / took)])
+                    # CPU in cores (CPU seconds per second): the writers' own, and the
+                    # machine's in all, whose rest is the database server (and others).
+                    rows.append([name, way, writers, round(len(payloads) / run.seconds),
+                                 round(records / run.seconds),
+                                 f"{run.writers_cpu_s / run.seconds:.2f}",
+                                 f"{run.machine_cpu_s / run.seconds:.2f}",
+                                 round(records / run.machine_cpu_s)])
                     figures.append((f"{name} {way} {writers} writer(s) readings/s", rate))
+                    busy[(name, way, writers)] = run.machine_cpu_s / run.seconds
     base = {n: rates[(n, ways[0][0], 1)] for n in ("SQLite", "PostgreSQL")}
     grouped = ways[2][0]
     Table(f"cloud ingest ({label} for PostgreSQL; SQLite synchronous=FULL): parse, dedupe, "
           "gaps, clock, commit", ["database", "messages", "writers", "messages/s",
-                                  "readings/s"], rows).print()
+                                  "readings/s", "writers' cores", "machine's cores",
+                                  "readings per CPU s"], rows).print()
+    cores = os.cpu_count() or 1
+    print(f"cores: CPU seconds per second of the run; this machine has {cores}. The machine's"
+          " include the database server and anything else running; readings per CPU s are"
+          " per second of the whole machine's CPU.")
     for n in ("SQLite", "PostgreSQL"):
         one, two = rates[(n, grouped, 1)], rates[(n, grouped, 2)]
         figures.append((f"{n} grouped 1 writer x baseline", one / base[n] if base[n] else 0.0))
         figures.append((f"{n} grouped 2 writers x 1 writer", two / one if one else 0.0))
+        figures.append((f"{n} grouped 1 writer machine cores busy", busy[(n, grouped, 1)]))
+        figures.append((f"{n} grouped 2 writers machine cores busy", busy[(n, grouped, 2)]))
     print("targets (#18): grouped, 1 writer >= 50,000 readings/s on each; PostgreSQL 2 writers"
           " >= 1.8x 1 writer")
     code = check_figures(figures)

@@ -165,26 +165,50 @@ class Sample:
     air_c: float | None
 
 
-def downsample(samples: Sequence[Sample], max_points: int = MAX_HISTORY_POINTS) -> list[Sample]:
-    """At most `max_points` samples: per bucket the coldest and warmest product sample.
+def chart_buckets(since: float, until: float, max_points: int) -> tuple[int, float]:
+    """(number of buckets, their width in s) for a chart of at most `max_points` over
+    [since, until): two samples a bucket. Buckets of equal time, not of equal count, so a
+    gap in the data stays a gap on the chart."""
+    if max_points < 2:
+        raise ValueError(f"a chart needs at least 2 points, not {max_points}")
+    buckets = max_points // 2
+    return buckets, max(until - since, 1e-9) / buckets
 
-    Keeping both extremes (not a mean) keeps every peak visible on the chart.
-    """
+
+def bucket_of(t: float, since: float, width: float, buckets: int) -> int:
+    """A reading's bucket: the database computes the very same expression (haccp)."""
+    return min(math.floor((t - since) / width), buckets - 1)
+
+
+def _air_key(s: Sample) -> float:
+    """NULL air last, as PostgreSQL orders arrays and the SQLite query says."""
+    return math.inf if s.air_c is None else s.air_c
+
+
+def downsample(samples: Sequence[Sample], since: float, until: float,
+               max_points: int = MAX_HISTORY_POINTS) -> list[Sample]:
+    """At most `max_points` of `samples` (since <= t < until, in time order): all of them if
+    they fit, else per time bucket the coldest and the warmest product sample, the earliest
+    of equals (a bucket without a product temperature: its earliest reading).
+
+    Keeping both extremes (not a mean) keeps every peak visible on the chart. The database
+    does the same in `haccp.load_chart_samples`; tests hold the two equal."""
     if len(samples) <= max_points:
         return list(samples)
-    buckets = max(max_points // 2, 1)
-    size = math.ceil(len(samples) / buckets)
+    buckets, width = chart_buckets(since, until, max_points)
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(bucket_of(s.t, since, width, buckets), []).append(s)
     out: list[Sample] = []
-    for i in range(0, len(samples), size):
-        chunk = samples[i:i + size]
+    for chunk in groups.values():
         valued = [s for s in chunk if s.product_c is not None]
         if not valued:
-            out.append(chunk[0])
+            out.append(min(chunk, key=lambda s: (s.t, _air_key(s))))
             continue
-        lo = min(valued, key=lambda s: s.product_c or 0.0)
-        hi = max(valued, key=lambda s: s.product_c or 0.0)
+        lo = min(valued, key=lambda s: (s.product_c or 0.0, s.t, _air_key(s)))
+        hi = max(valued, key=lambda s: (s.product_c or 0.0, -s.t, _air_key(s)))
         out.extend(sorted({lo, hi}, key=lambda s: s.t))
-    return out[:max_points]
+    return sorted(out, key=lambda s: s.t)
 
 
 # ---------------------------------------------------------------- pure: alerts

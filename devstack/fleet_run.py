@@ -180,7 +180,7 @@ class _Cpu:
         return out
 
 
-def _machine_busy() -> float:
+def machine_busy_s() -> float:
     import psutil
 
     t = psutil.cpu_times()
@@ -324,12 +324,12 @@ def run_fleet_steps(opts: FleetOptions, speeds: list[float], say: Any = print,
             for c in conns:
                 c.send(phase)
             time.sleep(max(0.0, phase.go - time.time()))
-            cpu0, busy0, wall0 = cpu.sample(), _machine_busy(), time.monotonic()
+            cpu0, busy0, wall0 = cpu.sample(), machine_busy_s(), time.monotonic()
             load = os.getloadavg()[0]
             say(f"speed {speed:g}: for {window:.0f} s, one bundle per store every"
                 f" {interval:g} s")
             time.sleep(max(0.0, phase.go + window - time.time()))
-            cpu1, busy1, wall1 = cpu.sample(), _machine_busy(), time.monotonic()
+            cpu1, busy1, wall1 = cpu.sample(), machine_busy_s(), time.monotonic()
             span = wall1 - wall0
             results: list[GenResult] = []
             for c in conns:

@@ -143,11 +143,17 @@ def test_intervals_from_changes_clipped_to_window() -> None:
 def test_downsample_keeps_peaks_and_bounds_the_count() -> None:
     samples = [Sample(float(i), 3.0, 2.0) for i in range(5000)]
     samples[2345] = Sample(2345.0, 11.0, 9.0)
-    out = haccp.downsample(samples, 1000)
+    out = haccp.downsample(samples, 0.0, 5000.0, 1000)
     assert len(out) <= 1000
     assert max(s.product_c or 0 for s in out) == 11.0
     assert [s.t for s in out] == sorted(s.t for s in out)
-    assert haccp.downsample(samples[:10], 1000) == samples[:10]
+    assert haccp.downsample(samples[:10], 0.0, 10.0, 1000) == samples[:10]
+    # Buckets of equal time: readings only in the first and last tenth keep the gap.
+    ends = [s for s in samples if s.t < 500 or s.t >= 4500]
+    gapped = haccp.downsample(ends, 0.0, 5000.0, 100)
+    assert not [s for s in gapped if 500 <= s.t < 4500] and len(gapped) <= 100
+    with pytest.raises(ValueError, match="at least 2 points"):
+        haccp.downsample(samples, 0.0, 5000.0, 1)
 
 
 def test_fold_alerts_lifecycle() -> None:
