@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -239,7 +240,10 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from xiaodian.i18n import negotiate, translator
+
     from .db import Database
+    from .rollout_text import store_detail
 
     cfg = cloud_config.load(args.config)
     with Database.open_readonly(cfg.cloud.database) as db:
@@ -250,14 +254,17 @@ def _status(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(items if not args.rollout else items[0], separators=(",", ":")))
         return 0
+    # What the terminals said, in Chinese unless XIAODIAN_LANG=en (the codes stay codes).
+    t = translator(negotiate(os.environ.get("XIAODIAN_LANG")))
     for s in items:
         print(f"{s['id']}  {s['kind']} {s['version']} -> {s['device']}  {s['state']}"
               f"  {s['succeeded']} ok, {s['failed']} failed of {s['total']}"
               f" (stages {s['stages']}, halts past {s['max_failures']})"
               + (f"  {s['reason']}" if s["reason"] else ""))
         for st in s["stores"]:
+            said = store_detail(st, t)[0]
             print(f"  {st['store']}\t{st['state']}\t{st['percent']}%\t{st['outcome'] or '-'}"
-                  f"\t{st['command_state'] or '-'}" + (f"\t{st['detail']}" if st["detail"] else ""))
+                  f"\t{st['command_state'] or '-'}" + (f"\t{said}" if said else ""))
     return 0
 
 

@@ -1,8 +1,10 @@
 """A rollout as the technician reads it on the fleet page, in the reader's words: what is
 rolled out (a fridge's firmware, or the terminal's own software), the states of
 cloud_gateway/rollout.py and of the store's `update` reports, the result codes (FW_RESULT
-names, the agent release's refusals, fetch failures) with the store's detail; an unknown
-(newer) code is shown as it is."""
+names, the agent release's refusals, fetch failures) with what the store said of it: its
+reason codes (xiaodian.wire.update_reasons) in the reader's words, or, from a terminal that
+sends none, its free-text detail marked as its own words. An unknown (newer) result code is
+shown as it is."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from xiaodian.i18n import N_, Translator
+from xiaodian.wire import update_reasons
 
 ROLLOUT_STATES = {"running": N_("In progress"), "halted": N_("Halted by itself"),
                   "done": N_("Done")}
@@ -34,6 +37,8 @@ RESULTS = {
     "busy": N_("another update was running"),
     "bad_size": N_("download refused: wrong size"),
     "insecure_url": N_("download refused: not HTTPS"),
+    "bad_request": N_("download refused: the command's hash or size is malformed"),
+    "io_error": N_("the terminal could not write or read the file"),
     "refused": N_("the terminal refused the command"),
     "unsupported": N_("refused: this terminal cannot install this kind of update"),
     "failed": N_("failed"),
@@ -54,6 +59,20 @@ def _code(table: Mapping[str, str], code: Any, t: Translator) -> str:
     return t.gettext(table[code]) if code in table else str(code)
 
 
+def store_detail(row: Mapping[str, Any], t: Translator) -> tuple[str, bool]:
+    """What a store's terminal said of its result (rollouts.store_rows) and whether that is
+    its own words: its reasons rendered ("未连接云端；未读到冰箱数据：fridge-1"), else its
+    detail behind 终端原文 (an older terminal, a refusal's free text, a fridge's)."""
+    reasons = row.get("reasons")
+    if reasons is not None:  # checked by rollouts.store_rows
+        sep = "；" if t.lang == "zh-CN" else "; "
+        return sep.join(t.render(update_reasons.describe(r))
+                        for r in update_reasons.parse_reasons(reasons)), False
+    if row.get("detail"):
+        return t.gettext("Terminal's own words: %(text)s") % {"text": row["detail"]}, True
+    return "", False
+
+
 def title(summary: Mapping[str, Any], t: Translator) -> str:
     """What is rolled out: "终端软件 1.1.0", or a fridge's firmware version."""
     if summary["kind"] == "agent":
@@ -64,7 +83,8 @@ def title(summary: Mapping[str, Any], t: Translator) -> str:
 
 def describe(summary: Mapping[str, Any], t: Translator) -> dict[str, Any]:
     """The words for one rollout summary (rollouts.summary): what it rolls out, its state,
-    why it halted, and each store's state and result (with the store's detail)."""
+    why it halted, and each store's state and result (with what the store said of it,
+    `store_detail`)."""
     stores = summary["stores"]
     results = AGENT_RESULTS if summary["kind"] == "agent" else RESULTS
     why = ""
@@ -78,8 +98,10 @@ def describe(summary: Mapping[str, Any], t: Translator) -> dict[str, Any]:
     rows = []
     for s in stores:
         result = s["outcome"]  # rollouts.store_rows: the same code the rollout counts
+        detail_text, own_words = store_detail(s, t)
         rows.append({**s, "state_text": _code(STORE_STATES, s["state"], t),
                      "result_text": _code(results, result, t) if result else "",
+                     "detail_text": detail_text, "own_words": own_words,
                      "failed": bool(result) and result != "confirmed"})
     return {"title": title(summary, t), "state_text": _code(ROLLOUT_STATES, summary["state"], t),
             "why": why, "rows": rows}

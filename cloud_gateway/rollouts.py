@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from xiaodian.wire import update_reasons
 from xiaodian.wire.commands import CommandError, Scalar
 
 from . import rollout, sql
@@ -94,12 +95,23 @@ def store_rows(db: Database, rollout_id: str) -> list[dict[str, Any]]:
                "command_result": None if cmd_result is None else json.loads(cmd_result),
                "state": latest.get("state", "idle"), "percent": latest.get("percent", 0),
                "result": latest.get("result", ""), "ok": latest.get("ok"),
-               "detail": str(latest.get("detail", ""))}
+               "detail": str(latest.get("detail", "")), "reasons": _reasons(latest)}
         # What the rollout counts, in one code: the update's result, or why the store
         # never got that far (unsent, refused, expired, the command answered `failed`).
         row["outcome"] = _report(row).result
         out.append(row)
     return out
+
+
+def _reasons(report: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The report's reason codes (xiaodian.wire.update_reasons) as data, or None: an older
+    terminal's report, whose `detail` is all it says, or reasons that do not parse (parked
+    as they arrived, cloud_gateway/update_events.py; the detail still says it)."""
+    try:
+        found = update_reasons.reasons_of(report)
+    except update_reasons.PayloadError:
+        return None
+    return None if found is None else update_reasons.reasons_data(found)
 
 
 def _latest_update(db: Database, store: str, command_id: str) -> dict[str, Any]:

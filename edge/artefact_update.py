@@ -11,7 +11,8 @@ is the agent's own `firmware_push.start` (the image's Ed25519 signature, hardwar
 and min_agent judged there, then the transfer to the fridge over the link the reader holds,
 the trial and the confirm). `done` carries the result code: `confirmed` (success), a
 refusal (`bad_signature`, `downgrade`, `agent_too_old`, ...), `rolled_back`, `timeout`,
-or a fetch failure (`bad_hash`, `download_failed`, `tls_failed`, `insecure_url`).
+or a fetch failure (`bad_hash`, `download_failed`, `tls_failed`, `insecure_url`), and a
+job's reason codes if it gives them (`reasons`: the terminal's own update, edge/self_update.py).
 
 An installer is a function (the verified file's path -> a job with `progress()` and
 `done`): it reads what it needs (a fridge image of ~100 KB whole, the terminal's own release
@@ -102,6 +103,7 @@ class ArtefactUpdate:
         self.percent = 0
         self.result = ""
         self.detail = ""
+        self.reasons: list[Any] | None = None  # a job's reason codes (the self-update's)
         self._job: InstallJob | None = None
         self._path: Path | None = None  # downloaded and verified, for the installer
         self._attach = attach
@@ -144,9 +146,10 @@ class ArtefactUpdate:
             self._path = path
             self.state, self.percent = "downloaded", 100
 
-    def _finish(self, result: str, detail: str = "") -> None:
+    def _finish(self, result: str, detail: str = "", reasons: list[Any] | None = None) -> None:
         with self._lock:
             self.state, self.result, self.detail = "done", result, detail
+            self.reasons = reasons
 
     def poll(self) -> dict[str, Any] | None:
         """Advance (hand the file to the installer, follow its job) and return a report to
@@ -178,7 +181,9 @@ class ArtefactUpdate:
             with self._lock:
                 self.percent = int(p.get("percent", 0))
             if job.done.is_set():
-                self._finish(str(p.get("result") or "failed"), str(p.get("detail") or ""))
+                reasons = p.get("reasons")
+                self._finish(str(p.get("result") or "failed"), str(p.get("detail") or ""),
+                             reasons if isinstance(reasons, list) else None)
         with self._lock:
             now = (self.state, self.percent)
             last = self._reported
@@ -199,6 +204,8 @@ class ArtefactUpdate:
             out["ok"] = self.result == SUCCESS
             if self.detail:
                 out["detail"] = self.detail[:200]
+            if self.reasons is not None:  # checked by the job (xiaodian.wire.update_reasons)
+                out["reasons"] = self.reasons
         return out
 
 

@@ -15,7 +15,8 @@ code through the health window. One request per run:
 4. wait up to the health window for the new agent's health statement
    (edge/release_switch_core.judge_health); healthy: "confirmed" and old releases pruned;
    not: `current` back, the agent restarted on the old release, "rolled_back" with what was
-   missing, the failed release deleted.
+   missing (reason codes, xiaodian.wire.update_reasons, and their English), the failed
+   release deleted.
 
 Each step is written to /var/lib/xiaodian-update/status.json (atomically), which the agent
 reads and reports. docs/deploy.md ("Self-update") has the whole protocol.
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from xiaodian import agent_release
+from xiaodian.wire import update_reasons
+from xiaodian.wire.update_reasons import Interrupted, KeptAfterRestart, Reason, WatchFailed
 
 from .durable_file import fsync_dir, write_atomically
 from .release_switch_core import (
@@ -122,11 +125,21 @@ class Switch:
 
     # --- status.json: the agent's only view of what happens here ---
 
-    def status(self, state: str, result: str = "", detail: str = "") -> None:
+    def status(self, state: str, result: str = "", detail: str = "",
+               reasons: tuple[Reason, ...] | None = None) -> None:
+        """`reasons`: the verdict's codes (xiaodian.wire.update_reasons), whose English is
+        `detail`; None for a refusal, whose result code says it and whose detail is free
+        text (a key id, a path)."""
         req = self.req
-        doc = {"command": req.command if req else "", "version": req.version if req else "",
-               "from": self.from_version, "previous": self.previous, "state": state,
-               "result": result, "detail": detail, "at": self.clock()}
+        doc: dict[str, Any] = {
+            "command": req.command if req else "", "version": req.version if req else "",
+            "from": self.from_version, "previous": self.previous, "state": state,
+            "result": result, "detail": detail, "at": self.clock()}
+        if reasons is not None:
+            try:
+                doc["reasons"] = update_reasons.reasons_data(reasons)
+            except update_reasons.PayloadError as exc:  # e.g. a device id the agent made up
+                log.warning("reasons left out of the status (the detail says it): %s", exc)
         write_atomically(self.p.own / "status.json", json.dumps(doc).encode(), 0o644)
         log.info("status %s %s %s", state, result, detail)
 
@@ -260,7 +273,8 @@ class Switch:
             self.systemd.restart()
             verdict = self._watch(Trial(target, switched_at, before))
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            verdict = Verdict(False, (f"the helper could not watch the trial: {exc}",))
+            return self._conclude(Verdict(False, (WatchFailed(),)), previous, target,
+                                  f"the helper could not watch the trial: {exc}")
         return self._conclude(verdict, previous, target)
 
     def _resume(self) -> int:
@@ -286,36 +300,43 @@ class Switch:
                 verdict = self._watch(Trial(target, self.clock(),
                                             self.systemd.unit().n_restarts))
             except (OSError, subprocess.SubprocessError, ValueError) as exc:
-                verdict = Verdict(False, (f"the helper could not watch the trial: {exc}",))
+                return self._conclude(Verdict(False, (WatchFailed(),)), previous, target,
+                                      f"the helper could not watch the trial: {exc}")
             return self._conclude(verdict, previous, target)
         if current != target and RELEASE_NAME.match(target):
             shutil.rmtree(releases / target, ignore_errors=True)
         if current == target:  # its trial cannot be undone (no previous release left)
-            self.status("confirmed", "confirmed", "kept after a restart: no release to go "
-                        "back to")
+            why: tuple[Reason, ...] = (KeptAfterRestart(),)
+            self.status("confirmed", "confirmed", update_reasons.english(why), why)
         else:
-            self.status("refused", "io_error", "interrupted by a restart before its trial")
+            why = (Interrupted(),)
+            self.status("refused", "io_error", update_reasons.english(why), why)
         return 0
 
-    def _conclude(self, verdict: Verdict, previous: str, target: str) -> int:
+    def _conclude(self, verdict: Verdict, previous: str, target: str,
+                  detail: str | None = None) -> int:
+        """`detail`: more than the reasons' English (an error's text), if anything."""
         if verdict.healthy:
-            self.status("confirmed", "confirmed", verdict.detail)
+            self.status("confirmed", "confirmed", verdict.detail, verdict.reasons)
             self._prune(keep=(target, previous))
             return 0
         _point_current(self.p.opt, previous)
         self.systemd.restart()
         shutil.rmtree(self.p.opt / "releases" / target, ignore_errors=True)
-        self.status("rolled_back", "rolled_back", verdict.detail)
+        self.status("rolled_back", "rolled_back", detail or verdict.detail, verdict.reasons)
         return 0
 
     def _watch(self, trial: Trial) -> Verdict:
-        deadline = self.monotonic() + _window(self.p.config)
+        window = _window(self.p.config)
+        deadline = self.monotonic() + window
         fridges = _fridges(self.p.config)
         while True:
             verdict = judge_health(self._health(), trial, self.systemd.unit(), self.clock(),
                                    fridges)
-            if verdict.healthy or self.monotonic() >= deadline:
+            if verdict.healthy:
                 return verdict
+            if self.monotonic() >= deadline:
+                return verdict.timed_out(window)
             self.sleep(POLL_S)
 
     def _health(self) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """The release switch's decisions, with no I/O (edge/release_switch.py does the I/O).
 
 - `member_refusal`: may this tar member of a release payload be unpacked?
-- `judge_health`: does the agent's health statement show the trial release healthy?
+- `judge_health`: does the agent's health statement show the trial release healthy? (Why
+  not: reason codes of xiaodian.wire.update_reasons, which the cloud renders in Chinese.)
 - `to_prune`: which release directories go once a release is confirmed?
 
 The file protocol between the agent and the root helper: docs/deploy.md ("Self-update").
@@ -13,6 +14,22 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from xiaodian.wire.update_reasons import (
+    DevicesNotRead,
+    NoFreshStatement,
+    NoStatement,
+    NotConnected,
+    NotHealthyWithin,
+    NotReady,
+    OutboxNotMoving,
+    Reason,
+    Restarted,
+    StaleStatement,
+    WrongPid,
+    WrongVersion,
+    english,
+)
 
 # The only absolute link a release holds: its venv's interpreter (build.sh).
 ALLOWED_ABSOLUTE_LINKS = frozenset({"/usr/bin/python3.11"})
@@ -66,12 +83,22 @@ class Unit:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Healthy, or why not: reason codes with their parameters (xiaodian.wire.update_reasons),
+    which the agent carries to the cloud; `detail` is their English, for logs and older
+    clouds."""
+
     healthy: bool
-    missing: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
     @property
     def detail(self) -> str:
-        return "healthy" if self.healthy else "missing: " + "; ".join(self.missing)
+        return "healthy" if self.healthy else english(self.reasons)
+
+    def timed_out(self, window_s: float) -> Verdict:
+        """This verdict as the window's last: not healthy within it, and why."""
+        if self.healthy:
+            return self
+        return Verdict(False, (NotHealthyWithin(round(window_s)), *self.reasons))
 
 
 def judge_health(statement: Mapping[str, object] | None, trial: Trial, unit: Unit,
@@ -81,36 +108,48 @@ def judge_health(statement: Mapping[str, object] | None, trial: Trial, unit: Uni
     and no restart by systemd (a watchdog kill) since the switch. `configured`: the fridges
     root reads in edge.toml; each must be read whatever devices the statement lists (a
     release must not pass by forgetting one)."""
-    missing: list[str] = []
+    missing: list[Reason] = []
     if unit.n_restarts != trial.restarts_before:
-        missing.append(f"restarted by systemd {unit.n_restarts - trial.restarts_before} "
-                       "time(s) (crash or watchdog)")
+        missing.append(Restarted(max(1, unit.n_restarts - trial.restarts_before)))
     if statement is None:
-        missing.append("no health statement")
+        missing.append(NoStatement())
         return Verdict(False, tuple(missing))
     version = statement.get("version")
     if version != trial.version:
-        missing.append(f"statement by version {version}, not {trial.version}")
+        missing.append(WrongVersion(_shown(version), _shown(trial.version)))
     pid = statement.get("pid")
     if not isinstance(pid, int) or pid != unit.main_pid or pid == 0:
-        missing.append(f"statement by pid {pid}, the unit's main pid is {unit.main_pid}")
+        missing.append(WrongPid(_pid(pid), _pid(unit.main_pid) or 0))
     at = statement.get("at")
     if not isinstance(at, (int, float)) or at < trial.switched_at:
-        missing.append("no statement since the switch")
+        missing.append(NoFreshStatement())
     elif now - at > STALE_AFTER_S:
-        missing.append(f"statement {now - at:.0f} s old (main loop stuck)")
+        missing.append(StaleStatement(round(now - at)))
     if statement.get("ready") is not True:
-        missing.append("not ready (READY=1 not sent)")
+        missing.append(NotReady())
     if statement.get("connected") is not True:
-        missing.append("not connected to the cloud")
+        missing.append(NotConnected())
     devices = list(dict.fromkeys([*configured, *_strings(statement.get("devices"))]))
     read = set(_strings(statement.get("devices_read")))
     unread = [d for d in devices if d not in read]
     if unread:
-        missing.append("devices not read: " + ", ".join(unread))
+        missing.append(DevicesNotRead(tuple(unread)))
     if statement.get("outbox_moving") is not True:
-        missing.append("outbox not moving (no record confirmed by the cloud)")
+        missing.append(OutboxNotMoving())
     return Verdict(not missing, tuple(missing))
+
+
+def _shown(value: object) -> str:
+    """A value off the statement (the agent's user writes it) as the reasons may carry it:
+    printable ASCII, at most 64 characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:64]
+
+
+def _pid(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+        return value
+    return None
 
 
 def _strings(value: object) -> list[str]:

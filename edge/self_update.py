@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import platform
 import shutil
@@ -39,6 +40,10 @@ from edge.config import EdgeConfig
 from edge.durable_file import fsync_dir, write_atomically
 from xiaodian import __version__, agent_release
 from xiaodian.pki.keys import load_command_public_key
+from xiaodian.wire import update_reasons
+from xiaodian.wire.update_reasons import NeverTaken, NoVerdict, Reason
+
+log = logging.getLogger(__name__)
 
 REQUEST = "request.json"
 # States the root helper writes in status.json; the last three are its verdicts.
@@ -119,6 +124,9 @@ class StatusWatch:
         self.state = ""  # the helper's, once it names this command
         self.result = ""
         self.detail = ""
+        # The verdict's reason codes (xiaodian.wire.update_reasons) as the `update` event
+        # carries them; None: the result has none (a refusal: its detail is free text).
+        self.reasons: list[dict[str, Any]] | None = None
         now = monotonic()
         self._deadline = now + HANDOVER_S
         self._next_read = now
@@ -137,15 +145,19 @@ class StatusWatch:
             self._next_read = now + READ_EVERY_S
             self._look(now)
         percent = 100 if self.done.is_set() else PERCENT.get(self.state, 0)
-        return {"state": self.state or "requested", "percent": percent,
-                "result": self.result, "detail": self.detail}
+        out: dict[str, Any] = {"state": self.state or "requested", "percent": percent,
+                               "result": self.result, "detail": self.detail}
+        if self.reasons is not None:
+            out["reasons"] = self.reasons
+        return out
 
     def _look(self, now: float) -> None:
         status = read_status(self.setup.status_file)
         if status is not None and status.get("command") == self.command_id:
             state = str(status.get("state", ""))
             if state in FINAL:
-                self._finish(str(status.get("result") or state), str(status.get("detail", "")))
+                self._finish(str(status.get("result") or state), str(status.get("detail", "")),
+                             _reasons(status))
                 return
             if state != self.state:  # the helper is at it: give it the whole window
                 self.state = state
@@ -154,8 +166,7 @@ class StatusWatch:
             return
         if (not self._extended and _names(self.request_path, self.command_id)
                 and self._withdraw()):
-            self._finish("timeout", "the root helper never took the request "
-                         "(is xiaodian-update.path enabled?); withdrawn")
+            self._finish_with(NeverTaken())
             return
         if not self._extended and not self.state:
             # Taken just now (the withdrawal lost the race), or resumed with the helper
@@ -163,8 +174,7 @@ class StatusWatch:
             self._extended = True
             self._deadline = now + self._verdict_window()
             return
-        self._finish("timeout", f"no verdict from the root helper (last state "
-                     f"{self.state or 'none'})")
+        self._finish_with(NoVerdict(self.state))
 
     def _withdraw(self) -> bool:
         """Take the request back unless the helper has taken it: whoever renames it first
@@ -178,9 +188,32 @@ class StatusWatch:
             leftover.unlink(missing_ok=True)
         return True
 
-    def _finish(self, result: str, detail: str) -> None:
-        self.result, self.detail = result, detail
+    def _finish(self, result: str, detail: str,
+                reasons: list[dict[str, Any]] | None = None) -> None:
+        self.result, self.detail, self.reasons = result, detail, reasons
         self.done.set()
+
+    def _finish_with(self, reason: Reason) -> None:
+        """A timeout of the agent's own: no verdict came."""
+        try:
+            data: list[dict[str, Any]] | None = update_reasons.reasons_data([reason])
+        except update_reasons.PayloadError:  # a state no helper of ours writes
+            data = None
+        self._finish("timeout", update_reasons.english([reason]), data)
+
+
+def _reasons(status: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The helper's reasons, passed on only if the cloud will take them: ones it cannot
+    read (a helper of another version, a damaged file) are left out, and the detail,
+    always there, says it in English."""
+    if "reasons" not in status:
+        return None
+    try:
+        return update_reasons.reasons_data(update_reasons.parse_reasons(status["reasons"],
+                                                                        "status.reasons"))
+    except update_reasons.PayloadError as exc:
+        log.warning("the root helper's reasons left out: %s", exc)
+        return None
 
 
 def _names(request: Path, command_id: str) -> bool:

@@ -14,7 +14,7 @@ import msgspec
 
 from xiaodian.wire.payloads import Batch, Event, Reading, State
 
-from .. import gaps, health, maintenance_alerts, sql
+from .. import gaps, health, maintenance_alerts, sql, update_events
 from .. import retail as retail_store
 from ..clock import ClockPolicy, ClockWindow, correct, newsworthy
 from ..supply import transit
@@ -153,6 +153,8 @@ class IngestWrites(Connected):
             # redelivered copy is not fresh, so it moves nothing twice. They read and
             # change orders like the API's writers: under the write lock (taken above).
             retail_store.apply_events(conn, store, device, boot, events, at, worker)
+            # Updates' reason codes: a bad shape is parked, the event kept.
+            update_events.check_events(conn, store, device, boot, events, at, worker)
             # A fridge's hourly vitals, likewise only for copies new here.
             if health.apply_vitals(conn, store, device, boot, events, at):
                 # New hours: the technicians' maintenance rules judge the fridge again.

@@ -212,11 +212,16 @@ def summary_when(database: Path | str, rid: str,
     return s if s is not None and cond(s) else None
 
 
+WHY = [{"code": "not_healthy_within", "window_s": 180}, {"code": "not_connected"},
+       {"code": "devices_not_read", "devices": ["fridge-2"]}]
+WHY_TEXT = "not healthy within 180 s; not connected to the cloud; devices not read: fridge-2"
+
+
 @pytest.mark.parametrize("result", ["confirmed", "rolled_back"])
 def test_a_signed_release_is_published_sent_signed_and_followed_to_its_end(
     tmp_path: Path, db_target: Path | str, result: str, pki: DevPki,
     mqtt_settings: Callable[[str], MqttSettings], collect: Callable[..., Any],
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     priv, pub, _ = make_agent_key(tmp_path / "agentkey")
     file = tmp_path / "xiaodian-agent_1.1.0.xdrel"
@@ -258,8 +263,7 @@ def test_a_signed_release_is_published_sent_signed_and_followed_to_its_end(
         s1.report(cmd.command_id, "downloading", 0)
         s1.report(cmd.command_id, "downloaded", 100)
         done = ({"result": "confirmed", "ok": True} if result == "confirmed" else
-                {"result": "rolled_back", "ok": False,
-                 "detail": "not healthy within 180 s: fridge-2 not read"})
+                {"result": "rolled_back", "ok": False, "detail": WHY_TEXT, "reasons": WHY})
         s1.report(cmd.command_id, "done", 100, **done)
         wait(lambda: summary_when(db_target, rid, lambda s: s["stores"][0]["state"] == "done"
                                   and s["stores"][0]["command_state"] == "answered"), 20,
@@ -272,6 +276,7 @@ def test_a_signed_release_is_published_sent_signed_and_followed_to_its_end(
             assert s is not None and s["state"] == "halted" and "store-001" in s["reason"]
             (st,) = s["stores"]
             assert (st["outcome"], st["detail"]) == ("rolled_back", done["detail"])
+            assert st["reasons"] == WHY  # the codes, as the terminal sent them
             assert xiaodian(tick) == 3
             with Database.open(db_target) as db:
                 assert commands.list_commands(db, "store-002") == []
@@ -290,10 +295,17 @@ def test_a_signed_release_is_published_sent_signed_and_followed_to_its_end(
             s = summary_when(db_target, rid, lambda s: True)
             assert s is not None and (s["state"], s["succeeded"], s["failed"]) == ("done", 2, 0)
         capsys.readouterr()
+        monkeypatch.delenv("XIAODIAN_LANG", raising=False)
         assert xiaodian(["cloud", "rollout", "status", "--config", str(config), rid]) == 0
         text = capsys.readouterr().out
         assert f"{rid}  agent 1.1.0 -> agent" in text
         assert f"store-001\tdone\t100%\t{result}\tanswered" in text
+        if result == "rolled_back":  # what the terminal said, in Chinese unless asked
+            assert ("\tanswered\t180 秒内未恢复正常运行；未连接云端；"
+                    "未读到冰箱数据：fridge-2\n") in text
+            monkeypatch.setenv("XIAODIAN_LANG", "en")
+            assert xiaodian(["cloud", "rollout", "status", "--config", str(config), rid]) == 0
+            assert f"\tanswered\t{WHY_TEXT}\n" in capsys.readouterr().out
 
 
 def test_a_terminal_that_takes_no_agent_update_fails_its_store_in_words(
@@ -328,3 +340,80 @@ def test_a_terminal_that_takes_no_agent_update_fails_its_store_in_words(
     assert words["title"] == "终端软件 1.1.0"
     assert words["rows"][0]["result_text"] == "已拒绝：此终端无法安装这类更新"
     assert words["why"] == "第一家店失败，其他店都没有收到。"
+
+
+@pytest.mark.parametrize("reasons", [
+    [{"code": "devices_not_read", "devices": ["fridge-1", "../../etc"]}],
+    [{"code": "not_connected", "injected": "<script>"}],
+    "not a list",
+])
+def test_reasons_that_do_not_parse_are_parked_and_the_report_still_counts(
+    db_target: Path | str, reasons: Any
+) -> None:
+    """A report whose `reasons` are bad: a copy is parked with the field at fault, the event
+    is kept, the rollout counts its result, and the page shows its detail as the terminal's
+    own words. SQLite and PostgreSQL."""
+    from test_cloud_fleet_page import SigningIssuer
+
+    from cloud_gateway.ingest_core import ingest as ingest_one
+    from cloud_gateway.rollout_text import describe
+    from xiaodian.i18n import translator
+
+    art = rollouts.Artefact("agent", AGENT_DEVICE, "https://cloud.example/artefacts/x",
+                            "ab" * 32, 1000, "1.1.0")
+    with Database.open(db_target) as db:
+        rid = rollouts.create(db, art, STORES, 1000.0)
+        rollouts.tick(db, SigningIssuer(db), rid, 1000.0)
+        (row,) = rollouts.store_rows(db, rid)
+        data = {"command": row["command_id"], "kind": "agent", "state": "done", "percent": 100,
+                "sha256": "ab" * 32, "version": "1.1.0", "result": "rolled_back", "ok": False,
+                "detail": "fridge-1 not read", "reasons": reasons}
+        out = ingest_one(db, "xd/v1/store-001/events", batch_payload(
+            "events", "store-001", AGENT_DEVICE, 1,
+            [event_record(1, "update", None, None, 1001.0, True, data)]), "w", 1001.0)
+        assert out.action == "stored" and out.inserted == 1  # the event is kept
+        (parked,) = db.conn.execute("SELECT topic, payload, reason FROM dead_letters"
+                                    ).fetchall()
+        assert parked[0] == "xd/v1/store-001/events"
+        assert parked[2].startswith("update event agent/1/1: data.reasons"), parked[2]
+        assert json.loads(bytes(parked[1]))["data"] == data
+        assert rollouts.tick(db, SigningIssuer(db), rid, 1002.0).state.value == "halted"
+        s = rollouts.summary(db, rid)
+    assert s is not None
+    (st,) = s["stores"]
+    assert (st["outcome"], st["reasons"], st["detail"]) == ("rolled_back", None,
+                                                            "fridge-1 not read")
+    words = describe(s, translator("zh_CN"))["rows"][0]
+    assert (words["detail_text"], words["own_words"]) == ("终端原文：fridge-1 not read", True)
+
+
+def test_every_result_the_terminals_update_can_end_with_reads_in_chinese() -> None:
+    """The refusals before the switch have names (agent_release, self_update, the root
+    helper, the download, the command handler): each is shown in words, never as its code.
+    Read off the sources, so a new refusal without words fails here."""
+    import re
+
+    from cloud_gateway.rollout_text import AGENT_RESULTS, RESULTS
+    from xiaodian.i18n import translator
+
+    root = Path(__file__).resolve().parents[2]
+    made = re.compile(r'(?:Refused|FetchError)\("([a-z_]+)"|_finish\("([a-z_]+)"'
+                      r'|_result\(\s*job, "failed", "([a-z_]+)"')
+    codes: set[str] = set()
+    commands_py = (root / "edge/commands.py").read_text()
+    sources = [(root / name).read_text() for name in (
+        "xiaodian/agent_release.py", "edge/self_update.py", "edge/release_switch.py",
+        "edge/artefact_fetch.py", "edge/artefact_update.py")]
+    # the command handler's answers to an `update` (its other commands have their own)
+    sources.append(commands_py[commands_py.index("def _start_update"):
+                               commands_py.index("def _takes")])
+    for text in sources:
+        codes |= {next(g for g in m.groups() if g) for m in made.finditer(text)}
+    assert {"bad_signature", "wrong_platform", "downgrade", "bad_request", "timeout",
+            "unsupported"} <= codes, codes  # the scan finds them
+    zh = translator("zh_CN")
+    for code in sorted(codes | {"confirmed", "rolled_back"}):
+        assert code in AGENT_RESULTS, code
+        assert zh.gettext(AGENT_RESULTS[code]) != AGENT_RESULTS[code], code
+    for code in ("bad_request", "io_error", "bad_hash", "download_failed"):  # a fridge's too
+        assert zh.gettext(RESULTS[code]) != RESULTS[code], code

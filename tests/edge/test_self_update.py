@@ -56,11 +56,11 @@ def _install(setup: SelfUpdateSetup, path: Path, clock: Clock,
 
 
 def _status(setup: SelfUpdateSetup, state: str, result: str = "", detail: str = "",
-            command: str = CMD) -> None:
+            command: str = CMD, **extra: Any) -> None:
     setup.status_file.parent.mkdir(exist_ok=True)
     setup.status_file.write_text(json.dumps({
         "command": command, "version": "1.5.0", "from": RUNNING, "state": state,
-        "result": result, "detail": detail, "at": 1.7e9}))
+        "result": result, "detail": detail, "at": 1.7e9, **extra}))
 
 
 def _helper_takes(setup: SelfUpdateSetup) -> dict[str, Any]:
@@ -176,6 +176,7 @@ def test_a_refusal_or_a_rollback_by_the_helper_is_the_result_with_its_detail(
     _status(setup, state, result, detail)
     p = _poll(job, clock)
     assert job.done.is_set() and (p["result"], p["detail"]) == (result, detail)
+    assert "reasons" not in p  # a helper that gave none: the detail is its own words
 
 
 def test_status_is_read_at_most_once_a_second(tmp_path: Path) -> None:
@@ -227,6 +228,7 @@ def test_a_request_no_helper_takes_is_withdrawn_and_reported_as_timeout(tmp_path
     assert not _poll(job, clock, HANDOVER_S - 2 * READ_EVERY_S)["result"]
     p = _poll(job, clock, 2 * READ_EVERY_S)
     assert job.done.is_set() and p["result"] == "timeout" and "never took" in p["detail"]
+    assert p["reasons"] == [{"code": "never_taken"}]
     assert not any(setup.update_dir.iterdir())  # withdrawn: nothing left for a late helper
 
 
@@ -240,6 +242,7 @@ def test_a_helper_that_took_the_request_gets_its_window_then_timeout(tmp_path: P
     assert not _poll(job, clock, window - 2 * READ_EVERY_S)["result"]
     p = _poll(job, clock, 2 * READ_EVERY_S)
     assert job.done.is_set() and p["result"] == "timeout" and "trial" in p["detail"]
+    assert p["reasons"] == [{"code": "no_verdict", "state": "trial"}]
     # Taken, but no status at all (a helper that died at once): the same window, once.
     (tmp_path / "two").mkdir()
     setup2, clock2 = _setup(tmp_path / "two"), Clock()
@@ -247,7 +250,70 @@ def test_a_helper_that_took_the_request_gets_its_window_then_timeout(tmp_path: P
     _helper_takes(setup2)
     assert not _poll(job2, clock2, HANDOVER_S)["result"]
     assert not _poll(job2, clock2, window - 2 * READ_EVERY_S)["result"]
-    assert _poll(job2, clock2, 2 * READ_EVERY_S)["result"] == "timeout"
+    p2 = _poll(job2, clock2, 2 * READ_EVERY_S)
+    assert (p2["result"], p2["reasons"]) == ("timeout", [{"code": "no_verdict", "state": ""}])
+
+
+# ------------------------------------------------------------------ the verdict's reasons
+
+WHY = [{"code": "not_healthy_within", "window_s": 180}, {"code": "not_connected"},
+       {"code": "devices_not_read", "devices": ["fridge-1"]}]
+WHY_TEXT = "not healthy within 180 s; not connected to the cloud; devices not read: fridge-1"
+
+
+def _agent_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> tuple[ArtefactUpdate, SelfUpdateSetup, Clock]:
+    """The agent's update of itself as edge/commands.py builds it (the download replaced by
+    a release already here): the job is self_update's StatusWatch."""
+    setup, clock = _setup(tmp_path), Clock()
+    path = release(tmp_path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(artefact_update, "fetch", lambda *a, **kw: path)
+    request = UpdateRequest(CMD, "agent", "agent", "https://x/y", sha, 1, "1.5.0")
+    tls = TlsSettings(tmp_path / "ca", tmp_path / "cert", tmp_path / "key")
+
+    def install(p: Path) -> StatusWatch:
+        return self_update.install(setup, CMD, "1.5.0", sha, p, monotonic=clock,
+                                   running=RUNNING, arch="amd64", python="3.11")
+
+    update = ArtefactUpdate(request, tls, tmp_path / "cache", install,
+                            reported=("downloaded", 100), monotonic=clock).start()
+    wait(lambda: update.poll() is not None and update.state == "updating", 5, "handed over")
+    _helper_takes(setup)
+    return update, setup, clock
+
+
+def _last_report(update: ArtefactUpdate, clock: Clock) -> dict[str, Any]:
+    clock.t += READ_EVERY_S
+    report = update.poll()
+    assert report is not None and update.finished
+    return report
+
+
+def test_the_helpers_reasons_go_to_the_cloud_beside_its_english_detail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    update, setup, clock = _agent_update(tmp_path, monkeypatch)
+    _status(setup, "rolled_back", "rolled_back", WHY_TEXT, reasons=WHY)
+    report = _last_report(update, clock)
+    assert (report["result"], report["ok"]) == ("rolled_back", False)
+    assert (report["reasons"], report["detail"]) == (WHY, WHY_TEXT)
+
+
+@pytest.mark.parametrize("bad", [
+    [{"code": "not_connected", "extra": 1}],  # a field the contract does not know
+    [{"code": "from_a_newer_helper"}],
+    [{"code": "devices_not_read", "devices": ["fridge-1\n"]}],
+    [{"code": "restarted", "times": "2"}],
+    {"code": "not_connected"},  # not a list
+    [{"code": "not_connected"}] * 33,  # more than MAX_REASONS
+])
+def test_reasons_the_cloud_would_refuse_are_left_out_and_the_detail_still_goes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: Any) -> None:
+    update, setup, clock = _agent_update(tmp_path, monkeypatch)
+    _status(setup, "rolled_back", "rolled_back", "what the helper saw", reasons=bad)
+    report = _last_report(update, clock)
+    assert (report["result"], report["detail"]) == ("rolled_back", "what the helper saw")
+    assert "reasons" not in report
 
 
 # ------------------------------------------------------------------ the installer protocol

@@ -51,11 +51,12 @@ def _updates(cfg: EdgeConfig, command: str) -> list[dict[str, Any]]:
 
 
 def _helper_status(cfg: EdgeConfig, command: str, state: str, result: str = "",
-                   detail: str = "") -> None:
+                   detail: str = "", **extra: Any) -> None:
     status = cfg.agent_update.status_file
     tmp = status.with_name("status.tmp")
     tmp.write_text(json.dumps({"command": command, "version": "9.0.0", "from": "0.1.0",
-                               "state": state, "result": result, "detail": detail, "at": 0}))
+                               "state": state, "result": result, "detail": detail, "at": 0,
+                               **extra}))
     tmp.replace(status)  # atomically, as the helper does
 
 
@@ -115,7 +116,7 @@ def test_the_agents_own_update_is_handed_over_once_and_its_verdict_reported_once
         with RunningAgent(cfg) as agent:  # the next run (the new release, in production)
             wait(lambda: any(e.get("percent") == 60 for e in _updates(cfg, command)), 10,
                  "the trial reported by the run after the restart")
-            _helper_status(cfg, command, "confirmed", "confirmed")
+            _helper_status(cfg, command, "confirmed", "confirmed", "healthy", reasons=[])
             wait(lambda: any(e["state"] == "done" for e in _updates(cfg, command)), 10,
                  "the verdict")
         with RunningAgent(cfg) as agent:  # and once more: nothing is reported again
@@ -129,5 +130,7 @@ def test_the_agents_own_update_is_handed_over_once_and_its_verdict_reported_once
     assert [p for s, p in seq[1:-1]] in ([0, 20, 60], [20, 60])
     assert {s for s, _ in seq[1:-1]} == {"updating"}
     assert (got[-1]["result"], got[-1]["ok"]) == ("confirmed", True)
+    # The verdict in codes (none: healthy) beside its English, for the cloud to word.
+    assert (got[-1]["reasons"], got[-1]["detail"]) == ([], "healthy")
     assert not request.exists() and not list(cfg.update_dir.glob("*.xdrel"))  # never again
     assert [f for f in server.fetches if f[1] == sha] == [(STORE, sha, 200)]  # fetched once

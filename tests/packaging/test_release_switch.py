@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge import release_switch as rs
 from edge.release_switch_core import Trial, Unit, judge_health, member_refusal, to_prune
 from xiaodian import agent_release
+from xiaodian.wire import update_reasons
 
 HEALTHY = {"version": "1.1.0", "pid": 42, "at": 105.0, "ready": True, "connected": True,
            "devices": ["fridge-1"], "devices_read": ["fridge-1"], "outbox_moving": True}
@@ -26,27 +27,62 @@ TRIAL = Trial("1.1.0", switched_at=100.0, restarts_before=3)
 
 
 def test_health_healthy_only_when_every_condition_holds() -> None:
-    assert judge_health(HEALTHY, TRIAL, Unit(42, 3), now=106).healthy
-    cases: list[tuple[dict[str, object], Unit, float, str]] = [
-        ({}, Unit(42, 4), 106, "restarted by systemd"),
-        ({"version": "1.0.0"}, Unit(42, 3), 106, "by version 1.0.0"),
-        ({"pid": 41}, Unit(42, 3), 106, "by pid 41"),
-        ({"at": 99.0}, Unit(42, 3), 106, "no statement since the switch"),
-        ({}, Unit(42, 3), 150, "old (main loop stuck)"),
-        ({"ready": False}, Unit(42, 3), 106, "not ready"),
-        ({"connected": False}, Unit(42, 3), 106, "not connected"),
-        ({"devices_read": []}, Unit(42, 3), 106, "devices not read: fridge-1"),
-        ({"outbox_moving": False}, Unit(42, 3), 106, "outbox not moving"),
+    v = judge_health(HEALTHY, TRIAL, Unit(42, 3), now=106)
+    assert v.healthy and v.reasons == () and v.detail == "healthy"
+    # Each condition: its reason code with its parameters, and their English as the detail.
+    cases: list[tuple[dict[str, object], Unit, float, dict[str, object], str]] = [
+        ({}, Unit(42, 5), 106, {"code": "restarted", "times": 2},
+         "restarted by systemd 2 time(s) (crash or watchdog)"),
+        ({"version": "1.0.0"}, Unit(42, 3), 106,
+         {"code": "wrong_version", "version": "1.0.0", "expected": "1.1.0"},
+         "statement by version 1.0.0, not 1.1.0"),
+        ({"pid": 41}, Unit(42, 3), 106, {"code": "wrong_pid", "pid": 41, "main_pid": 42},
+         "statement by pid 41, the unit's main pid is 42"),
+        ({"at": 99.0}, Unit(42, 3), 106, {"code": "no_fresh_statement"},
+         "no statement since the switch"),
+        ({}, Unit(42, 3), 150, {"code": "stale_statement", "age_s": 45},
+         "statement 45 s old (main loop stuck)"),
+        ({"ready": False}, Unit(42, 3), 106, {"code": "not_ready"},
+         "not ready (READY=1 not sent)"),
+        ({"connected": False}, Unit(42, 3), 106, {"code": "not_connected"},
+         "not connected to the cloud"),
+        ({"devices_read": []}, Unit(42, 3), 106,
+         {"code": "devices_not_read", "devices": ["fridge-1"]}, "devices not read: fridge-1"),
+        ({"outbox_moving": False}, Unit(42, 3), 106, {"code": "outbox_not_moving"},
+         "outbox not moving (no record confirmed by the cloud)"),
     ]
-    for change, unit, now, why in cases:
+    for change, unit, now, code, why in cases:
         v = judge_health({**HEALTHY, **change}, TRIAL, unit, now)
-        assert not v.healthy and why in v.detail, (change, v.detail)
+        assert not v.healthy and update_reasons.reasons_data(v.reasons) == [code], change
+        assert v.detail == why
     # The fridges root configured count, whatever the statement lists.
     v = judge_health({**HEALTHY, "devices": []}, TRIAL, Unit(42, 3), 106,
                      configured=["fridge-1", "fridge-2"])
-    assert v.detail == "missing: devices not read: fridge-2"
+    assert update_reasons.reasons_data(v.reasons) == [
+        {"code": "devices_not_read", "devices": ["fridge-2"]}]
     v = judge_health(None, TRIAL, Unit(42, 3), 106)
-    assert v.detail == "missing: no health statement"
+    assert (update_reasons.reasons_data(v.reasons), v.detail) == (
+        [{"code": "no_statement"}], "no health statement")
+    # Several at once, in order; the window's end says how long it waited.
+    v = judge_health({**HEALTHY, "connected": False, "devices_read": []}, TRIAL, Unit(42, 4),
+                     106).timed_out(180.0)
+    assert update_reasons.reasons_data(v.reasons) == [
+        {"code": "not_healthy_within", "window_s": 180}, {"code": "restarted", "times": 1},
+        {"code": "not_connected"}, {"code": "devices_not_read", "devices": ["fridge-1"]}]
+    assert v.detail == ("not healthy within 180 s; restarted by systemd 1 time(s) (crash or "
+                        "watchdog); not connected to the cloud; devices not read: fridge-1")
+
+
+def test_what_the_statement_says_is_carried_only_as_the_reasons_may_carry_it() -> None:
+    """The agent's user writes the statement: a version with control characters or of any
+    length, a pid that is no number, still give reasons the wire contract accepts."""
+    v = judge_health({**HEALTHY, "version": "9.9.9\n\x1b[31m" + "x" * 100,
+                      "pid": "42"}, TRIAL, Unit(42, 3), 106)
+    data = update_reasons.reasons_data(v.reasons)  # PayloadError if the cloud would refuse
+    assert data[0]["code"] == "wrong_version" and len(data[0]["version"]) == 64
+    assert data[0]["version"].startswith("9.9.9??[31m")
+    assert data[1] == {"code": "wrong_pid", "pid": None, "main_pid": 42}
+    assert "statement by pid none" in v.detail
 
 
 def test_members_outside_the_release_or_special_are_refused() -> None:
@@ -168,7 +204,7 @@ def test_healthy_release_is_confirmed_and_old_ones_pruned(
     assert _status(p) | {"at": 0} == {"command": "c-1", "version": "1.1.0", "from": "1.0.0",
                                       "previous": "1.0.0",
                                       "state": "confirmed", "result": "confirmed",
-                                      "detail": "healthy", "at": 0}
+                                      "detail": "healthy", "reasons": [], "at": 0}
     assert os.readlink(p.opt / "current") == "releases/1.1.0"
     assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["1.0.0", "1.1.0"]
     assert os.readlink(p.opt / "releases/1.1.0/venv/python") == "/usr/bin/python3.11"
@@ -184,7 +220,10 @@ def test_unhealthy_release_is_rolled_back_and_deleted(
     switch.run()
     s = _status(p)
     assert (s["state"], s["result"]) == ("rolled_back", "rolled_back")
-    assert s["detail"] == "missing: no health statement"
+    # The window (30 s in edge.toml) ran out: its length and what was missing, as codes.
+    assert s["reasons"] == [{"code": "not_healthy_within", "window_s": 30},
+                            {"code": "no_statement"}]
+    assert s["detail"] == "not healthy within 30 s; no health statement"
     assert os.readlink(p.opt / "current") == "releases/1.0.0"
     assert not (p.opt / "releases/1.1.0").exists() and sd.restarted == 2
 
@@ -207,6 +246,7 @@ def test_refusals_leave_current_alone(tree: tuple[rs.Paths, Ed25519PrivateKey]) 
         switch.run()
         s = _status(p)
         assert (s["state"], s["result"]) == ("refused", reason), s
+        assert "reasons" not in s  # the result code says it; the detail is free text
         assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
         assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["0.9.0", "1.0.0"]
         assert not (p.opt.parent / "escape").exists()
@@ -263,6 +303,7 @@ def test_an_install_cut_before_its_trial_is_refused_and_cleaned(
     switch.run()
     s = _status(p)
     assert (s["state"], s["result"]) == ("refused", "io_error")
+    assert s["reasons"] == [{"code": "interrupted"}]
     assert os.readlink(p.opt / "current") == "releases/1.0.0" and sd.restarted == 0
     assert sorted(e.name for e in (p.opt / "releases").iterdir()) == ["0.9.0", "1.0.0"]
     # Nothing unfinished: a boot run does nothing.

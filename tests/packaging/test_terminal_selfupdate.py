@@ -320,6 +320,7 @@ def test_healthy_self_update_then_a_broken_one_rolled_back(
         first = t.update("1.1.0")
         done = t.done(first)
         assert (done["result"], done.get("detail", "healthy")) == ("confirmed", "healthy"), done
+        assert done["reasons"] == [], done  # the verdict in codes: nothing missing
         assert t.current() == "releases/1.1.0"
         assert sorted(p.name for p in (t.root.path / "opt/xiaodian/releases").iterdir()) == [
             OLD, "1.1.0"]
@@ -336,6 +337,9 @@ def test_healthy_self_update_then_a_broken_one_rolled_back(
         done = t.done(second, timeout=WINDOW_S + 120)
         assert done["result"] == "rolled_back", done
         assert "not connected to the cloud" in done["detail"], done
+        # The same in codes, for the cloud to word: the window, then what was missing.
+        assert done["reasons"][0] == {"code": "not_healthy_within", "window_s": WINDOW_S}, done
+        assert {"code": "not_connected"} in done["reasons"], done
         assert t.current() == "releases/1.1.0"
         assert not (t.root.path / "opt/xiaodian/releases/1.3.0").exists()
         t.until(lambda: t.healthy("1.1.0"), 60, "1.1.0 serving again")
@@ -371,6 +375,9 @@ def test_schema_change_upgrade_and_the_older_release_on_the_newer_file(
         done = t.done(t.update("1.3.0"), timeout=WINDOW_S + 120)
         assert done["result"] == "rolled_back", done
         assert "not connected to the cloud" in done["detail"], done
+        # The same in codes, for the cloud to word: the window, then what was missing.
+        assert done["reasons"][0] == {"code": "not_healthy_within", "window_s": WINDOW_S}, done
+        assert {"code": "not_connected"} in done["reasons"], done
         assert t.current() == "releases/1.2.0"
         assert "probe_v3" in t.edge_tables()
         assert t.user_version() == 3  # never lowered by the release before
