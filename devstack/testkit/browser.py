@@ -1,6 +1,7 @@
 """Headless Chromium for page tests: Debian's browser driven by Playwright, and what every
 page test checks as its reader would: no English left in a zh-CN page, nothing wider than
-the screen, and no script errors.
+the screen, and no script errors (`reader_checks`, `browser_page`); and the cloud's login
+form filled in as a person does (`log_in`).
 
 Set XIAODIAN_SCREENSHOTS=/some/dir to keep a PNG of every page a test looks at (the tests
 pass without it; people look at the pictures).
@@ -100,3 +101,24 @@ def screenshot(page: Any, name: str) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def reader_checks(page: Any, name: str, allowed: Iterable[str] = ()) -> None:
+    """The page as it is now, as a zh-CN reader meets it: kept as the picture `name` (when
+    asked for), no English but `allowed` (data: names, ids, the language switch), nothing
+    wider than the screen. `name` also says which page failed."""
+    screenshot(page, name)
+    assert english_words(visible_text(page), allowed) == [], name
+    assert overflow_px(page) == 0, name
+
+
+def log_in(page: Any, url: str, user: str, password: str, then: str = "/",
+           lang: str = "") -> None:
+    """Through the cloud's login form (`url`: the server's, ending in /) as `user`, going
+    on to the path `then`; returns once the browser is there. `lang` ("en") asks for the
+    form in that language, which a cookie then keeps."""
+    page.goto(f"{url}login?next={then}" + (f"&lang={lang}" if lang else ""))
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(url.rstrip("/") + then)

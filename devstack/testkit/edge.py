@@ -1,6 +1,7 @@
 """The edge agent in tests and benchmarks: its config (and the TOML file `xiaodian edge run`
-reads), a run in a thread (alone or beside the simulator) or as its own process, the device
-end of a pseudo-terminal, and reading the agent's SQLite through a read-only handle of our
+reads), a run in a thread (alone or beside the simulator, or beside one quiet simulated
+fridge) or as its own process, the device end of a pseudo-terminal, the shop seeded in its
+database before it starts, and reading the agent's SQLite through a read-only handle of our
 own (the agent's connection belongs to its thread).
 """
 
@@ -33,9 +34,12 @@ from edge.config import (
     PickupSettings,
     ScannerPort,
 )
+from edge.retail.service import Retail
+from edge.store import EdgeStore
+from edge.wallclock import WallClock
 from hw_sim.fridge import FridgeDevice, SimFridge
 from hw_sim.runner import Runner
-from hw_sim.scenario import Scenario
+from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.config import build
 from xiaodian.mqtt import MqttSettings
 
@@ -234,6 +238,25 @@ def running(
     assert not thread.is_alive() and not sim.is_alive(), "agent or simulator did not stop"
 
 
+@contextmanager
+def quiet_fridge_sim(tmp_path: Path, speed: float = 10.0) -> Iterator[Path]:
+    """The simulator in a thread with one quiet fridge-1 (no door openings, no defrost, a
+    reading and a heartbeat every 10 simulated s) on a pseudo-terminal; yields its port
+    (tmp_path/run/fridge-1) for the agent, and stops the simulator on the way out."""
+    spec = FridgeSpec(id="fridge-1", sample_interval_s=10, heartbeat_interval_s=10,
+                      door_openings_per_hour=0, defrost_every_h=0)
+    runner = Runner(Scenario(SimSettings(link_dir=tmp_path / "run", truth=tmp_path / "t.jsonl",
+                                         speed=speed), fridges=(spec,)))
+    sim = threading.Thread(target=runner.run, daemon=True)
+    sim.start()
+    try:
+        yield tmp_path / "run" / "fridge-1"
+    finally:
+        runner.request_stop()
+        sim.join(timeout=15)
+        runner.close()
+
+
 def sim_fridge(runner: Runner, device: str = "fridge-1") -> SimFridge:
     """The shop floor of one simulated fridge (SimFridge's API) while the runner runs."""
     d = next(d for d in runner.devices if d.id == device)
@@ -254,6 +277,19 @@ def ingest_worker(
         yield worker
     finally:
         worker.stop()
+
+
+@contextmanager
+def seed_terminal(cfg: EdgeConfig) -> Iterator[Retail]:
+    """The terminal's retail service on `cfg`'s database before the agent runs, for a test
+    to put the shop in as it was: what the cloud sent (`downlink`), what the clerk did
+    (`handle`). Closed on the way out: the agent then has the database to itself."""
+    cfg.edge.db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = EdgeStore(cfg.edge.db_path)
+    try:
+        yield Retail(store, cfg.edge.store_id, WallClock(), cfg.pickup, cfg.retail, {})
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------- the edge's SQLite

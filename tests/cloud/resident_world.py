@@ -1,17 +1,27 @@
 """A small town for the resident tests: three stores in Shanghai on a real database, with
 catalogues, prices, stock from their ledgers, fridges that report (one alarming), pickup
-keys, and a clock the tests move. Positions are GCJ-02, as the cloud stores them."""
+keys, and a clock the tests move. Positions are GCJ-02, as the cloud stores them.
+
+`serve(world)` puts the cloud's HTTP server on it (one-time codes kept by a FakeSender);
+`post`, `get`, `log_in`, `order` and `order_id` use the resident routes as a phone's
+browser does."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from cloud_gateway import geo, retail, shop, stores
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
+from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.http_client import Response, request
 from xiaodian.pki import make_pickup_key
 from xiaodian.wire import retail as contract
 from xiaodian.wire.payloads import batch_payload, event_record, reading_record
@@ -103,3 +113,79 @@ def raise_critical(db: Database, store: str, at: float) -> None:
     ingest(db, f"xd/v1/{store}/alerts",
            batch_payload("events", store, "alerts", 1,
                          [event_record(1, "alert", None, None, at, True, data)]), "w-1", at)
+
+
+# ---------------------------------------------------------------- the town served
+
+
+@dataclass
+class FakeSender:
+    """Stands in for the SMS gateway: keeps the codes it was asked to send."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    def send(self, phone: str, code: str) -> None:
+        self.sent.append((phone, code))
+
+
+@dataclass
+class Town:
+    world: World
+    url: str  # the server's, without the trailing /
+    sender: FakeSender
+
+
+@contextmanager
+def serve(world: World, **services: Any) -> Iterator[Town]:
+    """The cloud's HTTP server on the town's database, pickup keys and clock; `services`:
+    more of what the resident pages plug in (shop.Services: payment, waves)."""
+    sender = FakeSender()
+    api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
+              residents=shop.Services(sender=sender, **services))
+    with HttpServer(api, "127.0.0.1", 0) as srv:
+        yield Town(world, srv.url.rstrip("/"), sender)
+
+
+def post(town: Town, path: str, fields: dict[str, str], *, cookie: str = "",
+         origin: str | None = None) -> Response:
+    """A form posted from the town's own pages (their Origin unless `origin` says)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Origin": origin if origin is not None else town.url}
+    if cookie:
+        headers["Cookie"] = cookie
+    return request(town.url + path, "POST", data=urlencode(fields).encode(), headers=headers)
+
+
+def get(town: Town, path: str, cookie: str = "") -> Response:
+    return request(town.url + path, headers={"Cookie": cookie} if cookie else {})
+
+
+def log_in(town: Town, phone: str) -> str:
+    """A resident's session for `phone` through the one-time code: its cookie (name=value),
+    checked to be HttpOnly, SameSite=Lax and for /r only."""
+    assert post(town, "/r/login/code", {"phone": phone}).status == 200
+    code = town.sender.sent[-1][1]
+    r = post(town, "/r/login/verify", {"phone": phone, "code": code, "next": "/r/orders"})
+    assert r.status == 303 and r.headers["Location"] == "/r/orders"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/r" in cookie
+    return cookie.split(";")[0]
+
+
+def first_hour() -> str:
+    return str(int(NOW // 3600 * 3600 + 3600))  # 11:00 in Shanghai (UTC+8, whole hours)
+
+
+def order(town: Town, cookie: str, store: str = "store-001", **fields: str) -> Response:
+    """One bread for pickup in the first hour from home; `fields` change the form."""
+    body = {f"qty:{BREAD}": "1", "mode": "pickup", "window": first_hour(),
+            "lat": f"{HOME.lat:.6f}", "lon": f"{HOME.lon:.6f}", **fields}
+    return post(town, f"/r/s/{store}/order", body, cookie=cookie)
+
+
+def order_id(r: Response) -> int:
+    """The id of the order a form placed (its redirect to my orders), failing otherwise."""
+    assert r.status == 303, r.body.decode()[:500]
+    m = re.fullmatch(r"/r/orders#order-(\d+)", r.headers["Location"])
+    assert m is not None
+    return int(m[1])

@@ -3,16 +3,13 @@ and stores, whatever order their events reached the cloud in."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from webhook_receiver import SECRET, Receiver
 
-from cloud_gateway.alerts import channels, store
+from cloud_gateway.alerts import store
 from cloud_gateway.alerts.model import parse_change
 from cloud_gateway.alerts.notifier import AlertService
 from cloud_gateway.alerts.policy import EscalationPolicy
@@ -22,7 +19,6 @@ from cloud_gateway.ingest import ingest
 from xiaodian.wire.payloads import batch_payload
 
 T0 = 1_750_000_000.0
-SECRET = b"s" * 40
 
 
 def change(fridge: str, at: float, rule: str = "hot") -> dict[str, Any]:
@@ -58,51 +54,11 @@ def test_escalate_plans_notices_in_raise_order(db_target: Path | str) -> None:
     assert [(row["id"], n.kind) for row, n in planned] == [(i, "alert") for i in RAISE_ORDER]
 
 
-class Receiver:
-    """A loopback webhook endpoint that keeps the alert ids in the order they arrived."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.cond = threading.Condition()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                assert channels.verify(SECRET, body, self.headers[channels.SIGNATURE_HEADER])
-                with outer.cond:
-                    outer.ids.append(json.loads(body)["alert"]["id"])
-                    outer.cond.notify_all()
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def wait(self, n: int) -> list[str]:
-        with self.cond:  # a bound for a hung test, not a timing assertion
-            assert self.cond.wait_for(lambda: len(self.ids) >= n, 30.0), self.ids
-            return list(self.ids)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rx = Receiver()
-    yield rx
-    rx.server.shutdown()
-    rx.server.server_close()
-
-
-def test_webhooks_reach_the_owner_in_raise_order(db_target: Path | str,
-                                                 receiver: Receiver) -> None:
+def test_webhooks_reach_the_owner_in_raise_order(
+        db_target: Path | str, receiver: Callable[..., Receiver]) -> None:
+    rx = receiver()
     stores = tuple(
-        StoreAlerts(s, (Contact(name="wang", webhook_url=receiver.url,
+        StoreAlerts(s, (Contact(name="wang", webhook_url=rx.url,
                                 webhook_secret_file=Path("/unused")),))
         for s in ("store-000", "store-001"))
     settings = AlertSettings(link_secret_file=Path("/unused"), stores=stores)
@@ -118,6 +74,8 @@ def test_webhooks_reach_the_owner_in_raise_order(db_target: Path | str,
         assert svc.tick(db, T0 + 400) == len(ARRIVALS)  # one tick: all four in one go
         svc.start()
         try:
-            assert receiver.wait(len(ARRIVALS)) == RAISE_ORDER
+            # A bound for a hung test, not a timing assertion.
+            assert [n["alert"]["id"] for n in rx.wait(len(ARRIVALS), 30.0)] == RAISE_ORDER
         finally:
             svc.stop()
+    assert rx.bad_signatures == 0

@@ -5,7 +5,6 @@ Runs on SQLite and PostgreSQL (conftest.db_target) where the database does the w
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import sqlite3
@@ -23,6 +22,7 @@ from cloud_gateway.alerts.notifier import ack_link
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.cli import run_commands
 from xiaodian.wire.payloads import batch_payload, state_payload
 
 A, B = "store-001", "store-002"
@@ -330,13 +330,7 @@ def test_catalogue_push_by_role_and_its_audit_row(srv: HttpServer, db: Path | st
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xiaodian")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cloud_cli.register(sub)
-    users_cli.register(sub)
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_commands(argv, cloud_cli.register, users_cli.register)
 
 
 def test_cli_user_and_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],

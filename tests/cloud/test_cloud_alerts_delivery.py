@@ -9,18 +9,16 @@ import email
 import email.header
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
+from webhook_receiver import SECRET, Receiver
 
-from cloud_gateway.alerts import channels
 from cloud_gateway.alerts.notifier import AlertService, ack_link
 from cloud_gateway.alerts.policy import EscalationPolicy
 from cloud_gateway.alerts.settings import AlertSettings, Contact, StoreAlerts
@@ -34,71 +32,10 @@ from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload
 
-SECRET = b"w" * 40
 LINK_SECRET = b"l" * 40
 TOKEN = b"t" * 40
 STORE = "store-001"
 T0 = 1_750_000_000.0  # 2025-06-15 23:06:40 in Shanghai: quiet hours in the quiet tests
-
-
-class Receiver:
-    """A webhook endpoint: checks the signature, answers 500 to the first `fail` requests."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.requests: list[dict[str, Any]] = []
-        self.bad_signatures = 0
-        self.cond = threading.Condition()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ok = channels.verify(SECRET, body, self.headers.get(channels.SIGNATURE_HEADER))
-                with outer.cond:
-                    if not ok:
-                        outer.bad_signatures += 1
-                    failing = outer.fail > 0
-                    outer.fail -= 1
-                    if not failing:
-                        doc = json.loads(body)
-                        assert str(doc["sent_at"]) == self.headers[channels.TIMESTAMP_HEADER]
-                        outer.requests.append(doc)
-                    outer.cond.notify_all()
-                self.send_response(500 if failing else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.requests) >= n, timeout), self.requests
-            return list(self.requests)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Callable[..., Receiver]]:
-    made: list[Receiver] = []
-
-    def make(fail: int = 0) -> Receiver:
-        made.append(Receiver(fail))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
 
 
 class Mailbox:

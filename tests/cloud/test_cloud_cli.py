@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -13,16 +12,13 @@ import pytest
 from cloud_gateway import cli
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import ingest
+from devstack.testkit.cli import run_commands
 from devstack.testkit.pg_server import db_toml
 from xiaodian.wire.payloads import batch_payload, reading_record
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xiaodian")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_commands(argv, cli.register)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ with the Correlation Data. Nothing is mocked between HTTP, database, broker and 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import threading
@@ -36,6 +35,7 @@ from cloud_gateway.config import CloudSettings, CommandSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
+from devstack.testkit.cli import run_commands
 from devstack.testkit.http_client import local
 from devstack.testkit.http_client import request as http_request
 from devstack.testkit.pg_server import db_settings, db_toml
@@ -378,10 +378,11 @@ def test_answers_that_match_no_command_are_parked(
     wait(lambda: cloud.worker.counters.snapshot()["acked"] == 5, timeout=10, what="all acked")
 
 
-def test_cli_command_issues_and_waits_for_the_answer(
-    cloud: Cloud, store: FakeStore, pki: DevPki, broker: Any, tmp_path: Path,
-    key: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+def cloud_toml(cloud: Cloud, pki: DevPki, broker: Any, tmp_path: Path,
+               key: Ed25519PrivateKey) -> Path:
+    """The cloud.toml the `xiaodian cloud command` CLI reads: this test's database and
+    broker, the signing key and the API token."""
     tls = pki.client("cloud-gateway")
     config = tmp_path / "cloud.toml"
     config.write_text(
@@ -391,35 +392,31 @@ def test_cli_command_issues_and_waits_for_the_answer(
         f'[commands]\nsigning_key = "{write_secret(tmp_path / "k.pem", pem(key))}"\n'
         f'key_id = "{key_id_for(key.public_key())}"\n'
         f'api_token_file = "{write_secret(tmp_path / "token", TOKEN.encode())}"\n')
-    code = run_cli(["cloud", "command", "--config", str(config), "--store", "store-001",
+    return config
+
+
+def test_cli_command_issues_and_waits_for_the_answer(
+    cloud_toml: Path, store: FakeStore, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_cli(["cloud", "command", "--config", str(cloud_toml), "--store", "store-001",
                     "set_point", "device=fridge-1", "tenths_c=-5", "--timeout", "10"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0, out
     assert (out["state"], out["params"]) == ("answered", {"device": "fridge-1", "tenths_c": -5})
     assert out["issued_by"].startswith("cli:") and out["result"]["status"] == "ok"
-    assert run_cli(["cloud", "command", "--config", str(config), "--store", "store-001",
+    assert run_cli(["cloud", "command", "--config", str(cloud_toml), "--store", "store-001",
                     "defrost", "minutes=soon"]) == 1
     assert "minutes: expected a whole number" in capsys.readouterr().err
 
 
 def test_cli_names_a_store_whose_terminal_takes_no_commands(
-    cloud: Cloud, pki: DevPki, broker: Any, tmp_path: Path, key: Ed25519PrivateKey,
-    capsys: pytest.CaptureFixture[str],
+    cloud_toml: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """#16: a store whose edge config has no [commands] never subscribes to its request
     topic; the broker says "no matching subscribers" in its PUBACK, and the command fails at
     once saying so, instead of waiting out --timeout and blaming the cloud worker."""
-    tls = pki.client("cloud-gateway")
-    config = tmp_path / "cloud.toml"
-    config.write_text(
-        f'[cloud]\n{db_toml(cloud.db)}worker_id = "cloud-1"\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-        f'[mqtt.tls]\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
-        f'[commands]\nsigning_key = "{write_secret(tmp_path / "k.pem", pem(key))}"\n'
-        f'key_id = "{key_id_for(key.public_key())}"\n'
-        f'api_token_file = "{write_secret(tmp_path / "token", TOKEN.encode())}"\n')
     start = time.monotonic()
-    code = run_cli(["cloud", "command", "--config", str(config), "--store", "store-002",
+    code = run_cli(["cloud", "command", "--config", str(cloud_toml), "--store", "store-002",
                     "diagnostics", "scope=summary", "--timeout", "30"])
     took = time.monotonic() - start
     captured = capsys.readouterr()
@@ -430,11 +427,7 @@ def test_cli_names_a_store_whose_terminal_takes_no_commands(
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xiaodian")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_commands(argv, cli.register)
 
 
 # ---------------------------------------------------------------- secrets and parsing

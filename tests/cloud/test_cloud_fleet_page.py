@@ -21,10 +21,9 @@ from devstack.testkit.browser import (
     DESKTOP,
     PHONE,
     browser_page,
-    english_words,
     have_chromium,
-    overflow_px,
-    screenshot,
+    log_in,
+    reader_checks,
     visible_text,
 )
 from devstack.testkit.http_client import get
@@ -38,6 +37,7 @@ NOW = T0 + 86_400 + 60  # a minute after fill_day's last readings
 STORE2 = "store-002"
 H = 3600
 DATA = ["tech", "English", "fridge-1", "fridge-2", "fridge-9", "store-002"]  # names, switch
+TECH, PASSWORD = "tech", "tech-password-1234"  # the technician of both stores
 
 
 def _vitals(fridge: str, hour: int, duty: float, per_10k: float | None) -> dict[str, Any]:
@@ -83,8 +83,7 @@ def fill_fleet(db: Database) -> None:
     with db.transaction() as conn:
         stores.set_profile(conn, STORE, NOW, name="和平路店", tz="Asia/Shanghai")
         stores.set_profile(conn, STORE2, NOW, name="长江路店", tz="Asia/Shanghai")
-        accounts.add_user(conn, "tech", "technician", [STORE, STORE2], "tech-password-1234",
-                          0.0)
+        accounts.add_user(conn, TECH, "technician", [STORE, STORE2], PASSWORD, 0.0)
 
 
 class SigningIssuer:
@@ -135,20 +134,6 @@ def server(tmp_path: Path) -> Iterator[HttpServer]:
         yield srv
 
 
-def _login(page: Any, url: str, then: str) -> None:
-    page.goto(url + "login?next=" + then)
-    page.fill("input[name=user]", "tech")
-    page.fill("input[name=password]", "tech-password-1234")
-    page.click("button[type=submit]")
-    page.wait_for_url(url.rstrip("/") + then)
-
-
-def _checks(page: Any, name: str) -> None:
-    screenshot(page, name)
-    assert english_words(visible_text(page), DATA) == [], name
-    assert overflow_px(page) == 0, name
-
-
 def _rows(page: Any) -> list[str]:
     return [r.get_attribute("data-device") for r in page.locator("#fleet tbody tr:visible").all()]
 
@@ -160,9 +145,9 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
 
     tag = "desktop" if viewport is DESKTOP else "phone"
     with browser_page(viewport) as page:
-        _login(page, server.url, "/tech")
+        log_in(page, server.url, TECH, PASSWORD, "/tech")
         expect(page.locator("h1")).to_have_text("冰箱")
-        _checks(page, f"fleet-{tag}")
+        reader_checks(page, f"fleet-{tag}", DATA)
         # Trouble first: fridge-2 has the critical alert, fridge-9 is offline.
         assert _rows(page) == ["fridge-2", "fridge-9", "fridge-1"]
         row9 = page.locator("tr[data-device=fridge-9]")
@@ -184,7 +169,7 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
             expect(page.locator("#sort")).to_have_value("device")
             page.click("th button[data-key=device]")
             assert _rows(page) == ["fridge-9", "fridge-2", "fridge-1"]
-        _checks(page, f"fleet-{tag}-sorted")
+        reader_checks(page, f"fleet-{tag}-sorted", DATA)
         # The rollout, halted by itself after the canary rolled the image back.
         ro = page.locator("#updates .rollout")
         expect(page.locator("#updates h2")).to_have_text("更新")
@@ -195,7 +180,7 @@ def test_the_fleet_view_sorts_and_filters_in_chinese(server: HttpServer,
         expect(ro.locator("tr[data-store=store-001] td").nth(3)).to_have_text("已回滚到旧版本")
         expect(ro.locator("tr[data-store=store-002]")).to_have_count(0)  # never sent
         ro.scroll_into_view_if_needed()
-        _checks(page, f"fleet-{tag}-updates")
+        reader_checks(page, f"fleet-{tag}-updates", DATA)
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
@@ -205,7 +190,7 @@ def test_the_device_page_draws_7_and_28_day_trends(server: HttpServer,
 
     tag = "desktop" if viewport is DESKTOP else "phone"
     with browser_page(viewport) as page:
-        _login(page, server.url, f"/tech/{STORE}/fridge-1")
+        log_in(page, server.url, TECH, PASSWORD, f"/tech/{STORE}/fridge-1")
         trends = page.locator("#trends")
         expect(trends).to_have_attribute("data-points", str(7 * 24))
         expect(page.locator("#trends canvas")).to_have_count(3)
@@ -217,7 +202,7 @@ def test_the_device_page_draws_7_and_28_day_trends(server: HttpServer,
               if (d[i] < 60 && d[i + 1] > 70 && d[i + 1] < 120 && d[i + 2] > 180) n++;
             return n; }""")
         assert blue > 200  # the duty-cycle line is drawn, not only the axes
-        _checks(page, f"device-{tag}-7d")
+        reader_checks(page, f"device-{tag}-7d", DATA)
         page.click(".period button[data-days='28']")
         expect(trends).to_have_attribute("data-points", str(28 * 24))
         expect(page.locator("#trend-summary")).to_contain_text("已上报 672 小时")
@@ -227,7 +212,7 @@ def test_the_device_page_draws_7_and_28_day_trends(server: HttpServer,
         text = visible_text(page)
         assert "控制器已连接：固件 0.1.0" in text and "看门狗" in text
         assert "压缩机启动（温控）" in text and "开门" in text
-        _checks(page, f"device-{tag}-28d")
+        reader_checks(page, f"device-{tag}-28d", DATA)
 
 
 def test_maintenance_alerts_show_on_the_fleet_and_the_device_page(server: HttpServer) -> None:
@@ -236,18 +221,18 @@ def test_maintenance_alerts_show_on_the_fleet_and_the_device_page(server: HttpSe
     from playwright.sync_api import expect
 
     with browser_page(DESKTOP) as page:
-        _login(page, server.url, "/tech")
+        log_in(page, server.url, TECH, PASSWORD, "/tech")
         expect(page.locator("tr[data-device=fridge-1] td.maint")).to_have_text("压缩机负荷上升")
         expect(page.locator("tr[data-device=fridge-2] td").last).to_have_text("–")
         page.select_option("#show", "maint")
         assert _rows(page) == ["fridge-1"]
-        _checks(page, "fleet-desktop-maintenance")
+        reader_checks(page, "fleet-desktop-maintenance", DATA)
         page.goto(server.url + f"tech/{STORE}/fridge-1")
         box = page.locator("#maintenance")
         expect(box.locator("li b")).to_have_text("压缩机负荷上升")
         expect(box).to_contain_text("在开门次数相近的情况下比 28 天基线")
         expect(box).to_contain_text("清洁冷凝器")
-        _checks(page, "device-desktop-maintenance")
+        reader_checks(page, "device-desktop-maintenance", DATA)
         page.goto(server.url + f"tech/{STORE}/fridge-2")
         expect(page.locator("#maintenance")).to_contain_text("无需维护。")
 

@@ -29,11 +29,11 @@ from devstack.testkit.browser import (
     PHONE,
     SMALL_PHONE,
     browser_page,
-    english_words,
     have_chromium,
+    log_in,
     overflow_px,
+    reader_checks,
     screenshot,
-    visible_text,
 )
 from xiaodian.i18n import translator
 from xiaodian.wire.alert_text import describe
@@ -45,6 +45,7 @@ ALERT_ID = f"fridge-2/warm/{round((T0 + 36_000) * 1000)}"
 # The alert's words as the page must show them: its reason code rendered in Chinese.
 MESSAGE = translator("zh_CN").render(describe("warm", WARM_CRITICAL))
 DATA = ["li", "English"]  # a person's name and the language switch
+OWNER, PASSWORD = "li", "li-password-1234"  # the store's owner
 NBSP = "\u00a0"
 ACTION = "货物移到 fridge-1，已联系维修师傅"
 
@@ -64,21 +65,7 @@ def _owner(db: Database) -> None:
     from cloud_gateway import accounts
 
     with db.transaction() as conn:
-        accounts.add_user(conn, "li", "owner", [STORE], "li-password-1234", 0.0)
-
-
-def _login(page: Any, url: str, then: str, lang: str = "") -> None:
-    page.goto(url + "login?next=" + then + lang)
-    page.fill("input[name=user]", "li")
-    page.fill("input[name=password]", "li-password-1234")
-    page.click("button[type=submit]")
-    page.wait_for_url(url.rstrip("/") + then)
-
-
-def _reader_checks(page: Any, name: str, allowed: list[str] = DATA) -> None:
-    screenshot(page, name)
-    assert english_words(visible_text(page), allowed) == [], name
-    assert overflow_px(page) == 0, name
+        accounts.add_user(conn, OWNER, "owner", [STORE], PASSWORD, 0.0)
 
 
 def _charts_drawn(page: Any, tz: str) -> None:
@@ -112,13 +99,13 @@ def test_owner_page_on_a_phone_in_chinese(server: HttpServer) -> None:
 
     with browser_page(PHONE) as page:
         page.goto(server.url + "login?next=/owner")
-        _reader_checks(page, "owner-login-zh")
+        reader_checks(page, "owner-login-zh", DATA)
         expect(page.locator("h2")).to_have_text("登录")
         page.fill("input[name=user]", "li")
         page.fill("input[name=password]", "wrong password")
         page.click("button[type=submit]")
         expect(page.locator(".error")).to_have_text("用户名或密码错误。")
-        _login(page, server.url, "/owner")
+        log_in(page, server.url, OWNER, PASSWORD, "/owner")
 
         cards = page.locator("article.fridge")
         expect(cards).to_have_count(2)
@@ -144,28 +131,28 @@ def test_owner_page_on_a_phone_in_chinese(server: HttpServer) -> None:
         _charts_drawn(page, "Asia/Shanghai")
         expect(f2.locator(".chart .caption")).to_have_text(
             "最近 24 小时 · 时间为 Asia/Shanghai")
-        _reader_checks(page, "owner-phone-zh")
+        reader_checks(page, "owner-phone-zh", DATA)
 
         # The HACCP record opens in the store's zone: its newest day there is 2 June.
         f2.locator("a.haccp").click()
         expect(page.locator("h1")).to_have_text("HACCP 记录 · store-001 · 2025-06-02")
         expect(page.locator("svg.chart text.zone")).to_have_text("Asia/Shanghai")
-        _reader_checks(page, "haccp-phone-zh")
+        reader_checks(page, "haccp-phone-zh", DATA)
         page.goto(server.url + f"haccp/{STORE}/fridge-2?day=2025-06-01")
         rows = page.locator("table.excursions tr")
         expect(rows).to_have_count(3)  # header + 5 °C + 8 °C
         expect(rows.nth(1).locator("td").nth(1)).to_have_text("18:00")  # 10:00 UTC
         expect(rows.nth(2).locator("td").nth(1)).to_have_text("18:30")
-        _reader_checks(page, "haccp-day-phone-zh")
+        reader_checks(page, "haccp-day-phone-zh", DATA)
 
 
 def test_owner_page_fits_a_small_phone(server: HttpServer) -> None:
     with browser_page(SMALL_PHONE) as page:
-        _login(page, server.url, f"/owner/{STORE}")
+        log_in(page, server.url, OWNER, PASSWORD, f"/owner/{STORE}")
         page.locator(".chart[data-drawn]").first.wait_for()
-        _reader_checks(page, "owner-small-phone-zh")
+        reader_checks(page, "owner-small-phone-zh", DATA)
         page.goto(server.url + f"haccp/{STORE}?day=2025-06-01")
-        _reader_checks(page, "haccp-small-phone-zh")
+        reader_checks(page, "haccp-small-phone-zh", DATA)
 
 
 def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
@@ -173,7 +160,7 @@ def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
     from playwright.sync_api import expect
 
     with browser_page(PHONE) as page:
-        _login(page, server.url, f"/owner/{STORE}")
+        log_in(page, server.url, OWNER, PASSWORD, f"/owner/{STORE}")
         posts: list[tuple[str, str | None, str | None]] = []
         page.on("request", lambda r: posts.append(
             (r.url, r.headers.get("content-type"), r.post_data)) if r.method == "POST" else None)
@@ -200,7 +187,7 @@ def test_a_critical_alert_needs_a_corrective_action_then_is_acknowledged(
         expect(page.locator('[data-fridge="fridge-2"] li.alert .ackres')).to_have_text(
             f"已由 li 确认：{ACTION}")
         expect(page.locator('[data-fridge="fridge-2"] button.ack')).to_have_count(0)
-        _reader_checks(page, "owner-acked-zh")
+        reader_checks(page, "owner-acked-zh", DATA)
 
 
 def test_english_on_request_remembered_in_a_cookie(server: HttpServer) -> None:
@@ -209,7 +196,8 @@ def test_english_on_request_remembered_in_a_cookie(server: HttpServer) -> None:
     with browser_page(PHONE) as page:
         page.goto(server.url + "login?next=/owner&lang=en")
         expect(page.locator("button[type=submit]")).to_have_text("Log in")
-        _login(page, server.url, "/owner")  # no ?lang now: the login page's cookie says
+        # No ?lang now: the login page's cookie says.
+        log_in(page, server.url, OWNER, PASSWORD, "/owner")
         expect(page.locator("h1")).to_have_text("My fridges")
         assert page.locator("html").get_attribute("lang") == "en"
         expect(page.locator('[data-fridge="fridge-2"] .badge')).to_have_text("Critical")
@@ -235,12 +223,12 @@ def test_the_notification_links_form_on_a_phone(server: HttpServer) -> None:
         expect(page.locator("h1")).to_have_text("冰箱报警")
         expect(page.locator(".since")).to_have_text("开始于 2025/6/1 18:00 (Asia/Shanghai)")
         expect(page.locator("label[for=action]")).to_have_text("纠正措施（必填）")
-        _reader_checks(page, "ack-form-phone-zh", [*DATA, "wang"])
+        reader_checks(page, "ack-form-phone-zh", [*DATA, "wang"])
         page.fill("#by", "王")
         page.fill("#action", "门已关好，食品已检查")
         page.click("button[type=submit]")
         expect(page.locator("main .message")).to_have_text("已确认，谢谢。")
-        _reader_checks(page, "ack-done-phone-zh")
+        reader_checks(page, "ack-done-phone-zh", DATA)
         page.goto(server.url.rstrip("/") + f"{link.path}?{link.query}&lang=en")
         expect(page.locator("main .message")).to_have_text(
             "This link has been used already: each link acknowledges once.")

@@ -9,12 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cloud_fleet_page import NOW, STORE, STORE2, _checks, _login, fill_fleet
+from test_cloud_fleet_page import DATA, NOW, PASSWORD, STORE, STORE2, TECH, fill_fleet
 
 from cloud_gateway.db import Database
 from cloud_gateway.ingest_core import ingest
 from cloud_gateway.web import Api, HttpServer
-from devstack.testkit.browser import DESKTOP, PHONE, browser_page, have_chromium
+from devstack.testkit.browser import (
+    DESKTOP,
+    PHONE,
+    browser_page,
+    have_chromium,
+    log_in,
+    reader_checks,
+)
 from xiaodian.wire.payloads import state_payload
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="Debian's chromium missing")
@@ -44,8 +51,8 @@ def test_the_fleet_shows_each_terminals_version_and_configuration(
 
     tag = "desktop" if viewport is DESKTOP else "phone"
     with browser_page(viewport) as page:
-        _login(page, server.url, "/tech")
-        _checks(page, f"fleet-inventory-{tag}")
+        log_in(page, server.url, TECH, PASSWORD, "/tech")
+        reader_checks(page, f"fleet-inventory-{tag}", DATA)
         if viewport is DESKTOP:
             expect(page.locator("th").nth(5)).to_have_text("终端软件")
             expect(page.locator("th").nth(6)).to_have_text("配置")

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-from test_cloud_alerts_delivery import Clock, Receiver, hook, receiver, service, settle
+from test_cloud_alerts_delivery import Clock, hook, service, settle
 from test_maintenance_rules import H0, series
+from webhook_receiver import Receiver
 
 from cloud_gateway import maintenance_alerts
 from cloud_gateway.db import Database
@@ -19,7 +20,6 @@ from xiaodian.wire.health import HEALTH_DEVICE, Vitals
 from xiaodian.wire.payloads import batch_payload, event_record
 
 STORE = "store-001"
-__all__ = ["receiver"]  # the webhook receiver fixture, shared with the delivery tests
 
 
 def _send(db: Database, vitals: list[Vitals], first_seq: int) -> None:

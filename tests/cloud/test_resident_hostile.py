@@ -6,30 +6,16 @@ rotates a forwarded-for header. Each is refused or shown as text, and leaves not
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 import resident_world as rw
-from test_resident_routes import FakeSender, Town, get, log_in, order, order_id, post
+from resident_world import Town, get, log_in, order, order_id, post
 
-from cloud_gateway import residents, retail, shop, stores
+from cloud_gateway import residents, retail, stores
 from cloud_gateway.db import Database
-from cloud_gateway.web import Api, HttpServer
 from devstack.testkit.http_client import request
 
 EVIL = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
-
-
-@pytest.fixture
-def town(tmp_path: Path) -> Iterator[Town]:
-    world = rw.build(tmp_path)
-    sender = FakeSender()
-    api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
-              residents=shop.Services(sender=sender))
-    with HttpServer(api, "127.0.0.1", 0) as srv:
-        yield Town(world, srv.url.rstrip("/"), sender)
 
 
 def orders_count(town: Town) -> int:

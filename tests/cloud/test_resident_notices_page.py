@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from test_resident_routes import Town, get, log_in, order, order_id, town
+from resident_world import Town, get, log_in, order, order_id
 
 from cloud_gateway import resident_notices
 from cloud_gateway.db import Database
 from devstack.testkit.browser import PHONE, browser_page, have_chromium, overflow_px, screenshot
-
-__all__ = ["town"]  # the fixture
 
 
 def test_my_orders_shows_my_notices_only(town: Town) -> None:
@@ -27,7 +25,7 @@ def test_what_was_refunded_is_not_charged_at_pickup(town: Town) -> None:
     alice = log_in(town, "13800000007")
     mine = order_id(order(town, alice))
     before = get(town, "/r/orders", alice).body.decode()
-    assert "合计 ¥8.90，取货时付款" in before  # one bread (test_resident_routes.order)
+    assert "合计 ¥8.90，取货时付款" in before  # one bread (resident_world.order)
     with Database.open(town.world.db_path) as db, db.transaction() as conn:
         # As supply.receiving writes it when a delivery came short (manifest 1).
         conn.execute("INSERT INTO refunds (order_id, store, manifest, amount_fen, reason,"

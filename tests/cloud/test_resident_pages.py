@@ -16,17 +16,17 @@ import pytest
 import resident_world as rw
 import segno
 from playwright.sync_api import Geolocation
+from resident_world import Town
 
 from cloud_gateway import geo, shop, stores
 from cloud_gateway.db import Database
-from cloud_gateway.web import Api, HttpServer
 from devstack.testkit.browser import (
     PHONE,
     SMALL_PHONE,
     browser_page,
-    english_words,
     have_chromium,
     overflow_px,
+    reader_checks,
     screenshot,
     visible_text,
 )
@@ -42,16 +42,6 @@ DATA = ["English"]  # the language switch; every other Latin word is the interfa
 
 
 @dataclass
-class FakeSender:
-    """Stands in for the SMS gateway: keeps the codes it was asked to send."""
-
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
-
-
-@dataclass
 class FakePayment:
     """Test-only payment provider: records what it was asked to collect."""
 
@@ -62,22 +52,15 @@ class FakePayment:
         return shop.Payment("pay_at_pickup", "due")
 
 
-@dataclass
-class Town:
-    world: rw.World
-    url: str
-    sender: FakeSender
-    payment: FakePayment
+@pytest.fixture
+def payment() -> FakePayment:
+    return FakePayment()
 
 
 @pytest.fixture
-def town(tmp_path: Path) -> Iterator[Town]:
-    world = rw.build(tmp_path)
-    sender, payment = FakeSender(), FakePayment()
-    api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
-              residents=shop.Services(sender=sender, payment=payment))
-    with HttpServer(api, "127.0.0.1", 0) as srv:
-        yield Town(world, srv.url.rstrip("/"), sender, payment)
+def town(tmp_path: Path, payment: FakePayment) -> Iterator[Town]:
+    with rw.serve(rw.build(tmp_path), payment=payment) as town:
+        yield town
 
 
 def gps_of(point: geo.Point) -> Geolocation:
@@ -86,18 +69,12 @@ def gps_of(point: geo.Point) -> Geolocation:
     return {"latitude": w.lat, "longitude": w.lon}
 
 
-def reader_checks(page: Any, name: str) -> None:
-    screenshot(page, name)
-    assert english_words(visible_text(page), DATA) == [], name
-    assert overflow_px(page) == 0, name
-
-
 def login(page: Any, town: Town, back_to: str) -> None:
     """Log in on the login page the browser is at; it returns to `back_to` (a path)."""
     page.fill("input[name=phone]", PHONE_NO)
     page.click("form[action='/r/login/code'] button")
     page.wait_for_selector("input[name=code]")
-    reader_checks(page, "resident-login-code")
+    reader_checks(page, "resident-login-code", DATA)
     assert town.sender.sent[-1][0] == PHONE_NO
     page.fill("input[name=code]", town.sender.sent[-1][1])
     page.click("form[action='/r/login/verify'] button")
@@ -123,7 +100,7 @@ def test_stores_near_me_from_the_phones_position(town: Town, viewport: Any) -> N
         assert "暂不供应冷藏食品" in alarming
         assert "可订冷藏食品" in page.inner_text("article.store[data-store=store-001]")
         assert "营业中" in page.inner_text("article.store[data-store=store-001]")
-        reader_checks(page, f"resident-near-{viewport['width']}")
+        reader_checks(page, f"resident-near-{viewport['width']}", DATA)
 
 
 def test_a_refused_position_offers_the_districts(town: Town) -> None:
@@ -132,7 +109,7 @@ def test_a_refused_position_offers_the_districts(town: Town) -> None:
         wait(lambda: "未获得您的位置" in page.inner_text("#locate-status"), 10,
              "the page to say the position was refused")
         assert store_ids(page) == []
-        reader_checks(page, "resident-near-refused")
+        reader_checks(page, "resident-near-refused", DATA)
         page.click("#places a:has-text('浦东新区')")
         page.wait_for_selector("article.store")
         # From the middle of 浦东新区's stores, its own store is nearest; no distance is
@@ -140,7 +117,7 @@ def test_a_refused_position_offers_the_districts(town: Town) -> None:
         assert store_ids(page)[0] == "store-003"
         assert page.locator("article.store .dist").count() == 0
         assert "lat=" not in (page.get_attribute("article.store a.btn", "href") or "x")
-        reader_checks(page, "resident-near-district")
+        reader_checks(page, "resident-near-district", DATA)
 
 
 def test_an_alarming_fridge_offers_no_chilled_item(town: Town) -> None:
@@ -149,7 +126,7 @@ def test_an_alarming_fridge_offers_no_chilled_item(town: Town) -> None:
         items = page.eval_on_selector_all(".offer", "els => els.map(e => e.dataset.item)")
         assert items == [rw.BREAD]
         assert "暂不供应冷藏食品" in visible_text(page)
-        reader_checks(page, "resident-store-alarming")
+        reader_checks(page, "resident-store-alarming", DATA)
 
 
 def qr_modules(page: Any, selector: str) -> list[list[bool]]:
@@ -179,7 +156,8 @@ def qr_modules(page: Any, selector: str) -> list[list[bool]]:
     }""", selector)]
 
 
-def test_order_for_pickup_and_see_the_code(town: Town, tmp_path: Path) -> None:
+def test_order_for_pickup_and_see_the_code(town: Town, payment: FakePayment,
+                                            tmp_path: Path) -> None:
     with browser_page(PHONE, geolocation=gps_of(rw.HOME)) as page:
         page.goto(f"{town.url}/r")
         page.wait_for_selector("article.store")
@@ -188,7 +166,7 @@ def test_order_for_pickup_and_see_the_code(town: Town, tmp_path: Path) -> None:
         page.fill(f"input[name='qty:{rw.MILK}']", "2")
         page.fill(f"input[name='qty:{rw.BREAD}']", "1")
         assert page.inner_text("#total") == "¥33.90"  # as the server writes money
-        reader_checks(page, "resident-store-cart")
+        reader_checks(page, "resident-store-cart", DATA)
         assert page.inner_text("form#order button[type=submit]") == "登录并下单"
         page.click("form#order button[type=submit]")
         # Not logged in: the login keeps the cart and comes back to it.
@@ -203,7 +181,7 @@ def test_order_for_pickup_and_see_the_code(town: Town, tmp_path: Path) -> None:
         assert "幸福路店" in text and "黄浦区幸福路1号" in text
         assert "合计 ¥33.90，取货时付款" in text
         assert "今天 11:00–12:00" in text  # the first pickup hour, on the store's clock
-        assert town.payment.started == [(order_id, 3390)]
+        assert payment.started == [(order_id, 3390)]
         href = page.get_attribute(f"{card} a.map", "href") or ""
         assert "uri.amap.com" in href and f"{rw.north(300).lon:.6f}" in href
         code = page.inner_text(f"{card} .code").strip()
@@ -217,11 +195,11 @@ def test_order_for_pickup_and_see_the_code(town: Town, tmp_path: Path) -> None:
         assert ticket.order_id == order_id
         page.reload()
         assert page.inner_text(f"{card} .code").strip() == code  # the same code every visit
-        reader_checks(page, "resident-my-orders")
+        reader_checks(page, "resident-my-orders", DATA)
     with browser_page(SMALL_PHONE) as small:
         small.goto(f"{town.url}/r/orders")
         small.wait_for_url(re.compile(r".*/r/login.*"))  # another browser: not logged in
-        reader_checks(small, "resident-login-360")
+        reader_checks(small, "resident-login-360", DATA)
 
 
 def someone_else_orders(town: Town, store: str) -> None:
@@ -248,11 +226,11 @@ def test_a_full_store_offers_the_next_nearest(town: Town) -> None:
         text = page.inner_text("#refusal")
         assert "本店该时段的订单已满" in text
         assert "人民路店" in text  # ... and the next nearest store that can take it offered
-        reader_checks(page, "resident-refused-full")
+        reader_checks(page, "resident-refused-full", DATA)
         page.click("#next-store")
         page.wait_for_url(re.compile(r".*/r/s/store-002\?.*"))
         assert page.input_value(f"input[name='qty:{rw.BREAD}']") == "2"  # the cart came along
-        reader_checks(page, "resident-next-store")
+        reader_checks(page, "resident-next-store", DATA)
         page.click("form#order button[type=submit]")
         page.wait_for_url(re.compile(r".*/r/orders#order-\d+"))
         assert "人民路店" in page.inner_text("article.order")

@@ -6,83 +6,13 @@ the next store; cancelling before and after the pickup hour; staff pages stay sh
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlencode
 
-import pytest
 import resident_world as rw
+from resident_world import Town, first_hour, get, log_in, order, order_id, post
 
-from cloud_gateway import residents, retail, shop
+from cloud_gateway import residents, retail
 from cloud_gateway.db import Database
-from cloud_gateway.web import Api, HttpServer
-from devstack.testkit.http_client import Response, request
-
-
-@dataclass
-class FakeSender:
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
-
-
-@dataclass
-class Town:
-    world: rw.World
-    url: str
-    sender: FakeSender
-
-
-@pytest.fixture
-def town(tmp_path: Path) -> Iterator[Town]:
-    world = rw.build(tmp_path)
-    sender = FakeSender()
-    api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
-              residents=shop.Services(sender=sender))
-    with HttpServer(api, "127.0.0.1", 0) as srv:
-        yield Town(world, srv.url.rstrip("/"), sender)
-
-
-def post(town: Town, path: str, fields: dict[str, str], *, cookie: str = "",
-         origin: str | None = None, client_ip: str = "") -> Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "Origin": origin if origin is not None else town.url}
-    if cookie:
-        headers["Cookie"] = cookie
-    return request(town.url + path, "POST", data=urlencode(fields).encode(), headers=headers)
-
-
-def get(town: Town, path: str, cookie: str = "") -> Response:
-    return request(town.url + path, headers={"Cookie": cookie} if cookie else {})
-
-
-def log_in(town: Town, phone: str) -> str:
-    assert post(town, "/r/login/code", {"phone": phone}).status == 200
-    code = town.sender.sent[-1][1]
-    r = post(town, "/r/login/verify", {"phone": phone, "code": code, "next": "/r/orders"})
-    assert r.status == 303 and r.headers["Location"] == "/r/orders"
-    cookie = r.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/r" in cookie
-    return cookie.split(";")[0]
-
-
-def first_hour(town: Town) -> str:
-    return str(int(rw.NOW // 3600 * 3600 + 3600))  # 11:00 in Shanghai (UTC+8, whole hours)
-
-
-def order(town: Town, cookie: str, store: str = "store-001", **fields: str) -> Response:
-    body = {f"qty:{rw.BREAD}": "1", "mode": "pickup", "window": first_hour(town),
-            "lat": f"{rw.HOME.lat:.6f}", "lon": f"{rw.HOME.lon:.6f}", **fields}
-    return post(town, f"/r/s/{store}/order", body, cookie=cookie)
-
-
-def order_id(r: Response) -> int:
-    assert r.status == 303, r.body[:300]
-    m = re.fullmatch(r"/r/orders#order-(\d+)", r.headers["Location"])
-    assert m is not None
-    return int(m[1])
+from devstack.testkit.http_client import request
 
 
 def test_codes_are_rate_limited_per_number_and_per_address(town: Town) -> None:
@@ -143,7 +73,7 @@ def test_a_resident_sees_and_cancels_only_their_own_orders(town: Town) -> None:
 def test_cancel_before_the_hour_releases_the_goods_and_not_after(town: Town) -> None:
     me = log_in(town, "13800000005")
     first, second = order_id(order(town, me)), order_id(order(
-        town, me, window=str(int(first_hour(town)) + 3600)))
+        town, me, window=str(int(first_hour()) + 3600)))
     with Database.open(town.world.db_path) as db:
         before = retail.availability(db.conn, "store-001", town.world.clock())[rw.BREAD]
     assert before["reserved"] == 2
@@ -152,7 +82,7 @@ def test_cancel_before_the_hour_releases_the_goods_and_not_after(town: Town) -> 
         after = retail.availability(db.conn, "store-001", town.world.clock())[rw.BREAD]
         assert retail.get_order(db.conn, "store-001", first)["state"] == "cancelled"  # type: ignore[index]
     assert after["reserved"] == 1
-    town.world.clock.t = float(first_hour(town)) + 3600 + 60  # the second's hour has begun
+    town.world.clock.t = float(first_hour()) + 3600 + 60  # the second's hour has begun
     late = post(town, f"/r/orders/{second}/cancel", {}, cookie=me)
     assert late.status == 409 and "已无法取消" in late.body.decode()
 
@@ -207,7 +137,7 @@ def test_short_stock_is_refused_and_the_next_store_offered(town: Town) -> None:
     r = order(town, me, **{f"qty:{rw.MILK}": "5", f"qty:{rw.BREAD}": "0"})
     order_id(r)
     again = order(town, me, **{f"qty:{rw.MILK}": "1", f"qty:{rw.BREAD}": "0"},
-                  window=str(int(first_hour(town)) + 3600))
+                  window=str(int(first_hour()) + 3600))
     assert again.status == 409 and "人民路店" in again.body.decode()
     assert "/r/s/store-002?" in again.body.decode()
 
@@ -237,7 +167,7 @@ def test_the_timeline_follows_the_store_to_picked_up(town: Town) -> None:
         set_state(conn, oid, "open", "received", rw.NOW + 5, "store", None)
     received = card()
     assert re.search(r'<li class="done">小店已收到订单 · 10:00</li>', received)
-    town.world.clock.t = float(first_hour(town)) + 600
+    town.world.clock.t = float(first_hour()) + 600
     with Database.open(town.world.db_path) as db, db.transaction() as conn:
         set_state(conn, oid, "received", "picked_up", town.world.clock.t, "store", None)
     done = card()

@@ -8,41 +8,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 import resident_world as rw
+from resident_world import Town, get, log_in, order_id, post
 
-from cloud_gateway import retail, shop
+from cloud_gateway import retail
 from cloud_gateway.db import Database
 from cloud_gateway.retail_tables import set_state
 from cloud_gateway.shop_waves import PRESALE_MAX, SupplyWaves
 from cloud_gateway.supply import cutoff, dispatch, settings, waves
-from cloud_gateway.web import Api, HttpServer
-from devstack.testkit.http_client import Response, request
+from devstack.testkit.http_client import Response
 
 WAVE = date(2026, 12, 7)  # rw.NOW is 10:00 in Shanghai: today's wave, cut off at 23:00
 CUTOFF = rw.NOW + 13 * 3600
 OPENS = rw.NOW + 22 * 3600  # 08:00 on the delivery day
 CLOSES = rw.NOW + 35 * 3600  # 21:00
-
-
-@dataclass
-class Sender:
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
-
-
-@dataclass
-class Town:
-    world: rw.World
-    url: str
-    sender: Sender
 
 
 def supply(db_path: Path | str, pickups: dict[str, int]) -> None:
@@ -68,11 +51,8 @@ def make_town(tmp_path: Path, pickups: dict[str, int],
               db_target: Path | str | None = None) -> Iterator[Town]:
     world = rw.build(tmp_path, stock={"store-001": 1, "store-002": 1}, db_target=db_target)
     supply(world.db_path, pickups)
-    sender = Sender()
-    api = Api(world.db_path, pickup_keys_dir=world.keys, now=world.clock,
-              residents=shop.Services(sender=sender))
-    with HttpServer(api, "127.0.0.1", 0) as srv:
-        yield Town(world, srv.url.rstrip("/"), sender)
+    with rw.serve(world) as town:
+        yield town
 
 
 @pytest.fixture
@@ -81,37 +61,11 @@ def town(tmp_path: Path, db_target: Path | str) -> Iterator[Town]:
     yield from make_town(tmp_path, {"store-001": 1}, db_target)
 
 
-def post(town: Town, path: str, fields: dict[str, str], cookie: str = "") -> Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": town.url}
-    if cookie:
-        headers["Cookie"] = cookie
-    return request(town.url + path, "POST", data=urlencode(fields).encode(), headers=headers)
-
-
-def get(town: Town, path: str, cookie: str = "") -> Response:
-    return request(town.url + path, headers={"Cookie": cookie} if cookie else {})
-
-
-def log_in(town: Town, phone: str) -> str:
-    assert post(town, "/r/login/code", {"phone": phone}).status == 200
-    r = post(town, "/r/login/verify", {"phone": phone, "code": town.sender.sent[-1][1],
-                                       "next": "/r/orders"})
-    assert r.status == 303
-    return r.headers["Set-Cookie"].split(";")[0]
-
-
 def preorder(town: Town, cookie: str, store: str = "store-001", **qty: str) -> Response:
     body = {f"qty:{rw.MILK}": qty.get("milk", "2"), f"qty:{rw.BREAD}": qty.get("bread", "0"),
             "mode": "pickup", "window": "wave", "lat": f"{rw.HOME.lat:.6f}",
             "lon": f"{rw.HOME.lon:.6f}"}
-    return post(town, f"/r/s/{store}/order", body, cookie)
-
-
-def order_id(r: Response) -> int:
-    assert r.status == 303, r.body.decode()[:500]
-    m = re.fullmatch(r"/r/orders#order-(\d+)", r.headers["Location"])
-    assert m is not None
-    return int(m[1])
+    return post(town, f"/r/s/{store}/order", body, cookie=cookie)
 
 
 def card(town: Town, cookie: str, oid: int) -> str:
@@ -162,20 +116,20 @@ def test_a_pre_order_rides_the_wave_and_cancels_only_before_the_cutoff(town: Tow
     r = post(town, "/r/s/store-002/order", {f"qty:{rw.MILK}": "1", "mode": "delivery",
                                             "window": "wave", "address": "幸福路 2 号",
                                             "lat": f"{rw.HOME.lat:.6f}",
-                                            "lon": f"{rw.HOME.lon:.6f}"}, me2)
+                                            "lon": f"{rw.HOME.lon:.6f}"}, cookie=me2)
     assert r.status == 400 and "预订的商品须到店自取" in r.body.decode()
     # Cancel before the cutoff: it leaves the wave and frees its place.
-    assert post(town, f"/r/orders/{oid}/cancel", {}, me).status == 303
+    assert post(town, f"/r/orders/{oid}/cancel", {}, cookie=me).status == 303
     with Database.open(town.world.db_path) as db:
         assert waves.wave_of_order(db.conn, oid)["outcome"] == "cancelled"
     second = order_id(preorder(town, me))  # store-001's one pickup is free again
     town.world.clock.t = CUTOFF + 1
-    late = post(town, f"/r/orders/{second}/cancel", {}, me)
+    late = post(town, f"/r/orders/{second}/cancel", {}, cookie=me)
     assert late.status == 409 and "截单" in late.body.decode()
     with Database.open(town.world.db_path) as db:
         assert retail.get_order(db.conn, "store-001", second)["state"] == "preorder"
     # Another resident's pre-order looks like no order at all.
-    assert post(town, f"/r/orders/{second}/cancel", {}, me2).status == 404
+    assert post(town, f"/r/orders/{second}/cancel", {}, cookie=me2).status == 404
 
 
 def test_a_full_wave_refuses_and_offers_the_next_store_with_room(town: Town) -> None:
@@ -244,5 +198,5 @@ def test_a_pre_order_moved_at_the_cutoff_shows_its_new_store(town: Town) -> None
     c = card(town, me, oid)
     assert "<h2>人民路店</h2>" in c and "已改到本区另一家小店" in c
     assert "取消这个订单" not in c
-    late = post(town, f"/r/orders/{oid}/cancel", {}, me)
+    late = post(town, f"/r/orders/{oid}/cancel", {}, cookie=me)
     assert late.status == 409 and "已截单" in late.body.decode()

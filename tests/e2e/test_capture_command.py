@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import queue
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +15,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from devstack.testkit.edge import QUICK, RunningAgent, edge_config
+from devstack.testkit.edge import QUICK, RunningAgent, edge_config, quiet_fridge_sim
 from devstack.testkit.mqtt_clients import start_client, stop_client, subscribe
 from devstack.testkit.wait import wait
 from edge.config import CommandKey, CommandSettings
 from edge.remote_capture import MAX_CAPTURE_BYTES
 from firmware_bridge import codec, pcapng
-from hw_sim.runner import Runner
-from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.mqtt import MqttSettings, command_publish
 from xiaodian.pki import load_command_private_key, make_command_key
 from xiaodian.wire.commands import MAX_RESULT_BYTES, response_topic, sign_command
@@ -37,41 +34,32 @@ def test_a_signed_capture_records_through_the_agent(
 ) -> None:
     priv, pub, kid = make_command_key(tmp_path / "cmdkey")
     key = load_command_private_key(priv)
-    spec = FridgeSpec(id="fridge-1", sample_interval_s=10, heartbeat_interval_s=10,
-                      door_openings_per_hour=0, defrost_every_h=0)
-    runner = Runner(Scenario(SimSettings(link_dir=tmp_path / "run", truth=tmp_path / "t.jsonl",
-                                         speed=10.0), fridges=(spec,)))
-    sim = threading.Thread(target=runner.run, daemon=True)
-    sim.start()
-    cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE),
-                      fridges=[("fridge-1", tmp_path / "run" / "fridge-1")],
-                      commands=CommandSettings(keys=(CommandKey(kid, pub),)), **QUICK)
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
 
     def on_answer(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         answers.put(json.loads(msg.payload))
 
-    cloud = start_client(mqtt_settings("cloud-gateway"), "cloud-gateway-commands")
-    subscribe(cloud, response_topic(STORE), on_answer)
-    try:
-        with RunningAgent(cfg) as agent:
-            reader = agent.fridge_readers["fridge-1"]
-            wait(lambda: reader.hello is not None and agent.uplink.commands_subscribed, 20,
-                 "HELLO and the command subscription")
-            wait(lambda: reader.receipts_sent >= 2, 20, "a few records receipted")
-            before = reader.stats()
-            signed = sign_command(key, kid, target=STORE, action="capture",
-                                  params={"device": "fridge-1", "seconds": 3},
-                                  issued_at=int(time.time()))
-            p = command_publish(signed, time.time())
-            cloud.publish(p.topic, p.payload, qos=1, properties=p.properties)
-            answer = answers.get(timeout=20)
-            after = reader.stats()
-    finally:
-        stop_client(cloud)
-        runner.request_stop()
-        sim.join(timeout=15)
-        runner.close()
+    with quiet_fridge_sim(tmp_path) as port:
+        cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE), fridges=[("fridge-1", port)],
+                          commands=CommandSettings(keys=(CommandKey(kid, pub),)), **QUICK)
+        cloud = start_client(mqtt_settings("cloud-gateway"), "cloud-gateway-commands")
+        subscribe(cloud, response_topic(STORE), on_answer)
+        try:
+            with RunningAgent(cfg) as agent:
+                reader = agent.fridge_readers["fridge-1"]
+                wait(lambda: reader.hello is not None and agent.uplink.commands_subscribed, 20,
+                     "HELLO and the command subscription")
+                wait(lambda: reader.receipts_sent >= 2, 20, "a few records receipted")
+                before = reader.stats()
+                signed = sign_command(key, kid, target=STORE, action="capture",
+                                      params={"device": "fridge-1", "seconds": 3},
+                                      issued_at=int(time.time()))
+                p = command_publish(signed, time.time())
+                cloud.publish(p.topic, p.payload, qos=1, properties=p.properties)
+                answer = answers.get(timeout=20)
+                after = reader.stats()
+        finally:
+            stop_client(cloud)
 
     assert (answer["status"], answer["outcome"], answer["device"]) == (
         "executed", "ok", "fridge-1")

@@ -4,10 +4,6 @@ terminal's SQLite, and the cloud's stock is exactly the terminal's ledger."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from devstack.stack import StoreStack
 from devstack.testkit.edge import query
@@ -15,16 +11,6 @@ from devstack.testkit.http_client import post
 from devstack.testkit.wait import wait
 from xiaodian.pki import load_pickup_key, pickup_key_path
 from xiaodian.wire.pickup import PickupCodec
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    s = StoreStack(tmp_path / "store", speed=60, retail=True)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
 
 
 def test_orders_reach_the_terminal_and_cloud_stock_is_its_ledger(stack: StoreStack) -> None:

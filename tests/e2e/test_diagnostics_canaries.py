@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,16 +32,15 @@ from devstack.testkit.browser import (
     browser_page,
     english_words,
     have_chromium,
+    log_in,
     overflow_px,
     screenshot,
     visible_text,
 )
-from devstack.testkit.edge import QUICK, RunningAgent, edge_config
+from devstack.testkit.edge import QUICK, RunningAgent, edge_config, quiet_fridge_sim
 from devstack.testkit.http_client import get, post
 from devstack.testkit.wait import wait
 from edge.config import CommandKey, CommandSettings, PickupSettings
-from hw_sim.runner import Runner
-from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import load_command_private_key, make_command_key
 
@@ -91,10 +89,6 @@ def test_collect_diagnostics_from_the_device_page_leaks_no_secret(
                 "password": [password], "api token": [token],
                 "command key": _pem_body(priv), "store TLS key": _pem_body(store_mqtt.tls.key)}
 
-    spec = FridgeSpec(id="fridge-1", sample_interval_s=10, heartbeat_interval_s=10,
-                      door_openings_per_hour=0, defrost_every_h=0)
-    runner = Runner(Scenario(SimSettings(link_dir=tmp_path / "run", truth=tmp_path / "t.jsonl",
-                                         speed=10.0), fridges=(spec,)))
     cfg = edge_config(tmp_path / "edge", store_mqtt,
                       fridges=[("fridge-1", tmp_path / "run" / "fridge-1")],
                       commands=CommandSettings(keys=(CommandKey(kid, pub),)),
@@ -106,12 +100,10 @@ def test_collect_diagnostics_from_the_device_page_leaks_no_secret(
     worker = IngestWorker(gw, CloudSettings(db=cloud_db, worker_id="cloud-1",
                                             command_sweep_interval_s=0.2))
     publisher = CommandPublisher(gw, "cloud-1-cmd")
-    sim = threading.Thread(target=runner.run, daemon=True)
     log_file = tmp_path / "all.log"
-    with _log_to(log_file):
+    with _log_to(log_file), quiet_fridge_sim(tmp_path):
         worker.start()
         publisher.start()
-        sim.start()
         try:
             assert worker.wait_subscribed(10) and publisher.wait_connected(10)
             commander = Commander(Signer(load_command_private_key(priv), kid), cloud_db,
@@ -123,11 +115,7 @@ def test_collect_diagnostics_from_the_device_page_leaks_no_secret(
                      "the agent takes commands and the fridge said HELLO")
                 wait(lambda: _knows_fridge(server.url, token), 30, "the fridge in the cloud")
                 with browser_page(DESKTOP) as page:
-                    page.goto(server.url + f"login?next=/tech/{STORE}/fridge-1")
-                    page.fill("input[name=user]", "tech")
-                    page.fill("input[name=password]", password)
-                    page.click("button[type=submit]")
-                    page.wait_for_url(server.url + f"tech/{STORE}/fridge-1")
+                    log_in(page, server.url, "tech", password, f"/tech/{STORE}/fridge-1")
                     page.click("#diag")
                     expect(page.locator("#diag-summary")).to_be_visible(timeout=30_000)
                     expect(page.locator("#diag-status")).to_have_text("终端回复：")
@@ -152,9 +140,6 @@ def test_collect_diagnostics_from_the_device_page_leaks_no_secret(
                 captured = _command(server.url, token, cid)["result"]
                 stored = _results(cloud_db)
         finally:
-            runner.request_stop()
-            sim.join(timeout=15)
-            runner.close()
             publisher.stop()
             worker.stop()
 

@@ -11,7 +11,7 @@ The cloud must then hold the acknowledgement, with the corrective action, made b
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,9 +24,9 @@ from devstack.testkit.browser import (
     PHONE,
     SMALL_PHONE,
     browser_page,
-    english_words,
     have_chromium,
     overflow_px,
+    reader_checks,
     screenshot,
     visible_text,
 )
@@ -44,73 +44,67 @@ def _owner_alerts(notices: list[Notice]) -> list[Notice]:
     return [n for n in notices if n.kind == "alert" and n.alert.get("audience") == "owner"]
 
 
-def test_the_owner_is_told_and_acknowledges_from_the_phone(tmp_path: Path) -> None:
-    stack = StoreStack(tmp_path / "store", speed=SPEED, owner_inbox=True)
-    try:
-        stack.start()
-        assert stack.inbox is not None
-        inbox = stack.inbox.inbox
-        wait(lambda: _owner_alerts(inbox.notices()), 60, "the owner's first alert notice")
-        t = translator("zh_CN")
-        with browser_page(PHONE) as page:
-            page.goto(stack.inbox_url)
-            first = page.locator("article").first
-            link = first.locator("a.ack")
-            ack_url = link.get_attribute("href")
-            shown = next(n for n in inbox.notices() if n.ack_url == ack_url)
-            card = first.inner_text()
-            alert: dict[str, Any] = shown.alert
-            # Where, what, how bad and when (in the store's zone, not the browser's UTC).
-            assert alert["fridge"] in card and alert["store"] in card
-            assert t.gettext(RULES[alert["rule"]]) in card
-            assert t.gettext(SEVERITIES[alert["severity"]]) in card
-            assert t.date_time(alert["raised_at"], DEFAULT_TZ, fmt="short") in card
-            assert shown.body["text"] in card
-            # Chinese, apart from data (the cloud's own text, ids) and the language switch.
-            data_words = re.findall(r"[A-Za-z][A-Za-z0-9'’-]*",
-                                    " ".join(str(n.body["text"]) for n in inbox.notices()))
-            text = visible_text(page)
-            assert english_words(text, allowed=[*data_words, "English"]) == []
-            assert overflow_px(page) == 0
-            # The link is the big thing on the card: a thumb-sized button across the screen.
-            box = link.bounding_box()
-            assert box is not None and box["height"] >= 48 and box["width"] >= 300, box
-            assert box["y"] + box["height"] <= PHONE["height"], "the first link is below the fold"
-            screenshot(page, "inbox-phone")
-            page.set_viewport_size(SMALL_PHONE)
-            assert overflow_px(page) == 0, "wider than a 360 px phone"
-            page.set_viewport_size(PHONE)
+def test_the_owner_is_told_and_acknowledges_from_the_phone(
+        store_stack: Callable[..., StoreStack]) -> None:
+    stack = store_stack(speed=SPEED, owner_inbox=True)
+    assert stack.inbox is not None
+    inbox = stack.inbox.inbox
+    wait(lambda: _owner_alerts(inbox.notices()), 60, "the owner's first alert notice")
+    t = translator("zh_CN")
+    with browser_page(PHONE) as page:
+        page.goto(stack.inbox_url)
+        first = page.locator("article").first
+        link = first.locator("a.ack")
+        ack_url = link.get_attribute("href")
+        shown = next(n for n in inbox.notices() if n.ack_url == ack_url)
+        card = first.inner_text()
+        alert: dict[str, Any] = shown.alert
+        # Where, what, how bad and when (in the store's zone, not the browser's UTC).
+        assert alert["fridge"] in card and alert["store"] in card
+        assert t.gettext(RULES[alert["rule"]]) in card
+        assert t.gettext(SEVERITIES[alert["severity"]]) in card
+        assert t.date_time(alert["raised_at"], DEFAULT_TZ, fmt="short") in card
+        assert shown.body["text"] in card
+        # Chinese, apart from data (the cloud's own text, ids) and the language switch.
+        data_words = re.findall(r"[A-Za-z][A-Za-z0-9'’-]*",
+                                " ".join(str(n.body["text"]) for n in inbox.notices()))
+        reader_checks(page, "inbox-phone", [*data_words, "English"])
+        # The link is the big thing on the card: a thumb-sized button across the screen.
+        box = link.bounding_box()
+        assert box is not None and box["height"] >= 48 and box["width"] >= 300, box
+        assert box["y"] + box["height"] <= PHONE["height"], "the first link is below the fold"
+        page.set_viewport_size(SMALL_PHONE)
+        assert overflow_px(page) == 0, "wider than a 360 px phone"
+        page.set_viewport_size(PHONE)
 
-            link.click()
-            page.wait_for_load_state()
-            assert urlsplit(page.url).path.startswith("/ack/")
-            screenshot(page, "inbox-ack-form-phone")
-            form = page.locator("form:has([name=corrective_action])")
-            form.locator("[name=corrective_action]").fill(ACTION)
-            by = form.locator("[name=by]")
-            if by.count() and not by.input_value():  # the link's contact, unless pre-filled
-                by.fill("owner")
-            with page.expect_response(lambda r: r.request.method == "POST") as posted:
-                form.locator("button, [type=submit]").first.click()
-            assert posted.value.status == 200, posted.value.text()
-            page.wait_for_load_state()
-            screenshot(page, "inbox-acknowledged-phone")
+        link.click()
+        page.wait_for_load_state()
+        assert urlsplit(page.url).path.startswith("/ack/")
+        screenshot(page, "inbox-ack-form-phone")
+        form = page.locator("form:has([name=corrective_action])")
+        form.locator("[name=corrective_action]").fill(ACTION)
+        by = form.locator("[name=by]")
+        if by.count() and not by.input_value():  # the link's contact, unless pre-filled
+            by.fill("owner")
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            form.locator("button, [type=submit]").first.click()
+        assert posted.value.status == 200, posted.value.text()
+        page.wait_for_load_state()
+        screenshot(page, "inbox-acknowledged-phone")
 
-            # English on request, remembered: the switch, then the page again without it.
-            page.goto(stack.inbox_url)
-            page.locator("header a[lang=en]").click()
-            page.wait_for_load_state()
-            page.goto(stack.inbox_url)
-            en = translator("en")
-            assert page.locator("html").get_attribute("lang") == "en"
-            assert en.gettext(RULES[alert["rule"]]) in visible_text(page)
-            screenshot(page, "inbox-phone-en")
+        # English on request, remembered: the switch, then the page again without it.
+        page.goto(stack.inbox_url)
+        page.locator("header a[lang=en]").click()
+        page.wait_for_load_state()
+        page.goto(stack.inbox_url)
+        en = translator("en")
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert en.gettext(RULES[alert["rule"]]) in visible_text(page)
+        screenshot(page, "inbox-phone-en")
 
-        key = unquote(urlsplit(ack_url).path.removeprefix("/ack/"))
-        assert key == alert["key"]
-        recorded = stack.api(f"api/alerts/{key}")
-        acks = [(a["by"], a["corrective_action"], a["via"]) for a in recorded["acks"]]
-        assert acks == [("owner", ACTION, "link:owner")]
-        assert recorded["acked_at"] is not None and recorded["corrective_action"] == ACTION
-    finally:
-        stack.stop()
+    key = unquote(urlsplit(ack_url).path.removeprefix("/ack/"))
+    assert key == alert["key"]
+    recorded = stack.api(f"api/alerts/{key}")
+    acks = [(a["by"], a["corrective_action"], a["via"]) for a in recorded["acks"]]
+    assert acks == [("owner", ACTION, "link:owner")]
+    assert recorded["acked_at"] is not None and recorded["corrective_action"] == ACTION

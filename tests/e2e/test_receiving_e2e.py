@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
+from supply_setup import north_zone
 
 from cloud_gateway import resident_notices, retail
 from cloud_gateway.db import Database
@@ -33,17 +32,6 @@ from xiaodian.i18n import translator
 MILK = "06901234567892"  # 8 on the shelf that keep (seed_retail)
 TOFU = "06901234567823"  # none in stock: the pre-order brings it
 EGGS = "06901234567809"  # 6 on the shelf, no walk-in sales yet: they cover the pre-order
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    s = StoreStack(tmp_path / "store", speed=60, retail=True)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
 
 
 @dataclass
@@ -68,12 +56,7 @@ def test_a_wave_is_received_at_the_counter_and_the_cloud_gets_one_receipt(
         stack: StoreStack) -> None:
     assert stack.seed_retail()["problems"] == []
     w = Wave()
-    db = ("--db", str(stack.cloud_db))
-    cli("supply", "store", "set", "store-001", "--zone", "north", "--fridge", "100",
-        "--pickup", "20", *db)
-    for item, name in ((MILK, "鲜牛奶"), (TOFU, "豆腐"), (EGGS, "鸡蛋")):
-        cli("supply", "item", "set", item, "--name", name, "--shelf-life", "5",
-            "--case-pack", "12", "--volume", "1", "--cost", "500", "--price", "800", *db)
+    db = north_zone(stack, {MILK: "鲜牛奶", TOFU: "豆腐", EGGS: "鸡蛋"})
 
     # 1. A pre-order on the wave, then the cutoff: the manifest reaches the terminal now.
     placed = cli("supply", "preorder", "store-001", "--item", f"{MILK}:10", "--item",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -44,18 +44,13 @@ NEIGHBOUR = "store-002"  # 600 m on: a store without a terminal here, its data i
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Any:
+def stack(tmp_path: Path, store_stack: Callable[..., StoreStack]) -> StoreStack:
     # The demo's store without its scripted counter scans: at speed 60 the first one (a milk
     # sale, 30 s in) would land on the counter page in the middle of the handover.
     demo = DEFAULT_SCENARIO.read_text(encoding="utf-8")
     quiet = tmp_path / "quiet.toml"
     quiet.write_text(demo[:demo.index("[[scanners.scans]]")], encoding="utf-8")
-    s = StoreStack(tmp_path / "store", speed=60, retail=True, scenario=quiet)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
+    return store_stack(speed=60, retail=True, scenario=quiet)
 
 
 def logged_code(log: Path, phone: str) -> str | None:

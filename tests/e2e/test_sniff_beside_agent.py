@@ -12,19 +12,23 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.testkit.edge import edge_config, events, query, start_edge, stop_child
+from devstack.testkit.edge import (
+    edge_config,
+    events,
+    query,
+    quiet_fridge_sim,
+    start_edge,
+    stop_child,
+)
 from devstack.testkit.wait import wait
 from firmware_bridge import codec, pcapng
 from firmware_bridge.tap import tap_path
-from hw_sim.runner import Runner
-from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.mqtt import MqttSettings
 
 STORE = "store-001"
@@ -42,24 +46,15 @@ def link_status(db: Path, device: str) -> dict[str, Any]:
 def store(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[
         tuple[Path, Path, Path]]:
     """(edge TOML, edge database, fridge-1's port) with the simulator and agent running."""
-    spec = FridgeSpec(id="fridge-1", sample_interval_s=10, heartbeat_interval_s=10,
-                      door_openings_per_hour=0, defrost_every_h=0)
-    runner = Runner(Scenario(SimSettings(link_dir=tmp_path / "run", truth=tmp_path / "t.jsonl",
-                                         speed=10.0), fridges=(spec,)))
-    sim = threading.Thread(target=runner.run, daemon=True)
-    sim.start()
-    port = tmp_path / "run" / "fridge-1"
-    cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE), fridges=[("fridge-1", port)],
-                      publish_interval_s=0.1, readings_interval_s=0.1)
-    toml = tmp_path / "edge.toml"
-    agent = start_edge(cfg, toml, tmp_path / "agent.log")
-    try:
-        yield toml, cfg.edge.db_path, port
-    finally:
-        stop_child(agent)
-        runner.request_stop()
-        sim.join(timeout=15)
-        runner.close()
+    with quiet_fridge_sim(tmp_path) as port:
+        cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE), fridges=[("fridge-1", port)],
+                          publish_interval_s=0.1, readings_interval_s=0.1)
+        toml = tmp_path / "edge.toml"
+        agent = start_edge(cfg, toml, tmp_path / "agent.log")
+        try:
+            yield toml, cfg.edge.db_path, port
+        finally:
+            stop_child(agent)
 
 
 def xiaodian(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -6,10 +6,9 @@ again, which the terminal recognises (kept once)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
+from supply_setup import north_zone
 
 from devstack.stack import StoreStack
 from devstack.testkit.cli import json_cli as cli
@@ -20,26 +19,10 @@ MILK = "06901234567892"
 TOFU = "06901234567823"  # none in stock: the pre-order brings it
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    s = StoreStack(tmp_path / "store", speed=60, retail=True)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
-
-
 def test_a_dispatched_wave_reaches_the_terminal_once_across_a_broker_loss(
         stack: StoreStack) -> None:
     assert stack.seed_retail()["problems"] == []
-    db = ("--db", str(stack.cloud_db))
-    cli("supply", "store", "set", "store-001", "--zone", "north", "--fridge", "100",
-        "--pickup", "20", *db)
-    for item, name in ((MILK, "鲜牛奶"), (TOFU, "豆腐")):
-        cli("supply", "item", "set", item, "--name", name, "--shelf-life", "5",
-            "--case-pack", "12", "--volume", "1", "--cost", "500", "--price", "800", *db)
+    db = north_zone(stack, {MILK: "鲜牛奶", TOFU: "豆腐"})
     # The shop has 8 milk that keep (seed_retail): 10 pre-ordered bring 2 more.
     placed = cli("supply", "preorder", "store-001", "--item", f"{MILK}:10", "--item",
                  f"{TOFU}:1", "--customer", "王芳", *db)

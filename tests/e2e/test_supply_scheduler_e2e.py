@@ -5,12 +5,12 @@ it passes the wave is cut off and planned exactly once, by one of them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from supply_setup import north_zone
 
 from devstack.stack import StoreStack
 from devstack.testkit.cli import json_cli as cli
@@ -22,24 +22,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    s = StoreStack(tmp_path / "store", speed=60, retail=True, cloud_workers=2,
-                   cloud_alerts_toml="[supply]\ntick_interval_s = 1\n")
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
+def stack(store_stack: Callable[..., StoreStack]) -> StoreStack:
+    return store_stack(speed=60, retail=True, cloud_workers=2,
+                       cloud_alerts_toml="[supply]\ntick_interval_s = 1\n")
 
 
 def test_two_workers_cut_the_wave_off_once_when_its_cutoff_passes(stack: StoreStack) -> None:
     assert stack.seed_retail()["problems"] == []
-    db = ("--db", str(stack.cloud_db))
-    cli("supply", "store", "set", "store-001", "--zone", "north", "--fridge", "100",
-        "--pickup", "20", *db)
-    cli("supply", "item", "set", MILK, "--name", "鲜牛奶", "--shelf-life", "5",
-        "--case-pack", "12", "--volume", "1", "--cost", "500", "--price", "800", *db)
+    db = north_zone(stack, {MILK: "鲜牛奶"})
     # The cutoff at the next whole minute at least 25 s away (its own local time).
     now = datetime.now(SHANGHAI)
     at = (now + timedelta(seconds=85)).replace(second=0, microsecond=0)

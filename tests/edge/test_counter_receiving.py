@@ -7,8 +7,6 @@ wider than the screen, nothing is English but data; the receipt is written once.
 from __future__ import annotations
 
 import dataclasses
-import json
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,19 +18,15 @@ import pytest
 from devstack.testkit.browser import (
     TERMINAL,
     browser_page,
-    english_words,
     have_chromium,
     overflow_px,
+    reader_checks,
     screenshot,
-    visible_text,
 )
-from devstack.testkit.edge import RunningAgent, edge_config, free_port
+from devstack.testkit.edge import RunningAgent, edge_config, events, free_port, seed_terminal
 from devstack.testkit.wait import wait
 from edge.config import Clerk, RetailSettings
 from edge.retail.clerks import hash_pin
-from edge.retail.service import Retail
-from edge.store import EdgeStore
-from edge.wallclock import WallClock
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.retail import (
     Catalogue,
@@ -52,15 +46,6 @@ DATA = ["wang", "PIN"]  # an account name is data; PIN is what the clerk calls i
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium missing")
 
 
-def events(db: Path, type_: str) -> list[dict[str, Any]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [json.loads(d) for (d,) in con.execute(
-            "SELECT data FROM events WHERE type=? ORDER BY device, boot, seq", (type_,))]
-    finally:
-        con.close()
-
-
 def in_view(page: Any, selector: str) -> bool:
     box = page.locator(selector).bounding_box()
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 480 \
@@ -77,12 +62,6 @@ def test_receiving_a_manifest_on_the_terminal(
     cfg = dataclasses.replace(cfg, retail=RetailSettings(2, (
         Clerk("李娜", hash_pin("2468", iterations=1000)), Clerk("wang", hash_pin("1357")))))
     today = datetime.now(SHANGHAI).date()
-    cfg.edge.db_path.parent.mkdir(parents=True)
-    store = EdgeStore(cfg.edge.db_path)
-    seed = Retail(store, STORE, WallClock(), None, cfg.retail, {})
-    seed.downlink(Catalogue(STORE, 1, (
-        CatalogueItem(MILK, "鲜牛奶 1L", "piece", 7, "chilled"),
-        CatalogueItem(TOFU, "豆腐 400g", "piece", 3, "chilled"))))
     expiry = (today + timedelta(days=5)).isoformat()
     lines = [ManifestLine(MILK, "鲜牛奶 1L", 3, (ManifestLot("D1208", expiry, 3),),
                           (Serves(41, 2, 0),)),
@@ -92,9 +71,12 @@ def test_receiving_a_manifest_on_the_terminal(
         gtin = f"0690123456{n:03d}"
         lines.append(ManifestLine(gtin + str(_check_digit(gtin)), f"酸奶 {n}", 2,
                                   (ManifestLot("Y1", expiry, 2),)))
-    seed.downlink(Manifest(9, STORE, "north", today.isoformat(), today.isoformat(),
-                           tuple(lines)))
-    store.close()
+    with seed_terminal(cfg) as seed:
+        seed.downlink(Catalogue(STORE, 1, (
+            CatalogueItem(MILK, "鲜牛奶 1L", "piece", 7, "chilled"),
+            CatalogueItem(TOFU, "豆腐 400g", "piece", 3, "chilled"))))
+        seed.downlink(Manifest(9, STORE, "north", today.isoformat(), today.isoformat(),
+                               tuple(lines)))
     db = cfg.edge.db_path
 
     with RunningAgent(cfg), browser_page(TERMINAL) as page:
@@ -127,9 +109,7 @@ def test_receiving_a_manifest_on_the_terminal(
             row.locator("button[data-all]").click()
         expect(page.locator(".rl.todo")).to_have_count(0)
         assert in_view(page, "#recv-ok") and in_view(page, "#recv-pin")
-        assert overflow_px(page) == 0
-        assert english_words(visible_text(page), DATA) == []
-        screenshot(page, "counter-receiving")
+        reader_checks(page, "counter-receiving", DATA)
         page.evaluate("document.getElementById('recv-lines').scrollTop = 0")
         assert in_view(page, "#recv-ok")
         screenshot(page, "counter-receiving-problem")

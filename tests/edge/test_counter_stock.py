@@ -5,19 +5,15 @@ from the catalogue and found, waste by count; each one ledger row with its outbo
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_counter_page import ARGS, CHROMIUM
 
-from devstack.testkit.edge import RunningAgent, free_port
-from edge.config import EdgeConfig, EdgeSettings, RetailSettings
-from edge.retail.service import Retail
-from edge.store import EdgeStore
-from edge.wallclock import WallClock
+from devstack.testkit.browser import browser_page, have_chromium
+from devstack.testkit.edge import RunningAgent, free_port, seed_terminal
+from edge.config import EdgeConfig, EdgeSettings
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.retail import Catalogue, CatalogueItem, Location
 
@@ -25,83 +21,71 @@ STORE = "store-001"
 MILK = "06901234567892"
 BREAD = "06901234567816"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} missing (Debian's chromium package)")
+pytestmark = pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium missing")
 
 
 def test_stock_form_adjusts_and_records_waste_in_chromium(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     port = free_port()
     cfg = EdgeConfig(
         edge=EdgeSettings(store_id=STORE, data_dir=tmp_path / "edge", kiosk_port=port),
         mqtt=mqtt_settings(STORE))
     # The shop as it was: a catalogue and three milk received (lot B1).
-    cfg.edge.db_path.parent.mkdir(parents=True)
-    store = EdgeStore(cfg.edge.db_path)
-    seed = Retail(store, STORE, WallClock(), None, RetailSettings(), {})
-    seed.downlink(Catalogue(STORE, 1, (
-        CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
-        CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
-    seed.handle("mode", {"mode": "receive"})
-    for _ in range(3):
-        assert seed.handle("scan", {"code": f"]C101{MILK}1730010110B1"})["ok"]
-    store.close()
+    with seed_terminal(cfg) as seed:
+        seed.downlink(Catalogue(STORE, 1, (
+            CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
+            CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
+        seed.handle("mode", {"mode": "receive"})
+        for _ in range(3):
+            assert seed.handle("scan", {"code": f"]C101{MILK}1730010110B1"})["ok"]
 
-    with RunningAgent(cfg), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"http://127.0.0.1:{port}/counter?lang=en")  # the English words
-            expect(page.locator("#st-item option")).to_have_text(
-                ["choose the item…", "Bread", "Milk 1L"], timeout=20000)
+    with RunningAgent(cfg), browser_page({"width": 1280, "height": 900}) as page:
+        page.goto(f"http://127.0.0.1:{port}/counter?lang=en")  # the English words
+        expect(page.locator("#st-item option")).to_have_text(
+            ["choose the item…", "Bread", "Milk 1L"], timeout=20000)
 
-            # The item by scan: in "Stock count" mode a scan only names it.
-            page.click(".modes button[data-mode='stock']")
-            expect(page.locator(".modes button[data-mode='stock']")).to_have_class("on")
-            page.keyboard.type(f"]C101{MILK}1730010110B1")
-            page.keyboard.press("Enter")
-            expect(page.locator("#st-item")).to_have_value(MILK)
-            expect(page.locator("#verdict.ok #verdict-title")).to_have_text("Milk 1L")
-            page.click("#st-minus")
-            page.click("#st-minus")
-            expect(page.locator("#st-qty")).to_have_text("-2")
-            page.click("#st-send")  # no reason yet: not sent
-            expect(page.locator("#st-msg")).to_have_text("Choose a reason.")
-            page.click("#st-reasons button[data-reason='count correction']")
-            page.click("#st-send")
-            expect(page.locator("#verdict-title")).to_have_text("Adjusted Milk 1L by -2")
-            expect(page.locator("#st-qty")).to_have_text("0")
-            expect(page.locator("#st-msg")).to_have_text("")
+        # The item by scan: in "Stock count" mode a scan only names it.
+        page.click(".modes button[data-mode='stock']")
+        expect(page.locator(".modes button[data-mode='stock']")).to_have_class("on")
+        page.keyboard.type(f"]C101{MILK}1730010110B1")
+        page.keyboard.press("Enter")
+        expect(page.locator("#st-item")).to_have_value(MILK)
+        expect(page.locator("#verdict.ok #verdict-title")).to_have_text("Milk 1L")
+        page.click("#st-minus")
+        page.click("#st-minus")
+        expect(page.locator("#st-qty")).to_have_text("-2")
+        page.click("#st-send")  # no reason yet: not sent
+        expect(page.locator("#st-msg")).to_have_text("Choose a reason.")
+        page.click("#st-reasons button[data-reason='count correction']")
+        page.click("#st-send")
+        expect(page.locator("#verdict-title")).to_have_text("Adjusted Milk 1L by -2")
+        expect(page.locator("#st-qty")).to_have_text("0")
+        expect(page.locator("#st-msg")).to_have_text("")
 
-            # Chosen from the catalogue: a bread found.
-            page.select_option("#st-item", BREAD)
-            page.click("#st-plus")
-            expect(page.locator("#st-qty")).to_have_text("+1")
-            page.click("#st-reasons button[data-reason='found']")
-            page.click("#st-send")
-            expect(page.locator("#verdict-title")).to_have_text("Adjusted Bread by +1")
+        # Chosen from the catalogue: a bread found.
+        page.select_option("#st-item", BREAD)
+        page.click("#st-plus")
+        expect(page.locator("#st-qty")).to_have_text("+1")
+        page.click("#st-reasons button[data-reason='found']")
+        page.click("#st-send")
+        expect(page.locator("#verdict-title")).to_have_text("Adjusted Bread by +1")
 
-            # Waste by count: pieces out, its own reasons.
-            page.click("#st-kind button[data-kind='waste']")
-            expect(page.locator("#st-reasons button")).to_have_text(
-                ["expired", "damaged", "spoiled"])
-            page.select_option("#st-item", MILK)
-            page.click("#st-minus")  # waste cannot go below zero pieces
-            expect(page.locator("#st-qty")).to_have_text("0")
-            page.click("#st-plus")
-            page.click("#st-reasons button[data-reason='expired']")
-            page.click("#st-send")
-            expect(page.locator("#verdict-title")).to_have_text("Waste: Milk 1L ×1")
-            # A scanner keeps typing into the scan field after all that tapping.
-            expect(page.locator("#scan")).to_be_focused()
-            assert errors == []
-        finally:
-            browser.close()
+        # Waste by count: pieces out, its own reasons.
+        page.click("#st-kind button[data-kind='waste']")
+        expect(page.locator("#st-reasons button")).to_have_text(
+            ["expired", "damaged", "spoiled"])
+        page.select_option("#st-item", MILK)
+        page.click("#st-minus")  # waste cannot go below zero pieces
+        expect(page.locator("#st-qty")).to_have_text("0")
+        page.click("#st-plus")
+        page.click("#st-reasons button[data-reason='expired']")
+        page.click("#st-send")
+        expect(page.locator("#verdict-title")).to_have_text("Waste: Milk 1L ×1")
+        # A scanner keeps typing into the scan field after all that tapping.
+        expect(page.locator("#scan")).to_be_focused()
 
     con = sqlite3.connect(cfg.edge.db_path)
     try:

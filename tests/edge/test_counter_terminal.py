@@ -7,8 +7,6 @@ nothing is English but data, nothing is wider than the screen."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,15 +23,20 @@ from devstack.testkit.browser import (
     english_words,
     have_chromium,
     overflow_px,
+    reader_checks,
     screenshot,
     visible_text,
 )
-from devstack.testkit.edge import RunningAgent, edge_config, free_port
+from devstack.testkit.edge import (
+    RunningAgent,
+    edge_config,
+    events,
+    free_port,
+    query,
+    seed_terminal,
+)
 from devstack.testkit.wait import wait
 from edge.config import PickupSettings
-from edge.retail.service import Retail
-from edge.store import EdgeStore
-from edge.wallclock import WallClock
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.pickup import PickupCodec
 from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Order, OrderLine
@@ -54,19 +57,6 @@ def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
     dev = FakeFridge(tmp_path / "fridge-1")
     yield dev
     dev.close()
-
-
-def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def events(db: Path, type_: str) -> list[dict[str, Any]]:
-    return [json.loads(d) for (d,) in rows(db, "SELECT data FROM events WHERE type=? "
-                                               "ORDER BY device, boot, seq", type_)]
 
 
 def in_view(page: Any, selector: str) -> bool:
@@ -101,21 +91,18 @@ def test_counter_on_the_terminal_in_chinese(
     today = datetime.now(SHANGHAI).date()
     # The shop as it was: a catalogue, three milk received expiring tomorrow (lot B1), one
     # pickup order. Bread was never scanned in.
-    cfg.edge.db_path.parent.mkdir(parents=True)
-    store = EdgeStore(cfg.edge.db_path)
-    seed = Retail(store, STORE, WallClock(), cfg.pickup, cfg.retail, {})
-    seed.downlink(Catalogue(STORE, 1, (
-        CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
-        CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
-    seed.handle("mode", {"mode": "receive"})
     expiry = (today + timedelta(days=1)).strftime("%y%m%d")
-    for _ in range(3):
-        assert seed.handle("scan", {"code": f"]C101{MILK}17{expiry}10B1"})["ok"]
-    seed.handle("mode", {"mode": "sale"})
     due = now + 5400
-    seed.downlink(Order(101, STORE, "pickup", "Wang L.", now, due,
-                        (OrderLine(MILK, 2), OrderLine(BREAD, 1))))
-    store.close()
+    with seed_terminal(cfg) as seed:
+        seed.downlink(Catalogue(STORE, 1, (
+            CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
+            CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
+        seed.handle("mode", {"mode": "receive"})
+        for _ in range(3):
+            assert seed.handle("scan", {"code": f"]C101{MILK}17{expiry}10B1"})["ok"]
+        seed.handle("mode", {"mode": "sale"})
+        seed.downlink(Order(101, STORE, "pickup", "Wang L.", now, due,
+                            (OrderLine(MILK, 2), OrderLine(BREAD, 1))))
     db = cfg.edge.db_path
 
     with RunningAgent(cfg) as agent, browser_page(TERMINAL) as page:
@@ -144,9 +131,7 @@ def test_counter_on_the_terminal_in_chinese(
         clock = page.inner_text("#clock")
         assert datetime.now(SHANGHAI).strftime("%H:") in clock or \
             (datetime.now(SHANGHAI) - timedelta(minutes=1)).strftime("%H:") in clock
-        assert english_words(visible_text(page), DATA) == []
-        assert overflow_px(page) == 0
-        screenshot(page, "counter-terminal-idle")
+        reader_checks(page, "counter-terminal-idle", DATA)
         assert small_targets(page) == []
         # The stock form is there too: "Stock count" brings it on screen.
         expect(page.locator("#st-send")).not_to_be_in_viewport()
@@ -183,16 +168,14 @@ def test_counter_on_the_terminal_in_chinese(
         assert in_view(page, "#override button[data-reason='taken_by_hand']")
         assert small_targets(page) == []
         assert [p["state"] for p in events(db, "order")] == ["received"]
-        assert english_words(visible_text(page), DATA) == []
-        assert overflow_px(page) == 0
-        screenshot(page, "counter-terminal-unweighed")
+        reader_checks(page, "counter-terminal-unweighed", DATA)
         page.click("#override button[data-reason='taken_by_hand']")
         expect(page.locator("#verdict.ok #verdict-title")).to_have_text("订单 101 已取货")
         expect(page.locator("#verdict-message")).to_contain_text("未称重确认：手动取出")
         picked = wait(lambda: [p for p in events(db, "order") if p["state"] == "picked_up"],
                       10, "the pickup recorded")
         assert picked[0]["unweighed"] == "taken_by_hand"
-        assert rows(db, "SELECT note FROM orders WHERE id=101") == [
+        assert query(db, "SELECT note FROM orders WHERE id=101") == [
             ("handed over unweighed (taken_by_hand)",)]
 
         # 2. A weighed item's label: weight and price, large.
@@ -211,9 +194,7 @@ def test_counter_on_the_terminal_in_chinese(
         expect(page.locator("#verdict-message")).to_contain_text("这次销售后为 -2")
         assert [m for m in events(db, "stock") if m["item"] == BREAD and m["kind"] == "sale"
                 ] == []
-        assert english_words(visible_text(page), DATA) == []
-        assert overflow_px(page) == 0
-        screenshot(page, "counter-terminal-below-zero")
+        reader_checks(page, "counter-terminal-below-zero", DATA)
         page.click("#below-zero button[data-reason='delivery not scanned in']")
         expect(page.locator("#verdict.ok #verdict-title")).to_have_text("已售：Bread")
         expect(page.locator("#verdict-message")).to_contain_text("已按负库存记录")
@@ -230,10 +211,7 @@ def test_counter_on_the_terminal_in_chinese(
         page.goto(f"http://127.0.0.1:{port}/")
         expect(page.locator(".card.critical")).to_contain_text("严重")
         expect(page.locator(".card.critical .temp")).to_contain_text("°C")
-        text = visible_text(page)
-        assert english_words(text, DATA) == []
-        assert overflow_px(page) == 0
-        screenshot(page, "kiosk-terminal")
+        reader_checks(page, "kiosk-terminal", DATA)
         # English on request, remembered, and it fits the screen as well.
         page.goto(f"http://127.0.0.1:{port}/counter?lang=en")
         expect(page.locator("h1")).to_have_text("Counter")

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from devstack.testkit.edge import edge_config, edge_toml, query, start_edge, stop_child
+from devstack.testkit.edge import (
+    edge_config,
+    edge_toml,
+    query,
+    quiet_fridge_sim,
+    start_edge,
+    stop_child,
+)
 from devstack.testkit.wait import wait
 from edge.doctor_checks import (
     BrokerFacts,
@@ -27,8 +33,6 @@ from edge.doctor_checks import (
     diagnose,
     worst,
 )
-from hw_sim.runner import Runner
-from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.i18n import translator
 from xiaodian.mqtt import MqttSettings, TlsSettings
 from xiaodian.pki import DevPki, dev_pki
@@ -93,28 +97,19 @@ def test_each_fault_is_named_with_what_to_do() -> None:
 @pytest.fixture
 def store(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[
         tuple[Path, Any]]:
-    spec = FridgeSpec(id="fridge-1", sample_interval_s=10, heartbeat_interval_s=10,
-                      door_openings_per_hour=0, defrost_every_h=0)
-    runner = Runner(Scenario(SimSettings(link_dir=tmp_path / "run", truth=tmp_path / "t.jsonl",
-                                         speed=10.0), fridges=(spec,)))
-    sim = threading.Thread(target=runner.run, daemon=True)
-    sim.start()
-    cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE),
-                      fridges=[("fridge-1", tmp_path / "run" / "fridge-1")],
-                      publish_interval_s=0.1, readings_interval_s=0.1)
-    toml = tmp_path / "edge.toml"
-    agent = start_edge(cfg, toml, tmp_path / "agent.log")
-    try:
-        # A reading stored and a status report that has the controller's HELLO.
-        wait(lambda: query(cfg.edge.db_path, "SELECT 1 FROM readings LIMIT 1") and query(
-            cfg.edge.db_path, "SELECT 1 FROM device_status WHERE json_extract(status,"
-            " '$.hello') IS NOT NULL"), 30, "the first reading and a link report")
-        yield toml, cfg
-    finally:
-        stop_child(agent)
-        runner.request_stop()
-        sim.join(timeout=15)
-        runner.close()
+    with quiet_fridge_sim(tmp_path) as port:
+        cfg = edge_config(tmp_path / "edge", mqtt_settings(STORE), fridges=[("fridge-1", port)],
+                          publish_interval_s=0.1, readings_interval_s=0.1)
+        toml = tmp_path / "edge.toml"
+        agent = start_edge(cfg, toml, tmp_path / "agent.log")
+        try:
+            # A reading stored and a status report that has the controller's HELLO.
+            wait(lambda: query(cfg.edge.db_path, "SELECT 1 FROM readings LIMIT 1") and query(
+                cfg.edge.db_path, "SELECT 1 FROM device_status WHERE json_extract(status,"
+                " '$.hello') IS NOT NULL"), 30, "the first reading and a link report")
+            yield toml, cfg
+        finally:
+            stop_child(agent)
 
 
 def doctor(toml: Path, *args: str) -> tuple[int, Any, float]:

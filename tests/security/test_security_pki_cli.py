@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import json
@@ -17,17 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack import cli, security_cli
+from devstack.testkit.cli import run_commands
 from xiaodian import pki
 from xiaodian.wire.commands import key_id_for
 
 
 def run(argv: list[str]) -> int:
     """Run one `xiaodian` command with only this module's commands registered."""
-    parser = argparse.ArgumentParser(prog="xiaodian")
-    security_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_commands(argv, security_cli.register)
 
 
 @pytest.fixture
