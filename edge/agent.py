@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -142,9 +143,10 @@ class Agent:
         self.vitals_retry_at = 0.0
         # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
         self.service = ServiceNotify(monotonic(), __version__)
-        # Read by the root helper after a self-update (edge/health_file.py).
-        self.health = HealthFile(config.health_path, __version__, self.clock.read()[0],
-                                 self.fridge_ids)
+        # Read by the root helper after a self-update (edge/health_file.py); on tmpfs
+        # under systemd (RuntimeDirectory=), never on the terminal's flash.
+        self.health = HealthFile(config.health_path(os.environ.get("RUNTIME_DIRECTORY", "")),
+                                 __version__, self.clock.read()[0], self.fridge_ids)
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that
