@@ -6,7 +6,7 @@ ingest worker: ack after commit, synchronous=FULL) and an outbox written with
 EdgeStore.add. The edge side runs in this process:
 
 - agent: the real edge.agent.Agent, driven by Agent.run() with no serial ports, so the
-  shipped publish loop (publish_pending every publish_interval_s, batches of max_batch
+  shipped publish loop (OutboxPublisher.publish every publish_interval_s, batches of max_batch
   records per stream, acknowledge on PUBACK) decides the pace;
 - agent, unpaced: the same with publish_interval_s at the minimum the config allows, to
   show how much of the time is the loop's pacing rather than the network or the cloud;

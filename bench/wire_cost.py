@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         path = root / "edge" / "edge.sqlite3"
         build_outbox(path, synthetic_readings(FRIDGES, 10.0, args.hours))
-        # Batch sizes the agent produces: publish_pending sends what each fridge has pending
+        # Batch sizes the agent produces: its outbox publisher sends what each fridge has pending
         # every publish_interval_s, so at steady state a message holds
         # max(1, publish_interval_s / sample_interval) readings; a backlog goes out in
         # max_batch (500) per message.

@@ -2,12 +2,14 @@
 
 The main thread is the only one that touches SQLite and the MQTT client. Reader threads
 hand it records through a bounded queue; it commits them (one transaction per drain), then
-publishes pending outbox rows in batches, then deletes the rows the broker acknowledged.
+publishes pending outbox rows, and rows leave the outbox when the cloud's receipts name
+them (`outbox_publisher`).
 
-One piece on purpose, though about 600 lines: `Agent` is that single owning thread, and
-its steps (drain, publish, acknowledge, budget, retail, commands, vitals, tap, status) share what it
-owns and its counters; the work each step does is already in its own module (`store`,
-`uplink`, `alerting`, `retail`, `commands`, `kiosk`), and what is left here is the wiring.
+One piece on purpose, though about 500 lines: `Agent` is that single owning thread, and
+its steps (drain, publish, acknowledge, budget, retail, commands, vitals, tap, status) share
+what it owns and its counters; the work each step does is already in its own module
+(`store`, `outbox_publisher`, `uplink`, `alerting`, `retail`, `commands`, `kiosk`), and
+what is left here is the wiring.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 
 from edge import firmware_push, interpret, self_update, time_anchors
@@ -34,13 +36,14 @@ from edge.health_file import HealthFile
 from edge.kiosk import Kiosk
 from edge.metrics import MetricsServer
 from edge.metrics import families as metric_families
+from edge.outbox_publisher import OutboxPublisher
 from edge.retail.service import Retail, local_date
 from edge.rules.alerts import AlertChange
 from edge.rules.config import RulesConfig
 from edge.rules.engine import RuleEngine
 from edge.serial_link import FridgeReader, PortReader, ScannerReader
 from edge.service_notify import ServiceNotify
-from edge.store import EdgeStore, NewEvent, NewReading, PendingBatch, RecordKey
+from edge.store import EdgeStore, NewEvent, NewReading
 from edge.tap import Tap
 from edge.uplink import Uplink
 from edge.vitals_job import VitalsJob
@@ -51,9 +54,7 @@ from xiaodian.config import load_config
 from xiaodian.i18n import N_, Message
 from xiaodian.metrics_text import render as render_metrics
 from xiaodian.pki.keys import load_command_public_key
-from xiaodian.wire import compact, payloads
-from xiaodian.wire.health import HEALTH_DEVICE
-from xiaodian.wire.payloads import Kind, PayloadError
+from xiaodian.wire.payloads import PayloadError
 from xiaodian.wire.retail import parse_downlink
 
 log = logging.getLogger(__name__)
@@ -61,20 +62,8 @@ log = logging.getLogger(__name__)
 QUEUE_BOUND = 10_000
 DRAIN_MAX = 2_000  # records per transaction
 STATUS_EVERY_S = 5.0
-BUNDLE_RECORDS = 2000  # records in one compact message, all streams together
-# What one stored reading costs on disk (row, source index, outbox row; measured ~170 B),
-# to keep the readings that cannot be compacted to a quarter of a small disk budget.
-READING_BYTES = 200
 PRUNE_EVERY_S = 3600.0
 STALL_S = 60.0  # a reader silent for this long (not even a timeout) is reported stuck
-
-
-@dataclass
-class Cursor:
-    """Last (boot, seq) handed to the uplink for a stream in the current connection."""
-
-    boot: int = 0
-    seq: int = 0
 
 
 class Agent:
@@ -118,24 +107,13 @@ class Agent:
                           tap=self.tap)
             for s in config.scanners
         ]
-        self.cursors: dict[tuple[Kind, str], Cursor] = {}
-        self.cursor_generation = -1
+        # The outbox → uplink path: cursors, bundles, the unconfirmed cap, receipts.
+        self.outbox = OutboxPublisher(self.store, self.uplink, config.edge, self.fridge_ids,
+                                      monotonic)
         self.stored = 0
         self.duplicates = 0
-        self.confirmed = 0
-        self.republished = 0
-        self.window_full = False
-        # Readings held back by the unconfirmed cap: they go out as the cloud's receipts
-        # free room, not at the next readings interval (a backlog must not wait 60 s).
-        self.readings_held = False
-        self.alerts_waiting = False
-        self.confirm_wait = config.edge.confirm_min_s
+        self.alerts_waiting = False  # events (alerts, stock, vitals) to send at once
         self.budget_counters: dict[str, int] = {}
-        # Sent readings can no longer be compacted: with a small budget, fewer may be out.
-        quarter = config.edge.disk_budget_mb * 1_000_000 / 4
-        self.unconfirmed_cap = max(1, min(
-            config.edge.unconfirmed_readings_max,
-            int(quarter / READING_BYTES / max(1, len(config.fridges)))))
         rules = (load_config(config.edge.rules_file, RulesConfig)
                  if config.edge.rules_file is not None else RulesConfig())
         self.alerting = Alerting(RuleEngine(rules), monotonic)
@@ -165,9 +143,10 @@ class Agent:
         self.vitals_retry_at = 0.0
         # systemd: READY once the ports are open, WATCHDOG from the loop (docs/deploy.md).
         self.service = ServiceNotify(monotonic(), __version__)
-        # Read by the root helper after a self-update (edge/health_file.py).
-        self.health = HealthFile(config.health_path, __version__, self.clock.read()[0],
-                                 self.fridge_ids)
+        # Read by the root helper after a self-update (edge/health_file.py); on tmpfs
+        # under systemd (RuntimeDirectory=), never on the terminal's flash.
+        self.health = HealthFile(config.health_path(os.environ.get("RUNTIME_DIRECTORY", "")),
+                                 __version__, self.clock.read()[0], self.fridge_ids)
 
     def step_vitals(self) -> None:
         """Each fridge's link counters at the hour's turn, and the vitals of every hour that
@@ -312,153 +291,6 @@ class Agent:
         merged.update(status)
         self.store.set_device_status(device, wall, merged)
 
-    def publish_pending(self, readings: bool = True) -> int:
-        """Publish outbox rows, oldest first, events before readings, while the window allows.
-        `readings=False` sends only events (alerts, doors, commands): routine readings wait
-        for their own, longer interval so that each message carries many of them."""
-        if self.uplink.generation != self.cursor_generation:
-            # New connection: whatever was in flight may be lost; start from the oldest row.
-            self.cursors.clear()
-            self.cursor_generation = self.uplink.generation
-        sent = 0
-        self.window_full = False
-        if readings:  # an events-only pass leaves held readings held
-            self.readings_held = False
-        # Alerts first: after an outage they must not queue behind hours of door events.
-        streams = sorted(self.store.pending_streams(),
-                         key=lambda s: s[1] != payloads.ALERTS_DEVICE)
-        if self.config.edge.wire_format == "compact":
-            return self._publish_bundles(streams, readings)
-        for kind, device in streams:
-            if kind == "readings" and not readings:
-                continue
-            cursor = self.cursors.setdefault((kind, device), Cursor())
-            # Readings once sent can no longer be compacted (the cloud may hold them raw):
-            # while the cloud confirms nothing, only so many go out, the rest stay
-            # compactable under the disk budget. `room` counts down conservatively (a
-            # batch may resend some); the next call counts exactly again.
-            room: int | None = None
-            if kind == "readings":
-                room = self.unconfirmed_cap - self.store.sent_unconfirmed(kind, device)
-            while True:
-                if not self.uplink.can_publish():
-                    self.window_full = self.uplink.connected
-                    return sent
-                sent_only = room is not None and room <= 0
-                limit = self.config.edge.max_batch
-                if room is not None and not sent_only:
-                    limit = min(limit, room)
-                batch = self.store.next_batch(
-                    kind, device, (cursor.boot, cursor.seq), limit, sent_only=sent_only
-                )
-                if batch is None:
-                    if sent_only:
-                        self.readings_held = True
-                    break
-                if room is not None and not sent_only:
-                    room -= len(batch.records)
-                if kind == "readings":
-                    self.store.mark_sent(batch.keys)  # durable before any byte leaves
-                body = payloads.batch_payload(
-                    kind, self.config.edge.store_id, device, batch.boot, batch.records
-                )
-                if not self.uplink.publish(
-                    payloads.topic(self.config.edge.store_id, payloads.leaf_for(kind, device)),
-                    body, batch.keys
-                ):
-                    return sent
-                cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
-                sent += 1
-        return sent
-
-    def _routine(self, kind: Kind, device: str) -> bool:
-        """Records that wait for the readings interval: readings, a fridge's own events
-        (door, compressor, defrost: hundreds a day) and hourly vitals. Alerts, stock,
-        orders and the rest go out within publish_interval_s."""
-        return kind == "readings" or device in self.fridge_ids or device == HEALTH_DEVICE
-
-    def _publish_bundles(self, streams: list[tuple[Kind, str]], readings: bool) -> int:
-        """The compact format: what is due from every stream, one message per store (up to
-        max_batch records a stream and BUNDLE_RECORDS in all), on topic `bundle`."""
-        store_id = self.config.edge.store_id
-        sent = 0
-        due = [s for s in streams if readings or not self._routine(*s)]
-        rooms: dict[tuple[Kind, str], int | None] = {
-            s: (self.unconfirmed_cap - self.store.sent_unconfirmed(*s)
-                if s[0] == "readings" else None) for s in due}
-        while due:
-            if not self.uplink.can_publish():
-                self.window_full = self.uplink.connected
-                return sent
-            parts: list[tuple[Kind, str, PendingBatch]] = []
-            total = 0
-            for stream in list(due):
-                kind, device = stream
-                cursor = self.cursors.setdefault(stream, Cursor())
-                room = rooms[stream]
-                sent_only = room is not None and room <= 0
-                limit = min(self.config.edge.max_batch, BUNDLE_RECORDS - total)
-                if room is not None and not sent_only:
-                    limit = min(limit, room)
-                batch = self.store.next_batch(kind, device, (cursor.boot, cursor.seq), limit,
-                                              sent_only=sent_only)
-                if batch is None:
-                    if sent_only:
-                        self.readings_held = True
-                    due.remove(stream)
-                    continue
-                if room is not None and not sent_only:
-                    rooms[stream] = room - len(batch.records)
-                parts.append((kind, device, batch))
-                total += len(batch.records)
-                if total >= BUNDLE_RECORDS or len(parts) >= compact.MAX_STREAMS:
-                    break
-            if not parts:
-                break
-            keys = [k for _, _, b in parts for k in b.keys]
-            readings_keys = [k for k in keys if k[0] == "readings"]
-            if readings_keys:
-                self.store.mark_sent(readings_keys)  # durable before any byte leaves
-            try:
-                body = compact.bundle_payload(
-                    store_id, [(k, d, b.boot, b.records) for k, d, b in parts])
-                if len(body) > payloads.MAX_PAYLOAD_BYTES:
-                    raise compact.CompactUnfit(f"{len(body)} bytes in one message")
-            except compact.CompactUnfit as exc:
-                log.warning("uplink: sending as JSON, the compact format cannot carry: %s", exc)
-                for kind, device, batch in parts:
-                    if not self.uplink.publish(
-                            payloads.topic(store_id, payloads.leaf_for(kind, device)),
-                            payloads.batch_payload(kind, store_id, device, batch.boot,
-                                                   batch.records), batch.keys):
-                        return sent
-                    self._advance(kind, device, batch)
-                    sent += 1
-                continue
-            if not self.uplink.publish(payloads.topic(store_id, compact.LEAF), body, keys,
-                                       content_type=compact.CONTENT_TYPE):
-                return sent
-            for kind, device, batch in parts:
-                self._advance(kind, device, batch)
-            sent += 1
-        return sent
-
-    def _advance(self, kind: Kind, device: str, batch: PendingBatch) -> None:
-        cursor = self.cursors.setdefault((kind, device), Cursor())
-        cursor.boot, cursor.seq = batch.boot, batch.records[-1]["seq"]
-
-    def acknowledge(self) -> int:
-        """Note PUBACKs (the broker has them) and apply the cloud's receipts (it has
-        committed them: the rows leave the outbox). Returns how many PUBACKed records."""
-        keys: list[RecordKey] = self.uplink.take_acked()
-        if keys:
-            self.store.mark_published(keys, self.monotonic())
-        confirmed = self.uplink.take_confirmed()
-        if confirmed:
-            self.confirmed += self.store.confirm(confirmed)
-            self.confirm_wait = self.config.edge.confirm_min_s  # the cloud is answering
-        return len(keys)
-
     def keep_within_budget(self) -> None:
         edge = self.config.edge
         done = self.store.enforce_budget(int(edge.disk_budget_mb * 1_000_000),
@@ -467,30 +299,9 @@ class Agent:
             log.warning("disk budget: dropped %d confirmed records, compacted %d readings "
                         "into %d aggregates", done["history_dropped"],
                         done["readings_compacted"], done["aggregates"])
-            self.cursors.clear()  # rows behind the cursors changed
+            self.outbox.forget_cursors()  # rows behind the cursors changed
             for key, n in done.items():
                 self.budget_counters[key] = self.budget_counters.get(key, 0) + n
-
-    def republish_unconfirmed(self) -> int:
-        """Records the broker took but the cloud never confirmed (a broker restarted without
-        its database or its shared subscriptions, a dropped queue) go out again; the cloud
-        keeps each once.
-
-        The wait starts short (`confirm_min_s`): a healthy cloud confirms in milliseconds, so
-        a record unconfirmed after a few seconds was most likely lost (seen after a broker
-        restart: the store reconnected before the cloud worker had subscribed again). Each
-        round that still finds records doubles the wait up to `confirm_timeout_s`, so a cloud
-        that is down for hours gets one copy a while, not a flood; a receipt resets it.
-        """
-        edge = self.config.edge
-        n = self.store.republish_unconfirmed(self.monotonic() - self.confirm_wait)
-        if n:
-            log.warning("uplink: %d records not confirmed by the cloud in %.0f s; sending again",
-                        n, self.confirm_wait)
-            self.republished += n
-            self.cursors.clear()  # they lie behind the cursors
-            self.confirm_wait = min(self.confirm_wait * 2, edge.confirm_timeout_s)
-        return n
 
     def report_status(self) -> None:
         now = self.monotonic()
@@ -512,8 +323,8 @@ class Agent:
                 "acked": c.acked,
                 "rejected": c.rejected,
                 "receipts": c.receipts,
-                "confirmed": self.confirmed,
-                "republished": self.republished,
+                "confirmed": self.outbox.confirmed,
+                "republished": self.outbox.republished,
                 "disk_used_bytes": self.store.used_bytes(),
                 **self.budget_counters,
                 "last_error": c.last_error,
@@ -522,7 +333,7 @@ class Agent:
         if self.metrics is not None:
             self.metrics.publish(render_metrics(metric_families(
                 {"stored": self.stored, "duplicates": self.duplicates,
-                 "confirmed": self.confirmed, "republished": self.republished},
+                 "confirmed": self.outbox.confirmed, "republished": self.outbox.republished},
                 {"connected": self.uplink.connected, "connects": c.connects,
                  "published": c.published, "acked": c.acked, "receipts": c.receipts},
                 self.store.counts(), {r.device: r.stats() for r in self.readers},
@@ -613,15 +424,16 @@ class Agent:
                      self.kiosk.url)
         next_publish = next_status = next_prune = next_readings = next_kiosk = self.monotonic()
         seen_connects = self.uplink.counters.connects
-        next_republish = next_publish + self.confirm_wait
-        seen_confirmed = self.confirmed
+        outbox = self.outbox
+        next_republish = next_publish + outbox.confirm_wait
+        seen_confirmed = outbox.confirmed
         try:
             while not self.stop_event.is_set() and not until():
                 self.uplink.poll(timeout=0.05)
                 self._step_commands()
                 self.drain()
                 self.step_retail()
-                acked = self.acknowledge()
+                acked = outbox.acknowledge()
                 self._record_alerts(self.alerting.tick())
                 self.step_vitals()
                 now = self.monotonic()
@@ -636,17 +448,17 @@ class Agent:
                 readings_due = now >= next_readings
                 if self.alerts_waiting and self.uplink.can_publish():
                     self.alerts_waiting = False
-                    self.publish_pending(readings=False)
-                freed = self.readings_held and self.confirmed != seen_confirmed
-                seen_confirmed = self.confirmed
-                if now >= next_publish or readings_due or (acked and self.window_full) or freed:
-                    self.publish_pending(readings=readings_due or self.window_full or freed)
+                    outbox.publish(readings=False)
+                freed = outbox.readings_held and outbox.confirmed != seen_confirmed
+                seen_confirmed = outbox.confirmed
+                if now >= next_publish or readings_due or (acked and outbox.window_full) or freed:
+                    outbox.publish(readings=readings_due or outbox.window_full or freed)
                     next_publish = max(next_publish, now + self.config.edge.publish_interval_s)
                     if readings_due:
                         next_readings = now + self.config.edge.readings_interval_s
                 if now >= next_republish:
-                    self.republish_unconfirmed()
-                    next_republish = now + self.confirm_wait / 2
+                    outbox.republish_unconfirmed()
+                    next_republish = now + outbox.confirm_wait / 2
                 if self.kiosk is not None and now >= next_kiosk:
                     # The page polls once a second: no need to rebuild it on every pass.
                     self.kiosk.update(self.kiosk_snapshot())
@@ -657,7 +469,7 @@ class Agent:
                     self.keep_within_budget()
                     self.health.step(at=self.clock.read()[0], ready=self.service.state.ready,
                                      connected=self.uplink.connected,
-                                     confirmed=self.confirmed > 0,
+                                     confirmed=outbox.confirmed > 0,
                                      outbox_empty=self.store.outbox_empty())
                     next_status = now + STATUS_EVERY_S
                 if now >= next_prune:
@@ -678,11 +490,11 @@ class Agent:
         if self.metrics is not None:
             self.metrics.close()
         self.drain()  # what the readers had already decoded is kept, not dropped
-        self.acknowledge()
+        self.outbox.acknowledge()
         self.uplink.close()
         if self.command_handler is not None:
             self.command_handler.close()
-        self.acknowledge()
+        self.outbox.acknowledge()
         self.store.close()
         log.info("edge agent stopped")
 

@@ -267,7 +267,8 @@ class AgentUpdateSettings:
     update_dir: Path | None = None  # default: DATA_DIR/update (the agent's, for the helper)
     # Written by the root helper only; the agent reads it.
     status_file: Path = Path("/var/lib/xiaodian-update/status.json")
-    health_file: Path | None = None  # default: DATA_DIR/health.json
+    # Default: the unit's runtime directory, else DATA_DIR (EdgeConfig.health_path).
+    health_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 30 <= self.health_window_s <= 1800:
@@ -307,9 +308,18 @@ class EdgeConfig:
     def update_dir(self) -> Path:
         return self.agent_update.update_dir or self.edge.data_dir / "update"
 
-    @property
-    def health_path(self) -> Path:
-        return self.agent_update.health_file or self.edge.data_dir / "health.json"
+    def health_path(self, runtime_dir: str = "") -> Path:
+        """Where the agent states its health (edge/health_file.py): `[agent_update]
+        health_file` if set; else in `runtime_dir`, $RUNTIME_DIRECTORY, which systemd sets
+        for the unit's RuntimeDirectory= (/run/xiaodian: tmpfs, gone when the agent stops);
+        else DATA_DIR (`xiaodian edge run` by hand; a unit file from before
+        RuntimeDirectory=, whose helper reads only there). The root helper looks in the same
+        places (edge/release_switch.py, `_health_files`)."""
+        if self.agent_update.health_file is not None:
+            return self.agent_update.health_file
+        if runtime_dir:  # several directories are joined by ":"; the unit names one
+            return Path(runtime_dir.split(":")[0]) / "health.json"
+        return self.edge.data_dir / "health.json"
 
     @property
     def device_ids(self) -> list[str]:

@@ -1,6 +1,7 @@
 """Small files another program reads while this one rewrites them (the agent's health
 statement, the update request, the update helper's status): a reader sees the old content
-or the new, never a mix, and after a power cut one of the two is on disk."""
+or the new, never a mix, and (unless `durable=False`) after a power cut one of the two is
+on disk."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o644, *,
-                     sync_dir: bool = True) -> None:
-    """Write `data` beside `path`, fsync it, rename it over `path`. The temporary file is
-    opened without following links (its directory may be writable by a less trusted user)
-    and given `mode` whatever the umask (systemd's UMask=0077) would make of it.
-    `sync_dir=False` skips the directory's fsync for a file rewritten every few seconds
-    whose loss at a power cut costs nothing (the rename itself is still atomic)."""
+                     durable: bool = True) -> None:
+    """Write `data` beside `path`, fsync it, rename it over `path`, fsync the directory.
+    The temporary file is opened without following links (its directory may be writable
+    by a less trusted user) and given `mode` whatever the umask (systemd's UMask=0077)
+    would make of it. `durable=False` skips both fsyncs, for a file worth nothing after a
+    power cut (the rename alone keeps readers from seeing half a file)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode)
@@ -22,9 +23,10 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644, *,
         os.fchmod(fd, mode)
         f.write(data)
         f.flush()
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     os.replace(tmp, path)
-    if sync_dir:
+    if durable:
         fsync_dir(path.parent)
 
 

@@ -7,9 +7,17 @@ the outbox moving (docs/contracts.md, "Self-update files"). It is rewritten from
 loop every few seconds, so a hung loop stops it and the statement goes stale; a crashed
 agent leaves one with a dead pid.
 
+It says something only about the running process, so it lives where such things belong:
+in the runtime directory systemd makes for the unit (/run/xiaodian, tmpfs: rewriting it
+every 5 s costs the terminal's flash nothing, and it goes when the agent stops), and it is
+never fsynced (after a power cut it would name a dead pid anyway). Where no runtime
+directory is given (`xiaodian edge run` by hand, a unit file from before it) it stays in
+the data directory, rewritten as often: the helper of a release before this one reads it
+there and wants it less than 30 s old (edge/config.py, `EdgeConfig.health_path`).
+
 `statement` is pure (what the agent knows -> the document); `HealthFile` keeps what this
-run has seen and writes atomically (tmp + fsync + rename): the helper never reads half a
-file. A failed write is logged once and never stops the agent.
+run has seen and writes atomically (tmp + rename): the helper never reads half a file. A
+failed write is logged once and never stops the agent.
 """
 
 from __future__ import annotations
@@ -40,10 +48,10 @@ def statement(*, version: str, pid: int, started_at: float, at: float, ready: bo
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically: a reader sees the old statement or the new one, never a mix. No
-    directory fsync: it is rewritten every few seconds and a lost one costs nothing."""
+    """Atomically: a reader sees the old statement or the new one, never a mix. Not
+    durable (no fsync): it is rewritten every few seconds and a lost one costs nothing."""
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    write_atomically(path, data, MODE, sync_dir=False)
+    write_atomically(path, data, MODE, durable=False)
 
 
 class HealthFile:

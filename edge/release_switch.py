@@ -77,7 +77,10 @@ class Paths:
     opt: Path = Path("/opt/xiaodian")
     inbox: Path = Path("/var/lib/xiaodian/update")  # the agent's
     own: Path = Path("/var/lib/xiaodian-update")  # root's
-    health: Path = Path("/var/lib/xiaodian/health.json")
+    # The agent's health statement: in its unit's runtime directory (RuntimeDirectory=
+    # xiaodian, tmpfs), or in its data directory under a unit from before that.
+    health: Path = Path("/run/xiaodian/health.json")
+    health_on_disk: Path = Path("/var/lib/xiaodian/health.json")
     config: Path = Path("/etc/xiaodian/edge.toml")
 
 
@@ -340,11 +343,15 @@ class Switch:
             self.sleep(POLL_S)
 
     def _health(self) -> dict[str, Any] | None:
-        try:
-            doc = json.loads(_read_nofollow(self.p.health, MAX_HEALTH))
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
+        for path in _health_files(self.p):
+            try:
+                doc = json.loads(_read_nofollow(path, MAX_HEALTH))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                return None
+            return doc if isinstance(doc, dict) else None
+        return None
 
     def _prune(self, keep: tuple[str, str]) -> None:
         releases = self.p.opt / "releases"
@@ -478,6 +485,17 @@ def _fridges(config: Path) -> list[str]:
     tables = doc.get("fridges", [])
     return [str(t["id"]) for t in tables if isinstance(t, dict) and "id" in t] if isinstance(
         tables, list) else []
+
+
+def _health_files(p: Paths) -> list[Path]:
+    """Where the agent states its health, as edge/config.py `EdgeConfig.health_path` puts
+    it: `[agent_update] health_file` alone if set; else the runtime directory, then (an
+    agent whose unit has none) the data directory."""
+    value = _agent_update(p.config).get("health_file")
+    if isinstance(value, str) and value:
+        path = Path(value)  # relative: to edge.toml, as the agent reads it
+        return [path if path.is_absolute() else p.config.parent / path]
+    return [p.health, p.health_on_disk]
 
 
 def _window(config: Path) -> float:

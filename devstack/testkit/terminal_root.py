@@ -161,6 +161,12 @@ class TerminalRoot:
         return subprocess.run(["nsenter", "-t", str(self.pid1), "-m", "-p", "-u", "-i", "-r",
                                "-w", *cmd], capture_output=True, text=True, check=check)
 
+    def inside(self, path: str) -> Path:
+        """`path` as the running root sees it, mounts included (its /run is a tmpfs of its
+        own, invisible under `self.path`): through PID 1's /proc/PID/root."""
+        assert self.pid1, "not booted"
+        return Path(f"/proc/{self.pid1}/root") / path.lstrip("/")
+
     def show(self, unit: str, prop: str) -> str:
         return self.run("systemctl", "show", "-P", prop, unit).stdout.strip()
 

@@ -107,12 +107,14 @@ def test_agent_update_defaults_follow_the_data_dir_and_bad_values_name_their_key
     assert cfg.agent_update.keys == ()  # no section: the agent takes no update of itself
     assert cfg.agent_update.health_window_s == 180.0
     assert cfg.update_dir == tmp_path / "data" / "update"
-    assert cfg.health_path == tmp_path / "data" / "health.json"
+    assert cfg.health_path() == tmp_path / "data" / "health.json"  # `edge run` by hand
+    # Under systemd, in the unit's runtime directory (tmpfs), not on the terminal's flash.
+    assert cfg.health_path("/run/xiaodian") == Path("/run/xiaodian/health.json")
     assert cfg.agent_update.status_file == Path("/var/lib/xiaodian-update/status.json")
     cfg = load_config(_write(tmp_path, GOOD + '[agent_update]\nupdate_dir = "u"\n'
                              'health_file = "h.json"\nstatus_file = "s.json"\n'), EdgeConfig)
-    assert (cfg.update_dir, cfg.health_path, cfg.agent_update.status_file) == (
-        tmp_path / "u", tmp_path / "h.json", tmp_path / "s.json")
+    assert (cfg.update_dir, cfg.health_path("/run/xiaodian"), cfg.agent_update.status_file) == (
+        tmp_path / "u", tmp_path / "h.json", tmp_path / "s.json")  # a set path wins
     for extra, key, problem in [
         ("health_window_s = 5", "agent_update.health_window_s", "between 30 and 1800"),
         ("health_window_s = 1801", "agent_update.health_window_s", "between 30 and 1800"),

@@ -109,6 +109,12 @@ class _SilentCloud:
         self.published.append(keys)
         return True
 
+    def take_acked(self) -> list[tuple[str, str, int, int]]:
+        return []  # the test marks them published itself
+
+    def take_confirmed(self) -> list[object]:
+        return []
+
 
 def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) -> None:
     from devstack.testkit.edge import edge_config
@@ -119,17 +125,17 @@ def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) 
     cfg = edge_config(tmp_path / "edge", MqttSettings("127.0.0.1", 1, tls), max_batch=100,
                       unconfirmed_readings_max=300)
     agent = Agent(cfg)
-    assert agent.unconfirmed_cap == 300
+    assert agent.outbox.unconfirmed_cap == 300
     uplink = _SilentCloud()
-    agent.uplink = uplink  # type: ignore[assignment]
+    agent.outbox.link = uplink
     try:
         agent.store.add(_reading(ms) for ms in range(10_000, 10_000_001, 10_000))  # 1000
         for _ in range(3):  # three rounds: published, PUBACKed, never confirmed, resent
-            agent.publish_pending()
+            agent.outbox.publish()
             for keys in uplink.published:
                 agent.store.mark_published(keys, 0.0)
             agent.store.republish_unconfirmed()
-            agent.cursors.clear()
+            agent.outbox.forget_cursors()
         sent = {k for keys in uplink.published for k in keys}
         assert len(sent) == 300  # the same 300 again and again, the rest kept back
         assert agent.store.sent_unconfirmed("readings", "fridge-1") == 300
@@ -145,7 +151,8 @@ def test_while_the_cloud_is_silent_only_so_many_readings_go_out(tmp_path: Path) 
 
 def test_a_small_budget_lets_fewer_readings_out_unconfirmed(tmp_path: Path) -> None:
     from devstack.testkit.edge import edge_config
-    from edge.agent import READING_BYTES, Agent
+    from edge.agent import Agent
+    from edge.outbox_publisher import READING_BYTES
     from xiaodian.mqtt import MqttSettings, TlsSettings
 
     tls = TlsSettings(tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
@@ -154,12 +161,12 @@ def test_a_small_budget_lets_fewer_readings_out_unconfirmed(tmp_path: Path) -> N
     agent = Agent(edge_config(tmp_path / "small", mqtt, fridges=ports, disk_budget_mb=0.5))
     try:
         # A quarter of 0.5 MB over two fridges: what cannot be compacted stays well within.
-        assert agent.unconfirmed_cap == 500_000 // 4 // READING_BYTES // 2
+        assert agent.outbox.unconfirmed_cap == 500_000 // 4 // READING_BYTES // 2
     finally:
         agent.store.close()
     agent = Agent(edge_config(tmp_path / "large", mqtt, fridges=ports))
     try:
-        assert agent.unconfirmed_cap == 5000  # the configured maximum
+        assert agent.outbox.unconfirmed_cap == 5000  # the configured maximum
     finally:
         agent.store.close()
 

@@ -1,5 +1,6 @@
 """The agent's health statement (edge/health_file.py): its fields from what the agent knows,
-written atomically with mode 0644, and a real agent writing it from its main loop."""
+written atomically with mode 0644 and never fsynced, and a real agent writing it from its
+main loop into systemd's runtime directory, not its data directory."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from test_service_notify import Listener, listener
 from cloud_gateway.ingest import IngestWorker
 from devstack.testkit.edge import RunningAgent
 from devstack.testkit.wait import wait
-from edge import health_file
+from edge import durable_file, health_file
 from edge.health_file import HealthFile
 from xiaodian import __version__
 from xiaodian.mqtt import MqttSettings
@@ -58,6 +59,27 @@ def test_the_file_counts_only_configured_fridges_read_in_this_run(tmp_path: Path
     assert not (tmp_path / "health.json.tmp").exists()
 
 
+def test_the_statement_is_never_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewritten every 5 s for as long as the agent runs: an fsync each time was ~17,000
+    synced writes a day to the terminal's flash, for a file worthless after a power cut."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    durable_file.write_atomically(tmp_path / "other.json", b"{}")
+    assert len(synced) == 2  # the spy sees a durable write: the file and its directory
+    synced.clear()
+    h = HealthFile(tmp_path / "health.json", "1.2.3", 0.0, ["fridge-1"])
+    for at in range(3):
+        h.step(at=float(at), ready=True, connected=True, confirmed=True, outbox_empty=False)
+    assert synced == []
+    assert json.loads((tmp_path / "health.json").read_text())["at"] == 2.0
+
+
 def test_a_write_that_fails_is_logged_once_and_never_raises(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     h = HealthFile(tmp_path / "missing-dir" / "health.json", "1.2.3", 0.0, [])
@@ -79,9 +101,11 @@ def test_the_running_agent_states_its_health_from_its_main_loop(
         monkeypatch: pytest.MonkeyPatch, mqtt_settings: Callable[[str], MqttSettings]) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))  # as under systemd
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    run = tmp_path / "run"  # RuntimeDirectory=xiaodian: /run/xiaodian, made by systemd
+    run.mkdir()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(run))
     cfg = _config(tmp_path, mqtt_settings("store-001"), tmp_path / "fridge-1")
-    path = cfg.health_path
-    assert path == cfg.edge.data_dir / "health.json"
+    path = run / "health.json"
     with RunningAgent(cfg) as agent:
         wait(lambda: _reader_up(agent), 10, "serial port opened")
         first = wait(lambda: _statement(path), 20, "a first statement")
@@ -101,3 +125,4 @@ def test_the_running_agent_states_its_health_from_its_main_loop(
         healthy = wait(healthy_now, 20, "ready, connected, fridge-1 read, outbox moving")
         assert healthy["started_at"] == first["started_at"] <= first["at"] <= healthy["at"]
         assert listener.said("READY=1")
+        assert not (cfg.edge.data_dir / "health.json").exists()  # nothing on the flash

@@ -8,7 +8,9 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from devstack.testkit.edge import edge_config
 from edge import release_switch as rs
 from edge.release_switch_core import Trial, Unit, judge_health, member_refusal, to_prune
 from xiaodian import agent_release
+from xiaodian.mqtt import MqttSettings, TlsSettings
 from xiaodian.wire import update_reasons
 
 HEALTHY = {"version": "1.1.0", "pid": 42, "at": 105.0, "ready": True, "connected": True,
@@ -145,8 +149,9 @@ def _payload(version: str, extra: list[tarfile.TarInfo] | None = None) -> bytes:
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[rs.Paths, Ed25519PrivateKey]:
     p = rs.Paths(opt=tmp_path / "opt", inbox=tmp_path / "lib/update",
-                 own=tmp_path / "lib-update", health=tmp_path / "lib/health.json",
-                 config=tmp_path / "etc/edge.toml")
+                 own=tmp_path / "lib-update", health=tmp_path / "run/health.json",
+                 health_on_disk=tmp_path / "lib/health.json", config=tmp_path / "etc/edge.toml")
+    p.health.parent.mkdir()
     (p.opt / "releases/1.0.0").mkdir(parents=True)
     (p.opt / "releases/1.0.0/VERSION").write_text("1.0.0\n")
     (p.opt / "releases/0.9.0").mkdir()
@@ -174,12 +179,15 @@ def _request(p: rs.Paths, key: Ed25519PrivateKey, version: str, payload: bytes) 
         "sha256": hashlib.sha256(out.getvalue()).hexdigest(), "from": "1.0.0", "at": 1.0}))
 
 
-def _switch(p: rs.Paths, healthy: bool) -> tuple[rs.Switch, FakeSystemd]:
+def _switch(p: rs.Paths, healthy: bool,
+            statement: Path | None = None) -> tuple[rs.Switch, FakeSystemd]:
+    """`statement`: where the agent writes it (default: the runtime directory)."""
     now = [1000.0]
 
     def on_restart(pid: int) -> None:
         if healthy and os.readlink(p.opt / "current") == "releases/1.1.0":
-            p.health.write_text(json.dumps({**HEALTHY, "pid": pid, "at": now[0] + 1}))
+            (statement or p.health).write_text(
+                json.dumps({**HEALTHY, "pid": pid, "at": now[0] + 1}))
 
     def sleep(s: float) -> None:
         now[0] += s
@@ -263,6 +271,49 @@ def test_refusals_leave_current_alone(tree: tuple[rs.Paths, Ed25519PrivateKey]) 
     switch, _sd = _switch(p, healthy=True)
     switch.run()
     assert _status(p)["result"] == "bad_signature"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trusted key must be root's")
+@pytest.mark.parametrize("where", ["runtime", "data_dir", "configured"])
+def test_the_statement_is_read_where_the_agent_writes_it(
+        tree: tuple[rs.Paths, Ed25519PrivateKey], where: str) -> None:
+    """In the unit's runtime directory; in the data directory when the unit has none (a
+    terminal that only self-updated since: its unit is the older package's); only at
+    `[agent_update] health_file` when edge.toml sets it (relative to edge.toml)."""
+    p, key = tree
+    statement = {"runtime": p.health, "data_dir": p.health_on_disk,
+                 "configured": p.config.parent / "h.json"}[where]
+    if where == "configured":
+        p.config.write_text(p.config.read_text().replace(
+            "[agent_update]\n", '[agent_update]\nhealth_file = "h.json"\n'))
+        # Then nowhere else: a healthy statement in the runtime directory does not count.
+        _request(p, key, "1.1.0", _payload("1.1.0"))
+        switch, _sd = _switch(p, healthy=True)
+        switch.run()
+        assert (_status(p)["result"], _status(p)["detail"]) == (
+            "rolled_back", "missing: no health statement")
+        p.health.unlink()
+    _request(p, key, "1.1.0", _payload("1.1.0"))
+    switch, _sd = _switch(p, healthy=True, statement=statement)
+    switch.run()
+    assert _status(p)["result"] == "confirmed", _status(p)
+
+
+def test_the_helper_looks_where_the_packaged_agent_writes() -> None:
+    """The agent's unit gives it /run/xiaodian (RuntimeDirectory=); EdgeConfig.health_path
+    puts the statement there, or in the data directory without it; the helper reads the
+    same two places, in that order."""
+    repo = Path(__file__).resolve().parents[2]
+    unit = (repo / "packaging/terminal/systemd/xiaodian-agent.service").read_text()
+    runtime = [Path("/run") / d for d in re.findall(r"^RuntimeDirectory=(\S+)$", unit, re.M)]
+    data_dir = tomllib.loads((repo / "packaging/terminal/edge.toml").read_text())["edge"][
+        "data_dir"]
+    tls = TlsSettings(Path("ca"), Path("cert"), Path("key"))
+    cfg = edge_config(Path(data_dir), MqttSettings("127.0.0.1", 8883, tls))
+    paths = rs.Paths()
+    assert runtime == [paths.health.parent]
+    assert cfg.health_path(str(runtime[0])) == paths.health
+    assert cfg.health_path() == paths.health_on_disk
 
 
 def _interrupted(p: rs.Paths, state: str, current: str) -> None:

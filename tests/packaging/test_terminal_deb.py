@@ -189,6 +189,18 @@ def test_start_kill_hang_and_upgrade_keeping_the_config(
         db = root.path / "var/lib/xiaodian/edge.sqlite3"
         assert db.stat().st_uid == _uid(root, "xiaodian")
         assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        # The health statement (rewritten every 5 s) on the runtime tmpfs, not on flash.
+        health = root.inside("/run/xiaodian/health.json")
+
+        def stated() -> bool:
+            try:
+                return bool(json.loads(health.read_text())["pid"]
+                            == int(_state(root)["MainPID"]))
+            except (OSError, ValueError, KeyError):
+                return False
+        wait(stated, 30, "the agent's health statement in /run/xiaodian")
+        assert stat.S_IMODE(health.stat().st_mode) == 0o644  # for root's update helper
+        assert not (root.path / "var/lib/xiaodian/health.json").exists()
 
         # Killed: restarted.
         first = _state(root)["MainPID"]

@@ -166,9 +166,12 @@ class Terminal:
         return os.readlink(self.root.path / "opt/xiaodian/current")
 
     def health(self) -> dict[str, Any]:
+        """The agent's statement, in its unit's runtime directory (tmpfs); never on the
+        terminal's flash, where it was once rewritten and fsynced every 5 s."""
+        assert not (self.root.path / "var/lib/xiaodian/health.json").exists()
         try:
             doc: dict[str, Any] = json.loads(
-                (self.root.path / "var/lib/xiaodian/health.json").read_text())
+                self.root.inside("/run/xiaodian/health.json").read_text())
         except (OSError, ValueError):
             return {}
         return doc
