@@ -290,8 +290,9 @@ def test_the_statement_is_read_where_the_agent_writes_it(
         _request(p, key, "1.1.0", _payload("1.1.0"))
         switch, _sd = _switch(p, healthy=True)
         switch.run()
-        assert (_status(p)["result"], _status(p)["detail"]) == (
-            "rolled_back", "missing: no health statement")
+        status = _status(p)
+        assert (status["result"], status["reasons"][1:]) == (
+            "rolled_back", [{"code": "no_statement"}]), status
         p.health.unlink()
     _request(p, key, "1.1.0", _payload("1.1.0"))
     switch, _sd = _switch(p, healthy=True, statement=statement)
