@@ -15,6 +15,7 @@ from xiaodian.wire import retail
 from xiaodian.wire.payloads import Event, PayloadError
 
 from . import resident_notices, sql
+from .dead_letters import park_event
 from .retail_tables import MAX_MOVEMENT_GRAMS, MAX_MOVEMENT_QTY
 from .retail_tables import set_state as _set_state
 
@@ -56,13 +57,7 @@ def apply_events(conn: sql.Connection, store: str, device: str, boot: int,
             else:  # stored as events and read through the API: checked, so none is garbage
                 _CHECKED_ONLY[e.type](e.data)
         except PayloadError as exc:
-            reason = f"{e.type} event {device}/{boot}/{e.seq}: {exc}"
-            record = json.dumps({"seq": e.seq, "type": e.type, "wall": e.wall,
-                                 "data": e.data}, separators=(",", ":")).encode()
-            conn.execute(
-                "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (f"xd/v1/{store}/events", record, reason, worker, received_at))
+            park_event(conn, store, device, boot, e, exc, worker, received_at)
             parked += 1
     return parked
 

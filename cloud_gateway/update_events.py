@@ -9,13 +9,13 @@ and its `detail` still says in English what the reasons would have said.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from xiaodian.wire import update_reasons
 from xiaodian.wire.payloads import Event
 
 from . import sql
+from .dead_letters import park_event
 
 
 def check_events(conn: sql.Connection, store: str, device: str, boot: int,
@@ -28,12 +28,6 @@ def check_events(conn: sql.Connection, store: str, device: str, boot: int,
         try:
             update_reasons.reasons_of(e.data)
         except update_reasons.PayloadError as exc:
-            reason = f"update event {device}/{boot}/{e.seq}: {exc}"
-            record = json.dumps({"seq": e.seq, "type": e.type, "wall": e.wall,
-                                 "data": e.data}, separators=(",", ":")).encode()
-            conn.execute(
-                "INSERT INTO dead_letters (topic, payload, reason, worker, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (f"xd/v1/{store}/events", record, reason, worker, received_at))
+            park_event(conn, store, device, boot, e, exc, worker, received_at)
             parked += 1
     return parked
