@@ -150,6 +150,33 @@ def test_placeholders_rows_and_errors_of_the_layer(pg_url: str) -> None:
         assert "by" in sql.columns(db.conn, "alert_acks")  # a reserved word, quoted
 
 
+def test_rows_copied_in_binary_keep_their_values_and_a_bad_one_is_a_clear_error(
+        pg_url: str) -> None:
+    """sql.insert_rows on PostgreSQL is a binary COPY: the column types come from the
+    catalogue (a column added later is found), an int lands in a float column, NULL and
+    non-ASCII text survive, and a value of the wrong type fails the transaction as a
+    PgError, leaving the connection usable."""
+    with Database.open(pg_url) as db:
+        db.conn.script("CREATE TABLE copied (n BIGINT, x DOUBLE PRECISION, ok BOOLEAN,"
+                       " name TEXT)")
+        with db.transaction() as conn:
+            sql.insert_rows(conn, "copied", ("n", "x", "ok", "name"),
+                            [(1, 2, True, "冷柜一号"), (2**40, None, False, None)])
+        db.conn.script("ALTER TABLE copied ADD COLUMN extra INTEGER")
+        with db.transaction() as conn:
+            sql.insert_rows(conn, "copied", ("n", "x", "extra"), [(3, 0.5, 7)])
+        with pytest.raises(sql.PgError, match="does not fit its column"), \
+                db.transaction() as conn:
+            sql.insert_rows(conn, "copied", ("n", "x"), [(4, 1.0), ("five", 1.0)])
+        with pytest.raises(sql.PgError, match="no column"), db.transaction() as conn:
+            sql.insert_rows(conn, "copied", ("n", "nope"), [(6, 1)])
+        rows = [tuple(r) for r in db.conn.execute(
+            "SELECT n, x, ok, name, extra FROM copied ORDER BY n")]
+    assert rows == [(1, 2.0, True, "冷柜一号", None), (3, 0.5, None, None, 7),
+                    (2**40, None, False, None, None)]
+    assert type(rows[0][1]) is float
+
+
 def test_an_unreachable_server_is_a_database_error(tmp_path: Path) -> None:
     with pytest.raises(sql.ERRORS, match="cannot connect"):
         Database.open("postgresql://nobody@127.0.0.1:1/none", busy_timeout_s=1)
