@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fleet_world import SigningIssuer
 
 from cloud_gateway import commands, rollouts
 from cloud_gateway.config import CloudSettings
@@ -315,8 +316,6 @@ def test_a_terminal_that_takes_no_agent_update_fails_its_store_in_words(
     event ever comes): the canary failed, the rollout halts, and the technician reads why.
     The real signing and the real answer path (commands.record_result); SQLite and
     PostgreSQL."""
-    from test_cloud_fleet_page import SigningIssuer
-
     from cloud_gateway.rollout_text import describe
     from xiaodian.i18n import translator
 
@@ -353,8 +352,6 @@ def test_reasons_that_do_not_parse_are_parked_and_the_report_still_counts(
     """A report whose `reasons` are bad: a copy is parked with the field at fault, the event
     is kept, the rollout counts its result, and the page shows its detail as the terminal's
     own words. SQLite and PostgreSQL."""
-    from test_cloud_fleet_page import SigningIssuer
-
     from cloud_gateway.ingest_core import ingest as ingest_one
     from cloud_gateway.rollout_text import describe
     from xiaodian.i18n import translator

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cloud_fleet_page import SigningIssuer
+from fleet_world import SigningIssuer
 
 from cloud_gateway import accounts, rollouts, stores
 from cloud_gateway.db import Database

@@ -17,25 +17,22 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
-from webhook_receiver import SECRET, Receiver
+from alert_delivery import LINK_SECRET, STORE, T0, Clock, hook, service, settle
+from webhook_receiver import Receiver
 
-from cloud_gateway.alerts.notifier import AlertService, ack_link
+from cloud_gateway.alerts.notifier import ack_link
 from cloud_gateway.alerts.policy import EscalationPolicy
-from cloud_gateway.alerts.settings import AlertSettings, Contact, StoreAlerts
+from cloud_gateway.alerts.settings import Contact
 from cloud_gateway.config import CloudSettings
 from cloud_gateway.db import Database
 from cloud_gateway.ingest import IngestWorker, ingest
 from cloud_gateway.web import Api, HttpServer
 from devstack.testkit.http_client import request as http_request
 from devstack.testkit.mqtt_clients import connected
-from devstack.testkit.wait import wait
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.payloads import batch_payload
 
-LINK_SECRET = b"l" * 40
 TOKEN = b"t" * 40
-STORE = "store-001"
-T0 = 1_750_000_000.0  # 2025-06-15 23:06:40 in Shanghai: quiet hours in the quiet tests
 
 
 class Mailbox:
@@ -59,14 +56,6 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     ctl.stop()
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def alert(change: str, at: float, severity: str = "critical", rule: str = "hot",
           audience: str = "owner", started_at: float = 1000.0) -> dict[str, Any]:
     return {"change": change, "id": f"fridge-1/{rule}/{round(started_at * 1000)}",
@@ -80,35 +69,6 @@ def events(seq_alerts: list[tuple[int, dict[str, Any]]], boot: int = 1) -> bytes
     records = [{"seq": s, "type": "alert", "fseq": None, "dev_ms": None, "wall": a["at"],
                 "synced": True, "data": a} for s, a in seq_alerts]
     return batch_payload("events", STORE, "fridge-1", boot, records)
-
-
-def service(target: Path | str, contacts: list[Contact], clock: Clock,
-            policy: EscalationPolicy | None = None, **kw: Any) -> AlertService:
-    settings = AlertSettings(
-        link_secret_file=Path("/unused"), tick_interval_s=0.05, retry_initial_s=0.05,
-        retry_max_s=0.2, timeout_s=5.0,
-        escalation=policy or EscalationPolicy(),
-        stores=(StoreAlerts(STORE, tuple(contacts)),), **kw)
-    secrets = {f"{STORE}/{c.name}": SECRET for c in contacts if c.webhook_url}
-    return AlertService(settings, target, "w-1", link_secret=LINK_SECRET,
-                        webhook_secrets=secrets, public_url="http://127.0.0.1:1/", now=clock)
-
-
-def hook(name: str, url: str, role: str = "owner") -> Contact:
-    return Contact(name=name, role=role, webhook_url=url,  # type: ignore[arg-type]
-                   webhook_secret_file=Path("/unused"))
-
-
-def settle(svc: AlertService, db: Database, clock: Clock, until: Callable[[], bool]) -> None:
-    """Tick (real seconds pass only for retries' back-off) until `until()`."""
-    def settled() -> bool:
-        if until():
-            return True
-        svc.tick(db, clock())
-        clock.t += 0.05  # lets the (0.05 s) back-off of failed attempts run out
-        return False
-
-    wait(settled, 30, "the deliveries settled", interval=0.02)
 
 
 def deliveries(db: Database) -> list[tuple[int, int, bool, int | None]]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cloud_haccp import STORE, WARM_CRITICAL, fill_day
+from haccp_day import STORE, WARM_CRITICAL, fill_day
 
 from cloud_gateway import accounts, stores
 from cloud_gateway.db import Database

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_cloud_haccp import STORE, T0, WARM_CRITICAL, fill_day
+from haccp_day import STORE, T0, WARM_CRITICAL, fill_day
 
 from cloud_gateway.alerts.notifier import ack_link
 from cloud_gateway.db import Database

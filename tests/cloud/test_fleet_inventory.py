@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cloud_fleet_page import DATA, NOW, PASSWORD, STORE, STORE2, TECH, fill_fleet
+from fleet_world import DATA, NOW, PASSWORD, STORE2, TECH, fill_fleet
+from haccp_day import STORE
 
 from cloud_gateway.db import Database
 from cloud_gateway.ingest_core import ingest

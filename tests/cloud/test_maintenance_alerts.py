@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-from test_cloud_alerts_delivery import Clock, hook, service, settle
-from test_maintenance_rules import H0, series
+from alert_delivery import Clock, hook, service, settle
+from vitals_series import H0, series
 from webhook_receiver import Receiver
 
 from cloud_gateway import maintenance_alerts

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from receiving_world import AFTER, BEFORE, SHOP_MILK_FEN, WAVE, place, receipt
-from test_supply_scheduler import Gateway
+from sms_gateway import Gateway
 
 from cloud_gateway import resident_notices, shop
 from cloud_gateway.commands import CommandPublisher

@@ -9,13 +9,12 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from receiving_world import AFTER, BEFORE, WAVE, db, dispatched, place, receipt, send
+from sms_gateway import Gateway
 
 from cloud_gateway import resident_notices
 from cloud_gateway.db import Database
@@ -108,38 +107,6 @@ def test_pickup_notices_once_for_goods_at_the_store(db: Database) -> None:
     assert scheduler.tick(db, local(8, 21, 1), "cloud-1", CFG).notices == 0  # window closed
     zh = resident_notices.for_order(db.conn, w["a"])[-1].text(translator("zh_CN"))
     assert "取货截止 21:00" in zh
-
-
-class Gateway:
-    """An SMS gateway stand-in: Apprise's json:// posts here; the first `fail` get 500."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                failing = outer.fail > 0
-                outer.fail -= 1
-                if not failing:
-                    outer.got.append((self.path, json.loads(body)))
-                self.send_response(500 if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -6,37 +6,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from small_market import SMALL
 
 from devstack.market.books import StoreBook
 from devstack.market.demand import load_demand, synthetic
 from devstack.market.market_file import DEFAULT_MARKET, MarketError, load_market, parse_market
 from devstack.market.random_market import random_market
 from devstack.market.simulate import simulate
-
-SMALL = """
-[cycle]
-cutoff = "22:00"
-
-[simulation]
-warmup_days = 14
-
-[[stores]]
-id = "A"
-fridge_capacity = 50.0
-pickup_capacity = 10
-zone = "z"
-
-[[items]]
-id = "milk"
-shelf_life_days = 2
-case_pack = 12
-unit_volume = 1.0
-cost = 500
-price = 800
-chilled = true
-walk_in_per_day = 3.0
-preorder_per_day = 1.0
-"""
 
 
 def test_the_book_is_the_edge_ledger_fefo_and_expiry() -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_market_sim import SMALL
+from small_market import SMALL
 
 from devstack.cli import main
 

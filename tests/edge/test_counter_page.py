@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from cloud_gateway.ingest import IngestWorker
 from devstack.broker import Broker
 from devstack.testkit.browser import browser_page, have_chromium
-from devstack.testkit.edge import RunningAgent, free_port, ingest_worker, pty_link
+from devstack.testkit.edge import RunningAgent, free_port, pty_link
 from devstack.testkit.mqtt_clients import publish
 from devstack.testkit.wait import wait
 from edge.config import EdgeConfig, EdgeSettings, PickupSettings, ScannerPort
@@ -52,12 +52,6 @@ class Scanner:
 
     def close(self) -> None:
         os.close(self.master)
-
-
-@pytest.fixture
-def cloud(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[IngestWorker]:
-    with ingest_worker(mqtt_settings("cloud-gateway"), tmp_path / "cloud.sqlite3") as worker:
-        yield worker
 
 
 def cloud_events(tmp_path: Path, type_: str) -> list[dict[str, Any]]:

@@ -8,14 +8,14 @@ nothing is English but data, nothing is wider than the screen."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_edge_agent import FakeFridge, _reader_up
+from fake_fridge import FakeFridge, reader_up
 
 from devstack.testkit.browser import (
     TERMINAL,
@@ -50,13 +50,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 DATA = ["Milk", "1L", "Bread", "Wang"]
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium missing")
-
-
-@pytest.fixture
-def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
-    dev = FakeFridge(tmp_path / "fridge-1")
-    yield dev
-    dev.close()
 
 
 def in_view(page: Any, selector: str) -> bool:
@@ -106,7 +99,7 @@ def test_counter_on_the_terminal_in_chinese(
     db = cfg.edge.db_path
 
     with RunningAgent(cfg) as agent, browser_page(TERMINAL) as page:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for minute in range(41):  # 8.5 °C for 40 min: hot
             fridge.temp(minute * 60_000, 8.5)

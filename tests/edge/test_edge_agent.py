@@ -2,104 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fake_fridge import FakeFridge, agent_config, fridge_counts, reader_up, settled
 
 from cloud_gateway.ingest import IngestWorker
 from devstack.broker import Broker
 from devstack.testkit.edge import (
-    QUICK,
     RunningAgent,
     edge_config,
     free_port,
     ingest_worker,
-    pty_link,
 )
 from devstack.testkit.wait import wait
 from edge.agent import Agent
-from edge.config import EdgeConfig
 from edge.store import EdgeStore, NewReading
 from firmware_bridge import codec
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire import compact
 
 STORE = "store-001"
-
-
-class FakeFridge:
-    """The device end of a pty: the test writes frames (and garbage) as a controller would."""
-
-    def __init__(self, link: Path) -> None:
-        self.master = pty_link(link)
-        self.seq = 0
-        self.sent: list[int] = []  # dev_ms of every TEMP written
-        self.host_decoder = codec.FrameDecoder()
-        self.receipted: list[int] = []
-
-    def hello(self, boot_count: int = 1) -> None:
-        """What a controller answers to the agent's GET_HELLO; records need it first."""
-        self.seq = (self.seq + 1) & 0xFFFF
-        payload = codec.pack_hello(0, (0, 1, 0), "power_on", 0, 2, 0, boot_count, "fridge-1")
-        os.write(self.master, codec.encode_frame(codec.HELLO, self.seq, payload, codec.REPLY))
-
-    def receipts(self) -> list[int]:
-        """Sequence numbers the agent has receipted so far (read from the host's bytes)."""
-        os.set_blocking(self.master, False)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while chunk := os.read(self.master, 4096):
-                for frame in self.host_decoder.feed(chunk):
-                    msg = codec.decode_message(frame.type, frame.payload)
-                    if msg is not None and msg["type"] == "receipt":
-                        self.receipted += msg["seqs"]
-        return self.receipted
-
-    def temp(self, dev_ms: int, celsius: float) -> None:
-        self.seq = (self.seq + 1) & 0xFFFF
-        payload = codec.pack_temp(dev_ms, [(0, "ok", celsius), (1, "ok", celsius + 0.5)])
-        os.write(self.master, codec.encode_frame(codec.TEMP, self.seq, payload))
-        self.sent.append(dev_ms)
-
-    def garbage(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> None:
-        os.close(self.master)
-
-
-def _config(
-    tmp_path: Path, mqtt: MqttSettings, link: Path, confirm_timeout_s: float = 30.0
-) -> EdgeConfig:
-    return edge_config(
-        tmp_path / "edge",
-        mqtt,
-        fridges=[("fridge-1", link)],
-        confirm_timeout_s=confirm_timeout_s,
-        confirm_min_s=min(3.0, confirm_timeout_s),
-        **QUICK,
-    )
-
-
-@pytest.fixture
-def cloud(tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings]) -> Iterator[IngestWorker]:
-    """A real cloud ingest worker: it commits what arrives and sends the store receipts."""
-    with ingest_worker(mqtt_settings("cloud-gateway"), tmp_path / "cloud.sqlite3") as worker:
-        yield worker
-
-
-@pytest.fixture
-def fridge(tmp_path: Path) -> Iterator[FakeFridge]:
-    dev = FakeFridge(tmp_path / "fridge-1")
-    yield dev
-    dev.close()
 
 
 def _received_dev_ms(messages: list) -> list[int]:  # type: ignore[type-arg]
@@ -112,42 +41,12 @@ def _received_dev_ms(messages: list) -> list[int]:  # type: ignore[type-arg]
     return out
 
 
-def _counts(agent: Agent) -> dict[str, dict[str, int]]:
-    """Read through a connection of our own: the agent's belongs to its thread."""
-    store = EdgeStore.open_readonly(agent.config.edge.db_path)
-    try:
-        return store.counts()
-    finally:
-        store.close()
-
-
 def _pending(agent: Agent) -> int:
-    return _counts(agent).get("fridge-1", {}).get("readings_pending", 0)
-
-
-def _settled(agent: Agent, stored: int) -> bool:
-    """`stored` readings and none of them left in the outbox, in one read of the counts."""
-    c = _counts(agent).get("fridge-1", {})
-    return c.get("readings_stored", 0) == stored and c.get("readings_pending", 0) == 0
+    return fridge_counts(agent).get("fridge-1", {}).get("readings_pending", 0)
 
 
 def _stored(agent: Agent) -> int:
-    return _counts(agent).get("fridge-1", {}).get("readings_stored", 0)
-
-
-def _reader_up(agent: Agent) -> bool:
-    # This agent's own readers, not a stored "link up" event: after a restart the database
-    # still holds the last process's, and bytes written before the port is opened are
-    # flushed by the open (pyserial resets the input buffer).
-    up = all(r.opened.is_set() for r in agent.readers)
-    store = EdgeStore.open_readonly(agent.config.edge.db_path)
-    try:
-        # This process's reader: after a restart, the last run's "up" says nothing.
-        rows = store.db.execute("SELECT data FROM events WHERE type='link' AND boot=?",
-                                (agent.store.boot,)).fetchall()
-    finally:
-        store.close()
-    return up and any(json.loads(r[0])["state"] == "up" for r in rows)
+    return fridge_counts(agent).get("fridge-1", {}).get("readings_stored", 0)
 
 
 def test_readings_reach_the_broker_batched_and_garbage_is_counted(
@@ -159,9 +58,9 @@ def test_readings_reach_the_broker_batched_and_garbage_is_counted(
 ) -> None:
     sub = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
     state = collect("cloud-gateway", f"xd/v1/{STORE}/state")
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.temp(1, 9.0)  # before the HELLO: no identity yet, so not stored
         fridge.hello()
         for i in range(10):
@@ -210,15 +109,15 @@ def test_outage_of_the_broker_loses_nothing(
     collect: Callable[..., object],
     fridge: FakeFridge,
 ) -> None:
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
         # One snapshot for both: read apart, "none pending" could be seen before the five
         # were stored at all, and then they were still unconfirmed when the broker stopped.
-        wait(lambda: _settled(agent, 5), 10, "first five acked")
+        wait(lambda: settled(agent, 5), 10, "first five acked")
         broker.stop()
         for i in range(5, 15):
             fridge.temp(i * 10_000, 4.0)
@@ -266,9 +165,9 @@ def test_a_serial_port_that_vanishes_is_reopened_without_a_restart(
     link = tmp_path / "fridge-1"
     sub = collect("cloud-gateway", f"xd/v1/{STORE}/bundle")
     first = FakeFridge(link)
-    cfg = _config(tmp_path, mqtt_settings(STORE), link)
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), link)
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         first.hello()
         first.temp(10_000, 3.0)
         wait(lambda: _stored(agent) == 1, 5, "first reading stored")
@@ -309,9 +208,9 @@ def test_what_the_broker_took_but_the_cloud_never_stored_is_sent_again(
 ) -> None:
     # No cloud worker yet: the broker acknowledges and then drops the messages (nobody is
     # subscribed), which is what a broker restarted without its database does too.
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1", confirm_timeout_s=1.0)
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1", confirm_timeout_s=1.0)
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
@@ -344,9 +243,9 @@ def test_what_the_broker_took_but_the_cloud_never_stored_is_sent_again(
 def test_a_warm_fridge_raises_cold_chain_alerts_as_outbox_events(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
 ) -> None:
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         # 40 minutes of device time (a reading a minute), the product at 9 °C throughout.
         for minute in range(41):
@@ -382,11 +281,11 @@ def test_the_terminal_page_shows_alerts_and_buzzes_without_any_network(
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     cfg = dataclasses.replace(cfg, edge=dataclasses.replace(cfg.edge, kiosk_port=port))
     broker.stop()  # the shop's internet is down: the terminal must still warn the clerk
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for minute in range(41):
             fridge.temp(minute * 60_000, 8.5)
@@ -414,7 +313,7 @@ def test_the_terminal_page_shows_alerts_and_buzzes_without_any_network(
 def test_after_a_restart_an_active_alert_stays_active_and_is_not_raised_twice(
     tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings], fridge: FakeFridge
 ) -> None:
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
 
     def raised_hot() -> int:
         store = EdgeStore.open_readonly(cfg.edge.db_path)
@@ -426,7 +325,7 @@ def test_after_a_restart_an_active_alert_stays_active_and_is_not_raised_twice(
                    if json.loads(d)["rule"] == "hot" and json.loads(d)["change"] == "raised")
 
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for minute in range(21):
             fridge.temp(minute * 60_000, 8.5)
@@ -434,7 +333,7 @@ def test_after_a_restart_an_active_alert_stays_active_and_is_not_raised_twice(
     with RunningAgent(cfg) as agent:  # a new process: the engine starts empty
         wait(lambda: any(a.rule == "hot" for a in agent.alerting.active()), 10,
               "hot active again after the replay of stored records")
-        wait(lambda: _reader_up(agent), 10, "serial port reopened")
+        wait(lambda: reader_up(agent), 10, "serial port reopened")
         fridge.hello()
         for minute in range(21, 31):
             fridge.temp(minute * 60_000, 8.5)

@@ -14,22 +14,19 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
+from command_cloud import STORE, Cloud, cloud
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from cloud_gateway.rollouts import artefact_path
 from cloud_gateway.web.artefact_server import ArtefactServer, server_context
 from devstack.testkit.edge import QUICK, RunningAgent, edge_config, events, pty_link
-from devstack.testkit.mqtt_clients import start_client, stop_client, subscribe
 from devstack.testkit.wait import wait
 from edge.agent import Agent
 from edge.config import CommandKey, CommandSettings, EdgeConfig, FirmwareSettings
@@ -39,20 +36,17 @@ from hw_sim.controller import ControllerConfig, FridgeController
 from hw_sim.runner import Runner
 from hw_sim.scenario import FridgeSpec, Scenario, SimSettings
 from xiaodian.config import ConfigError, load_config
-from xiaodian.mqtt import MqttSettings, command_publish
-from xiaodian.pki import DevPki, load_command_private_key, make_command_key
+from xiaodian.mqtt import MqttSettings
+from xiaodian.pki import DevPki
 from xiaodian.wire import compact
 from xiaodian.wire.commands import (
     CommandError,
     Scalar,
-    SignedCommand,
     key_id_for,
-    request_topic,
-    response_topic,
     sign_command,
 )
 
-STORE = "store-001"
+__all__ = ["cloud"]  # the fixture, used by name
 
 
 # ------------------------------------------------------------------------------ parts
@@ -101,70 +95,6 @@ class ControllerOnPty:
         self._stop.set()
         self._thread.join(timeout=2)
         os.close(self.master)
-
-
-class Cloud:
-    """The cloud's side of commands: signs, publishes, collects answers by correlation."""
-
-    def __init__(self, settings: MqttSettings, key: Ed25519PrivateKey, kid: str) -> None:
-        self.key, self.kid = key, kid
-        self.answers: dict[bytes, list[dict[str, Any]]] = {}
-        self._cond = threading.Condition()
-        self.client = start_client(settings, "cloud-gateway-commands")
-        subscribe(self.client, response_topic(STORE), self._on_message)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        correlation = bytes(getattr(msg.properties, "CorrelationData", b""))
-        with self._cond:
-            self.answers.setdefault(correlation, []).append(json.loads(msg.payload))
-            self._cond.notify_all()
-
-    def sign(self, action: str, params: dict[str, Any], **kw: Any) -> SignedCommand:
-        kw.setdefault("target", STORE)
-        kw.setdefault("issued_at", int(time.time()))
-        return sign_command(self.key, self.kid, action=action, params=params, **kw)
-
-    def send(self, signed: SignedCommand) -> bytes:
-        """Publish as the real cloud would; returns the correlation data."""
-        pub = command_publish(signed, time.time())
-        self.client.publish(pub.topic, pub.payload, qos=1, properties=pub.properties)
-        return signed.command.command_id.encode()
-
-    def send_raw(self, payload: bytes, correlation: bytes) -> bytes:
-        """Publish any bytes on the store's request topic (what a forger or a stale queue
-        could deliver), with a response topic but no expiry."""
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = response_topic(STORE)
-        props.CorrelationData = correlation
-        self.client.publish(request_topic(STORE), payload, qos=1, properties=props)
-        return correlation
-
-    def answer(self, correlation: bytes, count: int = 1, timeout: float = 5.0) -> dict[str, Any]:
-        with self._cond:
-            ok = self._cond.wait_for(
-                lambda: len(self.answers.get(correlation, [])) >= count, timeout
-            )
-            assert ok, f"no answer {count} for {correlation!r}: {self.answers!r}"
-            return self.answers[correlation][count - 1]
-
-    def close(self) -> None:
-        stop_client(self.client)
-
-
-@pytest.fixture
-def signing(tmp_path: Path) -> tuple[Ed25519PrivateKey, str, Path]:
-    """A command key pair made as `xiaodian pki command-key` makes it."""
-    priv, pub, kid = make_command_key(tmp_path / "cmdkey")
-    return load_command_private_key(priv), kid, pub
-
-
-@pytest.fixture
-def cloud(
-    mqtt_settings: Callable[[str], MqttSettings], signing: tuple[Ed25519PrivateKey, str, Path]
-) -> Iterator[Cloud]:
-    c = Cloud(mqtt_settings("cloud-gateway"), signing[0], signing[1])
-    yield c
-    c.close()
 
 
 def _config(tmp_path: Path, mqtt: MqttSettings, kid: str, pub: Path) -> EdgeConfig:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_edge_agent import FakeFridge, _config, _reader_up, cloud, fridge
-from test_service_notify import Listener, listener
+from fake_fridge import FakeFridge, agent_config, reader_up
+from notify_listener import Listener
 
 from cloud_gateway.ingest import IngestWorker
 from devstack.testkit.edge import RunningAgent
@@ -22,8 +22,6 @@ from edge import durable_file, health_file
 from edge.health_file import HealthFile
 from xiaodian import __version__
 from xiaodian.mqtt import MqttSettings
-
-__all__ = ["cloud", "fridge", "listener"]  # fixtures, used by name
 
 
 def test_the_statement_says_exactly_what_the_agent_knows() -> None:
@@ -104,10 +102,10 @@ def test_the_running_agent_states_its_health_from_its_main_loop(
     run = tmp_path / "run"  # RuntimeDirectory=xiaodian: /run/xiaodian, made by systemd
     run.mkdir()
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(run))
-    cfg = _config(tmp_path, mqtt_settings("store-001"), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings("store-001"), tmp_path / "fridge-1")
     path = run / "health.json"
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         first = wait(lambda: _statement(path), 20, "a first statement")
         assert first["devices_read"] == []  # nothing read in this run yet
         assert (first["version"], first["pid"], first["devices"]) == (

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from test_retail_core import BREAD, MILK, STORE, T0, Env, en
+from retail_env import BREAD, MILK, STORE, T0, Env, en
 
 from edge.config import EdgeSettings
 from edge.retail.desk import local_date

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from counter_api import EGGS, KEY, MILK, STORE, Counter
 
 from devstack.testkit.edge import events, free_port, running, sim_fridge
-from devstack.testkit.http_client import get, post
 from devstack.testkit.mqtt_clients import publish
 from devstack.testkit.wait import wait
 from edge.agent import Agent
@@ -28,30 +28,6 @@ from xiaodian.wire.retail import (
     catalogue_payload,
     order_payload,
 )
-
-STORE = "store-001"
-KEY = bytes(range(50, 82))
-MILK = "06901234567892"
-EGGS = "06901234567809"
-
-
-class Counter:
-    """The counter page's HTTP API, as the page uses it."""
-
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/api/counter"
-
-    # The words these tests compare are the English ones (?lang=en); the Chinese page is
-    # tested in test_counter_terminal.
-    def post(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = post(f"{self.base}/{action}?lang=en", body, timeout=15)
-        assert r.status == 200, (r.status, r.body)
-        return dict(r.json())
-
-    def state(self) -> dict[str, Any]:
-        r = get(f"{self.base}?since=-1&lang=en", timeout=15)
-        assert r.status == 200, (r.status, r.body)
-        return dict(r.json())
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_retail_lanes import EGGS, KEY, MILK, STORE, Counter
+from counter_api import EGGS, KEY, MILK, STORE, Counter
 
 from devstack.testkit.edge import (
     QUICK,

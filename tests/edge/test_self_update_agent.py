@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_edge_commands import STORE, Cloud, cloud, signing
+from command_cloud import STORE, Cloud, cloud
 
 from cloud_gateway.rollouts import artefact_path
 from cloud_gateway.web.artefact_server import ArtefactServer, server_context
@@ -27,7 +27,7 @@ from xiaodian.mqtt import MqttSettings
 from xiaodian.pki import DevPki, load_command_private_key
 from xiaodian.pki.keys import make_agent_key
 
-__all__ = ["cloud", "signing"]  # fixtures, used by name
+__all__ = ["cloud"]  # the fixture, used by name
 
 
 def _release(served: Path, key_dir: Path, version: str) -> tuple[str, int]:

@@ -9,12 +9,12 @@ tests/packaging/test_terminal_deb.py.
 from __future__ import annotations
 
 import os
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from notify_listener import Listener
 
 from devstack.testkit.edge import QUICK, RunningAgent, edge_config, pty_link
 from devstack.testkit.wait import wait
@@ -56,47 +56,6 @@ def test_watchdog_and_socket_from_the_environment() -> None:
     assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
     assert socket_address("vsock:2:1234") is None
     assert not Notifier({}).enabled  # outside systemd: silent
-
-
-class Listener:
-    """What systemd does: a datagram socket collecting sd_notify messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import time
-
-        while not self.done.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            with self.lock:
-                self.messages.append((time.monotonic(), data.decode()))
-
-    def said(self, text: str) -> list[float]:
-        with self.lock:
-            return [t for t, m in self.messages if text in m.split("\n")]
-
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener(tmp_path: Path) -> Iterator[Listener]:
-    lst = Listener(tmp_path / "notify")
-    yield lst
-    lst.close()
 
 
 def test_messages_reach_the_socket_named_by_notify_socket(

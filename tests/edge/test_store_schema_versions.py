@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_edge_agent import FakeFridge, _config, _reader_up, _settled, cloud, fridge
+from fake_fridge import FakeFridge, agent_config, reader_up, settled
 
 from cloud_gateway.ingest import IngestWorker
 from devstack.testkit.edge import RunningAgent, query
@@ -22,7 +22,6 @@ from edge.store import EdgeStore, NewEvent, NewReading
 from edge.store_schema import SCHEMA_VERSION
 from xiaodian.mqtt import MqttSettings
 
-__all__ = ["cloud", "fridge"]  # fixtures, used by name
 STORE = "store-001"
 LATER = SCHEMA_VERSION + 1
 
@@ -97,20 +96,20 @@ def test_every_writer_names_its_columns_so_a_later_column_changes_nothing(
 def test_an_agent_runs_on_a_file_a_later_release_changed_and_its_readings_reach_the_cloud(
         cloud: IngestWorker, tmp_path: Path, mqtt_settings: Callable[[str], MqttSettings],
         fridge: FakeFridge, caplog: pytest.LogCaptureFixture) -> None:
-    cfg = _config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
+    cfg = agent_config(tmp_path, mqtt_settings(STORE), tmp_path / "fridge-1")
     with RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port opened")
+        wait(lambda: reader_up(agent), 10, "serial port opened")
         fridge.hello()
         for i in range(5):
             fridge.temp(i * 10_000, 3.0)
-        wait(lambda: _settled(agent, 5), 10, "the first five confirmed by the cloud")
+        wait(lambda: settled(agent, 5), 10, "the first five confirmed by the cloud")
     later_release_changes(cfg.edge.db_path)  # ... and then rolled back to this release
     with caplog.at_level(logging.WARNING, logger="edge.store"), RunningAgent(cfg) as agent:
-        wait(lambda: _reader_up(agent), 10, "serial port reopened")
+        wait(lambda: reader_up(agent), 10, "serial port reopened")
         fridge.hello()
         for i in range(5, 10):
             fridge.temp(i * 10_000, 4.0)
-        wait(lambda: _settled(agent, 10), 10, "five more confirmed by the cloud")
+        wait(lambda: settled(agent, 10), 10, "five more confirmed by the cloud")
     assert any(f"schema {LATER}, newer" in r.message for r in caplog.records)
     assert user_version(cfg.edge.db_path) == LATER
     at_cloud = query(tmp_path / "cloud.sqlite3",
