@@ -97,32 +97,20 @@ def load_samples(conn: sql.Connection, store: str, fridge: str, since: float,
 def load_chart_samples(conn: sql.Connection, store: str, fridge: str, since: float,
                        until: float, max_points: int = MAX_HISTORY_POINTS
                        ) -> tuple[int, list[Sample]]:
-    """(readings with since <= t < until, the chart's samples): `haccp_stats.downsample`
-    done by the database, so a fridge-day of 8,640 readings crosses into Python as at most
-    `max_points` rows (tests hold the two equal on both databases)."""
-    where = (f"FROM readings WHERE store = ? AND device = ? AND {_RT} >= ? AND {_RT} < ?")
-    key = (store, fridge, since, until)
+    """(readings with since <= t < until, the chart's samples, `haccp_stats.downsample`d).
+
+    On PostgreSQL the database downsamples, so a fridge-day of 8,640 readings crosses the
+    network as at most `max_points` rows (tests hold it equal to the pure rule). SQLite
+    runs in this process: its rows cost no round trip, and the pure rule is applied as is."""
     buckets, width = chart_buckets(since, until, max_points)
     if sql.is_postgres(conn):
-        total, extremes = _pg_extremes(conn, where, key, since, width, buckets)
+        where = f"FROM readings WHERE store = ? AND device = ? AND {_RT} >= ? AND {_RT} < ?"
+        total, extremes = _pg_extremes(conn, where, (store, fridge, since, until), since,
+                                       width, buckets)
         if total > max_points:
             return total, extremes
-        return total, load_samples(conn, store, fridge, since, until)
-    total = int(conn.execute(f"SELECT COUNT(*) {where}", key).fetchone()[0])
-    if total <= max_points:
-        return total, load_samples(conn, store, fridge, since, until)
-    # SQLite: each bucket's rows ranked twice; NULLs placed by the ORDER BY itself.
-    rows = sql.tuples(
-        conn,
-        "SELECT t, product_c, air_c FROM (SELECT t, product_c, air_c,"
-        " ROW_NUMBER() OVER (PARTITION BY b ORDER BY product_c IS NULL, product_c, t,"
-        "  air_c IS NULL, air_c) AS lo,"
-        " ROW_NUMBER() OVER (PARTITION BY b ORDER BY product_c IS NULL, product_c DESC, t,"
-        "  air_c IS NULL DESC, air_c DESC) AS hi"
-        f" FROM (SELECT {_RT} AS t, product_c, air_c,"
-        f"  MIN(CAST(({_RT} - ?) / ? AS INTEGER), ?) AS b {where}) AS s) AS ranked"
-        " WHERE lo = 1 OR hi = 1 ORDER BY t", (since, width, buckets - 1, *key))
-    return total, [Sample(t, product_c, air_c) for t, product_c, air_c in rows]
+    samples = load_samples(conn, store, fridge, since, until)
+    return len(samples), downsample(samples, since, until, max_points)
 
 
 def _pg_extremes(conn: sql.Connection, where: str, key: tuple[Any, ...], since: float,

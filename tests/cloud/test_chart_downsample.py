@@ -1,7 +1,9 @@
-"""The owner chart's downsampling done by the database (`haccp.load_chart_samples`) gives
-exactly what the pure `haccp.downsample` gives from every reading, on SQLite and PostgreSQL:
-the same buckets, the same coldest and warmest sample in each (ties, missing product
-temperatures and run lengths that do not divide evenly included)."""
+"""The owner chart's samples (`haccp.load_chart_samples`) are exactly what the pure
+`haccp.downsample` gives from every reading: on PostgreSQL the database picks them (one
+aggregate), and must agree to the sample (the same buckets, the same coldest and warmest
+sample in each: ties, missing product temperatures and run lengths that do not divide evenly
+included); on SQLite, in-process, the pure rule itself runs, and the counts and windows are
+checked all the same."""
 
 from __future__ import annotations
 

@@ -27,6 +27,17 @@ EGGS = "06901234567809"
 BREAD = "06901234567816"
 
 
+def seed_milk_received(seed: Retail, expiry: str) -> None:
+    """The shop as two counter tests start it: milk (fridge-1, lane 0) and bread in the
+    catalogue, three milk of lot B1 received with `expiry` (YYMMDD); left in receive mode."""
+    seed.downlink(Catalogue(STORE, 1, (
+        CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
+        CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
+    seed.handle("mode", {"mode": "receive"})
+    for _ in range(3):
+        assert seed.handle("scan", {"code": f"]C101{MILK}17{expiry}10B1"})["ok"]
+
+
 class FakeCommand:
     def __init__(self) -> None:
         self.done = threading.Event()

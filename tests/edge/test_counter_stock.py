@@ -10,16 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from retail_env import BREAD, MILK, STORE, seed_milk_received
 
 from devstack.testkit.browser import browser_page, have_chromium
 from devstack.testkit.edge import RunningAgent, free_port, seed_terminal
 from edge.config import EdgeConfig, EdgeSettings
 from xiaodian.mqtt import MqttSettings
-from xiaodian.wire.retail import Catalogue, CatalogueItem, Location
-
-STORE = "store-001"
-MILK = "06901234567892"
-BREAD = "06901234567816"
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason="/usr/bin/chromium missing")
 
@@ -35,12 +31,7 @@ def test_stock_form_adjusts_and_records_waste_in_chromium(
         mqtt=mqtt_settings(STORE))
     # The shop as it was: a catalogue and three milk received (lot B1).
     with seed_terminal(cfg) as seed:
-        seed.downlink(Catalogue(STORE, 1, (
-            CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
-            CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
-        seed.handle("mode", {"mode": "receive"})
-        for _ in range(3):
-            assert seed.handle("scan", {"code": f"]C101{MILK}1730010110B1"})["ok"]
+        seed_milk_received(seed, "300101")
 
     with RunningAgent(cfg), browser_page({"width": 1280, "height": 900}) as page:
         page.goto(f"http://127.0.0.1:{port}/counter?lang=en")  # the English words

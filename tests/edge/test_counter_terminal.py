@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fake_fridge import FakeFridge, reader_up
+from retail_env import BREAD, MILK, STORE, seed_milk_received
 
 from devstack.testkit.browser import (
     TERMINAL,
@@ -39,12 +40,9 @@ from devstack.testkit.wait import wait
 from edge.config import PickupSettings
 from xiaodian.mqtt import MqttSettings
 from xiaodian.wire.pickup import PickupCodec
-from xiaodian.wire.retail import Catalogue, CatalogueItem, Location, Order, OrderLine
+from xiaodian.wire.retail import Order, OrderLine
 
-STORE = "store-001"
 KEY = bytes(range(100, 132))
-MILK = "06901234567892"
-BREAD = "06901234567816"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Data, not interface: product and customer names.
 DATA = ["Milk", "1L", "Bread", "Wang"]
@@ -87,12 +85,7 @@ def test_counter_on_the_terminal_in_chinese(
     expiry = (today + timedelta(days=1)).strftime("%y%m%d")
     due = now + 5400
     with seed_terminal(cfg) as seed:
-        seed.downlink(Catalogue(STORE, 1, (
-            CatalogueItem(MILK, "Milk 1L", "piece", 7, "chilled", Location("fridge-1", 0, 250)),
-            CatalogueItem(BREAD, "Bread", "piece", 3, "ambient"))))
-        seed.handle("mode", {"mode": "receive"})
-        for _ in range(3):
-            assert seed.handle("scan", {"code": f"]C101{MILK}17{expiry}10B1"})["ok"]
+        seed_milk_received(seed, expiry)
         seed.handle("mode", {"mode": "sale"})
         seed.downlink(Order(101, STORE, "pickup", "Wang L.", now, due,
                             (OrderLine(MILK, 2), OrderLine(BREAD, 1))))
